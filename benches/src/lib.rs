@@ -1,0 +1,1 @@
+//! Shared helpers of the DataMesh benches (see `benches/pipeline.rs`).

@@ -1,0 +1,2 @@
+//! The `datamesh` command (in progress).
+fn main() {}

@@ -1,0 +1,54 @@
+//! The DataMesh data pipeline: a file in, stripes of verified shards out, and back.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use datamesh_core::{Decoder, EncodeOptions, Encoder, KeyEnvelope, ecies::SecretKey};
+//!
+//! let owner = SecretKey::generate();
+//! let mut encoder = Encoder::new(&b"hello, datamesh"[..], EncodeOptions::new("hello.txt"));
+//! let stripes: Vec<_> = encoder.by_ref().collect::<Result<_, _>>()?;
+//! let file = encoder.finish()?;
+//! let envelope = KeyEnvelope::seal(file.file_id, 1, &file.data_key, &[owner.public_key()], &owner)?;
+//!
+//! // ... later, with any four of each stripe's six shards:
+//! let key = envelope.open([&owner])?;
+//! let mut decoder = Decoder::new(file.manifest, &key)?;
+//! let mut out = Vec::new();
+//! for stripe in stripes {
+//!     let index = stripe.index();
+//!     let [a, b, _, d, e, _] = stripe.into_shards();
+//!     decoder.push(index, [Some(a), Some(b), None, Some(d), Some(e), None], &mut out)?;
+//! }
+//! let report = decoder.finish(&mut out)?;
+//! assert_eq!(out, b"hello, datamesh");
+//! assert_eq!(report.metadata.name, "hello.txt");
+//! # Ok(()) }
+//! ```
+//!
+//! This crate does no I/O of its own beyond the `Read`/`Write` it is given, no async, and
+//! knows nothing of networks, disks or keystores. Formats: `docs/format.md`.
+
+mod aead;
+mod decoder;
+pub mod ecies;
+mod encoder;
+mod envelope;
+mod erasure;
+mod error;
+mod hash;
+mod ids;
+mod manifest;
+
+pub use aead::{DataKey, KEY_LEN, TAG_LEN};
+pub use decoder::{BadShard, DecodeReport, Decoder, StripeShards};
+pub use encoder::{EncodeOptions, EncodedFile, Encoder, Stripe};
+pub use envelope::{ENVELOPE_VERSION, KeyEnvelope, MAX_RECIPIENTS, WrappedKey};
+pub use erasure::{DATA_SHARDS, PARITY_SHARDS, TOTAL_SHARDS};
+pub use error::{DecodeError, EncodeError, EnvelopeError, IdError, ManifestError, ParamError};
+pub use ids::{FILE_ID_PREFIX, FileId, ID_LEN, KeyId, ShardId};
+pub use manifest::{
+    MANIFEST_VERSION, MAX_MANIFEST_LEN, Manifest, Metadata, SegmentSize, StripeLayout,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,555 @@
+//! The unlocked keystore in memory, and every change to it, without any I/O.
+
+use core::fmt;
+
+use datamesh_core::ecies::SecretKey;
+use jiff::Timestamp;
+use zeroize::Zeroizing;
+
+use crate::error::{ChangeError, KdfError};
+use crate::format::{self, FormatError, Header, MAX_SLOTS, PasswordSlot, RawSlot, SLOT_PASSWORD};
+use crate::kdf::{KdfLimits, KdfParams};
+use crate::model::{
+    self, Body, DueKey, DueReason, Entry, FILE_ENCRYPTION, KeyInfo, KeyStatus, MAX_LABEL_LEN,
+    MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy, SlotMeta,
+};
+use crate::password::Password;
+use crate::secret::Secret32;
+
+/// Why sealed bytes did not unlock.
+#[derive(Debug)]
+pub(crate) enum UnsealError {
+    Format(FormatError),
+    WrongPassword,
+    Kdf(KdfError),
+}
+
+/// The kind of an unlock slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlotKind {
+    /// A password, through Argon2id with these parameters.
+    Password(KdfParams),
+    /// A kind this build does not know (written by a newer version); kept as it is.
+    Unknown(u8),
+}
+
+/// The public description of an unlock slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SlotInfo {
+    /// Its id (`datamesh keys slot remove ID`).
+    pub id: u32,
+    /// Its kind.
+    pub kind: SlotKind,
+    /// A free-form label.
+    pub label: String,
+    /// When it was added.
+    pub created: Timestamp,
+}
+
+/// The contents of an unlocked keystore: entries, policy, slots and the master key.
+///
+/// Read-only accessors live here; [`crate::Keystore`] dereferences to it and adds the
+/// changes, which it writes to disk.
+#[derive(Clone)]
+pub struct KeyRing {
+    pub(crate) header: Header,
+    pub(crate) body: Body,
+    master: Secret32,
+    unlocked_slot: u32,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("generation", &self.header.generation)
+            .field("slots", &self.header.slots.len())
+            .field("entries", &self.body.entries.len())
+            .field("unlocked_slot", &self.unlocked_slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    /// A new key ring: a random master key, one password slot, and the two initial keys.
+    pub(crate) fn new(password: &Password, kdf: KdfParams, now: i64) -> Result<Self, KdfError> {
+        let master = Secret32::random();
+        let slot = PasswordSlot::seal(&master, password, kdf)?;
+        let policy = RotationPolicy::DEFAULT;
+        let entries = vec![
+            Entry::generate(NODE_IDENTITY, Purpose::NodeIdentity, 1, now, &policy),
+            Entry::generate(FILE_ENCRYPTION, Purpose::FileEncryption, 1, now, &policy),
+        ];
+        Ok(Self {
+            header: Header {
+                generation: 0,
+                slots: vec![RawSlot {
+                    id: 1,
+                    kind: SLOT_PASSWORD,
+                    data: slot.encode(),
+                }],
+            },
+            body: Body {
+                created: now,
+                next_slot_id: 2,
+                slots: vec![SlotMeta {
+                    id: 1,
+                    label: "initial password".into(),
+                    created: now,
+                }],
+                policy,
+                entries,
+                audit_anchor: None,
+            },
+            master,
+            unlocked_slot: 1,
+        })
+    }
+
+    /// Unlocks a sealed keystore with a password: tries each password slot whose
+    /// parameters are within `limits`.
+    pub(crate) fn unseal(
+        bytes: &[u8],
+        password: &Password,
+        limits: &KdfLimits,
+    ) -> Result<Self, UnsealError> {
+        let (header, header_len) = Header::decode(bytes).map_err(UnsealError::Format)?;
+        let mut refused = None;
+        for raw in header.slots.iter().filter(|s| s.kind == SLOT_PASSWORD) {
+            let slot = PasswordSlot::decode(&raw.data).map_err(UnsealError::Format)?;
+            match slot.open(password, limits) {
+                Ok(Some(master)) => {
+                    return Self::with_master(bytes, header, header_len, master, raw.id)
+                        .map_err(UnsealError::Format);
+                }
+                Ok(None) => {}
+                Err(e) => refused = refused.or(Some(e)),
+            }
+        }
+        Err(refused.map_or(UnsealError::WrongPassword, UnsealError::Kdf))
+    }
+
+    /// Re-reads `bytes` with the master key already known (another process changed the
+    /// file; the master key never changes).
+    pub(crate) fn reload(&self, bytes: &[u8]) -> Result<Self, FormatError> {
+        let (header, header_len) = Header::decode(bytes)?;
+        Self::with_master(
+            bytes,
+            header,
+            header_len,
+            self.master.clone(),
+            self.unlocked_slot,
+        )
+    }
+
+    fn with_master(
+        bytes: &[u8],
+        header: Header,
+        header_len: usize,
+        master: Secret32,
+        unlocked_slot: u32,
+    ) -> Result<Self, FormatError> {
+        let body = format::open_body(bytes, header_len, &master)?;
+        let ids: Vec<u32> = header.slots.iter().map(|s| s.id).collect();
+        body.validate(&ids).map_err(FormatError::Malformed)?;
+        Ok(Self {
+            header,
+            body,
+            master,
+            unlocked_slot,
+        })
+    }
+
+    /// The complete sealed file.
+    pub(crate) fn seal(&self) -> Result<Vec<u8>, String> {
+        let ids: Vec<u32> = self.header.slots.iter().map(|s| s.id).collect();
+        self.body.validate(&ids)?;
+        format::seal(&self.header, &self.body, &self.master)
+    }
+
+    pub(crate) fn master(&self) -> &Secret32 {
+        &self.master
+    }
+
+    // ----- read-only accessors -----
+
+    /// The generation counter: +1 at every write. See [`crate::Keystore::generation`].
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.header.generation
+    }
+
+    /// Every version of every key, in the order they were added.
+    #[must_use]
+    pub fn keys(&self) -> Vec<KeyInfo> {
+        self.body.entries.iter().map(Entry::info).collect()
+    }
+
+    /// Every version of `name`, oldest first (empty if there is no such key).
+    #[must_use]
+    pub fn versions(&self, name: &str) -> Vec<KeyInfo> {
+        let mut out: Vec<KeyInfo> = self
+            .body
+            .entries
+            .iter()
+            .filter(|e| e.name == name)
+            .map(Entry::info)
+            .collect();
+        out.sort_by_key(|info| info.version);
+        out
+    }
+
+    /// The active version of `name`.
+    #[must_use]
+    pub fn active(&self, name: &str) -> Option<KeyInfo> {
+        self.active_entry(name).map(Entry::info)
+    }
+
+    fn active_entry(&self, name: &str) -> Option<&Entry> {
+        self.body
+            .entries
+            .iter()
+            .find(|e| e.name == name && e.status == KeyStatus::Active)
+    }
+
+    /// The active ed25519 seed of the node identity (the node turns it into a libp2p
+    /// keypair). Zeroized when dropped.
+    ///
+    /// # Panics
+    ///
+    /// Never for a keystore that opened: that an active node identity exists is checked
+    /// when the keystore is opened and before every write.
+    #[must_use]
+    pub fn node_identity_seed(&self) -> Zeroizing<[u8; 32]> {
+        match self.active_entry(NODE_IDENTITY).and_then(|e| e.secret.as_ref()) {
+            Some(secret) => {
+                let mut seed = Zeroizing::new([0u8; 32]);
+                seed.copy_from_slice(secret.expose());
+                seed
+            }
+            None => panic!("keystore invariant broken: no active node identity"),
+        }
+    }
+
+    /// The version and secret key that new files are encrypted to: the active version of
+    /// `file-encryption`, never a revoked one.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::NoActiveVersion`] if there is none (the keystore invariants prevent
+    /// it).
+    pub fn active_file_key(&self) -> Result<(u32, SecretKey), ChangeError> {
+        self.active_entry(FILE_ENCRYPTION)
+            .and_then(|e| Some((e.version, ecies_secret(e)?)))
+            .ok_or_else(|| ChangeError::NoActiveVersion {
+                name: FILE_ENCRYPTION.into(),
+            })
+    }
+
+    /// Every file-encryption key version whose secret still exists (all names, e.g.
+    /// imported legacy keys too): active and deprecated ones, and revoked ones only if
+    /// `allow_revoked` (incident recovery).
+    #[must_use]
+    pub fn decryption_keys(&self, allow_revoked: bool) -> Vec<(KeyInfo, SecretKey)> {
+        self.body
+            .entries
+            .iter()
+            .filter(|e| e.purpose == Purpose::FileEncryption)
+            .filter(|e| match e.status {
+                KeyStatus::Active | KeyStatus::Deprecated => true,
+                KeyStatus::Revoked => allow_revoked,
+                KeyStatus::Destroyed => false,
+            })
+            .filter_map(|e| Some((e.info(), ecies_secret(e)?)))
+            .collect()
+    }
+
+    /// The rotation policy.
+    #[must_use]
+    pub fn policy(&self) -> RotationPolicy {
+        self.body.policy
+    }
+
+    /// Active versions that the policy says are due at `now` (nothing is changed).
+    #[must_use]
+    pub fn due(&self, now: Timestamp) -> Vec<DueKey> {
+        let now = now.as_second();
+        let policy = self.body.policy;
+        self.body
+            .entries
+            .iter()
+            .filter(|e| e.status == KeyStatus::Active && e.purpose.follows_policy())
+            .filter_map(|e| {
+                let age = now.saturating_sub(e.activated.unwrap_or(e.created));
+                let reason = if age >= policy.max_age_seconds() {
+                    DueReason::MaxAge
+                } else if age >= policy.interval_seconds() {
+                    DueReason::Interval
+                } else {
+                    return None;
+                };
+                Some(DueKey {
+                    name: e.name.clone(),
+                    version: e.version,
+                    reason,
+                    rotated_to: None,
+                })
+            })
+            .collect()
+    }
+
+    /// The unlock slots.
+    #[must_use]
+    pub fn slots(&self) -> Vec<SlotInfo> {
+        self.header
+            .slots
+            .iter()
+            .map(|raw| {
+                let meta = self.body.slots.iter().find(|m| m.id == raw.id);
+                let kind = match raw.kind {
+                    SLOT_PASSWORD => PasswordSlot::decode(&raw.data)
+                        .map_or(SlotKind::Unknown(raw.kind), |s| SlotKind::Password(s.kdf)),
+                    other => SlotKind::Unknown(other),
+                };
+                SlotInfo {
+                    id: raw.id,
+                    kind,
+                    label: meta.map(|m| m.label.clone()).unwrap_or_default(),
+                    created: model::ts(meta.map_or(self.body.created, |m| m.created)),
+                }
+            })
+            .collect()
+    }
+
+    /// The slot this session unlocked with.
+    #[must_use]
+    pub fn unlocked_slot(&self) -> u32 {
+        self.unlocked_slot
+    }
+
+    // ----- changes (in memory; `Keystore` writes them) -----
+
+    fn find_mut(&mut self, name: &str, version: u32) -> Result<&mut Entry, ChangeError> {
+        if !self.body.entries.iter().any(|e| e.name == name) {
+            return Err(ChangeError::NoSuchKey { name: name.into() });
+        }
+        self.body
+            .entries
+            .iter_mut()
+            .find(|e| e.name == name && e.version == version)
+            .ok_or_else(|| ChangeError::NoSuchVersion {
+                name: name.into(),
+                version,
+            })
+    }
+
+    /// Adds a new active version of `name` and deprecates the old one.
+    pub(crate) fn rotate(&mut self, name: &str, now: i64) -> Result<KeyInfo, ChangeError> {
+        let Some(old) = self
+            .body
+            .entries
+            .iter()
+            .position(|e| e.name == name && e.status == KeyStatus::Active)
+        else {
+            return Err(if self.body.entries.iter().any(|e| e.name == name) {
+                ChangeError::NoActiveVersion { name: name.into() }
+            } else {
+                ChangeError::NoSuchKey { name: name.into() }
+            });
+        };
+        let latest = self
+            .body
+            .entries
+            .iter()
+            .filter(|e| e.name == name)
+            .map(|e| e.version)
+            .max()
+            .unwrap_or(0);
+        // u32::MAX versions cannot be reached; if they were, sealing would refuse the
+        // duplicate version.
+        let version = latest.saturating_add(1);
+        let policy = self.body.policy;
+        let Some(old) = self.body.entries.get_mut(old) else {
+            return Err(ChangeError::NoActiveVersion { name: name.into() });
+        };
+        old.status = KeyStatus::Deprecated;
+        old.deprecated = Some(now);
+        old.expires = None;
+        old.successor = Some(version);
+        let mut new = Entry::generate(name, old.purpose, version, now, &policy);
+        new.predecessor = Some(old.version);
+        let info = new.info();
+        self.body.entries.push(new);
+        Ok(info)
+    }
+
+    /// Rotates every due key if the policy says so; returns what was due.
+    pub(crate) fn rotate_due(&mut self, now: Timestamp) -> Result<Vec<DueKey>, ChangeError> {
+        let mut due = self.due(now);
+        if self.body.policy.auto() {
+            for key in &mut due {
+                key.rotated_to = Some(self.rotate(&key.name, now.as_second())?.version);
+            }
+        }
+        Ok(due)
+    }
+
+    /// Marks a version compromised. An active version is first replaced by a new one,
+    /// which is returned.
+    pub(crate) fn revoke(
+        &mut self,
+        name: &str,
+        version: u32,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<KeyInfo>, ChangeError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > MAX_REASON_LEN {
+            return Err(ChangeError::BadReason {
+                max: MAX_REASON_LEN,
+            });
+        }
+        let entry = self.find_mut(name, version)?;
+        let replacement = match entry.status {
+            KeyStatus::Destroyed => {
+                return Err(ChangeError::AlreadyDestroyed {
+                    name: name.into(),
+                    version,
+                });
+            }
+            KeyStatus::Revoked => {
+                return Err(ChangeError::AlreadyRevoked {
+                    name: name.into(),
+                    version,
+                });
+            }
+            KeyStatus::Active => Some(self.rotate(name, now)?),
+            KeyStatus::Deprecated => None,
+        };
+        let entry = self.find_mut(name, version)?;
+        entry.status = KeyStatus::Revoked;
+        entry.revoked = Some(now);
+        entry.revoke_reason = Some(reason.to_owned());
+        entry.expires = None;
+        Ok(replacement)
+    }
+
+    /// Erases a version's secret.
+    pub(crate) fn destroy(
+        &mut self,
+        name: &str,
+        version: u32,
+        still_needed: bool,
+        force: bool,
+        now: i64,
+    ) -> Result<(), ChangeError> {
+        let entry = self.find_mut(name, version)?;
+        let (name, version) = (name.to_owned(), version);
+        match entry.status {
+            KeyStatus::Active => return Err(ChangeError::DestroyActive { name, version }),
+            KeyStatus::Destroyed => return Err(ChangeError::AlreadyDestroyed { name, version }),
+            KeyStatus::Deprecated | KeyStatus::Revoked if still_needed && !force => {
+                return Err(ChangeError::StillNeeded { name, version });
+            }
+            KeyStatus::Deprecated | KeyStatus::Revoked => {}
+        }
+        entry.status = KeyStatus::Destroyed;
+        entry.secret = None; // zeroized on drop
+        entry.destroyed = Some(now);
+        entry.expires = None;
+        Ok(())
+    }
+
+    /// Sets the policy and re-computes the expiry of active versions.
+    pub(crate) fn set_policy(&mut self, policy: RotationPolicy) -> Result<(), ChangeError> {
+        policy
+            .validate()
+            .map_err(|problem| ChangeError::BadPolicy { problem })?;
+        self.body.policy = policy;
+        for entry in &mut self.body.entries {
+            if entry.status == KeyStatus::Active {
+                entry.expires = model::expiry(
+                    entry.purpose,
+                    entry.activated.unwrap_or(entry.created),
+                    &policy,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the password slot this session unlocked with.
+    pub(crate) fn replace_unlocked_slot(&mut self, slot: &PasswordSlot) -> Result<(), ChangeError> {
+        let id = self.unlocked_slot;
+        let raw = self
+            .header
+            .slots
+            .iter_mut()
+            .find(|s| s.id == id && s.kind == SLOT_PASSWORD)
+            .ok_or(ChangeError::NoSuchSlot { id })?;
+        raw.data = slot.encode();
+        Ok(())
+    }
+
+    /// Adds a password slot; returns its id.
+    pub(crate) fn add_slot(
+        &mut self,
+        slot: &PasswordSlot,
+        label: &str,
+        now: i64,
+    ) -> Result<u32, ChangeError> {
+        if label.len() > MAX_LABEL_LEN {
+            return Err(ChangeError::BadLabel { max: MAX_LABEL_LEN });
+        }
+        if self.header.slots.len() >= MAX_SLOTS {
+            return Err(ChangeError::TooManySlots { max: MAX_SLOTS });
+        }
+        let id = self.body.next_slot_id;
+        self.body.next_slot_id = id.saturating_add(1);
+        self.header.slots.push(RawSlot {
+            id,
+            kind: SLOT_PASSWORD,
+            data: slot.encode(),
+        });
+        self.body.slots.push(SlotMeta {
+            id,
+            label: label.to_owned(),
+            created: now,
+        });
+        Ok(id)
+    }
+
+    /// Removes a slot (never the last one, nor the one this session unlocked with).
+    pub(crate) fn remove_slot(&mut self, id: u32) -> Result<(), ChangeError> {
+        if !self.header.slots.iter().any(|s| s.id == id) {
+            return Err(ChangeError::NoSuchSlot { id });
+        }
+        if self.header.slots.len() == 1 {
+            return Err(ChangeError::LastSlot { id });
+        }
+        if id == self.unlocked_slot {
+            return Err(ChangeError::CurrentSlot { id });
+        }
+        self.header.slots.retain(|s| s.id != id);
+        self.body.slots.retain(|m| m.id != id);
+        Ok(())
+    }
+
+    /// Adds imported entries.
+    pub(crate) fn add_entries(&mut self, entries: Vec<Entry>) {
+        self.body.entries.extend(entries);
+    }
+
+    /// Whether any entry has this public key.
+    pub(crate) fn has_public_key(&self, public_key: &[u8]) -> bool {
+        self.body.entries.iter().any(|e| e.public_key == public_key)
+    }
+}
+
+fn ecies_secret(entry: &Entry) -> Option<SecretKey> {
+    entry
+        .secret
+        .as_ref()
+        .and_then(|s| SecretKey::from_bytes(s.expose()).ok())
+}

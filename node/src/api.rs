@@ -1,0 +1,320 @@
+//! The local HTTP API (127.0.0.1 only), the CLI's way into the node.
+//!
+//! Every route needs `Authorization: Bearer <token>` with the token kept in the node's
+//! home (`api-token`, 0600), compared in constant time. Bodies stream both ways: a put
+//! is encoded while it uploads, a get is decoded while it downloads.
+//!
+//! | route                  | what                                                     |
+//! |------------------------|----------------------------------------------------------|
+//! | `POST /v1/files?name=` | store the body; answers `{"id", "size", "stripes", ...}` |
+//! | `GET /v1/files/{id}`   | the file's bytes (`Content-Length` set; a broken stream means the get failed) |
+//! | `GET /v1/files`        | the catalog                                              |
+//! | `GET /v1/status`       | peer id, addresses, peers, shards, bytes stored, quota   |
+//! | `GET /v1/peers`        | the routing table                                        |
+//! | `GET /metrics`         | Prometheus text                                          |
+//!
+//! Errors are JSON `{"error": "<one line>", "kind": "<machine name>"}` with a status that
+//! tells the kind (400 bad input, 401 token, 403 no key, 404 not found, 503 not enough
+//! shards or peers, 507 storage full, 500 anything else).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use datamesh_core::ecies::PublicKey;
+use datamesh_core::{DecodeError, FileId};
+use futures::TryStreamExt;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::files::{Files, GetError, PutError};
+use crate::metrics::Metrics;
+use crate::network::Network;
+use crate::store::ShardStore;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct ApiState {
+    pub(crate) files: Files,
+    pub(crate) net: Network,
+    pub(crate) store: Arc<ShardStore>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) token: Arc<ApiToken>,
+}
+
+/// The bearer token. Never printed.
+pub struct ApiToken(String);
+
+impl ApiToken {
+    /// Wraps the token text (surrounding whitespace ignored).
+    pub fn new(token: &str) -> Self {
+        Self(token.trim().to_string())
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(presented.as_bytes())) && !self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(..)")
+    }
+}
+
+pub(crate) fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/files", get(list_files).post(put_file))
+        .route("/v1/files/{id}", get(get_file))
+        .route("/v1/status", get(status))
+        .route("/v1/peers", get(peers))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if state.token.matches(token) => next.run(request).await,
+        _ => error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API token: use the token in the node's home (api-token)",
+        ),
+    }
+}
+
+fn error(status: StatusCode, kind: &str, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message, "kind": kind }))).into_response()
+}
+
+fn put_error(e: &PutError) -> Response {
+    let (status, kind) = match e {
+        PutError::NotEnoughPeers { .. } | PutError::ManifestCopies { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "not_enough_peers")
+        }
+        PutError::Encode(_) => (StatusCode::BAD_REQUEST, "input"),
+        PutError::Keys(_) => (StatusCode::INTERNAL_SERVER_ERROR, "keystore"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    error(status, kind, &e.to_string())
+}
+
+fn get_error(e: &GetError) -> Response {
+    let (status, kind) = match e {
+        GetError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        GetError::NoKey(_) => (StatusCode::FORBIDDEN, "no_key"),
+        GetError::InsufficientShards { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "insufficient_shards")
+        }
+        GetError::Decode(DecodeError::InsufficientShards { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "insufficient_shards")
+        }
+        GetError::Decode(_) => (StatusCode::UNPROCESSABLE_ENTITY, "integrity"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    error(status, kind, &e.to_string())
+}
+
+async fn put_file(
+    State(state): State<ApiState>,
+    Query(query): Query<Vec<(String, String)>>,
+    body: Body,
+) -> Response {
+    let mut name = String::from("unnamed");
+    let mut recipients = Vec::new();
+    for (k, v) in query {
+        match k.as_str() {
+            "name" => name = v,
+            "to" => match v.parse::<PublicKey>() {
+                Ok(pk) => recipients.push(pk),
+                Err(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_key",
+                        &format!("--to {v}: not a secp256k1 public key (66 hex characters)"),
+                    );
+                }
+            },
+            _ => {}
+        }
+    }
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    match state.files.put(reader, name, recipients).await {
+        Ok(report) => axum::Json(json!({
+            "id": report.id.to_string(),
+            "size": report.size,
+            "stripes": report.stripes,
+            "peers": report.peers,
+            "manifest_copies": report.manifest_copies,
+        }))
+        .into_response(),
+        Err(e) => put_error(&e),
+    }
+}
+
+/// Sends what the decoder writes to the HTTP body in 256 KiB chunks.
+struct ChannelWriter {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+async fn get_file(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    let id: FileId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_id", &e.to_string()),
+    };
+    let file = match state.files.open(id).await {
+        Ok(file) => file,
+        Err(e) => return get_error(&e),
+    };
+    let size = file.metadata.size;
+    let name = file.metadata.name.clone();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let files = state.files.clone();
+    tokio::spawn(async move {
+        let writer = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        if let Err(e) = files.read(file, writer).await {
+            tracing::warn!(file = %id, "get failed mid-stream: {e}");
+            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    if let Ok(v) = HeaderValue::from_str(&percent_encode(&name)) {
+        headers.insert("x-datamesh-name", v);
+    }
+    (headers, Body::from_stream(stream)).into_response()
+}
+
+/// Percent-encodes everything but unreserved ASCII, so any name fits in a header.
+fn percent_encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn list_files(State(state): State<ApiState>) -> Response {
+    let catalog = state.files.catalog().clone();
+    match tokio::task::spawn_blocking(move || catalog.list()).await {
+        Ok(Ok(entries)) => axum::Json(
+            entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "id": e.id.to_string(),
+                        "name": e.name,
+                        "size": e.size,
+                        "stripes": e.stripes,
+                        "created": e.created,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "catalog", &e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+    }
+}
+
+async fn status(State(state): State<ApiState>) -> Response {
+    let info = match state.net.info().await {
+        Ok(info) => info,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "network", &e.to_string()),
+    };
+    state.metrics.dht_peers.set(info.routing_table_peers as i64);
+    let store = Arc::clone(&state.store);
+    let stored = tokio::task::spawn_blocking(move || (store.used_bytes(), store.shard_count()))
+        .await
+        .ok();
+    let (bytes, shards) = match stored {
+        Some((Ok(b), Ok(s))) => (b, s),
+        _ => (0, 0),
+    };
+    axum::Json(json!({
+        "peer_id": info.peer_id.to_string(),
+        "listen_addresses": info.listen_addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "connected_peers": info.connected_peers,
+        "routing_table_peers": info.routing_table_peers,
+        "shards": shards,
+        "bytes_stored": bytes,
+        "quota_bytes": state.store.config().max_bytes(),
+    }))
+    .into_response()
+}
+
+async fn peers(State(state): State<ApiState>) -> Response {
+    match state.net.peers().await {
+        Ok(peers) => axum::Json(
+            peers
+                .iter()
+                .map(|p| {
+                    json!({
+                        "peer_id": p.peer_id.to_string(),
+                        "addresses": p.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "connected": p.connected,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "network", &e.to_string()),
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    (headers, state.metrics.render()).into_response()
+}

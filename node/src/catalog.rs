@@ -1,0 +1,187 @@
+//! The catalog: the files this node has put, with what it needs to get them back fast
+//! (the manifest and where each stripe's shards went). Kept in the `catalog` and `files`
+//! column families.
+
+use std::sync::Arc;
+
+use datamesh_core::{FileId, Manifest};
+use libp2p::PeerId;
+use rocksdb::DB;
+use serde::{Deserialize, Serialize};
+
+use crate::db::{CF_CATALOG, CF_FILES, cf};
+
+const MANIFEST_PREFIX: u8 = b'm';
+const PLACEMENT_PREFIX: u8 = b'p';
+
+/// One file this node has put.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// The file id.
+    pub id: FileId,
+    /// Name given at put time.
+    pub name: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Stripes.
+    pub stripes: u64,
+    /// Put time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// Where the shards of each stripe were placed at put time: a hint for readers, checked
+/// against the manifest's shard ids like everything else.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Every peer that holds something of the file.
+    pub peers: Vec<Vec<u8>>,
+    /// Per stripe, per shard index, an index into `peers`.
+    pub stripes: Vec<[u16; 6]>,
+}
+
+impl Placement {
+    /// Builds a placement from per-stripe peer ids.
+    pub fn from_stripes(stripes: &[[PeerId; 6]]) -> Self {
+        let mut peers: Vec<PeerId> = Vec::new();
+        let mut out = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            let mut row = [0u16; 6];
+            for (slot, peer) in row.iter_mut().zip(stripe) {
+                let index = peers.iter().position(|p| p == peer).unwrap_or_else(|| {
+                    peers.push(*peer);
+                    peers.len() - 1
+                });
+                *slot = index as u16;
+            }
+            out.push(row);
+        }
+        Self {
+            peers: peers.iter().map(PeerId::to_bytes).collect(),
+            stripes: out,
+        }
+    }
+
+    /// The peer of shard `index` of stripe `stripe`, if recorded and valid.
+    pub fn holder(&self, stripe: u64, index: usize) -> Option<PeerId> {
+        let row = self.stripes.get(stripe as usize)?;
+        let peer = self.peers.get(usize::from(*row.get(index)?))?;
+        PeerId::from_bytes(peer).ok()
+    }
+
+    /// Every distinct peer.
+    pub fn peers(&self) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter_map(|p| PeerId::from_bytes(p).ok())
+            .collect()
+    }
+}
+
+/// A catalog failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// RocksDB failed.
+    #[error("catalog database error: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// A stored row does not decode.
+    #[error("catalog row for {0} is damaged")]
+    Damaged(String),
+}
+
+/// The node's own files.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    db: Arc<DB>,
+}
+
+fn key(prefix: u8, id: &FileId) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+impl Catalog {
+    /// The catalog of a database opened with [`crate::db::open`].
+    pub fn new(db: Arc<DB>) -> Self {
+        Self { db }
+    }
+
+    /// Records a file (entry, manifest and placement) in one synced write.
+    ///
+    /// # Errors
+    /// [`CatalogError::Db`].
+    pub fn add(
+        &self,
+        entry: &CatalogEntry,
+        manifest: &Manifest,
+        placement: &Placement,
+    ) -> Result<(), CatalogError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_CATALOG)?, entry.id.as_bytes(), encode(entry));
+        batch.put_cf(cf(&self.db, CF_FILES)?, key(MANIFEST_PREFIX, &entry.id), manifest.to_bytes());
+        batch.put_cf(cf(&self.db, CF_FILES)?, key(PLACEMENT_PREFIX, &entry.id), encode(placement));
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        self.db.write_opt(batch, &sync)?;
+        Ok(())
+    }
+
+    /// Every file, in id order.
+    ///
+    /// # Errors
+    /// [`CatalogError::Db`] or [`CatalogError::Damaged`].
+    pub fn list(&self) -> Result<Vec<CatalogEntry>, CatalogError> {
+        let mut out = Vec::new();
+        for row in self.db.iterator_cf(cf(&self.db, CF_CATALOG)?, rocksdb::IteratorMode::Start) {
+            let (k, v) = row?;
+            out.push(
+                postcard::from_bytes(&v).map_err(|_| CatalogError::Damaged(data_encoding::HEXLOWER.encode(&k)))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The entry of one file.
+    ///
+    /// # Errors
+    /// [`CatalogError::Db`] or [`CatalogError::Damaged`].
+    pub fn get(&self, id: &FileId) -> Result<Option<CatalogEntry>, CatalogError> {
+        self.db
+            .get_pinned_cf(cf(&self.db, CF_CATALOG)?, id.as_bytes())?
+            .map(|v| postcard::from_bytes(&v).map_err(|_| CatalogError::Damaged(id.to_string())))
+            .transpose()
+    }
+
+    /// The manifest of a file this node put, if it did.
+    ///
+    /// # Errors
+    /// [`CatalogError::Db`] or [`CatalogError::Damaged`].
+    pub fn manifest(&self, id: &FileId) -> Result<Option<Manifest>, CatalogError> {
+        let Some(bytes) = self.db.get_pinned_cf(cf(&self.db, CF_FILES)?, key(MANIFEST_PREFIX, id))? else {
+            return Ok(None);
+        };
+        if datamesh_core::FileId::of_manifest(&bytes) != *id {
+            return Err(CatalogError::Damaged(id.to_string()));
+        }
+        Manifest::from_bytes(&bytes)
+            .map(Some)
+            .map_err(|_| CatalogError::Damaged(id.to_string()))
+    }
+
+    /// The placement recorded at put time (or at the last repair).
+    ///
+    /// # Errors
+    /// [`CatalogError::Db`] or [`CatalogError::Damaged`].
+    pub fn placement(&self, id: &FileId) -> Result<Option<Placement>, CatalogError> {
+        self.db
+            .get_pinned_cf(cf(&self.db, CF_FILES)?, key(PLACEMENT_PREFIX, id))?
+            .map(|v| postcard::from_bytes(&v).map_err(|_| CatalogError::Damaged(id.to_string())))
+            .transpose()
+    }
+}
+
+/// postcard encoding of a row (serialising plain structs into a Vec cannot fail).
+fn encode<T: Serialize>(row: &T) -> Vec<u8> {
+    postcard::to_stdvec(row).unwrap_or_default()
+}

@@ -1,0 +1,82 @@
+//! The node's one RocksDB database and its column families.
+//!
+//! | column family   | key                         | value                                  |
+//! |-----------------|-----------------------------|----------------------------------------|
+//! | `shards`        | shard id (32)               | shard bytes (BlobDB for large values)  |
+//! | `meta`          | name                        | counters (`used_bytes`)                |
+//! | `owners`        | shard id (32) + peer id     | empty: who stored a shard (may delete it) |
+//! | `kad_records`   | record key                  | Kademlia value record                  |
+//! | `kad_providers` | record key, provider peer id | Kademlia provider record              |
+//! | `catalog`       | file id (32)                | this node's own files (name, size, time) |
+//! | `files`         | kind (1) + file id (32)     | manifests, key envelopes, placement hints |
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+
+pub(crate) const CF_SHARDS: &str = "shards";
+pub(crate) const CF_META: &str = "meta";
+pub(crate) const CF_OWNERS: &str = "owners";
+pub(crate) const CF_KAD_RECORDS: &str = "kad_records";
+pub(crate) const CF_KAD_PROVIDERS: &str = "kad_providers";
+pub(crate) const CF_CATALOG: &str = "catalog";
+pub(crate) const CF_FILES: &str = "files";
+
+/// Values at least this large go to BlobDB blob files, so compaction does not rewrite
+/// shard bytes again and again.
+const MIN_BLOB_SIZE: u64 = 4096;
+
+/// Opens (creating if needed) the node database in `dir` with every column family.
+///
+/// # Errors
+/// RocksDB's error if the directory cannot be opened (permissions, another process
+/// holding its lock, corruption).
+pub fn open(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    let mut shard_opts = Options::default();
+    shard_opts.set_enable_blob_files(true);
+    shard_opts.set_min_blob_size(MIN_BLOB_SIZE);
+    let mut cfs = vec![ColumnFamilyDescriptor::new(CF_SHARDS, shard_opts)];
+    for name in [
+        CF_META,
+        CF_KAD_RECORDS,
+        CF_KAD_PROVIDERS,
+        CF_CATALOG,
+        CF_FILES,
+    ] {
+        cfs.push(ColumnFamilyDescriptor::new(name, Options::default()));
+    }
+    Ok(Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?))
+}
+
+/// The handle of a column family that [`open`] created.
+///
+/// # Errors
+/// Only if the database was opened some other way.
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, rocksdb::Error> {
+    db.cf_handle(name)
+        .ok_or_else(|| rocksdb::Error::new(format!("missing column family {name}")))
+}
+
+/// Flushes every column family's memtable to disk (on shutdown; the WAL already makes
+/// synced writes durable, this makes the next start fast).
+///
+/// # Errors
+/// RocksDB's error (e.g. the disk is full).
+pub fn flush_all(db: &DB) -> Result<(), rocksdb::Error> {
+    for name in [
+        CF_SHARDS,
+        CF_META,
+        CF_OWNERS,
+        CF_KAD_RECORDS,
+        CF_KAD_PROVIDERS,
+        CF_CATALOG,
+        CF_FILES,
+    ] {
+        db.flush_cf(cf(db, name)?)?;
+    }
+    Ok(())
+}

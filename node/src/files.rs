@@ -1,0 +1,938 @@
+//! Put and get: the owner's side of the node. Streams a file through the core encoder
+//! and places every stripe on six distinct peers; finds a file's manifest, key envelope
+//! and shards again and streams the plaintext out.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use datamesh_core::ecies::{PublicKey, SecretKey};
+use datamesh_core::{
+    DATA_SHARDS, DataKey, DecodeError, Decoder, EncodeError, EncodeOptions, Encoder, FileId,
+    KeyEnvelope, Manifest, Metadata, ShardId, Stripe, StripeShards, TOTAL_SHARDS,
+};
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+use libp2p::kad::KBucketKey;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::catalog::{Catalog, CatalogEntry, CatalogError, Placement};
+use crate::metrics::Metrics;
+use crate::network::{InboundHandler, Network, NetworkError};
+use crate::protocol::{MAX_IDS, Refusal, Request, Response};
+use crate::serve::Server;
+
+/// Copies of the manifest (and key envelope) placed at put time.
+pub const MANIFEST_COPIES: usize = 6;
+/// Fewest manifest copies for a put to succeed: any two holders may be lost.
+pub const MIN_MANIFEST_COPIES: usize = 3;
+
+/// The keys a node uses for its files, read from its keystore when needed (so key
+/// changes take effect without a restart).
+pub trait KeyProvider: Send + Sync + 'static {
+    /// The active file-encryption key (signs envelopes, receives the owner's wrap) and
+    /// every key that may decrypt.
+    ///
+    /// # Errors
+    /// A one-line reason if the keystore cannot be read.
+    fn file_keys(&self) -> Result<FileKeys, String>;
+}
+
+/// The node's file-encryption keys.
+#[derive(Debug)]
+pub struct FileKeys {
+    /// The active key: new files are wrapped to it and envelopes signed with it.
+    pub active: SecretKey,
+    /// Every key that may open a file (all live versions, the active one included).
+    pub decrypt: Vec<SecretKey>,
+}
+
+/// Put and get settings.
+#[derive(Clone, Debug)]
+pub struct FilesConfig {
+    /// Stripes being placed or fetched at once.
+    pub window: usize,
+    /// Start fetching a spare shard when a stripe is not complete after this long.
+    pub hedge_after: Duration,
+    /// Give up on a stripe (and the get) after this long.
+    pub stripe_deadline: Duration,
+    /// Deadline of a lookup (manifest, envelope, has).
+    pub lookup_deadline: Duration,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            window: 8,
+            hedge_after: Duration::from_millis(1500),
+            stripe_deadline: Duration::from_secs(20),
+            lookup_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A put failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutError {
+    /// Reading or encoding the input failed.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// Fewer than six distinct peers accepted a stripe's shards.
+    #[error(
+        "stripe {stripe}: only {placed} of 6 shards could be placed on distinct peers ({found} peers found): a put needs 6 reachable peers with free space"
+    )]
+    NotEnoughPeers {
+        /// Stripe index.
+        stripe: u64,
+        /// Shards placed.
+        placed: usize,
+        /// Distinct peers found (this node included).
+        found: usize,
+    },
+    /// Too few copies of the manifest could be stored.
+    #[error("only {stored} copies of the manifest could be stored (need {MIN_MANIFEST_COPIES})")]
+    ManifestCopies {
+        /// Copies stored.
+        stored: usize,
+    },
+    /// The keystore could not give the keys.
+    #[error("keystore: {0}")]
+    Keys(String),
+    /// The network stopped or a lookup failed.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// The catalog could not be written.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// A get failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// No reachable peer has the manifest.
+    #[error("file {0} not found: no reachable peer holds its manifest")]
+    NotFound(FileId),
+    /// None of this node's keys opens the file.
+    #[error("no key of this node can open file {0}: it was not shared with this node's keys")]
+    NoKey(FileId),
+    /// A stripe has fewer than four reachable, intact shards.
+    #[error("stripe {stripe}: only {have} of the {need} shards needed are reachable")]
+    InsufficientShards {
+        /// Stripe index.
+        stripe: u64,
+        /// Distinct intact shards reachable.
+        have: usize,
+        /// Shards needed.
+        need: usize,
+    },
+    /// Decoding failed (tampered data, wrong key, ...).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The keystore could not give the keys.
+    #[error("keystore: {0}")]
+    Keys(String),
+    /// The network stopped.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// The catalog could not be read.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// What a put did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutReport {
+    /// The new file's id.
+    pub id: FileId,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Stripes.
+    pub stripes: u64,
+    /// Distinct peers holding shards.
+    pub peers: usize,
+    /// Manifest copies stored.
+    pub manifest_copies: usize,
+}
+
+/// A file found and unlocked, ready to be read.
+#[derive(Debug)]
+pub struct OpenFile {
+    /// The file id.
+    pub id: FileId,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The sealed metadata, opened.
+    pub metadata: Metadata,
+    key: DataKey,
+    /// Per stripe, per shard index: the peers that hold it.
+    holders: Vec<[Vec<PeerId>; TOTAL_SHARDS]>,
+}
+
+/// What a finished get reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GetReport {
+    /// Bytes written.
+    pub bytes: u64,
+    /// Peers that served a shard not matching its id.
+    pub bad_peers: Vec<PeerId>,
+}
+
+/// The put/get engine of a node.
+#[derive(Clone)]
+pub struct Files {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    net: Network,
+    server: Arc<Server>,
+    catalog: Catalog,
+    keys: Arc<dyn KeyProvider>,
+    metrics: Arc<Metrics>,
+    config: FilesConfig,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files").finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// XOR-sorts `peers` by closeness to `key`, nearest first.
+fn sort_by_distance(peers: &mut [PeerId], key: &[u8]) {
+    let target = KBucketKey::new(key.to_vec());
+    peers.sort_by_cached_key(|p| KBucketKey::from(*p).distance(&target));
+}
+
+impl Files {
+    /// The engine over a running network and the node's stores.
+    pub fn new(
+        net: Network,
+        server: Arc<Server>,
+        catalog: Catalog,
+        keys: Arc<dyn KeyProvider>,
+        metrics: Arc<Metrics>,
+        config: FilesConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                net,
+                server,
+                catalog,
+                keys,
+                metrics,
+                config,
+            }),
+        }
+    }
+
+    /// Sends a request to a peer, or serves it locally when the peer is this node.
+    async fn send(&self, peer: PeerId, request: Request) -> Result<Response, NetworkError> {
+        let inner = &self.inner;
+        if peer != inner.net.peer_id() {
+            return inner.net.request(peer, request).await;
+        }
+        if let Request::Announce { file } = request {
+            return match inner.net.start_providing(file.as_bytes().to_vec()).await {
+                Ok(()) | Err(NetworkError::Dht(_)) => Ok(Response::Done),
+                Err(e) => Err(e),
+            };
+        }
+        let server = Arc::clone(&inner.server);
+        tokio::task::spawn_blocking(move || server.handle(peer, request))
+            .await
+            .map_err(|e| NetworkError::Request {
+                peer,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Candidate holders for `key`: the DHT's closest peers and this node, nearest first.
+    async fn candidates(&self, key: &[u8]) -> Result<Vec<PeerId>, NetworkError> {
+        let mut peers = self.inner.net.closest_peers(key.to_vec()).await?;
+        peers.push(self.inner.net.peer_id());
+        peers.dedup();
+        let mut seen = HashSet::new();
+        peers.retain(|p| seen.insert(*p));
+        sort_by_distance(&mut peers, key);
+        Ok(peers)
+    }
+
+    // ------------------------------------------------------------------ put
+
+    /// Encodes `reader` and places it; `recipients` also receive the data key.
+    ///
+    /// # Errors
+    /// See [`PutError`].
+    pub async fn put<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+        name: String,
+        recipients: Vec<PublicKey>,
+    ) -> Result<PutReport, PutError> {
+        let started = Instant::now();
+        let result = self.put_inner(reader, name, recipients).await;
+        let metrics = &self.inner.metrics;
+        match &result {
+            Ok(_) => {
+                metrics.puts.inc();
+                metrics.put_seconds.observe(started.elapsed().as_secs_f64());
+            }
+            Err(_) => {
+                metrics.failures.inc();
+            }
+        }
+        result
+    }
+
+    async fn put_inner<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+        name: String,
+        recipients: Vec<PublicKey>,
+    ) -> Result<PutReport, PutError> {
+        let keys = self.inner.keys.file_keys().map_err(PutError::Keys)?;
+        let window = self.inner.config.window.max(1);
+        let (tx, mut rx) = mpsc::channel::<Stripe>(window);
+        let options = EncodeOptions::new(name.clone())
+            .with_mtime(now_secs())
+            .with_stripes_in_flight(window);
+        let encoder = tokio::task::spawn_blocking(move || {
+            let mut encoder = Encoder::new(reader, options);
+            for stripe in encoder.by_ref() {
+                if tx.blocking_send(stripe?).is_err() {
+                    // The placing side gave up; its error is the one reported.
+                    return Err(EncodeError::AlreadyFailed);
+                }
+            }
+            encoder.finish()
+        });
+
+        let unreachable = Arc::new(Mutex::new(HashSet::new()));
+        let mut placing = FuturesUnordered::new();
+        let mut placements: Vec<Option<[PeerId; TOTAL_SHARDS]>> = Vec::new();
+        let mut input_done = false;
+        loop {
+            tokio::select! {
+                stripe = rx.recv(), if !input_done && placing.len() < window => match stripe {
+                    Some(stripe) => {
+                        let index = stripe.index();
+                        placements.push(None);
+                        let files = self.clone();
+                        let unreachable = Arc::clone(&unreachable);
+                        placing.push(async move { (index, files.place_stripe(stripe, &unreachable).await) });
+                    }
+                    None => input_done = true,
+                },
+                Some((index, placed)) = placing.next() => {
+                    placements[index as usize] = Some(placed?);
+                }
+                else => break,
+            }
+        }
+        let encoded = encoder
+            .await
+            .map_err(|e| EncodeError::Io(std::io::Error::other(e.to_string())))??;
+        let placements: Vec<[PeerId; TOTAL_SHARDS]> = placements.into_iter().flatten().collect();
+        let id = encoded.file_id;
+        let manifest_bytes = encoded.manifest.to_bytes();
+
+        // The manifest is content-addressed like a shard: its id is the file id.
+        let manifest_holders = self
+            .place_copies(id.as_bytes(), &Request::Store {
+                id: ShardId::from_bytes(*id.as_bytes()),
+                bytes: manifest_bytes,
+            })
+            .await?;
+        if manifest_holders.len() < MIN_MANIFEST_COPIES {
+            return Err(PutError::ManifestCopies {
+                stored: manifest_holders.len(),
+            });
+        }
+
+        let mut wrap_to = vec![keys.active.public_key()];
+        wrap_to.extend(recipients);
+        let envelope = KeyEnvelope::seal(id, 1, &encoded.data_key, &wrap_to, &keys.active)
+            .map_err(|e| PutError::Keys(e.to_string()))?;
+        self.publish_envelope(&envelope, &manifest_holders).await;
+
+        let mut holders: HashSet<PeerId> = placements.iter().flatten().copied().collect();
+        holders.extend(manifest_holders.iter().copied());
+        let announced = self.announce(id, &holders).await;
+        debug!(file = %id, announced, holders = holders.len(), "announced");
+
+        let entry = CatalogEntry {
+            id,
+            name: encoded.metadata.name.clone(),
+            size: encoded.metadata.size,
+            stripes: encoded.manifest.stripe_count(),
+            created: now_secs(),
+        };
+        let catalog = self.inner.catalog.clone();
+        let placement = Placement::from_stripes(&placements);
+        let manifest = encoded.manifest.clone();
+        tokio::task::spawn_blocking(move || catalog.add(&entry, &manifest, &placement))
+            .await
+            .map_err(|e| CatalogError::Damaged(e.to_string()))??;
+        info!(file = %id, size = encoded.metadata.size, "put complete");
+        Ok(PutReport {
+            id,
+            size: encoded.metadata.size,
+            stripes: encoded.manifest.stripe_count(),
+            peers: holders.len(),
+            manifest_copies: manifest_holders.len(),
+        })
+    }
+
+    /// Places the six shards of one stripe on six distinct peers, nearest to the stripe's
+    /// key (its first shard id) first; a peer that fails or refuses is replaced by the
+    /// next nearest.
+    async fn place_stripe(
+        &self,
+        stripe: Stripe,
+        unreachable: &Mutex<HashSet<PeerId>>,
+    ) -> Result<[PeerId; TOTAL_SHARDS], PutError> {
+        let index = stripe.index();
+        let ids = *stripe.ids();
+        let mut candidates = self.candidates(ids[0].as_bytes()).await?;
+        let found = candidates.len();
+        {
+            // Peers that already failed during this put go last, not first.
+            let bad = unreachable.lock().unwrap_or_else(|p| p.into_inner());
+            candidates.sort_by_key(|p| bad.contains(p));
+        }
+        let shards = stripe.into_shards();
+        let mut next = 0usize;
+        let mut placed: [Option<PeerId>; TOTAL_SHARDS] = [None; TOTAL_SHARDS];
+        let mut attempts = FuturesUnordered::new();
+        let launch = |shard: usize, peer: PeerId| {
+            let request = Request::Store {
+                id: ids[shard],
+                bytes: shards[shard].clone(),
+            };
+            let files = self.clone();
+            async move { (shard, peer, files.send(peer, request).await) }
+        };
+        for shard in 0..TOTAL_SHARDS {
+            let Some(&peer) = candidates.get(next) else {
+                break;
+            };
+            next += 1;
+            attempts.push(launch(shard, peer));
+        }
+        while let Some((shard, peer, result)) = attempts.next().await {
+            match result {
+                Ok(Response::Stored | Response::AlreadyHeld) => placed[shard] = Some(peer),
+                other => {
+                    match &other {
+                        Ok(Response::Refused(Refusal::Full { used, max })) => {
+                            info!(%peer, used, max, "peer is full; placing elsewhere");
+                        }
+                        Ok(response) => warn!(%peer, ?response, "peer refused a shard"),
+                        Err(e) => {
+                            warn!(%peer, "storing a shard failed: {e}");
+                            unreachable
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(peer);
+                        }
+                    }
+                    if let Some(&replacement) = candidates.get(next) {
+                        next += 1;
+                        attempts.push(launch(shard, replacement));
+                    }
+                }
+            }
+        }
+        let placed_count = placed.iter().flatten().count();
+        match placed {
+            [Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)] => Ok([a, b, c, d, e, f]),
+            _ => Err(PutError::NotEnoughPeers {
+                stripe: index,
+                placed: placed_count,
+                found,
+            }),
+        }
+    }
+
+    /// Stores one blob on up to [`MANIFEST_COPIES`] distinct peers nearest to `key`.
+    async fn place_copies(&self, key: &[u8], request: &Request) -> Result<Vec<PeerId>, PutError> {
+        let candidates = self.candidates(key).await?;
+        let mut stored = Vec::new();
+        for chunk in candidates.chunks(MANIFEST_COPIES) {
+            let need = MANIFEST_COPIES - stored.len();
+            let mut attempts: FuturesUnordered<_> = chunk
+                .iter()
+                .take(need)
+                .map(|&peer| {
+                    let files = self.clone();
+                    let request = request.clone();
+                    async move { (peer, files.send(peer, request).await) }
+                })
+                .collect();
+            while let Some((peer, result)) = attempts.next().await {
+                match result {
+                    Ok(Response::Stored | Response::AlreadyHeld) => stored.push(peer),
+                    other => warn!(%peer, ?other, "manifest copy not stored"),
+                }
+            }
+            if stored.len() >= MANIFEST_COPIES {
+                break;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Sends a key envelope to `peers` (and keeps it locally). Returns how many took it.
+    async fn publish_envelope(&self, envelope: &KeyEnvelope, peers: &[PeerId]) -> usize {
+        let request = Request::PutEnvelope {
+            bytes: envelope.to_bytes(),
+        };
+        let mut targets: Vec<PeerId> = peers.to_vec();
+        if !targets.contains(&self.inner.net.peer_id()) {
+            targets.push(self.inner.net.peer_id());
+        }
+        let results: Vec<_> = targets
+            .iter()
+            .map(|&peer| {
+                let files = self.clone();
+                let request = request.clone();
+                async move { files.send(peer, request).await }
+            })
+            .collect::<FuturesUnordered<_>>()
+            .collect()
+            .await;
+        results
+            .iter()
+            .filter(|r| matches!(r, Ok(Response::Done)))
+            .count()
+    }
+
+    /// Asks every holder to announce the file in the DHT. Returns how many agreed.
+    async fn announce(&self, id: FileId, holders: &HashSet<PeerId>) -> usize {
+        let results: Vec<_> = holders
+            .iter()
+            .map(|&peer| {
+                let files = self.clone();
+                async move { files.send(peer, Request::Announce { file: id }).await }
+            })
+            .collect::<FuturesUnordered<_>>()
+            .collect()
+            .await;
+        results
+            .iter()
+            .filter(|r| matches!(r, Ok(Response::Done)))
+            .count()
+    }
+
+    // ------------------------------------------------------------------ get
+
+    /// Finds a file, unlocks its data key and locates its shards. Fails fast, before a
+    /// byte is streamed, if a stripe cannot be read.
+    ///
+    /// # Errors
+    /// See [`GetError`].
+    pub async fn open(&self, id: FileId) -> Result<OpenFile, GetError> {
+        let inner = &self.inner;
+        let deadline = inner.config.lookup_deadline;
+        let providers: Vec<PeerId> = tokio::time::timeout(deadline, inner.net.providers(id.as_bytes().to_vec()))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|p| p.into_iter().collect())
+            .unwrap_or_default();
+        let placement = inner.catalog.placement(&id)?;
+        let mut peers: Vec<PeerId> = providers;
+        if let Some(p) = &placement {
+            peers.extend(p.peers());
+        }
+        peers.push(inner.net.peer_id());
+        let mut seen = HashSet::new();
+        peers.retain(|p| seen.insert(*p));
+
+        let manifest = match inner.catalog.manifest(&id)? {
+            Some(m) => m,
+            None => self.fetch_manifest(id, &peers).await?,
+        };
+        let (key, metadata) = self.unlock(id, &manifest, &peers).await?;
+        let holders = self.locate(&manifest, &peers, placement.as_ref()).await;
+        for (stripe, row) in holders.iter().enumerate() {
+            let have = row.iter().filter(|h| !h.is_empty()).count();
+            if have < DATA_SHARDS {
+                return Err(GetError::InsufficientShards {
+                    stripe: stripe as u64,
+                    have,
+                    need: DATA_SHARDS,
+                });
+            }
+        }
+        Ok(OpenFile {
+            id,
+            manifest,
+            metadata,
+            key,
+            holders,
+        })
+    }
+
+    async fn fetch_manifest(&self, id: FileId, peers: &[PeerId]) -> Result<Manifest, GetError> {
+        let blob = ShardId::from_bytes(*id.as_bytes());
+        let deadline = self.inner.config.lookup_deadline;
+        let mut attempts: FuturesUnordered<_> = peers
+            .iter()
+            .map(|&peer| {
+                let files = self.clone();
+                async move {
+                    tokio::time::timeout(deadline, files.send(peer, Request::Fetch { id: blob })).await
+                }
+            })
+            .collect();
+        while let Some(result) = attempts.next().await {
+            if let Ok(Ok(Response::Blob(bytes))) = result
+                && FileId::of_manifest(&bytes) == id
+                && let Ok(manifest) = Manifest::from_bytes(&bytes)
+            {
+                return Ok(manifest);
+            }
+        }
+        Err(GetError::NotFound(id))
+    }
+
+    /// Finds an envelope that one of this node's keys opens, and checks the key against
+    /// the manifest's sealed metadata.
+    async fn unlock(
+        &self,
+        id: FileId,
+        manifest: &Manifest,
+        peers: &[PeerId],
+    ) -> Result<(DataKey, Metadata), GetError> {
+        let keys = self.inner.keys.file_keys().map_err(GetError::Keys)?;
+        let deadline = self.inner.config.lookup_deadline;
+        let mut raw: Vec<Vec<u8>> = self.inner.server.envelopes(id.as_bytes());
+        let try_open = |raw: &[Vec<u8>]| {
+            raw.iter().find_map(|bytes| {
+                let envelope = KeyEnvelope::from_bytes(bytes).ok()?;
+                if envelope.file_id() != id {
+                    return None;
+                }
+                let key = envelope.open(&keys.decrypt).ok()?;
+                let metadata = manifest.open_metadata(&key)?;
+                Some((key, metadata))
+            })
+        };
+        if let Some(found) = try_open(&raw) {
+            return Ok(found);
+        }
+        let mut asks: FuturesUnordered<_> = peers
+            .iter()
+            .map(|&peer| {
+                let files = self.clone();
+                async move {
+                    tokio::time::timeout(deadline, files.send(peer, Request::GetEnvelope { file: id })).await
+                }
+            })
+            .collect();
+        while let Some(result) = asks.next().await {
+            if let Ok(Ok(Response::Envelopes(list))) = result {
+                raw = list;
+                if let Some(found) = try_open(&raw) {
+                    return Ok(found);
+                }
+            }
+        }
+        Err(GetError::NoKey(id))
+    }
+
+    /// Asks every candidate peer which of the file's shards it holds.
+    async fn locate(
+        &self,
+        manifest: &Manifest,
+        peers: &[PeerId],
+        placement: Option<&Placement>,
+    ) -> Vec<[Vec<PeerId>; TOTAL_SHARDS]> {
+        let stripes = manifest.stripes();
+        let mut holders: Vec<[Vec<PeerId>; TOTAL_SHARDS]> =
+            (0..stripes.len()).map(|_| Default::default()).collect();
+        let ids: Vec<ShardId> = stripes.iter().flatten().copied().collect();
+        let deadline = self.inner.config.lookup_deadline;
+        let mut asks: FuturesUnordered<_> = peers
+            .iter()
+            .map(|&peer| {
+                let files = self.clone();
+                let ids = ids.clone();
+                async move {
+                    let mut flags = Vec::with_capacity(ids.len());
+                    for batch in ids.chunks(MAX_IDS) {
+                        let request = Request::Has { ids: batch.to_vec() };
+                        match tokio::time::timeout(deadline, files.send(peer, request)).await {
+                            Ok(Ok(Response::Has(f))) if f.len() == batch.len() => flags.extend(f),
+                            _ => return (peer, None),
+                        }
+                    }
+                    (peer, Some(flags))
+                }
+            })
+            .collect();
+        while let Some((peer, flags)) = asks.next().await {
+            let Some(flags) = flags else {
+                debug!(%peer, "peer did not answer which shards it holds");
+                continue;
+            };
+            for (i, _) in flags.iter().enumerate().filter(|(_, has)| **has) {
+                holders[i / TOTAL_SHARDS][i % TOTAL_SHARDS].push(peer);
+            }
+        }
+        // Put the peer the placement names first: it is the one we expect to be fastest
+        // to answer (and the only one, usually).
+        if let Some(placement) = placement {
+            for (stripe, row) in holders.iter_mut().enumerate() {
+                for (index, list) in row.iter_mut().enumerate() {
+                    if let Some(p) = placement.holder(stripe as u64, index)
+                        && let Some(pos) = list.iter().position(|q| *q == p)
+                    {
+                        list.swap(0, pos);
+                    }
+                }
+            }
+        }
+        holders
+    }
+
+    /// Streams an opened file into `out`.
+    ///
+    /// # Errors
+    /// [`GetError::InsufficientShards`] if a stripe cannot be completed before its
+    /// deadline; [`GetError::Decode`] for tampered data or a write failure.
+    pub async fn read<W: Write + Send + 'static>(
+        &self,
+        file: OpenFile,
+        out: W,
+    ) -> Result<GetReport, GetError> {
+        let started = Instant::now();
+        let result = self.read_inner(file, out).await;
+        let metrics = &self.inner.metrics;
+        match &result {
+            Ok(_) => {
+                metrics.gets.inc();
+                metrics.get_seconds.observe(started.elapsed().as_secs_f64());
+            }
+            Err(_) => metrics.failures.inc(),
+        }
+        result
+    }
+
+    async fn read_inner<W: Write + Send + 'static>(
+        &self,
+        file: OpenFile,
+        mut out: W,
+    ) -> Result<GetReport, GetError> {
+        let window = self.inner.config.window.max(1);
+        let OpenFile {
+            manifest,
+            key,
+            holders,
+            ..
+        } = file;
+        let mut decoder = Decoder::new(manifest.clone(), &key)?.with_stripes_in_flight(window);
+        let (tx, mut rx) = mpsc::channel::<(u64, StripeShards)>(window);
+        let writer = tokio::task::spawn_blocking(move || -> Result<u64, DecodeError> {
+            let mut counting = CountingWriter { inner: &mut out, bytes: 0 };
+            while let Some((index, shards)) = rx.blocking_recv() {
+                decoder.push(index, shards, &mut counting)?;
+            }
+            decoder.finish(&mut counting)?;
+            counting.flush()?;
+            Ok(counting.bytes)
+        });
+
+        let slow = Arc::new(Mutex::new(HashSet::new()));
+        let bad_peers = Arc::new(Mutex::new(Vec::new()));
+        let manifest = Arc::new(manifest);
+        let holders = Arc::new(holders);
+        let mut fetches = futures::stream::iter(0..manifest.stripe_count())
+            .map(|stripe| {
+                let files = self.clone();
+                let (manifest, holders) = (Arc::clone(&manifest), Arc::clone(&holders));
+                let (slow, bad_peers) = (Arc::clone(&slow), Arc::clone(&bad_peers));
+                async move {
+                    let shards = files
+                        .fetch_stripe(&manifest, &holders, stripe, &slow, &bad_peers)
+                        .await?;
+                    Ok::<_, GetError>((stripe, shards))
+                }
+            })
+            .buffered(window);
+        let mut failure = None;
+        while let Some(result) = fetches.next().await {
+            match result {
+                Ok(item) => {
+                    if tx.send(item).await.is_err() {
+                        break; // the decoder failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let written = writer
+            .await
+            .map_err(|e| DecodeError::Io(std::io::Error::other(e.to_string())));
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let bytes = written??;
+        let bad_peers = bad_peers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(GetReport { bytes, bad_peers })
+    }
+
+    /// Fetches four verified shards of one stripe: data shards first, from the holders
+    /// not known to be slow; a failure, a wrong shard or a delay starts another fetch.
+    async fn fetch_stripe(
+        &self,
+        manifest: &Manifest,
+        holders: &[[Vec<PeerId>; TOTAL_SHARDS]],
+        stripe: u64,
+        slow: &Mutex<HashSet<PeerId>>,
+        bad_peers: &Mutex<Vec<PeerId>>,
+    ) -> Result<StripeShards, GetError> {
+        let ids = manifest.stripes()[stripe as usize];
+        let row = &holders[stripe as usize];
+        // Every (shard, holder) option, data shards first, slow holders last.
+        let mut options: Vec<(usize, PeerId)> = Vec::new();
+        {
+            let slow = slow.lock().unwrap_or_else(|p| p.into_inner());
+            for pass in [false, true] {
+                for (index, list) in row.iter().enumerate() {
+                    for peer in list {
+                        if slow.contains(peer) == pass {
+                            options.push((index, *peer));
+                        }
+                    }
+                }
+            }
+            // Stable: within each pass, data before parity, first holder first.
+            options.sort_by_key(|(index, peer)| (slow.contains(peer), *index >= DATA_SHARDS));
+        }
+        let mut shards: StripeShards = Default::default();
+        let mut have = 0usize;
+        let mut in_flight: HashMap<usize, usize> = HashMap::new();
+        let mut next = 0usize;
+        let mut fetches = FuturesUnordered::new();
+        let fetch = |index: usize, peer: PeerId| {
+            let files = self.clone();
+            let id = ids[index];
+            async move {
+                let started = Instant::now();
+                let result = files.send(peer, Request::Fetch { id }).await;
+                (index, peer, started.elapsed(), result)
+            }
+        };
+        let deadline = tokio::time::sleep(self.inner.config.stripe_deadline);
+        tokio::pin!(deadline);
+        let mut hedge = tokio::time::interval(self.inner.config.hedge_after);
+        hedge.tick().await;
+
+        // Start as many fetches as shards still needed, skipping shards already held or
+        // being fetched.
+        let mut launch = |want: usize,
+                          shards: &StripeShards,
+                          in_flight: &mut HashMap<usize, usize>,
+                          fetches: &mut FuturesUnordered<_>| {
+            let mut started = 0;
+            while started < want && next < options.len() {
+                let (index, peer) = options[next];
+                next += 1;
+                if shards[index].is_some() || in_flight.get(&index).copied().unwrap_or(0) > 0 {
+                    continue;
+                }
+                *in_flight.entry(index).or_default() += 1;
+                fetches.push(fetch(index, peer));
+                started += 1;
+            }
+            started
+        };
+        launch(DATA_SHARDS, &shards, &mut in_flight, &mut fetches);
+        while have < DATA_SHARDS {
+            tokio::select! {
+                Some((index, peer, took, result)) = fetches.next() => {
+                    if let Some(n) = in_flight.get_mut(&index) {
+                        *n = n.saturating_sub(1);
+                    }
+                    match result {
+                        Ok(Response::Blob(bytes)) if ShardId::of(&bytes) == ids[index] => {
+                            if shards[index].is_none() {
+                                shards[index] = Some(bytes);
+                                have += 1;
+                            }
+                            if took > self.inner.config.hedge_after {
+                                slow.lock().unwrap_or_else(|p| p.into_inner()).insert(peer);
+                            }
+                            continue;
+                        }
+                        Ok(Response::Blob(_)) => {
+                            warn!(%peer, stripe, index, "peer served a shard that does not match its id");
+                            bad_peers.lock().unwrap_or_else(|p| p.into_inner()).push(peer);
+                        }
+                        Ok(other) => debug!(%peer, stripe, index, ?other, "shard not served"),
+                        Err(e) => {
+                            debug!(%peer, stripe, index, "fetch failed: {e}");
+                            slow.lock().unwrap_or_else(|p| p.into_inner()).insert(peer);
+                        }
+                    }
+                    launch(1, &shards, &mut in_flight, &mut fetches);
+                    if fetches.is_empty() && next >= options.len() {
+                        break;
+                    }
+                }
+                _ = hedge.tick() => {
+                    // Still short: ask one more holder, without cancelling the others.
+                    launch(1, &shards, &mut in_flight, &mut fetches);
+                }
+                () = &mut deadline => break,
+            }
+        }
+        if have < DATA_SHARDS {
+            return Err(GetError::InsufficientShards {
+                stripe,
+                have,
+                need: DATA_SHARDS,
+            });
+        }
+        Ok(shards)
+    }
+
+    /// The catalog of files this node has put.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+}
+
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

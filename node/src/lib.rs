@@ -1,0 +1,22 @@
+//! The DataMesh node: a libp2p Kademlia swarm that stores other peers' shards in RocksDB
+//! and puts and gets its owner's files through the core pipeline, behind a local HTTP
+//! API. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod catalog;
+pub mod client;
+pub mod db;
+pub mod files;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod protocol;
+pub mod records;
+pub mod serve;
+pub mod store;
+
+pub use api::ApiToken;
+pub use files::{FileKeys, Files, FilesConfig, GetError, KeyProvider, PutError};
+pub use network::{Network, NetworkConfig, NetworkError};
+pub use node::{Node, NodeConfig, NodeError};
+pub use store::{DeleteOutcome, PutOutcome, ShardStore, StoreConfig, StoreError};

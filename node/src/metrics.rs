@@ -1,0 +1,91 @@
+//! Prometheus metrics of the node (`GET /metrics`, text format).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Every metric the node exports. Cheap to update from any thread.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Shards stored for other peers (new ones).
+    pub shards_stored: Counter,
+    /// Shards sent to other peers.
+    pub shards_served: Counter,
+    /// Store requests refused (full, mismatch, failure).
+    pub shards_refused: Counter,
+    /// Shards received that did not match their id.
+    pub bad_shards_received: Counter,
+    /// Stored shards found corrupt on read.
+    pub corrupt_shards: Counter,
+    /// Shard bytes received from peers.
+    pub bytes_in: Counter,
+    /// Shard bytes sent to peers.
+    pub bytes_out: Counter,
+    /// Completed puts.
+    pub puts: Counter,
+    /// Completed gets.
+    pub gets: Counter,
+    /// Failed puts and gets.
+    pub failures: Counter,
+    /// Put latency, seconds.
+    pub put_seconds: Histogram,
+    /// Get latency, seconds.
+    pub get_seconds: Histogram,
+    /// Peers in the DHT routing table (updated on status reads).
+    pub dht_peers: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// All metrics registered under the `datamesh` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("datamesh");
+        let m = Self {
+            shards_stored: Counter::default(),
+            shards_served: Counter::default(),
+            shards_refused: Counter::default(),
+            bad_shards_received: Counter::default(),
+            corrupt_shards: Counter::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            puts: Counter::default(),
+            gets: Counter::default(),
+            failures: Counter::default(),
+            put_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+            get_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+            dht_peers: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let reg = &mut registry;
+        reg.register("shards_stored", "Shards stored for peers", m.shards_stored.clone());
+        reg.register("shards_served", "Shards served to peers", m.shards_served.clone());
+        reg.register("shards_refused", "Shard store requests refused", m.shards_refused.clone());
+        reg.register("bad_shards_received", "Shards received that did not match their id", m.bad_shards_received.clone());
+        reg.register("corrupt_shards", "Stored shards found corrupt on read", m.corrupt_shards.clone());
+        reg.register("shard_bytes_in", "Shard bytes received from peers", m.bytes_in.clone());
+        reg.register("shard_bytes_out", "Shard bytes sent to peers", m.bytes_out.clone());
+        reg.register("puts", "Completed puts", m.puts.clone());
+        reg.register("gets", "Completed gets", m.gets.clone());
+        reg.register("failures", "Failed puts and gets", m.failures.clone());
+        reg.register("put_seconds", "Put latency in seconds", m.put_seconds.clone());
+        reg.register("get_seconds", "Get latency in seconds", m.get_seconds.clone());
+        reg.register("dht_peers", "Peers in the DHT routing table", m.dht_peers.clone());
+        Self { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

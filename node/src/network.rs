@@ -1,0 +1,644 @@
+//! The libp2p swarm and the one task that owns it.
+//!
+//! TCP + Noise + Yamux; Identify, wired by hand into Kademlia's address book; Kademlia
+//! under DataMesh's own protocol name, forced into server mode; the shard protocol
+//! ([`crate::protocol`]); a connection limit. Everything else in the node talks to the
+//! swarm through [`Network`], a cheap handle that sends [`Command`]s over a bounded
+//! channel, each with a oneshot reply (the structure of libp2p's file-sharing example).
+//! Inbound shard requests are served on blocking threads by an [`InboundHandler`], so
+//! disk work never stalls the swarm.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, GetClosestPeersError, GetProvidersOk, QueryId, QueryResult, RecordKey};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, noise, tcp, yamux};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::protocol::{PROTOCOL, Request, Response, ShardCodec};
+use crate::records::PersistentStore;
+
+/// Kademlia protocol name: DataMesh nodes never join another network's DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/kad/1.0.0");
+/// What Identify reports as the protocol version.
+pub const IDENTIFY_VERSION: &str = "/datamesh/1.0.0";
+
+/// Commands queued for the swarm task.
+const COMMAND_QUEUE: usize = 256;
+/// Inbound requests served at once; more wait (and eventually time out at the sender).
+const MAX_INBOUND_IN_FLIGHT: usize = 64;
+
+/// Network settings.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    listen: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    request_timeout: Duration,
+    bootstrap_interval: Duration,
+    max_connections: u32,
+}
+
+impl NetworkConfig {
+    /// Listen on `listen` (e.g. `/ip4/127.0.0.1/tcp/0`).
+    pub fn new(listen: Vec<Multiaddr>) -> Self {
+        Self {
+            listen,
+            bootstrap: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+            bootstrap_interval: Duration::from_secs(60),
+            max_connections: 256,
+        }
+    }
+
+    /// Peers to join through, each with its `/p2p/<peer id>` suffix. Default: none.
+    pub fn with_bootstrap(mut self, peers: Vec<Multiaddr>) -> Self {
+        self.bootstrap = peers;
+        self
+    }
+
+    /// Deadline of one shard-protocol request. Default: 30 s.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How often to re-run a Kademlia bootstrap. Default: 60 s.
+    pub fn with_bootstrap_interval(mut self, interval: Duration) -> Self {
+        self.bootstrap_interval = interval;
+        self
+    }
+
+    /// Most established connections. Default: 256.
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+}
+
+/// A network failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetworkError {
+    /// The swarm task has stopped (the node is shutting down).
+    #[error("the network has stopped")]
+    Stopped,
+    /// A request to a peer failed (unreachable, timed out, refused the protocol).
+    #[error("request to peer {peer} failed: {reason}")]
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Setting up the transport or listening failed.
+    #[error("network setup failed: {0}")]
+    Setup(String),
+    /// A DHT operation failed.
+    #[error("dht: {0}")]
+    Dht(String),
+}
+
+/// Serves inbound shard requests; runs on blocking threads.
+pub trait InboundHandler: Send + Sync + 'static {
+    /// Answers one request from `peer`. `Announce` never reaches it (the swarm task
+    /// handles it).
+    fn handle(&self, peer: PeerId, request: Request) -> Response;
+}
+
+/// A peer as the network sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// Its id.
+    pub peer_id: PeerId,
+    /// Addresses known for it.
+    pub addresses: Vec<Multiaddr>,
+    /// Whether a connection is open now.
+    pub connected: bool,
+}
+
+/// A snapshot of the swarm's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkInfo {
+    /// This node's peer id.
+    pub peer_id: PeerId,
+    /// Addresses it listens on.
+    pub listen_addresses: Vec<Multiaddr>,
+    /// Peers with an open connection.
+    pub connected_peers: usize,
+    /// Peers in the Kademlia routing table.
+    pub routing_table_peers: usize,
+}
+
+/// Work for the swarm task.
+#[derive(Debug)]
+enum Command {
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, NetworkError>>,
+    },
+    ClosestPeers {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<PeerId>, NetworkError>>,
+    },
+    StartProviding {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<(), NetworkError>>,
+    },
+    GetProviders {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<HashSet<PeerId>, NetworkError>>,
+    },
+    Info {
+        reply: oneshot::Sender<NetworkInfo>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerSummary>>,
+    },
+    Bootstrap,
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A handle to the swarm task. Cloning is cheap; when the last handle is dropped or
+/// [`Network::shutdown`] is called, the task ends.
+#[derive(Clone, Debug)]
+pub struct Network {
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    kad: kad::Behaviour<PersistentStore>,
+    shards: request_response::Behaviour<ShardCodec>,
+}
+
+impl Network {
+    /// Builds the swarm, starts listening, dials the bootstrap peers and spawns the
+    /// swarm task on the current tokio runtime.
+    ///
+    /// # Errors
+    /// [`NetworkError::Setup`] if the transport cannot be built or an address cannot be
+    /// listened on.
+    pub fn start(
+        keypair: Keypair,
+        store: PersistentStore,
+        config: NetworkConfig,
+        handler: Arc<dyn InboundHandler>,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), NetworkError> {
+        let peer_id = keypair.public().to_peer_id();
+        let setup = |e: &dyn std::fmt::Display| NetworkError::Setup(e.to_string());
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .map_err(|e| setup(&e))?
+            .with_behaviour(|key| {
+                let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+                kad_config.set_periodic_bootstrap_interval(Some(config.bootstrap_interval));
+                let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+                // rust-libp2p starts in client mode until an external address is
+                // confirmed; a DataMesh node always serves the DHT.
+                kad.set_mode(Some(kad::Mode::Server));
+                let limits = connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(config.max_connections))
+                    .with_max_established_per_peer(Some(4))
+                    .with_max_pending_incoming(Some(64));
+                Behaviour {
+                    limits: connection_limits::Behaviour::new(limits),
+                    identify: identify::Behaviour::new(identify::Config::new(
+                        IDENTIFY_VERSION.to_string(),
+                        key.public(),
+                    )),
+                    kad,
+                    shards: request_response::Behaviour::new(
+                        [(PROTOCOL, ProtocolSupport::Full)],
+                        request_response::Config::default()
+                            .with_request_timeout(config.request_timeout)
+                            .with_max_concurrent_streams(256),
+                    ),
+                }
+            })
+            .map_err(|e| setup(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        for addr in &config.listen {
+            swarm.listen_on(addr.clone()).map_err(|e| setup(&e))?;
+        }
+        for addr in &config.bootstrap {
+            match peer_of(addr) {
+                Some(peer) => {
+                    swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if let Err(e) = swarm.dial(addr.clone()) {
+                        warn!(%addr, "cannot dial bootstrap peer: {e}");
+                    }
+                }
+                None => warn!(%addr, "bootstrap address has no /p2p/<peer id>: ignored"),
+            }
+        }
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (responses_tx, responses_rx) = mpsc::channel(MAX_INBOUND_IN_FLIGHT);
+        let event_loop = EventLoop {
+            swarm,
+            commands: rx,
+            responses_tx,
+            responses_rx,
+            handler,
+            inbound_slots: Arc::new(Semaphore::new(MAX_INBOUND_IN_FLIGHT)),
+            pending_requests: HashMap::new(),
+            pending_closest: HashMap::new(),
+            pending_providing: HashMap::new(),
+            pending_providers: HashMap::new(),
+            connected: HashSet::new(),
+            listen_addresses: Vec::new(),
+        };
+        let task = tokio::spawn(event_loop.run());
+        Ok((Self { commands: tx, peer_id }, task))
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetworkError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NetworkError::Stopped)?;
+        rx.await.map_err(|_| NetworkError::Stopped)
+    }
+
+    /// Sends one shard-protocol request and waits for the answer (bounded by the
+    /// request timeout).
+    ///
+    /// # Errors
+    /// [`NetworkError::Request`] if the peer cannot be reached or does not answer in time.
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, NetworkError> {
+        self.call(|reply| Command::Request {
+            peer,
+            request,
+            reply,
+        })
+        .await?
+    }
+
+    /// The peers closest to `key` by XOR distance, found by an iterative DHT lookup
+    /// (without this node).
+    ///
+    /// # Errors
+    /// [`NetworkError::Dht`] if the lookup fails with no peers at all.
+    pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetworkError> {
+        self.call(|reply| Command::ClosestPeers { key, reply }).await?
+    }
+
+    /// Announces in the DHT that this node provides `key`.
+    ///
+    /// # Errors
+    /// [`NetworkError::Dht`] if the announcement reached no peer (the record is still kept
+    /// locally and republished).
+    pub async fn start_providing(&self, key: Vec<u8>) -> Result<(), NetworkError> {
+        self.call(|reply| Command::StartProviding { key, reply })
+            .await?
+    }
+
+    /// The peers that announced they provide `key`.
+    ///
+    /// # Errors
+    /// [`NetworkError::Dht`] if the lookup fails.
+    pub async fn providers(&self, key: Vec<u8>) -> Result<HashSet<PeerId>, NetworkError> {
+        self.call(|reply| Command::GetProviders { key, reply })
+            .await?
+    }
+
+    /// A snapshot of the swarm's state.
+    ///
+    /// # Errors
+    /// [`NetworkError::Stopped`].
+    pub async fn info(&self) -> Result<NetworkInfo, NetworkError> {
+        self.call(|reply| Command::Info { reply }).await
+    }
+
+    /// Every peer in the routing table, with whether it is connected.
+    ///
+    /// # Errors
+    /// [`NetworkError::Stopped`].
+    pub async fn peers(&self) -> Result<Vec<PeerSummary>, NetworkError> {
+        self.call(|reply| Command::Peers { reply }).await
+    }
+
+    /// Starts a Kademlia bootstrap now.
+    ///
+    /// # Errors
+    /// [`NetworkError::Stopped`].
+    pub async fn bootstrap(&self) -> Result<(), NetworkError> {
+        self.commands
+            .send(Command::Bootstrap)
+            .await
+            .map_err(|_| NetworkError::Stopped)
+    }
+
+    /// Stops the swarm task. Idempotent.
+    pub async fn shutdown(&self) {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+    }
+}
+
+/// The peer id at the end of a `/p2p/<id>` address.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    responses_tx: mpsc::Sender<(ResponseChannel<Response>, Response)>,
+    responses_rx: mpsc::Receiver<(ResponseChannel<Response>, Response)>,
+    handler: Arc<dyn InboundHandler>,
+    inbound_slots: Arc<Semaphore>,
+    pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetworkError>>>,
+    pending_closest: HashMap<QueryId, oneshot::Sender<Result<Vec<PeerId>, NetworkError>>>,
+    pending_providing: HashMap<QueryId, oneshot::Sender<Result<(), NetworkError>>>,
+    pending_providers: HashMap<
+        QueryId,
+        (
+            HashSet<PeerId>,
+            oneshot::Sender<Result<HashSet<PeerId>, NetworkError>>,
+        ),
+    >,
+    connected: HashSet<PeerId>,
+    listen_addresses: Vec<Multiaddr>,
+}
+
+impl EventLoop {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                Some((channel, response)) = self.responses_rx.recv() => {
+                    if self.swarm.behaviour_mut().shards.send_response(channel, response).is_err() {
+                        debug!("inbound request's peer went away before the response");
+                    }
+                }
+            }
+        }
+        info!("network stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let behaviour = self.swarm.behaviour_mut();
+        match command {
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = behaviour.shards.send_request(&peer, request);
+                self.pending_requests.insert(id, reply);
+            }
+            Command::ClosestPeers { key, reply } => {
+                let id = behaviour.kad.get_closest_peers(key);
+                self.pending_closest.insert(id, reply);
+            }
+            Command::StartProviding { key, reply } => {
+                match behaviour.kad.start_providing(RecordKey::new(&key)) {
+                    Ok(id) => {
+                        self.pending_providing.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetworkError::Dht(e.to_string())));
+                    }
+                }
+            }
+            Command::GetProviders { key, reply } => {
+                let id = behaviour.kad.get_providers(RecordKey::new(&key));
+                self.pending_providers.insert(id, (HashSet::new(), reply));
+            }
+            Command::Info { reply } => {
+                let routing_table_peers = behaviour
+                    .kad
+                    .kbuckets()
+                    .map(|b| b.num_entries())
+                    .sum();
+                let _ = reply.send(NetworkInfo {
+                    peer_id: *self.swarm.local_peer_id(),
+                    listen_addresses: self.listen_addresses.clone(),
+                    connected_peers: self.connected.len(),
+                    routing_table_peers,
+                });
+            }
+            Command::Peers { reply } => {
+                let mut peers = Vec::new();
+                for bucket in behaviour.kad.kbuckets() {
+                    for entry in bucket.iter() {
+                        let peer_id = *entry.node.key.preimage();
+                        peers.push(PeerSummary {
+                            peer_id,
+                            addresses: entry.node.value.iter().cloned().collect(),
+                            connected: self.connected.contains(&peer_id),
+                        });
+                    }
+                }
+                let _ = reply.send(peers);
+            }
+            Command::Bootstrap => {
+                if let Err(e) = behaviour.kad.bootstrap() {
+                    debug!("bootstrap skipped: {e}");
+                }
+            }
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listen_addresses.push(address);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addresses.retain(|a| a != &address);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.connected.insert(peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(?peer_id, "outgoing connection failed: {error}");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                // Identify does not feed Kademlia by itself: add the peer's listen
+                // addresses to the routing table if it speaks our DHT protocol.
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Shards(event)) => self.on_shard_event(event),
+            other => debug!("swarm event: {other:?}"),
+        }
+    }
+
+    fn on_kad_event(&mut self, event: kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = event
+        else {
+            debug!("kad event: {event:?}");
+            return;
+        };
+        match result {
+            QueryResult::GetClosestPeers(result) => {
+                let peers = match result {
+                    Ok(ok) => ok.peers,
+                    Err(GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                if let Some(reply) = self.pending_closest.remove(&id) {
+                    let _ = reply.send(Ok(peers.into_iter().map(|p| p.peer_id).collect()));
+                }
+            }
+            QueryResult::StartProviding(result) => {
+                if let Some(reply) = self.pending_providing.remove(&id) {
+                    let _ = reply.send(result.map(|_| ()).map_err(|e| NetworkError::Dht(e.to_string())));
+                }
+            }
+            QueryResult::GetProviders(result) => {
+                let Some((found, _)) = self.pending_providers.get_mut(&id) else {
+                    return;
+                };
+                let failed = match result {
+                    Ok(GetProvidersOk::FoundProviders { providers, .. }) => {
+                        found.extend(providers);
+                        None
+                    }
+                    Ok(GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) => None,
+                    Err(e) => Some(e),
+                };
+                if step.last || failed.is_some() {
+                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        q.finish();
+                    }
+                    if let Some((found, reply)) = self.pending_providers.remove(&id) {
+                        // A timeout still returns what was found on the way.
+                        let _ = reply.send(match failed {
+                            Some(e) if found.is_empty() => Err(NetworkError::Dht(e.to_string())),
+                            _ => Ok(found),
+                        });
+                    }
+                }
+            }
+            QueryResult::Bootstrap(Ok(_)) => {}
+            other => debug!("kad query result: {other:?}"),
+        }
+    }
+
+    fn on_shard_event(&mut self, event: request_response::Event<Request, Response>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => self.on_inbound(peer, request, channel),
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(NetworkError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, "inbound shard request failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_inbound(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+        if let Request::Announce { file } = request {
+            let key = RecordKey::new(file.as_bytes());
+            let response = match self.swarm.behaviour_mut().kad.start_providing(key) {
+                Ok(_) => Response::Done,
+                Err(e) => Response::Refused(crate::protocol::Refusal::Failed(e.to_string())),
+            };
+            let _ = self.swarm.behaviour_mut().shards.send_response(channel, response);
+            return;
+        }
+        let handler = Arc::clone(&self.handler);
+        let responses = self.responses_tx.clone();
+        let slots = Arc::clone(&self.inbound_slots);
+        tokio::spawn(async move {
+            let Ok(_permit) = slots.acquire_owned().await else {
+                return;
+            };
+            let response = tokio::task::spawn_blocking(move || handler.handle(peer, request)).await;
+            match response {
+                Ok(response) => {
+                    let _ = responses.send((channel, response)).await;
+                }
+                Err(e) => warn!(%peer, "inbound handler failed: {e}"),
+            }
+        });
+    }
+}

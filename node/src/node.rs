@@ -1,0 +1,222 @@
+//! A whole node: database, shard store, swarm, put/get engine and local API, with an
+//! explicit, idempotent shutdown that finishes in-flight requests and flushes RocksDB.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use rocksdb::DB;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::api::{ApiState, ApiToken, router};
+use crate::catalog::Catalog;
+use crate::files::{Files, FilesConfig, KeyProvider};
+use crate::metrics::Metrics;
+use crate::network::{Network, NetworkConfig, NetworkError};
+use crate::records::{PersistentStore, PersistentStoreConfig};
+use crate::serve::Server;
+use crate::store::{ShardStore, StoreConfig};
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    data_dir: PathBuf,
+    network: NetworkConfig,
+    api_addr: SocketAddr,
+    store: StoreConfig,
+    files: FilesConfig,
+}
+
+impl NodeConfig {
+    /// A node keeping its database in `data_dir`, with the given network settings,
+    /// serving its API on `api_addr` (use port 0 for any free port).
+    pub fn new(data_dir: PathBuf, network: NetworkConfig, api_addr: SocketAddr) -> Self {
+        Self {
+            data_dir,
+            network,
+            api_addr,
+            store: StoreConfig::new(10 << 30),
+            files: FilesConfig::default(),
+        }
+    }
+
+    /// Storage quota. Default: 10 GiB.
+    pub fn with_store(mut self, store: StoreConfig) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Put/get tuning. Default: [`FilesConfig::default`].
+    pub fn with_files(mut self, files: FilesConfig) -> Self {
+        self.files = files;
+        self
+    }
+}
+
+/// A node failed to start or stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The database could not be opened or flushed.
+    #[error("database: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// The swarm could not start.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// The API address could not be bound.
+    #[error("cannot serve the API on {addr}: {source}")]
+    Api {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    network: Network,
+    files: Files,
+    db: Arc<DB>,
+    api_addr: SocketAddr,
+    stop_api: watch::Sender<bool>,
+    api_task: JoinHandle<()>,
+    net_task: JoinHandle<()>,
+}
+
+impl Node {
+    /// Opens the database, starts the swarm and the API.
+    ///
+    /// # Errors
+    /// See [`NodeError`].
+    pub async fn start(
+        config: NodeConfig,
+        identity: Keypair,
+        keys: Arc<dyn KeyProvider>,
+        token: ApiToken,
+    ) -> Result<Self, NodeError> {
+        let peer_id = identity.public().to_peer_id();
+        let dir = config.data_dir.clone();
+        let db = tokio::task::spawn_blocking(move || crate::db::open(&dir))
+            .await
+            .map_err(|e| rocksdb::Error::new(e.to_string()))??;
+        let metrics = Arc::new(Metrics::new());
+        let store = Arc::new(ShardStore::new(Arc::clone(&db), config.store));
+        let server = Arc::new(Server::new(Arc::clone(&store), Arc::clone(&db), Arc::clone(&metrics)));
+        let records = PersistentStore::new(peer_id, Arc::clone(&db), PersistentStoreConfig::default())?;
+        let (network, net_task) = Network::start(identity, records, config.network, server.clone())?;
+        let files = Files::new(
+            network.clone(),
+            server,
+            Catalog::new(Arc::clone(&db)),
+            keys,
+            Arc::clone(&metrics),
+            config.files,
+        );
+        let listener = tokio::net::TcpListener::bind(config.api_addr)
+            .await
+            .map_err(|source| NodeError::Api {
+                addr: config.api_addr,
+                source,
+            })?;
+        let api_addr = listener.local_addr().map_err(|source| NodeError::Api {
+            addr: config.api_addr,
+            source,
+        })?;
+        let app = router(ApiState {
+            files: files.clone(),
+            net: network.clone(),
+            store,
+            metrics,
+            token: Arc::new(token),
+        });
+        let (stop_api, mut stopped) = watch::channel(false);
+        let api_task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!("api server failed: {e}");
+            }
+        });
+        // Report once the swarm listens, so callers can print real addresses.
+        for _ in 0..100 {
+            if network
+                .info()
+                .await
+                .is_ok_and(|i| !i.listen_addresses.is_empty())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        info!(%peer_id, %api_addr, "node started");
+        Ok(Self {
+            network,
+            files,
+            db,
+            api_addr,
+            stop_api,
+            api_task,
+            net_task,
+        })
+    }
+
+    /// Where the API listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.network.peer_id()
+    }
+
+    /// The swarm handle.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The put/get engine.
+    pub fn files(&self) -> &Files {
+        &self.files
+    }
+
+    /// Addresses the swarm listens on, each with `/p2p/<peer id>`, for others to bootstrap
+    /// from.
+    ///
+    /// # Errors
+    /// [`NetworkError::Stopped`].
+    pub async fn listen_addresses(&self) -> Result<Vec<Multiaddr>, NetworkError> {
+        let info = self.network.info().await?;
+        Ok(info
+            .listen_addresses
+            .into_iter()
+            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(info.peer_id)))
+            .collect())
+    }
+
+    /// Finishes in-flight API requests, stops the swarm and flushes the database.
+    ///
+    /// # Errors
+    /// [`NodeError::Db`] if the final flush fails (the WAL still holds every synced
+    /// write).
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let _ = self.stop_api.send(true);
+        let _ = self.api_task.await;
+        self.network.shutdown().await;
+        let _ = self.net_task.await;
+        let db = self.db;
+        tokio::task::spawn_blocking(move || crate::db::flush_all(&db))
+            .await
+            .map_err(|e| rocksdb::Error::new(e.to_string()))??;
+        info!("node stopped");
+        Ok(())
+    }
+}

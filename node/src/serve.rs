@@ -1,0 +1,159 @@
+//! The storage side of the node: answers other peers' shard-protocol requests.
+//!
+//! It stores and returns opaque bytes by id and keeps key envelopes; it never sees a key
+//! or a byte of plaintext (Architecture Invariant).
+
+use std::sync::Arc;
+
+use datamesh_core::{KeyEnvelope, KeyId, ShardId};
+use libp2p::PeerId;
+use rocksdb::DB;
+use tracing::{debug, warn};
+
+use crate::db::{CF_FILES, cf};
+use crate::metrics::Metrics;
+use crate::network::InboundHandler;
+use crate::protocol::{MAX_ENVELOPE_LEN, Refusal, Request, Response};
+use crate::store::{DeleteOutcome, PutOutcome, ShardStore, StoreError};
+
+/// Most envelope owners kept per file (each owner's newest envelope is kept).
+pub const MAX_ENVELOPE_OWNERS: usize = 16;
+/// Key prefix of envelopes in the `files` column family.
+const ENVELOPE_PREFIX: u8 = b'e';
+
+/// Serves shard-protocol requests from the node's store.
+#[derive(Debug)]
+pub struct Server {
+    store: Arc<ShardStore>,
+    db: Arc<DB>,
+    metrics: Arc<Metrics>,
+}
+
+impl Server {
+    /// A server over the node's store and database.
+    pub fn new(store: Arc<ShardStore>, db: Arc<DB>, metrics: Arc<Metrics>) -> Self {
+        Self { store, db, metrics }
+    }
+
+    fn store_blob(&self, peer: PeerId, id: ShardId, bytes: &[u8]) -> Response {
+        self.metrics.bytes_in.inc_by(bytes.len() as u64);
+        match self.store.put(&id, bytes, &peer.to_bytes()) {
+            Ok(PutOutcome::Stored) => {
+                self.metrics.shards_stored.inc();
+                Response::Stored
+            }
+            Ok(PutOutcome::AlreadyHeld) => Response::AlreadyHeld,
+            Err(StoreError::Mismatch { .. }) => {
+                warn!(%peer, shard = %id.short(), "peer sent a shard that does not match its id");
+                self.metrics.shards_refused.inc();
+                self.metrics.bad_shards_received.inc();
+                Response::Refused(Refusal::Mismatch)
+            }
+            Err(StoreError::QuotaExceeded { used, max, .. }) => {
+                self.metrics.shards_refused.inc();
+                Response::Refused(Refusal::Full { used, max })
+            }
+            Err(e) => {
+                warn!(%peer, "storing a shard failed: {e}");
+                self.metrics.shards_refused.inc();
+                Response::Refused(Refusal::Failed(e.to_string()))
+            }
+        }
+    }
+
+    fn fetch(&self, id: ShardId) -> Response {
+        match self.store.get(&id) {
+            Ok(Some(bytes)) => {
+                self.metrics.shards_served.inc();
+                self.metrics.bytes_out.inc_by(bytes.len() as u64);
+                Response::Blob(bytes)
+            }
+            Ok(None) => Response::NotFound,
+            Err(StoreError::Corrupt { id }) => {
+                warn!(shard = %id.short(), "stored shard is corrupt; not served");
+                self.metrics.corrupt_shards.inc();
+                Response::NotFound
+            }
+            Err(e) => Response::Refused(Refusal::Failed(e.to_string())),
+        }
+    }
+
+    fn put_envelope(&self, bytes: &[u8]) -> Response {
+        if bytes.len() > MAX_ENVELOPE_LEN {
+            return Response::Refused(Refusal::Invalid("envelope too large".into()));
+        }
+        let envelope = match KeyEnvelope::from_bytes(bytes) {
+            Ok(e) => e,
+            Err(e) => return Response::Refused(Refusal::Invalid(e.to_string())),
+        };
+        match self.keep_envelope(&envelope, bytes) {
+            Ok(()) => Response::Done,
+            Err(e) => Response::Refused(e),
+        }
+    }
+
+    /// Keeps `envelope` unless this owner already has a newer one for the file.
+    fn keep_envelope(&self, envelope: &KeyEnvelope, bytes: &[u8]) -> Result<(), Refusal> {
+        let failed = |e: rocksdb::Error| Refusal::Failed(e.to_string());
+        let files = cf(&self.db, CF_FILES).map_err(failed)?;
+        let mut key = envelope_prefix(envelope.file_id().as_bytes());
+        key.extend_from_slice(KeyId::of(envelope.owner()).as_bytes());
+        if let Some(old) = self.db.get_pinned_cf(files, &key).map_err(failed)? {
+            if let Ok(old) = KeyEnvelope::from_bytes(&old)
+                && old.sequence() >= envelope.sequence()
+            {
+                return Ok(());
+            }
+        } else if self.envelopes(envelope.file_id().as_bytes()).len() >= MAX_ENVELOPE_OWNERS {
+            return Err(Refusal::Invalid("too many envelope owners for this file".into()));
+        }
+        self.db.put_cf(files, &key, bytes).map_err(failed)
+    }
+
+    /// Every envelope held for a file (newest per owner).
+    pub fn envelopes(&self, file: &[u8; 32]) -> Vec<Vec<u8>> {
+        let Ok(files) = cf(&self.db, CF_FILES) else {
+            return Vec::new();
+        };
+        let prefix = envelope_prefix(file);
+        self.db
+            .prefix_iterator_cf(files, &prefix)
+            .map_while(Result::ok)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| v.to_vec())
+            .collect()
+    }
+}
+
+fn envelope_prefix(file: &[u8; 32]) -> Vec<u8> {
+    let mut key = vec![ENVELOPE_PREFIX];
+    key.extend_from_slice(file);
+    key
+}
+
+impl InboundHandler for Server {
+    fn handle(&self, peer: PeerId, request: Request) -> Response {
+        match request {
+            Request::Store { id, bytes } => self.store_blob(peer, id, &bytes),
+            Request::Fetch { id } => self.fetch(id),
+            Request::Has { ids } => Response::Has(
+                ids.iter()
+                    .map(|id| self.store.has(id).unwrap_or(false))
+                    .collect(),
+            ),
+            Request::Delete { id } => match self.store.delete(&id, &peer.to_bytes()) {
+                Ok(DeleteOutcome::NotOwner) => Response::Refused(Refusal::Denied),
+                Ok(_) => Response::Done,
+                Err(e) => Response::Refused(Refusal::Failed(e.to_string())),
+            },
+            Request::PutEnvelope { bytes } => self.put_envelope(&bytes),
+            Request::GetEnvelope { file } => {
+                Response::Envelopes(self.envelopes(file.as_bytes()))
+            }
+            Request::Announce { .. } => {
+                debug!("announce reached the handler; the swarm task answers it");
+                Response::Done
+            }
+        }
+    }
+}

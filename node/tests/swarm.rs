@@ -1,0 +1,258 @@
+//! Several real nodes (TCP on 127.0.0.1, real RocksDB, real Kademlia) in one process:
+//! placement, sharing, refusal of bad shards, survival of two lost holders.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datamesh_core::ShardId;
+use datamesh_core::ecies::SecretKey;
+use datamesh_node::catalog::Placement;
+use datamesh_node::protocol::{Refusal, Request, Response};
+use datamesh_node::{
+    ApiToken, FileKeys, FilesConfig, GetError, KeyProvider, Node, NodeConfig, NetworkConfig,
+    PutError, StoreConfig,
+};
+use libp2p::identity::Keypair;
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+struct StaticKeys(Vec<u8>);
+
+impl KeyProvider for StaticKeys {
+    fn file_keys(&self) -> Result<FileKeys, String> {
+        let bytes: [u8; 32] = self.0.as_slice().try_into().map_err(|_| "bad key".to_string())?;
+        let active = SecretKey::from_bytes(&bytes).map_err(|e| e.to_string())?;
+        let again = SecretKey::from_bytes(&bytes).map_err(|e| e.to_string())?;
+        Ok(FileKeys {
+            active,
+            decrypt: vec![again],
+        })
+    }
+}
+
+struct Net {
+    nodes: Vec<Option<Node>>,
+    keys: Vec<SecretKey>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Net {
+    fn node(&self, i: usize) -> &Node {
+        self.nodes[i].as_ref().unwrap_or_else(|| panic!("node {i} is stopped"))
+    }
+
+    async fn stop(&mut self, i: usize) -> TestResult {
+        if let Some(node) = self.nodes[i].take() {
+            node.shutdown().await?;
+        }
+        Ok(())
+    }
+
+    async fn shutdown(mut self) -> TestResult {
+        for i in 0..self.nodes.len() {
+            self.stop(i).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn start_net(n: usize, quota: impl Fn(usize) -> u64) -> Result<Net, Box<dyn std::error::Error + Send + Sync>> {
+    let mut nodes = Vec::new();
+    let mut keys = Vec::new();
+    let mut dirs = Vec::new();
+    let mut bootstrap = Vec::new();
+    for i in 0..n {
+        let dir = tempfile::tempdir()?;
+        let key = SecretKey::generate();
+        let network = NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?])
+            .with_bootstrap(bootstrap.clone())
+            .with_request_timeout(Duration::from_secs(10));
+        let config = NodeConfig::new(dir.path().join("db"), network, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .with_store(StoreConfig::new(quota(i)))
+            .with_files(FilesConfig {
+                stripe_deadline: Duration::from_secs(15),
+                ..FilesConfig::default()
+            });
+        let node = Node::start(
+            config,
+            Keypair::generate_ed25519(),
+            Arc::new(StaticKeys(key.to_bytes().to_vec())),
+            ApiToken::new("test-token"),
+        )
+        .await?;
+        if i == 0 {
+            bootstrap = node.listen_addresses().await?;
+        }
+        nodes.push(Some(node));
+        keys.push(key);
+        dirs.push(dir);
+    }
+    // Wait until every routing table knows every other node.
+    for _ in 0..200 {
+        let mut ready = true;
+        for node in nodes.iter().flatten() {
+            ready &= node.network().info().await?.routing_table_peers >= n - 1;
+        }
+        if ready {
+            break;
+        }
+        for node in nodes.iter().flatten() {
+            node.network().bootstrap().await?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(Net {
+        nodes,
+        keys,
+        _dirs: dirs,
+    })
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + i / 977) as u8).collect()
+}
+
+async fn get(node: &Node, id: datamesh_core::FileId) -> Result<Vec<u8>, GetError> {
+    let file = node.files().open(id).await?;
+    let out = SharedBuf::default();
+    node.files().read(file, out.clone()).await?;
+    Ok(out.take())
+}
+
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn placement_of(node: &Node, id: &datamesh_core::FileId) -> Result<Placement, Box<dyn std::error::Error + Send + Sync>> {
+    node.files().catalog().placement(id)?.ok_or_else(|| "no placement".into())
+}
+
+async fn placement_on_distinct_peers(n: usize) -> TestResult {
+    let net = start_net(n, |_| 1 << 30).await?;
+    let plain = data(3 * 1024 * 1024 + 123);
+    let report = net
+        .node(0)
+        .files()
+        .put(std::io::Cursor::new(plain.clone()), "three.bin".into(), vec![])
+        .await?;
+    assert_eq!(report.stripes, 4);
+    let placement = placement_of(net.node(0), &report.id)?;
+    for stripe in 0..report.stripes {
+        let peers: HashSet<_> = (0..6).filter_map(|i| placement.holder(stripe, i)).collect();
+        assert_eq!(peers.len(), 6, "stripe {stripe} is not on 6 distinct peers");
+    }
+    assert_eq!(get(net.node(0), report.id).await?, plain);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn placement_uses_six_distinct_peers_out_of_8() -> TestResult {
+    placement_on_distinct_peers(8).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn placement_uses_six_distinct_peers_out_of_12() -> TestResult {
+    placement_on_distinct_peers(12).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_file_opens_on_another_node_even_with_two_holders_down() -> TestResult {
+    let mut net = start_net(8, |_| 1 << 30).await?;
+    let plain = data(2 * 1024 * 1024 + 5);
+    let friend = net.keys[5].public_key();
+    let report = net
+        .node(0)
+        .files()
+        .put(std::io::Cursor::new(plain.clone()), "shared.bin".into(), vec![friend])
+        .await?;
+    // Node 5 was given the key; node 6 was not.
+    assert_eq!(get(net.node(5), report.id).await?, plain);
+    assert!(matches!(get(net.node(6), report.id).await, Err(GetError::NoKey(_))));
+
+    // Stop two holders of stripe 0 (not node 0 or 5): still readable everywhere.
+    let placement = placement_of(net.node(0), &report.id)?;
+    let mut stopped = 0;
+    for i in 0..6 {
+        let Some(holder) = placement.holder(0, i) else { continue };
+        let Some(index) = (1..8).find(|&j| j != 5 && net.nodes[j].as_ref().is_some_and(|n| n.peer_id() == holder)) else {
+            continue;
+        };
+        net.stop(index).await?;
+        stopped += 1;
+        if stopped == 2 {
+            break;
+        }
+    }
+    assert_eq!(stopped, 2);
+    assert_eq!(get(net.node(5), report.id).await?, plain);
+    assert_eq!(get(net.node(0), report.id).await?, plain);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shard_that_does_not_match_its_id_is_refused() -> TestResult {
+    let net = start_net(2, |_| 1 << 30).await?;
+    let peer = net.node(1).peer_id();
+    let id = ShardId::of(b"the real bytes");
+    let response = net
+        .node(0)
+        .network()
+        .request(peer, Request::Store { id, bytes: b"other bytes".to_vec() })
+        .await?;
+    assert_eq!(response, Response::Refused(Refusal::Mismatch));
+    let response = net.node(0).network().request(peer, Request::Fetch { id }).await?;
+    assert_eq!(response, Response::NotFound);
+    let ok = net
+        .node(0)
+        .network()
+        .request(peer, Request::Store { id, bytes: b"the real bytes".to_vec() })
+        .await?;
+    assert_eq!(ok, Response::Stored);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_node_refuses_and_the_putter_places_elsewhere() -> TestResult {
+    // Node 3 has room for nothing; the other seven take its share.
+    let net = start_net(8, |i| if i == 3 { 10 } else { 1 << 30 }).await?;
+    let plain = data(1024 * 1024 + 1);
+    let report = net
+        .node(0)
+        .files()
+        .put(std::io::Cursor::new(plain.clone()), "f".into(), vec![])
+        .await?;
+    let placement = placement_of(net.node(0), &report.id)?;
+    assert!(!placement.peers().contains(&net.node(3).peer_id()));
+    assert_eq!(get(net.node(0), report.id).await?, plain);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_fewer_than_six_peers_a_put_fails_and_says_how_many() -> TestResult {
+    let net = start_net(4, |_| 1 << 30).await?;
+    let err = net
+        .node(0)
+        .files()
+        .put(std::io::Cursor::new(data(10)), "f".into(), vec![])
+        .await
+        .err();
+    assert!(matches!(err, Some(PutError::NotEnoughPeers { placed: 4, found: 4, .. })), "{err:?}");
+    net.shutdown().await
+}

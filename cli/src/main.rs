@@ -1,2 +1,96 @@
-//! The `datamesh` command (in progress).
-fn main() {}
+//! `datamesh`: the command-line front end of DataMesh.
+//!
+//! stdout carries only results (an id, a table, JSON); messages, prompts and errors go
+//! to stderr. Errors are one line; the exit code says what kind (see `exit.rs`).
+//!
+//! To add a command: a module in `cmd/` with an `Args` struct and a `run(&Context, args)`
+//! function, a variant in [`Command`], and a line in `main`'s dispatch.
+
+mod cmd;
+mod exit;
+mod home;
+mod output;
+mod password;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::output::Output;
+
+/// An encrypted, erasure-coded peer-to-peer store.
+#[derive(Debug, Parser)]
+#[command(
+    name = "datamesh",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  datamesh init\n  datamesh keys list --json\n  DATAMESH_HOME=/srv/dm datamesh keys rotate"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// The DataMesh home folder [default: $DATAMESH_HOME, else the platform data folder
+    /// + /datamesh].
+    #[arg(long, global = true, env = "DATAMESH_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print no messages, only results and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Print more details (timings, parameters); repeat for more.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a home: the sealed keystore (node identity + file-encryption key), a
+    /// default config.toml and an API token.
+    #[command(after_help = "Example:\n  datamesh --home ./node-a init --password-file ./node-a.pw")]
+    Init(cmd::init::InitArgs),
+    /// Inspect and manage the keystore: list, rotate, revoke, destroy, passwords, audit.
+    Keys(cmd::keys::KeysArgs),
+}
+
+/// What every command gets: the home folder and the output settings.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) home: PathBuf,
+    pub(crate) out: Output,
+}
+
+fn main() -> ExitCode {
+    // First thing: no core dumps of a process that holds keys.
+    let hardened = datamesh_keys::harden_process();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return exit::clap_error(&e),
+    };
+    let out = Output::new(cli.global.json, cli.global.quiet, cli.global.verbose);
+    if let Err(e) = hardened {
+        out.warn(format_args!("cannot disable core dumps: {e}"));
+    }
+    let home = match home::resolve(cli.global.home) {
+        Ok(home) => home,
+        Err(e) => return exit::report(&e),
+    };
+    let ctx = Context { home, out };
+    let result = match cli.command {
+        Command::Init(args) => cmd::init::run(&ctx, args),
+        Command::Keys(args) => cmd::keys::run(&ctx, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => exit::report(&e),
+    }
+}

@@ -2,7 +2,7 @@
 //! failed unlock, each carrying the BLAKE3 of the line before it.
 //!
 //! ```text
-//! {"seq":3,"time":"2025-07-08T10:00:00Z","op":"rotate","name":"file-encryption","version":2,
+//! {"seq":3,"time":"2025-07-08T10:00:00.123Z","op":"rotate","name":"file-encryption","version":2,
 //!  "outcome":"ok","detail":"v1 -> v2","prev":"<64 hex: BLAKE3 of line 2's bytes>"}
 //! ```
 //!
@@ -282,7 +282,7 @@ impl AuditLog {
         };
         let record = AuditRecord {
             seq,
-            time: Timestamp::now().to_string(),
+            time: format!("{:.3}", Timestamp::now()),
             op: event.op.as_str().to_owned(),
             name: event.name.clone(),
             version: event.version,

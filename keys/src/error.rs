@@ -29,7 +29,9 @@ pub enum PasswordError {
 #[non_exhaustive]
 pub enum KdfError {
     /// A parameter is above the limit the reader accepts (checked before any allocation).
-    #[error("argon2id {param} = {value} exceeds the limit of {max}; the keystore asks for more work than this reader allows")]
+    #[error(
+        "argon2id {param} = {value} exceeds the limit of {max}; the keystore asks for more work than this reader allows"
+    )]
     AboveLimit {
         /// `memory_kib`, `iterations` or `parallelism`.
         param: &'static str,
@@ -120,7 +122,9 @@ pub enum OpenError {
         problem: String,
     },
     /// A keystore format this build does not know.
-    #[error("the keystore {path} has format version {version}; this build reads version 1 only (upgrade datamesh)")]
+    #[error(
+        "the keystore {path} has format version {version}; this build reads version 1 only (upgrade datamesh)"
+    )]
     UnsupportedVersion {
         /// The keystore file.
         path: PathBuf,
@@ -153,7 +157,9 @@ pub enum OpenError {
 #[non_exhaustive]
 pub enum LockError {
     /// Another process kept the lock past the timeout.
-    #[error("the keystore in {home} is busy: another datamesh process holds {path}; try again when it is done")]
+    #[error(
+        "the keystore in {home} is busy: another datamesh process holds {path}; try again when it is done"
+    )]
     Busy {
         /// The home folder.
         home: PathBuf,
@@ -225,7 +231,9 @@ pub enum ChangeError {
         name: String,
     },
     /// Destroying the active version is refused.
-    #[error("version {version} of {name:?} is the active one; rotate {name} first, then destroy it")]
+    #[error(
+        "version {version} of {name:?} is the active one; rotate {name} first, then destroy it"
+    )]
     DestroyActive {
         /// The name.
         name: String,
@@ -233,7 +241,9 @@ pub enum ChangeError {
         version: u32,
     },
     /// The version may still be needed and `force` was not given.
-    #[error("version {version} of {name:?} may still be needed to decrypt files; re-wrap them to a newer version first, or force it")]
+    #[error(
+        "version {version} of {name:?} may still be needed to decrypt files; re-wrap them to a newer version first, or force it (`datamesh keys destroy --force`)"
+    )]
     StillNeeded {
         /// The name.
         name: String,
@@ -287,7 +297,9 @@ pub enum ChangeError {
         id: u32,
     },
     /// Removing the slot this session unlocked with is refused (as restic does).
-    #[error("slot {id} is the one you unlocked with; unlock with another slot's password to remove it")]
+    #[error(
+        "slot {id} is the one you unlocked with; unlock with another slot's password to remove it"
+    )]
     CurrentSlot {
         /// The slot.
         id: u32,
@@ -312,7 +324,9 @@ pub enum ChangeError {
     Locked(#[from] LockError),
     /// The new keystore is in place but its folder could not be synced: the change may be
     /// lost if the machine loses power now.
-    #[error("the keystore {path} was replaced but its folder could not be synced ({source}); the change may not survive a power failure")]
+    #[error(
+        "the keystore {path} was replaced but its folder could not be synced ({source}); the change may not survive a power failure"
+    )]
     Unsynced {
         /// The file.
         path: PathBuf,
@@ -383,7 +397,9 @@ pub enum AuditError {
         problem: String,
     },
     /// The last key change recorded in the sealed keystore is not in the log.
-    #[error("audit log {path} lacks the line of the last key change (seq {seq}) that the keystore records: lines were removed or edited")]
+    #[error(
+        "audit log {path} lacks the line of the last key change (seq {seq}) that the keystore records: lines were removed or edited"
+    )]
     AnchorMissing {
         /// The log file.
         path: PathBuf,

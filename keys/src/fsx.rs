@@ -71,7 +71,11 @@ pub(crate) fn step(step: Step) -> io::Result<()> {
 ///
 /// The underlying I/O error.
 pub fn create_private_dir(path: &Path) -> io::Result<()> {
-    match DirBuilder::new().recursive(true).mode(DIR_MODE).create(path) {
+    match DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)
+    {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {}
         Err(e) => return Err(e),
@@ -165,7 +169,11 @@ pub(crate) enum WriteError {
 /// over `path`, fsyncs the folder, then overwrites the replaced file's old contents
 /// (best effort, only if no other link to it remains). A crash at any point leaves
 /// either the old or the new file at `path`.
-pub(crate) fn write_private_atomic(path: &Path, temp: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+pub(crate) fn write_private_atomic(
+    path: &Path,
+    temp: &Path,
+    bytes: &[u8],
+) -> Result<(), WriteError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     // A temp file left by a crashed writer (we hold the lock, so it is nobody's).
     if temp.exists() {

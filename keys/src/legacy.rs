@@ -183,8 +183,12 @@ fn check_info(path: &Path, public_key: &[u8]) -> Result<Option<i64>, String> {
         }
     }
     let created = match field(&["created", "created_at"]) {
-        Some(serde_json::Value::String(text)) => text.parse::<Timestamp>().ok().map(|t| t.as_second()),
-        Some(serde_json::Value::Number(n)) => n.as_i64().filter(|s| Timestamp::from_second(*s).is_ok()),
+        Some(serde_json::Value::String(text)) => {
+            text.parse::<Timestamp>().ok().map(|t| t.as_second())
+        }
+        Some(serde_json::Value::Number(n)) => {
+            n.as_i64().filter(|s| Timestamp::from_second(*s).is_ok())
+        }
         _ => None,
     };
     Ok(created)

@@ -12,6 +12,7 @@ use datamesh_core::ecies::{PublicKey, SecretKey};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ChangeError;
 use crate::secret::Secret32;
 
 /// Name of the node's libp2p identity (ed25519).
@@ -216,14 +217,27 @@ impl RotationPolicy {
     ///
     /// # Errors
     ///
-    /// A message saying which bound is broken.
-    pub fn new(interval_days: u32, max_age_days: u32, auto: bool) -> Result<Self, String> {
+    /// [`ChangeError::BadPolicy`] saying which bound is broken.
+    pub fn new(interval_days: u32, max_age_days: u32, auto: bool) -> Result<Self, ChangeError> {
         let policy = Self {
             interval_days,
             max_age_days,
             auto,
         };
-        policy.validate().map(|()| policy)
+        policy
+            .validate()
+            .map(|()| policy)
+            .map_err(|problem| ChangeError::BadPolicy { problem })
+    }
+
+    /// A policy that skips validation (tests of the validation itself).
+    #[cfg(test)]
+    pub(crate) fn unchecked(interval_days: u32, max_age_days: u32, auto: bool) -> Self {
+        Self {
+            interval_days,
+            max_age_days,
+            auto,
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -231,7 +245,10 @@ impl RotationPolicy {
             return Err("the rotation interval must be at least 1 day".into());
         }
         if self.max_age_days > Self::MAX_DAYS {
-            return Err(format!("the maximum age is at most {} days", Self::MAX_DAYS));
+            return Err(format!(
+                "the maximum age is at most {} days",
+                Self::MAX_DAYS
+            ));
         }
         if self.interval_days > self.max_age_days {
             return Err(format!(

@@ -120,7 +120,8 @@ impl KeyRing {
             let slot = PasswordSlot::decode(&raw.data).map_err(UnsealError::Format)?;
             match slot.open(password, limits) {
                 Ok(Some(master)) => {
-                    return Self::with_master(bytes, header, header_len, master, raw.id)
+                    let id = raw.id;
+                    return Self::with_master(bytes, header, header_len, master, id)
                         .map_err(UnsealError::Format);
                 }
                 Ok(None) => {}
@@ -222,7 +223,10 @@ impl KeyRing {
     /// when the keystore is opened and before every write.
     #[must_use]
     pub fn node_identity_seed(&self) -> Zeroizing<[u8; 32]> {
-        match self.active_entry(NODE_IDENTITY).and_then(|e| e.secret.as_ref()) {
+        match self
+            .active_entry(NODE_IDENTITY)
+            .and_then(|e| e.secret.as_ref())
+        {
             Some(secret) => {
                 let mut seed = Zeroizing::new([0u8; 32]);
                 seed.copy_from_slice(secret.expose());

@@ -1,1 +1,870 @@
+//! Tests of the keystore with access to its internals (fail points, master key).
 
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Instant;
+
+use datamesh_core::ecies;
+use proptest::prelude::*;
+
+use crate::fsx::{self, Step};
+use crate::ring::UnsealError;
+use crate::*;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn small() -> KdfParams {
+    KdfParams::unchecked(8, 1, 1)
+}
+
+/// Limits for reading mutated files: a flipped parameter byte cannot make a test slow.
+fn tight() -> KdfLimits {
+    KdfLimits::new(64, 2, 1)
+}
+
+fn pw(text: &str) -> Password {
+    match Password::new(text) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn new_home() -> Result<(tempfile::TempDir, Keystore), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let keystore = Keystore::create(dir.path(), &pw("old password"), small())?;
+    Ok((dir, keystore))
+}
+
+fn mode(path: &Path) -> std::io::Result<u32> {
+    Ok(fs::metadata(path)?.permissions().mode() & 0o777)
+}
+
+/// Name, version, status, public key and secret bytes of one version.
+type Fingerprint = (String, u32, KeyStatus, Vec<u8>, Option<[u8; 32]>);
+
+/// Every version, to check that nothing was lost.
+fn fingerprint(ring: &KeyRing) -> Vec<Fingerprint> {
+    ring.body
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.version,
+                e.status,
+                e.public_key.clone(),
+                e.secret.as_ref().map(|s| *s.expose()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn create_and_open_round_trip() -> TestResult {
+    let (dir, keystore) = new_home()?;
+    let layout = Layout::new(dir.path());
+    assert_eq!(mode(&layout.keys_dir())?, 0o700);
+    for file in [layout.keystore(), layout.audit_log(), layout.lock_file()] {
+        assert_eq!(mode(&file)?, 0o600, "{}", file.display());
+    }
+    let names: Vec<(String, Purpose, KeyStatus)> = keystore
+        .keys()
+        .into_iter()
+        .map(|k| (k.name, k.purpose, k.status))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (
+                NODE_IDENTITY.into(),
+                Purpose::NodeIdentity,
+                KeyStatus::Active
+            ),
+            (
+                FILE_ENCRYPTION.into(),
+                Purpose::FileEncryption,
+                KeyStatus::Active
+            ),
+        ]
+    );
+    let reopened = Keystore::open(dir.path(), &pw("old password"))?;
+    assert_eq!(fingerprint(&reopened), fingerprint(&keystore));
+    assert_eq!(reopened.node_identity_seed(), keystore.node_identity_seed());
+    let seed = keystore.node_identity_seed();
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    assert_eq!(
+        keystore.active(NODE_IDENTITY).map(|k| k.public_key),
+        Some(public.to_bytes().to_vec())
+    );
+    assert!(matches!(
+        Keystore::create(dir.path(), &pw("x"), small()),
+        Err(CreateError::AlreadyExists { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn wrong_empty_and_huge_passwords() -> TestResult {
+    let (dir, _) = new_home()?;
+    let home = dir.path();
+    assert!(matches!(
+        Keystore::open(home, &pw("wrong password")),
+        Err(OpenError::WrongPassword { .. })
+    ));
+    assert!(matches!(
+        Keystore::open(home, &pw("")),
+        Err(OpenError::WrongPassword { .. })
+    ));
+    let other = tempfile::tempdir()?;
+    assert!(matches!(
+        Keystore::create(other.path(), &pw(""), small()),
+        Err(CreateError::Password(PasswordError::Empty))
+    ));
+    assert!(!Layout::new(other.path()).keystore().exists());
+    // A 1 MiB password works end to end.
+    let huge = pw(&"\u{e9}x".repeat(MAX_PASSWORD_LEN / 3));
+    let big = tempfile::tempdir()?;
+    Keystore::create(big.path(), &huge, small())?;
+    Keystore::open(big.path(), &huge)?;
+    assert!(Keystore::open(big.path(), &pw("x")).is_err());
+    Ok(())
+}
+
+#[test]
+fn kdf_parameters_above_the_readers_limits_are_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    Keystore::create(dir.path(), &pw("p"), KdfParams::new(1024, 1, 1)?)?;
+    let err = Keystore::open_with_limits(dir.path(), &pw("p"), &KdfLimits::new(512, 4, 4));
+    assert!(matches!(
+        err,
+        Err(OpenError::Kdf {
+            source: KdfError::AboveLimit { .. },
+            ..
+        })
+    ));
+    // A file claiming m = 4 GiB: patch the slot's m field (header offset 18 + 7).
+    let path = Layout::new(dir.path()).keystore();
+    let mut bytes = fs::read(&path)?;
+    let m = 4u32 * 1024 * 1024;
+    bytes
+        .get_mut(25..29)
+        .ok_or("short file")?
+        .copy_from_slice(&m.to_be_bytes());
+    let started = Instant::now();
+    assert!(matches!(
+        KeyRing::unseal(&bytes, &pw("p"), &KdfLimits::DEFAULT),
+        Err(UnsealError::Kdf(KdfError::AboveLimit {
+            param: "memory_kib",
+            ..
+        }))
+    ));
+    assert!(
+        started.elapsed().as_millis() < 100,
+        "refused before any work"
+    );
+    Ok(())
+}
+
+#[test]
+fn every_flipped_byte_and_every_truncation_fails_cleanly() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    keystore.add_password_slot(&pw("second"), small(), "spare")?;
+    let bytes = fs::read(Layout::new(dir.path()).keystore())?;
+    let password = pw("old password");
+    assert!(KeyRing::unseal(&bytes, &password, &tight()).is_ok());
+    for i in 0..bytes.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut mutated = bytes.clone();
+            if let Some(b) = mutated.get_mut(i) {
+                *b ^= bit;
+            }
+            assert!(
+                KeyRing::unseal(&mutated, &password, &tight()).is_err(),
+                "flipping bit {bit:#x} of byte {i} went unnoticed"
+            );
+        }
+    }
+    for len in 0..bytes.len() {
+        assert!(
+            KeyRing::unseal(bytes.get(..len).ok_or("len")?, &password, &tight()).is_err(),
+            "truncation to {len} bytes went unnoticed"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(KeyRing::unseal(&longer, &password, &tight()).is_err());
+    Ok(())
+}
+
+#[test]
+fn a_tampered_file_is_reported_as_damaged_through_open() -> TestResult {
+    let (dir, _) = new_home()?;
+    let path = Layout::new(dir.path()).keystore();
+    let mut bytes = fs::read(&path)?;
+    let last = bytes.len() - 1;
+    if let Some(b) = bytes.get_mut(last) {
+        *b ^= 1;
+    }
+    fs::write(&path, &bytes)?;
+    let err = Keystore::open(dir.path(), &pw("old password"));
+    assert!(matches!(err, Err(OpenError::Corrupt { .. })), "{err:?}");
+    fs::write(&path, b"hello")?;
+    assert!(matches!(
+        Keystore::open(dir.path(), &pw("old password")),
+        Err(OpenError::Corrupt { .. })
+    ));
+    let mut future = bytes.clone();
+    if let Some(b) = future.get_mut(8) {
+        *b = 2;
+    }
+    fs::write(&path, &future)?;
+    assert!(matches!(
+        Keystore::open(dir.path(), &pw("old password")),
+        Err(OpenError::UnsupportedVersion { version: 2, .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn nothing_but_the_header_is_in_the_clear() -> TestResult {
+    let (dir, keystore) = new_home()?;
+    let bytes = fs::read(Layout::new(dir.path()).keystore())?;
+    let needles: Vec<Vec<u8>> = keystore
+        .keys()
+        .into_iter()
+        .flat_map(|k| [k.public_key, k.name.into_bytes()])
+        .chain([b"old password".to_vec(), b"initial password".to_vec()])
+        .collect();
+    for needle in needles {
+        assert!(!contains(&bytes, &needle));
+    }
+    Ok(())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn rotate_keeps_old_versions_decrypting() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    let (v1, key1) = keystore.active_file_key()?;
+    let wrapped = ecies::encrypt(&key1.public_key(), b"data key for an old file");
+    let new = keystore.rotate(FILE_ENCRYPTION)?;
+    assert_eq!((v1, new.version, new.predecessor), (1, 2, Some(1)));
+    let (v2, key2) = keystore.active_file_key()?;
+    assert_eq!(v2, 2);
+    assert_ne!(key1.public_key(), key2.public_key());
+    let reopened = Keystore::open(dir.path(), &pw("old password"))?;
+    let keys = reopened.decryption_keys(false);
+    assert_eq!(keys.len(), 2);
+    let opened = keys
+        .iter()
+        .find_map(|(_, sk)| ecies::decrypt(sk, &wrapped).ok())
+        .ok_or("no key opens the old file")?;
+    assert_eq!(&opened[..], b"data key for an old file");
+    let v1_info = reopened
+        .versions(FILE_ENCRYPTION)
+        .into_iter()
+        .find(|k| k.version == 1)
+        .ok_or("v1")?;
+    assert_eq!(
+        (v1_info.status, v1_info.successor),
+        (KeyStatus::Deprecated, Some(2))
+    );
+    assert!(v1_info.deprecated.is_some() && v1_info.expires.is_none());
+    // The node identity rotates on request too.
+    keystore.rotate(NODE_IDENTITY)?;
+    assert_eq!(keystore.active(NODE_IDENTITY).map(|k| k.version), Some(2));
+    assert!(matches!(
+        keystore.rotate("nope"),
+        Err(ChangeError::NoSuchKey { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn revoked_versions_never_encrypt() -> TestResult {
+    let (_dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    // Revoking the active version rotates to a fresh one first.
+    let replacement = keystore.revoke(FILE_ENCRYPTION, 2, "laptop stolen")?;
+    assert_eq!(replacement.map(|k| k.version), Some(3));
+    let (active, _) = keystore.active_file_key()?;
+    assert_eq!(active, 3);
+    keystore.revoke(FILE_ENCRYPTION, 1, "same incident")?;
+    let usable: Vec<u32> = keystore
+        .decryption_keys(false)
+        .iter()
+        .map(|(k, _)| k.version)
+        .collect();
+    assert_eq!(usable, [3]);
+    let mut with_revoked: Vec<u32> = keystore
+        .decryption_keys(true)
+        .iter()
+        .map(|(k, _)| k.version)
+        .collect();
+    with_revoked.sort_unstable();
+    assert_eq!(with_revoked, [1, 2, 3]);
+    let v2 = keystore
+        .versions(FILE_ENCRYPTION)
+        .into_iter()
+        .find(|k| k.version == 2)
+        .ok_or("v2")?;
+    assert_eq!(v2.status, KeyStatus::Revoked);
+    assert_eq!(v2.revoke_reason.as_deref(), Some("laptop stolen"));
+    assert!(matches!(
+        keystore.revoke(FILE_ENCRYPTION, 2, "again"),
+        Err(ChangeError::AlreadyRevoked { .. })
+    ));
+    assert!(matches!(
+        keystore.revoke(FILE_ENCRYPTION, 3, "  "),
+        Err(ChangeError::BadReason { .. })
+    ));
+    // Many rotations later, a revoked version is still never the active one.
+    for _ in 0..5 {
+        keystore.rotate(FILE_ENCRYPTION)?;
+        let (active, _) = keystore.active_file_key()?;
+        assert!(![1, 2].contains(&active));
+    }
+    Ok(())
+}
+
+#[test]
+fn destroy_erases_and_respects_still_needed() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    assert!(matches!(
+        keystore.destroy(FILE_ENCRYPTION, 2, false, true),
+        Err(ChangeError::DestroyActive { .. })
+    ));
+    assert!(matches!(
+        keystore.destroy(FILE_ENCRYPTION, 1, true, false),
+        Err(ChangeError::StillNeeded { .. })
+    ));
+    assert!(matches!(
+        keystore.destroy(FILE_ENCRYPTION, 9, false, false),
+        Err(ChangeError::NoSuchVersion { .. })
+    ));
+    let v1_secret = keystore
+        .decryption_keys(false)
+        .into_iter()
+        .find(|(k, _)| k.version == 1)
+        .map(|(_, sk)| sk.to_bytes())
+        .ok_or("v1")?;
+    keystore.destroy(FILE_ENCRYPTION, 1, true, true)?;
+    assert!(matches!(
+        keystore.destroy(FILE_ENCRYPTION, 1, false, false),
+        Err(ChangeError::AlreadyDestroyed { .. })
+    ));
+    let reopened = Keystore::open(dir.path(), &pw("old password"))?;
+    assert_eq!(reopened.decryption_keys(true).len(), 1);
+    let v1 = reopened
+        .versions(FILE_ENCRYPTION)
+        .into_iter()
+        .find(|k| k.version == 1)
+        .ok_or("v1")?;
+    assert_eq!(v1.status, KeyStatus::Destroyed);
+    assert!(v1.destroyed.is_some());
+    assert!(
+        reopened
+            .body
+            .entries
+            .iter()
+            .all(|e| e.secret.as_ref().map(|s| *s.expose()) != Some(*v1_secret))
+    );
+    Ok(())
+}
+
+#[test]
+fn policy_marks_keys_due_and_rotates_them() -> TestResult {
+    let (_dir, mut keystore) = new_home()?;
+    let now = Timestamp::now();
+    assert!(keystore.rotate_due(now)?.is_empty());
+    let generation = keystore.generation();
+    let day = jiff::SignedDuration::from_hours(24);
+    let later = now.checked_add(day * 91)?;
+    keystore.set_policy(RotationPolicy::new(90, 365, false)?)?;
+    let due = keystore.rotate_due(later)?;
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].name.as_str(), due[0].reason, due[0].rotated_to),
+        (FILE_ENCRYPTION, DueReason::Interval, None)
+    );
+    assert_eq!(
+        keystore.generation(),
+        generation + 1,
+        "manual: nothing rotated"
+    );
+    keystore.set_policy(RotationPolicy::default())?;
+    let much_later = now.checked_add(day * 400)?;
+    let due = keystore.rotate_due(much_later)?;
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].reason, due[0].rotated_to),
+        (DueReason::MaxAge, Some(2))
+    );
+    assert_eq!(keystore.active_file_key()?.0, 2);
+    // The node identity does not follow the policy (a new one changes the peer id).
+    assert_eq!(keystore.active(NODE_IDENTITY).map(|k| k.version), Some(1));
+    assert!(matches!(
+        keystore.set_policy(RotationPolicy::unchecked(0, 365, true)),
+        Err(ChangeError::BadPolicy { .. })
+    ));
+    let active = keystore.active(FILE_ENCRYPTION).ok_or("active")?;
+    let expires = active.expires.ok_or("expires")?;
+    let activated = active.activated.ok_or("activated")?;
+    assert_eq!(expires.as_second() - activated.as_second(), 365 * 86_400);
+    keystore.set_policy(RotationPolicy::new(30, 60, true)?)?;
+    let active = keystore.active(FILE_ENCRYPTION).ok_or("active")?;
+    let expires = active.expires.ok_or("expires")?;
+    assert_eq!(expires.as_second() - activated.as_second(), 60 * 86_400);
+    Ok(())
+}
+
+#[test]
+fn slots_add_list_remove_and_passwd() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    let home = dir.path();
+    let before = fingerprint(&keystore);
+    let id = keystore.add_password_slot(&pw("second password"), small(), "laptop")?;
+    assert_eq!(id, 2);
+    let slots = keystore.slots();
+    assert_eq!(slots.len(), 2);
+    assert_eq!(slots[1].label, "laptop");
+    assert_eq!(slots[1].kind, SlotKind::Password(small()));
+    let second = Keystore::open(home, &pw("second password"))?;
+    assert_eq!(second.unlocked_slot(), 2);
+    assert_eq!(fingerprint(&second), before);
+    assert!(matches!(
+        keystore.remove_slot(1),
+        Err(ChangeError::CurrentSlot { id: 1 })
+    ));
+    assert!(matches!(
+        keystore.remove_slot(7),
+        Err(ChangeError::NoSuchSlot { id: 7 })
+    ));
+    // Change slot 1's password: slot 2 is untouched, the keys are the same.
+    keystore.change_password(&pw("new password"), None)?;
+    assert!(matches!(
+        Keystore::open(home, &pw("old password")),
+        Err(OpenError::WrongPassword { .. })
+    ));
+    let mut via_second = Keystore::open(home, &pw("second password"))?;
+    let reopened = Keystore::open(home, &pw("new password"))?;
+    assert_eq!(fingerprint(&reopened), before);
+    via_second.remove_slot(1)?;
+    assert!(matches!(
+        via_second.remove_slot(2),
+        Err(ChangeError::LastSlot { id: 2 })
+    ));
+    assert!(Keystore::open(home, &pw("new password")).is_err());
+    assert!(matches!(
+        via_second.change_password(&pw(""), None),
+        Err(ChangeError::Password(PasswordError::Empty))
+    ));
+    // New KDF parameters can be set with a password change (raise them later).
+    via_second.change_password(&pw("third"), Some(KdfParams::new(16, 2, 1)?))?;
+    let reopened = Keystore::open(home, &pw("third"))?;
+    assert_eq!(
+        reopened.slots()[0].kind,
+        SlotKind::Password(KdfParams::new(16, 2, 1)?)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_failure_at_any_write_step_leaves_the_old_or_the_new_keystore() -> TestResult {
+    for step in Step::ALL {
+        let (dir, mut keystore) = new_home()?;
+        let home = dir.path();
+        let before = fingerprint(&keystore);
+        fsx::fail_at(Some(step));
+        let result = keystore.rotate(FILE_ENCRYPTION);
+        fsx::fail_at(None);
+        match step {
+            Step::AuditAppend => assert!(result.is_ok(), "{step:?}: {result:?}"),
+            Step::SyncDir => assert!(
+                matches!(result, Err(ChangeError::Unsynced { .. })),
+                "{step:?}: {result:?}"
+            ),
+            _ => assert!(
+                matches!(result, Err(ChangeError::Io { .. })),
+                "{step:?}: {result:?}"
+            ),
+        }
+        let committed = matches!(step, Step::AuditAppend | Step::SyncDir);
+        // In memory: unchanged, or the committed new state.
+        assert_eq!(fingerprint(&keystore) == before, !committed, "{step:?}");
+        // On disk: the old or the new keystore, which opens.
+        let mut reopened = Keystore::open(home, &pw("old password"))?;
+        assert_eq!(fingerprint(&reopened), fingerprint(&keystore), "{step:?}");
+        assert!(!Layout::new(home).temp().exists(), "{step:?}");
+        // The audit log is whole again (a lost anchor line is re-appended on open).
+        reopened.verify_audit()?;
+        keystore.rotate(FILE_ENCRYPTION)?;
+        keystore.change_password(&pw("old password"), None)?;
+    }
+    // The same for a password change: the old or the new password opens it.
+    for step in Step::ALL {
+        let (dir, mut keystore) = new_home()?;
+        fsx::fail_at(Some(step));
+        let result = keystore.change_password(&pw("new password"), None);
+        fsx::fail_at(None);
+        let committed = matches!(step, Step::AuditAppend | Step::SyncDir);
+        assert_eq!(result.is_ok(), step == Step::AuditAppend, "{step:?}");
+        let (good, bad) = if committed {
+            ("new password", "old password")
+        } else {
+            ("old password", "new password")
+        };
+        Keystore::open(dir.path(), &pw(good))?;
+        assert!(Keystore::open(dir.path(), &pw(bad)).is_err(), "{step:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_stale_temp_file_from_a_crash_is_cleared() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    let temp = Layout::new(dir.path()).temp();
+    fs::write(&temp, b"half a keystore")?;
+    Keystore::open(dir.path(), &pw("old password"))?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    assert!(!temp.exists());
+    Ok(())
+}
+
+#[test]
+fn loose_permissions_are_refused_with_the_fix() -> TestResult {
+    let (dir, _) = new_home()?;
+    let layout = Layout::new(dir.path());
+    for (path, loose, fix) in [
+        (layout.keystore(), 0o644, "chmod 600"),
+        (layout.audit_log(), 0o640, "chmod 600"),
+        (layout.keys_dir(), 0o755, "chmod 700"),
+    ] {
+        fs::set_permissions(&path, fs::Permissions::from_mode(loose))?;
+        let err = Keystore::open(dir.path(), &pw("old password"));
+        let message = err
+            .as_ref()
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string());
+        assert!(
+            matches!(
+                err,
+                Err(OpenError::Permission(PermissionError::TooOpen { .. }))
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains(fix) && message.contains(&*path.to_string_lossy()),
+            "{message}"
+        );
+        let tight = if loose == 0o755 { 0o700 } else { 0o600 };
+        fs::set_permissions(&path, fs::Permissions::from_mode(tight))?;
+    }
+    Keystore::open(dir.path(), &pw("old password"))?;
+    Ok(())
+}
+
+#[test]
+fn two_writers_never_lose_a_change() -> TestResult {
+    let (dir, _) = new_home()?;
+    let home = dir.path().to_owned();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let home = home.clone();
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut keystore =
+                    Keystore::open(&home, &pw("old password")).map_err(|e| e.to_string())?;
+                for _ in 0..10 {
+                    keystore
+                        .rotate(FILE_ENCRYPTION)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().map_err(|_| "thread panicked")??;
+    }
+    let mut keystore = Keystore::open(&home, &pw("old password"))?;
+    let versions: Vec<u32> = keystore
+        .versions(FILE_ENCRYPTION)
+        .iter()
+        .map(|k| k.version)
+        .collect();
+    assert_eq!(versions, (1..=21).collect::<Vec<_>>());
+    assert_eq!(keystore.decryption_keys(false).len(), 21);
+    // init, two unlocks, 20 rotations, the last unlock.
+    assert_eq!(keystore.verify_audit()?.lines, 1 + 2 + 20 + 1);
+    Ok(())
+}
+
+#[test]
+fn generation_and_reload_follow_other_writers() -> TestResult {
+    let (dir, mut first) = new_home()?;
+    let home = dir.path();
+    let mut second = Keystore::open(home, &pw("old password"))?;
+    assert_eq!(Keystore::generation(home)?, first.generation());
+    second.rotate(FILE_ENCRYPTION)?;
+    assert_eq!(Keystore::generation(home)?, first.generation() + 1);
+    assert!(first.reload()?);
+    assert!(!first.reload()?);
+    assert_eq!(first.active_file_key()?.0, 2);
+    first.rotate(FILE_ENCRYPTION)?;
+    assert_eq!(first.active_file_key()?.0, 3);
+    let empty = tempfile::tempdir()?;
+    assert!(matches!(
+        Keystore::generation(empty.path()),
+        Err(OpenError::NotInitialised { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn audit_chain_finds_edited_removed_reordered_and_cut_lines() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    keystore.set_policy(RotationPolicy::new(10, 20, false)?)?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    let path = Layout::new(dir.path()).audit_log();
+    let original = fs::read_to_string(&path)?;
+    assert_eq!(keystore.verify_audit()?.lines, original.lines().count());
+    let original = fs::read_to_string(&path)?;
+    let lines: Vec<&str> = original.lines().collect();
+    let rejoin = |lines: &[&str]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+
+    let mut edited = lines.clone();
+    let changed = lines[2].replace("\"ok\"", "\"failed\"");
+    edited[2] = &changed;
+    let mut removed = lines.clone();
+    removed.remove(2);
+    let mut reordered = lines.clone();
+    reordered.swap(1, 2);
+    for (what, text) in [
+        ("edited", rejoin(&edited)),
+        ("removed", rejoin(&removed)),
+        ("reordered", rejoin(&reordered)),
+        ("incomplete", original.trim_end().to_owned()),
+    ] {
+        fs::write(&path, &text)?;
+        assert!(
+            matches!(verify_chain(&path), Err(AuditError::Broken { .. })),
+            "{what}"
+        );
+        assert!(keystore.verify_audit().is_err(), "{what}");
+    }
+    // Cutting the tail back past the last key change: the chain alone cannot see it,
+    // the anchor sealed in the keystore does.
+    let anchor_index = lines
+        .iter()
+        .rposition(|l| l.contains("\"op\":\"rotate\""))
+        .ok_or("rotate line")?;
+    fs::write(&path, rejoin(&lines[..anchor_index - 1]))?;
+    assert!(verify_chain(&path).is_ok());
+    assert!(matches!(
+        keystore.verify_audit(),
+        Err(AuditError::AnchorMissing { .. })
+    ));
+    // Editing the anchor line itself (the last key change) is caught the same way.
+    let mut edited_anchor = lines[..=anchor_index].to_vec();
+    let forged = lines[anchor_index].replace("v2 -> v3", "v2 -> v9");
+    edited_anchor[anchor_index] = &forged;
+    fs::write(&path, rejoin(&edited_anchor))?;
+    assert!(matches!(
+        keystore.verify_audit(),
+        Err(AuditError::AnchorMissing { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn failed_unlocks_are_logged_and_slowed_down() -> TestResult {
+    let (dir, _) = new_home()?;
+    let home = dir.path();
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert!(Keystore::open(home, &pw("guess")).is_err());
+    }
+    assert!(
+        started.elapsed().as_millis() >= 1000,
+        "the third failure waits 1 s"
+    );
+    let report = report(&Layout::new(home).audit_log(), 10)?;
+    let unlock = report.counts.get("unlock").copied().unwrap_or_default();
+    assert_eq!((unlock.failed, unlock.warning), (3, 1));
+    assert!(report.chain.is_ok());
+    // A success resets the count.
+    Keystore::open(home, &pw("old password"))?;
+    let started = Instant::now();
+    assert!(Keystore::open(home, &pw("guess")).is_err());
+    assert!(started.elapsed().as_millis() < 1000);
+    Ok(())
+}
+
+#[test]
+fn debug_and_logs_of_a_full_session_hold_no_secret() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let home = dir.path();
+    let password = "s3cret-Passphrase-for-the-test";
+    let mut keystore = Keystore::create(home, &pw(password), small())?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    keystore.revoke(FILE_ENCRYPTION, 1, "test")?;
+    keystore.add_password_slot(&pw("another-secret-passphrase"), small(), "two")?;
+    keystore.change_password(&pw(password), None)?;
+    let _ = Keystore::open(home, &pw("wrong-guess-passphrase"));
+    let mut keystore = Keystore::open(home, &pw(password))?;
+    keystore.verify_audit()?;
+    let mut secrets: Vec<Vec<u8>> = keystore
+        .body
+        .entries
+        .iter()
+        .filter_map(|e| e.secret.as_ref().map(|s| s.expose().to_vec()))
+        .collect();
+    secrets.push(keystore.master().expose().to_vec());
+    secrets.push(keystore.node_identity_seed().to_vec());
+    let mut text = String::new();
+    text.push_str(&format!("{keystore:?}\n{:?}\n", *keystore));
+    text.push_str(&format!("{:?}\n", keystore.keys()));
+    text.push_str(&format!("{:?}\n", keystore.slots()));
+    text.push_str(&format!("{:?}\n", keystore.body));
+    text.push_str(&format!("{:?}\n", keystore.active_file_key()?));
+    text.push_str(&format!("{:?}\n", keystore.decryption_keys(true)));
+    text.push_str(&format!("{:?}\n", pw(password)));
+    text.push_str(&format!("{:?}\n", Keystore::open(home, &pw("wrong"))));
+    text.push_str(&fs::read_to_string(Layout::new(home).audit_log())?);
+    let file = fs::read(Layout::new(home).keystore())?;
+    for secret in &secrets {
+        let lower = data_encoding::HEXLOWER.encode(secret);
+        let upper = data_encoding::HEXUPPER.encode(secret);
+        assert!(!text.contains(&lower) && !text.contains(&upper));
+        assert!(!contains(text.as_bytes(), secret));
+        assert!(!contains(&file, secret));
+        let decimal = format!("{:?}", &secret[..8]).replace(['[', ']'], "");
+        assert!(!text.contains(&decimal), "a secret printed as a byte list");
+    }
+    for p in [
+        password,
+        "another-secret-passphrase",
+        "wrong-guess-passphrase",
+    ] {
+        assert!(!text.contains(p));
+        assert!(!contains(&file, p.as_bytes()));
+    }
+    Ok(())
+}
+
+#[test]
+fn legacy_keys_are_sealed_then_erased() -> TestResult {
+    let (_dir, mut keystore) = new_home()?;
+    let legacy = tempfile::tempdir()?;
+    let alice = ecies::SecretKey::generate();
+    let bob = ecies::SecretKey::generate();
+    fs::write(legacy.path().join("alice.key"), *alice.to_bytes())?;
+    fs::write(legacy.path().join("bob.key"), *bob.to_bytes())?;
+    fs::write(
+        legacy.path().join("bob.info"),
+        format!(
+            r#"{{"name":"bob","public_key":"{}","created":"2024-05-01T12:00:00Z"}}"#,
+            bob.public_key()
+        ),
+    )?;
+    fs::write(legacy.path().join("notes.txt"), "not a key")?;
+    // A bad file stops everything: nothing imported, nothing removed.
+    fs::write(legacy.path().join("broken.key"), [1u8; 31])?;
+    let err = keystore.import_legacy(legacy.path());
+    assert!(matches!(err, Err(ImportError::BadKey { .. })), "{err:?}");
+    assert!(legacy.path().join("alice.key").exists());
+    assert_eq!(keystore.keys().len(), 2);
+    fs::remove_file(legacy.path().join("broken.key"))?;
+
+    let wrapped = ecies::encrypt(&bob.public_key(), b"old file key");
+    let report = keystore.import_legacy(legacy.path())?;
+    let names: Vec<&str> = report.imported.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["legacy-alice", "legacy-bob"]);
+    assert!(
+        report
+            .imported
+            .iter()
+            .all(|k| k.status == KeyStatus::Deprecated)
+    );
+    assert_eq!(
+        report.imported[1].created,
+        "2024-05-01T12:00:00Z".parse::<Timestamp>()?
+    );
+    assert_eq!(report.removed.len(), 3);
+    for file in ["alice.key", "bob.key", "bob.info"] {
+        assert!(!legacy.path().join(file).exists(), "{file}");
+    }
+    assert!(legacy.path().join("notes.txt").exists());
+    let opened = keystore
+        .decryption_keys(false)
+        .iter()
+        .find_map(|(_, sk)| ecies::decrypt(sk, &wrapped).ok())
+        .ok_or("legacy key does not decrypt")?;
+    assert_eq!(&opened[..], b"old file key");
+    assert_eq!(
+        keystore.active_file_key()?.0,
+        1,
+        "legacy keys never encrypt"
+    );
+    // Importing the same key again (an interrupted earlier run) only erases the file.
+    fs::write(legacy.path().join("alice.key"), *alice.to_bytes())?;
+    let again = keystore.import_legacy(legacy.path())?;
+    assert!(again.imported.is_empty());
+    assert_eq!(again.already_present.len(), 1);
+    assert!(!legacy.path().join("alice.key").exists());
+    // A .info naming another key is refused.
+    fs::write(legacy.path().join("carol.key"), *alice.to_bytes())?;
+    fs::write(
+        legacy.path().join("carol.info"),
+        format!(r#"{{"public_key":"{}"}}"#, bob.public_key()),
+    )?;
+    assert!(matches!(
+        keystore.import_legacy(legacy.path()),
+        Err(ImportError::BadKey { .. })
+    ));
+    let empty = tempfile::tempdir()?;
+    assert!(matches!(
+        keystore.import_legacy(empty.path()),
+        Err(ImportError::NothingToImport { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn audit_report_counts_operations() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    let _ = keystore.destroy(FILE_ENCRYPTION, 1, true, false);
+    keystore.log(&AuditEvent::new(AuditOp::ExportPublic).with_key(FILE_ENCRYPTION, Some(2)))?;
+    let report = report(&Layout::new(dir.path()).audit_log(), 2)?;
+    assert_eq!(report.counts.get("init").map(|c| c.ok), Some(1));
+    assert_eq!(report.counts.get("rotate").map(|c| c.ok), Some(1));
+    assert_eq!(report.counts.get("destroy").map(|c| c.failed), Some(1));
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.last.len(), 2);
+    assert_eq!(report.last[1].op, "export-public");
+    assert_eq!(report.chain.as_ref().map(|s| s.lines), Ok(report.lines));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        prop_assert!(KeyRing::unseal(&bytes, &pw("x"), &tight()).is_err());
+    }
+
+    #[test]
+    fn random_headers_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let mut bytes = b"DMKEYST\0\x01".to_vec();
+        bytes.extend_from_slice(&tail);
+        prop_assert!(KeyRing::unseal(&bytes, &pw("x"), &tight()).is_err());
+    }
+}

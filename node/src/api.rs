@@ -99,7 +99,11 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
 }
 
 fn error(status: StatusCode, kind: &str, message: &str) -> Response {
-    (status, axum::Json(json!({ "error": message, "kind": kind }))).into_response()
+    (
+        status,
+        axum::Json(json!({ "error": message, "kind": kind })),
+    )
+        .into_response()
 }
 
 fn put_error(e: &PutError) -> Response {
@@ -219,9 +223,14 @@ async fn get_file(State(state): State<ApiState>, Path(id): Path<String>) -> Resp
             let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     if let Ok(v) = HeaderValue::from_str(&percent_encode(&name)) {
         headers.insert("x-datamesh-name", v);
@@ -261,7 +270,11 @@ async fn list_files(State(state): State<ApiState>) -> Response {
         )
         .into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "catalog", &e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+        ),
     }
 }
 

@@ -9,7 +9,7 @@ use libp2p::PeerId;
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 
-use crate::db::{CF_CATALOG, CF_FILES, cf};
+use crate::db::{CF_CATALOG, CF_FILES, DbError, cf};
 
 const MANIFEST_PREFIX: u8 = b'm';
 const PLACEMENT_PREFIX: u8 = b'p';
@@ -56,7 +56,7 @@ impl Placement {
             out.push(row);
         }
         Self {
-            peers: peers.iter().map(PeerId::to_bytes).collect(),
+            peers: peers.iter().map(|p| p.to_bytes()).collect(),
             stripes: out,
         }
     }
@@ -82,11 +82,17 @@ impl Placement {
 #[non_exhaustive]
 pub enum CatalogError {
     /// RocksDB failed.
-    #[error("catalog database error: {0}")]
-    Db(#[from] rocksdb::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
     /// A stored row does not decode.
     #[error("catalog row for {0} is damaged")]
     Damaged(String),
+}
+
+impl From<rocksdb::Error> for CatalogError {
+    fn from(e: rocksdb::Error) -> Self {
+        Self::Db(DbError::Rocks(e))
+    }
 }
 
 /// The node's own files.
@@ -118,9 +124,21 @@ impl Catalog {
         placement: &Placement,
     ) -> Result<(), CatalogError> {
         let mut batch = rocksdb::WriteBatch::default();
-        batch.put_cf(cf(&self.db, CF_CATALOG)?, entry.id.as_bytes(), encode(entry));
-        batch.put_cf(cf(&self.db, CF_FILES)?, key(MANIFEST_PREFIX, &entry.id), manifest.to_bytes());
-        batch.put_cf(cf(&self.db, CF_FILES)?, key(PLACEMENT_PREFIX, &entry.id), encode(placement));
+        batch.put_cf(
+            cf(&self.db, CF_CATALOG)?,
+            entry.id.as_bytes(),
+            encode(entry),
+        );
+        batch.put_cf(
+            cf(&self.db, CF_FILES)?,
+            key(MANIFEST_PREFIX, &entry.id),
+            manifest.to_bytes(),
+        );
+        batch.put_cf(
+            cf(&self.db, CF_FILES)?,
+            key(PLACEMENT_PREFIX, &entry.id),
+            encode(placement),
+        );
         let mut sync = rocksdb::WriteOptions::default();
         sync.set_sync(true);
         self.db.write_opt(batch, &sync)?;
@@ -133,10 +151,14 @@ impl Catalog {
     /// [`CatalogError::Db`] or [`CatalogError::Damaged`].
     pub fn list(&self) -> Result<Vec<CatalogEntry>, CatalogError> {
         let mut out = Vec::new();
-        for row in self.db.iterator_cf(cf(&self.db, CF_CATALOG)?, rocksdb::IteratorMode::Start) {
+        for row in self
+            .db
+            .iterator_cf(cf(&self.db, CF_CATALOG)?, rocksdb::IteratorMode::Start)
+        {
             let (k, v) = row?;
             out.push(
-                postcard::from_bytes(&v).map_err(|_| CatalogError::Damaged(data_encoding::HEXLOWER.encode(&k)))?,
+                postcard::from_bytes(&v)
+                    .map_err(|_| CatalogError::Damaged(data_encoding::HEXLOWER.encode(&k)))?,
             );
         }
         Ok(out)
@@ -158,7 +180,10 @@ impl Catalog {
     /// # Errors
     /// [`CatalogError::Db`] or [`CatalogError::Damaged`].
     pub fn manifest(&self, id: &FileId) -> Result<Option<Manifest>, CatalogError> {
-        let Some(bytes) = self.db.get_pinned_cf(cf(&self.db, CF_FILES)?, key(MANIFEST_PREFIX, id))? else {
+        let Some(bytes) = self
+            .db
+            .get_pinned_cf(cf(&self.db, CF_FILES)?, key(MANIFEST_PREFIX, id))?
+        else {
             return Ok(None);
         };
         if datamesh_core::FileId::of_manifest(&bytes) != *id {

@@ -23,16 +23,42 @@ pub(crate) const CF_KAD_PROVIDERS: &str = "kad_providers";
 pub(crate) const CF_CATALOG: &str = "catalog";
 pub(crate) const CF_FILES: &str = "files";
 
+/// Every column family, `shards` first (it alone has blob files).
+const ALL_CFS: [&str; 7] = [
+    CF_SHARDS,
+    CF_META,
+    CF_OWNERS,
+    CF_KAD_RECORDS,
+    CF_KAD_PROVIDERS,
+    CF_CATALOG,
+    CF_FILES,
+];
+
 /// Values at least this large go to BlobDB blob files, so compaction does not rewrite
 /// shard bytes again and again.
 const MIN_BLOB_SIZE: u64 = 4096;
 
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// RocksDB failed (disk full, permissions, another process holds the lock, corruption).
+    #[error("database: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The database was not opened by [`open`] (a column family is missing).
+    #[error("database: column family {0} is missing")]
+    MissingColumnFamily(String),
+    /// A blocking database task failed.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
 /// Opens (creating if needed) the node database in `dir` with every column family.
 ///
 /// # Errors
-/// RocksDB's error if the directory cannot be opened (permissions, another process
+/// [`DbError::Rocks`] if the directory cannot be opened (permissions, another process
 /// holding its lock, corruption).
-pub fn open(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
+pub fn open(dir: &Path) -> Result<Arc<DB>, DbError> {
     let mut db_opts = Options::default();
     db_opts.create_if_missing(true);
     db_opts.create_missing_column_families(true);
@@ -40,14 +66,8 @@ pub fn open(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     shard_opts.set_enable_blob_files(true);
     shard_opts.set_min_blob_size(MIN_BLOB_SIZE);
     let mut cfs = vec![ColumnFamilyDescriptor::new(CF_SHARDS, shard_opts)];
-    for name in [
-        CF_META,
-        CF_KAD_RECORDS,
-        CF_KAD_PROVIDERS,
-        CF_CATALOG,
-        CF_FILES,
-    ] {
-        cfs.push(ColumnFamilyDescriptor::new(name, Options::default()));
+    for name in &ALL_CFS[1..] {
+        cfs.push(ColumnFamilyDescriptor::new(*name, Options::default()));
     }
     Ok(Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?))
 }
@@ -55,27 +75,19 @@ pub fn open(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
 /// The handle of a column family that [`open`] created.
 ///
 /// # Errors
-/// Only if the database was opened some other way.
-pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, rocksdb::Error> {
+/// [`DbError::MissingColumnFamily`] only if the database was opened some other way.
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, DbError> {
     db.cf_handle(name)
-        .ok_or_else(|| rocksdb::Error::new(format!("missing column family {name}")))
+        .ok_or_else(|| DbError::MissingColumnFamily(name.to_string()))
 }
 
 /// Flushes every column family's memtable to disk (on shutdown; the WAL already makes
 /// synced writes durable, this makes the next start fast).
 ///
 /// # Errors
-/// RocksDB's error (e.g. the disk is full).
-pub fn flush_all(db: &DB) -> Result<(), rocksdb::Error> {
-    for name in [
-        CF_SHARDS,
-        CF_META,
-        CF_OWNERS,
-        CF_KAD_RECORDS,
-        CF_KAD_PROVIDERS,
-        CF_CATALOG,
-        CF_FILES,
-    ] {
+/// [`DbError`] (e.g. the disk is full).
+pub fn flush_all(db: &DB) -> Result<(), DbError> {
+    for name in ALL_CFS {
         db.flush_cf(cf(db, name)?)?;
     }
     Ok(())

@@ -349,10 +349,13 @@ impl Files {
 
         // The manifest is content-addressed like a shard: its id is the file id.
         let manifest_holders = self
-            .place_copies(id.as_bytes(), &Request::Store {
-                id: ShardId::from_bytes(*id.as_bytes()),
-                bytes: manifest_bytes,
-            })
+            .place_copies(
+                id.as_bytes(),
+                &Request::Store {
+                    id: ShardId::from_bytes(*id.as_bytes()),
+                    bytes: manifest_bytes,
+                },
+            )
             .await?;
         if manifest_holders.len() < MIN_MANIFEST_COPIES {
             return Err(PutError::ManifestCopies {
@@ -545,12 +548,13 @@ impl Files {
     pub async fn open(&self, id: FileId) -> Result<OpenFile, GetError> {
         let inner = &self.inner;
         let deadline = inner.config.lookup_deadline;
-        let providers: Vec<PeerId> = tokio::time::timeout(deadline, inner.net.providers(id.as_bytes().to_vec()))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|p| p.into_iter().collect())
-            .unwrap_or_default();
+        let providers: Vec<PeerId> =
+            tokio::time::timeout(deadline, inner.net.providers(id.as_bytes().to_vec()))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|p| p.into_iter().collect())
+                .unwrap_or_default();
         let placement = inner.catalog.placement(&id)?;
         let mut peers: Vec<PeerId> = providers;
         if let Some(p) = &placement {
@@ -593,7 +597,8 @@ impl Files {
             .map(|&peer| {
                 let files = self.clone();
                 async move {
-                    tokio::time::timeout(deadline, files.send(peer, Request::Fetch { id: blob })).await
+                    tokio::time::timeout(deadline, files.send(peer, Request::Fetch { id: blob }))
+                        .await
                 }
             })
             .collect();
@@ -638,7 +643,11 @@ impl Files {
             .map(|&peer| {
                 let files = self.clone();
                 async move {
-                    tokio::time::timeout(deadline, files.send(peer, Request::GetEnvelope { file: id })).await
+                    tokio::time::timeout(
+                        deadline,
+                        files.send(peer, Request::GetEnvelope { file: id }),
+                    )
+                    .await
                 }
             })
             .collect();
@@ -673,7 +682,9 @@ impl Files {
                 async move {
                     let mut flags = Vec::with_capacity(ids.len());
                     for batch in ids.chunks(MAX_IDS) {
-                        let request = Request::Has { ids: batch.to_vec() };
+                        let request = Request::Has {
+                            ids: batch.to_vec(),
+                        };
                         match tokio::time::timeout(deadline, files.send(peer, request)).await {
                             Ok(Ok(Response::Has(f))) if f.len() == batch.len() => flags.extend(f),
                             _ => return (peer, None),
@@ -726,7 +737,9 @@ impl Files {
                 metrics.gets.inc();
                 metrics.get_seconds.observe(started.elapsed().as_secs_f64());
             }
-            Err(_) => metrics.failures.inc(),
+            Err(_) => {
+                metrics.failures.inc();
+            }
         }
         result
     }
@@ -746,7 +759,10 @@ impl Files {
         let mut decoder = Decoder::new(manifest.clone(), &key)?.with_stripes_in_flight(window);
         let (tx, mut rx) = mpsc::channel::<(u64, StripeShards)>(window);
         let writer = tokio::task::spawn_blocking(move || -> Result<u64, DecodeError> {
-            let mut counting = CountingWriter { inner: &mut out, bytes: 0 };
+            let mut counting = CountingWriter {
+                inner: &mut out,
+                bytes: 0,
+            };
             while let Some((index, shards)) = rx.blocking_recv() {
                 decoder.push(index, shards, &mut counting)?;
             }
@@ -892,8 +908,8 @@ impl Files {
                             slow.lock().unwrap_or_else(|p| p.into_inner()).insert(peer);
                         }
                     }
-                    launch(1, &shards, &mut in_flight, &mut fetches);
-                    if fetches.is_empty() && next >= options.len() {
+                    let started = launch(1, &shards, &mut in_flight, &mut fetches);
+                    if started == 0 && fetches.is_empty() {
                         break;
                     }
                 }

@@ -65,19 +65,59 @@ impl Metrics {
             registry: Registry::default(),
         };
         let reg = &mut registry;
-        reg.register("shards_stored", "Shards stored for peers", m.shards_stored.clone());
-        reg.register("shards_served", "Shards served to peers", m.shards_served.clone());
-        reg.register("shards_refused", "Shard store requests refused", m.shards_refused.clone());
-        reg.register("bad_shards_received", "Shards received that did not match their id", m.bad_shards_received.clone());
-        reg.register("corrupt_shards", "Stored shards found corrupt on read", m.corrupt_shards.clone());
-        reg.register("shard_bytes_in", "Shard bytes received from peers", m.bytes_in.clone());
-        reg.register("shard_bytes_out", "Shard bytes sent to peers", m.bytes_out.clone());
+        reg.register(
+            "shards_stored",
+            "Shards stored for peers",
+            m.shards_stored.clone(),
+        );
+        reg.register(
+            "shards_served",
+            "Shards served to peers",
+            m.shards_served.clone(),
+        );
+        reg.register(
+            "shards_refused",
+            "Shard store requests refused",
+            m.shards_refused.clone(),
+        );
+        reg.register(
+            "bad_shards_received",
+            "Shards received that did not match their id",
+            m.bad_shards_received.clone(),
+        );
+        reg.register(
+            "corrupt_shards",
+            "Stored shards found corrupt on read",
+            m.corrupt_shards.clone(),
+        );
+        reg.register(
+            "shard_bytes_in",
+            "Shard bytes received from peers",
+            m.bytes_in.clone(),
+        );
+        reg.register(
+            "shard_bytes_out",
+            "Shard bytes sent to peers",
+            m.bytes_out.clone(),
+        );
         reg.register("puts", "Completed puts", m.puts.clone());
         reg.register("gets", "Completed gets", m.gets.clone());
         reg.register("failures", "Failed puts and gets", m.failures.clone());
-        reg.register("put_seconds", "Put latency in seconds", m.put_seconds.clone());
-        reg.register("get_seconds", "Get latency in seconds", m.get_seconds.clone());
-        reg.register("dht_peers", "Peers in the DHT routing table", m.dht_peers.clone());
+        reg.register(
+            "put_seconds",
+            "Put latency in seconds",
+            m.put_seconds.clone(),
+        );
+        reg.register(
+            "get_seconds",
+            "Get latency in seconds",
+            m.get_seconds.clone(),
+        );
+        reg.register(
+            "dht_peers",
+            "Peers in the DHT routing table",
+            m.dht_peers.clone(),
+        );
         Self { registry, ..m }
     }
 

@@ -17,7 +17,9 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, GetClosestPeersError, GetProvidersOk, QueryId, QueryResult, RecordKey};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, noise, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, noise, tcp, yamux,
+};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -200,7 +202,11 @@ impl Network {
         let setup = |e: &dyn std::fmt::Display| NetworkError::Setup(e.to_string());
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
             .map_err(|e| setup(&e))?
             .with_behaviour(|key| {
                 let mut kad_config = kad::Config::new(KAD_PROTOCOL);
@@ -262,7 +268,13 @@ impl Network {
             listen_addresses: Vec::new(),
         };
         let task = tokio::spawn(event_loop.run());
-        Ok((Self { commands: tx, peer_id }, task))
+        Ok((
+            Self {
+                commands: tx,
+                peer_id,
+            },
+            task,
+        ))
     }
 
     /// This node's peer id.
@@ -302,7 +314,8 @@ impl Network {
     /// # Errors
     /// [`NetworkError::Dht`] if the lookup fails with no peers at all.
     pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetworkError> {
-        self.call(|reply| Command::ClosestPeers { key, reply }).await?
+        self.call(|reply| Command::ClosestPeers { key, reply })
+            .await?
     }
 
     /// Announces in the DHT that this node provides `key`.
@@ -365,6 +378,8 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     })
 }
 
+type ProvidersReply = oneshot::Sender<Result<HashSet<PeerId>, NetworkError>>;
+
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
@@ -375,13 +390,7 @@ struct EventLoop {
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetworkError>>>,
     pending_closest: HashMap<QueryId, oneshot::Sender<Result<Vec<PeerId>, NetworkError>>>,
     pending_providing: HashMap<QueryId, oneshot::Sender<Result<(), NetworkError>>>,
-    pending_providers: HashMap<
-        QueryId,
-        (
-            HashSet<PeerId>,
-            oneshot::Sender<Result<HashSet<PeerId>, NetworkError>>,
-        ),
-    >,
+    pending_providers: HashMap<QueryId, (HashSet<PeerId>, ProvidersReply)>,
     connected: HashSet<PeerId>,
     listen_addresses: Vec<Multiaddr>,
 }
@@ -439,11 +448,7 @@ impl EventLoop {
                 self.pending_providers.insert(id, (HashSet::new(), reply));
             }
             Command::Info { reply } => {
-                let routing_table_peers = behaviour
-                    .kad
-                    .kbuckets()
-                    .map(|b| b.num_entries())
-                    .sum();
+                let routing_table_peers = behaviour.kad.kbuckets().map(|b| b.num_entries()).sum();
                 let _ = reply.send(NetworkInfo {
                     peer_id: *self.swarm.local_peer_id(),
                     listen_addresses: self.listen_addresses.clone(),
@@ -539,7 +544,11 @@ impl EventLoop {
             }
             QueryResult::StartProviding(result) => {
                 if let Some(reply) = self.pending_providing.remove(&id) {
-                    let _ = reply.send(result.map(|_| ()).map_err(|e| NetworkError::Dht(e.to_string())));
+                    let _ = reply.send(
+                        result
+                            .map(|_| ())
+                            .map_err(|e| NetworkError::Dht(e.to_string())),
+                    );
                 }
             }
             QueryResult::GetProviders(result) => {
@@ -622,7 +631,11 @@ impl EventLoop {
                 Ok(_) => Response::Done,
                 Err(e) => Response::Refused(crate::protocol::Refusal::Failed(e.to_string())),
             };
-            let _ = self.swarm.behaviour_mut().shards.send_response(channel, response);
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .shards
+                .send_response(channel, response);
             return;
         }
         let handler = Arc::clone(&self.handler);

@@ -15,6 +15,7 @@ use tracing::info;
 
 use crate::api::{ApiState, ApiToken, router};
 use crate::catalog::Catalog;
+use crate::db::DbError;
 use crate::files::{Files, FilesConfig, KeyProvider};
 use crate::metrics::Metrics;
 use crate::network::{Network, NetworkConfig, NetworkError};
@@ -63,8 +64,8 @@ impl NodeConfig {
 #[non_exhaustive]
 pub enum NodeError {
     /// The database could not be opened or flushed.
-    #[error("database: {0}")]
-    Db(#[from] rocksdb::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
     /// The swarm could not start.
     #[error(transparent)]
     Network(#[from] NetworkError),
@@ -105,12 +106,25 @@ impl Node {
         let dir = config.data_dir.clone();
         let db = tokio::task::spawn_blocking(move || crate::db::open(&dir))
             .await
-            .map_err(|e| rocksdb::Error::new(e.to_string()))??;
+            .map_err(|e| DbError::Task(e.to_string()))??;
         let metrics = Arc::new(Metrics::new());
         let store = Arc::new(ShardStore::new(Arc::clone(&db), config.store));
-        let server = Arc::new(Server::new(Arc::clone(&store), Arc::clone(&db), Arc::clone(&metrics)));
-        let records = PersistentStore::new(peer_id, Arc::clone(&db), PersistentStoreConfig::default())?;
-        let (network, net_task) = Network::start(identity, records, config.network, server.clone())?;
+        let server = Arc::new(Server::new(
+            Arc::clone(&store),
+            Arc::clone(&db),
+            Arc::clone(&metrics),
+        ));
+        let records = PersistentStore::new(
+            peer_id,
+            Arc::clone(&db),
+            // The node keeps only provider records (pointers); value records are small
+            // and few, so a tight cap bounds memory (4,096 x 16 KiB = 64 MiB worst case).
+            PersistentStoreConfig::default()
+                .with_max_records(4096)
+                .with_max_value_bytes(16 * 1024),
+        )?;
+        let (network, net_task) =
+            Network::start(identity, records, config.network, server.clone())?;
         let files = Files::new(
             network.clone(),
             server,
@@ -141,7 +155,10 @@ impl Node {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!("api server failed: {e}");
             }
         });
@@ -215,7 +232,7 @@ impl Node {
         let db = self.db;
         tokio::task::spawn_blocking(move || crate::db::flush_all(&db))
             .await
-            .map_err(|e| rocksdb::Error::new(e.to_string()))??;
+            .map_err(|e| DbError::Task(e.to_string()))??;
         info!("node stopped");
         Ok(())
     }

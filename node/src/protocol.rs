@@ -142,7 +142,10 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(
     if body.len() > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("message of {} bytes exceeds the {max}-byte limit", body.len()),
+            format!(
+                "message of {} bytes exceeds the {max}-byte limit",
+                body.len()
+            ),
         ));
     }
     io.write_all(&(body.len() as u32).to_be_bytes()).await?;
@@ -224,7 +227,9 @@ mod tests {
     fn round_trip(request: Request) -> io::Result<Request> {
         block_on(async {
             let mut wire = Vec::new();
-            ShardCodec.write_request(&PROTOCOL, &mut wire, request).await?;
+            ShardCodec
+                .write_request(&PROTOCOL, &mut wire, request)
+                .await?;
             ShardCodec.read_request(&PROTOCOL, &mut &wire[..]).await
         })
     }
@@ -233,20 +238,29 @@ mod tests {
     fn requests_and_responses_round_trip() -> io::Result<()> {
         let id = ShardId::of(b"x");
         for request in [
-            Request::Store { id, bytes: b"x".to_vec() },
+            Request::Store {
+                id,
+                bytes: b"x".to_vec(),
+            },
             Request::Fetch { id },
             Request::Has { ids: vec![id; 3] },
             Request::Delete { id },
-            Request::Announce { file: FileId::of_manifest(b"m") },
+            Request::Announce {
+                file: FileId::of_manifest(b"m"),
+            },
             Request::PutEnvelope { bytes: vec![1, 2] },
-            Request::GetEnvelope { file: FileId::of_manifest(b"m") },
+            Request::GetEnvelope {
+                file: FileId::of_manifest(b"m"),
+            },
         ] {
             assert_eq!(round_trip(request.clone())?, request);
         }
         let response = Response::Refused(Refusal::Full { used: 1, max: 2 });
         let back = block_on(async {
             let mut wire = Vec::new();
-            ShardCodec.write_response(&PROTOCOL, &mut wire, response.clone()).await?;
+            ShardCodec
+                .write_response(&PROTOCOL, &mut wire, response.clone())
+                .await?;
             ShardCodec.read_response(&PROTOCOL, &mut &wire[..]).await
         })?;
         assert_eq!(back, response);
@@ -260,7 +274,10 @@ mod tests {
         let wire = u32::MAX.to_be_bytes();
         let err = block_on(ShardCodec.read_request(&PROTOCOL, &mut &wire[..])).err();
         assert!(err.is_some_and(|e| e.to_string().contains("exceeds")));
-        let big = Request::Store { id: ShardId::of(b""), bytes: vec![0; MAX_BLOB_LEN + SLACK] };
+        let big = Request::Store {
+            id: ShardId::of(b""),
+            bytes: vec![0; MAX_BLOB_LEN + SLACK],
+        };
         assert!(block_on(ShardCodec.write_request(&PROTOCOL, &mut Vec::new(), big)).is_err());
     }
 

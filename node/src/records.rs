@@ -64,7 +64,7 @@ use rocksdb::{ColumnFamily, DB, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::db::{CF_KAD_PROVIDERS, CF_KAD_RECORDS, cf};
+use crate::db::{CF_KAD_PROVIDERS, CF_KAD_RECORDS, DbError, cf};
 
 /// Default for [`PersistentStoreConfig::with_max_records`].
 pub const DEFAULT_MAX_RECORDS: usize = 65_536;
@@ -195,8 +195,8 @@ pub struct PersistentStore {
     config: PersistentStoreConfig,
     rows: Rows,
     records: HashMap<RecordKey, Record>,
-    /// Per key: in insertion order ([`ProviderPolicy::KeepFirst`]) or nearest first
-    /// ([`ProviderPolicy::KeepClosest`]); never empty.
+    /// Per key: in insertion order ([`ProviderPolicy::KeepFirst`]; after a reload, in row
+    /// order) or nearest first ([`ProviderPolicy::KeepClosest`]); never empty.
     providers: HashMap<RecordKey, Vec<ProviderRecord>>,
     /// The records of `providers` whose provider is the local peer; kept in sync with it.
     provided: HashSet<ProviderRecord>,
@@ -219,13 +219,14 @@ impl PersistentStore {
     /// dropping (and deleting) expired, corrupt and over-limit rows.
     ///
     /// # Errors
-    /// RocksDB's error if a column family is missing or reading or deleting rows fails.
+    /// [`DbError::Rocks`] if reading or deleting rows fails,
+    /// [`DbError::MissingColumnFamily`] if `db` was not opened by [`crate::db::open`].
     /// A row that does not decode is not an error (it is logged and deleted).
     pub fn new(
         local_id: PeerId,
         db: Arc<DB>,
         config: PersistentStoreConfig,
-    ) -> Result<Self, rocksdb::Error> {
+    ) -> Result<Self, DbError> {
         let clock = Clock::now();
         let mut doomed = WriteBatch::default();
         let records = load_records(&db, &config, &clock, &mut doomed)?;
@@ -356,10 +357,10 @@ impl RecordStore for PersistentStore {
         if record.provider == *local_id {
             self.provided.insert(record);
         }
-        if let Some(evicted) = evicted {
-            if evicted.provider == *local_id {
-                self.provided.remove(&evicted);
-            }
+        if let Some(evicted) = evicted
+            && evicted.provider == *local_id
+        {
+            self.provided.remove(&evicted);
         }
         Ok(())
     }
@@ -631,7 +632,7 @@ fn load_records(
     config: &PersistentStoreConfig,
     clock: &Clock,
     doomed: &mut WriteBatch,
-) -> Result<HashMap<RecordKey, Record>, rocksdb::Error> {
+) -> Result<HashMap<RecordKey, Record>, DbError> {
     let cf = cf(db, CF_KAD_RECORDS)?;
     let mut records = HashMap::new();
     for row in db.iterator_cf(cf, IteratorMode::Start) {
@@ -665,7 +666,7 @@ fn load_providers(
     clock: &Clock,
     local_id: &PeerId,
     doomed: &mut WriteBatch,
-) -> Result<HashMap<RecordKey, Vec<ProviderRecord>>, rocksdb::Error> {
+) -> Result<HashMap<RecordKey, Vec<ProviderRecord>>, DbError> {
     let cf = cf(db, CF_KAD_PROVIDERS)?;
     let mut providers: HashMap<RecordKey, Vec<ProviderRecord>> = HashMap::new();
     for row in db.iterator_cf(cf, IteratorMode::Start) {

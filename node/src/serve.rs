@@ -94,20 +94,22 @@ impl Server {
 
     /// Keeps `envelope` unless this owner already has a newer one for the file.
     fn keep_envelope(&self, envelope: &KeyEnvelope, bytes: &[u8]) -> Result<(), Refusal> {
-        let failed = |e: rocksdb::Error| Refusal::Failed(e.to_string());
-        let files = cf(&self.db, CF_FILES).map_err(failed)?;
+        let failed = |e: &dyn std::fmt::Display| Refusal::Failed(e.to_string());
+        let files = cf(&self.db, CF_FILES).map_err(|e| failed(&e))?;
         let mut key = envelope_prefix(envelope.file_id().as_bytes());
         key.extend_from_slice(KeyId::of(envelope.owner()).as_bytes());
-        if let Some(old) = self.db.get_pinned_cf(files, &key).map_err(failed)? {
+        if let Some(old) = self.db.get_pinned_cf(files, &key).map_err(|e| failed(&e))? {
             if let Ok(old) = KeyEnvelope::from_bytes(&old)
                 && old.sequence() >= envelope.sequence()
             {
                 return Ok(());
             }
         } else if self.envelopes(envelope.file_id().as_bytes()).len() >= MAX_ENVELOPE_OWNERS {
-            return Err(Refusal::Invalid("too many envelope owners for this file".into()));
+            return Err(Refusal::Invalid(
+                "too many envelope owners for this file".into(),
+            ));
         }
-        self.db.put_cf(files, &key, bytes).map_err(failed)
+        self.db.put_cf(files, &key, bytes).map_err(|e| failed(&e))
     }
 
     /// Every envelope held for a file (newest per owner).
@@ -147,9 +149,7 @@ impl InboundHandler for Server {
                 Err(e) => Response::Refused(Refusal::Failed(e.to_string())),
             },
             Request::PutEnvelope { bytes } => self.put_envelope(&bytes),
-            Request::GetEnvelope { file } => {
-                Response::Envelopes(self.envelopes(file.as_bytes()))
-            }
+            Request::GetEnvelope { file } => Response::Envelopes(self.envelopes(file.as_bytes())),
             Request::Announce { .. } => {
                 debug!("announce reached the handler; the swarm task answers it");
                 Response::Done

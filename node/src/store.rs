@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use datamesh_core::ShardId;
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
-use crate::db::{CF_META, CF_OWNERS, CF_SHARDS, cf};
+use crate::db::{CF_META, CF_OWNERS, CF_SHARDS, DbError, cf};
 
 const USED_BYTES_KEY: &[u8] = b"used_bytes";
 const SHARD_COUNT_KEY: &[u8] = b"shard_count";
@@ -59,8 +59,8 @@ pub enum StoreError {
         id: ShardId,
     },
     /// RocksDB failed (disk full, permissions, corruption of its own files).
-    #[error("database error: {0}")]
-    Db(#[from] rocksdb::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// What a delete did.
@@ -264,6 +264,12 @@ impl ShardStore {
     pub fn flush(&self) -> Result<(), StoreError> {
         crate::db::flush_all(&self.db)?;
         Ok(())
+    }
+}
+
+impl From<rocksdb::Error> for StoreError {
+    fn from(e: rocksdb::Error) -> Self {
+        Self::Db(DbError::Rocks(e))
     }
 }
 

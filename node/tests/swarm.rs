@@ -11,7 +11,7 @@ use datamesh_core::ecies::SecretKey;
 use datamesh_node::catalog::Placement;
 use datamesh_node::protocol::{Refusal, Request, Response};
 use datamesh_node::{
-    ApiToken, FileKeys, FilesConfig, GetError, KeyProvider, Node, NodeConfig, NetworkConfig,
+    ApiToken, FileKeys, FilesConfig, GetError, KeyProvider, NetworkConfig, Node, NodeConfig,
     PutError, StoreConfig,
 };
 use libp2p::identity::Keypair;
@@ -22,7 +22,11 @@ struct StaticKeys(Vec<u8>);
 
 impl KeyProvider for StaticKeys {
     fn file_keys(&self) -> Result<FileKeys, String> {
-        let bytes: [u8; 32] = self.0.as_slice().try_into().map_err(|_| "bad key".to_string())?;
+        let bytes: [u8; 32] = self
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| "bad key".to_string())?;
         let active = SecretKey::from_bytes(&bytes).map_err(|e| e.to_string())?;
         let again = SecretKey::from_bytes(&bytes).map_err(|e| e.to_string())?;
         Ok(FileKeys {
@@ -40,7 +44,9 @@ struct Net {
 
 impl Net {
     fn node(&self, i: usize) -> &Node {
-        self.nodes[i].as_ref().unwrap_or_else(|| panic!("node {i} is stopped"))
+        self.nodes[i]
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {i} is stopped"))
     }
 
     async fn stop(&mut self, i: usize) -> TestResult {
@@ -58,7 +64,10 @@ impl Net {
     }
 }
 
-async fn start_net(n: usize, quota: impl Fn(usize) -> u64) -> Result<Net, Box<dyn std::error::Error + Send + Sync>> {
+async fn start_net(
+    n: usize,
+    quota: impl Fn(usize) -> u64,
+) -> Result<Net, Box<dyn std::error::Error + Send + Sync>> {
     let mut nodes = Vec::new();
     let mut keys = Vec::new();
     let mut dirs = Vec::new();
@@ -69,12 +78,16 @@ async fn start_net(n: usize, quota: impl Fn(usize) -> u64) -> Result<Net, Box<dy
         let network = NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?])
             .with_bootstrap(bootstrap.clone())
             .with_request_timeout(Duration::from_secs(10));
-        let config = NodeConfig::new(dir.path().join("db"), network, SocketAddr::from(([127, 0, 0, 1], 0)))
-            .with_store(StoreConfig::new(quota(i)))
-            .with_files(FilesConfig {
-                stripe_deadline: Duration::from_secs(15),
-                ..FilesConfig::default()
-            });
+        let config = NodeConfig::new(
+            dir.path().join("db"),
+            network,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .with_store(StoreConfig::new(quota(i)))
+        .with_files(FilesConfig {
+            stripe_deadline: Duration::from_secs(15),
+            ..FilesConfig::default()
+        });
         let node = Node::start(
             config,
             Keypair::generate_ed25519(),
@@ -132,7 +145,10 @@ impl SharedBuf {
 
 impl std::io::Write for SharedBuf {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -140,8 +156,14 @@ impl std::io::Write for SharedBuf {
     }
 }
 
-fn placement_of(node: &Node, id: &datamesh_core::FileId) -> Result<Placement, Box<dyn std::error::Error + Send + Sync>> {
-    node.files().catalog().placement(id)?.ok_or_else(|| "no placement".into())
+fn placement_of(
+    node: &Node,
+    id: &datamesh_core::FileId,
+) -> Result<Placement, Box<dyn std::error::Error + Send + Sync>> {
+    node.files()
+        .catalog()
+        .placement(id)?
+        .ok_or_else(|| "no placement".into())
 }
 
 async fn placement_on_distinct_peers(n: usize) -> TestResult {
@@ -150,7 +172,11 @@ async fn placement_on_distinct_peers(n: usize) -> TestResult {
     let report = net
         .node(0)
         .files()
-        .put(std::io::Cursor::new(plain.clone()), "three.bin".into(), vec![])
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "three.bin".into(),
+            vec![],
+        )
         .await?;
     assert_eq!(report.stripes, 4);
     let placement = placement_of(net.node(0), &report.id)?;
@@ -180,18 +206,29 @@ async fn a_shared_file_opens_on_another_node_even_with_two_holders_down() -> Tes
     let report = net
         .node(0)
         .files()
-        .put(std::io::Cursor::new(plain.clone()), "shared.bin".into(), vec![friend])
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "shared.bin".into(),
+            vec![friend],
+        )
         .await?;
     // Node 5 was given the key; node 6 was not.
     assert_eq!(get(net.node(5), report.id).await?, plain);
-    assert!(matches!(get(net.node(6), report.id).await, Err(GetError::NoKey(_))));
+    assert!(matches!(
+        get(net.node(6), report.id).await,
+        Err(GetError::NoKey(_))
+    ));
 
     // Stop two holders of stripe 0 (not node 0 or 5): still readable everywhere.
     let placement = placement_of(net.node(0), &report.id)?;
     let mut stopped = 0;
     for i in 0..6 {
-        let Some(holder) = placement.holder(0, i) else { continue };
-        let Some(index) = (1..8).find(|&j| j != 5 && net.nodes[j].as_ref().is_some_and(|n| n.peer_id() == holder)) else {
+        let Some(holder) = placement.holder(0, i) else {
+            continue;
+        };
+        let Some(index) = (1..8)
+            .find(|&j| j != 5 && net.nodes[j].as_ref().is_some_and(|n| n.peer_id() == holder))
+        else {
             continue;
         };
         net.stop(index).await?;
@@ -214,15 +251,31 @@ async fn a_shard_that_does_not_match_its_id_is_refused() -> TestResult {
     let response = net
         .node(0)
         .network()
-        .request(peer, Request::Store { id, bytes: b"other bytes".to_vec() })
+        .request(
+            peer,
+            Request::Store {
+                id,
+                bytes: b"other bytes".to_vec(),
+            },
+        )
         .await?;
     assert_eq!(response, Response::Refused(Refusal::Mismatch));
-    let response = net.node(0).network().request(peer, Request::Fetch { id }).await?;
+    let response = net
+        .node(0)
+        .network()
+        .request(peer, Request::Fetch { id })
+        .await?;
     assert_eq!(response, Response::NotFound);
     let ok = net
         .node(0)
         .network()
-        .request(peer, Request::Store { id, bytes: b"the real bytes".to_vec() })
+        .request(
+            peer,
+            Request::Store {
+                id,
+                bytes: b"the real bytes".to_vec(),
+            },
+        )
         .await?;
     assert_eq!(ok, Response::Stored);
     net.shutdown().await
@@ -253,6 +306,16 @@ async fn with_fewer_than_six_peers_a_put_fails_and_says_how_many() -> TestResult
         .put(std::io::Cursor::new(data(10)), "f".into(), vec![])
         .await
         .err();
-    assert!(matches!(err, Some(PutError::NotEnoughPeers { placed: 4, found: 4, .. })), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Some(PutError::NotEnoughPeers {
+                placed: 4,
+                found: 4,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
     net.shutdown().await
 }

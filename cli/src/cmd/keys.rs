@@ -1,0 +1,719 @@
+//! `datamesh keys ...`: inspect and manage the keystore.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand, ValueEnum};
+use datamesh_keys::{
+    AuditEvent, AuditOp, ChangeError, FILE_ENCRYPTION, KeyInfo, KeyStatus, Keystore, Layout,
+    OpenError, Purpose, RotationPolicy, SlotKind, Timestamp,
+};
+use serde_json::{Value, json};
+
+use crate::Context;
+use crate::password::{KdfArgs, NewPasswordArgs, PasswordArgs};
+
+/// Arguments of `datamesh keys`.
+#[derive(Debug, Args)]
+pub(crate) struct KeysArgs {
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List every version of every key (`--json`: with full public keys).
+    #[command(after_help = "Example:\n  datamesh keys list --json --password-file pw")]
+    List(PasswordArgs),
+    /// Show every version of one key in detail.
+    #[command(after_help = "Example:\n  datamesh keys show file-encryption")]
+    Show {
+        /// The key's name, e.g. file-encryption or node-identity.
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Add a new active version of a key; the old one is deprecated and still decrypts.
+    #[command(
+        after_help = "Example:\n  datamesh keys rotate            # file-encryption\n  datamesh keys rotate node-identity   # changes the node's peer id"
+    )]
+    Rotate {
+        /// The key to rotate.
+        #[arg(default_value = FILE_ENCRYPTION)]
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Show or set the rotation policy (and what is due now).
+    #[command(
+        after_help = "Example:\n  datamesh keys policy --interval-days 30 --max-age-days 180 --auto on"
+    )]
+    Policy {
+        /// Days between rotations.
+        #[arg(long, value_name = "N")]
+        interval_days: Option<u32>,
+        /// Days an active key may live at most.
+        #[arg(long, value_name = "N")]
+        max_age_days: Option<u32>,
+        /// Whether the node rotates due keys by itself.
+        #[arg(long, value_name = "on|off")]
+        auto: Option<OnOff>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Mark a key version compromised: never used to encrypt again.
+    #[command(
+        after_help = "Example:\n  datamesh keys revoke file-encryption 2 --reason \"laptop stolen\""
+    )]
+    Revoke {
+        /// The key's name.
+        name: String,
+        /// The version to revoke (revoking the active one first rotates).
+        version: u32,
+        /// Why (kept in the keystore and the audit log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Erase the secret of an old key version.
+    #[command(after_help = "Example:\n  datamesh keys destroy file-encryption 1 --force")]
+    Destroy {
+        /// The key's name.
+        name: String,
+        /// The version to destroy (not the active one).
+        version: u32,
+        /// Destroy even if files may still need this version to be decrypted.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Change the password of the slot you unlock with (the keys stay the same).
+    #[command(
+        after_help = "Example:\n  datamesh keys passwd --password-file old.pw --new-password-file new.pw"
+    )]
+    Passwd(NewSlotArgs),
+    /// Manage unlock slots (several passwords for the same keys).
+    Slot {
+        #[command(subcommand)]
+        command: SlotCommand,
+    },
+    /// Report on the audit log; `verify` checks its hash chain.
+    #[command(
+        after_help = "Example:\n  datamesh keys audit --last 20\n  datamesh keys audit verify"
+    )]
+    Audit {
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
+        /// How many of the last lines to show.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        last: usize,
+    },
+    /// Print the active public key of a key (hex; secp256k1 compressed SEC1).
+    #[command(after_help = "Example:\n  datamesh keys export-public > my-key.pub")]
+    ExportPublic {
+        /// The key's name.
+        #[arg(default_value = FILE_ENCRYPTION)]
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Seal the plaintext NAME.key files of the old layout, then erase them.
+    #[command(after_help = "Example:\n  datamesh keys import-legacy ~/.datamesh/keys")]
+    ImportLegacy {
+        /// The folder of the old NAME.key / NAME.info files.
+        dir: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SlotCommand {
+    /// Add a password slot; prints its id.
+    #[command(after_help = "Example:\n  datamesh keys slot add --label backup-admin")]
+    Add {
+        /// A label for the slot.
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        args: NewSlotArgs,
+    },
+    /// List the unlock slots.
+    List(PasswordArgs),
+    /// Remove a slot (not the last one, nor the one you unlock with).
+    #[command(after_help = "Example:\n  datamesh keys slot remove 2")]
+    Remove {
+        /// The slot's id (see `slot list`).
+        id: u32,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
+/// The current password, a new one, and the new slot's KDF parameters.
+#[derive(Debug, Args)]
+struct NewSlotArgs {
+    #[command(flatten)]
+    password: PasswordArgs,
+    #[command(flatten)]
+    new_password: NewPasswordArgs,
+    #[command(flatten)]
+    kdf: KdfArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the chain, and that the last key change sealed in the keystore is in the log.
+    Verify(PasswordArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+/// Column names of [`key_row`].
+pub(crate) const KEY_HEADER: [&str; 6] = [
+    "NAME",
+    "VERSION",
+    "PURPOSE",
+    "STATUS",
+    "CREATED",
+    "PUBLIC KEY",
+];
+
+/// A table row for a key version.
+pub(crate) fn key_row(key: &KeyInfo, due: bool) -> Vec<String> {
+    let status = if due {
+        format!("{} (due)", key.status)
+    } else {
+        key.status.to_string()
+    };
+    vec![
+        key.name.clone(),
+        key.version.to_string(),
+        format!("{} ({})", key.purpose, key.purpose.algorithm()),
+        status,
+        key.created.to_string(),
+        key.public_key_hex(),
+    ]
+}
+
+/// The JSON of a key version.
+pub(crate) fn key_json(key: &KeyInfo) -> Value {
+    let time = |t: Option<Timestamp>| t.map(|t| t.to_string());
+    json!({
+        "name": key.name,
+        "purpose": key.purpose.as_str(),
+        "algorithm": key.purpose.algorithm(),
+        "version": key.version,
+        "status": key.status.as_str(),
+        "public_key": key.public_key_hex(),
+        "key_id": key.key_id().map(|id| id.to_string()),
+        "created": key.created.to_string(),
+        "activated": time(key.activated),
+        "deprecated": time(key.deprecated),
+        "expires": time(key.expires),
+        "revoked": time(key.revoked),
+        "revoke_reason": key.revoke_reason,
+        "destroyed": time(key.destroyed),
+        "predecessor": key.predecessor,
+        "successor": key.successor,
+    })
+}
+
+/// Opens the keystore of the home (asking for the password only if there is one).
+fn unlock(ctx: &Context, password: &PasswordArgs) -> anyhow::Result<Keystore> {
+    if !Layout::new(&ctx.home).keystore().exists() {
+        return Err(OpenError::NotInitialised {
+            home: ctx.home.clone(),
+        }
+        .into());
+    }
+    let password = password.existing(&ctx.out)?;
+    let started = Instant::now();
+    let keystore = Keystore::open(&ctx.home, &password)?;
+    ctx.out.detail(format_args!(
+        "unlocked slot {} of {} in {:.2} s",
+        keystore.unlocked_slot(),
+        Layout::new(&ctx.home).keystore().display(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(keystore)
+}
+
+pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
+    match args.command {
+        KeysCommand::List(password) => list(ctx, &unlock(ctx, &password)?, None),
+        KeysCommand::Show { name, password } => list(ctx, &unlock(ctx, &password)?, Some(&name)),
+        KeysCommand::Rotate { name, password } => rotate(ctx, &mut unlock(ctx, &password)?, &name),
+        KeysCommand::Policy {
+            interval_days,
+            max_age_days,
+            auto,
+            password,
+        } => {
+            let mut keystore = unlock(ctx, &password)?;
+            if interval_days.is_some() || max_age_days.is_some() || auto.is_some() {
+                let old = keystore.policy();
+                let policy = RotationPolicy::new(
+                    interval_days.unwrap_or(old.interval_days()),
+                    max_age_days.unwrap_or(old.max_age_days()),
+                    auto.map_or(old.auto(), |a| a == OnOff::On),
+                )?;
+                keystore.set_policy(policy)?;
+                ctx.out.info("rotation policy updated");
+            }
+            policy(ctx, &keystore);
+            Ok(())
+        }
+        KeysCommand::Revoke {
+            name,
+            version,
+            reason,
+            password,
+        } => revoke(ctx, &mut unlock(ctx, &password)?, &name, version, &reason),
+        KeysCommand::Destroy {
+            name,
+            version,
+            force,
+            password,
+        } => destroy(ctx, &mut unlock(ctx, &password)?, &name, version, force),
+        KeysCommand::Passwd(args) => {
+            let mut keystore = unlock(ctx, &args.password)?;
+            let kdf = args.kdf.params(current_kdf(&keystore), &ctx.out)?;
+            let new = args.new_password.get(&ctx.out)?;
+            keystore.change_password(&new, kdf)?;
+            let slot = keystore.unlocked_slot();
+            if ctx.out.json() {
+                ctx.out.json_value(&json!({ "slot": slot }));
+            }
+            ctx.out.info(format_args!(
+                "password of slot {slot} changed; the keys are unchanged"
+            ));
+            Ok(())
+        }
+        KeysCommand::Slot { command } => slot(ctx, command),
+        KeysCommand::Audit { command, last } => match command {
+            None => audit_report(ctx, last),
+            Some(AuditCommand::Verify(password)) => {
+                let mut keystore = unlock(ctx, &password)?;
+                let summary = keystore.verify_audit()?;
+                if ctx.out.json() {
+                    ctx.out
+                        .json_value(&json!({ "intact": true, "lines": summary.lines }));
+                } else {
+                    ctx.out.result(format_args!(
+                        "audit log intact: {} lines, chained, with the last key change in place",
+                        summary.lines
+                    ));
+                }
+                Ok(())
+            }
+        },
+        KeysCommand::ExportPublic { name, password } => {
+            let keystore = unlock(ctx, &password)?;
+            let key = keystore.active(&name).ok_or_else(|| {
+                if keystore.versions(&name).is_empty() {
+                    ChangeError::NoSuchKey { name: name.clone() }
+                } else {
+                    ChangeError::NoActiveVersion { name: name.clone() }
+                }
+            })?;
+            keystore.log(
+                &AuditEvent::new(AuditOp::ExportPublic).with_key(&key.name, Some(key.version)),
+            )?;
+            if ctx.out.json() {
+                ctx.out.json_value(&key_json(&key));
+            } else {
+                ctx.out.result(key.public_key_hex());
+            }
+            Ok(())
+        }
+        KeysCommand::ImportLegacy { dir, password } => {
+            let mut keystore = unlock(ctx, &password)?;
+            let report = keystore.import_legacy(&dir)?;
+            if ctx.out.json() {
+                ctx.out.json_value(&json!({
+                    "imported": report.imported.iter().map(key_json).collect::<Vec<_>>(),
+                    "already_present": report.already_present,
+                    "removed": report.removed,
+                }));
+            } else {
+                for key in &report.imported {
+                    ctx.out
+                        .result(format_args!("{} v{}", key.name, key.version));
+                }
+            }
+            ctx.out.info(format_args!(
+                "imported {} legacy key(s) (decrypt only), {} already present; overwrote and removed {} plaintext file(s)",
+                report.imported.len(),
+                report.already_present.len(),
+                report.removed.len()
+            ));
+            Ok(())
+        }
+    }
+}
+
+fn list(ctx: &Context, keystore: &Keystore, name: Option<&str>) -> anyhow::Result<()> {
+    let keys = match name {
+        Some(name) => {
+            let versions = keystore.versions(name);
+            if versions.is_empty() {
+                return Err(ChangeError::NoSuchKey { name: name.into() }.into());
+            }
+            versions
+        }
+        None => keystore.keys(),
+    };
+    let due = keystore.due(Timestamp::now());
+    let is_due = |k: &KeyInfo| {
+        due.iter()
+            .any(|d| d.name == k.name && d.version == k.version)
+    };
+    if ctx.out.json() {
+        ctx.out
+            .json_value(&Value::Array(keys.iter().map(key_json).collect()));
+    } else if name.is_some() {
+        for (i, key) in keys.iter().enumerate() {
+            if i > 0 {
+                ctx.out.result("");
+            }
+            show(ctx, key, is_due(key));
+        }
+    } else {
+        let rows: Vec<Vec<String>> = keys.iter().map(|k| key_row(k, is_due(k))).collect();
+        ctx.out.table(&KEY_HEADER, &rows);
+    }
+    Ok(())
+}
+
+fn show(ctx: &Context, key: &KeyInfo, due: bool) {
+    let mut fields: Vec<(&str, String)> = vec![
+        ("name", key.name.clone()),
+        ("version", key.version.to_string()),
+        (
+            "purpose",
+            format!("{} ({})", key.purpose, key.purpose.algorithm()),
+        ),
+        (
+            "status",
+            if due {
+                format!("{} (due for rotation)", key.status)
+            } else {
+                key.status.to_string()
+            },
+        ),
+        ("public key", key.public_key_hex()),
+    ];
+    if let Some(id) = key.key_id() {
+        fields.push(("key id", id.to_string()));
+    }
+    fields.push(("created", key.created.to_string()));
+    let optional = [
+        ("activated", key.activated),
+        ("deprecated", key.deprecated),
+        ("expires", key.expires),
+        ("revoked", key.revoked),
+        ("destroyed", key.destroyed),
+    ];
+    for (label, time) in optional {
+        if let Some(time) = time {
+            fields.push((label, time.to_string()));
+        }
+    }
+    if let Some(reason) = &key.revoke_reason {
+        fields.push(("revoke reason", reason.clone()));
+    }
+    if let Some(v) = key.predecessor {
+        fields.push(("predecessor", format!("v{v}")));
+    }
+    if let Some(v) = key.successor {
+        fields.push(("successor", format!("v{v}")));
+    }
+    for (label, value) in fields {
+        ctx.out
+            .result(format_args!("{:<15}{value}", format!("{label}:")));
+    }
+}
+
+fn rotate(ctx: &Context, keystore: &mut Keystore, name: &str) -> anyhow::Result<()> {
+    let new = keystore.rotate(name)?;
+    if ctx.out.json() {
+        ctx.out.json_value(&key_json(&new));
+    } else {
+        ctx.out.table(&KEY_HEADER, &[key_row(&new, false)]);
+    }
+    if let Some(old) = new.predecessor {
+        ctx.out.info(format_args!(
+            "rotated {name}: v{} is active, v{old} is deprecated{}",
+            new.version,
+            if new.purpose == Purpose::FileEncryption {
+                " and still decrypts"
+            } else {
+                " (the node's peer id changes at its next start)"
+            }
+        ));
+    }
+    Ok(())
+}
+
+fn policy(ctx: &Context, keystore: &Keystore) {
+    let policy = keystore.policy();
+    let due = keystore.due(Timestamp::now());
+    if ctx.out.json() {
+        ctx.out.json_value(&json!({
+            "interval_days": policy.interval_days(),
+            "max_age_days": policy.max_age_days(),
+            "auto": policy.auto(),
+            "due": due.iter().map(|d| json!({
+                "name": d.name, "version": d.version, "reason": d.reason.as_str(),
+            })).collect::<Vec<_>>(),
+        }));
+        return;
+    }
+    ctx.out.result(format_args!(
+        "interval: {} days\nmax age:  {} days\nauto:     {}",
+        policy.interval_days(),
+        policy.max_age_days(),
+        if policy.auto() { "on" } else { "off" }
+    ));
+    for d in &due {
+        ctx.out.result(format_args!(
+            "due:      {} v{} ({})",
+            d.name,
+            d.version,
+            d.reason.as_str()
+        ));
+    }
+}
+
+fn revoke(
+    ctx: &Context,
+    keystore: &mut Keystore,
+    name: &str,
+    version: u32,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let replacement = keystore.revoke(name, version, reason)?;
+    if ctx.out.json() {
+        ctx.out.json_value(&json!({
+            "name": name,
+            "version": version,
+            "status": KeyStatus::Revoked.as_str(),
+            "replacement": replacement.as_ref().map(key_json),
+        }));
+    }
+    ctx.out.info(format_args!(
+        "revoked {name} v{version}: it will never encrypt again, and decrypts only on explicit override"
+    ));
+    if let Some(new) = replacement {
+        ctx.out.info(format_args!(
+            "{name} v{} is the new active version",
+            new.version
+        ));
+    }
+    Ok(())
+}
+
+fn destroy(
+    ctx: &Context,
+    keystore: &mut Keystore,
+    name: &str,
+    version: u32,
+    force: bool,
+) -> anyhow::Result<()> {
+    let info = keystore
+        .versions(name)
+        .into_iter()
+        .find(|k| k.version == version);
+    // A file-encryption version may be named by the key envelope of a file this node put.
+    // The node's catalog cannot be consulted from here yet, so assume it is still needed.
+    let still_needed = info.is_some_and(|k| k.purpose == Purpose::FileEncryption);
+    keystore.destroy(name, version, still_needed, force)?;
+    if ctx.out.json() {
+        ctx.out.json_value(&json!({
+            "name": name, "version": version, "status": KeyStatus::Destroyed.as_str(),
+        }));
+    }
+    ctx.out.info(format_args!(
+        "destroyed the secret of {name} v{version} (the sealed keystore no longer holds it; \
+         copies in old backups or on the disk's free blocks are not reached)"
+    ));
+    Ok(())
+}
+
+fn current_kdf(keystore: &Keystore) -> datamesh_keys::KdfParams {
+    keystore
+        .slots()
+        .into_iter()
+        .find(|s| s.id == keystore.unlocked_slot())
+        .and_then(|s| match s.kind {
+            SlotKind::Password(kdf) => Some(kdf),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn slot(ctx: &Context, command: SlotCommand) -> anyhow::Result<()> {
+    match command {
+        SlotCommand::Add { label, args } => {
+            let mut keystore = unlock(ctx, &args.password)?;
+            let kdf = args
+                .kdf
+                .params(datamesh_keys::KdfParams::DEFAULT, &ctx.out)?
+                .unwrap_or_default();
+            let new = args.new_password.get(&ctx.out)?;
+            let id = keystore.add_password_slot(&new, kdf, &label)?;
+            if ctx.out.json() {
+                ctx.out.json_value(&json!({ "id": id, "label": label }));
+            } else {
+                ctx.out.result(id);
+            }
+            ctx.out.info(format_args!(
+                "added unlock slot {id}: its password opens the same keys"
+            ));
+            Ok(())
+        }
+        SlotCommand::List(password) => {
+            let keystore = unlock(ctx, &password)?;
+            let current = keystore.unlocked_slot();
+            let slots = keystore.slots();
+            let kind = |kind: &SlotKind| match kind {
+                SlotKind::Password(kdf) => ("password".to_owned(), kdf.to_string()),
+                SlotKind::Unknown(k) => (format!("unknown ({k})"), String::new()),
+                _ => ("unknown".to_owned(), String::new()),
+            };
+            if ctx.out.json() {
+                let list: Vec<Value> = slots
+                    .iter()
+                    .map(|s| {
+                        let (kind, kdf) = kind(&s.kind);
+                        json!({
+                            "id": s.id, "kind": kind, "kdf": kdf, "label": s.label,
+                            "created": s.created.to_string(), "current": s.id == current,
+                        })
+                    })
+                    .collect();
+                ctx.out.json_value(&Value::Array(list));
+            } else {
+                let rows: Vec<Vec<String>> = slots
+                    .iter()
+                    .map(|s| {
+                        let (kind, kdf) = kind(&s.kind);
+                        vec![
+                            format!("{}{}", s.id, if s.id == current { " *" } else { "" }),
+                            kind,
+                            kdf,
+                            s.created.to_string(),
+                            s.label.clone(),
+                        ]
+                    })
+                    .collect();
+                ctx.out
+                    .table(&["ID", "KIND", "KDF", "CREATED", "LABEL"], &rows);
+            }
+            Ok(())
+        }
+        SlotCommand::Remove { id, password } => {
+            let mut keystore = unlock(ctx, &password)?;
+            keystore.remove_slot(id)?;
+            if ctx.out.json() {
+                ctx.out.json_value(&json!({ "removed": id }));
+            }
+            ctx.out.info(format_args!("removed unlock slot {id}"));
+            Ok(())
+        }
+    }
+}
+
+fn audit_report(ctx: &Context, last: usize) -> anyhow::Result<()> {
+    let path = Layout::new(&ctx.home).audit_log();
+    if !Layout::new(&ctx.home).keystore().exists() {
+        return Err(OpenError::NotInitialised {
+            home: ctx.home.clone(),
+        }
+        .into());
+    }
+    let report = datamesh_keys::report(&path, last)?;
+    if ctx.out.json() {
+        let counts: serde_json::Map<String, Value> = report
+            .counts
+            .iter()
+            .map(|(op, c)| {
+                (
+                    op.clone(),
+                    json!({ "ok": c.ok, "failed": c.failed, "warning": c.warning }),
+                )
+            })
+            .collect();
+        ctx.out.json_value(&json!({
+            "path": path,
+            "lines": report.lines,
+            "chain": match &report.chain {
+                Ok(_) => json!({ "intact": true }),
+                Err(e) => json!({ "intact": false, "error": e }),
+            },
+            "counts": counts,
+            "failures": report.failures,
+            "last": report.last,
+        }));
+        return Ok(());
+    }
+    let chain = match &report.chain {
+        Ok(_) => {
+            "chain intact (run `keys audit verify` to check it against the keystore)".to_owned()
+        }
+        Err(e) => format!("CHAIN BROKEN: {e}"),
+    };
+    ctx.out.result(format_args!(
+        "{}: {} lines, {chain}",
+        path.display(),
+        report.lines
+    ));
+    let rows: Vec<Vec<String>> = report
+        .counts
+        .iter()
+        .map(|(op, c)| {
+            vec![
+                op.clone(),
+                c.ok.to_string(),
+                c.failed.to_string(),
+                c.warning.to_string(),
+            ]
+        })
+        .collect();
+    ctx.out.result("");
+    ctx.out
+        .table(&["OPERATION", "OK", "FAILED", "WARNING"], &rows);
+    let record_row = |r: &datamesh_keys::AuditRecord| {
+        vec![
+            r.seq.to_string(),
+            r.time.clone(),
+            r.op.clone(),
+            match (&r.name, r.version) {
+                (Some(n), Some(v)) => format!("{n} v{v}"),
+                (Some(n), None) => n.clone(),
+                _ => String::new(),
+            },
+            r.outcome.clone(),
+            r.detail.clone().unwrap_or_default(),
+        ]
+    };
+    let header = ["SEQ", "TIME", "OPERATION", "KEY", "OUTCOME", "DETAIL"];
+    if !report.failures.is_empty() {
+        ctx.out.result("");
+        ctx.out.result("failures and warnings:");
+        let rows: Vec<Vec<String>> = report.failures.iter().map(record_row).collect();
+        ctx.out.table(&header, &rows);
+    }
+    ctx.out.result("");
+    ctx.out.result(format_args!("last {}:", report.last.len()));
+    let rows: Vec<Vec<String>> = report.last.iter().map(record_row).collect();
+    ctx.out.table(&header, &rows);
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Errors -> one line on stderr and an exit code.
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | success |
+//! | 1 | usage error, or any other failure (I/O, permissions, lock busy, ...) |
+//! | 2 | authentication: wrong, missing, mismatched or weak password |
+//! | 3 | not found: no keystore in the home, no such key, version or slot |
+//! | 4 | network: peer unreachable, not enough shards (node commands) |
+//! | 5 | integrity: keystore or audit log damaged or tampered with |
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use datamesh_keys::{AuditError, ChangeError, CreateError, ImportError, OpenError, PasswordError};
+
+use crate::password::PasswordProblem;
+
+/// Exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Code {
+    /// Usage or other failure.
+    Failure = 1,
+    /// Wrong or unusable password.
+    Auth = 2,
+    /// Something named does not exist.
+    NotFound = 3,
+    /// Network, or not enough shards (used by the node commands).
+    #[allow(dead_code)]
+    Network = 4,
+    /// Damaged or tampered data.
+    Integrity = 5,
+}
+
+/// Prints `error: ...` as one line and returns its exit code.
+pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
+    let message = format!("{err:#}").replace(['\n', '\r'], " ");
+    let _ = writeln!(io::stderr().lock(), "error: {message}");
+    ExitCode::from(code_of(err) as u8)
+}
+
+/// A clap error: help and version go to stdout with code 0; usage errors are one line
+/// (clap's first) with a pointer to `--help`, code 1.
+pub(crate) fn clap_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = write!(io::stdout().lock(), "{}", err.render());
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = write!(io::stderr().lock(), "{}", err.render());
+            ExitCode::from(Code::Failure as u8)
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments");
+            let _ = writeln!(
+                io::stderr().lock(),
+                "{} (see `datamesh --help`)",
+                first.trim_end()
+            );
+            ExitCode::from(Code::Failure as u8)
+        }
+    }
+}
+
+/// The exit code of the first error in the chain that has a specific one.
+pub(crate) fn code_of(err: &anyhow::Error) -> Code {
+    err.chain().find_map(classify).unwrap_or(Code::Failure)
+}
+
+fn classify(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
+    if let Some(e) = err.downcast_ref::<OpenError>() {
+        return Some(open(e));
+    }
+    if let Some(e) = err.downcast_ref::<ChangeError>() {
+        return Some(change(e));
+    }
+    if let Some(e) = err.downcast_ref::<CreateError>() {
+        return Some(match e {
+            CreateError::Password(_) => Code::Auth,
+            _ => Code::Failure,
+        });
+    }
+    if let Some(e) = err.downcast_ref::<ImportError>() {
+        return Some(match e {
+            ImportError::NothingToImport { .. } => Code::NotFound,
+            ImportError::Change(e) => change(e),
+            _ => Code::Failure,
+        });
+    }
+    if let Some(e) = err.downcast_ref::<AuditError>() {
+        return Some(match e {
+            AuditError::Broken { .. } | AuditError::AnchorMissing { .. } => Code::Integrity,
+            _ => Code::Failure,
+        });
+    }
+    if err.is::<PasswordError>() || err.is::<PasswordProblem>() {
+        return Some(Code::Auth);
+    }
+    None
+}
+
+fn open(err: &OpenError) -> Code {
+    match err {
+        OpenError::WrongPassword { .. } => Code::Auth,
+        OpenError::NotInitialised { .. } => Code::NotFound,
+        OpenError::Corrupt { .. } | OpenError::Kdf { .. } => Code::Integrity,
+        _ => Code::Failure,
+    }
+}
+
+fn change(err: &ChangeError) -> Code {
+    match err {
+        ChangeError::NoSuchKey { .. }
+        | ChangeError::NoSuchVersion { .. }
+        | ChangeError::NoSuchSlot { .. } => Code::NotFound,
+        ChangeError::Password(_) => Code::Auth,
+        ChangeError::Reload(e) => open(e),
+        _ => Code::Failure,
+    }
+}

@@ -1,0 +1,208 @@
+//! Getting passwords: `--password-file F` (or `$DATAMESH_PASSWORD_FILE`), else a prompt
+//! on the terminal that does not echo. New passwords are asked twice and must pass the
+//! strength check unless `--allow-weak-password`.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use datamesh_keys::{KdfParams, MAX_PASSWORD_LEN, Password};
+use zeroize::Zeroizing;
+
+use crate::output::Output;
+
+/// How the current keystore password is given.
+#[derive(Debug, Args)]
+pub(crate) struct PasswordArgs {
+    /// Read the keystore password from the first line of FILE instead of prompting.
+    #[arg(long, env = "DATAMESH_PASSWORD_FILE", value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+/// How a new password is given (`passwd`, `slot add`).
+#[derive(Debug, Args)]
+pub(crate) struct NewPasswordArgs {
+    /// Read the new password from the first line of FILE instead of prompting.
+    #[arg(long, env = "DATAMESH_NEW_PASSWORD_FILE", value_name = "FILE")]
+    new_password_file: Option<PathBuf>,
+    /// Accept a password that zxcvbn rates as weak (score below 3 of 4).
+    #[arg(long)]
+    allow_weak_password: bool,
+}
+
+/// Argon2id parameters of a new password slot.
+#[derive(Debug, Args)]
+pub(crate) struct KdfArgs {
+    /// Argon2id memory in KiB [default: 65536, i.e. 64 MiB; at most 1 GiB].
+    #[arg(long, value_name = "KIB")]
+    kdf_memory_kib: Option<u32>,
+    /// Argon2id passes [default: 3; at most 32].
+    #[arg(long, value_name = "N")]
+    kdf_iterations: Option<u32>,
+    /// Argon2id lanes [default: 4; at most 16].
+    #[arg(long, value_name = "N")]
+    kdf_parallelism: Option<u32>,
+}
+
+/// A password that cannot be used; exit code 2.
+#[derive(Debug)]
+pub(crate) enum PasswordProblem {
+    NoTerminal(String),
+    Mismatch,
+    Weak { score: u8, warning: Option<String> },
+    Empty,
+}
+
+impl std::fmt::Display for PasswordProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoTerminal(e) => write!(
+                f,
+                "no password given and no terminal to ask on ({e}); pass --password-file FILE or set DATAMESH_PASSWORD_FILE"
+            ),
+            Self::Mismatch => f.write_str("the two passwords differ; nothing was changed"),
+            Self::Weak { score, warning } => {
+                write!(f, "the password is too weak (zxcvbn score {score} of 4")?;
+                if let Some(warning) = warning {
+                    write!(f, ": {warning}")?;
+                }
+                f.write_str("); choose a longer passphrase, or pass --allow-weak-password")
+            }
+            Self::Empty => f.write_str("the password is empty"),
+        }
+    }
+}
+
+impl std::error::Error for PasswordProblem {}
+
+impl PasswordArgs {
+    /// The current password (to unlock).
+    pub(crate) fn existing(&self, out: &Output) -> anyhow::Result<Password> {
+        match &self.password_file {
+            Some(path) => from_file(path, out),
+            None => prompt("Keystore password: "),
+        }
+    }
+
+    /// A new password given the `init` way (`--password-file`, or asked twice).
+    pub(crate) fn new_password(&self, allow_weak: bool, out: &Output) -> anyhow::Result<Password> {
+        let password = match &self.password_file {
+            Some(path) => from_file(path, out)?,
+            None => prompt_twice("New keystore password: ")?,
+        };
+        check_new(password, allow_weak)
+    }
+}
+
+impl NewPasswordArgs {
+    /// The new password (`--new-password-file`, or asked twice).
+    pub(crate) fn get(&self, out: &Output) -> anyhow::Result<Password> {
+        let password = match &self.new_password_file {
+            Some(path) => from_file(path, out)?,
+            None => prompt_twice("New password: ")?,
+        };
+        check_new(password, self.allow_weak_password)
+    }
+}
+
+impl KdfArgs {
+    /// The parameters asked for, each missing one taken from `base`; `None` if no flag
+    /// was given.
+    pub(crate) fn params(
+        &self,
+        base: KdfParams,
+        out: &Output,
+    ) -> anyhow::Result<Option<KdfParams>> {
+        if self.kdf_memory_kib.is_none()
+            && self.kdf_iterations.is_none()
+            && self.kdf_parallelism.is_none()
+        {
+            return Ok(None);
+        }
+        let params = KdfParams::new(
+            self.kdf_memory_kib.unwrap_or(base.memory_kib()),
+            self.kdf_iterations.unwrap_or(base.iterations()),
+            self.kdf_parallelism.unwrap_or(base.parallelism()),
+        )
+        .context("invalid --kdf-* parameters")?;
+        if params.is_below_default() {
+            out.warn(format_args!(
+                "{params} is below the default ({}): the password is easier to guess from a stolen keystore",
+                KdfParams::DEFAULT
+            ));
+        }
+        Ok(Some(params))
+    }
+}
+
+fn check_new(password: Password, allow_weak: bool) -> anyhow::Result<Password> {
+    if password.is_empty() {
+        return Err(PasswordProblem::Empty.into());
+    }
+    let strength = password.strength();
+    if !strength.is_strong() && !allow_weak {
+        return Err(PasswordProblem::Weak {
+            score: strength.score,
+            warning: strength.warning,
+        }
+        .into());
+    }
+    Ok(password)
+}
+
+/// The first line of a password file (without `\n` / `\r\n`).
+fn from_file(path: &Path, out: &Output) -> anyhow::Result<Password> {
+    let context = || format!("cannot read the password file {}", path.display());
+    let file = File::open(path).with_context(context)?;
+    let meta = file.metadata().with_context(context)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        out.warn(format_args!(
+            "the password file {} is readable by group or others; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    // A password of MAX_PASSWORD_LEN bytes, plus "\r\n".
+    let limit = MAX_PASSWORD_LEN as u64 + 2;
+    if meta.len() > limit {
+        anyhow::bail!(datamesh_keys::PasswordError::TooLong {
+            len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
+            max: MAX_PASSWORD_LEN,
+        });
+    }
+    // Sized up front so that reading never reallocates (which would leave a copy behind).
+    let capacity = usize::try_from(meta.len()).unwrap_or(0) + 1;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .with_context(context)?;
+    let mut end = bytes
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(bytes.len());
+    if end > 0 && bytes.get(end - 1) == Some(&b'\r') {
+        end -= 1;
+    }
+    bytes.truncate(end);
+    Ok(Password::from_utf8(bytes)?)
+}
+
+fn prompt(label: &str) -> anyhow::Result<Password> {
+    let text = Zeroizing::new(
+        rpassword::prompt_password(label)
+            .map_err(|e| PasswordProblem::NoTerminal(e.to_string()))?,
+    );
+    Ok(Password::new(&text)?)
+}
+
+fn prompt_twice(label: &str) -> anyhow::Result<Password> {
+    let first = prompt(label)?;
+    let second = prompt("Repeat it: ")?;
+    if !first.ct_eq(&second) {
+        return Err(PasswordProblem::Mismatch.into());
+    }
+    Ok(first)
+}

@@ -4,15 +4,16 @@
 //! | --- | --- |
 //! | 0 | success |
 //! | 1 | usage error, or any other failure (I/O, permissions, lock busy, ...) |
-//! | 2 | authentication: wrong, missing, mismatched or weak password |
-//! | 3 | not found: no keystore in the home, no such key, version or slot |
-//! | 4 | network: peer unreachable, not enough shards (node commands) |
+//! | 2 | authentication: wrong, missing, mismatched or weak password; no key opens the file |
+//! | 3 | not found: no keystore in the home, no such key, version, slot or file |
+//! | 4 | network: node not running, peer unreachable, not enough shards or peers |
 //! | 5 | integrity: keystore or audit log damaged or tampered with |
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use datamesh_keys::{AuditError, ChangeError, CreateError, ImportError, OpenError, PasswordError};
+use datamesh_node::client::ClientError;
 
 use crate::password::PasswordProblem;
 
@@ -27,7 +28,6 @@ pub(crate) enum Code {
     /// Something named does not exist.
     NotFound = 3,
     /// Network, or not enough shards (used by the node commands).
-    #[allow(dead_code)]
     Network = 4,
     /// Damaged or tampered data.
     Integrity = 5,
@@ -103,7 +103,27 @@ fn classify(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
     if err.is::<PasswordError>() || err.is::<PasswordProblem>() {
         return Some(Code::Auth);
     }
+    if err.is::<crate::cmd::files::NodeNotRunning>() {
+        return Some(Code::Network);
+    }
+    if let Some(e) = err.downcast_ref::<ClientError>() {
+        return Some(client(e));
+    }
     None
+}
+
+fn client(err: &ClientError) -> Code {
+    match err {
+        ClientError::Unreachable { .. } | ClientError::Interrupted(_) => Code::Network,
+        ClientError::Api { kind, .. } => match kind.as_str() {
+            "not_found" => Code::NotFound,
+            "no_key" | "unauthorized" => Code::Auth,
+            "integrity" => Code::Integrity,
+            "insufficient_shards" | "not_enough_peers" | "network" => Code::Network,
+            _ => Code::Failure,
+        },
+        _ => Code::Failure,
+    }
 }
 
 fn open(err: &OpenError) -> Code {

@@ -25,7 +25,7 @@ use crate::output::Output;
     name = "datamesh",
     version,
     propagate_version = true,
-    after_help = "Examples:\n  datamesh init\n  datamesh keys list --json\n  DATAMESH_HOME=/srv/dm datamesh keys rotate"
+    after_help = "Examples:\n  datamesh init\n  datamesh node run\n  id=$(datamesh put photo.jpg) && datamesh get $id -o copy.jpg\n  datamesh keys list --json"
 )]
 struct Cli {
     #[command(flatten)]
@@ -60,6 +60,21 @@ enum Command {
     Init(cmd::init::InitArgs),
     /// Inspect and manage the keystore: list, rotate, revoke, destroy, passwords, audit.
     Keys(cmd::keys::KeysArgs),
+    /// Run the node.
+    Node(cmd::node::NodeArgs),
+    /// Store a file; prints its id.
+    Put(cmd::files::PutArgs),
+    /// Fetch a file by id.
+    Get(cmd::files::GetArgs),
+    /// List the files this node has stored.
+    #[command(after_help = "Example:\n  datamesh ls --json")]
+    Ls,
+    /// The node's peer id, addresses, peers and storage.
+    #[command(after_help = "Example:\n  datamesh status --json")]
+    Status,
+    /// The peers in the node's routing table.
+    #[command(after_help = "Example:\n  datamesh peers")]
+    Peers,
 }
 
 /// What every command gets: the home folder and the output settings.
@@ -88,6 +103,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(args) => cmd::init::run(&ctx, args),
         Command::Keys(args) => cmd::keys::run(&ctx, args),
+        Command::Node(args) => cmd::node::run(&ctx, args),
+        Command::Put(args) => cmd::files::put(&ctx, args),
+        Command::Get(args) => cmd::files::get(&ctx, args),
+        Command::Ls => cmd::files::ls(&ctx),
+        Command::Status => cmd::files::status(&ctx),
+        Command::Peers => cmd::files::peers(&ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

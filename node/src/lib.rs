@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod client;
 pub mod db;
 pub mod files;
+pub mod keys;
 pub mod metrics;
 pub mod network;
 pub mod node;
@@ -17,6 +18,10 @@ pub mod store;
 
 pub use api::ApiToken;
 pub use files::{FileKeys, Files, FilesConfig, GetError, KeyProvider, PutError};
+pub use keys::KeystoreKeys;
 pub use network::{Network, NetworkConfig, NetworkError};
 pub use node::{Node, NodeConfig, NodeError};
 pub use store::{DeleteOutcome, PutOutcome, ShardStore, StoreConfig, StoreError};
+
+/// The libp2p version the node is built on (for identity types).
+pub use libp2p;

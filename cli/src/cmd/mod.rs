@@ -1,4 +1,6 @@
-//! One module per top-level command.
+//! One module per top-level command (or family of commands).
 
+pub(crate) mod files;
 pub(crate) mod init;
 pub(crate) mod keys;
+pub(crate) mod node;

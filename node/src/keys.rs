@@ -1,0 +1,59 @@
+//! The node's keys come from its keystore ([`datamesh_keys::Keystore`]), re-read when
+//! another process (`datamesh keys rotate`, `passwd`, ...) changed it, so key changes
+//! take effect without a restart.
+
+use std::sync::Mutex;
+
+use datamesh_keys::Keystore;
+use tracing::info;
+
+use crate::files::{FileKeys, KeyProvider};
+
+/// A [`KeyProvider`] over an unlocked keystore.
+#[derive(Debug)]
+pub struct KeystoreKeys {
+    keystore: Mutex<Keystore>,
+}
+
+impl KeystoreKeys {
+    /// Wraps an unlocked keystore.
+    pub fn new(keystore: Keystore) -> Self {
+        Self {
+            keystore: Mutex::new(keystore),
+        }
+    }
+
+    /// Rotates the keys the policy marks due. Returns what was rotated, for the log.
+    ///
+    /// # Errors
+    /// A one-line reason if the keystore cannot be changed.
+    pub fn rotate_due(&self) -> Result<Vec<String>, String> {
+        let mut keystore = self.keystore.lock().unwrap_or_else(|p| p.into_inner());
+        let due = keystore
+            .rotate_due(datamesh_keys::Timestamp::now())
+            .map_err(|e| e.to_string())?;
+        Ok(due
+            .iter()
+            .filter_map(|d| {
+                d.rotated_to
+                    .map(|to| format!("{} v{} -> v{to} ({:?})", d.name, d.version, d.reason))
+            })
+            .collect())
+    }
+}
+
+impl KeyProvider for KeystoreKeys {
+    fn file_keys(&self) -> Result<FileKeys, String> {
+        let mut keystore = self.keystore.lock().unwrap_or_else(|p| p.into_inner());
+        if keystore.reload().map_err(|e| e.to_string())? {
+            info!("keystore changed on disk; reloaded");
+        }
+        let (_, active) = keystore.active_file_key().map_err(|e| e.to_string())?;
+        let decrypt = keystore
+            .decryption_keys(false)
+            .into_iter()
+            .map(|(_, key)| key)
+            .collect();
+        Ok(FileKeys { active, decrypt })
+    }
+}

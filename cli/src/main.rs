@@ -66,6 +66,8 @@ enum Command {
     Put(cmd::files::PutArgs),
     /// Fetch a file by id.
     Get(cmd::files::GetArgs),
+    /// Give other public keys access to a stored file (re-wraps its data key only).
+    Share(cmd::files::ShareArgs),
     /// List the files this node has stored.
     #[command(after_help = "Example:\n  datamesh ls --json")]
     Ls,
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Command::Node(args) => cmd::node::run(&ctx, args),
         Command::Put(args) => cmd::files::put(&ctx, args),
         Command::Get(args) => cmd::files::get(&ctx, args),
+        Command::Share(args) => cmd::files::share(&ctx, args),
         Command::Ls => cmd::files::ls(&ctx),
         Command::Status => cmd::files::status(&ctx),
         Command::Peers => cmd::files::peers(&ctx),

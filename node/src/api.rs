@@ -9,6 +9,8 @@
 //! | `POST /v1/files?name=` | store the body; answers `{"id", "size", "stripes", ...}` |
 //! | `GET /v1/files/{id}`   | the file's bytes (`Content-Length` set; a broken stream means the get failed) |
 //! | `GET /v1/files`        | the catalog                                              |
+//! | `POST /v1/files/{id}/envelope?to=` | re-wrap the data key (to the active key, and `to` keys: sharing) |
+//! | `POST /v1/rewrap`      | re-wrap every file of the catalog                        |
 //! | `GET /v1/status`       | peer id, addresses, peers, shards, bytes stored, quota   |
 //! | `GET /v1/peers`        | the routing table                                        |
 //! | `GET /metrics`         | Prometheus text                                          |
@@ -75,6 +77,8 @@ pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/files", get(list_files).post(put_file))
         .route("/v1/files/{id}", get(get_file))
+        .route("/v1/files/{id}/envelope", axum::routing::post(rewrap_file))
+        .route("/v1/rewrap", axum::routing::post(rewrap_all))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/metrics", get(metrics))
@@ -170,6 +174,72 @@ async fn put_file(
         .into_response(),
         Err(e) => put_error(&e),
     }
+}
+
+fn rewrap_json(r: &crate::files::RewrapReport) -> serde_json::Value {
+    json!({
+        "id": r.id.to_string(),
+        "sequence": r.sequence,
+        "recipients": r.recipients,
+        "peers": r.peers,
+        "bytes_sent": r.bytes_sent,
+    })
+}
+
+/// Re-wraps one file's data key to the active key (and `?to=` keys: sharing).
+async fn rewrap_file(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let id: FileId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_id", &e.to_string()),
+    };
+    let mut add = Vec::new();
+    for (k, v) in query {
+        if k == "to" {
+            match v.parse::<PublicKey>() {
+                Ok(pk) => add.push(pk),
+                Err(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_key",
+                        &format!("--to {v}: not a secp256k1 public key (66 hex characters)"),
+                    );
+                }
+            }
+        }
+    }
+    match state.files.rewrap(id, add).await {
+        Ok(report) => axum::Json(rewrap_json(&report)).into_response(),
+        Err(e) => get_error(&e),
+    }
+}
+
+/// Re-wraps every file of the catalog to the active key.
+async fn rewrap_all(State(state): State<ApiState>) -> Response {
+    let catalog = state.files.catalog().clone();
+    let entries = match tokio::task::spawn_blocking(move || catalog.list()).await {
+        Ok(Ok(entries)) => entries,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "catalog", &e.to_string()),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            );
+        }
+    };
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for entry in entries {
+        match state.files.rewrap(entry.id, Vec::new()).await {
+            Ok(report) => done.push(rewrap_json(&report)),
+            Err(e) => failed.push(json!({"id": entry.id.to_string(), "error": e.to_string()})),
+        }
+    }
+    axum::Json(json!({"rewrapped": done, "failed": failed})).into_response()
 }
 
 /// Sends what the decoder writes to the HTTP body in 256 KiB chunks.

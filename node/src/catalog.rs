@@ -27,6 +27,10 @@ pub struct CatalogEntry {
     pub stripes: u64,
     /// Put time, seconds since the Unix epoch.
     pub created: u64,
+    /// Other people's public keys (hex) the data key is also wrapped to.
+    pub shared_with: Vec<String>,
+    /// Sequence number of the newest key envelope this node published.
+    pub envelope_sequence: u64,
 }
 
 /// Where the shards of each stripe were placed at put time: a hint for readers, checked
@@ -142,6 +146,22 @@ impl Catalog {
         let mut sync = rocksdb::WriteOptions::default();
         sync.set_sync(true);
         self.db.write_opt(batch, &sync)?;
+        Ok(())
+    }
+
+    /// Replaces a file's entry (after a rewrap or a share).
+    ///
+    /// # Errors
+    /// [`CatalogError::Db`].
+    pub fn update(&self, entry: &CatalogEntry) -> Result<(), CatalogError> {
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        self.db.put_cf_opt(
+            cf(&self.db, CF_CATALOG)?,
+            entry.id.as_bytes(),
+            encode(entry),
+            &sync,
+        )?;
         Ok(())
     }
 

@@ -229,6 +229,42 @@ impl Client {
         })
     }
 
+    /// Re-wraps one file's data key to the node's active key and to `to` (sharing).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn rewrap(&self, id: &FileId, to: &[PublicKey]) -> Result<serde_json::Value, ClientError> {
+        let mut request = self
+            .agent
+            .post(self.url(&format!("/v1/files/{id}/envelope")))
+            .header("authorization", format!("Bearer {}", self.token));
+        for key in to {
+            request = request.query("to", key.to_string());
+        }
+        let response = self.check(request.send_empty())?;
+        response
+            .into_body()
+            .read_json()
+            .map_err(|e| ClientError::Interrupted(e.to_string()))
+    }
+
+    /// Re-wraps every file of the node's catalog to its active key.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn rewrap_all(&self) -> Result<serde_json::Value, ClientError> {
+        let response = self.check(
+            self.agent
+                .post(self.url("/v1/rewrap"))
+                .header("authorization", format!("Bearer {}", self.token))
+                .send_empty(),
+        )?;
+        response
+            .into_body()
+            .read_json()
+            .map_err(|e| ClientError::Interrupted(e.to_string()))
+    }
+
     /// The catalog.
     ///
     /// # Errors

@@ -172,6 +172,21 @@ pub struct OpenFile {
     holders: Vec<[Vec<PeerId>; TOTAL_SHARDS]>,
 }
 
+/// What a rewrap (or share) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RewrapReport {
+    /// The file.
+    pub id: FileId,
+    /// The new envelope's sequence number.
+    pub sequence: u64,
+    /// Keys the data key is now wrapped to.
+    pub recipients: usize,
+    /// Peers that accepted the new envelope.
+    pub peers: usize,
+    /// Bytes sent: envelopes only, no shard moves.
+    pub bytes_sent: u64,
+}
+
 /// What a finished get reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GetReport {
@@ -380,6 +395,8 @@ impl Files {
             size: encoded.metadata.size,
             stripes: encoded.manifest.stripe_count(),
             created: now_secs(),
+            shared_with: wrap_to[1..].iter().map(ToString::to_string).collect(),
+            envelope_sequence: 1,
         };
         let catalog = self.inner.catalog.clone();
         let placement = Placement::from_stripes(&placements);
@@ -586,6 +603,78 @@ impl Files {
             metadata,
             key,
             holders,
+        })
+    }
+
+    /// Peers that may hold something of a file: its DHT providers, the placement
+    /// recorded at put time, and this node.
+    async fn file_peers(&self, id: FileId, placement: Option<&Placement>) -> Vec<PeerId> {
+        let inner = &self.inner;
+        let deadline = inner.config.lookup_deadline;
+        let mut peers: Vec<PeerId> =
+            tokio::time::timeout(deadline, inner.net.providers(id.as_bytes().to_vec()))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|p| p.into_iter().collect())
+                .unwrap_or_default();
+        if let Some(p) = placement {
+            peers.extend(p.peers());
+        }
+        peers.push(inner.net.peer_id());
+        let mut seen = HashSet::new();
+        peers.retain(|p| seen.insert(*p));
+        peers
+    }
+
+    /// Re-wraps the data key of one of this node's files to the active file-encryption
+    /// key (and every key it is shared with, plus `add`), and publishes the new envelope
+    /// to every peer holding the file. No shard moves: only the envelope travels.
+    ///
+    /// # Errors
+    /// [`GetError::NotFound`] if the file is not in this node's catalog, [`GetError::NoKey`]
+    /// if no live key opens its current envelope.
+    pub async fn rewrap(&self, id: FileId, add: Vec<PublicKey>) -> Result<RewrapReport, GetError> {
+        let inner = &self.inner;
+        let keys = inner.keys.file_keys().map_err(GetError::Keys)?;
+        let (Some(mut entry), Some(manifest)) =
+            (inner.catalog.get(&id)?, inner.catalog.manifest(&id)?)
+        else {
+            return Err(GetError::NotFound(id));
+        };
+        let placement = inner.catalog.placement(&id)?;
+        let peers = self.file_peers(id, placement.as_ref()).await;
+        let (key, _) = self.unlock(id, &manifest, &peers).await?;
+        for pk in add {
+            let hex = pk.to_string();
+            if !entry.shared_with.contains(&hex) {
+                entry.shared_with.push(hex);
+            }
+        }
+        let mut recipients = vec![keys.active.public_key()];
+        recipients.extend(
+            entry
+                .shared_with
+                .iter()
+                .filter_map(|h| h.parse::<PublicKey>().ok()),
+        );
+        entry.envelope_sequence += 1;
+        let envelope =
+            KeyEnvelope::seal(id, entry.envelope_sequence, &key, &recipients, &keys.active)
+                .map_err(|e| GetError::Keys(e.to_string()))?;
+        let accepted = self.publish_envelope(&envelope, &peers).await;
+        let catalog = inner.catalog.clone();
+        let saved = entry.clone();
+        tokio::task::spawn_blocking(move || catalog.update(&saved))
+            .await
+            .map_err(|e| CatalogError::Damaged(e.to_string()))??;
+        let remote = peers.iter().filter(|p| **p != inner.net.peer_id()).count();
+        Ok(RewrapReport {
+            id,
+            sequence: entry.envelope_sequence,
+            recipients: envelope.wrapped().len(),
+            peers: accepted,
+            bytes_sent: (envelope.to_bytes().len() * remote) as u64,
         })
     }
 

@@ -17,7 +17,7 @@ pub mod serve;
 pub mod store;
 
 pub use api::ApiToken;
-pub use files::{FileKeys, Files, FilesConfig, GetError, KeyProvider, PutError};
+pub use files::{FileKeys, Files, FilesConfig, GetError, KeyProvider, PutError, RewrapReport};
 pub use keys::KeystoreKeys;
 pub use network::{Network, NetworkConfig, NetworkError};
 pub use node::{Node, NodeConfig, NodeError};

@@ -319,3 +319,35 @@ async fn with_fewer_than_six_peers_a_put_fails_and_says_how_many() -> TestResult
     );
     net.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sharing_later_rewraps_the_key_without_moving_shards() -> TestResult {
+    let net = start_net(7, |_| 1 << 30).await?;
+    let plain = data(1024 * 1024 + 7);
+    let report = net
+        .node(0)
+        .files()
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "later.bin".into(),
+            vec![],
+        )
+        .await?;
+    assert!(matches!(
+        get(net.node(6), report.id).await,
+        Err(GetError::NoKey(_))
+    ));
+    let rewrap = net
+        .node(0)
+        .files()
+        .rewrap(report.id, vec![net.keys[6].public_key()])
+        .await?;
+    assert_eq!(rewrap.sequence, 2);
+    assert_eq!(rewrap.recipients, 2);
+    assert!(rewrap.peers >= 3, "{rewrap:?}");
+    // Only envelopes travel: a few hundred bytes per holder, far below one shard.
+    assert!(rewrap.bytes_sent < 8 * 1024, "{rewrap:?}");
+    assert_eq!(get(net.node(6), report.id).await?, plain);
+    assert_eq!(get(net.node(0), report.id).await?, plain);
+    net.shutdown().await
+}

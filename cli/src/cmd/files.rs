@@ -287,3 +287,90 @@ pub(crate) fn peers(ctx: &Context) -> anyhow::Result<()> {
     ctx.out.table(&["PEER", "CONNECTED", "ADDRESSES"], &rows);
     Ok(())
 }
+
+/// Arguments of `datamesh share`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  datamesh share dm1… --to 02ab…(66 hex, from the friend's `datamesh keys export-public`)"
+)]
+pub(crate) struct ShareArgs {
+    /// The file id (`dm1…`), a file this node stored.
+    id: String,
+    /// The public key to give access to; repeat for more.
+    #[arg(long = "to", value_name = "PUBKEY", required = true)]
+    to: Vec<String>,
+}
+
+fn parse_keys(keys: &[String]) -> anyhow::Result<Vec<PublicKey>> {
+    keys.iter()
+        .map(|key| {
+            key.parse::<PublicKey>().map_err(|_| {
+                anyhow::anyhow!("--to {key}: not a secp256k1 public key (66 hex characters)")
+            })
+        })
+        .collect()
+}
+
+fn report_rewrap(ctx: &Context, report: &serde_json::Value) {
+    if ctx.out.json() {
+        ctx.out.json_value(report);
+    } else {
+        ctx.out.result(format_args!(
+            "{}  envelope #{} to {} keys, on {} peers ({} bytes sent, no shard moved)",
+            report["id"].as_str().unwrap_or_default(),
+            report["sequence"],
+            report["recipients"],
+            report["peers"],
+            report["bytes_sent"],
+        ));
+    }
+}
+
+pub(crate) fn share(ctx: &Context, args: ShareArgs) -> anyhow::Result<()> {
+    let to = parse_keys(&args.to)?;
+    let id: FileId = args
+        .id
+        .parse()
+        .with_context(|| format!("{} is not a valid file id", args.id))?;
+    let report = client(ctx)?.rewrap(&id, &to)?;
+    report_rewrap(ctx, &report);
+    Ok(())
+}
+
+/// `datamesh keys rewrap [ID | --all]`: moves files to the active file-encryption key.
+pub(crate) fn rewrap(ctx: &Context, id: Option<&str>, all: bool) -> anyhow::Result<()> {
+    let client = client(ctx)?;
+    match (id, all) {
+        (Some(id), false) => {
+            let id: FileId = id
+                .parse()
+                .with_context(|| format!("{id} is not a valid file id"))?;
+            report_rewrap(ctx, &client.rewrap(&id, &[])?);
+            Ok(())
+        }
+        (None, true) => {
+            let result = client.rewrap_all()?;
+            if ctx.out.json() {
+                ctx.out.json_value(&result);
+                return Ok(());
+            }
+            for report in result["rewrapped"].as_array().into_iter().flatten() {
+                report_rewrap(ctx, report);
+            }
+            let failed = result["failed"].as_array().cloned().unwrap_or_default();
+            for f in &failed {
+                ctx.out.warn(format_args!(
+                    "{}: {}",
+                    f["id"].as_str().unwrap_or_default(),
+                    f["error"].as_str().unwrap_or_default()
+                ));
+            }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} files could not be re-wrapped", failed.len())
+            }
+        }
+        _ => anyhow::bail!("give a file id or --all"),
+    }
+}

@@ -22,6 +22,16 @@ pub(crate) struct KeysArgs {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
+    /// Re-wrap stored files' data keys to the active file-encryption key (through the
+    /// running node; only key envelopes travel, no shard moves).
+    #[command(after_help = "Example:\n  datamesh keys rotate && datamesh keys rewrap --all")]
+    Rewrap {
+        /// One file id; or --all.
+        id: Option<String>,
+        /// Every file in the node's catalog.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
     /// List every version of every key (`--json`: with full public keys).
     #[command(after_help = "Example:\n  datamesh keys list --json --password-file pw")]
     List(PasswordArgs),
@@ -247,6 +257,7 @@ fn unlock(ctx: &Context, password: &PasswordArgs) -> anyhow::Result<Keystore> {
 
 pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
+        KeysCommand::Rewrap { id, all } => crate::cmd::files::rewrap(ctx, id.as_deref(), all),
         KeysCommand::List(password) => list(ctx, &unlock(ctx, &password)?, None),
         KeysCommand::Show { name, password } => list(ctx, &unlock(ctx, &password)?, Some(&name)),
         KeysCommand::Rotate { name, password } => rotate(ctx, &mut unlock(ctx, &password)?, &name),

@@ -1,0 +1,323 @@
+//! End-to-end tests: real `datamesh node run` processes on 127.0.0.1, started and killed
+//! by `datamesh-testnet`, driven only through the `datamesh` binary (args, files, exit
+//! codes, stderr).
+//!
+//! Built as an integration test of the cli package (see cli/Cargo.toml), so that
+//! `CARGO_BIN_EXE_datamesh` is the binary under test. The tests run one at a time (each
+//! starts six node processes; in parallel on a small machine they would only contend);
+//! every process is bounded by a deadline and killed on drop, also when a test fails.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use datamesh_testnet::{Config, Kdf, Testnet};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_datamesh");
+/// The fewest nodes a put accepts (6 shards on 6 distinct peers).
+const NODES: usize = 6;
+/// No single command may take longer than this.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
+const MIB: usize = 1 << 20;
+
+/// One test at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A testnet of `nodes` nodes in `dir/net`, with cheap KDF parameters.
+fn testnet(dir: &Path, nodes: usize) -> anyhow::Result<Testnet> {
+    Testnet::up_with(Config::new(BIN, dir.join("net"), nodes).with_kdf(Kdf::FAST))
+        .context("cannot start the testnet")
+}
+
+/// What a finished command left.
+#[derive(Debug)]
+struct Outcome {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Outcome {
+    fn ok(self, what: &str) -> anyhow::Result<Vec<u8>> {
+        ensure!(
+            self.code == Some(0),
+            "{what} failed with {:?}: {}",
+            self.code,
+            self.stderr
+        );
+        Ok(self.stdout)
+    }
+
+    /// Exit `code` and exactly one line on stderr, `error: ...`.
+    fn fails_with(self, code: i32, what: &str) -> anyhow::Result<String> {
+        ensure!(
+            self.code == Some(code),
+            "{what}: expected exit {code}, got {:?}; stderr: {}",
+            self.code,
+            self.stderr
+        );
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        ensure!(
+            lines.len() == 1 && lines[0].starts_with("error: "),
+            "{what}: expected one `error: ` line on stderr, got {:?}",
+            self.stderr
+        );
+        Ok(self.stderr)
+    }
+}
+
+/// Runs `cmd` to completion within [`COMMAND_DEADLINE`] (killed after it), output
+/// captured through files so that no pipe can fill up.
+fn run(mut cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (out_path, err_path) = (
+        scratch.join(format!("cmd-{n}.out")),
+        scratch.join(format!("cmd-{n}.err")),
+    );
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path)?)
+        .stderr(fs::File::create(&err_path)?)
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let deadline = Instant::now() + COMMAND_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{cmd:?} did not finish within {COMMAND_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let outcome = Outcome {
+        code: status.code(),
+        stdout: fs::read(&out_path)?,
+        stderr: fs::read_to_string(&err_path)?,
+    };
+    let _ = fs::remove_file(out_path);
+    let _ = fs::remove_file(err_path);
+    Ok(outcome)
+}
+
+/// `datamesh --home HOME` with none of the caller's `DATAMESH_*` variables.
+fn datamesh(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in [
+        "DATAMESH_HOME",
+        "DATAMESH_PASSWORD_FILE",
+        "DATAMESH_NEW_PASSWORD_FILE",
+        "DATAMESH_LISTEN",
+        "DATAMESH_API",
+        "DATAMESH_QUOTA",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.arg("--home").arg(home);
+    cmd
+}
+
+/// `datamesh put PATH` on node `i`; the id.
+fn put(net: &Testnet, i: usize, path: &Path, scratch: &Path) -> anyhow::Result<String> {
+    let mut cmd = net.cli(i);
+    cmd.arg("put").arg(path);
+    let stdout = run(cmd, scratch)?.ok(&format!("put {} on node {i}", path.display()))?;
+    let id = String::from_utf8(stdout)?.trim().to_string();
+    ensure!(id.starts_with("dm1"), "put printed {id:?}, not an id");
+    Ok(id)
+}
+
+/// `datamesh get ID -o OUT` on node `i`.
+fn get(net: &Testnet, i: usize, id: &str, out: &Path, scratch: &Path) -> anyhow::Result<()> {
+    let mut cmd = net.cli(i);
+    cmd.args(["get", id, "-o"]).arg(out);
+    run(cmd, scratch)?
+        .ok(&format!("get {id} on node {i}"))
+        .map(drop)
+}
+
+/// A file of `len` pseudo-random (incompressible, reproducible) bytes.
+fn make_file(dir: &Path, len: usize, seed: u64) -> anyhow::Result<PathBuf> {
+    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        bytes.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    bytes.truncate(len);
+    let path = dir.join(format!("in-{len}-{seed}"));
+    fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+fn assert_same_file(expected: &Path, actual: &Path) -> anyhow::Result<()> {
+    let (a, b) = (fs::read(expected)?, fs::read(actual)?);
+    ensure!(
+        a == b,
+        "{} ({} bytes) differs from {} ({} bytes)",
+        actual.display(),
+        b.len(),
+        expected.display(),
+        a.len()
+    );
+    Ok(())
+}
+
+/// Put and get of the interesting sizes around the 1 MiB segment, and a large file of
+/// many stripes; each comes back byte-identical, from the putting node and from another.
+#[test]
+fn sizes_round_trip_byte_identical() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let net = testnet(dir.path(), NODES)?;
+    let sizes = [0, 1, MIB - 1, MIB, MIB + 1, 20 * MIB, 37 * MIB];
+    for (n, &len) in sizes.iter().enumerate() {
+        let input = make_file(dir.path(), len, n as u64)?;
+        let id = put(&net, 0, &input, dir.path())?;
+        let output = dir.path().join(format!("out-{len}"));
+        get(&net, 0, &id, &output, dir.path())?;
+        assert_same_file(&input, &output).with_context(|| format!("size {len}"))?;
+        if len == MIB + 1 {
+            // Any node finds the file from its id alone.
+            let other = dir.path().join(format!("out-{len}-node-4"));
+            get(&net, 4, &id, &other, dir.path())?;
+            assert_same_file(&input, &other).context("get through node 4")?;
+        }
+    }
+    Ok(())
+}
+
+/// A storage node restarted (SIGTERM, start again) keeps serving its shards, and the
+/// putting node itself, restarted on new ports, finds the file again.
+#[test]
+fn get_after_restarts_is_byte_identical() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let mut net = testnet(dir.path(), NODES)?;
+    let input = make_file(dir.path(), 3 * MIB + 12345, 7)?;
+    let id = put(&net, 0, &input, dir.path())?;
+
+    net.stop(3)?;
+    net.start(3)?;
+    let out = dir.path().join("after-storage-restart");
+    get(&net, 0, &id, &out, dir.path())?;
+    assert_same_file(&input, &out).context("after restarting node 3")?;
+
+    net.stop(0)?;
+    net.start(0)?;
+    let out = dir.path().join("after-putter-restart");
+    get(&net, 0, &id, &out, dir.path())?;
+    assert_same_file(&input, &out).context("after restarting node 0 (the putter)")?;
+    Ok(())
+}
+
+/// With two of the six nodes SIGKILLed, each stripe still has 4 of its 6 shards: the
+/// file comes back whole, without waiting forever on the dead peers.
+#[test]
+fn get_survives_two_killed_nodes() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let mut net = testnet(dir.path(), NODES)?;
+    let input = make_file(dir.path(), 5 * MIB + 3, 11)?;
+    let id = put(&net, 0, &input, dir.path())?;
+    net.kill(2)?;
+    net.kill(5)?;
+    let out = dir.path().join("after-kills");
+    get(&net, 0, &id, &out, dir.path())?;
+    assert_same_file(&input, &out).context("with nodes 2 and 5 killed")?;
+    Ok(())
+}
+
+/// Every user error gives one `error: ` line on stderr and its documented exit code.
+#[test]
+fn user_errors_have_one_line_and_their_exit_code() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net = testnet(scratch, NODES)?;
+    let input = make_file(scratch, 1000, 3)?;
+    let id = put(&net, 0, &input, scratch)?;
+
+    // Unknown id: well formed (valid checksum) but never stored -> 3, nothing written.
+    let unknown = datamesh_core::FileId::of_manifest(b"never stored").to_string();
+    let out = scratch.join("unknown-out");
+    let mut cmd = net.cli(0);
+    cmd.args(["get", &unknown, "-o"]).arg(&out);
+    run(cmd, scratch)?.fails_with(3, "get of an unknown id")?;
+    ensure!(!out.exists(), "a failed get left {}", out.display());
+
+    // Mistyped id: one character changed, the checksum catches it -> 1.
+    let mut typo: Vec<char> = id.chars().collect();
+    let last = typo.len() - 1;
+    typo[last] = if typo[last] == 'a' { 'b' } else { 'a' };
+    let typo: String = typo.into_iter().collect();
+    let mut cmd = net.cli(0);
+    cmd.args(["get", &typo, "-o"]).arg(&out);
+    let stderr = run(cmd, scratch)?.fails_with(1, "get of a mistyped id")?;
+    ensure!(stderr.contains("not a valid file id"), "{stderr}");
+
+    // Existing output file without --force -> 1, the file untouched.
+    let existing = scratch.join("existing");
+    fs::write(&existing, b"precious")?;
+    let mut cmd = net.cli(0);
+    cmd.args(["get", &id, "-o"]).arg(&existing);
+    let stderr = run(cmd, scratch)?.fails_with(1, "get onto an existing file")?;
+    ensure!(stderr.contains("--force"), "{stderr}");
+    ensure!(
+        fs::read(&existing)? == b"precious",
+        "the existing file changed"
+    );
+
+    // A home that exists but whose node is not running -> 4.
+    let idle = scratch.join("idle-home");
+    let password = scratch.join("idle-password");
+    fs::write(&password, "a long and random enough test password 8c1f\n")?;
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o600))?;
+    let mut cmd = datamesh(&idle);
+    cmd.arg("init")
+        .arg("--password-file")
+        .arg(&password)
+        .args(["--kdf-memory-kib", "8", "--kdf-iterations", "1"])
+        .args(["--kdf-parallelism", "1"]);
+    run(cmd, scratch)?.ok("init of the idle home")?;
+    let mut cmd = datamesh(&idle);
+    cmd.arg("put").arg(&input);
+    let stderr = run(cmd, scratch)?.fails_with(4, "put with no node running")?;
+    ensure!(stderr.contains("node run"), "{stderr}");
+
+    // Wrong password for `node run` -> 2 (and no node starts).
+    let wrong = scratch.join("wrong-password");
+    fs::write(&wrong, "not the password of this home at all 17\n")?;
+    fs::set_permissions(&wrong, fs::Permissions::from_mode(0o600))?;
+    let mut cmd = datamesh(&idle);
+    cmd.args(["node", "run", "--password-file"]).arg(&wrong);
+    run(cmd, scratch)?.fails_with(2, "node run with a wrong password")?;
+    ensure!(
+        !idle.join("node.json").exists(),
+        "a node started with a wrong password"
+    );
+
+    // Missing home -> 3.
+    let missing = scratch.join("no-such-home");
+    let mut cmd = datamesh(&missing);
+    cmd.args(["keys", "list", "--password-file"]).arg(&password);
+    let stderr = run(cmd, scratch)?.fails_with(3, "keys list in a missing home")?;
+    ensure!(stderr.contains("init"), "{stderr}");
+    Ok(())
+}

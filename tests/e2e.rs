@@ -131,8 +131,22 @@ fn datamesh(home: &Path) -> Command {
 
 /// `datamesh put PATH` on node `i`; the id.
 fn put(net: &Testnet, i: usize, path: &Path, scratch: &Path) -> anyhow::Result<String> {
+    put_to(net, i, path, &[], scratch)
+}
+
+/// `datamesh put PATH --to KEY...` on node `i`; the id.
+fn put_to(
+    net: &Testnet,
+    i: usize,
+    path: &Path,
+    to: &[String],
+    scratch: &Path,
+) -> anyhow::Result<String> {
     let mut cmd = net.cli(i);
     cmd.arg("put").arg(path);
+    for key in to {
+        cmd.args(["--to", key]);
+    }
     let stdout = run(cmd, scratch)?.ok(&format!("put {} on node {i}", path.display()))?;
     let id = String::from_utf8(stdout)?.trim().to_string();
     ensure!(id.starts_with("dm1"), "put printed {id:?}, not an id");
@@ -179,26 +193,42 @@ fn assert_same_file(expected: &Path, actual: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Put and get of the interesting sizes around the 1 MiB segment, and a large file of
-/// many stripes; each comes back byte-identical, from the putting node and from another.
+/// Put and get of the interesting sizes around the 1 MiB segment, and large files of
+/// many stripes; each comes back byte-identical. The files are also shared (`--to`) with
+/// node 4, which finds and opens them from the id alone; node 5, not shared with, finds
+/// the file but cannot open it (exit 2).
 #[test]
 fn sizes_round_trip_byte_identical() -> anyhow::Result<()> {
     let _serial = serial();
     let dir = tempfile::tempdir()?;
-    let net = testnet(dir.path(), NODES)?;
+    let scratch = dir.path();
+    let net = testnet(scratch, NODES)?;
+    let mut export = net.cli(4);
+    export
+        .args(["keys", "export-public", "--password-file"])
+        .arg(net.password_file(4));
+    let node4_key = String::from_utf8(run(export, scratch)?.ok("export-public on node 4")?)?
+        .trim()
+        .to_string();
     let sizes = [0, 1, MIB - 1, MIB, MIB + 1, 20 * MIB, 37 * MIB];
     for (n, &len) in sizes.iter().enumerate() {
-        let input = make_file(dir.path(), len, n as u64)?;
-        let id = put(&net, 0, &input, dir.path())?;
-        let output = dir.path().join(format!("out-{len}"));
-        get(&net, 0, &id, &output, dir.path())?;
+        let input = make_file(scratch, len, n as u64)?;
+        let id = put_to(&net, 0, &input, std::slice::from_ref(&node4_key), scratch)?;
+        let output = scratch.join(format!("out-{len}"));
+        get(&net, 0, &id, &output, scratch)?;
         assert_same_file(&input, &output).with_context(|| format!("size {len}"))?;
         if len == MIB + 1 {
-            // Any node finds the file from its id alone.
-            let other = dir.path().join(format!("out-{len}-node-4"));
-            get(&net, 4, &id, &other, dir.path())?;
-            assert_same_file(&input, &other).context("get through node 4")?;
+            let shared = scratch.join(format!("out-{len}-node-4"));
+            get(&net, 4, &id, &shared, scratch)?;
+            assert_same_file(&input, &shared).context("get through node 4")?;
+            let not_shared = scratch.join(format!("out-{len}-node-5"));
+            let mut cmd = net.cli(5);
+            cmd.args(["get", &id, "-o"]).arg(&not_shared);
+            run(cmd, scratch)?.fails_with(2, "get through node 5, not shared with")?;
+            ensure!(!not_shared.exists(), "a refused get left a file");
         }
+        fs::remove_file(&input)?;
+        fs::remove_file(&output)?;
     }
     Ok(())
 }

@@ -109,6 +109,12 @@ fn classify(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
     if let Some(e) = err.downcast_ref::<ClientError>() {
         return Some(client(e));
     }
+    if let Some(e) = err.downcast_ref::<datamesh_testnet::Error>() {
+        return Some(testnet(e));
+    }
+    if err.is::<crate::cmd::testnet::DemoMismatch>() {
+        return Some(Code::Integrity);
+    }
     None
 }
 
@@ -122,6 +128,15 @@ fn client(err: &ClientError) -> Code {
             "insufficient_shards" | "not_enough_peers" | "network" => Code::Network,
             _ => Code::Failure,
         },
+        _ => Code::Failure,
+    }
+}
+
+fn testnet(err: &datamesh_testnet::Error) -> Code {
+    use datamesh_testnet::Error;
+    match err {
+        Error::NoSuchNode { .. } | Error::NoNodes(_) => Code::NotFound,
+        Error::NotRunning { .. } | Error::Exited { .. } | Error::Timeout { .. } => Code::Network,
         _ => Code::Failure,
     }
 }

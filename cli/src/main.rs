@@ -77,6 +77,12 @@ enum Command {
     /// The peers in the node's routing table.
     #[command(after_help = "Example:\n  datamesh peers")]
     Peers,
+    /// A local testnet of real node processes: up, status, kill, stop, start, down,
+    /// destroy, demo.
+    #[command(
+        after_help = "Examples:\n  datamesh testnet demo\n  datamesh testnet up --nodes 8\n  datamesh testnet kill 3"
+    )]
+    Testnet(cmd::testnet::TestnetArgs),
 }
 
 /// What every command gets: the home folder and the output settings.
@@ -112,6 +118,7 @@ fn main() -> ExitCode {
         Command::Ls => cmd::files::ls(&ctx),
         Command::Status => cmd::files::status(&ctx),
         Command::Peers => cmd::files::peers(&ctx),
+        Command::Testnet(args) => cmd::testnet::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@
 //! | `GET /v1/files`        | the catalog                                              |
 //! | `POST /v1/files/{id}/envelope?to=` | re-wrap the data key (to the active key, and `to` keys: sharing) |
 //! | `POST /v1/rewrap`      | re-wrap every file of the catalog                        |
+//! | `GET /v1/key-usage`    | per file, the key ids of this node's keys that open it   |
 //! | `GET /v1/status`       | peer id, addresses, peers, shards, bytes stored, quota   |
 //! | `GET /v1/peers`        | the routing table                                        |
 //! | `GET /metrics`         | Prometheus text                                          |
@@ -79,6 +80,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/files/{id}", get(get_file))
         .route("/v1/files/{id}/envelope", axum::routing::post(rewrap_file))
         .route("/v1/rewrap", axum::routing::post(rewrap_all))
+        .route("/v1/key-usage", get(key_usage))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/metrics", get(metrics))
@@ -240,6 +242,31 @@ async fn rewrap_all(State(state): State<ApiState>) -> Response {
         }
     }
     axum::Json(json!({"rewrapped": done, "failed": failed})).into_response()
+}
+
+/// Which of this node's keys open each of its files (for `keys destroy`).
+async fn key_usage(State(state): State<ApiState>) -> Response {
+    let files = state.files.clone();
+    match tokio::task::spawn_blocking(move || files.key_usage()).await {
+        Ok(Ok(usage)) => axum::Json(
+            usage
+                .iter()
+                .map(|(id, keys)| {
+                    json!({
+                        "id": id.to_string(),
+                        "keys": keys.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Ok(Err(e)) => get_error(&e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+        ),
+    }
 }
 
 /// Sends what the decoder writes to the HTTP body in 256 KiB chunks.

@@ -265,6 +265,20 @@ impl Client {
             .map_err(|e| ClientError::Interrupted(e.to_string()))
     }
 
+    /// Per file of the catalog, the key ids (hex) of the node's keys that open it.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn key_usage(&self) -> Result<Vec<(String, Vec<String>)>, ClientError> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: String,
+            keys: Vec<String>,
+        }
+        let rows: Vec<Row> = self.get_json("/v1/key-usage")?;
+        Ok(rows.into_iter().map(|r| (r.id, r.keys)).collect())
+    }
+
     /// The catalog.
     ///
     /// # Errors

@@ -1019,6 +1019,45 @@ impl Files {
         Ok(shards)
     }
 
+    /// For every file of the catalog, the ids of this node's live file-encryption keys
+    /// that really open it (the wrapped key decrypts and opens the manifest's sealed
+    /// metadata), so `keys destroy` can refuse to destroy the last key of a file.
+    ///
+    /// # Errors
+    /// [`GetError::Keys`] or [`GetError::Catalog`].
+    pub fn key_usage(&self) -> Result<Vec<(FileId, Vec<datamesh_core::KeyId>)>, GetError> {
+        let keys = self.inner.keys.file_keys().map_err(GetError::Keys)?;
+        let mut out = Vec::new();
+        for entry in self.inner.catalog.list()? {
+            let Some(manifest) = self.inner.catalog.manifest(&entry.id)? else {
+                continue;
+            };
+            let envelopes: Vec<KeyEnvelope> = self
+                .inner
+                .server
+                .envelopes(entry.id.as_bytes())
+                .iter()
+                .filter_map(|b| KeyEnvelope::from_bytes(b).ok())
+                .filter(|e| e.file_id() == entry.id)
+                .collect();
+            let usable = keys
+                .decrypt
+                .iter()
+                .filter(|key| {
+                    envelopes.iter().any(|e| {
+                        e.open([*key])
+                            .ok()
+                            .and_then(|dek| manifest.open_metadata(&dek))
+                            .is_some()
+                    })
+                })
+                .map(|key| datamesh_core::KeyId::of(&key.public_key()))
+                .collect();
+            out.push((entry.id, usable));
+        }
+        Ok(out)
+    }
+
     /// The catalog of files this node has put.
     pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog

@@ -374,3 +374,17 @@ pub(crate) fn rewrap(ctx: &Context, id: Option<&str>, all: bool) -> anyhow::Resu
         _ => anyhow::bail!("give a file id or --all"),
     }
 }
+
+/// The files of the running node that only the key with this public key (compressed
+/// SEC1) opens: destroying it would make them unreadable.
+pub(crate) fn files_needing_only(ctx: &Context, public_key: &[u8]) -> anyhow::Result<Vec<String>> {
+    let key = PublicKey::from_sec1_bytes(public_key)
+        .map_err(|_| anyhow::anyhow!("the keystore holds an invalid public key"))?;
+    let id = datamesh_core::KeyId::of(&key).to_string();
+    let usage = client(ctx)?.key_usage()?;
+    Ok(usage
+        .into_iter()
+        .filter(|(_, keys)| keys.is_empty() || (keys.len() == 1 && keys[0] == id))
+        .map(|(file, _)| file)
+        .collect())
+}

@@ -542,9 +542,28 @@ fn destroy(
         .versions(name)
         .into_iter()
         .find(|k| k.version == version);
-    // A file-encryption version may be named by the key envelope of a file this node put.
-    // The node's catalog cannot be consulted from here yet, so assume it is still needed.
-    let still_needed = info.is_some_and(|k| k.purpose == Purpose::FileEncryption);
+    // A file-encryption version may be the last key that opens a file this node put:
+    // ask the running node, which checks every file's envelopes for real.
+    let still_needed = match info.filter(|k| k.purpose == Purpose::FileEncryption) {
+        None => false,
+        Some(k) => match crate::cmd::files::files_needing_only(ctx, &k.public_key) {
+            Ok(files) if files.is_empty() => false,
+            Ok(files) => {
+                ctx.out.warn(format_args!(
+                    "{} files open only with {name} v{version} (e.g. {}): run `datamesh keys rewrap --all` first",
+                    files.len(),
+                    files[0]
+                ));
+                true
+            }
+            Err(e) => {
+                ctx.out.warn(format_args!(
+                    "cannot check which files need {name} v{version}: {e:#}"
+                ));
+                true
+            }
+        },
+    };
     keystore.destroy(name, version, still_needed, force)?;
     if ctx.out.json() {
         ctx.out.json_value(&json!({

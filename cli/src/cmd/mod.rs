@@ -4,3 +4,4 @@ pub(crate) mod files;
 pub(crate) mod init;
 pub(crate) mod keys;
 pub(crate) mod node;
+pub(crate) mod testnet;

@@ -1,0 +1,279 @@
+//! `datamesh testnet`: a local testnet of real node processes, through
+//! `datamesh-testnet`. `up` and `start` leave the nodes running after this command
+//! exits (each in a process group of its own); the other subcommands find them again
+//! from the folder (`<dir>/node-I/node.json`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use datamesh_testnet::{Config, Testnet};
+use rand_core::{OsRng, RngCore};
+
+use crate::Context;
+
+/// Arguments of `datamesh testnet`.
+#[derive(Debug, Args)]
+pub(crate) struct TestnetArgs {
+    /// The testnet folder (one home per node: D/node-0, D/node-1, ...).
+    #[arg(long, global = true, value_name = "D", default_value = ".testnet")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: TestnetCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TestnetCommand {
+    /// Create the homes (random passwords in D/node-I/password), start the nodes on
+    /// 127.0.0.1 and wait until the DHT is ready; the nodes keep running.
+    #[command(after_help = "Example:\n  datamesh testnet up --nodes 8 --dir ./.testnet")]
+    Up {
+        /// How many nodes (a put needs 6).
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=64))]
+        nodes: u16,
+    },
+    /// A table of the nodes: peer id, address, up/down, shards, bytes.
+    #[command(after_help = "Example:\n  datamesh testnet status --json")]
+    Status,
+    /// SIGKILL node I (as a crash would).
+    #[command(after_help = "Example:\n  datamesh testnet kill 3")]
+    Kill { index: usize },
+    /// Stop node I cleanly (SIGTERM).
+    #[command(after_help = "Example:\n  datamesh testnet stop 3")]
+    Stop { index: usize },
+    /// Start node I again (same home, new ports).
+    #[command(after_help = "Example:\n  datamesh testnet start 3")]
+    Start { index: usize },
+    /// Stop every node; keep the homes and their data.
+    #[command(after_help = "Example:\n  datamesh testnet down")]
+    Down,
+    /// Stop every node and delete the testnet folder.
+    #[command(after_help = "Example:\n  datamesh testnet destroy")]
+    Destroy,
+    /// Up 8 nodes, put a generated 16 MiB file, kill 2 storage nodes, get it back and
+    /// compare checksums; the testnet keeps running.
+    #[command(after_help = "Example:\n  datamesh testnet demo")]
+    Demo,
+}
+
+pub(crate) fn run(ctx: &Context, args: TestnetArgs) -> anyhow::Result<()> {
+    let binary = std::env::current_exe().context("cannot find the datamesh binary")?;
+    let dir = args.dir;
+    match args.command {
+        TestnetCommand::Up { nodes } => {
+            let net = up(ctx, &binary, &dir, usize::from(nodes))?;
+            print_status(ctx, &net)?;
+            ctx.out.info(format_args!(
+                "testnet of {nodes} nodes running in {d}; try:\n  datamesh --home {d}/node-0 put FILE\n  datamesh testnet status --dir {d}",
+                d = dir.display()
+            ));
+            net.detach();
+            Ok(())
+        }
+        TestnetCommand::Status => print_status(ctx, &Testnet::attach(&binary, &dir)?),
+        TestnetCommand::Kill { index } => {
+            Testnet::attach(&binary, &dir)?.kill(index)?;
+            ctx.out.info(format_args!("killed node {index} (SIGKILL)"));
+            Ok(())
+        }
+        TestnetCommand::Stop { index } => {
+            Testnet::attach(&binary, &dir)?.stop(index)?;
+            ctx.out.info(format_args!("stopped node {index}"));
+            Ok(())
+        }
+        TestnetCommand::Start { index } => {
+            Testnet::attach(&binary, &dir)?.start(index)?;
+            ctx.out.info(format_args!("started node {index}"));
+            Ok(())
+        }
+        TestnetCommand::Down => {
+            Testnet::attach(&binary, &dir)?.down()?;
+            ctx.out.info(format_args!(
+                "stopped every node; data kept in {}",
+                dir.display()
+            ));
+            Ok(())
+        }
+        TestnetCommand::Destroy => {
+            let mut net = Testnet::attach(&binary, &dir)?;
+            if net.down().is_err() {
+                for i in 0..net.len() {
+                    if net.is_running(i) {
+                        net.kill(i)?;
+                    }
+                }
+            }
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot delete {}", dir.display()))?;
+            ctx.out.info(format_args!("deleted {}", dir.display()));
+            Ok(())
+        }
+        TestnetCommand::Demo => demo(ctx, &binary, &dir),
+    }
+}
+
+/// Starts a testnet of `nodes` nodes in `dir` that outlives this process; refuses if
+/// one is already running there.
+fn up(ctx: &Context, binary: &Path, dir: &Path, nodes: usize) -> anyhow::Result<Testnet> {
+    if let Ok(mut existing) = Testnet::attach(binary, dir)
+        && (0..existing.len()).any(|i| existing.is_running(i))
+    {
+        bail!(
+            "a testnet is already running in {d}: use it, or `datamesh testnet down --dir {d}` first",
+            d = dir.display()
+        );
+    }
+    ctx.out.info(format_args!(
+        "starting {nodes} nodes in {} (waiting for the DHT)...",
+        dir.display()
+    ));
+    Ok(Testnet::up_with(
+        Config::new(binary, dir, nodes).with_keep_running(true),
+    )?)
+}
+
+fn print_status(ctx: &Context, net: &Testnet) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    for i in 0..net.len() {
+        let status = if net.pid(i).is_some() {
+            net.status(i).ok()
+        } else {
+            None
+        };
+        let run = net.run_file(i).ok().flatten();
+        let address = run
+            .as_ref()
+            .and_then(|r| r.listen.first().cloned())
+            .unwrap_or_default();
+        let up = status.is_some();
+        let peer_id = status
+            .as_ref()
+            .map(|s| s.peer_id.clone())
+            .unwrap_or_default();
+        let (shards, bytes) = status
+            .as_ref()
+            .map_or((0, 0), |s| (s.shards, s.bytes_stored));
+        json.push(serde_json::json!({
+            "node": i, "home": net.home(i), "up": up, "peer_id": peer_id,
+            "address": address, "shards": shards, "bytes_stored": bytes,
+        }));
+        rows.push(vec![
+            i.to_string(),
+            if up { "up" } else { "down" }.to_string(),
+            peer_id,
+            if up { address } else { String::new() },
+            shards.to_string(),
+            bytes.to_string(),
+        ]);
+    }
+    if ctx.out.json() {
+        ctx.out.json_value(&serde_json::Value::Array(json));
+    } else {
+        ctx.out.table(
+            &["NODE", "STATE", "PEER ID", "ADDRESS", "SHARDS", "BYTES"],
+            &rows,
+        );
+    }
+    Ok(())
+}
+
+/// Runs `cmd`; its stdout, or an error with its stderr.
+fn output(mut cmd: Command, what: &str) -> anyhow::Result<Vec<u8>> {
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// The demo's copy differs from its original; exit code 5.
+#[derive(Debug, thiserror::Error)]
+#[error("the copy differs from the original: this is a bug, please report it")]
+pub(crate) struct DemoMismatch;
+
+fn demo(ctx: &Context, binary: &Path, dir: &Path) -> anyhow::Result<()> {
+    const NODES: usize = 8;
+    const SIZE: usize = 16 << 20;
+    let step = |n: u8, text: std::fmt::Arguments<'_>| {
+        let _ = writeln!(std::io::stderr().lock(), "[{n}/5] {text}");
+    };
+    step(
+        1,
+        format_args!("starting {NODES} nodes in {}", dir.display()),
+    );
+    let mut net = up(ctx, binary, dir, NODES)?;
+    print_status(ctx, &net)?;
+
+    let input = dir.join("demo-input.bin");
+    let mut data = vec![0u8; SIZE];
+    OsRng.fill_bytes(&mut data);
+    std::fs::write(&input, &data).with_context(|| format!("cannot write {}", input.display()))?;
+    let before = datamesh_core::ShardId::of(&data);
+    drop(data);
+    step(
+        2,
+        format_args!(
+            "putting a random 16 MiB file through node 0 (BLAKE3 {before}): datamesh --home {}/node-0 put {}",
+            dir.display(),
+            input.display()
+        ),
+    );
+    let mut put = net.cli(0);
+    put.arg("put").arg(&input);
+    let id = String::from_utf8(output(put, "put")?)?.trim().to_string();
+    step(
+        2,
+        format_args!("stored as {id}: 6 shards per stripe on 6 distinct nodes"),
+    );
+
+    // The two nodes (other than the putter) holding the most shards.
+    let mut holders: Vec<(u64, usize)> = (1..net.len())
+        .map(|i| (net.status(i).map_or(0, |s| s.shards), i))
+        .collect();
+    holders.sort_unstable_by(|a, b| b.cmp(a));
+    let victims: Vec<(u64, usize)> = holders.into_iter().take(2).collect();
+    for &(shards, i) in &victims {
+        step(
+            3,
+            format_args!("killing storage node {i} (SIGKILL), which holds {shards} shards"),
+        );
+        net.kill(i)?;
+    }
+
+    let copy = dir.join("demo-output.bin");
+    let _ = std::fs::remove_file(&copy);
+    step(
+        4,
+        format_args!(
+            "getting it back: datamesh --home {}/node-0 get {id} -o {}",
+            dir.display(),
+            copy.display()
+        ),
+    );
+    let mut get = net.cli(0);
+    get.args(["get", &id, "-o"]).arg(&copy);
+    output(get, "get")?;
+    let after = datamesh_core::ShardId::of(
+        &std::fs::read(&copy).with_context(|| format!("cannot read {}", copy.display()))?,
+    );
+    step(5, format_args!("BLAKE3 of the copy: {after}"));
+    net.detach();
+    if before != after {
+        bail!(DemoMismatch);
+    }
+    ctx.out.info(format_args!(
+        "the copy is identical. The testnet keeps running ({} of {NODES} nodes up): `datamesh testnet status --dir {d}`, `datamesh testnet destroy --dir {d}`",
+        NODES - victims.len(),
+        d = dir.display()
+    ));
+    Ok(())
+}

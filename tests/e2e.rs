@@ -351,3 +351,77 @@ fn user_errors_have_one_line_and_their_exit_code() -> anyhow::Result<()> {
     ensure!(stderr.contains("init"), "{stderr}");
     Ok(())
 }
+
+/// Kills whatever nodes still run in a `datamesh testnet` folder: the CLI leaves them
+/// running on purpose, so a failing test must not.
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut net) = Testnet::attach(Path::new(BIN), &self.0) {
+            for i in 0..net.len() {
+                if net.is_running(i) {
+                    let _ = net.kill(i);
+                }
+            }
+        }
+    }
+}
+
+/// `datamesh testnet demo` (the README's command) works and leaves the nodes running
+/// after the command exits; `status`, `start`, `up` on a running testnet, `down` and
+/// `destroy` then manage them from other invocations.
+#[test]
+fn testnet_command_demo_and_lifecycle() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net_dir = scratch.join("tn");
+    let _guard = KillOnDrop(net_dir.clone());
+    let testnet_cmd = |args: &[&str]| {
+        let mut cmd = datamesh(&scratch.join("unused-home"));
+        cmd.arg("testnet").args(args).arg("--dir").arg(&net_dir);
+        cmd
+    };
+    let demo = run(testnet_cmd(&["demo"]), scratch)?;
+    let stderr = demo.stderr.clone();
+    demo.ok("testnet demo")?;
+    ensure!(stderr.contains("the copy is identical"), "{stderr}");
+
+    let up_nodes = |scratch: &Path| -> anyhow::Result<Vec<bool>> {
+        let json = run(testnet_cmd(&["--json", "status"]), scratch)?.ok("testnet status")?;
+        let rows: serde_json::Value = serde_json::from_slice(&json)?;
+        Ok(rows
+            .as_array()
+            .context("status --json is not an array")?
+            .iter()
+            .map(|r| r["up"].as_bool().unwrap_or(false))
+            .collect())
+    };
+    let up = up_nodes(scratch)?;
+    ensure!(up.len() == 8, "demo made {} nodes", up.len());
+    ensure!(
+        up.iter().filter(|u| **u).count() == 6,
+        "after the demo, expected 6 of 8 nodes up: {up:?}"
+    );
+    let down: Vec<usize> = (0..up.len()).filter(|&i| !up[i]).collect();
+    for i in &down {
+        run(testnet_cmd(&["start", &i.to_string()]), scratch)?.ok("testnet start")?;
+    }
+    ensure!(
+        up_nodes(scratch)?.iter().all(|u| *u),
+        "not every node is up after start"
+    );
+    run(testnet_cmd(&["up"]), scratch)?.fails_with(1, "testnet up on a running testnet")?;
+    run(testnet_cmd(&["kill", "9"]), scratch)?.fails_with(3, "testnet kill of node 9")?;
+
+    run(testnet_cmd(&["down"]), scratch)?.ok("testnet down")?;
+    ensure!(
+        up_nodes(scratch)?.iter().all(|u| !*u),
+        "a node still runs after down"
+    );
+    ensure!(net_dir.join("node-0").is_dir(), "down deleted the homes");
+    run(testnet_cmd(&["destroy"]), scratch)?.ok("testnet destroy")?;
+    ensure!(!net_dir.exists(), "destroy left {}", net_dir.display());
+    Ok(())
+}

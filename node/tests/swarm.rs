@@ -283,16 +283,33 @@ async fn a_shard_that_does_not_match_its_id_is_refused() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_node_refuses_and_the_putter_places_elsewhere() -> TestResult {
-    // Node 3 has room for nothing; the other seven take its share.
-    let net = start_net(8, |i| if i == 3 { 10 } else { 1 << 30 }).await?;
-    let plain = data(1024 * 1024 + 1);
+    // Node 3 has room for nothing: every stripe must go to the six others, and node 3,
+    // a candidate for every stripe, refuses whatever it is offered.
+    let net = start_net(7, |i| if i == 3 { 0 } else { 1 << 30 }).await?;
+    let plain = data(4 * 1024 * 1024 + 1);
     let report = net
         .node(0)
         .files()
         .put(std::io::Cursor::new(plain.clone()), "f".into(), vec![])
         .await?;
     let placement = placement_of(net.node(0), &report.id)?;
-    assert!(!placement.peers().contains(&net.node(3).peer_id()));
+    let full = net.node(3).peer_id();
+    assert!(!placement.peers().contains(&full));
+    assert_eq!(placement.peers().len(), 6);
+    let addr = net.node(3).api_addr();
+    let metrics = tokio::task::spawn_blocking(move || {
+        ureq::get(format!("http://{addr}/metrics"))
+            .header("authorization", "Bearer test-token")
+            .call()
+            .and_then(|r| r.into_body().read_to_string())
+    })
+    .await??;
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("datamesh_shards_refused_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(refused > 0, "node 3 was never offered a shard:\n{metrics}");
     assert_eq!(get(net.node(0), report.id).await?, plain);
     net.shutdown().await
 }
@@ -349,5 +366,54 @@ async fn sharing_later_rewraps_the_key_without_moving_shards() -> TestResult {
     assert!(rewrap.bytes_sent < 8 * 1024, "{rewrap:?}");
     assert_eq!(get(net.node(6), report.id).await?, plain);
     assert_eq!(get(net.node(0), report.id).await?, plain);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_needs_the_token_and_serves_status_files_and_metrics() -> TestResult {
+    use datamesh_node::client::{Client, ClientError};
+    let net = start_net(6, |_| 1 << 30).await?;
+    let addr = net.node(0).api_addr();
+    let outcome = tokio::task::spawn_blocking(move || -> TestResult {
+        let wrong = Client::new(addr, "not-the-token");
+        assert!(matches!(
+            wrong.list(),
+            Err(ClientError::Api { status: 401, .. })
+        ));
+        let client = Client::new(addr, "test-token");
+        let plain = data(300_000);
+        let put = client.put(std::io::Cursor::new(plain.clone()), "api.bin", &[])?;
+        assert_eq!(put.size, 300_000);
+        let listed = client.list()?;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, "api.bin");
+        let id: datamesh_core::FileId = put.id.parse()?;
+        let mut download = client.get(&id)?;
+        assert_eq!(
+            (download.size, download.name.as_str()),
+            (300_000, "api.bin")
+        );
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut download.body, &mut got)?;
+        assert!(got == plain);
+        let status = client.status()?;
+        assert_eq!(status["routing_table_peers"], 5);
+        // An unknown (well-formed) id is "not found", a mistyped one a bad request.
+        let unknown = datamesh_core::FileId::of_manifest(b"never stored");
+        assert!(matches!(
+            client.get(&unknown),
+            Err(ClientError::Api { status: 404, .. })
+        ));
+        let metrics = ureq::get(format!("http://{addr}/metrics"))
+            .header("authorization", "Bearer test-token")
+            .call()?
+            .into_body()
+            .read_to_string()?;
+        assert!(metrics.contains("datamesh_puts_total 1"), "{metrics}");
+        assert!(metrics.contains("datamesh_gets_total 1"), "{metrics}");
+        Ok(())
+    })
+    .await?;
+    outcome?;
     net.shutdown().await
 }

@@ -114,6 +114,12 @@ fn read_config(home: &Path) -> anyhow::Result<FileConfig> {
 }
 
 fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
+    if !datamesh_keys::Layout::new(&ctx.home).keystore().exists() {
+        return Err(datamesh_keys::OpenError::NotInitialised {
+            home: ctx.home.clone(),
+        }
+        .into());
+    }
     let config = read_config(&ctx.home)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("DATAMESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));

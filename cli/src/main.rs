@@ -77,6 +77,14 @@ enum Command {
     /// The peers in the node's routing table.
     #[command(after_help = "Example:\n  datamesh peers")]
     Peers,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  datamesh completions bash > ~/.local/share/bash-completion/completions/datamesh\n  datamesh completions zsh > ~/.zfunc/_datamesh"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// A local testnet of real node processes: up, status, kill, stop, start, down,
     /// destroy, demo.
     #[command(
@@ -118,6 +126,14 @@ fn main() -> ExitCode {
         Command::Ls => cmd::files::ls(&ctx),
         Command::Status => cmd::files::status(&ctx),
         Command::Peers => cmd::files::peers(&ctx),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // Into a buffer first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "datamesh", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
+            Ok(())
+        }
         Command::Testnet(args) => cmd::testnet::run(&ctx, args),
     };
     match result {

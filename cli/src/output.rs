@@ -28,6 +28,11 @@ impl Output {
         self.json
     }
 
+    /// Whether to draw progress bars: stderr is a terminal, and neither `-q` nor `--json`.
+    pub(crate) fn progress(&self) -> bool {
+        !self.json && !self.quiet && io::IsTerminal::is_terminal(&io::stderr())
+    }
+
     /// A message for the user (stderr), unless `-q`.
     pub(crate) fn info(&self, message: impl Display) {
         if !self.quiet {

@@ -116,8 +116,30 @@ pub enum Response {
 }
 
 /// The request-response codec: length-prefixed postcard with size caps.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ShardCodec;
+#[derive(Clone, Copy, Debug)]
+pub struct ShardCodec {
+    max_request: usize,
+    max_response: usize,
+}
+
+impl Default for ShardCodec {
+    fn default() -> Self {
+        Self {
+            max_request: MAX_REQUEST_LEN,
+            max_response: MAX_RESPONSE_LEN,
+        }
+    }
+}
+
+impl ShardCodec {
+    /// A codec with other limits: only for tests that play a misbehaving peer.
+    pub fn with_limits(max_request: usize, max_response: usize) -> Self {
+        Self {
+            max_request,
+            max_response,
+        }
+    }
+}
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
@@ -176,7 +198,7 @@ impl libp2p::request_response::Codec for ShardCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let request: Request = decode(&read_frame(io, MAX_REQUEST_LEN).await?)?;
+        let request: Request = decode(&read_frame(io, self.max_request).await?)?;
         if let Request::Has { ids } = &request
             && ids.len() > MAX_IDS
         {
@@ -189,7 +211,7 @@ impl libp2p::request_response::Codec for ShardCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode(&read_frame(io, MAX_RESPONSE_LEN).await?)
+        decode(&read_frame(io, self.max_response).await?)
     }
 
     async fn write_request<T>(
@@ -201,7 +223,7 @@ impl libp2p::request_response::Codec for ShardCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &encode(&request)?, MAX_REQUEST_LEN).await
+        write_frame(io, &encode(&request)?, self.max_request).await
     }
 
     async fn write_response<T>(
@@ -213,7 +235,7 @@ impl libp2p::request_response::Codec for ShardCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &encode(&response)?, MAX_RESPONSE_LEN).await
+        write_frame(io, &encode(&response)?, self.max_response).await
     }
 }
 
@@ -227,10 +249,12 @@ mod tests {
     fn round_trip(request: Request) -> io::Result<Request> {
         block_on(async {
             let mut wire = Vec::new();
-            ShardCodec
+            ShardCodec::default()
                 .write_request(&PROTOCOL, &mut wire, request)
                 .await?;
-            ShardCodec.read_request(&PROTOCOL, &mut &wire[..]).await
+            ShardCodec::default()
+                .read_request(&PROTOCOL, &mut &wire[..])
+                .await
         })
     }
 
@@ -258,10 +282,12 @@ mod tests {
         let response = Response::Refused(Refusal::Full { used: 1, max: 2 });
         let back = block_on(async {
             let mut wire = Vec::new();
-            ShardCodec
+            ShardCodec::default()
                 .write_response(&PROTOCOL, &mut wire, response.clone())
                 .await?;
-            ShardCodec.read_response(&PROTOCOL, &mut &wire[..]).await
+            ShardCodec::default()
+                .read_response(&PROTOCOL, &mut &wire[..])
+                .await
         })?;
         assert_eq!(back, response);
         Ok(())
@@ -272,13 +298,15 @@ mod tests {
         // Claims 4 GiB; only the 4-byte header exists. Refused by the length check, not
         // by running out of input or memory.
         let wire = u32::MAX.to_be_bytes();
-        let err = block_on(ShardCodec.read_request(&PROTOCOL, &mut &wire[..])).err();
+        let err = block_on(ShardCodec::default().read_request(&PROTOCOL, &mut &wire[..])).err();
         assert!(err.is_some_and(|e| e.to_string().contains("exceeds")));
         let big = Request::Store {
             id: ShardId::of(b""),
             bytes: vec![0; MAX_BLOB_LEN + SLACK],
         };
-        assert!(block_on(ShardCodec.write_request(&PROTOCOL, &mut Vec::new(), big)).is_err());
+        assert!(
+            block_on(ShardCodec::default().write_request(&PROTOCOL, &mut Vec::new(), big)).is_err()
+        );
     }
 
     #[test]
@@ -293,8 +321,8 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let mut framed = (bytes.len() as u32).to_be_bytes().to_vec();
             framed.extend_from_slice(&bytes);
-            let _ = block_on(ShardCodec.read_request(&PROTOCOL, &mut &framed[..]));
-            let _ = block_on(ShardCodec.read_response(&PROTOCOL, &mut &framed[..]));
+            let _ = block_on(ShardCodec::default().read_request(&PROTOCOL, &mut &framed[..]));
+            let _ = block_on(ShardCodec::default().read_response(&PROTOCOL, &mut &framed[..]));
         }
     }
 }

@@ -417,3 +417,90 @@ async fn the_api_needs_the_token_and_serves_status_files_and_metrics() -> TestRe
     outcome?;
     net.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oversized_message_is_refused_and_the_node_keeps_serving() -> TestResult {
+    use datamesh_node::protocol::{MAX_REQUEST_LEN, PROTOCOL, ShardCodec};
+    use futures::StreamExt;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+
+    let net = start_net(2, |_| 1 << 30).await?;
+    let target = net.node(1).peer_id();
+    let addr = net
+        .node(1)
+        .listen_addresses()
+        .await?
+        .into_iter()
+        .next()
+        .ok_or("node 1 has no address")?;
+    // A misbehaving peer whose codec writes frames past the limit.
+    let mut evil = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )?
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                ShardCodec::with_limits(64 << 20, 64 << 20),
+                [(PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        })?
+        .build();
+    evil.add_peer_address(target, addr);
+    // Control: a request within the limit gets an answer over the same path.
+    evil.behaviour_mut()
+        .send_request(&target, Request::Has { ids: vec![] });
+    let control = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let SwarmEvent::Behaviour(event) = evil.select_next_some().await {
+                return format!("{event:?}");
+            }
+        }
+    })
+    .await?;
+    assert!(control.contains("Response"), "{control}");
+    let bytes = vec![7u8; MAX_REQUEST_LEN + 1];
+    evil.behaviour_mut().send_request(
+        &target,
+        Request::Store {
+            id: ShardId::of(&bytes),
+            bytes,
+        },
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match evil.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    error, ..
+                }) => {
+                    return Ok(error.to_string());
+                }
+                SwarmEvent::Behaviour(request_response::Event::Message { message, .. }) => {
+                    return Err(format!(
+                        "the node answered an oversized request: {message:?}"
+                    ));
+                }
+                _ => {}
+            }
+        }
+    })
+    .await?;
+    assert!(outcome.is_ok(), "{outcome:?}");
+    // Nothing was stored, and the node still answers others.
+    let response = net
+        .node(0)
+        .network()
+        .request(
+            target,
+            Request::Has {
+                ids: vec![ShardId::of(b"x")],
+            },
+        )
+        .await?;
+    assert_eq!(response, Response::Has(vec![false]));
+    net.shutdown().await
+}

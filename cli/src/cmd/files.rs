@@ -24,6 +24,27 @@ pub(crate) struct NodeNotRunning {
     home: String,
 }
 
+/// A progress bar on stderr for `total` bytes (hidden unless [`Output::progress`]).
+fn progress_bar(ctx: &Context, total: Option<u64>, verb: &str) -> indicatif::ProgressBar {
+    if !ctx.out.progress() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let template = if total.is_some() {
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+    } else {
+        "{msg} {spinner} {bytes} {bytes_per_sec}"
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(verb.to_string());
+    bar
+}
+
 /// The client of this home's running node.
 fn client(ctx: &Context) -> anyhow::Result<Client> {
     let path = run_file(&ctx.home);
@@ -68,21 +89,26 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
             anyhow::anyhow!("--to {key}: not a secp256k1 public key (66 hex characters)")
         })?);
     }
-    let (reader, default_name): (Box<dyn Read + Send>, String) = if args.path == Path::new("-") {
-        (Box::new(io::stdin()), "stdin".into())
-    } else {
-        let file = File::open(&args.path)
-            .with_context(|| format!("cannot open {}", args.path.display()))?;
-        let name = args
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "unnamed".into());
-        (Box::new(file), name)
-    };
+    let (reader, default_name, size): (Box<dyn Read + Send>, String, Option<u64>) =
+        if args.path == Path::new("-") {
+            (Box::new(io::stdin()), "stdin".into(), None)
+        } else {
+            let file = File::open(&args.path)
+                .with_context(|| format!("cannot open {}", args.path.display()))?;
+            let size = file.metadata().ok().map(|m| m.len());
+            let name = args
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "unnamed".into());
+            (Box::new(file), name, size)
+        };
     let name = args.name.unwrap_or(default_name);
     let client = client(ctx)?;
-    let result = client.put(reader, &name, &recipients)?;
+    let bar = progress_bar(ctx, size, "put");
+    let result = client.put(bar.wrap_read(reader), &name, &recipients);
+    bar.finish_and_clear();
+    let result = result?;
     if ctx.out.json() {
         ctx.out.json_value(&serde_json::json!({
             "id": result.id,
@@ -146,9 +172,10 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let client = client(ctx)?;
     let download = client.get(&id)?;
     let expected = download.size;
+    let bar = progress_bar(ctx, Some(expected), "get");
     let to_stdout = args.output.as_deref() == Some(Path::new("-"));
     if to_stdout {
-        let mut body = download.body;
+        let mut body = bar.wrap_read(download.body);
         let copied = io::copy(&mut body, &mut io::stdout().lock())
             .map_err(|e| ClientError::Interrupted(e.to_string()))?;
         if copied != expected {
@@ -189,6 +216,7 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
         file.sync_all().context("cannot flush the file to disk")?;
         Ok(copied)
     })();
+    bar.finish_and_clear();
     match result {
         Ok(bytes) => {
             std::fs::rename(&temp, &target)

@@ -115,14 +115,7 @@ fn run(mut cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
 /// `datamesh --home HOME` with none of the caller's `DATAMESH_*` variables.
 fn datamesh(home: &Path) -> Command {
     let mut cmd = Command::new(BIN);
-    for var in [
-        "DATAMESH_HOME",
-        "DATAMESH_PASSWORD_FILE",
-        "DATAMESH_NEW_PASSWORD_FILE",
-        "DATAMESH_LISTEN",
-        "DATAMESH_API",
-        "DATAMESH_QUOTA",
-    ] {
+    for var in datamesh_testnet::SCRUBBED_ENV {
         cmd.env_remove(var);
     }
     cmd.arg("--home").arg(home);

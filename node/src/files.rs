@@ -564,22 +564,8 @@ impl Files {
     /// See [`GetError`].
     pub async fn open(&self, id: FileId) -> Result<OpenFile, GetError> {
         let inner = &self.inner;
-        let deadline = inner.config.lookup_deadline;
-        let providers: Vec<PeerId> =
-            tokio::time::timeout(deadline, inner.net.providers(id.as_bytes().to_vec()))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .map(|p| p.into_iter().collect())
-                .unwrap_or_default();
         let placement = inner.catalog.placement(&id)?;
-        let mut peers: Vec<PeerId> = providers;
-        if let Some(p) = &placement {
-            peers.extend(p.peers());
-        }
-        peers.push(inner.net.peer_id());
-        let mut seen = HashSet::new();
-        peers.retain(|p| seen.insert(*p));
+        let peers = self.file_peers(id, placement.as_ref()).await;
 
         let manifest = match inner.catalog.manifest(&id)? {
             Some(m) => m,

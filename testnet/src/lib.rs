@@ -58,7 +58,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// The `DATAMESH_*` variables that would change what the binary does; removed from
 /// every command this crate runs, so the caller's environment cannot leak in.
-const SCRUBBED_ENV: [&str; 8] = [
+pub const SCRUBBED_ENV: [&str; 8] = [
     "DATAMESH_HOME",
     "DATAMESH_PASSWORD_FILE",
     "DATAMESH_NEW_PASSWORD_FILE",

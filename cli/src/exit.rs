@@ -12,7 +12,10 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use datamesh_keys::{AuditError, ChangeError, CreateError, ImportError, OpenError, PasswordError};
+use datamesh_keys::{
+    AuditError, BackupError, ChangeError, CreateError, EscrowError, ImportError, OpenError,
+    PasswordError, ShareError,
+};
 use datamesh_node::client::ClientError;
 
 use crate::password::PasswordProblem;
@@ -100,6 +103,29 @@ fn classify(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
             _ => Code::Failure,
         });
     }
+    if let Some(e) = err.downcast_ref::<EscrowError>() {
+        return Some(match e {
+            EscrowError::Share(e) => share(e),
+            EscrowError::WrongKeystore { .. } => Code::Auth,
+            EscrowError::Open(e) => open(e),
+            EscrowError::Change(e) => change(e),
+            _ => Code::Failure,
+        });
+    }
+    if let Some(e) = err.downcast_ref::<BackupError>() {
+        return Some(match e {
+            BackupError::WrongPassword => Code::Auth,
+            BackupError::NotABackup
+            | BackupError::Damaged { .. }
+            | BackupError::UnsupportedVersion { .. }
+            | BackupError::Kdf(_) => Code::Integrity,
+            BackupError::Password(_) | BackupError::Create(CreateError::Password(_)) => Code::Auth,
+            _ => Code::Failure,
+        });
+    }
+    if let Some(e) = err.downcast_ref::<ShareError>() {
+        return Some(share(e));
+    }
     if err.is::<PasswordError>() || err.is::<PasswordProblem>() {
         return Some(Code::Auth);
     }
@@ -137,6 +163,20 @@ fn testnet(err: &datamesh_testnet::Error) -> Code {
     match err {
         Error::NoSuchNode { .. } | Error::NoNodes(_) => Code::NotFound,
         Error::NotRunning { .. } | Error::Exited { .. } | Error::Timeout { .. } => Code::Network,
+        _ => Code::Failure,
+    }
+}
+
+/// Too few shares or shares of another keystore: authentication (like a wrong password);
+/// a damaged, forged or mismatched share: integrity; mixed sets or a repeated share: usage.
+fn share(err: &ShareError) -> Code {
+    match err {
+        ShareError::NotEnoughShares { .. } => Code::Auth,
+        ShareError::Malformed { .. }
+        | ShareError::Checksum
+        | ShareError::Inconsistent { .. }
+        | ShareError::Commitment { .. }
+        | ShareError::UnsupportedVersion { .. } => Code::Integrity,
         _ => Code::Failure,
     }
 }

@@ -154,7 +154,7 @@ fn check_new(password: Password, allow_weak: bool) -> anyhow::Result<Password> {
 }
 
 /// The first line of a password file (without `\n` / `\r\n`).
-fn from_file(path: &Path, out: &Output) -> anyhow::Result<Password> {
+pub(crate) fn from_file(path: &Path, out: &Output) -> anyhow::Result<Password> {
     let context = || format!("cannot read the password file {}", path.display());
     let file = File::open(path).with_context(context)?;
     let meta = file.metadata().with_context(context)?;
@@ -190,7 +190,7 @@ fn from_file(path: &Path, out: &Output) -> anyhow::Result<Password> {
     Ok(Password::from_utf8(bytes)?)
 }
 
-fn prompt(label: &str) -> anyhow::Result<Password> {
+pub(crate) fn prompt(label: &str) -> anyhow::Result<Password> {
     let text = Zeroizing::new(
         rpassword::prompt_password(label)
             .map_err(|e| PasswordProblem::NoTerminal(e.to_string()))?,
@@ -198,7 +198,7 @@ fn prompt(label: &str) -> anyhow::Result<Password> {
     Ok(Password::new(&text)?)
 }
 
-fn prompt_twice(label: &str) -> anyhow::Result<Password> {
+pub(crate) fn prompt_twice(label: &str) -> anyhow::Result<Password> {
     let first = prompt(label)?;
     let second = prompt("Repeat it: ")?;
     if !first.ct_eq(&second) {

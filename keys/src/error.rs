@@ -418,3 +418,31 @@ pub enum AuditError {
     #[error(transparent)]
     Locked(#[from] LockError),
 }
+
+/// Why an escrow operation (split, verify, recover) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EscrowError {
+    /// The shares themselves: damaged, too few, of different sets, inconsistent.
+    #[error(transparent)]
+    Share(#[from] crate::escrow::ShareError),
+    /// The shares combine (their commitment holds) but not to this keystore's master key.
+    #[error(
+        "the shares of escrow set {set} are valid but belong to another keystore than the one in {home}"
+    )]
+    WrongKeystore {
+        /// The set id (hex).
+        set: String,
+        /// The home.
+        home: PathBuf,
+    },
+    /// Opening the keystore failed (missing, permissions, damaged).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Writing the new password slot failed; nothing changed.
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    /// Logging the operation failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}

@@ -10,7 +10,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::audit::{self, AuditEvent, AuditLog, AuditOp, AuditSummary, Outcome};
-use crate::error::{AuditError, ChangeError, CreateError, OpenError};
+use crate::backup::{self, BackupError, Manifest};
+use crate::error::{AuditError, ChangeError, CreateError, EscrowError, OpenError};
+use crate::escrow::{self, SetId, Share};
 use crate::format::{self, FIXED_HEADER_LEN, FormatError, MAX_KEYSTORE_LEN, PasswordSlot};
 use crate::fsx::{self, WriteError};
 use crate::kdf::{KdfLimits, KdfParams};
@@ -80,6 +82,24 @@ impl Keystore {
     /// [`CreateError::AlreadyExists`] if there is a keystore; an empty password; KDF
     /// parameters out of bounds; I/O.
     pub fn create(home: &Path, password: &Password, kdf: KdfParams) -> Result<Self, CreateError> {
+        Self::create_with(
+            home,
+            password,
+            kdf,
+            AuditEvent::new(AuditOp::Init).with_detail(format!("slot 1, {kdf}")),
+            |password, kdf| Ok(KeyRing::new(password, kdf, now())?),
+        )
+    }
+
+    /// Creates the keystore of `home` from the key ring `make` builds (a new one, or one
+    /// restored from a backup); `event` is its first audit line.
+    fn create_with(
+        home: &Path,
+        password: &Password,
+        kdf: KdfParams,
+        event: AuditEvent,
+        make: impl FnOnce(&Password, KdfParams) -> Result<KeyRing, CreateError>,
+    ) -> Result<Self, CreateError> {
         password.check_new()?;
         kdf.check(&KdfLimits::DEFAULT)?;
         let layout = Layout::new(home);
@@ -97,11 +117,9 @@ impl Keystore {
                 home: home.to_owned(),
             });
         }
-        let mut ring = KeyRing::new(password, kdf, now())?;
+        let mut ring = make(password, kdf)?;
         let log = AuditLog::new(layout.audit_log());
-        let line = log
-            .prepare(&AuditEvent::new(AuditOp::Init).with_detail(format!("slot 1, {kdf}")))
-            .map_err(io(&layout.audit_log()))?;
+        let line = log.prepare(&event).map_err(io(&layout.audit_log()))?;
         ring.body.audit_anchor = Some(line.text.clone());
         let bytes = ring
             .seal()
@@ -551,6 +569,246 @@ impl Keystore {
         };
         self.log(&event)?;
         result
+    }
+}
+
+/// Backup bundles (see `docs/keystore.md`, "Backup bundles").
+impl Keystore {
+    /// A backup bundle of every key version but destroyed ones, and the policy, sealed
+    /// under `backup_password` (Argon2id with `kdf`, AES-256-GCM). Logged as `backup`.
+    ///
+    /// # Errors
+    ///
+    /// A weak or empty password, KDF parameters out of bounds; logging errors.
+    pub fn backup(
+        &self,
+        backup_password: &Password,
+        kdf: KdfParams,
+    ) -> Result<Vec<u8>, BackupError> {
+        backup_password.check_new()?;
+        kdf.check(&KdfLimits::DEFAULT)?;
+        let bytes = backup::seal(
+            &self.ring.body.entries,
+            self.ring.policy(),
+            backup_password,
+            kdf,
+            now(),
+        )?;
+        let kept = self
+            .ring
+            .body
+            .entries
+            .iter()
+            .filter(|e| e.status != crate::model::KeyStatus::Destroyed)
+            .count();
+        self.log(&AuditEvent::new(AuditOp::Backup).with_detail(format!(
+            "{kept} key version(s), {} bytes, {kdf}",
+            bytes.len()
+        )))
+        .map_err(|e| BackupError::Encode(e.to_string()))?;
+        Ok(bytes)
+    }
+
+    /// Opens and checks a bundle without restoring it: its manifest.
+    ///
+    /// # Errors
+    ///
+    /// See [`BackupError`].
+    pub fn verify_backup(
+        bytes: &[u8],
+        backup_password: &Password,
+    ) -> Result<Manifest, BackupError> {
+        backup::open(bytes, backup_password, &KdfLimits::DEFAULT).map(|(manifest, _)| manifest)
+    }
+
+    /// Builds the keystore of a new `home` from a bundle: the bundle's keys and policy
+    /// under a new master key and one password slot for `new_password`. The bundle is
+    /// fully checked before anything is written.
+    ///
+    /// # Errors
+    ///
+    /// [`BackupError`] (nothing written), or [`BackupError::Create`] (a keystore exists,
+    /// a weak password, I/O).
+    pub fn restore(
+        home: &Path,
+        bytes: &[u8],
+        backup_password: &Password,
+        new_password: &Password,
+        kdf: KdfParams,
+    ) -> Result<Self, BackupError> {
+        let (manifest, content) = backup::open(bytes, backup_password, &KdfLimits::DEFAULT)?;
+        if Layout::new(home).keystore().exists() {
+            return Err(CreateError::AlreadyExists {
+                home: home.to_owned(),
+            }
+            .into());
+        }
+        let event = AuditEvent::new(AuditOp::Restore).with_detail(format!(
+            "{} key version(s) from a bundle made at {}; slot 1, {kdf}",
+            manifest.key_count,
+            Timestamp::from_second(manifest.created)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        ));
+        Ok(Self::create_with(
+            home,
+            new_password,
+            kdf,
+            event,
+            |password, kdf| {
+                KeyRing::from_backup(password, kdf, now(), content.policy, content.entries).map_err(
+                    |problem| CreateError::Io {
+                        path: home.to_owned(),
+                        source: io::Error::other(problem),
+                    },
+                )
+            },
+        )?)
+    }
+}
+
+/// Shamir escrow of the master key (see `docs/keystore.md`, "Escrow").
+impl Keystore {
+    /// Splits the master key into `shares` shares of a new set, any `threshold` of which
+    /// recover it (2 <= threshold <= shares <= 255). Nothing in the keystore changes; the
+    /// split is logged with its set id.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ShareError::BadThreshold`]; logging errors.
+    pub fn escrow_split(&self, threshold: u8, shares: u8) -> Result<Vec<Share>, EscrowError> {
+        let result = escrow::split(self.ring.master(), threshold, shares, now());
+        let event = AuditEvent::new(AuditOp::Escrow);
+        let event = match &result {
+            Ok(list) => event.with_detail(format!(
+                "split: set {}, {threshold} of {shares}",
+                list.first()
+                    .map(Share::set)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            )),
+            Err(e) => event
+                .with_outcome(Outcome::Failed)
+                .with_detail(format!("split: {e}")),
+        };
+        self.log(&event)?;
+        Ok(result?)
+    }
+
+    /// The escrow drill: checks that `shares` combine to this keystore's master key.
+    /// Changes nothing but the audit log (one `escrow` line, ok or failed).
+    ///
+    /// # Errors
+    ///
+    /// [`EscrowError::Share`] (too few, damaged, mixed sets, wrong share),
+    /// [`EscrowError::WrongKeystore`]; logging errors.
+    pub fn escrow_verify(&self, shares: &[Share]) -> Result<SetId, EscrowError> {
+        let result =
+            escrow::combine(shares)
+                .map_err(EscrowError::from)
+                .and_then(|(master, set)| {
+                    if bool::from(subtle::ConstantTimeEq::ct_eq(
+                        &master.expose()[..],
+                        &self.ring.master().expose()[..],
+                    )) {
+                        Ok(set)
+                    } else {
+                        Err(EscrowError::WrongKeystore {
+                            set: set.to_string(),
+                            home: self.layout.home().to_owned(),
+                        })
+                    }
+                });
+        let event = AuditEvent::new(AuditOp::Escrow);
+        let event = match &result {
+            Ok(set) => event.with_detail(format!(
+                "verify: set {set}, {} share(s) combine",
+                shares.len()
+            )),
+            Err(e) => event
+                .with_outcome(Outcome::Failed)
+                .with_detail(format!("verify: {e}")),
+        };
+        self.log(&event)?;
+        result
+    }
+
+    /// The forgotten-password case: rebuilds the master key from escrow shares, checks
+    /// that it opens the keystore of `home`, and adds a password slot (labelled
+    /// `recovered`) for `new_password`, in one logged write. The returned keystore counts
+    /// as unlocked with the new slot.
+    ///
+    /// # Errors
+    ///
+    /// [`EscrowError::Share`], [`EscrowError::WrongKeystore`], [`EscrowError::Open`]
+    /// (no keystore, permissions, damaged file), [`EscrowError::Change`] (a weak or
+    /// empty password, KDF parameters, too many slots, I/O); nothing changed.
+    pub fn recover(
+        home: &Path,
+        shares: &[Share],
+        new_password: &Password,
+        kdf: KdfParams,
+    ) -> Result<Self, EscrowError> {
+        let layout = Layout::new(home);
+        let keystore = layout.keystore();
+        if !keystore.exists() {
+            return Err(OpenError::NotInitialised {
+                home: home.to_owned(),
+            }
+            .into());
+        }
+        fsx::check_private(&layout.keys_dir(), true)?;
+        fsx::check_private(&keystore, false)?;
+        if layout.audit_log().exists() {
+            fsx::check_private(&layout.audit_log(), false)?;
+        }
+        new_password.check_new().map_err(ChangeError::from)?;
+        kdf.check(&KdfLimits::DEFAULT).map_err(ChangeError::from)?;
+        let log = AuditLog::new(layout.audit_log());
+        let fail = |e: EscrowError| {
+            if let Ok(_lock) = lock::acquire(&layout) {
+                let _ = log.record(
+                    &AuditEvent::new(AuditOp::Recover)
+                        .with_outcome(Outcome::Failed)
+                        .with_detail(e.to_string()),
+                );
+            }
+            e
+        };
+        let (master, set) = escrow::combine(shares).map_err(|e| fail(e.into()))?;
+        let bytes = read_keystore(&keystore)?;
+        let ring = match KeyRing::unseal_with_master(&bytes, master) {
+            Ok(ring) => ring,
+            Err(FormatError::Authentication) => {
+                return Err(fail(EscrowError::WrongKeystore {
+                    set: set.to_string(),
+                    home: home.to_owned(),
+                }));
+            }
+            Err(other) => return Err(format_error(&keystore, other).into()),
+        };
+        if let Some(anchor) = &ring.body.audit_anchor {
+            let _lock = lock::acquire(&layout).map_err(OpenError::from)?;
+            log.repair(anchor).map_err(|source| OpenError::Io {
+                path: layout.audit_log(),
+                source,
+            })?;
+        }
+        // The slow part, before taking the lock.
+        let slot =
+            PasswordSlot::seal(ring.master(), new_password, kdf).map_err(ChangeError::from)?;
+        let mut recovered = Self { layout, ring };
+        let k = shares.first().map_or(0, Share::threshold);
+        recovered.change(AuditEvent::new(AuditOp::Recover), |ring, event| {
+            let id = ring.add_slot(&slot, "recovered", now())?;
+            ring.set_unlocked_slot(id);
+            event.set_detail(format!(
+                "escrow set {set}, {} share(s) of a {k}-of-n set; new password slot {id}, {kdf}",
+                shares.len()
+            ));
+            Ok(())
+        })?;
+        Ok(recovered)
     }
 }
 

@@ -40,7 +40,9 @@
 //! Layout of a home: [`Layout`]. File format: `docs/keystore.md`.
 
 mod audit;
+mod backup;
 mod error;
+mod escrow;
 mod format;
 pub mod fsx;
 mod kdf;
@@ -58,10 +60,12 @@ pub use audit::{
     AuditEvent, AuditOp, AuditRecord, AuditReport, AuditSummary, OpCounts, Outcome, report,
     verify_chain,
 };
+pub use backup::{BACKUP_VERSION, BackupError, MAX_BACKUP_LEN, Manifest};
 pub use error::{
-    AuditError, ChangeError, CreateError, ImportError, KdfError, LockError, OpenError,
+    AuditError, ChangeError, CreateError, EscrowError, ImportError, KdfError, LockError, OpenError,
     PasswordError, PermissionError,
 };
+pub use escrow::{SET_ID_LEN, SHARE_LEN, SHARE_PREFIX, SHARE_VERSION, SetId, Share, ShareError};
 pub use jiff::Timestamp;
 pub use kdf::{KdfLimits, KdfParams, SALT_LEN};
 pub use keystore::Keystore;

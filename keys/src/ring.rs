@@ -144,6 +144,34 @@ impl KeyRing {
         )
     }
 
+    /// A new key ring (new master key, one password slot) holding restored entries.
+    pub(crate) fn from_backup(
+        password: &Password,
+        kdf: KdfParams,
+        now: i64,
+        policy: RotationPolicy,
+        entries: Vec<Entry>,
+    ) -> Result<Self, String> {
+        let mut ring = Self::new(password, kdf, now).map_err(|e| e.to_string())?;
+        ring.body.policy = policy;
+        ring.body.entries = entries;
+        let ids: Vec<u32> = ring.header.slots.iter().map(|s| s.id).collect();
+        ring.body.validate(&ids)?;
+        Ok(ring)
+    }
+
+    /// Opens a sealed keystore with a master key recovered some other way (escrow); the
+    /// body's authentication proves the key is the right one. No slot is unlocked yet.
+    pub(crate) fn unseal_with_master(bytes: &[u8], master: Secret32) -> Result<Self, FormatError> {
+        let (header, header_len) = Header::decode(bytes)?;
+        Self::with_master(bytes, header, header_len, master, 0)
+    }
+
+    /// Records the slot this session counts as unlocked with (after a recovery added it).
+    pub(crate) fn set_unlocked_slot(&mut self, id: u32) {
+        self.unlocked_slot = id;
+    }
+
     fn with_master(
         bytes: &[u8],
         header: Header,

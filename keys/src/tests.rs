@@ -868,3 +868,164 @@ proptest! {
         prop_assert!(KeyRing::unseal(&bytes, &pw("x"), &tight()).is_err());
     }
 }
+
+// ----- escrow -----
+
+#[test]
+fn escrow_verify_and_recover_through_the_keystore() -> TestResult {
+    let (dir, keystore) = new_home()?;
+    let seed = keystore.node_identity_seed();
+    let shares = keystore.escrow_split(3, 5)?;
+    let set = keystore.escrow_verify(&shares[1..4])?;
+    assert_eq!(set, shares[0].set());
+    let before = fs::read(dir.path().join("keys/keystore"))?;
+
+    // The drill with too few shares, or shares of another keystore: errors, no change.
+    assert!(matches!(
+        keystore.escrow_verify(&shares[..2]),
+        Err(EscrowError::Share(ShareError::NotEnoughShares {
+            have: 2,
+            need: 3
+        }))
+    ));
+    let (_other_dir, other) = new_home()?;
+    let foreign = other.escrow_split(2, 2)?;
+    assert!(matches!(
+        keystore.escrow_verify(&foreign),
+        Err(EscrowError::WrongKeystore { .. })
+    ));
+    assert!(matches!(
+        Keystore::recover(dir.path(), &foreign, &pw("new password"), small()),
+        Err(EscrowError::WrongKeystore { .. })
+    ));
+    assert!(matches!(
+        Keystore::recover(dir.path(), &shares[..2], &pw("new password"), small()),
+        Err(EscrowError::Share(ShareError::NotEnoughShares { .. }))
+    ));
+    assert_eq!(fs::read(dir.path().join("keys/keystore"))?, before);
+
+    // Forgotten password: three shares add a slot for a new one; the old one still works.
+    let chosen = [shares[4].clone(), shares[0].clone(), shares[2].clone()];
+    let recovered = Keystore::recover(dir.path(), &chosen, &pw("new password"), small())?;
+    assert_eq!(recovered.node_identity_seed(), seed);
+    assert_eq!(recovered.unlocked_slot(), 2);
+    let reopened = Keystore::open(dir.path(), &pw("new password"))?;
+    assert_eq!(reopened.node_identity_seed(), seed);
+    assert_eq!(reopened.unlocked_slot(), 2);
+    Keystore::open(dir.path(), &pw("old password"))?;
+    let log = fs::read_to_string(dir.path().join("keys/audit.log"))?;
+    assert!(log.contains("\"op\":\"recover\""));
+    assert!(log.contains("\"op\":\"escrow\""));
+    let hex = data_encoding::HEXLOWER.encode(keystore.master().expose());
+    assert!(!log.contains(&hex));
+    let mut reopened = reopened;
+    reopened.verify_audit()?;
+
+    // A new split is a new set; its shares do not mix with the old ones.
+    let again = keystore.escrow_split(3, 5)?;
+    assert_ne!(again[0].set(), shares[0].set());
+    let mixed = [again[0].clone(), again[1].clone(), shares[2].clone()];
+    assert!(matches!(
+        keystore.escrow_verify(&mixed),
+        Err(EscrowError::Share(ShareError::MixedSets { .. }))
+    ));
+    Ok(())
+}
+
+// ----- backup bundles -----
+
+#[test]
+fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
+    let (_dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    keystore.destroy(FILE_ENCRYPTION, 1, true, true)?;
+    keystore.set_policy(RotationPolicy::new(30, 180, false)?)?;
+    let backup_pw = pw("backup password");
+    let bundle = keystore.backup(&backup_pw, small())?;
+
+    // No secret in the clear: neither the master key nor any key's secret.
+    let mut secrets: Vec<[u8; 32]> = vec![*keystore.master().expose()];
+    secrets.extend(
+        keystore
+            .body
+            .entries
+            .iter()
+            .filter_map(|e| e.secret.as_ref().map(|s| *s.expose())),
+    );
+    for secret in &secrets {
+        assert!(!bundle.windows(32).any(|w| w == secret));
+    }
+
+    let manifest = Keystore::verify_backup(&bundle, &backup_pw)?;
+    assert_eq!(manifest.key_count, 3); // node-identity v1, file-encryption v2 and v3
+    assert_eq!(manifest.format_version, BACKUP_VERSION);
+
+    let target = tempfile::tempdir()?;
+    let home = target.path().join("restored");
+    let restored = Keystore::restore(&home, &bundle, &backup_pw, &pw("new password"), small())?;
+    assert_eq!(restored.node_identity_seed(), keystore.node_identity_seed());
+    assert_eq!(restored.policy(), keystore.policy());
+    assert_eq!(restored.active_file_key()?.0, 3);
+    let want: Vec<Fingerprint> = fingerprint(&keystore)
+        .into_iter()
+        .filter(|f| f.2 != KeyStatus::Destroyed)
+        .collect();
+    assert_eq!(fingerprint(&restored), want);
+    assert_ne!(restored.master().expose(), keystore.master().expose());
+    let mut reopened = Keystore::open(&home, &pw("new password"))?;
+    reopened.verify_audit()?;
+    assert!(fs::read_to_string(home.join("keys/audit.log"))?.contains("\"op\":\"restore\""));
+
+    // A second restore into the same home is refused.
+    assert!(matches!(
+        Keystore::restore(&home, &bundle, &backup_pw, &pw("new password"), small()),
+        Err(BackupError::Create(CreateError::AlreadyExists { .. }))
+    ));
+
+    // Wrong password, every flipped bit, every truncation, a newer version: errors, and
+    // nothing written.
+    let nothing = target.path().join("nothing");
+    assert!(matches!(
+        Keystore::restore(
+            &nothing,
+            &bundle,
+            &pw("wrong"),
+            &pw("new password"),
+            small()
+        ),
+        Err(BackupError::WrongPassword)
+    ));
+    for bit in (0..bundle.len() * 8).step_by(7) {
+        let mut damaged = bundle.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        let result = Keystore::verify_backup(&damaged, &backup_pw);
+        assert!(
+            matches!(
+                result,
+                Err(BackupError::Damaged { .. }
+                    | BackupError::NotABackup
+                    | BackupError::UnsupportedVersion { .. })
+            ),
+            "bit {bit}: {result:?}"
+        );
+    }
+    for len in [0, 8, 9, 40, bundle.len() / 2, bundle.len() - 1] {
+        assert!(
+            Keystore::verify_backup(&bundle[..len], &backup_pw).is_err(),
+            "len {len}"
+        );
+    }
+    let mut newer = bundle.clone();
+    newer[8] = 2;
+    assert!(matches!(
+        Keystore::verify_backup(&newer, &backup_pw),
+        Err(BackupError::UnsupportedVersion { version: 2 })
+    ));
+    assert!(matches!(
+        Keystore::restore(&nothing, &newer, &backup_pw, &pw("new password"), small()),
+        Err(BackupError::UnsupportedVersion { version: 2 })
+    ));
+    assert!(!nothing.exists());
+    Ok(())
+}

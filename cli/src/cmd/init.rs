@@ -43,6 +43,25 @@ log_level = "info"
 # The key rotation policy lives in the sealed keystore: `datamesh keys policy`.
 "#;
 
+/// Writes `config.toml` (the defaults) and `api-token` (32 random bytes, hex) into a home,
+/// leaving either alone if it exists. Used by `init` and by `keys restore`.
+pub(crate) fn write_home_files(home: &std::path::Path) -> anyhow::Result<()> {
+    let config = home::config(home);
+    if !config.exists() {
+        fsx::write_private_file(&config, DEFAULT_CONFIG.as_bytes())
+            .with_context(|| format!("cannot write {}", config.display()))?;
+    }
+    let token_path = home::api_token(home);
+    if !token_path.exists() {
+        let mut token = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(&mut token[..]);
+        let hex = Zeroizing::new(data_encoding::HEXLOWER.encode(&token[..]));
+        fsx::write_private_file(&token_path, hex.as_bytes())
+            .with_context(|| format!("cannot write {}", token_path.display()))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn run(ctx: &Context, args: InitArgs) -> anyhow::Result<()> {
     let layout = Layout::new(&ctx.home);
     if layout.keystore().exists() {
@@ -60,19 +79,7 @@ pub(crate) fn run(ctx: &Context, args: InitArgs) -> anyhow::Result<()> {
 
     fsx::ensure_dir(&ctx.home)
         .with_context(|| format!("cannot create the home {}", ctx.home.display()))?;
-    let config = home::config(&ctx.home);
-    if !config.exists() {
-        fsx::write_private_file(&config, DEFAULT_CONFIG.as_bytes())
-            .with_context(|| format!("cannot write {}", config.display()))?;
-    }
-    let token_path = home::api_token(&ctx.home);
-    if !token_path.exists() {
-        let mut token = Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(&mut token[..]);
-        let hex = Zeroizing::new(data_encoding::HEXLOWER.encode(&token[..]));
-        fsx::write_private_file(&token_path, hex.as_bytes())
-            .with_context(|| format!("cannot write {}", token_path.display()))?;
-    }
+    write_home_files(&ctx.home)?;
 
     let started = Instant::now();
     let keystore = Keystore::create(&ctx.home, &password, kdf)?;
@@ -86,8 +93,8 @@ pub(crate) fn run(ctx: &Context, args: InitArgs) -> anyhow::Result<()> {
         ctx.out.json_value(&serde_json::json!({
             "home": ctx.home,
             "keystore": layout.keystore(),
-            "config": config,
-            "api_token_file": token_path,
+            "config": home::config(&ctx.home),
+            "api_token_file": home::api_token(&ctx.home),
             "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
         }));
     } else {

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use datamesh_keys::{
     AuditEvent, AuditOp, ChangeError, FILE_ENCRYPTION, KeyInfo, KeyStatus, Keystore, Layout,
-    OpenError, Purpose, RotationPolicy, SlotKind, Timestamp,
+    OpenError, Purpose, RotationPolicy, Share, SlotKind, Timestamp, fsx,
 };
 use serde_json::{Value, json};
 
@@ -136,6 +137,109 @@ enum KeysCommand {
         dir: PathBuf,
         #[command(flatten)]
         password: PasswordArgs,
+    },
+    /// Write a backup bundle of every key version (but destroyed ones) and the policy,
+    /// sealed with a backup password of its own; `verify` checks one without restoring.
+    #[command(
+        after_help = "Example:\n  datamesh keys backup --out keys.dmbackup --backup-password-file backup.pw\n  datamesh keys backup verify keys.dmbackup --backup-password-file backup.pw"
+    )]
+    Backup {
+        #[command(subcommand)]
+        command: Option<BackupCommand>,
+        /// The bundle to write (0600; an existing file is not overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        backup_password: BackupPasswordArgs,
+        #[command(flatten)]
+        kdf: KdfArgs,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Build a new home (keystore, config.toml, api-token) from a backup bundle.
+    #[command(
+        after_help = "Example:\n  datamesh --home ~/new-home keys restore keys.dmbackup --backup-password-file backup.pw"
+    )]
+    Restore {
+        /// The bundle.
+        file: PathBuf,
+        #[command(flatten)]
+        backup_password: BackupPasswordArgs,
+        #[command(flatten)]
+        new_password: NewPasswordArgs,
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// Shamir escrow of the master key: split it into shares, check them, recover with them.
+    Escrow {
+        #[command(subcommand)]
+        command: EscrowCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Open and check a bundle (checksum, password, manifest, keys) without restoring it.
+    Verify {
+        /// The bundle.
+        file: PathBuf,
+        #[command(flatten)]
+        backup_password: BackupPasswordArgs,
+    },
+}
+
+/// How the backup password is given.
+#[derive(Debug, Args)]
+struct BackupPasswordArgs {
+    /// Read the backup password from the first line of FILE instead of prompting.
+    #[arg(long, value_name = "FILE")]
+    backup_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum EscrowCommand {
+    /// Split the master key into N shares, any K of which recover it (one 0600 file each).
+    #[command(
+        after_help = "Example:\n  datamesh keys escrow split --threshold 3 --shares 5 --out-dir ~/escrow\n\nSplitting again makes a new set; shares of an older set do not mix with it."
+    )]
+    Split {
+        /// K: how many shares recover the key (at least 2).
+        #[arg(long, value_name = "K")]
+        threshold: u8,
+        /// N: how many shares to make (at most 255).
+        #[arg(long, value_name = "N")]
+        shares: u8,
+        /// Folder for the share files (created 0700 if missing; existing share files are
+        /// never overwritten).
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// The drill: check each share's checksum and that they combine to this keystore's
+    /// master key, changing nothing.
+    #[command(
+        after_help = "Example:\n  datamesh keys escrow verify share-1.txt share-3.txt share-4.txt"
+    )]
+    Verify {
+        /// Share files (K or more of one set).
+        #[arg(required = true, value_name = "SHARE_FILE")]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Forgotten password: rebuild the master key from K shares and add a new password slot.
+    #[command(
+        after_help = "Example:\n  datamesh keys escrow recover s1.txt s3.txt s4.txt --new-password-file new.pw"
+    )]
+    Recover {
+        /// Share files (K or more of one set).
+        #[arg(required = true, value_name = "SHARE_FILE")]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        new_password: NewPasswordArgs,
+        #[command(flatten)]
+        kdf: KdfArgs,
     },
 }
 
@@ -344,6 +448,75 @@ pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        KeysCommand::Escrow { command } => escrow(ctx, command),
+        KeysCommand::Backup {
+            command:
+                Some(BackupCommand::Verify {
+                    file,
+                    backup_password,
+                }),
+            ..
+        } => {
+            let bytes = read_bundle(&file)?;
+            let manifest = Keystore::verify_backup(&bytes, &backup_password.get(false, &ctx.out)?)?;
+            let created = Timestamp::from_second(manifest.created)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            if ctx.out.json() {
+                ctx.out.json_value(&json!({
+                    "ok": true,
+                    "format_version": manifest.format_version,
+                    "created": created,
+                    "key_count": manifest.key_count,
+                    "content_blake3": data_encoding::HEXLOWER.encode(&manifest.content_blake3),
+                }));
+            } else {
+                ctx.out.result(format_args!(
+                    "ok: backup bundle (format {}) of {} key version(s), made {created}",
+                    manifest.format_version, manifest.key_count
+                ));
+            }
+            Ok(())
+        }
+        KeysCommand::Backup {
+            command: None,
+            out,
+            backup_password,
+            kdf,
+            password,
+        } => {
+            let out = out.ok_or_else(|| {
+                anyhow::anyhow!("keys backup needs --out FILE (see `datamesh keys backup --help`)")
+            })?;
+            if out.exists() {
+                anyhow::bail!("{} already exists; choose another --out", out.display());
+            }
+            let keystore = unlock(ctx, &password)?;
+            let kdf = kdf
+                .params(datamesh_keys::KdfParams::DEFAULT, &ctx.out)?
+                .unwrap_or_default();
+            let backup_password = backup_password.get(true, &ctx.out)?;
+            let bytes = keystore.backup(&backup_password, kdf)?;
+            fsx::write_private_file(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            if ctx.out.json() {
+                ctx.out
+                    .json_value(&json!({ "file": out, "bytes": bytes.len() }));
+            } else {
+                ctx.out.result(out.display());
+            }
+            ctx.out.info(format_args!(
+                "backup bundle written (0600); without its backup password it cannot be opened. Check it with `datamesh keys backup verify {}`",
+                out.display()
+            ));
+            Ok(())
+        }
+        KeysCommand::Restore {
+            file,
+            backup_password,
+            new_password,
+            kdf,
+        } => restore(ctx, &file, &backup_password, &new_password, &kdf),
         KeysCommand::ImportLegacy { dir, password } => {
             let mut keystore = unlock(ctx, &password)?;
             let report = keystore.import_legacy(&dir)?;
@@ -745,5 +918,208 @@ fn audit_report(ctx: &Context, last: usize) -> anyhow::Result<()> {
     ctx.out.result(format_args!("last {}:", report.last.len()));
     let rows: Vec<Vec<String>> = report.last.iter().map(record_row).collect();
     ctx.out.table(&header, &rows);
+    Ok(())
+}
+
+/// A share file larger than this is not a share (a share is about 200 bytes of text).
+const MAX_SHARE_FILE: u64 = 64 * 1024;
+
+/// The file name of share `index` of a set.
+fn share_file_name(share: &Share) -> String {
+    format!(
+        "dm-share-{}-{}-of-{}.txt",
+        share.set().short(),
+        share.index(),
+        share.shares()
+    )
+}
+
+/// The text of a share file: comments a person can read, then the share.
+fn share_file_text(share: &Share) -> zeroize::Zeroizing<String> {
+    let created = Timestamp::from_second(share.created())
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let mut text = zeroize::Zeroizing::new(format!(
+        "# DataMesh escrow share {} of {}: any {} shares of this set recover the keystore's master key.\n\
+         # set {}, created {created}\n\
+         # Keep it apart from the other shares. Check with `datamesh keys escrow verify`.\n",
+        share.index(),
+        share.shares(),
+        share.threshold(),
+        share.set(),
+    ));
+    text.push_str(&share.to_text());
+    text.push('\n');
+    text
+}
+
+fn read_shares(files: &[PathBuf]) -> anyhow::Result<Vec<Share>> {
+    files
+        .iter()
+        .map(|path| {
+            let len = std::fs::metadata(path)
+                .with_context(|| format!("cannot read share file {}", path.display()))?
+                .len();
+            if len > MAX_SHARE_FILE {
+                anyhow::bail!("{} is not a share file (too large)", path.display());
+            }
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read share file {}", path.display()))?,
+            );
+            Share::from_text(&text).with_context(|| format!("share file {}", path.display()))
+        })
+        .collect()
+}
+
+fn escrow(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
+    match command {
+        EscrowCommand::Split {
+            threshold,
+            shares,
+            out_dir,
+            password,
+        } => {
+            let keystore = unlock(ctx, &password)?;
+            let set = keystore.escrow_split(threshold, shares)?;
+            fsx::ensure_dir(&out_dir)
+                .with_context(|| format!("cannot create {}", out_dir.display()))?;
+            let paths: Vec<PathBuf> = set
+                .iter()
+                .map(|s| out_dir.join(share_file_name(s)))
+                .collect();
+            if let Some(existing) = paths.iter().find(|p| p.exists()) {
+                anyhow::bail!("{} already exists; nothing written", existing.display());
+            }
+            for (share, path) in set.iter().zip(&paths) {
+                fsx::write_private_file(path, share_file_text(share).as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            let id = set.first().map(|s| s.set().to_string()).unwrap_or_default();
+            if ctx.out.json() {
+                ctx.out.json_value(&json!({
+                    "set": id,
+                    "threshold": threshold,
+                    "shares": shares,
+                    "files": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                }));
+            } else {
+                for path in &paths {
+                    ctx.out.result(path.display());
+                }
+            }
+            ctx.out.info(format_args!(
+                "escrow set {id}: {shares} shares written (0600), any {threshold} recover the master key; give each to a different person or place"
+            ));
+            Ok(())
+        }
+        EscrowCommand::Verify { files, password } => {
+            let shares = read_shares(&files)?;
+            let keystore = unlock(ctx, &password)?;
+            let set = keystore.escrow_verify(&shares)?;
+            if ctx.out.json() {
+                ctx.out.json_value(
+                    &json!({ "set": set.to_string(), "ok": true, "shares": shares.len() }),
+                );
+            } else {
+                ctx.out.result(format_args!(
+                    "ok: {} share(s) of set {set} combine to this keystore's master key",
+                    shares.len()
+                ));
+            }
+            Ok(())
+        }
+        EscrowCommand::Recover {
+            files,
+            new_password,
+            kdf,
+        } => {
+            let shares = read_shares(&files)?;
+            let kdf = kdf
+                .params(datamesh_keys::KdfParams::DEFAULT, &ctx.out)?
+                .unwrap_or_default();
+            let new = new_password.get(&ctx.out)?;
+            let keystore = Keystore::recover(&ctx.home, &shares, &new, kdf)?;
+            let slot = keystore.unlocked_slot();
+            if ctx.out.json() {
+                ctx.out.json_value(&json!({ "slot": slot }));
+            } else {
+                ctx.out.result(slot);
+            }
+            ctx.out.info(format_args!(
+                "master key recovered; the new password opens unlock slot {slot} (consider `datamesh keys slot remove` for the forgotten one)"
+            ));
+            Ok(())
+        }
+    }
+}
+
+impl BackupPasswordArgs {
+    /// The backup password from its file (first line), or asked for (twice if `new`).
+    fn get(
+        &self,
+        new: bool,
+        out: &crate::output::Output,
+    ) -> anyhow::Result<datamesh_keys::Password> {
+        match &self.backup_password_file {
+            Some(path) => crate::password::from_file(path, out),
+            None if new => crate::password::prompt_twice("Backup password: "),
+            None => crate::password::prompt("Backup password: "),
+        }
+    }
+}
+
+fn read_bundle(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the backup bundle {}", path.display()))?
+        .len();
+    if len > datamesh_keys::MAX_BACKUP_LEN {
+        anyhow::bail!(datamesh_keys::BackupError::Damaged {
+            problem: format!("{len} bytes, above the 16 MiB limit"),
+        });
+    }
+    std::fs::read(path).with_context(|| format!("cannot read the backup bundle {}", path.display()))
+}
+
+/// `keys restore`: the keystore from the bundle (checked in full first), then the
+/// config and API token a new home needs, as `datamesh init` writes them.
+fn restore(
+    ctx: &Context,
+    file: &std::path::Path,
+    backup_password: &BackupPasswordArgs,
+    new_password: &NewPasswordArgs,
+    kdf: &KdfArgs,
+) -> anyhow::Result<()> {
+    let layout = Layout::new(&ctx.home);
+    if layout.keystore().exists() {
+        anyhow::bail!(datamesh_keys::CreateError::AlreadyExists {
+            home: ctx.home.clone(),
+        });
+    }
+    let bytes = read_bundle(file)?;
+    let backup_password = backup_password.get(false, &ctx.out)?;
+    // Check the bundle before asking for anything else or writing anything.
+    Keystore::verify_backup(&bytes, &backup_password)?;
+    let kdf = kdf
+        .params(datamesh_keys::KdfParams::DEFAULT, &ctx.out)?
+        .unwrap_or_default();
+    let new = new_password.get(&ctx.out)?;
+    let keystore = Keystore::restore(&ctx.home, &bytes, &backup_password, &new, kdf)?;
+    crate::cmd::init::write_home_files(&ctx.home)?;
+    let keys = keystore.keys();
+    if ctx.out.json() {
+        ctx.out.json_value(&json!({
+            "home": ctx.home,
+            "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+        }));
+    } else {
+        let rows: Vec<Vec<String>> = keys.iter().map(|k| key_row(k, false)).collect();
+        ctx.out.table(&KEY_HEADER, &rows);
+    }
+    ctx.out.info(format_args!(
+        "restored {} key version(s) into the new home {}; it opens with the new password",
+        keys.len(),
+        ctx.home.display()
+    ));
     Ok(())
 }

@@ -318,6 +318,7 @@ impl AuditLog {
         let Ok(record) = serde_json::from_str::<AuditRecord>(anchor) else {
             return Ok(false);
         };
+        self.drop_torn_tail()?;
         let (last, ends_with_newline) = self.last_line()?;
         let chains = match &last {
             None => record.seq == 1 && record.prev == HEXLOWER.encode(&GENESIS),
@@ -331,6 +332,35 @@ impl AuditLog {
             fsx::append_line(&self.path, anchor)?;
         }
         Ok(chains && ends_with_newline)
+    }
+
+    /// Cuts a last line that has no newline: the remains of an append that a crash
+    /// interrupted (every append writes a whole line and its newline at once), which
+    /// would otherwise glue the next line onto it. The caller holds the keystore lock.
+    fn drop_torn_tail(&self) -> io::Result<()> {
+        let (_, ends_with_newline) = self.last_line()?;
+        if ends_with_newline {
+            return Ok(());
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)?;
+        let len = file.metadata()?.len();
+        let mut reader = &file;
+        let mut start = len.saturating_sub(TAIL);
+        let keep = loop {
+            reader.seek(SeekFrom::Start(start))?;
+            let mut tail = Vec::new();
+            reader.take(len - start).read_to_end(&mut tail)?;
+            match tail.iter().rposition(|b| *b == b'\n') {
+                Some(i) => break start + i as u64 + 1,
+                None if start == 0 => break 0,
+                None => start = start.saturating_sub(TAIL.saturating_mul(16)),
+            }
+        };
+        file.set_len(keep)?;
+        file.sync_all()
     }
 
     /// Failed unlocks since the last successful operation, counted from the end.

@@ -1029,3 +1029,26 @@ fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
     assert!(!nothing.exists());
     Ok(())
 }
+
+#[test]
+fn a_crash_in_the_middle_of_an_audit_append_is_repaired_on_open() -> TestResult {
+    // A kill -9 while the line of a key change is being appended leaves half a line with
+    // no newline. Opening must cut it and re-append the whole line sealed in the
+    // keystore, so the next lines do not glue onto the fragment and `verify` passes.
+    let (dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    drop(keystore);
+    let path = Layout::new(dir.path()).audit_log();
+    let text = fs::read_to_string(&path)?;
+    let last_start = text.trim_end().rfind('\n').map_or(0, |i| i + 1);
+    let torn = &text[..last_start + (text.len() - last_start) / 2];
+    fs::write(&path, torn)?;
+    assert!(
+        verify_chain(&path).is_err(),
+        "the torn log is broken as it is"
+    );
+    let mut reopened = Keystore::open(dir.path(), &pw("old password"))?;
+    assert!(reopened.verify_audit().is_ok());
+    assert!(verify_chain(&path).is_ok());
+    Ok(())
+}

@@ -11,21 +11,31 @@ fn arg(name: &str, path: &std::path::Path) -> String {
     format!("--{name}={}", path.display())
 }
 
+/// `keys backup` of `h` into `keys.dmbackup` beside it, sealed with the password in
+/// `backup_pw`.
+fn backup(
+    h: &Home,
+    backup_pw: &std::path::Path,
+) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    let bundle = h.dir.path().join("keys.dmbackup");
+    h.keys(&[
+        "backup",
+        &arg("out", &bundle),
+        &arg("backup-password-file", backup_pw),
+    ])
+    .args(SMALL_KDF)
+    .assert()
+    .success();
+    Ok(bundle)
+}
+
 #[test]
 fn backup_verify_and_restore_into_a_new_home() -> TestResult {
     let h = Home::new()?;
     h.keys(&["rotate"]).assert().success();
     let backup_pw = password_file(h.dir.path(), "backup-pw", "a separate backup passphrase")?;
     let new_pw = password_file(h.dir.path(), "new-pw", "the restored home's passphrase")?;
-    let bundle = h.dir.path().join("keys.dmbackup");
-    h.keys(&[
-        "backup",
-        &arg("out", &bundle),
-        &arg("backup-password-file", &backup_pw),
-    ])
-    .args(SMALL_KDF)
-    .assert()
-    .success();
+    let bundle = backup(&h, &backup_pw)?;
     assert_eq!(mode(&bundle)?, 0o600);
     // Never overwrites.
     h.keys(&[
@@ -87,15 +97,7 @@ fn bad_bundles_give_clear_errors_and_write_nothing() -> TestResult {
     let backup_pw = password_file(h.dir.path(), "backup-pw", "a separate backup passphrase")?;
     let wrong_pw = password_file(h.dir.path(), "wrong-pw", "not the backup passphrase")?;
     let new_pw = password_file(h.dir.path(), "new-pw", "the restored home's passphrase")?;
-    let bundle = h.dir.path().join("keys.dmbackup");
-    h.keys(&[
-        "backup",
-        &arg("out", &bundle),
-        &arg("backup-password-file", &backup_pw),
-    ])
-    .args(SMALL_KDF)
-    .assert()
-    .success();
+    let bundle = backup(&h, &backup_pw)?;
     let good = fs::read(&bundle)?;
 
     let mut flipped = good.clone();

@@ -445,4 +445,11 @@ pub enum EscrowError {
     /// Logging the operation failed.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The network copy of the keystore does not open with the shares' master key.
+    #[error(transparent)]
+    Copy(#[from] crate::recovery::CopyError),
+    /// Writing the recovered keystore into a new home failed (a keystore exists there, a
+    /// weak password, I/O); nothing was written.
+    #[error(transparent)]
+    Create(#[from] CreateError),
 }

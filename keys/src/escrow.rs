@@ -10,9 +10,11 @@
 //! ```text
 //! share  = version 0x01 | set id (16) | index x (1) | K (1) | N (1) | created i64 BE (8)
 //!          | commitment (32) | y = f(x) (32) | checksum (4)
+//! v2     = version 0x02 | ... as v1 ... | y (32) | network copy file id (32) | checksum (4)
 //! commitment = BLAKE3 derive_key("datamesh escrow v1 commitment", set id | master key)
 //! checksum   = first 4 bytes of BLAKE3 derive_key("datamesh escrow v1 checksum", bytes before it)
 //! text   = "dm-share1-" + base32 (RFC 4648, no padding) of share, in dash-separated groups of 5
+//! sealed = "dm-sealed-share1-" + base32 of: contact key id (32) | ECIES(contact public key, share)
 //! ```
 //!
 //! The field is GF(2^8) with the AES polynomial x^8 + x^4 + x^3 + x + 1; multiplication and
@@ -20,16 +22,24 @@
 
 use core::fmt;
 
+use datamesh_core::KeyId;
+use datamesh_core::ecies::{self, PublicKey};
 use rand_core::{OsRng, RngCore};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::ring::KeyRing;
 use crate::secret::{SECRET_LEN, Secret32};
 
-/// The only share format version this build reads and writes.
+/// The share format version of a share without a network copy (version 2 adds the file
+/// id of the keystore's network copy; this build reads and writes both).
 pub const SHARE_VERSION: u8 = 1;
+/// The share format version that carries the file id of the keystore's network copy.
+pub const SHARE_VERSION_WITH_COPY: u8 = 2;
 /// Prefix of the text form of a share.
 pub const SHARE_PREFIX: &str = "dm-share1-";
+/// Prefix of the text form of a share sealed to a contact.
+pub const SEALED_SHARE_PREFIX: &str = "dm-sealed-share1-";
 /// Length of a set id.
 pub const SET_ID_LEN: usize = 16;
 
@@ -37,8 +47,10 @@ const COMMITMENT_CONTEXT: &str = "datamesh escrow v1 commitment";
 const CHECKSUM_CONTEXT: &str = "datamesh escrow v1 checksum";
 const CHECKSUM_LEN: usize = 4;
 const BODY_LEN: usize = 1 + SET_ID_LEN + 3 + 8 + 32 + SECRET_LEN;
-/// Length of a share in bytes.
+/// Length of a version 1 share in bytes.
 pub const SHARE_LEN: usize = BODY_LEN + CHECKSUM_LEN;
+/// Length of a version 2 share (with the network copy's file id) in bytes.
+pub const SHARE_LEN_WITH_COPY: usize = SHARE_LEN + 32;
 const GROUP: usize = 5;
 
 /// Why shares cannot be made or combined. Messages never carry a share or the key.
@@ -105,6 +117,19 @@ pub enum ShareError {
     Commitment {
         /// The set id (hex).
         set: String,
+    },
+    /// A sealed share was given where a plain one is needed.
+    #[error(
+        "this share is sealed to a contact's key: the contact opens it with `datamesh keys escrow open-share FILE` in their own home"
+    )]
+    Sealed,
+    /// A sealed share for a key this keystore does not hold.
+    #[error(
+        "this share is sealed to the key with id {key_id}, which this keystore does not hold: open it in that contact's home"
+    )]
+    NotForThisKey {
+        /// The key id (hex) the share names.
+        key_id: String,
     },
 }
 
@@ -219,6 +244,7 @@ pub struct Share {
     created: i64,
     commitment: [u8; 32],
     value: Zeroizing<[u8; SECRET_LEN]>,
+    network_copy: Option<[u8; 32]>,
 }
 
 impl fmt::Debug for Share {
@@ -229,6 +255,7 @@ impl fmt::Debug for Share {
             .field("threshold", &self.threshold)
             .field("shares", &self.shares)
             .field("created", &self.created)
+            .field("network_copy", &self.network_copy.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -283,16 +310,29 @@ impl Share {
         self.created
     }
 
+    /// The file id (32 bytes) of the keystore's network copy, if the split stored one.
+    #[must_use]
+    pub fn network_copy(&self) -> Option<[u8; 32]> {
+        self.network_copy
+    }
+
     /// The binary form (see the module documentation), in a zeroizing buffer.
     #[must_use]
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(SHARE_LEN));
-        out.push(SHARE_VERSION);
+        let mut out = Zeroizing::new(Vec::with_capacity(SHARE_LEN_WITH_COPY));
+        out.push(if self.network_copy.is_some() {
+            SHARE_VERSION_WITH_COPY
+        } else {
+            SHARE_VERSION
+        });
         out.extend_from_slice(&self.set.0);
         out.extend_from_slice(&[self.index, self.threshold, self.shares]);
         out.extend_from_slice(&self.created.to_be_bytes());
         out.extend_from_slice(&self.commitment);
         out.extend_from_slice(&self.value[..]);
+        if let Some(copy) = &self.network_copy {
+            out.extend_from_slice(copy);
+        }
         let sum = checksum(&out);
         out.extend_from_slice(&sum);
         out
@@ -305,18 +345,32 @@ impl Share {
     /// [`ShareError::Malformed`], [`ShareError::UnsupportedVersion`],
     /// [`ShareError::Checksum`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ShareError> {
-        if bytes.len() != SHARE_LEN {
+        if bytes.len() != SHARE_LEN && bytes.len() != SHARE_LEN_WITH_COPY {
             return Err(ShareError::Malformed {
-                problem: format!("{} bytes (expected {SHARE_LEN})", bytes.len()),
+                problem: format!(
+                    "{} bytes (expected {SHARE_LEN} or {SHARE_LEN_WITH_COPY})",
+                    bytes.len()
+                ),
             });
         }
-        let (body, sum) = bytes.split_at(BODY_LEN);
+        let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
         if !bool::from(checksum(body).ct_eq(sum)) {
             return Err(ShareError::Checksum);
         }
-        if body[0] != SHARE_VERSION {
-            return Err(ShareError::UnsupportedVersion { version: body[0] });
-        }
+        let network_copy = match body[0] {
+            SHARE_VERSION if body.len() == BODY_LEN => None,
+            SHARE_VERSION_WITH_COPY if body.len() == BODY_LEN + 32 => {
+                let mut copy = [0u8; 32];
+                copy.copy_from_slice(&body[BODY_LEN..]);
+                Some(copy)
+            }
+            SHARE_VERSION | SHARE_VERSION_WITH_COPY => {
+                return Err(ShareError::Malformed {
+                    problem: format!("version {} share of {} bytes", body[0], bytes.len()),
+                });
+            }
+            version => return Err(ShareError::UnsupportedVersion { version }),
+        };
         let mut set = [0u8; SET_ID_LEN];
         set.copy_from_slice(&body[1..1 + SET_ID_LEN]);
         let rest = &body[1 + SET_ID_LEN..];
@@ -340,6 +394,7 @@ impl Share {
             created: i64::from_be_bytes(created),
             commitment,
             value,
+            network_copy,
         })
     }
 
@@ -347,19 +402,7 @@ impl Share {
     #[must_use]
     pub fn to_text(&self) -> Zeroizing<String> {
         let encoded = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&self.to_bytes()));
-        let mut out = Zeroizing::new(String::with_capacity(
-            SHARE_PREFIX.len() + encoded.len() * 6 / 5 + 1,
-        ));
-        out.push_str(SHARE_PREFIX);
-        for (i, chunk) in encoded.as_bytes().chunks(GROUP).enumerate() {
-            if i > 0 {
-                out.push('-');
-            }
-            for &c in chunk {
-                out.push(char::from(c));
-            }
-        }
-        out
+        grouped(SHARE_PREFIX, &encoded)
     }
 
     /// Parses the text form. Case, spaces, line breaks and dashes are ignored after the
@@ -370,45 +413,121 @@ impl Share {
     /// As [`Share::from_bytes`]; [`ShareError::Malformed`] without the prefix or with a
     /// character outside base32.
     pub fn from_text(text: &str) -> Result<Self, ShareError> {
-        let mut letters = Zeroizing::new(String::with_capacity(SHARE_LEN * 2));
-        let mut found = false;
-        for line in text.lines().map(str::trim) {
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let rest = if found {
-                line
-            } else if let Some(rest) = line
-                .get(..SHARE_PREFIX.len())
-                .filter(|p| p.eq_ignore_ascii_case(SHARE_PREFIX))
-                .and_then(|_| line.get(SHARE_PREFIX.len()..))
-            {
-                found = true;
-                rest
-            } else {
-                return Err(ShareError::Malformed {
-                    problem: format!("expected a line starting with {SHARE_PREFIX}"),
-                });
-            };
-            letters.extend(
-                rest.chars()
-                    .filter(|c| !c.is_whitespace() && *c != '-')
-                    .map(|c| c.to_ascii_uppercase()),
-            );
+        if text
+            .lines()
+            .map(str::trim)
+            .any(|l| starts_with_ignore_case(l, SEALED_SHARE_PREFIX))
+        {
+            return Err(ShareError::Sealed);
         }
-        if !found {
-            return Err(ShareError::Malformed {
-                problem: format!("no line starting with {SHARE_PREFIX}"),
-            });
-        }
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(letters.as_bytes())
-            .map(Zeroizing::new)
-            .map_err(|e| ShareError::Malformed {
-                problem: format!("not base32 ({e}); check for a mistyped character"),
-            })?;
+        let bytes = decode_text(text, SHARE_PREFIX)?;
         Self::from_bytes(&bytes)
     }
+
+    /// This share sealed with ECIES to a contact's secp256k1 public key, as text
+    /// (`dm-sealed-share1-` and base32 in groups of 5).
+    #[must_use]
+    pub fn seal_to(&self, contact: &PublicKey) -> String {
+        let mut raw = KeyId::of(contact).as_bytes().to_vec();
+        raw.extend_from_slice(&ecies::encrypt(contact, &self.to_bytes()));
+        grouped(
+            SEALED_SHARE_PREFIX,
+            &data_encoding::BASE32_NOPAD.encode(&raw),
+        )
+        .to_string()
+    }
+
+    /// Opens a sealed share with the file-encryption keys of `ring` (every live
+    /// version is tried).
+    ///
+    /// # Errors
+    ///
+    /// [`ShareError::Malformed`] (not a sealed share, mistyped), [`ShareError::NotForThisKey`],
+    /// [`ShareError::Checksum`] when it does not decrypt (damaged), then as
+    /// [`Share::from_bytes`].
+    pub fn open_sealed(text: &str, ring: &KeyRing) -> Result<Self, ShareError> {
+        let raw = decode_text(text, SEALED_SHARE_PREFIX)?;
+        if raw.len() < 32 + 97 {
+            return Err(ShareError::Malformed {
+                problem: "a sealed share too short to hold a share".into(),
+            });
+        }
+        let (key_id, sealed) = raw.split_at(32);
+        let mut candidates = ring
+            .decryption_keys(false)
+            .into_iter()
+            .filter(|(_, secret)| KeyId::of(&secret.public_key()).as_bytes()[..] == *key_id)
+            .peekable();
+        if candidates.peek().is_none() {
+            return Err(ShareError::NotForThisKey {
+                key_id: data_encoding::HEXLOWER.encode(key_id),
+            });
+        }
+        let plain = candidates
+            .find_map(|(_, secret)| ecies::decrypt(&secret, sealed).ok())
+            .ok_or(ShareError::Checksum)?;
+        Self::from_bytes(&plain)
+    }
+}
+
+fn starts_with_ignore_case(line: &str, prefix: &str) -> bool {
+    line.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+/// `prefix` then `encoded` in dash-separated groups of 5.
+fn grouped(prefix: &str, encoded: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(
+        prefix.len() + encoded.len() * 6 / 5 + 1,
+    ));
+    out.push_str(prefix);
+    for (i, chunk) in encoded.as_bytes().chunks(GROUP).enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        for &c in chunk {
+            out.push(char::from(c));
+        }
+    }
+    out
+}
+
+/// The bytes of a text form with `prefix`: case, spaces, line breaks and dashes are
+/// ignored after the prefix; lines starting with `#` are comments.
+fn decode_text(text: &str, prefix: &str) -> Result<Zeroizing<Vec<u8>>, ShareError> {
+    let mut letters = Zeroizing::new(String::with_capacity(text.len()));
+    let mut found = false;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let rest = if found {
+            line
+        } else if starts_with_ignore_case(line, prefix) {
+            found = true;
+            &line[prefix.len()..]
+        } else {
+            return Err(ShareError::Malformed {
+                problem: format!("expected a line starting with {prefix}"),
+            });
+        };
+        letters.extend(
+            rest.chars()
+                .filter(|c| !c.is_whitespace() && *c != '-')
+                .map(|c| c.to_ascii_uppercase()),
+        );
+    }
+    if !found {
+        return Err(ShareError::Malformed {
+            problem: format!("no line starting with {prefix}"),
+        });
+    }
+    data_encoding::BASE32_NOPAD
+        .decode(letters.as_bytes())
+        .map(Zeroizing::new)
+        .map_err(|e| ShareError::Malformed {
+            problem: format!("not base32 ({e}); check for a mistyped character"),
+        })
 }
 
 /// Splits `secret` into `shares` shares of a new set, any `threshold` of which recover it.
@@ -421,6 +540,7 @@ pub(crate) fn split(
     threshold: u8,
     shares: u8,
     created: i64,
+    network_copy: Option<[u8; 32]>,
 ) -> Result<Vec<Share>, ShareError> {
     if threshold < 2 || threshold > shares {
         return Err(ShareError::BadThreshold { threshold, shares });
@@ -439,6 +559,7 @@ pub(crate) fn split(
             created,
             commitment,
             value,
+            network_copy,
         })
         .collect())
 }
@@ -464,6 +585,7 @@ pub(crate) fn combine(shares: &[Share]) -> Result<(Secret32, SetId), ShareError>
         if (share.threshold, share.shares, share.created)
             != (first.threshold, first.shares, first.created)
             || share.commitment != first.commitment
+            || share.network_copy != first.network_copy
         {
             return Err(ShareError::Inconsistent {
                 set: first.set.to_string(),
@@ -554,7 +676,7 @@ mod tests {
     #[test]
     fn every_three_of_five_subset_combines() -> Result<(), ShareError> {
         let key = secret(7);
-        let shares = split(&key, 3, 5, 0)?;
+        let shares = split(&key, 3, 5, 0, None)?;
         assert_eq!(shares.len(), 5);
         for k in 3..=5 {
             for subset in subsets(5, k) {
@@ -570,7 +692,7 @@ mod tests {
     #[test]
     fn fewer_than_k_duplicates_and_mixed_sets_are_refused() -> Result<(), ShareError> {
         let key = secret(1);
-        let shares = split(&key, 3, 5, 0)?;
+        let shares = split(&key, 3, 5, 0, None)?;
         for subset in subsets(5, 2) {
             let chosen: Vec<Share> = subset.iter().map(|&i| shares[i].clone()).collect();
             assert_eq!(
@@ -583,7 +705,7 @@ mod tests {
             combine(&dup).err(),
             Some(ShareError::DuplicateIndex { index: 2, need: 3 })
         );
-        let other = split(&key, 3, 5, 0)?;
+        let other = split(&key, 3, 5, 0, None)?;
         assert_ne!(other[0].set(), shares[0].set());
         let mixed = [shares[0].clone(), shares[1].clone(), other[2].clone()];
         assert!(matches!(combine(&mixed), Err(ShareError::MixedSets { .. })));
@@ -597,21 +719,21 @@ mod tests {
             Err(ShareError::Commitment { .. })
         ));
         assert_eq!(
-            split(&key, 1, 5, 0).err(),
+            split(&key, 1, 5, 0, None).err(),
             Some(ShareError::BadThreshold {
                 threshold: 1,
                 shares: 5
             })
         );
-        assert!(split(&key, 6, 5, 0).is_err());
-        assert_eq!(split(&key, 255, 255, 0)?.len(), 255);
+        assert!(split(&key, 6, 5, 0, None).is_err());
+        assert_eq!(split(&key, 255, 255, 0, None)?.len(), 255);
         Ok(())
     }
 
     #[test]
     fn a_flipped_bit_anywhere_is_refused() -> Result<(), ShareError> {
         let key = secret(3);
-        let shares = split(&key, 2, 3, 1_700_000_000)?;
+        let shares = split(&key, 2, 3, 1_700_000_000, None)?;
         for share in &shares {
             let bytes = share.to_bytes();
             for bit in 0..bytes.len() * 8 {
@@ -639,7 +761,7 @@ mod tests {
 
     #[test]
     fn text_round_trip_is_lenient_on_case_and_spacing() -> Result<(), ShareError> {
-        let shares = split(&secret(9), 2, 2, 5)?;
+        let shares = split(&secret(9), 2, 2, 5, None)?;
         let text = shares[1].to_text();
         let groups = text[SHARE_PREFIX.len()..].to_lowercase().replace('-', " ");
         let (first, second) = groups.split_at(groups.len() / 2);
@@ -648,13 +770,13 @@ mod tests {
         assert_eq!(*parsed.to_bytes(), *shares[1].to_bytes());
         assert!(Share::from_text("hello").is_err());
         let mut bytes = shares[0].to_bytes();
-        bytes[0] = 2;
+        bytes[0] = 3;
         let body_len = bytes.len() - CHECKSUM_LEN;
         let sum = checksum(&bytes[..body_len]);
         bytes[body_len..].copy_from_slice(&sum);
         assert_eq!(
             Share::from_bytes(&bytes).err(),
-            Some(ShareError::UnsupportedVersion { version: 2 })
+            Some(ShareError::UnsupportedVersion { version: 3 })
         );
         Ok(())
     }
@@ -662,7 +784,7 @@ mod tests {
     #[test]
     fn shares_never_hold_the_secret_in_the_clear() -> Result<(), ShareError> {
         let key = secret(42);
-        for share in split(&key, 3, 5, 0)? {
+        for share in split(&key, 3, 5, 0, None)? {
             let bytes = share.to_bytes();
             assert!(
                 !bytes
@@ -674,6 +796,48 @@ mod tests {
             assert!(!text.contains(&hex));
             assert!(!format!("{share:?}").contains(&hex));
         }
+        Ok(())
+    }
+
+    #[test]
+    fn shares_with_a_network_copy_round_trip_and_must_agree() -> Result<(), ShareError> {
+        let key = secret(5);
+        let copy = [0xabu8; 32];
+        let shares = split(&key, 2, 3, 7, Some(copy))?;
+        for share in &shares {
+            let bytes = share.to_bytes();
+            assert_eq!(bytes.len(), SHARE_LEN_WITH_COPY);
+            assert_eq!(bytes[0], SHARE_VERSION_WITH_COPY);
+            let parsed = Share::from_text(&share.to_text())?;
+            assert_eq!(parsed.network_copy(), Some(copy));
+            for bit in 0..bytes.len() * 8 {
+                let mut damaged = bytes.clone();
+                damaged[bit / 8] ^= 1 << (bit % 8);
+                assert_eq!(
+                    Share::from_bytes(&damaged).err(),
+                    Some(ShareError::Checksum)
+                );
+            }
+        }
+        let (got, _) = combine(&shares[1..])?;
+        assert_eq!(got.expose(), key.expose());
+        // Same set, but one share names another copy: forged or damaged.
+        let mut other = shares[1].clone();
+        other.network_copy = Some([0xcd; 32]);
+        assert!(matches!(
+            combine(&[shares[0].clone(), other]),
+            Err(ShareError::Inconsistent { .. })
+        ));
+        // A version byte that does not match the length is refused.
+        let mut bytes = shares[0].to_bytes();
+        bytes[0] = SHARE_VERSION;
+        let body_len = bytes.len() - CHECKSUM_LEN;
+        let sum = checksum(&bytes[..body_len]);
+        bytes[body_len..].copy_from_slice(&sum);
+        assert!(matches!(
+            Share::from_bytes(&bytes),
+            Err(ShareError::Malformed { .. })
+        ));
         Ok(())
     }
 
@@ -711,7 +875,7 @@ mod tests {
         fn any_k_of_n_recovers(bytes in any::<[u8; 32]>(), n in 2u8..=20, k_seed in any::<u8>(), pick in any::<u64>()) {
             let k = 2 + k_seed % (n - 1);
             let key = Secret32::copy_from(&bytes);
-            let shares = split(&key, k, n, 0).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let shares = split(&key, k, n, 0, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
             // A pseudo-random choice of k shares in a pseudo-random order.
             let mut order: Vec<usize> = (0..usize::from(n)).collect();
             let mut state = pick;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::audit::{self, AuditEvent, AuditLog, AuditOp, AuditSummary, Outcome};
-use crate::backup::{self, BackupError, Manifest};
+use crate::backup::{self, BackupError, BackupKey, BackupSeal, OpenedBackup, SealedWith};
 use crate::error::{AuditError, ChangeError, CreateError, EscrowError, OpenError};
 use crate::escrow::{self, SetId, Share};
 use crate::format::{self, FIXED_HEADER_LEN, FormatError, MAX_KEYSTORE_LEN, PasswordSlot};
@@ -20,6 +20,7 @@ use crate::layout::Layout;
 use crate::lock::{self, Lock};
 use crate::model::{DueKey, Entry, KeyInfo, RotationPolicy};
 use crate::password::Password;
+use crate::recovery;
 use crate::ring::{KeyRing, UnsealError};
 
 /// Failed unlocks in a row before the answer is delayed and a warning is logged.
@@ -574,24 +575,30 @@ impl Keystore {
 
 /// Backup bundles (see `docs/keystore.md`, "Backup bundles").
 impl Keystore {
-    /// A backup bundle of every key version but destroyed ones, and the policy, sealed
-    /// under `backup_password` (Argon2id with `kdf`, AES-256-GCM). Logged as `backup`.
+    /// A backup bundle of every key version but destroyed ones, the policy and the
+    /// caller's opaque `catalog` section, sealed as `seal` says (a backup password, with
+    /// Argon2id and AES-256-GCM; or ECIES to a recipient's public key). Logged as
+    /// `backup`.
     ///
     /// # Errors
     ///
     /// A weak or empty password, KDF parameters out of bounds; logging errors.
-    pub fn backup(
-        &self,
-        backup_password: &Password,
-        kdf: KdfParams,
-    ) -> Result<Vec<u8>, BackupError> {
-        backup_password.check_new()?;
-        kdf.check(&KdfLimits::DEFAULT)?;
+    pub fn backup(&self, seal: BackupSeal<'_>, catalog: &[u8]) -> Result<Vec<u8>, BackupError> {
+        let how = match seal {
+            BackupSeal::Password { password, kdf } => {
+                password.check_new()?;
+                kdf.check(&KdfLimits::DEFAULT)?;
+                format!("backup password, {kdf}")
+            }
+            BackupSeal::Recipient(key) => {
+                format!("sealed to key id {}", datamesh_core::KeyId::of(key).short())
+            }
+        };
         let bytes = backup::seal(
             &self.ring.body.entries,
             self.ring.policy(),
-            backup_password,
-            kdf,
+            catalog,
+            seal,
             now(),
         )?;
         let kept = self
@@ -602,53 +609,60 @@ impl Keystore {
             .filter(|e| e.status != crate::model::KeyStatus::Destroyed)
             .count();
         self.log(&AuditEvent::new(AuditOp::Backup).with_detail(format!(
-            "{kept} key version(s), {} bytes, {kdf}",
+            "{kept} key version(s), catalog {} bytes, {} bytes, {how}",
+            catalog.len(),
             bytes.len()
         )))
         .map_err(|e| BackupError::Encode(e.to_string()))?;
         Ok(bytes)
     }
 
-    /// Opens and checks a bundle without restoring it: its manifest.
+    /// Opens and checks a bundle without restoring it (checksum, key, manifest, every
+    /// keystore check on the keys).
     ///
     /// # Errors
     ///
     /// See [`BackupError`].
-    pub fn verify_backup(
-        bytes: &[u8],
-        backup_password: &Password,
-    ) -> Result<Manifest, BackupError> {
-        backup::open(bytes, backup_password, &KdfLimits::DEFAULT).map(|(manifest, _)| manifest)
+    pub fn verify_backup(bytes: &[u8], key: BackupKey<'_>) -> Result<OpenedBackup, BackupError> {
+        backup::open(bytes, key, &KdfLimits::DEFAULT)
     }
 
-    /// Builds the keystore of a new `home` from a bundle: the bundle's keys and policy
-    /// under a new master key and one password slot for `new_password`. The bundle is
-    /// fully checked before anything is written.
+    /// Builds the keystore of a new `home` from an opened bundle
+    /// ([`Keystore::verify_backup`]): the bundle's keys and policy under a new master
+    /// key and one password slot for `new_password`.
     ///
     /// # Errors
     ///
-    /// [`BackupError`] (nothing written), or [`BackupError::Create`] (a keystore exists,
-    /// a weak password, I/O).
+    /// [`BackupError::Create`] (a keystore exists, a weak password, I/O).
     pub fn restore(
         home: &Path,
-        bytes: &[u8],
-        backup_password: &Password,
+        opened: OpenedBackup,
         new_password: &Password,
         kdf: KdfParams,
     ) -> Result<Self, BackupError> {
-        let (manifest, content) = backup::open(bytes, backup_password, &KdfLimits::DEFAULT)?;
         if Layout::new(home).keystore().exists() {
             return Err(CreateError::AlreadyExists {
                 home: home.to_owned(),
             }
             .into());
         }
+        let OpenedBackup {
+            manifest,
+            sealed_with,
+            content,
+            ..
+        } = opened;
         let event = AuditEvent::new(AuditOp::Restore).with_detail(format!(
-            "{} key version(s) from a bundle made at {}; slot 1, {kdf}",
+            "{} key version(s) from a bundle made at {} ({}); slot 1, {kdf}",
             manifest.key_count,
             Timestamp::from_second(manifest.created)
                 .map(|t| t.to_string())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match sealed_with {
+                SealedWith::Password => "backup password".to_owned(),
+                SealedWith::Recipient(id) =>
+                    format!("sealed to key id {}", &id[..16.min(id.len())]),
+            }
         ));
         Ok(Self::create_with(
             home,
@@ -677,15 +691,35 @@ impl Keystore {
     ///
     /// [`crate::ShareError::BadThreshold`]; logging errors.
     pub fn escrow_split(&self, threshold: u8, shares: u8) -> Result<Vec<Share>, EscrowError> {
-        let result = escrow::split(self.ring.master(), threshold, shares, now());
+        self.escrow_split_with_copy(threshold, shares, None)
+    }
+
+    /// As [`Keystore::escrow_split`], and every share carries `network_copy`, the file
+    /// id (32 bytes) under which [`Keystore::network_copy`] was stored in the network.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ShareError::BadThreshold`]; logging errors.
+    pub fn escrow_split_with_copy(
+        &self,
+        threshold: u8,
+        shares: u8,
+        network_copy: Option<[u8; 32]>,
+    ) -> Result<Vec<Share>, EscrowError> {
+        let result = escrow::split(self.ring.master(), threshold, shares, now(), network_copy);
         let event = AuditEvent::new(AuditOp::Escrow);
         let event = match &result {
             Ok(list) => event.with_detail(format!(
-                "split: set {}, {threshold} of {shares}",
+                "split: set {}, {threshold} of {shares}{}",
                 list.first()
                     .map(Share::set)
                     .map(|s| s.to_string())
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if network_copy.is_some() {
+                    ", with a network copy of the keystore"
+                } else {
+                    ""
+                }
             )),
             Err(e) => event
                 .with_outcome(Outcome::Failed)
@@ -809,6 +843,107 @@ impl Keystore {
             Ok(())
         })?;
         Ok(recovered)
+    }
+}
+
+/// Recovery without the machine (see `docs/keystore.md`, "Recovery without the machine").
+impl Keystore {
+    /// The public half of the recovery key derived from the master key: the network copy
+    /// of the keystore is wrapped to it, so that escrow shares alone can open it.
+    #[must_use]
+    pub fn recovery_public_key(&self) -> datamesh_core::ecies::PublicKey {
+        recovery::recovery_key(self.ring.master()).public_key()
+    }
+
+    /// The network copy: the sealed keystore file as it is on disk now and the caller's
+    /// opaque `catalog` section, authenticated under the master key.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::Io`] if the keystore file cannot be read.
+    pub fn network_copy(&self, catalog: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let bytes = read_keystore(&self.layout.keystore())?;
+        Ok(recovery::seal_copy(self.ring.master(), &bytes, catalog))
+    }
+
+    /// The recovery key of the master key that `shares` combine to (checked against
+    /// the set's commitment): what opens the network copy.
+    ///
+    /// # Errors
+    ///
+    /// As combining shares: too few, damaged, mixed sets, wrong share.
+    pub fn recovery_key(
+        shares: &[Share],
+    ) -> Result<datamesh_core::ecies::SecretKey, crate::ShareError> {
+        let (master, _) = escrow::combine(shares)?;
+        Ok(recovery::recovery_key(&master))
+    }
+
+    /// The machine is gone: rebuilds the master key from `shares`, checks `source` (a
+    /// network copy made by [`Keystore::network_copy`], or a copy of the sealed keystore
+    /// file) against it, and writes the keystore into the new `home` with a password
+    /// slot (labelled `recovered`) for `new_password`, logged as `recover` in a new
+    /// audit log. The master key and every key stay as they were, so the shares stay
+    /// valid. Returns the keystore and the catalog section of a network copy.
+    ///
+    /// Everything is checked before anything is written.
+    ///
+    /// # Errors
+    ///
+    /// [`EscrowError::Share`], [`EscrowError::Copy`] (the network copy is not of these
+    /// shares' keystore, or damaged), [`EscrowError::WrongKeystore`],
+    /// [`EscrowError::Open`] (the keystore file is damaged), [`EscrowError::Create`] (a
+    /// keystore exists in `home`, a weak password, I/O).
+    pub fn recover_into(
+        home: &Path,
+        shares: &[Share],
+        source: &[u8],
+        new_password: &Password,
+        kdf: KdfParams,
+    ) -> Result<(Self, Option<Vec<u8>>), EscrowError> {
+        if Layout::new(home).keystore().exists() {
+            return Err(CreateError::AlreadyExists {
+                home: home.to_owned(),
+            }
+            .into());
+        }
+        new_password.check_new().map_err(CreateError::from)?;
+        kdf.check(&KdfLimits::DEFAULT).map_err(CreateError::from)?;
+        let (master, set) = escrow::combine(shares)?;
+        let (keystore, catalog, from) = if recovery::is_copy(source) {
+            let (keystore, catalog) = recovery::open_copy(&master, source)?;
+            (keystore, Some(catalog.to_vec()), "the network copy")
+        } else {
+            (source, None, "a keystore file")
+        };
+        let label = Path::new("(recovered keystore)");
+        let mut ring = match KeyRing::unseal_with_master(keystore, master.clone()) {
+            Ok(ring) => ring,
+            Err(FormatError::Authentication) => {
+                return Err(EscrowError::WrongKeystore {
+                    set: set.to_string(),
+                    home: home.to_owned(),
+                });
+            }
+            Err(other) => return Err(format_error(label, other).into()),
+        };
+        // The slow part, before anything is written.
+        let slot = PasswordSlot::seal(&master, new_password, kdf).map_err(CreateError::from)?;
+        let id = ring
+            .add_slot(&slot, "recovered", now())
+            .map_err(|e| CreateError::Io {
+                path: home.to_owned(),
+                source: io::Error::other(e.to_string()),
+            })?;
+        ring.set_unlocked_slot(id);
+        ring.header.generation = ring.header.generation.wrapping_add(1);
+        let k = shares.first().map_or(0, Share::threshold);
+        let event = AuditEvent::new(AuditOp::Recover).with_detail(format!(
+            "escrow set {set}, {} share(s) of a {k}-of-n set, keystore from {from}; new password slot {id}, {kdf}",
+            shares.len()
+        ));
+        let keystore = Self::create_with(home, new_password, kdf, event, |_, _| Ok(ring))?;
+        Ok((keystore, catalog))
     }
 }
 

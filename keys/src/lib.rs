@@ -53,6 +53,7 @@ mod lock;
 mod model;
 mod password;
 mod process;
+mod recovery;
 mod ring;
 mod secret;
 
@@ -60,12 +61,18 @@ pub use audit::{
     AuditEvent, AuditOp, AuditRecord, AuditReport, AuditSummary, OpCounts, Outcome, report,
     verify_chain,
 };
-pub use backup::{BACKUP_VERSION, BackupError, MAX_BACKUP_LEN, Manifest};
+pub use backup::{
+    BACKUP_VERSION, BackupError, BackupKey, BackupSeal, MAX_BACKUP_LEN, Manifest, OpenedBackup,
+    SealedWith, is_sealed_to_key,
+};
 pub use error::{
     AuditError, ChangeError, CreateError, EscrowError, ImportError, KdfError, LockError, OpenError,
     PasswordError, PermissionError,
 };
-pub use escrow::{SET_ID_LEN, SHARE_LEN, SHARE_PREFIX, SHARE_VERSION, SetId, Share, ShareError};
+pub use escrow::{
+    SEALED_SHARE_PREFIX, SET_ID_LEN, SHARE_LEN, SHARE_LEN_WITH_COPY, SHARE_PREFIX, SHARE_VERSION,
+    SHARE_VERSION_WITH_COPY, SetId, Share, ShareError,
+};
 pub use jiff::Timestamp;
 pub use kdf::{KdfLimits, KdfParams, SALT_LEN};
 pub use keystore::Keystore;
@@ -77,6 +84,7 @@ pub use model::{
 };
 pub use password::{MAX_PASSWORD_LEN, MIN_STRONG_SCORE, Password, Strength};
 pub use process::harden_process;
+pub use recovery::{CopyError, MAX_COPY_LEN};
 pub use ring::{KeyRing, SlotInfo, SlotKind};
 
 #[cfg(test)]

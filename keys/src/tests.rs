@@ -932,6 +932,125 @@ fn escrow_verify_and_recover_through_the_keystore() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn sealed_shares_open_only_in_the_contacts_home() -> TestResult {
+    let (_dir, keystore) = new_home()?;
+    let (_cdir, contact) = new_home()?;
+    let (_odir, other) = new_home()?;
+    let copy = [9u8; 32];
+    let shares = keystore.escrow_split_with_copy(2, 3, Some(copy))?;
+    let (_, contact_key) = contact.active_file_key()?;
+    let sealed = shares[1].seal_to(&contact_key.public_key());
+    assert!(sealed.starts_with(SEALED_SHARE_PREFIX));
+    // Neither the share value nor the master key is in the sealed text or its bytes.
+    assert!(!sealed.contains(&*shares[1].to_text()));
+    let opened = Share::open_sealed(&sealed, &contact)?;
+    assert_eq!(*opened.to_bytes(), *shares[1].to_bytes());
+    assert_eq!(opened.network_copy(), Some(copy));
+    assert!(matches!(
+        Share::open_sealed(&sealed, &other),
+        Err(ShareError::NotForThisKey { .. })
+    ));
+    // A sealed share where a plain one is needed: a clear error.
+    assert_eq!(Share::from_text(&sealed).err(), Some(ShareError::Sealed));
+    // A changed character: refused.
+    let mut damaged = sealed.clone();
+    let at = damaged.len() - 3;
+    let c = if &damaged[at..at + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    damaged.replace_range(at..at + 1, c);
+    assert!(Share::open_sealed(&damaged, &contact).is_err());
+    // The opened shares combine with the others.
+    keystore.escrow_verify(&[opened, shares[2].clone()])?;
+    Ok(())
+}
+
+#[test]
+fn a_lost_machine_is_rebuilt_from_shares_and_the_network_copy() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    let seed = keystore.node_identity_seed();
+    let copy = keystore.network_copy(b"the catalog")?;
+    // The copy holds neither the master key nor a key's secret in the clear.
+    let mut secrets: Vec<[u8; 32]> = vec![*keystore.master().expose()];
+    secrets.extend(
+        keystore
+            .body
+            .entries
+            .iter()
+            .filter_map(|e| e.secret.as_ref().map(|s| *s.expose())),
+    );
+    for secret in &secrets {
+        assert!(!copy.windows(32).any(|w| w == secret));
+    }
+    let shares = keystore.escrow_split_with_copy(3, 5, Some([7u8; 32]))?;
+    assert!(shares.iter().all(|s| s.network_copy() == Some([7u8; 32])));
+    // The recovery key from shares is the one the copy is wrapped to.
+    assert_eq!(
+        Keystore::recovery_key(&shares[2..])?.public_key(),
+        keystore.recovery_public_key()
+    );
+    let target = tempfile::tempdir()?;
+    let home = target.path().join("new");
+
+    // Too few shares, another keystore's shares, a damaged copy: errors, nothing written.
+    assert!(matches!(
+        Keystore::recover_into(&home, &shares[..2], &copy, &pw("new password"), small()),
+        Err(EscrowError::Share(ShareError::NotEnoughShares {
+            have: 2,
+            need: 3
+        }))
+    ));
+    let (_odir, other) = new_home()?;
+    let foreign = other.escrow_split(2, 2)?;
+    assert!(matches!(
+        Keystore::recover_into(&home, &foreign, &copy, &pw("new password"), small()),
+        Err(EscrowError::Copy(CopyError::Mac))
+    ));
+    let bare = fs::read(dir.path().join("keys/keystore"))?;
+    assert!(matches!(
+        Keystore::recover_into(&home, &foreign, &bare, &pw("new password"), small()),
+        Err(EscrowError::WrongKeystore { .. })
+    ));
+    let mut damaged = copy.clone();
+    damaged[copy.len() / 2] ^= 4;
+    assert!(matches!(
+        Keystore::recover_into(&home, &shares[..3], &damaged, &pw("new password"), small()),
+        Err(EscrowError::Copy(CopyError::Mac))
+    ));
+    assert!(!home.exists());
+
+    // Three shares and the copy: the same keys, a new password, the catalog back.
+    let chosen = [shares[4].clone(), shares[1].clone(), shares[3].clone()];
+    let (recovered, catalog) =
+        Keystore::recover_into(&home, &chosen, &copy, &pw("new password"), small())?;
+    assert_eq!(catalog.as_deref(), Some(&b"the catalog"[..]));
+    assert_eq!(recovered.node_identity_seed(), seed);
+    assert_eq!(fingerprint(&recovered), fingerprint(&keystore));
+    let mut reopened = Keystore::open(&home, &pw("new password"))?;
+    reopened.verify_audit()?;
+    // The old password still opens it too (it was not lost, the machine was).
+    Keystore::open(&home, &pw("old password"))?;
+    // The shares still work on the rebuilt home, and a second recovery into it is refused.
+    reopened.escrow_verify(&shares[..3])?;
+    assert!(matches!(
+        Keystore::recover_into(&home, &chosen, &copy, &pw("new password"), small()),
+        Err(EscrowError::Create(CreateError::AlreadyExists { .. }))
+    ));
+    assert_eq!(mode(&home.join("keys/keystore"))?, 0o600);
+
+    // A plain keystore file works as well (no catalog).
+    let home2 = target.path().join("new2");
+    let (_, catalog) =
+        Keystore::recover_into(&home2, &chosen, &bare, &pw("new password"), small())?;
+    assert!(catalog.is_none());
+    Keystore::open(&home2, &pw("new password"))?;
+    Ok(())
+}
+
 // ----- backup bundles -----
 
 #[test]
@@ -942,7 +1061,15 @@ fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
     keystore.destroy(FILE_ENCRYPTION, 1, true, true)?;
     keystore.set_policy(RotationPolicy::new(30, 180, false)?)?;
     let backup_pw = pw("backup password");
-    let bundle = keystore.backup(&backup_pw, small())?;
+    let catalog = b"{\"files\": [\"the catalog section\"]}".to_vec();
+    let bundle = keystore.backup(
+        BackupSeal::Password {
+            password: &backup_pw,
+            kdf: small(),
+        },
+        &catalog,
+    )?;
+    let open_pw = |bytes: &[u8]| Keystore::verify_backup(bytes, BackupKey::Password(&backup_pw));
 
     // No secret in the clear: neither the master key nor any key's secret.
     let mut secrets: Vec<[u8; 32]> = vec![*keystore.master().expose()];
@@ -957,13 +1084,15 @@ fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
         assert!(!bundle.windows(32).any(|w| w == secret));
     }
 
-    let manifest = Keystore::verify_backup(&bundle, &backup_pw)?;
-    assert_eq!(manifest.key_count, 3); // node-identity v1, file-encryption v2 and v3
-    assert_eq!(manifest.format_version, BACKUP_VERSION);
+    let opened = open_pw(&bundle)?;
+    assert_eq!(opened.manifest.key_count, 3); // node-identity v1, file-encryption v2 and v3
+    assert_eq!(opened.manifest.format_version, BACKUP_VERSION);
+    assert_eq!(opened.catalog, catalog);
+    assert_eq!(opened.sealed_with, SealedWith::Password);
 
     let target = tempfile::tempdir()?;
     let home = target.path().join("restored");
-    let restored = Keystore::restore(&home, &bundle, &backup_pw, &pw("new password"), small())?;
+    let restored = Keystore::restore(&home, opened, &pw("new password"), small())?;
     assert_eq!(restored.node_identity_seed(), keystore.node_identity_seed());
     assert_eq!(restored.policy(), keystore.policy());
     assert_eq!(restored.active_file_key()?.0, 3);
@@ -979,27 +1108,25 @@ fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
 
     // A second restore into the same home is refused.
     assert!(matches!(
-        Keystore::restore(&home, &bundle, &backup_pw, &pw("new password"), small()),
+        Keystore::restore(&home, open_pw(&bundle)?, &pw("new password"), small()),
         Err(BackupError::Create(CreateError::AlreadyExists { .. }))
     ));
 
-    // Wrong password, every flipped bit, every truncation, a newer version: errors, and
-    // nothing written.
+    // Wrong password, every flipped bit, every truncation, a newer version: errors.
     let nothing = target.path().join("nothing");
     assert!(matches!(
-        Keystore::restore(
-            &nothing,
-            &bundle,
-            &pw("wrong"),
-            &pw("new password"),
-            small()
-        ),
+        Keystore::verify_backup(&bundle, BackupKey::Password(&pw("wrong"))),
         Err(BackupError::WrongPassword)
+    ));
+    // A password bundle offered to a recipient key: a clear error.
+    assert!(matches!(
+        Keystore::verify_backup(&bundle, BackupKey::Recipient(&keystore)),
+        Err(BackupError::WrongSealKind(_))
     ));
     for bit in (0..bundle.len() * 8).step_by(7) {
         let mut damaged = bundle.clone();
         damaged[bit / 8] ^= 1 << (bit % 8);
-        let result = Keystore::verify_backup(&damaged, &backup_pw);
+        let result = open_pw(&damaged);
         assert!(
             matches!(
                 result,
@@ -1011,22 +1138,149 @@ fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
         );
     }
     for len in [0, 8, 9, 40, bundle.len() / 2, bundle.len() - 1] {
-        assert!(
-            Keystore::verify_backup(&bundle[..len], &backup_pw).is_err(),
-            "len {len}"
-        );
+        assert!(open_pw(&bundle[..len]).is_err(), "len {len}");
     }
     let mut newer = bundle.clone();
-    newer[8] = 2;
+    newer[8] = 3;
     assert!(matches!(
-        Keystore::verify_backup(&newer, &backup_pw),
-        Err(BackupError::UnsupportedVersion { version: 2 })
-    ));
-    assert!(matches!(
-        Keystore::restore(&nothing, &newer, &backup_pw, &pw("new password"), small()),
-        Err(BackupError::UnsupportedVersion { version: 2 })
+        open_pw(&newer),
+        Err(BackupError::UnsupportedVersion { version: 3 })
     ));
     assert!(!nothing.exists());
+    Ok(())
+}
+
+/// A version 1 bundle, laid out as the previous build wrote it (before catalogs and
+/// recipients): magic | 0x01 | m | t | p | salt | nonce | AES-256-GCM | BLAKE3.
+fn version_one_bundle(keystore: &Keystore, password: &Password) -> Vec<u8> {
+    use aes_gcm::aead::generic_array::GenericArray;
+    use aes_gcm::aead::{Aead, Payload};
+    use aes_gcm::{Aes256Gcm, KeyInit};
+    #[derive(serde::Serialize)]
+    struct ContentV1 {
+        created: i64,
+        policy: RotationPolicy,
+        entries: Vec<crate::model::Entry>,
+    }
+    let content = postcard::to_allocvec(&ContentV1 {
+        created: 1_700_000_000,
+        policy: keystore.policy(),
+        entries: keystore.body.entries.clone(),
+    })
+    .unwrap_or_default();
+    let manifest = Manifest {
+        format_version: 1,
+        created: 1_700_000_000,
+        key_count: 2,
+        content_blake3: *blake3::hash(&content).as_bytes(),
+    };
+    let mut plain = postcard::to_allocvec(&manifest).unwrap_or_default();
+    plain.extend_from_slice(&content);
+    let salt = [5u8; SALT_LEN];
+    let kek = crate::kdf::derive_kek(password, &salt, small(), &KdfLimits::DEFAULT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut out = b"DMBACKUP\x01".to_vec();
+    for v in [8u32, 1, 1] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out.extend_from_slice(&salt);
+    out.extend_from_slice(&[6u8; 12]);
+    let sealed = Aes256Gcm::new(GenericArray::from_slice(kek.expose()))
+        .encrypt(
+            GenericArray::from_slice(&[6u8; 12]),
+            Payload {
+                msg: &plain,
+                aad: &out,
+            },
+        )
+        .unwrap_or_default();
+    out.extend_from_slice(&sealed);
+    let trailer = blake3::hash(&out);
+    out.extend_from_slice(trailer.as_bytes());
+    out
+}
+
+#[test]
+fn version_one_bundles_still_open() -> TestResult {
+    let (_dir, keystore) = new_home()?;
+    let password = pw("old backup password");
+    let bundle = version_one_bundle(&keystore, &password);
+    let opened = Keystore::verify_backup(&bundle, BackupKey::Password(&password))?;
+    assert_eq!(opened.manifest.format_version, 1);
+    assert_eq!(opened.manifest.key_count, 2);
+    assert!(opened.catalog.is_empty());
+    assert!(matches!(
+        Keystore::verify_backup(&bundle, BackupKey::Password(&pw("wrong"))),
+        Err(BackupError::WrongPassword)
+    ));
+    let target = tempfile::tempdir()?;
+    let restored = Keystore::restore(
+        &target.path().join("h"),
+        opened,
+        &pw("new password"),
+        small(),
+    )?;
+    assert_eq!(fingerprint(&restored), fingerprint(&keystore));
+    Ok(())
+}
+
+#[test]
+fn bundles_sealed_to_a_recipient_open_only_with_its_keys() -> TestResult {
+    let (_dir, keystore) = new_home()?;
+    let (_rdir, mut recipient) = new_home()?;
+    let (_odir, other) = new_home()?;
+    let (_, recipient_key) = recipient.active_file_key()?;
+    let recipient_public = recipient_key.public_key();
+    // The recipient rotates after the bundle was made: its older version still opens it.
+    let bundle = keystore.backup(BackupSeal::Recipient(&recipient_public), b"catalog")?;
+    recipient.rotate(FILE_ENCRYPTION)?;
+    let opened = Keystore::verify_backup(&bundle, BackupKey::Recipient(&recipient))?;
+    assert_eq!(opened.catalog, b"catalog");
+    assert_eq!(opened.manifest.format_version, BACKUP_VERSION);
+    let key_id = datamesh_core::KeyId::of(&recipient_public).to_string();
+    assert_eq!(opened.sealed_with, SealedWith::Recipient(key_id.clone()));
+    assert!(is_sealed_to_key(&bundle));
+
+    // No secret in the clear.
+    let mut secrets: Vec<[u8; 32]> = vec![*keystore.master().expose()];
+    secrets.extend(
+        keystore
+            .body
+            .entries
+            .iter()
+            .filter_map(|e| e.secret.as_ref().map(|s| *s.expose())),
+    );
+    for secret in &secrets {
+        assert!(!bundle.windows(32).any(|w| w == secret));
+    }
+
+    // Another keystore: the wrong recipient, named by key id.
+    match Keystore::verify_backup(&bundle, BackupKey::Recipient(&other)) {
+        Err(BackupError::WrongRecipient { key_id: named }) => assert_eq!(named, key_id),
+        other => panic!("expected WrongRecipient, got {other:?}"),
+    }
+    // A password for a bundle sealed to a key: a clear error.
+    assert!(matches!(
+        Keystore::verify_backup(&bundle, BackupKey::Password(&pw("anything"))),
+        Err(BackupError::WrongSealKind(_))
+    ));
+    // Every flipped bit and truncation is refused.
+    for bit in (0..bundle.len() * 8).step_by(5) {
+        let mut damaged = bundle.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        assert!(
+            Keystore::verify_backup(&damaged, BackupKey::Recipient(&recipient)).is_err(),
+            "bit {bit}"
+        );
+    }
+    for len in [0, 9, 10, 100, bundle.len() - 1] {
+        assert!(Keystore::verify_backup(&bundle[..len], BackupKey::Recipient(&recipient)).is_err());
+    }
+    // Restored, the new home holds the same keys.
+    let target = tempfile::tempdir()?;
+    let home = target.path().join("restored");
+    let restored = Keystore::restore(&home, opened, &pw("new password"), small())?;
+    assert_eq!(restored.node_identity_seed(), keystore.node_identity_seed());
     Ok(())
 }
 

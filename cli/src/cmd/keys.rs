@@ -1,13 +1,18 @@
 //! `datamesh keys ...`: inspect and manage the keystore.
 
+mod recovery;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
+use datamesh_core::FileId;
+use datamesh_core::ecies::PublicKey;
 use datamesh_keys::{
-    AuditEvent, AuditOp, ChangeError, FILE_ENCRYPTION, KeyInfo, KeyStatus, Keystore, Layout,
-    OpenError, Purpose, RotationPolicy, Share, SlotKind, Timestamp, fsx,
+    AuditEvent, AuditOp, BackupKey, BackupSeal, ChangeError, FILE_ENCRYPTION, KeyInfo, KeyStatus,
+    Keystore, Layout, OpenError, OpenedBackup, Purpose, RotationPolicy, SealedWith, Share,
+    SlotKind, Timestamp, fsx,
 };
 use serde_json::{Value, json};
 
@@ -138,10 +143,11 @@ enum KeysCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
-    /// Write a backup bundle of every key version (but destroyed ones) and the policy,
-    /// sealed with a backup password of its own; `verify` checks one without restoring.
+    /// Write a backup bundle of every key version (but destroyed ones), the policy and the
+    /// node's catalog of files, sealed with a backup password of its own or to a public
+    /// key (`--to`); `verify` checks one without restoring.
     #[command(
-        after_help = "Example:\n  datamesh keys backup --out keys.dmbackup --backup-password-file backup.pw\n  datamesh keys backup verify keys.dmbackup --backup-password-file backup.pw"
+        after_help = "Examples:\n  datamesh keys backup --out keys.dmbackup --backup-password-file backup.pw\n  datamesh keys backup verify keys.dmbackup --backup-password-file backup.pw\n  datamesh keys backup --out keys.dmbackup --to $(datamesh --home ~/other keys export-public)\n\nThe catalog is read from the running node's API, or from its database when it is stopped\n(then with manifests and sharing recipients too)."
     )]
     Backup {
         #[command(subcommand)]
@@ -149,6 +155,10 @@ enum KeysCommand {
         /// The bundle to write (0600; an existing file is not overwritten).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Seal the bundle with ECIES to this secp256k1 public key (66 hex characters, as
+        /// `keys export-public` prints it) instead of a backup password.
+        #[arg(long, value_name = "PUBKEY", conflicts_with = "backup_password_file")]
+        to: Option<String>,
         #[command(flatten)]
         backup_password: BackupPasswordArgs,
         #[command(flatten)]
@@ -156,15 +166,18 @@ enum KeysCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
-    /// Build a new home (keystore, config.toml, api-token) from a backup bundle.
+    /// Build a new home (keystore, config.toml, api-token, the node's catalog) from a
+    /// backup bundle.
     #[command(
-        after_help = "Example:\n  datamesh --home ~/new-home keys restore keys.dmbackup --backup-password-file backup.pw"
+        after_help = "Examples:\n  datamesh --home ~/new-home keys restore keys.dmbackup --backup-password-file backup.pw\n  datamesh --home ~/new-home keys restore keys.dmbackup --identity-home ~/other   # sealed with --to"
     )]
     Restore {
         /// The bundle.
         file: PathBuf,
         #[command(flatten)]
         backup_password: BackupPasswordArgs,
+        #[command(flatten)]
+        identity: IdentityArgs,
         #[command(flatten)]
         new_password: NewPasswordArgs,
         #[command(flatten)]
@@ -180,12 +193,29 @@ enum KeysCommand {
 #[derive(Debug, Subcommand)]
 enum BackupCommand {
     /// Open and check a bundle (checksum, password, manifest, keys) without restoring it.
+    #[command(
+        after_help = "Examples:\n  datamesh keys backup verify keys.dmbackup --backup-password-file backup.pw\n  datamesh --home ~/other keys backup verify keys.dmbackup   # sealed to ~/other's key"
+    )]
     Verify {
         /// The bundle.
         file: PathBuf,
         #[command(flatten)]
         backup_password: BackupPasswordArgs,
+        #[command(flatten)]
+        identity: IdentityArgs,
     },
+}
+
+/// The recipient's home, for a bundle sealed to a public key.
+#[derive(Debug, Args)]
+struct IdentityArgs {
+    /// For a bundle sealed to a public key (`backup --to`): the recipient's home, whose
+    /// keystore holds the matching private key [verify: default --home].
+    #[arg(long, value_name = "DIR")]
+    identity_home: Option<PathBuf>,
+    /// The recipient keystore's password (first line of FILE) instead of a prompt.
+    #[command(flatten)]
+    password: PasswordArgs,
 }
 
 /// How the backup password is given.
@@ -213,6 +243,13 @@ enum EscrowCommand {
         /// never overwritten).
         #[arg(long, value_name = "DIR")]
         out_dir: PathBuf,
+        /// Seal share i to the i-th contact's secp256k1 public key (give one per share, in
+        /// order; `keys export-public` in the contact's home prints it).
+        #[arg(long, value_name = "PUBKEY")]
+        contact: Vec<String>,
+        /// Do not store the network copy of the keystore even if the node is running.
+        #[arg(long)]
+        no_network_copy: bool,
         #[command(flatten)]
         password: PasswordArgs,
     },
@@ -228,18 +265,40 @@ enum EscrowCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
-    /// Forgotten password: rebuild the master key from K shares and add a new password slot.
+    /// Forgotten password, or the machine is gone: rebuild the master key from K shares
+    /// and add a new password slot (into a new home: keystore from the network or a file).
     #[command(
-        after_help = "Example:\n  datamesh keys escrow recover s1.txt s3.txt s4.txt --new-password-file new.pw"
+        after_help = "Examples:\n  datamesh keys escrow recover s1.txt s3.txt s4.txt --new-password-file new.pw\n  datamesh --home ~/new keys escrow recover s1.txt s3.txt s4.txt --bootstrap /ip4/203.0.113.5/tcp/4001/p2p/12D3Koo...\n  datamesh --home ~/new keys escrow recover s1.txt s3.txt s4.txt --keystore ./keystore-copy\n\nWith a keystore in --home, that keystore gets the new password slot. Into a home without\none, the keystore comes from --keystore FILE or, with --bootstrap, from its network copy\n(the shares name its file id); the new home also gets config.toml (with those peers),\nan api-token and the node's catalog."
     )]
     Recover {
         /// Share files (K or more of one set).
         #[arg(required = true, value_name = "SHARE_FILE")]
         files: Vec<PathBuf>,
+        /// A copy of the sealed keystore file (or of its network copy), for a new home.
+        #[arg(long, value_name = "FILE")]
+        keystore: Option<PathBuf>,
+        /// A running node to join (multiaddr with /p2p/PEER_ID), to fetch the keystore's
+        /// network copy for a new home; repeat for more. Written into the new config.toml.
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
         #[command(flatten)]
         new_password: NewPasswordArgs,
         #[command(flatten)]
         kdf: KdfArgs,
+    },
+    /// Open a share sealed to you (`escrow split --contact`) with your own home's keys;
+    /// prints the plain share, or writes it to --out (0600).
+    #[command(
+        after_help = "Example:\n  datamesh keys escrow open-share dm-share-0b0a84d3-2-of-5.txt --out my-share.txt"
+    )]
+    OpenShare {
+        /// The sealed share file.
+        file: PathBuf,
+        /// Write the plain share here (0600; never overwritten) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
 }
 
@@ -454,69 +513,25 @@ pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
                 Some(BackupCommand::Verify {
                     file,
                     backup_password,
+                    identity,
                 }),
             ..
-        } => {
-            let bytes = read_bundle(&file)?;
-            let manifest = Keystore::verify_backup(&bytes, &backup_password.get(false, &ctx.out)?)?;
-            let created = Timestamp::from_second(manifest.created)
-                .map(|t| t.to_string())
-                .unwrap_or_default();
-            if ctx.out.json() {
-                ctx.out.json_value(&json!({
-                    "ok": true,
-                    "format_version": manifest.format_version,
-                    "created": created,
-                    "key_count": manifest.key_count,
-                    "content_blake3": data_encoding::HEXLOWER.encode(&manifest.content_blake3),
-                }));
-            } else {
-                ctx.out.result(format_args!(
-                    "ok: backup bundle (format {}) of {} key version(s), made {created}",
-                    manifest.format_version, manifest.key_count
-                ));
-            }
-            Ok(())
-        }
+        } => verify_bundle(ctx, &file, &backup_password, &identity),
         KeysCommand::Backup {
             command: None,
             out,
+            to,
             backup_password,
             kdf,
             password,
-        } => {
-            let out = out.ok_or_else(|| {
-                anyhow::anyhow!("keys backup needs --out FILE (see `datamesh keys backup --help`)")
-            })?;
-            if out.exists() {
-                anyhow::bail!("{} already exists; choose another --out", out.display());
-            }
-            let keystore = unlock(ctx, &password)?;
-            let kdf = kdf
-                .params(datamesh_keys::KdfParams::DEFAULT, &ctx.out)?
-                .unwrap_or_default();
-            let backup_password = backup_password.get(true, &ctx.out)?;
-            let bytes = keystore.backup(&backup_password, kdf)?;
-            fsx::write_private_file(&out, &bytes)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            if ctx.out.json() {
-                ctx.out
-                    .json_value(&json!({ "file": out, "bytes": bytes.len() }));
-            } else {
-                ctx.out.result(out.display());
-            }
-            ctx.out.info(format_args!(
-                "backup bundle written (0600); without its backup password it cannot be opened. Check it with `datamesh keys backup verify {}`",
-                out.display()
-            ));
-            Ok(())
-        }
+        } => make_bundle(ctx, out, to.as_deref(), &backup_password, &kdf, &password),
         KeysCommand::Restore {
             file,
             backup_password,
+            identity,
             new_password,
             kdf,
-        } => restore(ctx, &file, &backup_password, &new_password, &kdf),
+        } => restore(ctx, &file, &backup_password, &identity, &new_password, &kdf),
         KeysCommand::ImportLegacy { dir, password } => {
             let mut keystore = unlock(ctx, &password)?;
             let report = keystore.import_legacy(&dir)?;
@@ -921,7 +936,7 @@ fn audit_report(ctx: &Context, last: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A share file larger than this is not a share (a share is about 200 bytes of text).
+/// A share file larger than this is not a share (a share is about 300 bytes of text).
 const MAX_SHARE_FILE: u64 = 64 * 1024;
 
 /// The file name of share `index` of a set.
@@ -934,42 +949,82 @@ fn share_file_name(share: &Share) -> String {
     )
 }
 
-/// The text of a share file: comments a person can read, then the share.
-fn share_file_text(share: &Share) -> zeroize::Zeroizing<String> {
+/// The comment lines above a share: which share it is, and where the keystore's network
+/// copy is.
+fn share_comments(share: &Share) -> String {
     let created = Timestamp::from_second(share.created())
         .map(|t| t.to_string())
         .unwrap_or_default();
-    let mut text = zeroize::Zeroizing::new(format!(
+    let mut text = format!(
         "# DataMesh escrow share {} of {}: any {} shares of this set recover the keystore's master key.\n\
-         # set {}, created {created}\n\
-         # Keep it apart from the other shares. Check with `datamesh keys escrow verify`.\n",
+         # set {}, created {created}\n",
         share.index(),
         share.shares(),
         share.threshold(),
         share.set(),
-    ));
+    );
+    if let Some(copy) = share.network_copy() {
+        text.push_str(&format!(
+            "# The keystore's network copy is file {} (its id is inside the share too):\n\
+             # with K shares, `datamesh --home NEW keys escrow recover --bootstrap PEER SHARES...` rebuilds the home.\n",
+            FileId::from_bytes(copy)
+        ));
+    }
+    text
+}
+
+/// The text of a share file: comments a person can read, then the share.
+fn share_file_text(share: &Share) -> zeroize::Zeroizing<String> {
+    let mut text = zeroize::Zeroizing::new(share_comments(share));
+    text.push_str(
+        "# Keep it apart from the other shares. Check with `datamesh keys escrow verify`.\n",
+    );
     text.push_str(&share.to_text());
     text.push('\n');
     text
+}
+
+/// The text of a share file sealed to a contact.
+fn sealed_share_file_text(share: &Share, contact: &PublicKey) -> String {
+    format!(
+        "{}# Sealed to the contact key {} (key id {}): only that contact can open it, with\n\
+         # `datamesh keys escrow open-share FILE` in their own home.\n{}\n",
+        share_comments(share),
+        contact,
+        datamesh_core::KeyId::of(contact).short(),
+        share.seal_to(contact)
+    )
+}
+
+fn read_share_text(path: &std::path::Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read share file {}", path.display()))?
+        .len();
+    if len > MAX_SHARE_FILE {
+        anyhow::bail!("{} is not a share file (too large)", path.display());
+    }
+    Ok(zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read share file {}", path.display()))?,
+    ))
 }
 
 fn read_shares(files: &[PathBuf]) -> anyhow::Result<Vec<Share>> {
     files
         .iter()
         .map(|path| {
-            let len = std::fs::metadata(path)
-                .with_context(|| format!("cannot read share file {}", path.display()))?
-                .len();
-            if len > MAX_SHARE_FILE {
-                anyhow::bail!("{} is not a share file (too large)", path.display());
-            }
-            let text = zeroize::Zeroizing::new(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read share file {}", path.display()))?,
-            );
+            let text = read_share_text(path)?;
             Share::from_text(&text).with_context(|| format!("share file {}", path.display()))
         })
         .collect()
+}
+
+fn parse_public_key(text: &str, what: &str) -> anyhow::Result<PublicKey> {
+    text.trim().parse::<PublicKey>().map_err(|_| {
+        anyhow::anyhow!(
+            "{what} {text:?} is not a secp256k1 public key (66 hex characters, as `datamesh keys export-public` prints)"
+        )
+    })
 }
 
 fn escrow(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
@@ -978,41 +1033,18 @@ fn escrow(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
             threshold,
             shares,
             out_dir,
+            contact,
+            no_network_copy,
             password,
-        } => {
-            let keystore = unlock(ctx, &password)?;
-            let set = keystore.escrow_split(threshold, shares)?;
-            fsx::ensure_dir(&out_dir)
-                .with_context(|| format!("cannot create {}", out_dir.display()))?;
-            let paths: Vec<PathBuf> = set
-                .iter()
-                .map(|s| out_dir.join(share_file_name(s)))
-                .collect();
-            if let Some(existing) = paths.iter().find(|p| p.exists()) {
-                anyhow::bail!("{} already exists; nothing written", existing.display());
-            }
-            for (share, path) in set.iter().zip(&paths) {
-                fsx::write_private_file(path, share_file_text(share).as_bytes())
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            let id = set.first().map(|s| s.set().to_string()).unwrap_or_default();
-            if ctx.out.json() {
-                ctx.out.json_value(&json!({
-                    "set": id,
-                    "threshold": threshold,
-                    "shares": shares,
-                    "files": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-                }));
-            } else {
-                for path in &paths {
-                    ctx.out.result(path.display());
-                }
-            }
-            ctx.out.info(format_args!(
-                "escrow set {id}: {shares} shares written (0600), any {threshold} recover the master key; give each to a different person or place"
-            ));
-            Ok(())
-        }
+        } => split(
+            ctx,
+            threshold,
+            shares,
+            &out_dir,
+            &contact,
+            no_network_copy,
+            &password,
+        ),
         EscrowCommand::Verify { files, password } => {
             let shares = read_shares(&files)?;
             let keystore = unlock(ctx, &password)?;
@@ -1031,6 +1063,8 @@ fn escrow(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
         }
         EscrowCommand::Recover {
             files,
+            keystore,
+            bootstrap,
             new_password,
             kdf,
         } => {
@@ -1038,20 +1072,237 @@ fn escrow(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
             let kdf = kdf
                 .params(datamesh_keys::KdfParams::DEFAULT, &ctx.out)?
                 .unwrap_or_default();
-            let new = new_password.get(&ctx.out)?;
-            let keystore = Keystore::recover(&ctx.home, &shares, &new, kdf)?;
-            let slot = keystore.unlocked_slot();
-            if ctx.out.json() {
-                ctx.out.json_value(&json!({ "slot": slot }));
-            } else {
-                ctx.out.result(slot);
+            if Layout::new(&ctx.home).keystore().exists() {
+                if keystore.is_some() || !bootstrap.is_empty() {
+                    anyhow::bail!(
+                        "{} already has a keystore: --keystore and --bootstrap rebuild a lost home into a new one (--home NEW); without them the shares add a password to this keystore",
+                        ctx.home.display()
+                    );
+                }
+                let new = new_password.get(&ctx.out)?;
+                let keystore = Keystore::recover(&ctx.home, &shares, &new, kdf)?;
+                let slot = keystore.unlocked_slot();
+                if ctx.out.json() {
+                    ctx.out.json_value(&json!({ "slot": slot }));
+                } else {
+                    ctx.out.result(slot);
+                }
+                ctx.out.info(format_args!(
+                    "master key recovered; the new password opens unlock slot {slot} (consider `datamesh keys slot remove` for the forgotten one)"
+                ));
+                return Ok(());
             }
-            ctx.out.info(format_args!(
-                "master key recovered; the new password opens unlock slot {slot} (consider `datamesh keys slot remove` for the forgotten one)"
-            ));
+            recover_home(
+                ctx,
+                &shares,
+                keystore.as_deref(),
+                &bootstrap,
+                &new_password,
+                kdf,
+            )
+        }
+        EscrowCommand::OpenShare {
+            file,
+            out,
+            password,
+        } => {
+            if let Some(out) = &out
+                && out.exists()
+            {
+                anyhow::bail!("{} already exists; choose another --out", out.display());
+            }
+            let text = read_share_text(&file)?;
+            let keystore = unlock(ctx, &password)?;
+            let share = Share::open_sealed(&text, &keystore)
+                .with_context(|| format!("sealed share file {}", file.display()))?;
+            keystore.log(&AuditEvent::new(AuditOp::Escrow).with_detail(format!(
+                "open-share: share {} of set {}",
+                share.index(),
+                share.set()
+            )))?;
+            let plain = share_file_text(&share);
+            match &out {
+                Some(out) => {
+                    fsx::write_private_file(out, plain.as_bytes())
+                        .with_context(|| format!("cannot write {}", out.display()))?;
+                    ctx.out.info(format_args!(
+                        "share {} of set {} written to {} (0600); keep it safe",
+                        share.index(),
+                        share.set(),
+                        out.display()
+                    ));
+                }
+                None => ctx.out.result(plain.trim_end()),
+            }
             Ok(())
         }
     }
+}
+
+/// `escrow split`: the network copy first (when the node runs), then the shares.
+fn split(
+    ctx: &Context,
+    threshold: u8,
+    shares: u8,
+    out_dir: &std::path::Path,
+    contact: &[String],
+    no_network_copy: bool,
+    password: &PasswordArgs,
+) -> anyhow::Result<()> {
+    let contacts: Vec<PublicKey> = contact
+        .iter()
+        .map(|c| parse_public_key(c, "--contact"))
+        .collect::<anyhow::Result<_>>()?;
+    if !contacts.is_empty() && contacts.len() != usize::from(shares) {
+        anyhow::bail!(
+            "give one --contact per share, in order: {} given for {shares} shares",
+            contacts.len()
+        );
+    }
+    let keystore = unlock(ctx, password)?;
+    let node = if no_network_copy {
+        None
+    } else {
+        recovery::running_node(&ctx.home)?
+    };
+    let copy = match &node {
+        Some(client) => {
+            let catalog = recovery::snapshot(&ctx.home)?;
+            let bytes = keystore.network_copy(&catalog.bytes)?;
+            let id = recovery::store_copy(client, bytes, &keystore.recovery_public_key())?;
+            ctx.out.info(format_args!(
+                "stored the keystore's network copy (with a catalog of {} file(s)) as file {id}",
+                catalog.files
+            ));
+            Some(id)
+        }
+        None => {
+            if !no_network_copy {
+                ctx.out.warn(
+                    "the node is not running, so no network copy of the keystore was stored: keep a copy of keys/keystore or a backup bundle, or split again with the node running",
+                );
+            }
+            None
+        }
+    };
+    let set = keystore.escrow_split_with_copy(threshold, shares, copy.map(|id| *id.as_bytes()))?;
+    fsx::ensure_dir(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let paths: Vec<PathBuf> = set
+        .iter()
+        .map(|s| out_dir.join(share_file_name(s)))
+        .collect();
+    if let Some(existing) = paths.iter().find(|p| p.exists()) {
+        anyhow::bail!("{} already exists; nothing written", existing.display());
+    }
+    for (i, (share, path)) in set.iter().zip(&paths).enumerate() {
+        let written = match contacts.get(i) {
+            Some(contact) => {
+                fsx::write_private_file(path, sealed_share_file_text(share, contact).as_bytes())
+            }
+            None => fsx::write_private_file(path, share_file_text(share).as_bytes()),
+        };
+        written.with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let id = set.first().map(|s| s.set().to_string()).unwrap_or_default();
+    if ctx.out.json() {
+        ctx.out.json_value(&json!({
+            "set": id,
+            "threshold": threshold,
+            "shares": shares,
+            "sealed_to_contacts": !contacts.is_empty(),
+            "network_copy": copy.map(|c| c.to_string()),
+            "files": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        }));
+    } else {
+        for path in &paths {
+            ctx.out.result(path.display());
+        }
+    }
+    ctx.out.info(format_args!(
+        "escrow set {id}: {shares} shares written (0600){}, any {threshold} recover the master key; give each to a different person or place",
+        if contacts.is_empty() {
+            ""
+        } else {
+            ", each sealed to its contact"
+        }
+    ));
+    Ok(())
+}
+
+/// `escrow recover` into a home without a keystore: the machine is gone.
+fn recover_home(
+    ctx: &Context,
+    shares: &[Share],
+    keystore_file: Option<&std::path::Path>,
+    bootstrap: &[String],
+    new_password: &NewPasswordArgs,
+    kdf: datamesh_keys::KdfParams,
+) -> anyhow::Result<()> {
+    // Combining first: too few, damaged or mixed shares fail before any network work.
+    let key = Keystore::recovery_key(shares)?;
+    let source = match keystore_file {
+        Some(path) => {
+            let len = std::fs::metadata(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .len();
+            if len > datamesh_keys::MAX_COPY_LEN {
+                anyhow::bail!("{} is too large to be a keystore copy", path.display());
+            }
+            zeroize::Zeroizing::new(
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+            )
+        }
+        None => {
+            let Some(copy) = shares.first().and_then(Share::network_copy) else {
+                anyhow::bail!(
+                    "these shares name no network copy of the keystore (the node was not running at the split): give --keystore FILE, a copy of keys/keystore"
+                );
+            };
+            if bootstrap.is_empty() {
+                anyhow::bail!(
+                    "{} has no keystore: give --bootstrap MULTIADDR of a running node to fetch the keystore's network copy, or --keystore FILE",
+                    ctx.home.display()
+                );
+            }
+            let id = FileId::from_bytes(copy);
+            ctx.out.info(format_args!(
+                "fetching the keystore's network copy {id} ..."
+            ));
+            recovery::fetch_copy(ctx, bootstrap, id, &key)?
+        }
+    };
+    drop(key);
+    let new = new_password.get(&ctx.out)?;
+    let (keystore, catalog) = Keystore::recover_into(&ctx.home, shares, &source, &new, kdf)?;
+    recovery::write_config(&ctx.home, bootstrap)?;
+    crate::cmd::init::write_home_files(&ctx.home)?;
+    let files = match &catalog {
+        Some(catalog) => recovery::restore(&ctx.home, catalog)?,
+        None => 0,
+    };
+    let slot = keystore.unlocked_slot();
+    if ctx.out.json() {
+        ctx.out.json_value(&json!({
+            "home": ctx.home,
+            "slot": slot,
+            "keys": keystore.keys().iter().map(key_json).collect::<Vec<_>>(),
+            "catalog_files": files,
+        }));
+    } else {
+        let rows: Vec<Vec<String>> = keystore.keys().iter().map(|k| key_row(k, false)).collect();
+        ctx.out.table(&KEY_HEADER, &rows);
+    }
+    ctx.out.info(format_args!(
+        "rebuilt the home {} from the escrow shares: keystore (new password on slot {slot}), config.toml, api-token{}; start it with `datamesh --home {} node run`",
+        ctx.home.display(),
+        if catalog.is_some() {
+            format!(", catalog of {files} file(s)")
+        } else {
+            String::new()
+        },
+        ctx.home.display()
+    ));
+    Ok(())
 }
 
 impl BackupPasswordArgs {
@@ -1081,12 +1332,153 @@ fn read_bundle(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read the backup bundle {}", path.display()))
 }
 
+/// Opens a bundle: with the backup password, or, when it is sealed to a public key, with
+/// the keystore of the recipient's home (`--identity-home`, else `default_identity`).
+fn open_bundle(
+    ctx: &Context,
+    bytes: &[u8],
+    backup_password: &BackupPasswordArgs,
+    identity: &IdentityArgs,
+    default_identity: Option<&std::path::Path>,
+) -> anyhow::Result<OpenedBackup> {
+    if !datamesh_keys::is_sealed_to_key(bytes) {
+        return Ok(Keystore::verify_backup(
+            bytes,
+            BackupKey::Password(&backup_password.get(false, &ctx.out)?),
+        )?);
+    }
+    let Some(home) = identity.identity_home.as_deref().or(default_identity) else {
+        anyhow::bail!(
+            "this backup bundle is sealed to a public key: give --identity-home DIR, the recipient's home"
+        );
+    };
+    let identity_ctx = Context {
+        home: home.to_owned(),
+        out: ctx.out,
+    };
+    let recipient = unlock(&identity_ctx, &identity.password)?;
+    Ok(Keystore::verify_backup(
+        bytes,
+        BackupKey::Recipient(&recipient),
+    )?)
+}
+
+/// `keys backup --out FILE [--to PUBKEY]`.
+fn make_bundle(
+    ctx: &Context,
+    out: Option<PathBuf>,
+    to: Option<&str>,
+    backup_password: &BackupPasswordArgs,
+    kdf: &KdfArgs,
+    password: &PasswordArgs,
+) -> anyhow::Result<()> {
+    let out = out.ok_or_else(|| {
+        anyhow::anyhow!("keys backup needs --out FILE (see `datamesh keys backup --help`)")
+    })?;
+    if out.exists() {
+        anyhow::bail!("{} already exists; choose another --out", out.display());
+    }
+    let recipient = to.map(|k| parse_public_key(k, "--to")).transpose()?;
+    let keystore = unlock(ctx, password)?;
+    let catalog = recovery::snapshot(&ctx.home)?;
+    let bytes = match &recipient {
+        Some(key) => keystore.backup(BackupSeal::Recipient(key), &catalog.bytes)?,
+        None => {
+            let kdf = kdf
+                .params(datamesh_keys::KdfParams::DEFAULT, &ctx.out)?
+                .unwrap_or_default();
+            let backup_password = backup_password.get(true, &ctx.out)?;
+            keystore.backup(
+                BackupSeal::Password {
+                    password: &backup_password,
+                    kdf,
+                },
+                &catalog.bytes,
+            )?
+        }
+    };
+    fsx::write_private_file(&out, &bytes)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    if ctx.out.json() {
+        ctx.out.json_value(&json!({
+            "file": out,
+            "bytes": bytes.len(),
+            "catalog_files": catalog.files,
+            "catalog_source": catalog.source,
+            "sealed_to": recipient.map(|k| k.to_string()),
+        }));
+    } else {
+        ctx.out.result(out.display());
+    }
+    let catalog_note = match catalog.source {
+        "api" => format!(
+            "the catalog of {} file(s) came from the running node's API (ids, names, sizes; stop the node first for manifests and sharing recipients too)",
+            catalog.files
+        ),
+        "database" => format!(
+            "the catalog of {} file(s) came from the node's database",
+            catalog.files
+        ),
+        _ => "this home's node never ran: the catalog is empty".to_owned(),
+    };
+    ctx.out.info(format_args!(
+        "backup bundle written (0600); {catalog_note}. {}. Check it with `datamesh keys backup verify {}`",
+        if recipient.is_some() {
+            "Only the holder of the recipient key can open it"
+        } else {
+            "Without its backup password it cannot be opened"
+        },
+        out.display()
+    ));
+    Ok(())
+}
+
+/// `keys backup verify FILE`.
+fn verify_bundle(
+    ctx: &Context,
+    file: &std::path::Path,
+    backup_password: &BackupPasswordArgs,
+    identity: &IdentityArgs,
+) -> anyhow::Result<()> {
+    let bytes = read_bundle(file)?;
+    let opened = open_bundle(ctx, &bytes, backup_password, identity, Some(&ctx.home))?;
+    let files = recovery::count(&opened.catalog)?;
+    let manifest = &opened.manifest;
+    let created = Timestamp::from_second(manifest.created)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let sealed = match &opened.sealed_with {
+        SealedWith::Password => "backup password".to_owned(),
+        SealedWith::Recipient(id) => format!("sealed to key id {id}"),
+        _ => "unknown".to_owned(),
+    };
+    if ctx.out.json() {
+        ctx.out.json_value(&json!({
+            "ok": true,
+            "format_version": manifest.format_version,
+            "created": created,
+            "key_count": manifest.key_count,
+            "catalog_files": files,
+            "sealed_with": sealed,
+            "content_blake3": data_encoding::HEXLOWER.encode(&manifest.content_blake3),
+        }));
+    } else {
+        ctx.out.result(format_args!(
+            "ok: backup bundle (format {}) of {} key version(s) and a catalog of {files} file(s), made {created}, {sealed}",
+            manifest.format_version, manifest.key_count
+        ));
+    }
+    Ok(())
+}
+
 /// `keys restore`: the keystore from the bundle (checked in full first), then the
-/// config and API token a new home needs, as `datamesh init` writes them.
+/// config and API token a new home needs, as `datamesh init` writes them, and the node's
+/// catalog.
 fn restore(
     ctx: &Context,
     file: &std::path::Path,
     backup_password: &BackupPasswordArgs,
+    identity: &IdentityArgs,
     new_password: &NewPasswordArgs,
     kdf: &KdfArgs,
 ) -> anyhow::Result<()> {
@@ -1097,27 +1489,31 @@ fn restore(
         });
     }
     let bytes = read_bundle(file)?;
-    let backup_password = backup_password.get(false, &ctx.out)?;
-    // Check the bundle before asking for anything else or writing anything.
-    Keystore::verify_backup(&bytes, &backup_password)?;
+    // Check the bundle (and that its catalog decodes) before asking for anything else or
+    // writing anything.
+    let opened = open_bundle(ctx, &bytes, backup_password, identity, None)?;
+    recovery::count(&opened.catalog)?;
+    let catalog = opened.catalog.clone();
     let kdf = kdf
         .params(datamesh_keys::KdfParams::DEFAULT, &ctx.out)?
         .unwrap_or_default();
     let new = new_password.get(&ctx.out)?;
-    let keystore = Keystore::restore(&ctx.home, &bytes, &backup_password, &new, kdf)?;
+    let keystore = Keystore::restore(&ctx.home, opened, &new, kdf)?;
     crate::cmd::init::write_home_files(&ctx.home)?;
+    let files = recovery::restore(&ctx.home, &catalog)?;
     let keys = keystore.keys();
     if ctx.out.json() {
         ctx.out.json_value(&json!({
             "home": ctx.home,
             "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+            "catalog_files": files,
         }));
     } else {
         let rows: Vec<Vec<String>> = keys.iter().map(|k| key_row(k, false)).collect();
         ctx.out.table(&KEY_HEADER, &rows);
     }
     ctx.out.info(format_args!(
-        "restored {} key version(s) into the new home {}; it opens with the new password",
+        "restored {} key version(s) and a catalog of {files} file(s) into the new home {}; it opens with the new password",
         keys.len(),
         ctx.home.display()
     ));

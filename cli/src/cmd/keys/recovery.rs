@@ -1,0 +1,395 @@
+//! What backup and escrow need from the node: the catalog snapshot that goes into a
+//! bundle or a network copy, writing it into a restored home's database, storing the
+//! network copy through the running node, and fetching it back through the network with
+//! an ephemeral in-process node when the machine is gone.
+//!
+//! The catalog snapshot is JSON (the keys crate carries it as an opaque, authenticated
+//! section):
+//!
+//! ```text
+//! { "version": 1, "source": "database" | "api",
+//!   "files": [ { "entry": CatalogEntry, "manifest": hex or null, "placement": Placement or null } ] }
+//! ```
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use datamesh_core::ecies::{PublicKey, SecretKey};
+use datamesh_core::{FileId, Manifest};
+use datamesh_keys::fsx;
+use datamesh_node::catalog::{Catalog, CatalogEntry, Placement};
+use datamesh_node::client::Client;
+use datamesh_node::libp2p::Multiaddr;
+use datamesh_node::libp2p::identity::Keypair;
+use datamesh_node::{
+    ApiToken, FileKeys, FilesConfig, KeyProvider, NetworkConfig, Node, NodeConfig, StoreConfig,
+};
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::Context;
+use crate::cmd::node::{RunFile, run_file};
+use crate::home;
+
+/// The snapshot format version.
+const SNAPSHOT_VERSION: u32 = 1;
+/// The name the network copy is stored under.
+pub(super) const COPY_NAME: &str = "datamesh-keystore-copy";
+/// How long fetching the network copy may take in all.
+const FETCH_DEADLINE: Duration = Duration::from_secs(120);
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    source: String,
+    files: Vec<SnapshotFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    entry: CatalogEntry,
+    manifest: Option<String>,
+    placement: Option<Placement>,
+}
+
+/// A catalog snapshot, encoded, and what it holds.
+pub(super) struct CatalogSnapshot {
+    pub(super) bytes: Vec<u8>,
+    pub(super) files: usize,
+    pub(super) source: &'static str,
+}
+
+/// `<home>/node/db`, the node's database (as `node run` opens it).
+fn db_dir(home: &Path) -> PathBuf {
+    home.join("node").join("db")
+}
+
+/// The client of this home's running node, if its `node.json` says one runs.
+pub(super) fn running_node(home: &Path) -> anyhow::Result<Option<Client>> {
+    let path = run_file(home);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let run: RunFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is damaged; restart the node", path.display()))?;
+    let token = Zeroizing::new(
+        std::fs::read_to_string(home::api_token(home))
+            .context("cannot read the API token of this home")?,
+    );
+    Ok(Some(Client::new(run.api, &token)))
+}
+
+/// The node's catalog: through the running node's API (ids, names, sizes, times), or,
+/// with the node stopped, from its database (also manifests, placement hints, sharing
+/// recipients and envelope sequence numbers). Empty for a home whose node never ran.
+pub(super) fn snapshot(home: &Path) -> anyhow::Result<CatalogSnapshot> {
+    let (source, files) = if let Some(client) = running_node(home)? {
+        let listed = client
+            .list()
+            .context("cannot read the catalog from the running node")?;
+        let mut files = Vec::with_capacity(listed.len());
+        for f in listed {
+            let id: FileId =
+                f.id.parse()
+                    .with_context(|| format!("the node listed a malformed file id {}", f.id))?;
+            files.push(SnapshotFile {
+                entry: CatalogEntry {
+                    id,
+                    name: f.name,
+                    size: f.size,
+                    stripes: f.stripes,
+                    created: f.created,
+                    shared_with: Vec::new(),
+                    envelope_sequence: 0,
+                },
+                manifest: None,
+                placement: None,
+            });
+        }
+        ("api", files)
+    } else if db_dir(home).is_dir() {
+        let db = datamesh_node::db::open(&db_dir(home)).with_context(|| {
+            format!(
+                "cannot open the node database {} (is the node starting?)",
+                db_dir(home).display()
+            )
+        })?;
+        let catalog = Catalog::new(db);
+        let mut files = Vec::new();
+        for entry in catalog.list()? {
+            let manifest = catalog
+                .manifest(&entry.id)?
+                .map(|m| data_encoding::HEXLOWER.encode(&m.to_bytes()));
+            let placement = catalog.placement(&entry.id)?;
+            files.push(SnapshotFile {
+                entry,
+                manifest,
+                placement,
+            });
+        }
+        ("database", files)
+    } else {
+        ("none", Vec::new())
+    };
+    let count = files.len();
+    let bytes = serde_json::to_vec(&Snapshot {
+        version: SNAPSHOT_VERSION,
+        source: source.to_owned(),
+        files,
+    })?;
+    Ok(CatalogSnapshot {
+        bytes,
+        files: count,
+        source,
+    })
+}
+
+fn decode(bytes: &[u8]) -> anyhow::Result<Vec<SnapshotFile>> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let snapshot: Snapshot =
+        serde_json::from_slice(bytes).context("the catalog section does not decode")?;
+    anyhow::ensure!(
+        snapshot.version == SNAPSHOT_VERSION,
+        "catalog snapshot version {} is not supported (this build reads {SNAPSHOT_VERSION}); use a newer datamesh",
+        snapshot.version
+    );
+    Ok(snapshot.files)
+}
+
+/// How many files a snapshot holds (and that it decodes).
+pub(super) fn count(bytes: &[u8]) -> anyhow::Result<usize> {
+    decode(bytes).map(|f| f.len())
+}
+
+/// Writes a snapshot into the database of `home` (created); returns how many files.
+/// Files whose manifest is in the snapshot get it (and their placement); the others get
+/// their catalog entry, and the node fetches the manifest from the network at `get`.
+pub(super) fn restore(home: &Path, bytes: &[u8]) -> anyhow::Result<usize> {
+    let files = decode(bytes)?;
+    if files.is_empty() {
+        return Ok(0);
+    }
+    fsx::ensure_dir(&home.join("node")).context("cannot create the node's data folder")?;
+    let db = datamesh_node::db::open(&db_dir(home))
+        .with_context(|| format!("cannot open {}", db_dir(home).display()))?;
+    let catalog = Catalog::new(Arc::clone(&db));
+    for file in &files {
+        let manifest = file
+            .manifest
+            .as_deref()
+            .and_then(|hex| data_encoding::HEXLOWER.decode(hex.as_bytes()).ok())
+            .filter(|bytes| FileId::of_manifest(bytes) == file.entry.id)
+            .and_then(|bytes| Manifest::from_bytes(&bytes).ok());
+        match manifest {
+            Some(manifest) => catalog.add(
+                &file.entry,
+                &manifest,
+                &file.placement.clone().unwrap_or_default(),
+            )?,
+            None => catalog.update(&file.entry)?,
+        }
+    }
+    datamesh_node::db::flush_all(&db)?;
+    Ok(files.len())
+}
+
+/// Writes `config.toml` of a recovered home with `bootstrap` as its peers to join.
+pub(super) fn write_config(home: &Path, bootstrap: &[String]) -> anyhow::Result<()> {
+    let path = home::config(home);
+    if path.exists() || bootstrap.is_empty() {
+        return Ok(());
+    }
+    let list = toml::Value::Array(
+        bootstrap
+            .iter()
+            .map(|a| toml::Value::String(a.clone()))
+            .collect(),
+    );
+    let text = crate::cmd::init::DEFAULT_CONFIG.replacen(
+        "bootstrap = []",
+        &format!("bootstrap = {list}"),
+        1,
+    );
+    fsx::write_private_file(&path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Stores the network copy through the running node, its data key wrapped to the node's
+/// key and to `recovery`. Returns the file id.
+pub(super) fn store_copy(
+    client: &Client,
+    copy: Vec<u8>,
+    recovery: &PublicKey,
+) -> anyhow::Result<FileId> {
+    let put = client
+        .put(
+            io::Cursor::new(copy),
+            COPY_NAME,
+            std::slice::from_ref(recovery),
+        )
+        .context("cannot store the keystore's network copy through the running node")?;
+    put.id
+        .parse()
+        .with_context(|| format!("the node answered a malformed file id {}", put.id))
+}
+
+/// The keys of the ephemeral node: only the recovery key.
+struct RecoveryKeys(Zeroizing<[u8; 32]>);
+
+impl KeyProvider for RecoveryKeys {
+    fn file_keys(&self) -> Result<FileKeys, String> {
+        let key = || SecretKey::from_bytes(&self.0).map_err(|e| e.to_string());
+        Ok(FileKeys {
+            active: key()?,
+            decrypt: vec![key()?],
+        })
+    }
+}
+
+/// A buffer the node's reader writes into.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.len() + buf.len() > usize::try_from(datamesh_keys::MAX_COPY_LEN).unwrap_or(0) {
+            return Err(io::Error::other("the network copy is larger than allowed"));
+        }
+        inner.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Removes the ephemeral node's folder however the fetch ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Fetches the network copy `id` with an ephemeral node (throwaway identity, database in
+/// a temporary folder, only the recovery key) that joins through `bootstrap`.
+pub(super) fn fetch_copy(
+    ctx: &Context,
+    bootstrap: &[String],
+    id: FileId,
+    key: &SecretKey,
+) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let mut peers: Vec<Multiaddr> = Vec::new();
+    for addr in bootstrap {
+        peers.push(
+            addr.parse()
+                .with_context(|| format!("bootstrap address {addr} is not a multiaddr"))?,
+        );
+    }
+    let mut random = [0u8; 16];
+    OsRng.fill_bytes(&mut random);
+    let temp = TempDir(std::env::temp_dir().join(format!(
+        "datamesh-recover-{}-{}",
+        std::process::id(),
+        data_encoding::HEXLOWER.encode(&random)
+    )));
+    fsx::create_private_dir(&temp.0)
+        .with_context(|| format!("cannot create {}", temp.0.display()))?;
+    let mut token = Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(&mut token[..]);
+    let token = ApiToken::new(&data_encoding::HEXLOWER.encode(&token[..]));
+    let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0"
+        .parse()
+        .context("the listen address does not parse")?;
+    let api: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = NodeConfig::new(
+        temp.0.join("db"),
+        NetworkConfig::new(vec![listen]).with_bootstrap(peers),
+        api,
+    )
+    // It stores nothing for others: a tiny quota.
+    .with_store(StoreConfig::new(1 << 20))
+    .with_files(FilesConfig::default());
+    let keys = Arc::new(RecoveryKeys(key.to_bytes()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let node = Node::start(config, Keypair::generate_ed25519(), keys, token)
+            .await
+            .context("cannot start the ephemeral recovery node")?;
+        ctx.out.detail(format_args!(
+            "ephemeral node {} joining through {} peer(s)",
+            node.peer_id(),
+            bootstrap.len()
+        ));
+        let result = fetch_with(&node, id).await;
+        let _ = node.shutdown().await;
+        result
+    })
+}
+
+async fn fetch_with(node: &Node, id: FileId) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let started = Instant::now();
+    // Wait (bounded) until the routing table knows someone.
+    while node
+        .network()
+        .info()
+        .await
+        .map(|i| i.routing_table_peers)
+        .unwrap_or(0)
+        == 0
+    {
+        if started.elapsed() > Duration::from_secs(30) {
+            anyhow::bail!(datamesh_node::client::ClientError::Unreachable {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                reason: "no bootstrap peer answered within 30 s (check --bootstrap)".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut last = None;
+    while started.elapsed() < FETCH_DEADLINE {
+        match node.files().open(id).await {
+            Ok(file) => {
+                if file.metadata.size > datamesh_keys::MAX_COPY_LEN {
+                    anyhow::bail!(
+                        "file {id} is {} bytes, too large to be a keystore network copy",
+                        file.metadata.size
+                    );
+                }
+                let sink = Sink::default();
+                node.files()
+                    .read(file, sink.clone())
+                    .await
+                    .with_context(|| format!("cannot read the keystore's network copy {id}"))?;
+                let bytes = std::mem::take(&mut *sink.0.lock().unwrap_or_else(|p| p.into_inner()));
+                return Ok(Zeroizing::new(bytes));
+            }
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    Err(match last {
+        Some(e) => anyhow::Error::new(e),
+        None => anyhow::anyhow!("timed out"),
+    })
+    .with_context(|| {
+        format!("cannot fetch the keystore's network copy {id} within {FETCH_DEADLINE:?}")
+    })
+}

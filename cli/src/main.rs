@@ -66,6 +66,12 @@ enum Command {
     Put(cmd::files::PutArgs),
     /// Fetch a file by id.
     Get(cmd::files::GetArgs),
+    /// Check a stored file's health: healthy shards per stripe on distinct live peers;
+    /// --verify fetches and hashes every copy, --repair rebuilds and re-places shards.
+    Check(cmd::check::CheckArgs),
+    /// Test-only fault injection (needs a node started with DATAMESH_TEST_FAULTS=1).
+    #[command(hide = true)]
+    Debug(cmd::debug::DebugArgs),
     /// Give other public keys access to a stored file (re-wraps its data key only).
     Share(cmd::files::ShareArgs),
     /// List the files this node has stored.
@@ -123,6 +129,8 @@ fn main() -> ExitCode {
         Command::Put(args) => cmd::files::put(&ctx, args),
         Command::Get(args) => cmd::files::get(&ctx, args),
         Command::Share(args) => cmd::files::share(&ctx, args),
+        Command::Check(args) => cmd::check::run(&ctx, args),
+        Command::Debug(args) => cmd::debug::run(&ctx, args),
         Command::Ls => cmd::files::ls(&ctx),
         Command::Status => cmd::files::status(&ctx),
         Command::Peers => cmd::files::peers(&ctx),

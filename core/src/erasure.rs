@@ -10,6 +10,8 @@ use std::cell::RefCell;
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
+use crate::ids::ShardId;
+
 /// Data shards per stripe (k).
 pub const DATA_SHARDS: usize = 4;
 /// Parity shards per stripe (m).
@@ -123,6 +125,99 @@ pub(crate) fn reconstruct_data(
     }
 }
 
+/// Rebuilding the shards of a stripe failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RebuildError {
+    /// Fewer than [`DATA_SHARDS`] of the given shards match their ids.
+    #[error("only {have} of the {need} intact shards needed to rebuild the stripe")]
+    InsufficientShards {
+        /// Intact shards given.
+        have: usize,
+        /// Shards needed.
+        need: usize,
+    },
+    /// A rebuilt shard does not hash to the id the manifest gives it: the intact shards
+    /// given are not of this stripe, or the manifest is not the one they were made with.
+    #[error("rebuilt shard {index} does not match its id in the manifest")]
+    Mismatch {
+        /// Shard index (0..6).
+        index: usize,
+    },
+    /// The erasure codec refused its input.
+    #[error("erasure coding failed: {0}")]
+    Codec(String),
+}
+
+/// Rebuilds every missing shard of a stripe from any [`DATA_SHARDS`] intact ones, without
+/// decrypting anything: shards are ciphertext and the manifest's shard ids say which bytes
+/// are right. This is what lets any node repair a file it cannot read.
+///
+/// `ids` are the stripe's six shard ids from the manifest and `shard_len` its shard length
+/// ([`crate::StripeLayout::shard_len`]). A given shard that does not hash to its id is
+/// treated as missing and replaced. On success every slot of `shards` is `Some` and every
+/// shard hashes to its id.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use datamesh_core::{Encoder, EncodeOptions, rebuild_shards};
+/// let mut encoder = Encoder::new(&b"ciphertext only"[..], EncodeOptions::new("f"));
+/// let stripe = encoder.next().ok_or("no stripe")??;
+/// let (ids, len) = (*stripe.ids(), stripe.shard_len());
+/// let [a, _, c, _, e, f] = stripe.into_shards();
+/// let mut shards = [Some(a), None, Some(c), None, Some(e), Some(f)];
+/// rebuild_shards(&ids, len, &mut shards)?;
+/// assert!(shards.iter().all(Option::is_some));
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`RebuildError::InsufficientShards`] with fewer than four intact shards;
+/// [`RebuildError::Mismatch`] if a rebuilt shard does not match its id.
+pub fn rebuild_shards(
+    ids: &[ShardId; TOTAL_SHARDS],
+    shard_len: usize,
+    shards: &mut [Option<Vec<u8>>; TOTAL_SHARDS],
+) -> Result<(), RebuildError> {
+    for (slot, id) in shards.iter_mut().zip(ids) {
+        if slot
+            .as_ref()
+            .is_some_and(|s| s.len() != shard_len || ShardId::of(s) != *id)
+        {
+            *slot = None;
+        }
+    }
+    let have = shards.iter().flatten().count();
+    if have < DATA_SHARDS {
+        return Err(RebuildError::InsufficientShards {
+            have,
+            need: DATA_SHARDS,
+        });
+    }
+    if have == TOTAL_SHARDS {
+        return Ok(());
+    }
+    reconstruct_data(shards, shard_len).map_err(|e| RebuildError::Codec(e.0))?;
+    if shards[DATA_SHARDS..].iter().any(Option::is_none) {
+        let mut data = Vec::with_capacity(DATA_SHARDS * shard_len);
+        for shard in shards[..DATA_SHARDS].iter().flatten() {
+            data.extend_from_slice(shard);
+        }
+        let parity = encode_parity(&data, shard_len).map_err(|e| RebuildError::Codec(e.0))?;
+        for (slot, p) in shards[DATA_SHARDS..].iter_mut().zip(parity) {
+            if slot.is_none() {
+                *slot = Some(p);
+            }
+        }
+    }
+    for (index, (slot, id)) in shards.iter().zip(ids).enumerate() {
+        if slot.as_ref().is_none_or(|s| ShardId::of(s) != *id) {
+            return Err(RebuildError::Mismatch { index });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +250,52 @@ mod tests {
             let rebuilt: Vec<u8> = shards[..DATA_SHARDS].iter().flatten().flatten().copied().collect();
             prop_assert_eq!(rebuilt, padded);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn any_four_shards_rebuild_all_six_by_id(data in proptest::collection::vec(any::<u8>(), 1..5000), lost in proptest::sample::subsequence((0..TOTAL_SHARDS).collect::<Vec<_>>(), 0..=PARITY_SHARDS), flip in 0..TOTAL_SHARDS) {
+            let len = shard_len(data.len());
+            let mut padded = data.clone();
+            padded.resize(len * DATA_SHARDS, 0);
+            let parity = encode_parity(&padded, len).map_err(|e| TestCaseError::fail(e.0))?;
+            let full: Vec<Vec<u8>> = padded.chunks_exact(len).map(<[u8]>::to_vec).chain(parity).collect();
+            let ids: [ShardId; TOTAL_SHARDS] = std::array::from_fn(|i| ShardId::of(&full[i]));
+            let mut shards: [Option<Vec<u8>>; TOTAL_SHARDS] = std::array::from_fn(|i| Some(full[i].clone()));
+            for &i in &lost { shards[i] = None; }
+            rebuild_shards(&ids, len, &mut shards).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            for i in 0..TOTAL_SHARDS {
+                prop_assert_eq!(shards[i].as_deref(), Some(&full[i][..]));
+            }
+            // A wrong shard counts as missing: with two lost already, one more is too many.
+            if lost.len() == PARITY_SHARDS && !lost.contains(&flip) {
+                let mut shards: [Option<Vec<u8>>; TOTAL_SHARDS] = std::array::from_fn(|i| Some(full[i].clone()));
+                for &i in &lost { shards[i] = None; }
+                if let Some(s) = shards[flip].as_mut() { s[0] ^= 1; }
+                prop_assert_eq!(rebuild_shards(&ids, len, &mut shards), Err(RebuildError::InsufficientShards { have: 3, need: DATA_SHARDS }));
+            }
+        }
+    }
+
+    #[test]
+    fn a_rebuilt_shard_must_match_the_manifest() -> Result<(), String> {
+        let len = 8;
+        let padded: Vec<u8> = (0..32).collect();
+        let parity = encode_parity(&padded, len).map_err(|e| e.0)?;
+        let full: Vec<Vec<u8>> = padded
+            .chunks_exact(len)
+            .map(<[u8]>::to_vec)
+            .chain(parity)
+            .collect();
+        let mut ids: [ShardId; TOTAL_SHARDS] = std::array::from_fn(|i| ShardId::of(&full[i]));
+        ids[5] = ShardId::of(b"some other stripe");
+        let mut shards: [Option<Vec<u8>>; TOTAL_SHARDS] =
+            std::array::from_fn(|i| Some(full[i].clone()));
+        shards[5] = None;
+        assert_eq!(
+            rebuild_shards(&ids, len, &mut shards),
+            Err(RebuildError::Mismatch { index: 5 })
+        );
+        Ok(())
     }
 }

@@ -43,7 +43,7 @@ pub use aead::{DataKey, KEY_LEN, TAG_LEN};
 pub use decoder::{BadShard, DecodeReport, Decoder, StripeShards};
 pub use encoder::{EncodeOptions, EncodedFile, Encoder, Stripe};
 pub use envelope::{ENVELOPE_VERSION, KeyEnvelope, MAX_RECIPIENTS, WrappedKey};
-pub use erasure::{DATA_SHARDS, PARITY_SHARDS, TOTAL_SHARDS};
+pub use erasure::{DATA_SHARDS, PARITY_SHARDS, RebuildError, TOTAL_SHARDS, rebuild_shards};
 pub use error::{DecodeError, EncodeError, EnvelopeError, IdError, ManifestError, ParamError};
 pub use ids::{FILE_ID_PREFIX, FileId, ID_LEN, KeyId, ShardId};
 pub use manifest::{

@@ -12,9 +12,11 @@
 //! | `POST /v1/files/{id}/envelope?to=` | re-wrap the data key (to the active key, and `to` keys: sharing) |
 //! | `POST /v1/rewrap`      | re-wrap every file of the catalog                        |
 //! | `GET /v1/key-usage`    | per file, the key ids of this node's keys that open it   |
-//! | `GET /v1/status`       | peer id, addresses, peers, shards, bytes stored, quota   |
+//! | `POST /v1/files/{id}/check?verify=1&repair=1` | check (verify, repair) a file: the JSON report of [`crate::health::CheckReport::to_json`] |
+//! | `GET /v1/status`       | peer id, addresses, peers, shards, bytes stored, quota, files below full health |
 //! | `GET /v1/peers`        | the routing table                                        |
 //! | `GET /metrics`         | Prometheus text                                          |
+//! | `POST /v1/debug/corrupt-shard?shard=HEX` or `?file=ID[&stripe=N][&index=N]` | test faults only (see [`crate::faults`]): flip bytes of a stored shard |
 //!
 //! Errors are JSON `{"error": "<one line>", "kind": "<machine name>"}` with a status that
 //! tells the kind (400 bad input, 401 token, 403 no key, 404 not found, 503 not enough
@@ -39,6 +41,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use crate::faults::TestFaults;
 use crate::files::{Files, GetError, PutError};
 use crate::metrics::Metrics;
 use crate::network::Network;
@@ -52,6 +55,7 @@ pub(crate) struct ApiState {
     pub(crate) store: Arc<ShardStore>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) token: Arc<ApiToken>,
+    pub(crate) faults: TestFaults,
 }
 
 /// The bearer token. Never printed.
@@ -75,8 +79,16 @@ impl std::fmt::Debug for ApiToken {
 }
 
 pub(crate) fn router(state: ApiState) -> Router {
-    Router::new()
+    let mut routes = Router::new();
+    if state.faults.debug_api() {
+        routes = routes.route(
+            "/v1/debug/corrupt-shard",
+            axum::routing::post(corrupt_shard),
+        );
+    }
+    routes
         .route("/v1/files", get(list_files).post(put_file))
+        .route("/v1/files/{id}/check", axum::routing::post(check_file))
         .route("/v1/files/{id}", get(get_file))
         .route("/v1/files/{id}/envelope", axum::routing::post(rewrap_file))
         .route("/v1/rewrap", axum::routing::post(rewrap_all))
@@ -110,6 +122,21 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
         axum::Json(json!({ "error": message, "kind": kind })),
     )
         .into_response()
+}
+
+/// A request the API refuses with 400: its kind and message.
+struct BadRequest(&'static str, String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, self.0, &self.1)
+    }
+}
+
+/// A file id from the path.
+fn parse_id(text: &str) -> Result<FileId, BadRequest> {
+    text.parse()
+        .map_err(|e: datamesh_core::IdError| BadRequest("bad_id", e.to_string()))
 }
 
 fn put_error(e: &PutError) -> Response {
@@ -194,9 +221,9 @@ async fn rewrap_file(
     Path(id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
-    let id: FileId = match id.parse() {
+    let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_id", &e.to_string()),
+        Err(e) => return e.into_response(),
     };
     let mut add = Vec::new();
     for (k, v) in query {
@@ -298,9 +325,9 @@ impl Write for ChannelWriter {
 }
 
 async fn get_file(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    let id: FileId = match id.parse() {
+    let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_id", &e.to_string()),
+        Err(e) => return e.into_response(),
     };
     let file = match state.files.open(id).await {
         Ok(file) => file,
@@ -389,6 +416,7 @@ async fn status(State(state): State<ApiState>) -> Response {
         Some((Ok(b), Ok(s))) => (b, s),
         _ => (0, 0),
     };
+    let last_check = state.files.last_self_check();
     axum::Json(json!({
         "peer_id": info.peer_id.to_string(),
         "listen_addresses": info.listen_addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -397,6 +425,9 @@ async fn status(State(state): State<ApiState>) -> Response {
         "shards": shards,
         "bytes_stored": bytes,
         "quota_bytes": state.store.config().max_bytes(),
+        "files_below_full_health": last_check.as_ref().map(|c| c.below_full_health.len()),
+        "below_full_health": last_check.as_ref().map(|c| c.below_full_health.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        "last_self_check": last_check.as_ref().map(|c| c.finished),
     }))
     .into_response()
 }
@@ -427,4 +458,132 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     (headers, state.metrics.render()).into_response()
+}
+
+fn flag(query: &[(String, String)], name: &str) -> Result<bool, BadRequest> {
+    match query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("0" | "false") => Ok(false),
+        Some("1" | "true" | "") => Ok(true),
+        Some(other) => Err(BadRequest(
+            "bad_query",
+            format!("{name}={other}: use 1 or 0"),
+        )),
+    }
+}
+
+/// Checks a file (`verify=1`: fetch and hash every copy; `repair=1`: rebuild what is
+/// missing). Answers the report whatever the file's state; errors only when the file
+/// cannot be found at all.
+async fn check_file(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, BadRequest> {
+    let id = parse_id(&id)?;
+    let (verify, repair) = (flag(&query, "verify")?, flag(&query, "repair")?);
+    let result = if repair {
+        state.files.repair(id, verify).await
+    } else {
+        state.files.check(id, verify).await
+    };
+    Ok(match result {
+        Ok(report) => axum::Json(report.to_json()).into_response(),
+        Err(e) => get_error(&e),
+    })
+}
+
+/// A shard the debug route may corrupt: its file and (stripe, index) when known.
+type CorruptTarget = (Option<FileId>, Option<(u64, usize)>, datamesh_core::ShardId);
+
+/// Test faults only: flips bytes of one stored shard (by id, or any held shard of a file).
+async fn corrupt_shard(
+    State(state): State<ApiState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, BadRequest> {
+    let get = |name: &str| {
+        query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let number = |name: &str| -> Result<Option<u64>, BadRequest> {
+        get(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| BadRequest("bad_query", format!("{name}={v}: not a number")))
+            })
+            .transpose()
+    };
+    let (stripe, index) = (number("stripe")?, number("index")?);
+    let mut targets: Vec<CorruptTarget> = Vec::new();
+    match (get("shard"), get("file")) {
+        (Some(shard), None) => {
+            let id = shard
+                .parse()
+                .map_err(|e| BadRequest("bad_id", format!("shard {shard}: {e}")))?;
+            targets.push((None, None, id));
+        }
+        (None, Some(file)) => {
+            let id = parse_id(&file)?;
+            let manifest = match state.files.manifest_of(id).await {
+                Ok(m) => m,
+                Err(e) => return Ok(get_error(&e)),
+            };
+            for (s, row) in manifest.stripes().iter().enumerate() {
+                for (i, shard) in row.iter().enumerate() {
+                    if stripe.is_none_or(|x| x == s as u64) && index.is_none_or(|x| x == i as u64) {
+                        targets.push((Some(id), Some((s as u64, i)), *shard));
+                    }
+                }
+            }
+        }
+        _ => {
+            return Err(BadRequest(
+                "bad_query",
+                "give exactly one of shard=HEX or file=ID".into(),
+            ));
+        }
+    }
+    let store = Arc::clone(&state.store);
+    let done = tokio::task::spawn_blocking(move || {
+        for (file, position, shard) in targets {
+            match store.corrupt_for_test(&shard) {
+                Ok(true) => return Ok(Some((file, position, shard))),
+                Ok(false) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    })
+    .await;
+    Ok(match done {
+        Ok(Ok(Some((file, position, shard)))) => {
+            tracing::warn!(shard = %shard.short(), "TEST FAULT: corrupted a stored shard");
+            axum::Json(json!({
+                "shard": shard.to_string(),
+                "file": file.map(|f| f.to_string()),
+                "stripe": position.map(|p| p.0),
+                "index": position.map(|p| p.1),
+                "peer_id": state.net.peer_id().to_string(),
+            }))
+            .into_response()
+        }
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this node holds no such shard",
+        ),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", &e.to_string()),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+        ),
+    })
 }

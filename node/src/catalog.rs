@@ -165,6 +165,22 @@ impl Catalog {
         Ok(())
     }
 
+    /// Replaces a file's placement (after a repair moved shards).
+    ///
+    /// # Errors
+    /// [`CatalogError::Db`].
+    pub fn set_placement(&self, id: &FileId, placement: &Placement) -> Result<(), CatalogError> {
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        self.db.put_cf_opt(
+            cf(&self.db, CF_FILES)?,
+            key(PLACEMENT_PREFIX, id),
+            encode(placement),
+            &sync,
+        )?;
+        Ok(())
+    }
+
     /// Every file, in id order.
     ///
     /// # Errors

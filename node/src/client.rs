@@ -126,7 +126,7 @@ impl Client {
         format!("http://{}{path}", self.addr)
     }
 
-    fn check(
+    fn answer(
         &self,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
@@ -154,12 +154,32 @@ impl Client {
     }
 
     fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let response = self.check(
+        let response = self.answer(
             self.agent
                 .get(self.url(path))
                 .header("authorization", format!("Bearer {}", self.token))
                 .call(),
         )?;
+        response
+            .into_body()
+            .read_json()
+            .map_err(|e| ClientError::Interrupted(e.to_string()))
+    }
+
+    /// `POST path?query` with an empty body, answering JSON.
+    fn post_json(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut request = self
+            .agent
+            .post(self.url(path))
+            .header("authorization", format!("Bearer {}", self.token));
+        for (key, value) in query {
+            request = request.query(*key, value);
+        }
+        let response = self.answer(request.send_empty())?;
         response
             .into_body()
             .read_json()
@@ -185,7 +205,7 @@ impl Client {
             request = request.query("to", key.to_string());
         }
         let mut body = body;
-        let response = self.check(request.send(ureq::SendBody::from_reader(&mut body)))?;
+        let response = self.answer(request.send(ureq::SendBody::from_reader(&mut body)))?;
         response
             .into_body()
             .read_json()
@@ -198,7 +218,7 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub fn get(&self, id: &FileId) -> Result<Download, ClientError> {
-        let response = self.check(
+        let response = self.answer(
             self.agent
                 .get(self.url(&format!("/v1/files/{id}")))
                 .header("authorization", format!("Bearer {}", self.token))
@@ -234,18 +254,8 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub fn rewrap(&self, id: &FileId, to: &[PublicKey]) -> Result<serde_json::Value, ClientError> {
-        let mut request = self
-            .agent
-            .post(self.url(&format!("/v1/files/{id}/envelope")))
-            .header("authorization", format!("Bearer {}", self.token));
-        for key in to {
-            request = request.query("to", key.to_string());
-        }
-        let response = self.check(request.send_empty())?;
-        response
-            .into_body()
-            .read_json()
-            .map_err(|e| ClientError::Interrupted(e.to_string()))
+        let query: Vec<(&str, String)> = to.iter().map(|k| ("to", k.to_string())).collect();
+        self.post_json(&format!("/v1/files/{id}/envelope"), &query)
     }
 
     /// Re-wraps every file of the node's catalog to its active key.
@@ -253,16 +263,7 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub fn rewrap_all(&self) -> Result<serde_json::Value, ClientError> {
-        let response = self.check(
-            self.agent
-                .post(self.url("/v1/rewrap"))
-                .header("authorization", format!("Bearer {}", self.token))
-                .send_empty(),
-        )?;
-        response
-            .into_body()
-            .read_json()
-            .map_err(|e| ClientError::Interrupted(e.to_string()))
+        self.post_json("/v1/rewrap", &[])
     }
 
     /// Per file of the catalog, the key ids (hex) of the node's keys that open it.
@@ -285,6 +286,54 @@ impl Client {
     /// See [`ClientError`].
     pub fn list(&self) -> Result<Vec<ListedFile>, ClientError> {
         self.get_json("/v1/files")
+    }
+
+    /// Checks a file: which shards are healthy on which peers; `verify` fetches and
+    /// hashes every copy, `repair` rebuilds and re-places what is missing. Answers the
+    /// report of [`crate::health::CheckReport::to_json`].
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn check(
+        &self,
+        id: &FileId,
+        verify: bool,
+        repair: bool,
+    ) -> Result<serde_json::Value, ClientError> {
+        let flag = |on: bool| if on { "1" } else { "0" }.to_string();
+        self.post_json(
+            &format!("/v1/files/{id}/check"),
+            &[("verify", flag(verify)), ("repair", flag(repair))],
+        )
+    }
+
+    /// Test faults only (the node must run with `DATAMESH_TEST_FAULTS=1`): flips bytes of
+    /// a stored shard, given by id (`shard`) or as any held shard of `file` (optionally of
+    /// one stripe and index). Answers `{"shard", "file", "stripe", "index", "peer_id"}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a node without test faults answers 404.
+    pub fn debug_corrupt_shard(
+        &self,
+        shard: Option<&str>,
+        file: Option<&FileId>,
+        stripe: Option<u64>,
+        index: Option<u64>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(shard) = shard {
+            query.push(("shard", shard.to_string()));
+        }
+        if let Some(file) = file {
+            query.push(("file", file.to_string()));
+        }
+        if let Some(stripe) = stripe {
+            query.push(("stripe", stripe.to_string()));
+        }
+        if let Some(index) = index {
+            query.push(("index", index.to_string()));
+        }
+        self.post_json("/v1/debug/corrupt-shard", &query)
     }
 
     /// `GET /v1/status` as JSON.

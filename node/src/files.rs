@@ -199,16 +199,17 @@ pub struct GetReport {
 /// The put/get engine of a node.
 #[derive(Clone)]
 pub struct Files {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    net: Network,
-    server: Arc<Server>,
-    catalog: Catalog,
+pub(crate) struct Inner {
+    pub(crate) net: Network,
+    pub(crate) server: Arc<Server>,
+    pub(crate) catalog: Catalog,
     keys: Arc<dyn KeyProvider>,
-    metrics: Arc<Metrics>,
-    config: FilesConfig,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) config: FilesConfig,
+    pub(crate) last_self_check: Mutex<Option<crate::health::SelfCheck>>,
 }
 
 impl std::fmt::Debug for Files {
@@ -247,12 +248,17 @@ impl Files {
                 keys,
                 metrics,
                 config,
+                last_self_check: Mutex::new(None),
             }),
         }
     }
 
     /// Sends a request to a peer, or serves it locally when the peer is this node.
-    async fn send(&self, peer: PeerId, request: Request) -> Result<Response, NetworkError> {
+    pub(crate) async fn send(
+        &self,
+        peer: PeerId,
+        request: Request,
+    ) -> Result<Response, NetworkError> {
         let inner = &self.inner;
         if peer != inner.net.peer_id() {
             return inner.net.request(peer, request).await;
@@ -281,6 +287,27 @@ impl Files {
         peers.retain(|p| seen.insert(*p));
         sort_by_distance(&mut peers, key);
         Ok(peers)
+    }
+
+    /// Sends `request` to every peer at once, each answer bounded by `deadline`; yields
+    /// `(peer, answer)` as they come, `None` for a failure or a timeout.
+    pub(crate) fn ask_all(
+        &self,
+        peers: &[PeerId],
+        request: &Request,
+        deadline: Duration,
+    ) -> FuturesUnordered<impl Future<Output = (PeerId, Option<Response>)> + use<>> {
+        peers
+            .iter()
+            .map(|&peer| {
+                let files = self.clone();
+                let request = request.clone();
+                async move {
+                    let answer = tokio::time::timeout(deadline, files.send(peer, request)).await;
+                    (peer, answer.ok().and_then(Result::ok))
+                }
+            })
+            .collect()
     }
 
     // ------------------------------------------------------------------ put
@@ -424,26 +451,54 @@ impl Files {
     ) -> Result<[PeerId; TOTAL_SHARDS], PutError> {
         let index = stripe.index();
         let ids = *stripe.ids();
-        let mut candidates = self.candidates(ids[0].as_bytes()).await?;
+        let shards: Vec<(ShardId, Vec<u8>)> = ids.into_iter().zip(stripe.into_shards()).collect();
+        let (placed, found) = self
+            .place_shards(ids[0].as_bytes(), shards, &HashSet::new(), unreachable)
+            .await?;
+        let placed_count = placed.iter().flatten().count();
+        match placed[..] {
+            [Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)] => Ok([a, b, c, d, e, f]),
+            _ => Err(PutError::NotEnoughPeers {
+                stripe: index,
+                placed: placed_count,
+                found,
+            }),
+        }
+    }
+
+    /// Places each of `shards` on its own peer, nearest to `key` first, never on a peer of
+    /// `exclude`; a peer that fails or refuses is replaced by the next nearest. Used by
+    /// put (a whole stripe, `key` its first shard id) and by repair (the missing shards of
+    /// a stripe, away from its remaining holders). Returns, per shard, the peer that
+    /// stored it (`None` if candidates ran out) and how many candidates there were.
+    pub(crate) async fn place_shards(
+        &self,
+        key: &[u8],
+        shards: Vec<(ShardId, Vec<u8>)>,
+        exclude: &HashSet<PeerId>,
+        unreachable: &Mutex<HashSet<PeerId>>,
+    ) -> Result<(Vec<Option<PeerId>>, usize), NetworkError> {
+        let mut candidates = self.candidates(key).await?;
         let found = candidates.len();
+        candidates.retain(|p| !exclude.contains(p));
         {
             // Peers that already failed during this put go last, not first.
             let bad = unreachable.lock().unwrap_or_else(|p| p.into_inner());
             candidates.sort_by_key(|p| bad.contains(p));
         }
-        let shards = stripe.into_shards();
         let mut next = 0usize;
-        let mut placed: [Option<PeerId>; TOTAL_SHARDS] = [None; TOTAL_SHARDS];
+        let mut placed: Vec<Option<PeerId>> = vec![None; shards.len()];
         let mut attempts = FuturesUnordered::new();
         let launch = |shard: usize, peer: PeerId| {
+            let (id, bytes) = &shards[shard];
             let request = Request::Store {
-                id: ids[shard],
-                bytes: shards[shard].clone(),
+                id: *id,
+                bytes: bytes.clone(),
             };
             let files = self.clone();
             async move { (shard, peer, files.send(peer, request).await) }
         };
-        for shard in 0..TOTAL_SHARDS {
+        for shard in 0..shards.len() {
             let Some(&peer) = candidates.get(next) else {
                 break;
             };
@@ -474,19 +529,15 @@ impl Files {
                 }
             }
         }
-        let placed_count = placed.iter().flatten().count();
-        match placed {
-            [Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)] => Ok([a, b, c, d, e, f]),
-            _ => Err(PutError::NotEnoughPeers {
-                stripe: index,
-                placed: placed_count,
-                found,
-            }),
-        }
+        Ok((placed, found))
     }
 
     /// Stores one blob on up to [`MANIFEST_COPIES`] distinct peers nearest to `key`.
-    async fn place_copies(&self, key: &[u8], request: &Request) -> Result<Vec<PeerId>, PutError> {
+    pub(crate) async fn place_copies(
+        &self,
+        key: &[u8],
+        request: &Request,
+    ) -> Result<Vec<PeerId>, PutError> {
         let candidates = self.candidates(key).await?;
         let mut stored = Vec::new();
         for chunk in candidates.chunks(MANIFEST_COPIES) {
@@ -515,9 +566,14 @@ impl Files {
 
     /// Sends a key envelope to `peers` (and keeps it locally). Returns how many took it.
     async fn publish_envelope(&self, envelope: &KeyEnvelope, peers: &[PeerId]) -> usize {
-        let request = Request::PutEnvelope {
-            bytes: envelope.to_bytes(),
-        };
+        self.publish_envelope_bytes(envelope.to_bytes(), peers)
+            .await
+    }
+
+    /// Sends a key envelope's wire form to `peers` and this node. Returns how many took
+    /// it. Envelopes are signed and opaque: no key is needed to pass one on.
+    pub(crate) async fn publish_envelope_bytes(&self, bytes: Vec<u8>, peers: &[PeerId]) -> usize {
+        let request = Request::PutEnvelope { bytes };
         let mut targets: Vec<PeerId> = peers.to_vec();
         if !targets.contains(&self.inner.net.peer_id()) {
             targets.push(self.inner.net.peer_id());
@@ -539,7 +595,7 @@ impl Files {
     }
 
     /// Asks every holder to announce the file in the DHT. Returns how many agreed.
-    async fn announce(&self, id: FileId, holders: &HashSet<PeerId>) -> usize {
+    pub(crate) async fn announce(&self, id: FileId, holders: &HashSet<PeerId>) -> usize {
         let results: Vec<_> = holders
             .iter()
             .map(|&peer| {
@@ -572,7 +628,7 @@ impl Files {
             None => self.fetch_manifest(id, &peers).await?,
         };
         let (key, metadata) = self.unlock(id, &manifest, &peers).await?;
-        let holders = self.locate(&manifest, &peers, placement.as_ref()).await;
+        let (holders, _) = self.locate(&manifest, &peers, placement.as_ref()).await;
         for (stripe, row) in holders.iter().enumerate() {
             let have = row.iter().filter(|h| !h.is_empty()).count();
             if have < DATA_SHARDS {
@@ -592,9 +648,28 @@ impl Files {
         })
     }
 
+    /// A file's manifest, from the catalog, this node's store or the network. Needs no
+    /// key: the manifest is checked against the file id, which is its hash.
+    ///
+    /// # Errors
+    /// [`GetError::NotFound`] or [`GetError::Catalog`].
+    pub async fn manifest_of(&self, id: FileId) -> Result<Manifest, GetError> {
+        let inner = &self.inner;
+        if let Some(m) = inner.catalog.manifest(&id)? {
+            return Ok(m);
+        }
+        let placement = inner.catalog.placement(&id)?;
+        let peers = self.file_peers(id, placement.as_ref()).await;
+        self.fetch_manifest(id, &peers).await
+    }
+
     /// Peers that may hold something of a file: its DHT providers, the placement
     /// recorded at put time, and this node.
-    async fn file_peers(&self, id: FileId, placement: Option<&Placement>) -> Vec<PeerId> {
+    pub(crate) async fn file_peers(
+        &self,
+        id: FileId,
+        placement: Option<&Placement>,
+    ) -> Vec<PeerId> {
         let inner = &self.inner;
         let deadline = inner.config.lookup_deadline;
         let mut peers: Vec<PeerId> =
@@ -664,21 +739,16 @@ impl Files {
         })
     }
 
-    async fn fetch_manifest(&self, id: FileId, peers: &[PeerId]) -> Result<Manifest, GetError> {
+    pub(crate) async fn fetch_manifest(
+        &self,
+        id: FileId,
+        peers: &[PeerId],
+    ) -> Result<Manifest, GetError> {
         let blob = ShardId::from_bytes(*id.as_bytes());
         let deadline = self.inner.config.lookup_deadline;
-        let mut attempts: FuturesUnordered<_> = peers
-            .iter()
-            .map(|&peer| {
-                let files = self.clone();
-                async move {
-                    tokio::time::timeout(deadline, files.send(peer, Request::Fetch { id: blob }))
-                        .await
-                }
-            })
-            .collect();
-        while let Some(result) = attempts.next().await {
-            if let Ok(Ok(Response::Blob(bytes))) = result
+        let mut attempts = self.ask_all(peers, &Request::Fetch { id: blob }, deadline);
+        while let Some((_, answer)) = attempts.next().await {
+            if let Some(Response::Blob(bytes)) = answer
                 && FileId::of_manifest(&bytes) == id
                 && let Ok(manifest) = Manifest::from_bytes(&bytes)
             {
@@ -713,21 +783,9 @@ impl Files {
         if let Some(found) = try_open(&raw) {
             return Ok(found);
         }
-        let mut asks: FuturesUnordered<_> = peers
-            .iter()
-            .map(|&peer| {
-                let files = self.clone();
-                async move {
-                    tokio::time::timeout(
-                        deadline,
-                        files.send(peer, Request::GetEnvelope { file: id }),
-                    )
-                    .await
-                }
-            })
-            .collect();
-        while let Some(result) = asks.next().await {
-            if let Ok(Ok(Response::Envelopes(list))) = result {
+        let mut asks = self.ask_all(peers, &Request::GetEnvelope { file: id }, deadline);
+        while let Some((_, answer)) = asks.next().await {
+            if let Some(Response::Envelopes(list)) = answer {
                 raw = list;
                 if let Some(found) = try_open(&raw) {
                     return Ok(found);
@@ -737,13 +795,14 @@ impl Files {
         Err(GetError::NoKey(id))
     }
 
-    /// Asks every candidate peer which of the file's shards it holds.
-    async fn locate(
+    /// Asks every candidate peer which of the file's shards it holds. Returns, per stripe
+    /// and shard index, the peers that say they hold it, and the peers that answered.
+    pub(crate) async fn locate(
         &self,
         manifest: &Manifest,
         peers: &[PeerId],
         placement: Option<&Placement>,
-    ) -> Vec<[Vec<PeerId>; TOTAL_SHARDS]> {
+    ) -> (Vec<[Vec<PeerId>; TOTAL_SHARDS]>, HashSet<PeerId>) {
         let stripes = manifest.stripes();
         let mut holders: Vec<[Vec<PeerId>; TOTAL_SHARDS]> =
             (0..stripes.len()).map(|_| Default::default()).collect();
@@ -769,11 +828,13 @@ impl Files {
                 }
             })
             .collect();
+        let mut answered = HashSet::new();
         while let Some((peer, flags)) = asks.next().await {
             let Some(flags) = flags else {
                 debug!(%peer, "peer did not answer which shards it holds");
                 continue;
             };
+            answered.insert(peer);
             for (i, _) in flags.iter().enumerate().filter(|(_, has)| **has) {
                 holders[i / TOTAL_SHARDS][i % TOTAL_SHARDS].push(peer);
             }
@@ -791,7 +852,7 @@ impl Files {
                 }
             }
         }
-        holders
+        (holders, answered)
     }
 
     /// Streams an opened file into `out`.
@@ -974,7 +1035,8 @@ impl Files {
                             continue;
                         }
                         Ok(Response::Blob(_)) => {
-                            warn!(%peer, stripe, index, "peer served a shard that does not match its id");
+                            warn!(%peer, stripe, index, "peer served a shard that does not match its id; fetching it elsewhere");
+                            self.inner.metrics.bad_shards_fetched.inc();
                             bad_peers.lock().unwrap_or_else(|p| p.into_inner()).push(peer);
                         }
                         Ok(other) => debug!(%peer, stripe, index, ?other, "shard not served"),

@@ -36,6 +36,15 @@ pub struct Metrics {
     pub get_seconds: Histogram,
     /// Peers in the DHT routing table (updated on status reads).
     pub dht_peers: Gauge,
+    /// Shards fetched from a peer that did not match their id (a bad peer, caught).
+    pub bad_shards_fetched: Counter,
+    /// Shards rebuilt and placed on a new peer by a repair.
+    pub repaired_shards: Counter,
+    /// Files of the catalog below full health (fewer than six healthy shards on six
+    /// distinct live peers in some stripe) after the last self-check.
+    pub files_below_full_health: Gauge,
+    /// Self-check passes over the catalog.
+    pub self_checks: Counter,
 }
 
 impl Default for Metrics {
@@ -62,6 +71,10 @@ impl Metrics {
             put_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             get_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             dht_peers: Gauge::default(),
+            bad_shards_fetched: Counter::default(),
+            repaired_shards: Counter::default(),
+            files_below_full_health: Gauge::default(),
+            self_checks: Counter::default(),
             registry: Registry::default(),
         };
         let reg = &mut registry;
@@ -117,6 +130,26 @@ impl Metrics {
             "dht_peers",
             "Peers in the DHT routing table",
             m.dht_peers.clone(),
+        );
+        reg.register(
+            "bad_shards_fetched",
+            "Shards fetched from peers that did not match their id",
+            m.bad_shards_fetched.clone(),
+        );
+        reg.register(
+            "repaired_shards",
+            "Shards rebuilt and placed on a new peer by repair",
+            m.repaired_shards.clone(),
+        );
+        reg.register(
+            "files_below_full_health",
+            "Catalog files below six healthy shards on six distinct live peers at the last self-check",
+            m.files_below_full_health.clone(),
+        );
+        reg.register(
+            "self_checks",
+            "Self-check passes over the catalog",
+            m.self_checks.clone(),
         );
         Self { registry, ..m }
     }

@@ -16,6 +16,7 @@ use tracing::info;
 use crate::api::{ApiState, ApiToken, router};
 use crate::catalog::Catalog;
 use crate::db::DbError;
+use crate::faults::TestFaults;
 use crate::files::{Files, FilesConfig, KeyProvider};
 use crate::metrics::Metrics;
 use crate::network::{Network, NetworkConfig, NetworkError};
@@ -31,7 +32,12 @@ pub struct NodeConfig {
     api_addr: SocketAddr,
     store: StoreConfig,
     files: FilesConfig,
+    check_interval: Duration,
+    faults: TestFaults,
 }
+
+/// Default period of the self-check over the catalog.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(600);
 
 impl NodeConfig {
     /// A node keeping its database in `data_dir`, with the given network settings,
@@ -43,7 +49,22 @@ impl NodeConfig {
             api_addr,
             store: StoreConfig::new(10 << 30),
             files: FilesConfig::default(),
+            check_interval: DEFAULT_CHECK_INTERVAL,
+            faults: TestFaults::none(),
         }
+    }
+
+    /// How often the node checks the files of its catalog and repairs those below full
+    /// health; zero disables. Default: [`DEFAULT_CHECK_INTERVAL`] (10 minutes).
+    pub fn with_check_interval(mut self, interval: Duration) -> Self {
+        self.check_interval = interval;
+        self
+    }
+
+    /// Test-only faults (see [`crate::faults`]). Default: none.
+    pub fn with_test_faults(mut self, faults: TestFaults) -> Self {
+        self.faults = faults;
+        self
     }
 
     /// Storage quota. Default: 10 GiB.
@@ -89,6 +110,7 @@ pub struct Node {
     stop_api: watch::Sender<bool>,
     api_task: JoinHandle<()>,
     net_task: JoinHandle<()>,
+    check_task: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -103,17 +125,19 @@ impl Node {
         token: ApiToken,
     ) -> Result<Self, NodeError> {
         let peer_id = identity.public().to_peer_id();
+        if let Some(warning) = config.faults.warning() {
+            tracing::warn!("{warning}");
+        }
         let dir = config.data_dir.clone();
         let db = tokio::task::spawn_blocking(move || crate::db::open(&dir))
             .await
             .map_err(|e| DbError::Task(e.to_string()))??;
         let metrics = Arc::new(Metrics::new());
         let store = Arc::new(ShardStore::new(Arc::clone(&db), config.store));
-        let server = Arc::new(Server::new(
-            Arc::clone(&store),
-            Arc::clone(&db),
-            Arc::clone(&metrics),
-        ));
+        let server = Arc::new(
+            Server::new(Arc::clone(&store), Arc::clone(&db), Arc::clone(&metrics))
+                .with_wrong_bytes(config.faults.wrong_bytes()),
+        );
         let records = PersistentStore::new(
             peer_id,
             Arc::clone(&db),
@@ -149,6 +173,7 @@ impl Node {
             store,
             metrics,
             token: Arc::new(token),
+            faults: config.faults,
         });
         let (stop_api, mut stopped) = watch::channel(false);
         let api_task = tokio::spawn(async move {
@@ -173,6 +198,19 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let check_task = (!config.check_interval.is_zero()).then(|| {
+            let files = files.clone();
+            let interval = config.check_interval;
+            tokio::spawn(async move {
+                let mut timer = tokio::time::interval(interval);
+                timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                timer.tick().await; // the first tick is immediate: wait a full period
+                loop {
+                    timer.tick().await;
+                    files.self_check().await;
+                }
+            })
+        });
         info!(%peer_id, %api_addr, "node started");
         Ok(Self {
             network,
@@ -182,6 +220,7 @@ impl Node {
             stop_api,
             api_task,
             net_task,
+            check_task,
         })
     }
 
@@ -225,6 +264,9 @@ impl Node {
     /// [`NodeError::Db`] if the final flush fails (the WAL still holds every synced
     /// write).
     pub async fn shutdown(self) -> Result<(), NodeError> {
+        if let Some(task) = &self.check_task {
+            task.abort();
+        }
         let _ = self.stop_api.send(true);
         let _ = self.api_task.await;
         self.network.shutdown().await;

@@ -92,6 +92,9 @@ pub enum Refusal {
     Invalid(String),
     /// The node failed on its side (disk error; reason given).
     Failed(String),
+    /// The stored copy no longer matches its id (bit rot, a torn write): not served. Any
+    /// peer may ask for such a copy to be deleted.
+    Corrupt,
 }
 
 /// The answer to a [`Request`].

@@ -27,12 +27,31 @@ pub struct Server {
     store: Arc<ShardStore>,
     db: Arc<DB>,
     metrics: Arc<Metrics>,
+    /// Test-only misbehaviour: serve altered bytes (see [`crate::faults`]).
+    wrong_bytes: bool,
 }
 
 impl Server {
     /// A server over the node's store and database.
     pub fn new(store: Arc<ShardStore>, db: Arc<DB>, metrics: Arc<Metrics>) -> Self {
-        Self { store, db, metrics }
+        Self {
+            store,
+            db,
+            metrics,
+            wrong_bytes: false,
+        }
+    }
+
+    /// Test-only: answer every fetch with altered bytes, as a lying peer would. Set only
+    /// from [`crate::faults::TestFaults`].
+    pub(crate) fn with_wrong_bytes(mut self, on: bool) -> Self {
+        self.wrong_bytes = on;
+        self
+    }
+
+    /// The shard store served.
+    pub fn store(&self) -> &Arc<ShardStore> {
+        &self.store
     }
 
     fn store_blob(&self, peer: PeerId, id: ShardId, bytes: &[u8]) -> Response {
@@ -63,16 +82,23 @@ impl Server {
 
     fn fetch(&self, id: ShardId) -> Response {
         match self.store.get(&id) {
-            Ok(Some(bytes)) => {
+            Ok(Some(mut bytes)) => {
                 self.metrics.shards_served.inc();
                 self.metrics.bytes_out.inc_by(bytes.len() as u64);
+                if self.wrong_bytes {
+                    warn!(shard = %id.short(), "TEST FAULT: serving altered bytes");
+                    match bytes.first_mut() {
+                        Some(b) => *b ^= 0xff,
+                        None => bytes.push(0),
+                    }
+                }
                 Response::Blob(bytes)
             }
             Ok(None) => Response::NotFound,
             Err(StoreError::Corrupt { id }) => {
                 warn!(shard = %id.short(), "stored shard is corrupt; not served");
                 self.metrics.corrupt_shards.inc();
-                Response::NotFound
+                Response::Refused(Refusal::Corrupt)
             }
             Err(e) => Response::Refused(Refusal::Failed(e.to_string())),
         }
@@ -143,6 +169,12 @@ impl InboundHandler for Server {
                     .map(|id| self.store.has(id).unwrap_or(false))
                     .collect(),
             ),
+            // A corrupt copy is useless to everyone: any peer (a repairer) may have it
+            // dropped. The store checks the corruption itself.
+            Request::Delete { id } if matches!(self.store.remove_corrupt(&id), Ok(true)) => {
+                warn!(%peer, shard = %id.short(), "dropped a corrupt copy on request");
+                Response::Done
+            }
             Request::Delete { id } => match self.store.delete(&id, &peer.to_bytes()) {
                 Ok(DeleteOutcome::NotOwner) => Response::Refused(Refusal::Denied),
                 Ok(_) => Response::Done,

@@ -234,27 +234,95 @@ impl ShardStore {
         let mut batch = WriteBatch::default();
         batch.delete_cf(owners, &key);
         if !shared {
-            let used = self.used_bytes()?;
-            batch.delete_cf(shards, id.as_bytes());
-            batch.put_cf(
-                self.cf(CF_META)?,
-                USED_BYTES_KEY,
-                used.saturating_sub(len).to_be_bytes(),
-            );
-            batch.put_cf(
-                self.cf(CF_META)?,
-                SHARD_COUNT_KEY,
-                self.shard_count()?.saturating_sub(1).to_be_bytes(),
-            );
+            self.drop_shard(&mut batch, id, len)?;
         }
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        self.db.write_opt(batch, &sync)?;
+        self.write_synced(batch)?;
         Ok(if shared {
             DeleteOutcome::StillShared
         } else {
             DeleteOutcome::Deleted
         })
+    }
+
+    /// Deletes a stored copy that no longer matches its id, whoever stored it: a corrupt
+    /// copy is useless to every owner, and keeping it would let `has` keep claiming it.
+    /// Returns whether a corrupt copy was removed (an intact one is never touched).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn remove_corrupt(&self, id: &ShardId) -> Result<bool, StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let owners = self.cf(CF_OWNERS)?;
+        let Some(len) = self
+            .db
+            .get_pinned_cf(self.cf(CF_SHARDS)?, id.as_bytes())?
+            .filter(|bytes| ShardId::of(bytes) != *id)
+            .map(|bytes| bytes.len() as u64)
+        else {
+            return Ok(false);
+        };
+        let mut batch = WriteBatch::default();
+        for (key, _) in self
+            .db
+            .prefix_iterator_cf(owners, id.as_bytes())
+            .map_while(Result::ok)
+            .take_while(|(k, _)| k.starts_with(id.as_bytes()))
+        {
+            batch.delete_cf(owners, key);
+        }
+        self.drop_shard(&mut batch, id, len)?;
+        self.write_synced(batch)?;
+        Ok(true)
+    }
+
+    /// Adds to `batch` the removal of a shard of `len` bytes and its share of the
+    /// counters. The caller holds the write lock.
+    fn drop_shard(&self, batch: &mut WriteBatch, id: &ShardId, len: u64) -> Result<(), StoreError> {
+        batch.delete_cf(self.cf(CF_SHARDS)?, id.as_bytes());
+        batch.put_cf(
+            self.cf(CF_META)?,
+            USED_BYTES_KEY,
+            self.used_bytes()?.saturating_sub(len).to_be_bytes(),
+        );
+        batch.put_cf(
+            self.cf(CF_META)?,
+            SHARD_COUNT_KEY,
+            self.shard_count()?.saturating_sub(1).to_be_bytes(),
+        );
+        Ok(())
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        self.db.write_opt(batch, &sync)?;
+        Ok(())
+    }
+
+    /// Test-only fault injection: flips bits of a stored shard in place (same length, so
+    /// the quota is unchanged), as bit rot would. Returns whether the shard was held.
+    /// Reachable only through the debug API, which exists only when the node was started
+    /// with test faults enabled.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn corrupt_for_test(&self, id: &ShardId) -> Result<bool, StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let shards = self.cf(CF_SHARDS)?;
+        let Some(mut bytes) = self.db.get_cf(shards, id.as_bytes())? else {
+            return Ok(false);
+        };
+        if bytes.is_empty() {
+            bytes.push(0xa5);
+        } else {
+            let middle = bytes.len() / 2;
+            bytes[0] ^= 0x01;
+            bytes[middle] ^= 0x80;
+        }
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        self.db.put_cf_opt(shards, id.as_bytes(), bytes, &sync)?;
+        Ok(true)
     }
 
     /// Flushes every memtable of the database to disk (on shutdown).
@@ -331,6 +399,32 @@ mod tests {
         ));
         assert!(!store.has(&id)?);
         assert_eq!(store.used_bytes()?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_corrupt_copy_is_not_served_and_anyone_may_remove_it() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::new(crate::db::open(dir.path())?, StoreConfig::new(1 << 20));
+        let (id, bytes) = shard(1000, 9);
+        let (other, other_bytes) = shard(500, 11);
+        store.put(&id, &bytes, b"a")?;
+        store.put(&id, &bytes, b"b")?;
+        store.put(&other, &other_bytes, b"a")?;
+        // An intact copy is never removed this way.
+        assert!(!store.remove_corrupt(&id)?);
+        assert!(store.corrupt_for_test(&id)?);
+        assert!(!store.corrupt_for_test(&ShardId::of(b"not held"))?);
+        assert!(matches!(store.get(&id), Err(StoreError::Corrupt { .. })));
+        assert!(store.has(&id)?);
+        assert!(store.remove_corrupt(&id)?);
+        assert!(!store.has(&id)?);
+        assert_eq!(store.delete(&id, b"a")?, DeleteOutcome::NotHeld);
+        assert_eq!((store.used_bytes()?, store.shard_count()?), (500, 1));
+        // Stored again, it is a fresh shard with a fresh owner list.
+        assert_eq!(store.put(&id, &bytes, b"c")?, PutOutcome::Stored);
+        assert_eq!(store.delete(&id, b"a")?, DeleteOutcome::NotOwner);
+        assert_eq!(store.get(&other)?, Some(other_bytes));
         Ok(())
     }
 

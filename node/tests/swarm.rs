@@ -1,5 +1,6 @@
 //! Several real nodes (TCP on 127.0.0.1, real RocksDB, real Kademlia) in one process:
-//! placement, sharing, refusal of bad shards, survival of two lost holders.
+//! placement, sharing, refusal of bad shards, survival of two lost holders; check, verify
+//! and repair (by a node without the key), bit rot and a peer serving wrong bytes.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -11,8 +12,8 @@ use datamesh_core::ecies::SecretKey;
 use datamesh_node::catalog::Placement;
 use datamesh_node::protocol::{Refusal, Request, Response};
 use datamesh_node::{
-    ApiToken, FileKeys, FilesConfig, GetError, KeyProvider, NetworkConfig, Node, NodeConfig,
-    PutError, StoreConfig,
+    ApiToken, FileKeys, FilesConfig, GetError, Health, KeyProvider, NetworkConfig, Node,
+    NodeConfig, PutError, StoreConfig, TestFaults,
 };
 use libp2p::identity::Keypair;
 
@@ -68,6 +69,16 @@ async fn start_net(
     n: usize,
     quota: impl Fn(usize) -> u64,
 ) -> Result<Net, Box<dyn std::error::Error + Send + Sync>> {
+    start_net_with(n, quota, |_| TestFaults::none(), Duration::ZERO).await
+}
+
+/// As [`start_net`], with test faults per node and a self-check interval (zero: off).
+async fn start_net_with(
+    n: usize,
+    quota: impl Fn(usize) -> u64,
+    faults: impl Fn(usize) -> TestFaults,
+    check_interval: Duration,
+) -> Result<Net, Box<dyn std::error::Error + Send + Sync>> {
     let mut nodes = Vec::new();
     let mut keys = Vec::new();
     let mut dirs = Vec::new();
@@ -87,7 +98,9 @@ async fn start_net(
         .with_files(FilesConfig {
             stripe_deadline: Duration::from_secs(15),
             ..FilesConfig::default()
-        });
+        })
+        .with_check_interval(check_interval)
+        .with_test_faults(faults(i));
         let node = Node::start(
             config,
             Keypair::generate_ed25519(),
@@ -502,5 +515,329 @@ async fn an_oversized_message_is_refused_and_the_node_keeps_serving() -> TestRes
         )
         .await?;
     assert_eq!(response, Response::Has(vec![false]));
+    net.shutdown().await
+}
+
+/// Index of the running node with this peer id.
+fn index_of(net: &Net, peer: libp2p::PeerId) -> Option<usize> {
+    (0..net.nodes.len()).find(|&j| net.nodes[j].as_ref().is_some_and(|n| n.peer_id() == peer))
+}
+
+/// Holders of stripe 0 (running nodes, in shard order), leaving out `keep`.
+fn stripe0_holders(net: &Net, placement: &Placement, keep: &[usize]) -> Vec<usize> {
+    (0..6)
+        .filter_map(|i| placement.holder(0, i))
+        .filter_map(|p| index_of(net, p))
+        .filter(|j| !keep.contains(j))
+        .collect()
+}
+
+async fn metric(node: &Node, name: &str) -> Result<f64, Box<dyn std::error::Error + Send + Sync>> {
+    let addr = node.api_addr();
+    let text = tokio::task::spawn_blocking(move || {
+        ureq::get(format!("http://{addr}/metrics"))
+            .header("authorization", "Bearer test-token")
+            .call()
+            .and_then(|r| r.into_body().read_to_string())
+    })
+    .await??;
+    let prefix = format!("{name} ");
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_without_the_key_repairs_and_the_owner_survives_two_more_losses() -> TestResult {
+    let mut net = start_net(8, |_| 1 << 30).await?;
+    let plain = data(2 * 1024 * 1024 + 77);
+    let report = net
+        .node(0)
+        .files()
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "kept.bin".into(),
+            vec![],
+        )
+        .await?;
+    let id = report.id;
+    // Node 7 was given no key: it cannot read the file...
+    assert!(matches!(
+        get(net.node(7), id).await,
+        Err(GetError::NoKey(_))
+    ));
+    let before = net.node(7).files().check(id, true).await?;
+    assert_eq!(before.state(), Health::Healthy, "{:#}", before.to_json());
+    assert!(before.bad_peers().is_empty());
+
+    // Lose two holders of stripe 0 (not the owner, not the repairer).
+    let placement = placement_of(net.node(0), &id)?;
+    let originals = stripe0_holders(&net, &placement, &[0, 7]);
+    assert!(originals.len() >= 4, "{originals:?}");
+    net.stop(originals[0]).await?;
+    net.stop(originals[1]).await?;
+    let degraded = net.node(7).files().check(id, false).await?;
+    assert_eq!(
+        degraded.state(),
+        Health::Degraded,
+        "{:#}",
+        degraded.to_json()
+    );
+
+    // ...but it can repair it: no key needed.
+    let repaired = net.node(7).files().repair(id, true).await?;
+    let json = repaired.to_json();
+    assert_eq!(repaired.state_before(), Health::Degraded, "{json:#}");
+    assert_eq!(repaired.state(), Health::Healthy, "{json:#}");
+    assert!(repaired.repaired_shards() >= 2, "{json:#}");
+    assert_eq!(json["after"]["healthy_stripes"], report.stripes);
+    for stripe in &repaired.stripes {
+        let peers: HashSet<_> = stripe.repaired.iter().map(|r| r.peer).collect();
+        assert_eq!(
+            peers.len(),
+            stripe.repaired.len(),
+            "new holders must be distinct"
+        );
+    }
+    assert!(
+        metric(net.node(7), "datamesh_repaired_shards_total").await? >= 2.0,
+        "the counter counts repaired shards"
+    );
+    // A fresh check from the owner sees every stripe back at full health.
+    let again = net.node(0).files().check(id, true).await?;
+    assert_eq!(again.state(), Health::Healthy, "{:#}", again.to_json());
+
+    // Lose two *other* original holders: only the repaired shards make this readable.
+    net.stop(originals[2]).await?;
+    net.stop(originals[3]).await?;
+    assert!(get(net.node(0), id).await? == plain);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_names_a_corrupt_shard_and_repair_replaces_it() -> TestResult {
+    use datamesh_node::client::{Client, ClientError};
+    // Node 6 runs without test faults: its debug route does not exist.
+    let net = start_net_with(
+        7,
+        |_| 1 << 30,
+        |i| {
+            if i == 6 {
+                TestFaults::none()
+            } else {
+                TestFaults::none().with_debug_api()
+            }
+        },
+        Duration::ZERO,
+    )
+    .await?;
+    let plain = data(1024 * 1024 + 3);
+    let id = net
+        .node(0)
+        .files()
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "rot.bin".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    let placement = placement_of(net.node(0), &id)?;
+    let victim = *stripe0_holders(&net, &placement, &[0, 6])
+        .first()
+        .ok_or("no holder to corrupt")?;
+    let victim_peer = net.node(victim).peer_id();
+    let (addr, plain_addr) = (net.node(victim).api_addr(), net.node(6).api_addr());
+    let corrupted = tokio::task::spawn_blocking(move || {
+        let client = Client::new(addr, "test-token");
+        let normal = Client::new(plain_addr, "test-token");
+        let refused = normal.debug_corrupt_shard(None, Some(&id), None, None);
+        assert!(
+            matches!(refused, Err(ClientError::Api { status: 404, .. })),
+            "{refused:?}"
+        );
+        client.debug_corrupt_shard(None, Some(&id), Some(0), None)
+    })
+    .await??;
+    let shard = corrupted["shard"]
+        .as_str()
+        .ok_or("no shard in answer")?
+        .to_string();
+    assert_eq!(corrupted["stripe"], 0);
+
+    // Readers still get the right bytes.
+    assert!(get(net.node(0), id).await? == plain);
+    // The cheap check trusts the holder; verify names it.
+    assert_eq!(
+        net.node(0).files().check(id, false).await?.state(),
+        Health::Healthy
+    );
+    let verified = net.node(0).files().check(id, true).await?;
+    let json = verified.to_json();
+    assert_eq!(verified.state(), Health::Degraded, "{json:#}");
+    assert_eq!(verified.bad_peers(), vec![victim_peer], "{json:#}");
+    let bad = &json["stripes"][0]["bad"][0];
+    assert_eq!(bad["shard"], shard.as_str());
+    assert_eq!(bad["reason"], "corrupt");
+    assert_eq!(bad["peer"], victim_peer.to_string());
+
+    let repaired = net.node(0).files().repair(id, true).await?;
+    assert_eq!(
+        repaired.state(),
+        Health::Healthy,
+        "{:#}",
+        repaired.to_json()
+    );
+    assert_eq!(repaired.repaired_shards(), 1, "{:#}", repaired.to_json());
+    // The corrupt copy was dropped: a second verify is clean.
+    let clean = net.node(0).files().check(id, true).await?;
+    assert_eq!(clean.state(), Health::Healthy, "{:#}", clean.to_json());
+    assert!(clean.bad_peers().is_empty(), "{:#}", clean.to_json());
+    assert!(get(net.node(0), id).await? == plain);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_serving_wrong_bytes_is_rejected_and_reported() -> TestResult {
+    // Six nodes: every stripe has a shard on the liar (node 3).
+    let net = start_net_with(
+        6,
+        |_| 1 << 30,
+        |i| {
+            if i == 3 {
+                TestFaults::none().with_debug_api().with_wrong_bytes()
+            } else {
+                TestFaults::none()
+            }
+        },
+        Duration::ZERO,
+    )
+    .await?;
+    let liar = net.node(3).peer_id();
+    let plain = data(6 * 1024 * 1024 + 11);
+    let id = net
+        .node(0)
+        .files()
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "liar.bin".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    // The get asks the recorded holder of each data shard first: wherever that is the
+    // liar, its bytes must be rejected and the shard fetched elsewhere.
+    let placement = placement_of(net.node(0), &id)?;
+    let asked_liar = (0..7u64).any(|s| (0..4).any(|i| placement.holder(s, i) == Some(liar)));
+    let file = net.node(0).files().open(id).await?;
+    let out = SharedBuf::default();
+    let got = net.node(0).files().read(file, out.clone()).await?;
+    assert!(out.take() == plain, "wrong bytes reached the output");
+    if asked_liar {
+        assert!(got.bad_peers.contains(&liar), "{got:?}");
+    }
+    // Verify fetches every copy: the liar is named for every stripe.
+    let verified = net.node(0).files().check(id, true).await?;
+    let json = verified.to_json();
+    assert_eq!(verified.bad_peers(), vec![liar], "{json:#}");
+    for stripe in json["stripes"].as_array().ok_or("no stripes")? {
+        assert_eq!(stripe["bad"][0]["reason"], "wrong_bytes", "{json:#}");
+        assert_eq!(stripe["healthy"], 5);
+    }
+    assert!(metric(net.node(0), "datamesh_bad_shards_fetched_total").await? >= 7.0);
+    // No seventh peer to move the liar's shards to: repair says so, the file stays
+    // readable.
+    let repaired = net.node(0).files().repair(id, true).await?;
+    assert_eq!(
+        repaired.state(),
+        Health::Degraded,
+        "{:#}",
+        repaired.to_json()
+    );
+    assert!(
+        repaired.stripes.iter().all(|s| s.error.is_some()),
+        "{:#}",
+        repaired.to_json()
+    );
+    assert!(get(net.node(0), id).await? == plain);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_self_check_repairs_the_catalog_and_counts_files_below_full_health() -> TestResult {
+    use datamesh_node::client::Client;
+    // The self-check is called directly here (no timer); the next test covers the timer.
+    let mut net = start_net_with(7, |_| 1 << 30, |_| TestFaults::none(), Duration::ZERO).await?;
+    let plain = data(512 * 1024);
+    let id = net
+        .node(0)
+        .files()
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "self.bin".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    let placement = placement_of(net.node(0), &id)?;
+    let holders = stripe0_holders(&net, &placement, &[0]);
+    // One holder lost, a spare peer left: the self-check repairs.
+    net.stop(holders[0]).await?;
+    let pass = net.node(0).files().self_check().await;
+    assert_eq!(pass.files, 1);
+    assert!(pass.below_full_health.is_empty(), "{pass:?}");
+    assert_eq!(pass.repaired_shards, 1, "{pass:?}");
+    // Another lost, only five peers left: below full health, and said so.
+    net.stop(holders[1]).await?;
+    let pass = net.node(0).files().self_check().await;
+    assert_eq!(pass.below_full_health, vec![id], "{pass:?}");
+    assert_eq!(
+        metric(net.node(0), "datamesh_files_below_full_health").await?,
+        1.0
+    );
+    let addr = net.node(0).api_addr();
+    let status =
+        tokio::task::spawn_blocking(move || Client::new(addr, "test-token").status()).await??;
+    assert_eq!(status["files_below_full_health"], 1);
+    assert_eq!(status["below_full_health"][0], id.to_string());
+    assert!(get(net.node(0), id).await? == plain);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_node_runs_its_self_check_on_the_configured_interval() -> TestResult {
+    let net = start_net_with(
+        6,
+        |_| 1 << 30,
+        |_| TestFaults::none(),
+        Duration::from_millis(300),
+    )
+    .await?;
+    net.node(0)
+        .files()
+        .put(std::io::Cursor::new(data(1000)), "tick.bin".into(), vec![])
+        .await?;
+    // Bounded wait for the timer (no timing assertion: only that it ran).
+    let mut ran = false;
+    for _ in 0..300 {
+        if net
+            .node(0)
+            .files()
+            .last_self_check()
+            .is_some_and(|c| c.files == 1)
+        {
+            ran = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ran, "no self-check within 30 s");
+    assert!(metric(net.node(0), "datamesh_self_checks_total").await? >= 1.0);
+    assert_eq!(
+        metric(net.node(0), "datamesh_files_below_full_health").await?,
+        0.0
+    );
     net.shutdown().await
 }

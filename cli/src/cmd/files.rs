@@ -1,5 +1,5 @@
 //! The commands that talk to a running node through its API: `put`, `get`, `ls`,
-//! `status`, `peers`.
+//! `status` (with the files below full health at the node's last self-check), `peers`.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -46,7 +46,7 @@ fn progress_bar(ctx: &Context, total: Option<u64>, verb: &str) -> indicatif::Pro
 }
 
 /// The client of this home's running node.
-fn client(ctx: &Context) -> anyhow::Result<Client> {
+pub(crate) fn client(ctx: &Context) -> anyhow::Result<Client> {
     let path = run_file(&ctx.home);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -271,11 +271,32 @@ pub(crate) fn status(ctx: &Context) -> anyhow::Result<()> {
         .as_object()
         .map(|o| {
             o.iter()
-                .map(|(k, v)| vec![k.clone(), v.to_string().trim_matches('"').to_string()])
+                .filter(|(k, _)| k.as_str() != "below_full_health")
+                .map(|(k, v)| {
+                    let value = match (k.as_str(), v) {
+                        ("files_below_full_health", serde_json::Value::Null) => {
+                            "not checked yet (see check_interval)".to_string()
+                        }
+                        ("last_self_check", serde_json::Value::Number(n)) => n
+                            .as_i64()
+                            .and_then(|t| jiff::Timestamp::from_second(t).ok())
+                            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+                            .unwrap_or_else(|| n.to_string()),
+                        _ => v.to_string().trim_matches('"').to_string(),
+                    };
+                    vec![k.clone(), value]
+                })
                 .collect()
         })
         .unwrap_or_default();
     ctx.out.table(&["FIELD", "VALUE"], &rows);
+    for id in status["below_full_health"].as_array().into_iter().flatten() {
+        ctx.out.warn(format_args!(
+            "below full health: {} (run `datamesh check {} --verify --repair`)",
+            id.as_str().unwrap_or_default(),
+            id.as_str().unwrap_or_default()
+        ));
+    }
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! One module per top-level command (or family of commands).
 
+pub(crate) mod check;
+pub(crate) mod debug;
 pub(crate) mod files;
 pub(crate) mod init;
 pub(crate) mod keys;

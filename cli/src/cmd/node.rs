@@ -67,6 +67,10 @@ struct FileConfig {
     storage_quota_bytes: u64,
     #[serde(default = "default_log_level")]
     log_level: String,
+    /// Seconds between self-checks of the catalog (repairing files below full health);
+    /// 0 disables.
+    #[serde(default = "default_check_interval")]
+    check_interval: u64,
 }
 
 fn default_listen() -> String {
@@ -80,6 +84,9 @@ fn default_quota() -> u64 {
 }
 fn default_log_level() -> String {
     "info".into()
+}
+fn default_check_interval() -> u64 {
+    datamesh_node::node::DEFAULT_CHECK_INTERVAL.as_secs()
 }
 
 /// What a running node publishes in `<home>/node.json`.
@@ -129,6 +136,12 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 
+    // Test-only faults: exact values or a refusal to start (see datamesh_node::faults).
+    let faults = datamesh_node::TestFaults::from_env()?;
+    if let Some(warning) = faults.warning() {
+        ctx.out.warn(&warning);
+    }
+
     let password = args.password.existing(&ctx.out)?;
     let keystore = Keystore::open(&ctx.home, &password)?;
     drop(password);
@@ -160,7 +173,9 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     )
     .with_store(StoreConfig::new(
         args.quota.unwrap_or(config.storage_quota_bytes),
-    ));
+    ))
+    .with_check_interval(Duration::from_secs(config.check_interval))
+    .with_test_faults(faults);
     fsx::ensure_dir(&ctx.home.join("node")).context("cannot create the node's data folder")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,105 @@
+//! `datamesh debug`: hidden, test-only commands. They work only against a node started
+//! with `DATAMESH_TEST_FAULTS=1` in its environment (the node logs a loud warning); a
+//! normal node answers "not found" (exit 3).
+//!
+//! ```text
+//! datamesh [--json] debug corrupt-shard --file ID [--stripe N] [--index N]
+//! datamesh [--json] debug corrupt-shard --shard HEX
+//! ```
+//!
+//! Flips bytes of one shard stored on this home's node, in RocksDB, as bit rot would:
+//! with `--file`, the first shard of that file the node holds (optionally only of stripe
+//! N and/or shard index N); with `--shard`, that shard (64 hex characters). Exit 3 if
+//! the node holds no such shard.
+//!
+//! Output: `--json` prints `{"shard": HEX, "file": ID|null, "stripe": N|null,
+//! "index": N|null, "peer_id": PEER}`; otherwise one line with the same facts.
+//!
+//! The other test fault is set in the node's environment, not here:
+//! `DATAMESH_TEST_FAULTS=1 DATAMESH_TEST_MISBEHAVE=wrong-bytes datamesh node run` makes
+//! the node answer every fetch with altered bytes.
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use datamesh_core::FileId;
+
+use crate::Context;
+use crate::cmd::files::client;
+
+/// Arguments of `datamesh debug`.
+#[derive(Debug, Args)]
+pub(crate) struct DebugArgs {
+    #[command(subcommand)]
+    command: DebugCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DebugCommand {
+    /// Flip bytes of a shard stored on this node (needs DATAMESH_TEST_FAULTS=1 on the node).
+    #[command(
+        after_help = "Examples:\n  datamesh debug corrupt-shard --file dm1…\n  datamesh debug corrupt-shard --file dm1… --stripe 0 --index 2\n  datamesh debug corrupt-shard --shard 3f…(64 hex)"
+    )]
+    CorruptShard(CorruptArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "target")]
+struct CorruptArgs {
+    /// Corrupt a shard of this file that the node holds.
+    #[arg(long, group = "target", value_name = "ID")]
+    file: Option<String>,
+    /// Corrupt this shard (64 hex characters).
+    #[arg(long, group = "target", value_name = "HEX")]
+    shard: Option<String>,
+    /// With --file: only a shard of this stripe.
+    #[arg(long, requires = "file", value_name = "N")]
+    stripe: Option<u64>,
+    /// With --file: only the shard with this index (0..6).
+    #[arg(long, requires = "file", value_name = "N")]
+    index: Option<u64>,
+}
+
+pub(crate) fn run(ctx: &Context, args: DebugArgs) -> anyhow::Result<()> {
+    match args.command {
+        DebugCommand::CorruptShard(args) => corrupt(ctx, args),
+    }
+}
+
+fn corrupt(ctx: &Context, args: CorruptArgs) -> anyhow::Result<()> {
+    let file: Option<FileId> = args
+        .file
+        .as_deref()
+        .map(|f| {
+            f.parse()
+                .with_context(|| format!("{f} is not a valid file id"))
+        })
+        .transpose()?;
+    if let Some(shard) = &args.shard {
+        shard
+            .parse::<datamesh_core::ShardId>()
+            .map_err(|_| anyhow::anyhow!("--shard {shard}: not a shard id (64 hex characters)"))?;
+    }
+    if args.index.is_some_and(|i| i >= 6) {
+        anyhow::bail!("--index must be 0..5");
+    }
+    let result = client(ctx)?.debug_corrupt_shard(
+        args.shard.as_deref(),
+        file.as_ref(),
+        args.stripe,
+        args.index,
+    )?;
+    if ctx.out.json() {
+        ctx.out.json_value(&result);
+    } else {
+        let position = match (result["stripe"].as_u64(), result["index"].as_u64()) {
+            (Some(s), Some(i)) => format!(" (stripe {s}, index {i})"),
+            _ => String::new(),
+        };
+        ctx.out.result(format_args!(
+            "corrupted shard {}{position} on peer {}",
+            result["shard"].as_str().unwrap_or_default(),
+            result["peer_id"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(())
+}

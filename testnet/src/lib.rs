@@ -37,8 +37,10 @@
 //! <dir>/node-I/node.json written by the running node (pid, peer id, API, addresses)
 //! ```
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -112,6 +114,8 @@ pub struct Config {
     stop_timeout: Duration,
     keep_running: bool,
     log_filter: Option<String>,
+    node_env: BTreeMap<usize, BTreeMap<String, String>>,
+    node_quota: BTreeMap<usize, u64>,
 }
 
 impl Config {
@@ -126,6 +130,8 @@ impl Config {
             stop_timeout: Duration::from_secs(30),
             keep_running: false,
             log_filter: None,
+            node_env: BTreeMap::new(),
+            node_quota: BTreeMap::new(),
         }
     }
 
@@ -167,6 +173,31 @@ impl Config {
     #[must_use]
     pub fn with_log_filter(mut self, filter: impl Into<String>) -> Self {
         self.log_filter = Some(filter.into());
+        self
+    }
+
+    /// An environment variable for node `i`'s process, every time it starts (e.g. a
+    /// test-only fault hook of the node). Default: none; the caller's `DATAMESH_*`
+    /// variables never reach a node (see [`SCRUBBED_ENV`]).
+    #[must_use]
+    pub fn with_node_env(
+        mut self,
+        i: usize,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.node_env
+            .entry(i)
+            .or_default()
+            .insert(key.into(), value.into());
+        self
+    }
+
+    /// Node `i` runs with a storage quota of `bytes` (`node run --quota`, which
+    /// overrides `storage_quota_bytes` of its config.toml). Default: the config's.
+    #[must_use]
+    pub fn with_node_quota(mut self, i: usize, bytes: u64) -> Self {
+        self.node_quota.insert(i, bytes);
         self
     }
 }
@@ -567,6 +598,115 @@ impl Testnet {
         self.wait_peers(i, others.min(READY_PEERS_CAP), Instant::now())
     }
 
+    /// Freezes node `i` (SIGSTOP): the process stays, its sockets stay open, it answers
+    /// nothing until [`thaw`](Self::thaw)ed. Dropping the testnet still SIGKILLs it; thaw
+    /// it before [`stop`](Self::stop) (a frozen process cannot act on SIGTERM).
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`]; [`Error::Io`] when the signal cannot be sent.
+    pub fn freeze(&mut self, i: usize) -> Result<()> {
+        let pid = self.running_pid(i)?;
+        signal(pid, Signal::STOP).map_err(io_err(format!("cannot freeze node {i}")))
+    }
+
+    /// Lets a [`freeze`](Self::freeze)d node `i` run again (SIGCONT).
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`]; [`Error::Io`] when the signal cannot be sent.
+    pub fn thaw(&mut self, i: usize) -> Result<()> {
+        let pid = self.running_pid(i)?;
+        signal(pid, Signal::CONT).map_err(io_err(format!("cannot thaw node {i}")))
+    }
+
+    /// Sets (`Some`) or removes (`None`) an environment variable of node `i` for its
+    /// next [`start`](Self::start)s (see [`Config::with_node_env`]).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchNode`].
+    pub fn set_node_env(&mut self, i: usize, key: &str, value: Option<&str>) -> Result<()> {
+        self.slot_mut(i)?;
+        let env = self.config.node_env.entry(i).or_default();
+        match value {
+            Some(value) => env.insert(key.to_string(), value.to_string()),
+            None => env.remove(key),
+        };
+        Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) the storage quota of node `i` for its next
+    /// [`start`](Self::start)s (see [`Config::with_node_quota`]).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchNode`].
+    pub fn set_node_quota(&mut self, i: usize, bytes: Option<u64>) -> Result<()> {
+        self.slot_mut(i)?;
+        match bytes {
+            Some(bytes) => self.config.node_quota.insert(i, bytes),
+            None => self.config.node_quota.remove(&i),
+        };
+        Ok(())
+    }
+
+    /// The peer id of node `i`, from its `node.json` (the identity stays across restarts,
+    /// so a stale `node.json` of a killed node still names it).
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`] when it has never published one; as [`Testnet::run_file`].
+    pub fn peer_id(&self, i: usize) -> Result<String> {
+        self.slot(i)?;
+        Ok(self
+            .run_file(i)?
+            .ok_or(Error::NotRunning { index: i })?
+            .peer_id)
+    }
+
+    /// The node whose peer id is `peer`, if it is one of this testnet's (running or not,
+    /// as long as it ever published its `node.json`).
+    pub fn node_of_peer(&self, peer: &str) -> Option<usize> {
+        (0..self.len()).find(|&i| self.peer_id(i).is_ok_and(|p| p == peer))
+    }
+
+    /// The Prometheus text of running node `i` (`GET /metrics` on its API, with the
+    /// home's token), read within 10 s.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`]; [`Error::Io`] when the API cannot be reached or read;
+    /// [`Error::Invalid`] when the answer is not a 200.
+    pub fn metrics(&self, i: usize) -> Result<String> {
+        let run = self.run_file(i)?.ok_or(Error::NotRunning { index: i })?;
+        let what = format!("the metrics of node {i}");
+        let addr: SocketAddr = run.api.parse().map_err(|e| Error::Invalid {
+            what: format!("node.json of node {i}"),
+            reason: format!("api {:?}: {e}", run.api),
+        })?;
+        let token_path = self.home(i).join("api-token");
+        let token = fs::read_to_string(&token_path)
+            .map_err(io_err(format!("cannot read {}", token_path.display())))?;
+        let timeout = Duration::from_secs(10);
+        let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io_err(&what))?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(io_err(&what))?;
+        write!(
+            stream,
+            "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            token.trim()
+        )
+        .map_err(io_err(&what))?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).map_err(io_err(&what))?;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let status_line = head.lines().next().unwrap_or_default();
+        if status_line.split_whitespace().nth(1) != Some("200") {
+            return Err(Error::Invalid {
+                what,
+                reason: format!("answered {status_line:?}"),
+            });
+        }
+        Ok(body.to_string())
+    }
+
     /// Stops every running node (SIGTERM, wait); their homes and data stay.
     ///
     /// # Errors
@@ -606,6 +746,13 @@ impl Testnet {
     }
 
     // ---- internals ----
+
+    fn slot(&self, i: usize) -> Result<&Slot> {
+        let nodes = self.slots.len();
+        self.slots
+            .get(i)
+            .ok_or(Error::NoSuchNode { index: i, nodes })
+    }
 
     fn slot_mut(&mut self, i: usize) -> Result<&mut Slot> {
         let nodes = self.slots.len();
@@ -684,6 +831,12 @@ impl Testnet {
         }
         if let Some(filter) = &self.config.log_filter {
             cmd.env("DATAMESH_LOG", filter);
+        }
+        if let Some(bytes) = self.config.node_quota.get(&i) {
+            cmd.arg("--quota").arg(bytes.to_string());
+        }
+        for (key, value) in self.config.node_env.get(&i).into_iter().flatten() {
+            cmd.env(key, value);
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -901,9 +1054,21 @@ mod tests {
         assert_eq!(config.kdf, None);
         assert_eq!(config.ready_timeout, Duration::from_secs(60));
         assert!(!config.keep_running);
-        let config = config.with_kdf(Kdf::FAST).with_keep_running(true);
+        assert!(config.node_env.is_empty() && config.node_quota.is_empty());
+        let config = config
+            .with_kdf(Kdf::FAST)
+            .with_keep_running(true)
+            .with_node_env(2, "DATAMESH_TEST_FAULTS", "1")
+            .with_node_quota(3, 4096);
         assert_eq!(config.kdf, Some(Kdf::FAST));
         assert!(config.keep_running);
+        assert_eq!(
+            config.node_env[&2]
+                .get("DATAMESH_TEST_FAULTS")
+                .map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(config.node_quota.get(&3), Some(&4096));
         assert_eq!(
             Kdf::FAST.args(),
             [
@@ -1017,6 +1182,21 @@ mod tests {
         assert_eq!(net.len(), 1);
         assert!(!net.is_running(0));
         assert!(matches!(net.kill(0), Err(Error::NotRunning { index: 0 })));
+        assert!(matches!(net.freeze(0), Err(Error::NotRunning { index: 0 })));
+        assert!(matches!(net.thaw(0), Err(Error::NotRunning { index: 0 })));
+        assert!(matches!(
+            net.peer_id(0),
+            Err(Error::NotRunning { index: 0 })
+        ));
+        assert!(matches!(
+            net.metrics(0),
+            Err(Error::NotRunning { index: 0 })
+        ));
+        assert_eq!(net.node_of_peer("12D3KooWnobody"), None);
+        assert!(matches!(
+            net.set_node_env(1, "X", Some("1")),
+            Err(Error::NoSuchNode { index: 1, nodes: 1 })
+        ));
         assert!(matches!(
             net.stop(7),
             Err(Error::NoSuchNode { index: 7, nodes: 1 })

@@ -1,0 +1,668 @@
+//! The fault suite: real `datamesh node run` processes on 127.0.0.1 (started, killed,
+//! frozen by `datamesh-testnet`), broken on purpose; every case requires byte-identical
+//! data or a clear error, never wrong bytes, never a hang.
+//!
+//! Built as an integration test of the cli package (see cli/Cargo.toml), so that
+//! `CARGO_BIN_EXE_datamesh` is the binary under test. The tests run one at a time (each
+//! has a testnet of eight node processes); cases that can share a testnet do, and leave
+//! every node running for the next. Every command runs under a deadline and is killed
+//! after it; every node is SIGKILLed when its testnet is dropped, also on failure.
+//!
+//! Which nodes hold a file is learned from the nodes themselves: `status --json` gives
+//! each node's count of stored blobs, so the change across one put tells who took part.
+//! Each node takes at most one shard of a stripe and at most one copy of the manifest,
+//! so a node whose count grew by 2 or more holds at least one shard of the file
+//! ([`certain_holders`]).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use datamesh_testnet::{Config, Kdf, Testnet};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_datamesh");
+/// Nodes of each testnet: six holders per stripe, and two to spare.
+const NODES: usize = 8;
+/// No single command may take longer than this.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
+/// A get that cannot succeed must say so within this long (issue 7, case 3).
+const FAIL_FAST_DEADLINE: Duration = Duration::from_secs(30);
+const MIB: usize = 1 << 20;
+/// Exit code of network failures, "not enough shards" included (cli/src/exit.rs).
+const EXIT_NETWORK: i32 = 4;
+
+/// A progress line on stderr (shown with `--nocapture`): which case, what it learned.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!($($arg)*);
+        }
+    }};
+}
+
+/// One test at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A testnet of [`NODES`] nodes in `dir/net`, with cheap KDF parameters.
+fn testnet(dir: &Path, config: impl FnOnce(Config) -> Config) -> anyhow::Result<Testnet> {
+    let base = Config::new(BIN, dir.join("net"), NODES).with_kdf(Kdf::FAST);
+    Testnet::up_with(config(base)).context("cannot start the testnet")
+}
+
+/// What a finished command left.
+#[derive(Debug)]
+struct Outcome {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Outcome {
+    fn ok(self, what: &str) -> anyhow::Result<Vec<u8>> {
+        ensure!(
+            self.code == Some(0),
+            "{what} failed with {:?}: {}",
+            self.code,
+            self.stderr
+        );
+        Ok(self.stdout)
+    }
+
+    /// Exit `code` and exactly one line on stderr, `error: ...`; that line.
+    fn fails_with(self, code: i32, what: &str) -> anyhow::Result<String> {
+        ensure!(
+            self.code == Some(code),
+            "{what}: expected exit {code}, got {:?}; stderr: {}",
+            self.code,
+            self.stderr
+        );
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        ensure!(
+            lines.len() == 1 && lines[0].starts_with("error: "),
+            "{what}: expected one `error: ` line on stderr, got {:?}",
+            self.stderr
+        );
+        Ok(lines[0].to_string())
+    }
+}
+
+/// A command running in the background, its output going to files (no pipe can fill).
+struct Running {
+    child: Child,
+    what: String,
+    out: PathBuf,
+    err: PathBuf,
+    deadline: Instant,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command, scratch: &Path, limit: Duration) -> anyhow::Result<Self> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let (out, err) = (
+            scratch.join(format!("cmd-{n}.out")),
+            scratch.join(format!("cmd-{n}.err")),
+        );
+        let what = format!("{cmd:?}");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out)?)
+            .stderr(fs::File::create(&err)?)
+            .spawn()
+            .with_context(|| format!("cannot run {what}"))?;
+        Ok(Self {
+            child,
+            what,
+            out,
+            err,
+            deadline: Instant::now() + limit,
+        })
+    }
+
+    /// Whether it is still running.
+    fn running(&mut self) -> anyhow::Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+
+    /// Waits for it to finish; killed (and an error) at its deadline.
+    fn finish(mut self) -> anyhow::Result<Outcome> {
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= self.deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("{} did not finish within its deadline", self.what);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let outcome = Outcome {
+            code: status.code(),
+            stdout: fs::read(&self.out)?,
+            stderr: fs::read_to_string(&self.err)?,
+        };
+        let _ = fs::remove_file(&self.out);
+        let _ = fs::remove_file(&self.err);
+        Ok(outcome)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `cmd` to completion within [`COMMAND_DEADLINE`].
+fn run(cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
+    Running::spawn(cmd, scratch, COMMAND_DEADLINE)?.finish()
+}
+
+/// `datamesh --home HOME` with none of the caller's `DATAMESH_*` variables.
+fn datamesh(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in datamesh_testnet::SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.arg("--home").arg(home);
+    cmd
+}
+
+/// `datamesh put PATH [--to KEY]...` with the home `home`; the id.
+fn put_in(home: &Path, path: &Path, to: &[String], scratch: &Path) -> anyhow::Result<String> {
+    let mut cmd = datamesh(home);
+    cmd.arg("put").arg(path);
+    for key in to {
+        cmd.args(["--to", key]);
+    }
+    let stdout = run(cmd, scratch)?.ok(&format!("put {}", path.display()))?;
+    let id = String::from_utf8(stdout)?.trim().to_string();
+    ensure!(id.starts_with("dm1"), "put printed {id:?}, not an id");
+    Ok(id)
+}
+
+/// `datamesh get ID -o OUT` on node `i`.
+fn get_cmd(net: &Testnet, i: usize, id: &str, out: &Path) -> Command {
+    let mut cmd = net.cli(i);
+    cmd.args(["get", id, "-o"]).arg(out);
+    cmd
+}
+
+/// Gets `id` through node `i` and requires the bytes of `expected`.
+fn get_same(
+    net: &Testnet,
+    i: usize,
+    id: &str,
+    expected: &Path,
+    scratch: &Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    let out = scratch.join(format!("out-{}", unique()));
+    run(get_cmd(net, i, id, &out), scratch)?.ok(&format!("get through node {i} ({what})"))?;
+    assert_same_file(expected, &out).with_context(|| what.to_string())?;
+    fs::remove_file(out)?;
+    Ok(())
+}
+
+fn unique() -> usize {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A file of `len` pseudo-random (incompressible, reproducible) bytes.
+fn make_file(dir: &Path, len: usize, seed: u64) -> anyhow::Result<PathBuf> {
+    let mut rng = SplitMix(seed ^ 0x5eed_f417);
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        bytes.extend_from_slice(&rng.next().to_le_bytes());
+    }
+    bytes.truncate(len);
+    let path = dir.join(format!("in-{len}-{seed}"));
+    fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+/// splitmix64: reproducible pseudo-random numbers from a printed seed.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..hi` (`hi > lo`), close enough for test schedules.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
+
+fn assert_same_file(expected: &Path, actual: &Path) -> anyhow::Result<()> {
+    let (a, b) = (fs::read(expected)?, fs::read(actual)?);
+    ensure!(
+        a == b,
+        "{} ({} bytes) differs from {} ({} bytes)",
+        actual.display(),
+        b.len(),
+        expected.display(),
+        a.len()
+    );
+    Ok(())
+}
+
+/// The public key of node `i` (`keys export-public`), to share files with it.
+fn public_key(net: &Testnet, i: usize, scratch: &Path) -> anyhow::Result<String> {
+    let mut cmd = net.cli(i);
+    cmd.args(["keys", "export-public", "--password-file"])
+        .arg(net.password_file(i));
+    let out = run(cmd, scratch)?.ok(&format!("export-public on node {i}"))?;
+    Ok(String::from_utf8(out)?.trim().to_string())
+}
+
+/// Blobs (shards and manifest copies) each node stores, from `status --json`.
+fn blob_counts(net: &Testnet) -> anyhow::Result<Vec<u64>> {
+    (0..net.len())
+        .map(|i| {
+            net.status(i)
+                .map(|s| s.shards)
+                .with_context(|| format!("status of node {i}"))
+        })
+        .collect()
+}
+
+/// A file put through node `putter` (shared with `to`), and what each node stored for it.
+struct Stored {
+    id: String,
+    input: PathBuf,
+    /// Per node: blobs it took during the put.
+    took: Vec<u64>,
+}
+
+impl Stored {
+    /// Nodes that certainly hold a shard of the file: they took 2 or more blobs, and at
+    /// most one of them can be a manifest copy.
+    fn certain_holders(&self) -> Vec<usize> {
+        (0..self.took.len())
+            .filter(|&i| self.took[i] >= 2)
+            .collect()
+    }
+}
+
+/// Puts a new file of `len` bytes through `putter`; every node must be running and idle.
+fn put_tracked(
+    net: &Testnet,
+    putter: usize,
+    len: usize,
+    seed: u64,
+    to: &[String],
+    scratch: &Path,
+) -> anyhow::Result<Stored> {
+    let input = make_file(scratch, len, seed)?;
+    let before = blob_counts(net)?;
+    let id = put_in(&net.home(putter), &input, to, scratch)?;
+    let after = blob_counts(net)?;
+    let took: Vec<u64> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    let stripes = len.div_ceil(MIB).max(1) as u64;
+    // Six shards per stripe plus at least three manifest copies landed somewhere.
+    ensure!(
+        took.iter().sum::<u64>() >= 6 * stripes + 3,
+        "the put of {len} bytes stored only {took:?} blobs"
+    );
+    Ok(Stored { id, input, took })
+}
+
+/// Starts every node that is not running (a case may have killed some).
+fn restart_all(net: &mut Testnet) -> anyhow::Result<()> {
+    for i in 0..net.len() {
+        if !net.is_running(i) {
+            net.start(i).with_context(|| format!("restart node {i}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until a get writing into `dir` has streamed some bytes (its temp file is not
+/// empty), or has finished.
+fn wait_streaming(get: &mut Running, dir: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + COMMAND_DEADLINE;
+    loop {
+        let streaming = fs::read_dir(dir)?.filter_map(Result::ok).any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".datamesh-get-")
+                && e.metadata().is_ok_and(|m| m.len() > 0)
+        });
+        if streaming || !get.running()? {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the get wrote nothing within {COMMAND_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A counter of node `i`'s Prometheus metrics (0 when not yet reported).
+fn counter(net: &Testnet, i: usize, name: &str) -> anyhow::Result<u64> {
+    let text = net.metrics(i)?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (key, value) = l.split_once(' ')?;
+            (key == name).then(|| value.trim().parse::<f64>().ok())?
+        })
+        .map_or(0, |v| v as u64))
+}
+
+// ------------------------------------------------------------------- cases 1-4
+
+/// Cases 1-4 on one testnet: kills before and during gets, a stripe with too few
+/// shards, frozen holders. Each case leaves every node running.
+#[test]
+fn kills_and_freezes() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let mut net = testnet(scratch, |c| c)?;
+    let started = Instant::now();
+    kill_two_before_get(&mut net, scratch).context("case 1")?;
+    note!("case 1 done at {:?}", started.elapsed());
+    kill_two_during_get(&mut net, scratch).context("case 2")?;
+    note!("case 2 done at {:?}", started.elapsed());
+    kill_three_fails_cleanly(&mut net, scratch).context("case 3")?;
+    note!("case 3 done at {:?}", started.elapsed());
+    freeze_two_during_get(&mut net, scratch).context("case 4")?;
+    note!("case 4 done at {:?}", started.elapsed());
+    Ok(())
+}
+
+/// Case 1: SIGKILL two storage holders, then get: byte-identical. Pairs: the putting
+/// node itself with another holder (read through a node the file is shared with), and
+/// two pairs of other holders (read through the putter).
+fn kill_two_before_get(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()> {
+    const PUTTER: usize = 0;
+    const FRIEND: usize = 1;
+    let friend_key = public_key(net, FRIEND, scratch)?;
+    // A few stripes, so that the putter holds shards of its own file (its own column):
+    // put again (bounded) until it does.
+    let mut stored = None;
+    for attempt in 0..6 {
+        let s = put_tracked(
+            net,
+            PUTTER,
+            6 * MIB + 777,
+            100 + attempt,
+            std::slice::from_ref(&friend_key),
+            scratch,
+        )?;
+        if s.certain_holders().contains(&PUTTER) {
+            stored = Some(s);
+            break;
+        }
+    }
+    let stored = stored.context("in 6 puts the putting node never stored a shard itself")?;
+    let holders: Vec<usize> = stored
+        .certain_holders()
+        .into_iter()
+        .filter(|&h| h != PUTTER && h != FRIEND)
+        .collect();
+    ensure!(
+        holders.len() >= 4,
+        "expected at least 4 holders besides nodes {PUTTER} and {FRIEND}: {:?}",
+        stored.took
+    );
+    let pairs = [
+        ((PUTTER, holders[0]), FRIEND),
+        ((holders[1], holders[2]), PUTTER),
+        ((holders[0], holders[3]), PUTTER),
+    ];
+    for ((a, b), reader) in pairs {
+        net.kill(a)?;
+        net.kill(b)?;
+        get_same(
+            net,
+            reader,
+            &stored.id,
+            &stored.input,
+            scratch,
+            &format!("nodes {a} and {b} killed, read through node {reader}"),
+        )?;
+        net.start(a)?;
+        net.start(b)?;
+    }
+    fs::remove_file(&stored.input)?;
+    Ok(())
+}
+
+/// Case 2: two holders SIGKILLed while a 64 MiB get streams: byte-identical.
+fn kill_two_during_get(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()> {
+    let stored = put_tracked(net, 0, 64 * MIB, 2, &[], scratch)?;
+    let victims: Vec<usize> = stored
+        .certain_holders()
+        .into_iter()
+        .filter(|&h| h != 0)
+        .take(2)
+        .collect();
+    ensure!(victims.len() == 2, "holders: {:?}", stored.took);
+    let out_dir = scratch.join("case-2");
+    fs::create_dir(&out_dir)?;
+    let out = out_dir.join("copy");
+    let mut get = Running::spawn(get_cmd(net, 0, &stored.id, &out), scratch, COMMAND_DEADLINE)?;
+    wait_streaming(&mut get, &out_dir)?;
+    for &v in &victims {
+        net.kill(v)?;
+    }
+    ensure!(
+        get.running()?,
+        "the get finished before the holders were killed"
+    );
+    get.finish()?.ok("the get during the kills")?;
+    assert_same_file(&stored.input, &out)
+        .with_context(|| format!("nodes {victims:?} killed during the get"))?;
+    fs::remove_file(&out)?;
+    fs::remove_file(&stored.input)?;
+    restart_all(net)
+}
+
+/// Case 3: three holders of the only stripe SIGKILLed: the get fails within 30 s with
+/// the not-enough-shards error naming the stripe, exit code 4, and leaves no file.
+fn kill_three_fails_cleanly(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()> {
+    // One stripe: the holders found are holders of stripe 0.
+    let stored = put_tracked(net, 0, 700 * 1024, 3, &[], scratch)?;
+    let victims: Vec<usize> = stored
+        .certain_holders()
+        .into_iter()
+        .filter(|&h| h != 0)
+        .take(3)
+        .collect();
+    ensure!(victims.len() == 3, "holders: {:?}", stored.took);
+    for &v in &victims {
+        net.kill(v)?;
+    }
+    let out_dir = scratch.join("case-3");
+    fs::create_dir(&out_dir)?;
+    let out = out_dir.join("copy");
+    let get = Running::spawn(
+        get_cmd(net, 0, &stored.id, &out),
+        scratch,
+        FAIL_FAST_DEADLINE,
+    )?;
+    let line = get
+        .finish()
+        .context("a get that cannot succeed must fail within 30 s")?
+        .fails_with(EXIT_NETWORK, "get with 3 holders of stripe 0 killed")?;
+    ensure!(
+        line.contains("stripe 0") && line.contains("of the 4 shards needed"),
+        "expected the not-enough-shards error naming stripe 0, got {line:?}"
+    );
+    let left: Vec<_> = fs::read_dir(&out_dir)?.filter_map(Result::ok).collect();
+    ensure!(
+        left.is_empty(),
+        "the failed get left {:?}",
+        left.iter().map(fs::DirEntry::file_name).collect::<Vec<_>>()
+    );
+    fs::remove_file(&stored.input)?;
+    restart_all(net)
+}
+
+/// Case 4: two holders frozen (SIGSTOP) while a get streams: it completes from the
+/// others while they stay frozen; thawed (SIGCONT), they serve shards again.
+fn freeze_two_during_get(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()> {
+    let stored = put_tracked(net, 0, 24 * MIB + 5, 4, &[], scratch)?;
+    let frozen: Vec<usize> = stored
+        .certain_holders()
+        .into_iter()
+        .filter(|&h| h != 0)
+        .take(2)
+        .collect();
+    ensure!(frozen.len() == 2, "holders: {:?}", stored.took);
+    let out_dir = scratch.join("case-4");
+    fs::create_dir(&out_dir)?;
+    let out = out_dir.join("copy");
+    let mut get = Running::spawn(get_cmd(net, 0, &stored.id, &out), scratch, COMMAND_DEADLINE)?;
+    wait_streaming(&mut get, &out_dir)?;
+    for &f in &frozen {
+        net.freeze(f)?;
+    }
+    let still_running = get.running()?;
+    let finished = get.finish();
+    // Thaw before anything can fail, so that the next case finds them running.
+    for &f in &frozen {
+        net.thaw(f)?;
+    }
+    ensure!(
+        still_running,
+        "the get finished before the holders were frozen"
+    );
+    finished?.ok("the get with two holders frozen")?;
+    assert_same_file(&stored.input, &out)
+        .with_context(|| format!("nodes {frozen:?} frozen during the get"))?;
+    fs::remove_file(&out)?;
+
+    // Thawed, they serve again: each of them holds data shards of this 24-stripe file,
+    // which a reader asks for first.
+    let served = |net: &Testnet| -> anyhow::Result<Vec<u64>> {
+        frozen
+            .iter()
+            .map(|&f| counter(net, f, "datamesh_shards_served_total"))
+            .collect()
+    };
+    let before = served(net)?;
+    get_same(net, 0, &stored.id, &stored.input, scratch, "after the thaw")?;
+    let after = served(net)?;
+    for (k, &f) in frozen.iter().enumerate() {
+        ensure!(
+            after[k] > before[k],
+            "node {f} served no shard after SIGCONT ({} -> {})",
+            before[k],
+            after[k]
+        );
+    }
+    fs::remove_file(&stored.input)?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------- case 8
+
+/// Case 8: a stream of puts through node 0 while storage nodes are SIGKILLed at random
+/// moments and restarted (20 kills); afterwards every acknowledged put reads back
+/// byte-identical, and every failed put failed cleanly.
+#[test]
+fn crash_durability_under_a_stream_of_puts() -> anyhow::Result<()> {
+    const KILLS: usize = 20;
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path().to_path_buf();
+    let mut net = testnet(&scratch, |c| c)?;
+    let seed = {
+        use rand_core::RngCore as _;
+        rand_core::OsRng.next_u64()
+    };
+    note!("case 8: seed {seed:#x}");
+    let mut rng = SplitMix(seed);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let home = net.home(0);
+    let putter = {
+        let (stop, scratch) = (std::sync::Arc::clone(&stop), scratch.clone());
+        let mut rng = SplitMix(seed.rotate_left(17));
+        std::thread::spawn(move || -> anyhow::Result<(Vec<(String, PathBuf)>, usize)> {
+            let mut acked = Vec::new();
+            let mut failed = 0;
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let len = rng.range(1, 3 * MIB as u64) as usize;
+                let input = make_file(&scratch, len, 8000 + n)?;
+                let mut cmd = datamesh(&home);
+                cmd.arg("put").arg(&input);
+                let outcome = run(cmd, &scratch)?;
+                if outcome.code == Some(0) {
+                    let id = String::from_utf8(outcome.stdout)?.trim().to_string();
+                    ensure!(id.starts_with("dm1"), "put printed {id:?}, not an id");
+                    acked.push((id, input));
+                } else {
+                    // Not acknowledged: it must have failed cleanly.
+                    outcome.fails_with(EXIT_NETWORK, "a put during a crash")?;
+                    failed += 1;
+                    fs::remove_file(input)?;
+                }
+            }
+            Ok((acked, failed))
+        })
+    };
+    let mut kills = Vec::new();
+    let result = (|| -> anyhow::Result<()> {
+        for _ in 0..KILLS {
+            std::thread::sleep(Duration::from_millis(rng.range(50, 1500)));
+            let victim = rng.range(1, NODES as u64) as usize;
+            net.kill(victim)?;
+            kills.push(victim);
+            std::thread::sleep(Duration::from_millis(rng.range(0, 500)));
+            net.start(victim)?;
+        }
+        Ok(())
+    })();
+    stop.store(true, Ordering::Relaxed);
+    let (acked, failed) = putter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the put thread panicked"))??;
+    result?;
+    note!(
+        "case 8: {} puts acknowledged, {failed} failed cleanly; killed {kills:?}",
+        acked.len()
+    );
+    ensure!(
+        acked.len() >= KILLS / 2,
+        "only {} puts were acknowledged",
+        acked.len()
+    );
+    restart_all(&mut net)?;
+    for (id, input) in &acked {
+        get_same(&net, 0, id, input, &scratch, "an acknowledged put")?;
+    }
+    Ok(())
+}

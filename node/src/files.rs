@@ -619,14 +619,7 @@ impl Files {
     /// # Errors
     /// See [`GetError`].
     pub async fn open(&self, id: FileId) -> Result<OpenFile, GetError> {
-        let inner = &self.inner;
-        let placement = inner.catalog.placement(&id)?;
-        let peers = self.file_peers(id, placement.as_ref()).await;
-
-        let manifest = match inner.catalog.manifest(&id)? {
-            Some(m) => m,
-            None => self.fetch_manifest(id, &peers).await?,
-        };
+        let (placement, peers, manifest) = self.find(id).await?;
         let (key, metadata) = self.unlock(id, &manifest, &peers).await?;
         let (holders, _) = self.locate(&manifest, &peers, placement.as_ref()).await;
         for (stripe, row) in holders.iter().enumerate() {
@@ -654,22 +647,31 @@ impl Files {
     /// # Errors
     /// [`GetError::NotFound`] or [`GetError::Catalog`].
     pub async fn manifest_of(&self, id: FileId) -> Result<Manifest, GetError> {
+        Ok(self.find(id).await?.2)
+    }
+
+    /// The placement recorded at put time (for this node's files), the peers that may
+    /// hold something of the file, and its manifest (from the catalog or those peers).
+    ///
+    /// # Errors
+    /// [`GetError::NotFound`] or [`GetError::Catalog`].
+    pub(crate) async fn find(
+        &self,
+        id: FileId,
+    ) -> Result<(Option<Placement>, Vec<PeerId>, Manifest), GetError> {
         let inner = &self.inner;
-        if let Some(m) = inner.catalog.manifest(&id)? {
-            return Ok(m);
-        }
         let placement = inner.catalog.placement(&id)?;
         let peers = self.file_peers(id, placement.as_ref()).await;
-        self.fetch_manifest(id, &peers).await
+        let manifest = match inner.catalog.manifest(&id)? {
+            Some(m) => m,
+            None => self.fetch_manifest(id, &peers).await?,
+        };
+        Ok((placement, peers, manifest))
     }
 
     /// Peers that may hold something of a file: its DHT providers, the placement
     /// recorded at put time, and this node.
-    pub(crate) async fn file_peers(
-        &self,
-        id: FileId,
-        placement: Option<&Placement>,
-    ) -> Vec<PeerId> {
+    async fn file_peers(&self, id: FileId, placement: Option<&Placement>) -> Vec<PeerId> {
         let inner = &self.inner;
         let deadline = inner.config.lookup_deadline;
         let mut peers: Vec<PeerId> =
@@ -739,11 +741,7 @@ impl Files {
         })
     }
 
-    pub(crate) async fn fetch_manifest(
-        &self,
-        id: FileId,
-        peers: &[PeerId],
-    ) -> Result<Manifest, GetError> {
+    async fn fetch_manifest(&self, id: FileId, peers: &[PeerId]) -> Result<Manifest, GetError> {
         let blob = ShardId::from_bytes(*id.as_bytes());
         let deadline = self.inner.config.lookup_deadline;
         let mut attempts = self.ask_all(peers, &Request::Fetch { id: blob }, deadline);

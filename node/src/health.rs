@@ -360,17 +360,11 @@ impl Files {
         verify: bool,
         repair: bool,
     ) -> Result<CheckReport, GetError> {
-        let inner = &self.inner;
-        let placement = inner.catalog.placement(&id)?;
-        let peers = self.file_peers(id, placement.as_ref()).await;
-        let manifest = match inner.catalog.manifest(&id)? {
-            Some(m) => m,
-            None => self.fetch_manifest(id, &peers).await?,
-        };
+        let (placement, peers, manifest) = self.find(id).await?;
         let (holders, answered) = self.locate(&manifest, &peers, placement.as_ref()).await;
         let manifest_before = self.manifest_holders(id, &answered).await;
 
-        let window = inner.config.window.max(1);
+        let window = self.inner.config.window.max(1);
         let unreachable = Arc::new(Mutex::new(HashSet::new()));
         let manifest = Arc::new(manifest);
         let holders = Arc::new(holders);

@@ -274,9 +274,10 @@ pub(crate) fn status(ctx: &Context) -> anyhow::Result<()> {
                 .filter(|(k, _)| k.as_str() != "below_full_health")
                 .map(|(k, v)| {
                     let value = match (k.as_str(), v) {
-                        ("files_below_full_health", serde_json::Value::Null) => {
-                            "not checked yet (see check_interval)".to_string()
-                        }
+                        (
+                            "files_below_full_health" | "last_self_check",
+                            serde_json::Value::Null,
+                        ) => "not checked yet (see check_interval)".to_string(),
                         ("last_self_check", serde_json::Value::Number(n)) => n
                             .as_i64()
                             .and_then(|t| jiff::Timestamp::from_second(t).ok())

@@ -1069,9 +1069,6 @@ fn escrow(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
             kdf,
         } => {
             let shares = read_shares(&files)?;
-            let kdf = kdf
-                .params(datamesh_keys::KdfParams::DEFAULT, &ctx.out)?
-                .unwrap_or_default();
             if Layout::new(&ctx.home).keystore().exists() {
                 if keystore.is_some() || !bootstrap.is_empty() {
                     anyhow::bail!(
@@ -1079,6 +1076,9 @@ fn escrow(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
                         ctx.home.display()
                     );
                 }
+                let kdf = kdf
+                    .params(datamesh_keys::KdfParams::DEFAULT, &ctx.out)?
+                    .unwrap_or_default();
                 let new = new_password.get(&ctx.out)?;
                 let keystore = Keystore::recover(&ctx.home, &shares, &new, kdf)?;
                 let slot = keystore.unlocked_slot();
@@ -1098,7 +1098,7 @@ fn escrow(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
                 keystore.as_deref(),
                 &bootstrap,
                 &new_password,
-                kdf,
+                &kdf,
             )
         }
         EscrowCommand::OpenShare {
@@ -1236,10 +1236,13 @@ fn recover_home(
     keystore_file: Option<&std::path::Path>,
     bootstrap: &[String],
     new_password: &NewPasswordArgs,
-    kdf: datamesh_keys::KdfParams,
+    kdf: &KdfArgs,
 ) -> anyhow::Result<()> {
-    // Combining first: too few, damaged or mixed shares fail before any network work.
+    // Combining first: too few, damaged or mixed shares fail before anything else.
     let key = Keystore::recovery_key(shares)?;
+    let kdf = kdf
+        .params(datamesh_keys::KdfParams::DEFAULT, &ctx.out)?
+        .unwrap_or_default();
     let source = match keystore_file {
         Some(path) => {
             let len = std::fs::metadata(path)

@@ -1,0 +1,331 @@
+//! Disaster recovery, end to end: a testnet of eight real `datamesh node run` processes;
+//! node 0 stores files, is backed up (a bundle) and escrowed (3 of 5 shares, with the
+//! keystore's network copy), then its whole home is deleted. It comes back (1) from the
+//! bundle and (2) from three shares and the network alone; each time `ls` lists its
+//! files and `get` returns every one byte-identical. Two shares: a clear error, nothing
+//! written.
+//!
+//! Built as an integration test of the cli package (see cli/Cargo.toml), so that
+//! `CARGO_BIN_EXE_datamesh` is the binary under test. Every command runs under a
+//! deadline; the testnet SIGKILLs its nodes on drop, also when the test fails.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use datamesh_testnet::{Config, Kdf, Testnet};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_datamesh");
+/// Eight nodes: node 0's own shards are lost with its disk, the others hold the rest.
+const NODES: usize = 8;
+/// No single command may take longer than this.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(240);
+/// `--kdf-*` arguments matching [`Kdf::FAST`], for the homes and bundles made here.
+const FAST_KDF: [&str; 6] = [
+    "--kdf-memory-kib",
+    "8",
+    "--kdf-iterations",
+    "1",
+    "--kdf-parallelism",
+    "1",
+];
+
+/// What a finished command left.
+#[derive(Debug)]
+struct Outcome {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Outcome {
+    fn ok(self, what: &str) -> anyhow::Result<Vec<u8>> {
+        ensure!(
+            self.code == Some(0),
+            "{what} failed with {:?}: {}",
+            self.code,
+            self.stderr
+        );
+        Ok(self.stdout)
+    }
+}
+
+/// Runs `cmd` to completion within [`COMMAND_DEADLINE`] (killed after it), output
+/// captured through files so that no pipe can fill up.
+fn run(mut cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (out_path, err_path) = (
+        scratch.join(format!("cmd-{n}.out")),
+        scratch.join(format!("cmd-{n}.err")),
+    );
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path)?)
+        .stderr(fs::File::create(&err_path)?)
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let deadline = Instant::now() + COMMAND_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{cmd:?} did not finish within {COMMAND_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let outcome = Outcome {
+        code: status.code(),
+        stdout: fs::read(&out_path)?,
+        stderr: fs::read_to_string(&err_path)?,
+    };
+    let _ = fs::remove_file(out_path);
+    let _ = fs::remove_file(err_path);
+    Ok(outcome)
+}
+
+/// `datamesh --home HOME` with none of the caller's `DATAMESH_*` variables.
+fn datamesh(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in datamesh_testnet::SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.arg("--home").arg(home);
+    cmd
+}
+
+/// A file of `len` pseudo-random (incompressible, reproducible) bytes.
+fn make_file(dir: &Path, len: usize, seed: u64) -> anyhow::Result<PathBuf> {
+    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        bytes.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    bytes.truncate(len);
+    let path = dir.join(format!("in-{len}-{seed}"));
+    fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+/// A 0600 password file.
+fn password_file(path: &Path, password: &str) -> anyhow::Result<()> {
+    fs::write(path, format!("{password}\n"))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+/// The file ids `datamesh ls --json` of node `i` lists.
+fn listed(net: &Testnet, i: usize, scratch: &Path) -> anyhow::Result<BTreeSet<String>> {
+    let mut cmd = net.cli(i);
+    cmd.args(["ls", "--json"]);
+    let stdout = run(cmd, scratch)?.ok(&format!("ls on node {i}"))?;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&stdout)?;
+    rows.iter()
+        .map(|r| {
+            r["id"]
+                .as_str()
+                .map(str::to_owned)
+                .context("ls --json row without an id")
+        })
+        .collect()
+}
+
+/// Node `i` lists exactly `files` and gives every one back byte-identical.
+fn check_files(
+    net: &Testnet,
+    i: usize,
+    files: &[(String, PathBuf)],
+    scratch: &Path,
+    case: &str,
+) -> anyhow::Result<()> {
+    let want: BTreeSet<String> = files.iter().map(|(id, _)| id.clone()).collect();
+    let got = listed(net, i, scratch)?;
+    ensure!(got == want, "{case}: ls lists {got:?}, expected {want:?}");
+    for (n, (id, original)) in files.iter().enumerate() {
+        let out = scratch.join(format!("{case}-out-{n}"));
+        let mut cmd = net.cli(i);
+        cmd.args(["get", id, "-o"]).arg(&out);
+        run(cmd, scratch)?.ok(&format!("{case}: get {id}"))?;
+        let (a, b) = (fs::read(original)?, fs::read(&out)?);
+        ensure!(
+            a == b,
+            "{case}: {id} came back as {} bytes differing from the {} put",
+            b.len(),
+            a.len()
+        );
+    }
+    Ok(())
+}
+
+/// Makes `home` runnable by the testnet: its node password in `home/password`.
+fn install_password(home: &Path, password: &Path) -> anyhow::Result<()> {
+    let target = home.join("password");
+    fs::copy(password, &target)?;
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+#[test]
+fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let mut net =
+        Testnet::up_with(Config::new(BIN, scratch.join("net"), NODES).with_kdf(Kdf::FAST))
+            .context("cannot start the testnet")?;
+
+    // Node 0 stores files of interesting sizes (empty, one byte, one segment, several
+    // stripes).
+    let mut files = Vec::new();
+    for (seed, len) in [(1u64, 0usize), (2, 1), (3, 1 << 20), (4, (3 << 20) + 17)] {
+        let path = make_file(scratch, len, seed)?;
+        let mut cmd = net.cli(0);
+        cmd.arg("put").arg(&path);
+        let id = String::from_utf8(run(cmd, scratch)?.ok("put")?)?
+            .trim()
+            .to_owned();
+        ensure!(id.starts_with("dm1"), "put printed {id:?}");
+        files.push((id, path));
+    }
+    let home0 = net.home(0);
+    let node_pw = net.password_file(0);
+
+    // The safety nets, made while the node runs: a bundle, and 3-of-5 shares with the
+    // keystore's network copy.
+    let backup_pw = scratch.join("backup-pw");
+    password_file(&backup_pw, "a separate backup passphrase for node zero")?;
+    let bundle = scratch.join("node0.dmbackup");
+    let mut cmd = net.cli(0);
+    cmd.args(["keys", "backup", "--out"])
+        .arg(&bundle)
+        .arg("--backup-password-file")
+        .arg(&backup_pw)
+        .arg("--password-file")
+        .arg(&node_pw)
+        .args(FAST_KDF);
+    run(cmd, scratch)?.ok("keys backup")?;
+
+    let escrow = scratch.join("escrow");
+    let mut cmd = net.cli(0);
+    cmd.args([
+        "--json",
+        "keys",
+        "escrow",
+        "split",
+        "--threshold",
+        "3",
+        "--shares",
+        "5",
+    ])
+    .arg("--out-dir")
+    .arg(&escrow)
+    .arg("--password-file")
+    .arg(&node_pw);
+    let split: serde_json::Value = serde_json::from_slice(&run(cmd, scratch)?.ok("escrow split")?)?;
+    let copy = split["network_copy"]
+        .as_str()
+        .context("escrow split stored no network copy although the node runs")?
+        .to_owned();
+    let shares: Vec<PathBuf> = split["files"]
+        .as_array()
+        .context("no share files listed")?
+        .iter()
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .collect();
+    ensure!(shares.len() == 5, "{} share files", shares.len());
+    for share in &shares {
+        ensure!(
+            fs::read_to_string(share)?.contains(&copy),
+            "{} does not name the network copy {copy}",
+            share.display()
+        );
+    }
+
+    // The machine is gone.
+    net.kill(0)?;
+    fs::remove_dir_all(&home0)?;
+
+    // Case 1: a new home from the bundle.
+    let new_pw = scratch.join("new-pw");
+    password_file(&new_pw, "the restored node's new passphrase")?;
+    let mut cmd = datamesh(&home0);
+    cmd.args(["keys", "restore"])
+        .arg(&bundle)
+        .arg("--backup-password-file")
+        .arg(&backup_pw)
+        .arg("--new-password-file")
+        .arg(&new_pw)
+        .args(FAST_KDF);
+    let restored = run(cmd, scratch)?.ok("keys restore")?;
+    ensure!(!restored.is_empty(), "restore printed no keys");
+    install_password(&home0, &new_pw)?;
+    net.start(0)?;
+    check_files(&net, 0, &files, scratch, "bundle")?;
+
+    // Gone again.
+    net.kill(0)?;
+    fs::remove_dir_all(&home0)?;
+    let bootstrap = net
+        .run_file(1)?
+        .and_then(|r| r.listen.into_iter().next())
+        .context("node 1 publishes no listen address")?;
+    let recover = |chosen: &[&PathBuf]| {
+        let mut cmd = datamesh(&home0);
+        cmd.args(["keys", "escrow", "recover"])
+            .args(chosen)
+            .arg("--bootstrap")
+            .arg(&bootstrap)
+            .arg("--new-password-file")
+            .arg(&new_pw)
+            .args(FAST_KDF);
+        cmd
+    };
+
+    // Two shares: a clear error, nothing written.
+    let two = run(recover(&[&shares[1], &shares[3]]), scratch)?;
+    ensure!(
+        two.code == Some(2),
+        "two shares: exit {:?}: {}",
+        two.code,
+        two.stderr
+    );
+    ensure!(
+        two.stderr.lines().count() == 1 && two.stderr.contains("2 share(s) given, 3 needed"),
+        "two shares: {}",
+        two.stderr
+    );
+    ensure!(!home0.exists(), "two shares wrote {}", home0.display());
+
+    // Case 2: three shares and the network alone.
+    run(recover(&[&shares[4], &shares[0], &shares[2]]), scratch)?.ok("escrow recover")?;
+    let config = fs::read_to_string(home0.join("config.toml"))?;
+    ensure!(
+        config.contains(&bootstrap),
+        "config.toml does not name the bootstrap peer: {config}"
+    );
+    install_password(&home0, &new_pw)?;
+    net.start(0)?;
+    check_files(&net, 0, &files, scratch, "shares")?;
+    // The rebuilt keystore is the same: the old shares still pass the drill.
+    let mut cmd = net.cli(0);
+    cmd.args(["keys", "escrow", "verify"])
+        .args([&shares[1], &shares[2], &shares[3]])
+        .arg("--password-file")
+        .arg(&new_pw);
+    run(cmd, scratch)?.ok("escrow verify on the rebuilt home")?;
+    net.down()?;
+    Ok(())
+}

@@ -1,1 +1,17 @@
-//! Shared helpers of the DataMesh benches (see `benches/pipeline.rs`).
+//! Shared code of the DataMesh benches: the criterion `pipeline` bench
+//! (`benches/pipeline.rs`) and the end-to-end benchmark program (`src/bin/e2e.rs`).
+//!
+//! - [`pipeline`]: the pipeline and the raw primitives it is bounded by (AES-256-GCM,
+//!   BLAKE3, RS 4+2 encode, memcpy), over the same 1 MiB segments.
+//! - [`stats`]: median and percentiles.
+//! - [`report`]: figures (value, limit, ratio), printed one per line and written as JSON.
+//! - [`sys`]: what the machine allows: loopback and disk bandwidth, process memory.
+//! - [`cmd`]: running the `datamesh` binary with a deadline; the node's HTTP API.
+//! - [`sections`]: the end-to-end sections (testnet, memory, keys, scale).
+
+pub mod cmd;
+pub mod pipeline;
+pub mod report;
+pub mod sections;
+pub mod stats;
+pub mod sys;

@@ -53,7 +53,8 @@ impl EncodeOptions {
         self
     }
 
-    /// Stripes processed at once (memory is about `1.5 x segment size` per stripe).
+    /// Stripes processed at once (memory is about `2.5 x segment size` per stripe: the
+    /// batch being sealed and the next one being read).
     /// Default: twice the number of worker threads. 1 means single-threaded.
     pub fn with_stripes_in_flight(mut self, n: usize) -> Self {
         self.stripes_in_flight = n.max(1);
@@ -149,20 +150,18 @@ pub struct EncodedFile {
 /// # Ok(()) }
 /// ```
 ///
-/// Memory stays at about `stripes_in_flight x 1.5 x segment size`, whatever the input's
+/// Memory stays at about `stripes_in_flight x 2.5 x segment size`, whatever the input's
 /// size: segments are read in batches, each batch is sealed, coded and hashed on all
-/// worker threads, and its stripes are handed out in order before the next batch is read.
+/// worker threads while the next batch is read (so reading overlaps the work), and its
+/// stripes are handed out in order before the batch after that is started.
 #[derive(Debug)]
 pub struct Encoder<R> {
-    reader: R,
+    input: Input<R>,
     options: EncodeOptions,
     key: DataKey,
     cipher: SegmentCipher,
-    /// The next segment, read ahead so the last one is known when it is sealed.
-    lookahead: Option<Vec<u8>>,
-    next_index: u64,
-    file_len: u64,
-    reached_end: bool,
+    /// The next batch, read while the previous one was being encoded (or its read error).
+    prefetched: Option<std::io::Result<Vec<Segment>>>,
     failed: bool,
     /// Stripes sealed but not yet handed out: never more than one batch.
     pub(crate) ready: VecDeque<Stripe>,
@@ -170,6 +169,21 @@ pub struct Encoder<R> {
     tree: TreeHasher,
 }
 
+/// The reading side of an [`Encoder`]: split off so a batch can be read while the
+/// previous one is encoded on the worker threads.
+#[derive(Debug)]
+struct Input<R> {
+    reader: R,
+    segment_size: usize,
+    batch_len: usize,
+    /// The next segment, read ahead so the last one is known when it is sealed.
+    lookahead: Option<Vec<u8>>,
+    next_index: u64,
+    file_len: u64,
+    reached_end: bool,
+}
+
+#[derive(Debug)]
 struct Segment {
     index: u64,
     last: bool,
@@ -187,14 +201,19 @@ impl<R: Read> Encoder<R> {
     pub(crate) fn with_key(reader: R, options: EncodeOptions, key: DataKey) -> Self {
         let cipher = key.cipher();
         Self {
-            reader,
+            input: Input {
+                reader,
+                segment_size: options.segment_size.bytes(),
+                batch_len: options.stripes_in_flight,
+                lookahead: None,
+                next_index: 0,
+                file_len: 0,
+                reached_end: false,
+            },
             options,
             key,
             cipher,
-            lookahead: None,
-            next_index: 0,
-            file_len: 0,
-            reached_end: false,
+            prefetched: None,
             failed: false,
             ready: VecDeque::new(),
             shard_ids: Vec::new(),
@@ -202,63 +221,28 @@ impl<R: Read> Encoder<R> {
         }
     }
 
-    /// Reads up to one segment into a buffer sized for the padded stripe.
-    fn read_segment(&mut self) -> std::io::Result<Vec<u8>> {
-        let seg = self.options.segment_size.bytes();
-        let mut buf = Vec::with_capacity(DATA_SHARDS * shard_len(seg + TAG_LEN));
-        buf.resize(seg, 0);
-        let mut filled = 0;
-        while filled < seg {
-            match self.reader.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(filled);
-        Ok(buf)
-    }
-
-    fn read_batch(&mut self) -> std::io::Result<Vec<Segment>> {
-        let seg = self.options.segment_size.bytes();
-        let mut batch = Vec::with_capacity(self.options.stripes_in_flight);
-        while batch.len() < self.options.stripes_in_flight && !self.reached_end {
-            let current = match self.lookahead.take() {
-                Some(buf) => buf,
-                None => self.read_segment()?,
-            };
-            let last = if current.len() < seg {
-                true
-            } else {
-                let next = self.read_segment()?;
-                let empty = next.is_empty();
-                if !empty {
-                    self.lookahead = Some(next);
-                }
-                empty
-            };
-            self.file_len += current.len() as u64;
-            batch.push(Segment {
-                index: self.next_index,
-                last,
-                buf: current,
-            });
-            self.next_index += 1;
-            self.reached_end = last;
-        }
-        Ok(batch)
-    }
-
     fn encode_batch(&mut self) -> Result<(), EncodeError> {
-        let batch = self.read_batch()?;
+        let batch = match self.prefetched.take() {
+            Some(batch) => batch?,
+            None => self.input.read_batch()?,
+        };
         let segment_size = self.options.segment_size.bytes() as u64;
         let cipher = &self.cipher;
         let results: Vec<_> = if batch.len() > 1 {
-            batch
-                .into_par_iter()
-                .map(|s| seal_stripe(cipher, s, segment_size))
-                .collect()
+            // Seal this batch on the worker threads while this thread reads the next.
+            let input = &mut self.input;
+            let mut sealed = Vec::new();
+            let next = rayon::in_place_scope(|scope| {
+                scope.spawn(|_| {
+                    sealed = batch
+                        .into_par_iter()
+                        .map(|s| seal_stripe(cipher, s, segment_size))
+                        .collect();
+                });
+                (!input.reached_end).then(|| input.read_batch())
+            });
+            self.prefetched = next;
+            sealed
         } else {
             batch
                 .into_iter()
@@ -288,12 +272,12 @@ impl<R: Read> Encoder<R> {
         };
         let metadata = Metadata {
             name: self.options.name,
-            size: self.file_len,
+            size: self.input.file_len,
             mtime: self.options.mtime,
             blake3,
         };
         let manifest = Manifest::build(
-            self.file_len,
+            self.input.file_len,
             self.options.segment_size,
             self.shard_ids,
             &metadata,
@@ -308,6 +292,53 @@ impl<R: Read> Encoder<R> {
     }
 }
 
+impl<R: Read> Input<R> {
+    /// Reads up to one segment into a buffer sized for the padded stripe (never zeroed
+    /// first: `read_to_end` fills the spare capacity).
+    fn read_segment(&mut self) -> std::io::Result<Vec<u8>> {
+        let seg = self.segment_size;
+        let mut buf = Vec::with_capacity(DATA_SHARDS * shard_len(seg + TAG_LEN));
+        loop {
+            let want = (seg - buf.len()) as u64;
+            match (&mut self.reader).take(want).read_to_end(&mut buf) {
+                Ok(_) => return Ok(buf),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn read_batch(&mut self) -> std::io::Result<Vec<Segment>> {
+        let seg = self.segment_size;
+        let mut batch = Vec::with_capacity(self.batch_len);
+        while batch.len() < self.batch_len && !self.reached_end {
+            let current = match self.lookahead.take() {
+                Some(buf) => buf,
+                None => self.read_segment()?,
+            };
+            let last = if current.len() < seg {
+                true
+            } else {
+                let next = self.read_segment()?;
+                let empty = next.is_empty();
+                if !empty {
+                    self.lookahead = Some(next);
+                }
+                empty
+            };
+            self.file_len += current.len() as u64;
+            batch.push(Segment {
+                index: self.next_index,
+                last,
+                buf: current,
+            });
+            self.next_index += 1;
+            self.reached_end = last;
+        }
+        Ok(batch)
+    }
+}
+
 impl<R: Read> Iterator for Encoder<R> {
     type Item = Result<Stripe, EncodeError>;
 
@@ -316,7 +347,7 @@ impl<R: Read> Iterator for Encoder<R> {
             return None;
         }
         if self.ready.is_empty()
-            && !self.reached_end
+            && (self.prefetched.is_some() || !self.input.reached_end)
             && let Err(e) = self.encode_batch()
         {
             self.failed = true;

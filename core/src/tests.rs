@@ -450,6 +450,56 @@ fn encoder_reports_read_errors_and_refuses_to_finish_early() -> TestResult {
 }
 
 #[test]
+fn a_read_error_while_reading_ahead_comes_after_the_batch_before_it() -> TestResult {
+    // With 2 stripes in flight the encoder reads the next batch while it seals the
+    // current one: a failure of that read is reported after the current batch's stripes,
+    // never instead of them, and nothing follows it.
+    struct Failing(usize);
+    impl std::io::Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            let n = buf.len().min(self.0);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    // Batch 1: segments 0, 1 (+ segment 2 read ahead); batch 2 fails reading segment 4.
+    let mut enc = Encoder::new(Failing(4 * SEG + 10), options().with_stripes_in_flight(2));
+    let first: Vec<u64> = enc
+        .by_ref()
+        .take(2)
+        .map(|r| r.map(|s| s.index()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(first, [0, 1]);
+    assert!(matches!(enc.next(), Some(Err(EncodeError::Io(_)))));
+    assert!(enc.next().is_none());
+    assert!(matches!(enc.finish(), Err(EncodeError::AlreadyFailed)));
+    Ok(())
+}
+
+#[test]
+fn decoding_in_batches_rebuilds_every_stripe_of_any_size() -> TestResult {
+    // Several flushes (2 stripes in flight), a short last stripe, and a rebuild in every
+    // stripe.
+    for len in [5 * SEG + 7, 6 * SEG, 2 * SEG + 1] {
+        let plain = data(len, 21);
+        let (stripes, file) = encode(&plain, options().with_stripes_in_flight(2))?;
+        let mut out = Vec::new();
+        let mut dec =
+            Decoder::new(file.manifest.clone(), &file.data_key)?.with_stripes_in_flight(2);
+        for (i, stripe) in stripes.iter().enumerate() {
+            dec.push(i as u64, lose(stripe, &[1, 3]), &mut out)?;
+        }
+        let report = dec.finish(&mut out)?;
+        assert_eq!(out, plain, "length {len}");
+        assert!(report.bad_shards.is_empty());
+    }
+    Ok(())
+}
+
+#[test]
 fn memory_in_flight_is_bounded_by_the_batch() -> TestResult {
     // The encoder never holds more than `stripes_in_flight` stripes: after the first
     // stripe of a batch is taken the rest of that batch is queued, nothing more.

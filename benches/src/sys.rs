@@ -1,0 +1,168 @@
+//! The machine: process memory from /proc, load, and the raw bandwidths a testnet's
+//! figures are bounded by (loopback TCP, disk writes).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+
+/// Memory of a process, from `/proc/PID/status`, in KiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident set now (VmRSS).
+    pub rss_kib: u64,
+    /// Peak resident set since start or the last [`reset_peak`] (VmHWM).
+    pub hwm_kib: u64,
+}
+
+/// Parses the VmRSS and VmHWM lines of a `/proc/PID/status` text.
+pub fn parse_status(text: &str) -> Option<Memory> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some(Memory {
+        rss_kib: field("VmRSS:")?,
+        hwm_kib: field("VmHWM:")?,
+    })
+}
+
+/// The memory of process `pid`.
+///
+/// # Errors
+/// When it cannot be read (the process is gone).
+pub fn memory(pid: u32) -> anyhow::Result<Memory> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_status(&text).with_context(|| format!("{path} has no VmRSS/VmHWM"))
+}
+
+/// Resets the peak RSS (VmHWM) of `pid` to its current RSS (`echo 5 >
+/// /proc/PID/clear_refs`; needs the right to write there: the same user or root).
+///
+/// # Errors
+/// When the kernel refuses.
+pub fn reset_peak(pid: u32) -> anyhow::Result<()> {
+    let path = format!("/proc/{pid}/clear_refs");
+    std::fs::write(&path, "5").with_context(|| format!("cannot write {path}"))
+}
+
+/// `/proc/loadavg`, trimmed ("" if unreadable).
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The CPU model name from `/proc/cpuinfo` ("" if unknown).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// MB/s of one TCP stream over 127.0.0.1 moving `bytes` in 1 MiB writes (a thread each
+/// side): the bound of a node-to-node or CLI-to-node transfer, before any protocol.
+///
+/// # Errors
+/// Socket errors.
+pub fn loopback_mbs(bytes: usize) -> anyhow::Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let reader = std::thread::spawn(move || -> std::io::Result<usize> {
+        let (mut conn, _) = listener.accept()?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0;
+        loop {
+            match conn.read(&mut buf)? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    });
+    let chunk = crate::pipeline::input(1 << 20);
+    let started = Instant::now();
+    let mut conn = TcpStream::connect(addr)?;
+    let mut sent = 0;
+    while sent < bytes {
+        let n = chunk.len().min(bytes - sent);
+        conn.write_all(&chunk[..n])?;
+        sent += n;
+    }
+    drop(conn);
+    let received = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("loopback reader panicked"))??;
+    let secs = started.elapsed().as_secs_f64();
+    if received != bytes {
+        bail!("loopback moved {received} of {bytes} bytes");
+    }
+    Ok(bytes as f64 / secs / 1e6)
+}
+
+/// MB/s of writing `bytes` to a new file in `dir` in 1 MiB writes, then fsync: the bound
+/// of what the nodes (all on this disk) can store.
+///
+/// # Errors
+/// File errors.
+pub fn disk_write_mbs(dir: &Path, bytes: usize) -> anyhow::Result<f64> {
+    let path = dir.join("disk-bandwidth-probe");
+    let chunk = crate::pipeline::input(1 << 20);
+    let started = Instant::now();
+    let mut file = std::fs::File::create(&path)?;
+    let mut written = 0;
+    while written < bytes {
+        let n = chunk.len().min(bytes - written);
+        file.write_all(&chunk[..n])?;
+        written += n;
+    }
+    file.sync_all()?;
+    let secs = started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(bytes as f64 / secs / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_are_parsed() {
+        let text = "Name:\tdatamesh\nVmPeak:\t  900 kB\nVmHWM:\t   51234 kB\nVmRSS:\t   40000 kB\n";
+        assert_eq!(
+            parse_status(text),
+            Some(Memory {
+                rss_kib: 40000,
+                hwm_kib: 51234
+            })
+        );
+        assert_eq!(parse_status("Name: x\nVmRSS: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn own_memory_is_readable_and_peak_resets() -> anyhow::Result<()> {
+        let me = std::process::id();
+        let m = memory(me)?;
+        assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib);
+        reset_peak(me)?;
+        Ok(())
+    }
+
+    #[test]
+    fn loopback_and_disk_probes_move_every_byte() -> anyhow::Result<()> {
+        assert!(loopback_mbs(3 << 20)? > 0.0);
+        let dir = tempfile::tempdir()?;
+        assert!(disk_write_mbs(dir.path(), (2 << 20) + 7)? > 0.0);
+        assert!(!dir.path().join("disk-bandwidth-probe").exists());
+        Ok(())
+    }
+}

@@ -55,9 +55,10 @@ impl NodeConfig {
     }
 
     /// How often the node checks the files of its catalog and repairs those below full
-    /// health; zero disables. Default: [`DEFAULT_CHECK_INTERVAL`] (10 minutes).
+    /// health; zero disables; capped at a year. Default: [`DEFAULT_CHECK_INTERVAL`]
+    /// (10 minutes).
     pub fn with_check_interval(mut self, interval: Duration) -> Self {
-        self.check_interval = interval;
+        self.check_interval = interval.min(Duration::from_secs(365 * 24 * 3600));
         self
     }
 

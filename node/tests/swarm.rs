@@ -675,9 +675,30 @@ async fn verify_names_a_corrupt_shard_and_repair_replaces_it() -> TestResult {
         Health::Healthy
     );
     let verified = net.node(0).files().check(id, true).await?;
-    let json = verified.to_json();
-    assert_eq!(verified.state(), Health::Degraded, "{json:#}");
-    assert_eq!(verified.bad_peers(), vec![victim_peer], "{json:#}");
+    assert_eq!(
+        verified.state(),
+        Health::Degraded,
+        "{:#}",
+        verified.to_json()
+    );
+    assert_eq!(verified.bad_peers(), vec![victim_peer]);
+    // The same through the API (what `datamesh --json check ID --verify` prints).
+    let api = net.node(0).api_addr();
+    let json = tokio::task::spawn_blocking(move || {
+        let wrong = ureq::post(format!("http://{api}/v1/files/{id}/check?verify=maybe"))
+            .header("authorization", "Bearer test-token")
+            .send_empty();
+        assert!(
+            matches!(wrong, Err(ureq::Error::StatusCode(400))),
+            "{wrong:?}"
+        );
+        Client::new(api, "test-token").check(&id, true, false)
+    })
+    .await??;
+    assert_eq!(json["state"], "degraded", "{json:#}");
+    assert_eq!(json["verified"], true);
+    assert_eq!(json["bad_peers"][0], victim_peer.to_string());
+    assert_eq!(json["stripes"][0]["before"]["healthy"], 5);
     let bad = &json["stripes"][0]["bad"][0];
     assert_eq!(bad["shard"], shard.as_str());
     assert_eq!(bad["reason"], "corrupt");

@@ -85,6 +85,9 @@ fn default_quota() -> u64 {
 fn default_log_level() -> String {
     "info".into()
 }
+/// Longest self-check period accepted (a year), so the timer cannot overflow.
+const MAX_CHECK_INTERVAL: u64 = 365 * 24 * 3600;
+
 fn default_check_interval() -> u64 {
     datamesh_node::node::DEFAULT_CHECK_INTERVAL.as_secs()
 }
@@ -128,6 +131,13 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
         .into());
     }
     let config = read_config(&ctx.home)?;
+    if config.check_interval > MAX_CHECK_INTERVAL {
+        anyhow::bail!(
+            "{}: check_interval = {} is more than a year ({MAX_CHECK_INTERVAL} seconds); use 0 to disable the self-check",
+            home::config(&ctx.home).display(),
+            config.check_interval
+        );
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("DATAMESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
     let _ = tracing_subscriber::fmt()

@@ -69,6 +69,9 @@ pub(crate) struct CheckArgs {
     repair: bool,
 }
 
+/// Stripes listed one per row at most; past that only those below full health.
+const MAX_ROWS: usize = 64;
+
 fn strs(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| {
@@ -126,8 +129,15 @@ pub(crate) fn run(ctx: &Context, args: CheckArgs) -> anyhow::Result<()> {
 
 fn print_human(ctx: &Context, report: &Value, repair: bool) {
     let stripes = report["stripes"].as_array().cloned().unwrap_or_default();
+    // A big file's healthy stripes would bury the ones that matter: past a screenful,
+    // the table shows only stripes that were or are below full health.
+    let all = stripes.len() <= MAX_ROWS;
+    let shown: Vec<&Value> = stripes
+        .iter()
+        .filter(|s| all || s["state"] != "healthy" || s["before"]["state"] != "healthy")
+        .collect();
     let mut rows = Vec::new();
-    for s in &stripes {
+    for s in shown.iter().copied() {
         let bad: Vec<String> = s["bad"]
             .as_array()
             .map(|list| {
@@ -184,6 +194,12 @@ fn print_human(ctx: &Context, report: &Value, repair: bool) {
     } else {
         ctx.out
             .table(&["STRIPE", "HEALTHY", "PEERS", "STATE", "BAD"], &rows);
+    }
+    if !all {
+        ctx.out.info(format_args!(
+            "({} stripes at full health before and after not listed; --json lists every stripe)",
+            stripes.len() - shown.len()
+        ));
     }
     for s in &stripes {
         if let Some(e) = s["error"].as_str() {

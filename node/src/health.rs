@@ -830,4 +830,106 @@ mod tests {
             Health::Unrecoverable
         );
     }
+
+    /// The JSON shape is a contract (documented in `cli/src/cmd/check.rs`, parsed by the
+    /// fault suite): every field is there, with the type promised.
+    #[test]
+    fn the_json_report_has_the_documented_shape() -> Result<(), String> {
+        let p = peers(8);
+        let ids: [ShardId; 6] = std::array::from_fn(|i| ShardId::of(&[i as u8]));
+        let before: [Vec<PeerId>; 6] =
+            std::array::from_fn(|i| if i < 4 { vec![p[i]] } else { vec![] });
+        let mut after = before.clone();
+        after[4] = vec![p[6]];
+        after[5] = vec![p[7]];
+        let report = CheckReport {
+            id: FileId::of_manifest(b"m"),
+            verified: true,
+            repair: true,
+            peers_asked: 8,
+            peers_answered: 7,
+            manifest_copies: (5, 6),
+            stripes: vec![StripeReport {
+                stripe: 0,
+                before: StripeHealth::of(&before),
+                after: StripeHealth::of(&after),
+                holders: after.clone(),
+                bad: vec![BadCopy {
+                    peer: p[4],
+                    index: 4,
+                    shard: ids[4],
+                    reason: BadReason::WrongBytes,
+                }],
+                unreachable: vec![p[5]],
+                repaired: vec![
+                    RepairedShard {
+                        index: 4,
+                        shard: ids[4],
+                        peer: p[6],
+                    },
+                    RepairedShard {
+                        index: 5,
+                        shard: ids[5],
+                        peer: p[7],
+                    },
+                ],
+                error: None,
+            }],
+        };
+        let j = report.to_json();
+        let expect = |cond: bool, what: &str| {
+            if cond {
+                Ok(())
+            } else {
+                Err(format!("{what}: {j:#}"))
+            }
+        };
+        expect(j["id"] == report.id.to_string(), "id")?;
+        expect(j["verified"] == true && j["repair"] == true, "flags")?;
+        expect(j["state"] == "healthy", "state")?;
+        expect(j["stripes_total"] == 1, "stripes_total")?;
+        expect(j["peers_asked"] == 8 && j["peers_answered"] == 7, "peers")?;
+        expect(j["bad_peers"] == json!([p[4].to_string()]), "bad_peers")?;
+        expect(j["repaired_shards"] == 2, "repaired_shards")?;
+        expect(
+            j["before"]
+                == json!({"state": "degraded", "healthy_stripes": 0, "degraded_stripes": 1,
+                          "unrecoverable_stripes": 0, "manifest_copies": 5}),
+            "before",
+        )?;
+        expect(
+            j["after"]
+                == json!({"state": "healthy", "healthy_stripes": 1, "degraded_stripes": 0,
+                          "unrecoverable_stripes": 0, "manifest_copies": 6}),
+            "after",
+        )?;
+        let s = &j["stripes"][0];
+        expect(
+            s["stripe"] == 0 && s["healthy"] == 6 && s["peers"] == 6,
+            "stripe counts",
+        )?;
+        expect(s["state"] == "healthy", "stripe state")?;
+        expect(
+            s["before"] == json!({"healthy": 4, "peers": 4, "state": "degraded"}),
+            "stripe before",
+        )?;
+        expect(
+            s["holders"].as_array().is_some_and(|h| h.len() == 6),
+            "holders",
+        )?;
+        expect(s["holders"][4] == json!([p[6].to_string()]), "holder of 4")?;
+        expect(
+            s["bad"]
+                == json!([{"peer": p[4].to_string(), "index": 4, "shard": ids[4].to_string(),
+                           "reason": "wrong_bytes"}]),
+            "bad",
+        )?;
+        expect(s["unreachable"] == json!([p[5].to_string()]), "unreachable")?;
+        expect(
+            s["repaired"][1]
+                == json!({"index": 5, "shard": ids[5].to_string(), "peer": p[7].to_string()}),
+            "repaired",
+        )?;
+        expect(s["error"].is_null(), "error")
+    }
 }

@@ -53,6 +53,12 @@ impl Outcome {
         );
         Ok(self.stdout)
     }
+
+    /// Success, and what it said on stderr.
+    fn ok_stderr(self, what: &str) -> anyhow::Result<String> {
+        let stderr = self.stderr.clone();
+        self.ok(what).map(|_| stderr)
+    }
 }
 
 /// Runs `cmd` to completion within [`COMMAND_DEADLINE`] (killed after it), output
@@ -203,20 +209,36 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
     let home0 = net.home(0);
     let node_pw = net.password_file(0);
 
-    // The safety nets, made while the node runs: a bundle, and 3-of-5 shares with the
-    // keystore's network copy.
+    // The safety nets: two bundles, one made while the node runs (its catalog comes
+    // from the API), one while it is stopped (from its database, with manifests), and
+    // 3-of-5 shares with the keystore's network copy (needs the running node).
     let backup_pw = scratch.join("backup-pw");
     password_file(&backup_pw, "a separate backup passphrase for node zero")?;
-    let bundle = scratch.join("node0.dmbackup");
-    let mut cmd = net.cli(0);
-    cmd.args(["keys", "backup", "--out"])
-        .arg(&bundle)
-        .arg("--backup-password-file")
-        .arg(&backup_pw)
-        .arg("--password-file")
-        .arg(&node_pw)
-        .args(FAST_KDF);
-    run(cmd, scratch)?.ok("keys backup")?;
+    let backup = |net: &Testnet, bundle: &Path| -> anyhow::Result<String> {
+        let mut cmd = net.cli(0);
+        cmd.args(["keys", "backup", "--out"])
+            .arg(bundle)
+            .arg("--backup-password-file")
+            .arg(&backup_pw)
+            .arg("--password-file")
+            .arg(&node_pw)
+            .args(FAST_KDF);
+        Ok(run(cmd, scratch)?.ok_stderr("keys backup")?)
+    };
+    let from_api = scratch.join("node0-api.dmbackup");
+    let said = backup(&net, &from_api)?;
+    ensure!(
+        said.contains("catalog of 4 file(s) came from the running node's API"),
+        "{said}"
+    );
+    net.stop(0)?;
+    let from_db = scratch.join("node0-db.dmbackup");
+    let said = backup(&net, &from_db)?;
+    ensure!(
+        said.contains("catalog of 4 file(s) came from the node's database"),
+        "{said}"
+    );
+    net.start(0)?;
 
     let escrow = scratch.join("escrow");
     let mut cmd = net.cli(0);
@@ -258,26 +280,35 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
     net.kill(0)?;
     fs::remove_dir_all(&home0)?;
 
-    // Case 1: a new home from the bundle.
+    // Case 1: a new home from a bundle (each kind), started, joining the testnet.
     let new_pw = scratch.join("new-pw");
     password_file(&new_pw, "the restored node's new passphrase")?;
-    let mut cmd = datamesh(&home0);
-    cmd.args(["keys", "restore"])
-        .arg(&bundle)
-        .arg("--backup-password-file")
-        .arg(&backup_pw)
-        .arg("--new-password-file")
-        .arg(&new_pw)
-        .args(FAST_KDF);
-    let restored = run(cmd, scratch)?.ok("keys restore")?;
-    ensure!(!restored.is_empty(), "restore printed no keys");
-    install_password(&home0, &new_pw)?;
-    net.start(0)?;
-    check_files(&net, 0, &files, scratch, "bundle")?;
-
-    // Gone again.
-    net.kill(0)?;
-    fs::remove_dir_all(&home0)?;
+    for (case, bundle) in [("bundle-db", &from_db), ("bundle-api", &from_api)] {
+        let mut cmd = datamesh(&home0);
+        cmd.args(["keys", "restore"])
+            .arg(bundle)
+            .arg("--backup-password-file")
+            .arg(&backup_pw)
+            .arg("--new-password-file")
+            .arg(&new_pw)
+            .args(FAST_KDF);
+        let said = run(cmd, scratch)?.ok_stderr(&format!("{case}: keys restore"))?;
+        ensure!(said.contains("a catalog of 4 file(s)"), "{case}: {said}");
+        install_password(&home0, &new_pw)?;
+        net.start(0)?;
+        check_files(&net, 0, &files, scratch, case)?;
+        if case == "bundle-db" {
+            // The database's catalog came back whole (manifests, envelope sequence):
+            // rewrapping every file works right away.
+            let mut cmd = net.cli(0);
+            cmd.args(["keys", "rewrap", "--all"]);
+            run(cmd, scratch)?.ok("rewrap after restore")?;
+            check_files(&net, 0, &files, scratch, "rewrapped")?;
+        }
+        // Gone again.
+        net.kill(0)?;
+        fs::remove_dir_all(&home0)?;
+    }
     let bootstrap = net
         .run_file(1)?
         .and_then(|r| r.listen.into_iter().next())

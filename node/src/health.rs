@@ -725,9 +725,11 @@ impl Files {
         Ok(())
     }
 
-    /// Checks and repairs every file of the catalog (without verifying: holders are
-    /// trusted), records the outcome for `status` and the metrics, and returns it.
-    pub async fn self_check(&self) -> SelfCheck {
+    /// Checks and repairs every file of the catalog, records the outcome for `status` and
+    /// the metrics, and returns it. Without `verify` the holders' word is trusted (cheap);
+    /// with it every copy is fetched and hashed, so bit rot and lying holders are found
+    /// and replaced too, at the cost of reading every shard.
+    pub async fn self_check(&self, verify: bool) -> SelfCheck {
         let catalog = self.inner.catalog.clone();
         let entries = match tokio::task::spawn_blocking(move || catalog.list()).await {
             Ok(Ok(entries)) => entries,
@@ -745,7 +747,7 @@ impl Files {
             ..SelfCheck::default()
         };
         for entry in entries {
-            match self.repair(entry.id, false).await {
+            match self.repair(entry.id, verify).await {
                 Ok(report) => {
                     outcome.repaired_shards += report.repaired_shards();
                     if report.state() != Health::Healthy {

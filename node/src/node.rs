@@ -33,6 +33,7 @@ pub struct NodeConfig {
     store: StoreConfig,
     files: FilesConfig,
     check_interval: Duration,
+    check_verify: bool,
     faults: TestFaults,
 }
 
@@ -50,6 +51,7 @@ impl NodeConfig {
             store: StoreConfig::new(10 << 30),
             files: FilesConfig::default(),
             check_interval: DEFAULT_CHECK_INTERVAL,
+            check_verify: false,
             faults: TestFaults::none(),
         }
     }
@@ -59,6 +61,14 @@ impl NodeConfig {
     /// (10 minutes).
     pub fn with_check_interval(mut self, interval: Duration) -> Self {
         self.check_interval = interval.min(Duration::from_secs(365 * 24 * 3600));
+        self
+    }
+
+    /// Whether the self-check fetches and hashes every copy (finds bit rot and lying
+    /// holders, reads every shard of the catalog each time) instead of asking holders.
+    /// Default: false.
+    pub fn with_check_verify(mut self, verify: bool) -> Self {
+        self.check_verify = verify;
         self
     }
 
@@ -201,14 +211,14 @@ impl Node {
         }
         let check_task = (!config.check_interval.is_zero()).then(|| {
             let files = files.clone();
-            let interval = config.check_interval;
+            let (interval, verify) = (config.check_interval, config.check_verify);
             tokio::spawn(async move {
                 let mut timer = tokio::time::interval(interval);
                 timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 timer.tick().await; // the first tick is immediate: wait a full period
                 loop {
                     timer.tick().await;
-                    files.self_check().await;
+                    files.self_check(verify).await;
                 }
             })
         });

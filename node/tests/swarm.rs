@@ -790,7 +790,13 @@ async fn a_peer_serving_wrong_bytes_is_rejected_and_reported() -> TestResult {
 async fn the_self_check_repairs_the_catalog_and_counts_files_below_full_health() -> TestResult {
     use datamesh_node::client::Client;
     // The self-check is called directly here (no timer); the next test covers the timer.
-    let mut net = start_net_with(7, |_| 1 << 30, |_| TestFaults::none(), Duration::ZERO).await?;
+    let mut net = start_net_with(
+        7,
+        |_| 1 << 30,
+        |_| TestFaults::none().with_debug_api(),
+        Duration::ZERO,
+    )
+    .await?;
     let plain = data(512 * 1024);
     let id = net
         .node(0)
@@ -804,15 +810,27 @@ async fn the_self_check_repairs_the_catalog_and_counts_files_below_full_health()
         .id;
     let placement = placement_of(net.node(0), &id)?;
     let holders = stripe0_holders(&net, &placement, &[0]);
+    // Bit rot on a holder: the cheap self-check trusts the holder; the verifying one
+    // finds the copy and replaces it.
+    let addr = net.node(holders[2]).api_addr();
+    tokio::task::spawn_blocking(move || {
+        Client::new(addr, "test-token").debug_corrupt_shard(None, Some(&id), Some(0), None)
+    })
+    .await??;
+    let pass = net.node(0).files().self_check(false).await;
+    assert_eq!((pass.repaired_shards, pass.below_full_health.len()), (0, 0));
+    let pass = net.node(0).files().self_check(true).await;
+    assert_eq!(pass.repaired_shards, 1, "{pass:?}");
+    assert!(pass.below_full_health.is_empty(), "{pass:?}");
     // One holder lost, a spare peer left: the self-check repairs.
     net.stop(holders[0]).await?;
-    let pass = net.node(0).files().self_check().await;
+    let pass = net.node(0).files().self_check(false).await;
     assert_eq!(pass.files, 1);
     assert!(pass.below_full_health.is_empty(), "{pass:?}");
     assert_eq!(pass.repaired_shards, 1, "{pass:?}");
     // Another lost, only five peers left: below full health, and said so.
     net.stop(holders[1]).await?;
-    let pass = net.node(0).files().self_check().await;
+    let pass = net.node(0).files().self_check(false).await;
     assert_eq!(pass.below_full_health, vec![id], "{pass:?}");
     assert_eq!(
         metric(net.node(0), "datamesh_files_below_full_health").await?,

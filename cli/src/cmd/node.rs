@@ -71,6 +71,9 @@ struct FileConfig {
     /// 0 disables.
     #[serde(default = "default_check_interval")]
     check_interval: u64,
+    /// Whether the self-check fetches and hashes every copy.
+    #[serde(default)]
+    check_verify: bool,
 }
 
 fn default_listen() -> String {
@@ -185,6 +188,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
         args.quota.unwrap_or(config.storage_quota_bytes),
     ))
     .with_check_interval(Duration::from_secs(config.check_interval))
+    .with_check_verify(config.check_verify)
     .with_test_faults(faults);
     fsx::ensure_dir(&ctx.home.join("node")).context("cannot create the node's data folder")?;
 

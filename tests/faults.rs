@@ -14,6 +14,7 @@
 //! so a node whose count grew by 2 or more holds at least one shard of the file
 //! ([`certain_holders`]).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use datamesh_testnet::{Config, Kdf, Testnet};
+use serde_json::Value;
 
 /// The binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_datamesh");
@@ -377,6 +379,83 @@ fn counter(net: &Testnet, i: usize, name: &str) -> anyhow::Result<u64> {
         .map_or(0, |v| v as u64))
 }
 
+/// Peer id -> node index, for every node of the testnet (ids survive restarts).
+fn peer_map(net: &Testnet) -> anyhow::Result<BTreeMap<String, usize>> {
+    (0..net.len()).map(|i| Ok((net.peer_id(i)?, i))).collect()
+}
+
+/// `datamesh --json check ID FLAGS...` through node `via`; the report (exit 0 required:
+/// every stripe readable).
+fn check(
+    net: &Testnet,
+    via: usize,
+    id: &str,
+    flags: &[&str],
+    scratch: &Path,
+) -> anyhow::Result<Value> {
+    let mut cmd = net.cli(via);
+    cmd.args(["--json", "check", id]).args(flags);
+    let what = format!("check {flags:?} through node {via}");
+    let out = run(cmd, scratch)?.ok(&what)?;
+    let report: Value =
+        serde_json::from_slice(&out).with_context(|| format!("{what}: not JSON"))?;
+    ensure!(
+        report["id"].as_str() == Some(id),
+        "{what}: report of another file: {report}"
+    );
+    Ok(report)
+}
+
+/// The report's `state` (`healthy`, `degraded`, `unrecoverable`).
+fn state(report: &Value) -> &str {
+    report["state"].as_str().unwrap_or("(none)")
+}
+
+/// Per stripe, per shard index: the nodes holding a healthy copy (from a check report).
+fn holders(
+    report: &Value,
+    peers: &BTreeMap<String, usize>,
+) -> anyhow::Result<Vec<Vec<Vec<usize>>>> {
+    let stripes = report["stripes"]
+        .as_array()
+        .context("check report without stripes")?;
+    stripes
+        .iter()
+        .map(|stripe| {
+            let row = stripe["holders"]
+                .as_array()
+                .filter(|row| row.len() == 6)
+                .with_context(|| format!("stripe without 6 holder lists: {stripe}"))?;
+            row.iter()
+                .map(|list| {
+                    list.as_array()
+                        .context("holder list is not an array")?
+                        .iter()
+                        .map(|p| {
+                            let p = p.as_str().context("holder is not a string")?;
+                            peers
+                                .get(p)
+                                .copied()
+                                .with_context(|| format!("holder {p} is not a testnet node"))
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The distinct nodes holding shards of stripe `s`, in shard-index order.
+fn stripe_nodes(holders: &[Vec<Vec<usize>>], s: usize) -> Vec<usize> {
+    let mut nodes: Vec<usize> = Vec::new();
+    for n in holders[s].iter().flatten() {
+        if !nodes.contains(n) {
+            nodes.push(*n);
+        }
+    }
+    nodes
+}
+
 // ------------------------------------------------------------------- cases 1-4
 
 /// Cases 1-4 on one testnet: kills before and during gets, a stripe with too few
@@ -661,8 +740,347 @@ fn crash_durability_under_a_stream_of_puts() -> anyhow::Result<()> {
         acked.len()
     );
     restart_all(&mut net)?;
+    // Every acknowledged put reads back, and every copy of every shard it placed is
+    // there and intact (fetched and hashed): no torn shard passes.
     for (id, input) in &acked {
         get_same(&net, 0, id, input, &scratch, "an acknowledged put")?;
+        let verify = check(&net, 0, id, &["--verify"], &scratch)?;
+        ensure!(
+            state(&verify) == "healthy"
+                && verify["bad_peers"].as_array().is_some_and(Vec::is_empty),
+            "an acknowledged put is not intact on six peers after the crashes: {verify}"
+        );
     }
     Ok(())
+}
+
+// ------------------------------------------------------------------- cases 5-7
+
+/// Cases 5-7 on one testnet whose nodes all accept the test fault hooks
+/// (`DATAMESH_TEST_FAULTS=1`): repair, bit rot, a peer answering wrong bytes.
+#[test]
+fn repair_bit_rot_and_lying_peers() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let mut net = testnet(scratch, |c| {
+        (0..NODES).fold(c, |c, i| c.with_node_env(i, "DATAMESH_TEST_FAULTS", "1"))
+    })?;
+    let peers = peer_map(&net)?;
+    let started = Instant::now();
+    repair_then_lose_others(&mut net, &peers, scratch).context("case 5")?;
+    note!("case 5 done at {:?}", started.elapsed());
+    bit_rot(&net, &peers, scratch).context("case 6")?;
+    note!("case 6 done at {:?}", started.elapsed());
+    lying_peer(&mut net, &peers, scratch).context("case 7")?;
+    note!("case 7 done at {:?}", started.elapsed());
+    Ok(())
+}
+
+/// Case 5: two holders of stripe 0 SIGKILLed, `check --repair` (through a node that
+/// cannot read the file: repair needs no key), then two *other* original holders of
+/// stripe 0 SIGKILLed: without the repair stripe 0 would be down to 2 shards; the get is
+/// byte-identical.
+fn repair_then_lose_others(
+    net: &mut Testnet,
+    peers: &BTreeMap<String, usize>,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let input = make_file(scratch, 2 * MIB + 333, 5)?;
+    let id = put_in(&net.home(0), &input, &[], scratch)?;
+    let report = check(net, 0, &id, &[], scratch)?;
+    ensure!(state(&report) == "healthy", "after the put: {report}");
+    let original = stripe_nodes(&holders(&report, peers)?, 0);
+    ensure!(original.len() == 6, "stripe 0 on {original:?}");
+    let others: Vec<usize> = original.iter().copied().filter(|&n| n != 0).collect();
+    let (first, second) = ([others[0], others[1]], [others[2], others[3]]);
+    // The repairer: alive throughout, and not shared with.
+    let repairer = (1..NODES)
+        .find(|n| !first.contains(n) && !second.contains(n))
+        .context("no node left to repair through")?;
+    let cmd = get_cmd(net, repairer, &id, &scratch.join("not-readable"));
+    run(cmd, scratch)?.fails_with(2, "get through the repairer, not shared with")?;
+
+    for n in first {
+        net.kill(n)?;
+    }
+    let repaired = check(net, repairer, &id, &["--repair"], scratch)?;
+    ensure!(
+        repaired["before"]["state"].as_str() == Some("degraded") && state(&repaired) == "healthy",
+        "repair with nodes {first:?} down: {repaired}"
+    );
+    ensure!(
+        repaired["repaired_shards"].as_u64() >= Some(2),
+        "repair placed fewer than the 2 lost shards of stripe 0: {repaired}"
+    );
+    let now = stripe_nodes(&holders(&repaired, peers)?, 0);
+    ensure!(
+        now.len() == 6 && !now.iter().any(|n| first.contains(n)),
+        "stripe 0 after the repair is on {now:?} (killed: {first:?})"
+    );
+    note!(
+        "case 5: stripe 0 was on {original:?}; killed {first:?}, repaired onto {now:?}, killing {second:?}"
+    );
+
+    for n in second {
+        net.kill(n)?;
+    }
+    get_same(
+        net,
+        0,
+        &id,
+        &input,
+        scratch,
+        &format!("repaired with {first:?} down, then {second:?} killed"),
+    )?;
+    fs::remove_file(input)?;
+    restart_all(net)
+}
+
+/// Case 6: one stored shard corrupted on its holder: the get is byte-identical, `check
+/// --verify` names the holder and the shard, `--repair` replaces it, and a second
+/// `--verify` is clean.
+fn bit_rot(net: &Testnet, peers: &BTreeMap<String, usize>, scratch: &Path) -> anyhow::Result<()> {
+    let input = make_file(scratch, 3 * MIB / 2, 6)?;
+    let id = put_in(&net.home(0), &input, &[], scratch)?;
+    let report = check(net, 0, &id, &[], scratch)?;
+    let map = holders(&report, peers)?;
+    // A node holding a data shard of stripe 0 (a reader asks for those first), other
+    // than the reader.
+    let victim = (0..4)
+        .find_map(|i| map[0][i].iter().copied().find(|&n| n != 0))
+        .context("no data shard of stripe 0 on another node")?;
+    // `--file` alone: the first shard of the file the node holds. (`--stripe`/`--index`
+    // would pick one, but clap rejects them together with `--file`.)
+    let mut cmd = net.cli(victim);
+    cmd.args(["--json", "debug", "corrupt-shard", "--file", &id]);
+    let corrupted: Value = serde_json::from_slice(
+        &run(cmd, scratch)?.ok(&format!("debug corrupt-shard on node {victim}"))?,
+    )?;
+    let shard = corrupted["shard"]
+        .as_str()
+        .context("corrupt-shard named no shard")?
+        .to_string();
+    let (Some(stripe), Some(index)) = (
+        corrupted["stripe"].as_u64().map(|s| s as usize),
+        corrupted["index"].as_u64().map(|i| i as usize),
+    ) else {
+        bail!("corrupt-shard did not say which stripe and index: {corrupted}");
+    };
+    ensure!(
+        map.get(stripe)
+            .is_some_and(|row| row[index].contains(&victim)),
+        "node {victim} corrupted shard {index} of stripe {stripe}, which it does not hold: {corrupted}"
+    );
+    let victim_peer = net.peer_id(victim)?;
+    ensure!(
+        corrupted["peer_id"].as_str() == Some(victim_peer.as_str()),
+        "{corrupted}"
+    );
+    note!("case 6: corrupted shard {index} of stripe {stripe} ({shard}) on node {victim}");
+
+    get_same(net, 0, &id, &input, scratch, "one shard corrupted")?;
+
+    let verify = check(net, 0, &id, &["--verify"], scratch)?;
+    ensure!(state(&verify) == "degraded", "verify: {verify}");
+    let bad = verify["stripes"][stripe]["bad"]
+        .as_array()
+        .context("no bad list")?;
+    ensure!(
+        bad.iter()
+            .any(|b| b["peer"].as_str() == Some(victim_peer.as_str())
+                && b["index"].as_u64() == Some(index as u64)
+                && b["shard"].as_str() == Some(shard.as_str())
+                && b["reason"].as_str() == Some("corrupt")),
+        "verify did not name node {victim} ({victim_peer}) and shard {shard}: {verify}"
+    );
+    ensure!(
+        verify["bad_peers"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|p| p.as_str() == Some(victim_peer.as_str()))),
+        "bad_peers lacks {victim_peer}: {verify}"
+    );
+
+    let repair = check(net, 0, &id, &["--verify", "--repair"], scratch)?;
+    ensure!(
+        state(&repair) == "healthy" && repair["repaired_shards"].as_u64() >= Some(1),
+        "repair: {repair}"
+    );
+    let again = check(net, 0, &id, &["--verify"], scratch)?;
+    let clean = state(&again) == "healthy"
+        && again["bad_peers"].as_array().is_some_and(Vec::is_empty)
+        && again["stripes"].as_array().is_some_and(|stripes| {
+            stripes
+                .iter()
+                .all(|s| s["bad"].as_array().is_some_and(Vec::is_empty))
+        });
+    ensure!(clean, "the second verify is not clean: {again}");
+    get_same(net, 0, &id, &input, scratch, "after the repair")?;
+    fs::remove_file(input)?;
+    Ok(())
+}
+
+/// Case 7: a holder restarted in the test-only mode that answers every fetch with altered
+/// bytes: the reader rejects them by hash and fetches elsewhere (byte-identical output),
+/// and the peer is reported: in the reader's log and metrics, and by `check --verify`.
+fn lying_peer(
+    net: &mut Testnet,
+    peers: &BTreeMap<String, usize>,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let input = make_file(scratch, 5 * MIB / 2, 7)?;
+    let id = put_in(&net.home(0), &input, &[], scratch)?;
+    let map = holders(&check(net, 0, &id, &[], scratch)?, peers)?;
+    // The liar holds a data shard of stripe 0: the reader asks it first.
+    let liar = (0..4)
+        .find_map(|i| map[0][i].iter().copied().find(|&n| n != 0))
+        .context("no data shard of stripe 0 on another node")?;
+    net.stop(liar)?;
+    net.set_node_env(liar, "DATAMESH_TEST_MISBEHAVE", Some("wrong-bytes"))?;
+    net.start(liar)?;
+    let liar_peer = net.peer_id(liar)?;
+    note!("case 7: node {liar} ({liar_peer}) answers wrong bytes");
+
+    let bad_before = counter(net, 0, "datamesh_bad_shards_fetched_total")?;
+    get_same(
+        net,
+        0,
+        &id,
+        &input,
+        scratch,
+        "one holder answers wrong bytes",
+    )?;
+    let bad_after = counter(net, 0, "datamesh_bad_shards_fetched_total")?;
+    ensure!(
+        bad_after > bad_before,
+        "the reader counted no bad shard ({bad_before} -> {bad_after})"
+    );
+    let log = fs::read_to_string(net.log_file(0))?;
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("does not match its id") && l.contains(&liar_peer)),
+        "the reader's log does not name {liar_peer}"
+    );
+    let verify = check(net, 0, &id, &["--verify"], scratch)?;
+    ensure!(
+        verify["bad_peers"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|p| p.as_str() == Some(liar_peer.as_str()))),
+        "verify did not report {liar_peer}: {verify}"
+    );
+    ensure!(
+        verify["stripes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["bad"].as_array().into_iter().flatten())
+            .any(|b| b["peer"].as_str() == Some(liar_peer.as_str())
+                && b["reason"].as_str() == Some("wrong_bytes")),
+        "verify did not report wrong bytes from {liar_peer}: {verify}"
+    );
+
+    net.stop(liar)?;
+    net.set_node_env(liar, "DATAMESH_TEST_MISBEHAVE", None)?;
+    net.start(liar)?;
+    fs::remove_file(input)?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------- case 9
+
+/// Case 9: one node with a tiny storage quota (`node run --quota`): once full it refuses
+/// shards (the putter logs the refusal, with the node's numbers), stays up, keeps serving
+/// the shards it has, and every put still succeeds on six other peers.
+#[test]
+fn disk_full_node_refuses_and_keeps_serving() -> anyhow::Result<()> {
+    const FULL: usize = 7;
+    const QUOTA: u64 = 1_000_000;
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let mut net = testnet(scratch, |c| c.with_node_quota(FULL, QUOTA))?;
+    let peers = peer_map(&net)?;
+    let full_peer = net.peer_id(FULL)?;
+    ensure!(
+        net.status(FULL)?.raw["quota_bytes"].as_u64() == Some(QUOTA),
+        "node {FULL} does not run with the quota"
+    );
+
+    // Put until node FULL refuses a shard (bounded); every put must succeed.
+    let mut files = Vec::new();
+    for n in 0..12 {
+        let input = make_file(scratch, 3 * MIB, 900 + n)?;
+        let id = put_in(&net.home(0), &input, &[], scratch)?;
+        files.push((id, input));
+        if counter(&net, FULL, "datamesh_shards_refused_total")? > 0 {
+            break;
+        }
+    }
+    ensure!(
+        counter(&net, FULL, "datamesh_shards_refused_total")? > 0,
+        "node {FULL} never refused a shard in {} puts",
+        files.len()
+    );
+    // One more put, with the node full: placed on six others.
+    let input = make_file(scratch, 3 * MIB, 999)?;
+    let id = put_in(&net.home(0), &input, &[], scratch)?;
+    files.push((id, input));
+    ensure!(net.is_running(FULL), "the full node exited");
+    let status = net.status(FULL)?;
+    ensure!(
+        status.bytes_stored <= QUOTA,
+        "node {FULL} stores {} bytes over its quota of {QUOTA}",
+        status.bytes_stored
+    );
+    let log = fs::read_to_string(net.log_file(0))?;
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("peer is full") && l.contains(&full_peer)),
+        "the putter's log does not say node {FULL} ({full_peer}) is full"
+    );
+    note!(
+        "case 9: {} puts; node {FULL} holds {} bytes, quota {QUOTA}",
+        files.len(),
+        status.bytes_stored
+    );
+
+    // Every file is at full health: the refused shards went to other peers.
+    let mut held = None;
+    for (id, _) in &files {
+        let report = check(&net, 0, id, &[], scratch)?;
+        ensure!(state(&report) == "healthy", "{report}");
+        let map = holders(&report, &peers)?;
+        if held.is_none()
+            && let Some(s) = (0..map.len()).find(|&s| map[s].iter().flatten().any(|&n| n == FULL))
+        {
+            held = Some((id.clone(), s, stripe_nodes(&map, s)));
+        }
+    }
+    // Reads still served: kill two other holders of a stripe the full node holds, so
+    // that the stripe can only be read with its shard.
+    let (id, s, nodes) = held.context("the full node holds no shard at all")?;
+    let input = &files.iter().find(|(f, _)| *f == id).context("lost file")?.1;
+    let victims: Vec<usize> = nodes
+        .iter()
+        .copied()
+        .filter(|&n| n != 0 && n != FULL)
+        .take(2)
+        .collect();
+    for &v in &victims {
+        net.kill(v)?;
+    }
+    let served = counter(&net, FULL, "datamesh_shards_served_total")?;
+    get_same(
+        &net,
+        0,
+        &id,
+        input,
+        scratch,
+        &format!("stripe {s} needs the full node, {victims:?} killed"),
+    )?;
+    ensure!(
+        counter(&net, FULL, "datamesh_shards_served_total")? > served,
+        "the full node served nothing"
+    );
+    restart_all(&mut net)
 }

@@ -278,14 +278,33 @@ impl Files {
             })
     }
 
-    /// Candidate holders for `key`: the DHT's closest peers and this node, nearest first.
+    /// Candidate holders for `key`: the peers the DHT lookup found closest (they answered
+    /// it) and this node, nearest first; then, as a fallback for a lookup that came back
+    /// short (under load, with dead peers about), the routing table's other peers, also
+    /// nearest first.
     async fn candidates(&self, key: &[u8]) -> Result<Vec<PeerId>, NetworkError> {
-        let mut peers = self.inner.net.closest_peers(key.to_vec()).await?;
-        peers.push(self.inner.net.peer_id());
-        peers.dedup();
+        let net = &self.inner.net;
+        let (closest, known) = tokio::join!(net.closest_peers(key.to_vec()), net.peers());
+        let known = known.unwrap_or_default();
+        let mut peers = match closest {
+            Ok(peers) => peers,
+            Err(NetworkError::Dht(e)) if !known.is_empty() => {
+                debug!("closest-peers lookup failed ({e}); using the routing table");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        peers.push(net.peer_id());
         let mut seen = HashSet::new();
         peers.retain(|p| seen.insert(*p));
         sort_by_distance(&mut peers, key);
+        let mut fallback: Vec<PeerId> = known
+            .into_iter()
+            .map(|p| p.peer_id)
+            .filter(|p| seen.insert(*p))
+            .collect();
+        sort_by_distance(&mut fallback, key);
+        peers.extend(fallback);
         Ok(peers)
     }
 

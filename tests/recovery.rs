@@ -210,7 +210,7 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
     let node_pw = net.password_file(0);
 
     // The safety nets: two bundles, one made while the node runs (its catalog comes
-    // from the API), one while it is stopped (from its database, with manifests), and
+    // from the API), one while it is down (from its database, with manifests), and
     // 3-of-5 shares with the keystore's network copy (needs the running node).
     let backup_pw = scratch.join("backup-pw");
     password_file(&backup_pw, "a separate backup passphrase for node zero")?;
@@ -223,7 +223,7 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
             .arg("--password-file")
             .arg(&node_pw)
             .args(FAST_KDF);
-        Ok(run(cmd, scratch)?.ok_stderr("keys backup")?)
+        run(cmd, scratch)?.ok_stderr("keys backup")
     };
     let from_api = scratch.join("node0-api.dmbackup");
     let said = backup(&net, &from_api)?;
@@ -231,7 +231,9 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
         said.contains("catalog of 4 file(s) came from the running node's API"),
         "{said}"
     );
-    net.stop(0)?;
+    // Killed, not stopped: its node.json stays behind, stale; the backup must see that
+    // the node does not answer and read the database.
+    net.kill(0)?;
     let from_db = scratch.join("node0-db.dmbackup");
     let said = backup(&net, &from_db)?;
     ensure!(

@@ -22,7 +22,7 @@ use datamesh_core::ecies::{PublicKey, SecretKey};
 use datamesh_core::{FileId, Manifest};
 use datamesh_keys::fsx;
 use datamesh_node::catalog::{Catalog, CatalogEntry, Placement};
-use datamesh_node::client::Client;
+use datamesh_node::client::{Client, ClientError};
 use datamesh_node::libp2p::Multiaddr;
 use datamesh_node::libp2p::identity::Keypair;
 use datamesh_node::{
@@ -69,7 +69,8 @@ fn db_dir(home: &Path) -> PathBuf {
     home.join("node").join("db")
 }
 
-/// The client of this home's running node, if its `node.json` says one runs.
+/// The client of this home's running node, if its `node.json` says one runs and its API
+/// answers.
 pub(super) fn running_node(home: &Path) -> anyhow::Result<Option<Client>> {
     let path = run_file(home);
     let text = match std::fs::read_to_string(&path) {
@@ -83,7 +84,13 @@ pub(super) fn running_node(home: &Path) -> anyhow::Result<Option<Client>> {
         std::fs::read_to_string(home::api_token(home))
             .context("cannot read the API token of this home")?,
     );
-    Ok(Some(Client::new(run.api, &token)))
+    let client = Client::new(run.api, &token);
+    // A node killed without a clean stop leaves its node.json behind: unreachable means
+    // not running (its database then opens).
+    match client.status() {
+        Err(ClientError::Unreachable { .. }) => Ok(None),
+        _ => Ok(Some(client)),
+    }
 }
 
 /// The node's catalog: through the running node's API (ids, names, sizes, times), or,

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput};
-use datamesh_benches::pipeline::{self, MIB, PRIMITIVES, Primitives};
+use datamesh_benches::pipeline::{self, LOST_TWO_DATA, MIB, PRIMITIVES, Primitives};
 
 const SIZES: [(&str, usize); 2] = [("1MiB", MIB), ("64MiB", 64 * MIB)];
 
@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
             let (stripes, file) = pipeline::encode_stripes(&data, in_flight).unwrap();
             group.bench_function(format!("decode-{mode}"), |b| {
                 b.iter_batched(
-                    || pipeline::decode_input(&stripes),
+                    || pipeline::decode_input(&stripes, &LOST_TWO_DATA),
                     |given| black_box(pipeline::decode(&file, given, in_flight).unwrap()),
                     BatchSize::LargeInput,
                 )

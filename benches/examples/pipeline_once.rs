@@ -26,7 +26,11 @@ fn main() -> ExitCode {
     let data = pipeline::input(mib * MIB);
     let run = || -> anyhow::Result<u64> {
         let (stripes, file) = pipeline::encode_stripes(&data, in_flight)?;
-        let report = pipeline::decode(&file, pipeline::decode_input(&stripes), in_flight)?;
+        let report = pipeline::decode(
+            &file,
+            pipeline::decode_input(&stripes, &pipeline::LOST_TWO_DATA),
+            in_flight,
+        )?;
         Ok(report.metadata.size)
     };
     match run() {

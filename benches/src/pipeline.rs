@@ -215,17 +215,17 @@ pub fn encode_stripes(
     Ok((stripes, encoder.finish()?))
 }
 
-/// The decoder's input with data shards 0 and 2 missing: every stripe needs an RS
-/// rebuild (the worst case a get meets).
-pub fn decode_input(stripes: &[[Vec<u8>; TOTAL_SHARDS]]) -> Vec<StripeShards> {
+/// Data shards 0 and 2 missing: every stripe needs an RS rebuild (the worst case a get
+/// meets).
+pub const LOST_TWO_DATA: [usize; 2] = [0, 2];
+/// Parity shards missing: the four data shards, as a get with every holder up fetches.
+pub const DATA_ONLY: [usize; 2] = [4, 5];
+
+/// The decoder's input: every stripe's shards without those in `lost`.
+pub fn decode_input(stripes: &[[Vec<u8>; TOTAL_SHARDS]], lost: &[usize]) -> Vec<StripeShards> {
     stripes
         .iter()
-        .map(|s| {
-            let mut shards: StripeShards = std::array::from_fn(|i| Some(s[i].clone()));
-            shards[0] = None;
-            shards[2] = None;
-            shards
-        })
+        .map(|s| std::array::from_fn(|i| (!lost.contains(&i)).then(|| s[i].clone())))
         .collect()
 }
 
@@ -269,9 +269,17 @@ mod tests {
     fn decode_of_the_benchmark_input_round_trips() -> anyhow::Result<()> {
         let data = input(3 * SEGMENT + 5);
         let (stripes, file) = encode_stripes(&data, 2)?;
-        let report = decode(&file, decode_input(&stripes), 2)?;
-        assert_eq!(report.metadata.size, data.len() as u64);
-        assert_eq!(report.metadata.blake3, *blake3::hash(&data).as_bytes());
+        for lost in [&LOST_TWO_DATA[..], &DATA_ONLY[..], &[]] {
+            let given = decode_input(&stripes, lost);
+            assert!(
+                given
+                    .iter()
+                    .all(|s| s.iter().flatten().count() == 6 - lost.len())
+            );
+            let report = decode(&file, given, 2)?;
+            assert_eq!(report.metadata.size, data.len() as u64);
+            assert_eq!(report.metadata.blake3, *blake3::hash(&data).as_bytes());
+        }
         Ok(())
     }
 

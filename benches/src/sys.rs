@@ -108,20 +108,29 @@ pub fn loopback_mbs(bytes: usize) -> anyhow::Result<f64> {
     Ok(bytes as f64 / secs / 1e6)
 }
 
-/// MB/s of writing `bytes` to a new file in `dir` in 1 MiB writes, then fsync: the bound
-/// of what the nodes (all on this disk) can store.
+/// MB/s of writing `bytes` to a new file in `dir` in `chunk`-byte writes, with an fsync
+/// after each write (`sync_each`, as a node syncs every shard it stores) or once at the
+/// end: the bound of what the nodes (all on this disk) can store.
 ///
 /// # Errors
 /// File errors.
-pub fn disk_write_mbs(dir: &Path, bytes: usize) -> anyhow::Result<f64> {
+pub fn disk_write_mbs(
+    dir: &Path,
+    bytes: usize,
+    chunk: usize,
+    sync_each: bool,
+) -> anyhow::Result<f64> {
     let path = dir.join("disk-bandwidth-probe");
-    let chunk = crate::pipeline::input(1 << 20);
+    let data = crate::pipeline::input(chunk.max(1));
     let started = Instant::now();
     let mut file = std::fs::File::create(&path)?;
     let mut written = 0;
     while written < bytes {
-        let n = chunk.len().min(bytes - written);
-        file.write_all(&chunk[..n])?;
+        let n = data.len().min(bytes - written);
+        file.write_all(&data[..n])?;
+        if sync_each {
+            file.sync_data()?;
+        }
         written += n;
     }
     file.sync_all()?;
@@ -161,7 +170,8 @@ mod tests {
     fn loopback_and_disk_probes_move_every_byte() -> anyhow::Result<()> {
         assert!(loopback_mbs(3 << 20)? > 0.0);
         let dir = tempfile::tempdir()?;
-        assert!(disk_write_mbs(dir.path(), (2 << 20) + 7)? > 0.0);
+        assert!(disk_write_mbs(dir.path(), (2 << 20) + 7, 1 << 20, false)? > 0.0);
+        assert!(disk_write_mbs(dir.path(), 3 << 18, 1 << 18, true)? > 0.0);
         assert!(!dir.path().join("disk-bandwidth-probe").exists());
         Ok(())
     }

@@ -424,19 +424,22 @@ fn a_flipped_wrapped_key_never_opens() -> TestResult {
     Ok(())
 }
 
+/// A reader that gives this many bytes, then fails.
+struct Failing(usize);
+
+impl std::io::Read for Failing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        let n = buf.len().min(self.0);
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
 #[test]
 fn encoder_reports_read_errors_and_refuses_to_finish_early() -> TestResult {
-    struct Failing(usize);
-    impl std::io::Read for Failing {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            if self.0 == 0 {
-                return Err(std::io::Error::other("disk on fire"));
-            }
-            let n = buf.len().min(self.0);
-            self.0 -= n;
-            Ok(n)
-        }
-    }
     let mut enc = Encoder::new(Failing(3 * SEG), options().with_stripes_in_flight(1));
     assert!(enc.next().is_some_and(|r| r.is_ok()));
     assert!(enc.by_ref().any(|r| matches!(r, Err(EncodeError::Io(_)))));
@@ -454,17 +457,6 @@ fn a_read_error_while_reading_ahead_comes_after_the_batch_before_it() -> TestRes
     // With 2 stripes in flight the encoder reads the next batch while it seals the
     // current one: a failure of that read is reported after the current batch's stripes,
     // never instead of them, and nothing follows it.
-    struct Failing(usize);
-    impl std::io::Read for Failing {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            if self.0 == 0 {
-                return Err(std::io::Error::other("disk on fire"));
-            }
-            let n = buf.len().min(self.0);
-            self.0 -= n;
-            Ok(n)
-        }
-    }
     // Batch 1: segments 0, 1 (+ segment 2 read ahead); batch 2 fails reading segment 4.
     let mut enc = Encoder::new(Failing(4 * SEG + 10), options().with_stripes_in_flight(2));
     let first: Vec<u64> = enc

@@ -342,6 +342,28 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
     );
     ensure!(!home0.exists(), "two shares wrote {}", home0.display());
 
+    // A bootstrap peer that does not answer: a clear error, nothing written.
+    let peer = bootstrap
+        .rsplit('/')
+        .next()
+        .context("bootstrap without a peer id")?;
+    let mut cmd = datamesh(&home0);
+    cmd.args(["keys", "escrow", "recover"])
+        .args([&shares[0], &shares[1], &shares[2]])
+        .arg("--bootstrap")
+        .arg(format!("/ip4/127.0.0.1/tcp/1/p2p/{peer}"))
+        .arg("--new-password-file")
+        .arg(&new_pw)
+        .args(FAST_KDF);
+    let dead = run(cmd, scratch)?;
+    ensure!(
+        dead.code == Some(1) && dead.stderr.contains("no bootstrap peer answered"),
+        "dead bootstrap: exit {:?}: {}",
+        dead.code,
+        dead.stderr
+    );
+    ensure!(!home0.exists(), "a failed fetch wrote {}", home0.display());
+
     // Case 2: three shares and the network alone.
     run(recover(&[&shares[4], &shares[0], &shares[2]]), scratch)?.ok("escrow recover")?;
     let config = fs::read_to_string(home0.join("config.toml"))?;

@@ -351,20 +351,20 @@ pub(super) fn fetch_copy(
 
 async fn fetch_with(node: &Node, id: FileId) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let started = Instant::now();
-    // Wait (bounded) until the routing table knows someone.
+    // Wait (bounded) until a bootstrap peer is connected (the routing table holds the
+    // configured peers before any of them answered).
     while node
         .network()
         .info()
         .await
-        .map(|i| i.routing_table_peers)
+        .map(|i| i.connected_peers)
         .unwrap_or(0)
         == 0
     {
         if started.elapsed() > Duration::from_secs(30) {
-            anyhow::bail!(datamesh_node::client::ClientError::Unreachable {
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                reason: "no bootstrap peer answered within 30 s (check --bootstrap)".into(),
-            });
+            anyhow::bail!(
+                "no bootstrap peer answered within 30 s: check --bootstrap (a running node's multiaddr ending in /p2p/PEER_ID); nothing written"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -8,11 +8,9 @@
 //! every node running for the next. Every command runs under a deadline and is killed
 //! after it; every node is SIGKILLed when its testnet is dropped, also on failure.
 //!
-//! Which nodes hold a file is learned from the nodes themselves: `status --json` gives
-//! each node's count of stored blobs, so the change across one put tells who took part.
-//! Each node takes at most one shard of a stripe and at most one copy of the manifest,
-//! so a node whose count grew by 2 or more holds at least one shard of the file
-//! ([`certain_holders`]).
+//! Which nodes hold which shards is learned from the system itself: `datamesh --json
+//! check ID` lists, per stripe and shard index, the live peers holding a copy; the
+//! testnet maps peer ids to nodes.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -278,60 +276,44 @@ fn public_key(net: &Testnet, i: usize, scratch: &Path) -> anyhow::Result<String>
     Ok(String::from_utf8(out)?.trim().to_string())
 }
 
-/// Blobs (shards and manifest copies) each node stores, from `status --json`.
-fn blob_counts(net: &Testnet) -> anyhow::Result<Vec<u64>> {
-    (0..net.len())
-        .map(|i| {
-            net.status(i)
-                .map(|s| s.shards)
-                .with_context(|| format!("status of node {i}"))
-        })
-        .collect()
-}
-
-/// A file put through node `putter` (shared with `to`), and what each node stored for it.
+/// A file put through one node, and where its shards are.
 struct Stored {
     id: String,
     input: PathBuf,
-    /// Per node: blobs it took during the put.
-    took: Vec<u64>,
+    /// Per stripe, per shard index: the nodes holding it.
+    map: Vec<Vec<Vec<usize>>>,
 }
 
 impl Stored {
-    /// Nodes that certainly hold a shard of the file: they took 2 or more blobs, and at
-    /// most one of them can be a manifest copy.
-    fn certain_holders(&self) -> Vec<usize> {
-        (0..self.took.len())
-            .filter(|&i| self.took[i] >= 2)
-            .collect()
+    /// Two nodes holding shards of the last stripe (the one a get reads last), neither
+    /// of them in `except`.
+    fn two_late_holders(&self, except: &[usize]) -> anyhow::Result<[usize; 2]> {
+        let last = self.map.len() - 1;
+        let nodes: Vec<usize> = stripe_nodes(&self.map, last)
+            .into_iter()
+            .filter(|n| !except.contains(n))
+            .collect();
+        ensure!(nodes.len() >= 2, "last stripe on {:?}", self.map[last]);
+        Ok([nodes[0], nodes[1]])
     }
 }
 
-/// Puts a new file of `len` bytes through `putter`; every node must be running and idle.
-fn put_tracked(
+/// Puts a new file of `len` bytes through `putter` (shared with `to`) and locates its
+/// shards (`check` through the putter); the file must be at full health.
+fn put_located(
     net: &Testnet,
+    peers: &BTreeMap<String, usize>,
     putter: usize,
-    len: usize,
-    seed: u64,
+    (len, seed): (usize, u64),
     to: &[String],
     scratch: &Path,
 ) -> anyhow::Result<Stored> {
     let input = make_file(scratch, len, seed)?;
-    let before = blob_counts(net)?;
     let id = put_in(&net.home(putter), &input, to, scratch)?;
-    let after = blob_counts(net)?;
-    let took: Vec<u64> = after
-        .iter()
-        .zip(&before)
-        .map(|(a, b)| a.saturating_sub(*b))
-        .collect();
-    let stripes = len.div_ceil(MIB).max(1) as u64;
-    // Six shards per stripe plus at least three manifest copies landed somewhere.
-    ensure!(
-        took.iter().sum::<u64>() >= 6 * stripes + 3,
-        "the put of {len} bytes stored only {took:?} blobs"
-    );
-    Ok(Stored { id, input, took })
+    let report = check(net, putter, &id, &[], scratch)?;
+    ensure!(state(&report) == "healthy", "after the put: {report}");
+    let map = holders(&report, peers)?;
+    Ok(Stored { id, input, map })
 }
 
 /// Starts every node that is not running (a case may have killed some).
@@ -467,59 +449,65 @@ fn kills_and_freezes() -> anyhow::Result<()> {
     let scratch = dir.path();
     let mut net = testnet(scratch, |c| c)?;
     let started = Instant::now();
-    kill_two_before_get(&mut net, scratch).context("case 1")?;
-    note!("case 1 done at {:?}", started.elapsed());
-    kill_two_during_get(&mut net, scratch).context("case 2")?;
-    note!("case 2 done at {:?}", started.elapsed());
     let peers = peer_map(&net)?;
+    kill_two_before_get(&mut net, &peers, scratch).context("case 1")?;
+    note!("case 1 done at {:?}", started.elapsed());
+    kill_two_during_get(&mut net, &peers, scratch).context("case 2")?;
+    note!("case 2 done at {:?}", started.elapsed());
     kill_three_fails_cleanly(&mut net, &peers, scratch).context("case 3")?;
     note!("case 3 done at {:?}", started.elapsed());
-    freeze_two_during_get(&mut net, scratch).context("case 4")?;
+    freeze_two_during_get(&mut net, &peers, scratch).context("case 4")?;
     note!("case 4 done at {:?}", started.elapsed());
     Ok(())
 }
 
-/// Case 1: SIGKILL two storage holders, then get: byte-identical. Pairs: the putting
-/// node itself with another holder (read through a node the file is shared with), and
-/// two pairs of other holders (read through the putter).
-fn kill_two_before_get(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()> {
+/// Case 1: two holders of one stripe SIGKILLed, then a get: byte-identical. Pairs: the
+/// putting node itself with another holder of a stripe it holds a shard of (its own
+/// column; read through a node the file is shared with), and two pairs of holders of
+/// other stripes (read through the putter).
+fn kill_two_before_get(
+    net: &mut Testnet,
+    peers: &BTreeMap<String, usize>,
+    scratch: &Path,
+) -> anyhow::Result<()> {
     const PUTTER: usize = 0;
     const FRIEND: usize = 1;
     let friend_key = public_key(net, FRIEND, scratch)?;
-    // A few stripes, so that the putter holds shards of its own file (its own column):
+    // Seven stripes: the putter holds shards of some of them, except by a rare chance:
     // put again (bounded) until it does.
-    let mut stored = None;
+    let mut found = None;
     for attempt in 0..6 {
-        let s = put_tracked(
+        let stored = put_located(
             net,
+            peers,
             PUTTER,
-            6 * MIB + 777,
-            100 + attempt,
+            (6 * MIB + 777, 100 + attempt),
             std::slice::from_ref(&friend_key),
             scratch,
         )?;
-        if s.certain_holders().contains(&PUTTER) {
-            stored = Some(s);
+        let own = (0..stored.map.len()).find(|&s| stripe_nodes(&stored.map, s).contains(&PUTTER));
+        if let Some(own) = own {
+            found = Some((stored, own));
             break;
         }
     }
-    let stored = stored.context("in 6 puts the putting node never stored a shard itself")?;
-    let holders: Vec<usize> = stored
-        .certain_holders()
+    let (stored, own) = found.context("in 6 puts the putting node never stored a shard itself")?;
+    let partner = stripe_nodes(&stored.map, own)
         .into_iter()
-        .filter(|&h| h != PUTTER && h != FRIEND)
-        .collect();
-    ensure!(
-        holders.len() >= 4,
-        "expected at least 4 holders besides nodes {PUTTER} and {FRIEND}: {:?}",
-        stored.took
-    );
-    let pairs = [
-        ((PUTTER, holders[0]), FRIEND),
-        ((holders[1], holders[2]), PUTTER),
-        ((holders[0], holders[3]), PUTTER),
-    ];
-    for ((a, b), reader) in pairs {
+        .find(|&n| n != PUTTER && n != FRIEND)
+        .context("no partner")?;
+    let mut pairs = vec![((PUTTER, partner), own, FRIEND)];
+    for s in (0..stored.map.len()).filter(|&s| s != own) {
+        let nodes: Vec<usize> = stripe_nodes(&stored.map, s)
+            .into_iter()
+            .filter(|&n| n != PUTTER && n != FRIEND)
+            .collect();
+        let pair = (nodes[0], nodes[1]);
+        if pairs.len() < 3 && !pairs.iter().any(|(p, _, _)| *p == pair) {
+            pairs.push((pair, s, PUTTER));
+        }
+    }
+    for ((a, b), stripe, reader) in pairs {
         net.kill(a)?;
         net.kill(b)?;
         get_same(
@@ -528,8 +516,13 @@ fn kill_two_before_get(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()> 
             &stored.id,
             &stored.input,
             scratch,
-            &format!("nodes {a} and {b} killed, read through node {reader}"),
+            &format!(
+                "nodes {a} and {b} (holders of stripe {stripe}) killed, read through node {reader}"
+            ),
         )?;
+        note!(
+            "case 1: nodes {a} and {b} (holders of stripe {stripe}) killed: identical through node {reader}"
+        );
         net.start(a)?;
         net.start(b)?;
     }
@@ -538,15 +531,13 @@ fn kill_two_before_get(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()> 
 }
 
 /// Case 2: two holders SIGKILLed while a 64 MiB get streams: byte-identical.
-fn kill_two_during_get(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()> {
-    let stored = put_tracked(net, 0, 64 * MIB, 2, &[], scratch)?;
-    let victims: Vec<usize> = stored
-        .certain_holders()
-        .into_iter()
-        .filter(|&h| h != 0)
-        .take(2)
-        .collect();
-    ensure!(victims.len() == 2, "holders: {:?}", stored.took);
+fn kill_two_during_get(
+    net: &mut Testnet,
+    peers: &BTreeMap<String, usize>,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let stored = put_located(net, peers, 0, (64 * MIB, 2), &[], scratch)?;
+    let victims = stored.two_late_holders(&[0])?;
     let out_dir = scratch.join("case-2");
     fs::create_dir(&out_dir)?;
     let out = out_dir.join("copy");
@@ -641,15 +632,13 @@ fn three_holders_of_one_stripe(map: &[Vec<Vec<usize>>]) -> Option<(usize, [usize
 
 /// Case 4: two holders frozen (SIGSTOP) while a get streams: it completes from the
 /// others while they stay frozen; thawed (SIGCONT), they serve shards again.
-fn freeze_two_during_get(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()> {
-    let stored = put_tracked(net, 0, 24 * MIB + 5, 4, &[], scratch)?;
-    let frozen: Vec<usize> = stored
-        .certain_holders()
-        .into_iter()
-        .filter(|&h| h != 0)
-        .take(2)
-        .collect();
-    ensure!(frozen.len() == 2, "holders: {:?}", stored.took);
+fn freeze_two_during_get(
+    net: &mut Testnet,
+    peers: &BTreeMap<String, usize>,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let stored = put_located(net, peers, 0, (24 * MIB + 5, 4), &[], scratch)?;
+    let frozen = stored.two_late_holders(&[0])?;
     let out_dir = scratch.join("case-4");
     fs::create_dir(&out_dir)?;
     let out = out_dir.join("copy");
@@ -673,8 +662,18 @@ fn freeze_two_during_get(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()
         .with_context(|| format!("nodes {frozen:?} frozen during the get"))?;
     fs::remove_file(&out)?;
 
-    // Thawed, they serve again: each of them holds data shards of this 24-stripe file,
-    // which a reader asks for first.
+    // Thawed, they serve again: with two other holders of the last stripe killed, that
+    // stripe can only be read with both of their shards.
+    let last = stored.map.len() - 1;
+    let others: Vec<usize> = stripe_nodes(&stored.map, last)
+        .into_iter()
+        .filter(|n| *n != 0 && !frozen.contains(n))
+        .take(2)
+        .collect();
+    ensure!(others.len() == 2, "last stripe on {:?}", stored.map[last]);
+    for &n in &others {
+        net.kill(n)?;
+    }
     let served = |net: &Testnet| -> anyhow::Result<Vec<u64>> {
         frozen
             .iter()
@@ -682,7 +681,14 @@ fn freeze_two_during_get(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()
             .collect()
     };
     let before = served(net)?;
-    get_same(net, 0, &stored.id, &stored.input, scratch, "after the thaw")?;
+    get_same(
+        net,
+        0,
+        &stored.id,
+        &stored.input,
+        scratch,
+        &format!("after the thaw, with {others:?} killed: stripe {last} needs {frozen:?}"),
+    )?;
     let after = served(net)?;
     for (k, &f) in frozen.iter().enumerate() {
         ensure!(
@@ -692,8 +698,11 @@ fn freeze_two_during_get(net: &mut Testnet, scratch: &Path) -> anyhow::Result<()
             after[k]
         );
     }
+    note!(
+        "case 4: froze {frozen:?} during the get; thawed, they served stripe {last} with {others:?} killed"
+    );
     fs::remove_file(&stored.input)?;
-    Ok(())
+    restart_all(net)
 }
 
 // ------------------------------------------------------------------- case 8

@@ -36,6 +36,15 @@ fn new_home() -> Result<(tempfile::TempDir, Keystore), Box<dyn std::error::Error
     Ok((dir, keystore))
 }
 
+/// One key ring for the property tests (made once: Argon2id is slow).
+fn test_ring() -> &'static KeyRing {
+    static RING: std::sync::OnceLock<KeyRing> = std::sync::OnceLock::new();
+    RING.get_or_init(|| match KeyRing::new(&pw("ring"), small(), 0) {
+        Ok(ring) => ring,
+        Err(e) => panic!("{e}"),
+    })
+}
+
 fn mode(path: &Path) -> std::io::Result<u32> {
     Ok(fs::metadata(path)?.permissions().mode() & 0o777)
 }
@@ -855,6 +864,30 @@ fn audit_report_counts_operations() -> TestResult {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The parsers of bundles, network copies and sealed shares never panic on bytes
+    /// that start like the real thing.
+    #[test]
+    fn random_bundles_copies_and_sealed_shares_never_panic(
+        kind in 0u8..4,
+        tail in proptest::collection::vec(any::<u8>(), 0..400),
+    ) {
+        let ring = test_ring();
+        let mut bundle = b"DMBACKUP\x02".to_vec();
+        bundle.push(kind);
+        bundle.extend_from_slice(&tail);
+        let password = pw("x");
+        prop_assert!(backup::open(&bundle, BackupKey::Password(&password), &tight()).is_err());
+        prop_assert!(backup::open(&bundle, BackupKey::Recipient(ring), &tight()).is_err());
+        let mut copy = b"DMRECOV\0\x01".to_vec();
+        copy.extend_from_slice(&tail);
+        prop_assert!(crate::recovery::open_copy(ring.master(), &copy).is_err());
+        let text = format!(
+            "{SEALED_SHARE_PREFIX}{}",
+            data_encoding::BASE32_NOPAD.encode(&tail)
+        );
+        prop_assert!(Share::open_sealed(&text, ring).is_err());
+    }
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {

@@ -8,6 +8,7 @@
 //! - [`sys`]: what the machine allows: loopback and disk bandwidth, process memory.
 //! - [`cmd`]: running the `datamesh` binary with a deadline; the node's HTTP API.
 //! - [`sections`]: the end-to-end sections (testnet, memory, keys, scale).
+//! - [`wire`]: what serialising a shard as a sequence of `u8` costs against a byte string.
 
 pub mod cmd;
 pub mod pipeline;
@@ -15,3 +16,4 @@ pub mod report;
 pub mod sections;
 pub mod stats;
 pub mod sys;
+pub mod wire;

@@ -981,6 +981,69 @@ fn pipeline_section(quick: bool, report: &mut Report) -> anyhow::Result<()> {
             );
         }
     }
+    wire_figures(&data, reps, report)
+}
+
+/// Postcard encode + decode of 256 KiB shard messages (a 1 MiB segment's shard), with the
+/// bytes as a sequence of `u8` (as the node's protocol derives it) and as a byte string.
+fn wire_figures(data: &[u8], reps: usize, report: &mut Report) -> anyhow::Result<()> {
+    use crate::wire::{AsBytes, AsSeq, round_trip};
+    const SHARD: usize = 256 * 1024;
+    progress("postcard: shard bytes as a sequence and as a byte string");
+    let seq: Vec<AsSeq> = data
+        .chunks(SHARD)
+        .map(|c| AsSeq {
+            id: [1; 32],
+            bytes: c.to_vec(),
+        })
+        .collect();
+    let bytes: Vec<AsBytes> = seq
+        .iter()
+        .map(|m| AsBytes {
+            id: m.id,
+            bytes: m.bytes.clone(),
+        })
+        .collect();
+    let limit = report.as_limit("pipeline.memcpy.1-core");
+    let as_seq = time_runs(
+        reps,
+        || Ok(()),
+        |()| {
+            seq.iter()
+                .map(|m| round_trip(m).map(|m| m.bytes.len()))
+                .sum::<anyhow::Result<usize>>()
+        },
+    )?;
+    let as_bytes = time_runs(
+        reps,
+        || Ok(()),
+        |()| {
+            bytes
+                .iter()
+                .map(|m| round_trip(m).map(|m| m.bytes.len()))
+                .sum::<anyhow::Result<usize>>()
+        },
+    )?;
+    for (name, secs, note) in [
+        (
+            "wire.postcard-shard-as-u8-sequence.1-core",
+            as_seq,
+            "encode + decode of 256 KiB Store-like messages, `Vec<u8>` as serde derives it (the node's protocol today)",
+        ),
+        (
+            "wire.postcard-shard-as-byte-string.1-core",
+            as_bytes,
+            "the same with `serialize_bytes`: identical bytes on the wire",
+        ),
+    ] {
+        let runs: Vec<f64> = secs.into_iter().map(|s| mbs(data.len(), s)).collect();
+        report.add(
+            Figure::new(name, median(&runs).unwrap_or(0.0), "MB/s")
+                .tightest(&limit.clone().into_iter().collect::<Vec<_>>())
+                .runs(runs)
+                .note(note),
+        );
+    }
     Ok(())
 }
 

@@ -4,10 +4,10 @@
 //! | --- | --- |
 //! | 0 | success |
 //! | 1 | usage error, or any other failure (I/O, permissions, lock busy, ...) |
-//! | 2 | authentication: wrong, missing, mismatched or weak password; no key opens the file |
+//! | 2 | authentication: wrong, missing, mismatched or weak password; no key opens the file; too few escrow shares; a bundle or share sealed to another key |
 //! | 3 | not found: no keystore in the home, no such key, version, slot or file |
 //! | 4 | network: node not running, peer unreachable, not enough shards or peers |
-//! | 5 | integrity: keystore or audit log damaged or tampered with |
+//! | 5 | integrity: keystore, audit log, bundle, share or network copy damaged or tampered with; a stripe unrecoverable |
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -17,6 +17,7 @@ use datamesh_keys::{
     PasswordError, ShareError,
 };
 use datamesh_node::client::ClientError;
+use datamesh_node::files::GetError;
 
 use crate::password::PasswordProblem;
 
@@ -109,12 +110,14 @@ fn classify(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
             EscrowError::WrongKeystore { .. } => Code::Auth,
             EscrowError::Open(e) => open(e),
             EscrowError::Change(e) => change(e),
+            EscrowError::Copy(_) => Code::Integrity,
+            EscrowError::Create(CreateError::Password(_)) => Code::Auth,
             _ => Code::Failure,
         });
     }
     if let Some(e) = err.downcast_ref::<BackupError>() {
         return Some(match e {
-            BackupError::WrongPassword => Code::Auth,
+            BackupError::WrongPassword | BackupError::WrongRecipient { .. } => Code::Auth,
             BackupError::NotABackup
             | BackupError::Damaged { .. }
             | BackupError::UnsupportedVersion { .. }
@@ -131,6 +134,12 @@ fn classify(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
     }
     if err.is::<crate::cmd::files::NodeNotRunning>() {
         return Some(Code::Network);
+    }
+    if err.is::<datamesh_keys::CopyError>() {
+        return Some(Code::Integrity);
+    }
+    if let Some(e) = err.downcast_ref::<GetError>() {
+        return Some(get(e));
     }
     if let Some(e) = err.downcast_ref::<ClientError>() {
         return Some(client(e));
@@ -158,6 +167,17 @@ fn client(err: &ClientError) -> Code {
     }
 }
 
+/// A fetch by an in-process node (the ephemeral node of `keys escrow recover`).
+fn get(err: &GetError) -> Code {
+    match err {
+        GetError::NotFound(_) => Code::NotFound,
+        GetError::NoKey(_) => Code::Auth,
+        GetError::Decode(_) => Code::Integrity,
+        GetError::InsufficientShards { .. } | GetError::Network(_) => Code::Network,
+        _ => Code::Failure,
+    }
+}
+
 fn testnet(err: &datamesh_testnet::Error) -> Code {
     use datamesh_testnet::Error;
     match err {
@@ -171,7 +191,7 @@ fn testnet(err: &datamesh_testnet::Error) -> Code {
 /// a damaged, forged or mismatched share: integrity; mixed sets or a repeated share: usage.
 fn share(err: &ShareError) -> Code {
     match err {
-        ShareError::NotEnoughShares { .. } => Code::Auth,
+        ShareError::NotEnoughShares { .. } | ShareError::NotForThisKey { .. } => Code::Auth,
         ShareError::Malformed { .. }
         | ShareError::Checksum
         | ShareError::Inconsistent { .. }

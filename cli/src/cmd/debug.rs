@@ -42,20 +42,26 @@ enum DebugCommand {
     CorruptShard(CorruptArgs),
 }
 
+// No struct-level `#[group]`: it would take in every field, and then `--stripe` and
+// `--index` would conflict with the `--file` they require.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false, id = "target")]
 struct CorruptArgs {
     /// Corrupt a shard of this file that the node holds.
-    #[arg(long, group = "target", value_name = "ID")]
+    #[arg(
+        long,
+        conflicts_with = "shard",
+        required_unless_present = "shard",
+        value_name = "ID"
+    )]
     file: Option<String>,
     /// Corrupt this shard (64 hex characters).
-    #[arg(long, group = "target", value_name = "HEX")]
+    #[arg(long, value_name = "HEX")]
     shard: Option<String>,
     /// With --file: only a shard of this stripe.
-    #[arg(long, requires = "file", value_name = "N")]
+    #[arg(long, requires = "file", conflicts_with = "shard", value_name = "N")]
     stripe: Option<u64>,
     /// With --file: only the shard with this index (0..6).
-    #[arg(long, requires = "file", value_name = "N")]
+    #[arg(long, requires = "file", conflicts_with = "shard", value_name = "N")]
     index: Option<u64>,
 }
 
@@ -102,4 +108,34 @@ fn corrupt(ctx: &Context, args: CorruptArgs) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::DebugArgs;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: DebugArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Wrapper, clap::Error> {
+        Wrapper::try_parse_from(std::iter::once("debug").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn corrupt_shard_arguments() {
+        let file = "--file=dm1x";
+        assert!(parse(&["corrupt-shard", file]).is_ok());
+        assert!(parse(&["corrupt-shard", file, "--stripe", "3", "--index", "2"]).is_ok());
+        assert!(parse(&["corrupt-shard", "--shard", "ab"]).is_ok());
+        // One target, exactly.
+        assert!(parse(&["corrupt-shard"]).is_err());
+        assert!(parse(&["corrupt-shard", file, "--shard", "ab"]).is_err());
+        // --stripe and --index only narrow --file.
+        assert!(parse(&["corrupt-shard", "--shard", "ab", "--stripe", "1"]).is_err());
+    }
 }

@@ -39,6 +39,7 @@ pub enum Request {
         /// BLAKE3 of `bytes`.
         id: ShardId,
         /// The shard (or manifest) bytes.
+        #[serde(with = "bytes_as_str")]
         bytes: Vec<u8>,
     },
     /// Send the bytes stored under this id.
@@ -65,6 +66,7 @@ pub enum Request {
     /// Keep this signed key envelope (kept if newer than the one held).
     PutEnvelope {
         /// The envelope's wire form.
+        #[serde(with = "bytes_as_str")]
         bytes: Vec<u8>,
     },
     /// Send every key envelope you hold for this file (the newest of each owner).
@@ -107,7 +109,7 @@ pub enum Response {
     /// Not done, and why.
     Refused(Refusal),
     /// The bytes asked for.
-    Blob(Vec<u8>),
+    Blob(#[serde(with = "bytes_as_str")] Vec<u8>),
     /// Not held here.
     NotFound,
     /// One flag per id asked about, in order.
@@ -115,7 +117,108 @@ pub enum Response {
     /// Done (delete, announce, envelope kept or older one ignored).
     Done,
     /// The envelopes held for a file, newest of each owner.
-    Envelopes(Vec<Vec<u8>>),
+    Envelopes(#[serde(with = "byte_strings")] Vec<Vec<u8>>),
+}
+
+/// `#[serde(with = "bytes_as_str")]`: a byte vector written as a byte string
+/// (`serialize_bytes`), not as a sequence of `u8`. Postcard writes both the same way (a
+/// varint length, then the bytes), so the wire format is unchanged, but a byte string is
+/// moved in one copy instead of one `u8` at a time. Reads either form.
+mod bytes_as_str {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::Serializer;
+
+    pub(super) fn serialize<S: Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v.as_ref())
+    }
+
+    pub(super) fn deserialize<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: From<Vec<u8>>,
+    {
+        d.deserialize_byte_buf(ByteVisitor(PhantomData))
+    }
+
+    struct ByteVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: From<Vec<u8>>> Visitor<'de> for ByteVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<T, E> {
+            Ok(v.to_vec().into())
+        }
+
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<T, E> {
+            Ok(v.into())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+            // The size hint comes from the peer: never trust it for more than a bounded
+            // first allocation (the frame limit bounds the real length).
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64 * 1024));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out.into())
+        }
+    }
+}
+
+/// `#[serde(with = "byte_strings")]`: a list of byte vectors, each a byte string.
+mod byte_strings {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
+    use serde::ser::{Serialize, Serializer};
+
+    struct Out<'a>(&'a [u8]);
+
+    impl Serialize for Out<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    struct In(Vec<u8>);
+
+    impl<'de> Deserialize<'de> for In {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            super::bytes_as_str::deserialize(d).map(In)
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|b| Out(b)))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        struct List(PhantomData<In>);
+        impl<'de> Visitor<'de> for List {
+            type Value = Vec<Vec<u8>>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of byte strings")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(In(b)) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(List(PhantomData))
+    }
 }
 
 /// The request-response codec: length-prefixed postcard with size caps.
@@ -310,6 +413,171 @@ mod tests {
         assert!(
             block_on(ShardCodec::default().write_request(&PROTOCOL, &mut Vec::new(), big)).is_err()
         );
+    }
+
+    /// The messages as they were before their byte vectors were written as byte strings:
+    /// serde's derive writes a `Vec<u8>` as a sequence of `u8`.
+    mod old {
+        use datamesh_core::{FileId, ShardId};
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum Request {
+            Store { id: ShardId, bytes: Vec<u8> },
+            Fetch { id: ShardId },
+            Has { ids: Vec<ShardId> },
+            Delete { id: ShardId },
+            Announce { file: FileId },
+            PutEnvelope { bytes: Vec<u8> },
+            GetEnvelope { file: FileId },
+        }
+
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum Response {
+            Stored,
+            AlreadyHeld,
+            Refused(super::Refusal),
+            Blob(Vec<u8>),
+            NotFound,
+            Has(Vec<bool>),
+            Done,
+            Envelopes(Vec<Vec<u8>>),
+        }
+    }
+
+    fn shard_bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 + 7) as u8).collect()
+    }
+
+    #[test]
+    fn byte_strings_have_the_old_sequence_wire_form() -> io::Result<()> {
+        let id = ShardId::of(b"s");
+        let file = FileId::of_manifest(b"m");
+        // Lengths on both sides of postcard's varint steps (1, 2 and 3 length bytes).
+        for len in [0, 1, 127, 128, 16_383, 16_384, 256 * 1024] {
+            let bytes = shard_bytes(len);
+            let pairs = [
+                (
+                    Request::Store {
+                        id,
+                        bytes: bytes.clone(),
+                    },
+                    old::Request::Store {
+                        id,
+                        bytes: bytes.clone(),
+                    },
+                ),
+                (
+                    Request::PutEnvelope {
+                        bytes: bytes.clone(),
+                    },
+                    old::Request::PutEnvelope {
+                        bytes: bytes.clone(),
+                    },
+                ),
+            ];
+            for (new, old) in pairs {
+                let new_wire = encode(&new)?;
+                assert_eq!(new_wire, encode(&old)?, "{len} bytes");
+                assert_eq!(decode::<old::Request>(&new_wire)?, old);
+                assert_eq!(decode::<Request>(&encode(&old)?)?, new);
+            }
+            let envelopes = vec![bytes.clone(), Vec::new(), shard_bytes(len / 2 + 1)];
+            let pairs = [
+                (
+                    Response::Blob(bytes.clone()),
+                    old::Response::Blob(bytes.clone()),
+                ),
+                (
+                    Response::Envelopes(envelopes.clone()),
+                    old::Response::Envelopes(envelopes),
+                ),
+                (
+                    Response::Envelopes(Vec::new()),
+                    old::Response::Envelopes(Vec::new()),
+                ),
+            ];
+            for (new, old) in pairs {
+                let new_wire = encode(&new)?;
+                assert_eq!(new_wire, encode(&old)?, "{len} bytes");
+                assert_eq!(decode::<old::Response>(&new_wire)?, old);
+                assert_eq!(decode::<Response>(&encode(&old)?)?, new);
+            }
+        }
+        // The messages without byte vectors are untouched too.
+        assert_eq!(
+            encode(&Request::GetEnvelope { file })?,
+            encode(&old::Request::GetEnvelope { file })?
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_byte_string_is_read_from_a_sequence_by_a_self_describing_format() -> io::Result<()> {
+        // JSON writes bytes as a sequence of numbers: the visitor's `visit_seq` path.
+        let request = Request::Store {
+            id: ShardId::of(b"j"),
+            bytes: vec![0, 1, 255],
+        };
+        let json = serde_json::to_string(&request).map_err(io::Error::other)?;
+        assert!(json.contains("[0,1,255]"), "{json}");
+        let back: Request = serde_json::from_str(&json).map_err(io::Error::other)?;
+        assert_eq!(back, request);
+        let envelopes = Response::Envelopes(vec![vec![9, 8], vec![]]);
+        let json = serde_json::to_string(&envelopes).map_err(io::Error::other)?;
+        let back: Response = serde_json::from_str(&json).map_err(io::Error::other)?;
+        assert_eq!(back, envelopes);
+        Ok(())
+    }
+
+    #[test]
+    fn frame_limits_hold_for_byte_strings() -> io::Result<()> {
+        // The largest blob fits in a request and in a response, both ways.
+        let largest = Request::Store {
+            id: ShardId::of(b""),
+            bytes: vec![7; MAX_BLOB_LEN],
+        };
+        assert_eq!(round_trip(largest.clone())?, largest);
+        let blob = Response::Blob(vec![7; MAX_BLOB_LEN]);
+        let back = block_on(async {
+            let mut wire = Vec::new();
+            ShardCodec::default()
+                .write_response(&PROTOCOL, &mut wire, blob.clone())
+                .await?;
+            ShardCodec::default()
+                .read_response(&PROTOCOL, &mut &wire[..])
+                .await
+        })?;
+        assert_eq!(back, blob);
+
+        // One byte over the limit is refused on write, and on read before the body is
+        // read, in the new form and in the old one.
+        let mut codec = ShardCodec::with_limits(1000, 1000);
+        let over = Request::Store {
+            id: ShardId::of(b""),
+            bytes: vec![1; 1000],
+        };
+        assert!(block_on(codec.write_request(&PROTOCOL, &mut Vec::new(), over)).is_err());
+        let old_over = encode(&old::Request::Store {
+            id: ShardId::of(b""),
+            bytes: vec![1; 1000],
+        })?;
+        let mut framed = (old_over.len() as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&old_over);
+        let err = block_on(codec.read_request(&PROTOCOL, &mut &framed[..])).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("exceeds")));
+
+        // A body whose byte string claims more bytes than the frame holds is an error,
+        // not an allocation of the claimed size.
+        let mut lying = encode(&Request::Store {
+            id: ShardId::of(b""),
+            bytes: b"abc".to_vec(),
+        })?;
+        lying.truncate(lying.len() - 3);
+        lying.pop(); // the length varint (3)
+        lying.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // u32::MAX
+        assert!(decode::<Request>(&lying).is_err());
+        Ok(())
     }
 
     #[test]

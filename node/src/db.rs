@@ -3,7 +3,7 @@
 //! | column family   | key                         | value                                  |
 //! |-----------------|-----------------------------|----------------------------------------|
 //! | `shards`        | shard id (32)               | shard bytes (BlobDB for large values)  |
-//! | `meta`          | name                        | counters (`used_bytes`)                |
+//! | `meta`          | name                        | counters (`used_bytes`, `shard_count`: u64 BE, changed by merges adding a delta) |
 //! | `owners`        | shard id (32) + peer id     | empty: who stored a shard (may delete it) |
 //! | `kad_records`   | record key                  | Kademlia value record                  |
 //! | `kad_providers` | record key, provider peer id | Kademlia provider record              |
@@ -23,7 +23,8 @@ pub(crate) const CF_KAD_PROVIDERS: &str = "kad_providers";
 pub(crate) const CF_CATALOG: &str = "catalog";
 pub(crate) const CF_FILES: &str = "files";
 
-/// Every column family, `shards` first (it alone has blob files).
+/// Every column family, `shards` first (it alone has blob files), then `meta` (the only
+/// one with a merge operator).
 const ALL_CFS: [&str; 7] = [
     CF_SHARDS,
     CF_META,
@@ -65,11 +66,33 @@ pub fn open(dir: &Path) -> Result<Arc<DB>, DbError> {
     let mut shard_opts = Options::default();
     shard_opts.set_enable_blob_files(true);
     shard_opts.set_min_blob_size(MIN_BLOB_SIZE);
-    let mut cfs = vec![ColumnFamilyDescriptor::new(CF_SHARDS, shard_opts)];
-    for name in &ALL_CFS[1..] {
+    let mut meta_opts = Options::default();
+    meta_opts.set_merge_operator_associative("datamesh_add_u64", add_u64);
+    let mut cfs = vec![
+        ColumnFamilyDescriptor::new(CF_SHARDS, shard_opts),
+        ColumnFamilyDescriptor::new(CF_META, meta_opts),
+    ];
+    for name in &ALL_CFS[2..] {
         cfs.push(ColumnFamilyDescriptor::new(*name, Options::default()));
     }
     Ok(Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?))
+}
+
+/// The merge operator of the `meta` counters: each value and operand is a `u64`, big
+/// endian; a merge adds the operands to the value modulo 2^64, so a delta of `-n` is
+/// written as `(-n as i64) as u64`. Concurrent writers change a counter in the same
+/// atomic batch as the data it counts, without a read-modify-write. A value that is
+/// not 8 bytes long counts as 0.
+pub(crate) fn add_u64(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &rocksdb::MergeOperands,
+) -> Option<Vec<u8>> {
+    let read = |v: &[u8]| <[u8; 8]>::try_from(v).map_or(0, u64::from_be_bytes);
+    let total = operands
+        .iter()
+        .fold(existing.map_or(0, read), |sum, v| sum.wrapping_add(read(v)));
+    Some(total.to_be_bytes().to_vec())
 }
 
 /// The handle of a column family that [`open`] created.

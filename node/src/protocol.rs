@@ -422,7 +422,7 @@ mod tests {
         use serde::{Deserialize, Serialize};
 
         #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-        pub enum Request {
+        pub(super) enum Request {
             Store { id: ShardId, bytes: Vec<u8> },
             Fetch { id: ShardId },
             Has { ids: Vec<ShardId> },
@@ -433,7 +433,7 @@ mod tests {
         }
 
         #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-        pub enum Response {
+        pub(super) enum Response {
             Stored,
             AlreadyHeld,
             Refused(super::Refusal),

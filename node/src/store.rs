@@ -2,9 +2,11 @@
 //!
 //! Shards are keyed by their id and verified against it on the way in and on the way
 //! out: a shard that does not hash to its id is refused on receipt and reported as
-//! corrupt on read, never served. Every write is synced before it is acknowledged.
+//! corrupt on read, never served. Every write is synced before it is acknowledged;
+//! concurrent puts are synced together (RocksDB group commit), not one after another.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use datamesh_core::ShardId;
 use rocksdb::{DB, WriteBatch, WriteOptions};
@@ -86,13 +88,31 @@ pub enum PutOutcome {
 }
 
 /// Shards on disk, verified by id, under a quota.
+///
+/// Puts do not hold a lock across their synced write, so the writes of concurrent Store
+/// requests are synced together by RocksDB's group commit. The quota stays exact: a put
+/// reserves its bytes in the [`Ledger`] (under a short lock) before writing and gives
+/// them back if the write fails; the persisted counters change by merge deltas in the
+/// same atomic batch as the shard, so they need no read-modify-write.
 #[derive(Debug)]
 pub struct ShardStore {
     db: Arc<DB>,
     config: StoreConfig,
-    /// Serialises the read-modify-write of the byte counter with the shard write.
-    write_lock: Mutex<()>,
+    /// Loaded on first use. Held only for checks and bookkeeping, and by the rare
+    /// deletes across their write (so no put claims a shard that is being deleted).
+    ledger: Mutex<Option<Ledger>>,
+    /// Signalled when a put's write ends (for a put of the same id waiting on it).
+    written: Condvar,
 }
+
+/// Bytes in use, counting the puts being written, and the ids being written.
+#[derive(Debug)]
+struct Ledger {
+    used: u64,
+    writing: HashSet<ShardId>,
+}
+
+type LedgerGuard<'a> = MutexGuard<'a, Option<Ledger>>;
 
 impl ShardStore {
     /// The shard store of a database opened with [`crate::db::open`].
@@ -100,8 +120,27 @@ impl ShardStore {
         Self {
             db,
             config,
-            write_lock: Mutex::new(()),
+            ledger: Mutex::new(None),
+            written: Condvar::new(),
         }
+    }
+
+    fn lock(&self) -> LedgerGuard<'_> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The ledger under `guard`, loaded from the persisted counter on first use.
+    fn ledger<'a>(&self, guard: &'a mut LedgerGuard<'_>) -> Result<&'a mut Ledger, StoreError> {
+        if guard.is_none() {
+            let used = self.used_bytes()?;
+            **guard = Some(Ledger {
+                used,
+                writing: HashSet::new(),
+            });
+        }
+        guard
+            .as_mut()
+            .ok_or_else(|| StoreError::Db(DbError::Task("shard ledger not loaded".into())))
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -146,39 +185,52 @@ impl ShardStore {
         if ShardId::of(bytes) != *id {
             return Err(StoreError::Mismatch { id: *id });
         }
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let shards = self.cf(CF_SHARDS)?;
+        let owners = self.cf(CF_OWNERS)?;
+        let meta = self.cf(CF_META)?;
         let owner_key = owner_key(id, owner);
-        if self.db.get_pinned_cf(shards, id.as_bytes())?.is_some() {
-            self.db.put_cf(self.cf(CF_OWNERS)?, owner_key, [])?;
-            return Ok(PutOutcome::AlreadyHeld);
-        }
-        let used = self.used_bytes()?;
         let needed = bytes.len() as u64;
-        if used.saturating_add(needed) > self.config.max_bytes {
-            return Err(StoreError::QuotaExceeded {
-                used,
-                max: self.config.max_bytes,
-                needed,
-            });
+        {
+            let mut guard = self.lock();
+            // The same shard from another owner, being written now: wait for that write
+            // to end (it is bounded by the disk), then look again.
+            while self.ledger(&mut guard)?.writing.contains(id) {
+                guard = self.written.wait(guard).unwrap_or_else(|p| p.into_inner());
+            }
+            if self.db.get_pinned_cf(shards, id.as_bytes())?.is_some() {
+                // Under the lock: a delete cannot drop the shard between the check and
+                // this claim.
+                self.db.put_cf(owners, owner_key, [])?;
+                return Ok(PutOutcome::AlreadyHeld);
+            }
+            let ledger = self.ledger(&mut guard)?;
+            if ledger.used.saturating_add(needed) > self.config.max_bytes {
+                return Err(StoreError::QuotaExceeded {
+                    used: ledger.used,
+                    max: self.config.max_bytes,
+                    needed,
+                });
+            }
+            ledger.used += needed;
+            ledger.writing.insert(*id);
         }
         let mut batch = WriteBatch::default();
         batch.put_cf(shards, id.as_bytes(), bytes);
-        batch.put_cf(self.cf(CF_OWNERS)?, owner_key, []);
-        batch.put_cf(
-            self.cf(CF_META)?,
-            USED_BYTES_KEY,
-            (used + needed).to_be_bytes(),
-        );
-        batch.put_cf(
-            self.cf(CF_META)?,
-            SHARD_COUNT_KEY,
-            (self.shard_count()? + 1).to_be_bytes(),
-        );
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        self.db.write_opt(batch, &sync)?;
-        Ok(PutOutcome::Stored)
+        batch.put_cf(owners, owner_key, []);
+        batch.merge_cf(meta, USED_BYTES_KEY, needed.to_be_bytes());
+        batch.merge_cf(meta, SHARD_COUNT_KEY, 1u64.to_be_bytes());
+        let written = self.write_synced(batch);
+        {
+            let mut guard = self.lock();
+            if let Some(ledger) = guard.as_mut() {
+                ledger.writing.remove(id);
+                if written.is_err() {
+                    ledger.used = ledger.used.saturating_sub(needed);
+                }
+            }
+        }
+        self.written.notify_all();
+        written.map(|()| PutOutcome::Stored)
     }
 
     /// Reads a shard and verifies it against its id.
@@ -211,7 +263,7 @@ impl ShardStore {
     /// # Errors
     /// [`StoreError::Db`].
     pub fn delete(&self, id: &ShardId, owner: &[u8]) -> Result<DeleteOutcome, StoreError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.lock();
         let shards = self.cf(CF_SHARDS)?;
         let owners = self.cf(CF_OWNERS)?;
         let Some(len) = self
@@ -237,6 +289,10 @@ impl ShardStore {
             self.drop_shard(&mut batch, id, len)?;
         }
         self.write_synced(batch)?;
+        if !shared {
+            let ledger = self.ledger(&mut guard)?;
+            ledger.used = ledger.used.saturating_sub(len);
+        }
         Ok(if shared {
             DeleteOutcome::StillShared
         } else {
@@ -251,7 +307,7 @@ impl ShardStore {
     /// # Errors
     /// [`StoreError::Db`].
     pub fn remove_corrupt(&self, id: &ShardId) -> Result<bool, StoreError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.lock();
         let owners = self.cf(CF_OWNERS)?;
         let Some(len) = self
             .db
@@ -272,23 +328,18 @@ impl ShardStore {
         }
         self.drop_shard(&mut batch, id, len)?;
         self.write_synced(batch)?;
+        let ledger = self.ledger(&mut guard)?;
+        ledger.used = ledger.used.saturating_sub(len);
         Ok(true)
     }
 
     /// Adds to `batch` the removal of a shard of `len` bytes and its share of the
-    /// counters. The caller holds the write lock.
+    /// counters. The caller holds the ledger's lock.
     fn drop_shard(&self, batch: &mut WriteBatch, id: &ShardId, len: u64) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META)?;
         batch.delete_cf(self.cf(CF_SHARDS)?, id.as_bytes());
-        batch.put_cf(
-            self.cf(CF_META)?,
-            USED_BYTES_KEY,
-            self.used_bytes()?.saturating_sub(len).to_be_bytes(),
-        );
-        batch.put_cf(
-            self.cf(CF_META)?,
-            SHARD_COUNT_KEY,
-            self.shard_count()?.saturating_sub(1).to_be_bytes(),
-        );
+        batch.merge_cf(meta, USED_BYTES_KEY, len.wrapping_neg().to_be_bytes());
+        batch.merge_cf(meta, SHARD_COUNT_KEY, 1u64.wrapping_neg().to_be_bytes());
         Ok(())
     }
 
@@ -307,7 +358,7 @@ impl ShardStore {
     /// # Errors
     /// [`StoreError::Db`].
     pub fn corrupt_for_test(&self, id: &ShardId) -> Result<bool, StoreError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock();
         let shards = self.cf(CF_SHARDS)?;
         let Some(mut bytes) = self.db.get_cf(shards, id.as_bytes())? else {
             return Ok(false);
@@ -449,6 +500,121 @@ mod tests {
         );
         // Still serves what it has.
         assert_eq!(store.get(&a)?, Some(a_bytes));
+        Ok(())
+    }
+
+    #[test]
+    fn parallel_puts_never_exceed_the_quota_and_keep_exact_counters() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        // Room for 25 shards of 1000 bytes (and a half): 80 offered at once.
+        let quota = 25_500;
+        let (threads, per_thread) = (8usize, 10usize);
+        {
+            let store = Arc::new(ShardStore::new(
+                crate::db::open(dir.path())?,
+                StoreConfig::new(quota),
+            ));
+            let results: Vec<Result<PutOutcome, StoreError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let store = Arc::clone(&store);
+                        scope.spawn(move || {
+                            (0..per_thread)
+                                .map(|i| {
+                                    let mut bytes = vec![0u8; 1000];
+                                    bytes[..8]
+                                        .copy_from_slice(&((t * 1000 + i) as u64).to_be_bytes());
+                                    store.put(&ShardId::of(&bytes), &bytes, b"owner")
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            assert_eq!(results.len(), threads * per_thread);
+            let stored = results
+                .iter()
+                .filter(|r| matches!(r, Ok(PutOutcome::Stored)))
+                .count();
+            let refused = results
+                .iter()
+                .filter(|r| matches!(r, Err(StoreError::QuotaExceeded { .. })))
+                .count();
+            // Every shard is the same size, so the quota admits exactly 25, whatever the
+            // interleaving; each refusal saw at most the quota in use.
+            assert_eq!((stored, refused), (25, threads * per_thread - 25));
+            for r in &results {
+                if let Err(StoreError::QuotaExceeded { used, max, needed }) = r {
+                    assert!(*used <= *max && used + needed > *max, "{r:?}");
+                }
+            }
+            assert_eq!(store.used_bytes()?, 25_000);
+            assert_eq!(store.shard_count()?, 25);
+        }
+        // The counters persisted with the shards, exactly.
+        let store = ShardStore::new(crate::db::open(dir.path())?, StoreConfig::new(quota));
+        assert_eq!((store.used_bytes()?, store.shard_count()?), (25_000, 25));
+        let (extra, extra_bytes) = shard(500, 13);
+        assert_eq!(store.put(&extra, &extra_bytes, b"o")?, PutOutcome::Stored);
+        let (more, more_bytes) = shard(1, 17);
+        assert!(matches!(
+            store.put(&more, &more_bytes, b"o"),
+            Err(StoreError::QuotaExceeded { used: 25_500, .. })
+        ));
+        assert_eq!(store.delete(&extra, b"o")?, DeleteOutcome::Deleted);
+        assert_eq!((store.used_bytes()?, store.shard_count()?), (25_000, 25));
+        assert_eq!(store.put(&more, &more_bytes, b"o")?, PutOutcome::Stored);
+        Ok(())
+    }
+
+    #[test]
+    fn the_same_shard_put_at_once_by_many_owners_is_stored_and_counted_once() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(ShardStore::new(
+            crate::db::open(dir.path())?,
+            StoreConfig::new(1 << 20),
+        ));
+        let (id, bytes) = shard(200_000, 3);
+        let owners: Vec<Vec<u8>> = (0..6u8).map(|o| vec![b'p', o]).collect();
+        let results: Vec<Result<PutOutcome, StoreError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = owners
+                .iter()
+                .map(|owner| {
+                    let (store, bytes) = (Arc::clone(&store), &bytes);
+                    scope.spawn(move || store.put(&id, bytes, owner))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(StoreError::Mismatch {
+                            id: ShardId::of(b""),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let stored = results
+            .iter()
+            .filter(|r| matches!(r, Ok(PutOutcome::Stored)))
+            .count();
+        let held = results
+            .iter()
+            .filter(|r| matches!(r, Ok(PutOutcome::AlreadyHeld)))
+            .count();
+        assert_eq!((stored, held), (1, owners.len() - 1), "{results:?}");
+        assert_eq!((store.used_bytes()?, store.shard_count()?), (200_000, 1));
+        // Every owner's claim was recorded: the shard goes with the last one.
+        for owner in &owners[1..] {
+            assert_eq!(store.delete(&id, owner)?, DeleteOutcome::StillShared);
+        }
+        assert_eq!(store.delete(&id, &owners[0])?, DeleteOutcome::Deleted);
+        assert_eq!((store.used_bytes()?, store.shard_count()?), (0, 0));
         Ok(())
     }
 }

@@ -7,6 +7,8 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 use datamesh_core::ecies::{PublicKey, SecretKey};
 use datamesh_core::{
     DATA_SHARDS, DataKey, DecodeError, Decoder, EncodeError, EncodeOptions, Encoder, FileId,
@@ -414,7 +416,7 @@ impl Files {
                 id.as_bytes(),
                 &Request::Store {
                     id: ShardId::from_bytes(*id.as_bytes()),
-                    bytes: manifest_bytes,
+                    bytes: manifest_bytes.into(),
                 },
             )
             .await?;
@@ -470,7 +472,10 @@ impl Files {
     ) -> Result<[PeerId; TOTAL_SHARDS], PutError> {
         let index = stripe.index();
         let ids = *stripe.ids();
-        let shards: Vec<(ShardId, Vec<u8>)> = ids.into_iter().zip(stripe.into_shards()).collect();
+        let shards: Vec<(ShardId, Bytes)> = ids
+            .into_iter()
+            .zip(stripe.into_shards().map(Bytes::from))
+            .collect();
         let (placed, found) = self
             .place_shards(ids[0].as_bytes(), shards, &HashSet::new(), unreachable)
             .await?;
@@ -493,7 +498,7 @@ impl Files {
     pub(crate) async fn place_shards(
         &self,
         key: &[u8],
-        shards: Vec<(ShardId, Vec<u8>)>,
+        shards: Vec<(ShardId, Bytes)>,
         exclude: &HashSet<PeerId>,
         unreachable: &Mutex<HashSet<PeerId>>,
     ) -> Result<(Vec<Option<PeerId>>, usize), NetworkError> {
@@ -510,6 +515,7 @@ impl Files {
         let mut attempts = FuturesUnordered::new();
         let launch = |shard: usize, peer: PeerId| {
             let (id, bytes) = &shards[shard];
+            // A new handle on the same buffer: no copy of the shard per attempt.
             let request = Request::Store {
                 id: *id,
                 bytes: bytes.clone(),

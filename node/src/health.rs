@@ -428,7 +428,7 @@ impl Files {
         if manifest_before.len() < MANIFEST_COPIES {
             let request = Request::Store {
                 id: ShardId::from_bytes(*id.as_bytes()),
-                bytes: manifest.to_bytes(),
+                bytes: manifest.to_bytes().into(),
             };
             match self.place_copies(id.as_bytes(), &request).await {
                 Ok(copies) => {
@@ -697,9 +697,9 @@ impl Files {
         let mut exclude: HashSet<PeerId> = best.iter().flatten().copied().collect();
         exclude.extend(report.bad.iter().map(|b| b.peer));
         exclude.extend(report.unreachable.iter().copied());
-        let shards: Vec<(ShardId, Vec<u8>)> = missing
+        let shards: Vec<(ShardId, bytes::Bytes)> = missing
             .iter()
-            .map(|&i| (ids[i], rebuilt[i].clone().unwrap_or_default()))
+            .map(|&i| (ids[i], rebuilt[i].clone().unwrap_or_default().into()))
             .collect();
         let (placed, found) = self
             .place_shards(ids[0].as_bytes(), shards, &exclude, unreachable)

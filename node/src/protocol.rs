@@ -8,6 +8,7 @@
 
 use std::io;
 
+use bytes::Bytes;
 use datamesh_core::{FileId, MAX_MANIFEST_LEN, ShardId};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -38,9 +39,10 @@ pub enum Request {
     Store {
         /// BLAKE3 of `bytes`.
         id: ShardId,
-        /// The shard (or manifest) bytes.
+        /// The shard (or manifest) bytes: a shared handle, so the copy of the request
+        /// kept for a retry on another peer does not copy the shard.
         #[serde(with = "bytes_as_str")]
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     /// Send the bytes stored under this id.
     Fetch {
@@ -262,23 +264,52 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::
     Ok(buf)
 }
 
+/// Writes one frame whose body is `head` followed by `tail`.
 async fn write_frame<T: AsyncWrite + Unpin + Send>(
     io: &mut T,
-    body: &[u8],
+    head: &[u8],
+    tail: &[u8],
     max: usize,
 ) -> io::Result<()> {
-    if body.len() > max {
+    let len = head.len() + tail.len();
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "message of {} bytes exceeds the {max}-byte limit",
-                body.len()
-            ),
+            format!("message of {len} bytes exceeds the {max}-byte limit"),
         ));
     }
-    io.write_all(&(body.len() as u32).to_be_bytes()).await?;
-    io.write_all(body).await?;
+    io.write_all(&(len as u32).to_be_bytes()).await?;
+    io.write_all(head).await?;
+    if !tail.is_empty() {
+        io.write_all(tail).await?;
+    }
     io.close().await
+}
+
+/// A request's body as two parts to write one after the other: a `Store` is its
+/// postcard header (variant, id, length) and then its shard bytes, written from the
+/// shared buffer instead of being copied into an encoded body first. The two parts are
+/// exactly [`encode`]'s bytes (tested).
+fn request_parts(request: &Request) -> io::Result<(Vec<u8>, &[u8])> {
+    let Request::Store { id, bytes } = request else {
+        return Ok((encode(request)?, &[]));
+    };
+    // `bytes` is the last field: the encoding of an empty one ends with its length, a
+    // one-byte varint 0, which is replaced by the real length.
+    let mut head = encode(&Request::Store {
+        id: *id,
+        bytes: Bytes::new(),
+    })?;
+    if head.pop() != Some(0) {
+        return Err(io::Error::other("unexpected encoding of a Store header"));
+    }
+    let mut len = bytes.len() as u64;
+    while len >= 0x80 {
+        head.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    head.push(len as u8);
+    Ok((head, &bytes[..]))
 }
 
 /// Decodes a message body, refusing trailing bytes.
@@ -329,7 +360,8 @@ impl libp2p::request_response::Codec for ShardCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &encode(&request)?, self.max_request).await
+        let (head, tail) = request_parts(&request)?;
+        write_frame(io, &head, tail, self.max_request).await
     }
 
     async fn write_response<T>(
@@ -341,7 +373,7 @@ impl libp2p::request_response::Codec for ShardCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &encode(&response)?, self.max_response).await
+        write_frame(io, &encode(&response)?, &[], self.max_response).await
     }
 }
 
@@ -370,7 +402,7 @@ mod tests {
         for request in [
             Request::Store {
                 id,
-                bytes: b"x".to_vec(),
+                bytes: Bytes::from_static(b"x"),
             },
             Request::Fetch { id },
             Request::Has { ids: vec![id; 3] },
@@ -408,7 +440,7 @@ mod tests {
         assert!(err.is_some_and(|e| e.to_string().contains("exceeds")));
         let big = Request::Store {
             id: ShardId::of(b""),
-            bytes: vec![0; MAX_BLOB_LEN + SLACK],
+            bytes: vec![0; MAX_BLOB_LEN + SLACK].into(),
         };
         assert!(
             block_on(ShardCodec::default().write_request(&PROTOCOL, &mut Vec::new(), big)).is_err()
@@ -460,7 +492,7 @@ mod tests {
                 (
                     Request::Store {
                         id,
-                        bytes: bytes.clone(),
+                        bytes: bytes.clone().into(),
                     },
                     old::Request::Store {
                         id,
@@ -517,7 +549,7 @@ mod tests {
         // JSON writes bytes as a sequence of numbers: the visitor's `visit_seq` path.
         let request = Request::Store {
             id: ShardId::of(b"j"),
-            bytes: vec![0, 1, 255],
+            bytes: Bytes::from_static(&[0, 1, 255]),
         };
         let json = serde_json::to_string(&request).map_err(io::Error::other)?;
         assert!(json.contains("[0,1,255]"), "{json}");
@@ -535,7 +567,7 @@ mod tests {
         // The largest blob fits in a request and in a response, both ways.
         let largest = Request::Store {
             id: ShardId::of(b""),
-            bytes: vec![7; MAX_BLOB_LEN],
+            bytes: vec![7; MAX_BLOB_LEN].into(),
         };
         assert_eq!(round_trip(largest.clone())?, largest);
         let blob = Response::Blob(vec![7; MAX_BLOB_LEN]);
@@ -555,7 +587,7 @@ mod tests {
         let mut codec = ShardCodec::with_limits(1000, 1000);
         let over = Request::Store {
             id: ShardId::of(b""),
-            bytes: vec![1; 1000],
+            bytes: vec![1; 1000].into(),
         };
         assert!(block_on(codec.write_request(&PROTOCOL, &mut Vec::new(), over)).is_err());
         let old_over = encode(&old::Request::Store {
@@ -571,12 +603,35 @@ mod tests {
         // not an allocation of the claimed size.
         let mut lying = encode(&Request::Store {
             id: ShardId::of(b""),
-            bytes: b"abc".to_vec(),
+            bytes: Bytes::from_static(b"abc"),
         })?;
         lying.truncate(lying.len() - 3);
         lying.pop(); // the length varint (3)
         lying.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // u32::MAX
         assert!(decode::<Request>(&lying).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_store_request_is_written_as_its_encoding_without_copying_the_shard() -> io::Result<()> {
+        let id = ShardId::of(b"w");
+        for len in [0, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152] {
+            let request = Request::Store {
+                id,
+                bytes: shard_bytes(len).into(),
+            };
+            let (head, tail) = request_parts(&request)?;
+            assert_eq!([&head[..], tail].concat(), encode(&request)?, "{len} bytes");
+            assert_eq!(tail.len(), len);
+            let mut wire = Vec::new();
+            block_on(ShardCodec::default().write_request(&PROTOCOL, &mut wire, request.clone()))?;
+            assert_eq!(&wire[..4], &((head.len() + len) as u32).to_be_bytes());
+            assert_eq!(round_trip(request.clone())?, request);
+        }
+        // Other requests go through the plain encoding.
+        let fetch = Request::Fetch { id };
+        let (head, tail) = request_parts(&fetch)?;
+        assert_eq!((head, tail.len()), (encode(&fetch)?, 0));
         Ok(())
     }
 

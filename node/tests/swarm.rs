@@ -268,7 +268,7 @@ async fn a_shard_that_does_not_match_its_id_is_refused() -> TestResult {
             peer,
             Request::Store {
                 id,
-                bytes: b"other bytes".to_vec(),
+                bytes: b"other bytes".to_vec().into(),
             },
         )
         .await?;
@@ -286,7 +286,7 @@ async fn a_shard_that_does_not_match_its_id_is_refused() -> TestResult {
             peer,
             Request::Store {
                 id,
-                bytes: b"the real bytes".to_vec(),
+                bytes: b"the real bytes".to_vec().into(),
             },
         )
         .await?;
@@ -481,7 +481,7 @@ async fn an_oversized_message_is_refused_and_the_node_keeps_serving() -> TestRes
         &target,
         Request::Store {
             id: ShardId::of(&bytes),
-            bytes,
+            bytes: bytes.into(),
         },
     );
     let outcome = tokio::time::timeout(Duration::from_secs(30), async {

@@ -30,6 +30,9 @@ use crate::serve::Server;
 pub const MANIFEST_COPIES: usize = 6;
 /// Fewest manifest copies for a put to succeed: any two holders may be lost.
 pub const MIN_MANIFEST_COPIES: usize = 3;
+/// Closest-peers lookups run at once when locating the holders of stripes that the
+/// file's providers did not cover.
+const LOCATE_LOOKUPS: usize = 4;
 
 /// The keys a node uses for its files, read from its keystore when needed (so key
 /// changes take effect without a restart).
@@ -686,10 +689,31 @@ impl Files {
     ) -> Result<(Option<Placement>, Vec<PeerId>, Manifest), GetError> {
         let inner = &self.inner;
         let placement = inner.catalog.placement(&id)?;
-        let peers = self.file_peers(id, placement.as_ref()).await;
+        let mut peers = self.file_peers(id, placement.as_ref()).await;
         let manifest = match inner.catalog.manifest(&id)? {
             Some(m) => m,
-            None => self.fetch_manifest(id, &peers).await?,
+            None => match self.fetch_manifest(id, &peers).await {
+                Ok(m) => m,
+                Err(GetError::NotFound(_)) => {
+                    // No provider holds it (yet: announcements may still be walking the
+                    // DHT). The put placed the manifest on the peers closest to the
+                    // file id: ask those.
+                    let closest = tokio::time::timeout(
+                        inner.config.lookup_deadline,
+                        inner.net.closest_peers(id.as_bytes().to_vec()),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                    let extra: Vec<PeerId> =
+                        closest.into_iter().filter(|p| !peers.contains(p)).collect();
+                    let manifest = self.fetch_manifest(id, &extra).await?;
+                    peers.extend(extra);
+                    manifest
+                }
+                Err(e) => return Err(e),
+            },
         };
         Ok((placement, peers, manifest))
     }
@@ -820,6 +844,12 @@ impl Files {
 
     /// Asks every candidate peer which of the file's shards it holds. Returns, per stripe
     /// and shard index, the peers that say they hold it, and the peers that answered.
+    ///
+    /// The candidates come from the file's DHT providers, which can miss a stripe's
+    /// holders: a put returns while the holders' provider announcements are still
+    /// walking the DHT, and a node keeps at most 20 providers per key. So a stripe with
+    /// fewer than [`DATA_SHARDS`] holders found is looked up where the put placed it:
+    /// the peers closest to the stripe's key (its first shard id), asked in turn.
     pub(crate) async fn locate(
         &self,
         manifest: &Manifest,
@@ -830,12 +860,78 @@ impl Files {
         let mut holders: Vec<[Vec<PeerId>; TOTAL_SHARDS]> =
             (0..stripes.len()).map(|_| Default::default()).collect();
         let ids: Vec<ShardId> = stripes.iter().flatten().copied().collect();
+        let mut asked: HashSet<PeerId> = peers.iter().copied().collect();
+        let mut answered = HashSet::new();
+        self.ask_has(peers, &ids, &mut holders, &mut answered).await;
+
+        // The fallback: the closest peers of each short stripe's key, a few lookups at a
+        // time, each bounded by the lookup deadline.
+        let short: Vec<ShardId> = stripes
+            .iter()
+            .zip(&holders)
+            .filter(|(_, row)| row.iter().filter(|h| !h.is_empty()).count() < DATA_SHARDS)
+            .map(|(ids, _)| ids[0])
+            .collect();
+        if !short.is_empty() {
+            let deadline = self.inner.config.lookup_deadline;
+            let net = self.inner.net.clone();
+            let found: Vec<PeerId> = futures::stream::iter(short.iter().copied())
+                .map(|key| {
+                    let net = net.clone();
+                    async move {
+                        tokio::time::timeout(deadline, net.closest_peers(key.as_bytes().to_vec()))
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .unwrap_or_default()
+                    }
+                })
+                .buffer_unordered(LOCATE_LOOKUPS)
+                .flat_map(futures::stream::iter)
+                .collect()
+                .await;
+            let extra: Vec<PeerId> = found.into_iter().filter(|p| asked.insert(*p)).collect();
+            debug!(
+                stripes = short.len(),
+                peers = extra.len(),
+                "stripes short of holders: asking the peers closest to their keys"
+            );
+            self.ask_has(&extra, &ids, &mut holders, &mut answered)
+                .await;
+        }
+
+        // Put the peer the placement names first: it is the one we expect to be fastest
+        // to answer (and the only one, usually).
+        if let Some(placement) = placement {
+            for (stripe, row) in holders.iter_mut().enumerate() {
+                for (index, list) in row.iter_mut().enumerate() {
+                    if let Some(p) = placement.holder(stripe as u64, index)
+                        && let Some(pos) = list.iter().position(|q| *q == p)
+                    {
+                        list.swap(0, pos);
+                    }
+                }
+            }
+        }
+        (holders, answered)
+    }
+
+    /// Asks `peers` which of `ids` (every shard of a file, stripe by stripe) they hold;
+    /// adds each holder to `holders` and each peer that answered to `answered`.
+    async fn ask_has(
+        &self,
+        peers: &[PeerId],
+        ids: &[ShardId],
+        holders: &mut [[Vec<PeerId>; TOTAL_SHARDS]],
+        answered: &mut HashSet<PeerId>,
+    ) {
         let deadline = self.inner.config.lookup_deadline;
+        let ids: Arc<[ShardId]> = ids.into();
         let mut asks: FuturesUnordered<_> = peers
             .iter()
             .map(|&peer| {
                 let files = self.clone();
-                let ids = ids.clone();
+                let ids = Arc::clone(&ids);
                 async move {
                     let mut flags = Vec::with_capacity(ids.len());
                     for batch in ids.chunks(MAX_IDS) {
@@ -851,7 +947,6 @@ impl Files {
                 }
             })
             .collect();
-        let mut answered = HashSet::new();
         while let Some((peer, flags)) = asks.next().await {
             let Some(flags) = flags else {
                 debug!(%peer, "peer did not answer which shards it holds");
@@ -859,23 +954,12 @@ impl Files {
             };
             answered.insert(peer);
             for (i, _) in flags.iter().enumerate().filter(|(_, has)| **has) {
-                holders[i / TOTAL_SHARDS][i % TOTAL_SHARDS].push(peer);
-            }
-        }
-        // Put the peer the placement names first: it is the one we expect to be fastest
-        // to answer (and the only one, usually).
-        if let Some(placement) = placement {
-            for (stripe, row) in holders.iter_mut().enumerate() {
-                for (index, list) in row.iter_mut().enumerate() {
-                    if let Some(p) = placement.holder(stripe as u64, index)
-                        && let Some(pos) = list.iter().position(|q| *q == p)
-                    {
-                        list.swap(0, pos);
-                    }
+                let list = &mut holders[i / TOTAL_SHARDS][i % TOTAL_SHARDS];
+                if !list.contains(&peer) {
+                    list.push(peer);
                 }
             }
         }
-        (holders, answered)
     }
 
     /// Streams an opened file into `out`.

@@ -17,6 +17,7 @@
 //! | `GET /v1/peers`        | the routing table                                        |
 //! | `GET /metrics`         | Prometheus text                                          |
 //! | `POST /v1/debug/corrupt-shard?shard=HEX` or `?file=ID[&stripe=N][&index=N]` | test faults only (see [`crate::faults`]): flip bytes of a stored shard |
+//! | `POST /v1/debug/block-peers` body `{"peers": [PEER, ...]}` | test faults only: block exactly these peers (`[]`: none); answers `{"blocked": [...], "peer_id"}` |
 //!
 //! Errors are JSON `{"error": "<one line>", "kind": "<machine name>"}` with a status that
 //! tells the kind (400 bad input, 401 token, 403 no key, 404 not found, 503 not enough
@@ -85,6 +86,7 @@ pub(crate) fn router(state: ApiState) -> Router {
             "/v1/debug/corrupt-shard",
             axum::routing::post(corrupt_shard),
         );
+        routes = routes.route("/v1/debug/block-peers", axum::routing::post(block_peers));
     }
     routes
         .route("/v1/files", get(list_files).post(put_file))
@@ -585,5 +587,35 @@ async fn corrupt_shard(
             "internal",
             &e.to_string(),
         ),
+    })
+}
+
+/// Test faults only: replaces the set of blocked peers (see
+/// [`Network::set_blocked_peers`]). Body `{"peers": [PEER, ...]}`; `[]` unblocks all.
+async fn block_peers(State(state): State<ApiState>, body: Bytes) -> Result<Response, BadRequest> {
+    let bad = |m: String| BadRequest("bad_body", m);
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("body is not JSON {{\"peers\": [...]}}: {e}")))?;
+    let list = value
+        .get("peers")
+        .and_then(|p| p.as_array())
+        .ok_or_else(|| bad("body needs \"peers\": a list of peer ids".into()))?;
+    let mut peers = std::collections::HashSet::new();
+    for p in list {
+        let text = p
+            .as_str()
+            .ok_or_else(|| bad(format!("peer {p} is not a string")))?;
+        let peer: libp2p::PeerId = text
+            .parse()
+            .map_err(|e| bad(format!("{text} is not a peer id: {e}")))?;
+        peers.insert(peer);
+    }
+    Ok(match state.net.set_blocked_peers(peers).await {
+        Ok(blocked) => axum::Json(json!({
+            "blocked": blocked.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "peer_id": state.net.peer_id().to_string(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "network", &e.to_string()),
     })
 }

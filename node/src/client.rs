@@ -336,6 +336,25 @@ impl Client {
         self.post_json("/v1/debug/corrupt-shard", &query)
     }
 
+    /// Test faults only (the node must run with `DATAMESH_TEST_FAULTS=1`): makes `peers`
+    /// (peer ids) the node's set of blocked peers; an empty list unblocks all. Answers
+    /// `{"blocked": [PEER, ...], "peer_id"}`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a node without test faults answers 404.
+    pub fn debug_block_peers(&self, peers: &[String]) -> Result<serde_json::Value, ClientError> {
+        let response = self.answer(
+            self.agent
+                .post(self.url("/v1/debug/block-peers"))
+                .header("authorization", format!("Bearer {}", self.token))
+                .send_json(serde_json::json!({ "peers": peers })),
+        )?;
+        response
+            .into_body()
+            .read_json()
+            .map_err(|e| ClientError::Interrupted(e.to_string()))
+    }
+
     /// `GET /v1/status` as JSON.
     ///
     /// # Errors

@@ -7,6 +7,14 @@
 //! channel, each with a oneshot reply (the structure of libp2p's file-sharing example).
 //! Inbound shard requests are served on blocking threads by an [`InboundHandler`], so
 //! disk work never stalls the swarm.
+//!
+//! The swarm also carries libp2p's block list ([`allow_block_list::Behaviour`]), empty
+//! unless a test sets it ([`Network::set_blocked_peers`], reachable only through the
+//! test-fault debug API): a blocked peer's connections are closed and refused both
+//! ways, and dials to it are denied at once, so Kademlia queries and shard requests
+//! that would reach it fail immediately instead of waiting for a timeout. This is how
+//! the fault suite partitions a testnet (every node shares 127.0.0.1, so there is no
+//! kernel-level partition to make): a test hook, not a model of packet loss.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,7 +26,8 @@ use libp2p::kad::{self, GetClosestPeersError, GetProvidersOk, QueryId, QueryResu
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, noise, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, identify, noise,
+    tcp, yamux,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -164,6 +173,10 @@ enum Command {
         reply: oneshot::Sender<Vec<PeerSummary>>,
     },
     Bootstrap,
+    SetBlocked {
+        peers: HashSet<PeerId>,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -179,6 +192,9 @@ pub struct Network {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    // First, so a denied connection or dial is refused before any other behaviour
+    // sees it.
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     kad: kad::Behaviour<PersistentStore>,
@@ -220,6 +236,7 @@ impl Network {
                     .with_max_established_per_peer(Some(4))
                     .with_max_pending_incoming(Some(64));
                 Behaviour {
+                    blocked: allow_block_list::Behaviour::default(),
                     limits: connection_limits::Behaviour::new(limits),
                     identify: identify::Behaviour::new(identify::Config::new(
                         IDENTIFY_VERSION.to_string(),
@@ -364,6 +381,22 @@ impl Network {
             .map_err(|_| NetworkError::Stopped)
     }
 
+    /// Test hook (the node exposes it only with test faults enabled): makes `peers` the
+    /// set of blocked peers, replacing the previous set (empty: block nobody). Open
+    /// connections to a newly blocked peer are closed; new ones are refused both ways
+    /// and dials to it fail at once. Unblocked peers can connect again; their routing
+    /// table entries were kept. Answers the blocked set, sorted.
+    ///
+    /// # Errors
+    /// [`NetworkError::Stopped`].
+    pub async fn set_blocked_peers(
+        &self,
+        peers: HashSet<PeerId>,
+    ) -> Result<Vec<PeerId>, NetworkError> {
+        self.call(|reply| Command::SetBlocked { peers, reply })
+            .await
+    }
+
     /// Stops the swarm task. Idempotent.
     pub async fn shutdown(&self) {
         let _ = self.call(|reply| Command::Shutdown { reply }).await;
@@ -474,6 +507,26 @@ impl EventLoop {
                 if let Err(e) = behaviour.kad.bootstrap() {
                     debug!("bootstrap skipped: {e}");
                 }
+            }
+            Command::SetBlocked { mut peers, reply } => {
+                peers.remove(self.swarm.local_peer_id());
+                let behaviour = self.swarm.behaviour_mut();
+                let old: Vec<PeerId> = behaviour.blocked.blocked_peers().iter().copied().collect();
+                for peer in old.iter().filter(|p| !peers.contains(p)) {
+                    behaviour.blocked.unblock_peer(*peer);
+                }
+                for peer in &peers {
+                    // Also closes its open connections.
+                    behaviour.blocked.block_peer(*peer);
+                }
+                let mut now: Vec<PeerId> = peers.into_iter().collect();
+                now.sort();
+                if now.is_empty() {
+                    warn!("TEST FAULT: no peer blocked any more");
+                } else {
+                    warn!(blocked = now.len(), "TEST FAULT: blocking peers: {now:?}");
+                }
+                let _ = reply.send(now);
             }
             Command::Shutdown { reply } => {
                 let _ = reply.send(());

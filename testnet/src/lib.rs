@@ -647,6 +647,70 @@ impl Testnet {
         Ok(())
     }
 
+    /// Partitions the testnet: every running node of each group blocks the peers of
+    /// every other group (`datamesh debug block-peers`), so no connection crosses
+    /// groups. Nodes in no group keep their block list. A test hook, not a kernel-level
+    /// partition: the nodes must run with `DATAMESH_TEST_FAULTS=1` (see
+    /// [`Config::with_node_env`]), and a node restarted meanwhile forgets its list (so
+    /// call this again after a restart). Undo with [`heal`](Self::heal).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchNode`]; [`Error::Invalid`] when a node is in two groups;
+    /// [`Error::NotRunning`] when a node of a group never published its peer id;
+    /// [`Error::Command`] when a node refuses (e.g. it runs without test faults).
+    pub fn partition(&self, groups: &[&[usize]]) -> Result<()> {
+        let mut group_of = BTreeMap::new();
+        for (g, group) in groups.iter().enumerate() {
+            for &i in *group {
+                self.slot(i)?;
+                if let Some(other) = group_of.insert(i, g) {
+                    return Err(Error::Invalid {
+                        what: "partition groups".into(),
+                        reason: format!("node {i} is in groups {other} and {g}"),
+                    });
+                }
+            }
+        }
+        let peers: BTreeMap<usize, String> = group_of
+            .keys()
+            .map(|&i| Ok((i, self.peer_id(i)?)))
+            .collect::<Result<_>>()?;
+        for (&i, &g) in &group_of {
+            if self.pid(i).is_none() {
+                continue;
+            }
+            let others: Vec<&String> = peers
+                .iter()
+                .filter(|(j, _)| group_of[*j] != g)
+                .map(|(_, p)| p)
+                .collect();
+            let mut cmd = self.cli(i);
+            cmd.args(["debug", "block-peers"]);
+            if others.is_empty() {
+                cmd.arg("--none");
+            } else {
+                cmd.args(others);
+            }
+            run(&mut cmd)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes a [`partition`](Self::partition): every running node blocks nobody. The
+    /// routing tables kept the other groups' peers, so connections form again as soon
+    /// as they are needed.
+    ///
+    /// # Errors
+    /// [`Error::Command`] when a node refuses (e.g. it runs without test faults).
+    pub fn heal(&self) -> Result<()> {
+        for i in 0..self.len() {
+            if self.pid(i).is_some() {
+                run(self.cli(i).args(["debug", "block-peers", "--none"]))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The peer id of node `i`, from its `node.json` (the identity stays across restarts,
     /// so a stale `node.json` of a killed node still names it).
     ///

@@ -15,6 +15,17 @@
 //! Output: `--json` prints `{"shard": HEX, "file": ID|null, "stripe": N|null,
 //! "index": N|null, "peer_id": PEER}`; otherwise one line with the same facts.
 //!
+//! ```text
+//! datamesh [--json] debug block-peers PEER...
+//! datamesh [--json] debug block-peers --none
+//! ```
+//!
+//! Makes this home's node block exactly the given peers (replacing any earlier set;
+//! `--none` unblocks all): their connections are closed and refused both ways, dials to
+//! them fail at once. The fault suite partitions a testnet with it (all nodes share
+//! 127.0.0.1, so this stands in for a kernel-level partition). Output: `--json` prints
+//! `{"blocked": [PEER, ...], "peer_id": PEER}`; otherwise one line.
+//!
 //! The other test fault is set in the node's environment, not here:
 //! `DATAMESH_TEST_FAULTS=1 DATAMESH_TEST_MISBEHAVE=wrong-bytes datamesh node run` makes
 //! the node answer every fetch with altered bytes.
@@ -40,6 +51,25 @@ enum DebugCommand {
         after_help = "Examples:\n  datamesh debug corrupt-shard --file dm1…\n  datamesh debug corrupt-shard --file dm1… --stripe 0 --index 2\n  datamesh debug corrupt-shard --shard 3f…(64 hex)"
     )]
     CorruptShard(CorruptArgs),
+    /// Block exactly these peers, or none (needs DATAMESH_TEST_FAULTS=1 on the node).
+    #[command(
+        after_help = "Examples:\n  datamesh debug block-peers 12D3KooW… 12D3KooW…\n  datamesh debug block-peers --none"
+    )]
+    BlockPeers(BlockArgs),
+}
+
+#[derive(Debug, Args)]
+struct BlockArgs {
+    /// Peer ids to block (replaces the node's current set).
+    #[arg(
+        value_name = "PEER",
+        required_unless_present = "none",
+        conflicts_with = "none"
+    )]
+    peers: Vec<String>,
+    /// Unblock every peer.
+    #[arg(long)]
+    none: bool,
 }
 
 // No struct-level `#[group]`: it would take in every field, and then `--stripe` and
@@ -68,7 +98,26 @@ struct CorruptArgs {
 pub(crate) fn run(ctx: &Context, args: DebugArgs) -> anyhow::Result<()> {
     match args.command {
         DebugCommand::CorruptShard(args) => corrupt(ctx, args),
+        DebugCommand::BlockPeers(args) => block(ctx, args),
     }
+}
+
+fn block(ctx: &Context, args: BlockArgs) -> anyhow::Result<()> {
+    for peer in &args.peers {
+        peer.parse::<datamesh_node::libp2p::PeerId>()
+            .map_err(|_| anyhow::anyhow!("{peer}: not a peer id"))?;
+    }
+    let result = client(ctx)?.debug_block_peers(&args.peers)?;
+    if ctx.out.json() {
+        ctx.out.json_value(&result);
+    } else {
+        let blocked = result["blocked"].as_array().map_or(0, Vec::len);
+        ctx.out.result(format_args!(
+            "peer {} now blocks {blocked} peer(s)",
+            result["peer_id"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(())
 }
 
 fn corrupt(ctx: &Context, args: CorruptArgs) -> anyhow::Result<()> {
@@ -137,5 +186,14 @@ mod tests {
         assert!(parse(&["corrupt-shard", file, "--shard", "ab"]).is_err());
         // --stripe and --index only narrow --file.
         assert!(parse(&["corrupt-shard", "--shard", "ab", "--stripe", "1"]).is_err());
+    }
+
+    #[test]
+    fn block_peers_arguments() {
+        assert!(parse(&["block-peers", "a", "b"]).is_ok());
+        assert!(parse(&["block-peers", "--none"]).is_ok());
+        // Peers or --none, never both, never neither.
+        assert!(parse(&["block-peers"]).is_err());
+        assert!(parse(&["block-peers", "--none", "a"]).is_err());
     }
 }

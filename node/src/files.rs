@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use datamesh_core::{
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 use libp2p::kad::KBucketKey;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::catalog::{Catalog, CatalogEntry, CatalogError, Placement};
@@ -30,6 +30,14 @@ use crate::serve::Server;
 pub const MANIFEST_COPIES: usize = 6;
 /// Fewest manifest copies for a put to succeed: any two holders may be lost.
 pub const MIN_MANIFEST_COPIES: usize = 3;
+/// Longest wait, after a put failed or was cancelled, for its store requests still in
+/// flight to end (the network's request timeout bounds each) before deleting what was
+/// stored.
+const CLEANUP_WAIT: Duration = Duration::from_secs(40);
+/// Deadline of each delete sent to clean up after a failed put.
+const CLEANUP_DELETE_DEADLINE: Duration = Duration::from_secs(10);
+/// Deletes sent at once when cleaning up after a failed put.
+const CLEANUP_DELETES: usize = 32;
 /// Closest-peers lookups run at once when locating the holders of stripes that the
 /// file's providers did not cover.
 const LOCATE_LOOKUPS: usize = 4;
@@ -229,6 +237,84 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// What one put has stored where, so that a put that fails or is cancelled can ask every
+/// holder to delete it again. Store requests of a put run as their own tasks: a put
+/// dropped part-way (its caller gone) does not cancel a request already sent, the answer
+/// is still recorded here, and the clean-up waits for those requests to end.
+#[derive(Debug)]
+pub(crate) struct PutLedger {
+    state: Mutex<LedgerState>,
+    /// Store requests (and the catalog write) of the put still running.
+    in_flight: watch::Sender<usize>,
+}
+
+#[derive(Debug, Default)]
+struct LedgerState {
+    /// `(holder, id)` of every shard and manifest copy a peer accepted for this put.
+    stored: Vec<(PeerId, ShardId)>,
+    /// The put completed: its file is in the catalog, nothing may be deleted.
+    committed: bool,
+}
+
+/// One running request of a put; ends (drops) after its answer was recorded.
+struct InFlight(Arc<PutLedger>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl PutLedger {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::default(),
+            in_flight: watch::channel(0).0,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LedgerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.send_modify(|n| *n += 1);
+        InFlight(Arc::clone(self))
+    }
+
+    fn record(&self, peer: PeerId, id: ShardId) {
+        self.lock().stored.push((peer, id));
+    }
+
+    fn commit(&self) {
+        self.lock().committed = true;
+    }
+}
+
+/// Cleans up after a put dropped before it finished (the API client went away): on drop,
+/// unless disarmed, spawns the clean-up of what the put stored.
+struct PutGuard {
+    files: Files,
+    ledger: Arc<PutLedger>,
+    armed: bool,
+}
+
+impl Drop for PutGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let files = self.files.clone();
+                let ledger = Arc::clone(&self.ledger);
+                runtime.spawn(async move { files.clean_up_put(ledger).await });
+            }
+            Err(_) => warn!("put dropped outside a runtime: its shards cannot be cleaned up"),
+        }
+    }
+}
+
 /// XOR-sorts `peers` by closeness to `key`, nearest first.
 fn sort_by_distance(peers: &mut [PeerId], key: &[u8]) {
     let target = KBucketKey::new(key.to_vec());
@@ -347,7 +433,24 @@ impl Files {
         recipients: Vec<PublicKey>,
     ) -> Result<PutReport, PutError> {
         let started = Instant::now();
-        let result = self.put_inner(reader, name, recipients).await;
+        let ledger = PutLedger::new();
+        let mut guard = PutGuard {
+            files: self.clone(),
+            ledger: Arc::clone(&ledger),
+            armed: true,
+        };
+        let result = self.put_inner(reader, name, recipients, &ledger).await;
+        guard.armed = false;
+        if let Err(e) = &result {
+            info!("put failed ({e}); deleting what it stored");
+            // Its own task: a caller that goes away now does not stop the clean-up. Awaited
+            // so that a failed put has released its peers' space when it returns (bounded
+            // by CLEANUP_WAIT and the delete deadline).
+            let files = self.clone();
+            if let Err(e) = tokio::spawn(async move { files.clean_up_put(ledger).await }).await {
+                warn!("put clean-up task failed: {e}");
+            }
+        }
         let metrics = &self.inner.metrics;
         match &result {
             Ok(_) => {
@@ -366,6 +469,7 @@ impl Files {
         reader: R,
         name: String,
         recipients: Vec<PublicKey>,
+        ledger: &Arc<PutLedger>,
     ) -> Result<PutReport, PutError> {
         let keys = self.inner.keys.file_keys().map_err(PutError::Keys)?;
         let window = self.inner.config.window.max(1);
@@ -396,7 +500,10 @@ impl Files {
                         placements.push(None);
                         let files = self.clone();
                         let unreachable = Arc::clone(&unreachable);
-                        placing.push(async move { (index, files.place_stripe(stripe, &unreachable).await) });
+                        let ledger = Arc::clone(ledger);
+                        placing.push(async move {
+                            (index, files.place_stripe(stripe, &unreachable, &ledger).await)
+                        });
                     }
                     None => input_done = true,
                 },
@@ -415,12 +522,13 @@ impl Files {
 
         // The manifest is content-addressed like a shard: its id is the file id.
         let manifest_holders = self
-            .place_copies(
+            .place_copies_tracked(
                 id.as_bytes(),
                 &Request::Store {
                     id: ShardId::from_bytes(*id.as_bytes()),
                     bytes: manifest_bytes.into(),
                 },
+                Some(ledger),
             )
             .await?;
         if manifest_holders.len() < MIN_MANIFEST_COPIES {
@@ -452,9 +560,20 @@ impl Files {
         let catalog = self.inner.catalog.clone();
         let placement = Placement::from_stripes(&placements);
         let manifest = encoded.manifest.clone();
-        tokio::task::spawn_blocking(move || catalog.add(&entry, &manifest, &placement))
-            .await
-            .map_err(|e| CatalogError::Damaged(e.to_string()))??;
+        // Counted as in flight, and marks the put committed once written: a put dropped
+        // while the catalog is being written is cleaned up only if the write failed.
+        let writing = ledger.begin();
+        let committed = Arc::clone(ledger);
+        tokio::task::spawn_blocking(move || {
+            let added = catalog.add(&entry, &manifest, &placement);
+            if added.is_ok() {
+                committed.commit();
+            }
+            drop(writing);
+            added
+        })
+        .await
+        .map_err(|e| CatalogError::Damaged(e.to_string()))??;
         info!(file = %id, size = encoded.metadata.size, "put complete");
         Ok(PutReport {
             id,
@@ -472,6 +591,7 @@ impl Files {
         &self,
         stripe: Stripe,
         unreachable: &Mutex<HashSet<PeerId>>,
+        ledger: &Arc<PutLedger>,
     ) -> Result<[PeerId; TOTAL_SHARDS], PutError> {
         let index = stripe.index();
         let ids = *stripe.ids();
@@ -480,7 +600,13 @@ impl Files {
             .zip(stripe.into_shards().map(Bytes::from))
             .collect();
         let (placed, found) = self
-            .place_shards(ids[0].as_bytes(), shards, &HashSet::new(), unreachable)
+            .place_shards_tracked(
+                ids[0].as_bytes(),
+                shards,
+                &HashSet::new(),
+                unreachable,
+                Some(ledger),
+            )
             .await?;
         let placed_count = placed.iter().flatten().count();
         match placed[..] {
@@ -505,6 +631,19 @@ impl Files {
         exclude: &HashSet<PeerId>,
         unreachable: &Mutex<HashSet<PeerId>>,
     ) -> Result<(Vec<Option<PeerId>>, usize), NetworkError> {
+        self.place_shards_tracked(key, shards, exclude, unreachable, None)
+            .await
+    }
+
+    /// [`Self::place_shards`], recording every shard stored in `ledger` (a put's).
+    async fn place_shards_tracked(
+        &self,
+        key: &[u8],
+        shards: Vec<(ShardId, Bytes)>,
+        exclude: &HashSet<PeerId>,
+        unreachable: &Mutex<HashSet<PeerId>>,
+        ledger: Option<&Arc<PutLedger>>,
+    ) -> Result<(Vec<Option<PeerId>>, usize), NetworkError> {
         let mut candidates = self.candidates(key).await?;
         let found = candidates.len();
         candidates.retain(|p| !exclude.contains(p));
@@ -524,7 +663,14 @@ impl Files {
                 bytes: bytes.clone(),
             };
             let files = self.clone();
-            async move { (shard, peer, files.send(peer, request).await) }
+            let ledger = ledger.cloned();
+            async move {
+                (
+                    shard,
+                    peer,
+                    files.send_maybe_tracked(peer, request, ledger).await,
+                )
+            }
         };
         for shard in 0..shards.len() {
             let Some(&peer) = candidates.get(next) else {
@@ -566,6 +712,16 @@ impl Files {
         key: &[u8],
         request: &Request,
     ) -> Result<Vec<PeerId>, PutError> {
+        self.place_copies_tracked(key, request, None).await
+    }
+
+    /// [`Self::place_copies`], recording every copy stored in `ledger` (a put's).
+    async fn place_copies_tracked(
+        &self,
+        key: &[u8],
+        request: &Request,
+        ledger: Option<&Arc<PutLedger>>,
+    ) -> Result<Vec<PeerId>, PutError> {
         let candidates = self.candidates(key).await?;
         let mut stored = Vec::new();
         for chunk in candidates.chunks(MANIFEST_COPIES) {
@@ -576,7 +732,8 @@ impl Files {
                 .map(|&peer| {
                     let files = self.clone();
                     let request = request.clone();
-                    async move { (peer, files.send(peer, request).await) }
+                    let ledger = ledger.cloned();
+                    async move { (peer, files.send_maybe_tracked(peer, request, ledger).await) }
                 })
                 .collect();
             while let Some((peer, result)) = attempts.next().await {
@@ -590,6 +747,109 @@ impl Files {
             }
         }
         Ok(stored)
+    }
+
+    /// Sends `request` (a store) and, with a put's `ledger`, runs it as its own task that
+    /// records an accepted shard in the ledger: the request finishes and is recorded
+    /// even if the put is dropped meanwhile.
+    async fn send_maybe_tracked(
+        &self,
+        peer: PeerId,
+        request: Request,
+        ledger: Option<Arc<PutLedger>>,
+    ) -> Result<Response, NetworkError> {
+        let Some(ledger) = ledger else {
+            return self.send(peer, request).await;
+        };
+        let stored_id = match &request {
+            Request::Store { id, .. } => Some(*id),
+            _ => None,
+        };
+        let running = ledger.begin();
+        let files = self.clone();
+        tokio::spawn(async move {
+            let result = files.send(peer, request).await;
+            if let (Some(id), Ok(Response::Stored | Response::AlreadyHeld)) = (stored_id, &result) {
+                ledger.record(peer, id);
+            }
+            drop(running);
+            result
+        })
+        .await
+        .map_err(|e| NetworkError::Request {
+            peer,
+            reason: e.to_string(),
+        })?
+    }
+
+    /// After a put failed or was cancelled: waits (bounded) for its requests still
+    /// running, then asks every peer that accepted a shard or manifest copy for it to
+    /// delete it, concurrently, each delete bounded in time. A delete only withdraws this
+    /// node's claim: a shard another owner also stored stays for them. Failures are
+    /// logged and counted (`put_cleanup_failures`), never returned. Nothing is deleted
+    /// if the put completed after all.
+    async fn clean_up_put(&self, ledger: Arc<PutLedger>) {
+        let mut running = ledger.in_flight.subscribe();
+        if tokio::time::timeout(CLEANUP_WAIT, running.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            warn!(
+                "requests of a failed put still running after {CLEANUP_WAIT:?}; cleaning up what is known"
+            );
+        }
+        let stored = {
+            let mut state = ledger.lock();
+            if state.committed {
+                return;
+            }
+            std::mem::take(&mut state.stored)
+        };
+        let mut seen = HashSet::new();
+        let stored: Vec<(PeerId, ShardId)> = stored
+            .into_iter()
+            .filter(|held| seen.insert(*held))
+            .collect();
+        if stored.is_empty() {
+            return;
+        }
+        let metrics = Arc::clone(&self.inner.metrics);
+        let (deleted, failed) = futures::stream::iter(stored)
+            .map(|(peer, id)| {
+                let files = self.clone();
+                async move {
+                    let answer = tokio::time::timeout(
+                        CLEANUP_DELETE_DEADLINE,
+                        files.send(peer, Request::Delete { id }),
+                    )
+                    .await;
+                    (peer, id, answer)
+                }
+            })
+            .buffer_unordered(CLEANUP_DELETES)
+            .fold((0u64, 0u64), |(deleted, failed), (peer, id, answer)| {
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    match answer {
+                        Ok(Ok(Response::Done)) => {
+                            metrics.put_cleanup_deleted.inc();
+                            (deleted + 1, failed)
+                        }
+                        other => {
+                            let why = match other {
+                                Ok(Ok(response)) => format!("{response:?}"),
+                                Ok(Err(e)) => e.to_string(),
+                                Err(_) => format!("no answer within {CLEANUP_DELETE_DEADLINE:?}"),
+                            };
+                            warn!(%peer, shard = %id.short(), "could not delete a failed put's shard: {why}");
+                            metrics.put_cleanup_failures.inc();
+                            (deleted, failed + 1)
+                        }
+                    }
+                }
+            })
+            .await;
+        info!(deleted, failed, "cleaned up after a failed put");
     }
 
     /// Sends a key envelope to `peers` (and keeps it locally). Returns how many took it.
@@ -1216,6 +1476,11 @@ impl Files {
     /// The catalog of files this node has put.
     pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog
+    }
+
+    /// The shard store this node serves to its peers.
+    pub fn store(&self) -> &Arc<crate::store::ShardStore> {
+        self.inner.server.store()
     }
 }
 

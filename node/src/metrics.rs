@@ -45,6 +45,11 @@ pub struct Metrics {
     pub files_below_full_health: Gauge,
     /// Self-check passes over the catalog.
     pub self_checks: Counter,
+    /// Shards (and manifest copies) of failed puts deleted from their holders again.
+    pub put_cleanup_deleted: Counter,
+    /// Deletes of a failed put's shards that failed, were refused or timed out (the
+    /// shard may stay on that peer).
+    pub put_cleanup_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -75,6 +80,8 @@ impl Metrics {
             repaired_shards: Counter::default(),
             files_below_full_health: Gauge::default(),
             self_checks: Counter::default(),
+            put_cleanup_deleted: Counter::default(),
+            put_cleanup_failures: Counter::default(),
             registry: Registry::default(),
         };
         let reg = &mut registry;
@@ -150,6 +157,16 @@ impl Metrics {
             "self_checks",
             "Self-check passes over the catalog",
             m.self_checks.clone(),
+        );
+        reg.register(
+            "put_cleanup_deleted",
+            "Shards of failed puts deleted from their holders again",
+            m.put_cleanup_deleted.clone(),
+        );
+        reg.register(
+            "put_cleanup_failures",
+            "Deletes of a failed put's shards that failed, were refused or timed out",
+            m.put_cleanup_failures.clone(),
         );
         Self { registry, ..m }
     }

@@ -170,6 +170,22 @@ impl ShardStore {
         self.counter(SHARD_COUNT_KEY)
     }
 
+    /// Ids of every shard held, in id order.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read failure.
+    pub fn ids(&self) -> Result<Vec<ShardId>, StoreError> {
+        let shards = self.cf(CF_SHARDS)?;
+        let mut ids = Vec::new();
+        for item in self.db.iterator_cf(shards, rocksdb::IteratorMode::Start) {
+            let (key, _) = item?;
+            if let Ok(bytes) = <[u8; 32]>::try_from(&key[..]) {
+                ids.push(ShardId::from_bytes(bytes));
+            }
+        }
+        Ok(ids)
+    }
+
     /// The configured quota.
     pub fn config(&self) -> StoreConfig {
         self.config
@@ -427,6 +443,9 @@ mod tests {
         assert_eq!(store.get(&small)?, Some(small_bytes));
         assert_eq!(store.get(&big)?, Some(big_bytes));
         assert!(store.has(&big)?);
+        let mut both = vec![small, big];
+        both.sort_by_key(|id| *id.as_bytes());
+        assert_eq!(store.ids()?, both);
         assert_eq!(store.delete(&big, b"stranger")?, DeleteOutcome::NotOwner);
         assert_eq!(store.delete(&big, b"a")?, DeleteOutcome::StillShared);
         assert!(store.has(&big)?);
@@ -435,6 +454,7 @@ mod tests {
         assert_eq!(store.delete(&big, b"b")?, DeleteOutcome::NotHeld);
         assert_eq!(store.get(&big)?, None);
         assert_eq!(store.used_bytes()?, 100);
+        assert_eq!(store.ids()?, vec![small]);
         Ok(())
     }
 

@@ -880,3 +880,237 @@ async fn the_node_runs_its_self_check_on_the_configured_interval() -> TestResult
     );
     net.shutdown().await
 }
+
+/// Shards and bytes each running node holds.
+async fn holdings(net: &Net) -> Result<Vec<(u64, u64)>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut out = Vec::new();
+    for node in net.nodes.iter().flatten() {
+        let store = Arc::clone(node.files().store());
+        out.push(
+            tokio::task::spawn_blocking(
+                move || -> Result<(u64, u64), datamesh_node::StoreError> {
+                    Ok((store.shard_count()?, store.used_bytes()?))
+                },
+            )
+            .await??,
+        );
+    }
+    Ok(out)
+}
+
+/// Waits (bounded) until every node's holdings are `expected(i)`; returns the last seen.
+async fn wait_for_holdings(
+    net: &Net,
+    expected: impl Fn(usize) -> (u64, u64),
+) -> Result<Vec<(u64, u64)>, Box<dyn std::error::Error + Send + Sync>> {
+    let want: Vec<(u64, u64)> = (0..net.nodes.len()).map(expected).collect();
+    let mut seen = holdings(net).await?;
+    for _ in 0..300 {
+        if seen == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = holdings(net).await?;
+    }
+    Ok(seen)
+}
+
+/// Yields `len` bytes of test data, then (once `gate`, if any, is opened or dropped, or
+/// after a bounded wait) fails like an upload cut mid-stream.
+struct CutReader {
+    data: Vec<u8>,
+    pos: usize,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl CutReader {
+    fn new(len: usize, gate: Option<std::sync::mpsc::Receiver<()>>) -> Self {
+        Self {
+            data: data(len),
+            pos: 0,
+            gate,
+        }
+    }
+}
+
+impl std::io::Read for CutReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos < self.data.len() {
+            let n = buf.len().min(self.data.len() - self.pos);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            return Ok(n);
+        }
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.recv_timeout(Duration::from_secs(120));
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "upload cut",
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_put_that_fails_for_want_of_peers_leaves_nothing_on_the_peers() -> TestResult {
+    // Four nodes: every stripe of this three-stripe file is placed on four of them,
+    // then the put fails. What was placed must go again.
+    let net = start_net(4, |_| 1 << 30).await?;
+    let err = net
+        .node(0)
+        .files()
+        .put(
+            std::io::Cursor::new(data(9 * 1024 * 1024)),
+            "f".into(),
+            vec![],
+        )
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(PutError::NotEnoughPeers { placed: 4, .. })),
+        "{err:?}"
+    );
+    let left = wait_for_holdings(&net, |_| (0, 0)).await?;
+    assert_eq!(left, vec![(0, 0); 4], "(shards, bytes) left per node");
+    assert!(net.node(0).files().catalog().list()?.is_empty());
+    assert!(metric(net.node(0), "datamesh_put_cleanup_deleted_total").await? >= 4.0);
+    assert_eq!(
+        metric(net.node(0), "datamesh_put_cleanup_failures_total").await?,
+        0.0
+    );
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_put_whose_input_breaks_mid_stream_leaves_nothing_behind() -> TestResult {
+    let net = start_net(7, |_| 1 << 30).await?;
+    // The encoder reads stripes (1 MiB of input each) in batches of eight, the next batch
+    // while the last is placed: at least the first batch is placed, then the input fails.
+    let err = net
+        .node(0)
+        .files()
+        .put(CutReader::new(20 * 1024 * 1024, None), "f".into(), vec![])
+        .await
+        .err();
+    assert!(matches!(err, Some(PutError::Encode(_))), "{err:?}");
+    let left = wait_for_holdings(&net, |_| (0, 0)).await?;
+    assert_eq!(left, vec![(0, 0); 7], "(shards, bytes) left per node");
+    assert!(net.node(0).files().catalog().list()?.is_empty());
+    assert!(metric(net.node(0), "datamesh_put_cleanup_deleted_total").await? >= 12.0);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_clean_up_of_a_failed_put_keeps_a_shard_another_owner_also_stored() -> TestResult {
+    let net = start_net(7, |_| 1 << 30).await?;
+    let (open, gate) = std::sync::mpsc::channel();
+    let files = net.node(0).files().clone();
+    let put = tokio::spawn(async move {
+        files
+            .put(
+                CutReader::new(20 * 1024 * 1024, Some(gate)),
+                "f".into(),
+                vec![],
+            )
+            .await
+    });
+    // The input stops after 20 MiB (two batches of eight stripes read, the first placed)
+    // until the test lets it fail. Wait (bounded) until a node other than the putter
+    // holds a shard of the put.
+    let mut target = None;
+    for _ in 0..300 {
+        for j in 1..7 {
+            let store = Arc::clone(net.node(j).files().store());
+            if let Some(id) = tokio::task::spawn_blocking(move || store.ids())
+                .await??
+                .first()
+            {
+                target = Some((j, *id));
+            }
+        }
+        if target.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (holder, id) = target.ok_or("the put placed nothing")?;
+    // Another node stores the very same shard on that holder, for itself.
+    let other = if holder == 1 { 2 } else { 1 };
+    let store = Arc::clone(net.node(holder).files().store());
+    let bytes = tokio::task::spawn_blocking(move || store.get(&id))
+        .await??
+        .ok_or("shard gone")?;
+    let len = bytes.len() as u64;
+    let answer = net
+        .node(other)
+        .network()
+        .request(
+            net.node(holder).peer_id(),
+            Request::Store {
+                id,
+                bytes: bytes.into(),
+            },
+        )
+        .await?;
+    assert_eq!(answer, Response::AlreadyHeld);
+    // Now the input breaks: the put fails and cleans up.
+    open.send(())?;
+    let err = put.await?.err();
+    assert!(matches!(err, Some(PutError::Encode(_))), "{err:?}");
+    let left = wait_for_holdings(&net, |i| if i == holder { (1, len) } else { (0, 0) }).await?;
+    let want: Vec<(u64, u64)> = (0..7)
+        .map(|i| if i == holder { (1, len) } else { (0, 0) })
+        .collect();
+    assert_eq!(left, want, "(shards, bytes) left per node");
+    // The putter's claim is gone; the other owner's is what keeps the shard.
+    let holder_peer = net.node(holder).peer_id();
+    let putter = net
+        .node(0)
+        .network()
+        .request(holder_peer, Request::Delete { id })
+        .await?;
+    assert_eq!(putter, Response::Refused(Refusal::Denied));
+    let owner = net
+        .node(other)
+        .network()
+        .request(holder_peer, Request::Delete { id })
+        .await?;
+    assert_eq!(owner, Response::Done);
+    let left = wait_for_holdings(&net, |_| (0, 0)).await?;
+    assert_eq!(left, vec![(0, 0); 7]);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_put_dropped_part_way_leaves_nothing_behind() -> TestResult {
+    // As when the API client goes away: the put's future is dropped mid-way, while its
+    // input is stalled and some stripes are placed.
+    let net = start_net(7, |_| 1 << 30).await?;
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let files = net.node(0).files().clone();
+    let put = tokio::spawn(async move {
+        files
+            .put(
+                CutReader::new(20 * 1024 * 1024, Some(gate)),
+                "f".into(),
+                vec![],
+            )
+            .await
+    });
+    let mut placed = 0;
+    for _ in 0..300 {
+        placed = holdings(&net).await?.iter().map(|(shards, _)| shards).sum();
+        if placed >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(placed >= 6, "the put placed {placed} shards");
+    put.abort();
+    assert!(put.await.is_err_and(|e| e.is_cancelled()));
+    drop(open);
+    let left = wait_for_holdings(&net, |_| (0, 0)).await?;
+    assert_eq!(left, vec![(0, 0); 7], "(shards, bytes) left per node");
+    assert!(net.node(0).files().catalog().list()?.is_empty());
+    net.shutdown().await
+}

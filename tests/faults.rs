@@ -4,9 +4,10 @@
 //!
 //! Built as an integration test of the cli package (see cli/Cargo.toml), so that
 //! `CARGO_BIN_EXE_datamesh` is the binary under test. The tests run one at a time (each
-//! has a testnet of eight node processes); cases that can share a testnet do, and leave
-//! every node running for the next. Every command runs under a deadline and is killed
-//! after it; every node is SIGKILLed when its testnet is dropped, also on failure.
+//! has a testnet of eight node processes, ten for the partition); cases that can share a
+//! testnet do, and leave every node running for the next. Every command runs under a
+//! deadline and is killed after it; every node is SIGKILLed when its testnet is dropped,
+//! also on failure.
 //!
 //! Which nodes hold which shards is learned from the system itself: `datamesh --json
 //! check ID` lists, per stripe and shard index, the live peers holding a copy; the

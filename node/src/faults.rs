@@ -1,13 +1,14 @@
 //! Test-only fault hooks, off by default.
 //!
 //! They exist so the fault suite can break a node on purpose: flip bytes of a stored shard
-//! (bit rot) and make a node lie about shard bytes. Nothing here is reachable unless the
-//! node was started with [`TestFaults`] enabled, which the CLI does only when the
-//! environment says so exactly:
+//! (bit rot), make a node lie about shard bytes, and make it block given peers (a
+//! partition stand-in: every testnet node shares 127.0.0.1, so the suite cannot cut the
+//! network in the kernel). Nothing here is reachable unless the node was started with
+//! [`TestFaults`] enabled, which the CLI does only when the environment says so exactly:
 //!
 //! | variable | value | effect |
 //! |---|---|---|
-//! | `DATAMESH_TEST_FAULTS` | `1` | enables `POST /v1/debug/corrupt-shard` (and is required by the next one) |
+//! | `DATAMESH_TEST_FAULTS` | `1` | enables `POST /v1/debug/corrupt-shard` and `POST /v1/debug/block-peers` (see [`crate::network::Network::set_blocked_peers`]), and is required by the next one |
 //! | `DATAMESH_TEST_MISBEHAVE` | `wrong-bytes` | this node answers every fetch with altered bytes |
 //!
 //! Any other value of either variable is an error at start, so a typo cannot leave a
@@ -48,7 +49,7 @@ impl TestFaults {
         Self::default()
     }
 
-    /// Enables the debug API (`POST /v1/debug/corrupt-shard`).
+    /// Enables the debug API (`POST /v1/debug/corrupt-shard`, `.../block-peers`).
     pub fn with_debug_api(mut self) -> Self {
         self.debug_api = true;
         self
@@ -113,7 +114,7 @@ impl TestFaults {
         }
         let mut what = Vec::new();
         if self.debug_api {
-            what.push("the debug API can corrupt stored shards");
+            what.push("the debug API can corrupt stored shards and block peers");
         }
         if self.wrong_bytes {
             what.push("this node ANSWERS FETCHES WITH WRONG BYTES");

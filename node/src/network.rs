@@ -708,3 +708,122 @@ impl EventLoop {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::records::PersistentStoreConfig;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// Answers every request with `Has(false...)`.
+    struct Nothing;
+
+    impl InboundHandler for Nothing {
+        fn handle(&self, _peer: PeerId, request: Request) -> Response {
+            match request {
+                Request::Has { ids } => Response::Has(vec![false; ids.len()]),
+                _ => Response::NotFound,
+            }
+        }
+    }
+
+    fn start(
+        dir: &std::path::Path,
+        bootstrap: Vec<Multiaddr>,
+    ) -> Result<Network, Box<dyn std::error::Error>> {
+        let keypair = Keypair::generate_ed25519();
+        let store = PersistentStore::new(
+            keypair.public().to_peer_id(),
+            crate::db::open(dir)?,
+            PersistentStoreConfig::default(),
+        )?;
+        let config = NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?])
+            .with_bootstrap(bootstrap)
+            // Longer than any wait below: a denied dial must fail on its own, not time out.
+            .with_request_timeout(Duration::from_secs(120));
+        let (net, _task) = Network::start(keypair, store, config, Arc::new(Nothing))?;
+        Ok(net)
+    }
+
+    /// Polls `check` every 50 ms for up to 30 s.
+    async fn wait_for(
+        what: &str,
+        mut check: impl AsyncFnMut() -> Result<bool, NetworkError>,
+    ) -> TestResult {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !check().await? {
+            if Instant::now() > deadline {
+                return Err(format!("timed out waiting for {what}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    fn has() -> Request {
+        Request::Has {
+            ids: vec![datamesh_core::ShardId::of(b"x")],
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocked_peers_are_cut_off_and_dials_denied_until_unblocked() -> TestResult {
+        let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let a = start(da.path(), Vec::new())?;
+        let mut listening = Vec::new();
+        wait_for("a listen address", async || {
+            listening = a.info().await?.listen_addresses;
+            Ok(!listening.is_empty())
+        })
+        .await?;
+        let addr = listening[0]
+            .clone()
+            .with(libp2p::multiaddr::Protocol::P2p(a.peer_id()));
+        let b = start(db.path(), vec![addr])?;
+        wait_for("a connection", async || {
+            Ok(a.info().await?.connected_peers == 1)
+        })
+        .await?;
+        assert!(matches!(
+            a.request(b.peer_id(), has()).await,
+            Ok(Response::Has(_))
+        ));
+
+        // Only a blocks b: the connection closes, and neither side gets through.
+        let blocked = a.set_blocked_peers([b.peer_id()].into()).await?;
+        assert_eq!(blocked, vec![b.peer_id()]);
+        wait_for("the connection to close", async || {
+            Ok(a.info().await?.connected_peers == 0 && b.info().await?.connected_peers == 0)
+        })
+        .await?;
+        match a.request(b.peer_id(), has()).await {
+            Err(NetworkError::Request { peer, reason }) => {
+                assert_eq!(peer, b.peer_id());
+                assert!(reason.to_lowercase().contains("dial"), "{reason}");
+            }
+            other => panic!("a request to a blocked peer answered {other:?}"),
+        }
+        // b may dial (its list is empty), but a refuses the connection.
+        assert!(b.request(a.peer_id(), has()).await.is_err());
+        assert!(a.peers().await?.iter().any(|p| p.peer_id == b.peer_id()));
+        // A lookup does not wait for the blocked peer either: it ends (with nobody).
+        assert!(
+            a.closest_peers(b"key".to_vec())
+                .await
+                .is_ok_and(|p| !p.contains(&b.peer_id()))
+        );
+
+        // Unblocking (the empty set): requests get through again, from the routing table.
+        assert!(a.set_blocked_peers(HashSet::new()).await?.is_empty());
+        assert!(matches!(
+            a.request(b.peer_id(), has()).await,
+            Ok(Response::Has(_))
+        ));
+        a.shutdown().await;
+        b.shutdown().await;
+        Ok(())
+    }
+}

@@ -10,27 +10,19 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use datamesh_testnet::{Config, Kdf, Testnet};
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_datamesh");
+mod support;
+use support::{BIN, MIB, Outcome, assert_same_file, datamesh, make_file, run_within, serial};
+
 /// The fewest nodes a put accepts (6 shards on 6 distinct peers).
 const NODES: usize = 6;
 /// No single command may take longer than this.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
-const MIB: usize = 1 << 20;
-
-/// One test at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// A testnet of `nodes` nodes in `dir/net`, with cheap KDF parameters.
 fn testnet(dir: &Path, nodes: usize) -> anyhow::Result<Testnet> {
@@ -38,88 +30,9 @@ fn testnet(dir: &Path, nodes: usize) -> anyhow::Result<Testnet> {
         .context("cannot start the testnet")
 }
 
-/// What a finished command left.
-#[derive(Debug)]
-struct Outcome {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Outcome {
-    fn ok(self, what: &str) -> anyhow::Result<Vec<u8>> {
-        ensure!(
-            self.code == Some(0),
-            "{what} failed with {:?}: {}",
-            self.code,
-            self.stderr
-        );
-        Ok(self.stdout)
-    }
-
-    /// Exit `code` and exactly one line on stderr, `error: ...`.
-    fn fails_with(self, code: i32, what: &str) -> anyhow::Result<String> {
-        ensure!(
-            self.code == Some(code),
-            "{what}: expected exit {code}, got {:?}; stderr: {}",
-            self.code,
-            self.stderr
-        );
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        ensure!(
-            lines.len() == 1 && lines[0].starts_with("error: "),
-            "{what}: expected one `error: ` line on stderr, got {:?}",
-            self.stderr
-        );
-        Ok(self.stderr)
-    }
-}
-
-/// Runs `cmd` to completion within [`COMMAND_DEADLINE`] (killed after it), output
-/// captured through files so that no pipe can fill up.
-fn run(mut cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (out_path, err_path) = (
-        scratch.join(format!("cmd-{n}.out")),
-        scratch.join(format!("cmd-{n}.err")),
-    );
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path)?)
-        .stderr(fs::File::create(&err_path)?)
-        .spawn()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    let deadline = Instant::now() + COMMAND_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{cmd:?} did not finish within {COMMAND_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let outcome = Outcome {
-        code: status.code(),
-        stdout: fs::read(&out_path)?,
-        stderr: fs::read_to_string(&err_path)?,
-    };
-    let _ = fs::remove_file(out_path);
-    let _ = fs::remove_file(err_path);
-    Ok(outcome)
-}
-
-/// `datamesh --home HOME` with none of the caller's `DATAMESH_*` variables.
-fn datamesh(home: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    for var in datamesh_testnet::SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.arg("--home").arg(home);
-    cmd
+/// Runs `cmd` to completion within [`COMMAND_DEADLINE`] (killed after it).
+fn run(cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
+    run_within(cmd, scratch, COMMAND_DEADLINE)
 }
 
 /// `datamesh put PATH` on node `i`; the id.
@@ -153,37 +66,6 @@ fn get(net: &Testnet, i: usize, id: &str, out: &Path, scratch: &Path) -> anyhow:
     run(cmd, scratch)?
         .ok(&format!("get {id} on node {i}"))
         .map(drop)
-}
-
-/// A file of `len` pseudo-random (incompressible, reproducible) bytes.
-fn make_file(dir: &Path, len: usize, seed: u64) -> anyhow::Result<PathBuf> {
-    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        // splitmix64
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        bytes.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    bytes.truncate(len);
-    let path = dir.join(format!("in-{len}-{seed}"));
-    fs::write(&path, bytes)?;
-    Ok(path)
-}
-
-fn assert_same_file(expected: &Path, actual: &Path) -> anyhow::Result<()> {
-    let (a, b) = (fs::read(expected)?, fs::read(actual)?);
-    ensure!(
-        a == b,
-        "{} ({} bytes) differs from {} ({} bytes)",
-        actual.display(),
-        b.len(),
-        expected.display(),
-        a.len()
-    );
-    Ok(())
 }
 
 /// Put and get of the interesting sizes around the 1 MiB segment, and large files of

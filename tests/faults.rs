@@ -16,24 +16,26 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use datamesh_testnet::{Config, Kdf, Testnet};
-use serde_json::Value;
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_datamesh");
+mod support;
+use serde_json::Value;
+use support::{
+    BIN, MIB, Outcome, Running, SplitMix, assert_same_file, datamesh, make_file, run_within,
+    serial, unique,
+};
+
 /// Nodes of each testnet: six holders per stripe, and two to spare.
 const NODES: usize = 8;
 /// No single command may take longer than this.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
 /// A get that cannot succeed must say so within this long (issue 7, case 3).
 const FAIL_FAST_DEADLINE: Duration = Duration::from_secs(30);
-const MIB: usize = 1 << 20;
 /// Exit code of network failures, "not enough shards" included (cli/src/exit.rs).
 const EXIT_NETWORK: i32 = 4;
 
@@ -47,140 +49,15 @@ macro_rules! note {
     }};
 }
 
-/// One test at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// A testnet of [`NODES`] nodes in `dir/net`, with cheap KDF parameters.
 fn testnet(dir: &Path, config: impl FnOnce(Config) -> Config) -> anyhow::Result<Testnet> {
     let base = Config::new(BIN, dir.join("net"), NODES).with_kdf(Kdf::FAST);
     Testnet::up_with(config(base)).context("cannot start the testnet")
 }
 
-/// What a finished command left.
-#[derive(Debug)]
-struct Outcome {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Outcome {
-    fn ok(self, what: &str) -> anyhow::Result<Vec<u8>> {
-        ensure!(
-            self.code == Some(0),
-            "{what} failed with {:?}: {}",
-            self.code,
-            self.stderr
-        );
-        Ok(self.stdout)
-    }
-
-    /// Exit `code` and exactly one line on stderr, `error: ...`; that line.
-    fn fails_with(self, code: i32, what: &str) -> anyhow::Result<String> {
-        ensure!(
-            self.code == Some(code),
-            "{what}: expected exit {code}, got {:?}; stderr: {}",
-            self.code,
-            self.stderr
-        );
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        ensure!(
-            lines.len() == 1 && lines[0].starts_with("error: "),
-            "{what}: expected one `error: ` line on stderr, got {:?}",
-            self.stderr
-        );
-        Ok(lines[0].to_string())
-    }
-}
-
-/// A command running in the background, its output going to files (no pipe can fill).
-struct Running {
-    child: Child,
-    what: String,
-    out: PathBuf,
-    err: PathBuf,
-    deadline: Instant,
-}
-
-impl Running {
-    fn spawn(mut cmd: Command, scratch: &Path, limit: Duration) -> anyhow::Result<Self> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let (out, err) = (
-            scratch.join(format!("cmd-{n}.out")),
-            scratch.join(format!("cmd-{n}.err")),
-        );
-        let what = format!("{cmd:?}");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&out)?)
-            .stderr(fs::File::create(&err)?)
-            .spawn()
-            .with_context(|| format!("cannot run {what}"))?;
-        Ok(Self {
-            child,
-            what,
-            out,
-            err,
-            deadline: Instant::now() + limit,
-        })
-    }
-
-    /// Whether it is still running.
-    fn running(&mut self) -> anyhow::Result<bool> {
-        Ok(self.child.try_wait()?.is_none())
-    }
-
-    /// Waits for it to finish; killed (and an error) at its deadline.
-    fn finish(mut self) -> anyhow::Result<Outcome> {
-        let status = loop {
-            if let Some(status) = self.child.try_wait()? {
-                break status;
-            }
-            if Instant::now() >= self.deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                bail!("{} did not finish within its deadline", self.what);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let outcome = Outcome {
-            code: status.code(),
-            stdout: fs::read(&self.out)?,
-            stderr: fs::read_to_string(&self.err)?,
-        };
-        let _ = fs::remove_file(&self.out);
-        let _ = fs::remove_file(&self.err);
-        Ok(outcome)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// Runs `cmd` to completion within [`COMMAND_DEADLINE`].
 fn run(cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
-    Running::spawn(cmd, scratch, COMMAND_DEADLINE)?.finish()
-}
-
-/// `datamesh --home HOME` with none of the caller's `DATAMESH_*` variables.
-fn datamesh(home: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    for var in datamesh_testnet::SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.arg("--home").arg(home);
-    cmd
+    run_within(cmd, scratch, COMMAND_DEADLINE)
 }
 
 /// `datamesh put PATH [--to KEY]...` with the home `home`; the id.
@@ -216,55 +93,6 @@ fn get_same(
     run(get_cmd(net, i, id, &out), scratch)?.ok(&format!("get through node {i} ({what})"))?;
     assert_same_file(expected, &out).with_context(|| what.to_string())?;
     fs::remove_file(out)?;
-    Ok(())
-}
-
-fn unique() -> usize {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
-/// A file of `len` pseudo-random (incompressible, reproducible) bytes.
-fn make_file(dir: &Path, len: usize, seed: u64) -> anyhow::Result<PathBuf> {
-    let mut rng = SplitMix(seed ^ 0x5eed_f417);
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        bytes.extend_from_slice(&rng.next().to_le_bytes());
-    }
-    bytes.truncate(len);
-    let path = dir.join(format!("in-{len}-{seed}"));
-    fs::write(&path, bytes)?;
-    Ok(path)
-}
-
-/// splitmix64: reproducible pseudo-random numbers from a printed seed.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..hi` (`hi > lo`), close enough for test schedules.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
-
-fn assert_same_file(expected: &Path, actual: &Path) -> anyhow::Result<()> {
-    let (a, b) = (fs::read(expected)?, fs::read(actual)?);
-    ensure!(
-        a == b,
-        "{} ({} bytes) differs from {} ({} bytes)",
-        actual.display(),
-        b.len(),
-        expected.display(),
-        a.len()
-    );
     Ok(())
 }
 

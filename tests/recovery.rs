@@ -13,14 +13,15 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use datamesh_testnet::{Config, Kdf, Testnet};
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_datamesh");
+mod support;
+use support::{BIN, Outcome, datamesh, make_file, run_within};
+
 /// Eight nodes: node 0's own shards are lost with its disk, the others hold the rest.
 const NODES: usize = 8;
 /// No single command may take longer than this.
@@ -35,95 +36,9 @@ const FAST_KDF: [&str; 6] = [
     "1",
 ];
 
-/// What a finished command left.
-#[derive(Debug)]
-struct Outcome {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Outcome {
-    fn ok(self, what: &str) -> anyhow::Result<Vec<u8>> {
-        ensure!(
-            self.code == Some(0),
-            "{what} failed with {:?}: {}",
-            self.code,
-            self.stderr
-        );
-        Ok(self.stdout)
-    }
-
-    /// Success, and what it said on stderr.
-    fn ok_stderr(self, what: &str) -> anyhow::Result<String> {
-        let stderr = self.stderr.clone();
-        self.ok(what).map(|_| stderr)
-    }
-}
-
-/// Runs `cmd` to completion within [`COMMAND_DEADLINE`] (killed after it), output
-/// captured through files so that no pipe can fill up.
-fn run(mut cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (out_path, err_path) = (
-        scratch.join(format!("cmd-{n}.out")),
-        scratch.join(format!("cmd-{n}.err")),
-    );
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path)?)
-        .stderr(fs::File::create(&err_path)?)
-        .spawn()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    let deadline = Instant::now() + COMMAND_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{cmd:?} did not finish within {COMMAND_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let outcome = Outcome {
-        code: status.code(),
-        stdout: fs::read(&out_path)?,
-        stderr: fs::read_to_string(&err_path)?,
-    };
-    let _ = fs::remove_file(out_path);
-    let _ = fs::remove_file(err_path);
-    Ok(outcome)
-}
-
-/// `datamesh --home HOME` with none of the caller's `DATAMESH_*` variables.
-fn datamesh(home: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    for var in datamesh_testnet::SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.arg("--home").arg(home);
-    cmd
-}
-
-/// A file of `len` pseudo-random (incompressible, reproducible) bytes.
-fn make_file(dir: &Path, len: usize, seed: u64) -> anyhow::Result<PathBuf> {
-    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        // splitmix64
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        bytes.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    bytes.truncate(len);
-    let path = dir.join(format!("in-{len}-{seed}"));
-    fs::write(&path, bytes)?;
-    Ok(path)
+/// Runs `cmd` to completion within [`COMMAND_DEADLINE`] (killed after it).
+fn run(cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
+    run_within(cmd, scratch, COMMAND_DEADLINE)
 }
 
 /// A 0600 password file.

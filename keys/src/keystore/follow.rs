@@ -13,7 +13,7 @@ use crate::layout::Layout;
 impl Keystore {
     /// The generation counter of the keystore of `home`, read from the fixed header (the
     /// first 18 bytes) without a password: it grows by one at every change. A running node
-    /// compares it with [`KeyRing::generation`] of its open keystore (say once a minute)
+    /// compares it with [`KeyRing::generation`](crate::KeyRing::generation) of its open keystore (say once a minute)
     /// and calls [`Keystore::reload`] when they differ.
     ///
     /// # Errors

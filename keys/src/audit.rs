@@ -9,7 +9,7 @@
 //! `seq` counts from 1; line 1's `prev` is 64 zeros. An edited, removed or reordered line
 //! breaks the chain or the sequence. Cutting lines off the end cannot be seen from the log
 //! alone, so every change of the keystore also seals its own audit line inside the
-//! keystore (the *anchor*): [`crate::Keystore::verify_audit`] checks it is in the log, and
+//! keystore (the *anchor*): `Keystore::verify_audit` checks it is in the log, and
 //! opening the keystore re-appends it if a crash lost it. Lines after the anchor (unlocks,
 //! failed unlocks) can still be cut or edited unseen by someone who can write the file.
 //! No secret or password ever reaches this log.

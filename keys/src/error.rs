@@ -1,5 +1,7 @@
-//! One error enum per operation. Messages are lowercase, say what happened and, where the
-//! user can act, what to do. None of them ever carries a secret or a password.
+//! One error enum per keystore operation. Messages are lowercase, say what happened and,
+//! where the user can act, what to do. None of them ever carries a secret or a password.
+//! The errors of escrow, backup bundles and the network copy live beside their code
+//! (`escrow/error.rs`, `backup.rs`, `recovery.rs`).
 
 use std::io;
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ pub enum PasswordError {
     /// A new password was empty.
     #[error("the password is empty; choose a non-empty password")]
     Empty,
-    /// The password is longer than [`crate::MAX_PASSWORD_LEN`].
+    /// The password is longer than `MAX_PASSWORD_LEN`.
     #[error("the password is {len} bytes long; the limit is {max} bytes")]
     TooLong {
         /// Length given, in bytes.
@@ -417,39 +419,4 @@ pub enum AuditError {
     /// The lock could not be taken.
     #[error(transparent)]
     Locked(#[from] LockError),
-}
-
-/// Why an escrow operation (split, verify, recover) failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EscrowError {
-    /// The shares themselves: damaged, too few, of different sets, inconsistent.
-    #[error(transparent)]
-    Share(#[from] crate::escrow::ShareError),
-    /// The shares combine (their commitment holds) but not to this keystore's master key.
-    #[error(
-        "the shares of escrow set {set} are valid but belong to another keystore than the one in {home}"
-    )]
-    WrongKeystore {
-        /// The set id (hex).
-        set: String,
-        /// The home.
-        home: PathBuf,
-    },
-    /// Opening the keystore failed (missing, permissions, damaged).
-    #[error(transparent)]
-    Open(#[from] OpenError),
-    /// Writing the new password slot failed; nothing changed.
-    #[error(transparent)]
-    Change(#[from] ChangeError),
-    /// Logging the operation failed.
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    /// The network copy of the keystore does not open with the shares' master key.
-    #[error(transparent)]
-    Copy(#[from] crate::recovery::CopyError),
-    /// Writing the recovered keystore into a new home failed (a keystore exists there, a
-    /// weak password, I/O); nothing was written.
-    #[error(transparent)]
-    Create(#[from] CreateError),
 }

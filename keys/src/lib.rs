@@ -34,8 +34,10 @@
 //! - Nothing is in the clear on disk but the header (magic, version, generation, slots
 //!   with their KDF parameters): names, public keys and timestamps are sealed too.
 //! - Secrets live in zeroizing types and are only handed out by
-//!   [`KeyRing::node_identity_seed`], [`KeyRing::active_file_key`] and
-//!   [`KeyRing::decryption_keys`]; no type of this crate prints one.
+//!   [`KeyRing::node_identity_seed`], [`KeyRing::active_file_key`],
+//!   [`KeyRing::decryption_keys`], [`Keystore::recovery_key`] (from escrow shares) and as
+//!   escrow [`Share`]s ([`Keystore::escrow_split`], [`Share::open_sealed`]); bundles,
+//!   network copies and sealed shares carry them sealed. No type of this crate prints one.
 //!
 //! Layout of a home: [`Layout`]. File format: `docs/keystore.md`.
 
@@ -48,7 +50,6 @@ pub mod fsx;
 mod kdf;
 mod keystore;
 mod layout;
-mod legacy;
 mod lock;
 mod model;
 mod password;
@@ -66,18 +67,18 @@ pub use backup::{
     SealedWith, is_sealed_to_key,
 };
 pub use error::{
-    AuditError, ChangeError, CreateError, EscrowError, ImportError, KdfError, LockError, OpenError,
+    AuditError, ChangeError, CreateError, ImportError, KdfError, LockError, OpenError,
     PasswordError, PermissionError,
 };
 pub use escrow::{
-    SEALED_SHARE_PREFIX, SET_ID_LEN, SHARE_LEN, SHARE_LEN_WITH_COPY, SHARE_PREFIX, SHARE_VERSION,
-    SHARE_VERSION_WITH_COPY, SetId, Share, ShareError,
+    EscrowError, SEALED_SHARE_PREFIX, SET_ID_LEN, SHARE_LEN, SHARE_LEN_WITH_COPY, SHARE_PREFIX,
+    SHARE_VERSION, SHARE_VERSION_WITH_COPY, SetId, Share, ShareError,
 };
 pub use jiff::Timestamp;
 pub use kdf::{KdfLimits, KdfParams, SALT_LEN};
 pub use keystore::Keystore;
+pub use keystore::legacy::ImportReport;
 pub use layout::{AUDIT_FILE, KEYS_DIR, KEYSTORE_FILE, LOCK_FILE, Layout};
-pub use legacy::ImportReport;
 pub use model::{
     DueKey, DueReason, FILE_ENCRYPTION, KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_NAME_LEN,
     MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,

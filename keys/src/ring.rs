@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use zeroize::Zeroizing;
 
 use crate::error::{ChangeError, KdfError};
+use crate::escrow::{Share, ShareError};
 use crate::format::{self, FormatError, Header, MAX_SLOTS, PasswordSlot, RawSlot, SLOT_PASSWORD};
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::model::{
@@ -50,7 +51,7 @@ pub struct SlotInfo {
 
 /// The contents of an unlocked keystore: entries, policy, slots and the master key.
 ///
-/// Read-only accessors live here; [`crate::Keystore`] dereferences to it and adds the
+/// Read-only accessors live here; `Keystore` dereferences to it and adds the
 /// changes, which it writes to disk.
 #[derive(Clone)]
 pub struct KeyRing {
@@ -203,7 +204,7 @@ impl KeyRing {
 
     // ----- read-only accessors -----
 
-    /// The generation counter: +1 at every write. See [`crate::Keystore::generation`].
+    /// The generation counter: +1 at every write. See `Keystore::generation`.
     #[must_use]
     pub fn generation(&self) -> u64 {
         self.header.generation
@@ -295,6 +296,22 @@ impl KeyRing {
             })
             .filter_map(|e| Some((e.info(), ecies_secret(e)?)))
             .collect()
+    }
+
+    /// Opens a share sealed to this key ring's file-encryption key
+    /// ([`Share::seal_to`]): every live version is tried, so a contact who rotated since
+    /// still opens it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Share::open_sealed`].
+    pub fn open_sealed_share(&self, text: &str) -> Result<Share, ShareError> {
+        let keys: Vec<SecretKey> = self
+            .decryption_keys(false)
+            .into_iter()
+            .map(|(_, key)| key)
+            .collect();
+        Share::open_sealed(text, &keys)
     }
 
     /// The rotation policy.

@@ -1113,7 +1113,8 @@ fn escrow(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
             }
             let text = read_share_text(&file)?;
             let keystore = unlock(ctx, &password)?;
-            let share = Share::open_sealed(&text, &keystore)
+            let share = keystore
+                .open_sealed_share(&text)
                 .with_context(|| format!("sealed share file {}", file.display()))?;
             keystore.log(&AuditEvent::new(AuditOp::Escrow).with_detail(format!(
                 "open-share: share {} of set {}",

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use datamesh_core::ecies::PublicKey;
 use jiff::Timestamp;
 
+use super::Keystore;
 use crate::error::ImportError;
 use crate::fsx;
-use crate::keystore::Keystore;
 use crate::model::{Entry, KeyInfo, KeyStatus, Purpose, valid_name};
 use crate::secret::{SECRET_LEN, Secret32};
 

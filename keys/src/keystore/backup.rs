@@ -1,0 +1,124 @@
+//! Backup bundles of a keystore's keys, and restoring one into a new home (the format is
+//! `crate::backup`'s).
+
+use std::io;
+use std::path::Path;
+
+use jiff::Timestamp;
+
+use super::{Keystore, now};
+use crate::audit::{AuditEvent, AuditOp};
+use crate::backup::{self, BackupError, BackupKey, BackupSeal, OpenedBackup, SealedWith};
+use crate::error::CreateError;
+use crate::kdf::{KdfLimits, KdfParams};
+use crate::layout::Layout;
+use crate::password::Password;
+use crate::ring::KeyRing;
+
+/// Backup bundles (see `docs/keystore.md`, "Backup bundles").
+impl Keystore {
+    /// A backup bundle of every key version but destroyed ones, the policy and the
+    /// caller's opaque `catalog` section, sealed as `seal` says (a backup password, with
+    /// Argon2id and AES-256-GCM; or ECIES to a recipient's public key). Logged as
+    /// `backup`.
+    ///
+    /// # Errors
+    ///
+    /// A weak or empty password, KDF parameters out of bounds; logging errors.
+    pub fn backup(&self, seal: BackupSeal<'_>, catalog: &[u8]) -> Result<Vec<u8>, BackupError> {
+        let how = match seal {
+            BackupSeal::Password { password, kdf } => {
+                password.check_new()?;
+                kdf.check(&KdfLimits::DEFAULT)?;
+                format!("backup password, {kdf}")
+            }
+            BackupSeal::Recipient(key) => {
+                format!("sealed to key id {}", datamesh_core::KeyId::of(key).short())
+            }
+        };
+        let bytes = backup::seal(
+            &self.ring.body.entries,
+            self.ring.policy(),
+            catalog,
+            seal,
+            now(),
+        )?;
+        let kept = self
+            .ring
+            .body
+            .entries
+            .iter()
+            .filter(|e| e.status != crate::model::KeyStatus::Destroyed)
+            .count();
+        self.log(&AuditEvent::new(AuditOp::Backup).with_detail(format!(
+            "{kept} key version(s), catalog {} bytes, {} bytes, {how}",
+            catalog.len(),
+            bytes.len()
+        )))
+        .map_err(|e| BackupError::Encode(e.to_string()))?;
+        Ok(bytes)
+    }
+
+    /// Opens and checks a bundle without restoring it (checksum, key, manifest, every
+    /// keystore check on the keys).
+    ///
+    /// # Errors
+    ///
+    /// See [`BackupError`].
+    pub fn verify_backup(bytes: &[u8], key: BackupKey<'_>) -> Result<OpenedBackup, BackupError> {
+        backup::open(bytes, key, &KdfLimits::DEFAULT)
+    }
+
+    /// Builds the keystore of a new `home` from an opened bundle
+    /// ([`Keystore::verify_backup`]): the bundle's keys and policy under a new master
+    /// key and one password slot for `new_password`.
+    ///
+    /// # Errors
+    ///
+    /// [`BackupError::Create`] (a keystore exists, a weak password, I/O).
+    pub fn restore(
+        home: &Path,
+        opened: OpenedBackup,
+        new_password: &Password,
+        kdf: KdfParams,
+    ) -> Result<Self, BackupError> {
+        if Layout::new(home).keystore().exists() {
+            return Err(CreateError::AlreadyExists {
+                home: home.to_owned(),
+            }
+            .into());
+        }
+        let OpenedBackup {
+            manifest,
+            sealed_with,
+            content,
+            ..
+        } = opened;
+        let event = AuditEvent::new(AuditOp::Restore).with_detail(format!(
+            "{} key version(s) from a bundle made at {} ({}); slot 1, {kdf}",
+            manifest.key_count,
+            Timestamp::from_second(manifest.created)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            match sealed_with {
+                SealedWith::Password => "backup password".to_owned(),
+                SealedWith::Recipient(id) =>
+                    format!("sealed to key id {}", &id[..16.min(id.len())]),
+            }
+        ));
+        Ok(Self::create_with(
+            home,
+            new_password,
+            kdf,
+            event,
+            |password, kdf| {
+                KeyRing::from_backup(password, kdf, now(), content.policy, content.entries).map_err(
+                    |problem| CreateError::Io {
+                        path: home.to_owned(),
+                        source: io::Error::other(problem),
+                    },
+                )
+            },
+        )?)
+    }
+}

@@ -1,0 +1,293 @@
+//! Every change of keys, policy and slots: applied to a copy of the key ring, sealed,
+//! written atomically under the lock and logged; on error nothing changed.
+
+use std::io;
+
+use jiff::Timestamp;
+
+use super::{Keystore, now};
+use crate::audit::{AuditEvent, AuditLog, AuditOp};
+use crate::error::ChangeError;
+use crate::format::PasswordSlot;
+use crate::fsx::{self, WriteError};
+use crate::kdf::{KdfLimits, KdfParams};
+use crate::lock::{self, Lock};
+use crate::model::{DueKey, Entry, KeyInfo, RotationPolicy};
+use crate::password::Password;
+use crate::ring::KeyRing;
+
+impl Keystore {
+    /// Applies `apply` to a copy of the key ring, writes it and logs `event`. On any error
+    /// the keystore (file and memory) is as before, and a `failed` line is logged.
+    pub(super) fn change<T>(
+        &mut self,
+        event: AuditEvent,
+        apply: impl FnOnce(&mut KeyRing, &mut AuditEvent) -> Result<T, ChangeError>,
+    ) -> Result<T, ChangeError> {
+        let lock = lock::acquire(&self.layout)?;
+        let log = AuditLog::new(self.layout.audit_log());
+        let mut event = event;
+        let result = self.change_locked(&lock, &log, &mut event, apply);
+        if let Err(e) = &result {
+            let _ = log.record(&event.failed(e));
+        }
+        result
+    }
+
+    fn change_locked<T>(
+        &mut self,
+        _lock: &Lock,
+        log: &AuditLog,
+        event: &mut AuditEvent,
+        apply: impl FnOnce(&mut KeyRing, &mut AuditEvent) -> Result<T, ChangeError>,
+    ) -> Result<T, ChangeError> {
+        self.reload()?;
+        let path = self.layout.keystore();
+        let io = |source| ChangeError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut draft = self.ring.clone();
+        let value = apply(&mut draft, event)?;
+        draft.header.generation = draft.header.generation.wrapping_add(1);
+        let line = log.prepare(event).map_err(|source| ChangeError::Io {
+            path: self.layout.audit_log(),
+            source,
+        })?;
+        draft.body.audit_anchor = Some(line.text.clone());
+        let bytes = draft.seal().map_err(|p| io(io::Error::other(p)))?;
+        match fsx::write_private_atomic(&path, &self.layout.temp(), &bytes) {
+            Ok(()) => {}
+            Err(WriteError::BeforeRename(e)) => return Err(io(e)),
+            Err(WriteError::AfterRename(source)) => {
+                // The new keystore is in place: adopt it, but say it may not be durable.
+                self.ring = draft;
+                let _ = log.append(&line);
+                return Err(ChangeError::Unsynced { path, source });
+            }
+        }
+        self.ring = draft;
+        // If this append is lost, opening the keystore re-appends the line.
+        let _ = log.append(&line);
+        Ok(value)
+    }
+
+    /// Rotates `name`: a new active version; the old one becomes deprecated and still
+    /// decrypts. Returns the new version.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::NoSuchKey`], [`ChangeError::NoActiveVersion`], lock or I/O errors.
+    pub fn rotate(&mut self, name: &str) -> Result<KeyInfo, ChangeError> {
+        self.change(
+            AuditEvent::new(AuditOp::Rotate).with_key(name, None),
+            |ring, event| {
+                let new = ring.rotate(name, now())?;
+                event.set_version(new.version);
+                if let Some(old) = new.predecessor {
+                    event.set_detail(format!("v{old} -> v{}", new.version));
+                }
+                Ok(new)
+            },
+        )
+    }
+
+    /// Applies the rotation policy at `now`: returns the active versions that are due and,
+    /// if the policy is automatic, rotates them (one write). The node calls this at start
+    /// and daily. Nothing is written when nothing is due or rotation is manual.
+    ///
+    /// # Errors
+    ///
+    /// Lock or I/O errors; nothing changed.
+    pub fn rotate_due(&mut self, now: Timestamp) -> Result<Vec<DueKey>, ChangeError> {
+        self.reload()?;
+        let due = self.ring.due(now);
+        if due.is_empty() || !self.ring.policy().auto() {
+            return Ok(due);
+        }
+        self.change(AuditEvent::new(AuditOp::Rotate), |ring, event| {
+            let due = ring.rotate_due(now)?;
+            let list: Vec<String> = due
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} v{} -> v{} ({})",
+                        d.name,
+                        d.version,
+                        d.rotated_to.unwrap_or(0),
+                        d.reason.as_str()
+                    )
+                })
+                .collect();
+            event.set_detail(format!("automatic: {}", list.join(", ")));
+            Ok(due)
+        })
+    }
+
+    /// Marks a version compromised: it never encrypts again and decrypts only on explicit
+    /// override. Revoking the active version first rotates to a new one, which is
+    /// returned.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::NoSuchKey`], [`ChangeError::NoSuchVersion`],
+    /// [`ChangeError::AlreadyRevoked`], [`ChangeError::AlreadyDestroyed`],
+    /// [`ChangeError::BadReason`], lock or I/O errors.
+    pub fn revoke(
+        &mut self,
+        name: &str,
+        version: u32,
+        reason: &str,
+    ) -> Result<Option<KeyInfo>, ChangeError> {
+        self.change(
+            AuditEvent::new(AuditOp::Revoke).with_key(name, Some(version)),
+            |ring, event| {
+                let replacement = ring.revoke(name, version, reason, now())?;
+                let mut detail = format!("reason: {}", reason.trim());
+                if let Some(new) = &replacement {
+                    detail.push_str(&format!("; replaced by v{}", new.version));
+                }
+                event.set_detail(detail);
+                Ok(replacement)
+            },
+        )
+    }
+
+    /// Erases the secret of a version (deprecated or revoked; never the active one).
+    /// `still_needed` says whether anything the caller knows of (files whose envelopes
+    /// name this key) still needs it; then the call is refused unless `force`.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::DestroyActive`], [`ChangeError::StillNeeded`],
+    /// [`ChangeError::AlreadyDestroyed`], [`ChangeError::NoSuchKey`],
+    /// [`ChangeError::NoSuchVersion`], lock or I/O errors.
+    pub fn destroy(
+        &mut self,
+        name: &str,
+        version: u32,
+        still_needed: bool,
+        force: bool,
+    ) -> Result<(), ChangeError> {
+        self.change(
+            AuditEvent::new(AuditOp::Destroy).with_key(name, Some(version)),
+            |ring, event| {
+                ring.destroy(name, version, still_needed, force, now())?;
+                if force && still_needed {
+                    event.set_detail("forced while still needed");
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Sets the rotation policy.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::BadPolicy`], lock or I/O errors.
+    pub fn set_policy(&mut self, policy: RotationPolicy) -> Result<(), ChangeError> {
+        self.change(
+            AuditEvent::new(AuditOp::Policy).with_detail(format!(
+                "interval {} days, max age {} days, auto {}",
+                policy.interval_days(),
+                policy.max_age_days(),
+                if policy.auto() { "on" } else { "off" }
+            )),
+            |ring, _| ring.set_policy(policy),
+        )
+    }
+
+    /// Changes the password of the slot this session unlocked with (the master key and
+    /// every key stay as they are). `kdf` sets new Argon2id parameters; `None` keeps the
+    /// slot's.
+    ///
+    /// # Errors
+    ///
+    /// An empty password, KDF parameters out of bounds, lock or I/O errors.
+    pub fn change_password(
+        &mut self,
+        new: &Password,
+        kdf: Option<KdfParams>,
+    ) -> Result<(), ChangeError> {
+        new.check_new()?;
+        let id = self.ring.unlocked_slot();
+        let kdf = match kdf {
+            Some(kdf) => kdf,
+            None => self.slot_kdf(id)?,
+        };
+        kdf.check(&KdfLimits::DEFAULT)?;
+        // The slow part, before taking the lock.
+        let slot = PasswordSlot::seal(self.ring.master(), new, kdf)?;
+        self.change(
+            AuditEvent::new(AuditOp::Passwd).with_detail(format!("slot {id}, {kdf}")),
+            |ring, _| ring.replace_unlocked_slot(&slot),
+        )
+    }
+
+    fn slot_kdf(&self, id: u32) -> Result<KdfParams, ChangeError> {
+        self.ring
+            .slots()
+            .into_iter()
+            .find(|s| s.id == id)
+            .and_then(|s| match s.kind {
+                crate::ring::SlotKind::Password(kdf) => Some(kdf),
+                crate::ring::SlotKind::Unknown(_) => None,
+            })
+            .ok_or(ChangeError::NoSuchSlot { id })
+    }
+
+    /// Adds a password slot that unlocks the same master key; returns its id.
+    ///
+    /// # Errors
+    ///
+    /// An empty password, too many slots, a label over 128 bytes, KDF parameters out of
+    /// bounds, lock or I/O errors.
+    pub fn add_password_slot(
+        &mut self,
+        password: &Password,
+        kdf: KdfParams,
+        label: &str,
+    ) -> Result<u32, ChangeError> {
+        password.check_new()?;
+        kdf.check(&KdfLimits::DEFAULT)?;
+        let slot = PasswordSlot::seal(self.ring.master(), password, kdf)?;
+        self.change(
+            AuditEvent::new(AuditOp::SlotAdd).with_detail(kdf.to_string()),
+            |ring, event| {
+                let id = ring.add_slot(&slot, label, now())?;
+                event.set_detail(format!("slot {id}, {kdf}"));
+                Ok(id)
+            },
+        )
+    }
+
+    /// Removes an unlock slot. The last slot and the slot this session unlocked with are
+    /// refused.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::NoSuchSlot`], [`ChangeError::LastSlot`],
+    /// [`ChangeError::CurrentSlot`], lock or I/O errors.
+    pub fn remove_slot(&mut self, id: u32) -> Result<(), ChangeError> {
+        self.change(
+            AuditEvent::new(AuditOp::SlotRemove).with_detail(format!("slot {id}")),
+            |ring, _| ring.remove_slot(id),
+        )
+    }
+
+    /// Adds imported entries in one write (used by the legacy import).
+    pub(super) fn import_entries(
+        &mut self,
+        entries: Vec<Entry>,
+        detail: String,
+    ) -> Result<(), ChangeError> {
+        self.change(
+            AuditEvent::new(AuditOp::ImportLegacy).with_detail(detail),
+            |ring, _| {
+                ring.add_entries(entries);
+                Ok(())
+            },
+        )
+    }
+}

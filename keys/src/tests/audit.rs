@@ -1,0 +1,103 @@
+//! The audit log: the chain and the anchor, the report, a torn last line.
+
+use std::fs;
+
+use super::{TestResult, new_home, pw};
+use crate::*;
+
+#[test]
+fn audit_chain_finds_edited_removed_reordered_and_cut_lines() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    keystore.set_policy(RotationPolicy::new(10, 20, false)?)?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    let path = Layout::new(dir.path()).audit_log();
+    let original = fs::read_to_string(&path)?;
+    assert_eq!(keystore.verify_audit()?.lines, original.lines().count());
+    let original = fs::read_to_string(&path)?;
+    let lines: Vec<&str> = original.lines().collect();
+    let rejoin = |lines: &[&str]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+
+    let mut edited = lines.clone();
+    let changed = lines[2].replace("\"ok\"", "\"failed\"");
+    edited[2] = &changed;
+    let mut removed = lines.clone();
+    removed.remove(2);
+    let mut reordered = lines.clone();
+    reordered.swap(1, 2);
+    for (what, text) in [
+        ("edited", rejoin(&edited)),
+        ("removed", rejoin(&removed)),
+        ("reordered", rejoin(&reordered)),
+        ("incomplete", original.trim_end().to_owned()),
+    ] {
+        fs::write(&path, &text)?;
+        assert!(
+            matches!(verify_chain(&path), Err(AuditError::Broken { .. })),
+            "{what}"
+        );
+        assert!(keystore.verify_audit().is_err(), "{what}");
+    }
+    // Cutting the tail back past the last key change: the chain alone cannot see it,
+    // the anchor sealed in the keystore does.
+    let anchor_index = lines
+        .iter()
+        .rposition(|l| l.contains("\"op\":\"rotate\""))
+        .ok_or("rotate line")?;
+    fs::write(&path, rejoin(&lines[..anchor_index - 1]))?;
+    assert!(verify_chain(&path).is_ok());
+    assert!(matches!(
+        keystore.verify_audit(),
+        Err(AuditError::AnchorMissing { .. })
+    ));
+    // Editing the anchor line itself (the last key change) is caught the same way.
+    let mut edited_anchor = lines[..=anchor_index].to_vec();
+    let forged = lines[anchor_index].replace("v2 -> v3", "v2 -> v9");
+    edited_anchor[anchor_index] = &forged;
+    fs::write(&path, rejoin(&edited_anchor))?;
+    assert!(matches!(
+        keystore.verify_audit(),
+        Err(AuditError::AnchorMissing { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn audit_report_counts_operations() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    let _ = keystore.destroy(FILE_ENCRYPTION, 1, true, false);
+    keystore.log(&AuditEvent::new(AuditOp::ExportPublic).with_key(FILE_ENCRYPTION, Some(2)))?;
+    let report = report(&Layout::new(dir.path()).audit_log(), 2)?;
+    assert_eq!(report.counts.get("init").map(|c| c.ok), Some(1));
+    assert_eq!(report.counts.get("rotate").map(|c| c.ok), Some(1));
+    assert_eq!(report.counts.get("destroy").map(|c| c.failed), Some(1));
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.last.len(), 2);
+    assert_eq!(report.last[1].op, "export-public");
+    assert_eq!(report.chain.as_ref().map(|s| s.lines), Ok(report.lines));
+    Ok(())
+}
+
+#[test]
+fn a_crash_in_the_middle_of_an_audit_append_is_repaired_on_open() -> TestResult {
+    // A kill -9 while the line of a key change is being appended leaves half a line with
+    // no newline. Opening must cut it and re-append the whole line sealed in the
+    // keystore, so the next lines do not glue onto the fragment and `verify` passes.
+    let (dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    drop(keystore);
+    let path = Layout::new(dir.path()).audit_log();
+    let text = fs::read_to_string(&path)?;
+    let last_start = text.trim_end().rfind('\n').map_or(0, |i| i + 1);
+    let torn = &text[..last_start + (text.len() - last_start) / 2];
+    fs::write(&path, torn)?;
+    assert!(
+        verify_chain(&path).is_err(),
+        "the torn log is broken as it is"
+    );
+    let mut reopened = Keystore::open(dir.path(), &pw("old password"))?;
+    assert!(reopened.verify_audit().is_ok());
+    assert!(verify_chain(&path).is_ok());
+    Ok(())
+}

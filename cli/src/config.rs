@@ -220,7 +220,7 @@ log_level = "info"
     }
 
     #[test]
-    fn defaults_are_the_node_library_s() {
+    fn defaults_match_what_init_always_wrote() {
         let config = Config::default();
         assert_eq!(config.storage_quota_bytes, 10 << 30);
         assert_eq!(config.check_interval, 600);

@@ -1,21 +1,39 @@
-//! The home folder: `--home`, else `$DATAMESH_HOME` (both through clap), else the
-//! platform data folder + `/datamesh` (`~/.local/share/datamesh` on Linux).
+//! The home folder and its files: `--home`, else `$DATAMESH_HOME` (both through clap),
+//! else the platform data folder + `/datamesh` (`~/.local/share/datamesh` on Linux).
 //!
 //! ```text
 //! <home>/            0700 when created by `datamesh init`
-//!   config.toml      0600  node settings (listen address, API address, ...)
+//!   config.toml      0600  node settings (see config.rs)
 //!   api-token        0600  bearer token of the local HTTP API: 64 hex characters
+//!   node.json        0600  where the running node's API is (removed on a clean stop)
 //!   keys/            0700  the keystore (see datamesh_keys::Layout)
+//!   node/db/               the node's RocksDB
 //! ```
+//!
+//! Every path of a home and every helper that creates or reads one of its files lives
+//! here; the commands ask this module, never `home.join(..)` themselves.
 
+use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context as _;
+use datamesh_keys::{CreateError, Keystore, Layout, OpenError, fsx};
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::output::Output;
+use crate::password::PasswordArgs;
 
 /// The config file inside the home.
 pub(crate) const CONFIG_FILE: &str = "config.toml";
 /// The API token file inside the home.
 pub(crate) const API_TOKEN_FILE: &str = "api-token";
+/// The file a running node publishes inside the home.
+pub(crate) const RUN_FILE: &str = "node.json";
 
 /// The home folder to use.
 pub(crate) fn resolve(flag_or_env: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -35,4 +53,142 @@ pub(crate) fn config(home: &Path) -> PathBuf {
 /// `<home>/api-token`.
 pub(crate) fn api_token(home: &Path) -> PathBuf {
     home.join(API_TOKEN_FILE)
+}
+
+/// `<home>/node.json`.
+pub(crate) fn run_file(home: &Path) -> PathBuf {
+    home.join(RUN_FILE)
+}
+
+/// `<home>/node`, the node's data folder.
+pub(crate) fn node_dir(home: &Path) -> PathBuf {
+    home.join("node")
+}
+
+/// `<home>/node/db`, the node's database.
+pub(crate) fn node_db(home: &Path) -> PathBuf {
+    node_dir(home).join("db")
+}
+
+/// Reads and checks `<home>/config.toml`.
+pub(crate) fn read_config(home: &Path) -> anyhow::Result<Config> {
+    Config::load(&config(home))
+}
+
+/// A new API token: 32 random bytes as 64 lowercase hex characters.
+pub(crate) fn new_api_token() -> Zeroizing<String> {
+    let mut token = Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(&mut token[..]);
+    Zeroizing::new(data_encoding::HEXLOWER.encode(&token[..]))
+}
+
+/// Reads `<home>/api-token`.
+pub(crate) fn read_api_token(home: &Path) -> anyhow::Result<Zeroizing<String>> {
+    let path = api_token(home);
+    std::fs::read_to_string(&path)
+        .map(Zeroizing::new)
+        .with_context(|| {
+            format!(
+                "cannot read the API token {} (create the home with `datamesh init`)",
+                path.display()
+            )
+        })
+}
+
+/// Writes `config.toml` (the defaults, joining through `bootstrap`) and `api-token` (a
+/// new token) into a home, leaving either alone if it exists. Used by `init`,
+/// `keys restore` and `keys escrow recover`.
+pub(crate) fn write_home_files(home: &Path, bootstrap: &[String]) -> anyhow::Result<()> {
+    let config = config(home);
+    if !config.exists() {
+        let text = Config::with_bootstrap(bootstrap).to_toml()?;
+        fsx::write_private_file(&config, text.as_bytes())
+            .with_context(|| format!("cannot write {}", config.display()))?;
+    }
+    let token_path = api_token(home);
+    if !token_path.exists() {
+        fsx::write_private_file(&token_path, new_api_token().as_bytes())
+            .with_context(|| format!("cannot write {}", token_path.display()))?;
+    }
+    Ok(())
+}
+
+/// What a running node publishes in `<home>/node.json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RunFile {
+    pub(crate) pid: u32,
+    pub(crate) peer_id: String,
+    pub(crate) api: SocketAddr,
+    pub(crate) listen: Vec<String>,
+}
+
+/// Reads `<home>/node.json`: `None` if there is none (no node was started, or it stopped
+/// cleanly).
+pub(crate) fn read_run_file(home: &Path) -> anyhow::Result<Option<RunFile>> {
+    let path = run_file(home);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .with_context(|| format!("{} is damaged; restart the node", path.display()))
+}
+
+/// Writes `<home>/node.json` (0600), aside and renamed, so a reader never sees half a
+/// file.
+pub(crate) fn write_run_file(home: &Path, run: &RunFile) -> anyhow::Result<()> {
+    let path = run_file(home);
+    let temp = home.join(".node.json.tmp");
+    fsx::write_private_file(&temp, serde_json::to_string_pretty(run)?.as_bytes())
+        .and_then(|()| std::fs::rename(&temp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Removes `<home>/node.json` (on a clean stop), ignoring a missing one.
+pub(crate) fn remove_run_file(home: &Path) {
+    let _ = std::fs::remove_file(run_file(home));
+}
+
+/// Fails with [`OpenError::NotInitialised`] if the home has no keystore.
+pub(crate) fn require_keystore(home: &Path) -> Result<(), OpenError> {
+    if Layout::new(home).keystore().exists() {
+        Ok(())
+    } else {
+        Err(OpenError::NotInitialised {
+            home: home.to_owned(),
+        })
+    }
+}
+
+/// Fails with [`CreateError::AlreadyExists`] if the home has a keystore (a new one is
+/// about to be made there).
+pub(crate) fn require_no_keystore(home: &Path) -> Result<(), CreateError> {
+    if Layout::new(home).keystore().exists() {
+        Err(CreateError::AlreadyExists {
+            home: home.to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Opens the keystore of `home` (asking for the password only if there is one).
+pub(crate) fn unlock(
+    home: &Path,
+    password: &PasswordArgs,
+    out: &Output,
+) -> anyhow::Result<Keystore> {
+    require_keystore(home)?;
+    let password = password.existing(out)?;
+    let started = Instant::now();
+    let keystore = Keystore::open(home, &password)?;
+    out.detail(format_args!(
+        "unlocked slot {} of {} in {:.2} s",
+        keystore.unlocked_slot(),
+        Layout::new(home).keystore().display(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(keystore)
 }

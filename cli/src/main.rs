@@ -7,10 +7,12 @@
 //! function, a variant in [`Command`], and a line in `main`'s dispatch.
 
 mod cmd;
+mod config;
 mod exit;
 mod home;
 mod output;
 mod password;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -40,6 +40,10 @@ pub struct NodeConfig {
 
 /// Default period of the self-check over the catalog.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(600);
+/// Longest self-check period (a year); longer ones are capped.
+pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Default storage quota: bytes of shards stored for others at most (10 GiB).
+pub const DEFAULT_STORAGE_QUOTA: u64 = 10 << 30;
 
 impl NodeConfig {
     /// A node keeping its database in `data_dir`, with the given network settings,
@@ -49,7 +53,7 @@ impl NodeConfig {
             data_dir,
             network,
             api_addr,
-            store: StoreConfig::new(10 << 30),
+            store: StoreConfig::new(DEFAULT_STORAGE_QUOTA),
             files: FilesConfig::default(),
             check_interval: DEFAULT_CHECK_INTERVAL,
             check_verify: false,
@@ -61,7 +65,7 @@ impl NodeConfig {
     /// health; zero disables; capped at a year. Default: [`DEFAULT_CHECK_INTERVAL`]
     /// (10 minutes).
     pub fn with_check_interval(mut self, interval: Duration) -> Self {
-        self.check_interval = interval.min(Duration::from_secs(365 * 24 * 3600));
+        self.check_interval = interval.min(MAX_CHECK_INTERVAL);
         self
     }
 

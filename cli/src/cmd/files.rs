@@ -12,8 +12,8 @@ use datamesh_core::ecies::PublicKey;
 use datamesh_node::client::{Client, ClientError};
 
 use crate::Context;
-use crate::cmd::node::{RunFile, run_file};
 use crate::home;
+use crate::home::{RunFile, run_file};
 
 /// The node of this home is not running (no `node.json`); exit code 4.
 #[derive(Debug, thiserror::Error)]

@@ -4,19 +4,17 @@
 //! (`put`, `get`, `ls`, `status`, `peers`) find it; it is removed on a clean stop.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use datamesh_keys::{Keystore, fsx};
+use datamesh_keys::fsx;
 use datamesh_node::libp2p::identity::Keypair;
 use datamesh_node::{ApiToken, KeystoreKeys, NetworkConfig, Node, NodeConfig, StoreConfig};
-use serde::{Deserialize, Serialize};
 
 use crate::Context;
-use crate::home;
+use crate::home::{self, RunFile};
 use crate::password::PasswordArgs;
 
 /// Arguments of `datamesh node`.
@@ -53,94 +51,15 @@ struct RunArgs {
     quota: Option<u64>,
 }
 
-/// `config.toml`, as `datamesh init` writes it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    #[serde(default = "default_listen")]
-    listen_address: String,
-    #[serde(default = "default_api")]
-    api_address: SocketAddr,
-    #[serde(default)]
-    bootstrap: Vec<String>,
-    #[serde(default = "default_quota")]
-    storage_quota_bytes: u64,
-    #[serde(default = "default_log_level")]
-    log_level: String,
-    /// Seconds between self-checks of the catalog (repairing files below full health);
-    /// 0 disables.
-    #[serde(default = "default_check_interval")]
-    check_interval: u64,
-    /// Whether the self-check fetches and hashes every copy.
-    #[serde(default)]
-    check_verify: bool,
-}
-
-fn default_listen() -> String {
-    "/ip4/127.0.0.1/tcp/0".into()
-}
-fn default_api() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-fn default_quota() -> u64 {
-    10 << 30
-}
-fn default_log_level() -> String {
-    "info".into()
-}
-/// Longest self-check period accepted (a year), so the timer cannot overflow.
-const MAX_CHECK_INTERVAL: u64 = 365 * 24 * 3600;
-
-fn default_check_interval() -> u64 {
-    datamesh_node::node::DEFAULT_CHECK_INTERVAL.as_secs()
-}
-
-/// What a running node publishes in `<home>/node.json`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct RunFile {
-    pub(crate) pid: u32,
-    pub(crate) peer_id: String,
-    pub(crate) api: SocketAddr,
-    pub(crate) listen: Vec<String>,
-}
-
-/// `<home>/node.json`.
-pub(crate) fn run_file(home: &Path) -> PathBuf {
-    home.join("node.json")
-}
-
 pub(crate) fn run(ctx: &Context, args: NodeArgs) -> anyhow::Result<()> {
     match args.command {
         NodeCommand::Run(args) => run_node(ctx, args),
     }
 }
 
-fn read_config(home: &Path) -> anyhow::Result<FileConfig> {
-    let path = home::config(home);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {} (create the home with `datamesh init`)",
-            path.display()
-        )
-    })?;
-    toml::from_str(&text).with_context(|| format!("{} is not a valid config", path.display()))
-}
-
 fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
-    if !datamesh_keys::Layout::new(&ctx.home).keystore().exists() {
-        return Err(datamesh_keys::OpenError::NotInitialised {
-            home: ctx.home.clone(),
-        }
-        .into());
-    }
-    let config = read_config(&ctx.home)?;
-    if config.check_interval > MAX_CHECK_INTERVAL {
-        anyhow::bail!(
-            "{}: check_interval = {} is more than a year ({MAX_CHECK_INTERVAL} seconds); use 0 to disable the self-check",
-            home::config(&ctx.home).display(),
-            config.check_interval
-        );
-    }
+    home::require_keystore(&ctx.home)?;
+    let config = home::read_config(&ctx.home)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("DATAMESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
     let _ = tracing_subscriber::fmt()
@@ -155,9 +74,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
         ctx.out.warn(&warning);
     }
 
-    let password = args.password.existing(&ctx.out)?;
-    let keystore = Keystore::open(&ctx.home, &password)?;
-    drop(password);
+    let keystore = home::unlock(&ctx.home, &args.password, &ctx.out)?;
     let mut seed = keystore.node_identity_seed();
     let identity = Keypair::ed25519_from_bytes(&mut seed[..])
         .context("the keystore's node identity is not a valid ed25519 key")?;
@@ -165,8 +82,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     for rotated in keys.rotate_due().map_err(anyhow::Error::msg)? {
         ctx.out.info(format_args!("rotated {rotated} (policy)"));
     }
-    let token = std::fs::read_to_string(home::api_token(&ctx.home))
-        .context("cannot read the API token (create the home with `datamesh init`)")?;
+    let token = home::read_api_token(&ctx.home)?;
 
     let listen = args.listen.unwrap_or(config.listen_address);
     let listen = listen
@@ -180,7 +96,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let node_config = NodeConfig::new(
-        ctx.home.join("node").join("db"),
+        home::node_db(&ctx.home),
         NetworkConfig::new(vec![listen]).with_bootstrap(bootstrap),
         args.api.unwrap_or(config.api_address),
     )
@@ -190,7 +106,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     .with_check_interval(Duration::from_secs(config.check_interval))
     .with_check_verify(config.check_verify)
     .with_test_faults(faults);
-    fsx::ensure_dir(&ctx.home.join("node")).context("cannot create the node's data folder")?;
+    fsx::ensure_dir(&home::node_dir(&ctx.home)).context("cannot create the node's data folder")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -204,18 +120,15 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let run_file = run_file(&ctx.home);
-        let published = RunFile {
-            pid: std::process::id(),
-            peer_id: node.peer_id().to_string(),
-            api: node.api_addr(),
-            listen: listen.clone(),
-        };
-        // Written aside and renamed, so a reader never sees half a file.
-        let temp = ctx.home.join(".node.json.tmp");
-        fsx::write_private_file(&temp, serde_json::to_string_pretty(&published)?.as_bytes())
-            .and_then(|()| std::fs::rename(&temp, &run_file))
-            .with_context(|| format!("cannot write {}", run_file.display()))?;
+        home::write_run_file(
+            &ctx.home,
+            &RunFile {
+                pid: std::process::id(),
+                peer_id: node.peer_id().to_string(),
+                api: node.api_addr(),
+                listen: listen.clone(),
+            },
+        )?;
         ctx.out.info(format_args!(
             "node {} listening on {}; API on http://{}",
             node.peer_id(),
@@ -243,7 +156,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
             .info("stopping: finishing in-flight requests and flushing the store");
         daily.abort();
         let stopped = node.shutdown().await;
-        let _ = std::fs::remove_file(&run_file);
+        home::remove_run_file(&ctx.home);
         stopped?;
         ctx.out.info("node stopped");
         Ok(())

@@ -12,7 +12,6 @@
 //! ```
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,8 +32,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::Context;
-use crate::cmd::node::{RunFile, run_file};
-use crate::home;
+use crate::{config, home};
 
 /// The snapshot format version.
 const SNAPSHOT_VERSION: u32 = 1;
@@ -66,24 +64,16 @@ pub(super) struct CatalogSnapshot {
 
 /// `<home>/node/db`, the node's database (as `node run` opens it).
 fn db_dir(home: &Path) -> PathBuf {
-    home.join("node").join("db")
+    home::node_db(home)
 }
 
 /// The client of this home's running node, if its `node.json` says one runs and its API
 /// answers.
 pub(super) fn running_node(home: &Path) -> anyhow::Result<Option<Client>> {
-    let path = run_file(home);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let Some(run) = home::read_run_file(home)? else {
+        return Ok(None);
     };
-    let run: RunFile = serde_json::from_str(&text)
-        .with_context(|| format!("{} is damaged; restart the node", path.display()))?;
-    let token = Zeroizing::new(
-        std::fs::read_to_string(home::api_token(home))
-            .context("cannot read the API token of this home")?,
-    );
+    let token = home::read_api_token(home)?;
     let client = Client::new(run.api, &token);
     // A node killed without a clean stop leaves its node.json behind: unreachable means
     // not running (its database then opens).
@@ -209,27 +199,6 @@ pub(super) fn restore(home: &Path, bytes: &[u8]) -> anyhow::Result<usize> {
     Ok(files.len())
 }
 
-/// Writes `config.toml` of a recovered home with `bootstrap` as its peers to join.
-pub(super) fn write_config(home: &Path, bootstrap: &[String]) -> anyhow::Result<()> {
-    let path = home::config(home);
-    if path.exists() || bootstrap.is_empty() {
-        return Ok(());
-    }
-    let list = toml::Value::Array(
-        bootstrap
-            .iter()
-            .map(|a| toml::Value::String(a.clone()))
-            .collect(),
-    );
-    let text = crate::cmd::init::DEFAULT_CONFIG.replacen(
-        "bootstrap = []",
-        &format!("bootstrap = {list}"),
-        1,
-    );
-    fsx::write_private_file(&path, text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// Stores the network copy through the running node, its data key wrapped to the node's
 /// key and to `recovery`. Returns the file id.
 pub(super) fn store_copy(
@@ -314,17 +283,14 @@ pub(super) fn fetch_copy(
     )));
     fsx::create_private_dir(&temp.0)
         .with_context(|| format!("cannot create {}", temp.0.display()))?;
-    let mut token = Zeroizing::new([0u8; 32]);
-    OsRng.fill_bytes(&mut token[..]);
-    let token = ApiToken::new(&data_encoding::HEXLOWER.encode(&token[..]));
-    let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0"
+    let token = ApiToken::new(&home::new_api_token());
+    let listen: Multiaddr = config::DEFAULT_LISTEN
         .parse()
         .context("the listen address does not parse")?;
-    let api: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
     let config = NodeConfig::new(
         temp.0.join("db"),
         NetworkConfig::new(vec![listen]).with_bootstrap(peers),
-        api,
+        config::DEFAULT_API,
     )
     // It stores nothing for others: a tiny quota.
     .with_store(StoreConfig::new(1 << 20))

@@ -1,0 +1,241 @@
+//! `<home>/config.toml`, defined once: [`Config`] is what `node run` reads, and its
+//! [`Config::to_toml`] is what `init` (and `keys restore`, `keys escrow recover`) write,
+//! every key with a comment. A key missing from a file takes its default, so the config
+//! files of older homes keep loading; an unknown key is an error.
+//!
+//! Defaults that belong to the node library (quota, self-check period and its cap) come
+//! from `datamesh_node::node`; the listen and API addresses and the log level are the
+//! command line's own.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+use anyhow::Context as _;
+use datamesh_node::node::{DEFAULT_CHECK_INTERVAL, DEFAULT_STORAGE_QUOTA, MAX_CHECK_INTERVAL};
+use serde::{Deserialize, Serialize};
+
+/// libp2p listen address of a new home: loopback, any free port.
+pub(crate) const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
+/// API address of a new home: loopback, any free port.
+pub(crate) const DEFAULT_API: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+/// Log filter of a new home.
+pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// The node settings of a home.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    /// libp2p listen address.
+    pub(crate) listen_address: String,
+    /// Address of the local HTTP API.
+    pub(crate) api_address: SocketAddr,
+    /// Peers (multiaddrs with /p2p/PEER_ID) to join at start.
+    pub(crate) bootstrap: Vec<String>,
+    /// Bytes of shards stored for others at most.
+    pub(crate) storage_quota_bytes: u64,
+    /// The tracing filter (unless `DATAMESH_LOG` is set).
+    pub(crate) log_level: String,
+    /// Seconds between self-checks of the catalog; 0 disables.
+    pub(crate) check_interval: u64,
+    /// Whether the self-check fetches and hashes every copy.
+    pub(crate) check_verify: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_address: DEFAULT_LISTEN.to_owned(),
+            api_address: DEFAULT_API,
+            bootstrap: Vec::new(),
+            storage_quota_bytes: DEFAULT_STORAGE_QUOTA,
+            log_level: DEFAULT_LOG_LEVEL.to_owned(),
+            check_interval: DEFAULT_CHECK_INTERVAL.as_secs(),
+            check_verify: false,
+        }
+    }
+}
+
+/// The first lines of a written config.
+const HEADER: &str = "# DataMesh node configuration, written by `datamesh init`.\n\
+                      # The defaults need no editing for a node on this machine.\n";
+/// The last lines of a written config.
+const FOOTER: &str =
+    "# The key rotation policy lives in the sealed keystore: `datamesh keys policy`.\n";
+
+/// Every key of [`Config`], in the order written, with the comment above it (a unit test
+/// checks that the list and the struct agree).
+const KEYS: [(&str, &str); 7] = [
+    (
+        "listen_address",
+        "libp2p listen address of the node (port 0: any free port); overridden by\n\
+         `node run --listen` or DATAMESH_LISTEN.",
+    ),
+    (
+        "api_address",
+        "Local HTTP API (the CLI's way in), with the bearer token in ./api-token;\n\
+         overridden by `node run --api` or DATAMESH_API.",
+    ),
+    (
+        "bootstrap",
+        "Multiaddrs (with /p2p/PEER_ID) of nodes to join at start; `node run --bootstrap`\n\
+         adds to them.",
+    ),
+    (
+        "storage_quota_bytes",
+        "Bytes of shards this node stores for others at most; overridden by\n\
+         `node run --quota` or DATAMESH_QUOTA.",
+    ),
+    (
+        "log_level",
+        "error, warn, info, debug or trace (DATAMESH_LOG, a tracing filter, wins).",
+    ),
+    (
+        "check_interval",
+        "Seconds between self-checks of this node's files (repairing those below full\n\
+         health); 0 disables; at most a year.",
+    ),
+    (
+        "check_verify",
+        "Whether the self-check fetches and hashes every copy (finds bit rot and lying\n\
+         holders) instead of asking the holders.",
+    ),
+];
+
+impl Config {
+    /// The config of a new home that joins through `bootstrap`; the rest defaults.
+    pub(crate) fn with_bootstrap(bootstrap: &[String]) -> Self {
+        Self {
+            bootstrap: bootstrap.to_vec(),
+            ..Self::default()
+        }
+    }
+
+    /// The text of `config.toml`: every key with its comment.
+    ///
+    /// # Errors
+    ///
+    /// A value that TOML cannot hold (none of today's).
+    pub(crate) fn to_toml(&self) -> anyhow::Result<String> {
+        let value = toml::Value::try_from(self).context("the config does not serialize")?;
+        let table = value.as_table().context("the config is not a table")?;
+        let mut text = String::from(HEADER);
+        for (key, comment) in KEYS {
+            let value = table
+                .get(key)
+                .with_context(|| format!("the config has no key {key}"))?;
+            text.push('\n');
+            for line in comment.lines() {
+                text.push_str("# ");
+                text.push_str(line);
+                text.push('\n');
+            }
+            text.push_str(&format!("{key} = {value}\n"));
+        }
+        text.push('\n');
+        text.push_str(FOOTER);
+        Ok(text)
+    }
+
+    /// Reads and checks the config file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, is not valid TOML, has an unknown key or a value out of
+    /// range.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read {} (create the home with `datamesh init`)",
+                path.display()
+            )
+        })?;
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid config", path.display()))?;
+        let max = MAX_CHECK_INTERVAL.as_secs();
+        if config.check_interval > max {
+            anyhow::bail!(
+                "{}: check_interval = {} is more than a year ({max} seconds); use 0 to disable the self-check",
+                path.display(),
+                config.check_interval
+            );
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    #[test]
+    fn every_key_is_written_with_a_comment() -> TestResult {
+        let value = toml::Value::try_from(Config::default())?;
+        let mut fields: Vec<&str> = value
+            .as_table()
+            .ok_or("not a table")?
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut written: Vec<&str> = KEYS.iter().map(|(key, _)| *key).collect();
+        fields.sort_unstable();
+        written.sort_unstable();
+        assert_eq!(fields, written);
+        assert!(KEYS.iter().all(|(_, comment)| !comment.is_empty()));
+        Ok(())
+    }
+
+    #[test]
+    fn written_config_reads_back() -> TestResult {
+        for config in [
+            Config::default(),
+            Config::with_bootstrap(&[
+                "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWA".to_owned(),
+                "/ip4/10.0.0.2/tcp/4001/p2p/12D3KooWB".to_owned(),
+            ]),
+        ] {
+            let text = config.to_toml()?;
+            assert_eq!(toml::from_str::<Config>(&text)?, config);
+            assert!(text.starts_with(HEADER) && text.ends_with(FOOTER));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_old_config_loads_with_defaults() -> TestResult {
+        // What `init` wrote before check_interval and check_verify were written.
+        let old = r#"
+listen_address = "/ip4/127.0.0.1/tcp/0"
+api_address = "127.0.0.1:0"
+bootstrap = []
+storage_quota_bytes = 10737418240
+log_level = "info"
+"#;
+        assert_eq!(toml::from_str::<Config>(old)?, Config::default());
+        assert_eq!(toml::from_str::<Config>("")?, Config::default());
+        assert!(toml::from_str::<Config>("listen = 1").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn defaults_match_what_init_always_wrote() {
+        let config = Config::default();
+        assert_eq!(config.storage_quota_bytes, 10 << 30);
+        assert_eq!(config.check_interval, 600);
+        assert!(!config.check_verify);
+    }
+
+    #[test]
+    fn a_check_interval_over_a_year_is_refused() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "check_interval = 31536001\n")?;
+        let err = Config::load(&path).err().ok_or("loaded")?;
+        assert!(format!("{err:#}").contains("more than a year"));
+        std::fs::write(&path, "check_interval = 31536000\n")?;
+        assert_eq!(Config::load(&path)?.check_interval, 31_536_000);
+        Ok(())
+    }
+}

@@ -9,6 +9,7 @@
 mod cmd;
 mod exit;
 mod home;
+mod keystore_keys;
 mod output;
 mod password;
 

@@ -12,11 +12,12 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use datamesh_keys::{Keystore, fsx};
 use datamesh_node::libp2p::identity::Keypair;
-use datamesh_node::{ApiToken, KeystoreKeys, NetworkConfig, Node, NodeConfig, StoreConfig};
+use datamesh_node::{ApiToken, NetworkConfig, Node, NodeConfig, StoreConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::Context;
 use crate::home;
+use crate::keystore_keys::KeystoreKeys;
 use crate::password::PasswordArgs;
 
 /// Arguments of `datamesh node`.

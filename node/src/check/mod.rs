@@ -19,7 +19,7 @@
 //!   stripe's key, replacing peers that fail), away from the remaining holders and from
 //!   bad peers, has the new holders announce the file (provider records, as put does),
 //!   asks holders of corrupt copies to drop them, and tops the manifest (and key
-//!   envelopes, which are signed and opaque) back up to [`MANIFEST_COPIES`](crate::files::MANIFEST_COPIES) copies.
+//!   envelopes, which are signed and opaque) back up to [`MANIFEST_COPIES`] copies.
 //!
 //! A stripe's health: `healthy` is how many of its six shards have at least one intact
 //! copy on a live peer; `peers` is how many distinct live peers hold distinct healthy
@@ -38,6 +38,8 @@
 //! * `report`: what a check finds ([`CheckReport`], [`StripeHealth`], [`SelfCheck`], ...)
 //!   and its JSON form.
 //! * `error`: [`CheckError`], [`RepairError`].
+//!
+//! [`MANIFEST_COPIES`]: crate::files::MANIFEST_COPIES
 
 mod checker;
 mod error;

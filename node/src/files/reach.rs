@@ -70,41 +70,37 @@ impl Files {
     /// Sends a key envelope's wire form to `peers` and this node. Returns how many took
     /// it. Envelopes are signed and opaque: no key is needed to pass one on.
     pub(crate) async fn publish_envelope_bytes(&self, bytes: Vec<u8>, peers: &[PeerId]) -> usize {
-        let request = Request::PutEnvelope { bytes };
         let mut targets: Vec<PeerId> = peers.to_vec();
         if !targets.contains(&self.peer_id()) {
             targets.push(self.peer_id());
         }
-        let results: Vec<_> = targets
-            .iter()
-            .map(|&peer| {
+        self.count_done(targets, &Request::PutEnvelope { bytes })
+            .await
+    }
+
+    /// Asks every holder to announce the file in the DHT. Returns how many agreed.
+    pub(crate) async fn announce(&self, id: FileId, holders: &HashSet<PeerId>) -> usize {
+        self.count_done(holders.iter().copied(), &Request::Announce { file: id })
+            .await
+    }
+
+    /// Sends `request` to every peer of `peers` at once and waits for every answer (each
+    /// bounded by the network's request timeout). Returns how many answered `Done`.
+    async fn count_done(
+        &self,
+        peers: impl IntoIterator<Item = PeerId>,
+        request: &Request,
+    ) -> usize {
+        peers
+            .into_iter()
+            .map(|peer| {
                 let files = self.clone();
                 let request = request.clone();
                 async move { files.send(peer, request).await }
             })
             .collect::<FuturesUnordered<_>>()
-            .collect()
-            .await;
-        results
-            .iter()
-            .filter(|r| matches!(r, Ok(Response::Done)))
+            .filter(|r| std::future::ready(matches!(r, Ok(Response::Done))))
             .count()
-    }
-
-    /// Asks every holder to announce the file in the DHT. Returns how many agreed.
-    pub(crate) async fn announce(&self, id: FileId, holders: &HashSet<PeerId>) -> usize {
-        let results: Vec<_> = holders
-            .iter()
-            .map(|&peer| {
-                let files = self.clone();
-                async move { files.send(peer, Request::Announce { file: id }).await }
-            })
-            .collect::<FuturesUnordered<_>>()
-            .collect()
-            .await;
-        results
-            .iter()
-            .filter(|r| matches!(r, Ok(Response::Done)))
-            .count()
+            .await
     }
 }

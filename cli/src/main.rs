@@ -10,6 +10,7 @@ mod cmd;
 mod config;
 mod exit;
 mod home;
+mod keystore_keys;
 mod output;
 mod password;
 mod view;

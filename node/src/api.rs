@@ -12,7 +12,7 @@
 //! | `POST /v1/files/{id}/envelope?to=` | re-wrap the data key (to the active key, and `to` keys: sharing) |
 //! | `POST /v1/rewrap`      | re-wrap every file of the catalog                        |
 //! | `GET /v1/key-usage`    | per file, the key ids of this node's keys that open it   |
-//! | `POST /v1/files/{id}/check?verify=1&repair=1` | check (verify, repair) a file: the JSON report of [`crate::health::CheckReport::to_json`] |
+//! | `POST /v1/files/{id}/check?verify=1&repair=1` | check (verify, repair) a file: the JSON report of [`crate::check::CheckReport::to_json`] |
 //! | `GET /v1/status`       | peer id, addresses, peers, shards, bytes stored, quota, files below full health |
 //! | `GET /v1/peers`        | the routing table                                        |
 //! | `GET /metrics`         | Prometheus text                                          |
@@ -42,8 +42,9 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use crate::check::{CheckError, Checker, RepairError};
 use crate::faults::TestFaults;
-use crate::files::{Files, GetError, PutError};
+use crate::files::{Files, GetError, KeyUsageError, PutError, RewrapError};
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::store::ShardStore;
@@ -52,6 +53,7 @@ use crate::store::ShardStore;
 #[derive(Clone)]
 pub(crate) struct ApiState {
     pub(crate) files: Files,
+    pub(crate) checker: Checker,
     pub(crate) net: Network,
     pub(crate) store: Arc<ShardStore>,
     pub(crate) metrics: Arc<Metrics>,
@@ -147,7 +149,9 @@ fn put_error(e: &PutError) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "not_enough_peers")
         }
         PutError::Encode(_) => (StatusCode::BAD_REQUEST, "input"),
-        PutError::Keys(_) => (StatusCode::INTERNAL_SERVER_ERROR, "keystore"),
+        PutError::Keys(_) | PutError::Seal { .. } => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "keystore")
+        }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     error(status, kind, &e.to_string())
@@ -167,6 +171,24 @@ fn get_error(e: &GetError) -> Response {
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     error(status, kind, &e.to_string())
+}
+
+fn rewrap_error(e: &RewrapError) -> Response {
+    let (status, kind) = match e {
+        RewrapError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        RewrapError::NoKey(_) => (StatusCode::FORBIDDEN, "no_key"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    error(status, kind, &e.to_string())
+}
+
+/// A check or repair that found no manifest (404), or failed otherwise (500).
+fn check_error(not_found: bool, message: &str) -> Response {
+    let (status, kind) = match not_found {
+        true => (StatusCode::NOT_FOUND, "not_found"),
+        false => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    error(status, kind, message)
 }
 
 async fn put_file(
@@ -244,7 +266,7 @@ async fn rewrap_file(
     }
     match state.files.rewrap(id, add).await {
         Ok(report) => axum::Json(rewrap_json(&report)).into_response(),
-        Err(e) => get_error(&e),
+        Err(e) => rewrap_error(&e),
     }
 }
 
@@ -273,6 +295,14 @@ async fn rewrap_all(State(state): State<ApiState>) -> Response {
     axum::Json(json!({"rewrapped": done, "failed": failed})).into_response()
 }
 
+fn key_usage_error(e: &KeyUsageError) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        &e.to_string(),
+    )
+}
+
 /// Which of this node's keys open each of its files (for `keys destroy`).
 async fn key_usage(State(state): State<ApiState>) -> Response {
     let files = state.files.clone();
@@ -289,7 +319,7 @@ async fn key_usage(State(state): State<ApiState>) -> Response {
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Ok(Err(e)) => get_error(&e),
+        Ok(Err(e)) => key_usage_error(&e),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -418,7 +448,7 @@ async fn status(State(state): State<ApiState>) -> Response {
         Some((Ok(b), Ok(s))) => (b, s),
         _ => (0, 0),
     };
-    let last_check = state.files.last_self_check();
+    let last_check = state.checker.last_self_check();
     axum::Json(json!({
         "peer_id": info.peer_id.to_string(),
         "listen_addresses": info.listen_addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -489,13 +519,15 @@ async fn check_file(
     let id = parse_id(&id)?;
     let (verify, repair) = (flag(&query, "verify")?, flag(&query, "repair")?);
     let result = if repair {
-        state.files.repair(id, verify).await
+        (state.checker.repair(id, verify).await)
+            .map_err(|e| check_error(matches!(e, RepairError::NotFound(_)), &e.to_string()))
     } else {
-        state.files.check(id, verify).await
+        (state.checker.check(id, verify).await)
+            .map_err(|e| check_error(matches!(e, CheckError::NotFound(_)), &e.to_string()))
     };
     Ok(match result {
         Ok(report) => axum::Json(report.to_json()).into_response(),
-        Err(e) => get_error(&e),
+        Err(response) => response,
     })
 }
 

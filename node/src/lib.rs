@@ -4,12 +4,11 @@
 
 pub mod api;
 pub mod catalog;
+pub mod check;
 pub mod client;
 pub mod db;
 pub mod faults;
 pub mod files;
-pub mod health;
-pub mod keys;
 pub mod metrics;
 pub mod network;
 pub mod node;
@@ -19,10 +18,12 @@ pub mod serve;
 pub mod store;
 
 pub use api::ApiToken;
+pub use check::{CheckError, CheckReport, Checker, Health, RepairError, SelfCheck};
 pub use faults::TestFaults;
-pub use files::{FileKeys, Files, FilesConfig, GetError, KeyProvider, PutError, RewrapReport};
-pub use health::{CheckReport, Health, SelfCheck};
-pub use keys::KeystoreKeys;
+pub use files::{
+    FileKeys, Files, FilesConfig, GetError, KeyProvider, KeyProviderError, KeyUsageError, PutError,
+    RewrapError, RewrapReport,
+};
 pub use network::{Network, NetworkConfig, NetworkError};
 pub use node::{Node, NodeConfig, NodeError};
 pub use store::{DeleteOutcome, PutOutcome, ShardStore, StoreConfig, StoreError};

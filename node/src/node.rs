@@ -16,6 +16,7 @@ use tracing::info;
 
 use crate::api::{ApiState, ApiToken, router};
 use crate::catalog::Catalog;
+use crate::check::Checker;
 use crate::db::DbError;
 use crate::faults::TestFaults;
 use crate::files::{Files, FilesConfig, KeyProvider};
@@ -121,6 +122,7 @@ pub enum NodeError {
 pub struct Node {
     network: Network,
     files: Files,
+    checker: Checker,
     db: Arc<DB>,
     api_addr: SocketAddr,
     stop_api: watch::Sender<bool>,
@@ -173,6 +175,7 @@ impl Node {
             Arc::clone(&metrics),
             config.files,
         );
+        let checker = Checker::new(files.clone());
         let listener = tokio::net::TcpListener::bind(config.api_addr)
             .await
             .map_err(|source| NodeError::Api {
@@ -185,6 +188,7 @@ impl Node {
         })?;
         let app = router(ApiState {
             files: files.clone(),
+            checker: checker.clone(),
             net: network.clone(),
             store,
             metrics,
@@ -222,23 +226,13 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let check_task = (!config.check_interval.is_zero()).then(|| {
-            let files = files.clone();
-            let (interval, verify) = (config.check_interval, config.check_verify);
-            tokio::spawn(async move {
-                let mut timer = tokio::time::interval(interval);
-                timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                timer.tick().await; // the first tick is immediate: wait a full period
-                loop {
-                    timer.tick().await;
-                    files.self_check(verify).await;
-                }
-            })
-        });
+        let check_task = (!config.check_interval.is_zero())
+            .then(|| checker.spawn_self_checks(config.check_interval, config.check_verify));
         info!(%peer_id, %api_addr, "node started");
         Ok(Self {
             network,
             files,
+            checker,
             db,
             api_addr,
             stop_api,
@@ -266,6 +260,11 @@ impl Node {
     /// The put/get engine.
     pub fn files(&self) -> &Files {
         &self.files
+    }
+
+    /// The checker (check, verify, repair, self-check) over the engine.
+    pub fn checker(&self) -> &Checker {
+        &self.checker
     }
 
     /// Addresses the swarm listens on, each with `/p2p/<peer id>`, for others to bootstrap

@@ -1,3 +1,4 @@
+// One file (one test binary): every test shares the in-process swarm harness below, and each extra test binary would link RocksDB again.
 //! Several real nodes (TCP on 127.0.0.1, real RocksDB, real Kademlia) in one process:
 //! placement, sharing, refusal of bad shards, survival of two lost holders; check, verify
 //! and repair (by a node without the key), bit rot and a peer serving wrong bytes.
@@ -12,8 +13,8 @@ use datamesh_core::ecies::SecretKey;
 use datamesh_node::catalog::Placement;
 use datamesh_node::protocol::{Refusal, Request, Response};
 use datamesh_node::{
-    ApiToken, FileKeys, FilesConfig, GetError, Health, KeyProvider, NetworkConfig, Node,
-    NodeConfig, PutError, StoreConfig, TestFaults,
+    ApiToken, FileKeys, FilesConfig, GetError, Health, KeyProvider, KeyProviderError,
+    NetworkConfig, Node, NodeConfig, PutError, StoreConfig, TestFaults,
 };
 use libp2p::identity::Keypair;
 
@@ -22,14 +23,14 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 struct StaticKeys(Vec<u8>);
 
 impl KeyProvider for StaticKeys {
-    fn file_keys(&self) -> Result<FileKeys, String> {
+    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
         let bytes: [u8; 32] = self
             .0
             .as_slice()
             .try_into()
-            .map_err(|_| "bad key".to_string())?;
-        let active = SecretKey::from_bytes(&bytes).map_err(|e| e.to_string())?;
-        let again = SecretKey::from_bytes(&bytes).map_err(|e| e.to_string())?;
+            .map_err(|_| KeyProviderError::new("bad key"))?;
+        let active = SecretKey::from_bytes(&bytes).map_err(KeyProviderError::new)?;
+        let again = SecretKey::from_bytes(&bytes).map_err(KeyProviderError::new)?;
         Ok(FileKeys {
             active,
             decrypt: vec![again],
@@ -568,7 +569,7 @@ async fn a_node_without_the_key_repairs_and_the_owner_survives_two_more_losses()
         get(net.node(7), id).await,
         Err(GetError::NoKey(_))
     ));
-    let before = net.node(7).files().check(id, true).await?;
+    let before = net.node(7).checker().check(id, true).await?;
     assert_eq!(before.state(), Health::Healthy, "{:#}", before.to_json());
     assert!(before.bad_peers().is_empty());
 
@@ -578,7 +579,7 @@ async fn a_node_without_the_key_repairs_and_the_owner_survives_two_more_losses()
     assert!(originals.len() >= 4, "{originals:?}");
     net.stop(originals[0]).await?;
     net.stop(originals[1]).await?;
-    let degraded = net.node(7).files().check(id, false).await?;
+    let degraded = net.node(7).checker().check(id, false).await?;
     assert_eq!(
         degraded.state(),
         Health::Degraded,
@@ -587,7 +588,7 @@ async fn a_node_without_the_key_repairs_and_the_owner_survives_two_more_losses()
     );
 
     // ...but it can repair it: no key needed.
-    let repaired = net.node(7).files().repair(id, true).await?;
+    let repaired = net.node(7).checker().repair(id, true).await?;
     let json = repaired.to_json();
     assert_eq!(repaired.state_before(), Health::Degraded, "{json:#}");
     assert_eq!(repaired.state(), Health::Healthy, "{json:#}");
@@ -606,7 +607,7 @@ async fn a_node_without_the_key_repairs_and_the_owner_survives_two_more_losses()
         "the counter counts repaired shards"
     );
     // A fresh check from the owner sees every stripe back at full health.
-    let again = net.node(0).files().check(id, true).await?;
+    let again = net.node(0).checker().check(id, true).await?;
     assert_eq!(again.state(), Health::Healthy, "{:#}", again.to_json());
 
     // Lose two *other* original holders: only the repaired shards make this readable.
@@ -671,10 +672,10 @@ async fn verify_names_a_corrupt_shard_and_repair_replaces_it() -> TestResult {
     assert!(get(net.node(0), id).await? == plain);
     // The cheap check trusts the holder; verify names it.
     assert_eq!(
-        net.node(0).files().check(id, false).await?.state(),
+        net.node(0).checker().check(id, false).await?.state(),
         Health::Healthy
     );
-    let verified = net.node(0).files().check(id, true).await?;
+    let verified = net.node(0).checker().check(id, true).await?;
     assert_eq!(
         verified.state(),
         Health::Degraded,
@@ -704,7 +705,7 @@ async fn verify_names_a_corrupt_shard_and_repair_replaces_it() -> TestResult {
     assert_eq!(bad["reason"], "corrupt");
     assert_eq!(bad["peer"], victim_peer.to_string());
 
-    let repaired = net.node(0).files().repair(id, true).await?;
+    let repaired = net.node(0).checker().repair(id, true).await?;
     assert_eq!(
         repaired.state(),
         Health::Healthy,
@@ -713,7 +714,7 @@ async fn verify_names_a_corrupt_shard_and_repair_replaces_it() -> TestResult {
     );
     assert_eq!(repaired.repaired_shards(), 1, "{:#}", repaired.to_json());
     // The corrupt copy was dropped: a second verify is clean.
-    let clean = net.node(0).files().check(id, true).await?;
+    let clean = net.node(0).checker().check(id, true).await?;
     assert_eq!(clean.state(), Health::Healthy, "{:#}", clean.to_json());
     assert!(clean.bad_peers().is_empty(), "{:#}", clean.to_json());
     assert!(get(net.node(0), id).await? == plain);
@@ -760,7 +761,7 @@ async fn a_peer_serving_wrong_bytes_is_rejected_and_reported() -> TestResult {
         assert!(got.bad_peers.contains(&liar), "{got:?}");
     }
     // Verify fetches every copy: the liar is named for every stripe.
-    let verified = net.node(0).files().check(id, true).await?;
+    let verified = net.node(0).checker().check(id, true).await?;
     let json = verified.to_json();
     assert_eq!(verified.bad_peers(), vec![liar], "{json:#}");
     for stripe in json["stripes"].as_array().ok_or("no stripes")? {
@@ -770,7 +771,7 @@ async fn a_peer_serving_wrong_bytes_is_rejected_and_reported() -> TestResult {
     assert!(metric(net.node(0), "datamesh_bad_shards_fetched_total").await? >= 7.0);
     // No seventh peer to move the liar's shards to: repair says so, the file stays
     // readable.
-    let repaired = net.node(0).files().repair(id, true).await?;
+    let repaired = net.node(0).checker().repair(id, true).await?;
     assert_eq!(
         repaired.state(),
         Health::Degraded,
@@ -817,20 +818,20 @@ async fn the_self_check_repairs_the_catalog_and_counts_files_below_full_health()
         Client::new(addr, "test-token").debug_corrupt_shard(None, Some(&id), Some(0), None)
     })
     .await??;
-    let pass = net.node(0).files().self_check(false).await;
+    let pass = net.node(0).checker().self_check(false).await;
     assert_eq!((pass.repaired_shards, pass.below_full_health.len()), (0, 0));
-    let pass = net.node(0).files().self_check(true).await;
+    let pass = net.node(0).checker().self_check(true).await;
     assert_eq!(pass.repaired_shards, 1, "{pass:?}");
     assert!(pass.below_full_health.is_empty(), "{pass:?}");
     // One holder lost, a spare peer left: the self-check repairs.
     net.stop(holders[0]).await?;
-    let pass = net.node(0).files().self_check(false).await;
+    let pass = net.node(0).checker().self_check(false).await;
     assert_eq!(pass.files, 1);
     assert!(pass.below_full_health.is_empty(), "{pass:?}");
     assert_eq!(pass.repaired_shards, 1, "{pass:?}");
     // Another lost, only five peers left: below full health, and said so.
     net.stop(holders[1]).await?;
-    let pass = net.node(0).files().self_check(false).await;
+    let pass = net.node(0).checker().self_check(false).await;
     assert_eq!(pass.below_full_health, vec![id], "{pass:?}");
     assert_eq!(
         metric(net.node(0), "datamesh_files_below_full_health").await?,
@@ -863,7 +864,7 @@ async fn the_node_runs_its_self_check_on_the_configured_interval() -> TestResult
     for _ in 0..300 {
         if net
             .node(0)
-            .files()
+            .checker()
             .last_self_check()
             .is_some_and(|c| c.files == 1)
         {

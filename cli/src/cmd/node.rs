@@ -11,10 +11,11 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use datamesh_keys::fsx;
 use datamesh_node::libp2p::identity::Keypair;
-use datamesh_node::{ApiToken, KeystoreKeys, NetworkConfig, Node, NodeConfig, StoreConfig};
+use datamesh_node::{ApiToken, NetworkConfig, Node, NodeConfig, StoreConfig};
 
 use crate::Context;
 use crate::home::{self, RunFile};
+use crate::keystore_keys::KeystoreKeys;
 use crate::password::PasswordArgs;
 
 /// Arguments of `datamesh node`.

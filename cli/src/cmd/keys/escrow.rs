@@ -263,7 +263,8 @@ pub(super) fn run(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
             }
             let text = read_share_text(&file)?;
             let keystore = home::unlock(&ctx.home, &password, &ctx.out)?;
-            let share = Share::open_sealed(&text, &keystore)
+            let share = keystore
+                .open_sealed_share(&text)
                 .with_context(|| format!("sealed share file {}", file.display()))?;
             keystore.log(&AuditEvent::new(AuditOp::Escrow).with_detail(format!(
                 "open-share: share {} of set {}",

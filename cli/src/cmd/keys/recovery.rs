@@ -25,7 +25,8 @@ use datamesh_node::client::{Client, ClientError};
 use datamesh_node::libp2p::Multiaddr;
 use datamesh_node::libp2p::identity::Keypair;
 use datamesh_node::{
-    ApiToken, FileKeys, FilesConfig, KeyProvider, NetworkConfig, Node, NodeConfig, StoreConfig,
+    ApiToken, FileKeys, FilesConfig, KeyProvider, KeyProviderError, NetworkConfig, Node,
+    NodeConfig, StoreConfig,
 };
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -222,8 +223,8 @@ pub(super) fn store_copy(
 struct RecoveryKeys(Zeroizing<[u8; 32]>);
 
 impl KeyProvider for RecoveryKeys {
-    fn file_keys(&self) -> Result<FileKeys, String> {
-        let key = || SecretKey::from_bytes(&self.0).map_err(|e| e.to_string());
+    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+        let key = || SecretKey::from_bytes(&self.0).map_err(KeyProviderError::new);
         Ok(FileKeys {
             active: key()?,
             decrypt: vec![key()?],

@@ -4,20 +4,19 @@
 
 use std::sync::Mutex;
 
-use datamesh_keys::Keystore;
+use datamesh_keys::{ChangeError, Keystore};
+use datamesh_node::{FileKeys, KeyProvider, KeyProviderError};
 use tracing::info;
-
-use crate::files::{FileKeys, KeyProvider};
 
 /// A [`KeyProvider`] over an unlocked keystore.
 #[derive(Debug)]
-pub struct KeystoreKeys {
+pub(crate) struct KeystoreKeys {
     keystore: Mutex<Keystore>,
 }
 
 impl KeystoreKeys {
     /// Wraps an unlocked keystore.
-    pub fn new(keystore: Keystore) -> Self {
+    pub(crate) fn new(keystore: Keystore) -> Self {
         Self {
             keystore: Mutex::new(keystore),
         }
@@ -26,12 +25,10 @@ impl KeystoreKeys {
     /// Rotates the keys the policy marks due. Returns what was rotated, for the log.
     ///
     /// # Errors
-    /// A one-line reason if the keystore cannot be changed.
-    pub fn rotate_due(&self) -> Result<Vec<String>, String> {
+    /// [`ChangeError`] if the keystore cannot be changed.
+    pub(crate) fn rotate_due(&self) -> Result<Vec<String>, ChangeError> {
         let mut keystore = self.keystore.lock().unwrap_or_else(|p| p.into_inner());
-        let due = keystore
-            .rotate_due(datamesh_keys::Timestamp::now())
-            .map_err(|e| e.to_string())?;
+        let due = keystore.rotate_due(datamesh_keys::Timestamp::now())?;
         Ok(due
             .iter()
             .filter_map(|d| {
@@ -43,12 +40,12 @@ impl KeystoreKeys {
 }
 
 impl KeyProvider for KeystoreKeys {
-    fn file_keys(&self) -> Result<FileKeys, String> {
+    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
         let mut keystore = self.keystore.lock().unwrap_or_else(|p| p.into_inner());
-        if keystore.reload().map_err(|e| e.to_string())? {
+        if keystore.reload().map_err(KeyProviderError::new)? {
             info!("keystore changed on disk; reloaded");
         }
-        let (_, active) = keystore.active_file_key().map_err(|e| e.to_string())?;
+        let (_, active) = keystore.active_file_key().map_err(KeyProviderError::new)?;
         let decrypt = keystore
             .decryption_keys(false)
             .into_iter()

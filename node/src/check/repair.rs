@@ -1,0 +1,232 @@
+//! Repair: rebuilds what a stripe lacks from any four intact shards (erasure coding on
+//! ciphertext, each rebuilt shard's id checked against the manifest), places it with the
+//! put path's placement away from the remaining holders and bad peers, asks holders of
+//! corrupt copies to drop them; then, per file, announces the new holders, tops the
+//! manifest and its envelopes back up to [`MANIFEST_COPIES`] copies and records the new
+//! placement of this node's own files.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use datamesh_core::{DATA_SHARDS, FileId, Manifest, ShardId, TOTAL_SHARDS, rebuild_shards};
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+use tracing::{debug, info, warn};
+
+use super::error::{RepairError, StripeRepairError};
+use super::inspect::{Fetched, fetch_copy};
+use super::report::{BadCopy, BadReason, CheckReport, RepairedShard, StripeReport, matching};
+use crate::catalog::Placement;
+use crate::files::{Files, MANIFEST_COPIES};
+use crate::protocol::{Request, Response};
+
+/// Rebuilds and places what a stripe lacks; `report.holders` gains the new holders.
+/// `bytes` are the intact shards already fetched (by a verify).
+pub(super) async fn repair_stripe(
+    files: &Files,
+    manifest: &Manifest,
+    report: &mut StripeReport,
+    mut bytes: [Option<Vec<u8>>; TOTAL_SHARDS],
+    unreachable: &Mutex<HashSet<PeerId>>,
+) -> Result<(), StripeRepairError> {
+    let stripe = report.stripe;
+    let ids = manifest.stripes()[stripe as usize];
+    let layout = manifest
+        .layout(stripe)
+        .ok_or(StripeRepairError::NotInManifest { stripe })?;
+
+    // Four intact shards: those already fetched, then from the holders, data first.
+    let have = bytes.iter().flatten().count();
+    if have < DATA_SHARDS {
+        let mut fetches: FuturesUnordered<_> = (0..TOTAL_SHARDS)
+            .filter(|&i| bytes[i].is_none() && !report.holders[i].is_empty())
+            .map(|index| {
+                let files = files.clone();
+                let list = report.holders[index].clone();
+                let id = ids[index];
+                async move {
+                    let mut found = None;
+                    let mut bad = Vec::new();
+                    for peer in list {
+                        match fetch_copy(&files, peer, id).await {
+                            Fetched::Good(b) => {
+                                found = Some(b);
+                                break;
+                            }
+                            Fetched::Bad(reason) => bad.push((peer, reason)),
+                            Fetched::NoAnswer => {}
+                        }
+                    }
+                    (index, found, bad)
+                }
+            })
+            .collect();
+        let mut have = have;
+        while let Some((index, found, bad)) = fetches.next().await {
+            for (peer, reason) in bad {
+                report.holders[index].retain(|p| *p != peer);
+                report.bad.push(BadCopy {
+                    peer,
+                    index,
+                    shard: ids[index],
+                    reason,
+                });
+            }
+            if let Some(b) = found {
+                bytes[index] = Some(b);
+                have += 1;
+                if have >= DATA_SHARDS {
+                    break;
+                }
+            }
+        }
+    }
+    let shard_len = layout.shard_len;
+    let rebuilt = tokio::task::spawn_blocking(move || {
+        rebuild_shards(&ids, shard_len, &mut bytes).map(|()| bytes)
+    })
+    .await
+    .map_err(|source| StripeRepairError::TaskFailed { stripe, source })?
+    .map_err(|source| StripeRepairError::Rebuild { stripe, source })?;
+
+    // Drop corrupt copies (the holder checks the corruption itself before deleting).
+    for copy in report.bad.iter().filter(|b| b.reason == BadReason::Corrupt) {
+        let answer = files
+            .send(copy.peer, Request::Delete { id: copy.shard })
+            .await;
+        debug!(peer = %copy.peer, shard = %copy.shard.short(), ?answer, "asked to drop a corrupt copy");
+    }
+
+    let best = matching(&report.holders);
+    let missing: Vec<usize> = (0..TOTAL_SHARDS).filter(|&i| best[i].is_none()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut exclude: HashSet<PeerId> = best.iter().flatten().copied().collect();
+    exclude.extend(report.bad.iter().map(|b| b.peer));
+    exclude.extend(report.unreachable.iter().copied());
+    let shards: Vec<(ShardId, bytes::Bytes)> = missing
+        .iter()
+        .map(|&i| (ids[i], rebuilt[i].clone().unwrap_or_default().into()))
+        .collect();
+    let (placed, found) = files
+        .place_shards(ids[0].as_bytes(), shards, &exclude, unreachable)
+        .await?;
+    for (&index, peer) in missing.iter().zip(&placed) {
+        if let Some(peer) = *peer {
+            report.holders[index].push(peer);
+            report.repaired.push(RepairedShard {
+                index,
+                shard: ids[index],
+                peer,
+            });
+        }
+    }
+    let placed_count = placed.iter().flatten().count();
+    if placed_count < missing.len() {
+        return Err(StripeRepairError::NotEnoughPeers {
+            stripe,
+            placed: placed_count,
+            missing: missing.len(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Announces new holders, tops up the manifest copies and records the new placement.
+pub(super) async fn after_repair(
+    files: &Files,
+    report: &mut CheckReport,
+    manifest: &Manifest,
+    manifest_before: &HashSet<PeerId>,
+    placement: Option<Placement>,
+) -> Result<(), RepairError> {
+    let id = report.id;
+    let new_holders: HashSet<PeerId> = report
+        .stripes
+        .iter()
+        .flat_map(|s| &s.repaired)
+        .map(|r| r.peer)
+        .collect();
+    let mut manifest_after = manifest_before.len();
+    if manifest_before.len() < MANIFEST_COPIES {
+        let request = Request::Store {
+            id: ShardId::from_bytes(*id.as_bytes()),
+            bytes: manifest.to_bytes().into(),
+        };
+        match files.place_copies(id.as_bytes(), &request).await {
+            Ok(copies) => {
+                manifest_after = copies.len().max(manifest_before.len());
+                let fresh: Vec<PeerId> = copies
+                    .into_iter()
+                    .filter(|p| !manifest_before.contains(p))
+                    .collect();
+                if !fresh.is_empty() {
+                    let envelopes = collect_envelopes(files, id, manifest_before).await;
+                    for bytes in envelopes {
+                        files.publish_envelope_bytes(bytes, &fresh).await;
+                    }
+                    let announced = files.announce(id, &fresh.iter().copied().collect()).await;
+                    info!(file = %id, copies = manifest_after, announced, "manifest copies topped up");
+                }
+            }
+            Err(e) => warn!(file = %id, "could not top up the manifest copies: {e}"),
+        }
+    }
+    report.manifest_copies.1 = manifest_after;
+    if new_holders.is_empty() {
+        return Ok(());
+    }
+    let announced = files.announce(id, &new_holders).await;
+    let repaired = report.repaired_shards();
+    files.metrics().repaired_shards.inc_by(repaired as u64);
+    info!(file = %id, repaired, new_holders = new_holders.len(), announced, "repair placed shards");
+
+    // This node's own file: the placement hint follows the shards.
+    if let Some(old) = placement
+        && files.catalog().get(&id)?.is_some()
+    {
+        let rows: Vec<[PeerId; TOTAL_SHARDS]> = report
+            .stripes
+            .iter()
+            .map(|s| {
+                let best = matching(&s.holders);
+                std::array::from_fn(|index| {
+                    best[index]
+                        .or_else(|| s.holders[index].first().copied())
+                        .or_else(|| old.holder(s.stripe, index))
+                        .unwrap_or_else(|| files.peer_id())
+                })
+            })
+            .collect();
+        let catalog = files.catalog().clone();
+        let placement = Placement::from_stripes(&rows);
+        tokio::task::spawn_blocking(move || catalog.set_placement(&id, &placement))
+            .await
+            .map_err(|source| RepairError::TaskFailed {
+                file: id,
+                task: "placement write",
+                source,
+            })??;
+    }
+    Ok(())
+}
+
+/// Every key envelope of the file this node and `peers` hold (opaque, signed).
+async fn collect_envelopes(files: &Files, id: FileId, peers: &HashSet<PeerId>) -> Vec<Vec<u8>> {
+    let deadline = files.config().lookup_deadline;
+    let mut all: Vec<Vec<u8>> = files.server().envelopes(id.as_bytes());
+    let peers: Vec<PeerId> = peers.iter().copied().collect();
+    let mut asks = files.ask_all(&peers, &Request::GetEnvelope { file: id }, deadline);
+    while let Some((_, answer)) = asks.next().await {
+        if let Some(Response::Envelopes(list)) = answer {
+            for bytes in list {
+                if !all.contains(&bytes) {
+                    all.push(bytes);
+                }
+            }
+        }
+    }
+    all
+}

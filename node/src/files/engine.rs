@@ -1,0 +1,160 @@
+//! The engine's shared state: what every operation of [`Files`] reaches the network, the
+//! stores and the keys through.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datamesh_core::ecies::SecretKey;
+use libp2p::PeerId;
+
+use crate::catalog::Catalog;
+use crate::metrics::Metrics;
+use crate::network::Network;
+use crate::serve::Server;
+use crate::store::ShardStore;
+
+/// The keys a node uses for its files, read from its keystore when needed (so key
+/// changes take effect without a restart).
+pub trait KeyProvider: Send + Sync + 'static {
+    /// The active file-encryption key (signs envelopes, receives the owner's wrap) and
+    /// every key that may decrypt.
+    ///
+    /// # Errors
+    /// [`KeyProviderError`] if the keystore cannot be read.
+    fn file_keys(&self) -> Result<FileKeys, KeyProviderError>;
+}
+
+/// The node's file-encryption keys.
+#[derive(Debug)]
+pub struct FileKeys {
+    /// The active key: new files are wrapped to it and envelopes signed with it.
+    pub active: SecretKey,
+    /// Every key that may open a file (all live versions, the active one included).
+    pub decrypt: Vec<SecretKey>,
+}
+
+/// A [`KeyProvider`] could not give the keys. It carries the provider's own error (a
+/// keystore that cannot be read, has no active key, ...), whose message it shows.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct KeyProviderError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl KeyProviderError {
+    /// Wraps the provider's error (any error type, or a message).
+    pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self(source.into())
+    }
+
+    /// The provider's error, to downcast to its own type.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+/// Put and get settings.
+#[derive(Clone, Debug)]
+pub struct FilesConfig {
+    /// Stripes being placed or fetched at once.
+    pub window: usize,
+    /// Start fetching a spare shard when a stripe is not complete after this long.
+    pub hedge_after: Duration,
+    /// Give up on a stripe (and the get) after this long.
+    pub stripe_deadline: Duration,
+    /// Deadline of a lookup (manifest, envelope, has).
+    pub lookup_deadline: Duration,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            window: 8,
+            hedge_after: Duration::from_millis(1500),
+            stripe_deadline: Duration::from_secs(20),
+            lookup_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The put/get engine of a node. Cheap to clone: every clone shares one state.
+#[derive(Clone)]
+pub struct Files {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    net: Network,
+    server: Arc<Server>,
+    catalog: Catalog,
+    keys: Arc<dyn KeyProvider>,
+    metrics: Arc<Metrics>,
+    config: FilesConfig,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files").finish_non_exhaustive()
+    }
+}
+
+impl Files {
+    /// The engine over a running network and the node's stores.
+    pub fn new(
+        net: Network,
+        server: Arc<Server>,
+        catalog: Catalog,
+        keys: Arc<dyn KeyProvider>,
+        metrics: Arc<Metrics>,
+        config: FilesConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                net,
+                server,
+                catalog,
+                keys,
+                metrics,
+                config,
+            }),
+        }
+    }
+
+    /// The catalog of files this node has put.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// The shard store this node serves to its peers.
+    pub fn store(&self) -> &Arc<ShardStore> {
+        self.inner.server.store()
+    }
+
+    /// The swarm handle.
+    pub(crate) fn net(&self) -> &Network {
+        &self.inner.net
+    }
+
+    /// This node's peer id.
+    pub(crate) fn peer_id(&self) -> PeerId {
+        self.inner.net.peer_id()
+    }
+
+    /// The storage side of this node (serves requests addressed to this node).
+    pub(crate) fn server(&self) -> &Arc<Server> {
+        &self.inner.server
+    }
+
+    /// The node's metrics.
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Put and get settings.
+    pub(crate) fn config(&self) -> &FilesConfig {
+        &self.inner.config
+    }
+
+    /// The node's file keys, read from the provider now.
+    pub(crate) fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+        self.inner.keys.file_keys()
+    }
+}

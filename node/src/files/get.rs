@@ -1,0 +1,373 @@
+//! Get: finds a file (manifest, an envelope this node's keys open, the shards' holders),
+//! refuses up front if a stripe has fewer than four holders, then fetches data shards
+//! first, hedging to another holder after a delay and giving up on a stripe at its
+//! deadline, and streams them through the core decoder on a blocking thread.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use datamesh_core::{
+    DATA_SHARDS, DataKey, DecodeError, Decoder, FileId, Manifest, Metadata, ShardId, StripeShards,
+    TOTAL_SHARDS,
+};
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+use tokio::task::JoinError;
+use tracing::{debug, warn};
+
+use super::engine::{Files, KeyProviderError};
+use super::locate::{FindError, Found, Holders};
+use crate::catalog::CatalogError;
+use crate::network::NetworkError;
+use crate::protocol::{Request, Response};
+
+/// A get failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// No reachable peer has the manifest.
+    #[error("file {0} not found: no reachable peer holds its manifest")]
+    NotFound(FileId),
+    /// None of this node's keys opens the file.
+    #[error("no key of this node can open file {0}: it was not shared with this node's keys")]
+    NoKey(FileId),
+    /// A stripe has fewer than four reachable, intact shards.
+    #[error("stripe {stripe}: only {have} of the {need} shards needed are reachable")]
+    InsufficientShards {
+        /// Stripe index.
+        stripe: u64,
+        /// Distinct intact shards reachable.
+        have: usize,
+        /// Shards needed.
+        need: usize,
+    },
+    /// Decoding failed (tampered data, wrong key, ...).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The keystore could not give the keys.
+    #[error("keystore: {0}")]
+    Keys(#[source] KeyProviderError),
+    /// The network stopped.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// The catalog could not be read.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The blocking task that decodes and writes the file panicked or was cancelled.
+    #[error("get: the {task} task failed: {source}")]
+    TaskFailed {
+        /// What the task was doing.
+        task: &'static str,
+        /// Why it ended.
+        source: JoinError,
+    },
+}
+
+impl From<FindError> for GetError {
+    fn from(e: FindError) -> Self {
+        e.into_error(Self::NotFound)
+    }
+}
+
+/// A file found and unlocked, ready to be read.
+#[derive(Debug)]
+pub struct OpenFile {
+    /// The file id.
+    pub id: FileId,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The sealed metadata, opened.
+    pub metadata: Metadata,
+    key: DataKey,
+    /// Per stripe, per shard index: the peers that hold it.
+    holders: Holders,
+}
+
+/// What a finished get reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GetReport {
+    /// Bytes written.
+    pub bytes: u64,
+    /// Peers that served a shard not matching its id.
+    pub bad_peers: Vec<PeerId>,
+}
+
+impl Files {
+    /// Finds a file, unlocks its data key and locates its shards. Fails fast, before a
+    /// byte is streamed, if a stripe cannot be read.
+    ///
+    /// # Errors
+    /// See [`GetError`].
+    pub async fn open(&self, id: FileId) -> Result<OpenFile, GetError> {
+        let Found {
+            placement,
+            peers,
+            manifest,
+        } = self.find(id).await?;
+        let keys = self.file_keys().map_err(GetError::Keys)?;
+        let (key, metadata) = self
+            .unlock(id, &manifest, &peers, &keys)
+            .await
+            .ok_or(GetError::NoKey(id))?;
+        let (holders, _) = self.locate(&manifest, &peers, placement.as_ref()).await;
+        for (stripe, row) in holders.iter().enumerate() {
+            let have = row.iter().filter(|h| !h.is_empty()).count();
+            if have < DATA_SHARDS {
+                return Err(GetError::InsufficientShards {
+                    stripe: stripe as u64,
+                    have,
+                    need: DATA_SHARDS,
+                });
+            }
+        }
+        Ok(OpenFile {
+            id,
+            manifest,
+            metadata,
+            key,
+            holders,
+        })
+    }
+
+    /// A file's manifest, from the catalog, this node's store or the network. Needs no
+    /// key: the manifest is checked against the file id, which is its hash.
+    ///
+    /// # Errors
+    /// [`GetError::NotFound`] or [`GetError::Catalog`].
+    pub async fn manifest_of(&self, id: FileId) -> Result<Manifest, GetError> {
+        Ok(self.find(id).await?.manifest)
+    }
+
+    /// Streams an opened file into `out`.
+    ///
+    /// # Errors
+    /// [`GetError::InsufficientShards`] if a stripe cannot be completed before its
+    /// deadline; [`GetError::Decode`] for tampered data or a write failure.
+    pub async fn read<W: Write + Send + 'static>(
+        &self,
+        file: OpenFile,
+        out: W,
+    ) -> Result<GetReport, GetError> {
+        let started = Instant::now();
+        let result = self.read_inner(file, out).await;
+        let metrics = self.metrics();
+        match &result {
+            Ok(_) => {
+                metrics.gets.inc();
+                metrics.get_seconds.observe(started.elapsed().as_secs_f64());
+            }
+            Err(_) => {
+                metrics.failures.inc();
+            }
+        }
+        result
+    }
+
+    async fn read_inner<W: Write + Send + 'static>(
+        &self,
+        file: OpenFile,
+        mut out: W,
+    ) -> Result<GetReport, GetError> {
+        let window = self.config().window.max(1);
+        let OpenFile {
+            manifest,
+            key,
+            holders,
+            ..
+        } = file;
+        let mut decoder = Decoder::new(manifest.clone(), &key)?.with_stripes_in_flight(window);
+        let (tx, mut rx) = mpsc::channel::<(u64, StripeShards)>(window);
+        let writer = tokio::task::spawn_blocking(move || -> Result<u64, DecodeError> {
+            let mut counting = CountingWriter {
+                inner: &mut out,
+                bytes: 0,
+            };
+            while let Some((index, shards)) = rx.blocking_recv() {
+                decoder.push(index, shards, &mut counting)?;
+            }
+            decoder.finish(&mut counting)?;
+            counting.flush()?;
+            Ok(counting.bytes)
+        });
+
+        let slow = Arc::new(Mutex::new(HashSet::new()));
+        let bad_peers = Arc::new(Mutex::new(Vec::new()));
+        let manifest = Arc::new(manifest);
+        let holders = Arc::new(holders);
+        let mut fetches = futures::stream::iter(0..manifest.stripe_count())
+            .map(|stripe| {
+                let files = self.clone();
+                let (manifest, holders) = (Arc::clone(&manifest), Arc::clone(&holders));
+                let (slow, bad_peers) = (Arc::clone(&slow), Arc::clone(&bad_peers));
+                async move {
+                    let shards = files
+                        .fetch_stripe(&manifest, &holders, stripe, &slow, &bad_peers)
+                        .await?;
+                    Ok::<_, GetError>((stripe, shards))
+                }
+            })
+            .buffered(window);
+        let mut failure = None;
+        while let Some(result) = fetches.next().await {
+            match result {
+                Ok(item) => {
+                    if tx.send(item).await.is_err() {
+                        break; // the decoder failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let written = writer.await;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let bytes = written.map_err(|source| GetError::TaskFailed {
+            task: "decoding",
+            source,
+        })??;
+        let bad_peers = bad_peers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(GetReport { bytes, bad_peers })
+    }
+
+    /// Fetches four verified shards of one stripe: data shards first, from the holders
+    /// not known to be slow; a failure, a wrong shard or a delay starts another fetch.
+    async fn fetch_stripe(
+        &self,
+        manifest: &Manifest,
+        holders: &[[Vec<PeerId>; TOTAL_SHARDS]],
+        stripe: u64,
+        slow: &Mutex<HashSet<PeerId>>,
+        bad_peers: &Mutex<Vec<PeerId>>,
+    ) -> Result<StripeShards, GetError> {
+        let ids = manifest.stripes()[stripe as usize];
+        let row = &holders[stripe as usize];
+        // Every (shard, holder) option, data shards first, slow holders last.
+        let mut options: Vec<(usize, PeerId)> = Vec::new();
+        {
+            let slow = slow.lock().unwrap_or_else(|p| p.into_inner());
+            for pass in [false, true] {
+                for (index, list) in row.iter().enumerate() {
+                    for peer in list {
+                        if slow.contains(peer) == pass {
+                            options.push((index, *peer));
+                        }
+                    }
+                }
+            }
+            // Stable: within each pass, data before parity, first holder first.
+            options.sort_by_key(|(index, peer)| (slow.contains(peer), *index >= DATA_SHARDS));
+        }
+        let mut shards: StripeShards = Default::default();
+        let mut have = 0usize;
+        let mut in_flight: HashMap<usize, usize> = HashMap::new();
+        let mut next = 0usize;
+        let mut fetches = FuturesUnordered::new();
+        let fetch = |index: usize, peer: PeerId| {
+            let files = self.clone();
+            let id = ids[index];
+            async move {
+                let started = Instant::now();
+                let result = files.send(peer, Request::Fetch { id }).await;
+                (index, peer, started.elapsed(), result)
+            }
+        };
+        let deadline = tokio::time::sleep(self.config().stripe_deadline);
+        tokio::pin!(deadline);
+        let mut hedge = tokio::time::interval(self.config().hedge_after);
+        hedge.tick().await;
+
+        // Start as many fetches as shards still needed, skipping shards already held or
+        // being fetched.
+        let mut launch = |want: usize,
+                          shards: &StripeShards,
+                          in_flight: &mut HashMap<usize, usize>,
+                          fetches: &mut FuturesUnordered<_>| {
+            let mut started = 0;
+            while started < want && next < options.len() {
+                let (index, peer) = options[next];
+                next += 1;
+                if shards[index].is_some() || in_flight.get(&index).copied().unwrap_or(0) > 0 {
+                    continue;
+                }
+                *in_flight.entry(index).or_default() += 1;
+                fetches.push(fetch(index, peer));
+                started += 1;
+            }
+            started
+        };
+        launch(DATA_SHARDS, &shards, &mut in_flight, &mut fetches);
+        while have < DATA_SHARDS {
+            tokio::select! {
+                Some((index, peer, took, result)) = fetches.next() => {
+                    if let Some(n) = in_flight.get_mut(&index) {
+                        *n = n.saturating_sub(1);
+                    }
+                    match result {
+                        Ok(Response::Blob(bytes)) if ShardId::of(&bytes) == ids[index] => {
+                            if shards[index].is_none() {
+                                shards[index] = Some(bytes);
+                                have += 1;
+                            }
+                            if took > self.config().hedge_after {
+                                slow.lock().unwrap_or_else(|p| p.into_inner()).insert(peer);
+                            }
+                            continue;
+                        }
+                        Ok(Response::Blob(_)) => {
+                            warn!(%peer, stripe, index, "peer served a shard that does not match its id; fetching it elsewhere");
+                            self.metrics().bad_shards_fetched.inc();
+                            bad_peers.lock().unwrap_or_else(|p| p.into_inner()).push(peer);
+                        }
+                        Ok(other) => debug!(%peer, stripe, index, ?other, "shard not served"),
+                        Err(e) => {
+                            debug!(%peer, stripe, index, "fetch failed: {e}");
+                            slow.lock().unwrap_or_else(|p| p.into_inner()).insert(peer);
+                        }
+                    }
+                    let started = launch(1, &shards, &mut in_flight, &mut fetches);
+                    if started == 0 && fetches.is_empty() {
+                        break;
+                    }
+                }
+                _ = hedge.tick() => {
+                    // Still short: ask one more holder, without cancelling the others.
+                    launch(1, &shards, &mut in_flight, &mut fetches);
+                }
+                () = &mut deadline => break,
+            }
+        }
+        if have < DATA_SHARDS {
+            return Err(GetError::InsufficientShards {
+                stripe,
+                have,
+                need: DATA_SHARDS,
+            });
+        }
+        Ok(shards)
+    }
+}
+
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

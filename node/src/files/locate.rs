@@ -1,0 +1,296 @@
+//! Locating a file: its manifest (catalog, providers, then the peers closest to its id),
+//! a key envelope one of this node's keys opens, and which peers hold which shards.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datamesh_core::{
+    DATA_SHARDS, DataKey, FileId, KeyEnvelope, Manifest, Metadata, ShardId, TOTAL_SHARDS,
+};
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+use tracing::debug;
+
+use super::engine::{FileKeys, Files};
+use crate::catalog::{CatalogError, Placement};
+use crate::protocol::{MAX_IDS, Request, Response};
+
+/// Closest-peers lookups run at once when locating the holders of stripes that the
+/// file's providers did not cover.
+const LOCATE_LOOKUPS: usize = 4;
+
+/// Finding a file's manifest failed. Each operation turns it into its own error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FindError {
+    /// No reachable peer has the manifest.
+    #[error("file {0} not found: no reachable peer holds its manifest")]
+    NotFound(FileId),
+    /// The catalog could not be read.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl FindError {
+    /// Into an operation's own error, which has its own variants for both cases.
+    pub(crate) fn into_error<E: From<CatalogError>>(
+        self,
+        not_found: impl FnOnce(FileId) -> E,
+    ) -> E {
+        match self {
+            Self::NotFound(id) => not_found(id),
+            Self::Catalog(e) => e.into(),
+        }
+    }
+}
+
+/// A file found: where it may be, and its manifest.
+#[derive(Debug)]
+pub(crate) struct Found {
+    /// The placement recorded at put time (this node's files only).
+    pub(crate) placement: Option<Placement>,
+    /// The peers that may hold something of the file.
+    pub(crate) peers: Vec<PeerId>,
+    /// The manifest, checked against the file id.
+    pub(crate) manifest: Manifest,
+}
+
+/// Per stripe, per shard index: the peers that say they hold it.
+pub(crate) type Holders = Vec<[Vec<PeerId>; TOTAL_SHARDS]>;
+
+impl Files {
+    /// The placement recorded at put time (for this node's files), the peers that may
+    /// hold something of the file, and its manifest (from the catalog or those peers).
+    pub(crate) async fn find(&self, id: FileId) -> Result<Found, FindError> {
+        let placement = self.catalog().placement(&id)?;
+        let mut peers = self.file_peers(id, placement.as_ref()).await;
+        let manifest = match self.catalog().manifest(&id)? {
+            Some(m) => m,
+            None => match self.fetch_manifest(id, &peers).await {
+                Some(m) => m,
+                None => {
+                    // No provider holds it (yet: announcements may still be walking the
+                    // DHT). The put placed the manifest on the peers closest to the
+                    // file id: ask those.
+                    let closest = tokio::time::timeout(
+                        self.config().lookup_deadline,
+                        self.net().closest_peers(id.as_bytes().to_vec()),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                    let extra: Vec<PeerId> =
+                        closest.into_iter().filter(|p| !peers.contains(p)).collect();
+                    let manifest = self
+                        .fetch_manifest(id, &extra)
+                        .await
+                        .ok_or(FindError::NotFound(id))?;
+                    peers.extend(extra);
+                    manifest
+                }
+            },
+        };
+        Ok(Found {
+            placement,
+            peers,
+            manifest,
+        })
+    }
+
+    /// Peers that may hold something of a file: its DHT providers, the placement
+    /// recorded at put time, and this node.
+    pub(crate) async fn file_peers(
+        &self,
+        id: FileId,
+        placement: Option<&Placement>,
+    ) -> Vec<PeerId> {
+        let deadline = self.config().lookup_deadline;
+        let mut peers: Vec<PeerId> =
+            tokio::time::timeout(deadline, self.net().providers(id.as_bytes().to_vec()))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|p| p.into_iter().collect())
+                .unwrap_or_default();
+        if let Some(p) = placement {
+            peers.extend(p.peers());
+        }
+        peers.push(self.peer_id());
+        let mut seen = HashSet::new();
+        peers.retain(|p| seen.insert(*p));
+        peers
+    }
+
+    /// The first manifest one of `peers` serves that matches the file id.
+    async fn fetch_manifest(&self, id: FileId, peers: &[PeerId]) -> Option<Manifest> {
+        let blob = ShardId::from_bytes(*id.as_bytes());
+        let deadline = self.config().lookup_deadline;
+        let mut attempts = self.ask_all(peers, &Request::Fetch { id: blob }, deadline);
+        while let Some((_, answer)) = attempts.next().await {
+            if let Some(Response::Blob(bytes)) = answer
+                && FileId::of_manifest(&bytes) == id
+                && let Ok(manifest) = Manifest::from_bytes(&bytes)
+            {
+                return Some(manifest);
+            }
+        }
+        None
+    }
+
+    /// Finds an envelope that one of `keys` opens (this node's copies first, then
+    /// `peers`'), and checks the key against the manifest's sealed metadata. `None` if no
+    /// key opens the file.
+    pub(crate) async fn unlock(
+        &self,
+        id: FileId,
+        manifest: &Manifest,
+        peers: &[PeerId],
+        keys: &FileKeys,
+    ) -> Option<(DataKey, Metadata)> {
+        let deadline = self.config().lookup_deadline;
+        let mut raw: Vec<Vec<u8>> = self.server().envelopes(id.as_bytes());
+        let try_open = |raw: &[Vec<u8>]| {
+            raw.iter().find_map(|bytes| {
+                let envelope = KeyEnvelope::from_bytes(bytes).ok()?;
+                if envelope.file_id() != id {
+                    return None;
+                }
+                let key = envelope.open(&keys.decrypt).ok()?;
+                let metadata = manifest.open_metadata(&key)?;
+                Some((key, metadata))
+            })
+        };
+        if let Some(found) = try_open(&raw) {
+            return Some(found);
+        }
+        let mut asks = self.ask_all(peers, &Request::GetEnvelope { file: id }, deadline);
+        while let Some((_, answer)) = asks.next().await {
+            if let Some(Response::Envelopes(list)) = answer {
+                raw = list;
+                if let Some(found) = try_open(&raw) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+
+    /// Asks every candidate peer which of the file's shards it holds. Returns, per stripe
+    /// and shard index, the peers that say they hold it, and the peers that answered.
+    ///
+    /// The candidates come from the file's DHT providers, which can miss a stripe's
+    /// holders: a put returns while the holders' provider announcements are still
+    /// walking the DHT, and a node keeps at most 20 providers per key. So a stripe with
+    /// fewer than [`DATA_SHARDS`] holders found is looked up where the put placed it:
+    /// the peers closest to the stripe's key (its first shard id), asked in turn.
+    pub(crate) async fn locate(
+        &self,
+        manifest: &Manifest,
+        peers: &[PeerId],
+        placement: Option<&Placement>,
+    ) -> (Holders, HashSet<PeerId>) {
+        let stripes = manifest.stripes();
+        let mut holders: Holders = (0..stripes.len()).map(|_| Default::default()).collect();
+        let ids: Vec<ShardId> = stripes.iter().flatten().copied().collect();
+        let mut asked: HashSet<PeerId> = peers.iter().copied().collect();
+        let mut answered = HashSet::new();
+        self.ask_has(peers, &ids, &mut holders, &mut answered).await;
+
+        // The fallback: the closest peers of each short stripe's key, a few lookups at a
+        // time, each bounded by the lookup deadline.
+        let short: Vec<ShardId> = stripes
+            .iter()
+            .zip(&holders)
+            .filter(|(_, row)| row.iter().filter(|h| !h.is_empty()).count() < DATA_SHARDS)
+            .map(|(ids, _)| ids[0])
+            .collect();
+        if !short.is_empty() {
+            let deadline = self.config().lookup_deadline;
+            let net = self.net().clone();
+            let found: Vec<PeerId> = futures::stream::iter(short.iter().copied())
+                .map(|key| {
+                    let net = net.clone();
+                    async move {
+                        tokio::time::timeout(deadline, net.closest_peers(key.as_bytes().to_vec()))
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .unwrap_or_default()
+                    }
+                })
+                .buffer_unordered(LOCATE_LOOKUPS)
+                .flat_map(futures::stream::iter)
+                .collect()
+                .await;
+            let extra: Vec<PeerId> = found.into_iter().filter(|p| asked.insert(*p)).collect();
+            debug!(
+                stripes = short.len(),
+                peers = extra.len(),
+                "stripes short of holders: asking the peers closest to their keys"
+            );
+            self.ask_has(&extra, &ids, &mut holders, &mut answered)
+                .await;
+        }
+
+        // Put the peer the placement names first: it is the one we expect to be fastest
+        // to answer (and the only one, usually).
+        if let Some(placement) = placement {
+            for (stripe, row) in holders.iter_mut().enumerate() {
+                for (index, list) in row.iter_mut().enumerate() {
+                    if let Some(p) = placement.holder(stripe as u64, index)
+                        && let Some(pos) = list.iter().position(|q| *q == p)
+                    {
+                        list.swap(0, pos);
+                    }
+                }
+            }
+        }
+        (holders, answered)
+    }
+
+    /// Asks `peers` which of `ids` (every shard of a file, stripe by stripe) they hold;
+    /// adds each holder to `holders` and each peer that answered to `answered`.
+    async fn ask_has(
+        &self,
+        peers: &[PeerId],
+        ids: &[ShardId],
+        holders: &mut [[Vec<PeerId>; TOTAL_SHARDS]],
+        answered: &mut HashSet<PeerId>,
+    ) {
+        let deadline = self.config().lookup_deadline;
+        let ids: Arc<[ShardId]> = ids.into();
+        let mut asks: FuturesUnordered<_> = peers
+            .iter()
+            .map(|&peer| {
+                let files = self.clone();
+                let ids = Arc::clone(&ids);
+                async move {
+                    let mut flags = Vec::with_capacity(ids.len());
+                    for batch in ids.chunks(MAX_IDS) {
+                        let request = Request::Has {
+                            ids: batch.to_vec(),
+                        };
+                        match tokio::time::timeout(deadline, files.send(peer, request)).await {
+                            Ok(Ok(Response::Has(f))) if f.len() == batch.len() => flags.extend(f),
+                            _ => return (peer, None),
+                        }
+                    }
+                    (peer, Some(flags))
+                }
+            })
+            .collect();
+        while let Some((peer, flags)) = asks.next().await {
+            let Some(flags) = flags else {
+                debug!(%peer, "peer did not answer which shards it holds");
+                continue;
+            };
+            answered.insert(peer);
+            for (i, _) in flags.iter().enumerate().filter(|(_, has)| **has) {
+                let list = &mut holders[i / TOTAL_SHARDS][i % TOTAL_SHARDS];
+                if !list.contains(&peer) {
+                    list.push(peer);
+                }
+            }
+        }
+    }
+}

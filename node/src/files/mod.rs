@@ -1,0 +1,28 @@
+//! The owner's side of the node: put and get, sharing, and the parts they are made of.
+//! Streams a file through the core encoder and places every stripe on six distinct
+//! peers; finds a file's manifest, key envelope and shards again and streams the
+//! plaintext out.
+//!
+//! * `engine`: [`Files`], its settings and the keys it uses ([`KeyProvider`]).
+//! * `reach`: one request to a peer (this node served locally), many at once under a
+//!   deadline, envelope and announcement fan-outs.
+//! * `placement`: the peers nearest to a key that accept a shard or a manifest copy.
+//! * `locate`: a file's manifest, an envelope this node can open, the shards' holders.
+//! * `put`, `get`, `share`: the operations, each with its error and report.
+//!
+//! The checker (`crate::check`) is built on these parts; nothing here knows it.
+
+mod engine;
+mod get;
+mod locate;
+mod placement;
+mod put;
+mod reach;
+mod share;
+
+pub use engine::{FileKeys, Files, FilesConfig, KeyProvider, KeyProviderError};
+pub use get::{GetError, GetReport, OpenFile};
+pub(crate) use locate::{FindError, Found};
+pub use placement::MANIFEST_COPIES;
+pub use put::{MIN_MANIFEST_COPIES, PutError, PutReport};
+pub use share::{KeyUsageError, RewrapError, RewrapReport};

@@ -1,0 +1,192 @@
+//! Placement: which peers hold what. A shard (or a copy of the manifest) goes to the
+//! peers nearest (XOR) to its key that accept it, the next nearest replacing any that
+//! fails or refuses. Put and repair place through the same functions.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use datamesh_core::ShardId;
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+use libp2p::kad::KBucketKey;
+use tracing::{debug, info, warn};
+
+use super::engine::Files;
+use crate::network::NetworkError;
+use crate::protocol::{Refusal, Request, Response};
+
+/// Copies of the manifest (and key envelope) placed at put time.
+pub const MANIFEST_COPIES: usize = 6;
+
+/// XOR-sorts `peers` by closeness to `key`, nearest first.
+fn sort_by_distance(peers: &mut [PeerId], key: &[u8]) {
+    let target = KBucketKey::new(key.to_vec());
+    peers.sort_by_cached_key(|p| KBucketKey::from(*p).distance(&target));
+}
+
+impl Files {
+    /// Candidate holders for `key`: the peers the DHT lookup found closest (they answered
+    /// it) and this node, nearest first; then, as a fallback for a lookup that came back
+    /// short (under load, with dead peers about), the routing table's other peers, also
+    /// nearest first.
+    async fn candidates(&self, key: &[u8]) -> Result<Vec<PeerId>, NetworkError> {
+        let net = self.net();
+        let (closest, known) = tokio::join!(net.closest_peers(key.to_vec()), net.peers());
+        let known = known.unwrap_or_default();
+        let mut peers = match closest {
+            Ok(peers) => peers,
+            Err(NetworkError::Dht(e)) if !known.is_empty() => {
+                debug!("closest-peers lookup failed ({e}); using the routing table");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        peers.push(net.peer_id());
+        let mut seen = HashSet::new();
+        peers.retain(|p| seen.insert(*p));
+        sort_by_distance(&mut peers, key);
+        let mut fallback: Vec<PeerId> = known
+            .into_iter()
+            .map(|p| p.peer_id)
+            .filter(|p| seen.insert(*p))
+            .collect();
+        sort_by_distance(&mut fallback, key);
+        peers.extend(fallback);
+        Ok(peers)
+    }
+
+    /// Places each of `shards` on its own peer, nearest to `key` first, never on a peer of
+    /// `exclude`; a peer that fails or refuses is replaced by the next nearest. Used by
+    /// put (a whole stripe, `key` its first shard id) and by repair (the missing shards of
+    /// a stripe, away from its remaining holders). Returns, per shard, the peer that
+    /// stored it (`None` if candidates ran out) and how many candidates there were.
+    pub(crate) async fn place_shards(
+        &self,
+        key: &[u8],
+        shards: Vec<(ShardId, Bytes)>,
+        exclude: &HashSet<PeerId>,
+        unreachable: &Mutex<HashSet<PeerId>>,
+    ) -> Result<(Vec<Option<PeerId>>, usize), NetworkError> {
+        self.place_shards_via(key, shards, exclude, unreachable, move |peer, request| {
+            self.send(peer, request)
+        })
+        .await
+    }
+
+    /// [`Self::place_shards`], each store sent through `send` (a put's sends record what
+    /// was stored, see `put.rs`).
+    pub(crate) async fn place_shards_via<S, F>(
+        &self,
+        key: &[u8],
+        shards: Vec<(ShardId, Bytes)>,
+        exclude: &HashSet<PeerId>,
+        unreachable: &Mutex<HashSet<PeerId>>,
+        send: S,
+    ) -> Result<(Vec<Option<PeerId>>, usize), NetworkError>
+    where
+        S: Fn(PeerId, Request) -> F,
+        F: Future<Output = Result<Response, NetworkError>>,
+    {
+        let mut candidates = self.candidates(key).await?;
+        let found = candidates.len();
+        candidates.retain(|p| !exclude.contains(p));
+        {
+            // Peers that already failed during this put go last, not first.
+            let bad = unreachable.lock().unwrap_or_else(|p| p.into_inner());
+            candidates.sort_by_key(|p| bad.contains(p));
+        }
+        let mut next = 0usize;
+        let mut placed: Vec<Option<PeerId>> = vec![None; shards.len()];
+        let mut attempts = FuturesUnordered::new();
+        let launch = |shard: usize, peer: PeerId| {
+            let (id, bytes) = &shards[shard];
+            // A new handle on the same buffer: no copy of the shard per attempt.
+            let request = Request::Store {
+                id: *id,
+                bytes: bytes.clone(),
+            };
+            let attempt = send(peer, request);
+            async move { (shard, peer, attempt.await) }
+        };
+        for shard in 0..shards.len() {
+            let Some(&peer) = candidates.get(next) else {
+                break;
+            };
+            next += 1;
+            attempts.push(launch(shard, peer));
+        }
+        while let Some((shard, peer, result)) = attempts.next().await {
+            match result {
+                Ok(Response::Stored | Response::AlreadyHeld) => placed[shard] = Some(peer),
+                other => {
+                    match &other {
+                        Ok(Response::Refused(Refusal::Full { used, max })) => {
+                            info!(%peer, used, max, "peer is full; placing elsewhere");
+                        }
+                        Ok(response) => warn!(%peer, ?response, "peer refused a shard"),
+                        Err(e) => {
+                            warn!(%peer, "storing a shard failed: {e}");
+                            unreachable
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(peer);
+                        }
+                    }
+                    if let Some(&replacement) = candidates.get(next) {
+                        next += 1;
+                        attempts.push(launch(shard, replacement));
+                    }
+                }
+            }
+        }
+        Ok((placed, found))
+    }
+
+    /// Stores one blob on up to [`MANIFEST_COPIES`] distinct peers nearest to `key`.
+    pub(crate) async fn place_copies(
+        &self,
+        key: &[u8],
+        request: &Request,
+    ) -> Result<Vec<PeerId>, NetworkError> {
+        self.place_copies_via(key, request, move |peer, request| self.send(peer, request))
+            .await
+    }
+
+    /// [`Self::place_copies`], each store sent through `send` (a put's sends record what
+    /// was stored, see `put.rs`).
+    pub(crate) async fn place_copies_via<S, F>(
+        &self,
+        key: &[u8],
+        request: &Request,
+        send: S,
+    ) -> Result<Vec<PeerId>, NetworkError>
+    where
+        S: Fn(PeerId, Request) -> F,
+        F: Future<Output = Result<Response, NetworkError>>,
+    {
+        let candidates = self.candidates(key).await?;
+        let mut stored = Vec::new();
+        for chunk in candidates.chunks(MANIFEST_COPIES) {
+            let need = MANIFEST_COPIES - stored.len();
+            let mut attempts: FuturesUnordered<_> = chunk
+                .iter()
+                .take(need)
+                .map(|&peer| {
+                    let attempt = send(peer, request.clone());
+                    async move { (peer, attempt.await) }
+                })
+                .collect();
+            while let Some((peer, result)) = attempts.next().await {
+                match result {
+                    Ok(Response::Stored | Response::AlreadyHeld) => stored.push(peer),
+                    other => warn!(%peer, ?other, "manifest copy not stored"),
+                }
+            }
+            if stored.len() >= MANIFEST_COPIES {
+                break;
+            }
+        }
+        Ok(stored)
+    }
+}

@@ -1,0 +1,493 @@
+//! Put: streams a file through the core encoder on a blocking thread, places every
+//! stripe on six distinct peers (a bounded window of stripes in flight), stores the
+//! manifest and the key envelope, has the holders announce the file and records it in
+//! the catalog. Every store a put makes is written in its ledger; a put that fails or is
+//! dropped deletes them again.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use datamesh_core::ecies::PublicKey;
+use datamesh_core::{
+    EncodeError, EncodeOptions, Encoder, EnvelopeError, FileId, KeyEnvelope, ShardId, Stripe,
+    TOTAL_SHARDS,
+};
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinError;
+use tracing::{debug, info, warn};
+
+use super::engine::{Files, KeyProviderError};
+use crate::catalog::{CatalogEntry, CatalogError, Placement};
+use crate::network::NetworkError;
+use crate::protocol::{Request, Response};
+
+/// Fewest manifest copies for a put to succeed: any two holders may be lost.
+pub const MIN_MANIFEST_COPIES: usize = 3;
+/// Longest wait, after a put failed or was cancelled, for its store requests still in
+/// flight to end (the network's request timeout bounds each) before deleting what was
+/// stored.
+const CLEANUP_WAIT: Duration = Duration::from_secs(40);
+/// Deadline of each delete sent to clean up after a failed put.
+const CLEANUP_DELETE_DEADLINE: Duration = Duration::from_secs(10);
+/// Deletes sent at once when cleaning up after a failed put.
+const CLEANUP_DELETES: usize = 32;
+
+/// A put failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutError {
+    /// Reading or encoding the input failed.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// Fewer than six distinct peers accepted a stripe's shards.
+    #[error(
+        "stripe {stripe}: only {placed} of 6 shards could be placed on distinct peers ({found} peers found): a put needs 6 reachable peers with free space"
+    )]
+    NotEnoughPeers {
+        /// Stripe index.
+        stripe: u64,
+        /// Shards placed.
+        placed: usize,
+        /// Distinct peers found (this node included).
+        found: usize,
+    },
+    /// Too few copies of the manifest could be stored.
+    #[error("only {stored} copies of the manifest could be stored (need {MIN_MANIFEST_COPIES})")]
+    ManifestCopies {
+        /// Copies stored.
+        stored: usize,
+    },
+    /// The keystore could not give the keys.
+    #[error("keystore: {0}")]
+    Keys(#[source] KeyProviderError),
+    /// The file's key envelope could not be sealed (a recipient key it cannot wrap to).
+    #[error("sealing the key envelope of file {file}: {source}")]
+    Seal {
+        /// The new file.
+        file: FileId,
+        /// Why.
+        source: EnvelopeError,
+    },
+    /// The network stopped or a lookup failed.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// The catalog could not be written.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A blocking task of the put (encoding the input, writing the catalog) panicked or
+    /// was cancelled.
+    #[error("put: the {task} task failed: {source}")]
+    TaskFailed {
+        /// What the task was doing.
+        task: &'static str,
+        /// Why it ended.
+        source: JoinError,
+    },
+}
+
+/// What a put did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutReport {
+    /// The new file's id.
+    pub id: FileId,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Stripes.
+    pub stripes: u64,
+    /// Distinct peers holding shards.
+    pub peers: usize,
+    /// Manifest copies stored.
+    pub manifest_copies: usize,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What one put has stored where, so that a put that fails or is cancelled can ask every
+/// holder to delete it again. Store requests of a put run as their own tasks: a put
+/// dropped part-way (its caller gone) does not cancel a request already sent, the answer
+/// is still recorded here, and the clean-up waits for those requests to end.
+#[derive(Debug)]
+struct PutLedger {
+    state: Mutex<LedgerState>,
+    /// Store requests (and the catalog write) of the put still running.
+    in_flight: watch::Sender<usize>,
+}
+
+#[derive(Debug, Default)]
+struct LedgerState {
+    /// `(holder, id)` of every shard and manifest copy a peer accepted for this put.
+    stored: Vec<(PeerId, ShardId)>,
+    /// The put completed: its file is in the catalog, nothing may be deleted.
+    committed: bool,
+}
+
+/// One running request of a put; ends (drops) after its answer was recorded.
+struct InFlight(Arc<PutLedger>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl PutLedger {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::default(),
+            in_flight: watch::channel(0).0,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LedgerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.send_modify(|n| *n += 1);
+        InFlight(Arc::clone(self))
+    }
+
+    fn record(&self, peer: PeerId, id: ShardId) {
+        self.lock().stored.push((peer, id));
+    }
+
+    fn commit(&self) {
+        self.lock().committed = true;
+    }
+}
+
+/// Cleans up after a put dropped before it finished (the API client went away): on drop,
+/// unless disarmed, spawns the clean-up of what the put stored.
+struct PutGuard {
+    files: Files,
+    ledger: Arc<PutLedger>,
+    armed: bool,
+}
+
+impl Drop for PutGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let files = self.files.clone();
+                let ledger = Arc::clone(&self.ledger);
+                runtime.spawn(async move { files.clean_up_put(ledger).await });
+            }
+            Err(_) => warn!("put dropped outside a runtime: its shards cannot be cleaned up"),
+        }
+    }
+}
+
+impl Files {
+    /// Encodes `reader` and places it; `recipients` also receive the data key.
+    ///
+    /// # Errors
+    /// See [`PutError`].
+    pub async fn put<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+        name: String,
+        recipients: Vec<PublicKey>,
+    ) -> Result<PutReport, PutError> {
+        let started = Instant::now();
+        let ledger = PutLedger::new();
+        let mut guard = PutGuard {
+            files: self.clone(),
+            ledger: Arc::clone(&ledger),
+            armed: true,
+        };
+        let result = self.put_inner(reader, name, recipients, &ledger).await;
+        guard.armed = false;
+        if let Err(e) = &result {
+            info!("put failed ({e}); deleting what it stored");
+            // Its own task: a caller that goes away now does not stop the clean-up. Awaited
+            // so that a failed put has released its peers' space when it returns (bounded
+            // by CLEANUP_WAIT and the delete deadline).
+            let files = self.clone();
+            if let Err(e) = tokio::spawn(async move { files.clean_up_put(ledger).await }).await {
+                warn!("put clean-up task failed: {e}");
+            }
+        }
+        let metrics = self.metrics();
+        match &result {
+            Ok(_) => {
+                metrics.puts.inc();
+                metrics.put_seconds.observe(started.elapsed().as_secs_f64());
+            }
+            Err(_) => {
+                metrics.failures.inc();
+            }
+        }
+        result
+    }
+
+    async fn put_inner<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+        name: String,
+        recipients: Vec<PublicKey>,
+        ledger: &Arc<PutLedger>,
+    ) -> Result<PutReport, PutError> {
+        let keys = self.file_keys().map_err(PutError::Keys)?;
+        let window = self.config().window.max(1);
+        let (tx, mut rx) = mpsc::channel::<Stripe>(window);
+        let options = EncodeOptions::new(name.clone())
+            .with_mtime(now_secs())
+            .with_stripes_in_flight(window);
+        let encoder = tokio::task::spawn_blocking(move || {
+            let mut encoder = Encoder::new(reader, options);
+            for stripe in encoder.by_ref() {
+                if tx.blocking_send(stripe?).is_err() {
+                    // The placing side gave up; its error is the one reported.
+                    return Err(EncodeError::AlreadyFailed);
+                }
+            }
+            encoder.finish()
+        });
+
+        let unreachable = Arc::new(Mutex::new(HashSet::new()));
+        let mut placing = FuturesUnordered::new();
+        let mut placements: Vec<Option<[PeerId; TOTAL_SHARDS]>> = Vec::new();
+        let mut input_done = false;
+        loop {
+            tokio::select! {
+                stripe = rx.recv(), if !input_done && placing.len() < window => match stripe {
+                    Some(stripe) => {
+                        let index = stripe.index();
+                        placements.push(None);
+                        let files = self.clone();
+                        let unreachable = Arc::clone(&unreachable);
+                        let ledger = Arc::clone(ledger);
+                        placing.push(async move {
+                            (index, files.place_stripe(stripe, &unreachable, &ledger).await)
+                        });
+                    }
+                    None => input_done = true,
+                },
+                Some((index, placed)) = placing.next() => {
+                    placements[index as usize] = Some(placed?);
+                }
+                else => break,
+            }
+        }
+        let encoded = encoder.await.map_err(|source| PutError::TaskFailed {
+            task: "encoding",
+            source,
+        })??;
+        let placements: Vec<[PeerId; TOTAL_SHARDS]> = placements.into_iter().flatten().collect();
+        let id = encoded.file_id;
+        let manifest_bytes = encoded.manifest.to_bytes();
+
+        // The manifest is content-addressed like a shard: its id is the file id.
+        let manifest_holders = self
+            .place_copies_via(
+                id.as_bytes(),
+                &Request::Store {
+                    id: ShardId::from_bytes(*id.as_bytes()),
+                    bytes: manifest_bytes.into(),
+                },
+                move |peer, request| self.send_tracked(peer, request, Arc::clone(ledger)),
+            )
+            .await?;
+        if manifest_holders.len() < MIN_MANIFEST_COPIES {
+            return Err(PutError::ManifestCopies {
+                stored: manifest_holders.len(),
+            });
+        }
+
+        let mut wrap_to = vec![keys.active.public_key()];
+        wrap_to.extend(recipients);
+        let envelope = KeyEnvelope::seal(id, 1, &encoded.data_key, &wrap_to, &keys.active)
+            .map_err(|source| PutError::Seal { file: id, source })?;
+        self.publish_envelope(&envelope, &manifest_holders).await;
+
+        let mut holders: HashSet<PeerId> = placements.iter().flatten().copied().collect();
+        holders.extend(manifest_holders.iter().copied());
+        let announced = self.announce(id, &holders).await;
+        debug!(file = %id, announced, holders = holders.len(), "announced");
+
+        let entry = CatalogEntry {
+            id,
+            name: encoded.metadata.name.clone(),
+            size: encoded.metadata.size,
+            stripes: encoded.manifest.stripe_count(),
+            created: now_secs(),
+            shared_with: wrap_to[1..].iter().map(ToString::to_string).collect(),
+            envelope_sequence: 1,
+        };
+        let catalog = self.catalog().clone();
+        let placement = Placement::from_stripes(&placements);
+        let manifest = encoded.manifest.clone();
+        // Counted as in flight, and marks the put committed once written: a put dropped
+        // while the catalog is being written is cleaned up only if the write failed.
+        let writing = ledger.begin();
+        let committed = Arc::clone(ledger);
+        tokio::task::spawn_blocking(move || {
+            let added = catalog.add(&entry, &manifest, &placement);
+            if added.is_ok() {
+                committed.commit();
+            }
+            drop(writing);
+            added
+        })
+        .await
+        .map_err(|source| PutError::TaskFailed {
+            task: "catalog write",
+            source,
+        })??;
+        info!(file = %id, size = encoded.metadata.size, "put complete");
+        Ok(PutReport {
+            id,
+            size: encoded.metadata.size,
+            stripes: encoded.manifest.stripe_count(),
+            peers: holders.len(),
+            manifest_copies: manifest_holders.len(),
+        })
+    }
+
+    /// Places the six shards of one stripe on six distinct peers, nearest to the stripe's
+    /// key (its first shard id) first; a peer that fails or refuses is replaced by the
+    /// next nearest.
+    async fn place_stripe(
+        &self,
+        stripe: Stripe,
+        unreachable: &Mutex<HashSet<PeerId>>,
+        ledger: &Arc<PutLedger>,
+    ) -> Result<[PeerId; TOTAL_SHARDS], PutError> {
+        let index = stripe.index();
+        let ids = *stripe.ids();
+        let shards: Vec<(ShardId, Bytes)> = ids
+            .into_iter()
+            .zip(stripe.into_shards().map(Bytes::from))
+            .collect();
+        let (placed, found) = self
+            .place_shards_via(
+                ids[0].as_bytes(),
+                shards,
+                &HashSet::new(),
+                unreachable,
+                move |peer, request| self.send_tracked(peer, request, Arc::clone(ledger)),
+            )
+            .await?;
+        let placed_count = placed.iter().flatten().count();
+        match placed[..] {
+            [Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)] => Ok([a, b, c, d, e, f]),
+            _ => Err(PutError::NotEnoughPeers {
+                stripe: index,
+                placed: placed_count,
+                found,
+            }),
+        }
+    }
+
+    /// Sends `request` (a store) as its own task that records an accepted shard in the
+    /// put's `ledger`: the request finishes and is recorded even if the put is dropped
+    /// meanwhile.
+    async fn send_tracked(
+        &self,
+        peer: PeerId,
+        request: Request,
+        ledger: Arc<PutLedger>,
+    ) -> Result<Response, NetworkError> {
+        let stored_id = match &request {
+            Request::Store { id, .. } => Some(*id),
+            _ => None,
+        };
+        let running = ledger.begin();
+        let files = self.clone();
+        tokio::spawn(async move {
+            let result = files.send(peer, request).await;
+            if let (Some(id), Ok(Response::Stored | Response::AlreadyHeld)) = (stored_id, &result) {
+                ledger.record(peer, id);
+            }
+            drop(running);
+            result
+        })
+        .await
+        .map_err(|e| NetworkError::Request {
+            peer,
+            reason: e.to_string(),
+        })?
+    }
+
+    /// After a put failed or was cancelled: waits (bounded) for its requests still
+    /// running, then asks every peer that accepted a shard or manifest copy for it to
+    /// delete it, concurrently, each delete bounded in time. A delete only withdraws this
+    /// node's claim: a shard another owner also stored stays for them. Failures are
+    /// logged and counted (`put_cleanup_failures`), never returned. Nothing is deleted
+    /// if the put completed after all.
+    async fn clean_up_put(&self, ledger: Arc<PutLedger>) {
+        let mut running = ledger.in_flight.subscribe();
+        if tokio::time::timeout(CLEANUP_WAIT, running.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            warn!(
+                "requests of a failed put still running after {CLEANUP_WAIT:?}; cleaning up what is known"
+            );
+        }
+        let stored = {
+            let mut state = ledger.lock();
+            if state.committed {
+                return;
+            }
+            std::mem::take(&mut state.stored)
+        };
+        let mut seen = HashSet::new();
+        let stored: Vec<(PeerId, ShardId)> = stored
+            .into_iter()
+            .filter(|held| seen.insert(*held))
+            .collect();
+        if stored.is_empty() {
+            return;
+        }
+        let metrics = Arc::clone(self.metrics());
+        let (deleted, failed) = futures::stream::iter(stored)
+            .map(|(peer, id)| {
+                let files = self.clone();
+                async move {
+                    let answer = tokio::time::timeout(
+                        CLEANUP_DELETE_DEADLINE,
+                        files.send(peer, Request::Delete { id }),
+                    )
+                    .await;
+                    (peer, id, answer)
+                }
+            })
+            .buffer_unordered(CLEANUP_DELETES)
+            .fold((0u64, 0u64), |(deleted, failed), (peer, id, answer)| {
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    match answer {
+                        Ok(Ok(Response::Done)) => {
+                            metrics.put_cleanup_deleted.inc();
+                            (deleted + 1, failed)
+                        }
+                        other => {
+                            let why = match other {
+                                Ok(Ok(response)) => format!("{response:?}"),
+                                Ok(Err(e)) => e.to_string(),
+                                Err(_) => format!("no answer within {CLEANUP_DELETE_DEADLINE:?}"),
+                            };
+                            warn!(%peer, shard = %id.short(), "could not delete a failed put's shard: {why}");
+                            metrics.put_cleanup_failures.inc();
+                            (deleted, failed + 1)
+                        }
+                    }
+                }
+            })
+            .await;
+        info!(deleted, failed, "cleaned up after a failed put");
+    }
+}

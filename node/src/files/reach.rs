@@ -1,0 +1,106 @@
+//! Reaching peers: one request to one peer (this node served locally, without the
+//! network), one request to many at once under a deadline, and the fan-outs every
+//! operation shares (key envelopes, provider announcements).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datamesh_core::{FileId, KeyEnvelope};
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+
+use super::engine::Files;
+use crate::network::{InboundHandler, NetworkError};
+use crate::protocol::{Request, Response};
+
+impl Files {
+    /// Sends a request to a peer, or serves it locally when the peer is this node.
+    pub(crate) async fn send(
+        &self,
+        peer: PeerId,
+        request: Request,
+    ) -> Result<Response, NetworkError> {
+        let net = self.net();
+        if peer != net.peer_id() {
+            return net.request(peer, request).await;
+        }
+        if let Request::Announce { file } = request {
+            return match net.start_providing(file.as_bytes().to_vec()).await {
+                Ok(()) | Err(NetworkError::Dht(_)) => Ok(Response::Done),
+                Err(e) => Err(e),
+            };
+        }
+        let server = Arc::clone(self.server());
+        tokio::task::spawn_blocking(move || server.handle(peer, request))
+            .await
+            .map_err(|e| NetworkError::Request {
+                peer,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Sends `request` to every peer at once, each answer bounded by `deadline`; yields
+    /// `(peer, answer)` as they come, `None` for a failure or a timeout.
+    pub(crate) fn ask_all(
+        &self,
+        peers: &[PeerId],
+        request: &Request,
+        deadline: Duration,
+    ) -> FuturesUnordered<impl Future<Output = (PeerId, Option<Response>)> + use<>> {
+        peers
+            .iter()
+            .map(|&peer| {
+                let files = self.clone();
+                let request = request.clone();
+                async move {
+                    let answer = tokio::time::timeout(deadline, files.send(peer, request)).await;
+                    (peer, answer.ok().and_then(Result::ok))
+                }
+            })
+            .collect()
+    }
+
+    /// Sends a key envelope to `peers` (and keeps it locally). Returns how many took it.
+    pub(crate) async fn publish_envelope(&self, envelope: &KeyEnvelope, peers: &[PeerId]) -> usize {
+        self.publish_envelope_bytes(envelope.to_bytes(), peers)
+            .await
+    }
+
+    /// Sends a key envelope's wire form to `peers` and this node. Returns how many took
+    /// it. Envelopes are signed and opaque: no key is needed to pass one on.
+    pub(crate) async fn publish_envelope_bytes(&self, bytes: Vec<u8>, peers: &[PeerId]) -> usize {
+        let mut targets: Vec<PeerId> = peers.to_vec();
+        if !targets.contains(&self.peer_id()) {
+            targets.push(self.peer_id());
+        }
+        self.count_done(targets, &Request::PutEnvelope { bytes })
+            .await
+    }
+
+    /// Asks every holder to announce the file in the DHT. Returns how many agreed.
+    pub(crate) async fn announce(&self, id: FileId, holders: &HashSet<PeerId>) -> usize {
+        self.count_done(holders.iter().copied(), &Request::Announce { file: id })
+            .await
+    }
+
+    /// Sends `request` to every peer of `peers` at once and waits for every answer (each
+    /// bounded by the network's request timeout). Returns how many answered `Done`.
+    async fn count_done(
+        &self,
+        peers: impl IntoIterator<Item = PeerId>,
+        request: &Request,
+    ) -> usize {
+        peers
+            .into_iter()
+            .map(|peer| {
+                let files = self.clone();
+                let request = request.clone();
+                async move { files.send(peer, request).await }
+            })
+            .collect::<FuturesUnordered<_>>()
+            .filter(|r| std::future::ready(matches!(r, Ok(Response::Done))))
+            .count()
+            .await
+    }
+}

@@ -27,7 +27,7 @@ const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
 
 /// A testnet of `nodes` nodes in `dir/net`, with cheap KDF parameters.
 fn testnet(dir: &Path, nodes: usize) -> anyhow::Result<Testnet> {
-    Testnet::up_with(Config::new(bin(), dir.join("net"), nodes).with_kdf(Kdf::FAST))
+    Testnet::up_with(Config::new(bin()?, dir.join("net"), nodes).with_kdf(Kdf::FAST))
         .context("cannot start the testnet")
 }
 
@@ -230,7 +230,7 @@ struct KillOnDrop(PathBuf);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if let Ok(mut net) = Testnet::attach(bin(), &self.0) {
+        if let Ok(mut net) = bin().and_then(|bin| Ok(Testnet::attach(bin, &self.0)?)) {
             for i in 0..net.len() {
                 if net.is_running(i) {
                     let _ = net.kill(i);
@@ -246,6 +246,7 @@ impl Drop for KillOnDrop {
 #[test]
 fn testnet_command_demo_and_lifecycle() -> anyhow::Result<()> {
     let _serial = serial();
+    bin()?; // fresh
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
     let net_dir = scratch.join("tn");

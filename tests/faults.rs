@@ -53,7 +53,7 @@ macro_rules! note {
 
 /// A testnet of [`NODES`] nodes in `dir/net`, with cheap KDF parameters.
 fn testnet(dir: &Path, config: impl FnOnce(Config) -> Config) -> anyhow::Result<Testnet> {
-    let base = Config::new(bin(), dir.join("net"), NODES).with_kdf(Kdf::FAST);
+    let base = Config::new(bin()?, dir.join("net"), NODES).with_kdf(Kdf::FAST);
     Testnet::up_with(config(base)).context("cannot start the testnet")
 }
 

@@ -86,7 +86,7 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
     let mut net =
-        Testnet::up_with(Config::new(bin(), scratch.join("net"), NODES).with_kdf(Kdf::FAST))
+        Testnet::up_with(Config::new(bin()?, scratch.join("net"), NODES).with_kdf(Kdf::FAST))
             .context("cannot start the testnet")?;
 
     // Node 0 stores files of interesting sizes (empty, one byte, one segment, several

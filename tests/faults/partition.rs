@@ -35,7 +35,7 @@ fn partition_then_heal() -> anyhow::Result<()> {
     let _serial = serial();
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
-    let mut config = Config::new(bin(), scratch.join("net"), ALL).with_kdf(Kdf::FAST);
+    let mut config = Config::new(bin()?, scratch.join("net"), ALL).with_kdf(Kdf::FAST);
     for i in 0..ALL {
         config = config.with_node_env(i, "DATAMESH_TEST_FAULTS", "1");
     }

@@ -1,23 +1,132 @@
 //! What the end-to-end test files (`e2e.rs`, `faults.rs`, `recovery.rs`) share beyond
 //! `datamesh-testnet` (commands under a deadline, outcome checks, input files): the
-//! binary under test. Each test file is its own crate and uses part of it.
+//! binary under test, and the check that it is not stale. Each test file is its own
+//! crate and uses part of it.
 #![allow(dead_code)]
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::LazyLock;
+use std::time::SystemTime;
 
-/// The `datamesh` binary of the cargo build that built this test (see the package's
-/// Cargo.toml for why it is always the fresh one under `cargo test --workspace`).
-pub(crate) fn bin() -> &'static Path {
-    static BIN: LazyLock<PathBuf> = LazyLock::new(|| {
-        datamesh_testnet::run::cargo_binary("datamesh")
-            .unwrap_or_else(|_| PathBuf::from("datamesh"))
+use anyhow::{Context as _, ensure};
+
+/// The `datamesh` binary of the cargo build that built this test, once it is known not
+/// to be stale (see [`check_fresh`]).
+///
+/// # Errors
+/// No binary, or one older than a source file it is built from.
+pub(crate) fn bin() -> anyhow::Result<&'static Path> {
+    static BIN: LazyLock<Result<PathBuf, String>> = LazyLock::new(|| {
+        let bin = datamesh_testnet::run::cargo_binary("datamesh").map_err(|e| e.to_string())?;
+        check_fresh(&bin).map_err(|e| format!("{e:#}"))?;
+        Ok(bin)
     });
-    &BIN
+    match &*BIN {
+        Ok(bin) => Ok(bin),
+        Err(e) => anyhow::bail!("{e}"),
+    }
 }
 
-/// `datamesh --home HOME` with none of the caller's `DATAMESH_*` variables.
+/// `datamesh --home HOME` with none of the caller's `DATAMESH_*` variables (every test
+/// has called [`bin`] first, through its testnet or directly).
 pub(crate) fn datamesh(home: &Path) -> Command {
-    datamesh_testnet::run::datamesh(bin(), home)
+    let bin = bin().map_or_else(|_| PathBuf::from("datamesh"), Path::to_path_buf);
+    datamesh_testnet::run::datamesh(&bin, home)
+}
+
+/// `bin` exists and is newer than every source it is built from (`src/`, `build.rs` and
+/// `Cargo.toml` of the `datamesh` package and of its path dependencies, found with `cargo
+/// metadata`, and the workspace's `Cargo.toml` and `Cargo.lock`): cargo's own rule for a
+/// fresh build. `cargo test --workspace` always passes (it builds the binary first,
+/// for the cli package's own integration tests); a narrower `cargo test --test faults`
+/// after a change to the node fails here instead of testing the old binary.
+fn check_fresh(bin: &Path) -> anyhow::Result<()> {
+    let hint = "build it first (`cargo build --release -p datamesh`), or run the tests with \
+                `cargo test --workspace`";
+    let built = fs::metadata(bin)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("no datamesh binary at {}: {hint}", bin.display()))?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the e2e package has no parent folder")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--offline",
+            "--no-deps",
+            "--format-version",
+            "1",
+        ])
+        .current_dir(root)
+        .output()
+        .context("cannot run cargo metadata")?;
+    ensure!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let packages = meta["packages"]
+        .as_array()
+        .context("cargo metadata: no packages")?;
+    let dir_of = |name: &str| {
+        packages
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name))
+            .and_then(|p| p["manifest_path"].as_str())
+            .and_then(|m| Path::new(m).parent().map(Path::to_path_buf))
+    };
+    // The path dependencies (normal and build) of the cli package, transitively.
+    let mut todo = vec!["datamesh".to_string()];
+    let mut dirs = Vec::new();
+    while let Some(name) = todo.pop() {
+        let dir = dir_of(&name).with_context(|| format!("cargo metadata: no package {name}"))?;
+        if dirs.contains(&dir) {
+            continue;
+        }
+        dirs.push(dir);
+        let package = packages.iter().find(|p| p["name"].as_str() == Some(&name));
+        for dep in package
+            .and_then(|p| p["dependencies"].as_array())
+            .into_iter()
+            .flatten()
+        {
+            if dep["path"].is_string() && dep["kind"].as_str() != Some("dev") {
+                todo.extend(dep["name"].as_str().map(str::to_string));
+            }
+        }
+    }
+    let mut sources = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
+    for dir in &dirs {
+        sources.extend([dir.join("Cargo.toml"), dir.join("build.rs")]);
+        walk(&dir.join("src"), &mut sources)?;
+    }
+    for source in sources {
+        let Ok(modified) = fs::metadata(&source).and_then(|m| m.modified()) else {
+            continue; // no build.rs
+        };
+        ensure!(
+            modified <= built || modified > SystemTime::now(),
+            "the datamesh binary at {} is older than {}: {hint}",
+            bin.display(),
+            source.display()
+        );
+    }
+    Ok(())
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, files)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
 }

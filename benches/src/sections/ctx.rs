@@ -6,8 +6,11 @@ use anyhow::Context as _;
 
 use super::measure::progress;
 use super::net::Net;
-use super::testnet::STORAGE_NODES;
 use crate::report::{Figure, Report};
+
+/// Storage nodes of the shared testnet, plus one gateway (node 0) that does the puts and
+/// gets.
+pub const STORAGE_NODES: usize = 6;
 
 /// What the sections share: options, the scratch folder, and the 7-node testnet once
 /// started.

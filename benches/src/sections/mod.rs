@@ -15,10 +15,10 @@ mod pipeline;
 mod scale;
 mod testnet;
 
-pub use ctx::Ctx;
+pub use ctx::{Ctx, STORAGE_NODES};
 pub use measure::{progress, size_label};
 pub use net::Net;
-pub use testnet::{MEMORY_TARGET_MIB, STORAGE_NODES, hash_file, make_file};
+pub use testnet::{MEMORY_TARGET_MIB, hash_file, make_file};
 
 use crate::report::Report;
 

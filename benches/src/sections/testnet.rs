@@ -17,8 +17,6 @@ use crate::report::{Figure, Report};
 use crate::stats::{max, median, percentile};
 use crate::sys;
 
-/// Storage nodes of the testnet, plus one gateway (node 0) that does the puts and gets.
-pub const STORAGE_NODES: usize = 6;
 /// Peak RSS a node should stay under, whatever the file size.
 pub const MEMORY_TARGET_MIB: f64 = 256.0;
 /// The storage node whose memory is watched (node 0 is the gateway).

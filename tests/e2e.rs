@@ -2,22 +2,23 @@
 //! by `datamesh-testnet`, driven only through the `datamesh` binary (args, files, exit
 //! codes, stderr).
 //!
-//! Built as an integration test of the cli package (see cli/Cargo.toml), so that
-//! `CARGO_BIN_EXE_datamesh` is the binary under test. The tests run one at a time (each
+//! A test of the `datamesh-e2e` package (tests/Cargo.toml); the binary under test is the
+//! `datamesh` of the same cargo build (`support::bin`). The tests run one at a time (each
 //! starts six node processes; in parallel on a small machine they would only contend);
 //! every process is bounded by a deadline and killed on drop, also when a test fails.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use datamesh_testnet::{Config, Kdf, Testnet};
+use datamesh_testnet::input::{MIB, assert_same_file, make_file};
+use datamesh_testnet::run::{Outcome, run_within, serial};
+use datamesh_testnet::{Config, Kdf, Testnet, write_password_file};
 
 mod support;
-use support::{BIN, MIB, Outcome, assert_same_file, datamesh, make_file, run_within, serial};
+use support::{bin, datamesh};
 
 /// The fewest nodes a put accepts (6 shards on 6 distinct peers).
 const NODES: usize = 6;
@@ -26,13 +27,13 @@ const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
 
 /// A testnet of `nodes` nodes in `dir/net`, with cheap KDF parameters.
 fn testnet(dir: &Path, nodes: usize) -> anyhow::Result<Testnet> {
-    Testnet::up_with(Config::new(BIN, dir.join("net"), nodes).with_kdf(Kdf::FAST))
+    Testnet::up_with(Config::new(bin()?, dir.join("net"), nodes).with_kdf(Kdf::FAST))
         .context("cannot start the testnet")
 }
 
 /// Runs `cmd` to completion within [`COMMAND_DEADLINE`] (killed after it).
 fn run(cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
-    run_within(cmd, scratch, COMMAND_DEADLINE)
+    Ok(run_within(cmd, scratch, COMMAND_DEADLINE)?)
 }
 
 /// `datamesh put PATH` on node `i`; the id.
@@ -63,9 +64,8 @@ fn put_to(
 fn get(net: &Testnet, i: usize, id: &str, out: &Path, scratch: &Path) -> anyhow::Result<()> {
     let mut cmd = net.cli(i);
     cmd.args(["get", id, "-o"]).arg(out);
-    run(cmd, scratch)?
-        .ok(&format!("get {id} on node {i}"))
-        .map(drop)
+    run(cmd, scratch)?.ok(&format!("get {id} on node {i}"))?;
+    Ok(())
 }
 
 /// Put and get of the interesting sizes around the 1 MiB segment, and large files of
@@ -192,14 +192,12 @@ fn user_errors_have_one_line_and_their_exit_code() -> anyhow::Result<()> {
     // A home that exists but whose node is not running -> 4.
     let idle = scratch.join("idle-home");
     let password = scratch.join("idle-password");
-    fs::write(&password, "a long and random enough test password 8c1f\n")?;
-    fs::set_permissions(&password, fs::Permissions::from_mode(0o600))?;
+    write_password_file(&password, "a long and random enough test password 8c1f")?;
     let mut cmd = datamesh(&idle);
     cmd.arg("init")
         .arg("--password-file")
         .arg(&password)
-        .args(["--kdf-memory-kib", "8", "--kdf-iterations", "1"])
-        .args(["--kdf-parallelism", "1"]);
+        .args(Kdf::FAST.args());
     run(cmd, scratch)?.ok("init of the idle home")?;
     let mut cmd = datamesh(&idle);
     cmd.arg("put").arg(&input);
@@ -208,8 +206,7 @@ fn user_errors_have_one_line_and_their_exit_code() -> anyhow::Result<()> {
 
     // Wrong password for `node run` -> 2 (and no node starts).
     let wrong = scratch.join("wrong-password");
-    fs::write(&wrong, "not the password of this home at all 17\n")?;
-    fs::set_permissions(&wrong, fs::Permissions::from_mode(0o600))?;
+    write_password_file(&wrong, "not the password of this home at all 17")?;
     let mut cmd = datamesh(&idle);
     cmd.args(["node", "run", "--password-file"]).arg(&wrong);
     run(cmd, scratch)?.fails_with(2, "node run with a wrong password")?;
@@ -233,7 +230,7 @@ struct KillOnDrop(PathBuf);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if let Ok(mut net) = Testnet::attach(Path::new(BIN), &self.0) {
+        if let Ok(mut net) = bin().and_then(|bin| Ok(Testnet::attach(bin, &self.0)?)) {
             for i in 0..net.len() {
                 if net.is_running(i) {
                     let _ = net.kill(i);
@@ -249,6 +246,7 @@ impl Drop for KillOnDrop {
 #[test]
 fn testnet_command_demo_and_lifecycle() -> anyhow::Result<()> {
     let _serial = serial();
+    bin()?; // fresh
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
     let net_dir = scratch.join("tn");

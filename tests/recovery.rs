@@ -5,8 +5,8 @@
 //! files and `get` returns every one byte-identical. Two shares: a clear error, nothing
 //! written.
 //!
-//! Built as an integration test of the cli package (see cli/Cargo.toml), so that
-//! `CARGO_BIN_EXE_datamesh` is the binary under test. Every command runs under a
+//! A test of the `datamesh-e2e` package (tests/Cargo.toml); the binary under test is the
+//! `datamesh` of the same cargo build (`support::bin`). Every command runs under a
 //! deadline; the testnet SIGKILLs its nodes on drop, also when the test fails.
 
 use std::collections::BTreeSet;
@@ -17,35 +17,21 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use datamesh_testnet::{Config, Kdf, Testnet};
+use datamesh_testnet::input::{assert_same_file, make_file};
+use datamesh_testnet::run::{Outcome, run_within};
+use datamesh_testnet::{Config, Kdf, Testnet, write_password_file};
 
 mod support;
-use support::{BIN, Outcome, datamesh, make_file, run_within};
+use support::{bin, datamesh};
 
 /// Eight nodes: node 0's own shards are lost with its disk, the others hold the rest.
 const NODES: usize = 8;
 /// No single command may take longer than this.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(240);
-/// `--kdf-*` arguments matching [`Kdf::FAST`], for the homes and bundles made here.
-const FAST_KDF: [&str; 6] = [
-    "--kdf-memory-kib",
-    "8",
-    "--kdf-iterations",
-    "1",
-    "--kdf-parallelism",
-    "1",
-];
 
 /// Runs `cmd` to completion within [`COMMAND_DEADLINE`] (killed after it).
 fn run(cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
-    run_within(cmd, scratch, COMMAND_DEADLINE)
-}
-
-/// A 0600 password file.
-fn password_file(path: &Path, password: &str) -> anyhow::Result<()> {
-    fs::write(path, format!("{password}\n"))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
-    Ok(())
+    Ok(run_within(cmd, scratch, COMMAND_DEADLINE)?)
 }
 
 /// The file ids `datamesh ls --json` of node `i` lists.
@@ -80,13 +66,8 @@ fn check_files(
         let mut cmd = net.cli(i);
         cmd.args(["get", id, "-o"]).arg(&out);
         run(cmd, scratch)?.ok(&format!("{case}: get {id}"))?;
-        let (a, b) = (fs::read(original)?, fs::read(&out)?);
-        ensure!(
-            a == b,
-            "{case}: {id} came back as {} bytes differing from the {} put",
-            b.len(),
-            a.len()
-        );
+        assert_same_file(original, &out)
+            .with_context(|| format!("{case}: {id} came back different"))?;
     }
     Ok(())
 }
@@ -105,7 +86,7 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
     let mut net =
-        Testnet::up_with(Config::new(BIN, scratch.join("net"), NODES).with_kdf(Kdf::FAST))
+        Testnet::up_with(Config::new(bin()?, scratch.join("net"), NODES).with_kdf(Kdf::FAST))
             .context("cannot start the testnet")?;
 
     // Node 0 stores files of interesting sizes (empty, one byte, one segment, several
@@ -128,7 +109,7 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
     // from the API), one while it is down (from its database, with manifests), and
     // 3-of-5 shares with the keystore's network copy (needs the running node).
     let backup_pw = scratch.join("backup-pw");
-    password_file(&backup_pw, "a separate backup passphrase for node zero")?;
+    write_password_file(&backup_pw, "a separate backup passphrase for node zero")?;
     let backup = |net: &Testnet, bundle: &Path| -> anyhow::Result<String> {
         let mut cmd = net.cli(0);
         cmd.args(["keys", "backup", "--out"])
@@ -137,8 +118,8 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
             .arg(&backup_pw)
             .arg("--password-file")
             .arg(&node_pw)
-            .args(FAST_KDF);
-        run(cmd, scratch)?.ok_stderr("keys backup")
+            .args(Kdf::FAST.args());
+        Ok(run(cmd, scratch)?.ok_stderr("keys backup")?)
     };
     let from_api = scratch.join("node0-api.dmbackup");
     let said = backup(&net, &from_api)?;
@@ -199,7 +180,7 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
 
     // Case 1: a new home from a bundle (each kind), started, joining the testnet.
     let new_pw = scratch.join("new-pw");
-    password_file(&new_pw, "the restored node's new passphrase")?;
+    write_password_file(&new_pw, "the restored node's new passphrase")?;
     for (case, bundle) in [("bundle-db", &from_db), ("bundle-api", &from_api)] {
         let mut cmd = datamesh(&home0);
         cmd.args(["keys", "restore"])
@@ -208,7 +189,7 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
             .arg(&backup_pw)
             .arg("--new-password-file")
             .arg(&new_pw)
-            .args(FAST_KDF);
+            .args(Kdf::FAST.args());
         let said = run(cmd, scratch)?.ok_stderr(&format!("{case}: keys restore"))?;
         ensure!(said.contains("a catalog of 4 file(s)"), "{case}: {said}");
         install_password(&home0, &new_pw)?;
@@ -238,7 +219,7 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
             .arg(&bootstrap)
             .arg("--new-password-file")
             .arg(&new_pw)
-            .args(FAST_KDF);
+            .args(Kdf::FAST.args());
         cmd
     };
 
@@ -269,7 +250,7 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
         .arg(format!("/ip4/127.0.0.1/tcp/1/p2p/{peer}"))
         .arg("--new-password-file")
         .arg(&new_pw)
-        .args(FAST_KDF);
+        .args(Kdf::FAST.args());
     let dead = run(cmd, scratch)?;
     ensure!(
         dead.code == Some(1) && dead.stderr.contains("no bootstrap peer answered"),

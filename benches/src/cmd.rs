@@ -1,69 +1,10 @@
-//! Running the `datamesh` binary with a deadline, and the node's local HTTP API.
+//! The node's local HTTP API, as the benchmark drives it.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, bail};
 use serde_json::Value;
-
-/// What a finished command left, and how long it took.
-#[derive(Debug)]
-pub struct Outcome {
-    /// Its stdout.
-    pub stdout: Vec<u8>,
-    /// Its stderr.
-    pub stderr: String,
-    /// Wall time from spawn to exit.
-    pub elapsed: Duration,
-}
-
-/// Runs `cmd` to completion within `deadline` (killed after it), its output captured
-/// through files in `scratch` so that no pipe can fill up. A non-zero exit is an error
-/// carrying the stderr.
-///
-/// # Errors
-/// Spawn failure, the deadline, or a failed exit.
-pub fn run(mut cmd: Command, scratch: &Path, deadline: Duration) -> anyhow::Result<Outcome> {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let out_path = scratch.join(format!("cmd-{n}.out"));
-    let err_path = scratch.join(format!("cmd-{n}.err"));
-    let line = format!("{cmd:?}");
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path)?)
-        .stderr(std::fs::File::create(&err_path)?)
-        .spawn()
-        .with_context(|| format!("cannot run {line}"))?;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{line} did not finish within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let elapsed = started.elapsed();
-    let stdout = std::fs::read(&out_path)?;
-    let stderr = std::fs::read_to_string(&err_path)?;
-    let _ = std::fs::remove_file(out_path);
-    let _ = std::fs::remove_file(err_path);
-    ensure!(
-        status.success(),
-        "{line} failed ({status}): {}",
-        stderr.trim()
-    );
-    Ok(Outcome {
-        stdout,
-        stderr,
-        elapsed,
-    })
-}
 
 /// A client of one node's local HTTP API (address from its `node.json`, bearer token
 /// from its home's `api-token`).

@@ -6,8 +6,9 @@
 //! - [`stats`]: median and percentiles.
 //! - [`report`]: figures (value, limit, ratio), printed one per line and written as JSON.
 //! - [`sys`]: what the machine allows: loopback and disk bandwidth, process memory.
-//! - [`cmd`]: running the `datamesh` binary with a deadline; the node's HTTP API.
-//! - [`sections`]: the end-to-end sections (testnet, memory, keys, scale).
+//! - [`cmd`]: the node's HTTP API.
+//! - [`sections`]: the end-to-end sections (pipeline, testnet, memory, keys, scale), one
+//!   module each; commands under a deadline and input files come from `datamesh-testnet`.
 //! - [`wire`]: what serialising a shard as a sequence of `u8` costs against a byte string.
 
 pub mod cmd;

@@ -57,26 +57,9 @@ impl Primitive {
     }
 }
 
-/// `len` reproducible pseudo-random (incompressible) bytes.
+/// `len` reproducible pseudo-random (incompressible) bytes: the benchmark's input.
 pub fn input(len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    fill_random(&mut out, len, 0x2545_f491_4f6c_dd1d);
-    out
-}
-
-/// Appends `len` pseudo-random bytes from `seed` (splitmix64) to `out`.
-pub fn fill_random(out: &mut Vec<u8>, len: usize, seed: u64) {
-    let mut state = seed;
-    let end = out.len() + len;
-    while out.len() < end {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        let bytes = (z ^ (z >> 31)).to_le_bytes();
-        let take = bytes.len().min(end - out.len());
-        out.extend_from_slice(&bytes[..take]);
-    }
+    datamesh_testnet::input::random_bytes(len, 0x2545_f491_4f6c_dd1d)
 }
 
 /// Runs `f` over every segment of `buf`, on one thread or on all.
@@ -259,10 +242,6 @@ mod tests {
         assert_eq!(a, input(1000));
         assert_eq!(a.len(), 1000);
         assert!(a.iter().any(|&b| b != a[0]));
-        let mut b = Vec::new();
-        fill_random(&mut b, 13, 1);
-        fill_random(&mut b, 3, 2);
-        assert_eq!(b.len(), 16);
     }
 
     #[test]

@@ -1,11 +1,20 @@
 //! The cost of how a byte vector crosses the wire: postcard with serde's derive writes a
-//! `Vec<u8>` field as a sequence, one `u8` at a time; written as a byte string it is the
-//! same bytes on the wire (a varint length, then the bytes) moved in one copy. The node's
-//! shard protocol (`Request::Store { bytes }`, `Response::Blob`) uses the first form.
+//! `Vec<u8>` field as a sequence, one `u8` at a time; written as a byte string
+//! (`serialize_bytes`) it is the same bytes on the wire (a varint length, then the bytes)
+//! moved in one copy.
+//!
+//! The node's shard protocol (`node/src/protocol.rs`) writes every byte vector as a byte
+//! string (`Request::Store`'s shard, `Request::PutEnvelope`, `Response::Blob`,
+//! `Response::Envelopes`) and reads either form; [`AsSeq`] is the form it used before,
+//! kept here to measure what the byte string saves. [`byte_string`] does what the node's
+//! private `with` module does (this package does not link the node). The node also writes
+//! a `Store`'s shard straight from its shared buffer after the encoded header; these
+//! figures time postcard alone.
 
 use serde::{Deserialize, Serialize};
 
-/// A shard message as serde derives it: `bytes` is a sequence of `u8`.
+/// A shard message as serde derives it: `bytes` is a sequence of `u8` (the node's former
+/// wire form, byte for byte the same as today's).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AsSeq {
     /// The shard id.
@@ -14,7 +23,7 @@ pub struct AsSeq {
     pub bytes: Vec<u8>,
 }
 
-/// The same message with `bytes` written as a byte string.
+/// The same message with `bytes` written as a byte string, as the node writes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AsBytes {
     /// The shard id.

@@ -23,7 +23,7 @@ fn backup(
         &arg("out", &bundle),
         &arg("backup-password-file", backup_pw),
     ])
-    .args(SMALL_KDF)
+    .args(Kdf::FAST.args())
     .assert()
     .success();
     Ok(bundle)
@@ -61,7 +61,7 @@ fn backup_verify_and_restore_into_a_new_home() -> TestResult {
         .arg(&bundle)
         .arg(arg("backup-password-file", &backup_pw))
         .arg(arg("new-password-file", &new_pw))
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .assert()
         .success();
     for (path, want) in [
@@ -139,7 +139,7 @@ fn bad_bundles_give_clear_errors_and_write_nothing() -> TestResult {
             .arg(&file)
             .arg(arg("backup-password-file", pw))
             .arg(arg("new-password-file", &new_pw))
-            .args(SMALL_KDF)
+            .args(Kdf::FAST.args())
             .assert()
             .code(code);
         assert!(stderr(out.get_output()).contains(message), "{name}");
@@ -221,7 +221,7 @@ fn bundle_sealed_to_a_recipient_key_opens_only_in_the_recipients_home() -> TestR
             .arg(arg("identity-home", &identity.home))
             .arg(arg("password-file", &identity.password))
             .arg(arg("new-password-file", &new_pw))
-            .args(SMALL_KDF);
+            .args(Kdf::FAST.args());
         cmd
     };
     let wrong_target = h.dir.path().join("wrong");
@@ -334,7 +334,7 @@ fn bundles_and_shares_never_hold_a_key_in_the_clear() -> TestResult {
         .arg(&files[0])
         .arg(arg("backup-password-file", &backup_pw))
         .arg(arg("new-password-file", &new_pw))
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .assert()
         .success();
     let restored = Home {

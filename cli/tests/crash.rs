@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::Instant;
 
@@ -57,14 +57,8 @@ fn kill_9_during_rotations_and_password_changes_loses_nothing() -> TestResult {
     let mut killed = 0;
     for i in 0..50usize {
         let passwd = i % 2 == 1;
-        let mut cmd = Command::new(BIN);
-        cmd.env_remove("DATAMESH_HOME")
-            .env_remove("DATAMESH_PASSWORD_FILE")
-            .env_remove("DATAMESH_NEW_PASSWORD_FILE")
-            .arg("--home")
-            .arg(&h.home)
-            .arg("-q")
-            .arg("keys");
+        let mut cmd = datamesh_std(&h.home);
+        cmd.arg("-q").arg("keys");
         if passwd {
             cmd.args(["passwd", "--allow-weak-password", "--new-password-file"])
                 .arg(&passwords[1 - current].0);

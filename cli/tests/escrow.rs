@@ -161,7 +161,7 @@ fn recover_adds_a_password_slot_for_a_forgotten_password() -> TestResult {
         .args([&files[1], &files[3]])
         .arg("--new-password-file")
         .arg(&new_pw)
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .assert()
         .code(2);
     assert!(stderr(out.get_output()).contains("3 needed"));
@@ -172,7 +172,7 @@ fn recover_adds_a_password_slot_for_a_forgotten_password() -> TestResult {
         .args([&files[4], &files[1], &files[3]])
         .arg("--new-password-file")
         .arg(&new_pw)
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .assert()
         .success();
     assert_eq!(
@@ -323,7 +323,7 @@ fn a_lost_home_is_rebuilt_from_shares_and_a_keystore_copy() -> TestResult {
             .args(shares)
             .args(extra)
             .arg(arg("new-password-file", &new_pw))
-            .args(SMALL_KDF);
+            .args(Kdf::FAST.args());
         cmd
     };
     let with_copy = [arg("keystore", &copy)];

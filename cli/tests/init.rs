@@ -23,7 +23,7 @@ fn init_makes_a_private_home_whatever_the_umask() -> TestResult {
             .arg("init")
             .arg("--password-file")
             .arg(&pw)
-            .args(SMALL_KDF)
+            .args(Kdf::FAST.args())
             .assert()
             .success();
         assert_eq!(mode(&home)?, 0o700, "home, umask {umask}");
@@ -60,7 +60,7 @@ fn init_writes_config_token_and_prints_the_keys() -> TestResult {
     let out = datamesh(&home)
         .args(["--json", "init", "--password-file"])
         .arg(&pw)
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .assert()
         .success();
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout)?;
@@ -105,7 +105,7 @@ fn weak_and_missing_passwords_are_refused() -> TestResult {
     datamesh(&home)
         .args(["init", "--password-file"])
         .arg(&weak)
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .assert()
         .code(2)
         .stderr(
@@ -117,7 +117,7 @@ fn weak_and_missing_passwords_are_refused() -> TestResult {
     datamesh(&home)
         .args(["init", "--allow-weak-password", "--password-file"])
         .arg(&empty)
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .assert()
         .code(2)
         .stderr(predicate::str::contains("empty"));
@@ -127,7 +127,7 @@ fn weak_and_missing_passwords_are_refused() -> TestResult {
         .args(["--wait", BIN, "--home"])
         .arg(&home)
         .arg("init")
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .env_remove("DATAMESH_PASSWORD_FILE")
         .assert()
         .code(2)
@@ -135,7 +135,7 @@ fn weak_and_missing_passwords_are_refused() -> TestResult {
     datamesh(&home)
         .args(["init", "--allow-weak-password", "--password-file"])
         .arg(&weak)
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .assert()
         .success();
     Ok(())
@@ -148,7 +148,7 @@ fn a_one_mebibyte_password_works_and_a_longer_one_is_refused() -> TestResult {
     datamesh(&home)
         .args(["init", "--allow-weak-password", "--password-file"])
         .arg(&huge)
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .assert()
         .success();
     datamesh(&home)
@@ -186,7 +186,7 @@ fn password_file_from_the_environment() -> TestResult {
         .env("DATAMESH_HOME", &home)
         .env("DATAMESH_PASSWORD_FILE", &pw)
         .arg("init")
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .assert()
         .success();
     assert_cmd::Command::new(BIN)

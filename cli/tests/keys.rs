@@ -195,7 +195,7 @@ fn passwd_and_slots() -> TestResult {
             "--new-password-file",
             second_path,
         ])
-        .args(SMALL_KDF)
+        .args(Kdf::FAST.args())
         .assert()
         .success();
     assert_eq!(

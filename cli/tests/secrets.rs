@@ -40,9 +40,10 @@ fn a_full_session_prints_and_logs_no_secret() -> TestResult {
             }
         }
     };
+    let kdf = Kdf::FAST.args();
     let init: Vec<&str> = ["init"]
         .into_iter()
-        .chain(SMALL_KDF)
+        .chain(kdf.iter().map(String::as_str))
         .chain(["--password-file"])
         .collect();
     run(&init, &[&pw1]);

@@ -90,10 +90,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<bool> {
     let binary = match &args.datamesh {
         Some(path) => path.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("datamesh"))
-            .unwrap_or_else(|| PathBuf::from("datamesh")),
+        None => datamesh_testnet::run::cargo_binary("datamesh")?,
     };
     let scratch = match &args.dir {
         Some(dir) => {
@@ -153,7 +150,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             sys::loadavg(),
         );
         let t = Instant::now();
-        if let Err(e) = ctx.run(section, &mut report) {
+        if let Err(e) = section.run(&mut ctx, &mut report) {
             eprintln!("error: section {}: {e:#}", section.name());
             report
                 .errors

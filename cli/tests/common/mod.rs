@@ -1,41 +1,36 @@
-//! Helpers shared by the CLI tests.
+//! Helpers shared by the CLI tests; running the binary and password files come from
+//! `datamesh-testnet`, as in the end-to-end tests.
 #![allow(dead_code, unreachable_pub)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+pub use datamesh_testnet::Kdf;
+
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_datamesh");
 
-/// Small Argon2id parameters so that tests run fast (the defaults are 64 MiB, t=3, p=4).
-pub const SMALL_KDF: [&str; 6] = [
-    "--kdf-memory-kib",
-    "8",
-    "--kdf-iterations",
-    "1",
-    "--kdf-parallelism",
-    "1",
-];
-
 /// `datamesh --home HOME` with none of the caller's DATAMESH_* variables.
 pub fn datamesh(home: &Path) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::new(BIN);
-    cmd.env_remove("DATAMESH_HOME")
-        .env_remove("DATAMESH_PASSWORD_FILE")
-        .env_remove("DATAMESH_NEW_PASSWORD_FILE")
-        .arg("--home")
-        .arg(home);
-    cmd
+    assert_cmd::Command::from_std(datamesh_std(home))
+}
+
+/// The same as a `std::process::Command` (for a process the test kills itself).
+pub fn datamesh_std(home: &Path) -> std::process::Command {
+    datamesh_testnet::run::datamesh(Path::new(BIN), home)
 }
 
 /// Writes a 0600 password file.
-pub fn password_file(dir: &Path, name: &str, password: &str) -> std::io::Result<PathBuf> {
+pub fn password_file(
+    dir: &Path,
+    name: &str,
+    password: &str,
+) -> Result<PathBuf, datamesh_testnet::Error> {
     let path = dir.join(name);
-    fs::write(&path, format!("{password}\n"))?;
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+    datamesh_testnet::write_password_file(&path, password)?;
     Ok(path)
 }
 
@@ -63,7 +58,7 @@ impl Home {
             .arg("init")
             .arg("--password-file")
             .arg(&password)
-            .args(SMALL_KDF)
+            .args(Kdf::FAST.args())
             .assert()
             .success();
         Ok(Self {

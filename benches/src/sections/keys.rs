@@ -1,0 +1,176 @@
+//! The keys section: unlock time with the default Argon2id parameters, `keys rotate`,
+//! and `keys rewrap --all` of many files (time, bytes sent, shard stores untouched).
+
+use anyhow::{Context as _, ensure};
+use datamesh_testnet::input::random_bytes;
+use datamesh_testnet::run::datamesh;
+use datamesh_testnet::{Kdf, write_password_file};
+
+use super::ctx::Ctx;
+use super::measure::{progress, run};
+use crate::report::{Figure, Report};
+use crate::stats::median;
+
+pub(super) fn keys_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    unlock_times(ctx, report)?;
+
+    let want = if ctx.quick { 100 } else { 1000 };
+    let dir = ctx.dir.clone();
+    let already = ctx.small_files;
+    let net = ctx.net(report)?;
+    let api = net.api(0)?;
+    if already < want {
+        progress(format!(
+            "storing {} files of 4 KiB to rewrap",
+            want - already
+        ));
+        for i in already..want {
+            let body = random_bytes(4096, 2_000_000 + i as u64);
+            api.put(&format!("rewrap-{i}"), &body, None)?;
+        }
+    }
+    let files = api.json("/v1/files")?.as_array().map_or(0, Vec::len);
+    let before = net.stored()?;
+
+    progress("keys rotate");
+    let mut rotate = net.tn.cli(0);
+    rotate
+        .args(["keys", "rotate", "--password-file"])
+        .arg(net.tn.password_file(0));
+    let rotated = run(rotate, &dir)?.elapsed.as_secs_f64();
+    report.add(
+        Figure::new("keys.rotate", rotated, "s")
+            .note("`datamesh keys rotate` (file-encryption) on the running gateway's home"),
+    );
+
+    progress(format!("keys rewrap --all of {files} files"));
+    let mut rewrap = net.tn.cli(0);
+    rewrap.args(["--json", "keys", "rewrap", "--all"]);
+    let outcome = run(rewrap, &dir)?;
+    let secs = outcome.elapsed.as_secs_f64();
+    let answer: serde_json::Value = serde_json::from_slice(&outcome.stdout)
+        .context("`keys rewrap --all --json` did not print JSON")?;
+    let done = answer["rewrapped"].as_array().cloned().unwrap_or_default();
+    let failed = answer["failed"].as_array().map_or(0, Vec::len);
+    ensure!(
+        failed == 0 && done.len() == files,
+        "rewrap: {} of {files} files re-wrapped, {failed} failed",
+        done.len()
+    );
+    let sent: u64 = done.iter().filter_map(|r| r["bytes_sent"].as_u64()).sum();
+    let after = net.stored()?;
+
+    // The files still open (through the new envelope).
+    let sample = api
+        .json("/v1/files")?
+        .as_array()
+        .and_then(|a| a.iter().find(|f| f["size"].as_u64() == Some(4096)).cloned())
+        .and_then(|f| f["id"].as_str().map(str::to_string));
+    if let Some(id) = sample {
+        ensure!(
+            api.get(&id)?.len() == 4096,
+            "a file did not open after the rewrap"
+        );
+    }
+
+    report.add(
+        Figure::new(format!("keys.rewrap.{files}-files"), secs, "s")
+            .note("`datamesh keys rewrap --all`: new envelopes to every holder"),
+    );
+    report.add(Figure::new(
+        "keys.rewrap.files-per-s",
+        files as f64 / secs,
+        "files/s",
+    ));
+    report.add(
+        Figure::new("keys.rewrap.envelope-bytes-sent", sent as f64, "bytes")
+            .note("sum of bytes_sent reported per file"),
+    );
+    let moved: u64 = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| b.1.abs_diff(a.1))
+        .sum();
+    let count_change: u64 = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| b.0.abs_diff(a.0))
+        .sum();
+    report.add(
+        Figure::new("keys.rewrap.shard-bytes-changed", moved as f64, "bytes").note(format!(
+            "sum over the 7 nodes of |bytes_stored after - before| (before: {} bytes in {} shards)",
+            before.iter().map(|s| s.1).sum::<u64>(),
+            before.iter().map(|s| s.0).sum::<u64>()
+        )),
+    );
+    report.add(
+        Figure::new(
+            "keys.rewrap.shard-count-changed",
+            count_change as f64,
+            "shards",
+        )
+        .note("sum over the 7 nodes of |shards after - before|"),
+    );
+    ensure!(
+        moved == 0 && count_change == 0,
+        "the rewrap changed the shard stores: {moved} bytes, {count_change} shards"
+    );
+    Ok(())
+}
+
+/// `datamesh keys list` (one unlock) in a home made with the default Argon2id
+/// parameters, against the same command in a home with the cheapest ones.
+pub(super) fn unlock_times(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let dir = ctx.dir.join("unlock");
+    std::fs::create_dir_all(&dir)?;
+    let password = dir.join("password");
+    write_password_file(
+        &password,
+        "correct horse battery staple of the benchmark 7f3a91",
+    )?;
+    let reps = if ctx.quick { 2 } else { 5 };
+    let mut medians = Vec::new();
+    for (label, kdf) in [("default", None), ("fast", Some(Kdf::FAST))] {
+        let home = dir.join(label);
+        let mut init = datamesh(&ctx.binary, &home);
+        init.arg("init").arg("--password-file").arg(&password);
+        if let Some(kdf) = kdf {
+            init.args(kdf.args());
+        }
+        progress(format!("unlock time, {label} Argon2id parameters"));
+        run(init, &dir)?;
+        let mut times = Vec::new();
+        for _ in 0..reps {
+            let mut list = datamesh(&ctx.binary, &home);
+            list.args(["keys", "list", "--password-file"])
+                .arg(&password);
+            times.push(run(list, &dir)?.elapsed.as_secs_f64());
+        }
+        medians.push(median(&times).unwrap_or(0.0));
+        report.add(
+            Figure::new(
+                format!("keys.unlock-command.{label}-kdf"),
+                medians[medians.len() - 1],
+                "s",
+            )
+            .runs(times)
+            .note(match kdf {
+                None => "`datamesh keys list` (one unlock) at argon2id m=64 MiB t=3 p=4; median"
+                    .to_string(),
+                Some(_) => {
+                    "the same command at m=8 KiB t=1 p=1: process start + everything but the KDF"
+                        .to_string()
+                }
+            }),
+        );
+    }
+    report.add(
+        Figure::new(
+            "keys.unlock.default-kdf",
+            (medians[0] - medians[1]).max(0.0),
+            "s",
+        )
+        .note("difference of the two medians above: the KDF's share of an unlock"),
+    );
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! The testnet section (put/get MB/s of files of several sizes, a get with two holders
+//! down, many small files over the HTTP API) and the memory section (peak RSS of the
+//! gateway and of a storage node during those puts and gets).
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context as _, ensure};
+use datamesh_testnet::input::{random_bytes, write_random_file};
+
+use super::ctx::Ctx;
+use super::measure::{mbs, mib, progress, size_label};
+use crate::pipeline::MIB;
+use crate::report::{Figure, Report};
+use crate::stats::{max, median, percentile};
+use crate::sys;
+
+/// Peak RSS a node should stay under, whatever the file size.
+pub const MEMORY_TARGET_MIB: f64 = 256.0;
+/// The storage node whose memory is watched (node 0 is the gateway).
+const WATCHED_STORAGE_NODE: usize = 1;
+
+pub(super) fn testnet_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let quick = ctx.quick;
+    let bytes = if quick { 64 * MIB } else { 256 * MIB };
+    progress("loopback and disk bandwidth");
+    let loopback = sys::loopback_mbs(bytes)?;
+    report.add(Figure::new("sys.loopback", loopback, "MB/s").note("one TCP stream on 127.0.0.1"));
+    let disk = sys::disk_write_mbs(&ctx.dir, bytes, MIB, false)?;
+    report.add(
+        Figure::new("sys.disk-write", disk, "MB/s")
+            .note("1 MiB writes, one fsync at the end, into the scratch folder"),
+    );
+    let synced = sys::disk_write_mbs(&ctx.dir, bytes / 4, 256 * 1024, true)?;
+    report.add(
+        Figure::new("sys.disk-write-synced-256KiB", synced, "MB/s").note(
+            "256 KiB writes (a shard of a 1 MiB segment), fsync after each, as a node stores shards",
+        ),
+    );
+
+    let sizes: &[(usize, usize)] = if quick {
+        &[(4 * MIB, 3), (16 * MIB, 2), (64 * MIB, 1)]
+    } else {
+        &[(16 * MIB, 5), (256 * MIB, 3), (1024 * MIB, 2)]
+    };
+    let mut last_ids = Vec::new();
+    for &(size, runs) in sizes {
+        let ids = put_get_runs(ctx, report, size, runs)?;
+        last_ids.push((size, ids));
+    }
+
+    // Get with two storage nodes (holders) SIGKILLed.
+    let degraded = if quick { 16 * MIB } else { 256 * MIB };
+    let runs = if quick { 2 } else { 3 };
+    let scratch = ctx.dir.clone();
+    let dir = ctx.dir.clone();
+    let net = ctx.net(report)?;
+    let (id, expected) = last_ids
+        .iter()
+        .find(|(s, _)| *s == degraded)
+        .and_then(|(_, (ids, hash))| ids.last().map(|id| (id.clone(), *hash)))
+        .context("no file of the degraded size was stored")?;
+    progress(format!(
+        "get of {} with nodes 2 and 5 down",
+        size_label(degraded)
+    ));
+    net.tn.kill(2)?;
+    net.tn.kill(5)?;
+    let mut speeds = Vec::new();
+    for _ in 0..runs {
+        let out = dir.join("out-degraded");
+        let secs = net.get(&id, &out, &scratch)?;
+        ensure!(
+            hash_file(&out)? == expected,
+            "degraded get: the copy differs"
+        );
+        std::fs::remove_file(&out)?;
+        speeds.push(mbs(degraded, secs));
+    }
+    net.tn.start(2)?;
+    net.tn.start(5)?;
+    let limits = [
+        report.as_limit("pipeline.decode.all-cores"),
+        report.as_limit("sys.disk-write"),
+    ];
+    report.add(
+        Figure::new(
+            format!("testnet.get-2-down.{}", size_label(degraded)),
+            median(&speeds).unwrap_or(0.0),
+            "MB/s",
+        )
+        .tightest(&limits.into_iter().flatten().collect::<Vec<_>>())
+        .runs(speeds)
+        .note("`datamesh get` on the gateway with 2 of 6 storage nodes SIGKILLed; median"),
+    );
+
+    small_files_runs(ctx, report)
+}
+
+/// `runs` puts and gets of a `size` file through the CLI on the gateway, with the
+/// peak RSS of the gateway and of a storage node during each. Returns the ids and
+/// the file's BLAKE3.
+pub(super) fn put_get_runs(
+    ctx: &mut Ctx,
+    report: &mut Report,
+    size: usize,
+    runs: usize,
+) -> anyhow::Result<(Vec<String>, [u8; 32])> {
+    let label = size_label(size);
+    let dir = ctx.dir.clone();
+    let input = dir.join(format!("in-{label}"));
+    progress(format!("making a {label} input file"));
+    let expected = make_file(&input, size, size as u64)?;
+    let net = ctx.net(report)?;
+    let watched = [0, WATCHED_STORAGE_NODE];
+    let (mut put_speeds, mut get_speeds) = (Vec::new(), Vec::new());
+    let mut peaks = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+    let mut ids = Vec::new();
+    for run_index in 0..runs {
+        progress(format!(
+            "put + get of {label}, run {}/{runs}",
+            run_index + 1
+        ));
+        net.reset_peaks(&watched)?;
+        let (id, secs) = net.put(&input, &dir)?;
+        put_speeds.push(mbs(size, secs));
+        for (w, &node) in watched.iter().enumerate() {
+            peaks[0][w].push(mib(net.peak_kib(node)?));
+        }
+        net.reset_peaks(&watched)?;
+        let out = dir.join(format!("out-{label}"));
+        let secs = net.get(&id, &out, &dir)?;
+        get_speeds.push(mbs(size, secs));
+        for (w, &node) in watched.iter().enumerate() {
+            peaks[1][w].push(mib(net.peak_kib(node)?));
+        }
+        ensure!(
+            hash_file(&out)? == expected,
+            "get of {label}: the copy differs"
+        );
+        std::fs::remove_file(&out)?;
+        ids.push(id);
+    }
+    let disk = report.get("sys.disk-write-synced-256KiB").map(|f| f.value);
+    let put_limits: Vec<(String, f64)> = [
+        report.as_limit("pipeline.encode.all-cores"),
+        disk.map(|d| {
+            (
+                "sys.disk-write-synced-256KiB/1.5 (shards)".to_string(),
+                d / 1.5,
+            )
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let get_limits: Vec<(String, f64)> = [
+        report.as_limit("pipeline.decode-data-shards.all-cores"),
+        report.as_limit("sys.disk-write"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    report.add(
+        Figure::new(
+            format!("testnet.put.{label}"),
+            median(&put_speeds).unwrap_or(0.0),
+            "MB/s",
+        )
+        .tightest(&put_limits)
+        .runs(put_speeds)
+        .note("`datamesh put FILE` on the gateway of 6 storage nodes; median"),
+    );
+    report.add(
+        Figure::new(
+            format!("testnet.get.{label}"),
+            median(&get_speeds).unwrap_or(0.0),
+            "MB/s",
+        )
+        .tightest(&get_limits)
+        .runs(get_speeds)
+        .note("`datamesh get ID -o FILE` on the gateway, copy verified; median"),
+    );
+    for (o, op) in ["put", "get"].into_iter().enumerate() {
+        for (w, who) in ["gateway", "storage"].into_iter().enumerate() {
+            let samples = std::mem::take(&mut peaks[o][w]);
+            report.add(
+                Figure::new(
+                    format!("memory.{who}.{op}.{label}"),
+                    max(&samples).unwrap_or(0.0),
+                    "MiB",
+                )
+                .limit("target", MEMORY_TARGET_MIB)
+                .runs(samples)
+                .note("peak RSS (VmHWM, reset before the operation); max of runs"),
+            );
+        }
+    }
+    std::fs::remove_file(&input)?;
+    Ok((ids, expected))
+}
+
+/// Many 4 KiB files put then got one by one through the gateway's HTTP API, one new
+/// connection per request (as the CLI does); then gets again over one kept-alive
+/// connection.
+pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let count = if ctx.quick { 100 } else { 1000 };
+    let size = 4096;
+    let net = ctx.net(report)?;
+    let api = net.api(0)?.fresh_connections(true);
+    progress(format!("{count} files of 4 KiB: put, then get"));
+    let files: Vec<Vec<u8>> = (0..count)
+        .map(|i| random_bytes(size, 1_000_000 + i as u64))
+        .collect();
+    let mut ids = Vec::with_capacity(count);
+    let mut put_ms = Vec::with_capacity(count);
+    let started = Instant::now();
+    for (i, body) in files.iter().enumerate() {
+        let t = Instant::now();
+        ids.push(api.put(&format!("small-{i}"), body, None)?);
+        put_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let put_total = started.elapsed().as_secs_f64();
+    let mut get_ms = Vec::with_capacity(count);
+    let started = Instant::now();
+    for (id, body) in ids.iter().zip(&files) {
+        let t = Instant::now();
+        let got = api.get(id)?;
+        get_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        ensure!(got == *body, "small file {id} came back different");
+    }
+    let get_total = started.elapsed().as_secs_f64();
+    for (op, total, ms) in [("put", put_total, put_ms), ("get", get_total, get_ms)] {
+        report.add(
+            Figure::new(
+                format!("testnet.small.{op}.{count}x4KiB"),
+                count as f64 / total,
+                "ops/s",
+            )
+            .note("one at a time through the gateway's HTTP API, a new connection each (no CLI process)"),
+        );
+        report.add(Figure::new(
+            format!("testnet.small.{op}.p50"),
+            percentile(&ms, 50.0).unwrap_or(0.0),
+            "ms",
+        ));
+        report.add(Figure::new(
+            format!("testnet.small.{op}.p99"),
+            percentile(&ms, 99.0).unwrap_or(0.0),
+            "ms",
+        ));
+    }
+
+    // The same gets over one kept-alive connection (what an HTTP client library does).
+    let kept = net.api(0)?;
+    let sample = ids.len().min(100);
+    let mut kept_ms = Vec::with_capacity(sample);
+    for id in &ids[..sample] {
+        let t = Instant::now();
+        kept.get(id)?;
+        kept_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    report.add(
+        Figure::new(
+            "testnet.small.get.p50.keep-alive",
+            percentile(&kept_ms, 50.0).unwrap_or(0.0),
+            "ms",
+        )
+        .limit(
+            "testnet.small.get.p50 (new connections)",
+            report.get("testnet.small.get.p50").map_or(0.0, |f| f.value),
+        )
+        .runs(kept_ms)
+        .note(format!("{sample} gets over one kept-alive connection")),
+    );
+    ctx.small_files += count;
+    Ok(())
+}
+
+/// Run alone (`--only memory`): one large put and get with the peaks watched. When the
+/// testnet section ran, its large files already gave the memory figures.
+pub(super) fn memory_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    if report.figures.iter().any(|f| f.name.starts_with("memory.")) {
+        progress("memory figures came from the testnet section's runs");
+        return Ok(());
+    }
+    let size = if ctx.quick { 64 * MIB } else { 1024 * MIB };
+    put_get_runs(ctx, report, size, 1).map(drop)
+}
+
+/// Writes `len` pseudo-random bytes from `seed` to `path`; their BLAKE3.
+///
+/// # Errors
+/// File errors.
+pub fn make_file(path: &Path, len: usize, seed: u64) -> anyhow::Result<[u8; 32]> {
+    write_random_file(path, len, seed)?;
+    hash_file(path)
+}
+
+/// BLAKE3 of a file.
+///
+/// # Errors
+/// File errors.
+pub fn hash_file(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let mut reader = BufReader::with_capacity(
+        MIB,
+        File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+    );
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; MIB];
+    loop {
+        match reader.read(&mut buf)? {
+            0 => break,
+            n => {
+                hasher.update(&buf[..n]);
+            }
+        }
+    }
+    Ok(*hasher.finalize().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_files_hash_like_their_contents() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("f");
+        let digest = make_file(&path, 2 * MIB + 3, 9)?;
+        assert_eq!(std::fs::metadata(&path)?.len(), (2 * MIB + 3) as u64);
+        assert_eq!(hash_file(&path)?, digest);
+        assert_eq!(digest, *blake3::hash(&std::fs::read(&path)?).as_bytes());
+        Ok(())
+    }
+}

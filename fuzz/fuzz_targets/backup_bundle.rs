@@ -39,11 +39,11 @@ fn open(bytes: &[u8], state: &State) {
         assert!(matches!(opened.sealed_with, SealedWith::Recipient(_)));
         assert!(datamesh_keys::is_sealed_to_key(bytes));
     }
-    if backup_kdf_is_cheap(bytes) {
-        if let Ok(opened) = Keystore::verify_backup(bytes, BackupKey::Password(&state.password)) {
-            assert_eq!(opened.sealed_with, SealedWith::Password);
-            assert!(!datamesh_keys::is_sealed_to_key(bytes));
-        }
+    if backup_kdf_is_cheap(bytes)
+        && let Ok(opened) = Keystore::verify_backup(bytes, BackupKey::Password(&state.password))
+    {
+        assert_eq!(opened.sealed_with, SealedWith::Password);
+        assert!(!datamesh_keys::is_sealed_to_key(bytes));
     }
 }
 

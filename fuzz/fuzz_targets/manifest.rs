@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let count = manifest.stripe_count();
     assert_eq!(count, manifest.stripes().len() as u64);
     for index in (0..count).take(64).chain(count.checked_sub(1)) {
-        assert!(manifest.layout(index).is_some(), "stripe {index} has no layout");
+        assert!(
+            manifest.layout(index).is_some(),
+            "stripe {index} has no layout"
+        );
     }
     assert!(manifest.layout(count).is_none());
     // The metadata is sealed: a wrong key opens nothing, and never panics.

@@ -53,15 +53,26 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
     let mut corpus = Corpus { dir, count: 0 };
 
     // Core formats: the frozen vector, then fresh files of interesting sizes.
-    corpus.put("manifest", "frozen_v1", &json_hex(FORMAT_V1_JSON, "manifest"))?;
-    corpus.put("envelope", "frozen_v1", &json_hex(FORMAT_V1_JSON, "envelope"))?;
+    corpus.put(
+        "manifest",
+        "frozen_v1",
+        &json_hex(FORMAT_V1_JSON, "manifest"),
+    )?;
+    corpus.put(
+        "envelope",
+        "frozen_v1",
+        &json_hex(FORMAT_V1_JSON, "envelope"),
+    )?;
     corpus.put(
         "ids",
         "frozen_v1_file_id",
         datamesh_fuzz::json_field(FORMAT_V1_JSON, "file_id").as_bytes(),
     )?;
     let owner = SecretKey::from_bytes(&[9; 32])?;
-    let others = [SecretKey::from_bytes(&[5; 32])?, SecretKey::from_bytes(&[6; 32])?];
+    let others = [
+        SecretKey::from_bytes(&[5; 32])?,
+        SecretKey::from_bytes(&[6; 32])?,
+    ];
     for (i, len) in [0usize, 1, 65_535, 65_537, 300_000].into_iter().enumerate() {
         let body = vec![0x5a; len];
         let mut encoder = Encoder::new(&body[..], EncodeOptions::new(format!("seed-{len}.bin")));
@@ -70,9 +81,14 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
         corpus.put("manifest", &format!("len_{len}"), &file.manifest.to_bytes())?;
         let mut recipients = vec![owner.public_key()];
         recipients.extend(others.iter().take(i % 3).map(SecretKey::public_key));
-        let envelope = KeyEnvelope::seal(file.file_id, i as u64, &file.data_key, &recipients, &owner)?;
+        let envelope =
+            KeyEnvelope::seal(file.file_id, i as u64, &file.data_key, &recipients, &owner)?;
         corpus.put("envelope", &format!("len_{len}"), &envelope.to_bytes())?;
-        corpus.put("ids", &format!("file_id_{len}"), file.file_id.to_string().as_bytes())?;
+        corpus.put(
+            "ids",
+            &format!("file_id_{len}"),
+            file.file_id.to_string().as_bytes(),
+        )?;
         if let Some(stripe) = stripes.first() {
             let id = stripe.ids()[0];
             corpus.put("ids", &format!("shard_id_{len}"), id.to_string().as_bytes())?;
@@ -81,7 +97,9 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
     corpus.put(
         "ids",
         "key_id",
-        datamesh_core::KeyId::of(&owner.public_key()).to_string().as_bytes(),
+        datamesh_core::KeyId::of(&owner.public_key())
+            .to_string()
+            .as_bytes(),
     )?;
 
     // Keys formats, from the frozen keystore.
@@ -95,7 +113,11 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
         datamesh_fuzz::write_keystore(&home, FROZEN_KEYSTORE)?;
         let mut later = datamesh_keys::Keystore::open(&home, &datamesh_fuzz::frozen_password())?;
         later.rotate("file-encryption")?;
-        corpus.put("keystore_file", "rotated", &fs::read(Layout::new(&home).keystore())?)?;
+        corpus.put(
+            "keystore_file",
+            "rotated",
+            &fs::read(Layout::new(&home).keystore())?,
+        )?;
         fs::remove_dir_all(&home)?;
     }
     for (name, catalog) in [("empty", &b""[..]), ("catalog", b"files: seed catalog\n")] {
@@ -105,10 +127,18 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
     let shares = keystore.escrow_split(2, 3)?;
     let with_copy = keystore.escrow_split_with_copy(3, 5, Some([0x11; 32]))?;
     for (i, share) in shares.iter().chain(&with_copy).enumerate() {
-        corpus.put("escrow_share", &format!("text_{i}"), share.to_text().as_bytes())?;
+        corpus.put(
+            "escrow_share",
+            &format!("text_{i}"),
+            share.to_text().as_bytes(),
+        )?;
         corpus.put("escrow_share", &format!("bytes_{i}"), &share.to_bytes())?;
         let body = share.to_bytes();
-        corpus.put("escrow_share", &format!("body_{i}"), &body[..body.len() - 4])?;
+        corpus.put(
+            "escrow_share",
+            &format!("body_{i}"),
+            &body[..body.len() - 4],
+        )?;
         corpus.put(
             "escrow_share",
             &format!("sealed_{i}"),

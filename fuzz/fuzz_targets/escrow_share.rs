@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(share) = Share::from_text(&text) {
         assert_round_trips(&share);
     }
-    if let Ok(share) = Share::open_sealed(&text, &fixture().keystore) {
+    if let Ok(share) = fixture().keystore.open_sealed_share(&text) {
         assert_round_trips(&share);
     }
     for bytes in [data.to_vec(), with_share_checksum(data)] {

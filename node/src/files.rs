@@ -365,7 +365,7 @@ impl Files {
             .await
             .map_err(|e| NetworkError::Request {
                 peer,
-                reason: e.to_string(),
+                reason: e.into(),
             })
     }
 
@@ -573,7 +573,7 @@ impl Files {
             added
         })
         .await
-        .map_err(|e| CatalogError::Damaged(e.to_string()))??;
+        .map_err(CatalogError::from)??;
         info!(file = %id, size = encoded.metadata.size, "put complete");
         Ok(PutReport {
             id,
@@ -778,7 +778,7 @@ impl Files {
         .await
         .map_err(|e| NetworkError::Request {
             peer,
-            reason: e.to_string(),
+            reason: e.into(),
         })?
     }
 
@@ -1039,7 +1039,7 @@ impl Files {
         let saved = entry.clone();
         tokio::task::spawn_blocking(move || catalog.update(&saved))
             .await
-            .map_err(|e| CatalogError::Damaged(e.to_string()))??;
+            .map_err(CatalogError::from)??;
         let remote = peers.iter().filter(|p| **p != inner.net.peer_id()).count();
         Ok(RewrapReport {
             id,

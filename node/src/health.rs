@@ -479,7 +479,7 @@ impl Files {
             let placement = Placement::from_stripes(&rows);
             tokio::task::spawn_blocking(move || catalog.set_placement(&id, &placement))
                 .await
-                .map_err(|e| CatalogError::Damaged(e.to_string()))??;
+                .map_err(CatalogError::from)??;
         }
         Ok(())
     }

@@ -131,19 +131,17 @@ impl ShardStore {
 
     /// The ledger under `guard`, loaded from the persisted counter on first use.
     fn ledger<'a>(&self, guard: &'a mut LedgerGuard<'_>) -> Result<&'a mut Ledger, StoreError> {
-        if guard.is_none() {
-            let used = self.used_bytes()?;
-            **guard = Some(Ledger {
-                used,
+        let ledger = match guard.take() {
+            Some(ledger) => ledger,
+            None => Ledger {
+                used: self.used_bytes()?,
                 writing: HashSet::new(),
-            });
-        }
-        guard
-            .as_mut()
-            .ok_or_else(|| StoreError::Db(DbError::Task("shard ledger not loaded".into())))
+            },
+        };
+        Ok(guard.insert(ledger))
     }
 
-    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StoreError> {
         Ok(cf(&self.db, name)?)
     }
 

@@ -15,10 +15,9 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::{
-    Behaviour, BehaviourEvent, Command, DhtError, InboundHandler, KAD_PROTOCOL, NetworkError,
-    NetworkInfo, PeerSummary, RequestFailure,
-};
+use super::command::{Command, InboundHandler, NetworkInfo, PeerSummary};
+use super::error::{DhtError, NetworkError, RequestFailure};
+use super::swarm::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use crate::protocol::{FailureReason, Refusal, Request, Response};
 
 /// Inbound requests served at once; more wait (and eventually time out at the sender).

@@ -3,11 +3,14 @@
 //! TCP + Noise + Yamux; Identify, wired by hand into Kademlia's address book; Kademlia
 //! under DataMesh's own protocol name, forced into server mode; the shard protocol
 //! ([`crate::protocol`]); a connection limit. Everything else in the node talks to the
-//! swarm through [`Network`], a cheap handle that sends [`Command`]s over a bounded
+//! swarm through [`Network`], a cheap handle that sends commands over a bounded
 //! channel, each with a oneshot reply (the structure of libp2p's file-sharing example).
 //! Inbound shard requests are served on blocking threads by an [`InboundHandler`], so
-//! disk work never stalls the swarm. This file is the handle, its settings and errors;
-//! `event_loop.rs` is the task.
+//! disk work never stalls the swarm.
+//!
+//! Parts: this file is the handle ([`Network`], [`NetworkConfig`]); `swarm.rs` builds
+//! the swarm (transport and behaviours); `event_loop.rs` is the task that owns it;
+//! `command.rs` is what the two say to each other; `error.rs` what fails.
 //!
 //! The swarm also carries libp2p's block list ([`allow_block_list::Behaviour`]), empty
 //! unless a test sets it ([`Network::set_blocked_peers`], reachable only through the
@@ -18,39 +21,30 @@
 //! kernel-level partition to make): a test hook, not a model of packet loss.
 
 use std::collections::HashSet;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
-use libp2p::kad;
-use libp2p::request_response::{self, OutboundFailure, ProtocolSupport};
-use libp2p::swarm::NetworkBehaviour;
-use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, TransportError, allow_block_list, connection_limits,
-    identify, noise, tcp, yamux,
-};
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::protocol::{PROTOCOL, Request, Response, ShardCodec};
+use crate::protocol::{Request, Response};
 use crate::records::PersistentStore;
 
+mod command;
+mod error;
 mod event_loop;
+mod swarm;
 
+use command::Command;
+pub use command::{InboundHandler, NetworkInfo, PeerSummary};
+pub use error::{DhtError, NetworkError, RequestFailure};
 use event_loop::EventLoop;
-
-/// Kademlia protocol name: DataMesh nodes never join another network's DHT.
-pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/kad/1.0.0");
-/// What Identify reports as the protocol version.
-pub const IDENTIFY_VERSION: &str = "/datamesh/1.0.0";
+pub use swarm::{IDENTIFY_VERSION, KAD_PROTOCOL};
 
 /// Commands queued for the swarm task.
 const COMMAND_QUEUE: usize = 256;
-/// How often Kademlia re-runs a bootstrap.
-const BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(60);
-/// Most established connections.
-const MAX_CONNECTIONS: u32 = 256;
 
 /// Network settings.
 #[derive(Clone, Debug)]
@@ -83,138 +77,6 @@ impl NetworkConfig {
     }
 }
 
-/// A network failure.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum NetworkError {
-    /// The swarm task has stopped (the node is shutting down).
-    #[error("the network has stopped")]
-    Stopped,
-    /// A request to a peer failed (unreachable, timed out, refused the protocol).
-    #[error("request to peer {peer} failed: {reason}")]
-    Request {
-        /// The peer.
-        peer: PeerId,
-        /// What went wrong.
-        reason: RequestFailure,
-    },
-    /// The transport (TCP + Noise + Yamux) could not be built.
-    #[error("network setup failed: {0}")]
-    Transport(Arc<noise::Error>),
-    /// An address could not be listened on.
-    #[error("network setup failed: cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address.
-        addr: Multiaddr,
-        /// Why.
-        source: Arc<TransportError<io::Error>>,
-    },
-    /// A DHT operation failed.
-    #[error("dht: {0}")]
-    Dht(DhtError),
-}
-
-/// Why a request to a peer failed ([`NetworkError::Request`]).
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum RequestFailure {
-    /// The request-response exchange failed: the dial, a timeout, the connection, the
-    /// protocol negotiation or the stream.
-    #[error(transparent)]
-    Outbound(Arc<OutboundFailure>),
-    /// The local task that sent or served the request panicked or was cancelled.
-    #[error("the task running the request failed: {0}")]
-    Task(Arc<tokio::task::JoinError>),
-}
-
-impl From<tokio::task::JoinError> for RequestFailure {
-    fn from(e: tokio::task::JoinError) -> Self {
-        Self::Task(Arc::new(e))
-    }
-}
-
-/// Which DHT operation failed ([`NetworkError::Dht`]).
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum DhtError {
-    /// The local record store refused the provider record (e.g. too many keys).
-    #[error("cannot keep the provider record: {0}")]
-    Store(kad::store::Error),
-    /// Announcing a provider record reached no peer.
-    #[error(transparent)]
-    Announce(kad::AddProviderError),
-    /// A provider lookup failed before it found anyone.
-    #[error(transparent)]
-    Providers(kad::GetProvidersError),
-}
-
-/// Serves inbound shard requests; runs on blocking threads.
-pub trait InboundHandler: Send + Sync + 'static {
-    /// Answers one request from `peer`. `Announce` never reaches it (the swarm task
-    /// handles it).
-    fn handle(&self, peer: PeerId, request: Request) -> Response;
-}
-
-/// A peer as the network sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerSummary {
-    /// Its id.
-    pub peer_id: PeerId,
-    /// Addresses known for it.
-    pub addresses: Vec<Multiaddr>,
-    /// Whether a connection is open now.
-    pub connected: bool,
-}
-
-/// A snapshot of the swarm's state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetworkInfo {
-    /// This node's peer id.
-    pub peer_id: PeerId,
-    /// Addresses it listens on.
-    pub listen_addresses: Vec<Multiaddr>,
-    /// Peers with an open connection.
-    pub connected_peers: usize,
-    /// Peers in the Kademlia routing table.
-    pub routing_table_peers: usize,
-}
-
-/// Work for the swarm task.
-#[derive(Debug)]
-enum Command {
-    Request {
-        peer: PeerId,
-        request: Request,
-        reply: oneshot::Sender<Result<Response, NetworkError>>,
-    },
-    ClosestPeers {
-        key: Vec<u8>,
-        reply: oneshot::Sender<Result<Vec<PeerId>, NetworkError>>,
-    },
-    StartProviding {
-        key: Vec<u8>,
-        reply: oneshot::Sender<Result<(), NetworkError>>,
-    },
-    GetProviders {
-        key: Vec<u8>,
-        reply: oneshot::Sender<Result<HashSet<PeerId>, NetworkError>>,
-    },
-    Info {
-        reply: oneshot::Sender<NetworkInfo>,
-    },
-    Peers {
-        reply: oneshot::Sender<Vec<PeerSummary>>,
-    },
-    Bootstrap,
-    SetBlocked {
-        peers: HashSet<PeerId>,
-        reply: oneshot::Sender<Vec<PeerId>>,
-    },
-    Shutdown {
-        reply: oneshot::Sender<()>,
-    },
-}
-
 /// A handle to the swarm task. Cloning is cheap; when the last handle is dropped or
 /// [`Network::shutdown`] is called, the task ends.
 #[derive(Clone, Debug)]
@@ -223,24 +85,13 @@ pub struct Network {
     peer_id: PeerId,
 }
 
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    // First, so a denied connection or dial is refused before any other behaviour
-    // sees it.
-    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
-    limits: connection_limits::Behaviour,
-    identify: identify::Behaviour,
-    kad: kad::Behaviour<PersistentStore>,
-    shards: request_response::Behaviour<ShardCodec>,
-}
-
 impl Network {
     /// Builds the swarm, starts listening, dials the bootstrap peers and spawns the
     /// swarm task on the current tokio runtime.
     ///
     /// # Errors
-    /// [`NetworkError::Setup`] if the transport cannot be built or an address cannot be
-    /// listened on.
+    /// [`NetworkError::Transport`] if the transport cannot be built,
+    /// [`NetworkError::Listen`] if an address cannot be listened on.
     pub fn start(
         keypair: Keypair,
         store: PersistentStore,
@@ -248,44 +99,7 @@ impl Network {
         handler: Arc<dyn InboundHandler>,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), NetworkError> {
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| NetworkError::Transport(Arc::new(e)))?
-            .with_behaviour(|key| {
-                let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-                kad_config.set_periodic_bootstrap_interval(Some(BOOTSTRAP_INTERVAL));
-                let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
-                // rust-libp2p starts in client mode until an external address is
-                // confirmed; a DataMesh node always serves the DHT.
-                kad.set_mode(Some(kad::Mode::Server));
-                let limits = connection_limits::ConnectionLimits::default()
-                    .with_max_established(Some(MAX_CONNECTIONS))
-                    .with_max_established_per_peer(Some(4))
-                    .with_max_pending_incoming(Some(64));
-                Behaviour {
-                    blocked: allow_block_list::Behaviour::default(),
-                    limits: connection_limits::Behaviour::new(limits),
-                    identify: identify::Behaviour::new(identify::Config::new(
-                        IDENTIFY_VERSION.to_string(),
-                        key.public(),
-                    )),
-                    kad,
-                    shards: request_response::Behaviour::new(
-                        [(PROTOCOL, ProtocolSupport::Full)],
-                        request_response::Config::default()
-                            .with_request_timeout(config.request_timeout)
-                            .with_max_concurrent_streams(256),
-                    ),
-                }
-            })
-            .map_err(|e| match e {})?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-            .build();
+        let mut swarm = swarm::build(keypair, store, config.request_timeout)?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())

@@ -12,8 +12,8 @@ use rocksdb::{ColumnFamily, DB, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use super::PersistentStoreConfig;
 use super::clock::Clock;
+use super::config::PersistentStoreConfig;
 use crate::db::{CF_KAD_PROVIDERS, CF_KAD_RECORDS, DbError, cf};
 
 /// The version byte that starts every row value written by this module.

@@ -1,6 +1,6 @@
 //! The catalog: the files this node has put, with what it needs to get them back fast
 //! (the manifest and where each stripe's shards went). Kept in the `catalog` and `files`
-//! column families.
+//! column families. [`snapshot`] is the catalog as backup bundles carry it.
 
 use std::sync::Arc;
 

@@ -91,7 +91,7 @@ pub enum PutOutcome {
 ///
 /// Puts do not hold a lock across their synced write, so the writes of concurrent Store
 /// requests are synced together by RocksDB's group commit. The quota stays exact: a put
-/// reserves its bytes in the [`Ledger`] (under a short lock) before writing and gives
+/// reserves its bytes in the `Ledger` (under a short lock) before writing and gives
 /// them back if the write fails; the persisted counters change by merge deltas in the
 /// same atomic batch as the shard, so they need no read-modify-write.
 #[derive(Debug)]

@@ -12,7 +12,7 @@
 //! the swarm (transport and behaviours); `event_loop.rs` is the task that owns it;
 //! `command.rs` is what the two say to each other; `error.rs` what fails.
 //!
-//! The swarm also carries libp2p's block list ([`allow_block_list::Behaviour`]), empty
+//! The swarm also carries libp2p's block list ([`libp2p::allow_block_list::Behaviour`]), empty
 //! unless a test sets it ([`Network::set_blocked_peers`], reachable only through the
 //! test-fault debug API): a blocked peer's connections are closed and refused both
 //! ways, and dials to it are denied at once, so Kademlia queries and shard requests

@@ -38,6 +38,7 @@ mod error;
 mod hash;
 mod ids;
 mod manifest;
+pub mod wire;
 
 pub use aead::{DataKey, KEY_LEN, TAG_LEN};
 pub use decoder::{BadShard, DecodeReport, Decoder, StripeShards};

@@ -1,6 +1,6 @@
 //! The catalog: the files this node has put, with what it needs to get them back fast
 //! (the manifest and where each stripe's shards went). Kept in the `catalog` and `files`
-//! column families.
+//! column families. [`snapshot`] is the catalog as backup bundles carry it.
 
 use std::sync::Arc;
 
@@ -10,6 +10,8 @@ use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{CF_CATALOG, CF_FILES, DbError, cf};
+
+pub mod snapshot;
 
 const MANIFEST_PREFIX: u8 = b'm';
 const PLACEMENT_PREFIX: u8 = b'p';
@@ -85,17 +87,55 @@ impl Placement {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CatalogError {
-    /// RocksDB failed.
+    /// RocksDB failed, or the blocking task running a catalog operation did.
     #[error(transparent)]
     Db(#[from] DbError),
-    /// A stored row does not decode.
-    #[error("catalog row for {0} is damaged")]
-    Damaged(String),
+    /// A stored row does not decode (or a manifest does not hash to its file id).
+    #[error("the catalog's {row} of file {id} is damaged")]
+    Damaged {
+        /// The file.
+        id: FileId,
+        /// Which of its rows.
+        row: CatalogRow,
+    },
+    /// A `catalog` row whose key is not a file id.
+    #[error("the catalog has a row whose key is not a file id ({} bytes)", key.len())]
+    BadKey {
+        /// The row key.
+        key: Vec<u8>,
+    },
+}
+
+/// The rows the catalog keeps per file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogRow {
+    /// The [`CatalogEntry`].
+    Entry,
+    /// The manifest.
+    Manifest,
+    /// The [`Placement`].
+    Placement,
+}
+
+impl std::fmt::Display for CatalogRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Entry => "entry",
+            Self::Manifest => "manifest",
+            Self::Placement => "placement",
+        })
+    }
 }
 
 impl From<rocksdb::Error> for CatalogError {
     fn from(e: rocksdb::Error) -> Self {
         Self::Db(DbError::Rocks(e))
+    }
+}
+
+impl From<tokio::task::JoinError> for CatalogError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Db(DbError::Task(e))
     }
 }
 
@@ -192,10 +232,10 @@ impl Catalog {
             .iterator_cf(cf(&self.db, CF_CATALOG)?, rocksdb::IteratorMode::Start)
         {
             let (k, v) = row?;
-            out.push(
-                postcard::from_bytes(&v)
-                    .map_err(|_| CatalogError::Damaged(data_encoding::HEXLOWER.encode(&k)))?,
-            );
+            let id = <[u8; 32]>::try_from(&k[..])
+                .map(FileId::from_bytes)
+                .map_err(|_| CatalogError::BadKey { key: k.to_vec() })?;
+            out.push(postcard::from_bytes(&v).map_err(|_| damaged(id, CatalogRow::Entry))?);
         }
         Ok(out)
     }
@@ -207,7 +247,7 @@ impl Catalog {
     pub fn get(&self, id: &FileId) -> Result<Option<CatalogEntry>, CatalogError> {
         self.db
             .get_pinned_cf(cf(&self.db, CF_CATALOG)?, id.as_bytes())?
-            .map(|v| postcard::from_bytes(&v).map_err(|_| CatalogError::Damaged(id.to_string())))
+            .map(|v| postcard::from_bytes(&v).map_err(|_| damaged(*id, CatalogRow::Entry)))
             .transpose()
     }
 
@@ -223,11 +263,11 @@ impl Catalog {
             return Ok(None);
         };
         if datamesh_core::FileId::of_manifest(&bytes) != *id {
-            return Err(CatalogError::Damaged(id.to_string()));
+            return Err(damaged(*id, CatalogRow::Manifest));
         }
         Manifest::from_bytes(&bytes)
             .map(Some)
-            .map_err(|_| CatalogError::Damaged(id.to_string()))
+            .map_err(|_| damaged(*id, CatalogRow::Manifest))
     }
 
     /// The placement recorded at put time (or at the last repair).
@@ -237,9 +277,13 @@ impl Catalog {
     pub fn placement(&self, id: &FileId) -> Result<Option<Placement>, CatalogError> {
         self.db
             .get_pinned_cf(cf(&self.db, CF_FILES)?, key(PLACEMENT_PREFIX, id))?
-            .map(|v| postcard::from_bytes(&v).map_err(|_| CatalogError::Damaged(id.to_string())))
+            .map(|v| postcard::from_bytes(&v).map_err(|_| damaged(*id, CatalogRow::Placement)))
             .transpose()
     }
+}
+
+fn damaged(id: FileId, row: CatalogRow) -> CatalogError {
+    CatalogError::Damaged { id, row }
 }
 
 /// postcard encoding of a row (serialising plain structs into a Vec cannot fail).

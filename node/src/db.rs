@@ -55,10 +55,10 @@ pub enum DbError {
     Rocks(#[from] rocksdb::Error),
     /// The database was not opened by [`open`] (a column family is missing).
     #[error("database: column family {0} is missing")]
-    MissingColumnFamily(String),
-    /// A blocking database task failed.
+    MissingColumnFamily(&'static str),
+    /// The blocking task running a database operation panicked or was cancelled.
     #[error("database task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// Opens (creating if needed) the node database in `dir` with every column family.
@@ -107,9 +107,8 @@ pub(crate) fn add_u64(
 ///
 /// # Errors
 /// [`DbError::MissingColumnFamily`] only if the database was opened some other way.
-pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, DbError> {
-    db.cf_handle(name)
-        .ok_or_else(|| DbError::MissingColumnFamily(name.to_string()))
+pub(crate) fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily, DbError> {
+    db.cf_handle(name).ok_or(DbError::MissingColumnFamily(name))
 }
 
 /// Flushes every column family's memtable to disk (on shutdown; the WAL already makes

@@ -149,7 +149,7 @@ impl Node {
         let dir = config.data_dir.clone();
         let db = tokio::task::spawn_blocking(move || crate::db::open(&dir))
             .await
-            .map_err(|e| DbError::Task(e.to_string()))??;
+            .map_err(DbError::Task)??;
         let metrics = Arc::new(Metrics::new());
         let store = Arc::new(ShardStore::new(Arc::clone(&db), config.store));
         let server = Arc::new(
@@ -297,7 +297,7 @@ impl Node {
         let db = self.db;
         tokio::task::spawn_blocking(move || crate::db::flush_all(&db))
             .await
-            .map_err(|e| DbError::Task(e.to_string()))??;
+            .map_err(DbError::Task)??;
         info!("node stopped");
         Ok(())
     }

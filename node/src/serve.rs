@@ -10,10 +10,10 @@ use libp2p::PeerId;
 use rocksdb::DB;
 use tracing::{debug, warn};
 
-use crate::db::{CF_FILES, cf};
+use crate::db::{CF_FILES, DbError, cf};
 use crate::metrics::Metrics;
 use crate::network::InboundHandler;
-use crate::protocol::{MAX_ENVELOPE_LEN, Refusal, Request, Response};
+use crate::protocol::{FailureReason, InvalidReason, MAX_ENVELOPE_LEN, Refusal, Request, Response};
 use crate::store::{DeleteOutcome, PutOutcome, ShardStore, StoreError};
 
 /// Most envelope owners kept per file (each owner's newest envelope is kept).
@@ -73,14 +73,14 @@ impl Server {
                 Response::Refused(Refusal::Full { used, max })
             }
             Err(e) => {
-                warn!(%peer, "storing a shard failed: {e}");
+                warn!(%peer, shard = %id.short(), "storing a shard failed: {e}");
                 self.metrics.shards_refused.inc();
-                Response::Refused(Refusal::Failed(e.to_string()))
+                Response::Refused(Refusal::Failed(FailureReason::Storage))
             }
         }
     }
 
-    fn fetch(&self, id: ShardId) -> Response {
+    fn fetch(&self, peer: PeerId, id: ShardId) -> Response {
         match self.store.get(&id) {
             Ok(Some(mut bytes)) => {
                 self.metrics.shards_served.inc();
@@ -100,42 +100,51 @@ impl Server {
                 self.metrics.corrupt_shards.inc();
                 Response::Refused(Refusal::Corrupt)
             }
-            Err(e) => Response::Refused(Refusal::Failed(e.to_string())),
+            Err(e) => {
+                warn!(%peer, shard = %id.short(), "reading a shard failed: {e}");
+                Response::Refused(Refusal::Failed(FailureReason::Storage))
+            }
         }
     }
 
-    fn put_envelope(&self, bytes: &[u8]) -> Response {
+    fn put_envelope(&self, peer: PeerId, bytes: &[u8]) -> Response {
         if bytes.len() > MAX_ENVELOPE_LEN {
-            return Response::Refused(Refusal::Invalid("envelope too large".into()));
+            return Response::Refused(Refusal::Invalid(InvalidReason::EnvelopeTooLarge));
         }
         let envelope = match KeyEnvelope::from_bytes(bytes) {
             Ok(e) => e,
-            Err(e) => return Response::Refused(Refusal::Invalid(e.to_string())),
+            Err(e) => {
+                debug!(%peer, "refused a key envelope: {e}");
+                return Response::Refused(Refusal::Invalid(InvalidReason::BadEnvelope));
+            }
         };
         match self.keep_envelope(&envelope, bytes) {
             Ok(()) => Response::Done,
-            Err(e) => Response::Refused(e),
+            Err(EnvelopeRefusal::TooManyOwners) => {
+                Response::Refused(Refusal::Invalid(InvalidReason::TooManyEnvelopeOwners))
+            }
+            Err(EnvelopeRefusal::Db(e)) => {
+                warn!(%peer, file = %envelope.file_id(), "keeping a key envelope failed: {e}");
+                Response::Refused(Refusal::Failed(FailureReason::Storage))
+            }
         }
     }
 
     /// Keeps `envelope` unless this owner already has a newer one for the file.
-    fn keep_envelope(&self, envelope: &KeyEnvelope, bytes: &[u8]) -> Result<(), Refusal> {
-        let failed = |e: &dyn std::fmt::Display| Refusal::Failed(e.to_string());
-        let files = cf(&self.db, CF_FILES).map_err(|e| failed(&e))?;
+    fn keep_envelope(&self, envelope: &KeyEnvelope, bytes: &[u8]) -> Result<(), EnvelopeRefusal> {
+        let files = cf(&self.db, CF_FILES)?;
         let mut key = envelope_prefix(envelope.file_id().as_bytes());
         key.extend_from_slice(KeyId::of(envelope.owner()).as_bytes());
-        if let Some(old) = self.db.get_pinned_cf(files, &key).map_err(|e| failed(&e))? {
+        if let Some(old) = self.db.get_pinned_cf(files, &key).map_err(DbError::from)? {
             if let Ok(old) = KeyEnvelope::from_bytes(&old)
                 && old.sequence() >= envelope.sequence()
             {
                 return Ok(());
             }
         } else if self.envelopes(envelope.file_id().as_bytes()).len() >= MAX_ENVELOPE_OWNERS {
-            return Err(Refusal::Invalid(
-                "too many envelope owners for this file".into(),
-            ));
+            return Err(EnvelopeRefusal::TooManyOwners);
         }
-        self.db.put_cf(files, &key, bytes).map_err(|e| failed(&e))
+        Ok(self.db.put_cf(files, &key, bytes).map_err(DbError::from)?)
     }
 
     /// Every envelope held for a file (newest per owner).
@@ -153,6 +162,15 @@ impl Server {
     }
 }
 
+/// Why an envelope was not kept: told to the peer coarsely, logged in full here.
+#[derive(Debug, thiserror::Error)]
+enum EnvelopeRefusal {
+    #[error("too many envelope owners for this file")]
+    TooManyOwners,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
 fn envelope_prefix(file: &[u8; 32]) -> Vec<u8> {
     let mut key = vec![ENVELOPE_PREFIX];
     key.extend_from_slice(file);
@@ -163,7 +181,7 @@ impl InboundHandler for Server {
     fn handle(&self, peer: PeerId, request: Request) -> Response {
         match request {
             Request::Store { id, bytes } => self.store_blob(peer, id, &bytes),
-            Request::Fetch { id } => self.fetch(id),
+            Request::Fetch { id } => self.fetch(peer, id),
             Request::Has { ids } => Response::Has(
                 ids.iter()
                     .map(|id| self.store.has(id).unwrap_or(false))
@@ -178,9 +196,12 @@ impl InboundHandler for Server {
             Request::Delete { id } => match self.store.delete(&id, &peer.to_bytes()) {
                 Ok(DeleteOutcome::NotOwner) => Response::Refused(Refusal::Denied),
                 Ok(_) => Response::Done,
-                Err(e) => Response::Refused(Refusal::Failed(e.to_string())),
+                Err(e) => {
+                    warn!(%peer, shard = %id.short(), "deleting a shard failed: {e}");
+                    Response::Refused(Refusal::Failed(FailureReason::Storage))
+                }
             },
-            Request::PutEnvelope { bytes } => self.put_envelope(&bytes),
+            Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes),
             Request::GetEnvelope { file } => Response::Envelopes(self.envelopes(file.as_bytes())),
             Request::Announce { .. } => {
                 debug!("announce reached the handler; the swarm task answers it");

@@ -91,7 +91,7 @@ pub enum PutOutcome {
 ///
 /// Puts do not hold a lock across their synced write, so the writes of concurrent Store
 /// requests are synced together by RocksDB's group commit. The quota stays exact: a put
-/// reserves its bytes in the [`Ledger`] (under a short lock) before writing and gives
+/// reserves its bytes in the `Ledger` (under a short lock) before writing and gives
 /// them back if the write fails; the persisted counters change by merge deltas in the
 /// same atomic batch as the shard, so they need no read-modify-write.
 #[derive(Debug)]
@@ -131,19 +131,17 @@ impl ShardStore {
 
     /// The ledger under `guard`, loaded from the persisted counter on first use.
     fn ledger<'a>(&self, guard: &'a mut LedgerGuard<'_>) -> Result<&'a mut Ledger, StoreError> {
-        if guard.is_none() {
-            let used = self.used_bytes()?;
-            **guard = Some(Ledger {
-                used,
+        let ledger = match guard.take() {
+            Some(ledger) => ledger,
+            None => Ledger {
+                used: self.used_bytes()?,
                 writing: HashSet::new(),
-            });
-        }
-        guard
-            .as_mut()
-            .ok_or_else(|| StoreError::Db(DbError::Task("shard ledger not loaded".into())))
+            },
+        };
+        Ok(guard.insert(ledger))
     }
 
-    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StoreError> {
         Ok(cf(&self.db, name)?)
     }
 

@@ -36,7 +36,7 @@ impl Files {
             .await
             .map_err(|e| NetworkError::Request {
                 peer,
-                reason: e.to_string(),
+                reason: e.into(),
             })
     }
 

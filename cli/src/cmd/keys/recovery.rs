@@ -3,13 +3,9 @@
 //! network copy through the running node, and fetching it back through the network with
 //! an ephemeral in-process node when the machine is gone.
 //!
-//! The catalog snapshot is JSON (the keys crate carries it as an opaque, authenticated
-//! section):
-//!
-//! ```text
-//! { "version": 1, "source": "database" | "api",
-//!   "files": [ { "entry": CatalogEntry, "manifest": hex or null, "placement": Placement or null } ] }
-//! ```
+//! The catalog snapshot's format, and reading it from / writing it into a node database,
+//! are `datamesh_node::catalog::snapshot`'s; this module picks the source (the running
+//! node's API, else the stopped node's database).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -17,10 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use datamesh_core::FileId;
 use datamesh_core::ecies::{PublicKey, SecretKey};
-use datamesh_core::{FileId, Manifest};
 use datamesh_keys::fsx;
-use datamesh_node::catalog::{Catalog, CatalogEntry, Placement};
+use datamesh_node::catalog::CatalogEntry;
+use datamesh_node::catalog::snapshot::{self, Snapshot, SnapshotFile, SnapshotSource};
 use datamesh_node::client::{Client, ClientError};
 use datamesh_node::libp2p::Multiaddr;
 use datamesh_node::libp2p::identity::Keypair;
@@ -29,32 +26,15 @@ use datamesh_node::{
     NodeConfig, StoreConfig,
 };
 use rand_core::{OsRng, RngCore};
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::Context;
 use crate::{config, home};
 
-/// The snapshot format version.
-const SNAPSHOT_VERSION: u32 = 1;
 /// The name the network copy is stored under.
 pub(super) const COPY_NAME: &str = "datamesh-keystore-copy";
 /// How long fetching the network copy may take in all.
 const FETCH_DEADLINE: Duration = Duration::from_secs(120);
-
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    version: u32,
-    source: String,
-    files: Vec<SnapshotFile>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SnapshotFile {
-    entry: CatalogEntry,
-    manifest: Option<String>,
-    placement: Option<Placement>,
-}
 
 /// A catalog snapshot, encoded, and what it holds.
 pub(super) struct CatalogSnapshot {
@@ -88,7 +68,7 @@ pub(super) fn running_node(home: &Path) -> anyhow::Result<Option<Client>> {
 /// with the node stopped, from its database (also manifests, placement hints, sharing
 /// recipients and envelope sequence numbers). Empty for a home whose node never ran.
 pub(super) fn snapshot(home: &Path) -> anyhow::Result<CatalogSnapshot> {
-    let (source, files) = if let Some(client) = running_node(home)? {
+    let snapshot = if let Some(client) = running_node(home)? {
         let listed = client
             .list()
             .context("cannot read the catalog from the running node")?;
@@ -97,107 +77,49 @@ pub(super) fn snapshot(home: &Path) -> anyhow::Result<CatalogSnapshot> {
             let id: FileId =
                 f.id.parse()
                     .with_context(|| format!("the node listed a malformed file id {}", f.id))?;
-            files.push(SnapshotFile {
-                entry: CatalogEntry {
-                    id,
-                    name: f.name,
-                    size: f.size,
-                    stripes: f.stripes,
-                    created: f.created,
-                    shared_with: Vec::new(),
-                    envelope_sequence: 0,
-                },
-                manifest: None,
-                placement: None,
-            });
+            files.push(SnapshotFile::entry_only(CatalogEntry {
+                id,
+                name: f.name,
+                size: f.size,
+                stripes: f.stripes,
+                created: f.created,
+                shared_with: Vec::new(),
+                envelope_sequence: 0,
+            }));
         }
-        ("api", files)
+        Snapshot::new(SnapshotSource::Api, files)
     } else if db_dir(home).is_dir() {
-        let db = datamesh_node::db::open(&db_dir(home)).with_context(|| {
+        snapshot::read(&db_dir(home)).with_context(|| {
             format!(
-                "cannot open the node database {} (is the node starting?)",
+                "cannot read the catalog from the node database {} (is the node starting?)",
                 db_dir(home).display()
             )
-        })?;
-        let catalog = Catalog::new(db);
-        let mut files = Vec::new();
-        for entry in catalog.list()? {
-            let manifest = catalog
-                .manifest(&entry.id)?
-                .map(|m| data_encoding::HEXLOWER.encode(&m.to_bytes()));
-            let placement = catalog.placement(&entry.id)?;
-            files.push(SnapshotFile {
-                entry,
-                manifest,
-                placement,
-            });
-        }
-        ("database", files)
+        })?
     } else {
-        ("none", Vec::new())
+        Snapshot::new(SnapshotSource::None, Vec::new())
     };
-    let count = files.len();
-    let bytes = serde_json::to_vec(&Snapshot {
-        version: SNAPSHOT_VERSION,
-        source: source.to_owned(),
-        files,
-    })?;
     Ok(CatalogSnapshot {
-        bytes,
-        files: count,
-        source,
+        bytes: snapshot.to_bytes(),
+        files: snapshot.files.len(),
+        source: snapshot.source.as_str(),
     })
-}
-
-fn decode(bytes: &[u8]) -> anyhow::Result<Vec<SnapshotFile>> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let snapshot: Snapshot =
-        serde_json::from_slice(bytes).context("the catalog section does not decode")?;
-    anyhow::ensure!(
-        snapshot.version == SNAPSHOT_VERSION,
-        "catalog snapshot version {} is not supported (this build reads {SNAPSHOT_VERSION}); use a newer datamesh",
-        snapshot.version
-    );
-    Ok(snapshot.files)
 }
 
 /// How many files a snapshot holds (and that it decodes).
 pub(super) fn count(bytes: &[u8]) -> anyhow::Result<usize> {
-    decode(bytes).map(|f| f.len())
+    Ok(Snapshot::decode(bytes)?.files.len())
 }
 
 /// Writes a snapshot into the database of `home` (created); returns how many files.
 /// Files whose manifest is in the snapshot get it (and their placement); the others get
 /// their catalog entry, and the node fetches the manifest from the network at `get`.
 pub(super) fn restore(home: &Path, bytes: &[u8]) -> anyhow::Result<usize> {
-    let files = decode(bytes)?;
-    if files.is_empty() {
+    let snapshot = Snapshot::decode(bytes)?;
+    if snapshot.files.is_empty() {
         return Ok(0);
     }
     fsx::ensure_dir(&home.join("node")).context("cannot create the node's data folder")?;
-    let db = datamesh_node::db::open(&db_dir(home))
-        .with_context(|| format!("cannot open {}", db_dir(home).display()))?;
-    let catalog = Catalog::new(Arc::clone(&db));
-    for file in &files {
-        let manifest = file
-            .manifest
-            .as_deref()
-            .and_then(|hex| data_encoding::HEXLOWER.decode(hex.as_bytes()).ok())
-            .filter(|bytes| FileId::of_manifest(bytes) == file.entry.id)
-            .and_then(|bytes| Manifest::from_bytes(&bytes).ok());
-        match manifest {
-            Some(manifest) => catalog.add(
-                &file.entry,
-                &manifest,
-                &file.placement.clone().unwrap_or_default(),
-            )?,
-            None => catalog.update(&file.entry)?,
-        }
-    }
-    datamesh_node::db::flush_all(&db)?;
-    Ok(files.len())
+    Ok(snapshot::restore(&db_dir(home), &snapshot)?)
 }
 
 /// Stores the network copy through the running node, its data key wrapped to the node's

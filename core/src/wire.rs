@@ -1,0 +1,650 @@
+//! The shard protocol's messages: what one peer asks another and what it answers, their
+//! size limits, their postcard bodies and the length-prefixed frame around each body.
+//!
+//! ```
+//! # fn main() -> Result<(), datamesh_core::wire::WireError> {
+//! use datamesh_core::ShardId;
+//! use datamesh_core::wire::{self, MAX_REQUEST_LEN, Request};
+//!
+//! let request = Request::Fetch { id: ShardId::of(b"shard") };
+//! let body = wire::encode(&request)?;
+//! let mut frame = wire::frame_header(body.len(), MAX_REQUEST_LEN)?.to_vec();
+//! frame.extend_from_slice(&body);
+//!
+//! // The reader checks the length against its limit before it touches the body.
+//! let (body, rest) = wire::split_frame(&frame, MAX_REQUEST_LEN)?;
+//! assert!(rest.is_empty());
+//! assert_eq!(wire::decode_request(body)?, request);
+//! # Ok(()) }
+//! ```
+//!
+//! One message per frame: a big-endian `u32` body length, then the body. Every message
+//! has a hard size limit checked before a byte of its body is read or allocated. Shard
+//! bytes travel only here, never inside DHT records. Wire form: `docs/format.md`.
+//!
+//! This module is the format only (pure, no I/O); the node's `protocol` module reads and
+//! writes frames on libp2p streams with it. Every function here returns an error for any
+//! input and never panics (fuzzed: `fuzz/fuzz_targets/shard_frames.rs`).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{FileId, ShardId};
+use crate::manifest::MAX_MANIFEST_LEN;
+
+/// The largest blob a peer stores: a manifest (16 MiB cap) or a shard of a 16 MiB
+/// segment (4 MiB), whichever is larger.
+pub const MAX_BLOB_LEN: usize = MAX_MANIFEST_LEN;
+/// Most ids in one `Has` request (a 64 GiB file at 1 MiB segments has 393,216 shards:
+/// callers batch).
+pub const MAX_IDS: usize = 65_536;
+/// Largest key envelope accepted.
+pub const MAX_ENVELOPE_LEN: usize = 64 * 1024;
+/// Framing and enum overhead allowed on top of the payload.
+const SLACK: usize = 1024;
+/// Largest request body on the wire.
+pub const MAX_REQUEST_LEN: usize = MAX_BLOB_LEN + SLACK;
+/// Largest response body on the wire.
+pub const MAX_RESPONSE_LEN: usize = MAX_BLOB_LEN + SLACK;
+/// Bytes of the length prefix in front of every body.
+pub const LEN_PREFIX: usize = 4;
+
+/// What one peer asks another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Keep these bytes under this id (refused unless they hash to it).
+    Store {
+        /// BLAKE3 of `bytes`.
+        id: ShardId,
+        /// The shard (or manifest) bytes: a shared handle, so the copy of the request
+        /// kept for a retry on another peer does not copy the shard.
+        #[serde(with = "byte_string")]
+        bytes: Bytes,
+    },
+    /// Send the bytes stored under this id.
+    Fetch {
+        /// Which.
+        id: ShardId,
+    },
+    /// Which of these ids do you hold?
+    Has {
+        /// At most [`MAX_IDS`].
+        ids: Vec<ShardId>,
+    },
+    /// Drop this shard (only honoured for a peer that stored it).
+    Delete {
+        /// Which.
+        id: ShardId,
+    },
+    /// Announce in the DHT that you hold shards of this file (sent by the putter once the
+    /// file id is known).
+    Announce {
+        /// The file.
+        file: FileId,
+    },
+    /// Keep this signed key envelope (kept if newer than the one held).
+    PutEnvelope {
+        /// The envelope's wire form.
+        #[serde(with = "byte_string")]
+        bytes: Vec<u8>,
+    },
+    /// Send every key envelope you hold for this file (the newest of each owner).
+    GetEnvelope {
+        /// The file.
+        file: FileId,
+    },
+}
+
+/// Why a request was refused. What a peer learns is coarse on purpose: the refusing
+/// node's own error text (paths, disk errors) stays in its log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// The node's quota is used up.
+    Full {
+        /// Bytes in use.
+        used: u64,
+        /// Quota.
+        max: u64,
+    },
+    /// The bytes do not hash to the id.
+    Mismatch,
+    /// Not allowed (e.g. deleting someone else's shard).
+    Denied,
+    /// The request was well-formed but invalid.
+    Invalid(InvalidReason),
+    /// The node failed on its side.
+    Failed(FailureReason),
+    /// The stored copy no longer matches its id (bit rot, a torn write): not served. Any
+    /// peer may ask for such a copy to be deleted.
+    Corrupt,
+}
+
+/// Why a well-formed request is invalid ([`Refusal::Invalid`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum InvalidReason {
+    /// A key envelope longer than [`MAX_ENVELOPE_LEN`].
+    #[error("envelope too large")]
+    EnvelopeTooLarge,
+    /// A key envelope that does not parse or whose signature does not verify.
+    #[error("envelope does not parse or verify")]
+    BadEnvelope,
+    /// The file already has envelopes of as many owners as a node keeps.
+    #[error("too many envelope owners for this file")]
+    TooManyEnvelopeOwners,
+}
+
+/// Which part of the refusing node failed ([`Refusal::Failed`]); the detail is in its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum FailureReason {
+    /// Its storage (a database read or write).
+    #[error("storage failure")]
+    Storage,
+    /// Announcing in the DHT.
+    #[error("dht failure")]
+    Dht,
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Stored now.
+    Stored,
+    /// Already held: nothing to do.
+    AlreadyHeld,
+    /// Not done, and why.
+    Refused(Refusal),
+    /// The bytes asked for.
+    Blob(#[serde(with = "byte_string")] Vec<u8>),
+    /// Not held here.
+    NotFound,
+    /// One flag per id asked about, in order.
+    Has(Vec<bool>),
+    /// Done (delete, announce, envelope kept or older one ignored).
+    Done,
+    /// The envelopes held for a file, newest of each owner.
+    Envelopes(#[serde(with = "byte_strings")] Vec<Vec<u8>>),
+}
+
+/// A message or frame that breaks the format or its limits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// A frame's length is over the reader's (or writer's) limit.
+    #[error("message of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// The length claimed or written.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Fewer bytes than the frame claims.
+    #[error("frame truncated: {need} bytes needed, {have} present")]
+    Truncated {
+        /// Bytes the frame needs (prefix and body).
+        need: usize,
+        /// Bytes present.
+        have: usize,
+    },
+    /// The body does not decode.
+    #[error("malformed message: {0}")]
+    Malformed(postcard::Error),
+    /// The body decodes but bytes are left over.
+    #[error("trailing bytes")]
+    Trailing {
+        /// How many.
+        len: usize,
+    },
+    /// A `Has` request with more than [`MAX_IDS`] ids.
+    #[error("too many ids")]
+    TooManyIds {
+        /// How many were asked about.
+        count: usize,
+    },
+    /// The message cannot be encoded.
+    #[error("cannot encode the message: {0}")]
+    Encode(postcard::Error),
+}
+
+/// Decodes a message body, refusing trailing bytes.
+///
+/// # Errors
+/// [`WireError::Malformed`] or [`WireError::Trailing`]; never panics.
+pub fn decode<M: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<M, WireError> {
+    match postcard::take_from_bytes(body) {
+        Ok((msg, [])) => Ok(msg),
+        Ok((_, rest)) => Err(WireError::Trailing { len: rest.len() }),
+        Err(e) => Err(WireError::Malformed(e)),
+    }
+}
+
+/// Decodes a request body and checks the limits that are not about bytes (ids per `Has`).
+///
+/// # Errors
+/// As [`decode`], and [`WireError::TooManyIds`].
+pub fn decode_request(body: &[u8]) -> Result<Request, WireError> {
+    let request: Request = decode(body)?;
+    if let Request::Has { ids } = &request
+        && ids.len() > MAX_IDS
+    {
+        return Err(WireError::TooManyIds { count: ids.len() });
+    }
+    Ok(request)
+}
+
+/// Encodes a message body.
+///
+/// # Errors
+/// [`WireError::Encode`] (not for the messages of this module, which always encode).
+pub fn encode<M: Serialize>(msg: &M) -> Result<Vec<u8>, WireError> {
+    postcard::to_stdvec(msg).map_err(WireError::Encode)
+}
+
+/// The body length a frame's prefix announces, checked against `max` before anything
+/// is read or allocated.
+///
+/// # Errors
+/// [`WireError::TooLarge`].
+pub fn body_len(prefix: [u8; LEN_PREFIX], max: usize) -> Result<usize, WireError> {
+    let len = usize::try_from(u32::from_be_bytes(prefix)).unwrap_or(usize::MAX);
+    if len > max {
+        return Err(WireError::TooLarge { len, max });
+    }
+    Ok(len)
+}
+
+/// The prefix of a frame whose body is `len` bytes long.
+///
+/// # Errors
+/// [`WireError::TooLarge`] if `len` is over `max` (or does not fit the prefix).
+pub fn frame_header(len: usize, max: usize) -> Result<[u8; LEN_PREFIX], WireError> {
+    match u32::try_from(len) {
+        Ok(n) if len <= max => Ok(n.to_be_bytes()),
+        _ => Err(WireError::TooLarge { len, max }),
+    }
+}
+
+/// Splits the first frame off `bytes`: its body and what follows it.
+///
+/// # Errors
+/// [`WireError::TooLarge`] if the prefix announces more than `max` (checked first, as a
+/// stream reader does), [`WireError::Truncated`] if `bytes` ends early.
+pub fn split_frame(bytes: &[u8], max: usize) -> Result<(&[u8], &[u8]), WireError> {
+    let Some((prefix, rest)) = bytes.split_first_chunk::<LEN_PREFIX>() else {
+        return Err(WireError::Truncated {
+            need: LEN_PREFIX,
+            have: bytes.len(),
+        });
+    };
+    let len = body_len(*prefix, max)?;
+    if rest.len() < len {
+        return Err(WireError::Truncated {
+            need: LEN_PREFIX + len,
+            have: bytes.len(),
+        });
+    }
+    Ok(rest.split_at(len))
+}
+
+/// A request's body as two parts to write one after the other: a `Store` is its
+/// postcard header (variant, id, length) and then its shard bytes, written from the
+/// shared buffer instead of being copied into an encoded body first. The two parts are
+/// exactly [`encode`]'s bytes (tested).
+///
+/// # Errors
+/// [`WireError::Encode`].
+pub fn request_parts(request: &Request) -> Result<(Vec<u8>, &[u8]), WireError> {
+    let Request::Store { id, bytes } = request else {
+        return Ok((encode(request)?, &[]));
+    };
+    // `bytes` is the last field: the encoding of an empty one ends with its length, a
+    // one-byte varint 0, which is replaced by the real length.
+    let mut head = encode(&Request::Store {
+        id: *id,
+        bytes: Bytes::new(),
+    })?;
+    if head.pop() != Some(0) {
+        // Not postcard 1.x's layout: the plain encoding (one copy) is still right.
+        return Ok((encode(request)?, &[]));
+    }
+    let mut len = bytes.len() as u64;
+    while len >= 0x80 {
+        head.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    head.push(len as u8);
+    Ok((head, &bytes[..]))
+}
+
+/// `#[serde(with = "byte_string")]`: a byte vector written as a byte string
+/// (`serialize_bytes`), not as a sequence of `u8`. Postcard writes both the same way (a
+/// varint length, then the bytes), so the wire format is unchanged, but a byte string is
+/// moved in one copy instead of one `u8` at a time. Reads either form.
+mod byte_string {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::Serializer;
+
+    pub(super) fn serialize<S: Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v.as_ref())
+    }
+
+    pub(super) fn deserialize<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: From<Vec<u8>>,
+    {
+        d.deserialize_byte_buf(ByteVisitor(PhantomData))
+    }
+
+    struct ByteVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: From<Vec<u8>>> Visitor<'de> for ByteVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<T, E> {
+            Ok(v.to_vec().into())
+        }
+
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<T, E> {
+            Ok(v.into())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+            // The size hint comes from the peer: never trust it for more than a bounded
+            // first allocation (the frame limit bounds the real length).
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64 * 1024));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out.into())
+        }
+    }
+}
+
+/// `#[serde(with = "byte_strings")]`: a list of byte vectors, each a byte string.
+mod byte_strings {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
+    use serde::ser::{Serialize, Serializer};
+
+    struct Out<'a>(&'a [u8]);
+
+    impl Serialize for Out<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    struct In(Vec<u8>);
+
+    impl<'de> Deserialize<'de> for In {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            super::byte_string::deserialize(d).map(In)
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|b| Out(b)))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        struct List(PhantomData<In>);
+        impl<'de> Visitor<'de> for List {
+            type Value = Vec<Vec<u8>>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of byte strings")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(In(b)) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(List(PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// The messages as they were before their byte vectors were written as byte strings:
+    /// serde's derive writes a `Vec<u8>` as a sequence of `u8`.
+    mod old {
+        use crate::{FileId, ShardId};
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub(super) enum Request {
+            Store { id: ShardId, bytes: Vec<u8> },
+            Fetch { id: ShardId },
+            Has { ids: Vec<ShardId> },
+            Delete { id: ShardId },
+            Announce { file: FileId },
+            PutEnvelope { bytes: Vec<u8> },
+            GetEnvelope { file: FileId },
+        }
+
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub(super) enum Response {
+            Stored,
+            AlreadyHeld,
+            Refused(super::Refusal),
+            Blob(Vec<u8>),
+            NotFound,
+            Has(Vec<bool>),
+            Done,
+            Envelopes(Vec<Vec<u8>>),
+        }
+    }
+
+    fn shard_bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 + 7) as u8).collect()
+    }
+
+    #[test]
+    fn byte_strings_have_the_old_sequence_wire_form() -> TestResult {
+        let id = ShardId::of(b"s");
+        let file = FileId::of_manifest(b"m");
+        // Lengths on both sides of postcard's varint steps (1, 2 and 3 length bytes).
+        for len in [0, 1, 127, 128, 16_383, 16_384, 256 * 1024] {
+            let bytes = shard_bytes(len);
+            let pairs = [
+                (
+                    Request::Store {
+                        id,
+                        bytes: bytes.clone().into(),
+                    },
+                    old::Request::Store {
+                        id,
+                        bytes: bytes.clone(),
+                    },
+                ),
+                (
+                    Request::PutEnvelope {
+                        bytes: bytes.clone(),
+                    },
+                    old::Request::PutEnvelope {
+                        bytes: bytes.clone(),
+                    },
+                ),
+            ];
+            for (new, old) in pairs {
+                let new_wire = encode(&new)?;
+                assert_eq!(new_wire, encode(&old)?, "{len} bytes");
+                assert_eq!(decode::<old::Request>(&new_wire)?, old);
+                assert_eq!(decode::<Request>(&encode(&old)?)?, new);
+            }
+            let envelopes = vec![bytes.clone(), Vec::new(), shard_bytes(len / 2 + 1)];
+            let pairs = [
+                (
+                    Response::Blob(bytes.clone()),
+                    old::Response::Blob(bytes.clone()),
+                ),
+                (
+                    Response::Envelopes(envelopes.clone()),
+                    old::Response::Envelopes(envelopes),
+                ),
+                (
+                    Response::Envelopes(Vec::new()),
+                    old::Response::Envelopes(Vec::new()),
+                ),
+            ];
+            for (new, old) in pairs {
+                let new_wire = encode(&new)?;
+                assert_eq!(new_wire, encode(&old)?, "{len} bytes");
+                assert_eq!(decode::<old::Response>(&new_wire)?, old);
+                assert_eq!(decode::<Response>(&encode(&old)?)?, new);
+            }
+        }
+        // The messages without byte vectors are untouched too.
+        assert_eq!(
+            encode(&Request::GetEnvelope { file })?,
+            encode(&old::Request::GetEnvelope { file })?
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_byte_string_is_read_from_a_sequence_by_a_self_describing_format() -> TestResult {
+        // JSON writes bytes as a sequence of numbers: the visitor's `visit_seq` path.
+        let request = Request::Store {
+            id: ShardId::of(b"j"),
+            bytes: Bytes::from_static(&[0, 1, 255]),
+        };
+        let json = serde_json::to_string(&request)?;
+        assert!(json.contains("[0,1,255]"), "{json}");
+        let back: Request = serde_json::from_str(&json)?;
+        assert_eq!(back, request);
+        let envelopes = Response::Envelopes(vec![vec![9, 8], vec![]]);
+        let json = serde_json::to_string(&envelopes)?;
+        let back: Response = serde_json::from_str(&json)?;
+        assert_eq!(back, envelopes);
+        Ok(())
+    }
+
+    #[test]
+    fn a_byte_string_longer_than_its_body_is_an_error() -> TestResult {
+        // A body whose byte string claims more bytes than the frame holds is an error,
+        // not an allocation of the claimed size.
+        let mut lying = encode(&Request::Store {
+            id: ShardId::of(b""),
+            bytes: Bytes::from_static(b"abc"),
+        })?;
+        lying.truncate(lying.len() - 3);
+        lying.pop(); // the length varint (3)
+        lying.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // u32::MAX
+        assert!(decode::<Request>(&lying).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn refusals_have_a_frozen_wire_form() -> TestResult {
+        // Variant index, then the reason's variant index: never free text.
+        let cases = [
+            (Refusal::Full { used: 1, max: 300 }, vec![0, 1, 0xac, 0x02]),
+            (Refusal::Mismatch, vec![1]),
+            (Refusal::Denied, vec![2]),
+            (
+                Refusal::Invalid(InvalidReason::EnvelopeTooLarge),
+                vec![3, 0],
+            ),
+            (Refusal::Invalid(InvalidReason::BadEnvelope), vec![3, 1]),
+            (
+                Refusal::Invalid(InvalidReason::TooManyEnvelopeOwners),
+                vec![3, 2],
+            ),
+            (Refusal::Failed(FailureReason::Storage), vec![4, 0]),
+            (Refusal::Failed(FailureReason::Dht), vec![4, 1]),
+            (Refusal::Corrupt, vec![5]),
+        ];
+        for (refusal, wire) in cases {
+            let response = Response::Refused(refusal);
+            let mut expected = vec![2];
+            expected.extend_from_slice(&wire);
+            assert_eq!(encode(&response)?, expected, "{response:?}");
+            assert_eq!(decode::<Response>(&expected)?, response);
+        }
+        // A reason index this build does not know is an error, not a guess.
+        assert!(decode::<Response>(&[2, 3, 9]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn frames_split_and_check_their_limit_first() -> TestResult {
+        let body = encode(&Request::Fetch {
+            id: ShardId::of(b"f"),
+        })?;
+        let mut wire = frame_header(body.len(), 100)?.to_vec();
+        wire.extend_from_slice(&body);
+        wire.extend_from_slice(b"next");
+        assert_eq!(split_frame(&wire, 100)?, (&body[..], &b"next"[..]));
+        // The limit is checked before the length of what is present.
+        let claim = u32::MAX.to_be_bytes();
+        assert!(matches!(
+            split_frame(&claim, MAX_REQUEST_LEN),
+            Err(WireError::TooLarge { .. })
+        ));
+        assert!(
+            split_frame(&claim, MAX_REQUEST_LEN).is_err_and(|e| e.to_string().contains("exceeds"))
+        );
+        assert!(matches!(
+            split_frame(&wire[..wire.len() - 5], 100),
+            Err(WireError::Truncated { .. })
+        ));
+        assert!(matches!(
+            split_frame(&wire[..3], 100),
+            Err(WireError::Truncated { need: 4, have: 3 })
+        ));
+        assert!(matches!(
+            frame_header(101, 100),
+            Err(WireError::TooLarge { len: 101, max: 100 })
+        ));
+        assert_eq!(body_len([0, 0, 0, 100], 100)?, 100);
+        assert!(body_len([0, 0, 0, 101], 100).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn too_many_ids_are_refused_by_the_request_decoder() -> TestResult {
+        let ids = vec![ShardId::of(b""); MAX_IDS + 1];
+        let body = encode(&Request::Has { ids })?;
+        assert!(decode::<Request>(&body).is_ok());
+        assert!(matches!(
+            decode_request(&body),
+            Err(WireError::TooManyIds { count }) if count == MAX_IDS + 1
+        ));
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode::<Request>(&bytes);
+            let _ = decode_request(&bytes);
+            let _ = decode::<Response>(&bytes);
+            let _ = split_frame(&bytes, MAX_RESPONSE_LEN);
+            let mut framed = (bytes.len() as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            let (body, rest) = split_frame(&framed, MAX_REQUEST_LEN)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(body, &bytes[..]);
+            prop_assert!(rest.is_empty());
+        }
+    }
+}

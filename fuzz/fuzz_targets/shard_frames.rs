@@ -1,0 +1,29 @@
+//! The shard protocol as a peer sends it: arbitrary bytes decoded as a request body, a
+//! response body and a length-prefixed frame. Every outcome is an `Ok` or an `Err`,
+//! never a panic, and no allocation follows an unchecked length.
+
+#![no_main]
+
+use datamesh_core::wire::{self, MAX_REQUEST_LEN, MAX_RESPONSE_LEN, Request, Response};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = wire::decode::<Request>(data);
+    let _ = wire::decode::<Response>(data);
+    let _ = wire::decode_request(data);
+
+    // As a stream of frames: split each one off, checking its limit first, and decode it.
+    let mut rest = data;
+    while let Ok((body, next)) = wire::split_frame(rest, MAX_REQUEST_LEN) {
+        if let Ok(request) = wire::decode_request(body) {
+            // What decodes can be written back the way the codec writes it.
+            let _ = wire::request_parts(&request);
+        }
+        let _ = wire::decode::<Response>(body);
+        if next.len() >= rest.len() {
+            break;
+        }
+        rest = next;
+    }
+    let _ = wire::split_frame(data, MAX_RESPONSE_LEN);
+});

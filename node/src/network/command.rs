@@ -1,0 +1,77 @@
+//! What the [`Network`](super::Network) handle asks the swarm task, what it answers,
+//! and the handler of inbound shard requests.
+
+use std::collections::HashSet;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::oneshot;
+
+use super::error::NetworkError;
+use crate::protocol::{Request, Response};
+
+/// Serves inbound shard requests; runs on blocking threads.
+pub trait InboundHandler: Send + Sync + 'static {
+    /// Answers one request from `peer`. `Announce` never reaches it (the swarm task
+    /// handles it).
+    fn handle(&self, peer: PeerId, request: Request) -> Response;
+}
+
+/// A peer as the network sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// Its id.
+    pub peer_id: PeerId,
+    /// Addresses known for it.
+    pub addresses: Vec<Multiaddr>,
+    /// Whether a connection is open now.
+    pub connected: bool,
+}
+
+/// A snapshot of the swarm's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkInfo {
+    /// This node's peer id.
+    pub peer_id: PeerId,
+    /// Addresses it listens on.
+    pub listen_addresses: Vec<Multiaddr>,
+    /// Peers with an open connection.
+    pub connected_peers: usize,
+    /// Peers in the Kademlia routing table.
+    pub routing_table_peers: usize,
+}
+
+/// Work for the swarm task.
+#[derive(Debug)]
+pub(super) enum Command {
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, NetworkError>>,
+    },
+    ClosestPeers {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<PeerId>, NetworkError>>,
+    },
+    StartProviding {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<(), NetworkError>>,
+    },
+    GetProviders {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<HashSet<PeerId>, NetworkError>>,
+    },
+    Info {
+        reply: oneshot::Sender<NetworkInfo>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerSummary>>,
+    },
+    Bootstrap,
+    SetBlocked {
+        peers: HashSet<PeerId>,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}

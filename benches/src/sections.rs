@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
+use datamesh_api::{Client, RewrapAll};
+use datamesh_core::ecies::PublicKey;
 use datamesh_testnet::{Config, Kdf, Testnet};
 
-use crate::cmd::{Api, run};
+use crate::cmd::{api_client, get_bytes, run};
 use crate::pipeline::{self, MIB, PRIMITIVES, Primitives};
 use crate::report::{Figure, Report};
 use crate::stats::{max, median, percentile};
@@ -349,7 +351,7 @@ impl Ctx {
         let count = if self.quick { 100 } else { 1000 };
         let size = 4096;
         let net = self.net(report)?;
-        let api = net.api(0)?.fresh_connections(true);
+        let api = net.api(0)?.with_fresh_connections(true);
         progress(format!("{count} files of 4 KiB: put, then get"));
         let files: Vec<Vec<u8>> = (0..count)
             .map(|i| {
@@ -363,7 +365,7 @@ impl Ctx {
         let started = Instant::now();
         for (i, body) in files.iter().enumerate() {
             let t = Instant::now();
-            ids.push(api.put(&format!("small-{i}"), body, None)?);
+            ids.push(api.put_bytes(body, &format!("small-{i}"), &[])?.id);
             put_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let put_total = started.elapsed().as_secs_f64();
@@ -371,7 +373,7 @@ impl Ctx {
         let started = Instant::now();
         for (id, body) in ids.iter().zip(&files) {
             let t = Instant::now();
-            let got = api.get(id)?;
+            let got = get_bytes(&api, id)?;
             get_ms.push(t.elapsed().as_secs_f64() * 1e3);
             ensure!(got == *body, "small file {id} came back different");
         }
@@ -403,7 +405,7 @@ impl Ctx {
         let mut kept_ms = Vec::with_capacity(sample);
         for id in &ids[..sample] {
             let t = Instant::now();
-            kept.get(id)?;
+            get_bytes(&kept, id)?;
             kept_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         report.add(
@@ -454,10 +456,10 @@ impl Ctx {
             for i in already..want {
                 let mut body = Vec::with_capacity(4096);
                 pipeline::fill_random(&mut body, 4096, 2_000_000 + i as u64);
-                api.put(&format!("rewrap-{i}"), &body, None)?;
+                api.put_bytes(&body, &format!("rewrap-{i}"), &[])?;
             }
         }
-        let files = api.json("/v1/files")?.as_array().map_or(0, Vec::len);
+        let files = api.list()?.len();
         let before = net.stored()?;
 
         progress("keys rotate");
@@ -476,27 +478,26 @@ impl Ctx {
         rewrap.args(["--json", "keys", "rewrap", "--all"]);
         let outcome = run(rewrap, &dir, COMMAND_DEADLINE)?;
         let secs = outcome.elapsed.as_secs_f64();
-        let answer: serde_json::Value = serde_json::from_slice(&outcome.stdout)
-            .context("`keys rewrap --all --json` did not print JSON")?;
-        let done = answer["rewrapped"].as_array().cloned().unwrap_or_default();
-        let failed = answer["failed"].as_array().map_or(0, Vec::len);
+        let answer: RewrapAll = serde_json::from_slice(&outcome.stdout)
+            .context("`keys rewrap --all --json` did not print its JSON")?;
+        let (done, failed) = (answer.rewrapped, answer.failed.len());
         ensure!(
             failed == 0 && done.len() == files,
             "rewrap: {} of {files} files re-wrapped, {failed} failed",
             done.len()
         );
-        let sent: u64 = done.iter().filter_map(|r| r["bytes_sent"].as_u64()).sum();
+        let sent: u64 = done.iter().map(|r| r.bytes_sent).sum();
         let after = net.stored()?;
 
         // The files still open (through the new envelope).
         let sample = api
-            .json("/v1/files")?
-            .as_array()
-            .and_then(|a| a.iter().find(|f| f["size"].as_u64() == Some(4096)).cloned())
-            .and_then(|f| f["id"].as_str().map(str::to_string));
+            .list()?
+            .into_iter()
+            .find(|f| f.size == 4096)
+            .map(|f| f.id);
         if let Some(id) = sample {
             ensure!(
-                api.get(&id)?.len() == 4096,
+                get_bytes(&api, &id)?.len() == 4096,
                 "a file did not open after the rewrap"
             );
         }
@@ -653,10 +654,14 @@ impl Ctx {
                 let key = String::from_utf8(run(export, &self.dir, COMMAND_DEADLINE)?.stdout)?;
                 let mut body = Vec::with_capacity(4096);
                 pipeline::fill_random(&mut body, 4096, 3_000_000 + s as u64);
-                let id = gateway.put(&format!("lookup-{s}"), &body, Some(key.trim()))?;
-                let api = net.api(k)?.fresh_connections(true);
+                let key: PublicKey = key
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("node {k} exported {key:?}, not a public key"))?;
+                let id = gateway.put_bytes(&body, &format!("lookup-{s}"), &[key])?.id;
+                let api = net.api(k)?.with_fresh_connections(true);
                 let t = Instant::now();
-                match api.get(&id) {
+                match get_bytes(&api, &id) {
                     Ok(got) => {
                         lookup_ms.push(t.elapsed().as_secs_f64() * 1e3);
                         ensure!(got == body, "node {k} got a different file");
@@ -755,12 +760,12 @@ impl Net {
     ///
     /// # Errors
     /// When the node publishes no `node.json` or its token cannot be read.
-    pub fn api(&self, i: usize) -> anyhow::Result<Api> {
+    pub fn api(&self, i: usize) -> anyhow::Result<Client> {
         let run = self
             .tn
             .run_file(i)?
             .with_context(|| format!("node {i} has no node.json"))?;
-        Api::new(&run.api, &self.tn.home(i))
+        api_client(&run, &self.tn.home(i))
     }
 
     fn pid(&self, i: usize) -> anyhow::Result<u32> {

@@ -4,7 +4,6 @@
 
 pub mod api;
 pub mod catalog;
-pub mod client;
 pub mod db;
 pub mod faults;
 pub mod files;

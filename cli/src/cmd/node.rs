@@ -4,16 +4,17 @@
 //! (`put`, `get`, `ls`, `status`, `peers`) find it; it is removed on a clean stop.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use datamesh_api::RunFile;
 use datamesh_keys::{Keystore, fsx};
 use datamesh_node::libp2p::identity::Keypair;
 use datamesh_node::{ApiToken, KeystoreKeys, NetworkConfig, Node, NodeConfig, StoreConfig};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::Context;
 use crate::home;
@@ -93,20 +94,6 @@ const MAX_CHECK_INTERVAL: u64 = 365 * 24 * 3600;
 
 fn default_check_interval() -> u64 {
     datamesh_node::node::DEFAULT_CHECK_INTERVAL.as_secs()
-}
-
-/// What a running node publishes in `<home>/node.json`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct RunFile {
-    pub(crate) pid: u32,
-    pub(crate) peer_id: String,
-    pub(crate) api: SocketAddr,
-    pub(crate) listen: Vec<String>,
-}
-
-/// `<home>/node.json`.
-pub(crate) fn run_file(home: &Path) -> PathBuf {
-    home.join("node.json")
 }
 
 pub(crate) fn run(ctx: &Context, args: NodeArgs) -> anyhow::Result<()> {
@@ -204,7 +191,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let run_file = run_file(&ctx.home);
+        let run_file = RunFile::path(&ctx.home);
         let published = RunFile {
             pid: std::process::id(),
             peer_id: node.peer_id().to_string(),
@@ -213,7 +200,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
         };
         // Written aside and renamed, so a reader never sees half a file.
         let temp = ctx.home.join(".node.json.tmp");
-        fsx::write_private_file(&temp, serde_json::to_string_pretty(&published)?.as_bytes())
+        fsx::write_private_file(&temp, published.to_json().as_bytes())
             .and_then(|()| std::fs::rename(&temp, &run_file))
             .with_context(|| format!("cannot write {}", run_file.display()))?;
         ctx.out.info(format_args!(

@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use datamesh_api::{Client, ClientError, RunFile};
 use datamesh_core::ecies::{PublicKey, SecretKey};
 use datamesh_core::{FileId, Manifest};
 use datamesh_keys::fsx;
 use datamesh_node::catalog::{Catalog, CatalogEntry, Placement};
-use datamesh_node::client::{Client, ClientError};
 use datamesh_node::libp2p::Multiaddr;
 use datamesh_node::libp2p::identity::Keypair;
 use datamesh_node::{
@@ -33,7 +33,6 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::Context;
-use crate::cmd::node::{RunFile, run_file};
 use crate::home;
 
 /// The snapshot format version.
@@ -72,7 +71,7 @@ fn db_dir(home: &Path) -> PathBuf {
 /// The client of this home's running node, if its `node.json` says one runs and its API
 /// answers.
 pub(super) fn running_node(home: &Path) -> anyhow::Result<Option<Client>> {
-    let path = run_file(home);
+    let path = RunFile::path(home);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

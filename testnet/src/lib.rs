@@ -40,7 +40,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -49,7 +49,6 @@ use std::time::{Duration, Instant};
 
 use rand_core::{OsRng, RngCore};
 use rustix::process::{Pid, Signal};
-use serde::Deserialize;
 
 /// At most this many peers are required in each routing table for the testnet to be
 /// ready (Kademlia's k).

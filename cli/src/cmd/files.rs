@@ -10,6 +10,7 @@ use clap::Args;
 use datamesh_api::{Client, Peer, RewrapReport, RunFile, Status};
 use datamesh_core::FileId;
 use datamesh_core::ecies::PublicKey;
+use zeroize::Zeroizing;
 
 use crate::Context;
 use crate::home;
@@ -46,12 +47,26 @@ fn progress_bar(ctx: &Context, total: Option<u64>, verb: &str) -> indicatif::Pro
 
 /// The client of this home's running node.
 pub(crate) fn client(ctx: &Context) -> anyhow::Result<Client> {
-    let run = RunFile::read(&ctx.home)?.ok_or_else(|| NodeNotRunning {
-        home: ctx.home.display().to_string(),
-    })?;
-    let token = std::fs::read_to_string(home::api_token(&ctx.home))
-        .context("cannot read the API token of this home")?;
-    Ok(Client::new(run.api, &token))
+    home_client(&ctx.home)?.ok_or_else(|| {
+        NodeNotRunning {
+            home: ctx.home.display().to_string(),
+        }
+        .into()
+    })
+}
+
+/// A client of the node of `home` (address from its `node.json`, the home's API token);
+/// `None` when there is no `node.json` (the node is not running, or was killed: then the
+/// file is stale and calls find it unreachable).
+pub(crate) fn home_client(home: &Path) -> anyhow::Result<Option<Client>> {
+    let Some(run) = RunFile::read(home)? else {
+        return Ok(None);
+    };
+    let token = Zeroizing::new(
+        std::fs::read_to_string(home::api_token(home))
+            .context("cannot read the API token of this home")?,
+    );
+    Ok(Some(Client::new(run.api, &token)))
 }
 
 /// Arguments of `datamesh put`.

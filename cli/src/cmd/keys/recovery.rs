@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use datamesh_api::{Client, ClientError, RunFile};
+use datamesh_api::{Client, ClientError};
 use datamesh_core::ecies::{PublicKey, SecretKey};
 use datamesh_core::{FileId, Manifest};
 use datamesh_keys::fsx;
@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::Context;
+use crate::cmd::files::home_client;
 use crate::home;
 
 /// The snapshot format version.
@@ -71,19 +72,9 @@ fn db_dir(home: &Path) -> PathBuf {
 /// The client of this home's running node, if its `node.json` says one runs and its API
 /// answers.
 pub(super) fn running_node(home: &Path) -> anyhow::Result<Option<Client>> {
-    let path = RunFile::path(home);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let Some(client) = home_client(home)? else {
+        return Ok(None);
     };
-    let run: RunFile = serde_json::from_str(&text)
-        .with_context(|| format!("{} is damaged; restart the node", path.display()))?;
-    let token = Zeroizing::new(
-        std::fs::read_to_string(home::api_token(home))
-            .context("cannot read the API token of this home")?,
-    );
-    let client = Client::new(run.api, &token);
     // A node killed without a clean stop leaves its node.json behind: unreachable means
     // not running (its database then opens).
     match client.status() {

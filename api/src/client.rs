@@ -351,6 +351,17 @@ impl Client {
         self.get_json("/v1/status")
     }
 
+    /// The node's Prometheus text (`GET /metrics`).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn metrics(&self) -> Result<String, ClientError> {
+        self.answer(self.get_request("/metrics").call())?
+            .into_body()
+            .read_to_string()
+            .map_err(|e| ClientError::Interrupted(e.to_string()))
+    }
+
     /// The node's routing table.
     ///
     /// # Errors

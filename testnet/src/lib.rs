@@ -40,7 +40,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -56,6 +55,9 @@ pub const READY_PEERS_CAP: usize = 20;
 
 /// How often waits poll.
 const POLL: Duration = Duration::from_millis(100);
+
+/// How long reading a node's metrics may take.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `DATAMESH_*` variables that would change what the binary does; removed from
 /// every command this crate runs, so the caller's environment cannot leak in.
@@ -693,33 +695,20 @@ impl Testnet {
     pub fn metrics(&self, i: usize) -> Result<String> {
         let run = self.run_file(i)?.ok_or(Error::NotRunning { index: i })?;
         let what = format!("the metrics of node {i}");
-        let addr = run.api;
         let token_path = self.home(i).join(datamesh_api::API_TOKEN_FILE);
         let token = fs::read_to_string(&token_path)
             .map_err(io_err(format!("cannot read {}", token_path.display())))?;
-        let timeout = Duration::from_secs(10);
-        let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io_err(&what))?;
-        stream
-            .set_read_timeout(Some(timeout))
-            .and_then(|()| stream.set_write_timeout(Some(timeout)))
-            .map_err(io_err(&what))?;
-        write!(
-            stream,
-            "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-            token.trim()
-        )
-        .map_err(io_err(&what))?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).map_err(io_err(&what))?;
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-        let status_line = head.lines().next().unwrap_or_default();
-        if status_line.split_whitespace().nth(1) != Some("200") {
-            return Err(Error::Invalid {
+        let client = datamesh_api::Client::new(run.api, &token).with_timeout(METRICS_TIMEOUT);
+        client.metrics().map_err(|e| match e {
+            datamesh_api::ClientError::Api { .. } => Error::Invalid {
                 what,
-                reason: format!("answered {status_line:?}"),
-            });
-        }
-        Ok(body.to_string())
+                reason: e.to_string(),
+            },
+            other => Error::Io {
+                what,
+                source: io::Error::other(other),
+            },
+        })
     }
 
     /// Stops every running node (SIGTERM, wait); their homes and data stay.

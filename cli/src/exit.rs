@@ -12,11 +12,11 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use datamesh_api::{ClientError, ErrorKind};
 use datamesh_keys::{
     AuditError, BackupError, ChangeError, CreateError, EscrowError, ImportError, OpenError,
     PasswordError, ShareError,
 };
-use datamesh_node::client::ClientError;
 use datamesh_node::files::GetError;
 
 use crate::password::PasswordProblem;
@@ -156,11 +156,13 @@ fn classify(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
 fn client(err: &ClientError) -> Code {
     match err {
         ClientError::Unreachable { .. } | ClientError::Interrupted(_) => Code::Network,
-        ClientError::Api { kind, .. } => match kind.as_str() {
-            "not_found" => Code::NotFound,
-            "no_key" | "unauthorized" => Code::Auth,
-            "integrity" => Code::Integrity,
-            "insufficient_shards" | "not_enough_peers" | "network" => Code::Network,
+        ClientError::Api { kind, .. } => match kind {
+            ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::NoKey | ErrorKind::Unauthorized => Code::Auth,
+            ErrorKind::Integrity => Code::Integrity,
+            ErrorKind::InsufficientShards | ErrorKind::NotEnoughPeers | ErrorKind::Network => {
+                Code::Network
+            }
             _ => Code::Failure,
         },
         _ => Code::Failure,

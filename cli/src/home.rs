@@ -13,15 +13,14 @@
 //! Every path of a home and every helper that creates or reads one of its files lives
 //! here; the commands ask this module, never `home.join(..)` themselves.
 
-use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
+pub(crate) use datamesh_api::RunFile;
+use datamesh_api::{API_TOKEN_FILE, Client};
 use datamesh_keys::{CreateError, Keystore, Layout, OpenError, fsx};
 use rand_core::{OsRng, RngCore};
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::config::Config;
@@ -30,10 +29,6 @@ use crate::password::PasswordArgs;
 
 /// The config file inside the home.
 pub(crate) const CONFIG_FILE: &str = "config.toml";
-/// The API token file inside the home.
-pub(crate) const API_TOKEN_FILE: &str = "api-token";
-/// The file a running node publishes inside the home.
-pub(crate) const RUN_FILE: &str = "node.json";
 
 /// The home folder to use.
 pub(crate) fn resolve(flag_or_env: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -53,11 +48,6 @@ pub(crate) fn config(home: &Path) -> PathBuf {
 /// `<home>/api-token`.
 pub(crate) fn api_token(home: &Path) -> PathBuf {
     home.join(API_TOKEN_FILE)
-}
-
-/// `<home>/node.json`.
-pub(crate) fn run_file(home: &Path) -> PathBuf {
-    home.join(RUN_FILE)
 }
 
 /// `<home>/node`, the node's data folder.
@@ -113,42 +103,29 @@ pub(crate) fn write_home_files(home: &Path, bootstrap: &[String]) -> anyhow::Res
     Ok(())
 }
 
-/// What a running node publishes in `<home>/node.json`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct RunFile {
-    pub(crate) pid: u32,
-    pub(crate) peer_id: String,
-    pub(crate) api: SocketAddr,
-    pub(crate) listen: Vec<String>,
-}
-
-/// Reads `<home>/node.json`: `None` if there is none (no node was started, or it stopped
-/// cleanly).
-pub(crate) fn read_run_file(home: &Path) -> anyhow::Result<Option<RunFile>> {
-    let path = run_file(home);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+/// The client of this home's node, from its `node.json` and `api-token`: `None` when no
+/// node.json says a node runs (it may still be a stale one of a killed node).
+pub(crate) fn client(home: &Path) -> anyhow::Result<Option<Client>> {
+    let Some(run) = RunFile::read(home)? else {
+        return Ok(None);
     };
-    serde_json::from_str(&text)
-        .map(Some)
-        .with_context(|| format!("{} is damaged; restart the node", path.display()))
+    let token = read_api_token(home)?;
+    Ok(Some(Client::new(run.api, &token)))
 }
 
 /// Writes `<home>/node.json` (0600), aside and renamed, so a reader never sees half a
 /// file.
 pub(crate) fn write_run_file(home: &Path, run: &RunFile) -> anyhow::Result<()> {
-    let path = run_file(home);
+    let path = RunFile::path(home);
     let temp = home.join(".node.json.tmp");
-    fsx::write_private_file(&temp, serde_json::to_string_pretty(run)?.as_bytes())
+    fsx::write_private_file(&temp, run.to_json().as_bytes())
         .and_then(|()| std::fs::rename(&temp, &path))
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Removes `<home>/node.json` (on a clean stop), ignoring a missing one.
 pub(crate) fn remove_run_file(home: &Path) {
-    let _ = std::fs::remove_file(run_file(home));
+    let _ = std::fs::remove_file(RunFile::path(home));
 }
 
 /// Fails with [`OpenError::NotInitialised`] if the home has no keystore.

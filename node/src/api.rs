@@ -4,24 +4,12 @@
 //! home (`api-token`, 0600), compared in constant time. Bodies stream both ways: a put
 //! is encoded while it uploads, a get is decoded while it downloads.
 //!
-//! | route                  | what                                                     |
-//! |------------------------|----------------------------------------------------------|
-//! | `POST /v1/files?name=` | store the body; answers `{"id", "size", "stripes", ...}` |
-//! | `GET /v1/files/{id}`   | the file's bytes (`Content-Length` set; a broken stream means the get failed) |
-//! | `GET /v1/files`        | the catalog                                              |
-//! | `POST /v1/files/{id}/envelope?to=` | re-wrap the data key (to the active key, and `to` keys: sharing) |
-//! | `POST /v1/rewrap`      | re-wrap every file of the catalog                        |
-//! | `GET /v1/key-usage`    | per file, the key ids of this node's keys that open it   |
-//! | `POST /v1/files/{id}/check?verify=1&repair=1` | check (verify, repair) a file: the JSON report of [`crate::check::CheckReport::to_json`] |
-//! | `GET /v1/status`       | peer id, addresses, peers, shards, bytes stored, quota, files below full health |
-//! | `GET /v1/peers`        | the routing table                                        |
-//! | `GET /metrics`         | Prometheus text                                          |
-//! | `POST /v1/debug/corrupt-shard?shard=HEX` or `?file=ID[&stripe=N][&index=N]` | test faults only (see [`crate::faults`]): flip bytes of a stored shard |
-//! | `POST /v1/debug/block-peers` body `{"peers": [PEER, ...]}` | test faults only: block exactly these peers (`[]`: none); answers `{"blocked": [...], "peer_id"}` |
-//!
-//! Errors are JSON `{"error": "<one line>", "kind": "<machine name>"}` with a status that
-//! tells the kind (400 bad input, 401 token, 403 no key, 404 not found, 503 not enough
-//! shards or peers, 507 storage full, 500 anything else).
+//! The routes, their bodies and the error bodies are defined once, in `datamesh-api`
+//! (its crate docs have the route table); this module serves them. The debug routes
+//! exist only with test faults (see [`crate::faults`]). Errors are JSON
+//! [`ErrorBody`]`{"error": "<one line>", "kind": "<machine name>"}` with the status of
+//! their [`ErrorKind`] (400 bad input, 401 token, 403 no key, 404 not found, 422 integrity,
+//! 503 not enough shards or peers, 500 anything else).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -34,17 +22,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use datamesh_api::{self as wire, ErrorBody, ErrorKind};
 use datamesh_core::ecies::PublicKey;
 use datamesh_core::{DecodeError, FileId};
 use futures::TryStreamExt;
-use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::check::{CheckError, Checker, RepairError};
 use crate::faults::TestFaults;
-use crate::files::{Files, GetError, KeyUsageError, PutError, RewrapError};
+use crate::files::{Files, GetError, KeyUsageError, PutError, RewrapError, RewrapReport};
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::store::ShardStore;
@@ -113,82 +101,86 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
     match presented {
         Some(token) if state.token.matches(token) => next.run(request).await,
         _ => error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorKind::Unauthorized,
             "missing or wrong API token: use the token in the node's home (api-token)",
         ),
     }
 }
 
-fn error(status: StatusCode, kind: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({ "error": message, "kind": kind })),
-    )
-        .into_response()
+fn error(kind: ErrorKind, message: &str) -> Response {
+    let status = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = ErrorBody {
+        error: message.to_string(),
+        kind,
+    };
+    (status, axum::Json(body)).into_response()
 }
 
-/// A request the API refuses with 400: its kind and message.
-struct BadRequest(&'static str, String);
+/// A request the API refuses (a 400 kind): its kind and message.
+struct BadRequest(ErrorKind, String);
 
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
-        error(StatusCode::BAD_REQUEST, self.0, &self.1)
+        error(self.0, &self.1)
     }
 }
 
 /// A file id from the path.
 fn parse_id(text: &str) -> Result<FileId, BadRequest> {
     text.parse()
-        .map_err(|e: datamesh_core::IdError| BadRequest("bad_id", e.to_string()))
+        .map_err(|e: datamesh_core::IdError| BadRequest(ErrorKind::BadId, e.to_string()))
 }
 
 fn put_error(e: &PutError) -> Response {
-    let (status, kind) = match e {
+    let kind = match e {
         PutError::NotEnoughPeers { .. } | PutError::ManifestCopies { .. } => {
-            (StatusCode::SERVICE_UNAVAILABLE, "not_enough_peers")
+            ErrorKind::NotEnoughPeers
         }
-        PutError::Encode(_) => (StatusCode::BAD_REQUEST, "input"),
-        PutError::Keys(_) | PutError::Seal { .. } => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "keystore")
-        }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        PutError::Encode(_) => ErrorKind::Input,
+        PutError::Keys(_) | PutError::Seal { .. } => ErrorKind::Keystore,
+        _ => ErrorKind::Internal,
     };
-    error(status, kind, &e.to_string())
+    error(kind, &e.to_string())
 }
 
 fn get_error(e: &GetError) -> Response {
-    let (status, kind) = match e {
-        GetError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        GetError::NoKey(_) => (StatusCode::FORBIDDEN, "no_key"),
-        GetError::InsufficientShards { .. } => {
-            (StatusCode::SERVICE_UNAVAILABLE, "insufficient_shards")
-        }
-        GetError::Decode(DecodeError::InsufficientShards { .. }) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "insufficient_shards")
-        }
-        GetError::Decode(_) => (StatusCode::UNPROCESSABLE_ENTITY, "integrity"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    let kind = match e {
+        GetError::NotFound(_) => ErrorKind::NotFound,
+        GetError::NoKey(_) => ErrorKind::NoKey,
+        GetError::InsufficientShards { .. } => ErrorKind::InsufficientShards,
+        GetError::Decode(DecodeError::InsufficientShards { .. }) => ErrorKind::InsufficientShards,
+        GetError::Decode(_) => ErrorKind::Integrity,
+        _ => ErrorKind::Internal,
     };
-    error(status, kind, &e.to_string())
+    error(kind, &e.to_string())
+}
+
+/// A public key from `?to=`.
+fn parse_key(text: &str) -> Result<PublicKey, BadRequest> {
+    text.parse().map_err(|_| {
+        BadRequest(
+            ErrorKind::BadKey,
+            format!("--to {text}: not a secp256k1 public key (66 hex characters)"),
+        )
+    })
 }
 
 fn rewrap_error(e: &RewrapError) -> Response {
-    let (status, kind) = match e {
-        RewrapError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        RewrapError::NoKey(_) => (StatusCode::FORBIDDEN, "no_key"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    let kind = match e {
+        RewrapError::NotFound(_) => ErrorKind::NotFound,
+        RewrapError::NoKey(_) => ErrorKind::NoKey,
+        _ => ErrorKind::Internal,
     };
-    error(status, kind, &e.to_string())
+    error(kind, &e.to_string())
 }
 
 /// A check or repair that found no manifest (404), or failed otherwise (500).
 fn check_error(not_found: bool, message: &str) -> Response {
-    let (status, kind) = match not_found {
-        true => (StatusCode::NOT_FOUND, "not_found"),
-        false => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    let kind = match not_found {
+        true => ErrorKind::NotFound,
+        false => ErrorKind::Internal,
     };
-    error(status, kind, message)
+    error(kind, message)
 }
 
 async fn put_file(
@@ -201,15 +193,9 @@ async fn put_file(
     for (k, v) in query {
         match k.as_str() {
             "name" => name = v,
-            "to" => match v.parse::<PublicKey>() {
+            "to" => match parse_key(&v) {
                 Ok(pk) => recipients.push(pk),
-                Err(_) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_key",
-                        &format!("--to {v}: not a secp256k1 public key (66 hex characters)"),
-                    );
-                }
+                Err(e) => return e.into_response(),
             },
             _ => {}
         }
@@ -217,26 +203,26 @@ async fn put_file(
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = SyncIoBridge::new(StreamReader::new(stream));
     match state.files.put(reader, name, recipients).await {
-        Ok(report) => axum::Json(json!({
-            "id": report.id.to_string(),
-            "size": report.size,
-            "stripes": report.stripes,
-            "peers": report.peers,
-            "manifest_copies": report.manifest_copies,
-        }))
+        Ok(report) => axum::Json(wire::PutResult {
+            id: report.id.to_string(),
+            size: report.size,
+            stripes: report.stripes,
+            peers: report.peers,
+            manifest_copies: report.manifest_copies,
+        })
         .into_response(),
         Err(e) => put_error(&e),
     }
 }
 
-fn rewrap_json(r: &crate::files::RewrapReport) -> serde_json::Value {
-    json!({
-        "id": r.id.to_string(),
-        "sequence": r.sequence,
-        "recipients": r.recipients,
-        "peers": r.peers,
-        "bytes_sent": r.bytes_sent,
-    })
+fn rewrap_report(r: &RewrapReport) -> wire::RewrapReport {
+    wire::RewrapReport {
+        id: r.id.to_string(),
+        sequence: r.sequence,
+        recipients: r.recipients,
+        peers: r.peers,
+        bytes_sent: r.bytes_sent,
+    }
 }
 
 /// Re-wraps one file's data key to the active key (and `?to=` keys: sharing).
@@ -252,20 +238,14 @@ async fn rewrap_file(
     let mut add = Vec::new();
     for (k, v) in query {
         if k == "to" {
-            match v.parse::<PublicKey>() {
+            match parse_key(&v) {
                 Ok(pk) => add.push(pk),
-                Err(_) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_key",
-                        &format!("--to {v}: not a secp256k1 public key (66 hex characters)"),
-                    );
-                }
+                Err(e) => return e.into_response(),
             }
         }
     }
     match state.files.rewrap(id, add).await {
-        Ok(report) => axum::Json(rewrap_json(&report)).into_response(),
+        Ok(report) => axum::Json(rewrap_report(&report)).into_response(),
         Err(e) => rewrap_error(&e),
     }
 }
@@ -275,32 +255,24 @@ async fn rewrap_all(State(state): State<ApiState>) -> Response {
     let catalog = state.files.catalog().clone();
     let entries = match tokio::task::spawn_blocking(move || catalog.list()).await {
         Ok(Ok(entries)) => entries,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "catalog", &e.to_string()),
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                &e.to_string(),
-            );
-        }
+        Ok(Err(e)) => return error(ErrorKind::Catalog, &e.to_string()),
+        Err(e) => return error(ErrorKind::Internal, &e.to_string()),
     };
-    let mut done = Vec::new();
-    let mut failed = Vec::new();
+    let mut all = wire::RewrapAll::default();
     for entry in entries {
         match state.files.rewrap(entry.id, Vec::new()).await {
-            Ok(report) => done.push(rewrap_json(&report)),
-            Err(e) => failed.push(json!({"id": entry.id.to_string(), "error": e.to_string()})),
+            Ok(report) => all.rewrapped.push(rewrap_report(&report)),
+            Err(e) => all.failed.push(wire::RewrapFailure {
+                id: entry.id.to_string(),
+                error: e.to_string(),
+            }),
         }
     }
-    axum::Json(json!({"rewrapped": done, "failed": failed})).into_response()
+    axum::Json(all).into_response()
 }
 
 fn key_usage_error(e: &KeyUsageError) -> Response {
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        &e.to_string(),
-    )
+    error(ErrorKind::Internal, &e.to_string())
 }
 
 /// Which of this node's keys open each of its files (for `keys destroy`).
@@ -310,21 +282,15 @@ async fn key_usage(State(state): State<ApiState>) -> Response {
         Ok(Ok(usage)) => axum::Json(
             usage
                 .iter()
-                .map(|(id, keys)| {
-                    json!({
-                        "id": id.to_string(),
-                        "keys": keys.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    })
+                .map(|(id, keys)| wire::KeyUsage {
+                    id: id.to_string(),
+                    keys: keys.iter().map(ToString::to_string).collect(),
                 })
                 .collect::<Vec<_>>(),
         )
         .into_response(),
         Ok(Err(e)) => key_usage_error(&e),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &e.to_string(),
-        ),
+        Err(e) => error(ErrorKind::Internal, &e.to_string()),
     }
 }
 
@@ -388,23 +354,10 @@ async fn get_file(State(state): State<ApiState>, Path(id): Path<String>) -> Resp
         HeaderValue::from_static("application/octet-stream"),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-    if let Ok(v) = HeaderValue::from_str(&percent_encode(&name)) {
-        headers.insert("x-datamesh-name", v);
+    if let Ok(v) = HeaderValue::from_str(&wire::encode_name(&name)) {
+        headers.insert(wire::NAME_HEADER, v);
     }
     (headers, Body::from_stream(stream)).into_response()
-}
-
-/// Percent-encodes everything but unreserved ASCII, so any name fits in a header.
-fn percent_encode(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 async fn list_files(State(state): State<ApiState>) -> Response {
@@ -413,31 +366,25 @@ async fn list_files(State(state): State<ApiState>) -> Response {
         Ok(Ok(entries)) => axum::Json(
             entries
                 .iter()
-                .map(|e| {
-                    json!({
-                        "id": e.id.to_string(),
-                        "name": e.name,
-                        "size": e.size,
-                        "stripes": e.stripes,
-                        "created": e.created,
-                    })
+                .map(|e| wire::ListedFile {
+                    id: e.id.to_string(),
+                    name: e.name.clone(),
+                    size: e.size,
+                    stripes: e.stripes,
+                    created: e.created,
                 })
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "catalog", &e.to_string()),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &e.to_string(),
-        ),
+        Ok(Err(e)) => error(ErrorKind::Catalog, &e.to_string()),
+        Err(e) => error(ErrorKind::Internal, &e.to_string()),
     }
 }
 
 async fn status(State(state): State<ApiState>) -> Response {
     let info = match state.net.info().await {
         Ok(info) => info,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "network", &e.to_string()),
+        Err(e) => return error(ErrorKind::Network, &e.to_string()),
     };
     state.metrics.dht_peers.set(info.routing_table_peers as i64);
     let store = Arc::clone(&state.store);
@@ -449,18 +396,29 @@ async fn status(State(state): State<ApiState>) -> Response {
         _ => (0, 0),
     };
     let last_check = state.checker.last_self_check();
-    axum::Json(json!({
-        "peer_id": info.peer_id.to_string(),
-        "listen_addresses": info.listen_addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "connected_peers": info.connected_peers,
-        "routing_table_peers": info.routing_table_peers,
-        "shards": shards,
-        "bytes_stored": bytes,
-        "quota_bytes": state.store.config().max_bytes(),
-        "files_below_full_health": last_check.as_ref().map(|c| c.below_full_health.len()),
-        "below_full_health": last_check.as_ref().map(|c| c.below_full_health.iter().map(ToString::to_string).collect::<Vec<_>>()),
-        "last_self_check": last_check.as_ref().map(|c| c.finished),
-    }))
+    axum::Json(wire::Status {
+        peer_id: info.peer_id.to_string(),
+        listen_addresses: info
+            .listen_addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        connected_peers: info.connected_peers as u64,
+        routing_table_peers: info.routing_table_peers as u64,
+        shards,
+        bytes_stored: bytes,
+        quota_bytes: state.store.config().max_bytes(),
+        files_below_full_health: last_check
+            .as_ref()
+            .map(|c| c.below_full_health.len() as u64),
+        below_full_health: last_check.as_ref().map(|c| {
+            c.below_full_health
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        }),
+        last_self_check: last_check.as_ref().map(|c| c.finished),
+    })
     .into_response()
 }
 
@@ -469,17 +427,15 @@ async fn peers(State(state): State<ApiState>) -> Response {
         Ok(peers) => axum::Json(
             peers
                 .iter()
-                .map(|p| {
-                    json!({
-                        "peer_id": p.peer_id.to_string(),
-                        "addresses": p.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        "connected": p.connected,
-                    })
+                .map(|p| wire::Peer {
+                    peer_id: p.peer_id.to_string(),
+                    addresses: p.addresses.iter().map(ToString::to_string).collect(),
+                    connected: p.connected,
                 })
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "network", &e.to_string()),
+        Err(e) => error(ErrorKind::Network, &e.to_string()),
     }
 }
 
@@ -502,7 +458,7 @@ fn flag(query: &[(String, String)], name: &str) -> Result<bool, BadRequest> {
         None | Some("0" | "false") => Ok(false),
         Some("1" | "true" | "") => Ok(true),
         Some(other) => Err(BadRequest(
-            "bad_query",
+            ErrorKind::BadQuery,
             format!("{name}={other}: use 1 or 0"),
         )),
     }
@@ -526,7 +482,7 @@ async fn check_file(
             .map_err(|e| check_error(matches!(e, CheckError::NotFound(_)), &e.to_string()))
     };
     Ok(match result {
-        Ok(report) => axum::Json(report.to_json()).into_response(),
+        Ok(report) => axum::Json(report.to_api()).into_response(),
         Err(response) => response,
     })
 }
@@ -549,8 +505,9 @@ async fn corrupt_shard(
     let number = |name: &str| -> Result<Option<u64>, BadRequest> {
         get(name)
             .map(|v| {
-                v.parse::<u64>()
-                    .map_err(|_| BadRequest("bad_query", format!("{name}={v}: not a number")))
+                v.parse::<u64>().map_err(|_| {
+                    BadRequest(ErrorKind::BadQuery, format!("{name}={v}: not a number"))
+                })
             })
             .transpose()
     };
@@ -560,7 +517,7 @@ async fn corrupt_shard(
         (Some(shard), None) => {
             let id = shard
                 .parse()
-                .map_err(|e| BadRequest("bad_id", format!("shard {shard}: {e}")))?;
+                .map_err(|e| BadRequest(ErrorKind::BadId, format!("shard {shard}: {e}")))?;
             targets.push((None, None, id));
         }
         (None, Some(file)) => {
@@ -579,7 +536,7 @@ async fn corrupt_shard(
         }
         _ => {
             return Err(BadRequest(
-                "bad_query",
+                ErrorKind::BadQuery,
                 "give exactly one of shard=HEX or file=ID".into(),
             ));
         }
@@ -599,55 +556,43 @@ async fn corrupt_shard(
     Ok(match done {
         Ok(Ok(Some((file, position, shard)))) => {
             tracing::warn!(shard = %shard.short(), "TEST FAULT: corrupted a stored shard");
-            axum::Json(json!({
-                "shard": shard.to_string(),
-                "file": file.map(|f| f.to_string()),
-                "stripe": position.map(|p| p.0),
-                "index": position.map(|p| p.1),
-                "peer_id": state.net.peer_id().to_string(),
-            }))
+            axum::Json(wire::CorruptedShard {
+                shard: shard.to_string(),
+                file: file.map(|f| f.to_string()),
+                stripe: position.map(|p| p.0),
+                index: position.map(|p| p.1),
+                peer_id: state.net.peer_id().to_string(),
+            })
             .into_response()
         }
-        Ok(Ok(None)) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "this node holds no such shard",
-        ),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", &e.to_string()),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &e.to_string(),
-        ),
+        Ok(Ok(None)) => error(ErrorKind::NotFound, "this node holds no such shard"),
+        Ok(Err(e)) => error(ErrorKind::Store, &e.to_string()),
+        Err(e) => error(ErrorKind::Internal, &e.to_string()),
     })
 }
 
 /// Test faults only: replaces the set of blocked peers (see
 /// [`Network::set_blocked_peers`]). Body `{"peers": [PEER, ...]}`; `[]` unblocks all.
 async fn block_peers(State(state): State<ApiState>, body: Bytes) -> Result<Response, BadRequest> {
-    let bad = |m: String| BadRequest("bad_body", m);
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| bad(format!("body is not JSON {{\"peers\": [...]}}: {e}")))?;
-    let list = value
-        .get("peers")
-        .and_then(|p| p.as_array())
-        .ok_or_else(|| bad("body needs \"peers\": a list of peer ids".into()))?;
+    let bad = |m: String| BadRequest(ErrorKind::BadBody, m);
+    let request: wire::BlockPeers = serde_json::from_slice(&body).map_err(|e| {
+        bad(format!(
+            "body is not JSON {{\"peers\": [...]}} (a list of peer ids): {e}"
+        ))
+    })?;
     let mut peers = std::collections::HashSet::new();
-    for p in list {
-        let text = p
-            .as_str()
-            .ok_or_else(|| bad(format!("peer {p} is not a string")))?;
+    for text in &request.peers {
         let peer: libp2p::PeerId = text
             .parse()
             .map_err(|e| bad(format!("{text} is not a peer id: {e}")))?;
         peers.insert(peer);
     }
     Ok(match state.net.set_blocked_peers(peers).await {
-        Ok(blocked) => axum::Json(json!({
-            "blocked": blocked.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "peer_id": state.net.peer_id().to_string(),
-        }))
+        Ok(blocked) => axum::Json(wire::BlockedPeers {
+            blocked: blocked.iter().map(ToString::to_string).collect(),
+            peer_id: state.net.peer_id().to_string(),
+        })
         .into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "network", &e.to_string()),
+        Err(e) => error(ErrorKind::Network, &e.to_string()),
     })
 }

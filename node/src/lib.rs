@@ -5,7 +5,6 @@
 pub mod api;
 pub mod catalog;
 pub mod check;
-pub mod client;
 pub mod db;
 pub mod faults;
 pub mod files;

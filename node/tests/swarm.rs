@@ -385,7 +385,7 @@ async fn sharing_later_rewraps_the_key_without_moving_shards() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_api_needs_the_token_and_serves_status_files_and_metrics() -> TestResult {
-    use datamesh_node::client::{Client, ClientError};
+    use datamesh_api::{Client, ClientError};
     let net = start_net(6, |_| 1 << 30).await?;
     let addr = net.node(0).api_addr();
     let outcome = tokio::task::spawn_blocking(move || -> TestResult {
@@ -410,7 +410,7 @@ async fn the_api_needs_the_token_and_serves_status_files_and_metrics() -> TestRe
         let mut got = Vec::new();
         std::io::Read::read_to_end(&mut download.body, &mut got)?;
         assert!(got == plain);
-        let status = client.status()?;
+        let status = serde_json::to_value(client.status()?)?;
         assert_eq!(status["routing_table_peers"], 5);
         // An unknown (well-formed) id is "not found", a mistyped one a bad request.
         let unknown = datamesh_core::FileId::of_manifest(b"never stored");
@@ -619,7 +619,7 @@ async fn a_node_without_the_key_repairs_and_the_owner_survives_two_more_losses()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_names_a_corrupt_shard_and_repair_replaces_it() -> TestResult {
-    use datamesh_node::client::{Client, ClientError};
+    use datamesh_api::{Client, ClientError};
     // Node 6 runs without test faults: its debug route does not exist.
     let net = start_net_with(
         7,
@@ -662,6 +662,7 @@ async fn verify_names_a_corrupt_shard_and_repair_replaces_it() -> TestResult {
         client.debug_corrupt_shard(None, Some(&id), Some(0), None)
     })
     .await??;
+    let corrupted = serde_json::to_value(corrupted)?;
     let shard = corrupted["shard"]
         .as_str()
         .ok_or("no shard in answer")?
@@ -696,6 +697,7 @@ async fn verify_names_a_corrupt_shard_and_repair_replaces_it() -> TestResult {
         Client::new(api, "test-token").check(&id, true, false)
     })
     .await??;
+    let json = serde_json::to_value(json)?;
     assert_eq!(json["state"], "degraded", "{json:#}");
     assert_eq!(json["verified"], true);
     assert_eq!(json["bad_peers"][0], victim_peer.to_string());
@@ -789,7 +791,7 @@ async fn a_peer_serving_wrong_bytes_is_rejected_and_reported() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_self_check_repairs_the_catalog_and_counts_files_below_full_health() -> TestResult {
-    use datamesh_node::client::Client;
+    use datamesh_api::Client;
     // The self-check is called directly here (no timer); the next test covers the timer.
     let mut net = start_net_with(
         7,
@@ -840,6 +842,7 @@ async fn the_self_check_repairs_the_catalog_and_counts_files_below_full_health()
     let addr = net.node(0).api_addr();
     let status =
         tokio::task::spawn_blocking(move || Client::new(addr, "test-token").status()).await??;
+    let status = serde_json::to_value(status)?;
     assert_eq!(status["files_below_full_health"], 1);
     assert_eq!(status["below_full_health"][0], id.to_string());
     assert!(get(net.node(0), id).await? == plain);

@@ -43,16 +43,11 @@
 //! reproducible input files; [`Error`] (`error.rs`). The same `run` and `input` serve the
 //! end-to-end tests, the CLI tests and the benches.
 
-use std::fs;
-use std::io;
 use std::path::Path;
-
-use serde::Deserialize;
 
 mod config;
 mod error;
 mod home;
-mod http;
 mod net;
 mod process;
 
@@ -66,79 +61,36 @@ pub use home::write_password_file;
 pub use net::{READY_PEERS_CAP, Testnet};
 pub use run::SCRUBBED_ENV;
 
-/// What a running node publishes in `<home>/node.json`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RunFile {
-    /// The node's process id.
-    pub pid: u32,
-    /// Its libp2p peer id.
-    pub peer_id: String,
-    /// Its API address.
-    pub api: String,
-    /// Its listen addresses, each ending in `/p2p/<peer id>`.
-    pub listen: Vec<String>,
-}
+/// What a running node publishes in `<home>/node.json` (the format of `datamesh-api`).
+pub use datamesh_api::RunFile;
+/// `datamesh status --json` (the node's `GET /v1/status`, the format of `datamesh-api`).
+pub use datamesh_api::Status;
 
-/// The parts of `datamesh status --json` the testnet uses; the whole answer is in `raw`.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct Status {
-    /// The node's peer id.
-    pub peer_id: String,
-    /// Peers in its Kademlia routing table.
-    pub routing_table_peers: u64,
-    /// Peers with an open connection.
-    pub connected_peers: u64,
-    /// Shards it stores.
-    pub shards: u64,
-    /// Bytes of shards it stores.
-    pub bytes_stored: u64,
-    /// The whole JSON object.
-    pub raw: serde_json::Value,
-}
-
-impl Status {
-    /// Parses the output of `datamesh status --json`.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] when it is not JSON or lacks `peer_id` / `routing_table_peers`.
-    pub fn parse(json: &[u8]) -> Result<Self> {
-        let invalid = |reason: String| Error::Invalid {
-            what: "`datamesh status --json` output".into(),
-            reason,
-        };
-        let raw: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| invalid(e.to_string()))?;
-        let number = |key: &str| raw.get(key).and_then(serde_json::Value::as_u64);
-        Ok(Self {
-            peer_id: raw
-                .get("peer_id")
-                .and_then(serde_json::Value::as_str)
-                .ok_or_else(|| invalid("no peer_id".into()))?
-                .to_string(),
-            routing_table_peers: number("routing_table_peers")
-                .ok_or_else(|| invalid("no routing_table_peers".into()))?,
-            connected_peers: number("connected_peers").unwrap_or(0),
-            shards: number("shards").unwrap_or(0),
-            bytes_stored: number("bytes_stored").unwrap_or(0),
-            raw,
-        })
-    }
+/// Parses the output of `datamesh status --json`.
+///
+/// # Errors
+/// [`Error::Invalid`] when it is not JSON or lacks `peer_id` / `routing_table_peers`.
+pub fn parse_status(json: &[u8]) -> Result<Status> {
+    serde_json::from_slice(json).map_err(|e| Error::Invalid {
+        what: "`datamesh status --json` output".into(),
+        reason: e.to_string(),
+    })
 }
 
 fn read_run_file(home: &Path) -> Result<Option<RunFile>> {
-    let path = home.join("node.json");
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Invalid {
-                what: path.display().to_string(),
-                reason: e.to_string(),
-            }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(format!("cannot read {}", path.display()))(e)),
-    }
+    RunFile::read(home).map_err(|e| match e {
+        datamesh_api::RunFileError::Damaged { path, source } => Error::Invalid {
+            what: path.display().to_string(),
+            reason: source.to_string(),
+        },
+        datamesh_api::RunFileError::Read { path, source } => {
+            io_err(format!("cannot read {}", path.display()))(source)
+        }
+        other => Error::Invalid {
+            what: RunFile::FILE_NAME.into(),
+            reason: other.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -149,7 +101,7 @@ mod tests {
 
     #[test]
     fn status_parses_the_cli_json() -> TestResult {
-        let status = Status::parse(
+        let status = parse_status(
             br#"{"peer_id":"12D3Koo","routing_table_peers":5,"connected_peers":5,"shards":3,"bytes_stored":99,"quota_bytes":1}"#,
         )?;
         assert_eq!(status.peer_id, "12D3Koo");
@@ -162,10 +114,10 @@ mod tests {
             (5, 3, 99)
         );
         assert!(matches!(
-            Status::parse(br#"{"peer_id":"x"}"#),
+            parse_status(br#"{"peer_id":"x"}"#),
             Err(Error::Invalid { .. })
         ));
-        assert!(matches!(Status::parse(b"nope"), Err(Error::Invalid { .. })));
+        assert!(matches!(parse_status(b"nope"), Err(Error::Invalid { .. })));
         Ok(())
     }
 }

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -17,14 +16,16 @@ use rustix::process::Signal;
 use crate::config::Config;
 use crate::error::{Error, Result, io_err};
 use crate::home::{log_tail, write_random_password};
-use crate::http::get_with_token;
 use crate::process::{POLL, pid_alive, signal, wait_gone};
 use crate::run::{datamesh, output};
-use crate::{RunFile, Status, read_run_file};
+use crate::{RunFile, Status, parse_status, read_run_file};
 
 /// At most this many peers are required in each routing table for the testnet to be
 /// ready (Kademlia's k).
 pub const READY_PEERS_CAP: usize = 20;
+
+/// How long reading a node's metrics may take.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One node: its process, if this testnet knows it to be running.
 #[derive(Debug)]
@@ -178,7 +179,7 @@ impl Testnet {
     pub fn status(&self, i: usize) -> Result<Status> {
         let mut cmd = self.cli(i);
         cmd.args(["status", "--json"]);
-        Status::parse(&output(&mut cmd)?)
+        parse_status(&output(&mut cmd)?)
     }
 
     /// SIGKILLs node `i` and reaps it; its `node.json` stays behind, stale, as after a
@@ -388,11 +389,20 @@ impl Testnet {
     pub fn metrics(&self, i: usize) -> Result<String> {
         let run = self.run_file(i)?.ok_or(Error::NotRunning { index: i })?;
         let what = format!("the metrics of node {i}");
-        let addr: SocketAddr = run.api.parse().map_err(|e| Error::Invalid {
-            what: format!("node.json of node {i}"),
-            reason: format!("api {:?}: {e}", run.api),
-        })?;
-        get_with_token(addr, &self.home(i).join("api-token"), "/metrics", what)
+        let token_path = self.home(i).join(datamesh_api::API_TOKEN_FILE);
+        let token = fs::read_to_string(&token_path)
+            .map_err(io_err(format!("cannot read {}", token_path.display())))?;
+        let client = datamesh_api::Client::new(run.api, &token).with_timeout(METRICS_TIMEOUT);
+        client.metrics().map_err(|e| match e {
+            datamesh_api::ClientError::Api { .. } => Error::Invalid {
+                what,
+                reason: e.to_string(),
+            },
+            other => Error::Io {
+                what,
+                source: io::Error::other(other),
+            },
+        })
     }
 
     /// Stops every running node (SIGTERM, wait); their homes and data stay.
@@ -494,7 +504,7 @@ impl Testnet {
     fn spawn(&mut self, i: usize, bootstrap: &[String]) -> Result<()> {
         let home = self.home(i);
         // A stale node.json (after a SIGKILL) must not be taken for the new process's.
-        match fs::remove_file(home.join("node.json")) {
+        match fs::remove_file(RunFile::path(&home)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(io_err(format!(
                     "cannot remove the stale node.json of node {i}"

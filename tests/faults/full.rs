@@ -23,7 +23,7 @@ fn disk_full_node_refuses_and_keeps_serving() -> anyhow::Result<()> {
     let peers = peer_map(&net)?;
     let full_peer = net.peer_id(FULL)?;
     ensure!(
-        net.status(FULL)?.raw["quota_bytes"].as_u64() == Some(QUOTA),
+        net.status(FULL)?.quota_bytes == QUOTA,
         "node {FULL} does not run with the quota"
     );
 

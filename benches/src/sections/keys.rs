@@ -2,12 +2,14 @@
 //! and `keys rewrap --all` of many files (time, bytes sent, shard stores untouched).
 
 use anyhow::{Context as _, ensure};
+use datamesh_api::RewrapAll;
 use datamesh_testnet::input::random_bytes;
 use datamesh_testnet::run::datamesh;
 use datamesh_testnet::{Kdf, write_password_file};
 
 use super::ctx::Ctx;
 use super::measure::{progress, run};
+use crate::cmd::get_bytes;
 use crate::report::{Figure, Report};
 use crate::stats::median;
 
@@ -26,10 +28,10 @@ pub(super) fn keys_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result
         ));
         for i in already..want {
             let body = random_bytes(4096, 2_000_000 + i as u64);
-            api.put(&format!("rewrap-{i}"), &body, None)?;
+            api.put_bytes(&body, &format!("rewrap-{i}"), &[])?;
         }
     }
-    let files = api.json("/v1/files")?.as_array().map_or(0, Vec::len);
+    let files = api.list()?.len();
     let before = net.stored()?;
 
     progress("keys rotate");
@@ -48,27 +50,26 @@ pub(super) fn keys_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result
     rewrap.args(["--json", "keys", "rewrap", "--all"]);
     let outcome = run(rewrap, &dir)?;
     let secs = outcome.elapsed.as_secs_f64();
-    let answer: serde_json::Value = serde_json::from_slice(&outcome.stdout)
-        .context("`keys rewrap --all --json` did not print JSON")?;
-    let done = answer["rewrapped"].as_array().cloned().unwrap_or_default();
-    let failed = answer["failed"].as_array().map_or(0, Vec::len);
+    let answer: RewrapAll = serde_json::from_slice(&outcome.stdout)
+        .context("`keys rewrap --all --json` did not print its JSON")?;
+    let (done, failed) = (answer.rewrapped, answer.failed.len());
     ensure!(
         failed == 0 && done.len() == files,
         "rewrap: {} of {files} files re-wrapped, {failed} failed",
         done.len()
     );
-    let sent: u64 = done.iter().filter_map(|r| r["bytes_sent"].as_u64()).sum();
+    let sent: u64 = done.iter().map(|r| r.bytes_sent).sum();
     let after = net.stored()?;
 
     // The files still open (through the new envelope).
     let sample = api
-        .json("/v1/files")?
-        .as_array()
-        .and_then(|a| a.iter().find(|f| f["size"].as_u64() == Some(4096)).cloned())
-        .and_then(|f| f["id"].as_str().map(str::to_string));
+        .list()?
+        .into_iter()
+        .find(|f| f.size == 4096)
+        .map(|f| f.id);
     if let Some(id) = sample {
         ensure!(
-            api.get(&id)?.len() == 4096,
+            get_bytes(&api, &id)?.len() == 4096,
             "a file did not open after the rewrap"
         );
     }

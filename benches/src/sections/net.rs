@@ -7,7 +7,9 @@ use anyhow::{Context as _, ensure};
 use datamesh_testnet::{Config, Kdf, Testnet};
 
 use super::measure::{progress, run};
-use crate::cmd::Api;
+use datamesh_api::Client;
+
+use crate::cmd::api_client;
 use crate::sys;
 
 /// A running testnet, brought down when dropped.
@@ -50,12 +52,12 @@ impl Net {
     ///
     /// # Errors
     /// When the node publishes no `node.json` or its token cannot be read.
-    pub fn api(&self, i: usize) -> anyhow::Result<Api> {
+    pub fn api(&self, i: usize) -> anyhow::Result<Client> {
         let run = self
             .tn
             .run_file(i)?
             .with_context(|| format!("node {i} has no node.json"))?;
-        Api::new(&run.api, &self.tn.home(i))
+        api_client(&run, &self.tn.home(i))
     }
 
     pub(super) fn pid(&self, i: usize) -> anyhow::Result<u32> {

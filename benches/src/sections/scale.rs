@@ -4,11 +4,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
+use datamesh_core::ecies::PublicKey;
 use datamesh_testnet::input::random_bytes;
 
 use super::ctx::Ctx;
 use super::measure::{mib, progress, run};
 use super::net::Net;
+use crate::cmd::get_bytes;
 use crate::report::{Figure, Report};
 use crate::stats::{max, median};
 use crate::sys;
@@ -58,10 +60,14 @@ pub(super) fn scale_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Resul
                 .arg(net.tn.password_file(k));
             let key = String::from_utf8(run(export, &ctx.dir)?.stdout)?;
             let body = random_bytes(4096, 3_000_000 + s as u64);
-            let id = gateway.put(&format!("lookup-{s}"), &body, Some(key.trim()))?;
-            let api = net.api(k)?.fresh_connections(true);
+            let key: PublicKey = key
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("node {k} exported {key:?}, not a public key"))?;
+            let id = gateway.put_bytes(&body, &format!("lookup-{s}"), &[key])?.id;
+            let api = net.api(k)?.with_fresh_connections(true);
             let t = Instant::now();
-            match api.get(&id) {
+            match get_bytes(&api, &id) {
                 Ok(got) => {
                     lookup_ms.push(t.elapsed().as_secs_f64() * 1e3);
                     ensure!(got == body, "node {k} got a different file");

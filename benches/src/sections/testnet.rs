@@ -12,6 +12,7 @@ use datamesh_testnet::input::{random_bytes, write_random_file};
 
 use super::ctx::Ctx;
 use super::measure::{mbs, mib, progress, size_label};
+use crate::cmd::get_bytes;
 use crate::pipeline::MIB;
 use crate::report::{Figure, Report};
 use crate::stats::{max, median, percentile};
@@ -209,7 +210,7 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
     let count = if ctx.quick { 100 } else { 1000 };
     let size = 4096;
     let net = ctx.net(report)?;
-    let api = net.api(0)?.fresh_connections(true);
+    let api = net.api(0)?.with_fresh_connections(true);
     progress(format!("{count} files of 4 KiB: put, then get"));
     let files: Vec<Vec<u8>> = (0..count)
         .map(|i| random_bytes(size, 1_000_000 + i as u64))
@@ -219,7 +220,7 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
     let started = Instant::now();
     for (i, body) in files.iter().enumerate() {
         let t = Instant::now();
-        ids.push(api.put(&format!("small-{i}"), body, None)?);
+        ids.push(api.put_bytes(body, &format!("small-{i}"), &[])?.id);
         put_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let put_total = started.elapsed().as_secs_f64();
@@ -227,7 +228,7 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
     let started = Instant::now();
     for (id, body) in ids.iter().zip(&files) {
         let t = Instant::now();
-        let got = api.get(id)?;
+        let got = get_bytes(&api, id)?;
         get_ms.push(t.elapsed().as_secs_f64() * 1e3);
         ensure!(got == *body, "small file {id} came back different");
     }
@@ -259,7 +260,7 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
     let mut kept_ms = Vec::with_capacity(sample);
     for id in &ids[..sample] {
         let t = Instant::now();
-        kept.get(id)?;
+        get_bytes(&kept, id)?;
         kept_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     report.add(

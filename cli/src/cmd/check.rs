@@ -17,38 +17,13 @@
 //! some stripe is unrecoverable (fewer than 4 healthy shards); 3 no reachable peer holds
 //! the file's manifest; 4 the node is not running or the network failed; 1 bad usage.
 //!
-//! `--json` prints the node's report unchanged (stable shape, one object):
-//!
-//! ```text
-//! id                 file id (dm1…)
-//! verified           bool: copies were fetched and hashed
-//! repair             bool: a repair was asked for
-//! state              "healthy" | "degraded" | "unrecoverable": worst stripe, after the repair
-//! stripes_total      number of stripes
-//! peers_asked        peers asked which shards they hold
-//! peers_answered     peers that answered (live)
-//! bad_peers          [peer id]: every peer that held a bad copy
-//! repaired_shards    shards rebuilt and placed by the repair
-//! before, after      {state, healthy_stripes, degraded_stripes, unrecoverable_stripes,
-//!                     manifest_copies} (equal when no repair)
-//! stripes            [ per stripe, after the repair:
-//!   stripe           index
-//!   healthy          shards (of 6) with an intact copy on a live peer
-//!   peers            distinct live peers holding distinct healthy shards (6 = full health)
-//!   state            "healthy" (peers == 6) | "degraded" (healthy >= 4) | "unrecoverable"
-//!   before           {healthy, peers, state} before the repair
-//!   holders          [6 x [peer id]]: per shard index, live peers with a healthy copy
-//!   bad              [{peer, index, shard (hex id), reason: "wrong_bytes" | "corrupt" | "missing"}]
-//!   unreachable      [peer id]: claimed a shard but did not answer a fetch (verify)
-//!   repaired         [{index, shard, peer}]: shards placed by the repair
-//!   error            null, or why the repair of this stripe fell short ]
-//! ```
+//! `--json` prints the node's report unchanged (stable shape, one object): the fields
+//! of [`datamesh_api::CheckReport`], listed in its module docs.
 
 use anyhow::Context as _;
 use clap::Args;
+use datamesh_api::{CheckReport, ClientError, ErrorKind, Health, StripeCheck};
 use datamesh_core::FileId;
-use datamesh_node::client::ClientError;
-use serde_json::Value;
 
 use crate::Context;
 use crate::cmd::files::client;
@@ -72,20 +47,6 @@ pub(crate) struct CheckArgs {
 /// Stripes listed one per row at most; past that only those below full health.
 const MAX_ROWS: usize = 64;
 
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn num(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
-}
-
 pub(crate) fn run(ctx: &Context, args: CheckArgs) -> anyhow::Result<()> {
     let id: FileId = args
         .id
@@ -93,15 +54,15 @@ pub(crate) fn run(ctx: &Context, args: CheckArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a valid file id", args.id))?;
     let report = client(ctx)?.check(&id, args.verify, args.repair)?;
     if ctx.out.json() {
-        ctx.out.json_value(&report);
+        ctx.out.json_value(&serde_json::to_value(&report)?);
     } else {
         print_human(ctx, &report, args.repair);
     }
-    let stripes = num(&report["stripes_total"]);
-    match report["state"].as_str() {
-        Some("healthy") => Ok(()),
-        Some("degraded") => {
-            let below = stripes - num(&report["after"]["healthy_stripes"]);
+    let stripes = report.stripes_total;
+    match report.state {
+        Health::Healthy => Ok(()),
+        Health::Degraded => {
+            let below = stripes - report.after.healthy_stripes;
             ctx.out.warn(format_args!(
                 "DEGRADED: {below} of {stripes} stripes below full health (6 healthy shards on 6 distinct live peers); the file is still readable{}",
                 if args.repair {
@@ -112,12 +73,12 @@ pub(crate) fn run(ctx: &Context, args: CheckArgs) -> anyhow::Result<()> {
             ));
             Ok(())
         }
-        _ => {
-            let lost = num(&report["after"]["unrecoverable_stripes"]);
+        Health::Unrecoverable => {
+            let lost = report.after.unrecoverable_stripes;
             // Exit code 5 (integrity), through the API error kind the exit codes know.
             Err(ClientError::Api {
                 status: 200,
-                kind: "integrity".into(),
+                kind: ErrorKind::Integrity,
                 message: format!(
                     "UNRECOVERABLE: {lost} of {stripes} stripes of {id} have fewer than 4 healthy shards on live peers: the file cannot be read until lost holders come back"
                 ),
@@ -127,62 +88,51 @@ pub(crate) fn run(ctx: &Context, args: CheckArgs) -> anyhow::Result<()> {
     }
 }
 
-fn print_human(ctx: &Context, report: &Value, repair: bool) {
-    let stripes = report["stripes"].as_array().cloned().unwrap_or_default();
+fn print_human(ctx: &Context, report: &CheckReport, repair: bool) {
+    let stripes = &report.stripes;
     // A big file's healthy stripes would bury the ones that matter: past a screenful,
     // the table shows only stripes that were or are below full health.
     let all = stripes.len() <= MAX_ROWS;
-    let shown: Vec<&Value> = stripes
+    let shown: Vec<&StripeCheck> = stripes
         .iter()
-        .filter(|s| all || s["state"] != "healthy" || s["before"]["state"] != "healthy")
+        .filter(|s| all || s.state != Health::Healthy || s.before.state != Health::Healthy)
         .collect();
     let mut rows = Vec::new();
     for s in shown.iter().copied() {
-        let bad: Vec<String> = s["bad"]
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .map(|b| {
-                        format!(
-                            "{} (shard {} {})",
-                            b["peer"].as_str().unwrap_or_default(),
-                            b["index"],
-                            b["reason"].as_str().unwrap_or_default()
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let bad: Vec<String> = s
+            .bad
+            .iter()
+            .map(|b| format!("{} (shard {} {})", b.peer, b.index, b.reason.as_str()))
+            .collect();
         let bad = if bad.is_empty() {
             "-".to_string()
         } else {
             bad.join(", ")
         };
-        let mut row = vec![s["stripe"].to_string()];
+        let mut row = vec![s.stripe.to_string()];
         if repair {
-            row.push(format!("{}/6", num(&s["before"]["healthy"])));
+            row.push(format!("{}/6", s.before.healthy));
         }
-        row.push(format!("{}/6", num(&s["healthy"])));
-        row.push(num(&s["peers"]).to_string());
-        row.push(s["state"].as_str().unwrap_or_default().to_uppercase());
+        row.push(format!("{}/6", s.healthy));
+        row.push(s.peers.to_string());
+        row.push(s.state.as_str().to_uppercase());
         if repair {
-            let repaired = s["repaired"].as_array().map_or(0, Vec::len);
-            row.push(repaired.to_string());
+            row.push(s.repaired.len().to_string());
         }
         row.push(bad);
         rows.push(row);
     }
     ctx.out.result(format_args!(
         "file {}  {}  peers answered {}/{}  manifest copies {}",
-        report["id"].as_str().unwrap_or_default(),
-        if report["verified"].as_bool().unwrap_or(false) {
+        report.id,
+        if report.verified {
             "verified (every copy fetched and hashed)"
         } else {
             "holders asked (not verified)"
         },
-        num(&report["peers_answered"]),
-        num(&report["peers_asked"]),
-        num(&report["after"]["manifest_copies"]),
+        report.peers_answered,
+        report.peers_asked,
+        report.after.manifest_copies,
     ));
     if repair {
         ctx.out.table(
@@ -201,31 +151,26 @@ fn print_human(ctx: &Context, report: &Value, repair: bool) {
             stripes.len() - shown.len()
         ));
     }
-    for s in &stripes {
-        if let Some(e) = s["error"].as_str() {
-            ctx.out.warn(e);
-        }
+    for e in stripes.iter().filter_map(|s| s.error.as_deref()) {
+        ctx.out.warn(e);
     }
-    for peer in strs(&report["bad_peers"]) {
+    for peer in &report.bad_peers {
         ctx.out
             .warn(format_args!("bad peer {peer}: see the BAD column"));
     }
-    let state = report["state"].as_str().unwrap_or_default().to_uppercase();
     let mut summary = format!(
-        "{state}: {} healthy, {} degraded, {} unrecoverable of {} stripes",
-        num(&report["after"]["healthy_stripes"]),
-        num(&report["after"]["degraded_stripes"]),
-        num(&report["after"]["unrecoverable_stripes"]),
-        num(&report["stripes_total"]),
+        "{}: {} healthy, {} degraded, {} unrecoverable of {} stripes",
+        report.state.as_str().to_uppercase(),
+        report.after.healthy_stripes,
+        report.after.degraded_stripes,
+        report.after.unrecoverable_stripes,
+        report.stripes_total,
     );
     if repair {
         summary.push_str(&format!(
             "; repair placed {} shards (before: {})",
-            num(&report["repaired_shards"]),
-            report["before"]["state"]
-                .as_str()
-                .unwrap_or_default()
-                .to_uppercase()
+            report.repaired_shards,
+            report.before.state.as_str().to_uppercase()
         ));
     }
     ctx.out.result(summary);

@@ -12,8 +12,9 @@
 //! N and/or shard index N); with `--shard`, that shard (64 hex characters). Exit 3 if
 //! the node holds no such shard.
 //!
-//! Output: `--json` prints `{"shard": HEX, "file": ID|null, "stripe": N|null,
-//! "index": N|null, "peer_id": PEER}`; otherwise one line with the same facts.
+//! Output: `--json` prints [`datamesh_api::CorruptedShard`] `{"shard": HEX, "file":
+//! ID|null, "stripe": N|null, "index": N|null, "peer_id": PEER}`; otherwise one line with
+//! the same facts.
 //!
 //! ```text
 //! datamesh [--json] debug block-peers PEER...
@@ -24,7 +25,8 @@
 //! `--none` unblocks all): their connections are closed and refused both ways, dials to
 //! them fail at once. The fault suite partitions a testnet with it (all nodes share
 //! 127.0.0.1, so this stands in for a kernel-level partition). Output: `--json` prints
-//! `{"blocked": [PEER, ...], "peer_id": PEER}`; otherwise one line.
+//! [`datamesh_api::BlockedPeers`] `{"blocked": [PEER, ...], "peer_id": PEER}`; otherwise
+//! one line.
 //!
 //! The other test fault is set in the node's environment, not here:
 //! `DATAMESH_TEST_FAULTS=1 DATAMESH_TEST_MISBEHAVE=wrong-bytes datamesh node run` makes
@@ -109,12 +111,12 @@ fn block(ctx: &Context, args: BlockArgs) -> anyhow::Result<()> {
     }
     let result = client(ctx)?.debug_block_peers(&args.peers)?;
     if ctx.out.json() {
-        ctx.out.json_value(&result);
+        ctx.out.json_value(&serde_json::to_value(&result)?);
     } else {
-        let blocked = result["blocked"].as_array().map_or(0, Vec::len);
         ctx.out.result(format_args!(
-            "peer {} now blocks {blocked} peer(s)",
-            result["peer_id"].as_str().unwrap_or_default()
+            "peer {} now blocks {} peer(s)",
+            result.peer_id,
+            result.blocked.len()
         ));
     }
     Ok(())
@@ -144,16 +146,15 @@ fn corrupt(ctx: &Context, args: CorruptArgs) -> anyhow::Result<()> {
         args.index,
     )?;
     if ctx.out.json() {
-        ctx.out.json_value(&result);
+        ctx.out.json_value(&serde_json::to_value(&result)?);
     } else {
-        let position = match (result["stripe"].as_u64(), result["index"].as_u64()) {
+        let position = match (result.stripe, result.index) {
             (Some(s), Some(i)) => format!(" (stripe {s}, index {i})"),
             _ => String::new(),
         };
         ctx.out.result(format_args!(
             "corrupted shard {}{position} on peer {}",
-            result["shard"].as_str().unwrap_or_default(),
-            result["peer_id"].as_str().unwrap_or_default()
+            result.shard, result.peer_id
         ));
     }
     Ok(())

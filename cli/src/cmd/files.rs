@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
+use datamesh_api::{Client, Peer, RewrapReport, Status};
 use datamesh_core::FileId;
 use datamesh_core::ecies::PublicKey;
-use datamesh_node::client::{Client, ClientError};
 
 use crate::Context;
 use crate::home;
-use crate::home::{RunFile, run_file};
 
 /// The node of this home is not running (no `node.json`); exit code 4.
 #[derive(Debug, thiserror::Error)]
@@ -47,22 +46,12 @@ fn progress_bar(ctx: &Context, total: Option<u64>, verb: &str) -> indicatif::Pro
 
 /// The client of this home's running node.
 pub(crate) fn client(ctx: &Context) -> anyhow::Result<Client> {
-    let path = run_file(&ctx.home);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(NodeNotRunning {
-                home: ctx.home.display().to_string(),
-            }
-            .into());
+    home::client(&ctx.home)?.ok_or_else(|| {
+        NodeNotRunning {
+            home: ctx.home.display().to_string(),
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let run: RunFile = serde_json::from_str(&text)
-        .with_context(|| format!("{} is damaged; restart the node", path.display()))?;
-    let token = std::fs::read_to_string(home::api_token(&ctx.home))
-        .context("cannot read the API token of this home")?;
-    Ok(Client::new(run.api, &token))
+        .into()
+    })
 }
 
 /// Arguments of `datamesh put`.
@@ -170,19 +159,12 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} exists: pass --force to replace it", path.display());
     }
     let client = client(ctx)?;
-    let download = client.get(&id)?;
-    let expected = download.size;
-    let bar = progress_bar(ctx, Some(expected), "get");
+    let mut download = client.get(&id)?;
+    let bar = progress_bar(ctx, Some(download.size), "get");
     let to_stdout = args.output.as_deref() == Some(Path::new("-"));
     if to_stdout {
-        let mut body = bar.wrap_read(download.body);
-        let copied = io::copy(&mut body, &mut io::stdout().lock())
-            .map_err(|e| ClientError::Interrupted(e.to_string()))?;
-        if copied != expected {
-            return Err(
-                ClientError::Interrupted(format!("got {copied} of {expected} bytes")).into(),
-            );
-        }
+        download.body = Box::new(bar.wrap_read(download.body));
+        download.copy_to(&mut io::stdout().lock())?;
         return Ok(());
     }
     let target = args
@@ -205,14 +187,7 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let result = (|| -> anyhow::Result<u64> {
         let mut file =
             File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
-        let mut body = download.body;
-        let copied =
-            io::copy(&mut body, &mut file).map_err(|e| ClientError::Interrupted(e.to_string()))?;
-        if copied != expected {
-            return Err(
-                ClientError::Interrupted(format!("got {copied} of {expected} bytes")).into(),
-            );
-        }
+        let copied = download.copy_to(&mut file)?;
         file.sync_all().context("cannot flush the file to disk")?;
         Ok(copied)
     })();
@@ -241,11 +216,7 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
 pub(crate) fn ls(ctx: &Context) -> anyhow::Result<()> {
     let files = client(ctx)?.list()?;
     if ctx.out.json() {
-        let rows: Vec<_> = files
-            .iter()
-            .map(|f| serde_json::json!({"id": f.id, "name": f.name, "size": f.size, "stripes": f.stripes, "created": f.created}))
-            .collect();
-        ctx.out.json_value(&serde_json::Value::Array(rows));
+        ctx.out.json_value(&serde_json::to_value(&files)?);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = files
@@ -264,76 +235,73 @@ pub(crate) fn ls(ctx: &Context) -> anyhow::Result<()> {
 pub(crate) fn status(ctx: &Context) -> anyhow::Result<()> {
     let status = client(ctx)?.status()?;
     if ctx.out.json() {
-        ctx.out.json_value(&status);
+        ctx.out.json_value(&serde_json::to_value(&status)?);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = status
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(k, _)| k.as_str() != "below_full_health")
-                .map(|(k, v)| {
-                    let value = match (k.as_str(), v) {
-                        (
-                            "files_below_full_health" | "last_self_check",
-                            serde_json::Value::Null,
-                        ) => "not checked yet (see check_interval)".to_string(),
-                        ("last_self_check", serde_json::Value::Number(n)) => n
-                            .as_i64()
-                            .and_then(|t| jiff::Timestamp::from_second(t).ok())
-                            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
-                            .unwrap_or_else(|| n.to_string()),
-                        _ => v.to_string().trim_matches('"').to_string(),
-                    };
-                    vec![k.clone(), value]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ctx.out.table(&["FIELD", "VALUE"], &rows);
-    for id in status["below_full_health"].as_array().into_iter().flatten() {
+    ctx.out.table(&["FIELD", "VALUE"], &status_rows(&status));
+    for id in status.below_full_health.iter().flatten() {
         ctx.out.warn(format_args!(
-            "below full health: {} (run `datamesh check {} --verify --repair`)",
-            id.as_str().unwrap_or_default(),
-            id.as_str().unwrap_or_default()
+            "below full health: {id} (run `datamesh check {id} --verify --repair`)"
         ));
     }
     Ok(())
 }
 
+/// One row per field of the status (but the list of files below full health, warned
+/// about after the table), in the order of the field names.
+fn status_rows(status: &Status) -> Vec<Vec<String>> {
+    const NOT_CHECKED: &str = "not checked yet (see check_interval)";
+    let last_check = status.last_self_check.map_or_else(
+        || NOT_CHECKED.to_string(),
+        |t| {
+            i64::try_from(t)
+                .ok()
+                .and_then(|t| jiff::Timestamp::from_second(t).ok())
+                .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| t.to_string())
+        },
+    );
+    let addresses = serde_json::to_string(&status.listen_addresses).unwrap_or_default();
+    [
+        ("bytes_stored", status.bytes_stored.to_string()),
+        ("connected_peers", status.connected_peers.to_string()),
+        (
+            "files_below_full_health",
+            status
+                .files_below_full_health
+                .map_or_else(|| NOT_CHECKED.to_string(), |n| n.to_string()),
+        ),
+        ("last_self_check", last_check),
+        ("listen_addresses", addresses),
+        ("peer_id", status.peer_id.clone()),
+        ("quota_bytes", status.quota_bytes.to_string()),
+        (
+            "routing_table_peers",
+            status.routing_table_peers.to_string(),
+        ),
+        ("shards", status.shards.to_string()),
+    ]
+    .into_iter()
+    .map(|(field, value)| vec![field.to_string(), value])
+    .collect()
+}
+
 pub(crate) fn peers(ctx: &Context) -> anyhow::Result<()> {
     let peers = client(ctx)?.peers()?;
     if ctx.out.json() {
-        ctx.out.json_value(&peers);
+        ctx.out.json_value(&serde_json::to_value(&peers)?);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = peers
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|p| {
-                    vec![
-                        p["peer_id"].as_str().unwrap_or_default().to_string(),
-                        if p["connected"].as_bool().unwrap_or(false) {
-                            "yes"
-                        } else {
-                            "no"
-                        }
-                        .to_string(),
-                        p["addresses"]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|x| x.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(" ")
-                            })
-                            .unwrap_or_default(),
-                    ]
-                })
-                .collect()
+        .iter()
+        .map(|p: &Peer| {
+            vec![
+                p.peer_id.clone(),
+                if p.connected { "yes" } else { "no" }.to_string(),
+                p.addresses.join(" "),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     ctx.out.table(&["PEER", "CONNECTED", "ADDRESSES"], &rows);
     Ok(())
 }
@@ -361,19 +329,16 @@ fn parse_keys(keys: &[String]) -> anyhow::Result<Vec<PublicKey>> {
         .collect()
 }
 
-fn report_rewrap(ctx: &Context, report: &serde_json::Value) {
+fn report_rewrap(ctx: &Context, report: &RewrapReport) -> anyhow::Result<()> {
     if ctx.out.json() {
-        ctx.out.json_value(report);
+        ctx.out.json_value(&serde_json::to_value(report)?);
     } else {
         ctx.out.result(format_args!(
             "{}  envelope #{} to {} keys, on {} peers ({} bytes sent, no shard moved)",
-            report["id"].as_str().unwrap_or_default(),
-            report["sequence"],
-            report["recipients"],
-            report["peers"],
-            report["bytes_sent"],
+            report.id, report.sequence, report.recipients, report.peers, report.bytes_sent,
         ));
     }
+    Ok(())
 }
 
 pub(crate) fn share(ctx: &Context, args: ShareArgs) -> anyhow::Result<()> {
@@ -383,8 +348,7 @@ pub(crate) fn share(ctx: &Context, args: ShareArgs) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("{} is not a valid file id", args.id))?;
     let report = client(ctx)?.rewrap(&id, &to)?;
-    report_rewrap(ctx, &report);
-    Ok(())
+    report_rewrap(ctx, &report)
 }
 
 /// `datamesh keys rewrap [ID | --all]`: moves files to the active file-encryption key.
@@ -395,30 +359,24 @@ pub(crate) fn rewrap(ctx: &Context, id: Option<&str>, all: bool) -> anyhow::Resu
             let id: FileId = id
                 .parse()
                 .with_context(|| format!("{id} is not a valid file id"))?;
-            report_rewrap(ctx, &client.rewrap(&id, &[])?);
-            Ok(())
+            report_rewrap(ctx, &client.rewrap(&id, &[])?)
         }
         (None, true) => {
             let result = client.rewrap_all()?;
             if ctx.out.json() {
-                ctx.out.json_value(&result);
+                ctx.out.json_value(&serde_json::to_value(&result)?);
                 return Ok(());
             }
-            for report in result["rewrapped"].as_array().into_iter().flatten() {
-                report_rewrap(ctx, report);
+            for report in &result.rewrapped {
+                report_rewrap(ctx, report)?;
             }
-            let failed = result["failed"].as_array().cloned().unwrap_or_default();
-            for f in &failed {
-                ctx.out.warn(format_args!(
-                    "{}: {}",
-                    f["id"].as_str().unwrap_or_default(),
-                    f["error"].as_str().unwrap_or_default()
-                ));
+            for f in &result.failed {
+                ctx.out.warn(format_args!("{}: {}", f.id, f.error));
             }
-            if failed.is_empty() {
+            if result.failed.is_empty() {
                 Ok(())
             } else {
-                anyhow::bail!("{} files could not be re-wrapped", failed.len())
+                anyhow::bail!("{} files could not be re-wrapped", result.failed.len())
             }
         }
         _ => anyhow::bail!("give a file id or --all"),
@@ -434,7 +392,7 @@ pub(crate) fn files_needing_only(ctx: &Context, public_key: &[u8]) -> anyhow::Re
     let usage = client(ctx)?.key_usage()?;
     Ok(usage
         .into_iter()
-        .filter(|(_, keys)| keys.is_empty() || (keys.len() == 1 && keys[0] == id))
-        .map(|(file, _)| file)
+        .filter(|file| file.keys.is_empty() || (file.keys.len() == 1 && file.keys[0] == id))
+        .map(|file| file.id)
         .collect())
 }

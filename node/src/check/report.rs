@@ -1,34 +1,17 @@
 //! What a check finds: the health of each stripe (and of the file: its worst stripe),
 //! bad copies and who holds them, what a repair placed, and the outcome of a self-check
-//! pass. [`CheckReport::to_json`] is the API's and the CLI's stable JSON form.
+//! pass. [`CheckReport::to_api`] is the API's and the CLI's stable form.
 
 use std::collections::{HashMap, HashSet};
 
 use datamesh_core::{DATA_SHARDS, FileId, ShardId, TOTAL_SHARDS};
 use libp2p::PeerId;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-/// How a stripe (or a whole file: its worst stripe) stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Health {
-    /// Six healthy shards on six distinct live peers.
-    Healthy,
-    /// Readable (at least four healthy shards) but below full health.
-    Degraded,
-    /// Fewer than four healthy shards: the stripe cannot be read or rebuilt.
-    Unrecoverable,
-}
-
-impl Health {
-    /// `healthy`, `degraded` or `unrecoverable`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Healthy => "healthy",
-            Self::Degraded => "degraded",
-            Self::Unrecoverable => "unrecoverable",
-        }
-    }
-}
+/// How a stripe (or a whole file: its worst stripe) stands, and why a copy was counted
+/// bad: the API's types (`healthy`, `degraded`, `unrecoverable`; `wrong_bytes`,
+/// `corrupt`, `missing`), used here as they are.
+pub use datamesh_api::{BadReason, Health};
 
 /// Counts of one stripe at one moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,32 +39,6 @@ impl StripeHealth {
             Health::Degraded
         } else {
             Health::Unrecoverable
-        }
-    }
-
-    fn json(&self) -> Value {
-        json!({"healthy": self.healthy, "peers": self.peers, "state": self.state().as_str()})
-    }
-}
-
-/// Why a copy of a shard was counted bad.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BadReason {
-    /// The peer served bytes that do not hash to the shard's id.
-    WrongBytes,
-    /// The peer reports its stored copy corrupt (bit rot, a torn write).
-    Corrupt,
-    /// The peer said it holds the shard, then did not have it.
-    Missing,
-}
-
-impl BadReason {
-    /// `wrong_bytes`, `corrupt` or `missing`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WrongBytes => "wrong_bytes",
-            Self::Corrupt => "corrupt",
-            Self::Missing => "missing",
         }
     }
 }
@@ -194,58 +151,81 @@ impl CheckReport {
             .count()
     }
 
-    /// The JSON form (see `cli/src/cmd/check.rs` for the field list).
-    pub fn to_json(&self) -> Value {
-        let summary = |after: bool| {
-            json!({
-                "state": if after { self.state() } else { self.state_before() }.as_str(),
-                "healthy_stripes": self.count(Health::Healthy, after),
-                "degraded_stripes": self.count(Health::Degraded, after),
-                "unrecoverable_stripes": self.count(Health::Unrecoverable, after),
-                "manifest_copies": if after { self.manifest_copies.1 } else { self.manifest_copies.0 },
-            })
+    /// The report as the API sends it ([`datamesh_api::CheckReport`]).
+    pub fn to_api(&self) -> datamesh_api::CheckReport {
+        let summary = |after: bool| datamesh_api::CheckSummary {
+            state: if after {
+                self.state()
+            } else {
+                self.state_before()
+            },
+            healthy_stripes: self.count(Health::Healthy, after),
+            degraded_stripes: self.count(Health::Degraded, after),
+            unrecoverable_stripes: self.count(Health::Unrecoverable, after),
+            manifest_copies: if after {
+                self.manifest_copies.1
+            } else {
+                self.manifest_copies.0
+            },
         };
-        let stripes: Vec<Value> = self
+        let strings = |peers: &[PeerId]| peers.iter().map(ToString::to_string).collect();
+        let stripes = self
             .stripes
             .iter()
-            .map(|s| {
-                json!({
-                    "stripe": s.stripe,
-                    "healthy": s.after.healthy,
-                    "peers": s.after.peers,
-                    "state": s.after.state().as_str(),
-                    "before": s.before.json(),
-                    "holders": s.holders.iter().map(|list| list.iter().map(ToString::to_string).collect::<Vec<_>>()).collect::<Vec<_>>(),
-                    "bad": s.bad.iter().map(|b| json!({
-                        "peer": b.peer.to_string(),
-                        "index": b.index,
-                        "shard": b.shard.to_string(),
-                        "reason": b.reason.as_str(),
-                    })).collect::<Vec<_>>(),
-                    "unreachable": s.unreachable.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "repaired": s.repaired.iter().map(|r| json!({
-                        "index": r.index,
-                        "shard": r.shard.to_string(),
-                        "peer": r.peer.to_string(),
-                    })).collect::<Vec<_>>(),
-                    "error": s.error,
-                })
+            .map(|s| datamesh_api::StripeCheck {
+                stripe: s.stripe,
+                healthy: s.after.healthy,
+                peers: s.after.peers,
+                state: s.after.state(),
+                before: datamesh_api::StripeCounts {
+                    healthy: s.before.healthy,
+                    peers: s.before.peers,
+                    state: s.before.state(),
+                },
+                holders: s.holders.iter().map(|list| strings(list)).collect(),
+                bad: s
+                    .bad
+                    .iter()
+                    .map(|b| datamesh_api::BadCopy {
+                        peer: b.peer.to_string(),
+                        index: b.index,
+                        shard: b.shard.to_string(),
+                        reason: b.reason,
+                    })
+                    .collect(),
+                unreachable: strings(&s.unreachable),
+                repaired: s
+                    .repaired
+                    .iter()
+                    .map(|r| datamesh_api::RepairedShard {
+                        index: r.index,
+                        shard: r.shard.to_string(),
+                        peer: r.peer.to_string(),
+                    })
+                    .collect(),
+                error: s.error.clone(),
             })
             .collect();
-        json!({
-            "id": self.id.to_string(),
-            "verified": self.verified,
-            "repair": self.repair,
-            "state": self.state().as_str(),
-            "stripes_total": self.stripes.len(),
-            "peers_asked": self.peers_asked,
-            "peers_answered": self.peers_answered,
-            "bad_peers": self.bad_peers().iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "repaired_shards": self.repaired_shards(),
-            "before": summary(false),
-            "after": summary(true),
-            "stripes": stripes,
-        })
+        datamesh_api::CheckReport {
+            id: self.id.to_string(),
+            verified: self.verified,
+            repair: self.repair,
+            state: self.state(),
+            stripes_total: self.stripes.len(),
+            peers_asked: self.peers_asked,
+            peers_answered: self.peers_answered,
+            bad_peers: strings(&self.bad_peers()),
+            repaired_shards: self.repaired_shards(),
+            before: summary(false),
+            after: summary(true),
+            stripes,
+        }
+    }
+
+    /// The JSON form: [`CheckReport::to_api`] serialized.
+    pub fn to_json(&self) -> Value {
+        // Plain strings, numbers and lists: serializing cannot fail.
+        serde_json::to_value(self.to_api()).unwrap_or_default()
     }
 }
 
@@ -299,6 +279,8 @@ pub(crate) fn matching(holders: &[Vec<PeerId>; TOTAL_SHARDS]) -> [Option<PeerId>
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn peers(n: usize) -> Vec<PeerId> {

@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use datamesh_api::{Client, ClientError};
 use datamesh_core::FileId;
 use datamesh_core::ecies::{PublicKey, SecretKey};
 use datamesh_keys::fsx;
 use datamesh_node::catalog::CatalogEntry;
 use datamesh_node::catalog::snapshot::{self, Snapshot, SnapshotFile, SnapshotSource};
-use datamesh_node::client::{Client, ClientError};
 use datamesh_node::libp2p::Multiaddr;
 use datamesh_node::libp2p::identity::Keypair;
 use datamesh_node::{
@@ -51,11 +51,9 @@ fn db_dir(home: &Path) -> PathBuf {
 /// The client of this home's running node, if its `node.json` says one runs and its API
 /// answers.
 pub(super) fn running_node(home: &Path) -> anyhow::Result<Option<Client>> {
-    let Some(run) = home::read_run_file(home)? else {
+    let Some(client) = home::client(home)? else {
         return Ok(None);
     };
-    let token = home::read_api_token(home)?;
-    let client = Client::new(run.api, &token);
     // A node killed without a clean stop leaves its node.json behind: unreachable means
     // not running (its database then opens).
     match client.status() {

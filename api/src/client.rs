@@ -1,0 +1,372 @@
+//! The blocking client of a node's local API.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use datamesh_core::FileId;
+use datamesh_core::ecies::PublicKey;
+use serde::de::DeserializeOwned;
+
+use crate::{
+    BlockPeers, BlockedPeers, CheckReport, ClientError, CorruptedShard, ErrorBody, ErrorKind,
+    KeyUsage, ListedFile, NAME_HEADER, Peer, PutResult, RewrapAll, RewrapReport, Status,
+    decode_name,
+};
+
+/// A streaming download.
+pub struct Download {
+    /// The file's size.
+    pub size: u64,
+    /// The stored file name.
+    pub name: String,
+    /// The body: it ends early when the node fails mid-stream.
+    pub body: Box<dyn Read + Send>,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("size", &self.size)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Download {
+    /// Copies the whole body to `out`; the bytes copied.
+    ///
+    /// # Errors
+    /// [`ClientError::Interrupted`] when reading or writing fails, or the body is not
+    /// exactly [`Download::size`] bytes.
+    pub fn copy_to(self, out: &mut impl Write) -> Result<u64, ClientError> {
+        let expected = self.size;
+        let mut body = self.body;
+        let copied =
+            std::io::copy(&mut body, out).map_err(|e| ClientError::Interrupted(e.to_string()))?;
+        if copied != expected {
+            return Err(ClientError::Interrupted(format!(
+                "got {copied} of {expected} bytes"
+            )));
+        }
+        Ok(copied)
+    }
+}
+
+/// The API client: one node, one token.
+#[derive(Clone)]
+pub struct Client {
+    addr: SocketAddr,
+    token: String,
+    agent: ureq::Agent,
+    fresh_connections: bool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn agent(timeout: Option<Duration>) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_global(timeout)
+        .build()
+        .new_agent()
+}
+
+impl Client {
+    /// A client of the node whose API is at `addr`, authenticating with `token`
+    /// (surrounding whitespace ignored). Connecting times out after 5 s; a call has no
+    /// deadline (a put or get streams as long as the file) unless
+    /// [`Client::with_timeout`] sets one.
+    pub fn new(addr: SocketAddr, token: &str) -> Self {
+        Self {
+            addr,
+            token: token.trim().to_string(),
+            agent: agent(None),
+            fresh_connections: false,
+        }
+    }
+
+    /// Every call must finish within `timeout` (default: no deadline).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.agent = agent(Some(timeout));
+        self
+    }
+
+    /// One new TCP connection per call (`Connection: close`), as the CLI makes one per
+    /// command; by default connections are kept alive and reused.
+    #[must_use]
+    pub fn with_fresh_connections(mut self, fresh: bool) -> Self {
+        self.fresh_connections = fresh;
+        self
+    }
+
+    fn request<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let request = request.header("authorization", format!("Bearer {}", self.token));
+        if self.fresh_connections {
+            request.header("connection", "close")
+        } else {
+            request
+        }
+    }
+
+    fn get_request(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        self.request(self.agent.get(format!("http://{}{path}", self.addr)))
+    }
+
+    fn post_request(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        self.request(self.agent.post(format!("http://{}{path}", self.addr)))
+    }
+
+    fn answer(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let response = result.map_err(|e| ClientError::Unreachable {
+            addr: self.addr,
+            reason: e.to_string(),
+        })?;
+        let status = response.status().as_u16();
+        if status < 400 {
+            return Ok(response);
+        }
+        let body: Option<ErrorBody> = response.into_body().read_json().ok();
+        Err(match body {
+            Some(b) => ClientError::Api {
+                status,
+                kind: b.kind,
+                message: b.error,
+            },
+            None => ClientError::Api {
+                status,
+                kind: ErrorKind::Http,
+                message: format!("the node answered HTTP {status}"),
+            },
+        })
+    }
+
+    fn json<T: DeserializeOwned>(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T, ClientError> {
+        self.answer(result)?
+            .into_body()
+            .read_json()
+            .map_err(|e| ClientError::Interrupted(e.to_string()))
+    }
+
+    fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.json(self.get_request(path).call())
+    }
+
+    /// `POST path?query` with an empty body, answering JSON.
+    fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        let mut request = self.post_request(path);
+        for (key, value) in query {
+            request = request.query(*key, value);
+        }
+        self.json(request.send_empty())
+    }
+
+    fn put_request(
+        &self,
+        name: &str,
+        to: &[PublicKey],
+    ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let mut request = self.post_request("/v1/files").query("name", name);
+        for key in to {
+            request = request.query("to", key.to_string());
+        }
+        request
+    }
+
+    /// Stores a file, streaming `body`, under `name`; `to` are further keys to give
+    /// access (sharing).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn put(
+        &self,
+        mut body: impl Read,
+        name: &str,
+        to: &[PublicKey],
+    ) -> Result<PutResult, ClientError> {
+        let body = ureq::SendBody::from_reader(&mut body);
+        self.json(self.put_request(name, to).send(body))
+    }
+
+    /// Stores a file held in memory (sent with its `Content-Length`, not chunked).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn put_bytes(
+        &self,
+        body: &[u8],
+        name: &str,
+        to: &[PublicKey],
+    ) -> Result<PutResult, ClientError> {
+        self.json(self.put_request(name, to).send(body))
+    }
+
+    /// Starts a download; the caller streams [`Download::body`] and must check that it
+    /// yields exactly [`Download::size`] bytes ([`Download::copy_to`] does).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn get(&self, id: &FileId) -> Result<Download, ClientError> {
+        let response = self.answer(self.get_request(&format!("/v1/files/{id}")).call())?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let size = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let name = header(NAME_HEADER)
+            .map(|n| decode_name(&n))
+            .unwrap_or_default();
+        let body = response
+            .into_body()
+            .into_with_config()
+            .limit(u64::MAX)
+            .reader();
+        Ok(Download {
+            size,
+            name,
+            body: Box::new(body),
+        })
+    }
+
+    /// Re-wraps one file's data key to the node's active key and to `to` (sharing).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn rewrap(&self, id: &FileId, to: &[PublicKey]) -> Result<RewrapReport, ClientError> {
+        let query: Vec<(&str, String)> = to.iter().map(|k| ("to", k.to_string())).collect();
+        self.post_json(&format!("/v1/files/{id}/envelope"), &query)
+    }
+
+    /// Re-wraps every file of the node's catalog to its active key.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn rewrap_all(&self) -> Result<RewrapAll, ClientError> {
+        self.post_json("/v1/rewrap", &[])
+    }
+
+    /// Per file of the catalog, the key ids of the node's keys that open it.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn key_usage(&self) -> Result<Vec<KeyUsage>, ClientError> {
+        self.get_json("/v1/key-usage")
+    }
+
+    /// The catalog.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn list(&self) -> Result<Vec<ListedFile>, ClientError> {
+        self.get_json("/v1/files")
+    }
+
+    /// Checks a file: which shards are healthy on which peers; `verify` fetches and
+    /// hashes every copy, `repair` rebuilds and re-places what is missing.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn check(
+        &self,
+        id: &FileId,
+        verify: bool,
+        repair: bool,
+    ) -> Result<CheckReport, ClientError> {
+        let flag = |on: bool| if on { "1" } else { "0" }.to_string();
+        self.post_json(
+            &format!("/v1/files/{id}/check"),
+            &[("verify", flag(verify)), ("repair", flag(repair))],
+        )
+    }
+
+    /// Test faults only (the node must run with `DATAMESH_TEST_FAULTS=1`): flips bytes of
+    /// a stored shard, given by id (`shard`) or as any held shard of `file` (optionally of
+    /// one stripe and index).
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a node without test faults answers 404.
+    pub fn debug_corrupt_shard(
+        &self,
+        shard: Option<&str>,
+        file: Option<&FileId>,
+        stripe: Option<u64>,
+        index: Option<u64>,
+    ) -> Result<CorruptedShard, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(shard) = shard {
+            query.push(("shard", shard.to_string()));
+        }
+        if let Some(file) = file {
+            query.push(("file", file.to_string()));
+        }
+        if let Some(stripe) = stripe {
+            query.push(("stripe", stripe.to_string()));
+        }
+        if let Some(index) = index {
+            query.push(("index", index.to_string()));
+        }
+        self.post_json("/v1/debug/corrupt-shard", &query)
+    }
+
+    /// Test faults only (the node must run with `DATAMESH_TEST_FAULTS=1`): makes `peers`
+    /// (peer ids) the node's set of blocked peers; an empty list unblocks all.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a node without test faults answers 404.
+    pub fn debug_block_peers(&self, peers: &[String]) -> Result<BlockedPeers, ClientError> {
+        let body = BlockPeers {
+            peers: peers.to_vec(),
+        };
+        self.json(self.post_request("/v1/debug/block-peers").send_json(&body))
+    }
+
+    /// The node's state.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn status(&self) -> Result<Status, ClientError> {
+        self.get_json("/v1/status")
+    }
+
+    /// The node's Prometheus text (`GET /metrics`).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn metrics(&self) -> Result<String, ClientError> {
+        self.answer(self.get_request("/metrics").call())?
+            .into_body()
+            .read_to_string()
+            .map_err(|e| ClientError::Interrupted(e.to_string()))
+    }
+
+    /// The node's routing table.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn peers(&self) -> Result<Vec<Peer>, ClientError> {
+        self.get_json("/v1/peers")
+    }
+}

@@ -1,0 +1,145 @@
+//! Storing, listing and re-wrapping files: `/v1/files`, `/v1/rewrap`, `/v1/key-usage`.
+
+use serde::{Deserialize, Serialize};
+
+/// What `POST /v1/files` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutResult {
+    /// The file id (text form, `dm1…`).
+    pub id: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Stripes.
+    pub stripes: u64,
+    /// Distinct peers holding shards.
+    pub peers: usize,
+    /// Manifest copies stored.
+    pub manifest_copies: usize,
+}
+
+/// One catalog entry, as `GET /v1/files` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedFile {
+    /// The file id (text form).
+    pub id: String,
+    /// Name given at put time.
+    pub name: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Stripes.
+    pub stripes: u64,
+    /// Put time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// One file re-wrapped: what `POST /v1/files/{id}/envelope` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewrapReport {
+    /// The file id (text form).
+    pub id: String,
+    /// The new envelope's sequence number.
+    pub sequence: u64,
+    /// Keys the data key is now wrapped to.
+    pub recipients: usize,
+    /// Peers that accepted the new envelope.
+    pub peers: usize,
+    /// Bytes sent: envelopes only, no shard moves.
+    pub bytes_sent: u64,
+}
+
+/// A file `POST /v1/rewrap` could not re-wrap.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewrapFailure {
+    /// The file id (text form).
+    pub id: String,
+    /// The node's one-line reason.
+    pub error: String,
+}
+
+/// What `POST /v1/rewrap` answers: every file of the catalog, re-wrapped or failed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewrapAll {
+    /// Files re-wrapped.
+    pub rewrapped: Vec<RewrapReport>,
+    /// Files that could not be.
+    pub failed: Vec<RewrapFailure>,
+}
+
+/// One row of `GET /v1/key-usage`: which of the node's keys open a file of its catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUsage {
+    /// The file id (text form).
+    pub id: String,
+    /// Key ids (hex) of the node's keys that open it; empty when none does.
+    pub keys: Vec<String>,
+}
+
+/// The response header of `GET /v1/files/{id}` that carries the stored name,
+/// percent-encoded ([`encode_name`]).
+pub const NAME_HEADER: &str = "x-datamesh-name";
+
+/// Percent-encodes everything but unreserved ASCII, so any name fits in a header.
+pub fn encode_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`encode_name`]; a malformed escape stays as it is, invalid UTF-8 is replaced.
+pub fn decode_name(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_survive_the_header() {
+        for name in ["plain.txt", "with space & ümlaut/..", "%41", "", "100%"] {
+            let encoded = encode_name(name);
+            assert!(encoded.bytes().all(|b| b.is_ascii_graphic()), "{encoded}");
+            assert_eq!(decode_name(&encoded), name);
+        }
+        assert_eq!(decode_name("100%"), "100%");
+    }
+
+    #[test]
+    fn put_result_has_the_wire_field_names() -> Result<(), serde_json::Error> {
+        let put = PutResult {
+            id: "dm1x".into(),
+            size: 5,
+            stripes: 1,
+            peers: 6,
+            manifest_copies: 3,
+        };
+        let json = serde_json::to_value(&put)?;
+        assert_eq!(
+            json,
+            serde_json::json!({"id": "dm1x", "size": 5, "stripes": 1, "peers": 6, "manifest_copies": 3})
+        );
+        assert_eq!(serde_json::from_value::<PutResult>(json)?, put);
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! The formats DataMesh programs share, defined once: the node's local HTTP API (request
+//! and response bodies, error bodies, the file-name header) and `<home>/node.json`, with
+//! the blocking [`Client`] the CLI, the benches and the node's tests use.
+//!
+//! ```no_run
+//! use datamesh_api::{Client, RunFile};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let home = std::path::Path::new("/home/me/.datamesh");
+//! let run = RunFile::read(home)?.ok_or("the node is not running")?;
+//! let token = std::fs::read_to_string(home.join(datamesh_api::API_TOKEN_FILE))?;
+//! let client = Client::new(run.api, &token);
+//! let put = client.put(std::io::Cursor::new(b"hello".to_vec()), "hello.txt", &[])?;
+//! println!("{} ({} bytes)", put.id, put.size);
+//! # Ok(()) }
+//! ```
+//!
+//! Gotchas first:
+//! - The server (`datamesh-node`'s `api` module) serializes these types and the client
+//!   deserializes them: a field renamed here changes the wire format and the CLI's
+//!   `--json` output. Ids, keys and peers travel in their text forms (`dm1…`, hex,
+//!   `12D3Koo…`).
+//! - A download's body ends early when the node fails mid-stream: check that it yields
+//!   [`Download::size`] bytes ([`Download::copy_to`] does).
+//! - Every route needs `Authorization: Bearer <token>`, the token kept in the home's
+//!   [`API_TOKEN_FILE`].
+//!
+//! | route                  | body / query                 | answers                         |
+//! |------------------------|------------------------------|---------------------------------|
+//! | `POST /v1/files`       | the file; `?name=`, `?to=KEY` (repeatable) | [`PutResult`]     |
+//! | `GET /v1/files/{id}`   |                              | the bytes; `Content-Length`, [`NAME_HEADER`] |
+//! | `GET /v1/files`        |                              | `[`[`ListedFile`]`]`            |
+//! | `POST /v1/files/{id}/envelope` | `?to=KEY` (repeatable): sharing | [`RewrapReport`]    |
+//! | `POST /v1/rewrap`      |                              | [`RewrapAll`]                   |
+//! | `GET /v1/key-usage`    |                              | `[`[`KeyUsage`]`]`              |
+//! | `POST /v1/files/{id}/check` | `?verify=1&repair=1`    | [`CheckReport`]                 |
+//! | `GET /v1/status`       |                              | [`Status`]                      |
+//! | `GET /v1/peers`        |                              | `[`[`Peer`]`]`                  |
+//! | `GET /metrics`         |                              | Prometheus text                 |
+//! | `POST /v1/debug/corrupt-shard` | `?shard=HEX` or `?file=ID[&stripe=N][&index=N]` | [`CorruptedShard`] |
+//! | `POST /v1/debug/block-peers` | [`BlockPeers`]         | [`BlockedPeers`]                |
+//!
+//! The debug routes exist only on a node run with test faults. Errors answer an
+//! [`ErrorBody`] with the status of its [`ErrorKind`].
+
+mod check;
+mod client;
+mod debug;
+mod error;
+mod files;
+mod run_file;
+mod status;
+
+pub use check::{
+    BadCopy, BadReason, CheckReport, CheckSummary, Health, RepairedShard, StripeCheck, StripeCounts,
+};
+pub use client::{Client, Download};
+pub use debug::{BlockPeers, BlockedPeers, CorruptedShard};
+pub use error::{ClientError, ErrorBody, ErrorKind};
+pub use files::{
+    KeyUsage, ListedFile, NAME_HEADER, PutResult, RewrapAll, RewrapFailure, RewrapReport,
+    decode_name, encode_name,
+};
+pub use run_file::{RunFile, RunFileError};
+pub use status::{Peer, Status};
+
+/// The API's bearer token inside a node's home (0600, written by `datamesh init`).
+pub const API_TOKEN_FILE: &str = "api-token";

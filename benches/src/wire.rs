@@ -3,13 +3,12 @@
 //! (`serialize_bytes`) it is the same bytes on the wire (a varint length, then the bytes)
 //! moved in one copy.
 //!
-//! The node's shard protocol (`node/src/protocol.rs`) writes every byte vector as a byte
+//! The shard protocol's format (`datamesh_core::wire`) writes every byte vector as a byte
 //! string (`Request::Store`'s shard, `Request::PutEnvelope`, `Response::Blob`,
 //! `Response::Envelopes`) and reads either form; [`AsSeq`] is the form it used before,
-//! kept here to measure what the byte string saves. [`byte_string`] does what the node's
-//! private `with` module does (this package does not link the node). The node also writes
-//! a `Store`'s shard straight from its shared buffer after the encoded header; these
-//! figures time postcard alone.
+//! kept here to measure what the byte string saves. [`AsBytes`] uses the protocol's own
+//! `datamesh_core::wire::byte_string`. The node also writes a `Store`'s shard straight from
+//! its shared buffer after the encoded header; these figures time postcard alone.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,51 +28,8 @@ pub struct AsBytes {
     /// The shard id.
     pub id: [u8; 32],
     /// The shard.
-    #[serde(with = "byte_string")]
+    #[serde(with = "datamesh_core::wire::byte_string")]
     pub bytes: Vec<u8>,
-}
-
-/// `#[serde(with = "byte_string")]` for a `Vec<u8>`: `serialize_bytes` and a visitor
-/// that takes bytes (and, for other formats, a sequence).
-pub mod byte_string {
-    use serde::de::{Deserializer, SeqAccess, Visitor};
-    use serde::ser::Serializer;
-
-    /// Writes `v` as a byte string.
-    ///
-    /// # Errors
-    /// The serializer's.
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    /// Reads a byte string (or a sequence of `u8`).
-    ///
-    /// # Errors
-    /// The deserializer's.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct Bytes;
-        impl<'de> Visitor<'de> for Bytes {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
-                while let Some(b) = seq.next_element()? {
-                    out.push(b);
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_byte_buf(Bytes)
-    }
 }
 
 /// Encodes then decodes `msg` with postcard; the decoded message.

@@ -318,19 +318,28 @@ pub fn request_parts(request: &Request) -> Result<(Vec<u8>, &[u8]), WireError> {
 /// `#[serde(with = "byte_string")]`: a byte vector written as a byte string
 /// (`serialize_bytes`), not as a sequence of `u8`. Postcard writes both the same way (a
 /// varint length, then the bytes), so the wire format is unchanged, but a byte string is
-/// moved in one copy instead of one `u8` at a time. Reads either form.
-mod byte_string {
+/// moved in one copy instead of one `u8` at a time. Reads either form. Public so that the
+/// benchmark measures this very code (`benches/src/wire.rs`).
+pub mod byte_string {
     use std::fmt;
     use std::marker::PhantomData;
 
     use serde::de::{Deserializer, SeqAccess, Visitor};
     use serde::ser::Serializer;
 
-    pub(super) fn serialize<S: Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    /// Writes `v` as a byte string.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(v.as_ref())
     }
 
-    pub(super) fn deserialize<'de, D, T>(d: D) -> Result<T, D::Error>
+    /// Reads a byte string (or a sequence of `u8`).
+    ///
+    /// # Errors
+    /// The deserializer's.
+    pub fn deserialize<'de, D, T>(d: D) -> Result<T, D::Error>
     where
         D: Deserializer<'de>,
         T: From<Vec<u8>>,

@@ -182,17 +182,12 @@ fn print_status(ctx: &Context, net: &Testnet) -> anyhow::Result<()> {
 
 /// Runs `cmd`; its stdout, or an error with its stderr.
 fn output(mut cmd: Command, what: &str) -> anyhow::Result<Vec<u8>> {
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out.stdout)
+    datamesh_testnet::run::output(&mut cmd).map_err(|e| match e {
+        datamesh_testnet::Error::Command { stderr, .. } => {
+            anyhow::anyhow!("{what} failed: {stderr}")
+        }
+        other => anyhow::Error::new(other).context(format!("cannot run {what}")),
+    })
 }
 
 /// The demo's copy differs from its original; exit code 5.

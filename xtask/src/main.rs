@@ -176,9 +176,32 @@ fn prerequisites() -> Result<(), ExitCode> {
     }
 }
 
-/// The `cargo` that runs xtask (`CARGO`, set by cargo for the programs it runs).
+/// The `cargo` that runs xtask (`CARGO`, set by cargo for the programs it runs), in the
+/// environment the user ran `cargo xtask` in: without the variables `cargo run` set for
+/// xtask itself (`CARGO_PKG_NAME=xtask`, `CARGO_MANIFEST_DIR`, ...). Build scripts that
+/// track those (ring's does) would otherwise rerun, and everything above them rebuild,
+/// each time a build alternates between `cargo xtask` and plain cargo.
 fn cargo() -> Command {
-    Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// Whether `name` is one of the variables `cargo run` sets for the program it runs.
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+        )
 }
 
 /// Runs `cmd` and exits as it did (1 when it was killed by a signal or did not start).
@@ -201,6 +224,27 @@ fn run(mut cmd: Command) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cargo_runs_without_xtasks_package_variables() {
+        // This test binary has them too (cargo test sets them as cargo run does).
+        assert!(env::var_os("CARGO_PKG_NAME").is_some());
+        let cmd = cargo();
+        let removed: Vec<_> = cmd
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        assert!(removed.iter().any(|n| n == "CARGO_PKG_NAME"), "{removed:?}");
+        assert!(
+            removed.iter().any(|n| n == "CARGO_MANIFEST_DIR"),
+            "{removed:?}"
+        );
+        assert!(
+            !removed.iter().any(|n| n == "CARGO" || n == "PATH"),
+            "{removed:?}"
+        );
+    }
 
     #[test]
     fn package_arguments_replace_workspace() {

@@ -49,6 +49,21 @@ fn test_ring() -> &'static KeyRing {
     })
 }
 
+/// Asserts that `bytes` hold neither the master key nor any key's secret in the clear.
+fn assert_no_secret_in(keystore: &Keystore, bytes: &[u8]) {
+    let mut secrets: Vec<[u8; 32]> = vec![*keystore.master().expose()];
+    secrets.extend(
+        keystore
+            .body
+            .entries
+            .iter()
+            .filter_map(|e| e.secret.as_ref().map(|s| *s.expose())),
+    );
+    for secret in &secrets {
+        assert!(!bytes.windows(32).any(|w| w == secret));
+    }
+}
+
 fn mode(path: &Path) -> std::io::Result<u32> {
     Ok(fs::metadata(path)?.permissions().mode() & 0o777)
 }

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use super::{Fingerprint, TestResult, fingerprint, new_home, pw, small};
+use super::{Fingerprint, TestResult, assert_no_secret_in, fingerprint, new_home, pw, small};
 use crate::*;
 
 #[test]
@@ -25,17 +25,7 @@ fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
     let open_pw = |bytes: &[u8]| Keystore::verify_backup(bytes, BackupKey::Password(&backup_pw));
 
     // No secret in the clear: neither the master key nor any key's secret.
-    let mut secrets: Vec<[u8; 32]> = vec![*keystore.master().expose()];
-    secrets.extend(
-        keystore
-            .body
-            .entries
-            .iter()
-            .filter_map(|e| e.secret.as_ref().map(|s| *s.expose())),
-    );
-    for secret in &secrets {
-        assert!(!bundle.windows(32).any(|w| w == secret));
-    }
+    assert_no_secret_in(&keystore, &bundle);
 
     let opened = open_pw(&bundle)?;
     assert_eq!(opened.manifest.key_count, 3); // node-identity v1, file-encryption v2 and v3
@@ -195,17 +185,7 @@ fn bundles_sealed_to_a_recipient_open_only_with_its_keys() -> TestResult {
     assert!(is_sealed_to_key(&bundle));
 
     // No secret in the clear.
-    let mut secrets: Vec<[u8; 32]> = vec![*keystore.master().expose()];
-    secrets.extend(
-        keystore
-            .body
-            .entries
-            .iter()
-            .filter_map(|e| e.secret.as_ref().map(|s| *s.expose())),
-    );
-    for secret in &secrets {
-        assert!(!bundle.windows(32).any(|w| w == secret));
-    }
+    assert_no_secret_in(&keystore, &bundle);
 
     // Another keystore: the wrong recipient, named by key id.
     match Keystore::verify_backup(&bundle, BackupKey::Recipient(&other)) {

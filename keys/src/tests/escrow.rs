@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use super::{TestResult, fingerprint, mode, new_home, pw, small};
+use super::{TestResult, assert_no_secret_in, fingerprint, mode, new_home, pw, small};
 use crate::*;
 
 #[test]
@@ -110,17 +110,7 @@ fn a_lost_machine_is_rebuilt_from_shares_and_the_network_copy() -> TestResult {
     let seed = keystore.node_identity_seed();
     let copy = keystore.network_copy(b"the catalog")?;
     // The copy holds neither the master key nor a key's secret in the clear.
-    let mut secrets: Vec<[u8; 32]> = vec![*keystore.master().expose()];
-    secrets.extend(
-        keystore
-            .body
-            .entries
-            .iter()
-            .filter_map(|e| e.secret.as_ref().map(|s| *s.expose())),
-    );
-    for secret in &secrets {
-        assert!(!copy.windows(32).any(|w| w == secret));
-    }
+    assert_no_secret_in(&keystore, &copy);
     let shares = keystore.escrow_split_with_copy(3, 5, Some([7u8; 32]))?;
     assert!(shares.iter().all(|s| s.network_copy() == Some([7u8; 32])));
     // The recovery key from shares is the one the copy is wrapped to.

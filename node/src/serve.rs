@@ -359,3 +359,175 @@ impl InboundHandler for Server {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datamesh_core::ecies::SecretKey;
+    use datamesh_core::{
+        AuthorityKey, AuthorityRoot, AuthoritySalt, EncodeOptions, EncodedFile, Encoder,
+    };
+
+    use super::*;
+    use crate::store::StoreConfig;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A small file of `root`'s, its manifest stored on `server` as a peer would.
+    fn file_on(
+        server: &Server,
+        root: &AuthorityRoot,
+    ) -> Result<(EncodedFile, AuthorityKey), Box<dyn std::error::Error>> {
+        let authority = AuthorityKey::derive(root, &AuthoritySalt::random())?;
+        let mut encoder = Encoder::new(&b"hello"[..], EncodeOptions::new("h"));
+        for stripe in encoder.by_ref() {
+            stripe?;
+        }
+        let file = encoder.finish(authority.file_authority())?;
+        let bytes = file.manifest.to_bytes();
+        let id = ShardId::from_bytes(*file.file_id.as_bytes());
+        assert_eq!(
+            server.store().put(&id, &bytes, b"putter")?,
+            crate::store::PutOutcome::Stored
+        );
+        Ok((file, authority))
+    }
+
+    fn put(server: &Server, bytes: Vec<u8>) -> Response {
+        server.handle(PeerId::random(), Request::PutEnvelope { bytes })
+    }
+
+    fn refused(reason: InvalidReason) -> Response {
+        Response::Refused(Refusal::Invalid(reason))
+    }
+
+    fn server(dir: &std::path::Path, quota: u64) -> Result<Server, Box<dyn std::error::Error>> {
+        let db = crate::db::open(dir)?;
+        let store = Arc::new(ShardStore::new(Arc::clone(&db), StoreConfig::new(quota)));
+        Ok(Server::new(store, db, Arc::new(Metrics::new())))
+    }
+
+    #[test]
+    fn envelopes_for_files_not_held_are_refused_and_cost_nothing() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path(), 1 << 20)?;
+        let attacker = AuthorityRoot::from_bytes(&[3; 32]);
+        let recipients: Vec<_> = (0..200)
+            .map(|_| SecretKey::generate().public_key())
+            .collect();
+        let authority = AuthorityKey::derive(&attacker, &AuthoritySalt::random())?;
+        let template = KeyEnvelope::seal(
+            FileId::of_manifest(b"made up"),
+            1,
+            &datamesh_core::DataKey::generate(),
+            &recipients,
+            &authority,
+        )?
+        .to_bytes();
+        assert!(template.len() > 30_000 && template.len() <= MAX_ENVELOPE_LEN);
+        for i in 0..640u32 {
+            // Another made-up file id each time (bytes 1..33 of the wire form).
+            let mut bytes = template.clone();
+            bytes[1..5].copy_from_slice(&i.to_be_bytes());
+            assert_eq!(put(&server, bytes), refused(InvalidReason::UnknownFile));
+        }
+        assert_eq!(server.store().used_bytes()?, 0);
+        assert_eq!(server.envelope_count(), 0);
+        assert_eq!(server.metrics.envelopes_refused.get(), 640);
+        assert_eq!(server.metrics.manifests_parsed_for_envelopes.get(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn one_envelope_per_file_replaced_only_by_the_owner_with_a_higher_sequence() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path(), 1 << 20)?;
+        let owner_root = AuthorityRoot::from_bytes(&[1; 32]);
+        let (file, authority) = file_on(&server, &owner_root)?;
+        let manifest_len = server.store().used_bytes()?;
+        let reader = SecretKey::generate();
+        let seal = |seq: u64, key: &AuthorityKey| {
+            KeyEnvelope::seal(
+                file.file_id,
+                seq,
+                &file.data_key,
+                &[reader.public_key()],
+                key,
+            )
+            .map(|e| e.to_bytes())
+        };
+        let first = seal(1, &authority)?;
+        assert_eq!(put(&server, first.clone()), Response::Done);
+        assert_eq!(server.envelope(&file.file_id), Some(first.clone()));
+        assert_eq!(
+            server.store().used_bytes()?,
+            manifest_len + first.len() as u64
+        );
+        // The same bytes again: nothing changes.
+        assert_eq!(put(&server, first.clone()), Response::Done);
+        assert_eq!(
+            server.store().used_bytes()?,
+            manifest_len + first.len() as u64
+        );
+
+        // Someone else's root, even with the file's salt, and even at a higher sequence.
+        let squatter = AuthorityKey::derive(
+            &AuthorityRoot::from_bytes(&[2; 32]),
+            &file.manifest.authority().salt,
+        )?;
+        for seq in [2, 1_000, u64::MAX] {
+            assert_eq!(
+                put(&server, seal(seq, &squatter)?),
+                refused(InvalidReason::BadEnvelope)
+            );
+        }
+        // The owner's own envelope, but not newer: stale.
+        assert_eq!(
+            put(&server, seal(1, &authority)?),
+            refused(InvalidReason::StaleEnvelope)
+        );
+        let second = seal(2, &authority)?;
+        assert_eq!(put(&server, second.clone()), Response::Done);
+        assert_eq!(put(&server, first), refused(InvalidReason::StaleEnvelope));
+        assert_eq!(server.envelope(&file.file_id), Some(second.clone()));
+        assert_eq!(server.envelope_count(), 1);
+        assert_eq!(
+            server.store().used_bytes()?,
+            manifest_len + second.len() as u64
+        );
+        // One manifest parse, however many envelopes named the file.
+        assert_eq!(server.metrics.manifests_parsed_for_envelopes.get(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn envelope_bytes_count_against_the_quota() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        // Room for the manifest and a few hundred bytes more.
+        let probe = server(tempfile::tempdir()?.path(), 1 << 20)?;
+        let (probe_file, _) = file_on(&probe, &AuthorityRoot::from_bytes(&[1; 32]))?;
+        let quota = probe_file.manifest.to_bytes().len() as u64 + 400;
+        let server = server(dir.path(), quota)?;
+        let (file, authority) = file_on(&server, &AuthorityRoot::from_bytes(&[1; 32]))?;
+        let recipients: Vec<_> = (0..8).map(|_| SecretKey::generate().public_key()).collect();
+        let big =
+            KeyEnvelope::seal(file.file_id, 1, &file.data_key, &recipients, &authority)?.to_bytes();
+        let used = server.store().used_bytes()?;
+        assert!(used + big.len() as u64 > quota);
+        assert_eq!(
+            put(&server, big),
+            Response::Refused(Refusal::Full { used, max: quota })
+        );
+        assert_eq!(server.envelope_count(), 0);
+        let small = KeyEnvelope::seal(
+            file.file_id,
+            1,
+            &file.data_key,
+            &recipients[..1],
+            &authority,
+        )?
+        .to_bytes();
+        assert_eq!(put(&server, small.clone()), Response::Done);
+        assert_eq!(server.store().used_bytes()?, used + small.len() as u64);
+        Ok(())
+    }
+}

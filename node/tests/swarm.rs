@@ -20,6 +20,9 @@ use libp2p::identity::Keypair;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
+#[path = "swarm/authority.rs"]
+mod authority;
+
 struct StaticKeys(Vec<u8>);
 
 impl KeyProvider for StaticKeys {

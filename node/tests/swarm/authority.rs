@@ -112,13 +112,6 @@ async fn envelopes_for_made_up_files_are_refused_and_the_victims_disk_does_not_g
         assert!(envelope_on(&net, 0, 1, *id).await?.is_none());
     }
     let disk_after = disk_bytes(&dir);
-    println!(
-        "victim (1 MiB quota): {} envelopes of {} bytes ({} bytes offered): disk {disk_before} -> {disk_after} bytes, quota use {used_before} -> {}",
-        ids.len(),
-        template.len(),
-        ids.len() * template.len(),
-        net.node(1).files().store().used_bytes()?
-    );
     // Nothing was written for them: not a row, not a byte of the quota. (The database
     // keeps its own bookkeeping; far below one envelope.)
     assert!(
@@ -227,12 +220,6 @@ async fn squatters_and_replays_are_refused_and_the_owners_rewrap_lands_on_every_
     let again = net.node(OWNER).files().rewrap(id, vec![]).await?;
     assert_eq!(again.sequence, 3);
     assert_eq!(again.peers, remote_holders.len(), "{again:?}");
-    println!(
-        "after squatting and a replay: rewrap sequence {} kept by {} of {} remote manifest holders",
-        again.sequence,
-        again.peers,
-        remote_holders.len()
-    );
     for &target in &remote_holders {
         let held = envelope_on(&net, sender(target), target, id)
             .await?
@@ -340,13 +327,6 @@ async fn check_counts_envelope_copies_and_repair_tops_them_up() -> TestResult {
     assert_eq!(before, report.manifest_copies.0);
     assert!(before < 6, "{report:?}");
     let repaired = net.node(0).checker().repair(put.id, false).await?;
-    println!(
-        "envelope copies {} -> {}, manifest copies {} -> {}",
-        repaired.envelope_copies.0,
-        repaired.envelope_copies.1,
-        repaired.manifest_copies.0,
-        repaired.manifest_copies.1
-    );
     assert!(
         repaired.manifest_copies.1 > repaired.manifest_copies.0,
         "{repaired:?}"

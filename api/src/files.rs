@@ -15,6 +15,8 @@ pub struct PutResult {
     pub peers: usize,
     /// Manifest copies stored.
     pub manifest_copies: usize,
+    /// Remote holders that kept the key envelope (at least 3, or the put fails).
+    pub envelope_copies: usize,
 }
 
 /// One catalog entry, as `GET /v1/files` lists it.
@@ -133,11 +135,12 @@ mod tests {
             stripes: 1,
             peers: 6,
             manifest_copies: 3,
+            envelope_copies: 3,
         };
         let json = serde_json::to_value(&put)?;
         assert_eq!(
             json,
-            serde_json::json!({"id": "dm1x", "size": 5, "stripes": 1, "peers": 6, "manifest_copies": 3})
+            serde_json::json!({"id": "dm1x", "size": 5, "stripes": 1, "peers": 6, "manifest_copies": 3, "envelope_copies": 3})
         );
         assert_eq!(serde_json::from_value::<PutResult>(json)?, put);
         Ok(())

@@ -45,12 +45,28 @@ impl KeyProvider for KeystoreKeys {
         if keystore.reload().map_err(KeyProviderError::new)? {
             info!("keystore changed on disk; reloaded");
         }
+        if keystore.authority_roots(false).is_empty()
+            && keystore
+                .ensure_file_authority()
+                .map_err(KeyProviderError::new)?
+        {
+            info!("keystore had no file-authority root; created one");
+        }
         let (_, active) = keystore.active_file_key().map_err(KeyProviderError::new)?;
         let decrypt = keystore
             .decryption_keys(false)
             .into_iter()
             .map(|(_, key)| key)
             .collect();
-        Ok(FileKeys { active, decrypt })
+        let authority = keystore
+            .authority_roots(false)
+            .into_iter()
+            .map(|(_, root)| root)
+            .collect();
+        Ok(FileKeys {
+            active,
+            decrypt,
+            authority,
+        })
     }
 }

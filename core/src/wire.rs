@@ -82,13 +82,15 @@ pub enum Request {
         /// The file.
         file: FileId,
     },
-    /// Keep this signed key envelope (kept if newer than the one held).
+    /// Keep this signed key envelope. Kept only by a node that holds the file's manifest,
+    /// if it verifies under the manifest's authority key and its sequence is higher than
+    /// the one held; its bytes count against the node's quota.
     PutEnvelope {
         /// The envelope's wire form.
         #[serde(with = "byte_string")]
         bytes: Vec<u8>,
     },
-    /// Send every key envelope you hold for this file (the newest of each owner).
+    /// Send the key envelope you hold for this file (none or one).
     GetEnvelope {
         /// The file.
         file: FileId,
@@ -125,12 +127,17 @@ pub enum InvalidReason {
     /// A key envelope longer than [`MAX_ENVELOPE_LEN`].
     #[error("envelope too large")]
     EnvelopeTooLarge,
-    /// A key envelope that does not parse or whose signature does not verify.
+    /// A key envelope that does not parse, or whose signature does not verify under the
+    /// authority key of the file's manifest.
     #[error("envelope does not parse or verify")]
     BadEnvelope,
-    /// The file already has envelopes of as many owners as a node keeps.
-    #[error("too many envelope owners for this file")]
-    TooManyEnvelopeOwners,
+    /// A key envelope for a file whose manifest the node does not hold.
+    #[error("no manifest held for the envelope's file")]
+    UnknownFile,
+    /// A key envelope whose sequence is not higher than the one held (or equal with
+    /// other bytes).
+    #[error("envelope sequence is not newer than the one held")]
+    StaleEnvelope,
 }
 
 /// Which part of the refusing node failed ([`Refusal::Failed`]); the detail is in its log.
@@ -159,9 +166,9 @@ pub enum Response {
     NotFound,
     /// One flag per id asked about, in order.
     Has(Vec<bool>),
-    /// Done (delete, announce, envelope kept or older one ignored).
+    /// Done (delete, announce, envelope kept or the same one already held).
     Done,
-    /// The envelopes held for a file, newest of each owner.
+    /// The envelope held for a file: none or one (a list, for a later format).
     Envelopes(#[serde(with = "byte_strings")] Vec<Vec<u8>>),
 }
 
@@ -574,10 +581,8 @@ mod tests {
                 vec![3, 0],
             ),
             (Refusal::Invalid(InvalidReason::BadEnvelope), vec![3, 1]),
-            (
-                Refusal::Invalid(InvalidReason::TooManyEnvelopeOwners),
-                vec![3, 2],
-            ),
+            (Refusal::Invalid(InvalidReason::UnknownFile), vec![3, 2]),
+            (Refusal::Invalid(InvalidReason::StaleEnvelope), vec![3, 3]),
             (Refusal::Failed(FailureReason::Storage), vec![4, 0]),
             (Refusal::Failed(FailureReason::Dht), vec![4, 1]),
             (Refusal::Corrupt, vec![5]),

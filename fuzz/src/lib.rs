@@ -25,8 +25,9 @@ use datamesh_keys::{KdfLimits, KdfParams, Keystore, Layout, Password, Share};
 pub const FROZEN_KEYSTORE: &[u8] = include_bytes!("../../keys/tests/data/keystore_v1.bin");
 /// What it holds, with its passwords (`keys/tests/data/keystore_v1.json`).
 const FROZEN_KEYSTORE_JSON: &str = include_str!("../../keys/tests/data/keystore_v1.json");
-/// The frozen core formats: a manifest and a key envelope (`core/tests/data/format_v1.json`).
-pub const FORMAT_V1_JSON: &str = include_str!("../../core/tests/data/format_v1.json");
+/// The frozen core formats: a manifest and a key envelope, with the authority root and
+/// salt that sign it (`core/tests/data/format_v2.json`).
+pub const FORMAT_V2_JSON: &str = include_str!("../../core/tests/data/format_v2.json");
 
 /// The password of password-sealed backups (seeds and targets alike) and of the slot a
 /// recovery adds. Only its being non-empty is checked.

@@ -133,11 +133,11 @@ fn parse_id(text: &str) -> Result<FileId, BadRequest> {
 
 fn put_error(e: &PutError) -> Response {
     let kind = match e {
-        PutError::NotEnoughPeers { .. } | PutError::ManifestCopies { .. } => {
-            ErrorKind::NotEnoughPeers
-        }
+        PutError::NotEnoughPeers { .. }
+        | PutError::ManifestCopies { .. }
+        | PutError::EnvelopeCopies { .. } => ErrorKind::NotEnoughPeers,
         PutError::Encode(_) => ErrorKind::Input,
-        PutError::Keys(_) | PutError::Seal { .. } => ErrorKind::Keystore,
+        PutError::Keys(_) | PutError::Seal { .. } | PutError::NoAuthority => ErrorKind::Keystore,
         _ => ErrorKind::Internal,
     };
     error(kind, &e.to_string())
@@ -168,7 +168,8 @@ fn parse_key(text: &str) -> Result<PublicKey, BadRequest> {
 fn rewrap_error(e: &RewrapError) -> Response {
     let kind = match e {
         RewrapError::NotFound(_) => ErrorKind::NotFound,
-        RewrapError::NoKey(_) => ErrorKind::NoKey,
+        RewrapError::NoKey(_) | RewrapError::NotOwner(_) => ErrorKind::NoKey,
+        RewrapError::EnvelopeCopies { .. } => ErrorKind::NotEnoughPeers,
         _ => ErrorKind::Internal,
     };
     error(kind, &e.to_string())
@@ -209,6 +210,7 @@ async fn put_file(
             stripes: report.stripes,
             peers: report.peers,
             manifest_copies: report.manifest_copies,
+            envelope_copies: report.envelope_copies,
         })
         .into_response(),
         Err(e) => put_error(&e),

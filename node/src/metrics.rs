@@ -50,6 +50,11 @@ pub struct Metrics {
     /// Deletes of a failed put's shards that failed, were refused or timed out (the
     /// shard may stay on that peer).
     pub put_cleanup_failures: Counter,
+    /// Key envelopes from peers not kept (unknown file, bad signature, stale, full).
+    pub envelopes_refused: Counter,
+    /// Held blobs parsed as manifests to learn a file's authority key (at most once per
+    /// blob, whatever the number of envelopes that name it).
+    pub manifests_parsed_for_envelopes: Counter,
 }
 
 impl Default for Metrics {
@@ -82,6 +87,8 @@ impl Metrics {
             self_checks: Counter::default(),
             put_cleanup_deleted: Counter::default(),
             put_cleanup_failures: Counter::default(),
+            envelopes_refused: Counter::default(),
+            manifests_parsed_for_envelopes: Counter::default(),
             registry: Registry::default(),
         };
         let reg = &mut registry;
@@ -167,6 +174,16 @@ impl Metrics {
             "put_cleanup_failures",
             "Deletes of a failed put's shards that failed, were refused or timed out",
             m.put_cleanup_failures.clone(),
+        );
+        reg.register(
+            "envelopes_refused",
+            "Key envelopes from peers not kept (unknown file, bad signature, stale, full)",
+            m.envelopes_refused.clone(),
+        );
+        reg.register(
+            "manifests_parsed_for_envelopes",
+            "Held blobs parsed once to learn a file's authority key",
+            m.manifests_parsed_for_envelopes.clone(),
         );
         Self { registry, ..m }
     }

@@ -154,7 +154,8 @@ impl Node {
         let store = Arc::new(ShardStore::new(Arc::clone(&db), config.store));
         let server = Arc::new(
             Server::new(Arc::clone(&store), Arc::clone(&db), Arc::clone(&metrics))
-                .with_wrong_bytes(config.faults.wrong_bytes()),
+                .with_wrong_bytes(config.faults.wrong_bytes())
+                .with_refuse_envelopes(config.faults.refuse_envelopes()),
         );
         let records = PersistentStore::new(
             peer_id,

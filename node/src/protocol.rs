@@ -19,8 +19,9 @@ pub use datamesh_core::wire::{
 };
 
 /// The protocol name. Version 2: refusals carry typed reasons instead of the refusing
-/// node's error text (`docs/format.md`).
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/2.0.0");
+/// node's error text. Version 3: key envelopes v2 (signed by the file's authority key,
+/// one per file, kept only by a manifest holder) and their refusals (`docs/format.md`).
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/3.0.0");
 
 /// The request-response codec: length-prefixed postcard with size caps.
 #[derive(Clone, Copy, Debug)]

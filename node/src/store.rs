@@ -247,6 +247,52 @@ impl ShardStore {
         written.map(|()| PutOutcome::Stored)
     }
 
+    /// Writes `batch`, which replaces a value of `old_len` bytes that is not a shard (a key
+    /// envelope) with one of `new_len` bytes, counting the difference against the quota
+    /// like shard bytes, in the same synced write. The caller serialises replacements of
+    /// one value.
+    ///
+    /// # Errors
+    /// [`StoreError::QuotaExceeded`] if the growth does not fit; [`StoreError::Db`].
+    pub fn write_counted(
+        &self,
+        mut batch: WriteBatch,
+        old_len: u64,
+        new_len: u64,
+    ) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META)?;
+        let grows = new_len.saturating_sub(old_len);
+        if grows > 0 {
+            let mut guard = self.lock();
+            let ledger = self.ledger(&mut guard)?;
+            if ledger.used.saturating_add(grows) > self.config.max_bytes {
+                return Err(StoreError::QuotaExceeded {
+                    used: ledger.used,
+                    max: self.config.max_bytes,
+                    needed: grows,
+                });
+            }
+            ledger.used += grows;
+        }
+        batch.merge_cf(
+            meta,
+            USED_BYTES_KEY,
+            new_len.wrapping_sub(old_len).to_be_bytes(),
+        );
+        let written = self.write_synced(batch);
+        let mut guard = self.lock();
+        if let Some(ledger) = guard.as_mut() {
+            match (&written, grows > 0) {
+                (Err(_), true) => ledger.used = ledger.used.saturating_sub(grows),
+                (Ok(()), false) => {
+                    ledger.used = ledger.used.saturating_sub(old_len - new_len);
+                }
+                _ => {}
+            }
+        }
+        written
+    }
+
     /// Reads a shard and verifies it against its id.
     ///
     /// # Errors

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datamesh_core::ShardId;
 use datamesh_core::ecies::SecretKey;
+use datamesh_core::{AuthorityRoot, ShardId};
 use datamesh_node::catalog::Placement;
 use datamesh_node::protocol::{Refusal, Request, Response};
 use datamesh_node::{
@@ -19,6 +19,9 @@ use datamesh_node::{
 use libp2p::identity::Keypair;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+#[path = "swarm/authority.rs"]
+mod authority;
 
 struct StaticKeys(Vec<u8>);
 
@@ -31,9 +34,12 @@ impl KeyProvider for StaticKeys {
             .map_err(|_| KeyProviderError::new("bad key"))?;
         let active = SecretKey::from_bytes(&bytes).map_err(KeyProviderError::new)?;
         let again = SecretKey::from_bytes(&bytes).map_err(KeyProviderError::new)?;
+        // Each node's own file-authority root, made from its key for the test.
+        let root = AuthorityRoot::from_bytes(&bytes.map(|b| b ^ 0x5c));
         Ok(FileKeys {
             active,
             decrypt: vec![again],
+            authority: vec![root],
         })
     }
 }

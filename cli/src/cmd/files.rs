@@ -106,6 +106,7 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
             "stripes": result.stripes,
             "peers": result.peers,
             "manifest_copies": result.manifest_copies,
+            "envelope_copies": result.envelope_copies,
         }));
     } else {
         ctx.out.result(&result.id);

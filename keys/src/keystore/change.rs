@@ -12,7 +12,7 @@ use crate::format::PasswordSlot;
 use crate::fsx::{self, WriteError};
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::lock::{self, Lock};
-use crate::model::{DueKey, Entry, KeyInfo, RotationPolicy};
+use crate::model::{DueKey, Entry, FILE_AUTHORITY, KeyInfo, RotationPolicy};
 use crate::password::Password;
 use crate::ring::KeyRing;
 
@@ -70,6 +70,30 @@ impl Keystore {
         // If this append is lost, opening the keystore re-appends the line.
         let _ = log.append(&line);
         Ok(value)
+    }
+
+    /// Makes sure the keystore has a file-authority root: a keystore created before roots
+    /// existed gets version 1 now (one write, logged). Returns whether one was added.
+    ///
+    /// # Errors
+    ///
+    /// Lock or I/O errors; nothing changed.
+    pub fn ensure_file_authority(&mut self) -> Result<bool, ChangeError> {
+        self.reload()?;
+        if self.ring.has_file_authority() {
+            return Ok(false);
+        }
+        self.change(
+            AuditEvent::new(AuditOp::Rotate).with_key(FILE_AUTHORITY, Some(1)),
+            |ring, event| {
+                if ring.has_file_authority() {
+                    return Ok(false);
+                }
+                ring.add_file_authority(now());
+                event.set_detail("created: the keystore had no file-authority root".to_owned());
+                Ok(true)
+            },
+        )
     }
 
     /// Rotates `name`: a new active version; the old one becomes deprecated and still

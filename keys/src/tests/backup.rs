@@ -28,7 +28,8 @@ fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
     assert_no_secret_in(&keystore, &bundle);
 
     let opened = open_pw(&bundle)?;
-    assert_eq!(opened.manifest.key_count, 3); // node-identity v1, file-encryption v2 and v3
+    // node-identity v1, file-encryption v2 and v3, file-authority v1
+    assert_eq!(opened.manifest.key_count, 4);
     assert_eq!(opened.manifest.format_version, BACKUP_VERSION);
     assert_eq!(opened.catalog, catalog);
     assert_eq!(opened.sealed_with, SealedWith::Password);
@@ -114,7 +115,7 @@ fn version_one_bundle(keystore: &Keystore, password: &Password) -> Vec<u8> {
     let manifest = Manifest {
         format_version: 1,
         created: 1_700_000_000,
-        key_count: 2,
+        key_count: keystore.body.entries.len() as u32,
         content_blake3: *blake3::hash(&content).as_bytes(),
     };
     let mut plain = postcard::to_allocvec(&manifest).unwrap_or_default();
@@ -150,7 +151,7 @@ fn version_one_bundles_still_open() -> TestResult {
     let bundle = version_one_bundle(&keystore, &password);
     let opened = Keystore::verify_backup(&bundle, BackupKey::Password(&password))?;
     assert_eq!(opened.manifest.format_version, 1);
-    assert_eq!(opened.manifest.key_count, 2);
+    assert_eq!(opened.manifest.key_count, 3);
     assert!(opened.catalog.is_empty());
     assert!(matches!(
         Keystore::verify_backup(&bundle, BackupKey::Password(&pw("wrong"))),

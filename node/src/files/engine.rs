@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datamesh_core::ecies::SecretKey;
+use datamesh_core::{AuthorityError, AuthorityKey, AuthorityRoot, AuthoritySalt, FileAuthority};
 use libp2p::PeerId;
 
 use crate::catalog::Catalog;
@@ -16,21 +17,47 @@ use crate::store::ShardStore;
 /// The keys a node uses for its files, read from its keystore when needed (so key
 /// changes take effect without a restart).
 pub trait KeyProvider: Send + Sync + 'static {
-    /// The active file-encryption key (signs envelopes, receives the owner's wrap) and
-    /// every key that may decrypt.
+    /// The active file-encryption key (receives the owner's wrap), every key that may
+    /// decrypt, and the file-authority roots (derive the keys that sign envelopes).
     ///
     /// # Errors
     /// [`KeyProviderError`] if the keystore cannot be read.
     fn file_keys(&self) -> Result<FileKeys, KeyProviderError>;
 }
 
-/// The node's file-encryption keys.
+/// The node's file keys.
 #[derive(Debug)]
 pub struct FileKeys {
-    /// The active key: new files are wrapped to it and envelopes signed with it.
+    /// The active key: new files are wrapped to it.
     pub active: SecretKey,
     /// Every key that may open a file (all live versions, the active one included).
     pub decrypt: Vec<SecretKey>,
+    /// The file-authority roots: the active one first (it derives the authority key of
+    /// new files), then the older live versions (for files put under them).
+    pub authority: Vec<AuthorityRoot>,
+}
+
+impl FileKeys {
+    /// A new file's authority key: the active root with a fresh random salt. `None` if
+    /// the keystore has no authority root.
+    ///
+    /// # Errors
+    /// [`AuthorityError::InvalidScalar`] (probability about 2^-128).
+    pub fn new_authority(&self) -> Option<Result<AuthorityKey, AuthorityError>> {
+        let root = self.authority.first()?;
+        Some(AuthorityKey::derive(root, &AuthoritySalt::random()))
+    }
+
+    /// The authority key of a file whose manifest commits to `authority`: derived from
+    /// whichever root gives that key. `None` if no root of this node does (the file is
+    /// not this owner's, or the root version that made it is gone).
+    pub fn authority_for(&self, authority: &FileAuthority) -> Option<AuthorityKey> {
+        self.authority.iter().find_map(|root| {
+            AuthorityKey::derive(root, &authority.salt)
+                .ok()
+                .filter(|key| key.public() == authority.key)
+        })
+    }
 }
 
 /// A [`KeyProvider`] could not give the keys. It carries the provider's own error (a

@@ -108,7 +108,7 @@ impl Files {
             manifest,
         } = self.find(id).await?;
         let keys = self.file_keys().map_err(GetError::Keys)?;
-        let (key, metadata) = self
+        let (key, metadata, _) = self
             .unlock(id, &manifest, &peers, &keys)
             .await
             .ok_or(GetError::NoKey(id))?;

@@ -24,5 +24,5 @@ pub use engine::{FileKeys, Files, FilesConfig, KeyProvider, KeyProviderError};
 pub use get::{GetError, GetReport, OpenFile};
 pub(crate) use locate::{FindError, Found};
 pub use placement::MANIFEST_COPIES;
-pub use put::{MIN_MANIFEST_COPIES, PutError, PutReport};
+pub use put::{MIN_ENVELOPE_COPIES, MIN_MANIFEST_COPIES, PutError, PutReport};
 pub use share::{KeyUsageError, RewrapError, RewrapReport};

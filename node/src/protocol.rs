@@ -19,8 +19,9 @@ pub use datamesh_core::wire::{
 };
 
 /// The protocol name. Version 2: refusals carry typed reasons instead of the refusing
-/// node's error text (`docs/format.md`).
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/2.0.0");
+/// node's error text. Version 3: `Announce` names a blob the sender stored for the file;
+/// `Has` ids are distinct (`docs/format.md`).
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/3.0.0");
 
 /// The request-response codec: length-prefixed postcard with size caps.
 #[derive(Clone, Copy, Debug)]
@@ -175,10 +176,13 @@ mod tests {
                 bytes: Bytes::from_static(b"x"),
             },
             Request::Fetch { id },
-            Request::Has { ids: vec![id; 3] },
+            Request::Has {
+                ids: vec![id, ShardId::of(b"y"), ShardId::of(b"z")],
+            },
             Request::Delete { id },
             Request::Announce {
                 file: FileId::of_manifest(b"m"),
+                held: id,
             },
             Request::PutEnvelope { bytes: vec![1, 2] },
             Request::GetEnvelope {

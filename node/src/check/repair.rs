@@ -5,7 +5,7 @@
 //! manifest and its envelopes back up to [`MANIFEST_COPIES`] copies and records the new
 //! placement of this node's own files.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use datamesh_core::{DATA_SHARDS, FileId, Manifest, ShardId, TOTAL_SHARDS, rebuild_shards};
@@ -143,12 +143,11 @@ pub(super) async fn after_repair(
     placement: Option<Placement>,
 ) -> Result<(), RepairError> {
     let id = report.id;
-    let new_holders: HashSet<PeerId> = report
-        .stripes
-        .iter()
-        .flat_map(|s| &s.repaired)
-        .map(|r| r.peer)
-        .collect();
+    // Each new holder announces the file on the strength of a shard placed there.
+    let mut new_holders: HashMap<PeerId, ShardId> = HashMap::new();
+    for r in report.stripes.iter().flat_map(|s| &s.repaired) {
+        new_holders.entry(r.peer).or_insert(r.shard);
+    }
     let mut manifest_after = manifest_before.len();
     if manifest_before.len() < MANIFEST_COPIES {
         let request = Request::Store {
@@ -167,7 +166,9 @@ pub(super) async fn after_repair(
                     for bytes in envelopes {
                         files.publish_envelope_bytes(bytes, &fresh).await;
                     }
-                    let announced = files.announce(id, &fresh.iter().copied().collect()).await;
+                    let blob = ShardId::from_bytes(*id.as_bytes());
+                    let fresh = fresh.iter().map(|&peer| (peer, blob)).collect();
+                    let announced = files.announce(id, &fresh).await;
                     info!(file = %id, copies = manifest_after, announced, "manifest copies topped up");
                 }
             }

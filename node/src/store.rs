@@ -159,11 +159,13 @@ impl ShardInfo {
     }
 }
 
-/// Bytes in use, counting the puts being written, and the ids being written.
+/// Bytes in use, counting the puts being written; the ids being written; the corrupt
+/// copies being read again before their removal.
 #[derive(Debug)]
 struct Ledger {
     used: u64,
     writing: HashSet<ShardId>,
+    removing: HashSet<ShardId>,
 }
 
 type LedgerGuard<'a> = MutexGuard<'a, Option<Ledger>>;
@@ -231,6 +233,7 @@ impl ShardStore {
             None => Ledger {
                 used: self.used_bytes()?,
                 writing: HashSet::new(),
+                removing: HashSet::new(),
             },
         };
         Ok(guard.insert(ledger))
@@ -440,9 +443,10 @@ impl ShardStore {
     /// Returns whether a corrupt copy was removed (an intact one is never touched).
     ///
     /// Budgeted: only a copy a read already found corrupt ([`Self::get`] marks it) is
-    /// read and hashed again here, outside the store-wide lock; any other copy costs one
-    /// point lookup. A copy found intact after all loses its mark, so a peer cannot make
-    /// the node read the same shard twice this way.
+    /// read and hashed again here, outside the store-wide lock, by one removal at a time;
+    /// any other copy, or the same one while it is being read, costs a point lookup. A
+    /// copy found intact after all loses its mark, so a peer cannot make the node read a
+    /// shard more than once per corruption a read found.
     ///
     /// # Errors
     /// [`StoreError::Db`].
@@ -450,14 +454,24 @@ impl ShardStore {
         if !self.found_corrupt(id)? {
             return Ok(false);
         }
+        {
+            // One removal at a time reads a given copy: others asking meanwhile get no.
+            let mut guard = self.lock();
+            if !self.found_corrupt(id)? || !self.ledger(&mut guard)?.removing.insert(*id) {
+                return Ok(false);
+            }
+        }
         let intact = self
-            .read_value(id)?
-            .is_some_and(|bytes| ShardId::of(&bytes) == *id);
+            .read_value(id)
+            .map(|v| v.is_some_and(|bytes| ShardId::of(&bytes) == *id));
         let mut guard = self.lock();
+        self.ledger(&mut guard)?.removing.remove(id);
+        // Still the copy marked when the read began (a delete and a fresh put meanwhile
+        // would have left an unmarked row).
         let Some(info) = self.info(id)?.filter(|i| i.corrupt) else {
             return Ok(false);
         };
-        if intact {
+        if intact? {
             // Marked by a read that raced a delete and a fresh put: clear the mark.
             let row = ShardInfo {
                 corrupt: false,

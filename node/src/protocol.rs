@@ -20,7 +20,8 @@ pub use datamesh_core::wire::{
 
 /// The protocol name. Version 2: refusals carry typed reasons instead of the refusing
 /// node's error text. Version 3: key envelopes v2 (signed by the file's authority key,
-/// one per file, kept only by a manifest holder) and their refusals (`docs/format.md`).
+/// one per file, kept only by a manifest holder) and their refusals; `Announce` names a
+/// blob the sender stored for the file; `Has` ids are distinct (`docs/format.md`).
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/3.0.0");
 
 /// The request-response codec: length-prefixed postcard with size caps.
@@ -176,10 +177,13 @@ mod tests {
                 bytes: Bytes::from_static(b"x"),
             },
             Request::Fetch { id },
-            Request::Has { ids: vec![id; 3] },
+            Request::Has {
+                ids: vec![id, ShardId::of(b"y"), ShardId::of(b"z")],
+            },
             Request::Delete { id },
             Request::Announce {
                 file: FileId::of_manifest(b"m"),
+                held: id,
             },
             Request::PutEnvelope { bytes: vec![1, 2] },
             Request::GetEnvelope {

@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use datamesh_core::wire::first_duplicate;
 use datamesh_core::{AuthorityPublic, FileId, KeyEnvelope, Manifest, ShardId};
 use libp2p::PeerId;
 use rocksdb::{DB, WriteBatch};
@@ -19,7 +20,7 @@ use crate::db::{CF_FILES, DbError, cf};
 use crate::metrics::Metrics;
 use crate::network::InboundHandler;
 use crate::protocol::{FailureReason, InvalidReason, MAX_ENVELOPE_LEN, Refusal, Request, Response};
-use crate::store::{DeleteOutcome, PutOutcome, ShardStore, StoreError};
+use crate::store::{BindOutcome, DeleteOutcome, PutOutcome, ShardStore, StoreError};
 
 /// Key prefix of envelopes in the `files` column family: `e` || file id -> envelope.
 const ENVELOPE_PREFIX: u8 = b'e';
@@ -122,6 +123,80 @@ impl Server {
             }
             Err(e) => {
                 warn!(%peer, shard = %id.short(), "reading a shard failed: {e}");
+                Response::Refused(Refusal::Failed(FailureReason::Storage))
+            }
+        }
+    }
+
+    /// Which of `ids` are held: one small-row lookup per id, no shard read. Each id at most
+    /// once (the codec refuses repeats already; this covers the local path).
+    fn has(&self, peer: PeerId, ids: &[ShardId]) -> Response {
+        if first_duplicate(ids).is_some() {
+            debug!(%peer, "refused a has request with duplicate ids");
+            return Response::Refused(Refusal::Invalid(InvalidReason::DuplicateIds));
+        }
+        let mut flags = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.store.has(id) {
+                Ok(held) => flags.push(held),
+                Err(e) => {
+                    warn!(%peer, shard = %id.short(), "looking up a shard failed: {e}");
+                    return Response::Refused(Refusal::Failed(FailureReason::Storage));
+                }
+            }
+        }
+        Response::Has(flags)
+    }
+
+    /// A delete: the stored copy if a read found it corrupt (whoever asks: a corrupt copy
+    /// is useless to everyone, and a repairer that fetched it asks), else the peer's
+    /// claim. A peer without a claim costs a few small-row lookups: no shard read, no
+    /// hash, no store-wide lock.
+    fn delete(&self, peer: PeerId, id: ShardId) -> Response {
+        match self.store.remove_corrupt(&id) {
+            Ok(true) => {
+                warn!(%peer, shard = %id.short(), "dropped a corrupt copy on request");
+                return Response::Done;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(%peer, shard = %id.short(), "dropping a corrupt copy failed: {e}");
+                return Response::Refused(Refusal::Failed(FailureReason::Storage));
+            }
+        }
+        match self.store.delete(&id, &peer.to_bytes()) {
+            Ok(DeleteOutcome::NotOwner) => Response::Refused(Refusal::Denied),
+            Ok(_) => Response::Done,
+            Err(e) => {
+                warn!(%peer, shard = %id.short(), "deleting a shard failed: {e}");
+                Response::Refused(Refusal::Failed(FailureReason::Storage))
+            }
+        }
+    }
+
+    /// Whether the node may announce `file` for `peer`: it holds the file's manifest, or
+    /// `peer` stored `held` here and binds that claim to the file (one file per claim).
+    /// `Done` means yes (the swarm task then starts providing); a file the node holds
+    /// nothing of is refused. A couple of small-row lookups and one small write.
+    fn announce(&self, peer: PeerId, file: FileId, held: ShardId) -> Response {
+        let outcome = self
+            .store
+            .has(&ShardId::from_bytes(*file.as_bytes()))
+            .and_then(|manifest| {
+                if manifest {
+                    Ok(BindOutcome::Bound)
+                } else {
+                    self.store.bind_claim(&held, &peer.to_bytes(), &file)
+                }
+            });
+        match outcome {
+            Ok(BindOutcome::Bound) => Response::Done,
+            Ok(BindOutcome::NoClaim | BindOutcome::OtherFile) => {
+                debug!(%peer, %file, "refused to announce a file not held here");
+                Response::Refused(Refusal::Invalid(InvalidReason::UnknownFile))
+            }
+            Err(e) => {
+                warn!(%peer, %file, "checking an announcement failed: {e}");
                 Response::Refused(Refusal::Failed(FailureReason::Storage))
             }
         }
@@ -329,33 +404,13 @@ impl InboundHandler for Server {
         match request {
             Request::Store { id, bytes } => self.store_blob(peer, id, &bytes),
             Request::Fetch { id } => self.fetch(peer, id),
-            Request::Has { ids } => Response::Has(
-                ids.iter()
-                    .map(|id| self.store.has(id).unwrap_or(false))
-                    .collect(),
-            ),
-            // A corrupt copy is useless to everyone: any peer (a repairer) may have it
-            // dropped. The store checks the corruption itself.
-            Request::Delete { id } if matches!(self.store.remove_corrupt(&id), Ok(true)) => {
-                warn!(%peer, shard = %id.short(), "dropped a corrupt copy on request");
-                Response::Done
-            }
-            Request::Delete { id } => match self.store.delete(&id, &peer.to_bytes()) {
-                Ok(DeleteOutcome::NotOwner) => Response::Refused(Refusal::Denied),
-                Ok(_) => Response::Done,
-                Err(e) => {
-                    warn!(%peer, shard = %id.short(), "deleting a shard failed: {e}");
-                    Response::Refused(Refusal::Failed(FailureReason::Storage))
-                }
-            },
+            Request::Has { ids } => self.has(peer, &ids),
+            Request::Delete { id } => self.delete(peer, id),
             Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes),
             Request::GetEnvelope { file } => {
                 Response::Envelopes(self.envelope(&file).into_iter().collect())
             }
-            Request::Announce { .. } => {
-                debug!("announce reached the handler; the swarm task answers it");
-                Response::Done
-            }
+            Request::Announce { file, held } => self.announce(peer, file, held),
         }
     }
 }

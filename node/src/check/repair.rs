@@ -5,7 +5,7 @@
 //! manifest back up to [`MANIFEST_COPIES`] copies, gives the newest key envelope to every
 //! manifest holder that lacks it and records the new placement of this node's own files.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use datamesh_core::{DATA_SHARDS, Manifest, ShardId, TOTAL_SHARDS, rebuild_shards};
@@ -145,12 +145,11 @@ pub(super) async fn after_repair(
     placement: Option<Placement>,
 ) -> Result<(), RepairError> {
     let id = report.id;
-    let new_holders: HashSet<PeerId> = report
-        .stripes
-        .iter()
-        .flat_map(|s| &s.repaired)
-        .map(|r| r.peer)
-        .collect();
+    // Each new holder announces the file on the strength of a shard placed there.
+    let mut new_holders: HashMap<PeerId, ShardId> = HashMap::new();
+    for r in report.stripes.iter().flat_map(|s| &s.repaired) {
+        new_holders.entry(r.peer).or_insert(r.shard);
+    }
     let mut manifest_now = manifest_before.clone();
     if manifest_before.len() < MANIFEST_COPIES {
         let request = Request::Store {
@@ -164,7 +163,9 @@ pub(super) async fn after_repair(
                     .filter(|p| !manifest_before.contains(p))
                     .collect();
                 if !fresh.is_empty() {
-                    let announced = files.announce(id, &fresh).await;
+                    let blob = ShardId::from_bytes(*id.as_bytes());
+                    let named = fresh.iter().map(|&peer| (peer, blob)).collect();
+                    let announced = files.announce(id, &named).await;
                     manifest_now.extend(fresh);
                     info!(file = %id, copies = manifest_now.len(), announced, "manifest copies topped up");
                 }

@@ -266,7 +266,16 @@ impl Files {
         answered: &mut HashSet<PeerId>,
     ) {
         let deadline = self.config().lookup_deadline;
-        let ids: Arc<[ShardId]> = ids.into();
+        // Peers refuse a `Has` that repeats an id: ask about each id once and map the
+        // answers back (a file's shard ids repeat only if two shards are equal).
+        let mut unique = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let position: Vec<usize> = ids
+            .iter()
+            .map(|id| unique.binary_search(id).unwrap_or_default())
+            .collect();
+        let ids: Arc<[ShardId]> = unique.into();
         let mut asks: FuturesUnordered<_> = peers
             .iter()
             .map(|&peer| {
@@ -293,7 +302,10 @@ impl Files {
                 continue;
             };
             answered.insert(peer);
-            for (i, _) in flags.iter().enumerate().filter(|(_, has)| **has) {
+            let flags = position
+                .iter()
+                .map(|&p| flags.get(p).copied().unwrap_or(false));
+            for (i, _) in flags.enumerate().filter(|(_, has)| *has) {
                 let list = &mut holders[i / TOTAL_SHARDS][i % TOTAL_SHARDS];
                 if !list.contains(&peer) {
                     list.push(peer);

@@ -4,7 +4,7 @@
 //! the catalog. Every store a put makes is written in its ledger; a put that fails or is
 //! dropped deletes them again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -348,8 +348,18 @@ impl Files {
             });
         }
 
-        let mut holders: HashSet<PeerId> = placements.iter().flatten().copied().collect();
-        holders.extend(manifest_holders.iter().copied());
+        // Each holder announces the file on the strength of a blob it holds for it: the
+        // manifest, or the first shard this put placed there.
+        let manifest_blob = ShardId::from_bytes(*id.as_bytes());
+        let mut holders: HashMap<PeerId, ShardId> = manifest_holders
+            .iter()
+            .map(|&peer| (peer, manifest_blob))
+            .collect();
+        for (row, ids) in placements.iter().zip(encoded.manifest.stripes()) {
+            for (&peer, &shard) in row.iter().zip(ids) {
+                holders.entry(peer).or_insert(shard);
+            }
+        }
         let announced = self.announce(id, &holders).await;
         debug!(file = %id, announced, holders = holders.len(), "announced");
 

@@ -2,11 +2,11 @@
 //! network), one request to many at once under a deadline, and the fan-outs every
 //! operation shares (key envelopes, provider announcements).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datamesh_core::{FileId, KeyEnvelope, Manifest};
+use datamesh_core::{FileId, KeyEnvelope, Manifest, ShardId};
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 use tracing::warn;
@@ -36,7 +36,7 @@ impl Files {
         if peer != net.peer_id() {
             return net.request(peer, request).await;
         }
-        if let Request::Announce { file } = request {
+        if let Request::Announce { file, .. } = request {
             return match net.start_providing(file.as_bytes().to_vec()).await {
                 Ok(()) | Err(NetworkError::Dht(_)) => Ok(Response::Done),
                 Err(e) => Err(e),
@@ -127,24 +127,22 @@ impl Files {
             .await
     }
 
-    /// Asks every holder to announce the file in the DHT. Returns how many agreed.
-    pub(crate) async fn announce(&self, id: FileId, holders: &HashSet<PeerId>) -> usize {
-        self.count_done(holders.iter().copied(), &Request::Announce { file: id })
-            .await
+    /// Asks every holder to announce the file in the DHT, each naming the blob this node
+    /// stored there for it (a holder honours only that). Returns how many agreed.
+    pub(crate) async fn announce(&self, id: FileId, holders: &HashMap<PeerId, ShardId>) -> usize {
+        let requests = holders
+            .iter()
+            .map(|(&peer, &held)| (peer, Request::Announce { file: id, held }));
+        self.count_done(requests).await
     }
 
-    /// Sends `request` to every peer of `peers` at once and waits for every answer (each
+    /// Sends each request to its peer, all at once, and waits for every answer (each
     /// bounded by the network's request timeout). Returns how many answered `Done`.
-    async fn count_done(
-        &self,
-        peers: impl IntoIterator<Item = PeerId>,
-        request: &Request,
-    ) -> usize {
-        peers
+    async fn count_done(&self, requests: impl IntoIterator<Item = (PeerId, Request)>) -> usize {
+        requests
             .into_iter()
-            .map(|peer| {
+            .map(|(peer, request)| {
                 let files = self.clone();
-                let request = request.clone();
                 async move { files.send(peer, request).await }
             })
             .collect::<FuturesUnordered<_>>()

@@ -24,12 +24,15 @@ use crate::protocol::{FailureReason, Refusal, Request, Response};
 const MAX_INBOUND_IN_FLIGHT: usize = 64;
 
 type ProvidersReply = oneshot::Sender<Result<HashSet<PeerId>, NetworkError>>;
+/// An inbound request's answer, with the key to start providing first when it is an
+/// `Announce` the handler honoured.
+type Answer = (ResponseChannel<Response>, Response, Option<RecordKey>);
 
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
-    responses_tx: mpsc::Sender<(ResponseChannel<Response>, Response)>,
-    responses_rx: mpsc::Receiver<(ResponseChannel<Response>, Response)>,
+    responses_tx: mpsc::Sender<Answer>,
+    responses_rx: mpsc::Receiver<Answer>,
     handler: Arc<dyn InboundHandler>,
     inbound_slots: Arc<Semaphore>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetworkError>>>,
@@ -75,7 +78,11 @@ impl EventLoop {
                     Some(command) => self.on_command(command),
                     None => break,
                 },
-                Some((channel, response)) = self.responses_rx.recv() => {
+                Some((channel, response, provide)) = self.responses_rx.recv() => {
+                    let response = match provide {
+                        Some(key) if response == Response::Done => self.provide_for_peer(key),
+                        _ => response,
+                    };
                     if self.swarm.behaviour_mut().shards.send_response(channel, response).is_err() {
                         debug!("inbound request's peer went away before the response");
                     }
@@ -313,23 +320,24 @@ impl EventLoop {
         }
     }
 
-    fn on_inbound(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
-        if let Request::Announce { file } = request {
-            let key = RecordKey::new(file.as_bytes());
-            let response = match self.swarm.behaviour_mut().kad.start_providing(key) {
-                Ok(_) => Response::Done,
-                Err(e) => {
-                    warn!(%peer, %file, "cannot announce a file for a peer: {e}");
-                    Response::Refused(Refusal::Failed(FailureReason::Dht))
-                }
-            };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .shards
-                .send_response(channel, response);
-            return;
+    /// Starts providing a file a peer's `Announce` named, once the handler honoured it.
+    fn provide_for_peer(&mut self, key: RecordKey) -> Response {
+        match self.swarm.behaviour_mut().kad.start_providing(key) {
+            Ok(_) => Response::Done,
+            Err(e) => {
+                warn!("cannot announce a file for a peer: {e}");
+                Response::Refused(Refusal::Failed(FailureReason::Dht))
+            }
         }
+    }
+
+    fn on_inbound(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+        // An `Announce` is checked by the handler (on a blocking thread: it reads the
+        // store) like any request; the provider record starts when its answer comes back.
+        let provide = match &request {
+            Request::Announce { file, .. } => Some(RecordKey::new(file.as_bytes())),
+            _ => None,
+        };
         let handler = Arc::clone(&self.handler);
         let responses = self.responses_tx.clone();
         let slots = Arc::clone(&self.inbound_slots);
@@ -340,7 +348,7 @@ impl EventLoop {
             let response = tokio::task::spawn_blocking(move || handler.handle(peer, request)).await;
             match response {
                 Ok(response) => {
-                    let _ = responses.send((channel, response)).await;
+                    let _ = responses.send((channel, response, provide)).await;
                 }
                 Err(e) => warn!(%peer, "inbound handler failed: {e}"),
             }

@@ -10,7 +10,6 @@
 //! for a while (libp2p's block list, shared with the test-fault partitions).
 
 use std::collections::{HashMap, HashSet};
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +51,8 @@ pub(super) struct EventLoop {
     handler: Arc<dyn InboundHandler>,
     inbound_slots: Arc<Semaphore>,
     budget: Arc<InboundBudget>,
+    /// Peers whose frame broke the format (reported by the codec).
+    bad_frames: mpsc::Receiver<PeerId>,
     accounting: Accounting,
     /// Peers blocked by the test-fault hook (kept apart from the accounting's blocks).
     fault_blocked: HashSet<PeerId>,
@@ -70,6 +71,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         handler: Arc<dyn InboundHandler>,
         budget: Arc<InboundBudget>,
+        bad_frames: mpsc::Receiver<PeerId>,
         policy: PeerPolicy,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -82,6 +84,7 @@ impl EventLoop {
             handler,
             inbound_slots: Arc::new(Semaphore::new(MAX_INBOUND_IN_FLIGHT)),
             budget,
+            bad_frames,
             accounting: Accounting::new(policy),
             fault_blocked: HashSet::new(),
             metrics,
@@ -111,6 +114,7 @@ impl EventLoop {
                 Some((peer, channel, response)) = self.responses_rx.recv() => {
                     self.respond(peer, channel, response);
                 }
+                Some(peer) = self.bad_frames.recv() => self.strike(peer, Offence::BadFrame),
                 _ = tick.tick() => self.on_tick(),
             }
         }
@@ -341,14 +345,9 @@ impl EventLoop {
                 }
             }
             Event::InboundFailure { peer, error, .. } => {
+                // A frame that breaks the format never gets here (request-response does
+                // not report a request it could not read): the codec reports its peer.
                 debug!(%peer, "inbound shard request failed: {error}");
-                // Over the size limit, or a body that does not decode: the peer's fault
-                // (a reset stream or a timeout is not).
-                if matches!(&error, request_response::InboundFailure::Io(e)
-                    if e.kind() == io::ErrorKind::InvalidData)
-                {
-                    self.strike(peer, Offence::BadFrame);
-                }
             }
             Event::ResponseSent { .. } => {}
         }

@@ -58,6 +58,8 @@ pub mod limits {
 
 /// Commands queued for the swarm task.
 const COMMAND_QUEUE: usize = 256;
+/// Reports of bad frames queued for the swarm task's accounting (more are dropped).
+const BAD_FRAME_QUEUE: usize = 256;
 
 /// Network settings.
 #[derive(Clone, Debug)]
@@ -162,7 +164,14 @@ impl Network {
         } else {
             InboundBudget::new(config.peer_budget, config.node_budget)
         };
-        let mut swarm = swarm::build(keypair, store, config.request_timeout, Arc::clone(&budget))?;
+        let (bad_frames, bad_frames_rx) = mpsc::channel(BAD_FRAME_QUEUE);
+        let mut swarm = swarm::build(
+            keypair,
+            store,
+            config.request_timeout,
+            Arc::clone(&budget),
+            bad_frames,
+        )?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -184,7 +193,15 @@ impl Network {
         }
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let metrics = config.metrics.unwrap_or_default();
-        let events = EventLoop::new(swarm, rx, handler, budget, config.peer_policy, metrics);
+        let events = EventLoop::new(
+            swarm,
+            rx,
+            handler,
+            budget,
+            bad_frames_rx,
+            config.peer_policy,
+            metrics,
+        );
         let task = tokio::spawn(events.run());
         Ok((
             Self {

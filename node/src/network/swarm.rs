@@ -7,12 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     StreamProtocol, Swarm, allow_block_list, connection_limits, identify, kad, noise, tcp, yamux,
 };
+use tokio::sync::mpsc;
 
 use super::error::NetworkError;
 use super::shards::Shards;
@@ -59,7 +61,8 @@ fn yamux_config() -> yamux::Config {
 }
 
 /// The swarm of `keypair`, its DHT records in `store`, shard requests timing out after
-/// `request_timeout`, inbound shard requests held to `budget`.
+/// `request_timeout`, inbound shard requests held to `budget`, the peers of frames that
+/// break the format sent to `bad_frames`.
 ///
 /// # Errors
 /// [`NetworkError::Transport`] if the transport cannot be built.
@@ -68,6 +71,7 @@ pub(super) fn build(
     store: PersistentStore,
     request_timeout: Duration,
     budget: Arc<InboundBudget>,
+    bad_frames: mpsc::Sender<PeerId>,
 ) -> Result<Swarm<Behaviour>, NetworkError> {
     let peer_id = keypair.public().to_peer_id();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -105,7 +109,7 @@ pub(super) fn build(
                 shards: Shards::new(
                     Arc::clone(&budget),
                     request_response::Behaviour::with_codec(
-                        BudgetedCodec::new(budget),
+                        BudgetedCodec::new(budget, bad_frames),
                         [(PROTOCOL, ProtocolSupport::Full)],
                         request_response::Config::default()
                             .with_request_timeout(request_timeout)

@@ -6,6 +6,10 @@
 //! [`Refusal::Busy`](super::Refusal::Busy). The permit travels with the request and then
 //! with its answer ([`ResponseFrame`]), and is released once the answer is written.
 //!
+//! A frame over the size limit or one that does not decode is the peer's fault; the
+//! codec reports the peer on a bounded channel (request-response itself does not report a
+//! request that failed to read), for the swarm task's per-peer accounting.
+//!
 //! Each connection's codec is bound to the connection's peer: request-response clones the
 //! behaviour's codec once per connection (`handle_established_*_connection`) and that
 //! clone once per stream; the swarm's wrapper around the behaviour names the peer in the
@@ -17,6 +21,7 @@ use std::sync::Arc;
 use datamesh_core::wire;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite};
 use libp2p::{PeerId, StreamProtocol};
+use tokio::sync::mpsc;
 
 use super::budget::{InboundBudget, OverBudget, Permit};
 use super::{
@@ -65,6 +70,7 @@ pub fn response_bytes(response: &Response) -> usize {
 pub struct BudgetedCodec {
     budget: Arc<InboundBudget>,
     peer: Option<PeerId>,
+    bad_frames: mpsc::Sender<PeerId>,
 }
 
 impl std::fmt::Debug for BudgetedCodec {
@@ -76,9 +82,36 @@ impl std::fmt::Debug for BudgetedCodec {
 }
 
 impl BudgetedCodec {
-    /// The behaviour's codec, not bound to a peer; its clones for connections are.
-    pub fn new(budget: Arc<InboundBudget>) -> Self {
-        Self { budget, peer: None }
+    /// The behaviour's codec, not bound to a peer; its clones for connections are. The
+    /// peer of a frame over the size limit or that does not decode is sent to
+    /// `bad_frames` (dropped if the channel is full).
+    pub fn new(budget: Arc<InboundBudget>, bad_frames: mpsc::Sender<PeerId>) -> Self {
+        Self {
+            budget,
+            peer: None,
+            bad_frames,
+        }
+    }
+
+    async fn read_inbound<T>(&mut self, io: &mut T) -> io::Result<RequestFrame>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let len = read_len(io, MAX_REQUEST_LEN).await?;
+        // While it decodes, the frame and the copy of its payload both exist.
+        match self.budget.try_acquire(self.peer, 2 * len) {
+            Ok(mut permit) => {
+                let request = wire::decode_request(&read_body(io, len).await?);
+                let request = request.map_err(invalid_data)?;
+                // The frame is gone; the request holds about its length.
+                let _ = permit.resize(len);
+                Ok(RequestFrame::Request(request, permit))
+            }
+            Err(over) => {
+                discard(io, len).await?;
+                Ok(RequestFrame::Busy(over))
+            }
+        }
     }
 
     /// The peer this codec's frames are charged to.
@@ -94,6 +127,7 @@ impl Clone for BudgetedCodec {
         Self {
             budget: Arc::clone(&self.budget),
             peer: self.peer.or_else(|| self.budget.bound_peer()),
+            bad_frames: self.bad_frames.clone(),
         }
     }
 }
@@ -122,21 +156,13 @@ impl libp2p::request_response::Codec for BudgetedCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let len = read_len(io, MAX_REQUEST_LEN).await?;
-        // While it decodes, the frame and the copy of its payload both exist.
-        match self.budget.try_acquire(self.peer, 2 * len) {
-            Ok(mut permit) => {
-                let request = wire::decode_request(&read_body(io, len).await?);
-                let request = request.map_err(invalid_data)?;
-                // The frame is gone; the request holds about its length.
-                let _ = permit.resize(len);
-                Ok(RequestFrame::Request(request, permit))
-            }
-            Err(over) => {
-                discard(io, len).await?;
-                Ok(RequestFrame::Busy(over))
-            }
+        let read = self.read_inbound(io).await;
+        if let (Err(e), Some(peer)) = (&read, self.peer)
+            && e.kind() == io::ErrorKind::InvalidData
+        {
+            let _ = self.bad_frames.try_send(peer);
         }
+        read
     }
 
     async fn read_response<T>(
@@ -216,7 +242,8 @@ mod tests {
         let budget = InboundBudget::exact(5000, 5000);
         let peer = PeerId::random();
         budget.bind(Some(peer));
-        let mut codec = BudgetedCodec::new(Arc::clone(&budget)).clone();
+        let (tx, mut bad) = mpsc::channel(4);
+        let mut codec = BudgetedCodec::new(Arc::clone(&budget), tx).clone();
         budget.bind(None);
         assert_eq!(codec.peer(), Some(peer));
         assert_eq!(codec.clone().peer(), Some(peer));
@@ -242,13 +269,25 @@ mod tests {
         assert_eq!(budget.used(), 0);
         let frame = block_on(codec.read_request(&PROTOCOL, &mut &wire[..]))?;
         assert!(matches!(frame, RequestFrame::Request(..)));
+
+        // A frame over the limit, or one that does not decode: the peer is reported.
+        assert!(bad.try_recv().is_err());
+        let over = (MAX_REQUEST_LEN as u32 + 1).to_be_bytes();
+        assert!(block_on(codec.read_request(&PROTOCOL, &mut &over[..])).is_err());
+        assert_eq!(bad.try_recv().ok(), Some(peer));
+        let garbage = [0, 0, 0, 2, 0xff, 0xff];
+        assert!(block_on(codec.read_request(&PROTOCOL, &mut &garbage[..])).is_err());
+        assert_eq!(bad.try_recv().ok(), Some(peer));
+        // A stream that ends early is not the peer's fault.
+        assert!(block_on(codec.read_request(&PROTOCOL, &mut &over[..2])).is_err());
+        assert!(bad.try_recv().is_err());
         Ok(())
     }
 
     #[test]
     fn an_answer_holds_its_permit_until_written() -> io::Result<()> {
         let budget = InboundBudget::exact(1000, 1000);
-        let mut codec = BudgetedCodec::new(Arc::clone(&budget));
+        let mut codec = BudgetedCodec::new(Arc::clone(&budget), mpsc::channel(1).0);
         let mut permit = budget
             .try_acquire(None, 10)
             .map_err(|e| io::Error::other(format!("{e:?}")))?;

@@ -124,6 +124,9 @@ pub enum Refusal {
     /// The stored copy no longer matches its id (bit rot, a torn write): not served. Any
     /// peer may ask for such a copy to be deleted.
     Corrupt,
+    /// The node's inbound byte budget (this peer's share or its total) is in use: the
+    /// request's body was read and discarded, not kept. Try again later or elsewhere.
+    Busy,
 }
 
 /// Why a well-formed request is invalid ([`Refusal::Invalid`]).

@@ -166,8 +166,8 @@ impl Node {
                 .with_max_records(4096)
                 .with_max_value_bytes(16 * 1024),
         )?;
-        let (network, net_task) =
-            Network::start(identity, records, config.network, server.clone())?;
+        let net_config = config.network.with_metrics(Arc::clone(&metrics));
+        let (network, net_task) = Network::start(identity, records, net_config, server.clone())?;
         let files = Files::new(
             network.clone(),
             server,

@@ -29,22 +29,37 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::protocol::{Request, Response};
+use crate::metrics::Metrics;
+use crate::protocol::{DEFAULT_NODE_BUDGET, DEFAULT_PEER_BUDGET, InboundBudget, Request, Response};
 use crate::records::PersistentStore;
 
+mod accounting;
 mod command;
 mod error;
 mod event_loop;
+mod shards;
 mod swarm;
 
+pub use accounting::{MAX_TRACKED_PEERS, Offence, PeerPolicy};
 use command::Command;
 pub use command::{InboundHandler, NetworkInfo, PeerSummary};
 pub use error::{DhtError, NetworkError, RequestFailure};
 use event_loop::EventLoop;
 pub use swarm::{IDENTIFY_VERSION, KAD_PROTOCOL};
 
+/// The limits that bound inbound work, for the worst-case memory in ARCHITECTURE.md (and
+/// the test that holds it).
+pub mod limits {
+    pub use super::event_loop::MAX_INBOUND_IN_FLIGHT;
+    pub use super::swarm::{
+        MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_SHARD_STREAMS, MAX_STREAMS_PER_CONNECTION,
+    };
+}
+
 /// Commands queued for the swarm task.
 const COMMAND_QUEUE: usize = 256;
+/// Reports of bad frames queued for the swarm task's accounting (more are dropped).
+const BAD_FRAME_QUEUE: usize = 256;
 
 /// Network settings.
 #[derive(Clone, Debug)]
@@ -52,6 +67,11 @@ pub struct NetworkConfig {
     listen: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     request_timeout: Duration,
+    peer_budget: usize,
+    node_budget: usize,
+    exact_budget: bool,
+    peer_policy: PeerPolicy,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl NetworkConfig {
@@ -61,7 +81,47 @@ impl NetworkConfig {
             listen,
             bootstrap: Vec::new(),
             request_timeout: Duration::from_secs(30),
+            peer_budget: DEFAULT_PEER_BUDGET,
+            node_budget: DEFAULT_NODE_BUDGET,
+            exact_budget: false,
+            peer_policy: PeerPolicy::default(),
+            metrics: None,
         }
+    }
+
+    /// Bytes of inbound shard requests (and of the answers to them) held at once: per
+    /// peer (at least [`MIN_PEER_BUDGET`](crate::protocol::MIN_PEER_BUDGET), the largest
+    /// request while it decodes) and for all peers together. A request beyond either is
+    /// answered `Busy` without its body being kept. Default: 64 MiB per peer, 256 MiB in
+    /// all.
+    pub fn with_inbound_budget(mut self, per_peer: usize, total: usize) -> Self {
+        self.peer_budget = per_peer;
+        self.node_budget = total;
+        self.exact_budget = false;
+        self
+    }
+
+    /// Test-only: as [`Self::with_inbound_budget`] without the per-peer floor, so a test
+    /// can make small requests run over it.
+    pub fn with_exact_inbound_budget_for_test(mut self, per_peer: usize, total: usize) -> Self {
+        self.peer_budget = per_peer;
+        self.node_budget = total;
+        self.exact_budget = true;
+        self
+    }
+
+    /// When a misbehaving peer is blocked, and for how long. Default:
+    /// [`PeerPolicy::default`] (16 strikes, 10 minutes).
+    pub fn with_peer_policy(mut self, policy: PeerPolicy) -> Self {
+        self.peer_policy = policy;
+        self
+    }
+
+    /// Where the network counts refusals, strikes and blocks. Default: metrics of its own
+    /// that nobody reads.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Peers to join through, each with its `/p2p/<peer id>` suffix. Default: none.
@@ -99,7 +159,19 @@ impl Network {
         handler: Arc<dyn InboundHandler>,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), NetworkError> {
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = swarm::build(keypair, store, config.request_timeout)?;
+        let budget = if config.exact_budget {
+            InboundBudget::exact(config.peer_budget, config.node_budget)
+        } else {
+            InboundBudget::new(config.peer_budget, config.node_budget)
+        };
+        let (bad_frames, bad_frames_rx) = mpsc::channel(BAD_FRAME_QUEUE);
+        let mut swarm = swarm::build(
+            keypair,
+            store,
+            config.request_timeout,
+            Arc::clone(&budget),
+            bad_frames,
+        )?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -120,7 +192,17 @@ impl Network {
             }
         }
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let task = tokio::spawn(EventLoop::new(swarm, rx, handler).run());
+        let metrics = config.metrics.unwrap_or_default();
+        let events = EventLoop::new(
+            swarm,
+            rx,
+            handler,
+            budget,
+            bad_frames_rx,
+            config.peer_policy,
+            metrics,
+        );
+        let task = tokio::spawn(events.run());
         Ok((
             Self {
                 commands: tx,

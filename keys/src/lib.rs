@@ -64,7 +64,7 @@ pub use audit::{
 };
 pub use backup::{
     BACKUP_VERSION, BackupError, BackupKey, BackupSeal, MAX_BACKUP_LEN, Manifest, OpenedBackup,
-    SealedWith, is_sealed_to_key,
+    SealedWith, TrustedSigner, is_sealed_to_key,
 };
 pub use error::{
     AuditError, ChangeError, CreateError, ImportError, KdfError, LockError, OpenError,

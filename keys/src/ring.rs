@@ -632,6 +632,32 @@ impl KeyRing {
         Ok(())
     }
 
+    /// Puts a new master key in place with the given password slots (sealed with it);
+    /// every other slot is dropped, with its record.
+    pub(crate) fn rekey(&mut self, master: Secret32, slots: &[(u32, PasswordSlot)]) {
+        self.header.slots = slots
+            .iter()
+            .map(|(id, slot)| RawSlot {
+                id: *id,
+                kind: SLOT_PASSWORD,
+                data: slot.encode(),
+            })
+            .collect();
+        self.body
+            .slots
+            .retain(|meta| slots.iter().any(|(id, _)| *id == meta.id));
+        self.master = master;
+    }
+
+    /// The password slot `id` as stored, if it is one.
+    pub(crate) fn password_slot(&self, id: u32) -> Option<PasswordSlot> {
+        self.header
+            .slots
+            .iter()
+            .find(|s| s.id == id && s.kind == SLOT_PASSWORD)
+            .and_then(|s| PasswordSlot::decode(&s.data).ok())
+    }
+
     /// Adds imported entries.
     pub(crate) fn add_entries(&mut self, entries: Vec<Entry>) {
         self.body.entries.extend(entries);

@@ -71,6 +71,9 @@ pub enum AuditOp {
     Recover,
     /// `audit-verify`.
     AuditVerify,
+    /// `incident`: a compromised key handled (`keys compromised`), or revoked keys used
+    /// on explicit override.
+    Incident,
 }
 
 impl AuditOp {
@@ -94,6 +97,7 @@ impl AuditOp {
             Self::Escrow => "escrow",
             Self::Recover => "recover",
             Self::AuditVerify => "audit-verify",
+            Self::Incident => "incident",
         }
     }
 }

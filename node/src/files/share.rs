@@ -150,7 +150,8 @@ impl Files {
     }
 
     /// For every file of the catalog, the ids of this node's file-encryption keys (live
-    /// ones; revoked ones too with [`KeyAccess::WithRevoked`]) that really open it (the wrapped key decrypts and opens the manifest's sealed
+    /// ones; revoked ones too with [`KeyAccess::WithRevoked`]) that really open its
+    /// current (newest) envelope (the wrapped key decrypts and opens the manifest's sealed
     /// metadata), so `keys destroy` can refuse to destroy the last key of a file.
     /// Blocking: reads the catalog and the keystore.
     ///
@@ -165,12 +166,16 @@ impl Files {
             let Some(manifest) = self.catalog().manifest(&entry.id)? else {
                 continue;
             };
+            // The current envelope: the newest. Holders keep the newest envelope of
+            // each signing key, so one signed by a rotated-away key stays beside it.
             let envelopes: Vec<KeyEnvelope> = self
                 .server()
                 .envelopes(entry.id.as_bytes())
                 .iter()
                 .filter_map(|b| KeyEnvelope::from_bytes(b).ok())
                 .filter(|e| e.file_id() == entry.id)
+                .max_by_key(KeyEnvelope::sequence)
+                .into_iter()
                 .collect();
             let usable = keys
                 .decrypt

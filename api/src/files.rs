@@ -67,6 +67,23 @@ pub struct RewrapAll {
     pub failed: Vec<RewrapFailure>,
 }
 
+/// One file re-encrypted: what `POST /v1/files/{id}/reencrypt` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReencryptReport {
+    /// The file it replaced (text form), gone from the catalog.
+    pub old: String,
+    /// The new file (text form): a fresh data key, new shards.
+    pub new: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Stripes of the new file.
+    pub stripes: u64,
+    /// Old shard and manifest copies whose holders confirmed the delete.
+    pub released: u64,
+    /// Old copies whose delete failed or went unanswered.
+    pub release_failures: u64,
+}
+
 /// One row of `GET /v1/key-usage`: which of the node's keys open a file of its catalog.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyUsage {

@@ -4,9 +4,9 @@
 
 use std::sync::Mutex;
 
-use datamesh_keys::{ChangeError, Keystore};
+use datamesh_keys::{AuditEvent, AuditOp, ChangeError, Keystore};
 use datamesh_node::{FileKeys, KeyProvider, KeyProviderError};
-use tracing::info;
+use tracing::{info, warn};
 
 /// A [`KeyProvider`] over an unlocked keystore.
 #[derive(Debug)]
@@ -39,8 +39,9 @@ impl KeystoreKeys {
     }
 }
 
-impl KeyProvider for KeystoreKeys {
-    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+impl KeystoreKeys {
+    /// The active key and the decryption keys, revoked versions included if asked.
+    fn keys(&self, allow_revoked: bool) -> Result<FileKeys, KeyProviderError> {
         let mut keystore = self.keystore.lock().unwrap_or_else(|p| p.into_inner());
         if keystore.reload().map_err(KeyProviderError::new)? {
             info!("keystore changed on disk; reloaded");
@@ -53,11 +54,30 @@ impl KeyProvider for KeystoreKeys {
             info!("keystore had no file-authority root; created one");
         }
         let (_, active) = keystore.active_file_key().map_err(KeyProviderError::new)?;
-        let decrypt = keystore
-            .decryption_keys(false)
-            .into_iter()
-            .map(|(_, key)| key)
-            .collect();
+        let all = keystore.decryption_keys(allow_revoked);
+        if allow_revoked {
+            let revoked: Vec<String> = all
+                .iter()
+                .filter(|(info, _)| info.status == datamesh_keys::KeyStatus::Revoked)
+                .map(|(info, _)| format!("{} v{}", info.name, info.version))
+                .collect();
+            if !revoked.is_empty() {
+                // Never silent: the override is written where the keys' history is.
+                let detail = format!(
+                    "revoked keys released to the node for one operation (explicit override): {}",
+                    revoked.join(", ")
+                );
+                warn!("{detail}");
+                if let Err(e) =
+                    keystore.log(&AuditEvent::new(AuditOp::Incident).with_detail(detail))
+                {
+                    return Err(KeyProviderError::new(format!(
+                        "revoked keys are released only when the audit log records it, and it cannot be written: {e}"
+                    )));
+                }
+            }
+        }
+        let decrypt = all.into_iter().map(|(_, key)| key).collect();
         let authority = keystore
             .authority_roots(false)
             .into_iter()
@@ -68,5 +88,15 @@ impl KeyProvider for KeystoreKeys {
             decrypt,
             authority,
         })
+    }
+}
+
+impl KeyProvider for KeystoreKeys {
+    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+        self.keys(false)
+    }
+
+    fn file_keys_with_revoked(&self) -> Result<FileKeys, KeyProviderError> {
+        self.keys(true)
     }
 }

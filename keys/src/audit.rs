@@ -85,6 +85,9 @@ pub enum AuditOp {
     Rekey,
     /// `accept-rollback`: an older keystore accepted on purpose.
     AcceptRollback,
+    /// `incident`: a compromised key handled (`keys compromised`), or revoked keys used
+    /// on explicit override.
+    Incident,
 }
 
 impl AuditOp {
@@ -110,6 +113,7 @@ impl AuditOp {
             Self::AuditVerify => "audit-verify",
             Self::Rekey => "rekey",
             Self::AcceptRollback => "accept-rollback",
+            Self::Incident => "incident",
         }
     }
 }

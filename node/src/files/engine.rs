@@ -23,6 +23,28 @@ pub trait KeyProvider: Send + Sync + 'static {
     /// # Errors
     /// [`KeyProviderError`] if the keystore cannot be read.
     fn file_keys(&self) -> Result<FileKeys, KeyProviderError>;
+
+    /// As [`KeyProvider::file_keys`], with the revoked versions among the keys that may
+    /// decrypt: only for one operation the user asked for explicitly (incident recovery:
+    /// reading or re-wrapping a file that only a revoked version opens). A provider
+    /// should record every call (the keystore adapter writes an audit line). The
+    /// default gives the live keys only, for providers that know no revoked keys.
+    ///
+    /// # Errors
+    /// [`KeyProviderError`] if the keystore cannot be read.
+    fn file_keys_with_revoked(&self) -> Result<FileKeys, KeyProviderError> {
+        self.file_keys()
+    }
+}
+
+/// Which key versions an operation may decrypt with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyAccess {
+    /// Active and deprecated versions (the default of every operation).
+    #[default]
+    Live,
+    /// Revoked versions too: the explicit override of incident recovery, logged.
+    WithRevoked,
 }
 
 /// The node's file keys.
@@ -183,5 +205,24 @@ impl Files {
     /// The node's file keys, read from the provider now.
     pub(crate) fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
         self.inner.keys.file_keys()
+    }
+
+    /// The node's file keys for an operation with the given access; revoked keys only
+    /// when asked for explicitly, and then logged.
+    pub(crate) fn file_keys_for(
+        &self,
+        access: KeyAccess,
+        operation: &str,
+    ) -> Result<FileKeys, KeyProviderError> {
+        match access {
+            KeyAccess::Live => self.file_keys(),
+            KeyAccess::WithRevoked => {
+                tracing::warn!(
+                    operation,
+                    "revoked keys allowed for this operation (explicit override)"
+                );
+                self.inner.keys.file_keys_with_revoked()
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@ use datamesh_core::{EnvelopeError, FileId, KeyEnvelope, KeyId};
 use libp2p::PeerId;
 use tokio::task::JoinError;
 
-use super::engine::{Files, KeyProviderError};
+use super::engine::{Files, KeyAccess, KeyProviderError};
 use super::put::MIN_ENVELOPE_COPIES;
 use crate::catalog::CatalogError;
 
@@ -107,7 +107,24 @@ impl Files {
         id: FileId,
         add: Vec<PublicKey>,
     ) -> Result<RewrapReport, RewrapError> {
-        let keys = self.file_keys().map_err(RewrapError::Keys)?;
+        self.rewrap_with(id, add, KeyAccess::Live).await
+    }
+
+    /// As [`Files::rewrap`], opening the current envelope with the keys `access` allows
+    /// (a file only a revoked version opens needs [`KeyAccess::WithRevoked`]). The new
+    /// envelope is always wrapped to the active key, never to a revoked one.
+    ///
+    /// # Errors
+    /// See [`Files::rewrap`].
+    pub async fn rewrap_with(
+        &self,
+        id: FileId,
+        add: Vec<PublicKey>,
+        access: KeyAccess,
+    ) -> Result<RewrapReport, RewrapError> {
+        let keys = self
+            .file_keys_for(access, "rewrap")
+            .map_err(RewrapError::Keys)?;
         let catalog = self.catalog();
         let (Some(mut entry), Some(manifest)) = (catalog.get(&id)?, catalog.manifest(&id)?) else {
             return Err(RewrapError::NotFound(id));
@@ -191,15 +208,18 @@ impl Files {
         peers
     }
 
-    /// For every file of the catalog, the ids of this node's live file-encryption keys
-    /// that really open it (the wrapped key decrypts and opens the manifest's sealed
+    /// For every file of the catalog, the ids of this node's file-encryption keys (live
+    /// ones; revoked ones too with [`KeyAccess::WithRevoked`]) that really open its
+    /// current (newest) envelope (the wrapped key decrypts and opens the manifest's sealed
     /// metadata), so `keys destroy` can refuse to destroy the last key of a file.
     /// Blocking: reads the catalog and the keystore.
     ///
     /// # Errors
     /// [`KeyUsageError::Keys`] or [`KeyUsageError::Catalog`].
-    pub fn key_usage(&self) -> Result<Vec<(FileId, Vec<KeyId>)>, KeyUsageError> {
-        let keys = self.file_keys().map_err(KeyUsageError::Keys)?;
+    pub fn key_usage(&self, access: KeyAccess) -> Result<Vec<(FileId, Vec<KeyId>)>, KeyUsageError> {
+        let keys = self
+            .file_keys_for(access, "key usage")
+            .map_err(KeyUsageError::Keys)?;
         let mut out = Vec::new();
         for entry in self.catalog().list()? {
             let Some(manifest) = self.catalog().manifest(&entry.id)? else {

@@ -4,6 +4,7 @@
 
 mod audit;
 mod backup;
+mod compromised;
 mod escrow;
 mod legacy;
 mod list;
@@ -43,6 +44,11 @@ enum KeysCommand {
         /// Every file in the node's catalog.
         #[arg(long, conflicts_with = "id")]
         all: bool,
+        /// Let revoked key versions open the current envelopes (incident recovery: files
+        /// only a revoked version opens). Explicit and recorded in the audit log; the new
+        /// envelopes are wrapped to the active key only.
+        #[arg(long)]
+        allow_revoked: bool,
     },
     /// List every version of every key (`--json`: with full public keys).
     #[command(after_help = "Example:\n  datamesh keys list --json --password-file pw")]
@@ -94,6 +100,32 @@ enum KeysCommand {
         version: u32,
         /// Why (kept in the keystore and the audit log).
         #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Handle a stolen file-encryption key in one step: revoke it (rotating first if it
+    /// is active), re-wrap every file of the catalog to the active key, destroy it, log
+    /// it; with --reencrypt, also store every file it opened again under a fresh data key.
+    /// Needs the running node; an interrupted run is finished by running it again.
+    #[command(after_help = "Examples:
+  datamesh keys compromised file-encryption 2
+  datamesh keys compromised file-encryption 2 --reencrypt --json
+
+Progress is kept in HOME/incident-NAME-vVERSION.json (0600). Without --reencrypt the
+files keep their data keys: whoever holds the old key and an old envelope of a file
+still reads it. With it, every file the key opened gets new shards and a new file id
+(printed old -> new) and its old copies are released.")]
+    Compromised {
+        /// The key's name.
+        name: String,
+        /// The compromised version.
+        version: u32,
+        /// Also re-encrypt every file the version opened under a fresh data key.
+        #[arg(long)]
+        reencrypt: bool,
+        /// Why (kept in the keystore and the audit log).
+        #[arg(long, default_value = "compromised (keys compromised)")]
         reason: String,
         #[command(flatten)]
         password: PasswordArgs,
@@ -198,7 +230,11 @@ enum KeysCommand {
 
 pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
-        KeysCommand::Rewrap { id, all } => crate::cmd::files::rewrap(ctx, id.as_deref(), all),
+        KeysCommand::Rewrap {
+            id,
+            all,
+            allow_revoked,
+        } => crate::cmd::files::rewrap(ctx, id.as_deref(), all, allow_revoked),
         KeysCommand::List(password) => list::list(ctx, &password, None),
         KeysCommand::Show { name, password } => list::list(ctx, &password, Some(&name)),
         KeysCommand::Rotate { name, password } => rotate::rotate(ctx, &password, &name),
@@ -220,6 +256,13 @@ pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
             force,
             password,
         } => rotate::destroy(ctx, &password, &name, version, force),
+        KeysCommand::Compromised {
+            name,
+            version,
+            reencrypt,
+            reason,
+            password,
+        } => compromised::compromised(ctx, &password, &name, version, reencrypt, &reason),
         KeysCommand::Passwd(args) => slots::passwd(ctx, &args),
         KeysCommand::Slot { command } => slots::run(ctx, command),
         KeysCommand::Audit { command, last } => audit::run(ctx, command, last),

@@ -65,11 +65,13 @@ fn init_writes_config_token_and_prints_the_keys() -> TestResult {
         .success();
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout)?;
     let keys = json["keys"].as_array().ok_or("keys")?;
-    assert_eq!(keys.len(), 2);
+    assert_eq!(keys.len(), 3);
     assert_eq!(keys[0]["name"], "node-identity");
     assert_eq!(keys[0]["algorithm"], "ed25519");
     assert_eq!(keys[1]["name"], "file-encryption");
     assert_eq!(keys[1]["public_key"].as_str().map(str::len), Some(66));
+    assert_eq!(keys[2]["name"], "file-authority");
+    assert_eq!(keys[2]["purpose"], "file-authority");
 
     let config: toml::Table = fs::read_to_string(home.join("config.toml"))?.parse()?;
     assert_eq!(

@@ -386,13 +386,13 @@ pub(crate) fn rewrap(
             let result = client.rewrap_all(allow_revoked)?;
             if ctx.out.json() {
                 ctx.out.json_value(&serde_json::to_value(&result)?);
-                return Ok(());
-            }
-            for report in &result.rewrapped {
-                report_rewrap(ctx, report)?;
-            }
-            for f in &result.failed {
-                ctx.out.warn(format_args!("{}: {}", f.id, f.error));
+            } else {
+                for report in &result.rewrapped {
+                    report_rewrap(ctx, report)?;
+                }
+                for f in &result.failed {
+                    ctx.out.warn(format_args!("{}: {}", f.id, f.error));
+                }
             }
             if result.failed.is_empty() {
                 Ok(())

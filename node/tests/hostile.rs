@@ -289,9 +289,6 @@ async fn a_has_flood_is_refused_or_answered_without_reading_shards() -> TestResu
     }
     // 16 x 65,536 lookups, not one byte of a shard read for them.
     let extra = net.victim_extra_reads().await? - before;
-    eprintln!(
-        "has flood: 8 refused, 8 x {MAX_IDS} ids answered, victim read {extra} bytes beyond what it served"
-    );
     assert_eq!(extra, 0);
     net.shutdown().await
 }
@@ -319,7 +316,6 @@ async fn a_delete_flood_of_a_blob_the_attacker_does_not_own_reads_nothing() -> T
         .filter(|o| o.is(&Response::Refused(Refusal::Denied)))
         .count();
     let extra = net.victim_extra_reads().await? - before;
-    eprintln!("delete flood: {denied} of 64 denied, victim read {extra} bytes");
     assert_eq!(denied, 64, "{outcomes:?}");
     assert_eq!(extra, 0);
     assert!(store.has(&big)?);
@@ -353,9 +349,6 @@ async fn a_delete_flood_of_a_blob_the_attacker_does_not_own_reads_nothing() -> T
         .filter(|o| o.is(&Response::Refused(Refusal::Denied)))
         .count();
     let extra = net.victim_extra_reads().await? - before;
-    eprintln!(
-        "64 deletes of a corrupt copy at once: {done} done, {denied} denied, victim read {extra} bytes"
-    );
     // One removes it (reading it once more); those that come while it is being read are
     // denied, those after it find nothing held (done: nothing to do).
     assert!(done >= 1, "{outcomes:?}");
@@ -388,7 +381,6 @@ async fn announce_of_unknown_files_is_refused() -> TestResult {
     honest?;
     let unknown = Response::Refused(Refusal::Invalid(InvalidReason::UnknownFile));
     let refused = outcomes.iter().filter(|o| o.is(&unknown)).count();
-    eprintln!("announce of made-up ids: {refused} of 20 refused");
     assert_eq!(refused, 20, "{outcomes:?}");
     for file in &made_up {
         let providers = victim.network().providers(file.as_bytes().to_vec()).await?;
@@ -418,7 +410,6 @@ async fn announce_of_unknown_files_is_refused() -> TestResult {
         )
         .await;
     let honoured = outcomes.iter().filter(|o| o.is(&Response::Done)).count();
-    eprintln!("announce of 20 ids on the strength of one stored blob: {honoured} honoured");
     assert_eq!(honoured, 1, "{outcomes:?}");
     net.shutdown().await
 }

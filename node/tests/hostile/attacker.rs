@@ -114,10 +114,10 @@ impl Attacker {
                 }) => (request_id, Outcome::Failed(error.to_string())),
                 _ => continue,
             };
-            if let Some(slot) = ids.iter().position(|i| *i == id) {
-                if outcomes[slot].replace(outcome).is_none() {
-                    left -= 1;
-                }
+            if let Some(slot) = ids.iter().position(|i| *i == id)
+                && outcomes[slot].replace(outcome).is_none()
+            {
+                left -= 1;
             }
         }
         outcomes.into_iter().flatten().collect()

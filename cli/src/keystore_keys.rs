@@ -3,15 +3,18 @@
 //! take effect without a restart.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use datamesh_keys::{ChangeError, Keystore};
+use datamesh_keys::{ChangeError, Keystore, OpenError};
 use datamesh_node::{FileKeys, KeyProvider, KeyProviderError};
-use tracing::info;
+use tracing::{info, warn};
 
 /// A [`KeyProvider`] over an unlocked keystore.
 #[derive(Debug)]
 pub(crate) struct KeystoreKeys {
     keystore: Mutex<Keystore>,
+    /// Whether the rekey warning was logged (once).
+    rekeyed: AtomicBool,
 }
 
 impl KeystoreKeys {
@@ -19,6 +22,7 @@ impl KeystoreKeys {
     pub(crate) fn new(keystore: Keystore) -> Self {
         Self {
             keystore: Mutex::new(keystore),
+            rekeyed: AtomicBool::new(false),
         }
     }
 
@@ -42,8 +46,20 @@ impl KeystoreKeys {
 impl KeyProvider for KeystoreKeys {
     fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
         let mut keystore = self.keystore.lock().unwrap_or_else(|p| p.into_inner());
-        if keystore.reload().map_err(KeyProviderError::new)? {
-            info!("keystore changed on disk; reloaded");
+        match keystore.reload() {
+            Ok(true) => info!("keystore changed on disk; reloaded"),
+            Ok(false) => {}
+            // Rekeyed by `datamesh keys rekey`: the keys held are still this home's (a
+            // rekey changes no key), but later changes cannot be followed until a
+            // restart unlocks the new master key.
+            Err(OpenError::Rekeyed { .. }) => {
+                if !self.rekeyed.swap(true, Ordering::Relaxed) {
+                    warn!("the keystore was rekeyed; restart the node to follow later key changes");
+                }
+            }
+            // An older keystore put back (RolledBack) or a damaged one: refused, never
+            // adopted, so a revoked key cannot come back.
+            Err(e) => return Err(KeyProviderError::new(e)),
         }
         let (_, active) = keystore.active_file_key().map_err(KeyProviderError::new)?;
         let decrypt = keystore

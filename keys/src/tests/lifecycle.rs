@@ -154,3 +154,18 @@ fn a_process_holding_the_old_master_key_is_told_of_a_rekey() -> TestResult {
     assert!(node.rotate(FILE_ENCRYPTION).is_err());
     Ok(())
 }
+
+#[test]
+fn a_password_change_or_slot_removal_does_not_revoke_an_old_copy() -> TestResult {
+    // What the README says: only a rekey revokes the master key.
+    let (dir, mut keystore) = new_home()?;
+    let old = fs::read(Layout::new(dir.path()).keystore())?;
+    keystore.change_password(&pw("a brand new password"), None)?;
+    let elsewhere = tempfile::tempdir()?;
+    let layout = Layout::new(elsewhere.path());
+    crate::fsx::create_private_dir(&layout.keys_dir())?;
+    crate::fsx::write_private_file(&layout.keystore(), &old)?;
+    let thief = Keystore::open(elsewhere.path(), &pw("old password"))?;
+    assert_eq!(thief.node_identity_seed(), keystore.node_identity_seed());
+    Ok(())
+}

@@ -70,3 +70,50 @@ impl KeyProvider for KeystoreKeys {
         Ok(FileKeys { active, decrypt })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datamesh_keys::{FILE_ENCRYPTION, KdfParams, Layout, Password};
+
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn home() -> Result<(tempfile::TempDir, Password, Keystore), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let password = Password::new("the node's passphrase 41")?;
+        let keystore = Keystore::create(dir.path(), &password, KdfParams::new(8, 1, 1)?)?;
+        Ok((dir, password, keystore))
+    }
+
+    #[test]
+    fn the_node_refuses_an_old_keystore_put_back_under_it() -> TestResult {
+        let (dir, password, keystore) = home()?;
+        let path = Layout::new(dir.path()).keystore();
+        let before_revoke = std::fs::read(&path)?;
+        let node = KeystoreKeys::new(keystore);
+        let mut cli = Keystore::open(dir.path(), &password)?;
+        let (v1, _) = cli.active_file_key()?;
+        cli.revoke(FILE_ENCRYPTION, v1, "laptop stolen")?;
+        // The node follows the revocation: v1 no longer decrypts.
+        assert_eq!(node.file_keys()?.decrypt.len(), 1);
+        std::fs::write(&path, &before_revoke)?;
+        let refused = node
+            .file_keys()
+            .err()
+            .ok_or("the old keystore was adopted")?;
+        assert!(refused.to_string().contains("older"), "{refused}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_node_keeps_its_keys_after_a_rekey_by_the_cli() -> TestResult {
+        let (dir, password, keystore) = home()?;
+        let node = KeystoreKeys::new(keystore);
+        let before = node.file_keys()?.active.public_key();
+        let mut cli = Keystore::open(dir.path(), &password)?;
+        cli.rekey(&password, &[])?;
+        assert_eq!(node.file_keys()?.active.public_key(), before);
+        Ok(())
+    }
+}

@@ -215,7 +215,8 @@ fn open(err: &OpenError) -> Code {
         OpenError::Corrupt { .. }
         | OpenError::Kdf { .. }
         | OpenError::RolledBack { .. }
-        | OpenError::ForeignHead { .. } => Code::Integrity,
+        | OpenError::ForeignHead { .. }
+        | OpenError::Superseded { .. } => Code::Integrity,
         _ => Code::Failure,
     }
 }

@@ -3,8 +3,9 @@
 //! take effect without a restart.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use datamesh_keys::{AuditEvent, AuditOp, ChangeError, Keystore};
+use datamesh_keys::{AuditEvent, AuditOp, ChangeError, Keystore, OpenError};
 use datamesh_node::{FileKeys, KeyProvider, KeyProviderError};
 use tracing::{info, warn};
 
@@ -12,6 +13,8 @@ use tracing::{info, warn};
 #[derive(Debug)]
 pub(crate) struct KeystoreKeys {
     keystore: Mutex<Keystore>,
+    /// Whether the rekey warning was logged (once).
+    rekeyed: AtomicBool,
 }
 
 impl KeystoreKeys {
@@ -19,6 +22,7 @@ impl KeystoreKeys {
     pub(crate) fn new(keystore: Keystore) -> Self {
         Self {
             keystore: Mutex::new(keystore),
+            rekeyed: AtomicBool::new(false),
         }
     }
 
@@ -43,8 +47,20 @@ impl KeystoreKeys {
     /// The active key and the decryption keys, revoked versions included if asked.
     fn keys(&self, allow_revoked: bool) -> Result<FileKeys, KeyProviderError> {
         let mut keystore = self.keystore.lock().unwrap_or_else(|p| p.into_inner());
-        if keystore.reload().map_err(KeyProviderError::new)? {
-            info!("keystore changed on disk; reloaded");
+        match keystore.reload() {
+            Ok(true) => info!("keystore changed on disk; reloaded"),
+            Ok(false) => {}
+            // Rekeyed by `datamesh keys rekey`: the keys held are still this home's (a
+            // rekey changes no key), but later changes cannot be followed until a
+            // restart unlocks the new master key.
+            Err(OpenError::Rekeyed { .. }) => {
+                if !self.rekeyed.swap(true, Ordering::Relaxed) {
+                    warn!("the keystore was rekeyed; restart the node to follow later key changes");
+                }
+            }
+            // An older keystore put back (RolledBack) or a damaged one: refused, never
+            // adopted, so a revoked key cannot come back.
+            Err(e) => return Err(KeyProviderError::new(e)),
         }
         if keystore.authority_roots(false).is_empty()
             && keystore
@@ -98,5 +114,52 @@ impl KeyProvider for KeystoreKeys {
 
     fn file_keys_with_revoked(&self) -> Result<FileKeys, KeyProviderError> {
         self.keys(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datamesh_keys::{FILE_ENCRYPTION, KdfParams, Layout, Password};
+
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn home() -> Result<(tempfile::TempDir, Password, Keystore), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let password = Password::new("the node's passphrase 41")?;
+        let keystore = Keystore::create(dir.path(), &password, KdfParams::new(8, 1, 1)?)?;
+        Ok((dir, password, keystore))
+    }
+
+    #[test]
+    fn the_node_refuses_an_old_keystore_put_back_under_it() -> TestResult {
+        let (dir, password, keystore) = home()?;
+        let path = Layout::new(dir.path()).keystore();
+        let before_revoke = std::fs::read(&path)?;
+        let node = KeystoreKeys::new(keystore);
+        let mut cli = Keystore::open(dir.path(), &password)?;
+        let (v1, _) = cli.active_file_key()?;
+        cli.revoke(FILE_ENCRYPTION, v1, "laptop stolen")?;
+        // The node follows the revocation: v1 no longer decrypts.
+        assert_eq!(node.file_keys()?.decrypt.len(), 1);
+        std::fs::write(&path, &before_revoke)?;
+        let refused = node
+            .file_keys()
+            .err()
+            .ok_or("the old keystore was adopted")?;
+        assert!(refused.to_string().contains("older"), "{refused}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_node_keeps_its_keys_after_a_rekey_by_the_cli() -> TestResult {
+        let (dir, password, keystore) = home()?;
+        let node = KeystoreKeys::new(keystore);
+        let before = node.file_keys()?.active.public_key();
+        let mut cli = Keystore::open(dir.path(), &password)?;
+        cli.rekey(&password, &[])?;
+        assert_eq!(node.file_keys()?.active.public_key(), before);
+        Ok(())
     }
 }

@@ -317,18 +317,29 @@ impl AuditLog {
         self
     }
 
+    /// The log's bytes (empty if there is none).
+    pub(crate) fn read(&self) -> io::Result<Vec<u8>> {
+        match fsx::read_bounded(&self.path, MAX_LOG_LEN) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The head and the log checked against each other (see `head::check_log`).
-    pub(crate) fn check_head(&self) -> io::Result<Result<(), String>> {
+    pub(crate) fn check_head(&self, log: &[u8]) -> io::Result<Result<(), String>> {
         let Some(keyed) = &self.keyed else {
             return Ok(Ok(()));
         };
         let head = HeadFile::read(&keyed.head)?;
-        let log = match fsx::read_bounded(&self.path, MAX_LOG_LEN) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        Ok(head::check_log(&keyed.key, &head, &log, usize::MAX))
+        Ok(head::check_log(&keyed.key, &head, log, usize::MAX))
+    }
+
+    /// A sealed key change in the log after the keystore's anchor (see
+    /// `head::later_change`).
+    pub(crate) fn later_change(&self, log: &[u8], anchor: Option<&str>) -> Option<u64> {
+        let keyed = self.keyed.as_ref()?;
+        head::later_change(&keyed.key, log, anchor_seq(anchor))
     }
 
     /// The last line's bytes and whether the file ends with a newline (`None`: empty).
@@ -595,6 +606,13 @@ fn check_chain(path: &Path, bytes: &[u8]) -> Result<AuditSummary, AuditError> {
     })
 }
 
+/// The `seq` of an anchor line (0 without one).
+pub(crate) fn anchor_seq(anchor: Option<&str>) -> u64 {
+    anchor
+        .and_then(|a| serde_json::from_str::<AuditRecord>(a).ok())
+        .map_or(0, |r| r.seq)
+}
+
 /// Checks the chain, then the log against its sealed head (`log` must be keyed), then
 /// that the keystore's anchor line is in it, byte for byte.
 pub(crate) fn verify_with_anchor(
@@ -610,10 +628,15 @@ pub(crate) fn verify_with_anchor(
             source,
         })?;
         let newest = head.generation();
+        let later = head::later_change(&keyed.key, &bytes, anchor_seq(anchor));
         let problem = if keyed.generation < newest {
             Err(format!(
                 "the keystore (generation {}) is older than the newest seen (generation {newest}): an old copy was put back",
                 keyed.generation
+            ))
+        } else if let Some(seq) = later {
+            Err(format!(
+                "the keystore is older than the log (line {seq} records a later key change): an old copy was put back"
             ))
         } else {
             head::check_log(&keyed.key, &head, &bytes, usize::MAX)

@@ -158,13 +158,25 @@ pub enum OpenError {
         newest: u64,
     },
     /// The audit head does not authenticate under this keystore's key: the head was
-    /// edited, or the keystore replaced by another (e.g. a copy from before a rekey).
+    /// edited or removed, or the keystore replaced by another (e.g. a copy from before a
+    /// rekey).
     #[error(
-        "the audit head {path} does not authenticate with this keystore's key: the keystore or the head was replaced; if you restored an older keystore on purpose, run `datamesh keys accept-rollback`"
+        "the audit head {path} is missing or does not authenticate with this keystore's key: the keystore or the head was replaced; if you restored an older keystore on purpose, run `datamesh keys accept-rollback`"
     )]
     ForeignHead {
         /// The head file.
         path: PathBuf,
+    },
+    /// The audit log records (sealed) a key change after the last one this keystore
+    /// holds: an old copy was put back (with an old head).
+    #[error(
+        "the keystore {path} is older than its audit log (line {seq} records a later key change): an old copy was put back; if you restored it on purpose, run `datamesh keys accept-rollback`"
+    )]
+    Superseded {
+        /// The keystore file.
+        path: PathBuf,
+        /// The line of the later change.
+        seq: u64,
     },
     /// The keystore was rekeyed by another process: it no longer opens with the master
     /// key this process holds.

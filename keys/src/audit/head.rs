@@ -274,3 +274,37 @@ pub(crate) fn check_log(
     }
     Ok(())
 }
+
+/// Operations whose successful line is sealed into the keystore as its anchor (the
+/// keystore's own changes).
+const CHANGES: [&str; 13] = [
+    "init",
+    "rotate",
+    "revoke",
+    "destroy",
+    "passwd",
+    "slot-add",
+    "slot-remove",
+    "policy",
+    "import-legacy",
+    "restore",
+    "recover",
+    "rekey",
+    "accept-rollback",
+];
+
+/// The first line after `anchor_seq` that records, sealed under `key`, a successful
+/// change of the keystore: the keystore is older than the log (an old copy put back).
+pub(crate) fn later_change(key: &AuditKey, log: &[u8], anchor_seq: u64) -> Option<u64> {
+    let skip = usize::try_from(anchor_seq).unwrap_or(usize::MAX);
+    lines(log)
+        .enumerate()
+        .skip(skip)
+        .filter(|(_, line)| key.check(line) == Some(true))
+        .filter_map(|(i, line)| {
+            let record = serde_json::from_slice::<AuditRecord>(line).ok()?;
+            (record.outcome == "ok" && CHANGES.contains(&record.op.as_str()))
+                .then_some(i as u64 + 1)
+        })
+        .next()
+}

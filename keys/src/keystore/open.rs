@@ -7,8 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use super::{Keystore, format_error, now, read_keystore};
-use crate::audit::head::{AuditKey, HeadFile};
-use crate::audit::{AuditEvent, AuditLog, AuditOp, AuditRecord, Outcome};
+use crate::audit::head::{self, AuditKey, HeadFile};
+use crate::audit::{self, AuditEvent, AuditLog, AuditOp, Outcome};
 use crate::error::{CreateError, OpenError};
 use crate::fsx::{self, WriteError};
 use crate::kdf::{KdfLimits, KdfParams};
@@ -195,16 +195,29 @@ impl Keystore {
                     newest: head.generation(),
                 });
             }
-            if !matches!(head, HeadFile::Missing) && !head.authentic(&AuditKey::of(ring.master())) {
+            let bytes = log.read().map_err(log_io)?;
+            // A missing head is a first use only while no line is sealed (an upgrade).
+            let foreign = match &head {
+                HeadFile::Missing => audit::lines(&bytes).any(head::has_mac),
+                _ => !head.authentic(&AuditKey::of(ring.master())),
+            };
+            if foreign {
                 return Err(OpenError::ForeignHead {
                     path: layout.audit_head(),
                 });
             }
-            let broken = log.check_head().map_err(log_io)?.err();
+            let anchor = ring.body.audit_anchor.as_deref();
+            if let Some(seq) = log.later_change(&bytes, anchor) {
+                return Err(OpenError::Superseded {
+                    path: layout.keystore(),
+                    seq,
+                });
+            }
+            let broken = log.check_head(&bytes).map_err(log_io)?.err();
             // Re-append the anchor only where a crash can have lost it: after the line
             // the head seals. A log cut back before the head is evidence, not a crash.
-            if let (None, Some(anchor)) = (&broken, &ring.body.audit_anchor) {
-                let anchor_seq = serde_json::from_str::<AuditRecord>(anchor).map_or(0, |r| r.seq);
+            if let (None, Some(anchor)) = (&broken, anchor) {
+                let anchor_seq = audit::anchor_seq(Some(anchor));
                 let sealed = match &head {
                     HeadFile::Found(found, _) => found.seq,
                     _ => 0,

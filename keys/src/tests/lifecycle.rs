@@ -154,3 +154,44 @@ fn a_process_holding_the_old_master_key_is_told_of_a_rekey() -> TestResult {
     assert!(node.rotate(FILE_ENCRYPTION).is_err());
     Ok(())
 }
+
+#[test]
+fn a_password_change_or_slot_removal_does_not_revoke_an_old_copy() -> TestResult {
+    // What the README says: only a rekey revokes the master key.
+    let (dir, mut keystore) = new_home()?;
+    let old = fs::read(Layout::new(dir.path()).keystore())?;
+    keystore.change_password(&pw("a brand new password"), None)?;
+    let elsewhere = tempfile::tempdir()?;
+    let layout = Layout::new(elsewhere.path());
+    crate::fsx::create_private_dir(&layout.keys_dir())?;
+    crate::fsx::write_private_file(&layout.keystore(), &old)?;
+    let thief = Keystore::open(elsewhere.path(), &pw("old password"))?;
+    assert_eq!(thief.node_identity_seed(), keystore.node_identity_seed());
+    Ok(())
+}
+
+#[test]
+fn an_old_keystore_put_back_with_its_old_head_is_refused() -> TestResult {
+    // The head alone would agree with the old keystore; the log records (sealed) the
+    // later change.
+    let (dir, mut keystore) = new_home()?;
+    let home = dir.path();
+    let layout = Layout::new(home);
+    let old = fs::read(layout.keystore())?;
+    let old_head = fs::read(layout.audit_head())?;
+    let (v1, _) = keystore.active_file_key()?;
+    keystore.revoke(FILE_ENCRYPTION, v1, "laptop stolen")?;
+    fs::write(layout.keystore(), &old)?;
+    fs::write(layout.audit_head(), &old_head)?;
+    assert!(matches!(
+        Keystore::open(home, &pw("old password")),
+        Err(OpenError::Superseded { .. })
+    ));
+    // Removing the head instead: refused too.
+    fs::remove_file(layout.audit_head())?;
+    assert!(matches!(
+        Keystore::open(home, &pw("old password")),
+        Err(OpenError::ForeignHead { .. })
+    ));
+    Ok(())
+}

@@ -133,11 +133,17 @@ fn share_comments(share: &Share) -> String {
 
 /// The text of a share file: comments a person can read, then the share.
 fn share_file_text(share: &Share) -> Zeroizing<String> {
-    let mut text = Zeroizing::new(share_comments(share));
-    text.push_str(
-        "# Keep it apart from the other shares. Check with `datamesh keys escrow verify`.\n",
-    );
-    text.push_str(&share.to_text());
+    const KEEP: &str =
+        "# Keep it apart from the other shares. Check with `datamesh keys escrow verify`.\n";
+    let comments = share_comments(share);
+    let value = share.to_text();
+    // Reserved to the final length up front: no reallocation leaves a copy of the share.
+    let mut text = Zeroizing::new(String::with_capacity(
+        comments.len() + KEEP.len() + value.len() + 1,
+    ));
+    text.push_str(&comments);
+    text.push_str(KEEP);
+    text.push_str(&value);
     text.push('\n');
     text
 }
@@ -300,6 +306,21 @@ fn split(
     no_network_copy: bool,
     password: &PasswordArgs,
 ) -> anyhow::Result<()> {
+    let contacts = parse_contacts(contact, shares)?;
+    let keystore = home::unlock(&ctx.home, password, &ctx.out)?;
+    split_with(
+        ctx,
+        &keystore,
+        threshold,
+        shares,
+        out_dir,
+        &contacts,
+        no_network_copy,
+    )
+}
+
+/// The contacts' keys, one per share.
+pub(super) fn parse_contacts(contact: &[String], shares: u8) -> anyhow::Result<Vec<PublicKey>> {
     let contacts: Vec<PublicKey> = contact
         .iter()
         .map(|c| parse_public_key(c, "--contact"))
@@ -310,7 +331,20 @@ fn split(
             contacts.len()
         );
     }
-    let keystore = home::unlock(&ctx.home, password, &ctx.out)?;
+    Ok(contacts)
+}
+
+/// A new escrow set of an unlocked keystore: its network copy through the running node
+/// (if any), then the share files.
+pub(super) fn split_with(
+    ctx: &Context,
+    keystore: &Keystore,
+    threshold: u8,
+    shares: u8,
+    out_dir: &Path,
+    contacts: &[PublicKey],
+    no_network_copy: bool,
+) -> anyhow::Result<()> {
     let node = if no_network_copy {
         None
     } else {

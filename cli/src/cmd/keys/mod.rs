@@ -9,6 +9,8 @@ mod escrow;
 mod legacy;
 mod list;
 mod recovery;
+mod rekey;
+mod rollback;
 mod rotate;
 mod slots;
 
@@ -21,8 +23,9 @@ use crate::Context;
 use crate::password::{KdfArgs, NewPasswordArgs, PasswordArgs};
 
 use self::audit::AuditCommand;
-use self::backup::{BackupCommand, BackupPasswordArgs, IdentityArgs};
+use self::backup::{BackupCommand, BackupPasswordArgs, IdentityArgs, SignerArgs};
 use self::escrow::EscrowCommand;
+use self::rekey::RekeyArgs;
 use self::rotate::OnOff;
 use self::slots::{NewSlotArgs, SlotCommand};
 
@@ -148,6 +151,18 @@ still reads it. With it, every file the key opened gets new shards and a new fil
         after_help = "Example:\n  datamesh keys passwd --password-file old.pw --new-password-file new.pw"
     )]
     Passwd(NewSlotArgs),
+    /// Replace the master key: old escrow shares, network copies and old copies of the
+    /// keystore file (with an old password) open nothing written from now on.
+    #[command(
+        after_help = "Examples:\n  datamesh keys rekey\n  datamesh keys rekey --keep-slot-password-file admin.pw --escrow-threshold 3 --escrow-shares 5 --escrow-out-dir ~/escrow\n\nThe slot you unlock with is re-wrapped; other slots are kept only with their password\n(--keep-slot-password-file), else dropped. Keys are not changed: files stay readable with\nthe key versions an old copy holds until you rotate and rewrap (or `keys compromised`)."
+    )]
+    Rekey(RekeyArgs),
+    /// Accept the keystore file as it is now although it is older than the newest this
+    /// home has seen (a deliberate restore of an older copy).
+    #[command(
+        after_help = "Example:\n  cp ~/safe/keystore ~/.local/share/datamesh/keys/keystore && datamesh keys accept-rollback"
+    )]
+    AcceptRollback(PasswordArgs),
     /// Manage unlock slots (several passwords for the same keys).
     Slot {
         #[command(subcommand)]
@@ -207,7 +222,7 @@ still reads it. With it, every file the key opened gets new shards and a new fil
     /// Build a new home (keystore, config.toml, api-token, the node's catalog) from a
     /// backup bundle.
     #[command(
-        after_help = "Examples:\n  datamesh --home ~/new-home keys restore keys.dmbackup --backup-password-file backup.pw\n  datamesh --home ~/new-home keys restore keys.dmbackup --identity-home ~/other   # sealed with --to"
+        after_help = "Examples:\n  datamesh --home ~/new-home keys restore keys.dmbackup --from $(datamesh keys export-public node-identity) --backup-password-file backup.pw\n  datamesh --home ~/new-home keys restore keys.dmbackup --from 3f1c... --identity-home ~/other   # sealed with --to\n\nThe bundle must be signed by the --from key (the source home's node identity), or\n--trust-on-first-use accepts the signer it shows."
     )]
     Restore {
         /// The bundle.
@@ -216,6 +231,8 @@ still reads it. With it, every file the key opened gets new shards and a new fil
         backup_password: BackupPasswordArgs,
         #[command(flatten)]
         identity: IdentityArgs,
+        #[command(flatten)]
+        signer: SignerArgs,
         #[command(flatten)]
         new_password: NewPasswordArgs,
         #[command(flatten)]
@@ -264,6 +281,8 @@ pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
             password,
         } => compromised::compromised(ctx, &password, &name, version, reencrypt, &reason),
         KeysCommand::Passwd(args) => slots::passwd(ctx, &args),
+        KeysCommand::Rekey(args) => rekey::rekey(ctx, &args),
+        KeysCommand::AcceptRollback(password) => rollback::accept(ctx, &password),
         KeysCommand::Slot { command } => slots::run(ctx, command),
         KeysCommand::Audit { command, last } => audit::run(ctx, command, last),
         KeysCommand::ExportPublic { name, password } => list::export_public(ctx, &name, &password),
@@ -290,8 +309,17 @@ pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
             file,
             backup_password,
             identity,
+            signer,
             new_password,
             kdf,
-        } => backup::restore(ctx, &file, &backup_password, &identity, &new_password, &kdf),
+        } => backup::restore(
+            ctx,
+            &file,
+            &backup_password,
+            &identity,
+            &signer,
+            &new_password,
+            &kdf,
+        ),
     }
 }

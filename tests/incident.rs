@@ -135,8 +135,37 @@ fn a_compromised_key_is_revoked_rewrapped_destroyed_and_reencrypted_after_an_int
     get(&net, THIEF, &old_ids[1], &stolen, scratch)?.ok("the thief reads a file before")?;
     assert_same_file(&paths[1], &stolen)?;
 
-    // The incident, without re-encryption: v1 revoked (v2 active), every file re-wrapped,
-    // v1 destroyed.
+    // Revoked first (the usual first reflex): node 0's own files open only with v1, so
+    // they need the explicit override, which the audit log records.
+    let mut cmd = net.cli(0);
+    cmd.args([
+        "keys",
+        "revoke",
+        "file-encryption",
+        "1",
+        "--reason",
+        "laptop stolen",
+    ])
+    .arg("--password-file")
+    .arg(net.password_file(0));
+    run(cmd, scratch)?.ok("keys revoke")?;
+    let back = scratch.join("back-revoked");
+    get(&net, 0, &old_ids[3], &back, scratch)?
+        .fails_with(2, "get of a file only a revoked key opens")?;
+    ensure!(!back.exists(), "a failed get left {}", back.display());
+    let mut cmd = net.cli(0);
+    cmd.args(["get", &old_ids[3], "--allow-revoked", "-o"])
+        .arg(&back);
+    let said = run(cmd, scratch)?.ok_stderr("get --allow-revoked")?;
+    ensure!(said.contains("revoked keys"), "{said}");
+    assert_same_file(&paths[3], &back)?;
+    let mut cmd = net.cli(0);
+    cmd.args(["keys", "audit", "--last", "50"]);
+    let audit = String::from_utf8(run(cmd, scratch)?.ok("keys audit")?)?;
+    ensure!(audit.contains("revoked keys released"), "{audit}");
+
+    // The incident, without re-encryption: v1 already revoked (v2 active), every file
+    // re-wrapped, v1 destroyed.
     let report: serde_json::Value =
         serde_json::from_slice(&run(compromised(&net, &[]), scratch)?.ok("keys compromised")?)?;
     ensure!(report["affected"] == 6, "{report}");

@@ -238,44 +238,32 @@ async fn rewrap_file(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
-) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
-    let access = match access(&query) {
-        Ok(access) => access,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, BadRequest> {
+    let id = parse_id(&id)?;
+    let access = access(&query)?;
     let mut add = Vec::new();
     for (k, v) in query {
         if k == "to" {
-            match parse_key(&v) {
-                Ok(pk) => add.push(pk),
-                Err(e) => return e.into_response(),
-            }
+            add.push(parse_key(&v)?);
         }
     }
-    match state.files.rewrap_with(id, add, access).await {
+    Ok(match state.files.rewrap_with(id, add, access).await {
         Ok(report) => axum::Json(rewrap_report(&report)).into_response(),
         Err(e) => rewrap_error(&e),
-    }
+    })
 }
 
 /// Re-wraps every file of the catalog to the active key.
 async fn rewrap_all(
     State(state): State<ApiState>,
     Query(query): Query<Vec<(String, String)>>,
-) -> Response {
-    let access = match access(&query) {
-        Ok(access) => access,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, BadRequest> {
+    let access = access(&query)?;
     let catalog = state.files.catalog().clone();
     let entries = match tokio::task::spawn_blocking(move || catalog.list()).await {
         Ok(Ok(entries)) => entries,
-        Ok(Err(e)) => return error(ErrorKind::Catalog, &e.to_string()),
-        Err(e) => return error(ErrorKind::Internal, &e.to_string()),
+        Ok(Err(e)) => return Ok(error(ErrorKind::Catalog, &e.to_string())),
+        Err(e) => return Ok(error(ErrorKind::Internal, &e.to_string())),
     };
     let mut all = wire::RewrapAll::default();
     for entry in entries {
@@ -287,7 +275,7 @@ async fn rewrap_all(
             }),
         }
     }
-    axum::Json(all).into_response()
+    Ok(axum::Json(all).into_response())
 }
 
 fn key_usage_error(e: &KeyUsageError) -> Response {
@@ -298,26 +286,25 @@ fn key_usage_error(e: &KeyUsageError) -> Response {
 async fn key_usage(
     State(state): State<ApiState>,
     Query(query): Query<Vec<(String, String)>>,
-) -> Response {
-    let access = match access(&query) {
-        Ok(access) => access,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, BadRequest> {
+    let access = access(&query)?;
     let files = state.files.clone();
-    match tokio::task::spawn_blocking(move || files.key_usage(access)).await {
-        Ok(Ok(usage)) => axum::Json(
-            usage
-                .iter()
-                .map(|(id, keys)| wire::KeyUsage {
-                    id: id.to_string(),
-                    keys: keys.iter().map(ToString::to_string).collect(),
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Ok(Err(e)) => key_usage_error(&e),
-        Err(e) => error(ErrorKind::Internal, &e.to_string()),
-    }
+    Ok(
+        match tokio::task::spawn_blocking(move || files.key_usage(access)).await {
+            Ok(Ok(usage)) => axum::Json(
+                usage
+                    .iter()
+                    .map(|(id, keys)| wire::KeyUsage {
+                        id: id.to_string(),
+                        keys: keys.iter().map(ToString::to_string).collect(),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .into_response(),
+            Ok(Err(e)) => key_usage_error(&e),
+            Err(e) => error(ErrorKind::Internal, &e.to_string()),
+        },
+    )
 }
 
 fn reencrypt_error(e: &ReencryptError) -> Response {

@@ -51,6 +51,9 @@ const VICTIM: usize = 0;
 const IDENTITIES: usize = 2;
 /// Requests each identity keeps in flight (spread over its connections).
 const IN_FLIGHT: usize = 64;
+/// Failures in a row after which an identity counts as cut off (a stream the victim
+/// resets over its stream limit is a failure too, but answers come in between).
+const CUT_OFF: usize = 4 * IN_FLIGHT;
 /// No command may take longer.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
 /// What the honest put and get and the rest of the process may add on top of the bound
@@ -87,8 +90,8 @@ impl Tally {
 }
 
 /// One attacker identity: opens every connection the victim allows and more, keeps
-/// [`IN_FLIGHT`] stores of `blob` in flight, until `stop` or until it is cut off (64
-/// failures in a row: the victim blocked it).
+/// [`IN_FLIGHT`] stores of `blob` in flight, until `stop` or until it is cut off
+/// ([`CUT_OFF`] failures in a row, no answer between them: the victim blocked it).
 async fn flood_as_one(
     target: PeerId,
     addr: Multiaddr,
@@ -126,7 +129,7 @@ async fn flood_as_one(
     }
     let id = ShardId::of(&blob);
     let (mut in_flight, mut failures_in_row) = (0usize, 0usize);
-    while !stop.load(Ordering::Relaxed) && failures_in_row < 64 {
+    while !stop.load(Ordering::Relaxed) && failures_in_row < CUT_OFF {
         while in_flight < IN_FLIGHT {
             swarm.behaviour_mut().send_request(
                 &target,

@@ -34,14 +34,18 @@ impl KeyProvider for StaticKeys {
             .map_err(|_| KeyProviderError::new("bad key"))?;
         let active = SecretKey::from_bytes(&bytes).map_err(KeyProviderError::new)?;
         let again = SecretKey::from_bytes(&bytes).map_err(KeyProviderError::new)?;
-        // Each node's own file-authority root, made from its key for the test.
-        let root = AuthorityRoot::from_bytes(&bytes.map(|b| b ^ 0x5c));
+        let root = test_root(&bytes);
         Ok(FileKeys {
             active,
             decrypt: vec![again],
             authority: vec![root],
         })
     }
+}
+
+/// A node's own file-authority root, made from its file key's bytes for the tests.
+fn test_root(key: &[u8; 32]) -> AuthorityRoot {
+    AuthorityRoot::from_bytes(&key.map(|b| b ^ 0x5c))
 }
 
 struct Net {
@@ -1150,6 +1154,7 @@ impl ChangingKeys {
         Ok(FileKeys {
             active: SecretKey::from_bytes(&active).map_err(KeyProviderError::new)?,
             decrypt,
+            authority: vec![test_root(&active)],
         })
     }
 }
@@ -1344,7 +1349,8 @@ async fn a_whole_file_checksum_failure_cuts_the_download_even_at_a_chunk_multipl
     else {
         return Err("no envelope".into());
     };
-    let dek = KeyEnvelope::from_bytes(&list[0])?.open([&net.keys[0]])?;
+    let dek = KeyEnvelope::from_verified_bytes(&list[0], &manifest.authority().key)?
+        .open([&net.keys[0]])?;
     let mut metadata = manifest
         .open_metadata(&dek)
         .ok_or("metadata does not open")?;
@@ -1376,7 +1382,13 @@ async fn a_whole_file_checksum_failure_cuts_the_download_even_at_a_chunk_multipl
             .is_some_and(|m| m.blake3 == metadata.blake3)
     );
     // Published like a put would: manifest on every node, an envelope, providers.
-    let envelope = KeyEnvelope::seal(id, 1, &dek, &[net.keys[0].public_key()], &net.keys[0])?;
+    // Signed by the owner's authority key: the lying manifest keeps the honest one's
+    // authority key and salt.
+    let authority = datamesh_core::AuthorityKey::derive(
+        &test_root(&net.keys[0].to_bytes()),
+        &lying.authority().salt,
+    )?;
+    let envelope = KeyEnvelope::seal(id, 1, &dek, &[net.keys[0].public_key()], &authority)?;
     for i in 0..net.nodes.len() {
         let peer = net.node(i).peer_id();
         let stored = asker
@@ -1391,7 +1403,13 @@ async fn a_whole_file_checksum_failure_cuts_the_download_even_at_a_chunk_multipl
             .await;
         let announced = asker
             .network()
-            .request(peer, Request::Announce { file: id })
+            .request(
+                peer,
+                Request::Announce {
+                    file: id,
+                    held: ShardId::from_bytes(*id.as_bytes()),
+                },
+            )
             .await;
         if i == 0 {
             assert!(matches!(stored, Ok(Response::Stored)), "{stored:?}");

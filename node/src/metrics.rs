@@ -59,6 +59,8 @@ pub struct Metrics {
     /// Held blobs parsed as manifests to learn a file's authority key (at most once per
     /// blob, whatever the number of envelopes that name it).
     pub manifests_parsed_for_envelopes: Counter,
+    /// Bytes of held blobs read for those parses.
+    pub manifest_bytes_read_for_envelopes: Counter,
     /// Refusals sent to peers, by kind (`kind` = busy, mismatch, full, denied, invalid,
     /// failed, corrupt).
     pub refusals_sent: Family<Label, Counter>,
@@ -106,6 +108,7 @@ impl Metrics {
             put_cleanup_failures: Counter::default(),
             envelopes_refused: Counter::default(),
             manifests_parsed_for_envelopes: Counter::default(),
+            manifest_bytes_read_for_envelopes: Counter::default(),
             refusals_sent: Family::default(),
             peer_strikes: Family::default(),
             peer_strikes_now: Family::default(),
@@ -207,6 +210,11 @@ impl Metrics {
             "manifests_parsed_for_envelopes",
             "Held blobs parsed once to learn a file's authority key",
             m.manifests_parsed_for_envelopes.clone(),
+        );
+        reg.register(
+            "manifest_bytes_read_for_envelopes",
+            "Bytes of held blobs read to learn files' authority keys",
+            m.manifest_bytes_read_for_envelopes.clone(),
         );
         reg.register(
             "refusals_sent",

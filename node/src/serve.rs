@@ -261,7 +261,12 @@ impl Server {
             return Ok(AuthorityPublic::from_bytes(&row).ok());
         }
         let authority = match self.store.get(&blob) {
-            Ok(Some(bytes)) => Manifest::from_bytes(&bytes).ok().map(|m| m.authority().key),
+            Ok(Some(bytes)) => {
+                self.metrics
+                    .manifest_bytes_read_for_envelopes
+                    .inc_by(bytes.len() as u64);
+                Manifest::from_bytes(&bytes).ok().map(|m| m.authority().key)
+            }
             // Gone meanwhile, or corrupt: nothing to cache.
             Ok(None) | Err(StoreError::Corrupt { .. }) => return Ok(None),
             Err(e) => return Err(EnvelopeRefusal::Store(e)),

@@ -1154,7 +1154,8 @@ impl ChangingKeys {
         Ok(FileKeys {
             active: SecretKey::from_bytes(&active).map_err(KeyProviderError::new)?,
             decrypt,
-            authority: vec![test_root(&active)],
+            // The file-authority root stays when the file keys change.
+            authority: vec![AuthorityRoot::from_bytes(&[0x5c; 32])],
         })
     }
 }
@@ -1370,10 +1371,14 @@ async fn a_whole_file_checksum_failure_cuts_the_download_even_at_a_chunk_multipl
     cipher
         .encrypt_in_place(&nonce.into(), &aad, &mut sealed)
         .map_err(|_| "sealing failed")?;
-    let mut bytes = manifest.to_bytes();
-    let cut = bytes.len() - sealed.len();
-    bytes.truncate(cut);
+    // The manifest ends with the sealed metadata, then the authority key (a length byte
+    // and 33 bytes) and its 32-byte salt (docs/format.md): swap the sealed metadata.
+    let honest_bytes = manifest.to_bytes();
+    let tail = 1 + datamesh_core::AUTHORITY_KEY_LEN + datamesh_core::AUTHORITY_SALT_LEN;
+    let cut = honest_bytes.len() - tail - sealed.len();
+    let mut bytes = honest_bytes[..cut].to_vec();
     bytes.extend_from_slice(&sealed);
+    bytes.extend_from_slice(&honest_bytes[honest_bytes.len() - tail..]);
     let lying = datamesh_core::Manifest::from_bytes(&bytes)?;
     let id = lying.file_id();
     assert!(

@@ -188,6 +188,17 @@ fn a_compromised_key_is_revoked_rewrapped_destroyed_and_reencrypted_after_an_int
     };
     ensure!(status(1) == Some("destroyed".into()), "{keys}");
     ensure!(status(2) == Some("active".into()), "{keys}");
+    // Holders keep one envelope per file, replaced by the rewrap: the thief's copy of v1
+    // no longer opens any file, even before re-encryption.
+    for id in &old_ids {
+        let out = get(&net, THIEF, id, &stolen, scratch)?;
+        ensure!(
+            out.code == Some(2),
+            "thief get {id} after the rewrap: {:?} {}",
+            out.code,
+            out.stderr
+        );
+    }
 
     // Now with re-encryption, killed after its first file, then run again.
     let mut first = Running::spawn(

@@ -2,7 +2,7 @@
 //!
 //! TCP + Noise + Yamux; Identify, wired by hand into Kademlia's address book; Kademlia
 //! under DataMesh's own protocol name, forced into server mode; the shard protocol
-//! ([`crate::protocol`]); a connection limit. Everything else in the node talks to the
+//! ([`crate::protocol`]); connection and stream limits. Everything else in the node talks to the
 //! swarm through [`Network`], a cheap handle that sends commands over a bounded
 //! channel, each with a oneshot reply (the structure of libp2p's file-sharing example).
 //! Inbound shard requests are served on blocking threads by an [`InboundHandler`], so
@@ -12,9 +12,17 @@
 //! the swarm (transport and behaviours); `event_loop.rs` is the task that owns it;
 //! `command.rs` is what the two say to each other; `error.rs` what fails.
 //!
-//! The swarm also carries libp2p's block list ([`libp2p::allow_block_list::Behaviour`]), empty
-//! unless a test sets it ([`Network::set_blocked_peers`], reachable only through the
-//! test-fault debug API): a blocked peer's connections are closed and refused both
+//! Inbound work is bounded before it is read: connections per peer and in all, streams
+//! per connection, and the bytes of inbound requests and their answers per peer and in
+//! total (the codec's [`InboundBudget`], answered `Busy` when used up); see
+//! ARCHITECTURE.md, "Inbound work and its worst-case memory". A peer caught sending
+//! wrong bytes or bad frames, or over its share, earns strikes (`accounting.rs`,
+//! [`PeerPolicy`]); at the limit it is blocked for a while, then let back.
+//!
+//! The swarm carries libp2p's block list ([`libp2p::allow_block_list::Behaviour`]) for
+//! those blocks and for a test hook ([`Network::set_blocked_peers`], reachable only
+//! through the test-fault debug API); the two sets are kept apart, a peer is blocked
+//! while it is in either. A blocked peer's connections are closed and refused both
 //! ways, and dials to it are denied at once, so Kademlia queries and shard requests
 //! that would reach it fail immediately instead of waiting for a timeout. This is how
 //! the fault suite partitions a testnet (every node shares 127.0.0.1, so there is no

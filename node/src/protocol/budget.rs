@@ -4,7 +4,7 @@
 //! ```
 //! use datamesh_node::protocol::{InboundBudget, OverBudget};
 //!
-//! let budget = InboundBudget::new(100, 150);
+//! let budget = InboundBudget::exact(100, 150);
 //! let peer = Some(libp2p::PeerId::random());
 //! let held = budget.try_acquire(peer, 80).ok();
 //! assert_eq!(budget.try_acquire(peer, 30).err(), Some(OverBudget::Peer));
@@ -44,7 +44,7 @@ pub enum OverBudget {
     Node,
 }
 
-/// The node's inbound byte budget (see the [module docs](self)). Shared (`Arc`) by the
+/// The node's inbound byte budget (see [`crate::protocol`]). Shared (`Arc`) by the
 /// codec of every connection and by the swarm task.
 pub struct InboundBudget {
     per_peer: usize,

@@ -66,7 +66,7 @@ pub fn response_bytes(response: &Response) -> usize {
         }
 }
 
-/// The node's codec (see the [module docs](self)).
+/// The node's codec: see [`crate::protocol`] and this type's `Clone`.
 pub struct BudgetedCodec {
     budget: Arc<InboundBudget>,
     peer: Option<PeerId>,

@@ -167,9 +167,27 @@ fn read_share_text(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     if len > MAX_SHARE_FILE {
         anyhow::bail!("{} is not a share file (too large)", path.display());
     }
-    Ok(Zeroizing::new(std::fs::read_to_string(path).with_context(
-        || format!("cannot read share file {}", path.display()),
-    )?))
+    // Sized up front (the file's length and one byte to see the end) so that reading
+    // never reallocates, which would leave a copy of the share behind.
+    let context = || format!("cannot read share file {}", path.display());
+    let mut bytes = Zeroizing::new(Vec::with_capacity(
+        usize::try_from(len).unwrap_or(0).saturating_add(1),
+    ));
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).with_context(context)?,
+            MAX_SHARE_FILE,
+        ),
+        &mut bytes,
+    )
+    .with_context(context)?;
+    match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(text) => Ok(Zeroizing::new(text)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            anyhow::bail!("{} is not a share file (not text)", path.display())
+        }
+    }
 }
 
 fn read_shares(files: &[PathBuf]) -> anyhow::Result<Vec<Share>> {

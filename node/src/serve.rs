@@ -252,12 +252,16 @@ impl Server {
     /// each blob held is read and parsed at most once, however many envelopes name it.
     fn held_authority(&self, file: &FileId) -> Result<Option<AuthorityPublic>, EnvelopeRefusal> {
         let blob = ShardId::from_bytes(*file.as_bytes());
-        if !self.store.has(&blob).map_err(EnvelopeRefusal::Store)? {
-            return Ok(None);
-        }
         let files = cf(&self.db, CF_FILES)?;
         let key = row_key(AUTHORITY_PREFIX, file.as_bytes());
-        if let Some(row) = self.db.get_pinned_cf(files, &key).map_err(DbError::from)? {
+        let cached = self.db.get_pinned_cf(files, &key).map_err(DbError::from)?;
+        // A blob's id fixes its bytes: one that was not a manifest never will be.
+        if cached.as_ref().is_some_and(|row| row.is_empty())
+            || !self.store.has(&blob).map_err(EnvelopeRefusal::Store)?
+        {
+            return Ok(None);
+        }
+        if let Some(row) = cached {
             return Ok(AuthorityPublic::from_bytes(&row).ok());
         }
         let authority = match self.store.get(&blob) {
@@ -494,6 +498,22 @@ mod tests {
         assert_eq!(server.envelope_count(), 0);
         assert_eq!(server.metrics.envelopes_refused.get(), 640);
         assert_eq!(server.metrics.manifests_parsed_for_envelopes.get(), 0);
+
+        // Envelopes naming a blob held that is not a manifest (a shard): it is parsed
+        // once, then refused from the cached row.
+        let shard = vec![7u8; 100_000];
+        let id = ShardId::of(&shard);
+        server.store().put(&id, &shard, b"putter")?;
+        let mut bytes = template.clone();
+        bytes[1..33].copy_from_slice(id.as_bytes());
+        for _ in 0..20 {
+            assert_eq!(
+                put(&server, bytes.clone()),
+                refused(InvalidReason::UnknownFile)
+            );
+        }
+        assert_eq!(server.metrics.manifests_parsed_for_envelopes.get(), 1);
+        assert_eq!(server.store().used_bytes()?, shard.len() as u64);
         Ok(())
     }
 

@@ -86,8 +86,13 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
         corpus.put("manifest", &format!("len_{len}"), &file.manifest.to_bytes())?;
         let mut recipients = vec![owner.public_key()];
         recipients.extend(others.iter().take(i % 3).map(SecretKey::public_key));
-        let envelope =
-            KeyEnvelope::seal(file.file_id, i as u64, &file.data_key, &recipients, &authority)?;
+        let envelope = KeyEnvelope::seal(
+            file.file_id,
+            i as u64,
+            &file.data_key,
+            &recipients,
+            &authority,
+        )?;
         corpus.put("envelope", &format!("len_{len}"), &envelope.to_bytes())?;
         corpus.put(
             "ids",

@@ -137,6 +137,10 @@ struct Inner {
     keys: Arc<dyn KeyProvider>,
     metrics: Arc<Metrics>,
     config: FilesConfig,
+    /// Held for the whole of a re-encryption: one at a time, so a request repeated while
+    /// the first still runs (a client killed and run again) waits for it, then finds the
+    /// old file gone instead of making a second new copy.
+    reencrypting: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Files {
@@ -163,8 +167,14 @@ impl Files {
                 keys,
                 metrics,
                 config,
+                reencrypting: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// Serialises re-encryptions (see `Inner::reencrypting`).
+    pub(super) fn reencrypting(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.reencrypting
     }
 
     /// The catalog of files this node has put.

@@ -104,6 +104,7 @@ impl Files {
         id: FileId,
         access: KeyAccess,
     ) -> Result<ReencryptReport, ReencryptError> {
+        let _one_at_a_time = self.reencrypting().lock().await;
         let catalog = self.catalog().clone();
         let (entry, placement) = tokio::task::spawn_blocking(move || {
             Ok::<_, CatalogError>((catalog.get(&id)?, catalog.placement(&id)?))

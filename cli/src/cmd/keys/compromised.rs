@@ -115,6 +115,21 @@ fn bar(ctx: &Context, total: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Records a noted file that is no longer in the catalog (re-encrypted by an interrupted
+/// run, whose new id `datamesh ls` shows, or removed otherwise).
+fn gone(ctx: &Context, state: &mut IncidentState, path: &Path, old: String) -> anyhow::Result<()> {
+    ctx.out.warn(format_args!(
+        "{old} is no longer in the catalog{}",
+        if state.pending.as_deref() == Some(&old) {
+            ": re-encrypted by the interrupted run (its new id is in `datamesh ls`)"
+        } else {
+            ""
+        }
+    ));
+    state.reencrypted.insert(old, None);
+    state.save(path)
+}
+
 fn parse_id(id: &str) -> anyhow::Result<FileId> {
     id.parse()
         .with_context(|| format!("the node listed {id}, which is not a file id"))
@@ -292,16 +307,7 @@ pub(super) fn compromised(
             if !catalog.contains(&old) {
                 // Gone from the catalog: re-encrypted by a run cut short after its
                 // request reached the node (which finishes it), or removed otherwise.
-                ctx.out.warn(format_args!(
-                    "{old} is no longer in the catalog{}",
-                    if state.pending.as_deref() == Some(&old) {
-                        ": re-encrypted by the interrupted run (its new id is in `datamesh ls`)"
-                    } else {
-                        ""
-                    }
-                ));
-                state.reencrypted.insert(old, None);
-                state.save(&path)?;
+                gone(ctx, &mut state, &path, old)?;
                 continue;
             }
             state.pending = Some(old.clone());
@@ -313,6 +319,12 @@ pub(super) fn compromised(
                     state.pending = None;
                     state.save(&path)?;
                 }
+                // The node runs one re-encryption at a time: this request waited for the
+                // interrupted run's, which took the file out of the catalog.
+                Err(datamesh_api::ClientError::Api {
+                    kind: datamesh_api::ErrorKind::NotFound,
+                    ..
+                }) => gone(ctx, &mut state, &path, old)?,
                 Err(e) => reencrypt_failed.push(Failure {
                     id: old,
                     error: e.to_string(),

@@ -298,3 +298,28 @@ fn testnet_command_demo_and_lifecycle() -> anyhow::Result<()> {
     ensure!(!net_dir.exists(), "destroy left {}", net_dir.display());
     Ok(())
 }
+
+/// A rewrap that reaches fewer than three holders of the key envelope fails with exit 4
+/// and one error line saying how many it reached (the data key lives only in the
+/// envelope). It used to print "on 0 peers" and exit 0.
+#[test]
+fn a_rewrap_that_reaches_too_few_holders_exits_non_zero() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let mut net = testnet(scratch, NODES)?;
+    let input = make_file(scratch, 1000, 5)?;
+    let id = put(&net, 0, &input, scratch)?;
+    let mut cmd = net.cli(0);
+    cmd.args(["keys", "rewrap", &id]);
+    run(cmd, scratch)?.ok("rewrap with every node up")?;
+    // One other node left: at most one remote holder of the manifest.
+    for i in 1..NODES - 1 {
+        net.stop(i)?;
+    }
+    let mut cmd = net.cli(0);
+    cmd.args(["keys", "rewrap", &id]);
+    let stderr = run(cmd, scratch)?.fails_with(4, "rewrap with one other node up")?;
+    ensure!(stderr.contains("reached only"), "{stderr}");
+    Ok(())
+}

@@ -183,7 +183,7 @@ fn a_lost_node_comes_back_from_its_bundle_or_from_three_shares_and_the_network()
     write_password_file(&new_pw, "the restored node's new passphrase")?;
     for (case, bundle) in [("bundle-db", &from_db), ("bundle-api", &from_api)] {
         let mut cmd = datamesh(&home0);
-        cmd.args(["keys", "restore"])
+        cmd.args(["keys", "restore", "--trust-on-first-use"])
             .arg(bundle)
             .arg("--backup-password-file")
             .arg(&backup_pw)

@@ -11,7 +11,7 @@
 //! bad_peers          [peer id]: every peer that held a bad copy
 //! repaired_shards    shards rebuilt and placed by the repair
 //! before, after      {state, healthy_stripes, degraded_stripes, unrecoverable_stripes,
-//!                     manifest_copies} (equal when no repair)
+//!                     manifest_copies, envelope_copies} (equal when no repair)
 //! stripes            [ per stripe, after the repair:
 //!   stripe           index
 //!   healthy          shards (of 6) with an intact copy on a live peer
@@ -86,6 +86,9 @@ pub struct CheckSummary {
     pub unrecoverable_stripes: usize,
     /// Live peers holding the manifest.
     pub manifest_copies: usize,
+    /// Manifest holders holding the file's newest key envelope (the data key lives only
+    /// there).
+    pub envelope_copies: usize,
 }
 
 /// One stripe's counts before the repair.

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     BlockPeers, BlockedPeers, CheckReport, ClientError, CorruptedShard, ErrorBody, ErrorKind,
-    KeyUsage, ListedFile, NAME_HEADER, Peer, PutResult, RewrapAll, RewrapReport, Status,
-    decode_name,
+    KeyUsage, ListedFile, NAME_HEADER, Peer, PutResult, ReencryptReport, RewrapAll, RewrapReport,
+    Status, decode_name,
 };
 
 /// A streaming download.
@@ -50,6 +50,14 @@ impl Download {
             )));
         }
         Ok(copied)
+    }
+}
+
+/// The query of a call that may ask for revoked keys.
+fn revoked_query(allow_revoked: bool) -> Vec<(&'static str, String)> {
+    match allow_revoked {
+        true => vec![("allow_revoked", "1".to_string())],
+        false => Vec::new(),
     }
 }
 
@@ -225,7 +233,20 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub fn get(&self, id: &FileId) -> Result<Download, ClientError> {
-        let response = self.answer(self.get_request(&format!("/v1/files/{id}")).call())?;
+        self.get_with(id, false)
+    }
+
+    /// As [`Client::get`]; `allow_revoked` asks for the explicit override of incident
+    /// recovery (revoked keys may open the file, and the node logs it).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn get_with(&self, id: &FileId, allow_revoked: bool) -> Result<Download, ClientError> {
+        let mut request = self.get_request(&format!("/v1/files/{id}"));
+        if allow_revoked {
+            request = request.query("allow_revoked", "1");
+        }
+        let response = self.answer(request.call())?;
         let header = |name: &str| {
             response
                 .headers()
@@ -256,24 +277,62 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub fn rewrap(&self, id: &FileId, to: &[PublicKey]) -> Result<RewrapReport, ClientError> {
-        let query: Vec<(&str, String)> = to.iter().map(|k| ("to", k.to_string())).collect();
+        self.rewrap_with(id, to, false)
+    }
+
+    /// As [`Client::rewrap`]; `allow_revoked`: revoked keys may open the current
+    /// envelope (the explicit override of incident recovery).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn rewrap_with(
+        &self,
+        id: &FileId,
+        to: &[PublicKey],
+        allow_revoked: bool,
+    ) -> Result<RewrapReport, ClientError> {
+        let mut query: Vec<(&str, String)> = to.iter().map(|k| ("to", k.to_string())).collect();
+        query.extend(revoked_query(allow_revoked));
         self.post_json(&format!("/v1/files/{id}/envelope"), &query)
     }
 
-    /// Re-wraps every file of the node's catalog to its active key.
+    /// Re-wraps every file of the node's catalog to its active key; `allow_revoked` as
+    /// in [`Client::rewrap_with`].
     ///
     /// # Errors
     /// See [`ClientError`].
-    pub fn rewrap_all(&self) -> Result<RewrapAll, ClientError> {
-        self.post_json("/v1/rewrap", &[])
+    pub fn rewrap_all(&self, allow_revoked: bool) -> Result<RewrapAll, ClientError> {
+        self.post_json("/v1/rewrap", &revoked_query(allow_revoked))
     }
 
-    /// Per file of the catalog, the key ids of the node's keys that open it.
+    /// Re-encrypts one file of the node's catalog under a fresh data key (new shards, a
+    /// new file id; the old copies released); `allow_revoked` as in
+    /// [`Client::rewrap_with`].
     ///
     /// # Errors
     /// See [`ClientError`].
-    pub fn key_usage(&self) -> Result<Vec<KeyUsage>, ClientError> {
-        self.get_json("/v1/key-usage")
+    pub fn reencrypt(
+        &self,
+        id: &FileId,
+        allow_revoked: bool,
+    ) -> Result<ReencryptReport, ClientError> {
+        self.post_json(
+            &format!("/v1/files/{id}/reencrypt"),
+            &revoked_query(allow_revoked),
+        )
+    }
+
+    /// Per file of the catalog, the key ids of the node's keys that open it (revoked
+    /// versions too with `allow_revoked`).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn key_usage(&self, allow_revoked: bool) -> Result<Vec<KeyUsage>, ClientError> {
+        let mut request = self.get_request("/v1/key-usage");
+        if allow_revoked {
+            request = request.query("allow_revoked", "1");
+        }
+        self.json(request.call())
     }
 
     /// The catalog.

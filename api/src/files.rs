@@ -15,6 +15,8 @@ pub struct PutResult {
     pub peers: usize,
     /// Manifest copies stored.
     pub manifest_copies: usize,
+    /// Remote holders that kept the key envelope (at least 3, or the put fails).
+    pub envelope_copies: usize,
 }
 
 /// One catalog entry, as `GET /v1/files` lists it.
@@ -63,6 +65,23 @@ pub struct RewrapAll {
     pub rewrapped: Vec<RewrapReport>,
     /// Files that could not be.
     pub failed: Vec<RewrapFailure>,
+}
+
+/// One file re-encrypted: what `POST /v1/files/{id}/reencrypt` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReencryptReport {
+    /// The file it replaced (text form), gone from the catalog.
+    pub old: String,
+    /// The new file (text form): a fresh data key, new shards.
+    pub new: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Stripes of the new file.
+    pub stripes: u64,
+    /// Old shard and manifest copies whose holders confirmed the delete.
+    pub released: u64,
+    /// Old copies whose delete failed or went unanswered.
+    pub release_failures: u64,
 }
 
 /// One row of `GET /v1/key-usage`: which of the node's keys open a file of its catalog.
@@ -133,11 +152,12 @@ mod tests {
             stripes: 1,
             peers: 6,
             manifest_copies: 3,
+            envelope_copies: 3,
         };
         let json = serde_json::to_value(&put)?;
         assert_eq!(
             json,
-            serde_json::json!({"id": "dm1x", "size": 5, "stripes": 1, "peers": 6, "manifest_copies": 3})
+            serde_json::json!({"id": "dm1x", "size": 5, "stripes": 1, "peers": 6, "manifest_copies": 3, "envelope_copies": 3})
         );
         assert_eq!(serde_json::from_value::<PutResult>(json)?, put);
         Ok(())

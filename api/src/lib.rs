@@ -28,11 +28,12 @@
 //! | route                  | body / query                 | answers                         |
 //! |------------------------|------------------------------|---------------------------------|
 //! | `POST /v1/files`       | the file; `?name=`, `?to=KEY` (repeatable) | [`PutResult`]     |
-//! | `GET /v1/files/{id}`   |                              | the bytes; `Content-Length`, [`NAME_HEADER`] |
+//! | `GET /v1/files/{id}`   | `?allow_revoked=1`           | the bytes; `Content-Length`, [`NAME_HEADER`] |
 //! | `GET /v1/files`        |                              | `[`[`ListedFile`]`]`            |
-//! | `POST /v1/files/{id}/envelope` | `?to=KEY` (repeatable): sharing | [`RewrapReport`]    |
-//! | `POST /v1/rewrap`      |                              | [`RewrapAll`]                   |
-//! | `GET /v1/key-usage`    |                              | `[`[`KeyUsage`]`]`              |
+//! | `POST /v1/files/{id}/envelope` | `?to=KEY` (repeatable): sharing; `?allow_revoked=1` | [`RewrapReport`] |
+//! | `POST /v1/files/{id}/reencrypt` | `?allow_revoked=1`  | [`ReencryptReport`]             |
+//! | `POST /v1/rewrap`      | `?allow_revoked=1`           | [`RewrapAll`]                   |
+//! | `GET /v1/key-usage`    | `?allow_revoked=1`           | `[`[`KeyUsage`]`]`              |
 //! | `POST /v1/files/{id}/check` | `?verify=1&repair=1`    | [`CheckReport`]                 |
 //! | `GET /v1/status`       |                              | [`Status`]                      |
 //! | `GET /v1/peers`        |                              | `[`[`Peer`]`]`                  |
@@ -40,7 +41,9 @@
 //! | `POST /v1/debug/corrupt-shard` | `?shard=HEX` or `?file=ID[&stripe=N][&index=N]` | [`CorruptedShard`] |
 //! | `POST /v1/debug/block-peers` | [`BlockPeers`]         | [`BlockedPeers`]                |
 //!
-//! The debug routes exist only on a node run with test faults. Errors answer an
+//! `allow_revoked=1` is the explicit override of incident recovery: revoked key versions
+//! may decrypt for that one request (the node logs it, the keystore records it in its
+//! audit log). The debug routes exist only on a node run with test faults. Errors answer an
 //! [`ErrorBody`] with the status of its [`ErrorKind`].
 
 mod check;
@@ -48,6 +51,7 @@ mod client;
 mod debug;
 mod error;
 mod files;
+mod private;
 mod run_file;
 mod status;
 
@@ -58,9 +62,10 @@ pub use client::{Client, Download};
 pub use debug::{BlockPeers, BlockedPeers, CorruptedShard};
 pub use error::{ClientError, ErrorBody, ErrorKind};
 pub use files::{
-    KeyUsage, ListedFile, NAME_HEADER, PutResult, RewrapAll, RewrapFailure, RewrapReport,
-    decode_name, encode_name,
+    KeyUsage, ListedFile, NAME_HEADER, PutResult, ReencryptReport, RewrapAll, RewrapFailure,
+    RewrapReport, decode_name, encode_name,
 };
+pub use private::{PrivateFileError, check_private_file};
 pub use run_file::{RunFile, RunFileError};
 pub use status::{Peer, Status};
 

@@ -38,6 +38,9 @@ pub enum RunFileError {
         #[source]
         source: io::Error,
     },
+    /// The file is open to other users, or not a regular file.
+    #[error(transparent)]
+    NotPrivate(#[from] crate::PrivateFileError),
     /// The file is not a `node.json`.
     #[error("{} is damaged; restart the node", path.display())]
     Damaged {
@@ -61,9 +64,16 @@ impl RunFile {
     /// The `node.json` of `home`; `None` when there is none (the node is not running).
     ///
     /// # Errors
-    /// [`RunFileError`] when it exists but cannot be read or parsed.
+    /// [`RunFileError`] when it exists but cannot be read or parsed, or group or others
+    /// may read it ([`RunFileError::NotPrivate`]: it tells where the API and its token
+    /// are used, and a planted one would send the token elsewhere).
     pub fn read(home: &Path) -> Result<Option<Self>, RunFileError> {
         let path = Self::path(home);
+        match crate::check_private_file(&path) {
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+            Ok(()) => {}
+        }
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -82,6 +92,8 @@ impl RunFile {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -96,7 +108,14 @@ mod tests {
             api: "127.0.0.1:7070".parse()?,
             listen: vec!["/ip4/127.0.0.1/tcp/1/p2p/12D3Koo".into()],
         };
-        std::fs::write(RunFile::path(home.path()), run.to_json())?;
+        let path = RunFile::path(home.path());
+        std::fs::write(&path, run.to_json())?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        assert!(matches!(
+            RunFile::read(home.path()),
+            Err(RunFileError::NotPrivate(_))
+        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         assert_eq!(RunFile::read(home.path())?, Some(run));
         let text = std::fs::read_to_string(RunFile::path(home.path()))?;
         assert!(text.contains(r#""api": "127.0.0.1:7070""#), "{text}");

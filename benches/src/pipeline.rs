@@ -13,8 +13,8 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use anyhow::{Context as _, anyhow};
 use datamesh_core::{
-    DecodeReport, Decoder, EncodeOptions, EncodedFile, Encoder, SegmentSize, StripeShards,
-    TOTAL_SHARDS,
+    AuthorityKey, AuthorityRoot, AuthoritySalt, DecodeReport, Decoder, EncodeOptions, EncodedFile,
+    Encoder, FileAuthority, SegmentSize, StripeShards, TOTAL_SHARDS,
 };
 use rayon::prelude::*;
 use reed_solomon_simd::ReedSolomonEncoder;
@@ -170,6 +170,12 @@ fn options(in_flight: usize) -> anyhow::Result<EncodeOptions> {
         .with_stripes_in_flight(in_flight))
 }
 
+/// The authority a bench file's manifest commits to (a fixed root, a fresh salt).
+fn authority() -> anyhow::Result<FileAuthority> {
+    let root = AuthorityRoot::from_bytes(&[0xbe; 32]);
+    Ok(AuthorityKey::derive(&root, &AuthoritySalt::random())?.file_authority())
+}
+
 /// Encodes `data` (stripes dropped as they come, as a put hands them to the network).
 ///
 /// # Errors
@@ -179,7 +185,7 @@ pub fn encode(data: &[u8], in_flight: usize) -> anyhow::Result<EncodedFile> {
     for stripe in encoder.by_ref() {
         black_box(stripe?);
     }
-    Ok(encoder.finish()?)
+    Ok(encoder.finish(authority()?)?)
 }
 
 /// Encodes `data` and keeps every stripe's six shards.
@@ -195,7 +201,7 @@ pub fn encode_stripes(
     for stripe in encoder.by_ref() {
         stripes.push(stripe?.into_shards());
     }
-    Ok((stripes, encoder.finish()?))
+    Ok((stripes, encoder.finish(authority()?)?))
 }
 
 /// Data shards 0 and 2 missing: every stripe needs an RS rebuild (the worst case a get

@@ -30,6 +30,9 @@ pub(crate) struct Config {
     pub(crate) listen_address: String,
     /// Address of the local HTTP API.
     pub(crate) api_address: SocketAddr,
+    /// Whether `api_address` may be a non-loopback address (plain HTTP with a bearer
+    /// token, reachable from other machines): refused unless true.
+    pub(crate) api_allow_remote: bool,
     /// Peers (multiaddrs with /p2p/PEER_ID) to join at start.
     pub(crate) bootstrap: Vec<String>,
     /// Bytes of shards stored for others at most.
@@ -47,6 +50,7 @@ impl Default for Config {
         Self {
             listen_address: DEFAULT_LISTEN.to_owned(),
             api_address: DEFAULT_API,
+            api_allow_remote: false,
             bootstrap: Vec::new(),
             storage_quota_bytes: DEFAULT_STORAGE_QUOTA,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
@@ -65,7 +69,7 @@ const FOOTER: &str =
 
 /// Every key of [`Config`], in the order written, with the comment above it (a unit test
 /// checks that the list and the struct agree).
-const KEYS: [(&str, &str); 7] = [
+const KEYS: [(&str, &str); 8] = [
     (
         "listen_address",
         "libp2p listen address of the node (port 0: any free port); overridden by\n\
@@ -75,6 +79,12 @@ const KEYS: [(&str, &str); 7] = [
         "api_address",
         "Local HTTP API (the CLI's way in), with the bearer token in ./api-token;\n\
          overridden by `node run --api` or DATAMESH_API.",
+    ),
+    (
+        "api_allow_remote",
+        "Allow an api_address other than loopback (127.0.0.1, ::1). The API is plain\n\
+         HTTP: its token and your files would cross the network unencrypted. Off by\n\
+         default; `node run --api-allow-remote` also allows it.",
     ),
     (
         "bootstrap",
@@ -135,6 +145,24 @@ impl Config {
         text.push('\n');
         text.push_str(FOOTER);
         Ok(text)
+    }
+
+    /// Refuses to serve the API on `addr` unless it is loopback or `allow_remote` (the
+    /// config key or the flag) says so explicitly.
+    ///
+    /// # Errors
+    ///
+    /// `addr` is not a loopback address and remote binds are not allowed.
+    pub(crate) fn check_api_address(addr: SocketAddr, allow_remote: bool) -> anyhow::Result<()> {
+        if addr.ip().is_loopback() || allow_remote {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "refusing to serve the API on {addr}: it is not a loopback address, and the API is plain \
+             HTTP (its bearer token and your files would cross the network unencrypted); use \
+             127.0.0.1, or allow it explicitly with `node run --api-allow-remote` or \
+             api_allow_remote = true in config.toml"
+        )
     }
 
     /// Reads and checks the config file at `path`.
@@ -225,6 +253,27 @@ log_level = "info"
         assert_eq!(config.storage_quota_bytes, 10 << 30);
         assert_eq!(config.check_interval, 600);
         assert!(!config.check_verify);
+    }
+
+    #[test]
+    fn a_remote_api_address_needs_the_explicit_option() -> TestResult {
+        for (addr, allowed) in [
+            ("127.0.0.1:0", true),
+            ("[::1]:7070", true),
+            ("0.0.0.0:7070", false),
+            ("192.0.2.7:7070", false),
+            ("[::]:0", false),
+        ] {
+            let addr: SocketAddr = addr.parse()?;
+            let result = Config::check_api_address(addr, false);
+            assert_eq!(result.is_ok(), allowed, "{addr}");
+            if let Err(e) = result {
+                assert!(e.to_string().contains("--api-allow-remote"), "{e}");
+            }
+            assert!(Config::check_api_address(addr, true).is_ok());
+        }
+        assert!(!Config::default().api_allow_remote);
+        Ok(())
     }
 
     #[test]

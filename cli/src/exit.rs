@@ -7,7 +7,7 @@
 //! | 2 | authentication: wrong, missing, mismatched or weak password; no key opens the file; too few escrow shares; a bundle or share sealed to another key |
 //! | 3 | not found: no keystore in the home, no such key, version, slot or file |
 //! | 4 | network: node not running, peer unreachable, not enough shards or peers |
-//! | 5 | integrity: keystore, audit log, bundle, share or network copy damaged or tampered with; a stripe unrecoverable |
+//! | 5 | integrity: keystore, audit log, bundle, share or network copy damaged or tampered with (an old keystore put back, a cut audit log, a bundle not signed by --from); a stripe unrecoverable |
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -100,7 +100,9 @@ fn classify(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
     }
     if let Some(e) = err.downcast_ref::<AuditError>() {
         return Some(match e {
-            AuditError::Broken { .. } | AuditError::AnchorMissing { .. } => Code::Integrity,
+            AuditError::Broken { .. }
+            | AuditError::AnchorMissing { .. }
+            | AuditError::Tampered { .. } => Code::Integrity,
             _ => Code::Failure,
         });
     }
@@ -121,7 +123,10 @@ fn classify(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
             BackupError::NotABackup
             | BackupError::Damaged { .. }
             | BackupError::UnsupportedVersion { .. }
-            | BackupError::Kdf(_) => Code::Integrity,
+            | BackupError::Kdf(_)
+            | BackupError::BadSignature
+            | BackupError::WrongSigner { .. }
+            | BackupError::Unsigned(_) => Code::Integrity,
             BackupError::Password(_) | BackupError::Create(CreateError::Password(_)) => Code::Auth,
             _ => Code::Failure,
         });
@@ -207,7 +212,11 @@ fn open(err: &OpenError) -> Code {
     match err {
         OpenError::WrongPassword { .. } => Code::Auth,
         OpenError::NotInitialised { .. } => Code::NotFound,
-        OpenError::Corrupt { .. } | OpenError::Kdf { .. } => Code::Integrity,
+        OpenError::Corrupt { .. }
+        | OpenError::Kdf { .. }
+        | OpenError::RolledBack { .. }
+        | OpenError::ForeignHead { .. }
+        | OpenError::Superseded { .. } => Code::Integrity,
         _ => Code::Failure,
     }
 }
@@ -217,7 +226,7 @@ fn change(err: &ChangeError) -> Code {
         ChangeError::NoSuchKey { .. }
         | ChangeError::NoSuchVersion { .. }
         | ChangeError::NoSuchSlot { .. } => Code::NotFound,
-        ChangeError::Password(_) => Code::Auth,
+        ChangeError::Password(_) | ChangeError::RekeyPassword(_) => Code::Auth,
         ChangeError::Reload(e) => open(e),
         _ => Code::Failure,
     }

@@ -6,6 +6,7 @@
 //!   config.toml      0600  node settings (see config.rs)
 //!   api-token        0600  bearer token of the local HTTP API: 64 hex characters
 //!   node.json        0600  where the running node's API is (removed on a clean stop)
+//!   incident-NAME-vN.json 0600  progress of `keys compromised NAME N`
 //!   keys/            0700  the keystore (see datamesh_keys::Layout)
 //!   node/db/               the node's RocksDB
 //! ```
@@ -50,6 +51,19 @@ pub(crate) fn api_token(home: &Path) -> PathBuf {
     home.join(API_TOKEN_FILE)
 }
 
+/// `<home>/incident-NAME-vVERSION.json`, the progress of `keys compromised` (a name's
+/// characters other than ASCII letters, digits, `-`, `_` and `.` become `_`).
+pub(crate) fn incident_state(home: &Path, name: &str, version: u32) -> PathBuf {
+    let safe: String = name
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
+            _ => '_',
+        })
+        .collect();
+    home.join(format!("incident-{safe}-v{version}.json"))
+}
+
 /// `<home>/node`, the node's data folder.
 pub(crate) fn node_dir(home: &Path) -> PathBuf {
     home.join("node")
@@ -72,9 +86,14 @@ pub(crate) fn new_api_token() -> Zeroizing<String> {
     Zeroizing::new(data_encoding::HEXLOWER.encode(&token[..]))
 }
 
-/// Reads `<home>/api-token`.
+/// Reads `<home>/api-token`, refusing one that group or others may read (as the keystore
+/// refuses its files).
 pub(crate) fn read_api_token(home: &Path) -> anyhow::Result<Zeroizing<String>> {
     let path = api_token(home);
+    match datamesh_api::check_private_file(&path) {
+        Err(e) if !e.is_not_found() => return Err(e.into()),
+        _ => {}
+    }
     std::fs::read_to_string(&path)
         .map(Zeroizing::new)
         .with_context(|| {

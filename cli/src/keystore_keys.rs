@@ -3,15 +3,18 @@
 //! take effect without a restart.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use datamesh_keys::{ChangeError, Keystore};
+use datamesh_keys::{AuditEvent, AuditOp, ChangeError, Keystore, OpenError};
 use datamesh_node::{FileKeys, KeyProvider, KeyProviderError};
-use tracing::info;
+use tracing::{info, warn};
 
 /// A [`KeyProvider`] over an unlocked keystore.
 #[derive(Debug)]
 pub(crate) struct KeystoreKeys {
     keystore: Mutex<Keystore>,
+    /// Whether the rekey warning was logged (once).
+    rekeyed: AtomicBool,
 }
 
 impl KeystoreKeys {
@@ -19,6 +22,7 @@ impl KeystoreKeys {
     pub(crate) fn new(keystore: Keystore) -> Self {
         Self {
             keystore: Mutex::new(keystore),
+            rekeyed: AtomicBool::new(false),
         }
     }
 
@@ -39,18 +43,123 @@ impl KeystoreKeys {
     }
 }
 
-impl KeyProvider for KeystoreKeys {
-    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+impl KeystoreKeys {
+    /// The active key and the decryption keys, revoked versions included if asked.
+    fn keys(&self, allow_revoked: bool) -> Result<FileKeys, KeyProviderError> {
         let mut keystore = self.keystore.lock().unwrap_or_else(|p| p.into_inner());
-        if keystore.reload().map_err(KeyProviderError::new)? {
-            info!("keystore changed on disk; reloaded");
+        match keystore.reload() {
+            Ok(true) => info!("keystore changed on disk; reloaded"),
+            Ok(false) => {}
+            // Rekeyed by `datamesh keys rekey`: the keys held are still this home's (a
+            // rekey changes no key), but later changes cannot be followed until a
+            // restart unlocks the new master key.
+            Err(OpenError::Rekeyed { .. }) => {
+                if !self.rekeyed.swap(true, Ordering::Relaxed) {
+                    warn!("the keystore was rekeyed; restart the node to follow later key changes");
+                }
+            }
+            // An older keystore put back (RolledBack) or a damaged one: refused, never
+            // adopted, so a revoked key cannot come back.
+            Err(e) => return Err(KeyProviderError::new(e)),
+        }
+        if keystore.authority_roots(false).is_empty()
+            && keystore
+                .ensure_file_authority()
+                .map_err(KeyProviderError::new)?
+        {
+            info!("keystore had no file-authority root; created one");
         }
         let (_, active) = keystore.active_file_key().map_err(KeyProviderError::new)?;
-        let decrypt = keystore
-            .decryption_keys(false)
+        let all = keystore.decryption_keys(allow_revoked);
+        if allow_revoked {
+            let revoked: Vec<String> = all
+                .iter()
+                .filter(|(info, _)| info.status == datamesh_keys::KeyStatus::Revoked)
+                .map(|(info, _)| format!("{} v{}", info.name, info.version))
+                .collect();
+            if !revoked.is_empty() {
+                // Never silent: the override is written where the keys' history is.
+                let detail = format!(
+                    "revoked keys released to the node for one operation (explicit override): {}",
+                    revoked.join(", ")
+                );
+                warn!("{detail}");
+                if let Err(e) =
+                    keystore.log(&AuditEvent::new(AuditOp::Incident).with_detail(detail))
+                {
+                    return Err(KeyProviderError::new(format!(
+                        "revoked keys are released only when the audit log records it, and it cannot be written: {e}"
+                    )));
+                }
+            }
+        }
+        let decrypt = all.into_iter().map(|(_, key)| key).collect();
+        let authority = keystore
+            .authority_roots(false)
             .into_iter()
-            .map(|(_, key)| key)
+            .map(|(_, root)| root)
             .collect();
-        Ok(FileKeys { active, decrypt })
+        Ok(FileKeys {
+            active,
+            decrypt,
+            authority,
+        })
+    }
+}
+
+impl KeyProvider for KeystoreKeys {
+    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+        self.keys(false)
+    }
+
+    fn file_keys_with_revoked(&self) -> Result<FileKeys, KeyProviderError> {
+        self.keys(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datamesh_keys::{FILE_ENCRYPTION, KdfParams, Layout, Password};
+
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn home() -> Result<(tempfile::TempDir, Password, Keystore), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let password = Password::new("the node's passphrase 41")?;
+        let keystore = Keystore::create(dir.path(), &password, KdfParams::new(8, 1, 1)?)?;
+        Ok((dir, password, keystore))
+    }
+
+    #[test]
+    fn the_node_refuses_an_old_keystore_put_back_under_it() -> TestResult {
+        let (dir, password, keystore) = home()?;
+        let path = Layout::new(dir.path()).keystore();
+        let before_revoke = std::fs::read(&path)?;
+        let node = KeystoreKeys::new(keystore);
+        let mut cli = Keystore::open(dir.path(), &password)?;
+        let (v1, _) = cli.active_file_key()?;
+        cli.revoke(FILE_ENCRYPTION, v1, "laptop stolen")?;
+        // The node follows the revocation: v1 no longer decrypts.
+        assert_eq!(node.file_keys()?.decrypt.len(), 1);
+        std::fs::write(&path, &before_revoke)?;
+        let refused = node
+            .file_keys()
+            .err()
+            .ok_or("the old keystore was adopted")?;
+        assert!(refused.to_string().contains("older"), "{refused}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_node_keeps_its_keys_after_a_rekey_by_the_cli() -> TestResult {
+        let (dir, password, keystore) = home()?;
+        let node = KeystoreKeys::new(keystore);
+        let before = node.file_keys()?.active.public_key();
+        let mut cli = Keystore::open(dir.path(), &password)?;
+        cli.rekey(&password, &[])?;
+        assert_eq!(node.file_keys()?.active.public_key(), before);
+        Ok(())
     }
 }

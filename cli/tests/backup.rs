@@ -53,11 +53,12 @@ fn backup_verify_and_restore_into_a_new_home() -> TestResult {
         .assert()
         .success();
     let stdout = String::from_utf8(out.get_output().stdout.clone())?;
-    assert!(stdout.contains("3 key version(s)"), "{stdout}");
+    // node-identity, file-encryption v1 and v2, file-authority.
+    assert!(stdout.contains("4 key version(s)"), "{stdout}");
 
     let new_home = h.dir.path().join("new-home");
     datamesh(&new_home)
-        .args(["keys", "restore"])
+        .args(["keys", "restore", "--trust-on-first-use"])
         .arg(&bundle)
         .arg(arg("backup-password-file", &backup_pw))
         .arg(arg("new-password-file", &new_pw))
@@ -82,7 +83,7 @@ fn backup_verify_and_restore_into_a_new_home() -> TestResult {
 
     // Restoring over an existing home is refused.
     datamesh(&new_home)
-        .args(["keys", "restore"])
+        .args(["keys", "restore", "--trust-on-first-use"])
         .arg(&bundle)
         .arg(arg("backup-password-file", &backup_pw))
         .arg(arg("new-password-file", &new_pw))
@@ -135,7 +136,7 @@ fn bad_bundles_give_clear_errors_and_write_nothing() -> TestResult {
         assert!(stderr(out.get_output()).contains(message), "{name}");
         let target = h.dir.path().join(format!("home-{name}"));
         let out = datamesh(&target)
-            .args(["keys", "restore"])
+            .args(["keys", "restore", "--trust-on-first-use"])
             .arg(&file)
             .arg(arg("backup-password-file", pw))
             .arg(arg("new-password-file", &new_pw))
@@ -187,7 +188,7 @@ fn bundle_sealed_to_a_recipient_key_opens_only_in_the_recipients_home() -> TestR
         .assert()
         .success();
     let stdout = String::from_utf8(out.get_output().stdout.clone())?;
-    assert!(stdout.contains("2 key version(s)"), "{stdout}");
+    assert!(stdout.contains("3 key version(s)"), "{stdout}");
     assert!(stdout.contains("sealed to key id"), "{stdout}");
 
     // The wrong recipient, or a backup password: clear errors.
@@ -216,7 +217,7 @@ fn bundle_sealed_to_a_recipient_key_opens_only_in_the_recipients_home() -> TestR
     let new_pw = password_file(h.dir.path(), "new-pw", "the restored home's passphrase")?;
     let restore = |target: &std::path::Path, identity: &Home| {
         let mut cmd = datamesh(target);
-        cmd.args(["keys", "restore"])
+        cmd.args(["keys", "restore", "--trust-on-first-use"])
             .arg(&bundle)
             .arg(arg("identity-home", &identity.home))
             .arg(arg("password-file", &identity.password))
@@ -230,7 +231,7 @@ fn bundle_sealed_to_a_recipient_key_opens_only_in_the_recipients_home() -> TestR
     assert!(!wrong_target.exists(), "nothing may be written");
     // Without --identity-home: it says what to give.
     let out = datamesh(&wrong_target)
-        .args(["keys", "restore"])
+        .args(["keys", "restore", "--trust-on-first-use"])
         .arg(&bundle)
         .arg(arg("new-password-file", &new_pw))
         .assert()
@@ -330,7 +331,7 @@ fn bundles_and_shares_never_hold_a_key_in_the_clear() -> TestResult {
     let new_pw = password_file(h.dir.path(), "new-pw", "the restored home's passphrase")?;
     let target = h.dir.path().join("restored");
     datamesh(&target)
-        .args(["keys", "restore"])
+        .args(["keys", "restore", "--trust-on-first-use"])
         .arg(&files[0])
         .arg(arg("backup-password-file", &backup_pw))
         .arg(arg("new-password-file", &new_pw))

@@ -65,11 +65,13 @@ fn init_writes_config_token_and_prints_the_keys() -> TestResult {
         .success();
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout)?;
     let keys = json["keys"].as_array().ok_or("keys")?;
-    assert_eq!(keys.len(), 2);
+    assert_eq!(keys.len(), 3);
     assert_eq!(keys[0]["name"], "node-identity");
     assert_eq!(keys[0]["algorithm"], "ed25519");
     assert_eq!(keys[1]["name"], "file-encryption");
     assert_eq!(keys[1]["public_key"].as_str().map(str::len), Some(66));
+    assert_eq!(keys[2]["name"], "file-authority");
+    assert_eq!(keys[2]["purpose"], "file-authority");
 
     let config: toml::Table = fs::read_to_string(home.join("config.toml"))?.parse()?;
     assert_eq!(
@@ -216,5 +218,68 @@ fn help_and_usage_errors() -> TestResult {
         .assert()
         .code(1);
     assert_eq!(stderr(out.get_output()).lines().count(), 1);
+    Ok(())
+}
+
+#[test]
+fn an_api_token_or_node_json_open_to_others_is_refused() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new()?;
+    let token = home.home.join("api-token");
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o644))?;
+    // The node refuses to serve with a token others may have read (before binding).
+    datamesh(&home.home)
+        .args(["node", "run", "--password-file"])
+        .arg(&home.password)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("api-token").and(predicate::str::contains("chmod 600")));
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600))?;
+    // A node.json others can write could send the token anywhere: refused.
+    let run = home.home.join("node.json");
+    fs::write(
+        &run,
+        r#"{"pid": 1, "peer_id": "12D3Koo", "api": "127.0.0.1:9", "listen": []}"#,
+    )?;
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o666))?;
+    datamesh(&home.home)
+        .arg("ls")
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("node.json").and(predicate::str::contains("chmod 600")));
+    Ok(())
+}
+
+#[test]
+fn a_non_loopback_api_address_is_refused_without_the_explicit_option() -> TestResult {
+    let home = Home::new()?;
+    for api in ["0.0.0.0:0", "[::]:0"] {
+        datamesh(&home.home)
+            .args(["node", "run", "--api", api, "--password-file"])
+            .arg(&home.password)
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(1)
+            .stderr(
+                predicate::str::contains("not a loopback address")
+                    .and(predicate::str::contains("--api-allow-remote")),
+            );
+    }
+    // The same from config.toml.
+    let config = home.home.join("config.toml");
+    let text = fs::read_to_string(&config)?.replace(
+        "api_address = \"127.0.0.1:0\"",
+        "api_address = \"0.0.0.0:0\"",
+    );
+    fs::write(&config, text)?;
+    datamesh(&home.home)
+        .args(["node", "run", "--password-file"])
+        .arg(&home.password)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("api_allow_remote = true"));
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::io::{ErrorKind, Read};
 use rayon::prelude::*;
 
 use crate::aead::{DataKey, Nonce, SegmentCipher, TAG_LEN};
+use crate::authority::FileAuthority;
 use crate::erasure::{DATA_SHARDS, TOTAL_SHARDS, encode_parity, shard_len};
 use crate::error::EncodeError;
 use crate::hash::{SegmentDigest, TreeHasher};
@@ -141,10 +142,11 @@ pub struct EncodedFile {
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use datamesh_core::{EncodeOptions, Encoder};
+/// use datamesh_core::{AuthorityKey, AuthorityRoot, AuthoritySalt, EncodeOptions, Encoder};
+/// let authority = AuthorityKey::derive(&AuthorityRoot::from_bytes(&[1; 32]), &AuthoritySalt::random())?;
 /// let mut encoder = Encoder::new(&b"hello"[..], EncodeOptions::new("hello.txt"));
 /// let stripes = encoder.by_ref().collect::<Result<Vec<_>, _>>()?;
-/// let encoded = encoder.finish()?;
+/// let encoded = encoder.finish(authority.file_authority())?;
 /// assert_eq!(stripes.len(), 1);
 /// assert_eq!(encoded.manifest.stripes()[0], *stripes[0].ids());
 /// # Ok(()) }
@@ -258,12 +260,13 @@ impl<R: Read> Encoder<R> {
         Ok(())
     }
 
-    /// Builds the manifest once every stripe has been taken.
+    /// Builds the manifest once every stripe has been taken. It commits to `authority`,
+    /// the file's envelope-signing key and salt ([`crate::AuthorityKey::file_authority`]).
     ///
     /// # Errors
     /// [`EncodeError::StripesPending`] if the iterator was not drained;
     /// [`EncodeError::AlreadyFailed`] if it returned an error.
-    pub fn finish(self) -> Result<EncodedFile, EncodeError> {
+    pub fn finish(self, authority: FileAuthority) -> Result<EncodedFile, EncodeError> {
         if self.failed {
             return Err(EncodeError::AlreadyFailed);
         }
@@ -282,6 +285,7 @@ impl<R: Read> Encoder<R> {
             self.shard_ids,
             &metadata,
             &self.key,
+            authority,
         );
         Ok(EncodedFile {
             file_id: manifest.file_id(),

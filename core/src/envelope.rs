@@ -1,31 +1,36 @@
-//! Key envelopes: a file's data key wrapped to each recipient, signed by the owner.
+//! Key envelopes: a file's data key wrapped to each recipient, signed by the file's
+//! authority key.
 //!
 //! The envelope lives beside the manifest, not inside it, so rotation and sharing publish
 //! a new envelope (higher sequence number) without touching the file id or any shard.
-//! A forged envelope cannot grant access: it cannot contain the right data key without
-//! the owner's keys, and a wrong key fails the metadata's and first segment's
-//! authentication.
+//! Only the owner can make an envelope that verifies: it is signed with the file's
+//! authority key ([`crate::AuthorityKey`]), derived from the owner's root secret, whose
+//! verifying key the manifest commits to. The envelope names no owner: two files'
+//! envelopes do not show that they have one. A forged envelope cannot grant access
+//! either: it cannot contain the right data key without the owner's keys, and a wrong
+//! key fails the metadata's and first segment's authentication.
 //!
 //! Wire form: version byte || postcard([`EnvelopeBody`]) || 64-byte ECDSA signature
-//! (secp256k1, SHA-256, RFC 6979) by the owner's file-encryption key over
-//! `"datamesh key envelope v1\0" || version || body`.
+//! (secp256k1, SHA-256, RFC 6979, low-S) by the file's authority key over
+//! `"datamesh key envelope v2\0" || version || body`.
 
+use k256::ecdsa::Signature;
 use k256::ecdsa::signature::{Signer, Verifier};
-use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::aead::{DataKey, KEY_LEN};
+use crate::authority::{AuthorityKey, AuthorityPublic};
 use crate::ecies::{self, PublicKey, SecretKey};
 use crate::error::EnvelopeError;
 use crate::ids::{FileId, KeyId};
 
 /// The envelope format this build writes and reads.
-pub const ENVELOPE_VERSION: u8 = 1;
+pub const ENVELOPE_VERSION: u8 = 2;
 /// Most recipients one envelope may name.
 pub const MAX_RECIPIENTS: usize = 256;
 const SIGNATURE_LEN: usize = 64;
 const MAX_WRAPPED_LEN: usize = 256;
-const SIGNING_CONTEXT: &[u8] = b"datamesh key envelope v1\0";
+const SIGNING_CONTEXT: &[u8] = b"datamesh key envelope v2\0";
 
 /// A data key wrapped (ECIES) to one recipient.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,31 +45,32 @@ pub struct WrappedKey {
 struct EnvelopeBody {
     file_id: FileId,
     sequence: u64,
-    /// Compressed SEC1 public key of the signer.
-    owner: Vec<u8>,
     wrapped: Vec<WrappedKey>,
 }
 
 /// A signed list of wrapped data keys for one file.
+///
+/// [`KeyEnvelope::from_bytes`] checks only the structure: whether the signature is the
+/// file owner's needs the file's authority key, from its manifest
+/// ([`KeyEnvelope::verify`], or [`KeyEnvelope::from_verified_bytes`] for both at once).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyEnvelope {
     body: EnvelopeBody,
-    owner: PublicKey,
     signature: [u8; SIGNATURE_LEN],
 }
 
 impl KeyEnvelope {
-    /// Wraps `key` to every recipient (duplicates removed) and signs with `owner`.
+    /// Wraps `key` to every recipient (duplicates removed) and signs with the file's
+    /// authority key.
     ///
     /// # Errors
-    /// [`EnvelopeError::Malformed`] with no recipients or more than [`MAX_RECIPIENTS`];
-    /// [`EnvelopeError::BadSignature`] if the owner key cannot sign (never for a valid key).
+    /// [`EnvelopeError::Malformed`] with no recipients or more than [`MAX_RECIPIENTS`].
     pub fn seal(
         file_id: FileId,
         sequence: u64,
         key: &DataKey,
         recipients: &[PublicKey],
-        owner: &SecretKey,
+        authority: &AuthorityKey,
     ) -> Result<Self, EnvelopeError> {
         let mut wrapped: Vec<WrappedKey> = Vec::with_capacity(recipients.len());
         for pk in recipients {
@@ -80,28 +86,23 @@ impl KeyEnvelope {
         if wrapped.is_empty() || wrapped.len() > MAX_RECIPIENTS {
             return Err(EnvelopeError::Malformed("recipient count out of range"));
         }
-        let owner_pk = owner.public_key();
         let body = EnvelopeBody {
             file_id,
             sequence,
-            owner: owner_pk.to_compressed().to_vec(),
             wrapped,
         };
-        let signing = SigningKey::from_slice(owner.to_bytes().as_slice())
-            .map_err(|_| EnvelopeError::BadSignature)?;
-        let signature: Signature = signing.sign(&signed_message(&body));
+        let signature: Signature = authority.signing_key().sign(&signed_message(&body));
         Ok(Self {
             body,
-            owner: owner_pk,
             signature: signature.to_bytes().into(),
         })
     }
 
-    /// Parses an envelope from untrusted bytes and checks its signature.
+    /// Parses an envelope from untrusted bytes and checks its structure (not whose
+    /// signature it carries: see [`KeyEnvelope::verify`]).
     ///
     /// # Errors
-    /// [`EnvelopeError::UnsupportedVersion`], [`EnvelopeError::Malformed`] or
-    /// [`EnvelopeError::BadSignature`].
+    /// [`EnvelopeError::UnsupportedVersion`] or [`EnvelopeError::Malformed`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         let (&version, rest) = bytes
             .split_first()
@@ -127,17 +128,23 @@ impl KeyEnvelope {
         {
             return Err(EnvelopeError::Malformed("wrapped key too long"));
         }
-        let owner = PublicKey::from_sec1_bytes(&body.owner)
-            .map_err(|_| EnvelopeError::Malformed("bad owner key"))?;
-        let envelope = Self {
-            body,
-            owner,
-            signature,
-        };
+        let envelope = Self { body, signature };
         if envelope.to_bytes() != bytes {
             return Err(EnvelopeError::Malformed("non-canonical encoding"));
         }
-        envelope.verify()?;
+        Ok(envelope)
+    }
+
+    /// Parses an envelope and verifies it against the file's authority key.
+    ///
+    /// # Errors
+    /// As [`KeyEnvelope::from_bytes`] and [`KeyEnvelope::verify`].
+    pub fn from_verified_bytes(
+        bytes: &[u8],
+        authority: &AuthorityPublic,
+    ) -> Result<Self, EnvelopeError> {
+        let envelope = Self::from_bytes(bytes)?;
+        envelope.verify(authority)?;
         Ok(envelope)
     }
 
@@ -151,12 +158,20 @@ impl KeyEnvelope {
         out
     }
 
-    fn verify(&self) -> Result<(), EnvelopeError> {
-        let key = VerifyingKey::from_sec1_bytes(&self.owner.to_compressed())
-            .map_err(|_| EnvelopeError::BadSignature)?;
+    /// Checks the signature against the file's authority key (from its manifest). A
+    /// high-S signature (a malleated copy of a valid one) is refused.
+    ///
+    /// # Errors
+    /// [`EnvelopeError::BadSignature`].
+    pub fn verify(&self, authority: &AuthorityPublic) -> Result<(), EnvelopeError> {
         let sig =
             Signature::from_slice(&self.signature).map_err(|_| EnvelopeError::BadSignature)?;
-        key.verify(&signed_message(&self.body), &sig)
+        if sig.normalize_s().is_some() {
+            return Err(EnvelopeError::BadSignature);
+        }
+        authority
+            .verifying_key()
+            .verify(&signed_message(&self.body), &sig)
             .map_err(|_| EnvelopeError::BadSignature)
     }
 
@@ -168,11 +183,6 @@ impl KeyEnvelope {
     /// Sequence number: a newer envelope for the same file has a higher one.
     pub fn sequence(&self) -> u64 {
         self.body.sequence
-    }
-
-    /// Who signed it. Whether to trust this key is the caller's decision.
-    pub fn owner(&self) -> &PublicKey {
-        &self.owner
     }
 
     /// The wrapped keys.

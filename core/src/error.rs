@@ -133,8 +133,8 @@ pub enum EnvelopeError {
     /// The bytes are not a valid envelope.
     #[error("malformed key envelope: {0}")]
     Malformed(&'static str),
-    /// The owner's signature does not verify.
-    #[error("key envelope signature is invalid")]
+    /// The signature does not verify under the file's authority key (from its manifest).
+    #[error("key envelope signature is invalid for this file's authority key")]
     BadSignature,
     /// None of the given keys is a recipient of this file.
     #[error("none of the {tried} keys given can open this file: it was not shared with them")]
@@ -145,4 +145,16 @@ pub enum EnvelopeError {
     /// A wrapped key addressed to us failed to open.
     #[error("the data key wrapped for this key is damaged: {0}")]
     BadWrappedKey(#[source] EciesError),
+}
+
+/// A file authority key could not be derived or parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthorityError {
+    /// The derived bytes are not a valid secp256k1 scalar (probability about 2^-128).
+    #[error("the derived file authority key is not a valid scalar: use another salt")]
+    InvalidScalar,
+    /// The bytes are not a compressed secp256k1 point.
+    #[error("malformed file authority key")]
+    BadPublicKey,
 }

@@ -2,15 +2,22 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use datamesh_core::{Decoder, EncodeOptions, Encoder, KeyEnvelope, ecies::SecretKey};
+//! use datamesh_core::{
+//!     AuthorityKey, AuthorityRoot, AuthoritySalt, Decoder, EncodeOptions, Encoder,
+//!     KeyEnvelope, ecies::SecretKey,
+//! };
 //!
 //! let owner = SecretKey::generate();
+//! let root = AuthorityRoot::from_bytes(&[42; 32]); // the keystore's file-authority root
+//! let authority = AuthorityKey::derive(&root, &AuthoritySalt::random())?;
 //! let mut encoder = Encoder::new(&b"hello, datamesh"[..], EncodeOptions::new("hello.txt"));
 //! let stripes: Vec<_> = encoder.by_ref().collect::<Result<_, _>>()?;
-//! let file = encoder.finish()?;
-//! let envelope = KeyEnvelope::seal(file.file_id, 1, &file.data_key, &[owner.public_key()], &owner)?;
+//! let file = encoder.finish(authority.file_authority())?;
+//! let envelope = KeyEnvelope::seal(file.file_id, 1, &file.data_key, &[owner.public_key()], &authority)?;
 //!
-//! // ... later, with any four of each stripe's six shards:
+//! // ... later, with any four of each stripe's six shards (and the envelope checked
+//! // against the manifest's authority key):
+//! let envelope = KeyEnvelope::from_verified_bytes(&envelope.to_bytes(), &file.manifest.authority().key)?;
 //! let key = envelope.open([&owner])?;
 //! let mut decoder = Decoder::new(file.manifest, &key)?;
 //! let mut out = Vec::new();
@@ -29,6 +36,7 @@
 //! knows nothing of networks, disks or keystores. Formats: `docs/format.md`.
 
 mod aead;
+mod authority;
 mod decoder;
 pub mod ecies;
 mod encoder;
@@ -41,11 +49,17 @@ mod manifest;
 pub mod wire;
 
 pub use aead::{DataKey, KEY_LEN, TAG_LEN};
+pub use authority::{
+    AUTHORITY_KEY_LEN, AUTHORITY_ROOT_LEN, AUTHORITY_SALT_LEN, AuthorityKey, AuthorityPublic,
+    AuthorityRoot, AuthoritySalt, FileAuthority,
+};
 pub use decoder::{BadShard, DecodeReport, Decoder, StripeShards};
 pub use encoder::{EncodeOptions, EncodedFile, Encoder, Stripe};
 pub use envelope::{ENVELOPE_VERSION, KeyEnvelope, MAX_RECIPIENTS, WrappedKey};
 pub use erasure::{DATA_SHARDS, PARITY_SHARDS, RebuildError, TOTAL_SHARDS, rebuild_shards};
-pub use error::{DecodeError, EncodeError, EnvelopeError, IdError, ManifestError, ParamError};
+pub use error::{
+    AuthorityError, DecodeError, EncodeError, EnvelopeError, IdError, ManifestError, ParamError,
+};
 pub use ids::{FILE_ID_PREFIX, FileId, ID_LEN, KeyId, ShardId};
 pub use manifest::{
     MANIFEST_VERSION, MAX_MANIFEST_LEN, Manifest, Metadata, SegmentSize, StripeLayout,

@@ -3,16 +3,21 @@
 //! Wire form (see docs/format.md): one format-version byte, then the postcard encoding of
 //! [`ManifestBody`]. The file id is the BLAKE3 of these exact bytes, so a manifest can be
 //! fetched from anyone and checked against the id the user holds.
+//!
+//! Version 2 commits to the file's authority ([`FileAuthority`]: the verifying key of
+//! its key envelopes and the salt it was derived with), so every holder of the manifest
+//! can tell the owner's envelopes from anyone else's.
 
 use serde::{Deserialize, Serialize};
 
 use crate::aead::{DataKey, Nonce, TAG_LEN};
+use crate::authority::{AUTHORITY_SALT_LEN, AuthorityPublic, AuthoritySalt, FileAuthority};
 use crate::erasure::{DATA_SHARDS, PARITY_SHARDS, TOTAL_SHARDS, shard_len};
 use crate::error::{ManifestError, ParamError};
 use crate::ids::{FileId, ShardId};
 
 /// The manifest format this build writes and reads.
-pub const MANIFEST_VERSION: u8 = 1;
+pub const MANIFEST_VERSION: u8 = 2;
 
 /// Largest manifest accepted (16 MiB): about 87,000 stripes, an 85 GiB file at the
 /// default segment size or 1.4 TiB at 16 MiB segments.
@@ -96,6 +101,10 @@ struct ManifestBody {
     parity_shards: u8,
     stripes: Vec<[ShardId; TOTAL_SHARDS]>,
     sealed_metadata: Vec<u8>,
+    /// Compressed SEC1 verifying key of the file's key envelopes (33 bytes).
+    authority_key: Vec<u8>,
+    /// The salt the authority key was derived with.
+    authority_salt: [u8; AUTHORITY_SALT_LEN],
 }
 
 /// A parsed, validated manifest.
@@ -103,6 +112,7 @@ struct ManifestBody {
 pub struct Manifest {
     body: ManifestBody,
     segment_size: SegmentSize,
+    authority: FileAuthority,
 }
 
 impl Manifest {
@@ -112,6 +122,7 @@ impl Manifest {
         stripes: Vec<[ShardId; TOTAL_SHARDS]>,
         metadata: &Metadata,
         key: &DataKey,
+        authority: FileAuthority,
     ) -> Self {
         let mut plain = postcard::to_stdvec(metadata).unwrap_or_default();
         plain.resize(plain.len().next_multiple_of(METADATA_PAD) + TAG_LEN, 0);
@@ -128,8 +139,11 @@ impl Manifest {
                 parity_shards: PARITY_SHARDS as u8,
                 stripes,
                 sealed_metadata: plain,
+                authority_key: authority.key.to_bytes().to_vec(),
+                authority_salt: *authority.salt.as_bytes(),
             },
             segment_size,
+            authority,
         }
     }
 
@@ -188,13 +202,28 @@ impl Manifest {
         {
             return Err(ManifestError::Malformed("bad metadata length"));
         }
-        let manifest = Self { body, segment_size };
+        let key = AuthorityPublic::from_bytes(&body.authority_key)
+            .map_err(|_| ManifestError::Malformed("bad authority key"))?;
+        let authority = FileAuthority {
+            key,
+            salt: AuthoritySalt::from_bytes(body.authority_salt),
+        };
+        let manifest = Self {
+            body,
+            segment_size,
+            authority,
+        };
         if manifest.to_bytes() != bytes {
             // postcard varints have one canonical form; refuse any other so one manifest
             // has exactly one id.
             return Err(ManifestError::Malformed("non-canonical encoding"));
         }
         Ok(manifest)
+    }
+
+    /// The file's authority: the key its envelopes must verify under, and its salt.
+    pub fn authority(&self) -> &FileAuthority {
+        &self.authority
     }
 
     /// Plaintext length of the file.

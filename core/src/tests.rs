@@ -27,10 +27,28 @@ fn options() -> EncodeOptions {
     EncodeOptions::new("test.bin").with_segment_size(SegmentSize::MIN)
 }
 
-fn encode(plain: &[u8], opts: EncodeOptions) -> Result<(Vec<Stripe>, EncodedFile), EncodeError> {
+/// The test owner's authority root.
+fn root() -> AuthorityRoot {
+    AuthorityRoot::from_bytes(&[0x5a; 32])
+}
+
+/// A fresh file authority key of the test owner.
+fn authority() -> Result<AuthorityKey, AuthorityError> {
+    AuthorityKey::derive(&root(), &AuthoritySalt::random())
+}
+
+fn encode(plain: &[u8], opts: EncodeOptions) -> Result<(Vec<Stripe>, EncodedFile), Box<dyn Error>> {
+    Ok(encode_with(plain, opts, &authority()?)?)
+}
+
+fn encode_with(
+    plain: &[u8],
+    opts: EncodeOptions,
+    authority: &AuthorityKey,
+) -> Result<(Vec<Stripe>, EncodedFile), EncodeError> {
     let mut enc = Encoder::new(plain, opts);
     let stripes = enc.by_ref().collect::<Result<Vec<_>, _>>()?;
-    Ok((stripes, enc.finish()?))
+    Ok((stripes, enc.finish(authority.file_authority())?))
 }
 
 fn all_shards(stripe: &Stripe) -> StripeShards {
@@ -249,6 +267,7 @@ fn forge_manifest(file: &EncodedFile, stripes: Vec<[ShardId; TOTAL_SHARDS]>) -> 
         stripes,
         &file.metadata,
         &file.data_key,
+        *file.manifest.authority(),
     )
 }
 
@@ -268,6 +287,7 @@ fn a_truncated_file_with_a_forged_shorter_manifest_fails() -> TestResult {
         vec![*stripes[0].ids()],
         &meta,
         &file.data_key,
+        *file.manifest.authority(),
     );
     let err = decode(&forged, &file.data_key, [(0, all_shards(&stripes[0]))]).err();
     assert!(
@@ -307,16 +327,16 @@ fn manifest_parser_rejects_garbage_with_typed_errors() {
         Err(ManifestError::Malformed("empty"))
     );
     assert_eq!(
-        Manifest::from_bytes(&[2, 0, 0]),
+        Manifest::from_bytes(&[1, 0, 0]),
         Err(ManifestError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 1,
+            supported: 2
         })
     );
     for junk in [
-        &[1u8][..],
-        &[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-        &[1; 200],
+        &[2u8][..],
+        &[2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        &[2; 200],
     ] {
         assert!(matches!(
             Manifest::from_bytes(junk),
@@ -346,19 +366,19 @@ fn two_recipients_open_and_a_third_party_cannot() -> TestResult {
         SecretKey::generate(),
     );
     let plain = data(SEG + 3, 8);
-    let (stripes, file) = encode(&plain, options())?;
+    let authority = authority()?;
+    let (stripes, file) = encode_with(&plain, options(), &authority)?;
     let envelope = KeyEnvelope::seal(
         file.file_id,
         1,
         &file.data_key,
         &[owner.public_key(), friend.public_key(), owner.public_key()],
-        &owner,
+        &authority,
     )?;
     assert_eq!(envelope.wrapped().len(), 2, "duplicate recipient kept once");
     let wire = envelope.to_bytes();
-    let parsed = KeyEnvelope::from_bytes(&wire)?;
+    let parsed = KeyEnvelope::from_verified_bytes(&wire, &file.manifest.authority().key)?;
     assert_eq!(parsed.file_id(), file.file_id);
-    assert_eq!(parsed.owner(), &owner.public_key());
     for who in [&owner, &friend] {
         let key = parsed.open([who])?;
         let given = stripes.iter().map(|s| (s.index(), all_shards(s)));
@@ -370,14 +390,23 @@ fn two_recipients_open_and_a_third_party_cannot() -> TestResult {
     ));
     // Several keys: the one that is a recipient wins, wherever it is in the list.
     assert!(parsed.open([&stranger, &friend]).is_ok());
-    // A stranger's forged envelope with its own key gives a key that opens nothing.
+    // A stranger's forged envelope, signed with an authority key of its own, does not
+    // verify under the file's authority key; and the key it carries opens nothing.
+    let stranger_authority = AuthorityKey::derive(
+        &AuthorityRoot::from_bytes(&[0xee; 32]),
+        &file.manifest.authority().salt,
+    )?;
     let forged = KeyEnvelope::seal(
         file.file_id,
         2,
         &DataKey::generate(),
         &[stranger.public_key()],
-        &stranger,
+        &stranger_authority,
     )?;
+    assert!(matches!(
+        forged.verify(&file.manifest.authority().key),
+        Err(EnvelopeError::BadSignature)
+    ));
     let wrong = forged.open([&stranger])?;
     assert!(matches!(
         Decoder::new(file.manifest.clone(), &wrong),
@@ -387,21 +416,97 @@ fn two_recipients_open_and_a_third_party_cannot() -> TestResult {
 }
 
 #[test]
+fn an_envelope_verifies_only_under_its_files_authority_key() -> TestResult {
+    let owner = SecretKey::generate();
+    let authority = authority()?;
+    let (_, file) = encode_with(b"x", options(), &authority)?;
+    let (_, other) = encode(b"y", options())?;
+    // The same owner (same root), another file: another salt, another key.
+    assert_ne!(file.manifest.authority(), other.manifest.authority());
+    let wire = KeyEnvelope::seal(
+        file.file_id,
+        3,
+        &file.data_key,
+        &[owner.public_key()],
+        &authority,
+    )?
+    .to_bytes();
+    // The envelope names no owner: no public key of the owner, nor the authority key, is
+    // in its bytes.
+    let needles = [
+        owner.public_key().to_compressed().to_vec(),
+        authority.public().to_bytes().to_vec(),
+    ];
+    for needle in needles {
+        assert!(!wire.windows(needle.len()).any(|w| w == needle));
+    }
+    let parsed = KeyEnvelope::from_bytes(&wire)?;
+    assert_eq!(parsed.sequence(), 3);
+    parsed.verify(&file.manifest.authority().key)?;
+    assert!(matches!(
+        parsed.verify(&other.manifest.authority().key),
+        Err(EnvelopeError::BadSignature)
+    ));
+    assert!(matches!(
+        KeyEnvelope::from_verified_bytes(&wire, &other.manifest.authority().key),
+        Err(EnvelopeError::BadSignature)
+    ));
+    // The owner re-derives the key from the root and the manifest's salt.
+    let again = AuthorityKey::derive(&root(), &file.manifest.authority().salt)?;
+    assert_eq!(again.public(), file.manifest.authority().key);
+    Ok(())
+}
+
+#[test]
+fn manifest_v2_round_trips_with_its_authority() -> TestResult {
+    let authority = authority()?;
+    let (_, file) = encode_with(&data(2 * SEG + 9, 12), options(), &authority)?;
+    let bytes = file.manifest.to_bytes();
+    assert_eq!(bytes[0], 2);
+    let parsed = Manifest::from_bytes(&bytes)?;
+    assert_eq!(parsed, file.manifest);
+    assert_eq!(*parsed.authority(), authority.file_authority());
+    // The key and the salt are in the bytes the file id hashes.
+    let key = authority.public().to_bytes();
+    assert!(bytes.windows(key.len()).any(|w| w == key));
+    let salt = authority.file_authority().salt;
+    assert!(bytes.windows(32).any(|w| w == salt.as_bytes()));
+    // A manifest whose authority key is not a curve point is refused.
+    let pos = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .ok_or("key not found")?;
+    let mut bad = bytes.clone();
+    bad[pos] = 0x05;
+    assert_eq!(
+        Manifest::from_bytes(&bad),
+        Err(ManifestError::Malformed("bad authority key"))
+    );
+    Ok(())
+}
+
+#[test]
 fn flipping_any_bit_of_an_envelope_is_detected() -> TestResult {
     let owner = SecretKey::generate();
-    let (_, file) = encode(b"x", options())?;
+    let authority = authority()?;
+    let (_, file) = encode_with(b"x", options(), &authority)?;
+    let key = file.manifest.authority().key;
     let wire = KeyEnvelope::seal(
         file.file_id,
         7,
         &file.data_key,
         &[owner.public_key()],
-        &owner,
+        &authority,
     )?
     .to_bytes();
+    KeyEnvelope::from_verified_bytes(&wire, &key)?;
     for bit in 0..wire.len() * 8 {
         let mut evil = wire.clone();
         evil[bit / 8] ^= 1 << (bit % 8);
-        assert!(KeyEnvelope::from_bytes(&evil).is_err(), "bit {bit}");
+        assert!(
+            KeyEnvelope::from_verified_bytes(&evil, &key).is_err(),
+            "bit {bit}"
+        );
     }
     for len in 0..wire.len() {
         assert!(KeyEnvelope::from_bytes(&wire[..len]).is_err(), "len {len}");
@@ -443,12 +548,18 @@ fn encoder_reports_read_errors_and_refuses_to_finish_early() -> TestResult {
     let mut enc = Encoder::new(Failing(3 * SEG), options().with_stripes_in_flight(1));
     assert!(enc.next().is_some_and(|r| r.is_ok()));
     assert!(enc.by_ref().any(|r| matches!(r, Err(EncodeError::Io(_)))));
-    assert!(matches!(enc.finish(), Err(EncodeError::AlreadyFailed)));
+    assert!(matches!(
+        enc.finish(authority()?.file_authority()),
+        Err(EncodeError::AlreadyFailed)
+    ));
 
     let plain = data(3 * SEG, 1);
     let mut enc = Encoder::new(&plain[..], options().with_stripes_in_flight(2));
     let _first = enc.next();
-    assert!(matches!(enc.finish(), Err(EncodeError::StripesPending)));
+    assert!(matches!(
+        enc.finish(authority()?.file_authority()),
+        Err(EncodeError::StripesPending)
+    ));
     Ok(())
 }
 
@@ -467,7 +578,10 @@ fn a_read_error_while_reading_ahead_comes_after_the_batch_before_it() -> TestRes
     assert_eq!(first, [0, 1]);
     assert!(matches!(enc.next(), Some(Err(EncodeError::Io(_)))));
     assert!(enc.next().is_none());
-    assert!(matches!(enc.finish(), Err(EncodeError::AlreadyFailed)));
+    assert!(matches!(
+        enc.finish(authority()?.file_authority()),
+        Err(EncodeError::AlreadyFailed)
+    ));
     Ok(())
 }
 
@@ -515,11 +629,12 @@ fn memory_in_flight_is_bounded_by_the_batch() -> TestResult {
 fn single_threaded_and_parallel_encodings_agree() -> TestResult {
     let plain = data(7 * SEG + 99, 11);
     let key = DataKey::generate();
+    let authority = authority()?.file_authority();
     let run = |n: usize| -> Result<(Vec<Stripe>, Manifest), EncodeError> {
         let mut enc =
             Encoder::with_key(&plain[..], options().with_stripes_in_flight(n), key.clone());
         let stripes = enc.by_ref().collect::<Result<Vec<_>, _>>()?;
-        Ok((stripes, enc.finish()?.manifest))
+        Ok((stripes, enc.finish(authority)?.manifest))
     };
     assert_eq!(run(1)?, run(4)?);
     Ok(())
@@ -527,45 +642,63 @@ fn single_threaded_and_parallel_encodings_agree() -> TestResult {
 
 #[test]
 fn frozen_format_vector() -> TestResult {
-    // A change to the segment, stripe, manifest or id format changes these and fails here.
-    // Regenerate deliberately with DATAMESH_REGENERATE_VECTORS=1 and bump the version.
+    // A change to the segment, stripe, manifest, envelope, authority or id format changes
+    // these and fails here. Regenerate deliberately with DATAMESH_REGENERATE_VECTORS=1
+    // and bump the version (v2: manifest and envelope v2, per-file authority keys).
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct Vector {
         key: String,
         plaintext_len: usize,
+        authority_root: String,
+        authority_salt: String,
+        authority_key: String,
         manifest: String,
         file_id: String,
         envelope: String,
         owner_secret: String,
     }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/format_v1.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/format_v2.json");
     let key = DataKey::from_bytes(&[7; 32]);
+    let root = AuthorityRoot::from_bytes(&[8; 32]);
+    let salt = AuthoritySalt::from_bytes([10; 32]);
+    let authority = AuthorityKey::derive(&root, &salt)?;
     let plain = data(SEG + 1000, 42);
     let opts = options().with_mtime(1_700_000_000);
     let mut enc = Encoder::with_key(&plain[..], opts, key.clone());
     let stripes = enc.by_ref().collect::<Result<Vec<_>, _>>()?;
-    let file = enc.finish()?;
+    let file = enc.finish(authority.file_authority())?;
     if std::env::var_os("DATAMESH_REGENERATE_VECTORS").is_some() {
         let owner = SecretKey::from_bytes(&[9; 32])?;
-        let envelope = KeyEnvelope::seal(file.file_id, 1, &key, &[owner.public_key()], &owner)?;
+        let envelope = KeyEnvelope::seal(file.file_id, 1, &key, &[owner.public_key()], &authority)?;
         let v = Vector {
             key: hex::encode(*key.to_bytes()),
             plaintext_len: plain.len(),
+            authority_root: hex::encode([8u8; 32]),
+            authority_salt: hex::encode(salt.as_bytes()),
+            authority_key: hex::encode(authority.public().to_bytes()),
             manifest: hex::encode(file.manifest.to_bytes()),
             file_id: file.file_id.to_string(),
             envelope: hex::encode(envelope.to_bytes()),
             owner_secret: hex::encode(*owner.to_bytes()),
         };
-        std::fs::write(path, serde_json::to_string_pretty(&v)?)?;
+        std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")?;
     }
     let frozen: Vector = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    assert_eq!(
+        frozen.authority_key,
+        hex::encode(authority.public().to_bytes())
+    );
     assert_eq!(frozen.manifest, hex::encode(file.manifest.to_bytes()));
     assert_eq!(frozen.file_id, file.file_id.to_string());
 
     // The frozen manifest names every shard by its hash, so equal manifests mean equal
-    // shard bytes; those shards still decode through the frozen manifest and envelope.
+    // shard bytes; those shards still decode through the frozen manifest and envelope,
+    // which verifies under the manifest's authority key.
     let manifest = Manifest::from_bytes(&hex::decode(&frozen.manifest)?)?;
-    let envelope = KeyEnvelope::from_bytes(&hex::decode(&frozen.envelope)?)?;
+    let envelope = KeyEnvelope::from_verified_bytes(
+        &hex::decode(&frozen.envelope)?,
+        &manifest.authority().key,
+    )?;
     let owner_bytes: [u8; 32] = hex::decode(&frozen.owner_secret)?.as_slice().try_into()?;
     let owner = SecretKey::from_bytes(&owner_bytes)?;
     let key = envelope.open([&owner])?;

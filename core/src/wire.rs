@@ -68,7 +68,7 @@ pub enum Request {
     },
     /// Which of these ids do you hold?
     Has {
-        /// At most [`MAX_IDS`].
+        /// At most [`MAX_IDS`], each at most once.
         ids: Vec<ShardId>,
     },
     /// Drop this shard (only honoured for a peer that stored it).
@@ -76,19 +76,26 @@ pub enum Request {
         /// Which.
         id: ShardId,
     },
-    /// Announce in the DHT that you hold shards of this file (sent by the putter once the
-    /// file id is known).
+    /// Announce in the DHT that you hold this file's manifest or shards of it (sent by
+    /// the putter once the file id is known). Honoured only if the node holds the
+    /// file's manifest, or if the sender holds a claim on `held` there not bound to
+    /// another file (the claim is then bound to this one).
     Announce {
         /// The file.
         file: FileId,
+        /// A blob the sender stored on this node for this file: the manifest (whose blob
+        /// id is the file id) or one of its shards.
+        held: ShardId,
     },
-    /// Keep this signed key envelope (kept if newer than the one held).
+    /// Keep this signed key envelope. Kept only by a node that holds the file's manifest,
+    /// if it verifies under the manifest's authority key and its sequence is higher than
+    /// the one held; its bytes count against the node's quota.
     PutEnvelope {
         /// The envelope's wire form.
         #[serde(with = "byte_string")]
         bytes: Vec<u8>,
     },
-    /// Send every key envelope you hold for this file (the newest of each owner).
+    /// Send the key envelope you hold for this file (none or one).
     GetEnvelope {
         /// The file.
         file: FileId,
@@ -117,6 +124,9 @@ pub enum Refusal {
     /// The stored copy no longer matches its id (bit rot, a torn write): not served. Any
     /// peer may ask for such a copy to be deleted.
     Corrupt,
+    /// The node's inbound byte budget (this peer's share or its total) is in use: the
+    /// request's body was read and discarded, not kept. Try again later or elsewhere.
+    Busy,
 }
 
 /// Why a well-formed request is invalid ([`Refusal::Invalid`]).
@@ -125,12 +135,21 @@ pub enum InvalidReason {
     /// A key envelope longer than [`MAX_ENVELOPE_LEN`].
     #[error("envelope too large")]
     EnvelopeTooLarge,
-    /// A key envelope that does not parse or whose signature does not verify.
+    /// A key envelope that does not parse, or whose signature does not verify under the
+    /// authority key of the file's manifest.
     #[error("envelope does not parse or verify")]
     BadEnvelope,
-    /// The file already has envelopes of as many owners as a node keeps.
-    #[error("too many envelope owners for this file")]
-    TooManyEnvelopeOwners,
+    /// A key envelope or an `Announce` for a file the node does not hold: no manifest
+    /// (envelopes), neither the manifest nor a blob the sender stored for it (announces).
+    #[error("the file is not held here")]
+    UnknownFile,
+    /// A key envelope whose sequence is not higher than the one held (or equal with
+    /// other bytes).
+    #[error("envelope sequence is not newer than the one held")]
+    StaleEnvelope,
+    /// A `Has` request that names an id more than once.
+    #[error("an id is asked about more than once")]
+    DuplicateIds,
 }
 
 /// Which part of the refusing node failed ([`Refusal::Failed`]); the detail is in its log.
@@ -159,9 +178,9 @@ pub enum Response {
     NotFound,
     /// One flag per id asked about, in order.
     Has(Vec<bool>),
-    /// Done (delete, announce, envelope kept or older one ignored).
+    /// Done (delete, announce, envelope kept or the same one already held).
     Done,
-    /// The envelopes held for a file, newest of each owner.
+    /// The envelope held for a file: none or one (a list, for a later format).
     Envelopes(#[serde(with = "byte_strings")] Vec<Vec<u8>>),
 }
 
@@ -200,6 +219,12 @@ pub enum WireError {
         /// How many were asked about.
         count: usize,
     },
+    /// A `Has` request that names an id more than once.
+    #[error("duplicate ids: {id} is asked about more than once")]
+    DuplicateIds {
+        /// One of the ids repeated.
+        id: ShardId,
+    },
     /// The message cannot be encoded.
     #[error("cannot encode the message: {0}")]
     Encode(postcard::Error),
@@ -217,18 +242,30 @@ pub fn decode<M: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<M, WireError>
     }
 }
 
-/// Decodes a request body and checks the limits that are not about bytes (ids per `Has`).
+/// Decodes a request body and checks the limits that are not about bytes (ids per `Has`,
+/// each id at most once: a `Has` costs the node at most [`MAX_IDS`] distinct lookups).
 ///
 /// # Errors
-/// As [`decode`], and [`WireError::TooManyIds`].
+/// As [`decode`], [`WireError::TooManyIds`] and [`WireError::DuplicateIds`].
 pub fn decode_request(body: &[u8]) -> Result<Request, WireError> {
     let request: Request = decode(body)?;
-    if let Request::Has { ids } = &request
-        && ids.len() > MAX_IDS
-    {
-        return Err(WireError::TooManyIds { count: ids.len() });
+    if let Request::Has { ids } = &request {
+        if ids.len() > MAX_IDS {
+            return Err(WireError::TooManyIds { count: ids.len() });
+        }
+        if let Some(id) = first_duplicate(ids) {
+            return Err(WireError::DuplicateIds { id });
+        }
     }
     Ok(request)
+}
+
+/// An id that occurs more than once in `ids`, if any (sorts a list of references:
+/// O(n log n), no hashing of peer-chosen keys).
+pub fn first_duplicate(ids: &[ShardId]) -> Option<ShardId> {
+    let mut sorted: Vec<&ShardId> = ids.iter().collect();
+    sorted.sort_unstable();
+    sorted.windows(2).find(|w| w[0] == w[1]).map(|w| *w[0])
 }
 
 /// Encodes a message body.
@@ -444,7 +481,7 @@ mod tests {
             Fetch { id: ShardId },
             Has { ids: Vec<ShardId> },
             Delete { id: ShardId },
-            Announce { file: FileId },
+            Announce { file: FileId, held: ShardId },
             PutEnvelope { bytes: Vec<u8> },
             GetEnvelope { file: FileId },
         }
@@ -574,10 +611,9 @@ mod tests {
                 vec![3, 0],
             ),
             (Refusal::Invalid(InvalidReason::BadEnvelope), vec![3, 1]),
-            (
-                Refusal::Invalid(InvalidReason::TooManyEnvelopeOwners),
-                vec![3, 2],
-            ),
+            (Refusal::Invalid(InvalidReason::UnknownFile), vec![3, 2]),
+            (Refusal::Invalid(InvalidReason::StaleEnvelope), vec![3, 3]),
+            (Refusal::Invalid(InvalidReason::DuplicateIds), vec![3, 4]),
             (Refusal::Failed(FailureReason::Storage), vec![4, 0]),
             (Refusal::Failed(FailureReason::Dht), vec![4, 1]),
             (Refusal::Corrupt, vec![5]),
@@ -590,7 +626,7 @@ mod tests {
             assert_eq!(decode::<Response>(&expected)?, response);
         }
         // A reason index this build does not know is an error, not a guess.
-        assert!(decode::<Response>(&[2, 3, 9]).is_err());
+        assert!(decode::<Response>(&[2, 3, 99]).is_err());
         Ok(())
     }
 
@@ -641,7 +677,52 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn duplicate_ids_are_refused_by_the_request_decoder() -> TestResult {
+        let a = ShardId::of(b"a");
+        let b = ShardId::of(b"b");
+        // 65,536 copies of one id: the whole request is refused, whatever its size.
+        let body = encode(&Request::Has {
+            ids: vec![a; MAX_IDS],
+        })?;
+        assert_eq!(
+            decode_request(&body),
+            Err(WireError::DuplicateIds { id: a })
+        );
+        // One repeat anywhere is enough.
+        let mut ids: Vec<ShardId> = (0..1000u32)
+            .map(|i| ShardId::of(&i.to_be_bytes()))
+            .collect();
+        ids.push(ids[17]);
+        let body = encode(&Request::Has { ids: ids.clone() })?;
+        assert_eq!(
+            decode_request(&body),
+            Err(WireError::DuplicateIds { id: ids[17] })
+        );
+        assert!(decode_request(&body).is_err_and(|e| e.to_string().contains("duplicate")));
+        // Distinct ids, up to the limit, and the empty list are fine.
+        let ids: Vec<ShardId> = (0..MAX_IDS as u32)
+            .map(|i| ShardId::of(&i.to_be_bytes()))
+            .collect();
+        let body = encode(&Request::Has { ids })?;
+        assert!(matches!(decode_request(&body)?, Request::Has { ids } if ids.len() == MAX_IDS));
+        assert_eq!(first_duplicate(&[]), None);
+        assert_eq!(first_duplicate(&[a, b]), None);
+        assert_eq!(first_duplicate(&[b, a, b]), Some(b));
+        Ok(())
+    }
+
     proptest! {
+        #[test]
+        fn has_requests_decode_exactly_when_their_ids_are_distinct(
+            picks in proptest::collection::vec(0u8..40, 0..60)
+        ) {
+            let ids: Vec<ShardId> = picks.iter().map(|p| ShardId::of(&[*p])).collect();
+            let distinct = picks.iter().collect::<std::collections::HashSet<_>>().len() == picks.len();
+            let body = encode(&Request::Has { ids }).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(decode_request(&body).is_ok(), distinct);
+        }
+
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = decode::<Request>(&bytes);

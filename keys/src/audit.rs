@@ -13,6 +13,13 @@
 //! opening the keystore re-appends it if a crash lost it. Lines after the anchor (unlocks,
 //! failed unlocks) can still be cut or edited unseen by someone who can write the file.
 //! No secret or password ever reaches this log.
+//!
+//! Lines written with the keystore unlocked carry a `mac` under a key derived from the
+//! master key, and the head file (`keys/audit.head`, see `head`) seals the last of them
+//! and the newest keystore generation seen: cutting the tail, editing sealed lines or
+//! putting an older keystore back is detected (see `docs/keystore.md`, "Audit log").
+
+pub(crate) mod head;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -25,13 +32,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AuditError;
 use crate::fsx;
+use crate::layout::Layout;
+
+use self::head::{AuditKey, HeadFile, Keyed};
 
 /// `prev` of the first line.
 const GENESIS: [u8; 32] = [0; 32];
 /// How much of the end of the log is read to find its last line.
 const TAIL: u64 = 64 * 1024;
 /// A log larger than this is not read whole (1 GiB).
-const MAX_LOG_LEN: u64 = 1 << 30;
+pub(crate) const MAX_LOG_LEN: u64 = 1 << 30;
 /// The longest detail text kept in a line.
 const MAX_DETAIL: usize = 512;
 
@@ -71,6 +81,13 @@ pub enum AuditOp {
     Recover,
     /// `audit-verify`.
     AuditVerify,
+    /// `rekey`: a new master key.
+    Rekey,
+    /// `accept-rollback`: an older keystore accepted on purpose.
+    AcceptRollback,
+    /// `incident`: a compromised key handled (`keys compromised`), or revoked keys used
+    /// on explicit override.
+    Incident,
 }
 
 impl AuditOp {
@@ -94,6 +111,9 @@ impl AuditOp {
             Self::Escrow => "escrow",
             Self::Recover => "recover",
             Self::AuditVerify => "audit-verify",
+            Self::Rekey => "rekey",
+            Self::AcceptRollback => "accept-rollback",
+            Self::Incident => "incident",
         }
     }
 }
@@ -224,12 +244,17 @@ pub struct AuditRecord {
     pub detail: Option<String>,
     /// Lowercase hex BLAKE3 of the previous line's bytes.
     pub prev: String,
+    /// Lowercase hex keyed BLAKE3 (the audit key) of the line without this field; absent
+    /// on lines written before any key is known (failed unlocks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// A line ready to append (the keystore seals it as its anchor first).
 #[derive(Clone, Debug)]
 pub(crate) struct Prepared {
     pub(crate) text: String,
+    seq: u64,
     needs_newline: bool,
 }
 
@@ -237,11 +262,84 @@ pub(crate) struct Prepared {
 #[derive(Clone, Debug)]
 pub(crate) struct AuditLog {
     path: PathBuf,
+    keyed: Option<Keyed>,
 }
 
 impl AuditLog {
+    /// The log without its key: lines are not sealed and the head is left as it is
+    /// (failed unlocks, reports).
     pub(crate) fn new(path: PathBuf) -> Self {
-        Self { path }
+        Self { path, keyed: None }
+    }
+
+    /// The log of `layout` sealed with the key of `master`; every append also advances
+    /// the head, recording `generation` as seen.
+    pub(crate) fn keyed(
+        layout: &Layout,
+        master: &crate::secret::Secret32,
+        generation: u64,
+    ) -> Self {
+        Self {
+            path: layout.audit_log(),
+            keyed: Some(Keyed {
+                key: AuditKey::of(master),
+                previous: None,
+                fresh: false,
+                generation,
+                broken: None,
+                head: layout.audit_head(),
+                head_temp: layout.head_temp(),
+            }),
+        }
+    }
+
+    /// The next head ignores the current one (a new keystore; an accepted rollback).
+    pub(crate) fn fresh(mut self) -> Self {
+        if let Some(keyed) = &mut self.keyed {
+            keyed.fresh = true;
+        }
+        self
+    }
+
+    /// The current head is sealed with `master`'s key, not this log's (a rekey).
+    pub(crate) fn previously(mut self, master: &crate::secret::Secret32) -> Self {
+        if let Some(keyed) = &mut self.keyed {
+            keyed.previous = Some(AuditKey::of(master));
+        }
+        self
+    }
+
+    /// Records tampering found just now in the next head (kept in every later one).
+    pub(crate) fn with_broken(mut self, problem: Option<String>) -> Self {
+        if let Some(keyed) = &mut self.keyed {
+            keyed.broken = problem;
+        }
+        self
+    }
+
+    /// The log's bytes (empty if there is none).
+    pub(crate) fn read(&self) -> io::Result<Vec<u8>> {
+        match fsx::read_bounded(&self.path, MAX_LOG_LEN) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The head and the log checked against each other (see `head::check_log`).
+    pub(crate) fn check_head(&self, log: &[u8]) -> io::Result<Result<(), String>> {
+        let Some(keyed) = &self.keyed else {
+            return Ok(Ok(()));
+        };
+        let head = HeadFile::read(&keyed.head)?;
+        Ok(head::check_log(&keyed.key, &head, log, usize::MAX))
+    }
+
+    /// A sealed key change in the log after the keystore's anchor (see
+    /// `head::later_change`).
+    pub(crate) fn later_change(&self, log: &[u8], anchor: Option<&str>) -> Option<u64> {
+        let keyed = self.keyed.as_ref()?;
+        head::later_change(&keyed.key, log, anchor_seq(anchor))
     }
 
     /// The last line's bytes and whether the file ends with a newline (`None`: empty).
@@ -289,21 +387,34 @@ impl AuditLog {
             outcome: event.outcome.as_str().to_owned(),
             detail: event.detail.clone(),
             prev: HEXLOWER.encode(&prev),
+            mac: None,
         };
-        let text = serde_json::to_string(&record).map_err(io::Error::other)?;
+        let mut text = serde_json::to_string(&record).map_err(io::Error::other)?;
+        if let Some(keyed) = &self.keyed {
+            text = keyed.key.seal(&text);
+        }
         Ok(Prepared {
             text,
+            seq,
             needs_newline: !ends_with_newline,
         })
     }
 
-    /// Appends a prepared line. A partial last line left by a crash stays a line of its
-    /// own (and `verify` reports it).
+    /// Appends a prepared line (and advances the head). A partial last line left by a
+    /// crash stays a line of its own (and `verify` reports it).
     pub(crate) fn append(&self, line: &Prepared) -> io::Result<()> {
         if line.needs_newline {
-            fsx::append_line(&self.path, &format!("\n{}", line.text))
+            fsx::append_line(&self.path, &format!("\n{}", line.text))?;
         } else {
-            fsx::append_line(&self.path, &line.text)
+            fsx::append_line(&self.path, &line.text)?;
+        }
+        self.advance(line.seq, &line.text)
+    }
+
+    fn advance(&self, seq: u64, text: &str) -> io::Result<()> {
+        match &self.keyed {
+            Some(keyed) => keyed.advance(&self.path, seq, text.as_bytes()),
+            None => Ok(()),
         }
     }
 
@@ -330,6 +441,7 @@ impl AuditLog {
         };
         if chains && ends_with_newline {
             fsx::append_line(&self.path, anchor)?;
+            self.advance(record.seq, anchor)?;
         }
         Ok(chains && ends_with_newline)
     }
@@ -337,7 +449,7 @@ impl AuditLog {
     /// Cuts a last line that has no newline: the remains of an append that a crash
     /// interrupted (every append writes a whole line and its newline at once), which
     /// would otherwise glue the next line onto it. The caller holds the keystore lock.
-    fn drop_torn_tail(&self) -> io::Result<()> {
+    pub(crate) fn drop_torn_tail(&self) -> io::Result<()> {
         let (_, ends_with_newline) = self.last_line()?;
         if ends_with_newline {
             return Ok(());
@@ -438,7 +550,7 @@ fn read_log(path: &Path) -> Result<Vec<u8>, AuditError> {
     }
 }
 
-fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     body.split(|b| *b == b'\n')
         .filter(move |_| !bytes.is_empty())
@@ -494,13 +606,46 @@ fn check_chain(path: &Path, bytes: &[u8]) -> Result<AuditSummary, AuditError> {
     })
 }
 
-/// Checks the chain, then that the keystore's anchor line is in it, byte for byte.
+/// The `seq` of an anchor line (0 without one).
+pub(crate) fn anchor_seq(anchor: Option<&str>) -> u64 {
+    anchor
+        .and_then(|a| serde_json::from_str::<AuditRecord>(a).ok())
+        .map_or(0, |r| r.seq)
+}
+
+/// Checks the chain, then the log against its sealed head (`log` must be keyed), then
+/// that the keystore's anchor line is in it, byte for byte.
 pub(crate) fn verify_with_anchor(
-    path: &Path,
+    log: &AuditLog,
     anchor: Option<&str>,
 ) -> Result<AuditSummary, AuditError> {
+    let path = &log.path;
     let bytes = read_log(path)?;
     let mut summary = check_chain(path, &bytes)?;
+    if let Some(keyed) = &log.keyed {
+        let head = HeadFile::read(&keyed.head).map_err(|source| AuditError::Io {
+            path: keyed.head.clone(),
+            source,
+        })?;
+        let newest = head.generation();
+        let later = head::later_change(&keyed.key, &bytes, anchor_seq(anchor));
+        let problem = if keyed.generation < newest {
+            Err(format!(
+                "the keystore (generation {}) is older than the newest seen (generation {newest}): an old copy was put back",
+                keyed.generation
+            ))
+        } else if let Some(seq) = later {
+            Err(format!(
+                "the keystore is older than the log (line {seq} records a later key change): an old copy was put back"
+            ))
+        } else {
+            head::check_log(&keyed.key, &head, &bytes, usize::MAX)
+        };
+        problem.map_err(|problem| AuditError::Tampered {
+            path: path.clone(),
+            problem,
+        })?;
+    }
     if let Some(anchor) = anchor {
         let seq = serde_json::from_str::<AuditRecord>(anchor).map_or(0, |r| r.seq);
         let found = usize::try_from(seq)

@@ -4,15 +4,18 @@
 //! `docs/keystore.md`, "Backup bundles").
 //!
 //! ```text
-//! v2 (written):
-//! bundle = magic "DMBACKUP" (8) | version 0x02 (1) | seal kind (1) | seal header
+//! v3 (written):
+//! bundle = magic "DMBACKUP" (8) | version 0x03 (1) | seal kind (1) | seal header
 //!          | nonce (12) | AES-256-GCM(K, nonce, aad = every byte before, plain) | BLAKE3(all before) (32)
 //! kind 0x01, password:  m_kib u32 | t u32 | p u32 | salt (32);   K = Argon2id(backup password, salt, m, t, p)
 //! kind 0x02, recipient: recipient key id (32) | ECIES(recipient public key, K) (129);   K = 32 random bytes
-//! plain  = postcard(Manifest) | postcard(Content)
+//! plain  = postcard(Manifest) | postcard(Content) | signer (32) | signature (64)
 //! Manifest { format_version: u8, created: i64, key_count: u32, content_blake3: [u8; 32] }
 //! Content  { created: i64, policy: RotationPolicy, entries: Vec<Entry>, catalog: Vec<u8> }
+//! signature = ed25519(the source's active node identity,
+//!             "datamesh backup v3 signature" | every byte before the ciphertext | manifest | content)
 //!
+//! v2 (still read, unsigned): the same with version 0x02 and no signer or signature.
 //! v1 (still read): magic | 0x01 | m_kib | t | p | salt | nonce | AES-256-GCM(...) | BLAKE3,
 //!          password only, Content without the catalog.
 //! ```
@@ -38,9 +41,14 @@ use crate::secret::Secret32;
 
 /// First bytes of every backup bundle.
 const MAGIC: [u8; 8] = *b"DMBACKUP";
-/// The bundle format version this build writes (it also reads version 1).
-pub const BACKUP_VERSION: u8 = 2;
+/// The bundle format version this build writes (it also reads versions 1 and 2, which
+/// are unsigned).
+pub const BACKUP_VERSION: u8 = 3;
 const V1: u8 = 1;
+const V2: u8 = 2;
+const SIGNATURE_CONTEXT: &[u8] = b"datamesh backup v3 signature";
+const SIGNER_LEN: usize = 32;
+const SIGNATURE_LEN: usize = 64;
 const KIND_PASSWORD: u8 = 0x01;
 const KIND_RECIPIENT: u8 = 0x02;
 const NONCE_LEN: usize = 12;
@@ -61,7 +69,7 @@ pub enum BackupError {
     NotABackup,
     /// A bundle of a newer (or unknown) format.
     #[error(
-        "backup bundle format version {version} is not supported (this build reads 1 and 2); use a newer datamesh"
+        "backup bundle format version {version} is not supported (this build reads 1 to 3); use a newer datamesh"
     )]
     UnsupportedVersion {
         /// The version found.
@@ -96,6 +104,23 @@ pub enum BackupError {
     /// Writing the restored keystore failed (a keystore exists, a weak password, I/O).
     #[error(transparent)]
     Create(#[from] crate::error::CreateError),
+    /// The signature does not verify: the bundle was forged or altered by someone who
+    /// could seal it (the recipient's public key is enough for that).
+    #[error("the backup bundle's signature does not verify: it was forged or altered; refusing it")]
+    BadSignature,
+    /// The bundle is signed, but not by the key the user said it must come from.
+    #[error(
+        "the backup bundle is signed by node identity {found}, not by {expected} (--from): refusing it"
+    )]
+    WrongSigner {
+        /// The signer's public key (hex).
+        found: String,
+        /// The key given with `--from` (hex).
+        expected: String,
+    },
+    /// The bundle carries no signature (made by an older datamesh).
+    #[error("{0}")]
+    Unsigned(&'static str),
     /// Cannot encode the content, or cannot log the backup.
     #[error("cannot encode the backup: {0}")]
     Encode(String),
@@ -147,6 +172,17 @@ pub enum SealedWith {
     Recipient(String),
 }
 
+/// Whose bundle a restore accepts.
+#[derive(Debug, Clone, Copy)]
+pub enum TrustedSigner<'a> {
+    /// Only a bundle signed by this ed25519 public key (the source home's node
+    /// identity, as `datamesh keys export-public node-identity` prints it).
+    Key(&'a [u8; 32]),
+    /// Whatever key signed it (trust on first use, confirmed by the user). An unsigned
+    /// bundle of an older version passes only if sealed with a backup password.
+    FirstUse,
+}
+
 /// An opened and fully checked bundle (what `verify` reports, and what `restore` uses).
 #[derive(Debug)]
 pub struct OpenedBackup {
@@ -154,6 +190,9 @@ pub struct OpenedBackup {
     pub manifest: Manifest,
     /// How it was sealed.
     pub sealed_with: SealedWith,
+    /// The ed25519 public key (the source's node identity) whose signature was verified;
+    /// `None` for an unsigned bundle of version 1 or 2.
+    pub signer: Option<[u8; 32]>,
     /// The catalog section as the bundle's maker gave it (empty in version 1 bundles).
     pub catalog: Vec<u8>,
     pub(crate) content: Content,
@@ -176,12 +215,76 @@ struct ContentV1 {
     entries: Vec<Entry>,
 }
 
-/// Seals `entries` (destroyed ones are left out), `policy` and `catalog`.
+impl OpenedBackup {
+    /// The signer as lowercase hex, if the bundle is signed.
+    #[must_use]
+    pub fn signer_hex(&self) -> Option<String> {
+        self.signer.map(|k| data_encoding::HEXLOWER.encode(&k))
+    }
+
+    /// Checks the signer against what the user trusts.
+    ///
+    /// # Errors
+    ///
+    /// [`BackupError::WrongSigner`]; [`BackupError::Unsigned`] for an unsigned bundle
+    /// (accepted only on first use and when sealed with a backup password).
+    pub fn check_signer(&self, trust: TrustedSigner<'_>) -> Result<(), BackupError> {
+        match (trust, &self.signer, &self.sealed_with) {
+            (TrustedSigner::Key(expected), Some(found), _) => {
+                if found == expected {
+                    Ok(())
+                } else {
+                    Err(BackupError::WrongSigner {
+                        found: data_encoding::HEXLOWER.encode(found),
+                        expected: data_encoding::HEXLOWER.encode(expected),
+                    })
+                }
+            }
+            (TrustedSigner::FirstUse, Some(_), _)
+            | (TrustedSigner::FirstUse, None, SealedWith::Password) => Ok(()),
+            (TrustedSigner::Key(_), None, SealedWith::Password) => Err(BackupError::Unsigned(
+                "this backup bundle is unsigned (made by an older datamesh): only --trust-on-first-use restores it",
+            )),
+            (_, None, _) => Err(BackupError::Unsigned(
+                "this backup bundle is sealed to a public key but unsigned: anyone with that public key could have made it; refusing it",
+            )),
+        }
+    }
+}
+
+/// postcard of `value` in a zeroizing buffer of exactly its size (serialising twice, the
+/// first time only to count), so no reallocation leaves a copy of a secret behind.
+fn encode_zeroizing<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, BackupError> {
+    let encode = |e: postcard::Error| BackupError::Encode(e.to_string());
+    let len = postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .map_err(encode)?;
+    let mut out = Zeroizing::new(vec![0u8; len]);
+    let used = postcard::to_slice(value, &mut out[..])
+        .map_err(encode)?
+        .len();
+    out.truncate(used);
+    Ok(out)
+}
+
+/// The message a v3 signature covers.
+fn signed_message(header: &[u8], manifest_and_content: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut message = Zeroizing::new(Vec::with_capacity(
+        SIGNATURE_CONTEXT.len() + header.len() + manifest_and_content.len(),
+    ));
+    message.extend_from_slice(SIGNATURE_CONTEXT);
+    message.extend_from_slice(header);
+    message.extend_from_slice(manifest_and_content);
+    message
+}
+
+/// Seals `entries` (destroyed ones are left out), `policy` and `catalog`, signed with
+/// `signer` (the source's node identity).
 pub(crate) fn seal(
     entries: &[Entry],
     policy: RotationPolicy,
     catalog: &[u8],
     how: BackupSeal<'_>,
+    signer: &ed25519_dalek::SigningKey,
     now: i64,
 ) -> Result<Vec<u8>, BackupError> {
     let content = Content {
@@ -194,19 +297,18 @@ pub(crate) fn seal(
             .collect(),
         catalog: catalog.to_vec(),
     };
-    let content_bytes = Zeroizing::new(
-        postcard::to_allocvec(&content).map_err(|e| BackupError::Encode(e.to_string()))?,
-    );
+    let content_bytes = encode_zeroizing(&content)?;
     let manifest = Manifest {
         format_version: BACKUP_VERSION,
         created: now,
         key_count: u32::try_from(content.entries.len()).unwrap_or(u32::MAX),
         content_blake3: *blake3::hash(&content_bytes).as_bytes(),
     };
-    let mut plain = Zeroizing::new(
-        postcard::to_allocvec(&manifest).map_err(|e| BackupError::Encode(e.to_string()))?,
-    );
-    plain.reserve_exact(content_bytes.len());
+    let manifest_bytes = encode_zeroizing(&manifest)?;
+    let mut plain = Zeroizing::new(Vec::with_capacity(
+        manifest_bytes.len() + content_bytes.len() + SIGNER_LEN + SIGNATURE_LEN,
+    ));
+    plain.extend_from_slice(&manifest_bytes);
     plain.extend_from_slice(&content_bytes);
 
     let mut out = Vec::with_capacity(256 + plain.len() + TAG_LEN + TRAILER_LEN);
@@ -236,6 +338,9 @@ pub(crate) fn seal(
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
     out.extend_from_slice(&nonce);
+    let signature = ed25519_dalek::Signer::sign(signer, &signed_message(&out, &plain));
+    plain.extend_from_slice(signer.verifying_key().as_bytes());
+    plain.extend_from_slice(&signature.to_bytes());
     let sealed = Aes256Gcm::new(GenericArray::from_slice(key.expose()))
         .encrypt(
             GenericArray::from_slice(&nonce),
@@ -274,7 +379,7 @@ pub(crate) fn open(
         return Err(BackupError::NotABackup);
     }
     let version = match bytes.get(MAGIC.len()) {
-        Some(&v @ (V1 | BACKUP_VERSION)) => v,
+        Some(&v @ (V1 | V2 | BACKUP_VERSION)) => v,
         Some(&version) => return Err(BackupError::UnsupportedVersion { version }),
         None => return Err(damaged("truncated")),
     };
@@ -361,7 +466,29 @@ pub(crate) fn open(
                 SealedWith::Recipient(_) => damaged("the content does not authenticate"),
             })?,
     );
-    let (manifest, content_bytes) = postcard::take_from_bytes::<Manifest>(&plain)
+    let (signed, signer) = if version == BACKUP_VERSION {
+        let Some(split) = plain.len().checked_sub(SIGNER_LEN + SIGNATURE_LEN) else {
+            return Err(damaged("no signature"));
+        };
+        let (signed, tail) = plain.split_at(split);
+        let (signer, signature) = tail.split_at(SIGNER_LEN);
+        let mut key = [0u8; SIGNER_LEN];
+        key.copy_from_slice(signer);
+        let mut sig = [0u8; SIGNATURE_LEN];
+        sig.copy_from_slice(signature);
+        let verifying =
+            ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| BackupError::BadSignature)?;
+        verifying
+            .verify_strict(
+                &signed_message(header, signed),
+                &ed25519_dalek::Signature::from_bytes(&sig),
+            )
+            .map_err(|_| BackupError::BadSignature)?;
+        (signed, Some(key))
+    } else {
+        (&plain[..], None)
+    };
+    let (manifest, content_bytes) = postcard::take_from_bytes::<Manifest>(signed)
         .map_err(|_| damaged("the manifest does not decode"))?;
     if manifest.format_version != version {
         return Err(damaged("the manifest's version differs from the header's"));
@@ -402,6 +529,17 @@ pub(crate) fn open(
     };
     body.validate(&[1])
         .map_err(|problem| BackupError::Damaged { problem })?;
+    // The signer is the node identity the bundle carries: the source signed its own keys.
+    if let Some(signer) = &signer {
+        let own = body.entries.iter().any(|e| {
+            e.purpose == crate::model::Purpose::NodeIdentity && e.public_key == signer[..]
+        });
+        if !own {
+            return Err(damaged(
+                "the bundle is signed by a key that is not one of its node identities",
+            ));
+        }
+    }
     let content = Content {
         created: body.created,
         policy: body.policy,
@@ -411,6 +549,7 @@ pub(crate) fn open(
     Ok(OpenedBackup {
         manifest,
         sealed_with,
+        signer,
         catalog: content.catalog.clone(),
         content,
     })
@@ -420,6 +559,6 @@ pub(crate) fn open(
 #[must_use]
 pub fn is_sealed_to_key(bytes: &[u8]) -> bool {
     bytes.get(..MAGIC.len()) == Some(&MAGIC[..])
-        && bytes.get(MAGIC.len()) == Some(&BACKUP_VERSION)
+        && matches!(bytes.get(MAGIC.len()), Some(&(V2 | BACKUP_VERSION)))
         && bytes.get(MAGIC.len() + 1) == Some(&KIND_RECIPIENT)
 }

@@ -144,6 +144,49 @@ pub enum OpenError {
     /// Another process holds the keystore lock for too long.
     #[error(transparent)]
     Locked(#[from] LockError),
+    /// The keystore is older than the newest this home (or this process) has seen: a
+    /// copy put back over a newer one.
+    #[error(
+        "the keystore {path} is older (generation {found}) than the newest this home has seen (generation {newest}): an old copy was put back; if you restored it on purpose, run `datamesh keys accept-rollback`"
+    )]
+    RolledBack {
+        /// The keystore file.
+        path: PathBuf,
+        /// Its generation.
+        found: u64,
+        /// The newest generation seen.
+        newest: u64,
+    },
+    /// The audit head does not authenticate under this keystore's key: the head was
+    /// edited or removed, or the keystore replaced by another (e.g. a copy from before a
+    /// rekey).
+    #[error(
+        "the audit head {path} is missing or does not authenticate with this keystore's key: the keystore or the head was replaced; if you restored an older keystore on purpose, run `datamesh keys accept-rollback`"
+    )]
+    ForeignHead {
+        /// The head file.
+        path: PathBuf,
+    },
+    /// The audit log records (sealed) a key change after the last one this keystore
+    /// holds: an old copy was put back (with an old head).
+    #[error(
+        "the keystore {path} is older than its audit log (line {seq} records a later key change): an old copy was put back; if you restored it on purpose, run `datamesh keys accept-rollback`"
+    )]
+    Superseded {
+        /// The keystore file.
+        path: PathBuf,
+        /// The line of the later change.
+        seq: u64,
+    },
+    /// The keystore was rekeyed by another process: it no longer opens with the master
+    /// key this process holds.
+    #[error(
+        "the keystore {path} was rekeyed by another process; restart to unlock it with the password"
+    )]
+    Rekeyed {
+        /// The keystore file.
+        path: PathBuf,
+    },
     /// An I/O error.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -298,6 +341,10 @@ pub enum ChangeError {
         /// The slot.
         id: u32,
     },
+    /// `rekey` was given a password that does not open the slot this session unlocked
+    /// with, or a password to keep that opens no other slot.
+    #[error("{0}")]
+    RekeyPassword(String),
     /// Removing the slot this session unlocked with is refused (as restic does).
     #[error(
         "slot {id} is the one you unlocked with; unlock with another slot's password to remove it"
@@ -407,6 +454,16 @@ pub enum AuditError {
         path: PathBuf,
         /// The sequence number of the missing line.
         seq: u64,
+    },
+    /// The audit head (`keys/audit.head`, sealed under the keystore's key) and the log
+    /// disagree: lines it seals were cut or edited, lines were added without the key, or
+    /// the head was removed or forged.
+    #[error("audit log {path} was tampered with: {problem}")]
+    Tampered {
+        /// The log file.
+        path: PathBuf,
+        /// What was found.
+        problem: String,
     },
     /// The log cannot be read.
     #[error("cannot read the audit log {path}: {source}")]

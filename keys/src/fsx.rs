@@ -19,6 +19,8 @@ use crate::error::{OpenError, PermissionError};
 pub const DIR_MODE: u32 = 0o700;
 /// Mode of private files.
 pub const FILE_MODE: u32 = 0o600;
+/// `O_NOFOLLOW`: opening a symlink fails instead of opening its target.
+const NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
 
 /// The steps of a write, where tests inject failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,16 +177,24 @@ pub(crate) fn write_private_atomic(
     bytes: &[u8],
 ) -> Result<(), WriteError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    // A temp file left by a crashed writer (we hold the lock, so it is nobody's).
-    if temp.exists() {
-        scrub_and_remove(temp).map_err(WriteError::BeforeRename)?;
+    // A temp file left by a crashed writer (we hold the lock, so it is nobody's). A
+    // symlink planted there is removed, never followed: its target stays untouched.
+    match fs::symlink_metadata(temp) {
+        Ok(meta) if meta.is_file() => scrub_and_remove(temp).map_err(WriteError::BeforeRename)?,
+        Ok(_) => fs::remove_file(temp).map_err(WriteError::BeforeRename)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(WriteError::BeforeRename(e)),
     }
     let result = write_temp(temp, bytes);
     if let Err(e) = result {
         let _ = fs::remove_file(temp);
         return Err(WriteError::BeforeRename(e));
     }
-    let old = OpenOptions::new().write(true).open(path).ok();
+    let old = OpenOptions::new()
+        .write(true)
+        .custom_flags(NOFOLLOW)
+        .open(path)
+        .ok();
     if let Err(e) = step(Step::Rename).and_then(|()| fs::rename(temp, path)) {
         let _ = fs::remove_file(temp);
         return Err(WriteError::BeforeRename(e));
@@ -201,9 +211,12 @@ pub(crate) fn write_private_atomic(
 
 fn write_temp(temp: &Path, bytes: &[u8]) -> io::Result<()> {
     step(Step::CreateTemp)?;
+    // O_CREAT | O_EXCL | O_NOFOLLOW: a name someone planted (a symlink included) is
+    // refused, never followed.
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .custom_flags(NOFOLLOW)
         .mode(FILE_MODE)
         .open(temp)?;
     file.set_permissions(Permissions::from_mode(FILE_MODE))?;
@@ -241,7 +254,10 @@ fn overwrite(mut file: File) -> io::Result<()> {
 ///
 /// The underlying I/O error.
 pub fn scrub_and_remove(path: &Path) -> io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(NOFOLLOW)
+        .open(path)?;
     if file.metadata()?.nlink() == 1 {
         overwrite(file)?;
     }
@@ -274,8 +290,12 @@ pub(crate) fn append_line(path: &Path, line: &str) -> io::Result<()> {
 /// The underlying I/O error; the previous file, if any, is unchanged when the error
 /// happened before the rename.
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    // A random temp name next to `path`: nothing anyone planted is ever opened (and the
+    // exclusive, no-follow create refuses a collision anyway).
+    let mut random = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut random);
     let mut temp = path.as_os_str().to_owned();
-    temp.push(".tmp");
+    temp.push(format!(".{}.tmp", data_encoding::HEXLOWER.encode(&random)));
     write_private_atomic(path, Path::new(&temp), bytes).map_err(|e| match e {
         WriteError::BeforeRename(e) | WriteError::AfterRename(e) => e,
     })

@@ -15,6 +15,7 @@ use std::path::Path;
 
 use jiff::Timestamp;
 
+use crate::audit::AuditLog;
 use crate::error::OpenError;
 use crate::format::{FormatError, MAX_KEYSTORE_LEN};
 use crate::fsx;
@@ -24,6 +25,7 @@ use crate::ring::KeyRing;
 mod audit;
 mod backup;
 mod change;
+pub use change::RekeyReport;
 mod escrow;
 mod follow;
 pub(crate) mod legacy;
@@ -80,6 +82,11 @@ impl Keystore {
     #[must_use]
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// The audit log, sealed with this keystore's key.
+    fn audit_log(&self) -> AuditLog {
+        AuditLog::keyed(&self.layout, self.ring.master(), self.ring.generation())
     }
 }
 

@@ -11,6 +11,9 @@ pub const AUDIT_FILE: &str = "audit.log";
 /// The advisory lock file inside [`KEYS_DIR`] (mode 0600).
 pub const LOCK_FILE: &str = "lock";
 const TEMP_FILE: &str = "keystore.tmp";
+/// The audit head: the last sealed audit line and the newest generation seen.
+pub const AUDIT_HEAD_FILE: &str = "audit.head";
+const HEAD_TEMP_FILE: &str = "audit.head.tmp";
 
 /// The paths of a home's keystore files.
 ///
@@ -64,5 +67,16 @@ impl Layout {
     /// `<home>/keys/keystore.tmp`, the next keystore while it is being written.
     pub(crate) fn temp(&self) -> PathBuf {
         self.keys_dir().join(TEMP_FILE)
+    }
+
+    /// `<home>/keys/audit.head`: the audit log's sealed head (see `docs/keystore.md`).
+    #[must_use]
+    pub fn audit_head(&self) -> PathBuf {
+        self.keys_dir().join(AUDIT_HEAD_FILE)
+    }
+
+    /// `<home>/keys/audit.head.tmp`, while the head is replaced.
+    pub(crate) fn head_temp(&self) -> PathBuf {
+        self.keys_dir().join(HEAD_TEMP_FILE)
     }
 }

@@ -64,7 +64,7 @@ pub use audit::{
 };
 pub use backup::{
     BACKUP_VERSION, BackupError, BackupKey, BackupSeal, MAX_BACKUP_LEN, Manifest, OpenedBackup,
-    SealedWith, is_sealed_to_key,
+    SealedWith, TrustedSigner, is_sealed_to_key,
 };
 pub use error::{
     AuditError, ChangeError, CreateError, ImportError, KdfError, LockError, OpenError,
@@ -77,11 +77,12 @@ pub use escrow::{
 pub use jiff::Timestamp;
 pub use kdf::{KdfLimits, KdfParams, SALT_LEN};
 pub use keystore::Keystore;
+pub use keystore::RekeyReport;
 pub use keystore::legacy::ImportReport;
-pub use layout::{AUDIT_FILE, KEYS_DIR, KEYSTORE_FILE, LOCK_FILE, Layout};
+pub use layout::{AUDIT_FILE, AUDIT_HEAD_FILE, KEYS_DIR, KEYSTORE_FILE, LOCK_FILE, Layout};
 pub use model::{
-    DueKey, DueReason, FILE_ENCRYPTION, KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_NAME_LEN,
-    MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,
+    DueKey, DueReason, FILE_AUTHORITY, FILE_ENCRYPTION, KeyInfo, KeyStatus, MAX_LABEL_LEN,
+    MAX_NAME_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,
 };
 pub use password::{MAX_PASSWORD_LEN, MIN_STRONG_SCORE, Password, Strength};
 pub use process::harden_process;

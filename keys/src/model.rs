@@ -7,8 +7,8 @@
 use core::fmt;
 use std::collections::{BTreeMap, BTreeSet};
 
-use datamesh_core::KeyId;
 use datamesh_core::ecies::{PublicKey, SecretKey};
+use datamesh_core::{AuthorityRoot, KeyId};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,9 @@ use crate::secret::Secret32;
 pub const NODE_IDENTITY: &str = "node-identity";
 /// Name of the owner's file-encryption key (secp256k1, for ECIES).
 pub const FILE_ENCRYPTION: &str = "file-encryption";
+/// Name of the owner's file-authority root: 32 random bytes from which each file's
+/// envelope-signing key is derived (`datamesh_core::AuthorityKey`).
+pub const FILE_AUTHORITY: &str = "file-authority";
 
 /// The longest key name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -37,30 +40,37 @@ pub enum Purpose {
     NodeIdentity,
     /// The owner's file-encryption key: secp256k1, used by ECIES to wrap data keys.
     FileEncryption,
+    /// The owner's file-authority root: a 32-byte secret from which each file's
+    /// envelope-signing key (secp256k1) is derived with HKDF-SHA256 and the file's salt.
+    /// Its "public key" is a fingerprint that reveals neither the root nor any file's key.
+    FileAuthority,
 }
 
 impl Purpose {
-    /// `node-identity` or `file-encryption`.
+    /// `node-identity`, `file-encryption` or `file-authority`.
     #[must_use]
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::NodeIdentity => "node-identity",
             Self::FileEncryption => "file-encryption",
+            Self::FileAuthority => "file-authority",
         }
     }
 
-    /// `ed25519` or `secp256k1`.
+    /// `ed25519`, `secp256k1` or `hkdf-sha256+secp256k1`.
     #[must_use]
     pub fn algorithm(&self) -> &'static str {
         match self {
             Self::NodeIdentity => "ed25519",
             Self::FileEncryption => "secp256k1",
+            Self::FileAuthority => "hkdf-sha256+secp256k1",
         }
     }
 
     /// Whether the rotation policy rotates keys of this purpose. The node identity is
     /// rotated only on request: a new one changes the node's peer id, under which the
-    /// network knows the shards this node holds.
+    /// network knows the shards this node holds. Nor is the file-authority root: every
+    /// version must be kept for as long as a file signed under it may need a new envelope.
     #[must_use]
     pub fn follows_policy(&self) -> bool {
         matches!(self, Self::FileEncryption)
@@ -78,7 +88,8 @@ impl Purpose {
     }
 
     /// The public key of `secret` (ed25519: 32 bytes; secp256k1: compressed SEC1, 33
-    /// bytes), or `None` if the bytes are not a valid secret of this algorithm.
+    /// bytes; file authority: the root's 32-byte fingerprint), or `None` if the bytes are
+    /// not a valid secret of this algorithm.
     pub(crate) fn public_key(&self, secret: &Secret32) -> Option<Vec<u8>> {
         match self {
             Self::NodeIdentity => {
@@ -88,6 +99,11 @@ impl Purpose {
             Self::FileEncryption => SecretKey::from_bytes(secret.expose())
                 .ok()
                 .map(|sk| sk.public_key().to_compressed().to_vec()),
+            Self::FileAuthority => Some(
+                AuthorityRoot::from_bytes(secret.expose())
+                    .fingerprint()
+                    .to_vec(),
+            ),
         }
     }
 }
@@ -177,7 +193,7 @@ impl KeyInfo {
     pub fn ecies_public_key(&self) -> Option<PublicKey> {
         match self.purpose {
             Purpose::FileEncryption => PublicKey::from_sec1_bytes(&self.public_key).ok(),
-            Purpose::NodeIdentity => None,
+            Purpose::NodeIdentity | Purpose::FileAuthority => None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use datamesh_core::AuthorityRoot;
 use datamesh_core::ecies::SecretKey;
 use jiff::Timestamp;
 use zeroize::Zeroizing;
@@ -11,8 +12,8 @@ use crate::escrow::{Share, ShareError};
 use crate::format::{self, FormatError, Header, MAX_SLOTS, PasswordSlot, RawSlot, SLOT_PASSWORD};
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::model::{
-    self, Body, DueKey, DueReason, Entry, FILE_ENCRYPTION, KeyInfo, KeyStatus, MAX_LABEL_LEN,
-    MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy, SlotMeta,
+    self, Body, DueKey, DueReason, Entry, FILE_AUTHORITY, FILE_ENCRYPTION, KeyInfo, KeyStatus,
+    MAX_LABEL_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy, SlotMeta,
 };
 use crate::password::Password;
 use crate::secret::Secret32;
@@ -73,7 +74,7 @@ impl fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
-    /// A new key ring: a random master key, one password slot, and the two initial keys.
+    /// A new key ring: a random master key, one password slot, and the three initial keys.
     pub(crate) fn new(password: &Password, kdf: KdfParams, now: i64) -> Result<Self, KdfError> {
         let master = Secret32::random();
         let slot = PasswordSlot::seal(&master, password, kdf)?;
@@ -81,6 +82,7 @@ impl KeyRing {
         let entries = vec![
             Entry::generate(NODE_IDENTITY, Purpose::NodeIdentity, 1, now, &policy),
             Entry::generate(FILE_ENCRYPTION, Purpose::FileEncryption, 1, now, &policy),
+            Entry::generate(FILE_AUTHORITY, Purpose::FileAuthority, 1, now, &policy),
         ];
         Ok(Self {
             header: Header {
@@ -296,6 +298,51 @@ impl KeyRing {
             })
             .filter_map(|e| Some((e.info(), ecies_secret(e)?)))
             .collect()
+    }
+
+    /// Every file-authority root version whose secret still exists, the active one first
+    /// (it derives the keys of new files), then the others newest first (they derive the
+    /// keys of older files); revoked ones only if `allow_revoked`. Empty for a keystore
+    /// made before file-authority roots existed (see `Keystore::ensure_file_authority`).
+    #[must_use]
+    pub fn authority_roots(&self, allow_revoked: bool) -> Vec<(KeyInfo, AuthorityRoot)> {
+        let mut out: Vec<(KeyInfo, AuthorityRoot)> = self
+            .body
+            .entries
+            .iter()
+            .filter(|e| e.purpose == Purpose::FileAuthority)
+            .filter(|e| match e.status {
+                KeyStatus::Active | KeyStatus::Deprecated => true,
+                KeyStatus::Revoked => allow_revoked,
+                KeyStatus::Destroyed => false,
+            })
+            .filter_map(|e| {
+                let secret = e.secret.as_ref()?;
+                Some((e.info(), AuthorityRoot::from_bytes(secret.expose())))
+            })
+            .collect();
+        out.sort_by_key(|(info, _)| (info.status != KeyStatus::Active, u32::MAX - info.version));
+        out
+    }
+
+    /// Whether the key ring has a file-authority root (a live one or not).
+    pub(crate) fn has_file_authority(&self) -> bool {
+        self.body
+            .entries
+            .iter()
+            .any(|e| e.name == FILE_AUTHORITY && e.purpose == Purpose::FileAuthority)
+    }
+
+    /// Adds version 1 of the file-authority root (a keystore made before it existed).
+    pub(crate) fn add_file_authority(&mut self, now: i64) {
+        let policy = self.body.policy;
+        self.body.entries.push(Entry::generate(
+            FILE_AUTHORITY,
+            Purpose::FileAuthority,
+            1,
+            now,
+            &policy,
+        ));
     }
 
     /// Opens a share sealed to this key ring's file-encryption key
@@ -583,6 +630,32 @@ impl KeyRing {
         self.header.slots.retain(|s| s.id != id);
         self.body.slots.retain(|m| m.id != id);
         Ok(())
+    }
+
+    /// Puts a new master key in place with the given password slots (sealed with it);
+    /// every other slot is dropped, with its record.
+    pub(crate) fn rekey(&mut self, master: Secret32, slots: &[(u32, PasswordSlot)]) {
+        self.header.slots = slots
+            .iter()
+            .map(|(id, slot)| RawSlot {
+                id: *id,
+                kind: SLOT_PASSWORD,
+                data: slot.encode(),
+            })
+            .collect();
+        self.body
+            .slots
+            .retain(|meta| slots.iter().any(|(id, _)| *id == meta.id));
+        self.master = master;
+    }
+
+    /// The password slot `id` as stored, if it is one.
+    pub(crate) fn password_slot(&self, id: u32) -> Option<PasswordSlot> {
+        self.header
+            .slots
+            .iter()
+            .find(|s| s.id == id && s.kind == SLOT_PASSWORD)
+            .and_then(|s| PasswordSlot::decode(&s.data).ok())
     }
 
     /// Adds imported entries.

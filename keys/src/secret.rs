@@ -33,6 +33,14 @@ impl Secret32 {
     pub(crate) fn expose(&self) -> &[u8; SECRET_LEN] {
         self.0.expose_secret()
     }
+
+    /// Whether both hold the same bytes (constant time).
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            &self.expose()[..],
+            &other.expose()[..],
+        ))
+    }
 }
 
 impl Clone for Secret32 {

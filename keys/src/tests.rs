@@ -12,6 +12,7 @@ mod backup;
 mod change;
 mod escrow;
 mod legacy;
+mod lifecycle;
 mod open;
 mod parsers;
 mod secrets;

@@ -61,6 +61,20 @@ fn the_frozen_v1_keystore_opens_with_both_passwords() -> TestResult {
         );
     }
     assert!(Keystore::open(dir.path(), &Password::new("frozen")?).is_err());
+
+    // Made before file-authority roots existed: it gets one on first use, once.
+    let password = Password::new(expected["password"].as_str().ok_or("password")?)?;
+    let mut keystore = Keystore::open(dir.path(), &password)?;
+    assert!(keystore.authority_roots(false).is_empty());
+    assert!(keystore.ensure_file_authority()?);
+    assert!(!keystore.ensure_file_authority()?);
+    let roots = keystore.authority_roots(false);
+    assert_eq!(roots.len(), 1);
+    let reopened = Keystore::open(dir.path(), &password)?;
+    assert_eq!(
+        reopened.authority_roots(false)[0].1.fingerprint(),
+        roots[0].1.fingerprint()
+    );
     Ok(())
 }
 

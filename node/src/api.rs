@@ -32,7 +32,9 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::check::{CheckError, Checker, RepairError};
 use crate::faults::TestFaults;
-use crate::files::{Files, GetError, KeyUsageError, PutError, RewrapError, RewrapReport};
+use crate::files::{
+    Files, GetError, KeyAccess, KeyUsageError, PutError, ReencryptError, RewrapError, RewrapReport,
+};
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::store::ShardStore;
@@ -83,6 +85,10 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/files/{id}/check", axum::routing::post(check_file))
         .route("/v1/files/{id}", get(get_file))
         .route("/v1/files/{id}/envelope", axum::routing::post(rewrap_file))
+        .route(
+            "/v1/files/{id}/reencrypt",
+            axum::routing::post(reencrypt_file),
+        )
         .route("/v1/rewrap", axum::routing::post(rewrap_all))
         .route("/v1/key-usage", get(key_usage))
         .route("/v1/status", get(status))
@@ -133,11 +139,11 @@ fn parse_id(text: &str) -> Result<FileId, BadRequest> {
 
 fn put_error(e: &PutError) -> Response {
     let kind = match e {
-        PutError::NotEnoughPeers { .. } | PutError::ManifestCopies { .. } => {
-            ErrorKind::NotEnoughPeers
-        }
+        PutError::NotEnoughPeers { .. }
+        | PutError::ManifestCopies { .. }
+        | PutError::EnvelopeCopies { .. } => ErrorKind::NotEnoughPeers,
         PutError::Encode(_) => ErrorKind::Input,
-        PutError::Keys(_) | PutError::Seal { .. } => ErrorKind::Keystore,
+        PutError::Keys(_) | PutError::Seal { .. } | PutError::NoAuthority => ErrorKind::Keystore,
         _ => ErrorKind::Internal,
     };
     error(kind, &e.to_string())
@@ -168,7 +174,8 @@ fn parse_key(text: &str) -> Result<PublicKey, BadRequest> {
 fn rewrap_error(e: &RewrapError) -> Response {
     let kind = match e {
         RewrapError::NotFound(_) => ErrorKind::NotFound,
-        RewrapError::NoKey(_) => ErrorKind::NoKey,
+        RewrapError::NoKey(_) | RewrapError::NotOwner(_) => ErrorKind::NoKey,
+        RewrapError::EnvelopeCopies { .. } => ErrorKind::NotEnoughPeers,
         _ => ErrorKind::Internal,
     };
     error(kind, &e.to_string())
@@ -209,6 +216,7 @@ async fn put_file(
             stripes: report.stripes,
             peers: report.peers,
             manifest_copies: report.manifest_copies,
+            envelope_copies: report.envelope_copies,
         })
         .into_response(),
         Err(e) => put_error(&e),
@@ -230,37 +238,36 @@ async fn rewrap_file(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
-) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, BadRequest> {
+    let id = parse_id(&id)?;
+    let access = access(&query)?;
     let mut add = Vec::new();
     for (k, v) in query {
         if k == "to" {
-            match parse_key(&v) {
-                Ok(pk) => add.push(pk),
-                Err(e) => return e.into_response(),
-            }
+            add.push(parse_key(&v)?);
         }
     }
-    match state.files.rewrap(id, add).await {
+    Ok(match state.files.rewrap_with(id, add, access).await {
         Ok(report) => axum::Json(rewrap_report(&report)).into_response(),
         Err(e) => rewrap_error(&e),
-    }
+    })
 }
 
 /// Re-wraps every file of the catalog to the active key.
-async fn rewrap_all(State(state): State<ApiState>) -> Response {
+async fn rewrap_all(
+    State(state): State<ApiState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, BadRequest> {
+    let access = access(&query)?;
     let catalog = state.files.catalog().clone();
     let entries = match tokio::task::spawn_blocking(move || catalog.list()).await {
         Ok(Ok(entries)) => entries,
-        Ok(Err(e)) => return error(ErrorKind::Catalog, &e.to_string()),
-        Err(e) => return error(ErrorKind::Internal, &e.to_string()),
+        Ok(Err(e)) => return Ok(error(ErrorKind::Catalog, &e.to_string())),
+        Err(e) => return Ok(error(ErrorKind::Internal, &e.to_string())),
     };
     let mut all = wire::RewrapAll::default();
     for entry in entries {
-        match state.files.rewrap(entry.id, Vec::new()).await {
+        match state.files.rewrap_with(entry.id, Vec::new(), access).await {
             Ok(report) => all.rewrapped.push(rewrap_report(&report)),
             Err(e) => all.failed.push(wire::RewrapFailure {
                 id: entry.id.to_string(),
@@ -268,7 +275,7 @@ async fn rewrap_all(State(state): State<ApiState>) -> Response {
             }),
         }
     }
-    axum::Json(all).into_response()
+    Ok(axum::Json(all).into_response())
 }
 
 fn key_usage_error(e: &KeyUsageError) -> Response {
@@ -276,25 +283,73 @@ fn key_usage_error(e: &KeyUsageError) -> Response {
 }
 
 /// Which of this node's keys open each of its files (for `keys destroy`).
-async fn key_usage(State(state): State<ApiState>) -> Response {
+async fn key_usage(
+    State(state): State<ApiState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, BadRequest> {
+    let access = access(&query)?;
     let files = state.files.clone();
-    match tokio::task::spawn_blocking(move || files.key_usage()).await {
-        Ok(Ok(usage)) => axum::Json(
-            usage
-                .iter()
-                .map(|(id, keys)| wire::KeyUsage {
-                    id: id.to_string(),
-                    keys: keys.iter().map(ToString::to_string).collect(),
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Ok(Err(e)) => key_usage_error(&e),
-        Err(e) => error(ErrorKind::Internal, &e.to_string()),
-    }
+    Ok(
+        match tokio::task::spawn_blocking(move || files.key_usage(access)).await {
+            Ok(Ok(usage)) => axum::Json(
+                usage
+                    .iter()
+                    .map(|(id, keys)| wire::KeyUsage {
+                        id: id.to_string(),
+                        keys: keys.iter().map(ToString::to_string).collect(),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .into_response(),
+            Ok(Err(e)) => key_usage_error(&e),
+            Err(e) => error(ErrorKind::Internal, &e.to_string()),
+        },
+    )
 }
 
-/// Sends what the decoder writes to the HTTP body in 256 KiB chunks.
+fn reencrypt_error(e: &ReencryptError) -> Response {
+    let kind = match e {
+        ReencryptError::NotFound(_) => ErrorKind::NotFound,
+        ReencryptError::Get { source, .. } => return get_error(source),
+        ReencryptError::Put { source, .. } => return put_error(source),
+        _ => ErrorKind::Internal,
+    };
+    error(kind, &e.to_string())
+}
+
+/// Re-encrypts one file of the catalog under a fresh data key (a new file id; the old
+/// copies released). Runs as its own task: a client that goes away does not cut it
+/// short between the new copy's put and the catalog update.
+async fn reencrypt_file(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, BadRequest> {
+    let id = parse_id(&id)?;
+    let access = access(&query)?;
+    let files = state.files.clone();
+    let task = tokio::spawn(async move { files.reencrypt(id, access).await });
+    Ok(match task.await {
+        Ok(Ok(r)) => axum::Json(wire::ReencryptReport {
+            old: r.old.to_string(),
+            new: r.new.to_string(),
+            size: r.size,
+            stripes: r.stripes,
+            released: r.released,
+            release_failures: r.release_failures,
+        })
+        .into_response(),
+        Ok(Err(e)) => reencrypt_error(&e),
+        Err(e) => error(ErrorKind::Internal, &e.to_string()),
+    })
+}
+
+/// Sends what the decoder writes to the HTTP body in 256 KiB chunks, always holding the
+/// last bytes back until [`Write::flush`], which the get calls only once the decoder has
+/// verified the whole file (its BLAKE3 included). A file that fails that last check thus
+/// never reaches its full `Content-Length`: the client sees a short body, never a
+/// complete one (before, a size that is a multiple of the chunk had every byte sent
+/// when the check failed).
 struct ChannelWriter {
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     buf: Vec<u8>,
@@ -305,8 +360,11 @@ const CHUNK: usize = 256 * 1024;
 impl Write for ChannelWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.flush()?;
+        // Strictly more than a chunk: the last byte always stays for the final flush.
+        while self.buf.len() > CHUNK {
+            let rest = self.buf.split_off(CHUNK);
+            let chunk = std::mem::replace(&mut self.buf, rest);
+            self.send(chunk)?;
         }
         Ok(data.len())
     }
@@ -315,19 +373,29 @@ impl Write for ChannelWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.send(chunk)
+    }
+}
+
+impl ChannelWriter {
+    fn send(&self, chunk: Vec<u8>) -> std::io::Result<()> {
         self.tx
-            .blocking_send(Ok(chunk))
+            .blocking_send(Ok(Bytes::from(chunk)))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
     }
 }
 
-async fn get_file(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
+async fn get_file(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let (id, access) = match parse_id(&id).and_then(|id| Ok((id, access(&query)?))) {
+        Ok(parsed) => parsed,
         Err(e) => return e.into_response(),
     };
-    let file = match state.files.open(id).await {
+    let file = match state.files.open_with(id, access).await {
         Ok(file) => file,
         Err(e) => return get_error(&e),
     };
@@ -462,6 +530,15 @@ fn flag(query: &[(String, String)], name: &str) -> Result<bool, BadRequest> {
             format!("{name}={other}: use 1 or 0"),
         )),
     }
+}
+
+/// `allow_revoked=1`: the explicit override of incident recovery (revoked keys may
+/// decrypt for this one request; the node logs it).
+fn access(query: &[(String, String)]) -> Result<KeyAccess, BadRequest> {
+    Ok(match flag(query, "allow_revoked")? {
+        true => KeyAccess::WithRevoked,
+        false => KeyAccess::Live,
+    })
 }
 
 /// Checks a file (`verify=1`: fetch and hash every copy; `repair=1`: rebuild what is

@@ -221,6 +221,22 @@ impl Catalog {
         Ok(())
     }
 
+    /// Forgets a file (entry, manifest and placement) in one synced write: after a
+    /// re-encryption replaced it. Forgetting a file that is not there does nothing.
+    ///
+    /// # Errors
+    /// [`CatalogError::Db`].
+    pub fn remove(&self, id: &FileId) -> Result<(), CatalogError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_cf(cf(&self.db, CF_CATALOG)?, id.as_bytes());
+        batch.delete_cf(cf(&self.db, CF_FILES)?, key(MANIFEST_PREFIX, id));
+        batch.delete_cf(cf(&self.db, CF_FILES)?, key(PLACEMENT_PREFIX, id));
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        self.db.write_opt(batch, &sync)?;
+        Ok(())
+    }
+
     /// Every file, in id order.
     ///
     /// # Errors

@@ -3,8 +3,9 @@
 //! | column family   | key                         | value                                  |
 //! |-----------------|-----------------------------|----------------------------------------|
 //! | `shards`        | shard id (32)               | shard bytes (BlobDB for large values)  |
+//! | `shard_info`    | shard id (32)               | length (u64 BE) + state (1: 0 as stored, 1 a read found it corrupt), written with the shard |
 //! | `meta`          | name                        | counters (`used_bytes`, `shard_count`: u64 BE, changed by merges adding a delta) |
-//! | `owners`        | shard id (32) + peer id     | empty: who stored a shard (may delete it) |
+//! | `owners`        | shard id (32) + peer id     | who stored a shard (may delete it): empty, or the file id (32) the claim was bound to by an `Announce` |
 //! | `kad_records`   | record key                  | Kademlia value record                  |
 //! | `kad_providers` | record key, provider peer id | Kademlia provider record              |
 //! | `catalog`       | file id (32)                | this node's own files (name, size, time) |
@@ -22,10 +23,11 @@ pub(crate) const CF_KAD_RECORDS: &str = "kad_records";
 pub(crate) const CF_KAD_PROVIDERS: &str = "kad_providers";
 pub(crate) const CF_CATALOG: &str = "catalog";
 pub(crate) const CF_FILES: &str = "files";
+pub(crate) const CF_SHARD_INFO: &str = "shard_info";
 
 /// Every column family, `shards` first (it alone has blob files), then `meta` (the only
 /// one with a merge operator).
-const ALL_CFS: [&str; 7] = [
+const ALL_CFS: [&str; 8] = [
     CF_SHARDS,
     CF_META,
     CF_OWNERS,
@@ -33,6 +35,7 @@ const ALL_CFS: [&str; 7] = [
     CF_KAD_PROVIDERS,
     CF_CATALOG,
     CF_FILES,
+    CF_SHARD_INFO,
 ];
 
 /// Values at least this large go to BlobDB blob files, so compaction does not rewrite

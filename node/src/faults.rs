@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `DATAMESH_TEST_FAULTS` | `1` | enables `POST /v1/debug/corrupt-shard` and `POST /v1/debug/block-peers` (see [`crate::network::Network::set_blocked_peers`]), and is required by the next one |
 //! | `DATAMESH_TEST_MISBEHAVE` | `wrong-bytes` | this node answers every fetch with altered bytes |
+//! | `DATAMESH_TEST_MISBEHAVE` | `refuse-envelopes` | this node refuses every key envelope from a peer (a put then fails for want of envelope copies) |
 //!
 //! Any other value of either variable is an error at start, so a typo cannot leave a
 //! fault half-enabled, and a node with faults enabled logs a loud warning.
@@ -24,6 +25,7 @@ pub const ENV_MISBEHAVE: &str = "DATAMESH_TEST_MISBEHAVE";
 pub struct TestFaults {
     debug_api: bool,
     wrong_bytes: bool,
+    refuse_envelopes: bool,
 }
 
 /// The fault variables are set to something other than what enables a fault.
@@ -34,7 +36,7 @@ pub enum FaultsError {
     #[error("{ENV_FAULTS}={0:?}: the only accepted value is 1 (unset it for a normal node)")]
     BadFaults(String),
     /// `DATAMESH_TEST_MISBEHAVE` has an unknown value.
-    #[error("{ENV_MISBEHAVE}={0:?}: the only accepted value is wrong-bytes")]
+    #[error("{ENV_MISBEHAVE}={0:?}: the accepted values are wrong-bytes and refuse-envelopes")]
     BadMisbehave(String),
     /// A misbehaviour was asked for without enabling test faults.
     #[error(
@@ -61,6 +63,17 @@ impl TestFaults {
         self
     }
 
+    /// Makes the node refuse every key envelope from a peer.
+    pub fn with_refuse_envelopes(mut self) -> Self {
+        self.refuse_envelopes = true;
+        self
+    }
+
+    /// Whether key envelopes from peers are refused.
+    pub fn refuse_envelopes(&self) -> bool {
+        self.refuse_envelopes
+    }
+
     /// Whether the debug API is served.
     pub fn debug_api(&self) -> bool {
         self.debug_api
@@ -73,7 +86,7 @@ impl TestFaults {
 
     /// Whether any fault is enabled.
     pub fn any(&self) -> bool {
-        self.debug_api || self.wrong_bytes
+        self.debug_api || self.wrong_bytes || self.refuse_envelopes
     }
 
     /// Reads the faults from the two variables (see the module docs).
@@ -102,6 +115,7 @@ impl TestFaults {
             None => {}
             Some(_) if !out.debug_api => return Err(FaultsError::NotEnabled),
             Some("wrong-bytes") => out.wrong_bytes = true,
+            Some("refuse-envelopes") => out.refuse_envelopes = true,
             Some(other) => return Err(FaultsError::BadMisbehave(other.to_string())),
         }
         Ok(out)
@@ -118,6 +132,9 @@ impl TestFaults {
         }
         if self.wrong_bytes {
             what.push("this node ANSWERS FETCHES WITH WRONG BYTES");
+        }
+        if self.refuse_envelopes {
+            what.push("this node REFUSES EVERY KEY ENVELOPE");
         }
         Some(format!(
             "TEST FAULTS ENABLED ({ENV_FAULTS}): {}. Never run such a node with real data.",
@@ -155,6 +172,16 @@ mod tests {
             TestFaults::from_values(Some("1"), Some("wrong_bytes")),
             Err(FaultsError::BadMisbehave(_))
         ));
+        assert_eq!(
+            TestFaults::from_values(Some("1"), Some("refuse-envelopes")),
+            Ok(TestFaults::none().with_debug_api().with_refuse_envelopes())
+        );
+        assert!(
+            TestFaults::none()
+                .with_refuse_envelopes()
+                .warning()
+                .is_some_and(|w| w.contains("REFUSES EVERY KEY ENVELOPE"))
+        );
         assert!(TestFaults::none().warning().is_none());
         assert!(
             TestFaults::none()

@@ -20,8 +20,8 @@ pub use api::ApiToken;
 pub use check::{CheckError, CheckReport, Checker, Health, RepairError, SelfCheck};
 pub use faults::TestFaults;
 pub use files::{
-    FileKeys, Files, FilesConfig, GetError, KeyProvider, KeyProviderError, KeyUsageError, PutError,
-    RewrapError, RewrapReport,
+    FileKeys, Files, FilesConfig, GetError, KeyAccess, KeyProvider, KeyProviderError,
+    KeyUsageError, PutError, ReencryptError, ReencryptReport, RewrapError, RewrapReport,
 };
 pub use network::{Network, NetworkConfig, NetworkError};
 pub use node::{Node, NodeConfig, NodeError};

@@ -2,9 +2,13 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// One label: `(name, value)`.
+pub type Label = [(&'static str, String); 1];
 
 /// Every metric the node exports. Cheap to update from any thread.
 #[derive(Debug)]
@@ -50,6 +54,26 @@ pub struct Metrics {
     /// Deletes of a failed put's shards that failed, were refused or timed out (the
     /// shard may stay on that peer).
     pub put_cleanup_failures: Counter,
+    /// Key envelopes from peers not kept (unknown file, bad signature, stale, full).
+    pub envelopes_refused: Counter,
+    /// Held blobs parsed as manifests to learn a file's authority key (at most once per
+    /// blob, whatever the number of envelopes that name it).
+    pub manifests_parsed_for_envelopes: Counter,
+    /// Bytes of held blobs read for those parses.
+    pub manifest_bytes_read_for_envelopes: Counter,
+    /// Refusals sent to peers, by kind (`kind` = busy, mismatch, full, denied, invalid,
+    /// failed, corrupt).
+    pub refusals_sent: Family<Label, Counter>,
+    /// Strikes against peers, by offence (`offence` = wrong_bytes, bad_frame, over_budget).
+    pub peer_strikes: Family<Label, Counter>,
+    /// Strikes each peer has now (`peer` = its id; only peers with strikes or a block).
+    pub peer_strikes_now: Family<Label, Gauge>,
+    /// Peers blocked for misbehaviour (each block once).
+    pub peers_blocked: Counter,
+    /// Peers blocked for misbehaviour now.
+    pub peers_blocked_now: Gauge,
+    /// Bytes of inbound requests and their answers held now (the inbound budget in use).
+    pub inbound_bytes_held: Gauge,
 }
 
 impl Default for Metrics {
@@ -82,6 +106,15 @@ impl Metrics {
             self_checks: Counter::default(),
             put_cleanup_deleted: Counter::default(),
             put_cleanup_failures: Counter::default(),
+            envelopes_refused: Counter::default(),
+            manifests_parsed_for_envelopes: Counter::default(),
+            manifest_bytes_read_for_envelopes: Counter::default(),
+            refusals_sent: Family::default(),
+            peer_strikes: Family::default(),
+            peer_strikes_now: Family::default(),
+            peers_blocked: Counter::default(),
+            peers_blocked_now: Gauge::default(),
+            inbound_bytes_held: Gauge::default(),
             registry: Registry::default(),
         };
         let reg = &mut registry;
@@ -168,7 +201,59 @@ impl Metrics {
             "Deletes of a failed put's shards that failed, were refused or timed out",
             m.put_cleanup_failures.clone(),
         );
+        reg.register(
+            "envelopes_refused",
+            "Key envelopes from peers not kept (unknown file, bad signature, stale, full)",
+            m.envelopes_refused.clone(),
+        );
+        reg.register(
+            "manifests_parsed_for_envelopes",
+            "Held blobs parsed once to learn a file's authority key",
+            m.manifests_parsed_for_envelopes.clone(),
+        );
+        reg.register(
+            "manifest_bytes_read_for_envelopes",
+            "Bytes of held blobs read to learn files' authority keys",
+            m.manifest_bytes_read_for_envelopes.clone(),
+        );
+        reg.register(
+            "refusals_sent",
+            "Refusals sent to peers, by kind",
+            m.refusals_sent.clone(),
+        );
+        reg.register(
+            "peer_strikes",
+            "Strikes against misbehaving peers, by offence",
+            m.peer_strikes.clone(),
+        );
+        reg.register(
+            "peer_strikes_now",
+            "Strikes each peer with strikes or a block has now",
+            m.peer_strikes_now.clone(),
+        );
+        reg.register(
+            "peers_blocked",
+            "Peers blocked for misbehaviour",
+            m.peers_blocked.clone(),
+        );
+        reg.register(
+            "peers_blocked_now",
+            "Peers blocked for misbehaviour now",
+            m.peers_blocked_now.clone(),
+        );
+        reg.register(
+            "inbound_bytes_held",
+            "Bytes of inbound requests and their answers held now",
+            m.inbound_bytes_held.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Counts a refusal sent to a peer.
+    pub fn refusal_sent(&self, kind: &'static str) {
+        self.refusals_sent
+            .get_or_create(&[("kind", kind.to_string())])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -154,7 +154,8 @@ impl Node {
         let store = Arc::new(ShardStore::new(Arc::clone(&db), config.store));
         let server = Arc::new(
             Server::new(Arc::clone(&store), Arc::clone(&db), Arc::clone(&metrics))
-                .with_wrong_bytes(config.faults.wrong_bytes()),
+                .with_wrong_bytes(config.faults.wrong_bytes())
+                .with_refuse_envelopes(config.faults.refuse_envelopes()),
         );
         let records = PersistentStore::new(
             peer_id,
@@ -165,8 +166,8 @@ impl Node {
                 .with_max_records(4096)
                 .with_max_value_bytes(16 * 1024),
         )?;
-        let (network, net_task) =
-            Network::start(identity, records, config.network, server.clone())?;
+        let net_config = config.network.with_metrics(Arc::clone(&metrics));
+        let (network, net_task) = Network::start(identity, records, net_config, server.clone())?;
         let files = Files::new(
             network.clone(),
             server,

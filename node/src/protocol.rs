@@ -6,6 +6,12 @@
 //! here); this module only moves frames: it reads a frame's 4-byte length, refuses it if
 //! it is over the limit before a byte of the body is read or allocated, then reads and
 //! decodes the body.
+//!
+//! Parts: this file is the frame reader/writer and [`ShardCodec`] (plain messages, for a
+//! client or a test peer); `budget.rs` is [`InboundBudget`], the bytes of inbound work a
+//! node holds per peer and in total; `budgeted.rs` is [`BudgetedCodec`], the node's own
+//! codec, which takes a permit of that budget for every inbound frame before reading its
+//! body and answers `Busy` when there is none.
 
 use std::io;
 
@@ -13,16 +19,27 @@ use datamesh_core::wire::{self, LEN_PREFIX, WireError};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
+mod budget;
+mod budgeted;
+
+pub use budget::{
+    DEFAULT_NODE_BUDGET, DEFAULT_PEER_BUDGET, InboundBudget, MIN_PEER_BUDGET, OverBudget, Permit,
+};
+pub use budgeted::{BudgetedCodec, RequestFrame, ResponseFrame, response_bytes};
 pub use datamesh_core::wire::{
     FailureReason, InvalidReason, MAX_BLOB_LEN, MAX_ENVELOPE_LEN, MAX_IDS, MAX_REQUEST_LEN,
     MAX_RESPONSE_LEN, Refusal, Request, Response,
 };
 
 /// The protocol name. Version 2: refusals carry typed reasons instead of the refusing
-/// node's error text (`docs/format.md`).
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/2.0.0");
+/// node's error text. Version 3: key envelopes v2 (signed by the file's authority key,
+/// one per file, kept only by a manifest holder) and their refusals; `Announce` names a
+/// blob the sender stored for the file; `Has` ids are distinct (`docs/format.md`).
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/3.0.0");
 
-/// The request-response codec: length-prefixed postcard with size caps.
+/// The request-response codec: length-prefixed postcard with size caps. For a client or
+/// a test peer; the node's own swarm uses [`BudgetedCodec`], which reads the same frames
+/// and also holds inbound requests to the node's byte budget.
 #[derive(Clone, Copy, Debug)]
 pub struct ShardCodec {
     max_request: usize,
@@ -58,13 +75,23 @@ fn invalid_input(e: WireError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e)
 }
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+/// Reads a frame's length prefix and checks it against `max`.
+async fn read_len<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<usize> {
     let mut prefix = [0u8; LEN_PREFIX];
     io.read_exact(&mut prefix).await?;
-    let len = wire::body_len(prefix, max).map_err(invalid_data)?;
+    wire::body_len(prefix, max).map_err(invalid_data)
+}
+
+/// Reads a body of `len` bytes (already checked).
+async fn read_body<T: AsyncRead + Unpin + Send>(io: &mut T, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
     Ok(buf)
+}
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let len = read_len(io, max).await?;
+    read_body(io, len).await
 }
 
 /// Writes one frame whose body is `head` followed by `tail`.
@@ -175,10 +202,13 @@ mod tests {
                 bytes: Bytes::from_static(b"x"),
             },
             Request::Fetch { id },
-            Request::Has { ids: vec![id; 3] },
+            Request::Has {
+                ids: vec![id, ShardId::of(b"y"), ShardId::of(b"z")],
+            },
             Request::Delete { id },
             Request::Announce {
                 file: FileId::of_manifest(b"m"),
+                held: id,
             },
             Request::PutEnvelope { bytes: vec![1, 2] },
             Request::GetEnvelope {

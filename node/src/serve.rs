@@ -2,24 +2,32 @@
 //!
 //! It stores and returns opaque bytes by id and keeps key envelopes; it never sees a key
 //! or a byte of plaintext (Architecture Invariant).
+//!
+//! Key envelopes: one per file, kept only for a file whose manifest this node holds, if
+//! it verifies under the authority key the manifest commits to, and replaced only by a
+//! higher sequence; envelope bytes count against the quota. The authority key of each
+//! manifest is cached in a row of its own the first time an envelope names the file.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use datamesh_core::{KeyEnvelope, KeyId, ShardId};
+use datamesh_core::wire::first_duplicate;
+use datamesh_core::{AuthorityPublic, FileId, KeyEnvelope, Manifest, ShardId};
 use libp2p::PeerId;
-use rocksdb::DB;
+use rocksdb::{DB, WriteBatch};
 use tracing::{debug, warn};
 
 use crate::db::{CF_FILES, DbError, cf};
 use crate::metrics::Metrics;
 use crate::network::InboundHandler;
 use crate::protocol::{FailureReason, InvalidReason, MAX_ENVELOPE_LEN, Refusal, Request, Response};
-use crate::store::{DeleteOutcome, PutOutcome, ShardStore, StoreError};
+use crate::store::{BindOutcome, DeleteOutcome, PutOutcome, ShardStore, StoreError};
 
-/// Most envelope owners kept per file (each owner's newest envelope is kept).
-pub const MAX_ENVELOPE_OWNERS: usize = 16;
-/// Key prefix of envelopes in the `files` column family.
+/// Key prefix of envelopes in the `files` column family: `e` || file id -> envelope.
 const ENVELOPE_PREFIX: u8 = b'e';
+/// Key prefix of cached authority keys in the `files` column family: `a` || file id ->
+/// the 33-byte key of the manifest held under that id, or empty if that blob is not a
+/// manifest.
+const AUTHORITY_PREFIX: u8 = b'a';
 
 /// Serves shard-protocol requests from the node's store.
 #[derive(Debug)]
@@ -29,6 +37,10 @@ pub struct Server {
     metrics: Arc<Metrics>,
     /// Test-only misbehaviour: serve altered bytes (see [`crate::faults`]).
     wrong_bytes: bool,
+    /// Test-only misbehaviour: refuse every key envelope (see [`crate::faults`]).
+    refuse_envelopes: bool,
+    /// Held while an envelope is compared with the one held and replaces it.
+    envelope_writes: Mutex<()>,
 }
 
 impl Server {
@@ -39,6 +51,8 @@ impl Server {
             db,
             metrics,
             wrong_bytes: false,
+            refuse_envelopes: false,
+            envelope_writes: Mutex::new(()),
         }
     }
 
@@ -46,6 +60,13 @@ impl Server {
     /// from [`crate::faults::TestFaults`].
     pub(crate) fn with_wrong_bytes(mut self, on: bool) -> Self {
         self.wrong_bytes = on;
+        self
+    }
+
+    /// Test-only: refuse every key envelope from a peer, as a broken holder would. Set
+    /// only from [`crate::faults::TestFaults`].
+    pub(crate) fn with_refuse_envelopes(mut self, on: bool) -> Self {
+        self.refuse_envelopes = on;
         self
     }
 
@@ -107,7 +128,85 @@ impl Server {
         }
     }
 
+    /// Which of `ids` are held: one small-row lookup per id, no shard read. Each id at most
+    /// once (the codec refuses repeats already; this covers the local path).
+    fn has(&self, peer: PeerId, ids: &[ShardId]) -> Response {
+        if first_duplicate(ids).is_some() {
+            debug!(%peer, "refused a has request with duplicate ids");
+            return Response::Refused(Refusal::Invalid(InvalidReason::DuplicateIds));
+        }
+        let mut flags = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.store.has(id) {
+                Ok(held) => flags.push(held),
+                Err(e) => {
+                    warn!(%peer, shard = %id.short(), "looking up a shard failed: {e}");
+                    return Response::Refused(Refusal::Failed(FailureReason::Storage));
+                }
+            }
+        }
+        Response::Has(flags)
+    }
+
+    /// A delete: the stored copy if a read found it corrupt (whoever asks: a corrupt copy
+    /// is useless to everyone, and a repairer that fetched it asks), else the peer's
+    /// claim. A peer without a claim costs a few small-row lookups: no shard read, no
+    /// hash, no store-wide lock.
+    fn delete(&self, peer: PeerId, id: ShardId) -> Response {
+        match self.store.remove_corrupt(&id) {
+            Ok(true) => {
+                warn!(%peer, shard = %id.short(), "dropped a corrupt copy on request");
+                return Response::Done;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(%peer, shard = %id.short(), "dropping a corrupt copy failed: {e}");
+                return Response::Refused(Refusal::Failed(FailureReason::Storage));
+            }
+        }
+        match self.store.delete(&id, &peer.to_bytes()) {
+            Ok(DeleteOutcome::NotOwner) => Response::Refused(Refusal::Denied),
+            Ok(_) => Response::Done,
+            Err(e) => {
+                warn!(%peer, shard = %id.short(), "deleting a shard failed: {e}");
+                Response::Refused(Refusal::Failed(FailureReason::Storage))
+            }
+        }
+    }
+
+    /// Whether the node may announce `file` for `peer`: it holds the file's manifest, or
+    /// `peer` stored `held` here and binds that claim to the file (one file per claim).
+    /// `Done` means yes (the swarm task then starts providing); a file the node holds
+    /// nothing of is refused. A couple of small-row lookups and one small write.
+    fn announce(&self, peer: PeerId, file: FileId, held: ShardId) -> Response {
+        let outcome = self
+            .store
+            .has(&ShardId::from_bytes(*file.as_bytes()))
+            .and_then(|manifest| {
+                if manifest {
+                    Ok(BindOutcome::Bound)
+                } else {
+                    self.store.bind_claim(&held, &peer.to_bytes(), &file)
+                }
+            });
+        match outcome {
+            Ok(BindOutcome::Bound) => Response::Done,
+            Ok(BindOutcome::NoClaim | BindOutcome::OtherFile) => {
+                debug!(%peer, %file, "refused to announce a file not held here");
+                Response::Refused(Refusal::Invalid(InvalidReason::UnknownFile))
+            }
+            Err(e) => {
+                warn!(%peer, %file, "checking an announcement failed: {e}");
+                Response::Refused(Refusal::Failed(FailureReason::Storage))
+            }
+        }
+    }
+
     fn put_envelope(&self, peer: PeerId, bytes: &[u8]) -> Response {
+        if self.refuse_envelopes {
+            warn!(%peer, "TEST FAULT: refusing a key envelope");
+            return Response::Refused(Refusal::Failed(FailureReason::Storage));
+        }
         if bytes.len() > MAX_ENVELOPE_LEN {
             return Response::Refused(Refusal::Invalid(InvalidReason::EnvelopeTooLarge));
         }
@@ -118,61 +217,193 @@ impl Server {
                 return Response::Refused(Refusal::Invalid(InvalidReason::BadEnvelope));
             }
         };
-        match self.keep_envelope(&envelope, bytes) {
-            Ok(()) => Response::Done,
-            Err(EnvelopeRefusal::TooManyOwners) => {
-                Response::Refused(Refusal::Invalid(InvalidReason::TooManyEnvelopeOwners))
+        let file = envelope.file_id();
+        let refused = match self.held_authority(&file) {
+            Ok(Some(authority)) => match self.keep_envelope(&envelope, bytes, &authority) {
+                Ok(()) => return Response::Done,
+                Err(e) => e,
+            },
+            Ok(None) => EnvelopeRefusal::UnknownFile,
+            Err(e) => e,
+        };
+        debug!(%peer, %file, "refused a key envelope: {refused}");
+        self.metrics.envelopes_refused.inc();
+        match refused {
+            EnvelopeRefusal::UnknownFile => {
+                Response::Refused(Refusal::Invalid(InvalidReason::UnknownFile))
             }
-            Err(EnvelopeRefusal::Db(e)) => {
-                warn!(%peer, file = %envelope.file_id(), "keeping a key envelope failed: {e}");
+            EnvelopeRefusal::BadSignature => {
+                Response::Refused(Refusal::Invalid(InvalidReason::BadEnvelope))
+            }
+            EnvelopeRefusal::Stale { .. } => {
+                Response::Refused(Refusal::Invalid(InvalidReason::StaleEnvelope))
+            }
+            EnvelopeRefusal::Full { used, max } => Response::Refused(Refusal::Full { used, max }),
+            EnvelopeRefusal::Store(e) => {
+                warn!(%peer, %file, "keeping a key envelope failed: {e}");
                 Response::Refused(Refusal::Failed(FailureReason::Storage))
             }
         }
     }
 
-    /// Keeps `envelope` unless this owner already has a newer one for the file.
-    fn keep_envelope(&self, envelope: &KeyEnvelope, bytes: &[u8]) -> Result<(), EnvelopeRefusal> {
+    /// The authority key of a file whose manifest this node holds, or `None` if it holds
+    /// no manifest under that id. The key is cached in a small row the first time the
+    /// manifest is parsed (an empty row if the blob under that id is not a manifest), so
+    /// each blob held is read and parsed at most once, however many envelopes name it.
+    fn held_authority(&self, file: &FileId) -> Result<Option<AuthorityPublic>, EnvelopeRefusal> {
+        let blob = ShardId::from_bytes(*file.as_bytes());
         let files = cf(&self.db, CF_FILES)?;
-        let mut key = envelope_prefix(envelope.file_id().as_bytes());
-        key.extend_from_slice(KeyId::of(envelope.owner()).as_bytes());
-        if let Some(old) = self.db.get_pinned_cf(files, &key).map_err(DbError::from)? {
-            if let Ok(old) = KeyEnvelope::from_bytes(&old)
-                && old.sequence() >= envelope.sequence()
-            {
+        let key = row_key(AUTHORITY_PREFIX, file.as_bytes());
+        let cached = self.db.get_pinned_cf(files, &key).map_err(DbError::from)?;
+        // A blob's id fixes its bytes: one that was not a manifest never will be.
+        if cached.as_ref().is_some_and(|row| row.is_empty())
+            || !self.store.has(&blob).map_err(EnvelopeRefusal::Store)?
+        {
+            return Ok(None);
+        }
+        if let Some(row) = cached {
+            return Ok(AuthorityPublic::from_bytes(&row).ok());
+        }
+        let authority = match self.store.get(&blob) {
+            Ok(Some(bytes)) => {
+                self.metrics
+                    .manifest_bytes_read_for_envelopes
+                    .inc_by(bytes.len() as u64);
+                Manifest::from_bytes(&bytes).ok().map(|m| m.authority().key)
+            }
+            // Gone meanwhile, or corrupt: nothing to cache.
+            Ok(None) | Err(StoreError::Corrupt { .. }) => return Ok(None),
+            Err(e) => return Err(EnvelopeRefusal::Store(e)),
+        };
+        self.metrics.manifests_parsed_for_envelopes.inc();
+        let row = authority.map(|a| a.to_bytes().to_vec()).unwrap_or_default();
+        self.db.put_cf(files, &key, row).map_err(DbError::from)?;
+        Ok(authority)
+    }
+
+    /// Keeps `bytes` (parsed as `envelope`) as the file's envelope if it verifies under
+    /// `authority` and is newer than the one held; its bytes count against the quota.
+    fn keep_envelope(
+        &self,
+        envelope: &KeyEnvelope,
+        bytes: &[u8],
+        authority: &AuthorityPublic,
+    ) -> Result<(), EnvelopeRefusal> {
+        envelope
+            .verify(authority)
+            .map_err(|_| EnvelopeRefusal::BadSignature)?;
+        let files = cf(&self.db, CF_FILES)?;
+        let key = row_key(ENVELOPE_PREFIX, envelope.file_id().as_bytes());
+        // One replacement at a time: the sequence check and the write are one step.
+        let _guard = self
+            .envelope_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let old = self.db.get_cf(files, &key).map_err(DbError::from)?;
+        let old_len = old.as_ref().map_or(0, |o| o.len() as u64);
+        if let Some(old) = &old {
+            if old[..] == *bytes {
                 return Ok(());
             }
-        } else if self.envelopes(envelope.file_id().as_bytes()).len() >= MAX_ENVELOPE_OWNERS {
-            return Err(EnvelopeRefusal::TooManyOwners);
+            // What is held verified when it was kept; a row that no longer parses is
+            // replaced.
+            if let Ok(held) = KeyEnvelope::from_bytes(old)
+                && held.sequence() >= envelope.sequence()
+            {
+                return Err(EnvelopeRefusal::Stale {
+                    held: held.sequence(),
+                });
+            }
         }
-        Ok(self.db.put_cf(files, &key, bytes).map_err(DbError::from)?)
+        let mut batch = WriteBatch::default();
+        batch.put_cf(files, &key, bytes);
+        match self.store.write_counted(batch, old_len, bytes.len() as u64) {
+            Ok(()) => Ok(()),
+            Err(StoreError::QuotaExceeded { used, max, .. }) => {
+                Err(EnvelopeRefusal::Full { used, max })
+            }
+            Err(e) => Err(EnvelopeRefusal::Store(e)),
+        }
     }
 
-    /// Every envelope held for a file (newest per owner).
-    pub fn envelopes(&self, file: &[u8; 32]) -> Vec<Vec<u8>> {
-        let Ok(files) = cf(&self.db, CF_FILES) else {
-            return Vec::new();
-        };
-        let prefix = envelope_prefix(file);
+    /// Keeps an envelope of one of this node's own files (put, share, rewrap), checked
+    /// against the manifest the caller holds (from its catalog): this node need not hold
+    /// the manifest blob itself.
+    ///
+    /// # Errors
+    /// [`EnvelopeRefusal`] saying why it was not kept.
+    pub fn keep_own_envelope(
+        &self,
+        manifest: &Manifest,
+        bytes: &[u8],
+    ) -> Result<(), EnvelopeRefusal> {
+        let envelope = KeyEnvelope::from_bytes(bytes).map_err(|_| EnvelopeRefusal::BadSignature)?;
+        if envelope.file_id() != manifest.file_id() {
+            return Err(EnvelopeRefusal::UnknownFile);
+        }
+        self.keep_envelope(&envelope, bytes, &manifest.authority().key)
+    }
+
+    /// The key envelope held for a file, if any.
+    pub fn envelope(&self, file: &FileId) -> Option<Vec<u8>> {
+        let files = cf(&self.db, CF_FILES).ok()?;
         self.db
-            .prefix_iterator_cf(files, &prefix)
+            .get_cf(files, row_key(ENVELOPE_PREFIX, file.as_bytes()))
+            .ok()
+            .flatten()
+    }
+
+    /// How many key envelopes this node holds (one per file at most).
+    pub fn envelope_count(&self) -> usize {
+        let Ok(files) = cf(&self.db, CF_FILES) else {
+            return 0;
+        };
+        self.db
+            .prefix_iterator_cf(files, [ENVELOPE_PREFIX])
             .map_while(Result::ok)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, v)| v.to_vec())
-            .collect()
+            .take_while(|(k, _)| k.first() == Some(&ENVELOPE_PREFIX))
+            .count()
     }
 }
 
-/// Why an envelope was not kept: told to the peer coarsely, logged in full here.
+/// Why a key envelope was not kept: told to a peer as a typed refusal, logged in full
+/// here.
 #[derive(Debug, thiserror::Error)]
-enum EnvelopeRefusal {
-    #[error("too many envelope owners for this file")]
-    TooManyOwners,
+#[non_exhaustive]
+pub enum EnvelopeRefusal {
+    /// No manifest is held for the envelope's file.
+    #[error("no manifest held for this file")]
+    UnknownFile,
+    /// Malformed, or not signed with the file's authority key.
+    #[error("the envelope does not verify under the file's authority key")]
+    BadSignature,
+    /// The sequence is not higher than the one held.
+    #[error("sequence not newer than the one held ({held})")]
+    Stale {
+        /// The sequence held.
+        held: u64,
+    },
+    /// The quota is used up.
+    #[error("storage full: {used} of {max} bytes used")]
+    Full {
+        /// Bytes in use.
+        used: u64,
+        /// Quota.
+        max: u64,
+    },
+    /// The store failed.
     #[error(transparent)]
-    Db(#[from] DbError),
+    Store(StoreError),
 }
 
-fn envelope_prefix(file: &[u8; 32]) -> Vec<u8> {
-    let mut key = vec![ENVELOPE_PREFIX];
+impl From<DbError> for EnvelopeRefusal {
+    fn from(e: DbError) -> Self {
+        Self::Store(StoreError::Db(e))
+    }
+}
+
+fn row_key(prefix: u8, file: &[u8; 32]) -> Vec<u8> {
+    let mut key = vec![prefix];
     key.extend_from_slice(file);
     key
 }
@@ -182,31 +413,201 @@ impl InboundHandler for Server {
         match request {
             Request::Store { id, bytes } => self.store_blob(peer, id, &bytes),
             Request::Fetch { id } => self.fetch(peer, id),
-            Request::Has { ids } => Response::Has(
-                ids.iter()
-                    .map(|id| self.store.has(id).unwrap_or(false))
-                    .collect(),
-            ),
-            // A corrupt copy is useless to everyone: any peer (a repairer) may have it
-            // dropped. The store checks the corruption itself.
-            Request::Delete { id } if matches!(self.store.remove_corrupt(&id), Ok(true)) => {
-                warn!(%peer, shard = %id.short(), "dropped a corrupt copy on request");
-                Response::Done
-            }
-            Request::Delete { id } => match self.store.delete(&id, &peer.to_bytes()) {
-                Ok(DeleteOutcome::NotOwner) => Response::Refused(Refusal::Denied),
-                Ok(_) => Response::Done,
-                Err(e) => {
-                    warn!(%peer, shard = %id.short(), "deleting a shard failed: {e}");
-                    Response::Refused(Refusal::Failed(FailureReason::Storage))
-                }
-            },
+            Request::Has { ids } => self.has(peer, &ids),
+            Request::Delete { id } => self.delete(peer, id),
             Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes),
-            Request::GetEnvelope { file } => Response::Envelopes(self.envelopes(file.as_bytes())),
-            Request::Announce { .. } => {
-                debug!("announce reached the handler; the swarm task answers it");
-                Response::Done
+            Request::GetEnvelope { file } => {
+                Response::Envelopes(self.envelope(&file).into_iter().collect())
             }
+            Request::Announce { file, held } => self.announce(peer, file, held),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datamesh_core::ecies::SecretKey;
+    use datamesh_core::{
+        AuthorityKey, AuthorityRoot, AuthoritySalt, EncodeOptions, EncodedFile, Encoder,
+    };
+
+    use super::*;
+    use crate::store::StoreConfig;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A small file of `root`'s, its manifest stored on `server` as a peer would.
+    fn file_on(
+        server: &Server,
+        root: &AuthorityRoot,
+    ) -> Result<(EncodedFile, AuthorityKey), Box<dyn std::error::Error>> {
+        let authority = AuthorityKey::derive(root, &AuthoritySalt::random())?;
+        let mut encoder = Encoder::new(&b"hello"[..], EncodeOptions::new("h"));
+        for stripe in encoder.by_ref() {
+            stripe?;
+        }
+        let file = encoder.finish(authority.file_authority())?;
+        let bytes = file.manifest.to_bytes();
+        let id = ShardId::from_bytes(*file.file_id.as_bytes());
+        assert_eq!(
+            server.store().put(&id, &bytes, b"putter")?,
+            crate::store::PutOutcome::Stored
+        );
+        Ok((file, authority))
+    }
+
+    fn put(server: &Server, bytes: Vec<u8>) -> Response {
+        server.handle(PeerId::random(), Request::PutEnvelope { bytes })
+    }
+
+    fn refused(reason: InvalidReason) -> Response {
+        Response::Refused(Refusal::Invalid(reason))
+    }
+
+    fn server(dir: &std::path::Path, quota: u64) -> Result<Server, Box<dyn std::error::Error>> {
+        let db = crate::db::open(dir)?;
+        let store = Arc::new(ShardStore::new(Arc::clone(&db), StoreConfig::new(quota)));
+        Ok(Server::new(store, db, Arc::new(Metrics::new())))
+    }
+
+    #[test]
+    fn envelopes_for_files_not_held_are_refused_and_cost_nothing() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path(), 1 << 20)?;
+        let attacker = AuthorityRoot::from_bytes(&[3; 32]);
+        let recipients: Vec<_> = (0..200)
+            .map(|_| SecretKey::generate().public_key())
+            .collect();
+        let authority = AuthorityKey::derive(&attacker, &AuthoritySalt::random())?;
+        let template = KeyEnvelope::seal(
+            FileId::of_manifest(b"made up"),
+            1,
+            &datamesh_core::DataKey::generate(),
+            &recipients,
+            &authority,
+        )?
+        .to_bytes();
+        assert!(template.len() > 30_000 && template.len() <= MAX_ENVELOPE_LEN);
+        for i in 0..640u32 {
+            // Another made-up file id each time (bytes 1..33 of the wire form).
+            let mut bytes = template.clone();
+            bytes[1..5].copy_from_slice(&i.to_be_bytes());
+            assert_eq!(put(&server, bytes), refused(InvalidReason::UnknownFile));
+        }
+        assert_eq!(server.store().used_bytes()?, 0);
+        assert_eq!(server.envelope_count(), 0);
+        assert_eq!(server.metrics.envelopes_refused.get(), 640);
+        assert_eq!(server.metrics.manifests_parsed_for_envelopes.get(), 0);
+
+        // Envelopes naming a blob held that is not a manifest (a shard): it is parsed
+        // once, then refused from the cached row.
+        let shard = vec![7u8; 100_000];
+        let id = ShardId::of(&shard);
+        server.store().put(&id, &shard, b"putter")?;
+        let mut bytes = template.clone();
+        bytes[1..33].copy_from_slice(id.as_bytes());
+        for _ in 0..20 {
+            assert_eq!(
+                put(&server, bytes.clone()),
+                refused(InvalidReason::UnknownFile)
+            );
+        }
+        assert_eq!(server.metrics.manifests_parsed_for_envelopes.get(), 1);
+        assert_eq!(server.store().used_bytes()?, shard.len() as u64);
+        Ok(())
+    }
+
+    #[test]
+    fn one_envelope_per_file_replaced_only_by_the_owner_with_a_higher_sequence() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path(), 1 << 20)?;
+        let owner_root = AuthorityRoot::from_bytes(&[1; 32]);
+        let (file, authority) = file_on(&server, &owner_root)?;
+        let manifest_len = server.store().used_bytes()?;
+        let reader = SecretKey::generate();
+        let seal = |seq: u64, key: &AuthorityKey| {
+            KeyEnvelope::seal(
+                file.file_id,
+                seq,
+                &file.data_key,
+                &[reader.public_key()],
+                key,
+            )
+            .map(|e| e.to_bytes())
+        };
+        let first = seal(1, &authority)?;
+        assert_eq!(put(&server, first.clone()), Response::Done);
+        assert_eq!(server.envelope(&file.file_id), Some(first.clone()));
+        assert_eq!(
+            server.store().used_bytes()?,
+            manifest_len + first.len() as u64
+        );
+        // The same bytes again: nothing changes.
+        assert_eq!(put(&server, first.clone()), Response::Done);
+        assert_eq!(
+            server.store().used_bytes()?,
+            manifest_len + first.len() as u64
+        );
+
+        // Someone else's root, even with the file's salt, and even at a higher sequence.
+        let squatter = AuthorityKey::derive(
+            &AuthorityRoot::from_bytes(&[2; 32]),
+            &file.manifest.authority().salt,
+        )?;
+        for seq in [2, 1_000, u64::MAX] {
+            assert_eq!(
+                put(&server, seal(seq, &squatter)?),
+                refused(InvalidReason::BadEnvelope)
+            );
+        }
+        // The owner's own envelope, but not newer: stale.
+        assert_eq!(
+            put(&server, seal(1, &authority)?),
+            refused(InvalidReason::StaleEnvelope)
+        );
+        let second = seal(2, &authority)?;
+        assert_eq!(put(&server, second.clone()), Response::Done);
+        assert_eq!(put(&server, first), refused(InvalidReason::StaleEnvelope));
+        assert_eq!(server.envelope(&file.file_id), Some(second.clone()));
+        assert_eq!(server.envelope_count(), 1);
+        assert_eq!(
+            server.store().used_bytes()?,
+            manifest_len + second.len() as u64
+        );
+        // One manifest parse, however many envelopes named the file.
+        assert_eq!(server.metrics.manifests_parsed_for_envelopes.get(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn envelope_bytes_count_against_the_quota() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        // Room for the manifest and a few hundred bytes more.
+        let probe = server(tempfile::tempdir()?.path(), 1 << 20)?;
+        let (probe_file, _) = file_on(&probe, &AuthorityRoot::from_bytes(&[1; 32]))?;
+        let quota = probe_file.manifest.to_bytes().len() as u64 + 400;
+        let server = server(dir.path(), quota)?;
+        let (file, authority) = file_on(&server, &AuthorityRoot::from_bytes(&[1; 32]))?;
+        let recipients: Vec<_> = (0..8).map(|_| SecretKey::generate().public_key()).collect();
+        let big =
+            KeyEnvelope::seal(file.file_id, 1, &file.data_key, &recipients, &authority)?.to_bytes();
+        let used = server.store().used_bytes()?;
+        assert!(used + big.len() as u64 > quota);
+        assert_eq!(
+            put(&server, big),
+            Response::Refused(Refusal::Full { used, max: quota })
+        );
+        assert_eq!(server.envelope_count(), 0);
+        let small = KeyEnvelope::seal(
+            file.file_id,
+            1,
+            &file.data_key,
+            &recipients[..1],
+            &authority,
+        )?
+        .to_bytes();
+        assert_eq!(put(&server, small.clone()), Response::Done);
+        assert_eq!(server.store().used_bytes()?, used + small.len() as u64);
+        Ok(())
     }
 }

@@ -4,14 +4,23 @@
 //! out: a shard that does not hash to its id is refused on receipt and reported as
 //! corrupt on read, never served. Every write is synced before it is acknowledged;
 //! concurrent puts are synced together (RocksDB group commit), not one after another.
+//!
+//! Every shard has a small row in `shard_info` (its length, and whether a read found it
+//! corrupt), written and deleted in the same atomic batch as its bytes. Whatever a peer
+//! can ask without fetching (`has`, `delete`, a put of a shard already held, binding a
+//! claim to a file) is answered from that row and the claim rows, never by reading shard
+//! bytes: with BlobDB, even a point lookup of a shard reads its whole value. Only
+//! [`ShardStore::get`] and the removal of a copy a read already found corrupt read shard
+//! bytes ([`ShardStore::value_bytes_read`] counts them).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use datamesh_core::ShardId;
+use datamesh_core::{FileId, ShardId};
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
-use crate::db::{CF_META, CF_OWNERS, CF_SHARDS, DbError, cf};
+use crate::db::{CF_META, CF_OWNERS, CF_SHARD_INFO, CF_SHARDS, DbError, cf};
 
 const USED_BYTES_KEY: &[u8] = b"used_bytes";
 const SHARD_COUNT_KEY: &[u8] = b"shard_count";
@@ -78,6 +87,17 @@ pub enum DeleteOutcome {
     NotHeld,
 }
 
+/// What binding a claim to a file found ([`ShardStore::bind_claim`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindOutcome {
+    /// The claim is bound to this file (now, or already).
+    Bound,
+    /// The caller holds no claim on this shard here.
+    NoClaim,
+    /// The caller's claim is bound to another file.
+    OtherFile,
+}
+
 /// Whether a put stored new bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -103,13 +123,49 @@ pub struct ShardStore {
     ledger: Mutex<Option<Ledger>>,
     /// Signalled when a put's write ends (for a put of the same id waiting on it).
     written: Condvar,
+    /// Bytes of shard values read from the database since the store was opened.
+    value_bytes_read: AtomicU64,
 }
 
-/// Bytes in use, counting the puts being written, and the ids being written.
+/// A shard's `shard_info` row: its length (what the quota counted) and whether a read
+/// found it corrupt. 9 bytes: length (u64 BE), state (0 as stored, 1 found corrupt).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ShardInfo {
+    len: u64,
+    corrupt: bool,
+}
+
+impl ShardInfo {
+    fn to_bytes(self) -> [u8; 9] {
+        let mut out = [0u8; 9];
+        out[..8].copy_from_slice(&self.len.to_be_bytes());
+        out[8] = u8::from(self.corrupt);
+        out
+    }
+
+    /// A row of another length reads as a corrupt shard of length 0: it is still held
+    /// (`has`), never served, and any peer may have it removed.
+    fn from_bytes(bytes: &[u8]) -> Self {
+        match <[u8; 9]>::try_from(bytes) {
+            Ok(b) => Self {
+                len: u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+                corrupt: b[8] != 0,
+            },
+            Err(_) => Self {
+                len: 0,
+                corrupt: true,
+            },
+        }
+    }
+}
+
+/// Bytes in use, counting the puts being written; the ids being written; the corrupt
+/// copies being read again before their removal.
 #[derive(Debug)]
 struct Ledger {
     used: u64,
     writing: HashSet<ShardId>,
+    removing: HashSet<ShardId>,
 }
 
 type LedgerGuard<'a> = MutexGuard<'a, Option<Ledger>>;
@@ -122,7 +178,48 @@ impl ShardStore {
             config,
             ledger: Mutex::new(None),
             written: Condvar::new(),
+            value_bytes_read: AtomicU64::new(0),
         }
+    }
+
+    /// Bytes of shard values read from the database since the store was opened: what
+    /// fetches (and the removal of corrupt copies) cost in reads. Requests answered from
+    /// the small rows (`has`, `delete`, ...) never add to it.
+    pub fn value_bytes_read(&self) -> u64 {
+        self.value_bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// Reads a shard's bytes, counted in [`Self::value_bytes_read`].
+    fn read_value(&self, id: &ShardId) -> Result<Option<rocksdb::DBPinnableSlice<'_>>, StoreError> {
+        let value = self.db.get_pinned_cf(self.cf(CF_SHARDS)?, id.as_bytes())?;
+        if let Some(v) = &value {
+            self.value_bytes_read
+                .fetch_add(v.len() as u64, Ordering::Relaxed);
+        }
+        Ok(value)
+    }
+
+    /// A shard's info row: a point lookup of 9 bytes, never of the shard's bytes.
+    fn info(&self, id: &ShardId) -> Result<Option<ShardInfo>, StoreError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_SHARD_INFO)?, id.as_bytes())?
+            .map(|v| ShardInfo::from_bytes(&v)))
+    }
+
+    /// Records that a read found the shard corrupt, if it is still held (under the lock,
+    /// so that a concurrent delete does not leave an info row without a shard).
+    fn mark_corrupt(&self, id: &ShardId) -> Result<(), StoreError> {
+        let _guard = self.lock();
+        if let Some(info) = self.info(id)?.filter(|i| !i.corrupt) {
+            let marked = ShardInfo {
+                corrupt: true,
+                ..info
+            };
+            self.db
+                .put_cf(self.cf(CF_SHARD_INFO)?, id.as_bytes(), marked.to_bytes())?;
+        }
+        Ok(())
     }
 
     fn lock(&self) -> LedgerGuard<'_> {
@@ -136,6 +233,7 @@ impl ShardStore {
             None => Ledger {
                 used: self.used_bytes()?,
                 writing: HashSet::new(),
+                removing: HashSet::new(),
             },
         };
         Ok(guard.insert(ledger))
@@ -173,9 +271,9 @@ impl ShardStore {
     /// # Errors
     /// [`StoreError::Db`] on a read failure.
     pub fn ids(&self) -> Result<Vec<ShardId>, StoreError> {
-        let shards = self.cf(CF_SHARDS)?;
+        let info = self.cf(CF_SHARD_INFO)?;
         let mut ids = Vec::new();
-        for item in self.db.iterator_cf(shards, rocksdb::IteratorMode::Start) {
+        for item in self.db.iterator_cf(info, rocksdb::IteratorMode::Start) {
             let (key, _) = item?;
             if let Ok(bytes) = <[u8; 32]>::try_from(&key[..]) {
                 ids.push(ShardId::from_bytes(bytes));
@@ -200,6 +298,7 @@ impl ShardStore {
             return Err(StoreError::Mismatch { id: *id });
         }
         let shards = self.cf(CF_SHARDS)?;
+        let info = self.cf(CF_SHARD_INFO)?;
         let owners = self.cf(CF_OWNERS)?;
         let meta = self.cf(CF_META)?;
         let owner_key = owner_key(id, owner);
@@ -211,10 +310,12 @@ impl ShardStore {
             while self.ledger(&mut guard)?.writing.contains(id) {
                 guard = self.written.wait(guard).unwrap_or_else(|p| p.into_inner());
             }
-            if self.db.get_pinned_cf(shards, id.as_bytes())?.is_some() {
+            if self.info(id)?.is_some() {
                 // Under the lock: a delete cannot drop the shard between the check and
-                // this claim.
-                self.db.put_cf(owners, owner_key, [])?;
+                // this claim. A claim already held keeps its file binding.
+                if self.db.get_pinned_cf(owners, &owner_key)?.is_none() {
+                    self.db.put_cf(owners, owner_key, [])?;
+                }
                 return Ok(PutOutcome::AlreadyHeld);
             }
             let ledger = self.ledger(&mut guard)?;
@@ -230,6 +331,11 @@ impl ShardStore {
         }
         let mut batch = WriteBatch::default();
         batch.put_cf(shards, id.as_bytes(), bytes);
+        let row = ShardInfo {
+            len: needed,
+            corrupt: false,
+        };
+        batch.put_cf(info, id.as_bytes(), row.to_bytes());
         batch.put_cf(owners, owner_key, []);
         batch.merge_cf(meta, USED_BYTES_KEY, needed.to_be_bytes());
         batch.merge_cf(meta, SHARD_COUNT_KEY, 1u64.to_be_bytes());
@@ -247,50 +353,114 @@ impl ShardStore {
         written.map(|()| PutOutcome::Stored)
     }
 
-    /// Reads a shard and verifies it against its id.
+    /// Writes `batch`, which replaces a value of `old_len` bytes that is not a shard (a key
+    /// envelope) with one of `new_len` bytes, counting the difference against the quota
+    /// like shard bytes, in the same synced write. The caller serialises replacements of
+    /// one value.
     ///
     /// # Errors
-    /// [`StoreError::Corrupt`] if the stored bytes no longer match; [`StoreError::Db`].
-    pub fn get(&self, id: &ShardId) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(bytes) = self.db.get_pinned_cf(self.cf(CF_SHARDS)?, id.as_bytes())? else {
-            return Ok(None);
-        };
-        if ShardId::of(&bytes) != *id {
-            return Err(StoreError::Corrupt { id: *id });
+    /// [`StoreError::QuotaExceeded`] if the growth does not fit; [`StoreError::Db`].
+    pub fn write_counted(
+        &self,
+        mut batch: WriteBatch,
+        old_len: u64,
+        new_len: u64,
+    ) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META)?;
+        let grows = new_len.saturating_sub(old_len);
+        if grows > 0 {
+            let mut guard = self.lock();
+            let ledger = self.ledger(&mut guard)?;
+            if ledger.used.saturating_add(grows) > self.config.max_bytes {
+                return Err(StoreError::QuotaExceeded {
+                    used: ledger.used,
+                    max: self.config.max_bytes,
+                    needed: grows,
+                });
+            }
+            ledger.used += grows;
         }
-        Ok(Some(bytes.to_vec()))
+        batch.merge_cf(
+            meta,
+            USED_BYTES_KEY,
+            new_len.wrapping_sub(old_len).to_be_bytes(),
+        );
+        let written = self.write_synced(batch);
+        let mut guard = self.lock();
+        if let Some(ledger) = guard.as_mut() {
+            match (&written, grows > 0) {
+                (Err(_), true) => ledger.used = ledger.used.saturating_sub(grows),
+                (Ok(()), false) => {
+                    ledger.used = ledger.used.saturating_sub(old_len - new_len);
+                }
+                _ => {}
+            }
+        }
+        written
     }
 
-    /// Whether the shard is held (without reading or verifying it).
+    /// Reads a shard and verifies it against its id. A copy found corrupt is marked so,
+    /// which lets any peer have it removed ([`Self::remove_corrupt`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] if the stored bytes no longer match (or are missing while
+    /// the shard's info row says it is held); [`StoreError::Db`].
+    pub fn get(&self, id: &ShardId) -> Result<Option<Vec<u8>>, StoreError> {
+        let intact = match self.read_value(id)? {
+            Some(bytes) if ShardId::of(&bytes) == *id => return Ok(Some(bytes.to_vec())),
+            Some(_) => false,
+            None => self.info(id)?.is_none(),
+        };
+        if intact {
+            return Ok(None);
+        }
+        self.mark_corrupt(id)?;
+        Err(StoreError::Corrupt { id: *id })
+    }
+
+    /// Whether the shard is held: one point lookup of its info row, without reading or
+    /// verifying the shard (a copy held but corrupt is still held; a fetch says it is
+    /// corrupt).
     ///
     /// # Errors
     /// [`StoreError::Db`].
     pub fn has(&self, id: &ShardId) -> Result<bool, StoreError> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(CF_SHARDS)?, id.as_bytes())?
-            .is_some())
+        Ok(self.info(id)?.is_some())
     }
 
-    /// Withdraws `owner`'s claim on a shard and deletes it when no owner is left.
+    /// Whether a read found the held copy corrupt (one point lookup, no read of bytes).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn found_corrupt(&self, id: &ShardId) -> Result<bool, StoreError> {
+        Ok(self.info(id)?.is_some_and(|i| i.corrupt))
+    }
+
+    /// Withdraws `owner`'s claim on a shard and deletes it when no owner is left. A
+    /// caller without a claim costs two point lookups of small rows: no lock, no read of
+    /// the shard. With a claim, the store-wide lock is held for a few small lookups and
+    /// the synced write, never for a read or a hash of the shard.
     ///
     /// # Errors
     /// [`StoreError::Db`].
     pub fn delete(&self, id: &ShardId, owner: &[u8]) -> Result<DeleteOutcome, StoreError> {
-        let mut guard = self.lock();
-        let shards = self.cf(CF_SHARDS)?;
         let owners = self.cf(CF_OWNERS)?;
-        let Some(len) = self
-            .db
-            .get_pinned_cf(shards, id.as_bytes())?
-            .map(|v| v.len() as u64)
-        else {
+        let key = owner_key(id, owner);
+        if self.db.get_pinned_cf(owners, &key)?.is_none() {
+            return Ok(if self.has(id)? {
+                DeleteOutcome::NotOwner
+            } else {
+                DeleteOutcome::NotHeld
+            });
+        }
+        let mut guard = self.lock();
+        let Some(info) = self.info(id)? else {
             return Ok(DeleteOutcome::NotHeld);
         };
-        let key = owner_key(id, owner);
         if self.db.get_pinned_cf(owners, &key)?.is_none() {
             return Ok(DeleteOutcome::NotOwner);
         }
+        // Stops at the first other owner: one or two keys read.
         let shared = self
             .db
             .prefix_iterator_cf(owners, id.as_bytes())
@@ -300,12 +470,12 @@ impl ShardStore {
         let mut batch = WriteBatch::default();
         batch.delete_cf(owners, &key);
         if !shared {
-            self.drop_shard(&mut batch, id, len)?;
+            self.drop_shard(&mut batch, id, info.len)?;
         }
         self.write_synced(batch)?;
         if !shared {
             let ledger = self.ledger(&mut guard)?;
-            ledger.used = ledger.used.saturating_sub(len);
+            ledger.used = ledger.used.saturating_sub(info.len);
         }
         Ok(if shared {
             DeleteOutcome::StillShared
@@ -318,19 +488,46 @@ impl ShardStore {
     /// copy is useless to every owner, and keeping it would let `has` keep claiming it.
     /// Returns whether a corrupt copy was removed (an intact one is never touched).
     ///
+    /// Budgeted: only a copy a read already found corrupt ([`Self::get`] marks it) is
+    /// read and hashed again here, outside the store-wide lock, by one removal at a time;
+    /// any other copy, or the same one while it is being read, costs a point lookup. A
+    /// copy found intact after all loses its mark, so a peer cannot make the node read a
+    /// shard more than once per corruption a read found.
+    ///
     /// # Errors
     /// [`StoreError::Db`].
     pub fn remove_corrupt(&self, id: &ShardId) -> Result<bool, StoreError> {
+        if !self.found_corrupt(id)? {
+            return Ok(false);
+        }
+        {
+            // One removal at a time reads a given copy: others asking meanwhile get no.
+            let mut guard = self.lock();
+            if !self.found_corrupt(id)? || !self.ledger(&mut guard)?.removing.insert(*id) {
+                return Ok(false);
+            }
+        }
+        let intact = self
+            .read_value(id)
+            .map(|v| v.is_some_and(|bytes| ShardId::of(&bytes) == *id));
         let mut guard = self.lock();
-        let owners = self.cf(CF_OWNERS)?;
-        let Some(len) = self
-            .db
-            .get_pinned_cf(self.cf(CF_SHARDS)?, id.as_bytes())?
-            .filter(|bytes| ShardId::of(bytes) != *id)
-            .map(|bytes| bytes.len() as u64)
-        else {
+        self.ledger(&mut guard)?.removing.remove(id);
+        // Still the copy marked when the read began (a delete and a fresh put meanwhile
+        // would have left an unmarked row).
+        let Some(info) = self.info(id)?.filter(|i| i.corrupt) else {
             return Ok(false);
         };
+        if intact? {
+            // Marked by a read that raced a delete and a fresh put: clear the mark.
+            let row = ShardInfo {
+                corrupt: false,
+                ..info
+            };
+            self.db
+                .put_cf(self.cf(CF_SHARD_INFO)?, id.as_bytes(), row.to_bytes())?;
+            return Ok(false);
+        }
+        let owners = self.cf(CF_OWNERS)?;
         let mut batch = WriteBatch::default();
         for (key, _) in self
             .db
@@ -340,11 +537,42 @@ impl ShardStore {
         {
             batch.delete_cf(owners, key);
         }
-        self.drop_shard(&mut batch, id, len)?;
+        self.drop_shard(&mut batch, id, info.len)?;
         self.write_synced(batch)?;
         let ledger = self.ledger(&mut guard)?;
-        ledger.used = ledger.used.saturating_sub(len);
+        ledger.used = ledger.used.saturating_sub(info.len);
         Ok(true)
+    }
+
+    /// Binds `owner`'s claim on a shard to `file` (the file the owner says the shard
+    /// belongs to), unless it is bound to another file already. A claim backs the
+    /// announcement of one file only, so a peer gets no more announcements out of this
+    /// node than shards it stored here. Point lookups and one small write.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn bind_claim(
+        &self,
+        id: &ShardId,
+        owner: &[u8],
+        file: &FileId,
+    ) -> Result<BindOutcome, StoreError> {
+        let owners = self.cf(CF_OWNERS)?;
+        let key = owner_key(id, owner);
+        // Under the lock: a delete cannot drop the claim between the check and the write.
+        let _guard = self.lock();
+        let Some(bound) = self.db.get_pinned_cf(owners, &key)? else {
+            return Ok(BindOutcome::NoClaim);
+        };
+        if bound[..] == file.as_bytes()[..] {
+            return Ok(BindOutcome::Bound);
+        }
+        if !bound.is_empty() {
+            return Ok(BindOutcome::OtherFile);
+        }
+        drop(bound);
+        self.db.put_cf(owners, &key, file.as_bytes())?;
+        Ok(BindOutcome::Bound)
     }
 
     /// Adds to `batch` the removal of a shard of `len` bytes and its share of the
@@ -352,6 +580,7 @@ impl ShardStore {
     fn drop_shard(&self, batch: &mut WriteBatch, id: &ShardId, len: u64) -> Result<(), StoreError> {
         let meta = self.cf(CF_META)?;
         batch.delete_cf(self.cf(CF_SHARDS)?, id.as_bytes());
+        batch.delete_cf(self.cf(CF_SHARD_INFO)?, id.as_bytes());
         batch.merge_cf(meta, USED_BYTES_KEY, len.wrapping_neg().to_be_bytes());
         batch.merge_cf(meta, SHARD_COUNT_KEY, 1u64.wrapping_neg().to_be_bytes());
         Ok(())
@@ -633,6 +862,106 @@ mod tests {
         }
         assert_eq!(store.delete(&id, &owners[0])?, DeleteOutcome::Deleted);
         assert_eq!((store.used_bytes()?, store.shard_count()?), (0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn has_delete_and_a_repeated_put_never_read_shard_bytes() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::new(crate::db::open(dir.path())?, StoreConfig::new(1 << 30));
+        let (big, big_bytes) = shard(4 << 20, 3);
+        store.put(&big, &big_bytes, b"owner")?;
+        store.flush()?; // into a blob file, where a lookup of the value reads it all
+        for _ in 0..1000 {
+            assert!(store.has(&big)?);
+        }
+        assert!(!store.has(&ShardId::of(b"absent"))?);
+        assert_eq!(store.delete(&big, b"stranger")?, DeleteOutcome::NotOwner);
+        assert!(!store.remove_corrupt(&big)?);
+        assert_eq!(
+            store.put(&big, &big_bytes, b"other")?,
+            PutOutcome::AlreadyHeld
+        );
+        let file = FileId::of_manifest(b"m");
+        assert_eq!(store.bind_claim(&big, b"owner", &file)?, BindOutcome::Bound);
+        assert_eq!(store.ids()?, vec![big]);
+        assert_eq!(store.value_bytes_read(), 0);
+        // A fetch reads it (once), and so does nothing else.
+        assert_eq!(store.get(&big)?.map(|b| b.len()), Some(4 << 20));
+        assert_eq!(store.value_bytes_read(), 4 << 20);
+        assert_eq!(store.delete(&big, b"other")?, DeleteOutcome::StillShared);
+        assert_eq!(store.delete(&big, b"owner")?, DeleteOutcome::Deleted);
+        assert_eq!(store.value_bytes_read(), 4 << 20);
+        assert_eq!((store.used_bytes()?, store.shard_count()?), (0, 0));
+        assert!(!store.has(&big)?);
+        Ok(())
+    }
+
+    #[test]
+    fn only_a_copy_a_read_found_corrupt_is_read_again_to_remove_it() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::new(crate::db::open(dir.path())?, StoreConfig::new(1 << 30));
+        let (id, bytes) = shard(1 << 20, 5);
+        store.put(&id, &bytes, b"a")?;
+        assert!(store.corrupt_for_test(&id)?);
+        // Corrupt, but no read found it so yet: a request to remove it costs nothing and
+        // removes nothing, however often it comes.
+        for _ in 0..100 {
+            assert!(!store.remove_corrupt(&id)?);
+        }
+        assert_eq!(store.value_bytes_read(), 0);
+        assert!(matches!(store.get(&id), Err(StoreError::Corrupt { .. })));
+        assert!(store.found_corrupt(&id)?);
+        assert_eq!(store.value_bytes_read(), 1 << 20);
+        // Removed after one more read; then it is gone and costs nothing again.
+        assert!(store.remove_corrupt(&id)?);
+        assert!(!store.remove_corrupt(&id)?);
+        assert_eq!(store.value_bytes_read(), 2 << 20);
+        assert!(!store.has(&id)?);
+        assert_eq!((store.used_bytes()?, store.shard_count()?), (0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn a_mark_on_an_intact_copy_is_cleared_not_obeyed() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::new(crate::db::open(dir.path())?, StoreConfig::new(1 << 20));
+        let (id, bytes) = shard(1000, 7);
+        store.put(&id, &bytes, b"a")?;
+        // As a read racing a delete and a fresh put of the same bytes would leave it.
+        store.db.put_cf(
+            store.cf(CF_SHARD_INFO)?,
+            id.as_bytes(),
+            ShardInfo {
+                len: 1000,
+                corrupt: true,
+            }
+            .to_bytes(),
+        )?;
+        assert!(!store.remove_corrupt(&id)?);
+        assert!(!store.found_corrupt(&id)?);
+        assert_eq!(store.get(&id)?, Some(bytes));
+        Ok(())
+    }
+
+    #[test]
+    fn a_claim_backs_the_announcement_of_one_file_only() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::new(crate::db::open(dir.path())?, StoreConfig::new(1 << 20));
+        let (id, bytes) = shard(100, 9);
+        let (f1, f2) = (FileId::of_manifest(b"1"), FileId::of_manifest(b"2"));
+        assert_eq!(store.bind_claim(&id, b"a", &f1)?, BindOutcome::NoClaim);
+        store.put(&id, &bytes, b"a")?;
+        assert_eq!(store.bind_claim(&id, b"b", &f1)?, BindOutcome::NoClaim);
+        assert_eq!(store.bind_claim(&id, b"a", &f1)?, BindOutcome::Bound);
+        assert_eq!(store.bind_claim(&id, b"a", &f1)?, BindOutcome::Bound);
+        assert_eq!(store.bind_claim(&id, b"a", &f2)?, BindOutcome::OtherFile);
+        // Storing the shard again does not free the claim for another file.
+        assert_eq!(store.put(&id, &bytes, b"a")?, PutOutcome::AlreadyHeld);
+        assert_eq!(store.bind_claim(&id, b"a", &f2)?, BindOutcome::OtherFile);
+        // Once the claim is gone, so is what it backed.
+        assert_eq!(store.delete(&id, b"a")?, DeleteOutcome::Deleted);
+        assert_eq!(store.bind_claim(&id, b"a", &f1)?, BindOutcome::NoClaim);
         Ok(())
     }
 }

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datamesh_core::ShardId;
 use datamesh_core::ecies::SecretKey;
+use datamesh_core::{AuthorityRoot, ShardId};
 use datamesh_node::catalog::Placement;
 use datamesh_node::protocol::{Refusal, Request, Response};
 use datamesh_node::{
@@ -19,6 +19,9 @@ use datamesh_node::{
 use libp2p::identity::Keypair;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+#[path = "swarm/authority.rs"]
+mod authority;
 
 struct StaticKeys(Vec<u8>);
 
@@ -31,11 +34,18 @@ impl KeyProvider for StaticKeys {
             .map_err(|_| KeyProviderError::new("bad key"))?;
         let active = SecretKey::from_bytes(&bytes).map_err(KeyProviderError::new)?;
         let again = SecretKey::from_bytes(&bytes).map_err(KeyProviderError::new)?;
+        let root = test_root(&bytes);
         Ok(FileKeys {
             active,
             decrypt: vec![again],
+            authority: vec![root],
         })
     }
+}
+
+/// A node's own file-authority root, made from its file key's bytes for the tests.
+fn test_root(key: &[u8; 32]) -> AuthorityRoot {
+    AuthorityRoot::from_bytes(&key.map(|b| b ^ 0x5c))
 }
 
 struct Net {
@@ -1116,5 +1126,332 @@ async fn a_put_dropped_part_way_leaves_nothing_behind() -> TestResult {
     let left = wait_for_holdings(&net, |_| (0, 0)).await?;
     assert_eq!(left, vec![(0, 0); 7], "(shards, bytes) left per node");
     assert!(net.node(0).files().catalog().list()?.is_empty());
+    net.shutdown().await
+}
+
+/// Keys that change while the node runs: an active key, and revoked keys that open files
+/// only through [`KeyProvider::file_keys_with_revoked`] (the explicit override).
+struct ChangingKeys {
+    active: std::sync::Mutex<[u8; 32]>,
+    revoked: std::sync::Mutex<Vec<[u8; 32]>>,
+    overrides: std::sync::atomic::AtomicUsize,
+}
+
+impl ChangingKeys {
+    fn keys(&self, with_revoked: bool) -> Result<FileKeys, KeyProviderError> {
+        let active = *self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let mut decrypt = vec![SecretKey::from_bytes(&active).map_err(KeyProviderError::new)?];
+        if with_revoked {
+            for bytes in self
+                .revoked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                decrypt.push(SecretKey::from_bytes(bytes).map_err(KeyProviderError::new)?);
+            }
+        }
+        Ok(FileKeys {
+            active: SecretKey::from_bytes(&active).map_err(KeyProviderError::new)?,
+            decrypt,
+            // The file-authority root stays when the file keys change.
+            authority: vec![AuthorityRoot::from_bytes(&[0x5c; 32])],
+        })
+    }
+}
+
+impl KeyProvider for ChangingKeys {
+    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+        self.keys(false)
+    }
+
+    fn file_keys_with_revoked(&self) -> Result<FileKeys, KeyProviderError> {
+        self.overrides
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.keys(true)
+    }
+}
+
+/// Node 0 of `net` replaced by a node of the same network whose keys are `keys`.
+async fn node_with_keys(
+    net: &Net,
+    keys: Arc<dyn KeyProvider>,
+    dir: &std::path::Path,
+) -> Result<Node, Box<dyn std::error::Error + Send + Sync>> {
+    let network = NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?])
+        .with_bootstrap(net.node(1).listen_addresses().await?)
+        .with_request_timeout(Duration::from_secs(10));
+    let config = NodeConfig::new(
+        dir.join("db"),
+        network,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    );
+    let node = Node::start(
+        config,
+        Keypair::generate_ed25519(),
+        keys,
+        ApiToken::new("test-token"),
+    )
+    .await?;
+    for _ in 0..200 {
+        if node.network().info().await?.routing_table_peers >= net.nodes.len() {
+            break;
+        }
+        node.network().bootstrap().await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_only_a_revoked_key_opens_needs_the_explicit_override() -> TestResult {
+    use datamesh_node::KeyAccess;
+    let net = start_net(6, |_| 1 << 30).await?;
+    let (old, new) = (SecretKey::generate(), SecretKey::generate());
+    let keys = Arc::new(ChangingKeys {
+        active: std::sync::Mutex::new(*old.to_bytes()),
+        revoked: std::sync::Mutex::default(),
+        overrides: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let dir = tempfile::tempdir()?;
+    let owner = node_with_keys(&net, keys.clone(), dir.path()).await?;
+    let plain = data(300_001);
+    let id = owner
+        .files()
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "old.bin".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    // The old key is revoked: a new active key, the old one only on override.
+    *keys.active.lock().unwrap_or_else(|p| p.into_inner()) = *new.to_bytes();
+    *keys.revoked.lock().unwrap_or_else(|p| p.into_inner()) = vec![*old.to_bytes()];
+    assert!(matches!(get(&owner, id).await, Err(GetError::NoKey(_))));
+    assert!(matches!(
+        owner.files().rewrap(id, vec![]).await,
+        Err(datamesh_node::RewrapError::NoKey(_))
+    ));
+    assert_eq!(keys.overrides.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Explicitly: the file reads, and re-wraps to the new active key.
+    let file = owner.files().open_with(id, KeyAccess::WithRevoked).await?;
+    let out = SharedBuf::default();
+    owner.files().read(file, out.clone()).await?;
+    assert!(out.take() == plain);
+    owner
+        .files()
+        .rewrap_with(id, vec![], KeyAccess::WithRevoked)
+        .await?;
+    assert_eq!(keys.overrides.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Now the live keys open it, and the revoked key opens none of its envelopes.
+    assert!(get(&owner, id).await? == plain);
+    let usage = owner.files().key_usage(KeyAccess::WithRevoked)?;
+    let old_id = datamesh_core::KeyId::of(&old.public_key());
+    assert_eq!(usage.len(), 1);
+    assert!(!usage[0].1.contains(&old_id), "{usage:?}");
+    owner.shutdown().await?;
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reencrypt_gives_a_fresh_data_key_and_releases_the_old_shards() -> TestResult {
+    use datamesh_core::KeyEnvelope;
+    use datamesh_node::KeyAccess;
+    let net = start_net(7, |_| 1 << 30).await?;
+    let owner = net.node(0);
+    let plain = data(2 * 1024 * 1024 + 5);
+    let old = owner
+        .files()
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "secret.bin".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    let old_manifest = owner.files().manifest_of(old).await?;
+    // What a thief keeps: the old envelope (and the key that opens it).
+    let old_envelope = match net
+        .node(1)
+        .network()
+        .request(owner.peer_id(), Request::GetEnvelope { file: old })
+        .await?
+    {
+        Response::Envelopes(list) if !list.is_empty() => KeyEnvelope::from_bytes(&list[0])?,
+        other => return Err(format!("no envelope: {other:?}").into()),
+    };
+    let old_dek = old_envelope.open([&net.keys[0]])?;
+    assert!(old_manifest.open_metadata(&old_dek).is_some());
+
+    let report = owner.files().reencrypt(old, KeyAccess::Live).await?;
+    assert_eq!((report.old, report.size), (old, plain.len() as u64));
+    assert_ne!(report.new, old);
+    assert!(get(owner, report.new).await? == plain);
+    let listed: Vec<_> = owner
+        .files()
+        .catalog()
+        .list()?
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(listed, vec![report.new]);
+    // The old data key opens nothing of the new file, whose shards are all new.
+    let new_manifest = owner.files().manifest_of(report.new).await?;
+    assert!(new_manifest.open_metadata(&old_dek).is_none());
+    let old_ids: HashSet<ShardId> = old_manifest.stripes().iter().flatten().copied().collect();
+    assert!(
+        new_manifest
+            .stripes()
+            .iter()
+            .flatten()
+            .all(|s| !old_ids.contains(s))
+    );
+    // Every holder released the old shards and manifest copies.
+    assert!(report.released >= 3 * 6, "{report:?}");
+    let mut asked: Vec<ShardId> = old_ids.into_iter().collect();
+    asked.push(ShardId::from_bytes(*old.as_bytes()));
+    for i in 0..net.nodes.len() {
+        let store = net.node(i).files().store();
+        for id in &asked {
+            assert!(!store.has(id)?, "node {i} still holds {}", id.short());
+        }
+    }
+    assert!(matches!(
+        owner.files().reencrypt(old, KeyAccess::Live).await,
+        Err(datamesh_node::ReencryptError::NotFound(_))
+    ));
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_whole_file_checksum_failure_cuts_the_download_even_at_a_chunk_multiple() -> TestResult {
+    use aes_gcm::aead::{AeadInPlace, KeyInit};
+    use datamesh_core::KeyEnvelope;
+    let net = start_net(6, |_| 1 << 30).await?;
+    let owner = net.node(0);
+    let asker = net.node(1);
+    // 512 KiB: a multiple of the API's 256 KiB chunks.
+    let plain = data(512 * 1024);
+    let honest = owner
+        .files()
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "lie.bin".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    let manifest = owner.files().manifest_of(honest).await?;
+    let Response::Envelopes(list) = asker
+        .network()
+        .request(owner.peer_id(), Request::GetEnvelope { file: honest })
+        .await?
+    else {
+        return Err("no envelope".into());
+    };
+    let dek = KeyEnvelope::from_verified_bytes(&list[0], &manifest.authority().key)?
+        .open([&net.keys[0]])?;
+    let mut metadata = manifest
+        .open_metadata(&dek)
+        .ok_or("metadata does not open")?;
+    // The same file, but its sealed metadata claims another whole-file BLAKE3: every
+    // segment still authenticates, only the final check fails.
+    metadata.blake3[0] ^= 1;
+    let mut sealed = postcard::to_stdvec(&metadata)?;
+    sealed.resize(sealed.len().next_multiple_of(64), 0);
+    let mut aad = b"datamesh metadata v1".to_vec();
+    aad.extend_from_slice(&manifest.file_len().to_be_bytes());
+    aad.extend_from_slice(&(manifest.segment_size().bytes() as u32).to_be_bytes());
+    let mut nonce = [0u8; 12];
+    nonce[0] = 1;
+    nonce[11] = 1;
+    let cipher =
+        aes_gcm::Aes256Gcm::new_from_slice(&dek.to_bytes()[..]).map_err(|_| "bad key length")?;
+    cipher
+        .encrypt_in_place(&nonce.into(), &aad, &mut sealed)
+        .map_err(|_| "sealing failed")?;
+    // The manifest ends with the sealed metadata, then the authority key (a length byte
+    // and 33 bytes) and its 32-byte salt (docs/format.md): swap the sealed metadata.
+    let honest_bytes = manifest.to_bytes();
+    let tail = 1 + datamesh_core::AUTHORITY_KEY_LEN + datamesh_core::AUTHORITY_SALT_LEN;
+    let cut = honest_bytes.len() - tail - sealed.len();
+    let mut bytes = honest_bytes[..cut].to_vec();
+    bytes.extend_from_slice(&sealed);
+    bytes.extend_from_slice(&honest_bytes[honest_bytes.len() - tail..]);
+    let lying = datamesh_core::Manifest::from_bytes(&bytes)?;
+    let id = lying.file_id();
+    assert!(
+        lying
+            .open_metadata(&dek)
+            .is_some_and(|m| m.blake3 == metadata.blake3)
+    );
+    // Published like a put would: manifest on every node, an envelope, providers.
+    // Signed by the owner's authority key: the lying manifest keeps the honest one's
+    // authority key and salt.
+    let authority = datamesh_core::AuthorityKey::derive(
+        &test_root(&net.keys[0].to_bytes()),
+        &lying.authority().salt,
+    )?;
+    let envelope = KeyEnvelope::seal(id, 1, &dek, &[net.keys[0].public_key()], &authority)?;
+    for i in 0..net.nodes.len() {
+        let peer = net.node(i).peer_id();
+        let stored = asker
+            .network()
+            .request(
+                peer,
+                Request::Store {
+                    id: ShardId::from_bytes(*id.as_bytes()),
+                    bytes: bytes.clone().into(),
+                },
+            )
+            .await;
+        let announced = asker
+            .network()
+            .request(
+                peer,
+                Request::Announce {
+                    file: id,
+                    held: ShardId::from_bytes(*id.as_bytes()),
+                },
+            )
+            .await;
+        if i == 0 {
+            assert!(matches!(stored, Ok(Response::Stored)), "{stored:?}");
+            let put = asker
+                .network()
+                .request(
+                    peer,
+                    Request::PutEnvelope {
+                        bytes: envelope.to_bytes(),
+                    },
+                )
+                .await?;
+            assert_eq!(put, Response::Done);
+        } else if i != 1 {
+            assert!(announced.is_ok(), "{announced:?}");
+        }
+    }
+    asker
+        .network()
+        .start_providing(id.as_bytes().to_vec())
+        .await?;
+    // Through the API, as `datamesh get` reads it: the download must not end complete.
+    let addr = owner.api_addr();
+    let outcome = tokio::task::spawn_blocking(move || -> TestResult {
+        let client = datamesh_api::Client::new(addr, "test-token");
+        let download = client.get(&id)?;
+        assert_eq!(download.size, 512 * 1024);
+        let mut out = Vec::new();
+        let copied = download.copy_to(&mut out);
+        assert!(
+            copied.is_err(),
+            "a file failing its BLAKE3 downloaded whole: {copied:?}"
+        );
+        assert!(out.len() < 512 * 1024, "{} bytes", out.len());
+        Ok(())
+    })
+    .await?;
+    outcome?;
     net.shutdown().await
 }

@@ -123,7 +123,7 @@ fn print_human(ctx: &Context, report: &CheckReport, repair: bool) {
         rows.push(row);
     }
     ctx.out.result(format_args!(
-        "file {}  {}  peers answered {}/{}  manifest copies {}",
+        "file {}  {}  peers answered {}/{}  manifest copies {}  envelope copies {}",
         report.id,
         if report.verified {
             "verified (every copy fetched and hashed)"
@@ -133,6 +133,7 @@ fn print_human(ctx: &Context, report: &CheckReport, repair: bool) {
         report.peers_answered,
         report.peers_asked,
         report.after.manifest_copies,
+        report.after.envelope_copies,
     ));
     if repair {
         ctx.out.table(

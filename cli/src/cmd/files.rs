@@ -106,6 +106,7 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
             "stripes": result.stripes,
             "peers": result.peers,
             "manifest_copies": result.manifest_copies,
+            "envelope_copies": result.envelope_copies,
         }));
     } else {
         ctx.out.result(&result.id);
@@ -131,6 +132,11 @@ pub(crate) struct GetArgs {
     /// Replace an existing file.
     #[arg(long)]
     force: bool,
+    /// Let revoked key versions open the file too (incident recovery: a file only a
+    /// revoked version opens). Explicit and logged: the node writes it in the keystore's
+    /// audit log.
+    #[arg(long)]
+    allow_revoked: bool,
 }
 
 /// A name that is safe to create in the current folder.
@@ -159,7 +165,11 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} exists: pass --force to replace it", path.display());
     }
     let client = client(ctx)?;
-    let mut download = client.get(&id)?;
+    if args.allow_revoked {
+        ctx.out
+            .warn("revoked keys may open this file (--allow-revoked; recorded in the audit log)");
+    }
+    let mut download = client.get_with(&id, args.allow_revoked)?;
     let bar = progress_bar(ctx, Some(download.size), "get");
     let to_stdout = args.output.as_deref() == Some(Path::new("-"));
     if to_stdout {
@@ -351,27 +361,38 @@ pub(crate) fn share(ctx: &Context, args: ShareArgs) -> anyhow::Result<()> {
     report_rewrap(ctx, &report)
 }
 
-/// `datamesh keys rewrap [ID | --all]`: moves files to the active file-encryption key.
-pub(crate) fn rewrap(ctx: &Context, id: Option<&str>, all: bool) -> anyhow::Result<()> {
+/// `datamesh keys rewrap [ID | --all] [--allow-revoked]`: moves files to the active
+/// file-encryption key.
+pub(crate) fn rewrap(
+    ctx: &Context,
+    id: Option<&str>,
+    all: bool,
+    allow_revoked: bool,
+) -> anyhow::Result<()> {
     let client = client(ctx)?;
+    if allow_revoked {
+        ctx.out.warn(
+            "revoked keys may open the current envelopes (--allow-revoked; recorded in the audit log)",
+        );
+    }
     match (id, all) {
         (Some(id), false) => {
             let id: FileId = id
                 .parse()
                 .with_context(|| format!("{id} is not a valid file id"))?;
-            report_rewrap(ctx, &client.rewrap(&id, &[])?)
+            report_rewrap(ctx, &client.rewrap_with(&id, &[], allow_revoked)?)
         }
         (None, true) => {
-            let result = client.rewrap_all()?;
+            let result = client.rewrap_all(allow_revoked)?;
             if ctx.out.json() {
                 ctx.out.json_value(&serde_json::to_value(&result)?);
-                return Ok(());
-            }
-            for report in &result.rewrapped {
-                report_rewrap(ctx, report)?;
-            }
-            for f in &result.failed {
-                ctx.out.warn(format_args!("{}: {}", f.id, f.error));
+            } else {
+                for report in &result.rewrapped {
+                    report_rewrap(ctx, report)?;
+                }
+                for f in &result.failed {
+                    ctx.out.warn(format_args!("{}: {}", f.id, f.error));
+                }
             }
             if result.failed.is_empty() {
                 Ok(())
@@ -389,7 +410,7 @@ pub(crate) fn files_needing_only(ctx: &Context, public_key: &[u8]) -> anyhow::Re
     let key = PublicKey::from_sec1_bytes(public_key)
         .map_err(|_| anyhow::anyhow!("the keystore holds an invalid public key"))?;
     let id = datamesh_core::KeyId::of(&key).to_string();
-    let usage = client(ctx)?.key_usage()?;
+    let usage = client(ctx)?.key_usage(false)?;
     Ok(usage
         .into_iter()
         .filter(|file| file.keys.is_empty() || (file.keys.len() == 1 && file.keys[0] == id))

@@ -14,6 +14,7 @@ use datamesh_node::libp2p::identity::Keypair;
 use datamesh_node::{ApiToken, NetworkConfig, Node, NodeConfig, StoreConfig};
 
 use crate::Context;
+use crate::config::Config;
 use crate::home::{self, RunFile};
 use crate::keystore_keys::KeystoreKeys;
 use crate::password::PasswordArgs;
@@ -44,6 +45,10 @@ struct RunArgs {
     /// API address [default: config.toml's api_address].
     #[arg(long, env = "DATAMESH_API", value_name = "ADDR")]
     api: Option<SocketAddr>,
+    /// Serve the API on a non-loopback --api address (plain HTTP: the token and files
+    /// cross the network unencrypted) [default: config.toml's api_allow_remote].
+    #[arg(long)]
+    api_allow_remote: bool,
     /// A peer to join through (with /p2p/PEER_ID); repeat for more; adds to config.toml's.
     #[arg(long, value_name = "MULTIADDR")]
     bootstrap: Vec<String>,
@@ -61,6 +66,14 @@ pub(crate) fn run(ctx: &Context, args: NodeArgs) -> anyhow::Result<()> {
 fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     home::require_keystore(&ctx.home)?;
     let config = home::read_config(&ctx.home)?;
+    let api_address = args.api.unwrap_or(config.api_address);
+    let allow_remote = args.api_allow_remote || config.api_allow_remote;
+    Config::check_api_address(api_address, allow_remote)?;
+    if !api_address.ip().is_loopback() {
+        ctx.out.warn(format_args!(
+            "the API listens on {api_address}, beyond this machine, over plain HTTP (api_allow_remote)"
+        ));
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("DATAMESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
     let _ = tracing_subscriber::fmt()
@@ -99,7 +112,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     let node_config = NodeConfig::new(
         home::node_db(&ctx.home),
         NetworkConfig::new(vec![listen]).with_bootstrap(bootstrap),
-        args.api.unwrap_or(config.api_address),
+        api_address,
     )
     .with_store(StoreConfig::new(
         args.quota.unwrap_or(config.storage_quota_bytes),

@@ -11,9 +11,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use datamesh_core::ecies::SecretKey;
-use datamesh_core::{EncodeOptions, Encoder, KeyEnvelope};
+use datamesh_core::{
+    AuthorityKey, AuthorityRoot, AuthoritySalt, EncodeOptions, Encoder, KeyEnvelope,
+};
 use datamesh_fuzz::{
-    BACKUP_PASSWORD, FORMAT_V1_JSON, FROZEN_KEYSTORE, cheap_kdf, fixture, json_hex,
+    BACKUP_PASSWORD, FORMAT_V2_JSON, FROZEN_KEYSTORE, cheap_kdf, fixture, json_hex,
 };
 use datamesh_keys::{BackupSeal, Layout, Password};
 
@@ -55,20 +57,22 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
     // Core formats: the frozen vector, then fresh files of interesting sizes.
     corpus.put(
         "manifest",
-        "frozen_v1",
-        &json_hex(FORMAT_V1_JSON, "manifest"),
+        "frozen_v2",
+        &json_hex(FORMAT_V2_JSON, "manifest"),
     )?;
     corpus.put(
         "envelope",
-        "frozen_v1",
-        &json_hex(FORMAT_V1_JSON, "envelope"),
+        "frozen_v2",
+        &json_hex(FORMAT_V2_JSON, "envelope"),
     )?;
     corpus.put(
         "ids",
-        "frozen_v1_file_id",
-        datamesh_fuzz::json_field(FORMAT_V1_JSON, "file_id").as_bytes(),
+        "frozen_v2_file_id",
+        datamesh_fuzz::json_field(FORMAT_V2_JSON, "file_id").as_bytes(),
     )?;
     let owner = SecretKey::from_bytes(&[9; 32])?;
+    // The frozen vector's authority root: the envelope target verifies against its keys.
+    let root = AuthorityRoot::from_bytes(&[8; 32]);
     let others = [
         SecretKey::from_bytes(&[5; 32])?,
         SecretKey::from_bytes(&[6; 32])?,
@@ -77,12 +81,18 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
         let body = vec![0x5a; len];
         let mut encoder = Encoder::new(&body[..], EncodeOptions::new(format!("seed-{len}.bin")));
         let stripes: Vec<_> = encoder.by_ref().collect::<Result<_, _>>()?;
-        let file = encoder.finish()?;
+        let authority = AuthorityKey::derive(&root, &AuthoritySalt::from_bytes([i as u8; 32]))?;
+        let file = encoder.finish(authority.file_authority())?;
         corpus.put("manifest", &format!("len_{len}"), &file.manifest.to_bytes())?;
         let mut recipients = vec![owner.public_key()];
         recipients.extend(others.iter().take(i % 3).map(SecretKey::public_key));
-        let envelope =
-            KeyEnvelope::seal(file.file_id, i as u64, &file.data_key, &recipients, &owner)?;
+        let envelope = KeyEnvelope::seal(
+            file.file_id,
+            i as u64,
+            &file.data_key,
+            &recipients,
+            &authority,
+        )?;
         corpus.put("envelope", &format!("len_{len}"), &envelope.to_bytes())?;
         corpus.put(
             "ids",

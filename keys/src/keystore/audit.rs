@@ -1,10 +1,8 @@
 //! The keystore's audit log: appending events, and verifying the chain against the
 //! anchor sealed in the keystore.
 
-use std::io;
-
 use super::Keystore;
-use crate::audit::{self, AuditEvent, AuditLog, AuditOp, AuditSummary, Outcome};
+use crate::audit::{self, AuditEvent, AuditOp, AuditSummary, Outcome};
 use crate::error::AuditError;
 use crate::lock;
 
@@ -17,10 +15,12 @@ impl Keystore {
     /// Lock or I/O errors.
     pub fn log(&self, event: &AuditEvent) -> Result<(), AuditError> {
         let _lock = lock::acquire(&self.layout)?;
-        let path = self.layout.audit_log();
-        AuditLog::new(path.clone())
+        self.audit_log()
             .record(event)
-            .map_err(|source| AuditError::Io { path, source })
+            .map_err(|source| AuditError::Io {
+                path: self.layout.audit_log(),
+                source,
+            })
     }
 
     /// Verifies the audit log: its chain, and that the line of the keystore's last change
@@ -30,14 +30,21 @@ impl Keystore {
     ///
     /// [`AuditError::Broken`] or [`AuditError::AnchorMissing`]; I/O.
     pub fn verify_audit(&mut self) -> Result<AuditSummary, AuditError> {
-        let path = self.layout.audit_log();
         if let Err(e) = self.reload() {
-            return Err(AuditError::Io {
-                path: self.layout.keystore(),
-                source: io::Error::other(e.to_string()),
+            let _ = self.log(
+                &AuditEvent::new(AuditOp::AuditVerify)
+                    .with_outcome(Outcome::Failed)
+                    .with_detail(e.to_string()),
+            );
+            return Err(AuditError::Tampered {
+                path: self.layout.audit_log(),
+                problem: e.to_string(),
             });
         }
-        let result = audit::verify_with_anchor(&path, self.ring.body.audit_anchor.as_deref());
+        let result = {
+            let _lock = lock::acquire(&self.layout)?;
+            audit::verify_with_anchor(&self.audit_log(), self.ring.body.audit_anchor.as_deref())
+        };
         let event = match &result {
             Ok(summary) => AuditEvent::new(AuditOp::AuditVerify)
                 .with_detail(format!("{} lines intact", summary.lines)),
@@ -45,7 +52,17 @@ impl Keystore {
                 .with_outcome(Outcome::Failed)
                 .with_detail(e.to_string()),
         };
-        self.log(&event)?;
+        {
+            // A failed verification stays on record in the head.
+            let _lock = lock::acquire(&self.layout)?;
+            self.audit_log()
+                .with_broken(result.as_ref().err().map(ToString::to_string))
+                .record(&event)
+                .map_err(|source| AuditError::Io {
+                    path: self.layout.audit_log(),
+                    source,
+                })?;
+        }
         result
     }
 }

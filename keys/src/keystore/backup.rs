@@ -8,7 +8,9 @@ use jiff::Timestamp;
 
 use super::{Keystore, now};
 use crate::audit::{AuditEvent, AuditOp};
-use crate::backup::{self, BackupError, BackupKey, BackupSeal, OpenedBackup, SealedWith};
+use crate::backup::{
+    self, BackupError, BackupKey, BackupSeal, OpenedBackup, SealedWith, TrustedSigner,
+};
 use crate::error::CreateError;
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::layout::Layout;
@@ -36,11 +38,13 @@ impl Keystore {
                 format!("sealed to key id {}", datamesh_core::KeyId::of(key).short())
             }
         };
+        let signer = ed25519_dalek::SigningKey::from_bytes(&self.ring.node_identity_seed());
         let bytes = backup::seal(
             &self.ring.body.entries,
             self.ring.policy(),
             catalog,
             seal,
+            &signer,
             now(),
         )?;
         let kept = self
@@ -70,18 +74,23 @@ impl Keystore {
     }
 
     /// Builds the keystore of a new `home` from an opened bundle
-    /// ([`Keystore::verify_backup`]): the bundle's keys and policy under a new master
-    /// key and one password slot for `new_password`.
+    /// ([`Keystore::verify_backup`]) signed by a key `trust` accepts: the bundle's keys
+    /// and policy under a new master key and one password slot for `new_password`.
     ///
     /// # Errors
     ///
-    /// [`BackupError::Create`] (a keystore exists, a weak password, I/O).
+    /// [`BackupError::WrongSigner`], [`BackupError::Unsigned`] (see
+    /// [`OpenedBackup::check_signer`]); [`BackupError::Create`] (a keystore exists, a
+    /// weak password, I/O).
     pub fn restore(
         home: &Path,
         opened: OpenedBackup,
+        trust: TrustedSigner<'_>,
         new_password: &Password,
         kdf: KdfParams,
     ) -> Result<Self, BackupError> {
+        opened.check_signer(trust)?;
+        let signer = opened.signer_hex();
         if Layout::new(home).keystore().exists() {
             return Err(CreateError::AlreadyExists {
                 home: home.to_owned(),
@@ -95,7 +104,7 @@ impl Keystore {
             ..
         } = opened;
         let event = AuditEvent::new(AuditOp::Restore).with_detail(format!(
-            "{} key version(s) from a bundle made at {} ({}); slot 1, {kdf}",
+            "{} key version(s) from a bundle made at {} ({}, signed by {}); slot 1, {kdf}",
             manifest.key_count,
             Timestamp::from_second(manifest.created)
                 .map(|t| t.to_string())
@@ -104,7 +113,8 @@ impl Keystore {
                 SealedWith::Password => "backup password".to_owned(),
                 SealedWith::Recipient(id) =>
                     format!("sealed to key id {}", &id[..16.min(id.len())]),
-            }
+            },
+            signer.as_deref().unwrap_or("nobody (unsigned)")
         ));
         Ok(Self::create_with(
             home,

@@ -12,9 +12,20 @@ use crate::format::PasswordSlot;
 use crate::fsx::{self, WriteError};
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::lock::{self, Lock};
-use crate::model::{DueKey, Entry, KeyInfo, RotationPolicy};
+use crate::model::{DueKey, Entry, FILE_AUTHORITY, KeyInfo, RotationPolicy};
 use crate::password::Password;
-use crate::ring::KeyRing;
+use crate::ring::{KeyRing, SlotInfo};
+use crate::secret::Secret32;
+
+/// What a rekey did with the unlock slots.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RekeyReport {
+    /// The slots re-wrapped under the new master key (the current one first).
+    pub kept: Vec<u32>,
+    /// The slots dropped: their passwords no longer open the keystore.
+    pub dropped: Vec<SlotInfo>,
+}
 
 impl Keystore {
     /// Applies `apply` to a copy of the key ring, writes it and logs `event`. On any error
@@ -25,9 +36,9 @@ impl Keystore {
         apply: impl FnOnce(&mut KeyRing, &mut AuditEvent) -> Result<T, ChangeError>,
     ) -> Result<T, ChangeError> {
         let lock = lock::acquire(&self.layout)?;
-        let log = AuditLog::new(self.layout.audit_log());
+        let log = self.audit_log();
         let mut event = event;
-        let result = self.change_locked(&lock, &log, &mut event, apply);
+        let result = self.change_locked(&lock, &mut event, apply);
         if let Err(e) = &result {
             let _ = log.record(&event.failed(e));
         }
@@ -37,7 +48,6 @@ impl Keystore {
     fn change_locked<T>(
         &mut self,
         _lock: &Lock,
-        log: &AuditLog,
         event: &mut AuditEvent,
         apply: impl FnOnce(&mut KeyRing, &mut AuditEvent) -> Result<T, ChangeError>,
     ) -> Result<T, ChangeError> {
@@ -50,6 +60,12 @@ impl Keystore {
         let mut draft = self.ring.clone();
         let value = apply(&mut draft, event)?;
         draft.header.generation = draft.header.generation.wrapping_add(1);
+        // The line is sealed with the new keystore's key; after a rekey the head still
+        // is with the old one.
+        let mut log = AuditLog::keyed(&self.layout, draft.master(), draft.generation());
+        if !draft.master().same_as(self.ring.master()) {
+            log = log.previously(self.ring.master());
+        }
         let line = log.prepare(event).map_err(|source| ChangeError::Io {
             path: self.layout.audit_log(),
             source,
@@ -70,6 +86,30 @@ impl Keystore {
         // If this append is lost, opening the keystore re-appends the line.
         let _ = log.append(&line);
         Ok(value)
+    }
+
+    /// Makes sure the keystore has a file-authority root: a keystore created before roots
+    /// existed gets version 1 now (one write, logged). Returns whether one was added.
+    ///
+    /// # Errors
+    ///
+    /// Lock or I/O errors; nothing changed.
+    pub fn ensure_file_authority(&mut self) -> Result<bool, ChangeError> {
+        self.reload()?;
+        if self.ring.has_file_authority() {
+            return Ok(false);
+        }
+        self.change(
+            AuditEvent::new(AuditOp::Rotate).with_key(FILE_AUTHORITY, Some(1)),
+            |ring, event| {
+                if ring.has_file_authority() {
+                    return Ok(false);
+                }
+                ring.add_file_authority(now());
+                event.set_detail("created: the keystore had no file-authority root".to_owned());
+                Ok(true)
+            },
+        )
     }
 
     /// Rotates `name`: a new active version; the old one becomes deprecated and still
@@ -274,6 +314,88 @@ impl Keystore {
             AuditEvent::new(AuditOp::SlotRemove).with_detail(format!("slot {id}")),
             |ring, _| ring.remove_slot(id),
         )
+    }
+
+    /// Replaces the master key by a new random one: the body is sealed under it, the slot
+    /// this session unlocked with is re-wrapped for `password` (which must open it), and
+    /// each password in `keep` re-wraps the other slot it opens; every other slot is
+    /// dropped (a slot wraps the old master key, which no longer opens anything new).
+    /// Escrow shares and network copies made before open only the keystore as it was.
+    /// Costs one Argon2id derivation per slot tried and per slot sealed.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::RekeyPassword`] (the password does not open the current slot, or a
+    /// password to keep opens no other slot); KDF, lock or I/O errors; nothing changed.
+    pub fn rekey(
+        &mut self,
+        password: &Password,
+        keep: &[Password],
+    ) -> Result<RekeyReport, ChangeError> {
+        let current = self.ring.unlocked_slot();
+        let master = Secret32::random();
+        let mut sealed = Vec::with_capacity(1 + keep.len());
+        let opens = |id: u32, password: &Password| -> Result<Option<PasswordSlot>, ChangeError> {
+            let Some(slot) = self.ring.password_slot(id) else {
+                return Ok(None);
+            };
+            Ok(slot.open(password, &KdfLimits::DEFAULT)?.map(|_| slot))
+        };
+        let Some(slot) = opens(current, password)? else {
+            return Err(ChangeError::RekeyPassword(format!(
+                "the password does not open slot {current}, the one this session unlocked with"
+            )));
+        };
+        sealed.push((current, PasswordSlot::seal(&master, password, slot.kdf)?));
+        let others: Vec<u32> = self
+            .ring
+            .slots()
+            .iter()
+            .map(|s| s.id)
+            .filter(|id| *id != current)
+            .collect();
+        for (n, other) in keep.iter().enumerate() {
+            let mut matched = None;
+            for id in others
+                .iter()
+                .filter(|id| !sealed.iter().any(|(s, _)| s == *id))
+            {
+                if let Some(slot) = opens(*id, other)? {
+                    matched = Some((*id, slot));
+                    break;
+                }
+            }
+            let Some((id, slot)) = matched else {
+                return Err(ChangeError::RekeyPassword(format!(
+                    "password {} to keep opens no other slot; nothing changed",
+                    n + 1
+                )));
+            };
+            sealed.push((id, PasswordSlot::seal(&master, other, slot.kdf)?));
+        }
+        let dropped: Vec<SlotInfo> = self
+            .ring
+            .slots()
+            .into_iter()
+            .filter(|s| !sealed.iter().any(|(id, _)| *id == s.id))
+            .collect();
+        let kept: Vec<u32> = sealed.iter().map(|(id, _)| *id).collect();
+        let detail = format!(
+            "new master key; slot(s) {kept:?} re-wrapped, {} dropped; escrow sets and network copies made before are revoked",
+            if dropped.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("{:?}", dropped.iter().map(|s| s.id).collect::<Vec<_>>())
+            }
+        );
+        self.change(
+            AuditEvent::new(AuditOp::Rekey).with_detail(detail),
+            |ring, _| {
+                ring.rekey(master, &sealed);
+                Ok(())
+            },
+        )?;
+        Ok(RekeyReport { kept, dropped })
     }
 
     /// Adds imported entries in one write (used by the legacy import).

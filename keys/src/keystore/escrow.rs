@@ -155,17 +155,10 @@ impl Keystore {
             }
             Err(other) => return Err(format_error(&keystore, other).into()),
         };
-        if let Some(anchor) = &ring.body.audit_anchor {
-            let _lock = lock::acquire(&layout).map_err(OpenError::from)?;
-            log.repair(anchor).map_err(|source| OpenError::Io {
-                path: layout.audit_log(),
-                source,
-            })?;
-        }
         // The slow part, before taking the lock.
         let slot =
             PasswordSlot::seal(ring.master(), new_password, kdf).map_err(ChangeError::from)?;
-        let mut recovered = Self { layout, ring };
+        let mut recovered = Self::adopt(layout, ring, false, None)?;
         let k = shares.first().map_or(0, Share::threshold);
         recovered.change(AuditEvent::new(AuditOp::Recover), |ring, event| {
             let id = ring.add_slot(&slot, "recovered", now())?;

@@ -7,7 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use super::{Keystore, format_error, now, read_keystore};
-use crate::audit::{AuditEvent, AuditLog, AuditOp, Outcome};
+use crate::audit::head::{self, AuditKey, HeadFile};
+use crate::audit::{self, AuditEvent, AuditLog, AuditOp, Outcome};
 use crate::error::{CreateError, OpenError};
 use crate::fsx::{self, WriteError};
 use crate::kdf::{KdfLimits, KdfParams};
@@ -66,7 +67,9 @@ impl Keystore {
             });
         }
         let mut ring = make(password, kdf)?;
-        let log = AuditLog::new(layout.audit_log());
+        // A new keystore starts its own head (a head left by a former keystore is not
+        // this one's).
+        let log = AuditLog::keyed(&layout, ring.master(), ring.generation()).fresh();
         let line = log.prepare(&event).map_err(io(&layout.audit_log()))?;
         ring.body.audit_anchor = Some(line.text.clone());
         let bytes = ring
@@ -104,6 +107,17 @@ impl Keystore {
         password: &Password,
         limits: &KdfLimits,
     ) -> Result<Self, OpenError> {
+        Self::unlock(home, password, limits, false)
+    }
+
+    /// Opens and unlocks; with `accept_rollback`, an older keystore than the newest the
+    /// head records, or a head sealed by another key, is taken as it is.
+    pub(super) fn unlock(
+        home: &Path,
+        password: &Password,
+        limits: &KdfLimits,
+        accept_rollback: bool,
+    ) -> Result<Self, OpenError> {
         let layout = Layout::new(home);
         let (keys_dir, keystore, audit_log) =
             (layout.keys_dir(), layout.keystore(), layout.audit_log());
@@ -118,23 +132,12 @@ impl Keystore {
             fsx::check_private(&audit_log, false)?;
         }
         let bytes = read_keystore(&keystore)?;
-        let log = AuditLog::new(audit_log.clone());
-        let log_io = |source| OpenError::Io {
-            path: audit_log.clone(),
-            source,
-        };
+        let log = AuditLog::new(audit_log);
         match KeyRing::unseal(&bytes, password, limits) {
             Ok(ring) => {
-                let _lock = lock::acquire(&layout)?;
-                if let Some(anchor) = &ring.body.audit_anchor {
-                    log.repair(anchor).map_err(log_io)?;
-                }
-                log.record(
-                    &AuditEvent::new(AuditOp::Unlock)
-                        .with_detail(format!("slot {}", ring.unlocked_slot())),
-                )
-                .map_err(log_io)?;
-                Ok(Self { layout, ring })
+                let event = AuditEvent::new(AuditOp::Unlock)
+                    .with_detail(format!("slot {}", ring.unlocked_slot()));
+                Self::adopt(layout, ring, accept_rollback, Some(&event))
             }
             Err(UnsealError::WrongPassword) => {
                 failed_unlock(&layout, &log, "wrong password");
@@ -151,6 +154,84 @@ impl Keystore {
                 Err(format_error(&keystore, problem))
             }
         }
+    }
+}
+
+impl Keystore {
+    /// Takes an unlocked key ring into use, under the lock: refuses a keystore older than
+    /// the newest the audit head records, or a head sealed with another key (unless
+    /// `accept_rollback`); checks the log against the head (tampering found is recorded in
+    /// every later head); re-appends the anchor if a crash lost it; logs `event`.
+    pub(super) fn adopt(
+        layout: Layout,
+        ring: KeyRing,
+        accept_rollback: bool,
+        event: Option<&AuditEvent>,
+    ) -> Result<Self, OpenError> {
+        let _lock = lock::acquire(&layout)?;
+        let log_io = |source| OpenError::Io {
+            path: layout.audit_log(),
+            source,
+        };
+        // The file was read before the lock: follow a writer that came in between.
+        let mut ring = ring;
+        if Self::generation(layout.home())? != ring.generation() {
+            let path = layout.keystore();
+            ring = ring
+                .reload(&read_keystore(&path)?)
+                .map_err(|e| format_error(&path, e))?;
+        }
+        let head = HeadFile::read(&layout.audit_head()).map_err(log_io)?;
+        let log = AuditLog::keyed(&layout, ring.master(), ring.generation());
+        // Half a line left by a crash during an append is cut first.
+        log.drop_torn_tail().map_err(log_io)?;
+        let log = if accept_rollback {
+            log.fresh()
+        } else {
+            if ring.generation() < head.generation() {
+                return Err(OpenError::RolledBack {
+                    path: layout.keystore(),
+                    found: ring.generation(),
+                    newest: head.generation(),
+                });
+            }
+            let bytes = log.read().map_err(log_io)?;
+            // A missing head is a first use only while no line is sealed (an upgrade).
+            let foreign = match &head {
+                HeadFile::Missing => audit::lines(&bytes).any(head::has_mac),
+                _ => !head.authentic(&AuditKey::of(ring.master())),
+            };
+            if foreign {
+                return Err(OpenError::ForeignHead {
+                    path: layout.audit_head(),
+                });
+            }
+            let anchor = ring.body.audit_anchor.as_deref();
+            if let Some(seq) = log.later_change(&bytes, anchor) {
+                return Err(OpenError::Superseded {
+                    path: layout.keystore(),
+                    seq,
+                });
+            }
+            let broken = log.check_head(&bytes).map_err(log_io)?.err();
+            // Re-append the anchor only where a crash can have lost it: after the line
+            // the head seals. A log cut back before the head is evidence, not a crash.
+            if let (None, Some(anchor)) = (&broken, anchor) {
+                let anchor_seq = audit::anchor_seq(Some(anchor));
+                let sealed = match &head {
+                    HeadFile::Found(found, _) => found.seq,
+                    _ => 0,
+                };
+                if anchor_seq > sealed {
+                    log.repair(anchor).map_err(log_io)?;
+                }
+            }
+            log.with_broken(broken)
+        };
+        if let Some(event) = event {
+            log.record(event).map_err(log_io)?;
+        }
+        Ok(Self { layout, ring })
     }
 }
 

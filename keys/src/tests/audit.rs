@@ -48,7 +48,7 @@ fn audit_chain_finds_edited_removed_reordered_and_cut_lines() -> TestResult {
     assert!(verify_chain(&path).is_ok());
     assert!(matches!(
         keystore.verify_audit(),
-        Err(AuditError::AnchorMissing { .. })
+        Err(AuditError::AnchorMissing { .. } | AuditError::Tampered { .. })
     ));
     // Editing the anchor line itself (the last key change) is caught the same way.
     let mut edited_anchor = lines[..=anchor_index].to_vec();
@@ -57,7 +57,7 @@ fn audit_chain_finds_edited_removed_reordered_and_cut_lines() -> TestResult {
     fs::write(&path, rejoin(&edited_anchor))?;
     assert!(matches!(
         keystore.verify_audit(),
-        Err(AuditError::AnchorMissing { .. })
+        Err(AuditError::AnchorMissing { .. } | AuditError::Tampered { .. })
     ));
     Ok(())
 }
@@ -85,8 +85,12 @@ fn a_crash_in_the_middle_of_an_audit_append_is_repaired_on_open() -> TestResult 
     // no newline. Opening must cut it and re-append the whole line sealed in the
     // keystore, so the next lines do not glue onto the fragment and `verify` passes.
     let (dir, mut keystore) = new_home()?;
+    // The crash comes before the head is advanced past the torn line: put back the head
+    // as it was before the rotation.
+    let head = fs::read(Layout::new(dir.path()).audit_head())?;
     keystore.rotate(FILE_ENCRYPTION)?;
     drop(keystore);
+    fs::write(Layout::new(dir.path()).audit_head(), head)?;
     let path = Layout::new(dir.path()).audit_log();
     let text = fs::read_to_string(&path)?;
     let last_start = text.trim_end().rfind('\n').map_or(0, |i| i + 1);
@@ -99,5 +103,94 @@ fn a_crash_in_the_middle_of_an_audit_append_is_repaired_on_open() -> TestResult 
     let mut reopened = Keystore::open(dir.path(), &pw("old password"))?;
     assert!(reopened.verify_audit().is_ok());
     assert!(verify_chain(&path).is_ok());
+    Ok(())
+}
+
+#[test]
+fn a_cut_tail_is_detected_even_after_the_last_key_change() -> TestResult {
+    // Lines after the last change (an export, a backup, unlocks) are not in the
+    // keystore's anchor; the sealed head pins them.
+    let (dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    keystore.log(&AuditEvent::new(AuditOp::Backup).with_detail("a bundle"))?;
+    keystore.log(&AuditEvent::new(AuditOp::ExportPublic))?;
+    let path = Layout::new(dir.path()).audit_log();
+    let text = fs::read_to_string(&path)?;
+    let kept: String = text
+        .lines()
+        .take_while(|l| !l.contains("\"op\":\"backup\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&path, &kept)?;
+    assert!(verify_chain(&path).is_ok(), "the chain alone cannot see it");
+    assert!(matches!(
+        keystore.verify_audit(),
+        Err(AuditError::Tampered { .. })
+    ));
+    // Opening again (which appends an unlock line) does not heal it: the evidence stays.
+    drop(keystore);
+    let mut reopened = Keystore::open(dir.path(), &pw("old password"))?;
+    assert!(matches!(
+        reopened.verify_audit(),
+        Err(AuditError::Tampered { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_cut_anchor_is_not_re_appended_when_the_head_sealed_later_lines() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    keystore.log(&AuditEvent::new(AuditOp::Escrow).with_detail("split"))?;
+    drop(keystore);
+    let path = Layout::new(dir.path()).audit_log();
+    let text = fs::read_to_string(&path)?;
+    let lines: Vec<&str> = text.lines().collect();
+    // Cut the rotation (the anchor) and everything after it.
+    let cut: String = lines[..lines.len() - 2]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&path, &cut)?;
+    let mut reopened = Keystore::open(dir.path(), &pw("old password"))?;
+    assert!(!fs::read_to_string(&path)?.contains("\"op\":\"rotate\""));
+    assert!(reopened.verify_audit().is_err());
+    Ok(())
+}
+
+#[test]
+fn lines_added_without_the_key_are_detected_but_failed_unlocks_are_not() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    let path = Layout::new(dir.path()).audit_log();
+    // Failed unlocks are written before any key is known: they pass.
+    assert!(Keystore::open(dir.path(), &pw("wrong password")).is_err());
+    assert!(keystore.verify_audit().is_ok());
+    // A forged "ok" line appended by someone without the key does not.
+    let text = fs::read_to_string(&path)?;
+    let last = text.lines().last().ok_or("a line")?;
+    let record: AuditRecord = serde_json::from_str(last)?;
+    let forged = format!(
+        "{{\"seq\":{},\"time\":\"2030-01-01T00:00:00.000Z\",\"op\":\"rotate\",\"outcome\":\"ok\",\"prev\":\"{}\"}}\n",
+        record.seq + 1,
+        blake3::hash(last.as_bytes()).to_hex()
+    );
+    fs::write(&path, format!("{text}{forged}"))?;
+    assert!(verify_chain(&path).is_ok());
+    assert!(matches!(
+        keystore.verify_audit(),
+        Err(AuditError::Tampered { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn sealed_lines_carry_a_mac_and_failed_unlocks_do_not() -> TestResult {
+    let (dir, _keystore) = new_home()?;
+    assert!(Keystore::open(dir.path(), &pw("wrong password")).is_err());
+    let text = fs::read_to_string(Layout::new(dir.path()).audit_log())?;
+    for line in text.lines() {
+        let record: AuditRecord = serde_json::from_str(line)?;
+        assert_eq!(record.mac.is_some(), record.outcome == "ok", "{line}");
+    }
     Ok(())
 }

@@ -28,14 +28,23 @@ fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
     assert_no_secret_in(&keystore, &bundle);
 
     let opened = open_pw(&bundle)?;
-    assert_eq!(opened.manifest.key_count, 3); // node-identity v1, file-encryption v2 and v3
+    // node-identity v1, file-encryption v2 and v3, file-authority v1
+    assert_eq!(opened.manifest.key_count, 4);
     assert_eq!(opened.manifest.format_version, BACKUP_VERSION);
     assert_eq!(opened.catalog, catalog);
     assert_eq!(opened.sealed_with, SealedWith::Password);
 
     let target = tempfile::tempdir()?;
     let home = target.path().join("restored");
-    let restored = Keystore::restore(&home, opened, &pw("new password"), small())?;
+    let source = node_identity(&keystore)?;
+    assert_eq!(opened.signer, Some(source));
+    let restored = Keystore::restore(
+        &home,
+        opened,
+        TrustedSigner::Key(&source),
+        &pw("new password"),
+        small(),
+    )?;
     assert_eq!(restored.node_identity_seed(), keystore.node_identity_seed());
     assert_eq!(restored.policy(), keystore.policy());
     assert_eq!(restored.active_file_key()?.0, 3);
@@ -51,7 +60,13 @@ fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
 
     // A second restore into the same home is refused.
     assert!(matches!(
-        Keystore::restore(&home, open_pw(&bundle)?, &pw("new password"), small()),
+        Keystore::restore(
+            &home,
+            open_pw(&bundle)?,
+            TrustedSigner::FirstUse,
+            &pw("new password"),
+            small()
+        ),
         Err(BackupError::Create(CreateError::AlreadyExists { .. }))
     ));
 
@@ -84,10 +99,10 @@ fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
         assert!(open_pw(&bundle[..len]).is_err(), "len {len}");
     }
     let mut newer = bundle.clone();
-    newer[8] = 3;
+    newer[8] = 4;
     assert!(matches!(
         open_pw(&newer),
-        Err(BackupError::UnsupportedVersion { version: 3 })
+        Err(BackupError::UnsupportedVersion { version: 4 })
     ));
     assert!(!nothing.exists());
     Ok(())
@@ -114,7 +129,7 @@ fn version_one_bundle(keystore: &Keystore, password: &Password) -> Vec<u8> {
     let manifest = Manifest {
         format_version: 1,
         created: 1_700_000_000,
-        key_count: 2,
+        key_count: keystore.body.entries.len() as u32,
         content_blake3: *blake3::hash(&content).as_bytes(),
     };
     let mut plain = postcard::to_allocvec(&manifest).unwrap_or_default();
@@ -150,16 +165,23 @@ fn version_one_bundles_still_open() -> TestResult {
     let bundle = version_one_bundle(&keystore, &password);
     let opened = Keystore::verify_backup(&bundle, BackupKey::Password(&password))?;
     assert_eq!(opened.manifest.format_version, 1);
-    assert_eq!(opened.manifest.key_count, 2);
+    assert_eq!(opened.manifest.key_count, 3);
     assert!(opened.catalog.is_empty());
     assert!(matches!(
         Keystore::verify_backup(&bundle, BackupKey::Password(&pw("wrong"))),
         Err(BackupError::WrongPassword)
     ));
     let target = tempfile::tempdir()?;
+    assert_eq!(opened.signer, None);
+    // Unsigned: only on first use (a backup password sealed it).
+    assert!(matches!(
+        opened.check_signer(TrustedSigner::Key(&node_identity(&keystore)?)),
+        Err(BackupError::Unsigned(_))
+    ));
     let restored = Keystore::restore(
         &target.path().join("h"),
         opened,
+        TrustedSigner::FirstUse,
         &pw("new password"),
         small(),
     )?;
@@ -212,7 +234,68 @@ fn bundles_sealed_to_a_recipient_open_only_with_its_keys() -> TestResult {
     // Restored, the new home holds the same keys.
     let target = tempfile::tempdir()?;
     let home = target.path().join("restored");
-    let restored = Keystore::restore(&home, opened, &pw("new password"), small())?;
+    let restored = Keystore::restore(
+        &home,
+        opened,
+        TrustedSigner::Key(&node_identity(&keystore)?),
+        &pw("new password"),
+        small(),
+    )?;
     assert_eq!(restored.node_identity_seed(), keystore.node_identity_seed());
+    Ok(())
+}
+
+/// The active node identity's public key, as `keys export-public node-identity` prints it.
+fn node_identity(keystore: &Keystore) -> Result<[u8; 32], Box<dyn std::error::Error>> {
+    let info = keystore.active(NODE_IDENTITY).ok_or("node identity")?;
+    Ok(info.public_key.as_slice().try_into()?)
+}
+
+#[test]
+fn a_forged_recipient_bundle_is_refused() -> TestResult {
+    // Anyone with the recipient's public key can seal a bundle to it; only the source's
+    // node identity can sign one.
+    let (_sdir, source) = new_home()?;
+    let (_rdir, recipient) = new_home()?;
+    let (_fdir, forger) = new_home()?;
+    let (_, recipient_key) = recipient.active_file_key()?;
+    let forged = forger.backup(BackupSeal::Recipient(&recipient_key.public_key()), b"")?;
+    let opened = Keystore::verify_backup(&forged, BackupKey::Recipient(&recipient))?;
+    let expected = node_identity(&source)?;
+    let target = tempfile::tempdir()?;
+    assert!(matches!(
+        Keystore::restore(
+            &target.path().join("h"),
+            opened,
+            TrustedSigner::Key(&expected),
+            &pw("new password"),
+            small()
+        ),
+        Err(BackupError::WrongSigner { .. })
+    ));
+    assert!(!target.path().join("h").exists());
+    // The forger signs the source's own keys with its key: not one of the bundle's node
+    // identities.
+    let forger_signer = ed25519_dalek::SigningKey::from_bytes(&forger.node_identity_seed());
+    let bytes = crate::backup::seal(
+        &source.body.entries,
+        source.policy(),
+        b"",
+        BackupSeal::Recipient(&recipient_key.public_key()),
+        &forger_signer,
+        0,
+    )?;
+    assert!(matches!(
+        Keystore::verify_backup(&bytes, BackupKey::Recipient(&recipient)),
+        Err(BackupError::Damaged { .. })
+    ));
+    // A correctly signed bundle with the wrong --from is refused too.
+    let genuine = source.backup(BackupSeal::Recipient(&recipient_key.public_key()), b"")?;
+    let opened = Keystore::verify_backup(&genuine, BackupKey::Recipient(&recipient))?;
+    assert!(matches!(
+        opened.check_signer(TrustedSigner::Key(&node_identity(&forger)?)),
+        Err(BackupError::WrongSigner { .. })
+    ));
+    opened.check_signer(TrustedSigner::Key(&expected))?;
     Ok(())
 }

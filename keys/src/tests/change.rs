@@ -354,3 +354,28 @@ fn generation_and_reload_follow_other_writers() -> TestResult {
     ));
     Ok(())
 }
+
+#[test]
+fn a_symlink_planted_at_a_temp_name_is_never_followed() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious")?;
+    // The keystore's own temp name.
+    std::os::unix::fs::symlink(&victim, Layout::new(dir.path()).temp())?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    assert_eq!(fs::read(&victim)?, b"precious");
+    // `<out>.tmp` next to a file written with write_private_file.
+    let out = dir.path().join("bundle");
+    let mut temp = out.as_os_str().to_owned();
+    temp.push(".tmp");
+    std::os::unix::fs::symlink(&victim, &temp)?;
+    fsx::write_private_file(&out, b"new contents")?;
+    assert_eq!(fs::read(&victim)?, b"precious");
+    assert_eq!(fs::read(&out)?, b"new contents");
+    // Scrubbing a file that is a symlink refuses, the target untouched.
+    let link = dir.path().join("legacy.key");
+    std::os::unix::fs::symlink(&victim, &link)?;
+    assert!(fsx::scrub_and_remove(&link).is_err());
+    assert_eq!(fs::read(&victim)?, b"precious");
+    Ok(())
+}

@@ -35,7 +35,19 @@ fn create_and_open_round_trip() -> TestResult {
                 Purpose::FileEncryption,
                 KeyStatus::Active
             ),
+            (
+                FILE_AUTHORITY.into(),
+                Purpose::FileAuthority,
+                KeyStatus::Active
+            ),
         ]
+    );
+    // The authority root's listed "public key" is its fingerprint, never the root.
+    let roots = keystore.authority_roots(false);
+    assert_eq!(roots.len(), 1);
+    assert_eq!(
+        keystore.active(FILE_AUTHORITY).map(|k| k.public_key),
+        Some(roots[0].1.fingerprint().to_vec())
     );
     let reopened = Keystore::open(dir.path(), &pw("old password"))?;
     assert_eq!(fingerprint(&reopened), fingerprint(&keystore));

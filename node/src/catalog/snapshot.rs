@@ -249,7 +249,11 @@ mod tests {
         for stripe in encoder.by_ref() {
             stripe?;
         }
-        let file = encoder.finish()?;
+        let authority = datamesh_core::AuthorityKey::derive(
+            &datamesh_core::AuthorityRoot::from_bytes(&[1; 32]),
+            &datamesh_core::AuthoritySalt::random(),
+        )?;
+        let file = encoder.finish(authority.file_authority())?;
         let entry = CatalogEntry {
             id: file.file_id,
             name: "h".into(),

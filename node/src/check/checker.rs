@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::error::{CheckError, RepairError};
-use super::inspect::{inspect_stripe, manifest_holders};
+use super::inspect::{EnvelopeCopies, envelope_copies, inspect_stripe, manifest_holders};
 use super::repair::{after_repair, repair_stripe};
 use super::report::{CheckReport, Health, SelfCheck, StripeHealth, StripeReport};
 use crate::catalog::Placement;
@@ -31,6 +31,7 @@ struct Inspected {
     report: CheckReport,
     manifest: Arc<Manifest>,
     manifest_before: HashSet<PeerId>,
+    envelopes_before: EnvelopeCopies,
     placement: Option<Placement>,
 }
 
@@ -68,6 +69,7 @@ impl Checker {
             mut report,
             manifest,
             manifest_before,
+            envelopes_before,
             placement,
         } = self.inspect(id, verify, true).await?;
         after_repair(
@@ -75,6 +77,7 @@ impl Checker {
             &mut report,
             &manifest,
             &manifest_before,
+            &envelopes_before,
             placement,
         )
         .await?;
@@ -97,6 +100,7 @@ impl Checker {
         } = files.find(id).await?;
         let (holders, answered) = files.locate(&manifest, &peers, placement.as_ref()).await;
         let manifest_before = manifest_holders(files, id, &answered).await;
+        let envelopes_before = envelope_copies(files, &manifest, &manifest_before).await;
 
         let window = files.config().window.max(1);
         let unreachable = Arc::new(Mutex::new(HashSet::new()));
@@ -131,12 +135,17 @@ impl Checker {
             peers_asked: peers.len(),
             peers_answered: answered.len(),
             manifest_copies: (manifest_before.len(), manifest_before.len()),
+            envelope_copies: (
+                envelopes_before.holders.len(),
+                envelopes_before.holders.len(),
+            ),
             stripes,
         };
         Ok(Inspected {
             report,
             manifest,
             manifest_before,
+            envelopes_before,
             placement,
         })
     }

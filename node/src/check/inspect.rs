@@ -1,10 +1,10 @@
-//! Looking at a file's copies without changing anything: which peers hold the manifest,
-//! and, per stripe, which claimed copies are healthy (taken on the holders' word, or
+//! Looking at a file's copies without changing anything: which peers hold the manifest
+//! and its newest key envelope, and, per stripe, which claimed copies are healthy (taken on the holders' word, or
 //! fetched and hashed when verifying).
 
 use std::collections::HashSet;
 
-use datamesh_core::{FileId, Manifest, ShardId, TOTAL_SHARDS};
+use datamesh_core::{FileId, KeyEnvelope, Manifest, ShardId, TOTAL_SHARDS};
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 use tracing::debug;
@@ -57,6 +57,58 @@ pub(super) async fn manifest_holders(
     while let Some((peer, answer)) = asks.next().await {
         if matches!(answer, Some(Response::Has(f)) if f == [true]) {
             out.insert(peer);
+        }
+    }
+    out
+}
+
+/// A file's newest key envelope (verified under the manifest's authority key) and which
+/// of `holders` (its manifest holders) hold it. Envelopes are asked of `holders` and of
+/// this node; this node counts only if it is one of `holders`.
+#[derive(Debug, Default)]
+pub(super) struct EnvelopeCopies {
+    /// The newest envelope's wire form (none found: `None`).
+    pub(super) newest: Option<Vec<u8>>,
+    /// Manifest holders that hold it.
+    pub(super) holders: HashSet<PeerId>,
+}
+
+pub(super) async fn envelope_copies(
+    files: &Files,
+    manifest: &Manifest,
+    holders: &HashSet<PeerId>,
+) -> EnvelopeCopies {
+    let id = manifest.file_id();
+    let authority = manifest.authority().key;
+    let deadline = files.config().lookup_deadline;
+    let mut peers: Vec<PeerId> = holders.iter().copied().collect();
+    if !holders.contains(&files.peer_id()) {
+        peers.push(files.peer_id());
+    }
+    let mut asks = files.ask_all(&peers, &Request::GetEnvelope { file: id }, deadline);
+    let mut held: Vec<(PeerId, u64, Vec<u8>)> = Vec::new();
+    while let Some((peer, answer)) = asks.next().await {
+        let Some(Response::Envelopes(list)) = answer else {
+            continue;
+        };
+        for bytes in list {
+            if let Ok(envelope) = KeyEnvelope::from_verified_bytes(&bytes, &authority)
+                && envelope.file_id() == id
+            {
+                held.push((peer, envelope.sequence(), bytes));
+            }
+        }
+    }
+    let Some(newest) = held.iter().map(|(_, seq, _)| *seq).max() else {
+        return EnvelopeCopies::default();
+    };
+    let mut out = EnvelopeCopies::default();
+    for (peer, seq, bytes) in held {
+        if seq == newest {
+            if holders.contains(&peer) {
+                out.holders.insert(peer);
+            }
+            out.newest.get_or_insert(bytes);
         }
     }
     out

@@ -2,23 +2,23 @@
 //! ciphertext, each rebuilt shard's id checked against the manifest), places it with the
 //! put path's placement away from the remaining holders and bad peers, asks holders of
 //! corrupt copies to drop them; then, per file, announces the new holders, tops the
-//! manifest and its envelopes back up to [`MANIFEST_COPIES`] copies and records the new
-//! placement of this node's own files.
+//! manifest back up to [`MANIFEST_COPIES`] copies, gives the newest key envelope to every
+//! manifest holder that lacks it and records the new placement of this node's own files.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use datamesh_core::{DATA_SHARDS, FileId, Manifest, ShardId, TOTAL_SHARDS, rebuild_shards};
+use datamesh_core::{DATA_SHARDS, Manifest, ShardId, TOTAL_SHARDS, rebuild_shards};
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 use tracing::{debug, info, warn};
 
 use super::error::{RepairError, StripeRepairError};
-use super::inspect::{Fetched, fetch_copy};
+use super::inspect::{EnvelopeCopies, Fetched, fetch_copy};
 use super::report::{BadCopy, BadReason, CheckReport, RepairedShard, StripeReport, matching};
 use crate::catalog::Placement;
 use crate::files::{Files, MANIFEST_COPIES};
-use crate::protocol::{Request, Response};
+use crate::protocol::Request;
 
 /// Rebuilds and places what a stripe lacks; `report.holders` gains the new holders.
 /// `bytes` are the intact shards already fetched (by a verify).
@@ -134,22 +134,23 @@ pub(super) async fn repair_stripe(
     Ok(())
 }
 
-/// Announces new holders, tops up the manifest copies and records the new placement.
+/// Announces new holders, tops up the manifest and envelope copies and records the new
+/// placement.
 pub(super) async fn after_repair(
     files: &Files,
     report: &mut CheckReport,
     manifest: &Manifest,
     manifest_before: &HashSet<PeerId>,
+    envelopes_before: &EnvelopeCopies,
     placement: Option<Placement>,
 ) -> Result<(), RepairError> {
     let id = report.id;
-    let new_holders: HashSet<PeerId> = report
-        .stripes
-        .iter()
-        .flat_map(|s| &s.repaired)
-        .map(|r| r.peer)
-        .collect();
-    let mut manifest_after = manifest_before.len();
+    // Each new holder announces the file on the strength of a shard placed there.
+    let mut new_holders: HashMap<PeerId, ShardId> = HashMap::new();
+    for r in report.stripes.iter().flat_map(|s| &s.repaired) {
+        new_holders.entry(r.peer).or_insert(r.shard);
+    }
+    let mut manifest_now = manifest_before.clone();
     if manifest_before.len() < MANIFEST_COPIES {
         let request = Request::Store {
             id: ShardId::from_bytes(*id.as_bytes()),
@@ -157,23 +158,37 @@ pub(super) async fn after_repair(
         };
         match files.place_copies(id.as_bytes(), &request).await {
             Ok(copies) => {
-                manifest_after = copies.len().max(manifest_before.len());
-                let fresh: Vec<PeerId> = copies
+                let fresh: HashSet<PeerId> = copies
                     .into_iter()
                     .filter(|p| !manifest_before.contains(p))
                     .collect();
                 if !fresh.is_empty() {
-                    let envelopes = collect_envelopes(files, id, manifest_before).await;
-                    for bytes in envelopes {
-                        files.publish_envelope_bytes(bytes, &fresh).await;
-                    }
-                    let announced = files.announce(id, &fresh.iter().copied().collect()).await;
-                    info!(file = %id, copies = manifest_after, announced, "manifest copies topped up");
+                    let blob = ShardId::from_bytes(*id.as_bytes());
+                    let named = fresh.iter().map(|&peer| (peer, blob)).collect();
+                    let announced = files.announce(id, &named).await;
+                    manifest_now.extend(fresh);
+                    info!(file = %id, copies = manifest_now.len(), announced, "manifest copies topped up");
                 }
             }
             Err(e) => warn!(file = %id, "could not top up the manifest copies: {e}"),
         }
     }
+    let manifest_after = manifest_now.len();
+    // Every manifest holder gets the newest envelope (signed and opaque: no key needed).
+    let mut envelope_after = envelopes_before.holders.len();
+    if let Some(newest) = &envelopes_before.newest {
+        let lacking: Vec<PeerId> = manifest_now
+            .iter()
+            .filter(|p| !envelopes_before.holders.contains(p))
+            .copied()
+            .collect();
+        if !lacking.is_empty() {
+            let published = files.publish_envelope_bytes(newest.clone(), &lacking).await;
+            envelope_after += published.kept;
+            info!(file = %id, copies = envelope_after, refused = published.refused, "envelope copies topped up");
+        }
+    }
+    report.envelope_copies.1 = envelope_after;
     report.manifest_copies.1 = manifest_after;
     if new_holders.is_empty() {
         return Ok(());
@@ -211,22 +226,4 @@ pub(super) async fn after_repair(
             })??;
     }
     Ok(())
-}
-
-/// Every key envelope of the file this node and `peers` hold (opaque, signed).
-async fn collect_envelopes(files: &Files, id: FileId, peers: &HashSet<PeerId>) -> Vec<Vec<u8>> {
-    let deadline = files.config().lookup_deadline;
-    let mut all: Vec<Vec<u8>> = files.server().envelopes(id.as_bytes());
-    let peers: Vec<PeerId> = peers.iter().copied().collect();
-    let mut asks = files.ask_all(&peers, &Request::GetEnvelope { file: id }, deadline);
-    while let Some((_, answer)) = asks.next().await {
-        if let Some(Response::Envelopes(list)) = answer {
-            for bytes in list {
-                if !all.contains(&bytes) {
-                    all.push(bytes);
-                }
-            }
-        }
-    }
-    all
 }

@@ -105,6 +105,9 @@ pub struct CheckReport {
     pub peers_answered: usize,
     /// Live peers holding the manifest, before and after the repair.
     pub manifest_copies: (usize, usize),
+    /// Manifest holders holding the file's newest key envelope (verified under the
+    /// manifest's authority key), before and after the repair.
+    pub envelope_copies: (usize, usize),
     /// Per stripe.
     pub stripes: Vec<StripeReport>,
 }
@@ -166,6 +169,11 @@ impl CheckReport {
                 self.manifest_copies.1
             } else {
                 self.manifest_copies.0
+            },
+            envelope_copies: if after {
+                self.envelope_copies.1
+            } else {
+                self.envelope_copies.0
             },
         };
         let strings = |peers: &[PeerId]| peers.iter().map(ToString::to_string).collect();
@@ -337,6 +345,7 @@ mod tests {
             peers_asked: 8,
             peers_answered: 7,
             manifest_copies: (5, 6),
+            envelope_copies: (2, 6),
             stripes: vec![StripeReport {
                 stripe: 0,
                 before: StripeHealth::of(&before),
@@ -382,13 +391,15 @@ mod tests {
         expect(
             j["before"]
                 == json!({"state": "degraded", "healthy_stripes": 0, "degraded_stripes": 1,
-                          "unrecoverable_stripes": 0, "manifest_copies": 5}),
+                          "unrecoverable_stripes": 0, "manifest_copies": 5,
+                          "envelope_copies": 2}),
             "before",
         )?;
         expect(
             j["after"]
                 == json!({"state": "healthy", "healthy_stripes": 1, "degraded_stripes": 0,
-                          "unrecoverable_stripes": 0, "manifest_copies": 6}),
+                          "unrecoverable_stripes": 0, "manifest_copies": 6,
+                          "envelope_copies": 6}),
             "after",
         )?;
         let s = &j["stripes"][0];

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datamesh_core::ecies::SecretKey;
+use datamesh_core::{AuthorityError, AuthorityKey, AuthorityRoot, AuthoritySalt, FileAuthority};
 use libp2p::PeerId;
 
 use crate::catalog::Catalog;
@@ -16,21 +17,69 @@ use crate::store::ShardStore;
 /// The keys a node uses for its files, read from its keystore when needed (so key
 /// changes take effect without a restart).
 pub trait KeyProvider: Send + Sync + 'static {
-    /// The active file-encryption key (signs envelopes, receives the owner's wrap) and
-    /// every key that may decrypt.
+    /// The active file-encryption key (receives the owner's wrap), every key that may
+    /// decrypt, and the file-authority roots (derive the keys that sign envelopes).
     ///
     /// # Errors
     /// [`KeyProviderError`] if the keystore cannot be read.
     fn file_keys(&self) -> Result<FileKeys, KeyProviderError>;
+
+    /// As [`KeyProvider::file_keys`], with the revoked versions among the keys that may
+    /// decrypt: only for one operation the user asked for explicitly (incident recovery:
+    /// reading or re-wrapping a file that only a revoked version opens). A provider
+    /// should record every call (the keystore adapter writes an audit line). The
+    /// default gives the live keys only, for providers that know no revoked keys.
+    ///
+    /// # Errors
+    /// [`KeyProviderError`] if the keystore cannot be read.
+    fn file_keys_with_revoked(&self) -> Result<FileKeys, KeyProviderError> {
+        self.file_keys()
+    }
 }
 
-/// The node's file-encryption keys.
+/// Which key versions an operation may decrypt with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyAccess {
+    /// Active and deprecated versions (the default of every operation).
+    #[default]
+    Live,
+    /// Revoked versions too: the explicit override of incident recovery, logged.
+    WithRevoked,
+}
+
+/// The node's file keys.
 #[derive(Debug)]
 pub struct FileKeys {
-    /// The active key: new files are wrapped to it and envelopes signed with it.
+    /// The active key: new files are wrapped to it.
     pub active: SecretKey,
     /// Every key that may open a file (all live versions, the active one included).
     pub decrypt: Vec<SecretKey>,
+    /// The file-authority roots: the active one first (it derives the authority key of
+    /// new files), then the older live versions (for files put under them).
+    pub authority: Vec<AuthorityRoot>,
+}
+
+impl FileKeys {
+    /// A new file's authority key: the active root with a fresh random salt. `None` if
+    /// the keystore has no authority root.
+    ///
+    /// # Errors
+    /// [`AuthorityError::InvalidScalar`] (probability about 2^-128).
+    pub fn new_authority(&self) -> Option<Result<AuthorityKey, AuthorityError>> {
+        let root = self.authority.first()?;
+        Some(AuthorityKey::derive(root, &AuthoritySalt::random()))
+    }
+
+    /// The authority key of a file whose manifest commits to `authority`: derived from
+    /// whichever root gives that key. `None` if no root of this node does (the file is
+    /// not this owner's, or the root version that made it is gone).
+    pub fn authority_for(&self, authority: &FileAuthority) -> Option<AuthorityKey> {
+        self.authority.iter().find_map(|root| {
+            AuthorityKey::derive(root, &authority.salt)
+                .ok()
+                .filter(|key| key.public() == authority.key)
+        })
+    }
 }
 
 /// A [`KeyProvider`] could not give the keys. It carries the provider's own error (a
@@ -88,6 +137,10 @@ struct Inner {
     keys: Arc<dyn KeyProvider>,
     metrics: Arc<Metrics>,
     config: FilesConfig,
+    /// Held for the whole of a re-encryption: one at a time, so a request repeated while
+    /// the first still runs (a client killed and run again) waits for it, then finds the
+    /// old file gone instead of making a second new copy.
+    reencrypting: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Files {
@@ -114,8 +167,14 @@ impl Files {
                 keys,
                 metrics,
                 config,
+                reencrypting: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// Serialises re-encryptions (see `Inner::reencrypting`).
+    pub(super) fn reencrypting(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.reencrypting
     }
 
     /// The catalog of files this node has put.
@@ -156,5 +215,24 @@ impl Files {
     /// The node's file keys, read from the provider now.
     pub(crate) fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
         self.inner.keys.file_keys()
+    }
+
+    /// The node's file keys for an operation with the given access; revoked keys only
+    /// when asked for explicitly, and then logged.
+    pub(crate) fn file_keys_for(
+        &self,
+        access: KeyAccess,
+        operation: &str,
+    ) -> Result<FileKeys, KeyProviderError> {
+        match access {
+            KeyAccess::Live => self.file_keys(),
+            KeyAccess::WithRevoked => {
+                tracing::warn!(
+                    operation,
+                    "revoked keys allowed for this operation (explicit override)"
+                );
+                self.inner.keys.file_keys_with_revoked()
+            }
+        }
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinError;
 use tracing::{debug, warn};
 
-use super::engine::{Files, KeyProviderError};
+use super::engine::{Files, KeyAccess, KeyProviderError};
 use super::locate::{FindError, Found, Holders};
 use crate::catalog::CatalogError;
 use crate::network::NetworkError;
@@ -83,7 +83,7 @@ pub struct OpenFile {
     pub metadata: Metadata,
     key: DataKey,
     /// Per stripe, per shard index: the peers that hold it.
-    holders: Holders,
+    pub(super) holders: Holders,
 }
 
 /// What a finished get reports.
@@ -102,13 +102,22 @@ impl Files {
     /// # Errors
     /// See [`GetError`].
     pub async fn open(&self, id: FileId) -> Result<OpenFile, GetError> {
+        self.open_with(id, KeyAccess::Live).await
+    }
+
+    /// As [`Files::open`], with the keys `access` allows (revoked ones only on the
+    /// explicit override of incident recovery).
+    ///
+    /// # Errors
+    /// See [`GetError`].
+    pub async fn open_with(&self, id: FileId, access: KeyAccess) -> Result<OpenFile, GetError> {
         let Found {
             placement,
             peers,
             manifest,
         } = self.find(id).await?;
-        let keys = self.file_keys().map_err(GetError::Keys)?;
-        let (key, metadata) = self
+        let keys = self.file_keys_for(access, "get").map_err(GetError::Keys)?;
+        let (key, metadata, _) = self
             .unlock(id, &manifest, &peers, &keys)
             .await
             .ok_or(GetError::NoKey(id))?;

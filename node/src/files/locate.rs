@@ -137,42 +137,50 @@ impl Files {
         None
     }
 
-    /// Finds an envelope that one of `keys` opens (this node's copies first, then
-    /// `peers`'), and checks the key against the manifest's sealed metadata. `None` if no
-    /// key opens the file.
+    /// Finds the newest key envelope that verifies under the manifest's authority key and
+    /// that one of `keys` opens (this node's copy first; then every peer's, the highest
+    /// sequence winning), and checks the key against the manifest's sealed metadata.
+    /// Returns the data key, the metadata and the highest verified sequence seen; `None`
+    /// if no key opens the file.
     pub(crate) async fn unlock(
         &self,
         id: FileId,
         manifest: &Manifest,
         peers: &[PeerId],
         keys: &FileKeys,
-    ) -> Option<(DataKey, Metadata)> {
-        let deadline = self.config().lookup_deadline;
-        let mut raw: Vec<Vec<u8>> = self.server().envelopes(id.as_bytes());
-        let try_open = |raw: &[Vec<u8>]| {
-            raw.iter().find_map(|bytes| {
-                let envelope = KeyEnvelope::from_bytes(bytes).ok()?;
-                if envelope.file_id() != id {
-                    return None;
-                }
-                let key = envelope.open(&keys.decrypt).ok()?;
-                let metadata = manifest.open_metadata(&key)?;
-                Some((key, metadata))
-            })
+    ) -> Option<(DataKey, Metadata, u64)> {
+        let authority = manifest.authority().key;
+        let verified = |bytes: &[u8]| {
+            KeyEnvelope::from_verified_bytes(bytes, &authority)
+                .ok()
+                .filter(|e| e.file_id() == id)
         };
-        if let Some(found) = try_open(&raw) {
-            return Some(found);
+        let try_open = |envelope: &KeyEnvelope| {
+            let key = envelope.open(&keys.decrypt).ok()?;
+            let metadata = manifest.open_metadata(&key)?;
+            Some((key, metadata))
+        };
+        // This node's own copy: the owner keeps the newest it made.
+        let local = self.server().envelope(&id).and_then(|b| verified(&b));
+        if let Some(envelope) = &local
+            && let Some((key, metadata)) = try_open(envelope)
+        {
+            return Some((key, metadata, envelope.sequence()));
         }
+        let deadline = self.config().lookup_deadline;
+        let mut found: Vec<KeyEnvelope> = local.into_iter().collect();
         let mut asks = self.ask_all(peers, &Request::GetEnvelope { file: id }, deadline);
         while let Some((_, answer)) = asks.next().await {
             if let Some(Response::Envelopes(list)) = answer {
-                raw = list;
-                if let Some(found) = try_open(&raw) {
-                    return Some(found);
-                }
+                found.extend(list.iter().filter_map(|b| verified(b)));
             }
         }
-        None
+        found.sort_by_key(|e| std::cmp::Reverse(e.sequence()));
+        let highest = found.first().map_or(0, KeyEnvelope::sequence);
+        found
+            .iter()
+            .find_map(try_open)
+            .map(|(key, metadata)| (key, metadata, highest))
     }
 
     /// Asks every candidate peer which of the file's shards it holds. Returns, per stripe
@@ -258,7 +266,16 @@ impl Files {
         answered: &mut HashSet<PeerId>,
     ) {
         let deadline = self.config().lookup_deadline;
-        let ids: Arc<[ShardId]> = ids.into();
+        // Peers refuse a `Has` that repeats an id: ask about each id once and map the
+        // answers back (a file's shard ids repeat only if two shards are equal).
+        let mut unique = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let position: Vec<usize> = ids
+            .iter()
+            .map(|id| unique.binary_search(id).unwrap_or_default())
+            .collect();
+        let ids: Arc<[ShardId]> = unique.into();
         let mut asks: FuturesUnordered<_> = peers
             .iter()
             .map(|&peer| {
@@ -285,7 +302,10 @@ impl Files {
                 continue;
             };
             answered.insert(peer);
-            for (i, _) in flags.iter().enumerate().filter(|(_, has)| **has) {
+            let flags = position
+                .iter()
+                .map(|&p| flags.get(p).copied().unwrap_or(false));
+            for (i, _) in flags.enumerate().filter(|(_, has)| *has) {
                 let list = &mut holders[i / TOTAL_SHARDS][i % TOTAL_SHARDS];
                 if !list.contains(&peer) {
                     list.push(peer);

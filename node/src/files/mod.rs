@@ -9,6 +9,8 @@
 //! * `placement`: the peers nearest to a key that accept a shard or a manifest copy.
 //! * `locate`: a file's manifest, an envelope this node can open, the shards' holders.
 //! * `put`, `get`, `share`: the operations, each with its error and report.
+//! * `reencrypt`: a file read and stored again under a fresh data key (a new file id),
+//!   the old one released (incident response); built on `get` and `put`.
 //!
 //! The checker (`crate::check`) is built on these parts; nothing here knows it.
 
@@ -18,11 +20,13 @@ mod locate;
 mod placement;
 mod put;
 mod reach;
+mod reencrypt;
 mod share;
 
-pub use engine::{FileKeys, Files, FilesConfig, KeyProvider, KeyProviderError};
+pub use engine::{FileKeys, Files, FilesConfig, KeyAccess, KeyProvider, KeyProviderError};
 pub use get::{GetError, GetReport, OpenFile};
 pub(crate) use locate::{FindError, Found};
 pub use placement::MANIFEST_COPIES;
-pub use put::{MIN_MANIFEST_COPIES, PutError, PutReport};
+pub use put::{MIN_ENVELOPE_COPIES, MIN_MANIFEST_COPIES, PutError, PutReport};
+pub use reencrypt::{ReencryptError, ReencryptReport};
 pub use share::{KeyUsageError, RewrapError, RewrapReport};

@@ -4,7 +4,7 @@
 //! the catalog. Every store a put makes is written in its ledger; a put that fails or is
 //! dropped deletes them again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use datamesh_core::ecies::PublicKey;
 use datamesh_core::{
-    EncodeError, EncodeOptions, Encoder, EnvelopeError, FileId, KeyEnvelope, ShardId, Stripe,
-    TOTAL_SHARDS,
+    AuthorityError, EncodeError, EncodeOptions, Encoder, EnvelopeError, FileId, KeyEnvelope,
+    ShardId, Stripe, TOTAL_SHARDS,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
@@ -28,6 +28,9 @@ use crate::protocol::{Request, Response};
 
 /// Fewest manifest copies for a put to succeed: any two holders may be lost.
 pub const MIN_MANIFEST_COPIES: usize = 3;
+/// Fewest remote copies of a key envelope for a put, share or rewrap to succeed: the
+/// data key lives only in the envelope, so any two of its holders may be lost.
+pub const MIN_ENVELOPE_COPIES: usize = 3;
 /// Longest wait, after a put failed or was cancelled, for its store requests still in
 /// flight to end (the network's request timeout bounds each) before deleting what was
 /// stored.
@@ -62,9 +65,27 @@ pub enum PutError {
         /// Copies stored.
         stored: usize,
     },
+    /// Too few holders kept the key envelope: the data key would be too easy to lose.
+    #[error(
+        "the key envelope of file {file} reached only {stored} remote holders (need {MIN_ENVELOPE_COPIES}; {refused} refused it): the put is undone"
+    )]
+    EnvelopeCopies {
+        /// The file that was not stored.
+        file: FileId,
+        /// Remote holders that kept the envelope.
+        stored: usize,
+        /// Holders that refused it.
+        refused: usize,
+    },
     /// The keystore could not give the keys.
     #[error("keystore: {0}")]
     Keys(#[source] KeyProviderError),
+    /// The keystore has no file-authority root to sign the file's envelopes with.
+    #[error("keystore: no file-authority key (open the keystore with this version once to add it)")]
+    NoAuthority,
+    /// The file's authority key could not be derived (probability about 2^-128).
+    #[error("deriving the file's authority key: {0}")]
+    Authority(#[from] AuthorityError),
     /// The file's key envelope could not be sealed (a recipient key it cannot wrap to).
     #[error("sealing the key envelope of file {file}: {source}")]
     Seal {
@@ -103,6 +124,8 @@ pub struct PutReport {
     pub peers: usize,
     /// Manifest copies stored.
     pub manifest_copies: usize,
+    /// Remote holders that kept the key envelope.
+    pub envelope_copies: usize,
 }
 
 fn now_secs() -> u64 {
@@ -240,6 +263,8 @@ impl Files {
         ledger: &Arc<PutLedger>,
     ) -> Result<PutReport, PutError> {
         let keys = self.file_keys().map_err(PutError::Keys)?;
+        let authority = keys.new_authority().ok_or(PutError::NoAuthority)??;
+        let commitment = authority.file_authority();
         let window = self.config().window.max(1);
         let (tx, mut rx) = mpsc::channel::<Stripe>(window);
         let options = EncodeOptions::new(name.clone())
@@ -253,7 +278,7 @@ impl Files {
                     return Err(EncodeError::AlreadyFailed);
                 }
             }
-            encoder.finish()
+            encoder.finish(commitment)
         });
 
         let unreachable = Arc::new(Mutex::new(HashSet::new()));
@@ -308,12 +333,33 @@ impl Files {
 
         let mut wrap_to = vec![keys.active.public_key()];
         wrap_to.extend(recipients);
-        let envelope = KeyEnvelope::seal(id, 1, &encoded.data_key, &wrap_to, &keys.active)
+        let envelope = KeyEnvelope::seal(id, 1, &encoded.data_key, &wrap_to, &authority)
             .map_err(|source| PutError::Seal { file: id, source })?;
-        self.publish_envelope(&envelope, &manifest_holders).await;
+        // The manifest holders keep the envelope (a holder keeps one only for a manifest
+        // it holds). The data key lives only there: too few copies undo the put.
+        let published = self
+            .publish_envelope(&envelope, &encoded.manifest, &manifest_holders)
+            .await;
+        if published.kept < MIN_ENVELOPE_COPIES {
+            return Err(PutError::EnvelopeCopies {
+                file: id,
+                stored: published.kept,
+                refused: published.refused,
+            });
+        }
 
-        let mut holders: HashSet<PeerId> = placements.iter().flatten().copied().collect();
-        holders.extend(manifest_holders.iter().copied());
+        // Each holder announces the file on the strength of a blob it holds for it: the
+        // manifest, or the first shard this put placed there.
+        let manifest_blob = ShardId::from_bytes(*id.as_bytes());
+        let mut holders: HashMap<PeerId, ShardId> = manifest_holders
+            .iter()
+            .map(|&peer| (peer, manifest_blob))
+            .collect();
+        for (row, ids) in placements.iter().zip(encoded.manifest.stripes()) {
+            for (&peer, &shard) in row.iter().zip(ids) {
+                holders.entry(peer).or_insert(shard);
+            }
+        }
         let announced = self.announce(id, &holders).await;
         debug!(file = %id, announced, holders = holders.len(), "announced");
 
@@ -353,6 +399,7 @@ impl Files {
             stripes: encoded.manifest.stripe_count(),
             peers: holders.len(),
             manifest_copies: manifest_holders.len(),
+            envelope_copies: published.kept,
         })
     }
 

@@ -2,17 +2,28 @@
 //! network), one request to many at once under a deadline, and the fan-outs every
 //! operation shares (key envelopes, provider announcements).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datamesh_core::{FileId, KeyEnvelope};
+use datamesh_core::{FileId, KeyEnvelope, Manifest, ShardId};
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
+use tracing::warn;
 
 use super::engine::Files;
 use crate::network::{InboundHandler, NetworkError};
-use crate::protocol::{Request, Response};
+use crate::protocol::{InvalidReason, Refusal, Request, Response};
+
+/// Where a key envelope landed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Published {
+    /// Peers that keep it now (or already held these bytes).
+    pub(crate) kept: usize,
+    /// Peers that hold the manifest but refused it (a newer or conflicting envelope
+    /// held, a full store, a failure).
+    pub(crate) refused: usize,
+}
 
 impl Files {
     /// Sends a request to a peer, or serves it locally when the peer is this node.
@@ -25,7 +36,7 @@ impl Files {
         if peer != net.peer_id() {
             return net.request(peer, request).await;
         }
-        if let Request::Announce { file } = request {
+        if let Request::Announce { file, .. } = request {
             return match net.start_providing(file.as_bytes().to_vec()).await {
                 Ok(()) | Err(NetworkError::Dht(_)) => Ok(Response::Done),
                 Err(e) => Err(e),
@@ -61,41 +72,77 @@ impl Files {
             .collect()
     }
 
-    /// Sends a key envelope to `peers` (and keeps it locally). Returns how many took it.
-    pub(crate) async fn publish_envelope(&self, envelope: &KeyEnvelope, peers: &[PeerId]) -> usize {
-        self.publish_envelope_bytes(envelope.to_bytes(), peers)
-            .await
-    }
-
-    /// Sends a key envelope's wire form to `peers` and this node. Returns how many took
-    /// it. Envelopes are signed and opaque: no key is needed to pass one on.
-    pub(crate) async fn publish_envelope_bytes(&self, bytes: Vec<u8>, peers: &[PeerId]) -> usize {
-        let mut targets: Vec<PeerId> = peers.to_vec();
-        if !targets.contains(&self.peer_id()) {
-            targets.push(self.peer_id());
-        }
-        self.count_done(targets, &Request::PutEnvelope { bytes })
-            .await
-    }
-
-    /// Asks every holder to announce the file in the DHT. Returns how many agreed.
-    pub(crate) async fn announce(&self, id: FileId, holders: &HashSet<PeerId>) -> usize {
-        self.count_done(holders.iter().copied(), &Request::Announce { file: id })
-            .await
-    }
-
-    /// Sends `request` to every peer of `peers` at once and waits for every answer (each
-    /// bounded by the network's request timeout). Returns how many answered `Done`.
-    async fn count_done(
+    /// Keeps a key envelope of this node's file locally (checked against `manifest`) and
+    /// sends it to every other peer of `peers`. Peers that hold no manifest of the file
+    /// refuse it (`UnknownFile`) and are not counted either way.
+    pub(crate) async fn publish_envelope(
         &self,
-        peers: impl IntoIterator<Item = PeerId>,
-        request: &Request,
-    ) -> usize {
+        envelope: &KeyEnvelope,
+        manifest: &Manifest,
+        peers: &[PeerId],
+    ) -> Published {
+        let bytes = envelope.to_bytes();
+        let server = Arc::clone(self.server());
+        let (manifest, local) = (manifest.clone(), bytes.clone());
+        let kept = tokio::task::spawn_blocking(move || server.keep_own_envelope(&manifest, &local))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|kept| kept.map_err(|e| e.to_string()));
+        if let Err(e) = kept {
+            // The local copy serves this node's own reads; the remote copies are what
+            // the put and the rewrap count.
+            warn!(file = %envelope.file_id(), "keeping the new envelope locally failed: {e}");
+        }
+        let me = self.peer_id();
+        let remote: Vec<PeerId> = peers.iter().copied().filter(|p| *p != me).collect();
+        self.publish_envelope_bytes(bytes, &remote).await
+    }
+
+    /// Sends a key envelope's wire form to every peer of `peers` (this node's own server
+    /// answers like any peer). Envelopes are signed and opaque: no key is needed to pass
+    /// one on.
+    pub(crate) async fn publish_envelope_bytes(
+        &self,
+        bytes: Vec<u8>,
+        peers: &[PeerId],
+    ) -> Published {
+        let request = Request::PutEnvelope { bytes };
         peers
-            .into_iter()
-            .map(|peer| {
+            .iter()
+            .map(|&peer| {
                 let files = self.clone();
                 let request = request.clone();
+                async move { files.send(peer, request).await }
+            })
+            .collect::<FuturesUnordered<_>>()
+            .fold(Published::default(), |mut out, answer| {
+                match answer {
+                    Ok(Response::Done) => out.kept += 1,
+                    Ok(Response::Refused(Refusal::Invalid(InvalidReason::UnknownFile))) => {}
+                    Ok(Response::Refused(_)) => out.refused += 1,
+                    _ => {}
+                }
+                std::future::ready(out)
+            })
+            .await
+    }
+
+    /// Asks every holder to announce the file in the DHT, each naming the blob this node
+    /// stored there for it (a holder honours only that). Returns how many agreed.
+    pub(crate) async fn announce(&self, id: FileId, holders: &HashMap<PeerId, ShardId>) -> usize {
+        let requests = holders
+            .iter()
+            .map(|(&peer, &held)| (peer, Request::Announce { file: id, held }));
+        self.count_done(requests).await
+    }
+
+    /// Sends each request to its peer, all at once, and waits for every answer (each
+    /// bounded by the network's request timeout). Returns how many answered `Done`.
+    async fn count_done(&self, requests: impl IntoIterator<Item = (PeerId, Request)>) -> usize {
+        requests
+            .into_iter()
+            .map(|(peer, request)| {
+                let files = self.clone();
                 async move { files.send(peer, request).await }
             })
             .collect::<FuturesUnordered<_>>()

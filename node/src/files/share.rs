@@ -4,9 +4,11 @@
 
 use datamesh_core::ecies::PublicKey;
 use datamesh_core::{EnvelopeError, FileId, KeyEnvelope, KeyId};
+use libp2p::PeerId;
 use tokio::task::JoinError;
 
-use super::engine::{Files, KeyProviderError};
+use super::engine::{Files, KeyAccess, KeyProviderError};
+use super::put::MIN_ENVELOPE_COPIES;
 use crate::catalog::CatalogError;
 
 /// What a rewrap (or share) did.
@@ -18,7 +20,7 @@ pub struct RewrapReport {
     pub sequence: u64,
     /// Keys the data key is now wrapped to.
     pub recipients: usize,
-    /// Peers that accepted the new envelope.
+    /// Remote peers that accepted the new envelope.
     pub peers: usize,
     /// Bytes sent: envelopes only, no shard moves.
     pub bytes_sent: u64,
@@ -36,6 +38,26 @@ pub enum RewrapError {
     /// None of this node's keys opens the file's current envelope.
     #[error("no key of this node can open file {0}: it was not shared with this node's keys")]
     NoKey(FileId),
+    /// No file-authority root of this node derives the file's authority key: only the
+    /// owner (whose keystore made the file) can replace its envelope.
+    #[error(
+        "no file-authority key of this node signs for file {0}: only its owner can replace its key envelope"
+    )]
+    NotOwner(FileId),
+    /// Too few holders kept the new envelope.
+    #[error(
+        "the new key envelope of file {file} (sequence {sequence}) reached only {stored} remote holders (need {MIN_ENVELOPE_COPIES}; {refused} refused it): run the command again, or `datamesh repair` if holders are lost"
+    )]
+    EnvelopeCopies {
+        /// The file.
+        file: FileId,
+        /// The new envelope's sequence.
+        sequence: u64,
+        /// Remote holders that kept it.
+        stored: usize,
+        /// Holders that refused it.
+        refused: usize,
+    },
     /// The keystore could not give the keys.
     #[error("keystore: {0}")]
     Keys(#[source] KeyProviderError),
@@ -85,14 +107,34 @@ impl Files {
         id: FileId,
         add: Vec<PublicKey>,
     ) -> Result<RewrapReport, RewrapError> {
-        let keys = self.file_keys().map_err(RewrapError::Keys)?;
+        self.rewrap_with(id, add, KeyAccess::Live).await
+    }
+
+    /// As [`Files::rewrap`], opening the current envelope with the keys `access` allows
+    /// (a file only a revoked version opens needs [`KeyAccess::WithRevoked`]). The new
+    /// envelope is always wrapped to the active key, never to a revoked one.
+    ///
+    /// # Errors
+    /// See [`Files::rewrap`].
+    pub async fn rewrap_with(
+        &self,
+        id: FileId,
+        add: Vec<PublicKey>,
+        access: KeyAccess,
+    ) -> Result<RewrapReport, RewrapError> {
+        let keys = self
+            .file_keys_for(access, "rewrap")
+            .map_err(RewrapError::Keys)?;
         let catalog = self.catalog();
         let (Some(mut entry), Some(manifest)) = (catalog.get(&id)?, catalog.manifest(&id)?) else {
             return Err(RewrapError::NotFound(id));
         };
+        let authority = keys
+            .authority_for(manifest.authority())
+            .ok_or(RewrapError::NotOwner(id))?;
         let placement = catalog.placement(&id)?;
-        let peers = self.file_peers(id, placement.as_ref()).await;
-        let (key, _) = self
+        let peers = self.envelope_targets(id, placement.as_ref()).await;
+        let (key, _, held) = self
             .unlock(id, &manifest, &peers, &keys)
             .await
             .ok_or(RewrapError::NoKey(id))?;
@@ -109,11 +151,13 @@ impl Files {
                 .iter()
                 .filter_map(|h| h.parse::<PublicKey>().ok()),
         );
-        entry.envelope_sequence += 1;
+        // Above every sequence this node made and every one it saw verified: holders
+        // refuse anything not newer than what they hold.
+        entry.envelope_sequence = entry.envelope_sequence.max(held) + 1;
         let envelope =
-            KeyEnvelope::seal(id, entry.envelope_sequence, &key, &recipients, &keys.active)
+            KeyEnvelope::seal(id, entry.envelope_sequence, &key, &recipients, &authority)
                 .map_err(|source| RewrapError::Seal { file: id, source })?;
-        let accepted = self.publish_envelope(&envelope, &peers).await;
+        let published = self.publish_envelope(&envelope, &manifest, &peers).await;
         let catalog = catalog.clone();
         let saved = entry.clone();
         tokio::task::spawn_blocking(move || catalog.update(&saved))
@@ -122,25 +166,60 @@ impl Files {
                 task: "catalog write",
                 source,
             })??;
+        if published.kept < MIN_ENVELOPE_COPIES {
+            return Err(RewrapError::EnvelopeCopies {
+                file: id,
+                sequence: entry.envelope_sequence,
+                stored: published.kept,
+                refused: published.refused,
+            });
+        }
         let remote = peers.iter().filter(|p| **p != self.peer_id()).count();
         Ok(RewrapReport {
             id,
             sequence: entry.envelope_sequence,
             recipients: envelope.wrapped().len(),
-            peers: accepted,
+            peers: published.kept,
             bytes_sent: (envelope.to_bytes().len() * remote) as u64,
         })
     }
 
-    /// For every file of the catalog, the ids of this node's live file-encryption keys
-    /// that really open it (the wrapped key decrypts and opens the manifest's sealed
+    /// Where a file's envelope goes: the peers that may hold its manifest (its providers,
+    /// its recorded placement) and the peers closest to its id (where put and repair
+    /// place manifest copies). Peers without the manifest refuse it, costing one round
+    /// trip each.
+    async fn envelope_targets(
+        &self,
+        id: FileId,
+        placement: Option<&crate::catalog::Placement>,
+    ) -> Vec<PeerId> {
+        let (mut peers, closest) = tokio::join!(
+            self.file_peers(id, placement),
+            tokio::time::timeout(
+                self.config().lookup_deadline,
+                self.net().closest_peers(id.as_bytes().to_vec()),
+            )
+        );
+        for peer in closest.ok().and_then(Result::ok).unwrap_or_default() {
+            if !peers.contains(&peer) {
+                peers.push(peer);
+            }
+        }
+        peers
+    }
+
+    /// For every file of the catalog, the ids of this node's file-encryption keys (live
+    /// ones; revoked ones too with [`KeyAccess::WithRevoked`]) that really open its
+    /// current (newest) envelope (the wrapped key decrypts and opens the manifest's sealed
     /// metadata), so `keys destroy` can refuse to destroy the last key of a file.
     /// Blocking: reads the catalog and the keystore.
     ///
     /// # Errors
     /// [`KeyUsageError::Keys`] or [`KeyUsageError::Catalog`].
-    pub fn key_usage(&self) -> Result<Vec<(FileId, Vec<KeyId>)>, KeyUsageError> {
-        let keys = self.file_keys().map_err(KeyUsageError::Keys)?;
+    pub fn key_usage(&self, access: KeyAccess) -> Result<Vec<(FileId, Vec<KeyId>)>, KeyUsageError> {
+        let keys = self
+            .file_keys_for(access, "key usage")
+            .map_err(KeyUsageError::Keys)?;
         let mut out = Vec::new();
         for entry in self.catalog().list()? {
             let Some(manifest) = self.catalog().manifest(&entry.id)? else {
@@ -148,10 +227,10 @@ impl Files {
             };
             let envelopes: Vec<KeyEnvelope> = self
                 .server()
-                .envelopes(entry.id.as_bytes())
-                .iter()
-                .filter_map(|b| KeyEnvelope::from_bytes(b).ok())
+                .envelope(&entry.id)
+                .and_then(|b| KeyEnvelope::from_verified_bytes(&b, &manifest.authority().key).ok())
                 .filter(|e| e.file_id() == entry.id)
+                .into_iter()
                 .collect();
             let usable = keys
                 .decrypt

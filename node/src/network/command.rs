@@ -11,8 +11,8 @@ use crate::protocol::{Request, Response};
 
 /// Serves inbound shard requests; runs on blocking threads.
 pub trait InboundHandler: Send + Sync + 'static {
-    /// Answers one request from `peer`. `Announce` never reaches it (the swarm task
-    /// handles it).
+    /// Answers one request from `peer`. For an `Announce` it only decides: `Done` means
+    /// the announcement is honoured, and the swarm task then starts providing the file.
     fn handle(&self, peer: PeerId, request: Request) -> Response;
 }
 

@@ -2,10 +2,16 @@
 //! [`Network`](super::Network) handles, answers them when their query or request ends
 //! (pending maps keyed by query / request id), feeds Identify into Kademlia, and hands
 //! inbound shard requests to the [`InboundHandler`] on blocking threads (at most
-//! [`MAX_INBOUND_IN_FLIGHT`] at once).
+//! [`MAX_INBOUND_IN_FLIGHT`] at once). Every inbound request arrives holding its bytes
+//! of the inbound budget (or as `Busy`, its body discarded); the permit is resized to the
+//! answer (`Busy` if that does not fit) and released once the answer is written. The
+//! offences it sees (a `Mismatch` it sends, a frame that does not decode, a peer over
+//! its share) are strikes in the per-peer [`Accounting`]; a peer with too many is blocked
+//! for a while (libp2p's block list, shared with the test-fault partitions).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::kad::{self, GetClosestPeersError, GetProvidersOk, QueryId, QueryResult, RecordKey};
@@ -15,23 +21,48 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use super::accounting::{Accounting, Offence, PeerPolicy, Verdict};
 use super::command::{Command, InboundHandler, NetworkInfo, PeerSummary};
 use super::error::{DhtError, NetworkError, RequestFailure};
 use super::swarm::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
-use crate::protocol::{FailureReason, Refusal, Request, Response};
+use crate::metrics::Metrics;
+use crate::protocol::{
+    FailureReason, InboundBudget, OverBudget, Permit, Refusal, Request, RequestFrame, Response,
+    ResponseFrame, response_bytes,
+};
 
-/// Inbound requests served at once; more wait (and eventually time out at the sender).
-const MAX_INBOUND_IN_FLIGHT: usize = 64;
+/// Inbound requests served at once; more wait, holding their bytes of the inbound budget
+/// (and eventually time out at the sender). Each may read one blob (up to 16 MiB) before
+/// its answer is charged to the budget: part of the worst case in ARCHITECTURE.md.
+pub const MAX_INBOUND_IN_FLIGHT: usize = 16;
+/// How often blocks are ended and the accounting gauges refreshed.
+const TICK: Duration = Duration::from_millis(500);
+
+/// An answer on its way back to the swarm task: the peer, its channel, the answer, and
+/// the key to start providing first when it is an `Announce` the handler honoured.
+type Answer = (
+    PeerId,
+    ResponseChannel<ResponseFrame>,
+    ResponseFrame,
+    Option<RecordKey>,
+);
 
 type ProvidersReply = oneshot::Sender<Result<HashSet<PeerId>, NetworkError>>;
 
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
-    responses_tx: mpsc::Sender<(ResponseChannel<Response>, Response)>,
-    responses_rx: mpsc::Receiver<(ResponseChannel<Response>, Response)>,
+    responses_tx: mpsc::Sender<Answer>,
+    responses_rx: mpsc::Receiver<Answer>,
     handler: Arc<dyn InboundHandler>,
     inbound_slots: Arc<Semaphore>,
+    budget: Arc<InboundBudget>,
+    /// Peers whose frame broke the format (reported by the codec).
+    bad_frames: mpsc::Receiver<PeerId>,
+    accounting: Accounting,
+    /// Peers blocked by the test-fault hook (kept apart from the accounting's blocks).
+    fault_blocked: HashSet<PeerId>,
+    metrics: Arc<Metrics>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetworkError>>>,
     pending_closest: HashMap<QueryId, oneshot::Sender<Result<Vec<PeerId>, NetworkError>>>,
     pending_providing: HashMap<QueryId, oneshot::Sender<Result<(), NetworkError>>>,
@@ -45,6 +76,10 @@ impl EventLoop {
         swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
         handler: Arc<dyn InboundHandler>,
+        budget: Arc<InboundBudget>,
+        bad_frames: mpsc::Receiver<PeerId>,
+        policy: PeerPolicy,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let (responses_tx, responses_rx) = mpsc::channel(MAX_INBOUND_IN_FLIGHT);
         Self {
@@ -54,6 +89,11 @@ impl EventLoop {
             responses_rx,
             handler,
             inbound_slots: Arc::new(Semaphore::new(MAX_INBOUND_IN_FLIGHT)),
+            budget,
+            bad_frames,
+            accounting: Accounting::new(policy),
+            fault_blocked: HashSet::new(),
+            metrics,
             pending_requests: HashMap::new(),
             pending_closest: HashMap::new(),
             pending_providing: HashMap::new(),
@@ -64,6 +104,8 @@ impl EventLoop {
     }
 
     pub(super) async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -75,11 +117,16 @@ impl EventLoop {
                     Some(command) => self.on_command(command),
                     None => break,
                 },
-                Some((channel, response)) = self.responses_rx.recv() => {
-                    if self.swarm.behaviour_mut().shards.send_response(channel, response).is_err() {
-                        debug!("inbound request's peer went away before the response");
+                Some((peer, channel, mut frame, provide)) = self.responses_rx.recv() => {
+                    if let Some(key) = provide
+                        && frame.response == Response::Done
+                    {
+                        frame.response = self.provide_for_peer(key);
                     }
+                    self.respond(peer, channel, frame);
                 }
+                Some(peer) = self.bad_frames.recv() => self.strike(peer, Offence::BadFrame),
+                _ = tick.tick() => self.on_tick(),
             }
         }
         info!("network stopped");
@@ -93,7 +140,7 @@ impl EventLoop {
                 request,
                 reply,
             } => {
-                let id = behaviour.shards.send_request(&peer, request);
+                let id = behaviour.shards.send_request(&peer, request.into());
                 self.pending_requests.insert(id, reply);
             }
             Command::ClosestPeers { key, reply } => {
@@ -145,10 +192,12 @@ impl EventLoop {
             Command::SetBlocked { mut peers, reply } => {
                 peers.remove(self.swarm.local_peer_id());
                 let behaviour = self.swarm.behaviour_mut();
-                let old: Vec<PeerId> = behaviour.blocked.blocked_peers().iter().copied().collect();
-                for peer in old.iter().filter(|p| !peers.contains(p)) {
-                    behaviour.blocked.unblock_peer(*peer);
+                for peer in self.fault_blocked.iter().filter(|p| !peers.contains(p)) {
+                    if !self.accounting.is_blocked(peer) {
+                        behaviour.blocked.unblock_peer(*peer);
+                    }
                 }
+                self.fault_blocked.clone_from(&peers);
                 for peer in &peers {
                     // Also closes its open connections.
                     behaviour.blocked.block_peer(*peer);
@@ -270,7 +319,7 @@ impl EventLoop {
         }
     }
 
-    fn on_shard_event(&mut self, event: request_response::Event<Request, Response>) {
+    fn on_shard_event(&mut self, event: request_response::Event<RequestFrame, ResponseFrame>) {
         use request_response::{Event, Message};
         match event {
             Event::Message {
@@ -290,7 +339,7 @@ impl EventLoop {
                 ..
             } => {
                 if let Some(reply) = self.pending_requests.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
+                    let _ = reply.send(Ok(response.response));
                 }
             }
             Event::OutboundFailure {
@@ -307,29 +356,48 @@ impl EventLoop {
                 }
             }
             Event::InboundFailure { peer, error, .. } => {
+                // A frame that breaks the format never gets here (request-response does
+                // not report a request it could not read): the codec reports its peer.
                 debug!(%peer, "inbound shard request failed: {error}");
             }
             Event::ResponseSent { .. } => {}
         }
     }
 
-    fn on_inbound(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
-        if let Request::Announce { file } = request {
-            let key = RecordKey::new(file.as_bytes());
-            let response = match self.swarm.behaviour_mut().kad.start_providing(key) {
-                Ok(_) => Response::Done,
-                Err(e) => {
-                    warn!(%peer, %file, "cannot announce a file for a peer: {e}");
-                    Response::Refused(Refusal::Failed(FailureReason::Dht))
-                }
-            };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .shards
-                .send_response(channel, response);
-            return;
+    /// Starts providing a file a peer's `Announce` named, once the handler honoured it.
+    fn provide_for_peer(&mut self, key: RecordKey) -> Response {
+        match self.swarm.behaviour_mut().kad.start_providing(key) {
+            Ok(_) => Response::Done,
+            Err(e) => {
+                warn!("cannot announce a file for a peer: {e}");
+                Response::Refused(Refusal::Failed(FailureReason::Dht))
+            }
         }
+    }
+
+    fn on_inbound(
+        &mut self,
+        peer: PeerId,
+        frame: RequestFrame,
+        channel: ResponseChannel<ResponseFrame>,
+    ) {
+        let (request, mut permit) = match frame {
+            RequestFrame::Request(request, permit) => (request, permit),
+            RequestFrame::Busy(over) => {
+                if over == OverBudget::Peer {
+                    self.strike(peer, Offence::OverBudget);
+                }
+                let busy = Response::Refused(Refusal::Busy);
+                self.respond(peer, channel, answer(busy, Permit::none()));
+                return;
+            }
+        };
+        // An `Announce` is checked by the handler (on a blocking thread: it reads the
+        // store) like any request; the provider record starts when its answer comes back.
+        let provide = match &request {
+            Request::Announce { file, .. } => Some(RecordKey::new(file.as_bytes())),
+            _ => None,
+        };
         let handler = Arc::clone(&self.handler);
         let responses = self.responses_tx.clone();
         let slots = Arc::clone(&self.inbound_slots);
@@ -340,10 +408,112 @@ impl EventLoop {
             let response = tokio::task::spawn_blocking(move || handler.handle(peer, request)).await;
             match response {
                 Ok(response) => {
-                    let _ = responses.send((channel, response)).await;
+                    // The request is gone; the answer holds its bytes until it is written.
+                    let response = match permit.resize(response_bytes(&response)) {
+                        Ok(()) => response,
+                        Err(_) => Response::Refused(Refusal::Busy),
+                    };
+                    let _ = responses
+                        .send((peer, channel, answer(response, permit), provide))
+                        .await;
                 }
                 Err(e) => warn!(%peer, "inbound handler failed: {e}"),
             }
         });
+    }
+
+    /// Sends an answer to an inbound request, counting a refusal and the offence it shows.
+    fn respond(
+        &mut self,
+        peer: PeerId,
+        channel: ResponseChannel<ResponseFrame>,
+        frame: ResponseFrame,
+    ) {
+        if let Response::Refused(refusal) = &frame.response {
+            self.metrics.refusal_sent(refusal_kind(refusal));
+            if *refusal == Refusal::Mismatch {
+                self.strike(peer, Offence::WrongBytes);
+            }
+        }
+        if self
+            .swarm
+            .behaviour_mut()
+            .shards
+            .send_response(channel, frame)
+            .is_err()
+        {
+            debug!("inbound request's peer went away before the response");
+        }
+    }
+
+    /// Counts an offence of `peer`; blocks it at the policy's limit.
+    fn strike(&mut self, peer: PeerId, offence: Offence) {
+        self.metrics
+            .peer_strikes
+            .get_or_create(&[("offence", offence.label().to_string())])
+            .inc();
+        match self.accounting.strike(peer, Instant::now()) {
+            Verdict::Counted(strikes) => {
+                debug!(%peer, strikes, "strike for {}", offence.label());
+            }
+            Verdict::Block => {
+                warn!(%peer, "blocking a misbehaving peer (last offence: {})", offence.label());
+                self.metrics.peers_blocked.inc();
+                // Also closes its open connections.
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+            Verdict::AlreadyBlocked => {}
+        }
+        if let Some(strikes) = self.accounting.strikes(&peer) {
+            self.metrics
+                .peer_strikes_now
+                .get_or_create(&[("peer", peer.to_string())])
+                .set(i64::from(strikes));
+        }
+        let blocked = self.accounting.blocked();
+        self.metrics
+            .peers_blocked_now
+            .set(i64::try_from(blocked).unwrap_or(i64::MAX));
+    }
+
+    fn on_tick(&mut self) {
+        for peer in self.accounting.expire(Instant::now()) {
+            if !self.fault_blocked.contains(&peer) {
+                info!(%peer, "block of a misbehaving peer is over");
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            }
+        }
+        self.refresh_gauges();
+    }
+
+    fn refresh_gauges(&self) {
+        let m = &self.metrics;
+        m.inbound_bytes_held
+            .set(i64::try_from(self.budget.used()).unwrap_or(i64::MAX));
+        m.peers_blocked_now
+            .set(i64::try_from(self.accounting.blocked()).unwrap_or(i64::MAX));
+        m.peer_strikes_now.clear();
+        for (peer, strikes) in self.accounting.tracked() {
+            m.peer_strikes_now
+                .get_or_create(&[("peer", peer.to_string())])
+                .set(i64::from(strikes));
+        }
+    }
+}
+
+fn answer(response: Response, permit: Permit) -> ResponseFrame {
+    ResponseFrame { response, permit }
+}
+
+/// The metric label of a refusal (a variant added to the wire enum needs one here).
+fn refusal_kind(refusal: &Refusal) -> &'static str {
+    match refusal {
+        Refusal::Full { .. } => "full",
+        Refusal::Mismatch => "mismatch",
+        Refusal::Denied => "denied",
+        Refusal::Invalid(_) => "invalid",
+        Refusal::Failed(_) => "failed",
+        Refusal::Corrupt => "corrupt",
+        Refusal::Busy => "busy",
     }
 }

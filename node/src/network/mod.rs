@@ -2,7 +2,7 @@
 //!
 //! TCP + Noise + Yamux; Identify, wired by hand into Kademlia's address book; Kademlia
 //! under DataMesh's own protocol name, forced into server mode; the shard protocol
-//! ([`crate::protocol`]); a connection limit. Everything else in the node talks to the
+//! ([`crate::protocol`]); connection and stream limits. Everything else in the node talks to the
 //! swarm through [`Network`], a cheap handle that sends commands over a bounded
 //! channel, each with a oneshot reply (the structure of libp2p's file-sharing example).
 //! Inbound shard requests are served on blocking threads by an [`InboundHandler`], so
@@ -12,9 +12,17 @@
 //! the swarm (transport and behaviours); `event_loop.rs` is the task that owns it;
 //! `command.rs` is what the two say to each other; `error.rs` what fails.
 //!
-//! The swarm also carries libp2p's block list ([`libp2p::allow_block_list::Behaviour`]), empty
-//! unless a test sets it ([`Network::set_blocked_peers`], reachable only through the
-//! test-fault debug API): a blocked peer's connections are closed and refused both
+//! Inbound work is bounded before it is read: connections per peer and in all, streams
+//! per connection, and the bytes of inbound requests and their answers per peer and in
+//! total (the codec's [`InboundBudget`], answered `Busy` when used up); see
+//! ARCHITECTURE.md, "Inbound work and its worst-case memory". A peer caught sending
+//! wrong bytes or bad frames, or over its share, earns strikes (`accounting.rs`,
+//! [`PeerPolicy`]); at the limit it is blocked for a while, then let back.
+//!
+//! The swarm carries libp2p's block list ([`libp2p::allow_block_list::Behaviour`]) for
+//! those blocks and for a test hook ([`Network::set_blocked_peers`], reachable only
+//! through the test-fault debug API); the two sets are kept apart, a peer is blocked
+//! while it is in either. A blocked peer's connections are closed and refused both
 //! ways, and dials to it are denied at once, so Kademlia queries and shard requests
 //! that would reach it fail immediately instead of waiting for a timeout. This is how
 //! the fault suite partitions a testnet (every node shares 127.0.0.1, so there is no
@@ -29,22 +37,37 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::protocol::{Request, Response};
+use crate::metrics::Metrics;
+use crate::protocol::{DEFAULT_NODE_BUDGET, DEFAULT_PEER_BUDGET, InboundBudget, Request, Response};
 use crate::records::PersistentStore;
 
+mod accounting;
 mod command;
 mod error;
 mod event_loop;
+mod shards;
 mod swarm;
 
+pub use accounting::{MAX_TRACKED_PEERS, Offence, PeerPolicy};
 use command::Command;
 pub use command::{InboundHandler, NetworkInfo, PeerSummary};
 pub use error::{DhtError, NetworkError, RequestFailure};
 use event_loop::EventLoop;
 pub use swarm::{IDENTIFY_VERSION, KAD_PROTOCOL};
 
+/// The limits that bound inbound work, for the worst-case memory in ARCHITECTURE.md (and
+/// the test that holds it).
+pub mod limits {
+    pub use super::event_loop::MAX_INBOUND_IN_FLIGHT;
+    pub use super::swarm::{
+        MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_SHARD_STREAMS, MAX_STREAMS_PER_CONNECTION,
+    };
+}
+
 /// Commands queued for the swarm task.
 const COMMAND_QUEUE: usize = 256;
+/// Reports of bad frames queued for the swarm task's accounting (more are dropped).
+const BAD_FRAME_QUEUE: usize = 256;
 
 /// Network settings.
 #[derive(Clone, Debug)]
@@ -52,6 +75,11 @@ pub struct NetworkConfig {
     listen: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     request_timeout: Duration,
+    peer_budget: usize,
+    node_budget: usize,
+    exact_budget: bool,
+    peer_policy: PeerPolicy,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl NetworkConfig {
@@ -61,7 +89,47 @@ impl NetworkConfig {
             listen,
             bootstrap: Vec::new(),
             request_timeout: Duration::from_secs(30),
+            peer_budget: DEFAULT_PEER_BUDGET,
+            node_budget: DEFAULT_NODE_BUDGET,
+            exact_budget: false,
+            peer_policy: PeerPolicy::default(),
+            metrics: None,
         }
+    }
+
+    /// Bytes of inbound shard requests (and of the answers to them) held at once: per
+    /// peer (at least [`MIN_PEER_BUDGET`](crate::protocol::MIN_PEER_BUDGET), the largest
+    /// request while it decodes) and for all peers together. A request beyond either is
+    /// answered `Busy` without its body being kept. Default: 64 MiB per peer, 256 MiB in
+    /// all.
+    pub fn with_inbound_budget(mut self, per_peer: usize, total: usize) -> Self {
+        self.peer_budget = per_peer;
+        self.node_budget = total;
+        self.exact_budget = false;
+        self
+    }
+
+    /// Test-only: as [`Self::with_inbound_budget`] without the per-peer floor, so a test
+    /// can make small requests run over it.
+    pub fn with_exact_inbound_budget_for_test(mut self, per_peer: usize, total: usize) -> Self {
+        self.peer_budget = per_peer;
+        self.node_budget = total;
+        self.exact_budget = true;
+        self
+    }
+
+    /// When a misbehaving peer is blocked, and for how long. Default:
+    /// [`PeerPolicy::default`] (16 strikes, 10 minutes).
+    pub fn with_peer_policy(mut self, policy: PeerPolicy) -> Self {
+        self.peer_policy = policy;
+        self
+    }
+
+    /// Where the network counts refusals, strikes and blocks. Default: metrics of its own
+    /// that nobody reads.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Peers to join through, each with its `/p2p/<peer id>` suffix. Default: none.
@@ -99,7 +167,19 @@ impl Network {
         handler: Arc<dyn InboundHandler>,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), NetworkError> {
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = swarm::build(keypair, store, config.request_timeout)?;
+        let budget = if config.exact_budget {
+            InboundBudget::exact(config.peer_budget, config.node_budget)
+        } else {
+            InboundBudget::new(config.peer_budget, config.node_budget)
+        };
+        let (bad_frames, bad_frames_rx) = mpsc::channel(BAD_FRAME_QUEUE);
+        let mut swarm = swarm::build(
+            keypair,
+            store,
+            config.request_timeout,
+            Arc::clone(&budget),
+            bad_frames,
+        )?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -120,7 +200,17 @@ impl Network {
             }
         }
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let task = tokio::spawn(EventLoop::new(swarm, rx, handler).run());
+        let metrics = config.metrics.unwrap_or_default();
+        let events = EventLoop::new(
+            swarm,
+            rx,
+            handler,
+            budget,
+            bad_frames_rx,
+            config.peer_policy,
+            metrics,
+        );
+        let task = tokio::spawn(events.run());
         Ok((
             Self {
                 commands: tx,

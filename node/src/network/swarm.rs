@@ -1,18 +1,24 @@
 //! The swarm's behaviours (block list, connection limits, Identify, Kademlia, the shard
-//! protocol) and the transport (TCP + Noise + Yamux).
+//! protocol) and the transport (TCP + Noise + Yamux), with the limits that bound what a
+//! peer can make the node hold: connections per peer and in all, streams per connection
+//! (yamux, request-response, and streams still negotiating a protocol). The bytes those
+//! streams carry are bounded by the [`InboundBudget`] of the shard protocol's codec.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     StreamProtocol, Swarm, allow_block_list, connection_limits, identify, kad, noise, tcp, yamux,
 };
+use tokio::sync::mpsc;
 
 use super::error::NetworkError;
-use crate::protocol::{PROTOCOL, ShardCodec};
+use super::shards::Shards;
+use crate::protocol::{BudgetedCodec, InboundBudget, PROTOCOL};
 use crate::records::PersistentStore;
 
 /// Kademlia protocol name: DataMesh nodes never join another network's DHT.
@@ -22,7 +28,20 @@ pub const IDENTIFY_VERSION: &str = "/datamesh/1.0.0";
 /// How often Kademlia re-runs a bootstrap.
 const BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(60);
 /// Most established connections.
-const MAX_CONNECTIONS: u32 = 256;
+pub const MAX_CONNECTIONS: u32 = 256;
+/// Most established connections with one peer (two nodes dialling each other at once
+/// make two).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Most connections being set up (TCP + Noise + Yamux) from outside at once.
+const MAX_PENDING_INCOMING: u32 = 64;
+/// Most yamux streams per connection, every protocol, both directions.
+pub const MAX_STREAMS_PER_CONNECTION: usize = 64;
+/// Most shard-protocol streams per connection at once, both directions; an inbound one
+/// beyond it is reset unread. An honest node asks one peer for at most a put's window of
+/// stripes (8) at a time, plus a few lookups.
+pub const MAX_SHARD_STREAMS: usize = 32;
+/// Most inbound streams per connection still negotiating their protocol.
+const MAX_NEGOTIATING_STREAMS: usize = 16;
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
@@ -32,11 +51,18 @@ pub(super) struct Behaviour {
     pub(super) limits: connection_limits::Behaviour,
     pub(super) identify: identify::Behaviour,
     pub(super) kad: kad::Behaviour<PersistentStore>,
-    pub(super) shards: request_response::Behaviour<ShardCodec>,
+    pub(super) shards: Shards,
+}
+
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+    config
 }
 
 /// The swarm of `keypair`, its DHT records in `store`, shard requests timing out after
-/// `request_timeout`.
+/// `request_timeout`, inbound shard requests held to `budget`, the peers of frames that
+/// break the format sent to `bad_frames`.
 ///
 /// # Errors
 /// [`NetworkError::Transport`] if the transport cannot be built.
@@ -44,6 +70,8 @@ pub(super) fn build(
     keypair: Keypair,
     store: PersistentStore,
     request_timeout: Duration,
+    budget: Arc<InboundBudget>,
+    bad_frames: mpsc::Sender<PeerId>,
 ) -> Result<Swarm<Behaviour>, NetworkError> {
     let peer_id = keypair.public().to_peer_id();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -51,20 +79,25 @@ pub(super) fn build(
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            yamux_config,
         )
         .map_err(|e| NetworkError::Transport(Arc::new(e)))?
         .with_behaviour(|key| {
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_periodic_bootstrap_interval(Some(BOOTSTRAP_INTERVAL));
+            // Against eclipse attacks: a lookup follows disjoint paths (S/Kademlia), so
+            // one group of colluding peers cannot steer all of them. The routing table
+            // takes a peer only once a connection to it succeeded (the default
+            // `BucketInserts::OnConnected`), and a full bucket keeps its old entries.
+            kad_config.disjoint_query_paths(true);
             let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
             // rust-libp2p starts in client mode until an external address is
             // confirmed; a DataMesh node always serves the DHT.
             kad.set_mode(Some(kad::Mode::Server));
             let limits = connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(MAX_CONNECTIONS))
-                .with_max_established_per_peer(Some(4))
-                .with_max_pending_incoming(Some(64));
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                .with_max_pending_incoming(Some(MAX_PENDING_INCOMING));
             Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(limits),
@@ -73,16 +106,23 @@ pub(super) fn build(
                     key.public(),
                 )),
                 kad,
-                shards: request_response::Behaviour::new(
-                    [(PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(request_timeout)
-                        .with_max_concurrent_streams(256),
+                shards: Shards::new(
+                    Arc::clone(&budget),
+                    request_response::Behaviour::with_codec(
+                        BudgetedCodec::new(budget, bad_frames),
+                        [(PROTOCOL, ProtocolSupport::Full)],
+                        request_response::Config::default()
+                            .with_request_timeout(request_timeout)
+                            .with_max_concurrent_streams(MAX_SHARD_STREAMS),
+                    ),
                 ),
             }
         })
         .map_err(|e| match e {})?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(120))
+                .with_max_negotiating_inbound_streams(MAX_NEGOTIATING_STREAMS)
+        })
         .build();
     Ok(swarm)
 }

@@ -277,23 +277,20 @@ pub(super) fn load_records(
     Ok(records)
 }
 
+/// Every provider row that decodes and has not expired, in row order; the others are
+/// added to `doomed`. The limits are applied by the caller.
 pub(super) fn load_providers(
     db: &DB,
-    config: &PersistentStoreConfig,
     clock: &Clock,
-    local_id: &PeerId,
     doomed: &mut WriteBatch,
-) -> Result<HashMap<RecordKey, Vec<ProviderRecord>>, DbError> {
+) -> Result<Vec<ProviderRecord>, DbError> {
     let cf = cf(db, CF_KAD_PROVIDERS)?;
-    let mut providers: HashMap<RecordKey, Vec<ProviderRecord>> = HashMap::new();
+    let mut providers = Vec::new();
     for row in db.iterator_cf(cf, IteratorMode::Start) {
         let (key, value) = row?;
         match decode_provider(&key, &value, clock) {
             Ok(Some(record)) => {
-                providers
-                    .entry(record.key.clone())
-                    .or_default()
-                    .push(record);
+                providers.push(record);
                 continue;
             }
             Ok(None) => debug!(key = %Short(&key), "dropping an expired kad provider record"),
@@ -303,35 +300,18 @@ pub(super) fn load_providers(
         }
         doomed.delete_cf(cf, &key);
     }
-
-    // The limits, in case they were lowered since the rows were written.
-    let mut excess = Vec::new();
-    for list in providers.values_mut() {
-        if list.len() > config.max_providers_per_key {
-            excess.extend(list.drain(config.max_providers_per_key..));
-        }
-    }
-    providers.retain(|_, list| !list.is_empty());
-    if providers.len() > config.max_provided_keys {
-        // Keep the keys this node provides itself first: they are the ones it must
-        // re-announce.
-        let mut keys = providers
-            .iter()
-            .map(|(key, list)| (!list.iter().any(|p| p.provider == *local_id), key.clone()))
-            .collect::<Vec<_>>();
-        keys.sort_by_key(|(foreign, _)| *foreign);
-        for (_, key) in keys.into_iter().skip(config.max_provided_keys) {
-            excess.extend(providers.remove(&key).unwrap_or_default());
-        }
-    }
-    if !excess.is_empty() {
-        warn!(
-            rows = excess.len(),
-            "dropping kad provider records beyond the configured limits"
-        );
-    }
-    for record in excess {
-        doomed.delete_cf(cf, provider_row_key(&record.key, &record.provider));
-    }
     Ok(providers)
+}
+
+/// Adds the deletion of `record`'s row to `batch`.
+pub(super) fn delete_provider_row(
+    db: &DB,
+    record: &ProviderRecord,
+    batch: &mut WriteBatch,
+) -> Result<(), DbError> {
+    batch.delete_cf(
+        cf(db, CF_KAD_PROVIDERS)?,
+        provider_row_key(&record.key, &record.provider),
+    );
+    Ok(())
 }

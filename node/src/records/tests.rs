@@ -15,7 +15,7 @@ use super::clock::{Clock, MAX_TTL};
 use super::rows::{
     FORMAT_V1, ProviderRow, RecordRow, encode, provider_row_key, split_provider_row_key,
 };
-use super::{PersistentStore, PersistentStoreConfig};
+use super::{MAX_ADDRESS_LEN, MAX_ADDRESSES_PER_RECORD, PersistentStore, PersistentStoreConfig};
 use crate::db::{CF_KAD_PROVIDERS, CF_KAD_RECORDS, cf};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -287,11 +287,17 @@ fn lowered_limits_drop_rows_at_load() -> TestResult {
     let store = open(dir.path(), me, config)?;
     assert_eq!(store.records().count(), 3);
     assert!(store.records().all(|r| r.value.len() < 35));
-    let keys_with_providers = (0..5)
-        .filter(|i| !store.providers(&key(&format!("p{i}"))).is_empty())
+    // Two keys of other peers' records, and this node's own record besides (its records
+    // do not count against other peers' keys).
+    let keys_with_theirs = (0..5)
+        .filter(|i| {
+            store
+                .providers(&key(&format!("p{i}")))
+                .iter()
+                .any(|p| p.provider != me)
+        })
         .count();
-    assert_eq!(keys_with_providers, 2);
-    // The key this node provides is kept first.
+    assert_eq!(keys_with_theirs, 2);
     assert_eq!(provided_set(&store), HashSet::from([(key("p4"), me)]));
     drop(store);
     // What was dropped is gone for good.
@@ -325,7 +331,7 @@ fn provided_keys_limit_counts_keys() -> TestResult {
 }
 
 #[test]
-fn a_full_key_keeps_its_first_providers_by_default() -> TestResult {
+fn a_full_key_keeps_its_first_providers_and_always_this_nodes_own() -> TestResult {
     let dir = tempfile::tempdir()?;
     let me = PeerId::random();
     let config = PersistentStoreConfig::default().with_max_providers_per_key(3);
@@ -336,18 +342,20 @@ fn a_full_key_keeps_its_first_providers_by_default() -> TestResult {
         for p in &first {
             store.add_provider(ProviderRecord::new(k.clone(), *p, Vec::new()))?;
         }
-        // Ignored, not an error (Sybil mitigation), however close it is.
+        // Another peer is ignored, not an error (Sybil mitigation), however close it is.
+        store.add_provider(ProviderRecord::new(k.clone(), PeerId::random(), Vec::new()))?;
+        // This node's own record always gets a place: it must be re-announced.
         store.add_provider(ProviderRecord::new(k.clone(), me, Vec::new()))?;
-        assert_eq!(store.provided().count(), 0);
+        assert_eq!(store.provided().count(), 1);
         // Existing providers still update in place.
         store.add_provider(ProviderRecord::new(k.clone(), first[1], vec![addr(7)]))?;
         let got: Vec<PeerId> = store.providers(&k).iter().map(|p| p.provider).collect();
-        assert_eq!(got, first);
+        assert_eq!(got, [&first[..], &[me]].concat());
     }
     let store = open(dir.path(), me, config)?;
     let got: HashSet<PeerId> = store.providers(&k).iter().map(|p| p.provider).collect();
-    assert_eq!(got, first.iter().copied().collect());
-    assert_eq!(store.provided().count(), 0);
+    assert_eq!(got, first.iter().copied().chain([me]).collect());
+    assert_eq!(store.provided().count(), 1);
     let updated = store
         .providers(&k)
         .into_iter()
@@ -475,5 +483,145 @@ fn row_formats_are_frozen() -> TestResult {
         encode(&row)?,
         vec![FORMAT_V1, 0, 1, 8, 4, 127, 0, 0, 1, 6, 0, 1]
     );
+    Ok(())
+}
+
+/// A record of `provider` for `name`, expiring in an hour.
+fn theirs(name: &str, provider: PeerId) -> Result<ProviderRecord, Box<dyn std::error::Error>> {
+    let mut record = ProviderRecord::new(key(name), provider, vec![addr(1)]);
+    record.expires = Some(in_an_hour()?);
+    Ok(record)
+}
+
+#[test]
+fn addresses_per_record_are_capped_in_number_and_length() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut store = open(
+        dir.path(),
+        PeerId::random(),
+        PersistentStoreConfig::default(),
+    )?;
+    let long = (0..40).fold(Multiaddr::empty(), |a, i| a.with(Protocol::Tcp(i)));
+    assert!(long.as_ref().len() > MAX_ADDRESS_LEN);
+    let mut addresses: Vec<Multiaddr> = (0..100).map(addr).collect();
+    addresses.insert(0, long);
+    let peer = PeerId::random();
+    store.add_provider(ProviderRecord::new(key("k"), peer, addresses))?;
+    let kept = store.providers(&key("k"));
+    assert_eq!(kept.len(), 1);
+    let want: Vec<Multiaddr> = (0..MAX_ADDRESSES_PER_RECORD as u16).map(addr).collect();
+    assert_eq!(kept[0].addresses, want);
+    // The row holds the trimmed record too.
+    drop(store);
+    let store = open(
+        dir.path(),
+        PeerId::random(),
+        PersistentStoreConfig::default(),
+    )?;
+    assert_eq!(store.providers(&key("k"))[0].addresses, want);
+    Ok(())
+}
+
+#[test]
+fn records_per_remote_peer_are_capped() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let config = PersistentStoreConfig::default().with_max_records_per_provider(3);
+    let mut store = open(dir.path(), PeerId::random(), config.clone())?;
+    let (greedy, other) = (PeerId::random(), PeerId::random());
+    for i in 0..10 {
+        // Ignored beyond the cap, not an error (kad would log it for every announce).
+        store.add_provider(theirs(&format!("k{i}"), greedy)?)?;
+    }
+    let held = |store: &PersistentStore, p: PeerId| {
+        (0..10)
+            .filter(|i| {
+                store
+                    .providers(&key(&format!("k{i}")))
+                    .iter()
+                    .any(|r| r.provider == p)
+            })
+            .count()
+    };
+    assert_eq!(held(&store, greedy), 3);
+    // Its existing records still update; another peer is not affected.
+    store.add_provider(theirs("k0", greedy)?)?;
+    store.add_provider(theirs("k9", other)?)?;
+    assert_eq!(held(&store, other), 1);
+    // Removing one frees a place.
+    store.remove_provider(&key("k1"), &greedy);
+    store.add_provider(theirs("k7", greedy)?)?;
+    assert_eq!(held(&store, greedy), 3);
+    // The cap holds across a reload, too.
+    drop(store);
+    let store = open(dir.path(), PeerId::random(), config)?;
+    assert_eq!(held(&store, greedy), 3);
+    Ok(())
+}
+
+#[test]
+fn other_peers_cannot_crowd_out_this_nodes_own_records() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let me = PeerId::random();
+    let config = PersistentStoreConfig::default()
+        .with_max_remote_providers(4)
+        .with_max_local_provided(2);
+    let mut store = open(dir.path(), me, config.clone())?;
+    // Four Sybil identities fill every place for other peers' records ...
+    for i in 0..4 {
+        store.add_provider(theirs(&format!("k{i}"), PeerId::random())?)?;
+    }
+    assert!(matches!(
+        store.add_provider(theirs("k9", PeerId::random())?),
+        Err(store::Error::MaxProvidedKeys)
+    ));
+    // ... and this node still announces its own, new keys and theirs alike.
+    store.add_provider(ProviderRecord::new(key("mine"), me, Vec::new()))?;
+    store.add_provider(ProviderRecord::new(key("k0"), me, Vec::new()))?;
+    assert_eq!(store.provided().count(), 2);
+    // Its own have a limit of their own.
+    assert!(matches!(
+        store.add_provider(ProviderRecord::new(key("more"), me, Vec::new())),
+        Err(store::Error::MaxProvidedKeys)
+    ));
+    drop(store);
+    let store = open(dir.path(), me, config)?;
+    assert_eq!(
+        provided_set(&store),
+        HashSet::from([(key("mine"), me), (key("k0"), me)])
+    );
+    Ok(())
+}
+
+#[test]
+fn expired_provider_records_are_never_kept_or_returned_and_make_room() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let config = PersistentStoreConfig::default().with_max_remote_providers(2);
+    let mut store = open(dir.path(), PeerId::random(), config)?;
+    // Already expired: not kept.
+    let mut stale = theirs("stale", PeerId::random())?;
+    stale.expires = Some(a_second_ago()?);
+    store.add_provider(stale)?;
+    assert!(store.providers(&key("stale")).is_empty());
+
+    // Two records that expire very soon fill the store.
+    let soon = Instant::now() + Duration::from_millis(50);
+    for name in ["a", "b"] {
+        let mut record = theirs(name, PeerId::random())?;
+        record.expires = Some(soon);
+        store.add_provider(record)?;
+    }
+    assert_eq!(store.providers(&key("a")).len(), 1);
+    std::thread::sleep(Duration::from_millis(60));
+    // Expired: not returned, and purged to make room for a new one.
+    assert!(store.providers(&key("a")).is_empty());
+    store.add_provider(theirs("c", PeerId::random())?)?;
+    assert_eq!(store.providers(&key("c")).len(), 1);
+    drop(store);
+    let store = open(
+        dir.path(),
+        PeerId::random(),
+        PersistentStoreConfig::default(),
+    )?;
+    assert!(store.providers(&key("a")).is_empty() && store.providers(&key("b")).is_empty());
     Ok(())
 }

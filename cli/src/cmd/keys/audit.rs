@@ -10,7 +10,8 @@ use crate::password::PasswordArgs;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AuditCommand {
-    /// Check the chain, and that the last key change sealed in the keystore is in the log.
+    /// Check the chain, the sealed head (nothing cut, edited or added without the key, no
+    /// older keystore put back) and that the last key change is in the log.
     Verify(PasswordArgs),
 }
 
@@ -26,7 +27,7 @@ pub(super) fn run(ctx: &Context, command: Option<AuditCommand>, last: usize) -> 
                     .json_value(&json!({ "intact": true, "lines": summary.lines }));
             } else {
                 ctx.out.result(format_args!(
-                    "audit log intact: {} lines, chained, with the last key change in place",
+                    "audit log intact: {} lines, chained, sealed up to its head, with the last key change in place",
                     summary.lines
                 ));
             }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use datamesh_keys::{
-    BackupKey, BackupSeal, KdfParams, Keystore, OpenedBackup, SealedWith, Timestamp, fsx,
+    BackupKey, BackupSeal, KdfParams, Keystore, OpenedBackup, SealedWith, Timestamp, TrustedSigner,
+    fsx,
 };
 use serde_json::json;
 
@@ -44,6 +45,37 @@ pub(super) struct IdentityArgs {
     /// The recipient keystore's password (first line of FILE) instead of a prompt.
     #[command(flatten)]
     password: PasswordArgs,
+}
+
+/// Whose bundle `restore` accepts.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(super) struct SignerArgs {
+    /// The source home's node identity (64 hex characters, as `datamesh keys
+    /// export-public node-identity` prints it there): the bundle must be signed by it.
+    #[arg(long, value_name = "KEY")]
+    from: Option<String>,
+    /// Accept whatever node identity signed the bundle (shown), without --from.
+    #[arg(long)]
+    trust_on_first_use: bool,
+}
+
+impl SignerArgs {
+    fn key(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        let Some(hex) = &self.from else {
+            return Ok(None);
+        };
+        let bytes = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(hex.trim().as_bytes())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--from {hex:?} is not a node identity key (64 hex characters, as `datamesh keys export-public node-identity` prints it)"
+                )
+            })?;
+        Ok(Some(bytes))
+    }
 }
 
 /// How the backup password is given.
@@ -193,6 +225,7 @@ pub(super) fn verify_bundle(
         SealedWith::Recipient(id) => format!("sealed to key id {id}"),
         _ => "unknown".to_owned(),
     };
+    let signer = opened.signer_hex();
     if ctx.out.json() {
         ctx.out.json_value(&json!({
             "ok": true,
@@ -201,12 +234,18 @@ pub(super) fn verify_bundle(
             "key_count": manifest.key_count,
             "catalog_files": files,
             "sealed_with": sealed,
+            "signed_by": signer,
             "content_blake3": data_encoding::HEXLOWER.encode(&manifest.content_blake3),
         }));
     } else {
         ctx.out.result(format_args!(
-            "ok: backup bundle (format {}) of {} key version(s) and a catalog of {files} file(s), made {created}, {sealed}",
-            manifest.format_version, manifest.key_count
+            "ok: backup bundle (format {}) of {} key version(s) and a catalog of {files} file(s), made {created}, {sealed}, {}",
+            manifest.format_version,
+            manifest.key_count,
+            signer.map_or_else(
+                || "unsigned".to_owned(),
+                |s| format!("signed by node identity {s}")
+            )
         ));
     }
     Ok(())
@@ -220,21 +259,35 @@ pub(super) fn restore(
     file: &Path,
     backup_password: &BackupPasswordArgs,
     identity: &IdentityArgs,
+    signer: &SignerArgs,
     new_password: &NewPasswordArgs,
     kdf: &KdfArgs,
 ) -> anyhow::Result<()> {
     home::require_no_keystore(&ctx.home)?;
+    let from = signer.key()?;
     let bytes = read_bundle(file)?;
-    // Check the bundle (and that its catalog decodes) before asking for anything else or
-    // writing anything.
+    // Check the bundle (its signer, and that its catalog decodes) before asking for
+    // anything else or writing anything.
     let opened = open_bundle(ctx, &bytes, backup_password, identity, None)?;
+    ctx.out.info(format_args!(
+        "the bundle is {}",
+        opened.signer_hex().map_or_else(
+            || "unsigned".to_owned(),
+            |s| format!("signed by node identity {s}")
+        )
+    ));
+    let trust = match &from {
+        Some(key) => TrustedSigner::Key(key),
+        None => TrustedSigner::FirstUse,
+    };
+    opened.check_signer(trust)?;
     recovery::count(&opened.catalog)?;
     let catalog = opened.catalog.clone();
     let kdf = kdf
         .params(KdfParams::DEFAULT, &ctx.out)?
         .unwrap_or_default();
     let new = new_password.get(&ctx.out)?;
-    let keystore = Keystore::restore(&ctx.home, opened, &new, kdf)?;
+    let keystore = Keystore::restore(&ctx.home, opened, trust, &new, kdf)?;
     home::write_home_files(&ctx.home, &[])?;
     let files = recovery::restore(&ctx.home, &catalog)?;
     let keys = keystore.keys();

@@ -133,11 +133,17 @@ fn share_comments(share: &Share) -> String {
 
 /// The text of a share file: comments a person can read, then the share.
 fn share_file_text(share: &Share) -> Zeroizing<String> {
-    let mut text = Zeroizing::new(share_comments(share));
-    text.push_str(
-        "# Keep it apart from the other shares. Check with `datamesh keys escrow verify`.\n",
-    );
-    text.push_str(&share.to_text());
+    const KEEP: &str =
+        "# Keep it apart from the other shares. Check with `datamesh keys escrow verify`.\n";
+    let comments = share_comments(share);
+    let value = share.to_text();
+    // Reserved to the final length up front: no reallocation leaves a copy of the share.
+    let mut text = Zeroizing::new(String::with_capacity(
+        comments.len() + KEEP.len() + value.len() + 1,
+    ));
+    text.push_str(&comments);
+    text.push_str(KEEP);
+    text.push_str(&value);
     text.push('\n');
     text
 }
@@ -161,9 +167,27 @@ fn read_share_text(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     if len > MAX_SHARE_FILE {
         anyhow::bail!("{} is not a share file (too large)", path.display());
     }
-    Ok(Zeroizing::new(std::fs::read_to_string(path).with_context(
-        || format!("cannot read share file {}", path.display()),
-    )?))
+    // Sized up front (the file's length and one byte to see the end) so that reading
+    // never reallocates, which would leave a copy of the share behind.
+    let context = || format!("cannot read share file {}", path.display());
+    let mut bytes = Zeroizing::new(Vec::with_capacity(
+        usize::try_from(len).unwrap_or(0).saturating_add(1),
+    ));
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).with_context(context)?,
+            MAX_SHARE_FILE,
+        ),
+        &mut bytes,
+    )
+    .with_context(context)?;
+    match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(text) => Ok(Zeroizing::new(text)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            anyhow::bail!("{} is not a share file (not text)", path.display())
+        }
+    }
 }
 
 fn read_shares(files: &[PathBuf]) -> anyhow::Result<Vec<Share>> {
@@ -300,6 +324,21 @@ fn split(
     no_network_copy: bool,
     password: &PasswordArgs,
 ) -> anyhow::Result<()> {
+    let contacts = parse_contacts(contact, shares)?;
+    let keystore = home::unlock(&ctx.home, password, &ctx.out)?;
+    split_with(
+        ctx,
+        &keystore,
+        threshold,
+        shares,
+        out_dir,
+        &contacts,
+        no_network_copy,
+    )
+}
+
+/// The contacts' keys, one per share.
+pub(super) fn parse_contacts(contact: &[String], shares: u8) -> anyhow::Result<Vec<PublicKey>> {
     let contacts: Vec<PublicKey> = contact
         .iter()
         .map(|c| parse_public_key(c, "--contact"))
@@ -310,7 +349,20 @@ fn split(
             contacts.len()
         );
     }
-    let keystore = home::unlock(&ctx.home, password, &ctx.out)?;
+    Ok(contacts)
+}
+
+/// A new escrow set of an unlocked keystore: its network copy through the running node
+/// (if any), then the share files.
+pub(super) fn split_with(
+    ctx: &Context,
+    keystore: &Keystore,
+    threshold: u8,
+    shares: u8,
+    out_dir: &Path,
+    contacts: &[PublicKey],
+    no_network_copy: bool,
+) -> anyhow::Result<()> {
     let node = if no_network_copy {
         None
     } else {

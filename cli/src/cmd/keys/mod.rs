@@ -4,10 +4,13 @@
 
 mod audit;
 mod backup;
+mod compromised;
 mod escrow;
 mod legacy;
 mod list;
 mod recovery;
+mod rekey;
+mod rollback;
 mod rotate;
 mod slots;
 
@@ -20,8 +23,9 @@ use crate::Context;
 use crate::password::{KdfArgs, NewPasswordArgs, PasswordArgs};
 
 use self::audit::AuditCommand;
-use self::backup::{BackupCommand, BackupPasswordArgs, IdentityArgs};
+use self::backup::{BackupCommand, BackupPasswordArgs, IdentityArgs, SignerArgs};
 use self::escrow::EscrowCommand;
+use self::rekey::RekeyArgs;
 use self::rotate::OnOff;
 use self::slots::{NewSlotArgs, SlotCommand};
 
@@ -43,6 +47,11 @@ enum KeysCommand {
         /// Every file in the node's catalog.
         #[arg(long, conflicts_with = "id")]
         all: bool,
+        /// Let revoked key versions open the current envelopes (incident recovery: files
+        /// only a revoked version opens). Explicit and recorded in the audit log; the new
+        /// envelopes are wrapped to the active key only.
+        #[arg(long)]
+        allow_revoked: bool,
     },
     /// List every version of every key (`--json`: with full public keys).
     #[command(after_help = "Example:\n  datamesh keys list --json --password-file pw")]
@@ -98,6 +107,32 @@ enum KeysCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// Handle a stolen file-encryption key in one step: revoke it (rotating first if it
+    /// is active), re-wrap every file of the catalog to the active key, destroy it, log
+    /// it; with --reencrypt, also store every file it opened again under a fresh data key.
+    /// Needs the running node; an interrupted run is finished by running it again.
+    #[command(after_help = "Examples:
+  datamesh keys compromised file-encryption 2
+  datamesh keys compromised file-encryption 2 --reencrypt --json
+
+Progress is kept in HOME/incident-NAME-vVERSION.json (0600). Without --reencrypt the
+files keep their data keys: whoever holds the old key and an old envelope of a file
+still reads it. With it, every file the key opened gets new shards and a new file id
+(printed old -> new) and its old copies are released.")]
+    Compromised {
+        /// The key's name.
+        name: String,
+        /// The compromised version.
+        version: u32,
+        /// Also re-encrypt every file the version opened under a fresh data key.
+        #[arg(long)]
+        reencrypt: bool,
+        /// Why (kept in the keystore and the audit log).
+        #[arg(long, default_value = "compromised (keys compromised)")]
+        reason: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
     /// Erase the secret of an old key version.
     #[command(after_help = "Example:\n  datamesh keys destroy file-encryption 1 --force")]
     Destroy {
@@ -116,6 +151,18 @@ enum KeysCommand {
         after_help = "Example:\n  datamesh keys passwd --password-file old.pw --new-password-file new.pw"
     )]
     Passwd(NewSlotArgs),
+    /// Replace the master key: old escrow shares, network copies and old copies of the
+    /// keystore file (with an old password) open nothing written from now on.
+    #[command(
+        after_help = "Examples:\n  datamesh keys rekey\n  datamesh keys rekey --keep-slot-password-file admin.pw --escrow-threshold 3 --escrow-shares 5 --escrow-out-dir ~/escrow\n\nThe slot you unlock with is re-wrapped; other slots are kept only with their password\n(--keep-slot-password-file), else dropped. Keys are not changed: files stay readable with\nthe key versions an old copy holds until you rotate and rewrap (or `keys compromised`)."
+    )]
+    Rekey(RekeyArgs),
+    /// Accept the keystore file as it is now although it is older than the newest this
+    /// home has seen (a deliberate restore of an older copy).
+    #[command(
+        after_help = "Example:\n  cp ~/safe/keystore ~/.local/share/datamesh/keys/keystore && datamesh keys accept-rollback"
+    )]
+    AcceptRollback(PasswordArgs),
     /// Manage unlock slots (several passwords for the same keys).
     Slot {
         #[command(subcommand)]
@@ -175,7 +222,7 @@ enum KeysCommand {
     /// Build a new home (keystore, config.toml, api-token, the node's catalog) from a
     /// backup bundle.
     #[command(
-        after_help = "Examples:\n  datamesh --home ~/new-home keys restore keys.dmbackup --backup-password-file backup.pw\n  datamesh --home ~/new-home keys restore keys.dmbackup --identity-home ~/other   # sealed with --to"
+        after_help = "Examples:\n  datamesh --home ~/new-home keys restore keys.dmbackup --from $(datamesh keys export-public node-identity) --backup-password-file backup.pw\n  datamesh --home ~/new-home keys restore keys.dmbackup --from 3f1c... --identity-home ~/other   # sealed with --to\n\nThe bundle must be signed by the --from key (the source home's node identity), or\n--trust-on-first-use accepts the signer it shows."
     )]
     Restore {
         /// The bundle.
@@ -184,6 +231,8 @@ enum KeysCommand {
         backup_password: BackupPasswordArgs,
         #[command(flatten)]
         identity: IdentityArgs,
+        #[command(flatten)]
+        signer: SignerArgs,
         #[command(flatten)]
         new_password: NewPasswordArgs,
         #[command(flatten)]
@@ -198,7 +247,11 @@ enum KeysCommand {
 
 pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
-        KeysCommand::Rewrap { id, all } => crate::cmd::files::rewrap(ctx, id.as_deref(), all),
+        KeysCommand::Rewrap {
+            id,
+            all,
+            allow_revoked,
+        } => crate::cmd::files::rewrap(ctx, id.as_deref(), all, allow_revoked),
         KeysCommand::List(password) => list::list(ctx, &password, None),
         KeysCommand::Show { name, password } => list::list(ctx, &password, Some(&name)),
         KeysCommand::Rotate { name, password } => rotate::rotate(ctx, &password, &name),
@@ -220,7 +273,16 @@ pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
             force,
             password,
         } => rotate::destroy(ctx, &password, &name, version, force),
+        KeysCommand::Compromised {
+            name,
+            version,
+            reencrypt,
+            reason,
+            password,
+        } => compromised::compromised(ctx, &password, &name, version, reencrypt, &reason),
         KeysCommand::Passwd(args) => slots::passwd(ctx, &args),
+        KeysCommand::Rekey(args) => rekey::rekey(ctx, &args),
+        KeysCommand::AcceptRollback(password) => rollback::accept(ctx, &password),
         KeysCommand::Slot { command } => slots::run(ctx, command),
         KeysCommand::Audit { command, last } => audit::run(ctx, command, last),
         KeysCommand::ExportPublic { name, password } => list::export_public(ctx, &name, &password),
@@ -247,8 +309,17 @@ pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
             file,
             backup_password,
             identity,
+            signer,
             new_password,
             kdf,
-        } => backup::restore(ctx, &file, &backup_password, &identity, &new_password, &kdf),
+        } => backup::restore(
+            ctx,
+            &file,
+            &backup_password,
+            &identity,
+            &signer,
+            &new_password,
+            &kdf,
+        ),
     }
 }

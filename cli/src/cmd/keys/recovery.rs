@@ -139,7 +139,8 @@ pub(super) fn store_copy(
         .with_context(|| format!("the node answered a malformed file id {}", put.id))
 }
 
-/// The keys of the ephemeral node: only the recovery key.
+/// The keys of the ephemeral node: only the recovery key (it reads, never puts, so it
+/// needs no file-authority root).
 struct RecoveryKeys(Zeroizing<[u8; 32]>);
 
 impl KeyProvider for RecoveryKeys {
@@ -148,6 +149,7 @@ impl KeyProvider for RecoveryKeys {
         Ok(FileKeys {
             active: key()?,
             decrypt: vec![key()?],
+            authority: Vec::new(),
         })
     }
 }

@@ -28,10 +28,12 @@ pub(super) fn rotate(ctx: &Context, password: &PasswordArgs, name: &str) -> anyh
         ctx.out.info(format_args!(
             "rotated {name}: v{} is active, v{old} is deprecated{}",
             new.version,
-            if new.purpose == Purpose::FileEncryption {
-                " and still decrypts"
-            } else {
-                " (the node's peer id changes at its next start)"
+            match new.purpose {
+                Purpose::FileEncryption => " and still decrypts",
+                Purpose::FileAuthority => {
+                    " and still signs for the files made under it (new files use the new version)"
+                }
+                _ => " (the node's peer id changes at its next start)",
             }
         ));
     }
@@ -110,8 +112,16 @@ pub(super) fn destroy(
         .find(|k| k.version == version);
     // A file-encryption version may be the last key that opens a file this node put:
     // ask the running node, which checks every file's envelopes for real.
-    let still_needed = match info.filter(|k| k.purpose == Purpose::FileEncryption) {
+    let still_needed = match info.filter(|k| k.purpose != Purpose::NodeIdentity) {
         None => false,
+        // A file-authority root signs the envelopes of every file made under it: without
+        // it those files can never get a new envelope (share, rewrap).
+        Some(k) if k.purpose == Purpose::FileAuthority => {
+            ctx.out.warn(format_args!(
+                "{name} v{version} signs the key envelopes of the files made under it: without it they cannot be shared or re-wrapped again"
+            ));
+            true
+        }
         Some(k) => match crate::cmd::files::files_needing_only(ctx, &k.public_key) {
             Ok(files) if files.is_empty() => false,
             Ok(files) => {

@@ -255,7 +255,6 @@ pub struct AuditRecord {
 pub(crate) struct Prepared {
     pub(crate) text: String,
     seq: u64,
-    needs_newline: bool,
 }
 
 /// The log of one home.
@@ -289,6 +288,7 @@ impl AuditLog {
                 broken: None,
                 head: layout.audit_head(),
                 head_temp: layout.head_temp(),
+                log_temp: layout.audit_temp(),
             }),
         }
     }
@@ -368,9 +368,11 @@ impl AuditLog {
         }
     }
 
-    /// The next line for `event`. The caller holds the keystore lock.
+    /// The next line for `event`, after cutting a torn last line (see `drop_torn_tail`).
+    /// The caller holds the keystore lock.
     pub(crate) fn prepare(&self, event: &AuditEvent) -> io::Result<Prepared> {
-        let (last, ends_with_newline) = self.last_line()?;
+        self.drop_torn_tail()?;
+        let (last, _) = self.last_line()?;
         let (seq, prev) = match &last {
             None => (1, GENESIS),
             Some(line) => {
@@ -393,21 +395,12 @@ impl AuditLog {
         if let Some(keyed) = &self.keyed {
             text = keyed.key.seal(&text);
         }
-        Ok(Prepared {
-            text,
-            seq,
-            needs_newline: !ends_with_newline,
-        })
+        Ok(Prepared { text, seq })
     }
 
-    /// Appends a prepared line (and advances the head). A partial last line left by a
-    /// crash stays a line of its own (and `verify` reports it).
+    /// Appends a prepared line (and advances the head).
     pub(crate) fn append(&self, line: &Prepared) -> io::Result<()> {
-        if line.needs_newline {
-            fsx::append_line(&self.path, &format!("\n{}", line.text))?;
-        } else {
-            fsx::append_line(&self.path, &line.text)?;
-        }
+        fsx::append_line(&self.path, &line.text)?;
         self.advance(line.seq, &line.text)
     }
 
@@ -423,27 +416,65 @@ impl AuditLog {
         self.append(&self.prepare(event)?)
     }
 
-    /// Re-appends the keystore's anchor line if a crash lost it: only when the log ends
-    /// exactly with the line the anchor chains to.
+    /// Re-appends the keystore's anchor line if a crash lost it: when the log ends with
+    /// the line the anchor chains to, or with that line followed only by lines written
+    /// without the key. Those (failed unlocks, tried before the lost line could be put
+    /// back: without the password the anchor cannot be read) are moved after the anchor,
+    /// renumbered and re-chained, in one atomic replacement of the log; they carry no
+    /// mac, so nothing sealed changes. Returns whether the anchor was put back.
     pub(crate) fn repair(&self, anchor: &str) -> io::Result<bool> {
         let Ok(record) = serde_json::from_str::<AuditRecord>(anchor) else {
             return Ok(false);
         };
         self.drop_torn_tail()?;
         let (last, ends_with_newline) = self.last_line()?;
-        let chains = match &last {
-            None => record.seq == 1 && record.prev == HEXLOWER.encode(&GENESIS),
-            Some(line) => {
-                record.prev == blake3::hash(line).to_hex().as_str()
-                    && serde_json::from_slice::<AuditRecord>(line)
-                        .is_ok_and(|r| r.seq.checked_add(1) == Some(record.seq))
-            }
-        };
-        if chains && ends_with_newline {
+        if !ends_with_newline {
+            return Ok(false);
+        }
+        if chains_onto(&record, last.as_deref()) {
             fsx::append_line(&self.path, anchor)?;
             self.advance(record.seq, anchor)?;
+            return Ok(true);
         }
-        Ok(chains && ends_with_newline)
+        let Some(keyed) = &self.keyed else {
+            return Ok(false);
+        };
+        let bytes = self.read()?;
+        let all: Vec<&[u8]> = lines(&bytes).collect();
+        // The lines before the anchor's place, and those logged in it since.
+        let Some(before) = usize::try_from(record.seq)
+            .ok()
+            .and_then(|seq| seq.checked_sub(1))
+            .filter(|before| *before < all.len())
+        else {
+            return Ok(false);
+        };
+        let (kept, moved) = all.split_at(before);
+        if !chains_onto(&record, kept.last().copied())
+            || !moved.iter().all(|line| head::written_without_key(line))
+        {
+            return Ok(false);
+        }
+        let mut text = Vec::with_capacity(bytes.len() + anchor.len() + 1);
+        for line in kept.iter().copied().chain([anchor.as_bytes()]) {
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+        let mut prev = *blake3::hash(anchor.as_bytes()).as_bytes();
+        for (seq, line) in (record.seq.saturating_add(1)..).zip(moved) {
+            let mut moved: AuditRecord = serde_json::from_slice(line).map_err(io::Error::other)?;
+            moved.seq = seq;
+            moved.prev = HEXLOWER.encode(&prev);
+            let line = serde_json::to_string(&moved).map_err(io::Error::other)?;
+            prev = *blake3::hash(line.as_bytes()).as_bytes();
+            text.extend_from_slice(line.as_bytes());
+            text.push(b'\n');
+        }
+        fsx::write_private_atomic(&self.path, &keyed.log_temp, &text).map_err(|e| match e {
+            fsx::WriteError::BeforeRename(e) | fsx::WriteError::AfterRename(e) => e,
+        })?;
+        self.advance(record.seq, anchor)?;
+        Ok(true)
     }
 
     /// Cuts a last line that has no newline: the remains of an append that a crash
@@ -604,6 +635,18 @@ fn check_chain(path: &Path, bytes: &[u8]) -> Result<AuditSummary, AuditError> {
         lines: count,
         anchor_checked: false,
     })
+}
+
+/// Whether `record` is the line after `last` (`None`: the first line).
+fn chains_onto(record: &AuditRecord, last: Option<&[u8]>) -> bool {
+    match last {
+        None => record.seq == 1 && record.prev == HEXLOWER.encode(&GENESIS),
+        Some(line) => {
+            record.prev == blake3::hash(line).to_hex().as_str()
+                && serde_json::from_slice::<AuditRecord>(line)
+                    .is_ok_and(|r| r.seq.checked_add(1) == Some(record.seq))
+        }
+    }
 }
 
 /// The `seq` of an anchor line (0 without one).

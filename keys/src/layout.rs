@@ -14,6 +14,7 @@ const TEMP_FILE: &str = "keystore.tmp";
 /// The audit head: the last sealed audit line and the newest generation seen.
 pub const AUDIT_HEAD_FILE: &str = "audit.head";
 const HEAD_TEMP_FILE: &str = "audit.head.tmp";
+const AUDIT_TEMP_FILE: &str = "audit.log.tmp";
 
 /// The paths of a home's keystore files.
 ///
@@ -78,5 +79,11 @@ impl Layout {
     /// `<home>/keys/audit.head.tmp`, while the head is replaced.
     pub(crate) fn head_temp(&self) -> PathBuf {
         self.keys_dir().join(HEAD_TEMP_FILE)
+    }
+
+    /// `<home>/keys/audit.log.tmp`, while a lost anchor is put back in front of the
+    /// failed unlocks logged after it was lost.
+    pub(crate) fn audit_temp(&self) -> PathBuf {
+        self.keys_dir().join(AUDIT_TEMP_FILE)
     }
 }

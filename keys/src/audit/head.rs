@@ -91,6 +91,15 @@ pub(crate) fn has_mac(line: &[u8]) -> bool {
     split_mac(line).is_some()
 }
 
+/// Whether a line is one written before any key was known: no mac, a failure or a
+/// warning (a failed unlock or recovery). These are the only lines accepted after the
+/// line the head seals without being sealed themselves.
+pub(crate) fn written_without_key(line: &[u8]) -> bool {
+    !has_mac(line)
+        && serde_json::from_slice::<AuditRecord>(line)
+            .is_ok_and(|r| matches!(r.outcome.as_str(), "failed" | "warning"))
+}
+
 /// The head: the last sealed line and the newest generation seen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,6 +192,8 @@ pub(crate) struct Keyed {
     pub(crate) broken: Option<String>,
     pub(crate) head: PathBuf,
     pub(crate) head_temp: PathBuf,
+    /// Where the log is rewritten when a lost anchor is put back (see `AuditLog::repair`).
+    pub(crate) log_temp: PathBuf,
 }
 
 impl Keyed {
@@ -261,9 +272,7 @@ pub(crate) fn check_log(
     for (i, line) in lines(log).enumerate().take(limit).skip(seq) {
         let ok = match key.check(line) {
             Some(ok) => ok,
-            // Written before any key was known: a failed unlock or recovery.
-            None => serde_json::from_slice::<AuditRecord>(line)
-                .is_ok_and(|r| matches!(r.outcome.as_str(), "failed" | "warning")),
+            None => written_without_key(line),
         };
         if !ok {
             return Err(format!(

@@ -194,3 +194,75 @@ fn sealed_lines_carry_a_mac_and_failed_unlocks_do_not() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn a_lost_anchor_is_re_appended_even_after_failed_unlocks_with_the_old_password() -> TestResult {
+    // kill -9 of `keys passwd` after the rename, before the append: the keystore opens
+    // only with the new password, and its anchor line is not in the log. Trying the old
+    // password then logs a failed unlock (without the key, so without the anchor) where
+    // the anchor belongs; the next unlock must still put the anchor back.
+    let (dir, mut keystore) = new_home()?;
+    keystore.rotate(FILE_ENCRYPTION)?;
+    fsx::fail_at(Some(fsx::Step::AuditAppend));
+    let result = keystore.change_password(&pw("new password"), None);
+    fsx::fail_at(None);
+    result?;
+    drop(keystore);
+    let path = Layout::new(dir.path()).audit_log();
+    assert!(!fs::read_to_string(&path)?.contains("\"op\":\"passwd\""));
+    for _ in 0..2 {
+        assert!(Keystore::open(dir.path(), &pw("old password")).is_err());
+    }
+    let mut reopened = Keystore::open(dir.path(), &pw("new password"))?;
+    reopened.verify_audit()?;
+    assert!(verify_chain(&path).is_ok());
+    // The failed unlocks are kept, after the change they followed.
+    let text = fs::read_to_string(&path)?;
+    let ops: Vec<AuditRecord> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let tail: Vec<(&str, &str)> = ops[ops.len() - 5..]
+        .iter()
+        .map(|r| (r.op.as_str(), r.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ("passwd", "ok"),
+            ("unlock", "failed"),
+            ("unlock", "failed"),
+            ("unlock", "ok"),
+            ("audit-verify", "ok")
+        ]
+    );
+    // And they stay: the next open and change keep the log whole.
+    drop(reopened);
+    let mut again = Keystore::open(dir.path(), &pw("new password"))?;
+    again.rotate(FILE_ENCRYPTION)?;
+    again.verify_audit()?;
+    Ok(())
+}
+
+#[test]
+fn a_torn_anchor_is_cut_before_a_failed_unlock_is_logged() -> TestResult {
+    // kill -9 of `keys passwd` in the middle of appending its line: half a line, no
+    // newline, and the head not advanced. A failed unlock with the old password must not
+    // turn the fragment into a line of its own: it is cut, and the next unlock puts the
+    // whole anchor back.
+    let (dir, mut keystore) = new_home()?;
+    let layout = Layout::new(dir.path());
+    let head = fs::read(layout.audit_head())?;
+    keystore.change_password(&pw("new password"), None)?;
+    drop(keystore);
+    fs::write(layout.audit_head(), head)?;
+    let path = layout.audit_log();
+    let text = fs::read_to_string(&path)?;
+    let last_start = text.trim_end().rfind('\n').map_or(0, |i| i + 1);
+    fs::write(&path, &text[..last_start + (text.len() - last_start) / 2])?;
+    assert!(Keystore::open(dir.path(), &pw("old password")).is_err());
+    let mut reopened = Keystore::open(dir.path(), &pw("new password"))?;
+    reopened.verify_audit()?;
+    assert!(verify_chain(&path).is_ok());
+    Ok(())
+}

@@ -44,8 +44,10 @@ mod envelope;
 mod erasure;
 mod error;
 mod hash;
+pub mod hybrid;
 mod ids;
 mod manifest;
+mod recipient;
 pub mod wire;
 
 pub use aead::{DataKey, KEY_LEN, TAG_LEN};
@@ -55,14 +57,20 @@ pub use authority::{
 };
 pub use decoder::{BadShard, DecodeReport, Decoder, StripeShards};
 pub use encoder::{EncodeOptions, EncodedFile, Encoder, Stripe};
-pub use envelope::{ENVELOPE_VERSION, KeyEnvelope, MAX_RECIPIENTS, WrappedKey};
+pub use envelope::{
+    ENVELOPE_VERSION, ENVELOPE_VERSION_V2, KeyEnvelope, MAX_RECIPIENTS, WrappedKey,
+};
 pub use erasure::{DATA_SHARDS, PARITY_SHARDS, RebuildError, TOTAL_SHARDS, rebuild_shards};
 pub use error::{
     AuthorityError, DecodeError, EncodeError, EnvelopeError, IdError, ManifestError, ParamError,
 };
+pub use hybrid::{HybridError, HybridPublicKey, HybridSecretKey};
 pub use ids::{FILE_ID_PREFIX, FileId, ID_LEN, KeyId, ShardId};
 pub use manifest::{
     MANIFEST_VERSION, MAX_MANIFEST_LEN, Manifest, Metadata, SegmentSize, StripeLayout,
+};
+pub use recipient::{
+    FileSecret, PolicyError, Recipient, RecipientError, RecipientKind, RecipientPolicy, UnwrapKey,
 };
 
 #[cfg(test)]

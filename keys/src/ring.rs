@@ -2,8 +2,8 @@
 
 use core::fmt;
 
-use datamesh_core::AuthorityRoot;
 use datamesh_core::ecies::SecretKey;
+use datamesh_core::{AuthorityRoot, FileSecret, HybridSecretKey};
 use jiff::Timestamp;
 use zeroize::Zeroizing;
 
@@ -12,8 +12,9 @@ use crate::escrow::{Share, ShareError};
 use crate::format::{self, FormatError, Header, MAX_SLOTS, PasswordSlot, RawSlot, SLOT_PASSWORD};
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::model::{
-    self, Body, DueKey, DueReason, Entry, FILE_AUTHORITY, FILE_ENCRYPTION, KeyInfo, KeyStatus,
-    MAX_LABEL_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy, SlotMeta,
+    self, Body, DueKey, DueReason, Entry, FILE_AUTHORITY, FILE_ENCRYPTION, FILE_ENCRYPTION_HYBRID,
+    KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,
+    SlotMeta,
 };
 use crate::password::Password;
 use crate::secret::Secret32;
@@ -83,6 +84,13 @@ impl KeyRing {
             Entry::generate(NODE_IDENTITY, Purpose::NodeIdentity, 1, now, &policy),
             Entry::generate(FILE_ENCRYPTION, Purpose::FileEncryption, 1, now, &policy),
             Entry::generate(FILE_AUTHORITY, Purpose::FileAuthority, 1, now, &policy),
+            Entry::generate(
+                FILE_ENCRYPTION_HYBRID,
+                Purpose::HybridFileEncryption,
+                1,
+                now,
+                &policy,
+            ),
         ];
         Ok(Self {
             header: Header {
@@ -298,6 +306,61 @@ impl KeyRing {
             })
             .filter_map(|e| Some((e.info(), ecies_secret(e)?)))
             .collect()
+    }
+
+    /// The version and secret of the active hybrid file-encryption key, if the keystore
+    /// has one (a keystore made before hybrid keys existed gets one from
+    /// `Keystore::ensure_hybrid_file_key`).
+    #[must_use]
+    pub fn active_hybrid_key(&self) -> Option<(u32, HybridSecretKey)> {
+        self.active_entry(FILE_ENCRYPTION_HYBRID)
+            .filter(|e| e.purpose == Purpose::HybridFileEncryption)
+            .and_then(|e| Some((e.version, hybrid_secret(e)?)))
+    }
+
+    /// Every file-encryption key version of either kind whose secret still exists, as
+    /// [`Self::decryption_keys`] selects them (the classical ones first).
+    #[must_use]
+    pub fn file_secrets(&self, allow_revoked: bool) -> Vec<(KeyInfo, FileSecret)> {
+        let mut out: Vec<(KeyInfo, FileSecret)> = self
+            .decryption_keys(allow_revoked)
+            .into_iter()
+            .map(|(info, key)| (info, FileSecret::Classical(key)))
+            .collect();
+        out.extend(
+            self.body
+                .entries
+                .iter()
+                .filter(|e| e.purpose == Purpose::HybridFileEncryption)
+                .filter(|e| match e.status {
+                    KeyStatus::Active | KeyStatus::Deprecated => true,
+                    KeyStatus::Revoked => allow_revoked,
+                    KeyStatus::Destroyed => false,
+                })
+                .filter_map(|e| Some((e.info(), FileSecret::Hybrid(hybrid_secret(e)?)))),
+        );
+        out
+    }
+
+    /// Whether the key ring has a hybrid file-encryption key (a live one or not).
+    pub(crate) fn has_hybrid_file_key(&self) -> bool {
+        self.body
+            .entries
+            .iter()
+            .any(|e| e.name == FILE_ENCRYPTION_HYBRID && e.purpose == Purpose::HybridFileEncryption)
+    }
+
+    /// Adds version 1 of the hybrid file-encryption key (a keystore made before it
+    /// existed).
+    pub(crate) fn add_hybrid_file_key(&mut self, now: i64) {
+        let policy = self.body.policy;
+        self.body.entries.push(Entry::generate(
+            FILE_ENCRYPTION_HYBRID,
+            Purpose::HybridFileEncryption,
+            1,
+            now,
+            &policy,
+        ));
     }
 
     /// Every file-authority root version whose secret still exists, the active one first
@@ -674,4 +737,11 @@ fn ecies_secret(entry: &Entry) -> Option<SecretKey> {
         .secret
         .as_ref()
         .and_then(|s| SecretKey::from_bytes(s.expose()).ok())
+}
+
+fn hybrid_secret(entry: &Entry) -> Option<HybridSecretKey> {
+    entry
+        .secret
+        .as_ref()
+        .and_then(|s| HybridSecretKey::from_seed(s.expose()).ok())
 }

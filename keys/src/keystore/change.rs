@@ -12,7 +12,9 @@ use crate::format::PasswordSlot;
 use crate::fsx::{self, WriteError};
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::lock::{self, Lock};
-use crate::model::{DueKey, Entry, FILE_AUTHORITY, KeyInfo, RotationPolicy};
+use crate::model::{
+    DueKey, Entry, FILE_AUTHORITY, FILE_ENCRYPTION_HYBRID, KeyInfo, RotationPolicy,
+};
 use crate::password::Password;
 use crate::ring::{KeyRing, SlotInfo};
 use crate::secret::Secret32;
@@ -107,6 +109,32 @@ impl Keystore {
                 }
                 ring.add_file_authority(now());
                 event.set_detail("created: the keystore had no file-authority root".to_owned());
+                Ok(true)
+            },
+        )
+    }
+
+    /// Adds the hybrid file-encryption key (`file-encryption-hybrid` v1) if the keystore
+    /// has none (made before hybrid keys existed). Returns whether it was added.
+    ///
+    /// # Errors
+    ///
+    /// Lock or I/O errors; nothing changed.
+    pub fn ensure_hybrid_file_key(&mut self) -> Result<bool, ChangeError> {
+        self.reload()?;
+        if self.ring.has_hybrid_file_key() {
+            return Ok(false);
+        }
+        self.change(
+            AuditEvent::new(AuditOp::Rotate).with_key(FILE_ENCRYPTION_HYBRID, Some(1)),
+            |ring, event| {
+                if ring.has_hybrid_file_key() {
+                    return Ok(false);
+                }
+                ring.add_hybrid_file_key(now());
+                event.set_detail(
+                    "created: the keystore had no hybrid file-encryption key".to_owned(),
+                );
                 Ok(true)
             },
         )

@@ -40,6 +40,11 @@ fn create_and_open_round_trip() -> TestResult {
                 Purpose::FileAuthority,
                 KeyStatus::Active
             ),
+            (
+                FILE_ENCRYPTION_HYBRID.into(),
+                Purpose::HybridFileEncryption,
+                KeyStatus::Active
+            ),
         ]
     );
     // The authority root's listed "public key" is its fingerprint, never the root.

@@ -9,17 +9,34 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
-use datamesh_keys::{KdfParams, MAX_PASSWORD_LEN, Password};
+use datamesh_keys::{
+    Credentials, DEFAULT_TPM_TCTI, KdfParams, KeyFile, MAX_PASSWORD_LEN, Password, Pin,
+};
 use zeroize::Zeroizing;
 
 use crate::output::Output;
 
-/// How the current keystore password is given.
+/// How the keystore is unlocked: its password, or another slot's factors.
 #[derive(Debug, Args)]
 pub(crate) struct PasswordArgs {
     /// Read the keystore password from the first line of FILE instead of prompting.
     #[arg(long, env = "DATAMESH_PASSWORD_FILE", value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// The key file of a password+keyfile slot.
+    #[arg(long, env = "DATAMESH_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Read the PIN of a PKCS#11 slot's token from the first line of FILE.
+    #[arg(long, env = "DATAMESH_PKCS11_PIN_FILE", value_name = "FILE")]
+    pkcs11_pin_file: Option<PathBuf>,
+    /// The TPM of TPM slots, as a TCTI [default: device:/dev/tpmrm0].
+    #[arg(long, env = "DATAMESH_TPM_TCTI", value_name = "TCTI")]
+    tpm_tcti: Option<String>,
+    /// Unlock through this slot only (see `keys slot list`).
+    #[arg(long, env = "DATAMESH_UNLOCK_SLOT", value_name = "ID")]
+    unlock_slot: Option<u32>,
+    /// Do not try PKCS#11 and TPM slots.
+    #[arg(long)]
+    no_hardware: bool,
 }
 
 /// How a new password is given (`passwd`, `slot add`).
@@ -85,6 +102,49 @@ impl PasswordArgs {
             Some(path) => from_file(path, out),
             None => prompt("Keystore password: "),
         }
+    }
+
+    /// What is given to unlock with, without prompting: the password file, the key file,
+    /// the PIN, the TPM, the slot.
+    pub(crate) fn credentials(&self, out: &Output) -> anyhow::Result<Credentials> {
+        let mut credentials = Credentials::new().with_hardware(!self.no_hardware);
+        if let Some(path) = &self.password_file {
+            credentials = credentials.with_password(from_file(path, out)?);
+        }
+        if let Some(path) = &self.key_file {
+            credentials =
+                credentials.with_key_file(KeyFile::read(path).map_err(anyhow::Error::msg)?);
+        }
+        if let Some(path) = &self.pkcs11_pin_file {
+            credentials = credentials.with_pin(pin_from_file(path, out)?);
+        }
+        if let Some(tcti) = &self.tpm_tcti {
+            credentials = credentials.with_tpm_tcti(tcti.clone());
+        }
+        if let Some(id) = self.unlock_slot {
+            credentials = credentials.only_slot(id);
+        }
+        Ok(credentials)
+    }
+
+    /// Whether the password comes from a file (else it may be asked for).
+    pub(crate) fn has_password_file(&self) -> bool {
+        self.password_file.is_some()
+    }
+
+    /// The PIN file given to unlock, if any.
+    pub(crate) fn pin(&self, out: &Output) -> anyhow::Result<Option<Pin>> {
+        self.pkcs11_pin_file
+            .as_deref()
+            .map(|path| pin_from_file(path, out))
+            .transpose()
+    }
+
+    /// The TCTI given, or the default.
+    pub(crate) fn tcti(&self) -> String {
+        self.tpm_tcti
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TPM_TCTI.to_owned())
     }
 
     /// A new password given the `init` way (`--password-file`, or asked twice).
@@ -188,6 +248,34 @@ pub(crate) fn from_file(path: &Path, out: &Output) -> anyhow::Result<Password> {
     }
     bytes.truncate(end);
     Ok(Password::from_utf8(bytes)?)
+}
+
+/// The first line of a PIN file (without `\n` / `\r\n`); at most 256 bytes.
+pub(crate) fn pin_from_file(path: &Path, out: &Output) -> anyhow::Result<Pin> {
+    let context = || format!("cannot read the PIN file {}", path.display());
+    let file = File::open(path).with_context(context)?;
+    let meta = file.metadata().with_context(context)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        out.warn(format_args!(
+            "the PIN file {} is readable by group or others; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(260));
+    file.take(258)
+        .read_to_end(&mut bytes)
+        .with_context(context)?;
+    let end = bytes
+        .iter()
+        .position(|b| *b == b'\n' || *b == b'\r')
+        .unwrap_or(bytes.len());
+    if end > 256 {
+        anyhow::bail!("the PIN in {} is longer than 256 bytes", path.display());
+    }
+    let text = core::str::from_utf8(&bytes[..end])
+        .map_err(|_| anyhow::anyhow!("the PIN in {} is not UTF-8", path.display()))?;
+    Ok(Pin::new(text))
 }
 
 pub(crate) fn prompt(label: &str) -> anyhow::Result<Password> {

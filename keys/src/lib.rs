@@ -57,6 +57,7 @@ mod process;
 mod recovery;
 mod ring;
 mod secret;
+mod slot;
 
 pub use audit::{
     AuditEvent, AuditOp, AuditRecord, AuditReport, AuditSummary, OpCounts, Outcome, report,
@@ -88,6 +89,9 @@ pub use password::{MAX_PASSWORD_LEN, MIN_STRONG_SCORE, Password, Strength};
 pub use process::harden_process;
 pub use recovery::{CopyError, MAX_COPY_LEN};
 pub use ring::{KeyRing, SlotInfo, SlotKind};
+pub use slot::pkcs11::DEFAULT_KEY_LABEL;
+pub use slot::tpm::MAX_PCR;
+pub use slot::{Credentials, DEFAULT_TPM_TCTI, KeyFile, MAX_KEY_FILE_LEN, NewSlot, Pin};
 
 #[cfg(test)]
 mod tests;

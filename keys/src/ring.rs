@@ -18,6 +18,9 @@ use crate::model::{
 };
 use crate::password::Password;
 use crate::secret::Secret32;
+use crate::slot::composite::CompositeSlot;
+use crate::slot::pkcs11::Pkcs11Slot;
+use crate::slot::{Credentials, SLOT_COMPOSITE, SLOT_PKCS11, SLOT_TPM};
 
 /// Why sealed bytes did not unlock.
 #[derive(Debug)]
@@ -25,16 +28,88 @@ pub(crate) enum UnsealError {
     Format(FormatError),
     WrongPassword,
     Kdf(KdfError),
+    /// Slots were tried and failed for reasons other than a wrong secret (one line).
+    Slots(String),
+    /// No slot could be tried with the credentials given; what the slots need.
+    NothingToTry(String),
 }
 
 /// The kind of an unlock slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SlotKind {
     /// A password, through Argon2id with these parameters.
     Password(KdfParams),
     /// A kind this build does not know (written by a newer version); kept as it is.
     Unknown(u8),
+    /// A key inside a PKCS#11 token.
+    Pkcs11 {
+        /// The module (shared library).
+        module: std::path::PathBuf,
+        /// The token's label.
+        token: String,
+        /// The key's label.
+        key_label: String,
+    },
+    /// A slot key sealed to a TPM 2.0, bound to these SHA-256 PCRs (none: empty).
+    Tpm {
+        /// The PCR indexes.
+        pcrs: Vec<u8>,
+    },
+    /// A password and a key file, the password through Argon2id with these parameters.
+    Composite(KdfParams),
+}
+
+impl SlotKind {
+    /// `password`, `pkcs11`, `tpm`, `password+keyfile` or `unknown`.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Password(_) => "password",
+            Self::Pkcs11 { .. } => "pkcs11",
+            Self::Tpm { .. } => "tpm",
+            Self::Composite(_) => "password+keyfile",
+            Self::Unknown(_) => "unknown",
+        }
+    }
+
+    /// What unlocking through a slot of this kind needs, in words.
+    #[must_use]
+    pub fn needs(&self) -> String {
+        match self {
+            Self::Password(_) => "its password".into(),
+            Self::Pkcs11 { module, token, .. } => format!(
+                "token \"{token}\" through {} (and its PIN)",
+                module.display()
+            ),
+            Self::Tpm { pcrs } if pcrs.is_empty() => "this machine's TPM".into(),
+            Self::Tpm { pcrs } => format!(
+                "this machine's TPM with PCRs {} unchanged",
+                pcrs.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+            ),
+            Self::Composite(_) => "its password and its key file".into(),
+            Self::Unknown(kind) => format!("a newer datamesh (slot kind {kind})"),
+        }
+    }
+
+    fn of(raw: &RawSlot) -> Self {
+        match raw.kind {
+            SLOT_PASSWORD => PasswordSlot::decode(&raw.data)
+                .map_or(Self::Unknown(raw.kind), |s| Self::Password(s.kdf)),
+            SLOT_PKCS11 => {
+                Pkcs11Slot::decode(&raw.data).map_or(Self::Unknown(raw.kind), |s| Self::Pkcs11 {
+                    module: s.module,
+                    token: s.token,
+                    key_label: s.key_label,
+                })
+            }
+            SLOT_TPM => crate::slot::tpm_pcrs(&raw.data)
+                .map_or(Self::Unknown(raw.kind), |pcrs| Self::Tpm { pcrs }),
+            SLOT_COMPOSITE => CompositeSlot::decode(&raw.data)
+                .map_or(Self::Unknown(raw.kind), |s| Self::Composite(s.kdf)),
+            other => Self::Unknown(other),
+        }
+    }
 }
 
 /// The public description of an unlock slot.
@@ -118,26 +193,97 @@ impl KeyRing {
         })
     }
 
-    /// Unlocks a sealed keystore with a password: tries each password slot whose
-    /// parameters are within `limits`.
+    /// Unlocks a sealed keystore: tries, in the header's order, every slot the
+    /// credentials can open (password and composite slots whose parameters are within
+    /// `limits`; PKCS#11 and TPM slots when hardware is allowed).
     pub(crate) fn unseal(
         bytes: &[u8],
-        password: &Password,
+        credentials: &Credentials,
         limits: &KdfLimits,
     ) -> Result<Self, UnsealError> {
         let (header, header_len) = Header::decode(bytes).map_err(UnsealError::Format)?;
         let mut refused = None;
-        for raw in header.slots.iter().filter(|s| s.kind == SLOT_PASSWORD) {
-            let slot = PasswordSlot::decode(&raw.data).map_err(UnsealError::Format)?;
-            match slot.open(password, limits) {
+        let mut failures = Vec::new();
+        let mut tried = 0usize;
+        let malformed = |id: u32, problem: String| {
+            UnsealError::Format(FormatError::Malformed(format!("slot {id}: {problem}")))
+        };
+        for raw in &header.slots {
+            if credentials.only_slot.is_some_and(|only| only != raw.id) {
+                continue;
+            }
+            let attempt: Result<Option<Secret32>, String> = match raw.kind {
+                SLOT_PASSWORD => {
+                    let Some(password) = &credentials.password else {
+                        continue;
+                    };
+                    let slot = PasswordSlot::decode(&raw.data).map_err(UnsealError::Format)?;
+                    match slot.open(password, limits) {
+                        Ok(opened) => Ok(opened),
+                        Err(e) => {
+                            refused = refused.or(Some(e));
+                            continue;
+                        }
+                    }
+                }
+                SLOT_COMPOSITE => {
+                    let (Some(password), Some(key_file)) =
+                        (&credentials.password, &credentials.key_file)
+                    else {
+                        continue;
+                    };
+                    let slot =
+                        CompositeSlot::decode(&raw.data).map_err(|e| malformed(raw.id, e))?;
+                    match slot.open(password, key_file, limits) {
+                        Ok(opened) => Ok(opened),
+                        Err(e) => {
+                            refused = refused.or(Some(e));
+                            continue;
+                        }
+                    }
+                }
+                SLOT_PKCS11 if credentials.hardware => {
+                    let slot = Pkcs11Slot::decode(&raw.data).map_err(|e| malformed(raw.id, e))?;
+                    slot.open(credentials.pin.as_ref()).map(Some)
+                }
+                SLOT_TPM if credentials.hardware => {
+                    crate::slot::open_tpm(&raw.data, credentials.tcti()).map(Some)
+                }
+                _ => continue,
+            };
+            tried += 1;
+            match attempt {
                 Ok(Some(master)) => {
                     let id = raw.id;
-                    return Self::with_master(bytes, header, header_len, master, id)
+                    return Self::with_master(bytes, header.clone(), header_len, master, id)
                         .map_err(UnsealError::Format);
                 }
                 Ok(None) => {}
-                Err(e) => refused = refused.or(Some(e)),
+                Err(problem) => failures.push(format!(
+                    "slot {} ({}): {problem}",
+                    raw.id,
+                    SlotKind::of(raw).name()
+                )),
             }
+        }
+        if !failures.is_empty() {
+            return Err(UnsealError::Slots(failures.join("; ")));
+        }
+        if tried == 0 && refused.is_none() {
+            let slots: Vec<String> = header
+                .slots
+                .iter()
+                .filter(|raw| credentials.only_slot.is_none_or(|only| only == raw.id))
+                .map(|raw| {
+                    let kind = SlotKind::of(raw);
+                    format!("slot {} ({}) needs {}", raw.id, kind.name(), kind.needs())
+                })
+                .collect();
+            return Err(UnsealError::NothingToTry(if slots.is_empty() {
+                "there is no such slot".into()
+            } else {
+                slots.join("; ")
+            }));
         }
         Err(refused.map_or(UnsealError::WrongPassword, UnsealError::Kdf))
     }
@@ -466,11 +612,7 @@ impl KeyRing {
             .iter()
             .map(|raw| {
                 let meta = self.body.slots.iter().find(|m| m.id == raw.id);
-                let kind = match raw.kind {
-                    SLOT_PASSWORD => PasswordSlot::decode(&raw.data)
-                        .map_or(SlotKind::Unknown(raw.kind), |s| SlotKind::Password(s.kdf)),
-                    other => SlotKind::Unknown(other),
-                };
+                let kind = SlotKind::of(raw);
                 SlotInfo {
                     id: raw.id,
                     kind,
@@ -651,10 +793,11 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Adds a password slot; returns its id.
+    /// Adds a slot of `kind` holding `data`; returns its id.
     pub(crate) fn add_slot(
         &mut self,
-        slot: &PasswordSlot,
+        kind: u8,
+        data: Vec<u8>,
         label: &str,
         now: i64,
     ) -> Result<u32, ChangeError> {
@@ -666,11 +809,7 @@ impl KeyRing {
         }
         let id = self.body.next_slot_id;
         self.body.next_slot_id = id.saturating_add(1);
-        self.header.slots.push(RawSlot {
-            id,
-            kind: SLOT_PASSWORD,
-            data: slot.encode(),
-        });
+        self.header.slots.push(RawSlot { id, kind, data });
         self.body.slots.push(SlotMeta {
             id,
             label: label.to_owned(),

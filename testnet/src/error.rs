@@ -76,6 +76,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A system package a test backend needs is not installed (names the package).
+    #[error("{0}")]
+    Missing(String),
     /// A testnet needs at least one node; or the folder holds none.
     #[error("no nodes: {0}")]
     NoNodes(String),

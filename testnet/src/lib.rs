@@ -47,6 +47,7 @@ use std::path::Path;
 
 mod config;
 mod error;
+pub mod hardware;
 mod home;
 mod net;
 mod process;

@@ -521,9 +521,13 @@ impl Testnet {
             .map_err(io_err(format!("cannot open {}", log_path.display())))?;
         let _ = writeln!(log, "---- testnet: starting node {i} ----");
         let mut cmd = self.cli(i);
-        cmd.args(["node", "run", "--password-file"])
-            .arg(self.password_file(i))
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"]);
+        cmd.args(["node", "run"]);
+        // A node whose password file was removed unlocks through another slot (a PKCS#11
+        // token, the TPM: see `with_node_env` for its PIN file or TCTI).
+        if self.password_file(i).exists() {
+            cmd.arg("--password-file").arg(self.password_file(i));
+        }
+        cmd.args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"]);
         for addr in bootstrap {
             cmd.arg("--bootstrap").arg(addr);
         }

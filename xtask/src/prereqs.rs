@@ -51,7 +51,41 @@ pub(crate) const PREREQS: &[Prereq] = &[
         find: find_cxx,
         debian: "g++",
     },
+    Prereq {
+        name: "pkg-config",
+        why: "to find libtss2 for the TPM unlock slot",
+        find: |m| m.which("pkg-config").map_or(Detect::Missing, Detect::Found),
+        debian: "pkg-config",
+    },
+    Prereq {
+        name: "libtss2",
+        why: "the TPM 2.0 stack the TPM unlock slot links",
+        find: |m| file_under_root(m, "usr/include/tss2/tss2_esys.h"),
+        debian: "libtss2-dev",
+    },
+    Prereq {
+        name: "SoftHSM2",
+        why: "the PKCS#11 token of the hardware unlock tests",
+        find: |m| file_under_root(m, "usr/lib/softhsm/libsofthsm2.so"),
+        debian: "softhsm2",
+    },
+    Prereq {
+        name: "swtpm",
+        why: "the software TPM of the hardware unlock tests",
+        find: |m| m.which("swtpm").map_or(Detect::Missing, Detect::Found),
+        debian: "swtpm",
+    },
 ];
+
+/// `relative` below the machine's root, if it is a file.
+fn file_under_root(m: &Machine, relative: &str) -> Detect {
+    let path = m.root.join(relative);
+    if path.is_file() {
+        Detect::Found(path)
+    } else {
+        Detect::Missing
+    }
+}
 
 /// What a search found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,6 +395,23 @@ pub(crate) mod tests {
             }
         }
 
+        /// The prerequisites of the hardware unlock slots, present.
+        pub(crate) fn hardware(&self) -> std::io::Result<()> {
+            self.program("pkg-config")?;
+            self.program("swtpm")?;
+            for file in [
+                "usr/include/tss2/tss2_esys.h",
+                "usr/lib/softhsm/libsofthsm2.so",
+            ] {
+                let path = self.0.join(file);
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                fs::write(path, b"")?;
+            }
+            Ok(())
+        }
+
         /// An executable script at `bin/NAME`.
         pub(crate) fn program(&self, name: &str) -> std::io::Result<PathBuf> {
             let path = self.0.join("bin").join(name);
@@ -390,6 +441,7 @@ pub(crate) mod tests {
     #[test]
     fn all_present_is_ready() -> TestResult {
         let s = Scratch::new("ready")?;
+        s.hardware()?;
         fake_library(&s.path().join("usr/lib/llvm-14/lib/libclang.so"))?;
         let cxx = s.program("c++")?;
         let m = s.machine();
@@ -402,6 +454,7 @@ pub(crate) mod tests {
     #[test]
     fn a_user_is_told_the_command() -> TestResult {
         let s = Scratch::new("user")?;
+        s.hardware()?;
         s.program("apt-get")?;
         s.program("c++")?;
         let m = s.machine();
@@ -425,7 +478,14 @@ pub(crate) mod tests {
             plan(&m, &survey(&m, PREREQS)),
             Plan::Install {
                 apt_get,
-                packages: vec!["libclang-dev", "g++"]
+                packages: vec![
+                    "libclang-dev",
+                    "g++",
+                    "pkg-config",
+                    "libtss2-dev",
+                    "softhsm2",
+                    "swtpm"
+                ]
             }
         );
         Ok(())
@@ -434,6 +494,7 @@ pub(crate) mod tests {
     #[test]
     fn without_apt_get_the_packages_are_named() -> TestResult {
         let s = Scratch::new("no-apt")?;
+        s.hardware()?;
         let mut m = s.machine();
         m.uid = Some(0);
         assert_eq!(
@@ -446,6 +507,7 @@ pub(crate) mod tests {
     #[test]
     fn a_wrong_variable_is_never_installed_over() -> TestResult {
         let s = Scratch::new("wrong-var")?;
+        s.hardware()?;
         fake_library(&s.path().join("usr/lib/x86_64-linux-gnu/libclang-14.so.1"))?;
         s.program("apt-get")?;
         s.program("c++")?;

@@ -29,6 +29,17 @@ impl FakeMachine {
         fs::create_dir_all(root.join("usr/lib/llvm-14/lib"))?;
         let m = Self { root };
         m.script("c++", "exit 0")?;
+        // The hardware unlock slots' prerequisites are present.
+        m.script("pkg-config", "exit 0")?;
+        m.script("swtpm", "exit 0")?;
+        for file in [
+            "usr/include/tss2/tss2_esys.h",
+            "usr/lib/softhsm/libsofthsm2.so",
+        ] {
+            let path = m.root.join(file);
+            fs::create_dir_all(path.parent().unwrap_or(&m.root))?;
+            fs::write(path, b"")?;
+        }
         let log = m.log("cargo");
         m.script("cargo", &format!("echo \"$@\" >> '{}'", log.display()))?;
         if let Some(body) = apt_get {
@@ -179,8 +190,16 @@ fn a_dry_run_as_root_installs_nothing() -> TestResult {
         format!(
             "libclang (for RocksDB's bindgen): missing (Debian package libclang-dev)\n\
              a C++ compiler (for RocksDB's C++): {}\n\
+             pkg-config (to find libtss2 for the TPM unlock slot): {}\n\
+             libtss2 (the TPM 2.0 stack the TPM unlock slot links): {}\n\
+             SoftHSM2 (the PKCS#11 token of the hardware unlock tests): {}\n\
+             swtpm (the software TPM of the hardware unlock tests): {}\n\
              would run: apt-get install -y libclang-dev (dry run: nothing installed)\n",
-            m.root.join("bin/c++").display()
+            m.root.join("bin/c++").display(),
+            m.root.join("bin/pkg-config").display(),
+            m.root.join("usr/include/tss2/tss2_esys.h").display(),
+            m.root.join("usr/lib/softhsm/libsofthsm2.so").display(),
+            m.root.join("bin/swtpm").display(),
         )
     );
     assert_eq!(m.calls("apt-get"), "");

@@ -170,9 +170,11 @@ pub(crate) fn policy(out: &Output, policy: &RotationPolicy, due: &[DueKey]) {
 /// The unlock slots, `current` (the one unlocked with) marked.
 pub(crate) fn slots(out: &Output, slots: &[SlotInfo], current: u32) {
     let kind = |kind: &SlotKind| match kind {
-        SlotKind::Password(kdf) => ("password".to_owned(), kdf.to_string()),
+        SlotKind::Password(kdf) | SlotKind::Composite(kdf) => {
+            (kind.name().to_owned(), kdf.to_string())
+        }
         SlotKind::Unknown(k) => (format!("unknown ({k})"), String::new()),
-        _ => ("unknown".to_owned(), String::new()),
+        other => (other.name().to_owned(), String::new()),
     };
     if out.json() {
         let list: Vec<Value> = slots
@@ -182,6 +184,7 @@ pub(crate) fn slots(out: &Output, slots: &[SlotInfo], current: u32) {
                 json!({
                     "id": s.id, "kind": kind, "kdf": kdf, "label": s.label,
                     "created": s.created.to_string(), "current": s.id == current,
+                    "needs": s.kind.needs(),
                 })
             })
             .collect();
@@ -197,9 +200,10 @@ pub(crate) fn slots(out: &Output, slots: &[SlotInfo], current: u32) {
                     kdf,
                     s.created.to_string(),
                     s.label.clone(),
+                    s.kind.needs(),
                 ]
             })
             .collect();
-        out.table(&["ID", "KIND", "KDF", "CREATED", "LABEL"], &rows);
+        out.table(&["ID", "KIND", "KDF", "CREATED", "LABEL", "NEEDS"], &rows);
     }
 }

@@ -48,7 +48,9 @@ use std::path::Path;
 mod config;
 mod error;
 mod home;
+mod hosts;
 mod net;
+mod netns;
 mod process;
 
 pub mod input;
@@ -58,6 +60,7 @@ pub use config::{Config, Kdf};
 use error::io_err;
 pub use error::{Error, Result};
 pub use home::write_password_file;
+pub use hosts::MAX_HOSTS;
 pub use net::{READY_PEERS_CAP, Testnet};
 pub use run::SCRUBBED_ENV;
 

@@ -35,6 +35,8 @@ pub(crate) struct Config {
     pub(crate) api_allow_remote: bool,
     /// Peers (multiaddrs with /p2p/PEER_ID) to join at start.
     pub(crate) bootstrap: Vec<String>,
+    /// Addresses at which other machines reach this node, advertised to peers.
+    pub(crate) external_addresses: Vec<String>,
     /// Bytes of shards stored for others at most.
     pub(crate) storage_quota_bytes: u64,
     /// The tracing filter (unless `DATAMESH_LOG` is set).
@@ -52,6 +54,7 @@ impl Default for Config {
             api_address: DEFAULT_API,
             api_allow_remote: false,
             bootstrap: Vec::new(),
+            external_addresses: Vec::new(),
             storage_quota_bytes: DEFAULT_STORAGE_QUOTA,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             check_interval: DEFAULT_CHECK_INTERVAL.as_secs(),
@@ -69,7 +72,7 @@ const FOOTER: &str =
 
 /// Every key of [`Config`], in the order written, with the comment above it (a unit test
 /// checks that the list and the struct agree).
-const KEYS: [(&str, &str); 8] = [
+const KEYS: [(&str, &str); 9] = [
     (
         "listen_address",
         "libp2p listen address of the node (port 0: any free port); overridden by\n\
@@ -89,6 +92,13 @@ const KEYS: [(&str, &str); 8] = [
     (
         "bootstrap",
         "Multiaddrs (with /p2p/PEER_ID) of nodes to join at start; `node run --bootstrap`\n\
+         adds to them.",
+    ),
+    (
+        "external_addresses",
+        "Multiaddrs at which other machines reach this node (e.g. a router's forwarded\n\
+         port), advertised to peers besides its non-loopback listen addresses (loopback\n\
+         is advertised only by a node listening on nothing else); `node run --external`\n\
          adds to them.",
     ),
     (

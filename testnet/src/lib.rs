@@ -49,7 +49,9 @@ mod config;
 mod error;
 pub mod hardware;
 mod home;
+mod hosts;
 mod net;
+mod netns;
 mod process;
 
 pub mod input;
@@ -59,6 +61,7 @@ pub use config::{Config, Kdf};
 use error::io_err;
 pub use error::{Error, Result};
 pub use home::write_password_file;
+pub use hosts::MAX_HOSTS;
 pub use net::{READY_PEERS_CAP, Testnet};
 pub use run::SCRUBBED_ENV;
 

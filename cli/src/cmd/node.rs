@@ -52,6 +52,10 @@ struct RunArgs {
     /// A peer to join through (with /p2p/PEER_ID); repeat for more; adds to config.toml's.
     #[arg(long, value_name = "MULTIADDR")]
     bootstrap: Vec<String>,
+    /// An address at which other machines reach this node, advertised to peers; repeat
+    /// for more; adds to config.toml's external_addresses.
+    #[arg(long, value_name = "MULTIADDR")]
+    external: Vec<String>,
     /// Storage quota in bytes [default: config.toml's storage_quota_bytes].
     #[arg(long, env = "DATAMESH_QUOTA", value_name = "BYTES")]
     quota: Option<u64>,
@@ -109,9 +113,18 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("bootstrap address {addr} is not a multiaddr"))?,
         );
     }
+    let mut external = Vec::new();
+    for addr in config.external_addresses.iter().chain(&args.external) {
+        external.push(
+            addr.parse()
+                .with_context(|| format!("external address {addr} is not a multiaddr"))?,
+        );
+    }
     let node_config = NodeConfig::new(
         home::node_db(&ctx.home),
-        NetworkConfig::new(vec![listen]).with_bootstrap(bootstrap),
+        NetworkConfig::new(vec![listen])
+            .with_bootstrap(bootstrap)
+            .with_external_addresses(external),
         api_address,
     )
     .with_store(StoreConfig::new(

@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::accounting::{Accounting, Offence, PeerPolicy, Verdict};
+use super::addresses::Advertiser;
 use super::command::{Command, InboundHandler, NetworkInfo, PeerSummary};
 use super::error::{DhtError, NetworkError, RequestFailure};
 use super::swarm::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
@@ -69,6 +70,8 @@ pub(super) struct EventLoop {
     pending_providers: HashMap<QueryId, (HashSet<PeerId>, ProvidersReply)>,
     connected: HashSet<PeerId>,
     listen_addresses: Vec<Multiaddr>,
+    /// What Identify tells peers (`addresses.rs`).
+    advertiser: Advertiser,
 }
 
 impl EventLoop {
@@ -80,7 +83,10 @@ impl EventLoop {
         bad_frames: mpsc::Receiver<PeerId>,
         policy: PeerPolicy,
         metrics: Arc<Metrics>,
+        mut advertiser: Advertiser,
     ) -> Self {
+        let mut swarm = swarm;
+        advertiser.sync(&mut swarm, &[]);
         let (responses_tx, responses_rx) = mpsc::channel(MAX_INBOUND_IN_FLIGHT);
         Self {
             swarm,
@@ -100,6 +106,7 @@ impl EventLoop {
             pending_providers: HashMap::new(),
             connected: HashSet::new(),
             listen_addresses: Vec::new(),
+            advertiser,
         }
     }
 
@@ -222,9 +229,13 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
                 self.listen_addresses.push(address);
+                self.advertiser
+                    .sync(&mut self.swarm, &self.listen_addresses);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addresses.retain(|a| a != &address);
+                self.advertiser
+                    .sync(&mut self.swarm, &self.listen_addresses);
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 self.connected.insert(peer_id);

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     BlockPeers, BlockedPeers, CheckReport, ClientError, CorruptedShard, ErrorBody, ErrorKind,
-    KeyUsage, ListedFile, NAME_HEADER, Peer, PutResult, ReencryptReport, RewrapAll, RewrapReport,
-    Status, decode_name,
+    KeyUsage, ListedFile, NAME_HEADER, Peer, PutResult, ReencryptReport, RemoveReport, RewrapAll,
+    RewrapReport, Status, decode_name,
 };
 
 /// A streaming download.
@@ -320,6 +320,14 @@ impl Client {
             &format!("/v1/files/{id}/reencrypt"),
             &revoked_query(allow_revoked),
         )
+    }
+
+    /// Removes one of the node's files from the network (owner only).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn remove(&self, id: &FileId) -> Result<RemoveReport, ClientError> {
+        self.post_json(&format!("/v1/files/{id}/remove"), &[])
     }
 
     /// Per file of the catalog, the key ids of the node's keys that open it (revoked

@@ -84,6 +84,19 @@ pub struct ReencryptReport {
     pub release_failures: u64,
 }
 
+/// One file removed by its owner: what `POST /v1/files/{id}/remove` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveReport {
+    /// The file id (text form), gone from the catalog.
+    pub id: String,
+    /// Peers asked to drop it (every possible holder found).
+    pub asked: u64,
+    /// Peers that confirmed.
+    pub confirmed: u64,
+    /// Peers that refused or did not answer (their copies end with their lease).
+    pub failed: u64,
+}
+
 /// One row of `GET /v1/key-usage`: which of the node's keys open a file of its catalog.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyUsage {

@@ -32,6 +32,7 @@
 //! | `GET /v1/files`        |                              | `[`[`ListedFile`]`]`            |
 //! | `POST /v1/files/{id}/envelope` | `?to=KEY` (repeatable): sharing; `?allow_revoked=1` | [`RewrapReport`] |
 //! | `POST /v1/files/{id}/reencrypt` | `?allow_revoked=1`  | [`ReencryptReport`]             |
+//! | `POST /v1/files/{id}/remove` | (owner only)           | [`RemoveReport`]                |
 //! | `POST /v1/rewrap`      | `?allow_revoked=1`           | [`RewrapAll`]                   |
 //! | `GET /v1/key-usage`    | `?allow_revoked=1`           | `[`[`KeyUsage`]`]`              |
 //! | `POST /v1/files/{id}/check` | `?verify=1&repair=1`    | [`CheckReport`]                 |
@@ -62,8 +63,8 @@ pub use client::{Client, Download};
 pub use debug::{BlockPeers, BlockedPeers, CorruptedShard};
 pub use error::{ClientError, ErrorBody, ErrorKind};
 pub use files::{
-    KeyUsage, ListedFile, NAME_HEADER, PutResult, ReencryptReport, RewrapAll, RewrapFailure,
-    RewrapReport, decode_name, encode_name,
+    KeyUsage, ListedFile, NAME_HEADER, PutResult, ReencryptReport, RemoveReport, RewrapAll,
+    RewrapFailure, RewrapReport, decode_name, encode_name,
 };
 pub use private::{PrivateFileError, check_private_file};
 pub use run_file::{RunFile, RunFileError};

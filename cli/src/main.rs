@@ -77,6 +77,10 @@ enum Command {
     Debug(cmd::debug::DebugArgs),
     /// Give other public keys access to a stored file (re-wraps its data key only).
     Share(cmd::files::ShareArgs),
+    /// Remove one of this node's files from the network (owner only): its holders drop
+    /// it and give the space back; `ls` forgets it.
+    #[command(after_help = "Example:\n  datamesh rm dm1...")]
+    Rm(cmd::rm::RmArgs),
     /// List the files this node has stored.
     #[command(after_help = "Example:\n  datamesh ls --json")]
     Ls,
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
         Command::Share(args) => cmd::files::share(&ctx, args),
         Command::Check(args) => cmd::check::run(&ctx, args),
         Command::Debug(args) => cmd::debug::run(&ctx, args),
+        Command::Rm(args) => cmd::rm::run(&ctx, args),
         Command::Ls => cmd::files::ls(&ctx),
         Command::Status => cmd::files::status(&ctx),
         Command::Peers => cmd::files::peers(&ctx),

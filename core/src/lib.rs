@@ -48,6 +48,7 @@ pub mod hybrid;
 mod ids;
 mod manifest;
 mod recipient;
+mod removal;
 pub mod wire;
 
 pub use aead::{DataKey, KEY_LEN, TAG_LEN};
@@ -72,6 +73,7 @@ pub use manifest::{
 pub use recipient::{
     FileSecret, PolicyError, Recipient, RecipientError, RecipientKind, RecipientPolicy, UnwrapKey,
 };
+pub use removal::{REMOVAL_SIGNATURE_LEN, REMOVAL_WINDOW_SECS, Removal};
 
 #[cfg(test)]
 mod tests;

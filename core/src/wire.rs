@@ -100,6 +100,22 @@ pub enum Request {
         /// The file.
         file: FileId,
     },
+    /// The owner removes a file (`datamesh rm`): drop the sender's claims and every
+    /// claim bound to the file on the manifest and the shards it lists, the shards no
+    /// claim is left on, and the file's key envelope. Honoured only if `signature` is
+    /// the file's authority's (the key `manifest` commits to) over the file id and
+    /// `issued_at`, and `issued_at` is within an hour of the holder's clock
+    /// ([`crate::Removal`]).
+    RemoveFile {
+        /// The file's manifest (its BLAKE3 is the file id).
+        #[serde(with = "byte_string")]
+        manifest: Bytes,
+        /// When the owner issued the removal (Unix seconds).
+        issued_at: u64,
+        /// The authority's signature ([`crate::REMOVAL_SIGNATURE_LEN`] bytes).
+        #[serde(with = "byte_string")]
+        signature: Vec<u8>,
+    },
 }
 
 /// Why a request was refused. What a peer learns is coarse on purpose: the refusing
@@ -150,6 +166,13 @@ pub enum InvalidReason {
     /// A `Has` request that names an id more than once.
     #[error("an id is asked about more than once")]
     DuplicateIds,
+    /// A `RemoveFile` whose manifest does not parse, or whose signature is not the
+    /// file's authority's.
+    #[error("the removal does not verify under the file's authority key")]
+    BadRemoval,
+    /// A `RemoveFile` issued too long before or after the holder's clock (a replay).
+    #[error("the removal is not fresh")]
+    StaleRemoval,
 }
 
 /// Which part of the refusing node failed ([`Refusal::Failed`]); the detail is in its log.
@@ -614,6 +637,8 @@ mod tests {
             (Refusal::Invalid(InvalidReason::UnknownFile), vec![3, 2]),
             (Refusal::Invalid(InvalidReason::StaleEnvelope), vec![3, 3]),
             (Refusal::Invalid(InvalidReason::DuplicateIds), vec![3, 4]),
+            (Refusal::Invalid(InvalidReason::BadRemoval), vec![3, 5]),
+            (Refusal::Invalid(InvalidReason::StaleRemoval), vec![3, 6]),
             (Refusal::Failed(FailureReason::Storage), vec![4, 0]),
             (Refusal::Failed(FailureReason::Dht), vec![4, 1]),
             (Refusal::Corrupt, vec![5]),
@@ -627,6 +652,20 @@ mod tests {
         }
         // A reason index this build does not know is an error, not a guess.
         assert!(decode::<Response>(&[2, 3, 99]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_remove_file_request_has_a_frozen_wire_form() -> TestResult {
+        let request = Request::RemoveFile {
+            manifest: Bytes::from_static(&[9, 8]),
+            issued_at: 300,
+            signature: vec![1; 3],
+        };
+        // Variant 7, manifest (len 2), issued_at varint, signature (len 3).
+        let wire = vec![7, 2, 9, 8, 0xac, 0x02, 3, 1, 1, 1];
+        assert_eq!(encode(&request)?, wire);
+        assert_eq!(decode_request(&wire)?, request);
         Ok(())
     }
 

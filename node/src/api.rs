@@ -33,7 +33,8 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::check::{CheckError, Checker, RepairError};
 use crate::faults::TestFaults;
 use crate::files::{
-    Files, GetError, KeyAccess, KeyUsageError, PutError, ReencryptError, RewrapError, RewrapReport,
+    Files, GetError, KeyAccess, KeyUsageError, PutError, ReencryptError, RemoveError, RewrapError,
+    RewrapReport,
 };
 use crate::metrics::Metrics;
 use crate::network::Network;
@@ -89,6 +90,7 @@ pub(crate) fn router(state: ApiState) -> Router {
             "/v1/files/{id}/reencrypt",
             axum::routing::post(reencrypt_file),
         )
+        .route("/v1/files/{id}/remove", axum::routing::post(remove_file))
         .route("/v1/rewrap", axum::routing::post(rewrap_all))
         .route("/v1/key-usage", get(key_usage))
         .route("/v1/status", get(status))
@@ -340,6 +342,38 @@ async fn reencrypt_file(
         })
         .into_response(),
         Ok(Err(e)) => reencrypt_error(&e),
+        Err(e) => error(ErrorKind::Internal, &e.to_string()),
+    })
+}
+
+/// Removes one of the catalog's files from the network (owner only). Runs as its own
+/// task: a client that goes away does not cut it short between the holders' removal and
+/// the catalog update.
+async fn remove_file(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, BadRequest> {
+    let id = parse_id(&id)?;
+    let files = state.files.clone();
+    let task = tokio::spawn(async move { files.remove(id).await });
+    Ok(match task.await {
+        Ok(Ok(r)) => axum::Json(wire::RemoveReport {
+            id: r.file.to_string(),
+            asked: r.asked,
+            confirmed: r.confirmed,
+            failed: r.failed,
+        })
+        .into_response(),
+        Ok(Err(e)) => {
+            let kind = match e {
+                RemoveError::NotFound(_) => ErrorKind::NotFound,
+                RemoveError::NotOwner(_) => ErrorKind::NoKey,
+                RemoveError::Keys(_) => ErrorKind::Keystore,
+                RemoveError::Catalog(_) => ErrorKind::Catalog,
+                _ => ErrorKind::Internal,
+            };
+            error(kind, &e.to_string())
+        }
         Err(e) => error(ErrorKind::Internal, &e.to_string()),
     })
 }

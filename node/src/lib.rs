@@ -21,7 +21,8 @@ pub use check::{CheckError, CheckReport, Checker, Health, RepairError, SelfCheck
 pub use faults::TestFaults;
 pub use files::{
     FileKeys, Files, FilesConfig, GetError, KeyAccess, KeyProvider, KeyProviderError,
-    KeyUsageError, PutError, ReencryptError, ReencryptReport, RewrapError, RewrapReport,
+    KeyUsageError, PutError, ReencryptError, ReencryptReport, RemoveError, RemoveReport,
+    RewrapError, RewrapReport,
 };
 pub use network::{Network, NetworkConfig, NetworkError};
 pub use node::{Node, NodeConfig, NodeError};

@@ -56,6 +56,10 @@ pub struct Metrics {
     pub put_cleanup_failures: Counter,
     /// Key envelopes from peers not kept (unknown file, bad signature, stale, full).
     pub envelopes_refused: Counter,
+    /// Owners' signed file removals honoured (`datamesh rm` reaching this holder).
+    pub removals_honoured: Counter,
+    /// File removals refused (bad signature or manifest, not fresh: a replay).
+    pub removals_refused: Counter,
     /// Held blobs parsed as manifests to learn a file's authority key (at most once per
     /// blob, whatever the number of envelopes that name it).
     pub manifests_parsed_for_envelopes: Counter,
@@ -107,6 +111,8 @@ impl Metrics {
             put_cleanup_deleted: Counter::default(),
             put_cleanup_failures: Counter::default(),
             envelopes_refused: Counter::default(),
+            removals_honoured: Counter::default(),
+            removals_refused: Counter::default(),
             manifests_parsed_for_envelopes: Counter::default(),
             manifest_bytes_read_for_envelopes: Counter::default(),
             refusals_sent: Family::default(),
@@ -205,6 +211,16 @@ impl Metrics {
             "envelopes_refused",
             "Key envelopes from peers not kept (unknown file, bad signature, stale, full)",
             m.envelopes_refused.clone(),
+        );
+        reg.register(
+            "removals_honoured",
+            "Owners' signed file removals honoured by this holder",
+            m.removals_honoured.clone(),
+        );
+        reg.register(
+            "removals_refused",
+            "File removals refused (bad signature or manifest, not fresh)",
+            m.removals_refused.clone(),
         );
         reg.register(
             "manifests_parsed_for_envelopes",

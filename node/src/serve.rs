@@ -22,6 +22,9 @@ use crate::network::InboundHandler;
 use crate::protocol::{FailureReason, InvalidReason, MAX_ENVELOPE_LEN, Refusal, Request, Response};
 use crate::store::{BindOutcome, DeleteOutcome, PutOutcome, ShardStore, StoreError};
 
+mod remove;
+pub use remove::Released;
+
 /// Key prefix of envelopes in the `files` column family: `e` || file id -> envelope.
 const ENVELOPE_PREFIX: u8 = b'e';
 /// Key prefix of cached authority keys in the `files` column family: `a` || file id ->
@@ -420,6 +423,11 @@ impl InboundHandler for Server {
                 Response::Envelopes(self.envelope(&file).into_iter().collect())
             }
             Request::Announce { file, held } => self.announce(peer, file, held),
+            Request::RemoveFile {
+                manifest,
+                issued_at,
+                signature,
+            } => self.remove_file(peer, &manifest, issued_at, &signature),
         }
     }
 }

@@ -6,4 +6,5 @@ pub(crate) mod files;
 pub(crate) mod init;
 pub(crate) mod keys;
 pub(crate) mod node;
+pub(crate) mod rm;
 pub(crate) mod testnet;

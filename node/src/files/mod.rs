@@ -11,6 +11,7 @@
 //! * `put`, `get`, `share`: the operations, each with its error and report.
 //! * `reencrypt`: a file read and stored again under a fresh data key (a new file id),
 //!   the old one released (incident response); built on `get` and `put`.
+//! * `remove`: the owner's signed removal of a file, sent to every possible holder.
 //!
 //! The checker (`crate::check`) is built on these parts; nothing here knows it.
 
@@ -21,6 +22,7 @@ mod placement;
 mod put;
 mod reach;
 mod reencrypt;
+mod remove;
 mod share;
 
 pub use engine::{FileKeys, Files, FilesConfig, KeyAccess, KeyProvider, KeyProviderError};
@@ -29,4 +31,5 @@ pub(crate) use locate::{FindError, Found};
 pub use placement::MANIFEST_COPIES;
 pub use put::{MIN_ENVELOPE_COPIES, MIN_MANIFEST_COPIES, PutError, PutReport};
 pub use reencrypt::{ReencryptError, ReencryptReport};
+pub use remove::{RemoveError, RemoveReport};
 pub use share::{KeyUsageError, RewrapError, RewrapReport};

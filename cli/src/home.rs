@@ -180,6 +180,7 @@ pub(crate) fn unlock(
     let password = password.existing(out)?;
     let started = Instant::now();
     let keystore = Keystore::open(home, &password)?;
+    crate::security::current().check_unlock(&keystore)?;
     out.detail(format_args!(
         "unlocked slot {} of {} in {:.2} s",
         keystore.unlocked_slot(),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use datamesh_core::FileId;
-use datamesh_core::ecies::PublicKey;
+use datamesh_core::Recipient;
 use serde::de::DeserializeOwned;
 
 use crate::{
@@ -190,7 +190,7 @@ impl Client {
     fn put_request(
         &self,
         name: &str,
-        to: &[PublicKey],
+        to: &[Recipient],
     ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
         let mut request = self.post_request("/v1/files").query("name", name);
         for key in to {
@@ -208,7 +208,7 @@ impl Client {
         &self,
         mut body: impl Read,
         name: &str,
-        to: &[PublicKey],
+        to: &[Recipient],
     ) -> Result<PutResult, ClientError> {
         let body = ureq::SendBody::from_reader(&mut body);
         self.json(self.put_request(name, to).send(body))
@@ -222,7 +222,7 @@ impl Client {
         &self,
         body: &[u8],
         name: &str,
-        to: &[PublicKey],
+        to: &[Recipient],
     ) -> Result<PutResult, ClientError> {
         self.json(self.put_request(name, to).send(body))
     }
@@ -276,7 +276,7 @@ impl Client {
     ///
     /// # Errors
     /// See [`ClientError`].
-    pub fn rewrap(&self, id: &FileId, to: &[PublicKey]) -> Result<RewrapReport, ClientError> {
+    pub fn rewrap(&self, id: &FileId, to: &[Recipient]) -> Result<RewrapReport, ClientError> {
         self.rewrap_with(id, to, false)
     }
 
@@ -288,7 +288,7 @@ impl Client {
     pub fn rewrap_with(
         &self,
         id: &FileId,
-        to: &[PublicKey],
+        to: &[Recipient],
         allow_revoked: bool,
     ) -> Result<RewrapReport, ClientError> {
         let mut query: Vec<(&str, String)> = to.iter().map(|k| ("to", k.to_string())).collect();

@@ -45,7 +45,71 @@ pub(crate) struct Config {
     pub(crate) check_interval: u64,
     /// Whether the self-check fetches and hashes every copy.
     pub(crate) check_verify: bool,
+    /// The algorithm policy (`[security]`), with environment overrides applied by
+    /// `crate::security`.
+    pub(crate) security: SecurityConfig,
 }
+
+/// The `[security]` section: what the node creates and accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SecurityConfig {
+    /// `classical`, `hybrid` or `pq-required`.
+    pub(crate) recipients: String,
+    /// The password KDF of new slots: `argon2id`.
+    pub(crate) kdf: String,
+    /// Password slots with less Argon2id memory (KiB) are refused, created or unlocked;
+    /// 0: no floor (weak parameters are only warned about).
+    pub(crate) kdf_min_memory_kib: u32,
+    /// Password slots with fewer Argon2id passes are refused; 0: no floor.
+    pub(crate) kdf_min_iterations: u32,
+    /// Whether a non-loopback API bind may be allowed at all (by `api_allow_remote` or
+    /// `--api-allow-remote`); false refuses it whatever they say.
+    pub(crate) allow_remote_api: bool,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            recipients: "hybrid".to_owned(),
+            kdf: "argon2id".to_owned(),
+            kdf_min_memory_kib: 0,
+            kdf_min_iterations: 0,
+            allow_remote_api: true,
+        }
+    }
+}
+
+/// Every key of [`SecurityConfig`], in the order written, with its comment.
+const SECURITY_KEYS: [(&str, &str); 5] = [
+    (
+        "recipients",
+        "Who data keys are wrapped to: \"hybrid\" (default: new files to the hybrid\n\
+         ML-KEM-768 + secp256k1 key; classical recipients still accepted when named),\n\
+         \"pq-required\" (classical-only recipients refused), or \"classical\" (secp256k1\n\
+         only). Overridden by DATAMESH_SECURITY_RECIPIENTS.",
+    ),
+    (
+        "kdf",
+        "Password KDF of new keystore slots and backups: \"argon2id\". Overridden by\n\
+         DATAMESH_SECURITY_KDF.",
+    ),
+    (
+        "kdf_min_memory_kib",
+        "Floor of the password KDF's memory (KiB): weaker slots are refused when created\n\
+         and when unlocked; 0: no floor. Overridden by DATAMESH_SECURITY_KDF_MIN_MEMORY_KIB.",
+    ),
+    (
+        "kdf_min_iterations",
+        "Floor of the password KDF's passes; 0: no floor. Overridden by\n\
+         DATAMESH_SECURITY_KDF_MIN_ITERATIONS.",
+    ),
+    (
+        "allow_remote_api",
+        "false refuses a non-loopback api_address even with api_allow_remote or\n\
+         --api-allow-remote. Overridden by DATAMESH_SECURITY_ALLOW_REMOTE_API.",
+    ),
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -59,6 +123,7 @@ impl Default for Config {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             check_interval: DEFAULT_CHECK_INTERVAL.as_secs(),
             check_verify: false,
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -152,7 +217,22 @@ impl Config {
             }
             text.push_str(&format!("{key} = {value}\n"));
         }
-        text.push('\n');
+        let security = table
+            .get("security")
+            .and_then(toml::Value::as_table)
+            .context("the config has no [security] table")?;
+        text.push_str("\n[security]\n");
+        for (key, comment) in SECURITY_KEYS {
+            let value = security
+                .get(key)
+                .with_context(|| format!("the config has no key security.{key}"))?;
+            for line in comment.lines() {
+                text.push_str("# ");
+                text.push_str(line);
+                text.push('\n');
+            }
+            text.push_str(&format!("{key} = {value}\n\n"));
+        }
         text.push_str(FOOTER);
         Ok(text)
     }
@@ -216,8 +296,20 @@ mod tests {
             .ok_or("not a table")?
             .keys()
             .map(String::as_str)
+            .filter(|key| *key != "security")
             .collect();
         let mut written: Vec<&str> = KEYS.iter().map(|(key, _)| *key).collect();
+        let security = toml::Value::try_from(SecurityConfig::default())?;
+        let mut security_fields: Vec<&str> = security
+            .as_table()
+            .ok_or("not a table")?
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut security_written: Vec<&str> = SECURITY_KEYS.iter().map(|(k, _)| *k).collect();
+        security_fields.sort_unstable();
+        security_written.sort_unstable();
+        assert_eq!(security_fields, security_written);
         fields.sort_unstable();
         written.sort_unstable();
         assert_eq!(fields, written);

@@ -202,6 +202,7 @@ pub(crate) fn unlock(
         }
         Err(e) => return Err(e.into()),
     };
+    crate::security::current().check_unlock(&keystore)?;
     let kind = keystore
         .slots()
         .into_iter()

@@ -13,6 +13,7 @@ mod home;
 mod keystore_keys;
 mod output;
 mod password;
+mod security;
 mod view;
 
 use std::path::PathBuf;
@@ -128,6 +129,10 @@ fn main() -> ExitCode {
         Ok(home) => home,
         Err(e) => return exit::report(&e),
     };
+    // The algorithm policy ([security] and its environment overrides), once per process.
+    if let Err(e) = security::init(&home) {
+        return exit::report(&e);
+    }
     let ctx = Context { home, out };
     let result = match cli.command {
         Command::Init(args) => cmd::init::run(&ctx, args),

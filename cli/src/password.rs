@@ -176,10 +176,12 @@ impl KdfArgs {
         base: KdfParams,
         out: &Output,
     ) -> anyhow::Result<Option<KdfParams>> {
+        let security = crate::security::current();
         if self.kdf_memory_kib.is_none()
             && self.kdf_iterations.is_none()
             && self.kdf_parallelism.is_none()
         {
+            security.check_kdf(&base, "the password's KDF parameters")?;
             return Ok(None);
         }
         let params = KdfParams::new(
@@ -188,6 +190,7 @@ impl KdfArgs {
             self.kdf_parallelism.unwrap_or(base.parallelism()),
         )
         .context("invalid --kdf-* parameters")?;
+        security.check_kdf(&params, "the --kdf-* parameters")?;
         if params.is_below_default() {
             out.warn(format_args!(
                 "{params} is below the default ({}): the password is easier to guess from a stolen keystore",

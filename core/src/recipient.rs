@@ -324,6 +324,11 @@ pub enum PolicyError {
         /// Short id of the refused recipient.
         key_id: String,
     },
+    /// `pq-required` and the owner's keystore has no hybrid key to wrap new files to.
+    #[error(
+        "security policy pq-required needs a hybrid file-encryption key and the keystore has none; run the node once with recipients = \"hybrid\" to create it"
+    )]
+    NoHybridKey,
     /// Not one of the three policy names.
     #[error("unknown recipient policy: expected classical, hybrid or pq-required")]
     UnknownPolicy,

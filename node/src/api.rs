@@ -23,8 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use datamesh_api::{self as wire, ErrorBody, ErrorKind};
-use datamesh_core::ecies::PublicKey;
 use datamesh_core::{DecodeError, FileId};
+use datamesh_core::{Recipient, RecipientError};
 use futures::TryStreamExt;
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
@@ -145,6 +145,7 @@ fn put_error(e: &PutError) -> Response {
         | PutError::ManifestCopies { .. }
         | PutError::EnvelopeCopies { .. } => ErrorKind::NotEnoughPeers,
         PutError::Encode(_) => ErrorKind::Input,
+        PutError::Policy(_) => ErrorKind::BadKey,
         PutError::Keys(_) | PutError::Seal { .. } | PutError::NoAuthority => ErrorKind::Keystore,
         _ => ErrorKind::Internal,
     };
@@ -163,13 +164,12 @@ fn get_error(e: &GetError) -> Response {
     error(kind, &e.to_string())
 }
 
-/// A public key from `?to=`.
-fn parse_key(text: &str) -> Result<PublicKey, BadRequest> {
-    text.parse().map_err(|_| {
-        BadRequest(
-            ErrorKind::BadKey,
-            format!("--to {text}: not a secp256k1 public key (66 hex characters)"),
-        )
+/// A recipient from `?to=`: a hybrid recipient (`dmpq1...`) or a secp256k1 key (hex).
+fn parse_key(text: &str) -> Result<Recipient, BadRequest> {
+    text.parse().map_err(|e: RecipientError| {
+        let shown: String = text.chars().take(24).collect();
+        let more = if text.chars().count() > 24 { "..." } else { "" };
+        BadRequest(ErrorKind::BadKey, format!("--to {shown}{more}: {e}"))
     })
 }
 
@@ -177,6 +177,7 @@ fn rewrap_error(e: &RewrapError) -> Response {
     let kind = match e {
         RewrapError::NotFound(_) => ErrorKind::NotFound,
         RewrapError::NoKey(_) | RewrapError::NotOwner(_) => ErrorKind::NoKey,
+        RewrapError::Policy(_) => ErrorKind::BadKey,
         RewrapError::EnvelopeCopies { .. } => ErrorKind::NotEnoughPeers,
         _ => ErrorKind::Internal,
     };

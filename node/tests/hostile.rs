@@ -54,6 +54,7 @@ impl KeyProvider for StaticKeys {
         Ok(FileKeys {
             active: key(&self.0)?,
             decrypt: vec![key(&self.0)?],
+            hybrid: Vec::new(),
             // Each node's own file-authority root, made from its key for the test.
             authority: vec![AuthorityRoot::from_bytes(&bytes.map(|b| b ^ 0x5c))],
         })

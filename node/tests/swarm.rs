@@ -40,6 +40,7 @@ impl KeyProvider for StaticKeys {
         Ok(FileKeys {
             active,
             decrypt: vec![again],
+            hybrid: Vec::new(),
             authority: vec![root],
         })
     }
@@ -1156,6 +1157,7 @@ impl ChangingKeys {
         Ok(FileKeys {
             active: SecretKey::from_bytes(&active).map_err(KeyProviderError::new)?,
             decrypt,
+            hybrid: Vec::new(),
             // The file-authority root stays when the file keys change.
             authority: vec![AuthorityRoot::from_bytes(&[0x5c; 32])],
         })

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use datamesh_api::{Client, Peer, RewrapReport, Status};
 use datamesh_core::FileId;
-use datamesh_core::ecies::PublicKey;
+use datamesh_core::Recipient;
 
 use crate::Context;
 use crate::home;
@@ -65,19 +65,15 @@ pub(crate) struct PutArgs {
     /// Name to record [default: the file's name].
     #[arg(long)]
     name: Option<String>,
-    /// Also give this secp256k1 public key (hex, from `datamesh keys export-public`)
-    /// access; repeat for more.
+    /// Also give this recipient access: a hybrid recipient (`dmpq1...`, from `datamesh
+    /// keys export-public file-encryption-hybrid`) or a secp256k1 key (66 hex); repeat
+    /// for more.
     #[arg(long = "to", value_name = "PUBKEY")]
     to: Vec<String>,
 }
 
 pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
-    let mut recipients = Vec::new();
-    for key in &args.to {
-        recipients.push(key.parse::<PublicKey>().map_err(|_| {
-            anyhow::anyhow!("--to {key}: not a secp256k1 public key (66 hex characters)")
-        })?);
-    }
+    let recipients = parse_keys(&args.to)?;
     let (reader, default_name, size): (Box<dyn Read + Send>, String, Option<u64>) =
         if args.path == Path::new("-") {
             (Box::new(io::stdin()), "stdin".into(), None)
@@ -319,21 +315,29 @@ pub(crate) fn peers(ctx: &Context) -> anyhow::Result<()> {
 /// Arguments of `datamesh share`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  datamesh share dm1… --to 02ab…(66 hex, from the friend's `datamesh keys export-public`)"
+    after_help = "Example:\n  datamesh share dm1… --to dmpq1…(from the friend's `datamesh keys export-public file-encryption-hybrid`)"
 )]
 pub(crate) struct ShareArgs {
     /// The file id (`dm1…`), a file this node stored.
     id: String,
-    /// The public key to give access to; repeat for more.
+    /// The recipient to give access to: a hybrid recipient (`dmpq1...`) or a secp256k1
+    /// key (66 hex); repeat for more.
     #[arg(long = "to", value_name = "PUBKEY", required = true)]
     to: Vec<String>,
 }
 
-fn parse_keys(keys: &[String]) -> anyhow::Result<Vec<PublicKey>> {
+/// `--to` values: hybrid recipients (`dmpq1...`, checksum checked) or secp256k1 keys.
+fn parse_keys(keys: &[String]) -> anyhow::Result<Vec<Recipient>> {
     keys.iter()
         .map(|key| {
-            key.parse::<PublicKey>().map_err(|_| {
-                anyhow::anyhow!("--to {key}: not a secp256k1 public key (66 hex characters)")
+            key.parse::<Recipient>().map_err(|e| {
+                let shown: String = key.trim().chars().take(24).collect();
+                let more = if key.trim().chars().count() > 24 {
+                    "..."
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("--to {shown}{more}: {e}")
             })
         })
         .collect()
@@ -404,12 +408,13 @@ pub(crate) fn rewrap(
     }
 }
 
-/// The files of the running node that only the key with this public key (compressed
-/// SEC1) opens: destroying it would make them unreadable.
-pub(crate) fn files_needing_only(ctx: &Context, public_key: &[u8]) -> anyhow::Result<Vec<String>> {
-    let key = PublicKey::from_sec1_bytes(public_key)
-        .map_err(|_| anyhow::anyhow!("the keystore holds an invalid public key"))?;
-    let id = datamesh_core::KeyId::of(&key).to_string();
+/// The files of the running node that only the key with this id (classical or hybrid)
+/// opens: destroying it would make them unreadable.
+pub(crate) fn files_needing_only(
+    ctx: &Context,
+    key_id: datamesh_core::KeyId,
+) -> anyhow::Result<Vec<String>> {
+    let id = key_id.to_string();
     let usage = client(ctx)?.key_usage(false)?;
     Ok(usage
         .into_iter()

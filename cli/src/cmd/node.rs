@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use datamesh_keys::fsx;
 use datamesh_node::libp2p::identity::Keypair;
-use datamesh_node::{ApiToken, NetworkConfig, Node, NodeConfig, StoreConfig};
+use datamesh_node::{ApiToken, FilesConfig, NetworkConfig, Node, NodeConfig, StoreConfig};
 
 use crate::Context;
 use crate::config::Config;
@@ -72,6 +72,8 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     let config = home::read_config(&ctx.home)?;
     let api_address = args.api.unwrap_or(config.api_address);
     let allow_remote = args.api_allow_remote || config.api_allow_remote;
+    let security = crate::security::current();
+    security.check_api_bind(api_address)?;
     Config::check_api_address(api_address, allow_remote)?;
     if !api_address.ip().is_loopback() {
         ctx.out.warn(format_args!(
@@ -132,6 +134,10 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     ))
     .with_check_interval(Duration::from_secs(config.check_interval))
     .with_check_verify(config.check_verify)
+    .with_files(FilesConfig {
+        recipients: security.recipients,
+        ..FilesConfig::default()
+    })
     .with_test_faults(faults);
     fsx::ensure_dir(&home::node_dir(&ctx.home)).context("cannot create the node's data folder")?;
 

@@ -29,8 +29,18 @@ pub(crate) fn key_row(key: &KeyInfo, due: bool) -> Vec<String> {
         format!("{} ({})", key.purpose, key.purpose.algorithm()),
         status,
         key.created.to_string(),
-        key.public_key_hex(),
+        short_public(key),
     ]
+}
+
+/// The public key for a table: a hybrid recipient (about 2,000 characters) shortened to
+/// its start and key id (`keys show` and `export-public` print it whole).
+fn short_public(key: &KeyInfo) -> String {
+    let text = key.public_text();
+    match key.key_id() {
+        Some(id) if text.len() > 80 => format!("{}… (key id {})", &text[..20], id.short()),
+        _ => text,
+    }
 }
 
 /// The JSON of a key version.
@@ -43,6 +53,8 @@ pub(crate) fn key_json(key: &KeyInfo) -> Value {
         "version": key.version,
         "status": key.status.as_str(),
         "public_key": key.public_key_hex(),
+        "recipient": key.recipient().map(|r| r.to_string()),
+        "post_quantum": key.recipient().map(|r| r.kind().is_post_quantum()),
         "key_id": key.key_id().map(|id| id.to_string()),
         "created": key.created.to_string(),
         "activated": time(key.activated),
@@ -106,7 +118,7 @@ fn key_detail(out: &Output, key: &KeyInfo, due: bool) {
                 key.status.to_string()
             },
         ),
-        ("public key", key.public_key_hex()),
+        ("public key", key.public_text()),
     ];
     if let Some(id) = key.key_id() {
         fields.push(("key id", id.to_string()));

@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use datamesh_core::ecies::PublicKey;
 use datamesh_core::{
     AuthorityError, EncodeError, EncodeOptions, Encoder, EnvelopeError, FileId, KeyEnvelope,
-    ShardId, Stripe, TOTAL_SHARDS,
+    PolicyError, Recipient, ShardId, Stripe, TOTAL_SHARDS,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
@@ -47,6 +46,9 @@ pub enum PutError {
     /// Reading or encoding the input failed.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The `[security]` recipient policy refuses a recipient (nothing was stored).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// Fewer than six distinct peers accepted a stripe's shards.
     #[error(
         "stripe {stripe}: only {placed} of 6 shards could be placed on distinct peers ({found} peers found): a put needs 6 reachable peers with free space"
@@ -221,7 +223,7 @@ impl Files {
         &self,
         reader: R,
         name: String,
-        recipients: Vec<PublicKey>,
+        recipients: Vec<Recipient>,
     ) -> Result<PutReport, PutError> {
         let started = Instant::now();
         let ledger = PutLedger::new();
@@ -259,10 +261,15 @@ impl Files {
         &self,
         reader: R,
         name: String,
-        recipients: Vec<PublicKey>,
+        recipients: Vec<Recipient>,
         ledger: &Arc<PutLedger>,
     ) -> Result<PutReport, PutError> {
         let keys = self.file_keys().map_err(PutError::Keys)?;
+        // The policy is checked before a byte is placed: a refused put stores nothing.
+        let policy = self.config().recipients;
+        let mut wrap_to = vec![keys.owner_recipient(policy)?];
+        wrap_to.extend(recipients);
+        policy.check(&wrap_to)?;
         let authority = keys.new_authority().ok_or(PutError::NoAuthority)??;
         let commitment = authority.file_authority();
         let window = self.config().window.max(1);
@@ -331,9 +338,7 @@ impl Files {
             });
         }
 
-        let mut wrap_to = vec![keys.active.public_key()];
-        wrap_to.extend(recipients);
-        let envelope = KeyEnvelope::seal(id, 1, &encoded.data_key, &wrap_to, &authority)
+        let envelope = KeyEnvelope::seal_to(id, 1, &encoded.data_key, &wrap_to, &authority)
             .map_err(|source| PutError::Seal { file: id, source })?;
         // The manifest holders keep the envelope (a holder keeps one only for a manifest
         // it holds). The data key lives only there: too few copies undo the put.

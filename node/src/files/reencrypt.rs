@@ -13,8 +13,7 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
-use datamesh_core::ecies::PublicKey;
-use datamesh_core::{FileId, ShardId};
+use datamesh_core::{FileId, Recipient, ShardId};
 use futures::stream::StreamExt;
 use libp2p::PeerId;
 use tokio::task::JoinError;
@@ -122,7 +121,7 @@ impl Files {
         let manifest = file.manifest.clone();
         let holders = file.holders.clone();
         let name = file.metadata.name.clone();
-        let recipients: Vec<PublicKey> = entry
+        let recipients: Vec<Recipient> = entry
             .shared_with
             .iter()
             .filter_map(|h| h.parse().ok())

@@ -75,6 +75,15 @@ pub(crate) const PREREQS: &[Prereq] = &[
         find: |m| m.which("swtpm").map_or(Detect::Missing, Detect::Found),
         debian: "swtpm",
     },
+    Prereq {
+        name: "tpm2-tools",
+        why: "to move a PCR in the TPM unlock tests",
+        find: |m| {
+            m.which("tpm2_pcrextend")
+                .map_or(Detect::Missing, Detect::Found)
+        },
+        debian: "tpm2-tools",
+    },
 ];
 
 /// `relative` below the machine's root, if it is a file.
@@ -399,6 +408,7 @@ pub(crate) mod tests {
         pub(crate) fn hardware(&self) -> std::io::Result<()> {
             self.program("pkg-config")?;
             self.program("swtpm")?;
+            self.program("tpm2_pcrextend")?;
             for file in [
                 "usr/include/tss2/tss2_esys.h",
                 "usr/lib/softhsm/libsofthsm2.so",
@@ -484,7 +494,8 @@ pub(crate) mod tests {
                     "pkg-config",
                     "libtss2-dev",
                     "softhsm2",
-                    "swtpm"
+                    "swtpm",
+                    "tpm2-tools"
                 ]
             }
         );

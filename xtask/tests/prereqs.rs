@@ -32,6 +32,7 @@ impl FakeMachine {
         // The hardware unlock slots' prerequisites are present.
         m.script("pkg-config", "exit 0")?;
         m.script("swtpm", "exit 0")?;
+        m.script("tpm2_pcrextend", "exit 0")?;
         for file in [
             "usr/include/tss2/tss2_esys.h",
             "usr/lib/softhsm/libsofthsm2.so",
@@ -194,12 +195,14 @@ fn a_dry_run_as_root_installs_nothing() -> TestResult {
              libtss2 (the TPM 2.0 stack the TPM unlock slot links): {}\n\
              SoftHSM2 (the PKCS#11 token of the hardware unlock tests): {}\n\
              swtpm (the software TPM of the hardware unlock tests): {}\n\
+             tpm2-tools (to move a PCR in the TPM unlock tests): {}\n\
              would run: apt-get install -y libclang-dev (dry run: nothing installed)\n",
             m.root.join("bin/c++").display(),
             m.root.join("bin/pkg-config").display(),
             m.root.join("usr/include/tss2/tss2_esys.h").display(),
             m.root.join("usr/lib/softhsm/libsofthsm2.so").display(),
             m.root.join("bin/swtpm").display(),
+            m.root.join("bin/tpm2_pcrextend").display(),
         )
     );
     assert_eq!(m.calls("apt-get"), "");

@@ -147,6 +147,9 @@ fn up(
     nodes: usize,
     hosts: Option<usize>,
 ) -> anyhow::Result<Testnet> {
+    if hosts.is_some() {
+        datamesh_testnet::require_root_for_hosts()?;
+    }
     if let Ok(mut existing) = Testnet::attach(binary, dir)
         && (0..existing.len()).any(|i| existing.is_running(i))
     {
@@ -240,6 +243,9 @@ pub(crate) struct DemoMismatch;
 fn demo(ctx: &Context, binary: &Path, dir: &Path, hosts: Option<usize>) -> anyhow::Result<()> {
     const NODES: usize = 8;
     const SIZE: usize = 16 << 20;
+    if hosts.is_some() {
+        datamesh_testnet::require_root_for_hosts()?;
+    }
     let step = |n: u8, text: std::fmt::Arguments<'_>| {
         let _ = writeln!(std::io::stderr().lock(), "[{n}/5] {text}");
     };

@@ -7,6 +7,8 @@
 //! * `reach`: one request to a peer (this node served locally), many at once under a
 //!   deadline, envelope and announcement fan-outs.
 //! * `placement`: the peers nearest to a key that accept a shard or a manifest copy.
+//! * `domains`: failure domains, six hosts (IP addresses) for a stripe before a second
+//!   shard on one host.
 //! * `locate`: a file's manifest, an envelope this node can open, the shards' holders.
 //! * `put`, `get`, `share`: the operations, each with its error and report.
 //! * `reencrypt`: a file read and stored again under a fresh data key (a new file id),
@@ -15,6 +17,7 @@
 //!
 //! The checker (`crate::check`) is built on these parts; nothing here knows it.
 
+mod domains;
 mod engine;
 mod get;
 mod locate;

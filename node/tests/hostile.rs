@@ -174,7 +174,7 @@ impl Net {
             .put(
                 std::io::Cursor::new(plain.clone()),
                 format!("honest-{seed}.bin"),
-                vec![self.keys[2].public_key()],
+                vec![self.keys[2].public_key().into()],
             )
             .await?;
         let reader = &self.nodes[2];

@@ -236,7 +236,7 @@ async fn a_shared_file_opens_on_another_node_even_with_two_holders_down() -> Tes
         .put(
             std::io::Cursor::new(plain.clone()),
             "shared.bin".into(),
-            vec![friend],
+            vec![friend.into()],
         )
         .await?;
     // Node 5 was given the key; node 6 was not.
@@ -384,7 +384,7 @@ async fn sharing_later_rewraps_the_key_without_moving_shards() -> TestResult {
     let rewrap = net
         .node(0)
         .files()
-        .rewrap(report.id, vec![net.keys[6].public_key()])
+        .rewrap(report.id, vec![net.keys[6].public_key().into()])
         .await?;
     assert_eq!(rewrap.sequence, 2);
     assert_eq!(rewrap.recipients, 2);

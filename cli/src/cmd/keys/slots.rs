@@ -244,8 +244,19 @@ fn add_composite(
         datamesh_keys::fsx::write_private_file(path, &*bytes)
             .with_context(|| format!("cannot write the key file {}", path.display()))?;
     }
-    let key_file = KeyFile::read(path).map_err(anyhow::Error::msg)?;
-    let id = keystore.add_composite_slot(&new, &key_file, kdf, label)?;
+    let added = KeyFile::read(path)
+        .map_err(anyhow::Error::msg)
+        .and_then(|key_file| Ok(keystore.add_composite_slot(&new, &key_file, kdf, label)?));
+    let id = match added {
+        Ok(id) => id,
+        Err(e) => {
+            if generate {
+                // The key file made for a slot that was not added opens nothing.
+                let _ = datamesh_keys::fsx::scrub_and_remove(path);
+            }
+            return Err(e);
+        }
+    };
     if ctx.out.json() {
         ctx.out.json_value(&json!({ "id": id, "label": label }));
     } else {

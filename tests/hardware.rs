@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use datamesh_testnet::hardware::SoftHsm;
+use datamesh_testnet::hardware::{SoftHsm, Swtpm};
 use datamesh_testnet::input::{MIB, assert_same_file, make_file};
 use datamesh_testnet::run::{Outcome, run_within, serial};
 use datamesh_testnet::{Config, Kdf, Testnet};
@@ -137,6 +137,73 @@ fn a_node_restarts_after_a_crash_unlocked_by_softhsm2() -> anyhow::Result<()> {
     ensure!(
         log.contains("token \"node-0\" needs a PIN"),
         "the log does not name the missing PIN: {}",
+        log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+    );
+    Ok(())
+}
+
+/// The same with the TPM: node 0's password slot and file are removed after a TPM slot is
+/// added; SIGKILLed, the node starts again unlocked by its (software) TPM and serves its
+/// file; pointed at another TPM (the keystore on another machine), it does not start.
+#[test]
+fn a_node_restarts_after_a_crash_unlocked_by_its_tpm() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let tpm = Swtpm::start(&scratch.join("tpm"))?;
+    let tcti = tpm.tcti();
+    let mut net = testnet(scratch)?;
+    let password_file = net.password_file(0);
+
+    let mut add = net.cli(0);
+    add.env("TSS2_LOG", "all+none")
+        .args([
+            "keys",
+            "slot",
+            "add",
+            "--tpm",
+            "--tpm-tcti",
+            &tcti,
+            "--password-file",
+        ])
+        .arg(&password_file);
+    let id = String::from_utf8(run(add, scratch)?.ok("slot add --tpm")?)?;
+    ensure!(id.trim() == "2", "slot add printed {id:?}");
+    let mut remove = net.cli(0);
+    remove
+        .env("TSS2_LOG", "all+none")
+        .args(["keys", "slot", "remove", "1", "--tpm-tcti", &tcti]);
+    run(remove, scratch)?.ok("slot remove 1 through the TPM")?;
+    fs::remove_file(&password_file)?;
+
+    let before = make_file(scratch, MIB + 5, 3)?;
+    let mut put = net.cli(0);
+    put.arg("put").arg(&before);
+    let id = String::from_utf8(run(put, scratch)?.ok("put before the crash")?)?;
+    let id = id.trim().to_string();
+
+    net.set_node_env(0, "DATAMESH_TPM_TCTI", Some(&tcti))?;
+    net.set_node_env(0, "TSS2_LOG", Some("all+none"))?;
+    net.kill(0)?;
+    net.start(0)?;
+    let out = scratch.join("after-crash");
+    let mut get = net.cli(0);
+    get.args(["get", &id, "-o"]).arg(&out);
+    run(get, scratch)?.ok("get after the restart")?;
+    assert_same_file(&before, &out).context("the file put before the crash")?;
+
+    // Another machine's TPM does not open the slot: the node refuses to start.
+    let other = Swtpm::start(&scratch.join("other-tpm"))?;
+    net.set_node_env(0, "DATAMESH_TPM_TCTI", Some(&other.tcti()))?;
+    net.kill(0)?;
+    ensure!(
+        net.start(0).is_err(),
+        "the node started through another TPM"
+    );
+    let log = fs::read_to_string(net.log_file(0))?;
+    ensure!(
+        log.contains("sealed by another TPM"),
+        "the log does not name the other TPM: {}",
         log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
     );
     Ok(())

@@ -218,23 +218,58 @@ fn check_new(password: Password, allow_weak: bool) -> anyhow::Result<Password> {
 
 /// The first line of a password file (without `\n` / `\r\n`).
 pub(crate) fn from_file(path: &Path, out: &Output) -> anyhow::Result<Password> {
-    let context = || format!("cannot read the password file {}", path.display());
+    let bytes = first_line(path, "password", MAX_PASSWORD_LEN, out)?.ok_or_else(|| {
+        datamesh_keys::PasswordError::TooLong {
+            len: fs_len(path),
+            max: MAX_PASSWORD_LEN,
+        }
+    })?;
+    Ok(Password::from_utf8(bytes)?)
+}
+
+/// The longest PIN read from a file.
+const MAX_PIN_LEN: usize = 256;
+
+/// The first line of a PIN file (without `\n` / `\r\n`).
+pub(crate) fn pin_from_file(path: &Path, out: &Output) -> anyhow::Result<Pin> {
+    let bytes = first_line(path, "PIN", MAX_PIN_LEN, out)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the PIN file {} is longer than {MAX_PIN_LEN} bytes",
+            path.display()
+        )
+    })?;
+    let text = core::str::from_utf8(&bytes)
+        .map_err(|_| anyhow::anyhow!("the PIN in {} is not UTF-8", path.display()))?;
+    Ok(Pin::new(text))
+}
+
+fn fs_len(path: &Path) -> usize {
+    std::fs::metadata(path).map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX))
+}
+
+/// The first line (without `\n` / `\r\n`) of the `what` file at `path`, or `None` if
+/// the file is longer than `max` bytes and a line end. Warns when group or others can
+/// read it.
+fn first_line(
+    path: &Path,
+    what: &str,
+    max: usize,
+    out: &Output,
+) -> anyhow::Result<Option<Zeroizing<Vec<u8>>>> {
+    let context = || format!("cannot read the {what} file {}", path.display());
     let file = File::open(path).with_context(context)?;
     let meta = file.metadata().with_context(context)?;
     if meta.permissions().mode() & 0o077 != 0 {
         out.warn(format_args!(
-            "the password file {} is readable by group or others; run `chmod 600 {}`",
+            "the {what} file {} is readable by group or others; run `chmod 600 {}`",
             path.display(),
             path.display()
         ));
     }
-    // A password of MAX_PASSWORD_LEN bytes, plus "\r\n".
-    let limit = MAX_PASSWORD_LEN as u64 + 2;
+    // The longest content, plus "\r\n".
+    let limit = max as u64 + 2;
     if meta.len() > limit {
-        anyhow::bail!(datamesh_keys::PasswordError::TooLong {
-            len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
-            max: MAX_PASSWORD_LEN,
-        });
+        return Ok(None);
     }
     // Sized up front so that reading never reallocates (which would leave a copy behind).
     let capacity = usize::try_from(meta.len()).unwrap_or(0) + 1;
@@ -250,35 +285,7 @@ pub(crate) fn from_file(path: &Path, out: &Output) -> anyhow::Result<Password> {
         end -= 1;
     }
     bytes.truncate(end);
-    Ok(Password::from_utf8(bytes)?)
-}
-
-/// The first line of a PIN file (without `\n` / `\r\n`); at most 256 bytes.
-pub(crate) fn pin_from_file(path: &Path, out: &Output) -> anyhow::Result<Pin> {
-    let context = || format!("cannot read the PIN file {}", path.display());
-    let file = File::open(path).with_context(context)?;
-    let meta = file.metadata().with_context(context)?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        out.warn(format_args!(
-            "the PIN file {} is readable by group or others; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ));
-    }
-    let mut bytes = Zeroizing::new(Vec::with_capacity(260));
-    file.take(258)
-        .read_to_end(&mut bytes)
-        .with_context(context)?;
-    let end = bytes
-        .iter()
-        .position(|b| *b == b'\n' || *b == b'\r')
-        .unwrap_or(bytes.len());
-    if end > 256 {
-        anyhow::bail!("the PIN in {} is longer than 256 bytes", path.display());
-    }
-    let text = core::str::from_utf8(&bytes[..end])
-        .map_err(|_| anyhow::anyhow!("the PIN in {} is not UTF-8", path.display()))?;
-    Ok(Pin::new(text))
+    Ok(Some(bytes))
 }
 
 pub(crate) fn prompt(label: &str) -> anyhow::Result<Password> {

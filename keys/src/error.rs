@@ -125,7 +125,7 @@ pub enum OpenError {
     },
     /// A keystore format this build does not know.
     #[error(
-        "the keystore {path} has format version {version}; this build reads version 1 only (upgrade datamesh)"
+        "the keystore {path} has format version {version}; this build reads versions 1 and 2 only (upgrade datamesh)"
     )]
     UnsupportedVersion {
         /// The keystore file.
@@ -374,6 +374,12 @@ pub enum ChangeError {
     #[error("cannot add the slot: {problem}")]
     SlotBackend {
         /// What went wrong, in one line.
+        problem: String,
+    },
+    /// The unlock policy refuses the change.
+    #[error("{problem}")]
+    UnlockPolicy {
+        /// Why, in one line.
         problem: String,
     },
     /// A key file could not be used.

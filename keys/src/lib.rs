@@ -91,7 +91,9 @@ pub use recovery::{CopyError, MAX_COPY_LEN};
 pub use ring::{KeyRing, SlotInfo, SlotKind};
 pub use slot::pkcs11::DEFAULT_KEY_LABEL;
 pub use slot::tpm::MAX_PCR;
-pub use slot::{Credentials, DEFAULT_TPM_TCTI, KeyFile, MAX_KEY_FILE_LEN, NewSlot, Pin};
+pub use slot::{
+    Credentials, DEFAULT_TPM_TCTI, KeyFile, MAX_KEY_FILE_LEN, NewSlot, Pin, UnlockPolicy,
+};
 
 #[cfg(test)]
 mod tests;

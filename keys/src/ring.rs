@@ -20,7 +20,7 @@ use crate::password::Password;
 use crate::secret::Secret32;
 use crate::slot::composite::CompositeSlot;
 use crate::slot::pkcs11::Pkcs11Slot;
-use crate::slot::{Credentials, SLOT_COMPOSITE, SLOT_PKCS11, SLOT_TPM};
+use crate::slot::{Credentials, SLOT_COMPOSITE, SLOT_PKCS11, SLOT_TPM, UnlockPolicy};
 
 /// Why sealed bytes did not unlock.
 #[derive(Debug)]
@@ -136,6 +136,8 @@ pub struct KeyRing {
     pub(crate) body: Body,
     master: Secret32,
     unlocked_slot: u32,
+    /// The slot kinds that may unlock (none: every kind).
+    pub(crate) unlock_policy: Option<UnlockPolicy>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -190,6 +192,7 @@ impl KeyRing {
             },
             master,
             unlocked_slot: 1,
+            unlock_policy: None,
         })
     }
 
@@ -255,8 +258,16 @@ impl KeyRing {
             match attempt {
                 Ok(Some(master)) => {
                     let id = raw.id;
-                    return Self::with_master(bytes, header.clone(), header_len, master, id)
-                        .map_err(UnsealError::Format);
+                    let ring = Self::with_master(bytes, header.clone(), header_len, master, id)
+                        .map_err(UnsealError::Format)?;
+                    match &ring.unlock_policy {
+                        Some(policy) if !policy.allows(raw.kind) => failures.push(format!(
+                            "slot {id} ({}): the keystore's unlock policy allows only {} slots to unlock",
+                            SlotKind::of(raw).name(),
+                            policy.names().join(", ")
+                        )),
+                        _ => return Ok(ring),
+                    }
                 }
                 Ok(None) => {}
                 Err(problem) => failures.push(format!(
@@ -336,7 +347,7 @@ impl KeyRing {
         master: Secret32,
         unlocked_slot: u32,
     ) -> Result<Self, FormatError> {
-        let body = format::open_body(bytes, header_len, &master)?;
+        let (body, unlock_policy) = format::open_body(bytes, header_len, &master)?;
         let ids: Vec<u32> = header.slots.iter().map(|s| s.id).collect();
         body.validate(&ids).map_err(FormatError::Malformed)?;
         Ok(Self {
@@ -344,6 +355,7 @@ impl KeyRing {
             body,
             master,
             unlocked_slot,
+            unlock_policy,
         })
     }
 
@@ -351,7 +363,12 @@ impl KeyRing {
     pub(crate) fn seal(&self) -> Result<Vec<u8>, String> {
         let ids: Vec<u32> = self.header.slots.iter().map(|s| s.id).collect();
         self.body.validate(&ids)?;
-        format::seal(&self.header, &self.body, &self.master)
+        format::seal(
+            &self.header,
+            &self.body,
+            self.unlock_policy.as_ref(),
+            &self.master,
+        )
     }
 
     pub(crate) fn master(&self) -> &Secret32 {
@@ -629,6 +646,41 @@ impl KeyRing {
         self.unlocked_slot
     }
 
+    /// The slot kinds that may unlock, if the keystore has an unlock policy.
+    #[must_use]
+    pub fn unlock_policy(&self) -> Option<&UnlockPolicy> {
+        self.unlock_policy.as_ref()
+    }
+
+    /// Sets (or, with `None`, removes) the unlock policy. Refused while a slot of a kind
+    /// it does not allow exists (remove it first: a policy must not be undone by a slot
+    /// that still opens the keystore with an older build).
+    pub(crate) fn set_unlock_policy(
+        &mut self,
+        policy: Option<UnlockPolicy>,
+    ) -> Result<(), ChangeError> {
+        if let Some(policy) = &policy {
+            let refused: Vec<String> = self
+                .header
+                .slots
+                .iter()
+                .filter(|raw| !policy.allows(raw.kind))
+                .map(|raw| format!("slot {} ({})", raw.id, SlotKind::of(raw).name()))
+                .collect();
+            if !refused.is_empty() {
+                return Err(ChangeError::UnlockPolicy {
+                    problem: format!(
+                        "{} would not be allowed to unlock; remove {} first (`datamesh keys slot remove ID`)",
+                        refused.join(", "),
+                        if refused.len() == 1 { "it" } else { "them" }
+                    ),
+                });
+            }
+        }
+        self.unlock_policy = policy;
+        Ok(())
+    }
+
     // ----- changes (in memory; `Keystore` writes them) -----
 
     fn find_mut(&mut self, name: &str, version: u32) -> Result<&mut Entry, ChangeError> {
@@ -801,6 +853,14 @@ impl KeyRing {
         label: &str,
         now: i64,
     ) -> Result<u32, ChangeError> {
+        if let Some(policy) = self.unlock_policy.as_ref().filter(|p| !p.allows(kind)) {
+            return Err(ChangeError::UnlockPolicy {
+                problem: format!(
+                    "the unlock policy allows only {} slots; a slot of another kind would open nothing",
+                    policy.names().join(", ")
+                ),
+            });
+        }
         if label.len() > MAX_LABEL_LEN {
             return Err(ChangeError::BadLabel { max: MAX_LABEL_LEN });
         }
@@ -823,7 +883,16 @@ impl KeyRing {
         if !self.header.slots.iter().any(|s| s.id == id) {
             return Err(ChangeError::NoSuchSlot { id });
         }
-        if self.header.slots.len() == 1 {
+        // At least one slot of a known kind that the policy allows must stay.
+        let can_open = |raw: &&RawSlot| {
+            raw.id != id
+                && !matches!(SlotKind::of(raw), SlotKind::Unknown(_))
+                && self
+                    .unlock_policy
+                    .as_ref()
+                    .is_none_or(|p| p.allows(raw.kind))
+        };
+        if !self.header.slots.iter().any(|raw| can_open(&raw)) {
             return Err(ChangeError::LastSlot { id });
         }
         if id == self.unlocked_slot {

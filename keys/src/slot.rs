@@ -375,3 +375,90 @@ pub(crate) fn tpm_pcrs(data: &[u8]) -> Result<Vec<u8>, String> {
 pub(crate) fn open_tpm(data: &[u8], tcti: &str) -> Result<Secret32, String> {
     tpm::TpmSlot::decode(data)?.open(tcti)
 }
+
+/// The slot kinds that may unlock a keystore (sealed with it, version 2): e.g. only
+/// hardware and two-factor slots, so that a password alone opens nothing.
+///
+/// ```text
+/// policy = count u8 (1..=8) | kind u8 per allowed kind, ascending, each of 1..=4
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnlockPolicy {
+    kinds: Vec<u8>,
+}
+
+impl UnlockPolicy {
+    /// Kind names as `keys slot list` shows them.
+    const NAMES: [(&'static str, u8); 4] = [
+        ("password", crate::format::SLOT_PASSWORD),
+        ("pkcs11", SLOT_PKCS11),
+        ("tpm", SLOT_TPM),
+        ("password+keyfile", SLOT_COMPOSITE),
+    ];
+
+    /// A policy allowing exactly the named kinds (`password`, `pkcs11`, `tpm`,
+    /// `password+keyfile`).
+    ///
+    /// # Errors
+    ///
+    /// An unknown name, or none.
+    pub fn allowing(names: &[String]) -> Result<Self, String> {
+        let mut kinds = Vec::with_capacity(names.len());
+        for name in names {
+            let kind = Self::NAMES
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, k)| *k)
+                .ok_or_else(|| {
+                    format!("unknown slot kind {name:?} (password, pkcs11, tpm, password+keyfile)")
+                })?;
+            kinds.push(kind);
+        }
+        kinds.sort_unstable();
+        kinds.dedup();
+        if kinds.is_empty() {
+            return Err("an unlock policy allows at least one slot kind".into());
+        }
+        Ok(Self { kinds })
+    }
+
+    /// Whether slots of `kind` may unlock.
+    pub(crate) fn allows(&self, kind: u8) -> bool {
+        self.kinds.contains(&kind)
+    }
+
+    /// The allowed kinds' names.
+    #[must_use]
+    pub fn names(&self) -> Vec<&'static str> {
+        Self::NAMES
+            .iter()
+            .filter(|(_, k)| self.kinds.contains(k))
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + self.kinds.len());
+        out.push(u8::try_from(self.kinds.len()).unwrap_or(0));
+        out.extend_from_slice(&self.kinds);
+        out
+    }
+
+    /// The policy at the start of `bytes`, and the bytes after it.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<(Self, &[u8]), String> {
+        let mut reader = SlotReader::new(bytes);
+        let count = usize::from(reader.u8()?);
+        if count == 0 || count > 8 {
+            return Err("an unlock policy of no or too many kinds".into());
+        }
+        let kinds = reader.take(count)?.to_vec();
+        if kinds.windows(2).any(|w| w[0] >= w[1])
+            || kinds
+                .iter()
+                .any(|k| !Self::NAMES.iter().any(|(_, known)| known == k))
+        {
+            return Err("an unlock policy with unknown or unsorted kinds".into());
+        }
+        Ok((Self { kinds }, reader.bytes))
+    }
+}

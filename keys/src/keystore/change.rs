@@ -21,7 +21,7 @@ use crate::secret::Secret32;
 use crate::slot::composite::CompositeSlot;
 use crate::slot::pkcs11::Pkcs11Slot;
 use crate::slot::tpm::TpmSlot;
-use crate::slot::{KeyFile, NewSlot, SLOT_COMPOSITE, SLOT_PKCS11, SLOT_TPM};
+use crate::slot::{KeyFile, NewSlot, SLOT_COMPOSITE, SLOT_PKCS11, SLOT_TPM, UnlockPolicy};
 
 /// What a rekey did with the unlock slots.
 #[derive(Clone, Debug)]
@@ -36,7 +36,7 @@ pub struct RekeyReport {
 impl Keystore {
     /// Applies `apply` to a copy of the key ring, writes it and logs `event`. On any error
     /// the keystore (file and memory) is as before, and a `failed` line is logged.
-    pub(super) fn change<T>(
+    pub(crate) fn change<T>(
         &mut self,
         event: AuditEvent,
         apply: impl FnOnce(&mut KeyRing, &mut AuditEvent) -> Result<T, ChangeError>,
@@ -375,6 +375,24 @@ impl Keystore {
                 event.set_detail(format!("slot {id}, {detail}"));
                 Ok((id, made))
             },
+        )
+    }
+
+    /// Sets the unlock policy (the slot kinds that may unlock), or removes it with `None`.
+    /// A keystore with a policy is written as format version 2, which older builds refuse.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::UnlockPolicy`] while a slot of a kind the policy does not allow
+    /// exists; lock or I/O errors.
+    pub fn set_unlock_policy(&mut self, policy: Option<UnlockPolicy>) -> Result<(), ChangeError> {
+        let detail = policy.as_ref().map_or_else(
+            || "unlock: any slot kind".to_owned(),
+            |p| format!("unlock: {}", p.names().join(", ")),
+        );
+        self.change(
+            AuditEvent::new(AuditOp::Policy).with_detail(detail),
+            |ring, _| ring.set_unlock_policy(policy),
         )
     }
 

@@ -13,7 +13,7 @@
 //! a copy of the keystore does not open through this slot on another machine (another
 //! TPM answers "integrity check failed"). The operations need the `tpm` feature.
 
-use super::{NONCE_LEN, SLOT_AAD_LABEL, SLOT_TPM, SlotReader, WRAPPED_LEN, put_blob};
+use super::{NONCE_LEN, SlotReader, WRAPPED_LEN, put_blob};
 use crate::secret::Secret32;
 
 /// The highest PCR index a slot may name (PC Client TPMs have 24).
@@ -77,10 +77,11 @@ impl TpmSlot {
         Ok(slot)
     }
 
+    #[cfg(feature = "tpm")]
     fn aad(pcr_mask: u32) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(SLOT_AAD_LABEL.len() + 5);
-        aad.extend_from_slice(SLOT_AAD_LABEL);
-        aad.push(SLOT_TPM);
+        let mut aad = Vec::with_capacity(super::SLOT_AAD_LABEL.len() + 5);
+        aad.extend_from_slice(super::SLOT_AAD_LABEL);
+        aad.push(super::SLOT_TPM);
         aad.extend_from_slice(&pcr_mask.to_be_bytes());
         aad
     }

@@ -206,12 +206,22 @@ fn a_tampered_file_is_reported_as_damaged_through_open() -> TestResult {
     ));
     let mut future = bytes.clone();
     if let Some(b) = future.get_mut(8) {
-        *b = 2;
+        *b = 3;
     }
     fs::write(&path, &future)?;
     assert!(matches!(
         Keystore::open(dir.path(), &pw("old password")),
-        Err(OpenError::UnsupportedVersion { version: 2, .. })
+        Err(OpenError::UnsupportedVersion { version: 3, .. })
+    ));
+    // A version 1 file relabelled 2 (the version is authenticated with the header).
+    let mut relabelled = bytes.clone();
+    if let Some(b) = relabelled.get_mut(8) {
+        *b = 2;
+    }
+    fs::write(&path, &relabelled)?;
+    assert!(matches!(
+        Keystore::open(dir.path(), &pw("old password")),
+        Err(OpenError::Corrupt { .. })
     ));
     Ok(())
 }

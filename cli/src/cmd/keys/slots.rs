@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use datamesh_keys::{DEFAULT_KEY_LABEL, KdfParams, KeyFile, Keystore, NewSlot, SlotKind};
+use datamesh_keys::{
+    DEFAULT_KEY_LABEL, KdfParams, KeyFile, Keystore, NewSlot, SlotKind, UnlockPolicy,
+};
 use serde_json::json;
 
 use crate::Context;
@@ -147,6 +149,12 @@ pub(super) fn run(ctx: &Context, command: SlotCommand) -> anyhow::Result<()> {
         SlotCommand::List(password) => {
             let keystore = home::unlock(&ctx.home, &password, &ctx.out)?;
             crate::view::keys::slots(&ctx.out, &keystore.slots(), keystore.unlocked_slot());
+            if let Some(policy) = keystore.unlock_policy() {
+                ctx.out.info(format_args!(
+                    "unlock policy: only {} slots may unlock",
+                    policy.names().join(", ")
+                ));
+            }
             Ok(())
         }
         SlotCommand::Remove { id, password } => {
@@ -236,8 +244,19 @@ fn add_composite(
         datamesh_keys::fsx::write_private_file(path, &*bytes)
             .with_context(|| format!("cannot write the key file {}", path.display()))?;
     }
-    let key_file = KeyFile::read(path).map_err(anyhow::Error::msg)?;
-    let id = keystore.add_composite_slot(&new, &key_file, kdf, label)?;
+    let added = KeyFile::read(path)
+        .map_err(anyhow::Error::msg)
+        .and_then(|key_file| Ok(keystore.add_composite_slot(&new, &key_file, kdf, label)?));
+    let id = match added {
+        Ok(id) => id,
+        Err(e) => {
+            if generate {
+                // The key file made for a slot that was not added opens nothing.
+                let _ = datamesh_keys::fsx::scrub_and_remove(path);
+            }
+            return Err(e);
+        }
+    };
     if ctx.out.json() {
         ctx.out.json_value(&json!({ "id": id, "label": label }));
     } else {
@@ -247,5 +266,53 @@ fn add_composite(
         "added unlock slot {id}: its password together with {} opens the same keys; keep the key file apart from the keystore",
         path.display()
     ));
+    Ok(())
+}
+
+/// The unlock policy flags of `keys policy`.
+#[derive(Debug, Args)]
+pub(super) struct UnlockPolicyArgs {
+    /// Allow only these slot kinds to unlock (password, pkcs11, tpm, password+keyfile),
+    /// e.g. `pkcs11,tpm,password+keyfile` to forbid password-only unlock. Refused while a
+    /// slot of another kind exists.
+    #[arg(
+        long,
+        value_name = "KINDS",
+        value_delimiter = ',',
+        conflicts_with = "no_unlock_policy"
+    )]
+    require: Vec<String>,
+    /// Remove the unlock policy: every slot kind may unlock again.
+    #[arg(long)]
+    no_unlock_policy: bool,
+}
+
+impl UnlockPolicyArgs {
+    pub(super) fn given(&self) -> bool {
+        !self.require.is_empty() || self.no_unlock_policy
+    }
+}
+
+/// `keys policy --require KINDS` / `--no-unlock-policy`.
+pub(super) fn unlock_policy(
+    ctx: &Context,
+    args: &UnlockPolicyArgs,
+    password: &PasswordArgs,
+) -> anyhow::Result<()> {
+    let policy = if args.no_unlock_policy {
+        None
+    } else {
+        Some(UnlockPolicy::allowing(&args.require).map_err(anyhow::Error::msg)?)
+    };
+    let mut keystore = home::unlock(&ctx.home, password, &ctx.out)?;
+    keystore.set_unlock_policy(policy)?;
+    let allowed = keystore
+        .unlock_policy()
+        .map_or_else(|| "any".to_owned(), |p| p.names().join(", "));
+    if ctx.out.json() {
+        ctx.out.json_value(&json!({ "unlock": allowed }));
+    }
+    ctx.out
+        .info(format_args!("slot kinds that may unlock: {allowed}"));
     Ok(())
 }

@@ -51,6 +51,18 @@ pub(crate) const PREREQS: &[Prereq] = &[
         find: find_cxx,
         debian: "g++",
     },
+    Prereq {
+        name: "ip and tc",
+        why: "for the tests and testnets of separate hosts: network namespaces, rate limits",
+        find: |m| m.which("ip").map_or(Detect::Missing, Detect::Found),
+        debian: "iproute2",
+    },
+    Prereq {
+        name: "nft",
+        why: "for the kernel-level partitions and packet loss of the fault suite",
+        find: |m| m.which("nft").map_or(Detect::Missing, Detect::Found),
+        debian: "nftables",
+    },
 ];
 
 /// What a search found.
@@ -392,6 +404,8 @@ pub(crate) mod tests {
         let s = Scratch::new("ready")?;
         fake_library(&s.path().join("usr/lib/llvm-14/lib/libclang.so"))?;
         let cxx = s.program("c++")?;
+        s.program("ip")?;
+        s.program("nft")?;
         let m = s.machine();
         let statuses = survey(&m, PREREQS);
         assert_eq!(statuses[1].found, Detect::Found(cxx));
@@ -404,6 +418,8 @@ pub(crate) mod tests {
         let s = Scratch::new("user")?;
         s.program("apt-get")?;
         s.program("c++")?;
+        s.program("ip")?;
+        s.program("nft")?;
         let m = s.machine();
         assert_eq!(
             plan(&m, &survey(&m, PREREQS)),
@@ -425,7 +441,7 @@ pub(crate) mod tests {
             plan(&m, &survey(&m, PREREQS)),
             Plan::Install {
                 apt_get,
-                packages: vec!["libclang-dev", "g++"]
+                packages: vec!["libclang-dev", "g++", "iproute2", "nftables"]
             }
         );
         Ok(())
@@ -438,7 +454,7 @@ pub(crate) mod tests {
         m.uid = Some(0);
         assert_eq!(
             plan(&m, &survey(&m, PREREQS)),
-            Plan::Stop("missing: libclang (for RocksDB's bindgen), a C++ compiler (for RocksDB's C++); this is not a Debian/Ubuntu system (no apt-get): install the equivalent of Debian's libclang-dev g++ with your package manager, or set LIBCLANG_PATH / CXX to where they are".into())
+            Plan::Stop("missing: libclang (for RocksDB's bindgen), a C++ compiler (for RocksDB's C++), ip and tc (for the tests and testnets of separate hosts: network namespaces, rate limits), nft (for the kernel-level partitions and packet loss of the fault suite); this is not a Debian/Ubuntu system (no apt-get): install the equivalent of Debian's libclang-dev g++ iproute2 nftables with your package manager, or set LIBCLANG_PATH / CXX to where they are".into())
         );
         Ok(())
     }

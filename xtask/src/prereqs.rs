@@ -84,6 +84,18 @@ pub(crate) const PREREQS: &[Prereq] = &[
         },
         debian: "tpm2-tools",
     },
+    Prereq {
+        name: "ip and tc",
+        why: "for the tests and testnets of separate hosts: network namespaces, rate limits",
+        find: |m| m.which("ip").map_or(Detect::Missing, Detect::Found),
+        debian: "iproute2",
+    },
+    Prereq {
+        name: "nft",
+        why: "for the kernel-level partitions and packet loss of the fault suite",
+        find: |m| m.which("nft").map_or(Detect::Missing, Detect::Found),
+        debian: "nftables",
+    },
 ];
 
 /// `relative` below the machine's root, if it is a file.
@@ -454,6 +466,8 @@ pub(crate) mod tests {
         s.hardware()?;
         fake_library(&s.path().join("usr/lib/llvm-14/lib/libclang.so"))?;
         let cxx = s.program("c++")?;
+        s.program("ip")?;
+        s.program("nft")?;
         let m = s.machine();
         let statuses = survey(&m, PREREQS);
         assert_eq!(statuses[1].found, Detect::Found(cxx));
@@ -467,6 +481,8 @@ pub(crate) mod tests {
         s.hardware()?;
         s.program("apt-get")?;
         s.program("c++")?;
+        s.program("ip")?;
+        s.program("nft")?;
         let m = s.machine();
         assert_eq!(
             plan(&m, &survey(&m, PREREQS)),
@@ -495,7 +511,9 @@ pub(crate) mod tests {
                     "libtss2-dev",
                     "softhsm2",
                     "swtpm",
-                    "tpm2-tools"
+                    "tpm2-tools",
+                    "iproute2",
+                    "nftables"
                 ]
             }
         );
@@ -510,7 +528,7 @@ pub(crate) mod tests {
         m.uid = Some(0);
         assert_eq!(
             plan(&m, &survey(&m, PREREQS)),
-            Plan::Stop("missing: libclang (for RocksDB's bindgen), a C++ compiler (for RocksDB's C++); this is not a Debian/Ubuntu system (no apt-get): install the equivalent of Debian's libclang-dev g++ with your package manager, or set LIBCLANG_PATH / CXX to where they are".into())
+            Plan::Stop("missing: libclang (for RocksDB's bindgen), a C++ compiler (for RocksDB's C++), ip and tc (for the tests and testnets of separate hosts: network namespaces, rate limits), nft (for the kernel-level partitions and packet loss of the fault suite); this is not a Debian/Ubuntu system (no apt-get): install the equivalent of Debian's libclang-dev g++ iproute2 nftables with your package manager, or set LIBCLANG_PATH / CXX to where they are".into())
         );
         Ok(())
     }

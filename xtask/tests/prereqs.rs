@@ -20,7 +20,7 @@ struct FakeMachine {
 }
 
 impl FakeMachine {
-    /// No libclang; `c++` present; `apt-get` as given (a shell script body, or none).
+    /// No libclang; `c++`, `ip` and `nft` present; `apt-get` as given (a shell script body, or none).
     fn new(name: &str, apt_get: Option<&str>) -> std::io::Result<Self> {
         let root = std::env::temp_dir().join(format!("xtask-it-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
@@ -41,6 +41,9 @@ impl FakeMachine {
             fs::create_dir_all(path.parent().unwrap_or(&m.root))?;
             fs::write(path, b"")?;
         }
+        // The tools of the tests of separate hosts (iproute2, nftables) are there.
+        m.script("ip", "exit 0")?;
+        m.script("nft", "exit 0")?;
         let log = m.log("cargo");
         m.script("cargo", &format!("echo \"$@\" >> '{}'", log.display()))?;
         if let Some(body) = apt_get {
@@ -196,6 +199,8 @@ fn a_dry_run_as_root_installs_nothing() -> TestResult {
              SoftHSM2 (the PKCS#11 token of the hardware unlock tests): {}\n\
              swtpm (the software TPM of the hardware unlock tests): {}\n\
              tpm2-tools (to move a PCR in the TPM unlock tests): {}\n\
+             ip and tc (for the tests and testnets of separate hosts: network namespaces, rate limits): {}\n\
+             nft (for the kernel-level partitions and packet loss of the fault suite): {}\n\
              would run: apt-get install -y libclang-dev (dry run: nothing installed)\n",
             m.root.join("bin/c++").display(),
             m.root.join("bin/pkg-config").display(),
@@ -203,6 +208,8 @@ fn a_dry_run_as_root_installs_nothing() -> TestResult {
             m.root.join("usr/lib/softhsm/libsofthsm2.so").display(),
             m.root.join("bin/swtpm").display(),
             m.root.join("bin/tpm2_pcrextend").display(),
+            m.root.join("bin/ip").display(),
+            m.root.join("bin/nft").display()
         )
     );
     assert_eq!(m.calls("apt-get"), "");

@@ -83,10 +83,7 @@ impl EventLoop {
         bad_frames: mpsc::Receiver<PeerId>,
         policy: PeerPolicy,
         metrics: Arc<Metrics>,
-        mut advertiser: Advertiser,
     ) -> Self {
-        let mut swarm = swarm;
-        advertiser.sync(&mut swarm, &[]);
         let (responses_tx, responses_rx) = mpsc::channel(MAX_INBOUND_IN_FLIGHT);
         Self {
             swarm,
@@ -106,8 +103,15 @@ impl EventLoop {
             pending_providers: HashMap::new(),
             connected: HashSet::new(),
             listen_addresses: Vec::new(),
-            advertiser,
+            advertiser: Advertiser::default(),
         }
+    }
+
+    /// Advertises what `advertiser` chooses (`addresses.rs`) from now on.
+    pub(super) fn with_advertiser(mut self, mut advertiser: Advertiser) -> Self {
+        advertiser.sync(&mut self.swarm, &self.listen_addresses);
+        self.advertiser = advertiser;
+        self
     }
 
     pub(super) async fn run(mut self) {

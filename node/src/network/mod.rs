@@ -221,8 +221,8 @@ impl Network {
             bad_frames_rx,
             config.peer_policy,
             metrics,
-            addresses::Advertiser::new(config.external),
-        );
+        )
+        .with_advertiser(addresses::Advertiser::new(config.external));
         let task = tokio::spawn(events.run());
         Ok((
             Self {

@@ -22,6 +22,8 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 #[path = "swarm/authority.rs"]
 mod authority;
+#[path = "swarm/ui.rs"]
+mod ui;
 
 struct StaticKeys(Vec<u8>);
 

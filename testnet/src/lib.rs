@@ -51,6 +51,7 @@ mod home;
 mod net;
 mod process;
 
+pub mod browser;
 pub mod input;
 pub mod run;
 

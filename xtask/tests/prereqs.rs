@@ -20,13 +20,18 @@ struct FakeMachine {
 }
 
 impl FakeMachine {
-    /// No libclang; `c++` present; `apt-get` as given (a shell script body, or none).
+    /// No libclang; `c++`, chromium and chromedriver present; `apt-get` as given (a
+    /// shell script body, or none).
     fn new(name: &str, apt_get: Option<&str>) -> std::io::Result<Self> {
         let root = std::env::temp_dir().join(format!("xtask-it-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(root.join("bin"))?;
         fs::create_dir_all(root.join(LIB_DIR))?;
         fs::create_dir_all(root.join("usr/lib/llvm-14/lib"))?;
+        fs::create_dir_all(root.join("usr/bin"))?;
+        for browser in ["usr/bin/chromium", "usr/bin/chromedriver"] {
+            fs::write(root.join(browser), "#!/bin/sh\n")?;
+        }
         let m = Self { root };
         m.script("c++", "exit 0")?;
         let log = m.log("cargo");
@@ -179,8 +184,12 @@ fn a_dry_run_as_root_installs_nothing() -> TestResult {
         format!(
             "libclang (for RocksDB's bindgen): missing (Debian package libclang-dev)\n\
              a C++ compiler (for RocksDB's C++): {}\n\
+             chromium (for the dashboard's browser tests): {}\n\
+             chromedriver (to drive chromium in the dashboard's browser tests): {}\n\
              would run: apt-get install -y libclang-dev (dry run: nothing installed)\n",
-            m.root.join("bin/c++").display()
+            m.root.join("bin/c++").display(),
+            m.root.join("usr/bin/chromium").display(),
+            m.root.join("usr/bin/chromedriver").display(),
         )
     );
     assert_eq!(m.calls("apt-get"), "");

@@ -151,11 +151,14 @@ mod tests {
         let page = login(Some("<script>"));
         assert!(page.contains("&lt;script&gt;") && !page.contains("<script>"));
         let page = dashboard(&Dashboard {
-            csrf: "\"><x",
-            peer_id: Some("<p>".into()),
-            addresses: vec!["<a>".into()],
-            keys: Err("<k>".into()),
+            csrf: "\"><evil-csrf",
+            peer_id: Some("<evil-peer>".into()),
+            addresses: vec!["<evil-address>".into()],
+            keys: Err("<evil-key>".into()),
         });
-        assert!(!page.contains("<x") && !page.contains("<p>") && !page.contains("<k>"));
+        for evil in ["<evil-csrf", "<evil-peer>", "<evil-address>", "<evil-key>"] {
+            assert!(!page.contains(evil), "{evil}");
+        }
+        assert!(page.contains("&lt;evil-peer&gt;"));
     }
 }

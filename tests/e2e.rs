@@ -260,6 +260,11 @@ fn testnet_command_demo_and_lifecycle() -> anyhow::Result<()> {
     let stderr = demo.stderr.clone();
     demo.ok("testnet demo")?;
     ensure!(stderr.contains("the copy is identical"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    ensure!(
+        last.starts_with("dashboard of node 0: http://127.0.0.1:") && last.contains("/ui (log in"),
+        "the demo's last line names the dashboard: {stderr}"
+    );
 
     let up_nodes = |scratch: &Path| -> anyhow::Result<Vec<bool>> {
         let json = run(testnet_cmd(&["--json", "status"]), scratch)?.ok("testnet status")?;

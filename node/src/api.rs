@@ -61,7 +61,7 @@ impl ApiToken {
         Self(token.trim().to_string())
     }
 
-    fn matches(&self, presented: &str) -> bool {
+    pub(crate) fn matches(&self, presented: &str) -> bool {
         bool::from(self.0.as_bytes().ct_eq(presented.as_bytes())) && !self.0.is_empty()
     }
 }
@@ -97,7 +97,8 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/peers", get(peers))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::ui::router(state))
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {

@@ -15,6 +15,7 @@ pub mod protocol;
 pub mod records;
 pub mod serve;
 pub mod store;
+mod ui;
 
 pub use api::ApiToken;
 pub use check::{CheckError, CheckReport, Checker, Health, RepairError, SelfCheck};

@@ -34,6 +34,10 @@ pub struct Metrics {
     pub gets: Counter,
     /// Failed puts and gets.
     pub failures: Counter,
+    /// Plaintext bytes of completed puts.
+    pub put_bytes: Counter,
+    /// Plaintext bytes of completed gets.
+    pub get_bytes: Counter,
     /// Put latency, seconds.
     pub put_seconds: Histogram,
     /// Get latency, seconds.
@@ -101,6 +105,8 @@ impl Metrics {
             puts: Counter::default(),
             gets: Counter::default(),
             failures: Counter::default(),
+            put_bytes: Counter::default(),
+            get_bytes: Counter::default(),
             put_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             get_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             dht_peers: Gauge::default(),
@@ -162,6 +168,16 @@ impl Metrics {
         reg.register("puts", "Completed puts", m.puts.clone());
         reg.register("gets", "Completed gets", m.gets.clone());
         reg.register("failures", "Failed puts and gets", m.failures.clone());
+        reg.register(
+            "put_bytes",
+            "Plaintext bytes of completed puts",
+            m.put_bytes.clone(),
+        );
+        reg.register(
+            "get_bytes",
+            "Plaintext bytes of completed gets",
+            m.get_bytes.clone(),
+        );
         reg.register(
             "put_seconds",
             "Put latency in seconds",

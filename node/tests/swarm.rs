@@ -24,6 +24,8 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 mod authority;
 #[path = "swarm/durable.rs"]
 mod durable;
+#[path = "swarm/ui.rs"]
+mod ui;
 
 struct StaticKeys(Vec<u8>);
 

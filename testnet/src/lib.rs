@@ -67,6 +67,7 @@ mod net;
 mod netns;
 mod process;
 
+pub mod browser;
 pub mod input;
 pub mod run;
 

@@ -96,6 +96,18 @@ pub(crate) const PREREQS: &[Prereq] = &[
         find: |m| m.which("nft").map_or(Detect::Missing, Detect::Found),
         debian: "nftables",
     },
+    Prereq {
+        name: "chromium",
+        why: "for the dashboard's browser tests",
+        find: find_chromium,
+        debian: "chromium",
+    },
+    Prereq {
+        name: "chromedriver",
+        why: "to drive chromium in the dashboard's browser tests",
+        find: find_chromedriver,
+        debian: "chromium-driver",
+    },
 ];
 
 /// `relative` below the machine's root, if it is a file.
@@ -222,6 +234,27 @@ fn find_cxx(m: &Machine) -> Detect {
         }
         None => m.which("c++").map_or(Detect::Missing, Detect::Found),
     }
+}
+
+/// The first of Debian's fixed paths (under the machine's root) that is a file. The
+/// browser tests (`datamesh_testnet::browser`) look in the same places.
+fn find_fixed(m: &Machine, paths: &[&str]) -> Detect {
+    paths
+        .iter()
+        .map(|p| m.root.join(p))
+        .find(|p| p.is_file())
+        .map_or(Detect::Missing, Detect::Found)
+}
+
+fn find_chromium(m: &Machine) -> Detect {
+    find_fixed(m, &["usr/bin/chromium", "usr/lib/chromium/chromium"])
+}
+
+fn find_chromedriver(m: &Machine) -> Detect {
+    find_fixed(
+        m,
+        &["usr/bin/chromedriver", "usr/lib/chromium/chromedriver"],
+    )
 }
 
 /// One prerequisite and what its search found.
@@ -458,6 +491,18 @@ pub(crate) mod tests {
         fs::write(path, b"\x7fELF\x02\x01\x01")
     }
 
+    /// Chromium and chromedriver where Debian puts them.
+    fn fake_browser(s: &Scratch) -> std::io::Result<()> {
+        for p in ["usr/bin/chromium", "usr/bin/chromedriver"] {
+            let path = s.path().join(p);
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            fs::write(path, "#!/bin/sh\n")?;
+        }
+        Ok(())
+    }
+
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
     #[test]
@@ -468,9 +513,14 @@ pub(crate) mod tests {
         let cxx = s.program("c++")?;
         s.program("ip")?;
         s.program("nft")?;
+        fake_browser(&s)?;
         let m = s.machine();
         let statuses = survey(&m, PREREQS);
         assert_eq!(statuses[1].found, Detect::Found(cxx));
+        assert_eq!(
+            statuses[3].found,
+            Detect::Found(s.path().join("usr/bin/chromedriver"))
+        );
         assert_eq!(plan(&m, &statuses), Plan::Ready);
         Ok(())
     }
@@ -483,6 +533,7 @@ pub(crate) mod tests {
         s.program("c++")?;
         s.program("ip")?;
         s.program("nft")?;
+        fake_browser(&s)?;
         let m = s.machine();
         assert_eq!(
             plan(&m, &survey(&m, PREREQS)),
@@ -513,7 +564,9 @@ pub(crate) mod tests {
                     "swtpm",
                     "tpm2-tools",
                     "iproute2",
-                    "nftables"
+                    "nftables",
+                    "chromium",
+                    "chromium-driver"
                 ]
             }
         );
@@ -524,6 +577,7 @@ pub(crate) mod tests {
     fn without_apt_get_the_packages_are_named() -> TestResult {
         let s = Scratch::new("no-apt")?;
         s.hardware()?;
+        fake_browser(&s)?;
         let mut m = s.machine();
         m.uid = Some(0);
         assert_eq!(
@@ -540,6 +594,7 @@ pub(crate) mod tests {
         fake_library(&s.path().join("usr/lib/x86_64-linux-gnu/libclang-14.so.1"))?;
         s.program("apt-get")?;
         s.program("c++")?;
+        fake_browser(&s)?;
         let mut m = s.machine();
         m.uid = Some(0);
         m.cxx = Some("clang++-99 -stdlib=libc++".into());

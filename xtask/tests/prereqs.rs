@@ -20,13 +20,18 @@ struct FakeMachine {
 }
 
 impl FakeMachine {
-    /// No libclang; `c++`, `ip` and `nft` present; `apt-get` as given (a shell script body, or none).
+    /// No libclang; `c++`, `ip`, `nft`, chromium and chromedriver present; `apt-get` as
+    /// given (a shell script body, or none).
     fn new(name: &str, apt_get: Option<&str>) -> std::io::Result<Self> {
         let root = std::env::temp_dir().join(format!("xtask-it-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(root.join("bin"))?;
         fs::create_dir_all(root.join(LIB_DIR))?;
         fs::create_dir_all(root.join("usr/lib/llvm-14/lib"))?;
+        fs::create_dir_all(root.join("usr/bin"))?;
+        for browser in ["usr/bin/chromium", "usr/bin/chromedriver"] {
+            fs::write(root.join(browser), "#!/bin/sh\n")?;
+        }
         let m = Self { root };
         m.script("c++", "exit 0")?;
         // The hardware unlock slots' prerequisites are present.
@@ -201,6 +206,8 @@ fn a_dry_run_as_root_installs_nothing() -> TestResult {
              tpm2-tools (to move a PCR in the TPM unlock tests): {}\n\
              ip and tc (for the tests and testnets of separate hosts: network namespaces, rate limits): {}\n\
              nft (for the kernel-level partitions and packet loss of the fault suite): {}\n\
+             chromium (for the dashboard's browser tests): {}\n\
+             chromedriver (to drive chromium in the dashboard's browser tests): {}\n\
              would run: apt-get install -y libclang-dev (dry run: nothing installed)\n",
             m.root.join("bin/c++").display(),
             m.root.join("bin/pkg-config").display(),
@@ -209,7 +216,9 @@ fn a_dry_run_as_root_installs_nothing() -> TestResult {
             m.root.join("bin/swtpm").display(),
             m.root.join("bin/tpm2_pcrextend").display(),
             m.root.join("bin/ip").display(),
-            m.root.join("bin/nft").display()
+            m.root.join("bin/nft").display(),
+            m.root.join("usr/bin/chromium").display(),
+            m.root.join("usr/bin/chromedriver").display()
         )
     );
     assert_eq!(m.calls("apt-get"), "");

@@ -317,6 +317,7 @@ fn demo(ctx: &Context, binary: &Path, dir: &Path, hosts: Option<usize>) -> anyho
         &std::fs::read(&copy).with_context(|| format!("cannot read {}", copy.display()))?,
     );
     step(5, format_args!("BLAKE3 of the copy: {after}"));
+    let dashboard = net.run_file(0).ok().flatten().map(|run| run.api);
     net.detach();
     if before != after {
         bail!(DemoMismatch);
@@ -326,5 +327,11 @@ fn demo(ctx: &Context, binary: &Path, dir: &Path, hosts: Option<usize>) -> anyho
         NODES - victims.len(),
         d = dir.display()
     ));
+    if let Some(api) = dashboard {
+        ctx.out.info(format_args!(
+            "dashboard of node 0: http://{api}/ui (log in with the token in {}/node-0/api-token)",
+            dir.display()
+        ));
+    }
     Ok(())
 }

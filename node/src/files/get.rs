@@ -164,8 +164,9 @@ impl Files {
         let result = self.read_inner(file, out).await;
         let metrics = self.metrics();
         match &result {
-            Ok(_) => {
+            Ok(report) => {
                 metrics.gets.inc();
+                metrics.get_bytes.inc_by(report.bytes);
                 metrics.get_seconds.observe(started.elapsed().as_secs_f64());
             }
             Err(_) => {

@@ -246,8 +246,9 @@ impl Files {
         }
         let metrics = self.metrics();
         match &result {
-            Ok(_) => {
+            Ok(report) => {
                 metrics.puts.inc();
+                metrics.put_bytes.inc_by(report.size);
                 metrics.put_seconds.observe(started.elapsed().as_secs_f64());
             }
             Err(_) => {

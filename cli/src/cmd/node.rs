@@ -119,6 +119,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     ))
     .with_check_interval(Duration::from_secs(config.check_interval))
     .with_check_verify(config.check_verify)
+    .with_lease(Duration::from_secs(config.lease_seconds))
     .with_test_faults(faults);
     fsx::ensure_dir(&home::node_dir(&ctx.home)).context("cannot create the node's data folder")?;
 

@@ -369,6 +369,14 @@ impl Client {
         )
     }
 
+    /// Audits every copy of a file's shards found (a random chunk and its proof each).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn audit(&self, id: &FileId) -> Result<crate::AuditReport, ClientError> {
+        self.post_json(&format!("/v1/files/{id}/audit"), &[])
+    }
+
     /// Test faults only (the node must run with `DATAMESH_TEST_FAULTS=1`): flips bytes of
     /// a stored shard, given by id (`shard`) or as any held shard of `file` (optionally of
     /// one stripe and index).

@@ -33,6 +33,7 @@
 //! | `POST /v1/files/{id}/envelope` | `?to=KEY` (repeatable): sharing; `?allow_revoked=1` | [`RewrapReport`] |
 //! | `POST /v1/files/{id}/reencrypt` | `?allow_revoked=1`  | [`ReencryptReport`]             |
 //! | `POST /v1/files/{id}/remove` | (owner only)           | [`RemoveReport`]                |
+//! | `POST /v1/files/{id}/audit` |                         | [`AuditReport`]                 |
 //! | `POST /v1/rewrap`      | `?allow_revoked=1`           | [`RewrapAll`]                   |
 //! | `GET /v1/key-usage`    | `?allow_revoked=1`           | `[`[`KeyUsage`]`]`              |
 //! | `POST /v1/files/{id}/check` | `?verify=1&repair=1`    | [`CheckReport`]                 |
@@ -57,7 +58,8 @@ mod run_file;
 mod status;
 
 pub use check::{
-    BadCopy, BadReason, CheckReport, CheckSummary, Health, RepairedShard, StripeCheck, StripeCounts,
+    AuditFailure, AuditReport, BadCopy, BadReason, CheckReport, CheckSummary, Health,
+    RepairedShard, StripeCheck, StripeCounts,
 };
 pub use client::{Client, Download};
 pub use debug::{BlockPeers, BlockedPeers, CorruptedShard};

@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use anyhow::Context as _;
+use datamesh_node::lease::DEFAULT_LEASE;
 use datamesh_node::node::{DEFAULT_CHECK_INTERVAL, DEFAULT_STORAGE_QUOTA, MAX_CHECK_INTERVAL};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,8 @@ pub(crate) struct Config {
     pub(crate) check_interval: u64,
     /// Whether the self-check fetches and hashes every copy.
     pub(crate) check_verify: bool,
+    /// Seconds a holder keeps a claim on a blob without the owner renewing it.
+    pub(crate) lease_seconds: u64,
     /// The algorithm policy (`[security]`), with environment overrides applied by
     /// `crate::security`.
     pub(crate) security: SecurityConfig,
@@ -123,6 +126,7 @@ impl Default for Config {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             check_interval: DEFAULT_CHECK_INTERVAL.as_secs(),
             check_verify: false,
+            lease_seconds: DEFAULT_LEASE.as_secs(),
             security: SecurityConfig::default(),
         }
     }
@@ -184,6 +188,11 @@ const KEYS: [(&str, &str); 9] = [
         "check_verify",
         "Whether the self-check fetches and hashes every copy (finds bit rot and lying\n\
          holders) instead of asking the holders.",
+    ),
+    (
+        "lease_seconds",
+        "Seconds this node keeps what a peer stored here without that peer renewing it\n\
+         (an owner's self-check renews its files); then it is deleted. Default 180 days.",
     ),
 ];
 
@@ -276,6 +285,12 @@ impl Config {
                 "{}: check_interval = {} is more than a year ({max} seconds); use 0 to disable the self-check",
                 path.display(),
                 config.check_interval
+            );
+        }
+        if config.lease_seconds == 0 {
+            anyhow::bail!(
+                "{}: lease_seconds = 0: a lease must last at least a second",
+                path.display()
             );
         }
         Ok(config)

@@ -36,6 +36,7 @@
 //! knows nothing of networks, disks or keystores. Formats: `docs/format.md`.
 
 mod aead;
+pub mod audit;
 mod authority;
 mod decoder;
 pub mod ecies;

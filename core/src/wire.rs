@@ -116,6 +116,35 @@ pub enum Request {
         #[serde(with = "byte_string")]
         signature: Vec<u8>,
     },
+    /// Until when are these blobs kept? With `renew`, keep each one held for the sender
+    /// for another lease first (its claim made or extended, as a `Store` of bytes already
+    /// held would). Answered with [`Response::Leases`].
+    Lease {
+        /// At most [`MAX_IDS`], each at most once.
+        ids: Vec<ShardId>,
+        /// Renew the sender's lease on each one held.
+        renew: bool,
+    },
+    /// Prove you hold this blob: answer with the chunk `nonce` picks and its BLAKE3 proof
+    /// ([`crate::audit`]). Answered with [`Response::Proof`].
+    Audit {
+        /// Which blob.
+        id: ShardId,
+        /// The challenge: picks the chunk (`nonce mod chunks`).
+        nonce: u64,
+    },
+}
+
+/// A holder's answer to an audit challenge ([`crate::audit`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditProof {
+    /// The blob's length.
+    pub len: u64,
+    /// The chunk the challenge picked (at most 1 KiB).
+    #[serde(with = "byte_string")]
+    pub chunk: Vec<u8>,
+    /// Chaining values of the sibling subtrees, from the root down to the chunk.
+    pub siblings: Vec<[u8; 32]>,
 }
 
 /// Why a request was refused. What a peer learns is coarse on purpose: the refusing
@@ -205,6 +234,12 @@ pub enum Response {
     Done,
     /// The envelope held for a file: none or one (a list, for a later format).
     Envelopes(#[serde(with = "byte_strings")] Vec<Vec<u8>>),
+    /// Per id of a `Lease` request, in order: until when (Unix seconds) the blob is kept
+    /// (its latest lease; `u64::MAX`: held without a lease, never collected), 0 if not
+    /// held.
+    Leases(Vec<u64>),
+    /// The answer to an `Audit`.
+    Proof(AuditProof),
 }
 
 /// A message or frame that breaks the format or its limits.
@@ -272,7 +307,7 @@ pub fn decode<M: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<M, WireError>
 /// As [`decode`], [`WireError::TooManyIds`] and [`WireError::DuplicateIds`].
 pub fn decode_request(body: &[u8]) -> Result<Request, WireError> {
     let request: Request = decode(body)?;
-    if let Request::Has { ids } = &request {
+    if let Request::Has { ids } | Request::Lease { ids, .. } = &request {
         if ids.len() > MAX_IDS {
             return Err(WireError::TooManyIds { count: ids.len() });
         }
@@ -666,6 +701,37 @@ mod tests {
         let wire = vec![7, 2, 9, 8, 0xac, 0x02, 3, 1, 1, 1];
         assert_eq!(encode(&request)?, wire);
         assert_eq!(decode_request(&wire)?, request);
+        Ok(())
+    }
+
+    #[test]
+    fn lease_requests_have_the_limits_of_has() -> TestResult {
+        let a = ShardId::of(b"a");
+        let body = encode(&Request::Lease {
+            ids: vec![a, ShardId::of(b"b"), a],
+            renew: true,
+        })?;
+        assert_eq!(
+            decode_request(&body),
+            Err(WireError::DuplicateIds { id: a })
+        );
+        let ids: Vec<ShardId> = (0..=MAX_IDS as u32)
+            .map(|i| ShardId::of(&i.to_be_bytes()))
+            .collect();
+        let body = encode(&Request::Lease { ids, renew: false })?;
+        assert_eq!(
+            decode_request(&body),
+            Err(WireError::TooManyIds { count: MAX_IDS + 1 })
+        );
+        let request = Request::Lease {
+            ids: vec![a],
+            renew: true,
+        };
+        assert_eq!(decode_request(&encode(&request)?)?, request);
+        assert_eq!(
+            encode(&Response::Leases(vec![300]))?,
+            vec![8, 1, 0xac, 0x02]
+        );
         Ok(())
     }
 

@@ -91,6 +91,7 @@ pub(crate) fn router(state: ApiState) -> Router {
             axum::routing::post(reencrypt_file),
         )
         .route("/v1/files/{id}/remove", axum::routing::post(remove_file))
+        .route("/v1/files/{id}/audit", axum::routing::post(audit_file))
         .route("/v1/rewrap", axum::routing::post(rewrap_all))
         .route("/v1/key-usage", get(key_usage))
         .route("/v1/status", get(status))
@@ -377,6 +378,37 @@ async fn remove_file(
             error(kind, &e.to_string())
         }
         Err(e) => error(ErrorKind::Internal, &e.to_string()),
+    })
+}
+
+/// Audits every copy of a file's shards found (`datamesh check --audit`).
+async fn audit_file(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, BadRequest> {
+    let id = parse_id(&id)?;
+    Ok(match state.checker.audit(id).await {
+        Ok(r) => axum::Json(wire::AuditReport {
+            id: r.id.to_string(),
+            challenged: r.challenged,
+            passed: r.passed,
+            failed: r
+                .failed
+                .iter()
+                .map(|(peer, shard)| wire::AuditFailure {
+                    peer: peer.to_string(),
+                    shard: shard.to_string(),
+                })
+                .collect(),
+            unanswered: r.unanswered,
+            proof_bytes: r.proof_bytes,
+            shard_bytes: r.shard_bytes,
+        })
+        .into_response(),
+        Err(e) => check_error(
+            matches!(e, crate::check::CheckError::NotFound(_)),
+            &e.to_string(),
+        ),
     })
 }
 

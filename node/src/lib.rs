@@ -8,6 +8,7 @@ pub mod check;
 pub mod db;
 pub mod faults;
 pub mod files;
+pub mod lease;
 pub mod metrics;
 pub mod network;
 pub mod node;
@@ -18,7 +19,7 @@ pub mod store;
 mod ui;
 
 pub use api::ApiToken;
-pub use check::{CheckError, CheckReport, Checker, Health, RepairError, SelfCheck};
+pub use check::{AuditReport, CheckError, CheckReport, Checker, Health, RepairError, SelfCheck};
 pub use faults::TestFaults;
 pub use files::{
     FileKeys, Files, FilesConfig, GetError, KeyAccess, KeyProvider, KeyProviderError,

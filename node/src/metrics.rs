@@ -64,6 +64,20 @@ pub struct Metrics {
     pub removals_honoured: Counter,
     /// File removals refused (bad signature or manifest, not fresh: a replay).
     pub removals_refused: Counter,
+    /// Leases renewed on blobs this node holds (one per blob per renewal).
+    pub leases_renewed: Counter,
+    /// Claims dropped because their lease ended (collection passes).
+    pub leases_expired: Counter,
+    /// Blobs deleted because the last lease on them ended.
+    pub lease_blobs_collected: Counter,
+    /// Audit challenges this node answered with a proof.
+    pub audits_answered: Counter,
+    /// Audit challenges refused (a peer over its audit budget).
+    pub audits_refused: Counter,
+    /// Audits this node ran against holders that passed.
+    pub audits_passed: Counter,
+    /// Audits this node ran against holders that failed (a wrong or missing proof).
+    pub audits_failed: Counter,
     /// Held blobs parsed as manifests to learn a file's authority key (at most once per
     /// blob, whatever the number of envelopes that name it).
     pub manifests_parsed_for_envelopes: Counter,
@@ -119,6 +133,13 @@ impl Metrics {
             envelopes_refused: Counter::default(),
             removals_honoured: Counter::default(),
             removals_refused: Counter::default(),
+            leases_renewed: Counter::default(),
+            leases_expired: Counter::default(),
+            lease_blobs_collected: Counter::default(),
+            audits_answered: Counter::default(),
+            audits_refused: Counter::default(),
+            audits_passed: Counter::default(),
+            audits_failed: Counter::default(),
             manifests_parsed_for_envelopes: Counter::default(),
             manifest_bytes_read_for_envelopes: Counter::default(),
             refusals_sent: Family::default(),
@@ -237,6 +258,41 @@ impl Metrics {
             "removals_refused",
             "File removals refused (bad signature or manifest, not fresh)",
             m.removals_refused.clone(),
+        );
+        reg.register(
+            "leases_renewed",
+            "Leases renewed on blobs this node holds",
+            m.leases_renewed.clone(),
+        );
+        reg.register(
+            "leases_expired",
+            "Claims dropped because their lease ended",
+            m.leases_expired.clone(),
+        );
+        reg.register(
+            "lease_blobs_collected",
+            "Blobs deleted because the last lease on them ended",
+            m.lease_blobs_collected.clone(),
+        );
+        reg.register(
+            "audits_answered",
+            "Audit challenges this node answered with a proof",
+            m.audits_answered.clone(),
+        );
+        reg.register(
+            "audits_refused",
+            "Audit challenges refused (a peer over its audit budget)",
+            m.audits_refused.clone(),
+        );
+        reg.register(
+            "audits_passed",
+            "Audits this node ran against holders that passed",
+            m.audits_passed.clone(),
+        );
+        reg.register(
+            "audits_failed",
+            "Audits this node ran against holders that failed",
+            m.audits_failed.clone(),
         );
         reg.register(
             "manifests_parsed_for_envelopes",

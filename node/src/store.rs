@@ -575,6 +575,25 @@ impl ShardStore {
         Ok(BindOutcome::Bound)
     }
 
+    /// Gives `owner` a claim on a blob held (as a put of the same bytes would, without
+    /// the bytes); returns whether the blob is held. A claim already there keeps its file
+    /// binding. Under the store-wide lock: two small lookups, at most one small write.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn claim_held(&self, id: &ShardId, owner: &[u8]) -> Result<bool, StoreError> {
+        let owners = self.cf(CF_OWNERS)?;
+        let key = owner_key(id, owner);
+        let _guard = self.lock();
+        if self.info(id)?.is_none() {
+            return Ok(false);
+        }
+        if self.db.get_pinned_cf(owners, &key)?.is_none() {
+            self.db.put_cf(owners, key, [])?;
+        }
+        Ok(true)
+    }
+
     /// The owner's removal of `file` (its signature checked by the caller): drops, on one
     /// blob, `claimant`'s claim and every claim bound to `file`, and the blob itself when
     /// no claim is left (its bytes given back to the quota). Claims bound to another file,

@@ -95,6 +95,17 @@ async fn start_net_with(
     faults: impl Fn(usize) -> TestFaults,
     check_interval: Duration,
 ) -> Result<Net, Box<dyn std::error::Error + Send + Sync>> {
+    start_net_tuned(n, quota, faults, check_interval, |_, config| config).await
+}
+
+/// As [`start_net_with`], each node's config passed through `tune` last.
+async fn start_net_tuned(
+    n: usize,
+    quota: impl Fn(usize) -> u64,
+    faults: impl Fn(usize) -> TestFaults,
+    check_interval: Duration,
+    tune: impl Fn(usize, NodeConfig) -> NodeConfig,
+) -> Result<Net, Box<dyn std::error::Error + Send + Sync>> {
     let mut nodes = Vec::new();
     let mut keys = Vec::new();
     let mut dirs = Vec::new();
@@ -117,6 +128,7 @@ async fn start_net_with(
         })
         .with_check_interval(check_interval)
         .with_test_faults(faults(i));
+        let config = tune(i, config);
         let node = Node::start(
             config,
             Keypair::generate_ed25519(),

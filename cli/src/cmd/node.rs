@@ -138,6 +138,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
         recipients: security.recipients,
         ..FilesConfig::default()
     })
+    .with_lease(Duration::from_secs(config.lease_seconds))
     .with_test_faults(faults);
     fsx::ensure_dir(&home::node_dir(&ctx.home)).context("cannot create the node's data folder")?;
 

@@ -124,7 +124,7 @@ impl Server {
     /// Drops the file's envelope (its bytes given back to the quota) and, once the
     /// manifest blob is gone, the cached authority row. Returns whether an envelope was
     /// held.
-    fn drop_envelope(&self, file: &FileId) -> Result<bool, StoreError> {
+    pub(super) fn drop_envelope(&self, file: &FileId) -> Result<bool, StoreError> {
         let files = cf(&self.db, CF_FILES)?;
         let key = row_key(ENVELOPE_PREFIX, file.as_bytes());
         let _guard = self

@@ -152,15 +152,15 @@ fn a_rekey_with_the_node_running_replaces_the_network_copy() -> anyhow::Result<(
         Ok(rows.len())
     };
     // The new set and the new network copy: the keystore as it is now (node identity,
-    // file-authority root, file-encryption v1 and v2).
+    // file-authority root, file-encryption v1 and v2, file-encryption-hybrid v1).
     let from_b = scratch.join("from-b");
     run(recover(&set_b, &from_b)?, scratch)?.ok("recover with set B")?;
-    ensure!(versions(&from_b)? == 4, "set B's copy lacks a key version");
+    ensure!(versions(&from_b)? == 5, "set B's copy lacks a key version");
     // The old set opens only its old copy: the keystore as it was, without v2.
     let from_a = scratch.join("from-a");
     run(recover(&set_a, &from_a)?, scratch)?.ok("recover with set A")?;
     ensure!(
-        versions(&from_a)? == 3,
+        versions(&from_a)? == 4,
         "set A's copy holds a later key version"
     );
     Ok(())

@@ -199,6 +199,17 @@ impl Client {
         request
     }
 
+    /// Asks whether a put to `to` would pass the node's recipient policy (before a body
+    /// is streamed: a refused put would only show as a broken connection).
+    ///
+    /// # Errors
+    /// See [`ClientError`]; the refusal is an API error with the node's message.
+    pub fn check_recipients(&self, to: &[Recipient]) -> Result<(), ClientError> {
+        let query: Vec<(&str, String)> = to.iter().map(|k| ("to", k.to_string())).collect();
+        self.post_json::<serde_json::Value>("/v1/recipients/check", &query)
+            .map(|_| ())
+    }
+
     /// Stores a file, streaming `body`, under `name`; `to` are further keys to give
     /// access (sharing).
     ///

@@ -83,6 +83,10 @@ pub(crate) fn router(state: ApiState) -> Router {
     }
     routes
         .route("/v1/files", get(list_files).post(put_file))
+        .route(
+            "/v1/recipients/check",
+            axum::routing::post(check_recipients),
+        )
         .route("/v1/files/{id}/check", axum::routing::post(check_file))
         .route("/v1/files/{id}", get(get_file))
         .route("/v1/files/{id}/envelope", axum::routing::post(rewrap_file))
@@ -224,6 +228,28 @@ async fn put_file(
             envelope_copies: report.envelope_copies,
         })
         .into_response(),
+        Err(e) => put_error(&e),
+    }
+}
+
+/// Whether a put to `?to=` recipients would pass the recipient policy: asked before a
+/// put streams its body (a put refused before its body is read would reach the client
+/// as a broken connection, not as the refusal).
+async fn check_recipients(
+    State(state): State<ApiState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut recipients = Vec::new();
+    for (k, v) in query {
+        if k == "to" {
+            match parse_key(&v) {
+                Ok(pk) => recipients.push(pk),
+                Err(e) => return e.into_response(),
+            }
+        }
+    }
+    match state.files.check_recipients(&recipients) {
+        Ok(()) => axum::Json(serde_json::json!({})).into_response(),
         Err(e) => put_error(&e),
     }
 }

@@ -90,6 +90,8 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
         };
     let name = args.name.unwrap_or(default_name);
     let client = client(ctx)?;
+    // The node's recipient policy first: a refusal is then its one-line message.
+    client.check_recipients(&recipients)?;
     let bar = progress_bar(ctx, size, "put");
     let result = client.put(bar.wrap_read(reader), &name, &recipients);
     bar.finish_and_clear();

@@ -258,6 +258,18 @@ impl Files {
         result
     }
 
+    /// Whether a put to `recipients` (besides the owner) passes the recipient policy.
+    ///
+    /// # Errors
+    /// [`PutError::Keys`] or [`PutError::Policy`].
+    pub fn check_recipients(&self, recipients: &[Recipient]) -> Result<(), PutError> {
+        let keys = self.file_keys().map_err(PutError::Keys)?;
+        let policy = self.config().recipients;
+        let mut wrap_to = vec![keys.owner_recipient(policy)?];
+        wrap_to.extend_from_slice(recipients);
+        Ok(policy.check(&wrap_to)?)
+    }
+
     async fn put_inner<R: Read + Send + 'static>(
         &self,
         reader: R,

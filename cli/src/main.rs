@@ -13,6 +13,7 @@ mod home;
 mod keystore_keys;
 mod output;
 mod password;
+mod resume;
 mod view;
 
 use std::path::PathBuf;
@@ -66,9 +67,9 @@ enum Command {
     /// Run the node.
     Node(cmd::node::NodeArgs),
     /// Store a file; prints its id.
-    Put(cmd::files::PutArgs),
+    Put(cmd::transfer::PutArgs),
     /// Fetch a file by id.
-    Get(cmd::files::GetArgs),
+    Get(cmd::transfer::GetArgs),
     /// Check a stored file's health: healthy shards per stripe on distinct live peers;
     /// --verify fetches and hashes every copy, --repair rebuilds and re-places shards.
     Check(cmd::check::CheckArgs),
@@ -129,8 +130,8 @@ fn main() -> ExitCode {
         Command::Init(args) => cmd::init::run(&ctx, args),
         Command::Keys(args) => cmd::keys::run(&ctx, args),
         Command::Node(args) => cmd::node::run(&ctx, args),
-        Command::Put(args) => cmd::files::put(&ctx, args),
-        Command::Get(args) => cmd::files::get(&ctx, args),
+        Command::Put(args) => cmd::transfer::put(&ctx, args),
+        Command::Get(args) => cmd::transfer::get(&ctx, args),
         Command::Share(args) => cmd::files::share(&ctx, args),
         Command::Check(args) => cmd::check::run(&ctx, args),
         Command::Debug(args) => cmd::debug::run(&ctx, args),

@@ -46,6 +46,7 @@ mod error;
 mod hash;
 mod ids;
 mod manifest;
+mod range;
 pub mod wire;
 
 pub use aead::{DataKey, KEY_LEN, TAG_LEN};
@@ -64,6 +65,8 @@ pub use ids::{FILE_ID_PREFIX, FileId, ID_LEN, KeyId, ShardId};
 pub use manifest::{
     MANIFEST_VERSION, MAX_MANIFEST_LEN, Manifest, Metadata, SegmentSize, StripeLayout,
 };
+
+pub use range::{ByteRange, RangeDecoder, RangeError};
 
 #[cfg(test)]
 mod tests;

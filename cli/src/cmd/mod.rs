@@ -7,3 +7,4 @@ pub(crate) mod init;
 pub(crate) mod keys;
 pub(crate) mod node;
 pub(crate) mod testnet;
+pub(crate) mod transfer;

@@ -250,10 +250,7 @@ fn pipes_many_files_mtimes_and_ranges() -> anyhow::Result<()> {
         scratch,
     )?
     .ok("get --range START-")?;
-    ensure!(
-        tail == data[3 * MIB..],
-        "the open range's bytes differ"
-    );
+    ensure!(tail == data[3 * MIB..], "the open range's bytes differ");
     let past = format!("{}-{}", data.len(), data.len() + 10);
     let line = run(
         cli(&net, &["get", &id, "--range", &past, "-o", "-"]),
@@ -351,5 +348,206 @@ fn one_gib_range_and_killed_get_resumed() -> anyhow::Result<()> {
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
     ensure!(left == [out.clone()], "left behind: {left:?}");
+    Ok(())
+}
+
+/// A tree of `small` 4 KiB files (modes 0600/0640/0755, distinct mtimes, in nested
+/// folders), a few large files (two identical), an empty folder and a link inside.
+fn make_tree(root: &Path, small: usize) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::create_dir_all(root.join("empty"))?;
+    for i in 0..small {
+        let folder = root.join(format!("d{}/e{}", i % 10, i % 3));
+        fs::create_dir_all(&folder)?;
+        let path = folder.join(format!("f{i:04}.bin"));
+        let mut bytes = vec![0u8; 4096];
+        bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        fs::write(&path, &bytes)?;
+        let mode = [0o600, 0o640, 0o755][i % 3];
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+        let when = UNIX_EPOCH + Duration::from_secs(1_500_000_000 + i as u64 * 61);
+        fs::File::options()
+            .write(true)
+            .open(&path)?
+            .set_modified(when)?;
+    }
+    let big = root.join("big");
+    fs::create_dir_all(&big)?;
+    for (name, len, seed) in [("a.bin", 5 * MIB + 3, 11), ("b.bin", 3 * MIB, 12)] {
+        fs::copy(
+            make_file(root.parent().context("root")?, len, seed)?,
+            big.join(name),
+        )?;
+    }
+    fs::copy(big.join("a.bin"), big.join("a-again.bin"))?;
+    std::os::unix::fs::symlink("a.bin", big.join("latest"))?;
+    for dir in ["d0", "big", "empty"] {
+        let when = UNIX_EPOCH + Duration::from_secs(1_400_000_000);
+        fs::File::open(root.join(dir))?.set_modified(when)?;
+    }
+    Ok(())
+}
+
+/// Every entry of `a` is in `b` with the same kind, bytes, mode, mtime and link target.
+fn assert_same_tree(a: &Path, b: &Path) -> anyhow::Result<usize> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut count = 0;
+    for entry in fs::read_dir(a)? {
+        let entry = entry?;
+        let (x, y) = (entry.path(), b.join(entry.file_name()));
+        let (mx, my) = (fs::symlink_metadata(&x)?, fs::symlink_metadata(&y)?);
+        ensure!(
+            mx.file_type() == my.file_type(),
+            "{}: kind differs",
+            y.display()
+        );
+        if mx.file_type().is_symlink() {
+            ensure!(
+                fs::read_link(&x)? == fs::read_link(&y)?,
+                "{}: target",
+                y.display()
+            );
+        } else {
+            ensure!(
+                mx.permissions().mode() & 0o7777 == my.permissions().mode() & 0o7777,
+                "{}: mode",
+                y.display()
+            );
+            if mx.is_dir() {
+                count += assert_same_tree(&x, &y)?;
+            } else {
+                ensure!(fs::read(&x)? == fs::read(&y)?, "{}: bytes", y.display());
+            }
+            // Seconds: what the metadata and the directory object keep.
+            let secs = |m: &fs::Metadata| -> anyhow::Result<u64> {
+                Ok(m.modified()?.duration_since(UNIX_EPOCH)?.as_secs())
+            };
+            ensure!(secs(&mx)? == secs(&my)?, "{}: mtime", y.display());
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The done-when of folders: 1,000 small files and a few large ones (two identical,
+/// stored once) round-trip byte-identical with modes and mtimes; `ls ID` lists the
+/// entries; a non-empty target is refused without --force; a link leaving the folder and
+/// a name of invalid UTF-8 are one-line errors naming the path.
+#[test]
+fn folders_round_trip_with_modes_mtimes_and_links() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net = testnet(scratch)?;
+    let tree = scratch.join("tree");
+    make_tree(&tree, 1000)?;
+
+    let puts_before = counter(&net, "datamesh_puts_total")?;
+    let mut cmd = cli(&net, &["--json", "put", "-r"]);
+    cmd.arg(&tree);
+    let out: serde_json::Value = serde_json::from_slice(&run(cmd, scratch)?.ok("put -r")?)?;
+    let id = out["id"].as_str().context("no id")?.to_string();
+    // 1000 small + 3 large of which 2 identical + the directory object.
+    let puts = counter(&net, "datamesh_puts_total")? - puts_before;
+    ensure!(puts == 1000 + 2 + 1, "put -r made {puts} puts: {out}");
+
+    let listed = run(cli(&net, &["--json", "ls", &id]), scratch)?.ok("ls ID")?;
+    let listed: serde_json::Value = serde_json::from_slice(&listed)?;
+    let entries = listed.as_array().context("ls ID --json")?.len();
+    ensure!(
+        entries == out["entries"].as_u64().context("entries")? as usize,
+        "{entries}"
+    );
+
+    let back = scratch.join("back");
+    let mut cmd = cli(&net, &["get", "-r", &id, "-o"]);
+    cmd.arg(&back);
+    run(cmd, scratch)?.ok("get -r")?;
+    let compared = assert_same_tree(&tree, &back)?;
+    ensure!(
+        compared == entries,
+        "compared {compared} of {entries} entries"
+    );
+
+    // Again into the now non-empty folder: refused without --force.
+    let mut cmd = cli(&net, &["get", "-r", &id, "-o"]);
+    cmd.arg(&back);
+    let line = run(cmd, scratch)?.fails_with(1, "get -r into a non-empty folder")?;
+    ensure!(line.contains("--force"), "{line}");
+
+    // A link that leaves the folder: stored as a link, refused on restore.
+    let escape = scratch.join("escape");
+    fs::create_dir(&escape)?;
+    fs::write(escape.join("ok.txt"), b"ok")?;
+    std::os::unix::fs::symlink("../../outside", escape.join("evil"))?;
+    let mut cmd = cli(&net, &["put", "-r"]);
+    cmd.arg(&escape);
+    let escape_id = String::from_utf8(run(cmd, scratch)?.ok("put -r with a link out")?)?;
+    let out_dir = scratch.join("escape-back");
+    let mut cmd = cli(&net, &["get", "-r", escape_id.trim(), "-o"]);
+    cmd.arg(&out_dir);
+    let line = run(cmd, scratch)?.fails_with(1, "get -r of a link out")?;
+    ensure!(line.contains("evil") && line.contains("refused"), "{line}");
+    ensure!(
+        !scratch.join("outside").exists(),
+        "something was written outside"
+    );
+
+    // A name that is not UTF-8: one line naming the path.
+    use std::os::unix::ffi::OsStrExt as _;
+    let odd = scratch.join("odd");
+    fs::create_dir(&odd)?;
+    fs::write(
+        odd.join(std::ffi::OsStr::from_bytes(b"bad-\xff-name")),
+        b"x",
+    )?;
+    let mut cmd = cli(&net, &["put", "-r"]);
+    cmd.arg(&odd);
+    let line = run(cmd, scratch)?.fails_with(1, "put -r of a non-UTF-8 name")?;
+    ensure!(line.contains("bad-") && line.contains("UTF-8"), "{line}");
+    Ok(())
+}
+
+/// The figure of the report, not a check (run with `--ignored`): `put -r` and `get -r` of
+/// 1,000 x 4 KiB files next to 1,000 `datamesh put` processes, one file each.
+#[test]
+#[ignore = "a measurement: prints timings"]
+fn figure_tree_against_single_puts() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net = testnet(scratch)?;
+    let tree = scratch.join("tree");
+    make_tree(&tree, 1000)?;
+    fs::remove_dir_all(tree.join("big"))?;
+    let started = Instant::now();
+    let mut cmd = cli(&net, &["put", "-r"]);
+    cmd.arg(&tree);
+    let id = String::from_utf8(run(cmd, scratch)?.ok("put -r")?)?;
+    let tree_put = started.elapsed();
+    let started = Instant::now();
+    let mut cmd = cli(&net, &["get", "-r", id.trim(), "-o"]);
+    cmd.arg(scratch.join("back"));
+    run(cmd, scratch)?.ok("get -r")?;
+    let tree_get = started.elapsed();
+    let mut files = Vec::new();
+    for d in fs::read_dir(&tree)? {
+        for e in fs::read_dir(d?.path())? {
+            for f in fs::read_dir(e?.path())? {
+                files.push(f?.path());
+            }
+        }
+    }
+    let started = Instant::now();
+    for f in &files {
+        put(&net, f, scratch)?;
+    }
+    let singles = started.elapsed();
+    writeln!(
+        std::io::stderr(),
+        "FIGURE put -r of {} x 4 KiB: {tree_put:?}; get -r: {tree_get:?}; {} single `datamesh put` processes: {singles:?}",
+        files.len(),
+        files.len()
+    )?;
     Ok(())
 }

@@ -78,9 +78,9 @@ enum Command {
     Debug(cmd::debug::DebugArgs),
     /// Give other public keys access to a stored file (re-wraps its data key only).
     Share(cmd::files::ShareArgs),
-    /// List the files this node has stored.
-    #[command(after_help = "Example:\n  datamesh ls --json")]
-    Ls,
+    /// List the files this node has stored, or a stored folder's entries.
+    #[command(after_help = "Examples:\n  datamesh ls --json\n  datamesh ls dm1…(a folder's id)")]
+    Ls(cmd::tree::LsArgs),
     /// The node's peer id, addresses, peers and storage.
     #[command(after_help = "Example:\n  datamesh status --json")]
     Status,
@@ -135,7 +135,7 @@ fn main() -> ExitCode {
         Command::Share(args) => cmd::files::share(&ctx, args),
         Command::Check(args) => cmd::check::run(&ctx, args),
         Command::Debug(args) => cmd::debug::run(&ctx, args),
-        Command::Ls => cmd::files::ls(&ctx),
+        Command::Ls(args) => cmd::tree::ls(&ctx, args),
         Command::Status => cmd::files::status(&ctx),
         Command::Peers => cmd::files::peers(&ctx),
         Command::Completions { shell } => {

@@ -38,6 +38,7 @@
 mod aead;
 mod authority;
 mod decoder;
+mod directory;
 pub mod ecies;
 mod encoder;
 mod envelope;
@@ -66,6 +67,10 @@ pub use manifest::{
     MANIFEST_VERSION, MAX_MANIFEST_LEN, Manifest, Metadata, SegmentSize, StripeLayout,
 };
 
+pub use directory::{
+    DIRECTORY_MAGIC, Directory, DirectoryError, Entry, EntryKind, MAX_COMPONENT_LEN,
+    MAX_DIRECTORY_LEN, MAX_ENTRIES, MAX_PATH_LEN, is_plain_relative, link_stays_inside,
+};
 pub use range::{ByteRange, RangeDecoder, RangeError};
 
 #[cfg(test)]

@@ -36,6 +36,10 @@ pub(crate) struct PutArgs {
     /// Stop at the first file that fails (default: store the others, then fail).
     #[arg(long)]
     fail_fast: bool,
+    /// Store folders: every file, and a directory object (names, modes, mtimes, links);
+    /// prints one id per folder.
+    #[arg(short = 'r', long)]
+    recursive: bool,
 }
 
 /// Arguments of `datamesh get`.
@@ -71,6 +75,9 @@ pub(crate) struct GetArgs {
     /// Stop at the first file that fails (default: get the others, then fail).
     #[arg(long)]
     fail_fast: bool,
+    /// The id is a folder's (from `put -r`): restore it into -o DIR.
+    #[arg(short = 'r', long)]
+    recursive: bool,
 }
 
 /// Seconds since the Unix epoch of a file's modification time.
@@ -153,6 +160,9 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
         "stdin (`-`) can be read only once"
     );
     let client = client(ctx)?;
+    if args.recursive {
+        return put_trees(ctx, &client, &args, &recipients);
+    }
     if let [path] = &args.paths[..] {
         return put_one(ctx, &client, path, args.name.as_deref(), &recipients);
     }
@@ -254,6 +264,35 @@ fn put_many(
     summarize(ctx, "stored", &results, failed, args.paths.len(), bytes)
 }
 
+/// `put -r DIR...`: one id per folder.
+fn put_trees(
+    ctx: &Context,
+    client: &Client,
+    args: &PutArgs,
+    recipients: &[PublicKey],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(args.name.is_none(), "--name names one file, not a folder");
+    for path in &args.paths {
+        let tree = super::tree::put_tree(ctx, client, path, recipients)?;
+        if ctx.out.json() {
+            ctx.out.json_value(&serde_json::json!({
+                "id": tree.id, "path": path, "entries": tree.entries,
+                "files_stored": tree.stored, "bytes": tree.bytes,
+            }));
+        } else {
+            ctx.out.result(&tree.id);
+            ctx.out.info(format_args!(
+                "stored {}: {} entries, {} distinct files, {} bytes",
+                path.display(),
+                tree.entries,
+                tree.stored,
+                tree.bytes
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The summary of a command on many files; an error when any failed.
 fn summarize(
     ctx: &Context,
@@ -327,6 +366,9 @@ struct Got {
 }
 
 pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
+    if args.recursive {
+        return get_tree(ctx, &args);
+    }
     let range = args.range.as_deref().map(parse_range).transpose()?;
     let many = args.ids.len() > 1;
     let target = match args.output.as_deref() {
@@ -406,6 +448,48 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
     summarize(ctx, "got", &results, failed, args.ids.len(), bytes)
 }
 
+/// `get -r ID -o DIR`.
+fn get_tree(ctx: &Context, args: &GetArgs) -> anyhow::Result<()> {
+    let ([text], Some(out)) = (&args.ids[..], &args.output) else {
+        anyhow::bail!("get -r restores one folder: give one id and -o DIR");
+    };
+    anyhow::ensure!(
+        args.range.is_none() && !args.resume && out != Path::new("-"),
+        "get -r writes a folder: no --range, --resume or -o -"
+    );
+    let id = parse_id(text)?;
+    let client = client(ctx)?;
+    let got = super::tree::get_tree(ctx, &client, &id, out, args.force, args.allow_revoked)?;
+    if ctx.out.json() {
+        ctx.out.json_value(&serde_json::json!({
+            "id": id.to_string(), "path": out, "entries": got.entries, "bytes": got.bytes,
+        }));
+    } else {
+        ctx.out.info(format_args!(
+            "restored {} entries ({} bytes) into {}",
+            got.entries,
+            got.bytes,
+            out.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Gets a whole file into `path` (which must not exist), through a temp name; the bytes.
+pub(super) fn get_file_to(
+    client: &Client,
+    id: &FileId,
+    path: &Path,
+    allow_revoked: bool,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<u64> {
+    if let Some(state) = pending_resume(id, path)? {
+        return resume(client, id, path, state, allow_revoked, bar).map(|g| g.bytes);
+    }
+    let download = client.get_with(id, allow_revoked)?;
+    fresh(id, path, download, bar).map(|g| g.bytes)
+}
+
 fn report_got(ctx: &Context, id: &FileId, got: &Got) {
     let Some(path) = &got.path else { return };
     if ctx.out.json() {
@@ -468,7 +552,8 @@ fn get_one(
         );
     }
     if let (Some(path), Some(state)) = (&path, state) {
-        return resume(client, id, path, state, args, bar);
+        bar.set_length(state.1.size);
+        return resume(client, id, path, state, args.allow_revoked, bar);
     }
     let download = client.get_range(id, args.allow_revoked, range)?;
     let path = match (path, target) {
@@ -478,7 +563,8 @@ fn get_one(
             refuse_existing(&path, args.force)?;
             if let Some(state) = pending_resume(id, &path)? {
                 drop(download);
-                return resume(client, id, &path, state, args, bar);
+                bar.set_length(state.1.size);
+                return resume(client, id, &path, state, args.allow_revoked, bar);
             }
             if args.resume {
                 anyhow::bail!(
@@ -490,6 +576,7 @@ fn get_one(
         }
         (None, _) => anyhow::bail!("no output path"),
     };
+    bar.set_length(download.size);
     if range.is_some() {
         return write_range(download, &path, bar);
     }
@@ -571,7 +658,6 @@ fn write_range(
     path: &Path,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Got> {
-    bar.set_length(download.size);
     let paths = ResumePaths::of(path);
     let result = (|| -> anyhow::Result<u64> {
         let mut file = File::create(&paths.part)
@@ -606,7 +692,6 @@ fn fresh(
     download: Download,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Got> {
-    bar.set_length(download.size);
     let paths = ResumePaths::of(path);
     let state = match (download.blake3, download.segment_size) {
         (Some(hash), Some(segment)) => {
@@ -675,7 +760,7 @@ fn resume(
     id: &FileId,
     path: &Path,
     (paths, state): (ResumePaths, ResumeState),
-    args: &GetArgs,
+    allow_revoked: bool,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Got> {
     let expected = state
@@ -694,10 +779,9 @@ fn resume(
         .map_err(|e| write_error(&paths.part, &e))?;
     file.seek(SeekFrom::End(0))
         .map_err(|e| write_error(&paths.part, &e))?;
-    bar.set_length(state.size);
-    bar.set_position(kept);
+    bar.inc(kept);
     if kept < state.size {
-        let download = client.get_range(id, args.allow_revoked, Some((kept, state.size - 1)))?;
+        let download = client.get_range(id, allow_revoked, Some((kept, state.size - 1)))?;
         if download.file_size != state.size || download.blake3 != Some(expected) {
             paths.remove();
             anyhow::bail!(

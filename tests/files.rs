@@ -469,6 +469,18 @@ fn folders_round_trip_with_modes_mtimes_and_links() -> anyhow::Result<()> {
         "compared {compared} of {entries} entries"
     );
 
+    // `ls` and `get -r` of a file that is no folder (empty or not): one line.
+    for (n, len) in [(0usize, 20), (1, 5000)] {
+        let plain = put(&net, &make_file(scratch, len, 30 + n as u64)?, scratch)?;
+        let line = run(cli(&net, &["ls", &plain]), scratch)?.fails_with(1, "ls of a file")?;
+        ensure!(line.contains("not a folder"), "{line}");
+    }
+    let empty = scratch.join("empty-file");
+    fs::write(&empty, b"")?;
+    let empty_id = put(&net, &empty, scratch)?;
+    let line = run(cli(&net, &["ls", &empty_id]), scratch)?.fails_with(1, "ls of an empty file")?;
+    ensure!(line.contains("not a folder"), "{line}");
+
     // Again into the now non-empty folder: refused without --force.
     let mut cmd = cli(&net, &["get", "-r", &id, "-o"]);
     cmd.arg(&back);

@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Args;
-use datamesh_api::Client;
+use datamesh_api::{Client, ClientError, ErrorKind};
 use datamesh_core::ecies::PublicKey;
 use datamesh_core::{
     DIRECTORY_MAGIC, Directory, Entry, EntryKind, FileId, MAX_DIRECTORY_LEN, link_stays_inside,
@@ -228,20 +228,27 @@ pub(crate) fn put_tree(
 
 /// Fetches and checks the directory object `id`.
 fn fetch_directory(client: &Client, id: &FileId, allow_revoked: bool) -> anyhow::Result<Directory> {
-    let head = client.get_range(
+    let not_a_folder = || anyhow::anyhow!("{id} is a file, not a folder: get it without -r");
+    let head = match client.get_range(
         id,
         allow_revoked,
         Some((0, DIRECTORY_MAGIC.len() as u64 - 1)),
-    )?;
+    ) {
+        // An empty file: no byte to range over.
+        Err(ClientError::Api {
+            kind: ErrorKind::BadRange,
+            ..
+        }) => return Err(not_a_folder()),
+        other => other?,
+    };
     let mut start = Vec::new();
     head.body
         .take(DIRECTORY_MAGIC.len() as u64)
         .read_to_end(&mut start)
         .context("transfer interrupted")?;
-    anyhow::ensure!(
-        Directory::looks_like(&start) && head.file_size <= MAX_DIRECTORY_LEN as u64,
-        "{id} is a file, not a folder: get it without -r"
-    );
+    if !Directory::looks_like(&start) || head.file_size > MAX_DIRECTORY_LEN as u64 {
+        return Err(not_a_folder());
+    }
     let download = client.get_with(id, allow_revoked)?;
     let mut bytes = Vec::new();
     let size = download.size;

@@ -9,17 +9,26 @@ use datamesh_core::Recipient;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    BlockPeers, BlockedPeers, CheckReport, ClientError, CorruptedShard, ErrorBody, ErrorKind,
-    KeyUsage, ListedFile, NAME_HEADER, Peer, PutResult, ReencryptReport, RemoveReport, RewrapAll,
-    RewrapReport, Status, decode_name,
+    BLAKE3_HEADER, BlockPeers, BlockedPeers, CheckReport, ClientError, CorruptedShard, ErrorBody,
+    ErrorKind, FILE_SIZE_HEADER, KeyUsage, ListedFile, MTIME_HEADER, NAME_HEADER, Peer, PutResult,
+    ReencryptReport, RemoveReport, RewrapAll, RewrapReport, SEGMENT_SIZE_HEADER, Status,
+    decode_name,
 };
 
 /// A streaming download.
 pub struct Download {
-    /// The file's size.
+    /// The bytes the body carries: the file's size, or the range's length.
     pub size: u64,
     /// The stored file name.
     pub name: String,
+    /// The whole file's size (also for a range).
+    pub file_size: u64,
+    /// The file's modification time as sealed in its metadata, if any.
+    pub mtime: Option<u64>,
+    /// The BLAKE3 of the whole file (from its sealed metadata), if the node sent it.
+    pub blake3: Option<[u8; 32]>,
+    /// The file's segment size, if the node sent it.
+    pub segment_size: Option<u64>,
     /// The body: it ends early when the node fails mid-stream.
     pub body: Box<dyn Read + Send>,
 }
@@ -29,6 +38,8 @@ impl std::fmt::Debug for Download {
         f.debug_struct("Download")
             .field("size", &self.size)
             .field("name", &self.name)
+            .field("file_size", &self.file_size)
+            .field("mtime", &self.mtime)
             .finish_non_exhaustive()
     }
 }
@@ -225,6 +236,26 @@ impl Client {
         self.json(self.put_request(name, to).send(body))
     }
 
+    /// As [`Client::put`], sealing `mtime` (seconds since the Unix epoch: the real file's
+    /// modification time) in the file's metadata instead of the put time.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn put_with_mtime(
+        &self,
+        mut body: impl Read,
+        name: &str,
+        mtime: Option<u64>,
+        to: &[Recipient],
+    ) -> Result<PutResult, ClientError> {
+        let body = ureq::SendBody::from_reader(&mut body);
+        let mut request = self.put_request(name, to);
+        if let Some(mtime) = mtime {
+            request = request.query("mtime", mtime.to_string());
+        }
+        self.json(request.send(body))
+    }
+
     /// Stores a file held in memory (sent with its `Content-Length`, not chunked).
     ///
     /// # Errors
@@ -253,9 +284,28 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub fn get_with(&self, id: &FileId, allow_revoked: bool) -> Result<Download, ClientError> {
+        self.get_range(id, allow_revoked, None)
+    }
+
+    /// As [`Client::get_with`], of bytes `start..=last` only when `range` is
+    /// `Some((start, last))` (`last` past the end is cut to the end): the node fetches
+    /// only the stripes that cover them, each segment authenticated; the whole file's
+    /// BLAKE3 cannot be checked for a part.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a range outside the file is [`ErrorKind::BadRange`].
+    pub fn get_range(
+        &self,
+        id: &FileId,
+        allow_revoked: bool,
+        range: Option<(u64, u64)>,
+    ) -> Result<Download, ClientError> {
         let mut request = self.get_request(&format!("/v1/files/{id}"));
         if allow_revoked {
             request = request.query("allow_revoked", "1");
+        }
+        if let Some((start, last)) = range {
+            request = request.header("range", format!("bytes={start}-{last}"));
         }
         let response = self.answer(request.call())?;
         let header = |name: &str| {
@@ -271,6 +321,14 @@ impl Client {
         let name = header(NAME_HEADER)
             .map(|n| decode_name(&n))
             .unwrap_or_default();
+        let file_size = header(FILE_SIZE_HEADER)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(size);
+        let mtime = header(MTIME_HEADER).and_then(|v| v.parse().ok());
+        let segment_size = header(SEGMENT_SIZE_HEADER).and_then(|v| v.parse().ok());
+        let blake3 = header(BLAKE3_HEADER)
+            .and_then(|v| data_encoding::HEXLOWER.decode(v.as_bytes()).ok())
+            .and_then(|v| <[u8; 32]>::try_from(v).ok());
         let body = response
             .into_body()
             .into_with_config()
@@ -279,6 +337,10 @@ impl Client {
         Ok(Download {
             size,
             name,
+            file_size,
+            mtime,
+            blake3,
+            segment_size,
             body: Box::new(body),
         })
     }

@@ -39,6 +39,7 @@ mod aead;
 pub mod audit;
 mod authority;
 mod decoder;
+mod directory;
 pub mod ecies;
 mod encoder;
 mod envelope;
@@ -48,6 +49,7 @@ mod hash;
 pub mod hybrid;
 mod ids;
 mod manifest;
+mod range;
 mod recipient;
 mod removal;
 pub mod wire;
@@ -75,6 +77,12 @@ pub use recipient::{
     FileSecret, PolicyError, Recipient, RecipientError, RecipientKind, RecipientPolicy, UnwrapKey,
 };
 pub use removal::{REMOVAL_SIGNATURE_LEN, REMOVAL_WINDOW_SECS, Removal};
+
+pub use directory::{
+    DIRECTORY_MAGIC, Directory, DirectoryError, Entry, EntryKind, MAX_COMPONENT_LEN,
+    MAX_DIRECTORY_LEN, MAX_ENTRIES, MAX_PATH_LEN, is_plain_relative, link_stays_inside,
+};
+pub use range::{ByteRange, RangeDecoder, RangeError};
 
 #[cfg(test)]
 mod tests;

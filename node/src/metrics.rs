@@ -46,6 +46,10 @@ pub struct Metrics {
     pub dht_peers: Gauge,
     /// Shards fetched from a peer that did not match their id (a bad peer, caught).
     pub bad_shards_fetched: Counter,
+    /// Verified shards this node fetched for its own gets (whole files and ranges).
+    pub shards_fetched: Counter,
+    /// Bytes of those shards.
+    pub shard_bytes_fetched: Counter,
     /// Shards rebuilt and placed on a new peer by a repair.
     pub repaired_shards: Counter,
     /// Files of the catalog below full health (fewer than six healthy shards on six
@@ -125,6 +129,8 @@ impl Metrics {
             get_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             dht_peers: Gauge::default(),
             bad_shards_fetched: Counter::default(),
+            shards_fetched: Counter::default(),
+            shard_bytes_fetched: Counter::default(),
             repaired_shards: Counter::default(),
             files_below_full_health: Gauge::default(),
             self_checks: Counter::default(),
@@ -218,6 +224,16 @@ impl Metrics {
             "bad_shards_fetched",
             "Shards fetched from peers that did not match their id",
             m.bad_shards_fetched.clone(),
+        );
+        reg.register(
+            "shards_fetched",
+            "Verified shards fetched for this node's own gets",
+            m.shards_fetched.clone(),
+        );
+        reg.register(
+            "shard_bytes_fetched",
+            "Bytes of verified shards fetched for this node's own gets",
+            m.shard_bytes_fetched.clone(),
         );
         reg.register(
             "repaired_shards",

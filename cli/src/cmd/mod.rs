@@ -8,3 +8,5 @@ pub(crate) mod keys;
 pub(crate) mod node;
 pub(crate) mod rm;
 pub(crate) mod testnet;
+pub(crate) mod transfer;
+pub(crate) mod tree;

@@ -225,6 +225,21 @@ impl Files {
         name: String,
         recipients: Vec<Recipient>,
     ) -> Result<PutReport, PutError> {
+        self.put_with_mtime(reader, name, None, recipients).await
+    }
+
+    /// As [`Files::put`], sealing `mtime` (seconds since the Unix epoch: the real file's
+    /// modification time) in the metadata; `None` records the put time.
+    ///
+    /// # Errors
+    /// See [`PutError`].
+    pub async fn put_with_mtime<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+        name: String,
+        mtime: Option<u64>,
+        recipients: Vec<Recipient>,
+    ) -> Result<PutReport, PutError> {
         let started = Instant::now();
         let ledger = PutLedger::new();
         let mut guard = PutGuard {
@@ -232,7 +247,10 @@ impl Files {
             ledger: Arc::clone(&ledger),
             armed: true,
         };
-        let result = self.put_inner(reader, name, recipients, &ledger).await;
+        let mtime = mtime.unwrap_or_else(now_secs);
+        let result = self
+            .put_inner(reader, name, mtime, recipients, &ledger)
+            .await;
         guard.armed = false;
         if let Err(e) = &result {
             info!("put failed ({e}); deleting what it stored");
@@ -274,6 +292,7 @@ impl Files {
         &self,
         reader: R,
         name: String,
+        mtime: u64,
         recipients: Vec<Recipient>,
         ledger: &Arc<PutLedger>,
     ) -> Result<PutReport, PutError> {
@@ -288,7 +307,7 @@ impl Files {
         let window = self.config().window.max(1);
         let (tx, mut rx) = mpsc::channel::<Stripe>(window);
         let options = EncodeOptions::new(name.clone())
-            .with_mtime(now_secs())
+            .with_mtime(mtime)
             .with_stripes_in_flight(window);
         let encoder = tokio::task::spawn_blocking(move || {
             let mut encoder = Encoder::new(reader, options);

@@ -121,13 +121,17 @@ impl Files {
         let manifest = file.manifest.clone();
         let holders = file.holders.clone();
         let name = file.metadata.name.clone();
+        let mtime = file.metadata.mtime;
         let recipients: Vec<Recipient> = entry
             .shared_with
             .iter()
             .filter_map(|h| h.parse().ok())
             .collect();
         let (writer, reader) = pipe();
-        let (read, put) = tokio::join!(self.read(file, writer), self.put(reader, name, recipients));
+        let (read, put) = tokio::join!(
+            self.read(file, writer),
+            self.put_with_mtime(reader, name, mtime, recipients)
+        );
         if let Err(source) = read {
             if let Ok(report) = &put {
                 // Cannot happen (the pipe ends only after the read verified the file);

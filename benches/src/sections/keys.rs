@@ -4,9 +4,9 @@
 
 use anyhow::{Context as _, ensure};
 use datamesh_api::RewrapAll;
+use datamesh_testnet::hardware::{SoftHsm, Swtpm};
 use datamesh_testnet::input::random_bytes;
 use datamesh_testnet::run::datamesh;
-use datamesh_testnet::hardware::{SoftHsm, Swtpm};
 use datamesh_testnet::{Kdf, write_password_file};
 
 use super::ctx::Ctx;
@@ -211,14 +211,22 @@ fn slot_kind_unlock_times(
         ("tpm", vec!["--tpm"]),
         (
             "password+keyfile",
-            vec!["--new-key-file", &kf, "--generate-key-file", "--new-password-file", &pw],
+            vec![
+                "--new-key-file",
+                &kf,
+                "--generate-key-file",
+                "--new-password-file",
+                &pw,
+            ],
         ),
     ];
     for (kind, extra) in adds {
         progress(format!("unlock time through a {kind} slot"));
         let mut add = cli(&["keys", "slot", "add", "--password-file", &pw]);
         add.args(extra);
-        let id = String::from_utf8(run(add, &dir)?.stdout)?.trim().to_string();
+        let id = String::from_utf8(run(add, &dir)?.stdout)?
+            .trim()
+            .to_string();
         let mut times = Vec::new();
         for _ in 0..reps {
             let mut list = cli(&["keys", "list", "--unlock-slot", &id]);

@@ -48,9 +48,17 @@ impl Advertiser {
         }
     }
 
-    /// Makes the swarm's external addresses [`advertised`]`(listen, configured)`.
-    pub(super) fn sync<B: NetworkBehaviour>(&mut self, swarm: &mut Swarm<B>, listen: &[Multiaddr]) {
+    /// Makes the swarm's external addresses [`advertised`]`(listen, configured)`;
+    /// whether they changed (then tell the connected peers: an Identify push).
+    pub(super) fn sync<B: NetworkBehaviour>(
+        &mut self,
+        swarm: &mut Swarm<B>,
+        listen: &[Multiaddr],
+    ) -> bool {
         let wanted = advertised(listen, &self.configured);
+        if wanted == self.current {
+            return false;
+        }
         for old in self.current.iter().filter(|a| !wanted.contains(a)) {
             swarm.remove_external_address(old);
         }
@@ -58,6 +66,7 @@ impl Advertiser {
             swarm.add_external_address(new.clone());
         }
         self.current = wanted;
+        true
     }
 }
 

@@ -114,6 +114,19 @@ impl EventLoop {
         self
     }
 
+    /// Re-chooses the advertised addresses after the listen addresses changed; peers
+    /// already connected (a bootstrap dial may beat the first listen address) hear the
+    /// new ones at once, or they would keep none of ours in their routing tables.
+    fn readvertise(&mut self) {
+        if self
+            .advertiser
+            .sync(&mut self.swarm, &self.listen_addresses)
+        {
+            let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+            self.swarm.behaviour_mut().identify.push(peers);
+        }
+    }
+
     pub(super) async fn run(mut self) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -233,13 +246,11 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
                 self.listen_addresses.push(address);
-                self.advertiser
-                    .sync(&mut self.swarm, &self.listen_addresses);
+                self.readvertise();
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addresses.retain(|a| a != &address);
-                self.advertiser
-                    .sync(&mut self.swarm, &self.listen_addresses);
+                self.readvertise();
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 self.connected.insert(peer_id);

@@ -518,7 +518,7 @@ pub(crate) mod tests {
         let statuses = survey(&m, PREREQS);
         assert_eq!(statuses[1].found, Detect::Found(cxx));
         assert_eq!(
-            statuses[3].found,
+            statuses[PREREQS.len() - 1].found,
             Detect::Found(s.path().join("usr/bin/chromedriver"))
         );
         assert_eq!(plan(&m, &statuses), Plan::Ready);

@@ -206,14 +206,14 @@ fn print_human(ctx: &Context, report: &CheckReport, repair: bool) {
     match report.kept_until {
         Some(u64::MAX) => ctx
             .out
-            .info("leases: held without a lease (never collected)"),
+            .result("leases: held without a lease (never collected)"),
         Some(t) => {
             let when = i64::try_from(t)
                 .ok()
                 .and_then(|t| jiff::Timestamp::from_second(t).ok())
                 .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
                 .unwrap_or_else(|| t.to_string());
-            ctx.out.info(format_args!(
+            ctx.out.result(format_args!(
                 "leases: kept until {when} at least (the owner's self-check renews them)"
             ));
         }

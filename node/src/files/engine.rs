@@ -233,7 +233,7 @@ impl Files {
     }
 
     /// The storage side of this node (serves requests addressed to this node).
-    pub(crate) fn server(&self) -> &Arc<Server> {
+    pub fn server(&self) -> &Arc<Server> {
         &self.inner.server
     }
 

@@ -135,7 +135,12 @@ async fn leases_run_out_without_the_owner_and_the_self_check_renews_them() -> Te
     let manifest = owner.files().manifest_of(file).await?;
     let ids: Vec<ShardId> = manifest.stripes().iter().flatten().copied().collect();
     let before = holdings(&net).await?;
-    assert!(before[1..].iter().filter(|h| h.0 > 0).count() >= 6);
+    // Spread over the other nodes (the owner may hold some too when the put ran before
+    // every peer was in its routing table).
+    assert!(
+        before[1..].iter().filter(|h| h.0 > 0).count() >= 4,
+        "{before:?}"
+    );
 
     // The check shows the lease; a self-check renews it (a later expiry everywhere).
     let checked = owner.checker().check(file, false).await?;
@@ -161,10 +166,22 @@ async fn leases_run_out_without_the_owner_and_the_self_check_renews_them() -> Te
 
     // Nobody renews: every holder collects the file's blobs once the lease has run out.
     // (The owner's own node too: its copies are leased like any other.)
-    let after = wait_for_holdings(&net, |_| (0, 0)).await?;
+    // The owner's node keeps its own key envelope of a file still in its catalog (it is
+    // dropped by `rm`, not by a lease): when the node held no manifest copy to collect
+    // with it, those bytes stay.
+    let own_envelope = owner
+        .files()
+        .server()
+        .envelope(&file)
+        .map_or(0, |e| e.len() as u64);
+    let after = wait_for_holdings(&net, |i| (0, if i == 0 { own_envelope } else { 0 })).await?;
     for (i, held) in after.iter().enumerate() {
-        assert_eq!(*held, (0, 0), "node {i} still holds {held:?}: {after:?}");
+        assert_eq!(held.0, 0, "node {i} still holds {held:?}: {after:?}");
+        if i > 0 {
+            assert_eq!(held.1, 0, "node {i} still holds {held:?}: {after:?}");
+        }
     }
+    assert!(after[0].1 <= own_envelope, "{after:?}");
     for i in 1..7 {
         assert!(
             leases_on(&net, 0, i, &ids, false)

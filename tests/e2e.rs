@@ -260,6 +260,11 @@ fn testnet_command_demo_and_lifecycle() -> anyhow::Result<()> {
     let stderr = demo.stderr.clone();
     demo.ok("testnet demo")?;
     ensure!(stderr.contains("the copy is identical"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    ensure!(
+        last.starts_with("dashboard of node 0: http://127.0.0.1:") && last.contains("/ui (log in"),
+        "the demo's last line names the dashboard: {stderr}"
+    );
 
     let up_nodes = |scratch: &Path| -> anyhow::Result<Vec<bool>> {
         let json = run(testnet_cmd(&["--json", "status"]), scratch)?.ok("testnet status")?;
@@ -321,5 +326,75 @@ fn a_rewrap_that_reaches_too_few_holders_exits_non_zero() -> anyhow::Result<()> 
     cmd.args(["keys", "rewrap", &id]);
     let stderr = run(cmd, scratch)?.fails_with(4, "rewrap with one other node up")?;
     ensure!(stderr.contains("reached only"), "{stderr}");
+    Ok(())
+}
+
+/// `keys export-public NAME` on node `i`.
+fn export_public(net: &Testnet, i: usize, name: &str, scratch: &Path) -> anyhow::Result<String> {
+    let mut cmd = net.cli(i);
+    cmd.args(["keys", "export-public", name, "--password-file"])
+        .arg(net.password_file(i));
+    let out = run(cmd, scratch)?.ok(&format!("export-public {name} on node {i}"))?;
+    Ok(String::from_utf8(out)?.trim().to_string())
+}
+
+/// Hybrid recipients end to end: a file put on node 0 `--to` node 4's hybrid recipient
+/// opens on node 4 and not on node 5; with node 0 restarted under
+/// `DATAMESH_SECURITY_RECIPIENTS=pq-required`, a put or share to a classical recipient is
+/// refused in one line (nothing stored), a hybrid one still works, and `keys rewrap
+/// --all` moves the files to the hybrid key (envelopes only).
+#[test]
+fn hybrid_recipients_and_the_pq_required_policy() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let mut net = testnet(scratch, NODES)?;
+    let hybrid4 = export_public(&net, 4, "file-encryption-hybrid", scratch)?;
+    ensure!(hybrid4.starts_with("dmpq1"), "{hybrid4}");
+    let classical5 = export_public(&net, 5, "file-encryption", scratch)?;
+    ensure!(classical5.len() == 66, "{classical5}");
+
+    let input = make_file(scratch, 300_000, 9)?;
+    let id = put_to(&net, 0, &input, std::slice::from_ref(&hybrid4), scratch)?;
+    let out4 = scratch.join("out4");
+    get(&net, 4, &id, &out4, scratch)?;
+    assert_same_file(&input, &out4)?;
+    let mut cmd = net.cli(5);
+    cmd.args(["get", &id, "-o"]).arg(scratch.join("out5"));
+    run(cmd, scratch)?.fails_with(2, "get on node 5, not shared with")?;
+
+    net.set_node_env(0, "DATAMESH_SECURITY_RECIPIENTS", Some("pq-required"))?;
+    net.stop(0)?;
+    net.start(0)?;
+    net.wait_ready()?;
+    for args in [
+        vec!["put".to_string(), input.display().to_string()],
+        vec!["share".to_string(), id.clone()],
+    ] {
+        let mut cmd = net.cli(0);
+        cmd.args(&args).args(["--to", &classical5]);
+        let outcome = run(cmd, scratch)?;
+        ensure!(
+            outcome.code.is_some_and(|c| c != 0),
+            "{args:?} to a classical key under pq-required: exit {:?}",
+            outcome.code
+        );
+        ensure!(
+            outcome.stderr.trim().lines().count() == 1 && outcome.stderr.contains("pq-required"),
+            "{}",
+            outcome.stderr
+        );
+    }
+    let again = put_to(&net, 0, &input, std::slice::from_ref(&hybrid4), scratch)?;
+    let mut cmd = net.cli(0);
+    cmd.args(["keys", "rewrap", "--all"]);
+    let report = String::from_utf8(run(cmd, scratch)?.ok("keys rewrap --all under pq-required")?)?;
+    ensure!(
+        report.contains(&id) && report.contains(&again) && report.contains("no shard moved"),
+        "{report}"
+    );
+    let out4 = scratch.join("out4-again");
+    get(&net, 4, &id, &out4, scratch)?;
+    assert_same_file(&input, &out4)?;
     Ok(())
 }

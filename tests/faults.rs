@@ -15,7 +15,8 @@
 //!
 //! This file holds what the cases share; the cases are in `faults/`, one file per
 //! testnet: `kills.rs` (cases 1-4), `corruption.rs` (5-7), `crash.rs` (8), `full.rs` (9),
-//! `partition.rs` (10).
+//! `partition.rs` (10); `kernel.rs` (K1, K2: kernel-level faults between network
+//! namespaces, as root).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -276,6 +277,8 @@ mod corruption;
 mod crash;
 #[path = "faults/full.rs"]
 mod full;
+#[path = "faults/kernel.rs"]
+mod kernel;
 #[path = "faults/kills.rs"]
 mod kills;
 #[path = "faults/partition.rs"]

@@ -85,9 +85,13 @@ fn a_compromised_key_is_revoked_rewrapped_destroyed_and_reencrypted_after_an_int
 -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
-    let mut net =
-        Testnet::up_with(Config::new(bin()?, scratch.join("net"), NODES).with_kdf(Kdf::FAST))
-            .context("cannot start the testnet")?;
+    // The incident is about the classical `file-encryption` key: the nodes wrap new
+    // files to it (recipient policy `classical`) instead of the default hybrid key.
+    let config = (0..NODES).fold(
+        Config::new(bin()?, scratch.join("net"), NODES).with_kdf(Kdf::FAST),
+        |config, i| config.with_node_env(i, "DATAMESH_SECURITY_RECIPIENTS", "classical"),
+    );
+    let mut net = Testnet::up_with(config).context("cannot start the testnet")?;
 
     // Node 0's files, by name.
     let mut originals: BTreeMap<String, PathBuf> = BTreeMap::new();

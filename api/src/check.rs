@@ -10,6 +10,9 @@
 //! peers_answered     peers that answered (live)
 //! bad_peers          [peer id]: every peer that held a bad copy
 //! repaired_shards    shards rebuilt and placed by the repair
+//! kept_until         Unix seconds: the earliest lease end among the copies found (a
+//!                    holder may collect its copy then unless the owner renews); null if
+//!                    no holder answered, 18446744073709551615 if held without a lease
 //! before, after      {state, healthy_stripes, degraded_stripes, unrecoverable_stripes,
 //!                     manifest_copies, envelope_copies} (equal when no repair)
 //! stripes            [ per stripe, after the repair:
@@ -172,12 +175,45 @@ pub struct CheckReport {
     pub bad_peers: Vec<String>,
     /// Shards placed by the repair.
     pub repaired_shards: usize,
+    /// The earliest lease end (Unix seconds) among the copies found; `None` if no holder
+    /// answered (or a node of an older build).
+    #[serde(default)]
+    pub kept_until: Option<u64>,
     /// Before the repair.
     pub before: CheckSummary,
     /// After the repair (equal to `before` when none was asked for).
     pub after: CheckSummary,
     /// Per stripe.
     pub stripes: Vec<StripeCheck>,
+}
+
+/// What `POST /v1/files/{id}/audit` answers (`datamesh check --audit`): every copy found
+/// challenged once (a random chunk and its BLAKE3 proof against the shard id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReport {
+    /// The file id (text form).
+    pub id: String,
+    /// Copies challenged (one per shard per holder that says it holds it).
+    pub challenged: u64,
+    /// Copies whose proof verified.
+    pub passed: u64,
+    /// Copies that failed: a wrong proof, or the holder no longer had the shard.
+    pub failed: Vec<AuditFailure>,
+    /// Copies whose holder did not answer (or was busy).
+    pub unanswered: u64,
+    /// Bytes of proofs received.
+    pub proof_bytes: u64,
+    /// Bytes of the copies proved (what fetching them whole would have moved).
+    pub shard_bytes: u64,
+}
+
+/// One copy that failed its audit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFailure {
+    /// The holder (peer id).
+    pub peer: String,
+    /// The shard id (hex).
+    pub shard: String,
 }
 
 #[cfg(test)]

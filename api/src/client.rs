@@ -5,21 +5,30 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use datamesh_core::FileId;
-use datamesh_core::ecies::PublicKey;
+use datamesh_core::Recipient;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    BlockPeers, BlockedPeers, CheckReport, ClientError, CorruptedShard, ErrorBody, ErrorKind,
-    KeyUsage, ListedFile, NAME_HEADER, Peer, PutResult, ReencryptReport, RewrapAll, RewrapReport,
-    Status, decode_name,
+    BLAKE3_HEADER, BlockPeers, BlockedPeers, CheckReport, ClientError, CorruptedShard, ErrorBody,
+    ErrorKind, FILE_SIZE_HEADER, KeyUsage, ListedFile, MTIME_HEADER, NAME_HEADER, Peer, PutResult,
+    ReencryptReport, RemoveReport, RewrapAll, RewrapReport, SEGMENT_SIZE_HEADER, Status,
+    decode_name,
 };
 
 /// A streaming download.
 pub struct Download {
-    /// The file's size.
+    /// The bytes the body carries: the file's size, or the range's length.
     pub size: u64,
     /// The stored file name.
     pub name: String,
+    /// The whole file's size (also for a range).
+    pub file_size: u64,
+    /// The file's modification time as sealed in its metadata, if any.
+    pub mtime: Option<u64>,
+    /// The BLAKE3 of the whole file (from its sealed metadata), if the node sent it.
+    pub blake3: Option<[u8; 32]>,
+    /// The file's segment size, if the node sent it.
+    pub segment_size: Option<u64>,
     /// The body: it ends early when the node fails mid-stream.
     pub body: Box<dyn Read + Send>,
 }
@@ -29,6 +38,8 @@ impl std::fmt::Debug for Download {
         f.debug_struct("Download")
             .field("size", &self.size)
             .field("name", &self.name)
+            .field("file_size", &self.file_size)
+            .field("mtime", &self.mtime)
             .finish_non_exhaustive()
     }
 }
@@ -190,13 +201,24 @@ impl Client {
     fn put_request(
         &self,
         name: &str,
-        to: &[PublicKey],
+        to: &[Recipient],
     ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
         let mut request = self.post_request("/v1/files").query("name", name);
         for key in to {
             request = request.query("to", key.to_string());
         }
         request
+    }
+
+    /// Asks whether a put to `to` would pass the node's recipient policy (before a body
+    /// is streamed: a refused put would only show as a broken connection).
+    ///
+    /// # Errors
+    /// See [`ClientError`]; the refusal is an API error with the node's message.
+    pub fn check_recipients(&self, to: &[Recipient]) -> Result<(), ClientError> {
+        let query: Vec<(&str, String)> = to.iter().map(|k| ("to", k.to_string())).collect();
+        self.post_json::<serde_json::Value>("/v1/recipients/check", &query)
+            .map(|_| ())
     }
 
     /// Stores a file, streaming `body`, under `name`; `to` are further keys to give
@@ -208,10 +230,30 @@ impl Client {
         &self,
         mut body: impl Read,
         name: &str,
-        to: &[PublicKey],
+        to: &[Recipient],
     ) -> Result<PutResult, ClientError> {
         let body = ureq::SendBody::from_reader(&mut body);
         self.json(self.put_request(name, to).send(body))
+    }
+
+    /// As [`Client::put`], sealing `mtime` (seconds since the Unix epoch: the real file's
+    /// modification time) in the file's metadata instead of the put time.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn put_with_mtime(
+        &self,
+        mut body: impl Read,
+        name: &str,
+        mtime: Option<u64>,
+        to: &[Recipient],
+    ) -> Result<PutResult, ClientError> {
+        let body = ureq::SendBody::from_reader(&mut body);
+        let mut request = self.put_request(name, to);
+        if let Some(mtime) = mtime {
+            request = request.query("mtime", mtime.to_string());
+        }
+        self.json(request.send(body))
     }
 
     /// Stores a file held in memory (sent with its `Content-Length`, not chunked).
@@ -222,7 +264,7 @@ impl Client {
         &self,
         body: &[u8],
         name: &str,
-        to: &[PublicKey],
+        to: &[Recipient],
     ) -> Result<PutResult, ClientError> {
         self.json(self.put_request(name, to).send(body))
     }
@@ -242,9 +284,28 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub fn get_with(&self, id: &FileId, allow_revoked: bool) -> Result<Download, ClientError> {
+        self.get_range(id, allow_revoked, None)
+    }
+
+    /// As [`Client::get_with`], of bytes `start..=last` only when `range` is
+    /// `Some((start, last))` (`last` past the end is cut to the end): the node fetches
+    /// only the stripes that cover them, each segment authenticated; the whole file's
+    /// BLAKE3 cannot be checked for a part.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a range outside the file is [`ErrorKind::BadRange`].
+    pub fn get_range(
+        &self,
+        id: &FileId,
+        allow_revoked: bool,
+        range: Option<(u64, u64)>,
+    ) -> Result<Download, ClientError> {
         let mut request = self.get_request(&format!("/v1/files/{id}"));
         if allow_revoked {
             request = request.query("allow_revoked", "1");
+        }
+        if let Some((start, last)) = range {
+            request = request.header("range", format!("bytes={start}-{last}"));
         }
         let response = self.answer(request.call())?;
         let header = |name: &str| {
@@ -260,6 +321,14 @@ impl Client {
         let name = header(NAME_HEADER)
             .map(|n| decode_name(&n))
             .unwrap_or_default();
+        let file_size = header(FILE_SIZE_HEADER)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(size);
+        let mtime = header(MTIME_HEADER).and_then(|v| v.parse().ok());
+        let segment_size = header(SEGMENT_SIZE_HEADER).and_then(|v| v.parse().ok());
+        let blake3 = header(BLAKE3_HEADER)
+            .and_then(|v| data_encoding::HEXLOWER.decode(v.as_bytes()).ok())
+            .and_then(|v| <[u8; 32]>::try_from(v).ok());
         let body = response
             .into_body()
             .into_with_config()
@@ -268,6 +337,10 @@ impl Client {
         Ok(Download {
             size,
             name,
+            file_size,
+            mtime,
+            blake3,
+            segment_size,
             body: Box::new(body),
         })
     }
@@ -276,7 +349,7 @@ impl Client {
     ///
     /// # Errors
     /// See [`ClientError`].
-    pub fn rewrap(&self, id: &FileId, to: &[PublicKey]) -> Result<RewrapReport, ClientError> {
+    pub fn rewrap(&self, id: &FileId, to: &[Recipient]) -> Result<RewrapReport, ClientError> {
         self.rewrap_with(id, to, false)
     }
 
@@ -288,7 +361,7 @@ impl Client {
     pub fn rewrap_with(
         &self,
         id: &FileId,
-        to: &[PublicKey],
+        to: &[Recipient],
         allow_revoked: bool,
     ) -> Result<RewrapReport, ClientError> {
         let mut query: Vec<(&str, String)> = to.iter().map(|k| ("to", k.to_string())).collect();
@@ -320,6 +393,14 @@ impl Client {
             &format!("/v1/files/{id}/reencrypt"),
             &revoked_query(allow_revoked),
         )
+    }
+
+    /// Removes one of the node's files from the network (owner only).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn remove(&self, id: &FileId) -> Result<RemoveReport, ClientError> {
+        self.post_json(&format!("/v1/files/{id}/remove"), &[])
     }
 
     /// Per file of the catalog, the key ids of the node's keys that open it (revoked
@@ -359,6 +440,14 @@ impl Client {
             &format!("/v1/files/{id}/check"),
             &[("verify", flag(verify)), ("repair", flag(repair))],
         )
+    }
+
+    /// Audits every copy of a file's shards found (a random chunk and its proof each).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn audit(&self, id: &FileId) -> Result<crate::AuditReport, ClientError> {
+        self.post_json(&format!("/v1/files/{id}/audit"), &[])
     }
 
     /// Test faults only (the node must run with `DATAMESH_TEST_FAULTS=1`): flips bytes of

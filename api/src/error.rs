@@ -21,6 +21,8 @@ pub enum ErrorKind {
     BadBody,
     /// Input the pipeline refuses (400).
     Input,
+    /// A `Range` outside the file, or one the node does not serve (416).
+    BadRange,
     /// The node holds no key that opens the file (403).
     NoKey,
     /// No such file or shard (404).
@@ -52,6 +54,7 @@ impl ErrorKind {
             Self::Unauthorized => 401,
             Self::BadId | Self::BadKey | Self::BadQuery | Self::BadBody | Self::Input => 400,
             Self::NoKey => 403,
+            Self::BadRange => 416,
             Self::NotFound => 404,
             Self::Integrity => 422,
             Self::NotEnoughPeers | Self::InsufficientShards | Self::Network => 503,

@@ -84,6 +84,19 @@ pub struct ReencryptReport {
     pub release_failures: u64,
 }
 
+/// One file removed by its owner: what `POST /v1/files/{id}/remove` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveReport {
+    /// The file id (text form), gone from the catalog.
+    pub id: String,
+    /// Peers asked to drop it (every possible holder found).
+    pub asked: u64,
+    /// Peers that confirmed.
+    pub confirmed: u64,
+    /// Peers that refused or did not answer (their copies end with their lease).
+    pub failed: u64,
+}
+
 /// One row of `GET /v1/key-usage`: which of the node's keys open a file of its catalog.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyUsage {
@@ -96,6 +109,48 @@ pub struct KeyUsage {
 /// The response header of `GET /v1/files/{id}` that carries the stored name,
 /// percent-encoded ([`encode_name`]).
 pub const NAME_HEADER: &str = "x-datamesh-name";
+
+/// The response header of `GET /v1/files/{id}` with the file's modification time as
+/// sealed in its metadata (seconds since the Unix epoch), when it has one.
+pub const MTIME_HEADER: &str = "x-datamesh-mtime";
+
+/// The response header of `GET /v1/files/{id}` with the BLAKE3 of the whole file (64 hex,
+/// from its sealed metadata): what a client that assembles the file from ranges (a
+/// resumed get) checks the result against.
+pub const BLAKE3_HEADER: &str = "x-datamesh-blake3";
+
+/// The response header of `GET /v1/files/{id}` with the whole file's length, also on a
+/// range answer (whose `Content-Length` is the range's).
+pub const FILE_SIZE_HEADER: &str = "x-datamesh-size";
+
+/// The response header of `GET /v1/files/{id}` with the file's segment size in bytes (a
+/// resumed get restarts at a segment boundary).
+pub const SEGMENT_SIZE_HEADER: &str = "x-datamesh-segment-size";
+
+/// Parses an HTTP `Range` header value of one range, `bytes=START-END` (END inclusive),
+/// `bytes=START-` (to the end) or `bytes=-N` (the last N bytes), against a file of `len`
+/// bytes: `(start, last)` inclusive, or a one-line reason. Several ranges are refused.
+pub fn parse_range(value: &str, len: u64) -> Result<(u64, u64), String> {
+    let bad = || format!("Range {value:?}: use bytes=START-END (one range, END inclusive)");
+    let spec = value.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+    if spec.contains(',') {
+        return Err(format!("Range {value:?}: only one range at a time"));
+    }
+    let (start, end) = spec.split_once('-').ok_or_else(bad)?;
+    let number = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+    match (start.trim().is_empty(), end.trim().is_empty()) {
+        (false, false) => Ok((number(start)?, number(end)?)),
+        (false, true) => Ok((number(start)?, len.saturating_sub(1).max(number(start)?))),
+        (true, false) => {
+            let n = number(end)?;
+            if n == 0 || len == 0 {
+                return Err(format!("Range {value:?}: no bytes asked for"));
+            }
+            Ok((len.saturating_sub(n), len - 1))
+        }
+        (true, true) => Err(bad()),
+    }
+}
 
 /// Percent-encodes everything but unreserved ASCII, so any name fits in a header.
 pub fn encode_name(name: &str) -> String {
@@ -142,6 +197,26 @@ mod tests {
             assert_eq!(decode_name(&encoded), name);
         }
         assert_eq!(decode_name("100%"), "100%");
+    }
+
+    #[test]
+    fn ranges_parse_as_http_says() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Ok((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Ok((90, 99)));
+        assert_eq!(parse_range("bytes=-1000", 100), Ok((0, 99)));
+        // Past the end: parsed here, refused against the file by the node.
+        assert_eq!(parse_range("bytes=200-", 100), Ok((200, 200)));
+        for bad in [
+            "0-9",
+            "bytes=a-b",
+            "bytes=-",
+            "bytes=0-1,5-6",
+            "bytes=-0",
+            "items=0-1",
+        ] {
+            assert!(parse_range(bad, 100).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -27,11 +27,13 @@
 //!
 //! | route                  | body / query                 | answers                         |
 //! |------------------------|------------------------------|---------------------------------|
-//! | `POST /v1/files`       | the file; `?name=`, `?to=KEY` (repeatable) | [`PutResult`]     |
-//! | `GET /v1/files/{id}`   | `?allow_revoked=1`           | the bytes; `Content-Length`, [`NAME_HEADER`] |
+//! | `POST /v1/files`       | the file; `?name=`, `?mtime=SECS`, `?to=KEY` (repeatable) | [`PutResult`] |
+//! | `GET /v1/files/{id}`   | `?allow_revoked=1`; `Range: bytes=START-END` | the bytes (206 and `Content-Range` for a range); `Content-Length`, [`NAME_HEADER`], [`MTIME_HEADER`], [`BLAKE3_HEADER`], [`FILE_SIZE_HEADER`], [`SEGMENT_SIZE_HEADER`] |
 //! | `GET /v1/files`        |                              | `[`[`ListedFile`]`]`            |
 //! | `POST /v1/files/{id}/envelope` | `?to=KEY` (repeatable): sharing; `?allow_revoked=1` | [`RewrapReport`] |
 //! | `POST /v1/files/{id}/reencrypt` | `?allow_revoked=1`  | [`ReencryptReport`]             |
+//! | `POST /v1/files/{id}/remove` | (owner only)           | [`RemoveReport`]                |
+//! | `POST /v1/files/{id}/audit` |                         | [`AuditReport`]                 |
 //! | `POST /v1/rewrap`      | `?allow_revoked=1`           | [`RewrapAll`]                   |
 //! | `GET /v1/key-usage`    | `?allow_revoked=1`           | `[`[`KeyUsage`]`]`              |
 //! | `POST /v1/files/{id}/check` | `?verify=1&repair=1`    | [`CheckReport`]                 |
@@ -56,14 +58,16 @@ mod run_file;
 mod status;
 
 pub use check::{
-    BadCopy, BadReason, CheckReport, CheckSummary, Health, RepairedShard, StripeCheck, StripeCounts,
+    AuditFailure, AuditReport, BadCopy, BadReason, CheckReport, CheckSummary, Health,
+    RepairedShard, StripeCheck, StripeCounts,
 };
 pub use client::{Client, Download};
 pub use debug::{BlockPeers, BlockedPeers, CorruptedShard};
 pub use error::{ClientError, ErrorBody, ErrorKind};
 pub use files::{
-    KeyUsage, ListedFile, NAME_HEADER, PutResult, ReencryptReport, RewrapAll, RewrapFailure,
-    RewrapReport, decode_name, encode_name,
+    BLAKE3_HEADER, FILE_SIZE_HEADER, KeyUsage, ListedFile, MTIME_HEADER, NAME_HEADER, PutResult,
+    ReencryptReport, RemoveReport, RewrapAll, RewrapFailure, RewrapReport, SEGMENT_SIZE_HEADER,
+    decode_name, encode_name, parse_range,
 };
 pub use private::{PrivateFileError, check_private_file};
 pub use run_file::{RunFile, RunFileError};

@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use anyhow::Context as _;
+use datamesh_node::lease::DEFAULT_LEASE;
 use datamesh_node::node::{DEFAULT_CHECK_INTERVAL, DEFAULT_STORAGE_QUOTA, MAX_CHECK_INTERVAL};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,8 @@ pub(crate) struct Config {
     pub(crate) api_allow_remote: bool,
     /// Peers (multiaddrs with /p2p/PEER_ID) to join at start.
     pub(crate) bootstrap: Vec<String>,
+    /// Addresses at which other machines reach this node, advertised to peers.
+    pub(crate) external_addresses: Vec<String>,
     /// Bytes of shards stored for others at most.
     pub(crate) storage_quota_bytes: u64,
     /// The tracing filter (unless `DATAMESH_LOG` is set).
@@ -43,7 +46,73 @@ pub(crate) struct Config {
     pub(crate) check_interval: u64,
     /// Whether the self-check fetches and hashes every copy.
     pub(crate) check_verify: bool,
+    /// Seconds a holder keeps a claim on a blob without the owner renewing it.
+    pub(crate) lease_seconds: u64,
+    /// The algorithm policy (`[security]`), with environment overrides applied by
+    /// `crate::security`.
+    pub(crate) security: SecurityConfig,
 }
+
+/// The `[security]` section: what the node creates and accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SecurityConfig {
+    /// `classical`, `hybrid` or `pq-required`.
+    pub(crate) recipients: String,
+    /// The password KDF of new slots: `argon2id`.
+    pub(crate) kdf: String,
+    /// Password slots with less Argon2id memory (KiB) are refused, created or unlocked;
+    /// 0: no floor (weak parameters are only warned about).
+    pub(crate) kdf_min_memory_kib: u32,
+    /// Password slots with fewer Argon2id passes are refused; 0: no floor.
+    pub(crate) kdf_min_iterations: u32,
+    /// Whether a non-loopback API bind may be allowed at all (by `api_allow_remote` or
+    /// `--api-allow-remote`); false refuses it whatever they say.
+    pub(crate) allow_remote_api: bool,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            recipients: "hybrid".to_owned(),
+            kdf: "argon2id".to_owned(),
+            kdf_min_memory_kib: 0,
+            kdf_min_iterations: 0,
+            allow_remote_api: true,
+        }
+    }
+}
+
+/// Every key of [`SecurityConfig`], in the order written, with its comment.
+const SECURITY_KEYS: [(&str, &str); 5] = [
+    (
+        "recipients",
+        "Who data keys are wrapped to: \"hybrid\" (default: new files to the hybrid\n\
+         ML-KEM-768 + secp256k1 key; classical recipients still accepted when named),\n\
+         \"pq-required\" (classical-only recipients refused), or \"classical\" (secp256k1\n\
+         only). Overridden by DATAMESH_SECURITY_RECIPIENTS.",
+    ),
+    (
+        "kdf",
+        "Password KDF of new keystore slots and backups: \"argon2id\". Overridden by\n\
+         DATAMESH_SECURITY_KDF.",
+    ),
+    (
+        "kdf_min_memory_kib",
+        "Floor of the password KDF's memory (KiB): weaker slots are refused when created\n\
+         and when unlocked; 0: no floor. Overridden by DATAMESH_SECURITY_KDF_MIN_MEMORY_KIB.",
+    ),
+    (
+        "kdf_min_iterations",
+        "Floor of the password KDF's passes; 0: no floor. Overridden by\n\
+         DATAMESH_SECURITY_KDF_MIN_ITERATIONS.",
+    ),
+    (
+        "allow_remote_api",
+        "false refuses a non-loopback api_address even with api_allow_remote or\n\
+         --api-allow-remote. Overridden by DATAMESH_SECURITY_ALLOW_REMOTE_API.",
+    ),
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -52,10 +121,13 @@ impl Default for Config {
             api_address: DEFAULT_API,
             api_allow_remote: false,
             bootstrap: Vec::new(),
+            external_addresses: Vec::new(),
             storage_quota_bytes: DEFAULT_STORAGE_QUOTA,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             check_interval: DEFAULT_CHECK_INTERVAL.as_secs(),
             check_verify: false,
+            lease_seconds: DEFAULT_LEASE.as_secs(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -69,7 +141,7 @@ const FOOTER: &str =
 
 /// Every key of [`Config`], in the order written, with the comment above it (a unit test
 /// checks that the list and the struct agree).
-const KEYS: [(&str, &str); 8] = [
+const KEYS: [(&str, &str); 10] = [
     (
         "listen_address",
         "libp2p listen address of the node (port 0: any free port); overridden by\n\
@@ -92,6 +164,13 @@ const KEYS: [(&str, &str); 8] = [
          adds to them.",
     ),
     (
+        "external_addresses",
+        "Multiaddrs at which other machines reach this node (e.g. a router's forwarded\n\
+         port), advertised to peers besides its non-loopback listen addresses (loopback\n\
+         is advertised only by a node listening on nothing else); `node run --external`\n\
+         adds to them.",
+    ),
+    (
         "storage_quota_bytes",
         "Bytes of shards this node stores for others at most; overridden by\n\
          `node run --quota` or DATAMESH_QUOTA.",
@@ -109,6 +188,11 @@ const KEYS: [(&str, &str); 8] = [
         "check_verify",
         "Whether the self-check fetches and hashes every copy (finds bit rot and lying\n\
          holders) instead of asking the holders.",
+    ),
+    (
+        "lease_seconds",
+        "Seconds this node keeps what a peer stored here without that peer renewing it\n\
+         (an owner's self-check renews its files); then it is deleted. Default 180 days.",
     ),
 ];
 
@@ -142,7 +226,22 @@ impl Config {
             }
             text.push_str(&format!("{key} = {value}\n"));
         }
-        text.push('\n');
+        let security = table
+            .get("security")
+            .and_then(toml::Value::as_table)
+            .context("the config has no [security] table")?;
+        text.push_str("\n[security]\n");
+        for (key, comment) in SECURITY_KEYS {
+            let value = security
+                .get(key)
+                .with_context(|| format!("the config has no key security.{key}"))?;
+            for line in comment.lines() {
+                text.push_str("# ");
+                text.push_str(line);
+                text.push('\n');
+            }
+            text.push_str(&format!("{key} = {value}\n\n"));
+        }
         text.push_str(FOOTER);
         Ok(text)
     }
@@ -188,6 +287,12 @@ impl Config {
                 config.check_interval
             );
         }
+        if config.lease_seconds == 0 {
+            anyhow::bail!(
+                "{}: lease_seconds = 0: a lease must last at least a second",
+                path.display()
+            );
+        }
         Ok(config)
     }
 }
@@ -206,8 +311,20 @@ mod tests {
             .ok_or("not a table")?
             .keys()
             .map(String::as_str)
+            .filter(|key| *key != "security")
             .collect();
         let mut written: Vec<&str> = KEYS.iter().map(|(key, _)| *key).collect();
+        let security = toml::Value::try_from(SecurityConfig::default())?;
+        let mut security_fields: Vec<&str> = security
+            .as_table()
+            .ok_or("not a table")?
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut security_written: Vec<&str> = SECURITY_KEYS.iter().map(|(k, _)| *k).collect();
+        security_fields.sort_unstable();
+        security_written.sort_unstable();
+        assert_eq!(security_fields, security_written);
         fields.sort_unstable();
         written.sort_unstable();
         assert_eq!(fields, written);

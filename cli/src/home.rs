@@ -14,6 +14,7 @@
 //! Every path of a home and every helper that creates or reads one of its files lives
 //! here; the commands ask this module, never `home.join(..)` themselves.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -177,11 +178,38 @@ pub(crate) fn unlock(
     out: &Output,
 ) -> anyhow::Result<Keystore> {
     require_keystore(home)?;
-    let password = password.existing(out)?;
     let started = Instant::now();
-    let keystore = Keystore::open(home, &password)?;
+    let credentials = password.credentials(out)?;
+    let keystore = match Keystore::open_with(home, &credentials) {
+        Ok(keystore) => keystore,
+        // Nothing given opens a slot, or a hardware slot failed while someone is at the
+        // terminal: ask for the password (without a terminal, the error stands).
+        Err(e @ (OpenError::NothingToTry { .. } | OpenError::SlotFailed { .. }))
+            if !password.has_password_file() =>
+        {
+            if matches!(e, OpenError::SlotFailed { .. }) {
+                if !std::io::stdin().is_terminal() {
+                    return Err(e.into());
+                }
+                out.warn(format_args!("{e}"));
+            }
+            let asked = password.existing(out)?;
+            let retry = password
+                .credentials(out)?
+                .with_password(asked)
+                .with_hardware(false);
+            Keystore::open_with(home, &retry)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    crate::security::current().check_unlock(&keystore)?;
+    let kind = keystore
+        .slots()
+        .into_iter()
+        .find(|s| s.id == keystore.unlocked_slot())
+        .map_or("", |s| s.kind.name());
     out.detail(format_args!(
-        "unlocked slot {} of {} in {:.2} s",
+        "unlocked slot {} ({kind}) of {} in {:.3} s",
         keystore.unlocked_slot(),
         Layout::new(home).keystore().display(),
         started.elapsed().as_secs_f64()

@@ -69,6 +69,13 @@ impl KeystoreKeys {
         {
             info!("keystore had no file-authority root; created one");
         }
+        if keystore.active_hybrid_key().is_none()
+            && keystore
+                .ensure_hybrid_file_key()
+                .map_err(KeyProviderError::new)?
+        {
+            info!("keystore had no hybrid file-encryption key; created one");
+        }
         let (_, active) = keystore.active_file_key().map_err(KeyProviderError::new)?;
         let all = keystore.decryption_keys(allow_revoked);
         if allow_revoked {
@@ -94,6 +101,19 @@ impl KeystoreKeys {
             }
         }
         let decrypt = all.into_iter().map(|(_, key)| key).collect();
+        // The active hybrid key first (new files are wrapped to it), then the others.
+        let mut hybrid: Vec<(bool, datamesh_core::HybridSecretKey)> = keystore
+            .file_secrets(allow_revoked)
+            .into_iter()
+            .filter_map(|(info, key)| match key {
+                datamesh_core::FileSecret::Hybrid(key) => {
+                    Some((info.status != datamesh_keys::KeyStatus::Active, key))
+                }
+                datamesh_core::FileSecret::Classical(_) => None,
+            })
+            .collect();
+        hybrid.sort_by_key(|(inactive, _)| *inactive);
+        let hybrid = hybrid.into_iter().map(|(_, key)| key).collect();
         let authority = keystore
             .authority_roots(false)
             .into_iter()
@@ -102,6 +122,7 @@ impl KeystoreKeys {
         Ok(FileKeys {
             active,
             decrypt,
+            hybrid,
             authority,
         })
     }

@@ -13,6 +13,8 @@ mod home;
 mod keystore_keys;
 mod output;
 mod password;
+mod resume;
+mod security;
 mod view;
 
 use std::path::PathBuf;
@@ -66,9 +68,9 @@ enum Command {
     /// Run the node.
     Node(cmd::node::NodeArgs),
     /// Store a file; prints its id.
-    Put(cmd::files::PutArgs),
+    Put(cmd::transfer::PutArgs),
     /// Fetch a file by id.
-    Get(cmd::files::GetArgs),
+    Get(cmd::transfer::GetArgs),
     /// Check a stored file's health: healthy shards per stripe on distinct live peers;
     /// --verify fetches and hashes every copy, --repair rebuilds and re-places shards.
     Check(cmd::check::CheckArgs),
@@ -77,9 +79,13 @@ enum Command {
     Debug(cmd::debug::DebugArgs),
     /// Give other public keys access to a stored file (re-wraps its data key only).
     Share(cmd::files::ShareArgs),
-    /// List the files this node has stored.
-    #[command(after_help = "Example:\n  datamesh ls --json")]
-    Ls,
+    /// Remove one of this node's files from the network (owner only): its holders drop
+    /// it and give the space back; `ls` forgets it.
+    #[command(after_help = "Example:\n  datamesh rm dm1...")]
+    Rm(cmd::rm::RmArgs),
+    /// List the files this node has stored, or a stored folder's entries.
+    #[command(after_help = "Examples:\n  datamesh ls --json\n  datamesh ls dm1…(a folder's id)")]
+    Ls(cmd::tree::LsArgs),
     /// The node's peer id, addresses, peers and storage.
     #[command(after_help = "Example:\n  datamesh status --json")]
     Status,
@@ -124,17 +130,22 @@ fn main() -> ExitCode {
         Ok(home) => home,
         Err(e) => return exit::report(&e),
     };
+    // The algorithm policy ([security] and its environment overrides), once per process.
+    if let Err(e) = security::init(&home) {
+        return exit::report(&e);
+    }
     let ctx = Context { home, out };
     let result = match cli.command {
         Command::Init(args) => cmd::init::run(&ctx, args),
         Command::Keys(args) => cmd::keys::run(&ctx, args),
         Command::Node(args) => cmd::node::run(&ctx, args),
-        Command::Put(args) => cmd::files::put(&ctx, args),
-        Command::Get(args) => cmd::files::get(&ctx, args),
+        Command::Put(args) => cmd::transfer::put(&ctx, args),
+        Command::Get(args) => cmd::transfer::get(&ctx, args),
         Command::Share(args) => cmd::files::share(&ctx, args),
         Command::Check(args) => cmd::check::run(&ctx, args),
         Command::Debug(args) => cmd::debug::run(&ctx, args),
-        Command::Ls => cmd::files::ls(&ctx),
+        Command::Rm(args) => cmd::rm::run(&ctx, args),
+        Command::Ls(args) => cmd::tree::ls(&ctx, args),
         Command::Status => cmd::files::status(&ctx),
         Command::Peers => cmd::files::peers(&ctx),
         Command::Completions { shell } => {

@@ -9,17 +9,34 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
-use datamesh_keys::{KdfParams, MAX_PASSWORD_LEN, Password};
+use datamesh_keys::{
+    Credentials, DEFAULT_TPM_TCTI, KdfParams, KeyFile, MAX_PASSWORD_LEN, Password, Pin,
+};
 use zeroize::Zeroizing;
 
 use crate::output::Output;
 
-/// How the current keystore password is given.
+/// How the keystore is unlocked: its password, or another slot's factors.
 #[derive(Debug, Args)]
 pub(crate) struct PasswordArgs {
     /// Read the keystore password from the first line of FILE instead of prompting.
     #[arg(long, env = "DATAMESH_PASSWORD_FILE", value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// The key file of a password+keyfile slot.
+    #[arg(long, env = "DATAMESH_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Read the PIN of a PKCS#11 slot's token from the first line of FILE.
+    #[arg(long, env = "DATAMESH_PKCS11_PIN_FILE", value_name = "FILE")]
+    pkcs11_pin_file: Option<PathBuf>,
+    /// The TPM of TPM slots, as a TCTI [default: device:/dev/tpmrm0].
+    #[arg(long, env = "DATAMESH_TPM_TCTI", value_name = "TCTI")]
+    tpm_tcti: Option<String>,
+    /// Unlock through this slot only (see `keys slot list`).
+    #[arg(long, env = "DATAMESH_UNLOCK_SLOT", value_name = "ID")]
+    unlock_slot: Option<u32>,
+    /// Do not try PKCS#11 and TPM slots.
+    #[arg(long)]
+    no_hardware: bool,
 }
 
 /// How a new password is given (`passwd`, `slot add`).
@@ -87,6 +104,49 @@ impl PasswordArgs {
         }
     }
 
+    /// What is given to unlock with, without prompting: the password file, the key file,
+    /// the PIN, the TPM, the slot.
+    pub(crate) fn credentials(&self, out: &Output) -> anyhow::Result<Credentials> {
+        let mut credentials = Credentials::new().with_hardware(!self.no_hardware);
+        if let Some(path) = &self.password_file {
+            credentials = credentials.with_password(from_file(path, out)?);
+        }
+        if let Some(path) = &self.key_file {
+            credentials =
+                credentials.with_key_file(KeyFile::read(path).map_err(anyhow::Error::msg)?);
+        }
+        if let Some(path) = &self.pkcs11_pin_file {
+            credentials = credentials.with_pin(pin_from_file(path, out)?);
+        }
+        if let Some(tcti) = &self.tpm_tcti {
+            credentials = credentials.with_tpm_tcti(tcti.clone());
+        }
+        if let Some(id) = self.unlock_slot {
+            credentials = credentials.only_slot(id);
+        }
+        Ok(credentials)
+    }
+
+    /// Whether the password comes from a file (else it may be asked for).
+    pub(crate) fn has_password_file(&self) -> bool {
+        self.password_file.is_some()
+    }
+
+    /// The PIN file given to unlock, if any.
+    pub(crate) fn pin(&self, out: &Output) -> anyhow::Result<Option<Pin>> {
+        self.pkcs11_pin_file
+            .as_deref()
+            .map(|path| pin_from_file(path, out))
+            .transpose()
+    }
+
+    /// The TCTI given, or the default.
+    pub(crate) fn tcti(&self) -> String {
+        self.tpm_tcti
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TPM_TCTI.to_owned())
+    }
+
     /// A new password given the `init` way (`--password-file`, or asked twice).
     pub(crate) fn new_password(&self, allow_weak: bool, out: &Output) -> anyhow::Result<Password> {
         let password = match &self.password_file {
@@ -116,10 +176,12 @@ impl KdfArgs {
         base: KdfParams,
         out: &Output,
     ) -> anyhow::Result<Option<KdfParams>> {
+        let security = crate::security::current();
         if self.kdf_memory_kib.is_none()
             && self.kdf_iterations.is_none()
             && self.kdf_parallelism.is_none()
         {
+            security.check_kdf(&base, "the password's KDF parameters")?;
             return Ok(None);
         }
         let params = KdfParams::new(
@@ -128,6 +190,7 @@ impl KdfArgs {
             self.kdf_parallelism.unwrap_or(base.parallelism()),
         )
         .context("invalid --kdf-* parameters")?;
+        security.check_kdf(&params, "the --kdf-* parameters")?;
         if params.is_below_default() {
             out.warn(format_args!(
                 "{params} is below the default ({}): the password is easier to guess from a stolen keystore",
@@ -155,23 +218,58 @@ fn check_new(password: Password, allow_weak: bool) -> anyhow::Result<Password> {
 
 /// The first line of a password file (without `\n` / `\r\n`).
 pub(crate) fn from_file(path: &Path, out: &Output) -> anyhow::Result<Password> {
-    let context = || format!("cannot read the password file {}", path.display());
+    let bytes = first_line(path, "password", MAX_PASSWORD_LEN, out)?.ok_or_else(|| {
+        datamesh_keys::PasswordError::TooLong {
+            len: fs_len(path),
+            max: MAX_PASSWORD_LEN,
+        }
+    })?;
+    Ok(Password::from_utf8(bytes)?)
+}
+
+/// The longest PIN read from a file.
+const MAX_PIN_LEN: usize = 256;
+
+/// The first line of a PIN file (without `\n` / `\r\n`).
+pub(crate) fn pin_from_file(path: &Path, out: &Output) -> anyhow::Result<Pin> {
+    let bytes = first_line(path, "PIN", MAX_PIN_LEN, out)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the PIN file {} is longer than {MAX_PIN_LEN} bytes",
+            path.display()
+        )
+    })?;
+    let text = core::str::from_utf8(&bytes)
+        .map_err(|_| anyhow::anyhow!("the PIN in {} is not UTF-8", path.display()))?;
+    Ok(Pin::new(text))
+}
+
+fn fs_len(path: &Path) -> usize {
+    std::fs::metadata(path).map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX))
+}
+
+/// The first line (without `\n` / `\r\n`) of the `what` file at `path`, or `None` if
+/// the file is longer than `max` bytes and a line end. Warns when group or others can
+/// read it.
+fn first_line(
+    path: &Path,
+    what: &str,
+    max: usize,
+    out: &Output,
+) -> anyhow::Result<Option<Zeroizing<Vec<u8>>>> {
+    let context = || format!("cannot read the {what} file {}", path.display());
     let file = File::open(path).with_context(context)?;
     let meta = file.metadata().with_context(context)?;
     if meta.permissions().mode() & 0o077 != 0 {
         out.warn(format_args!(
-            "the password file {} is readable by group or others; run `chmod 600 {}`",
+            "the {what} file {} is readable by group or others; run `chmod 600 {}`",
             path.display(),
             path.display()
         ));
     }
-    // A password of MAX_PASSWORD_LEN bytes, plus "\r\n".
-    let limit = MAX_PASSWORD_LEN as u64 + 2;
+    // The longest content, plus "\r\n".
+    let limit = max as u64 + 2;
     if meta.len() > limit {
-        anyhow::bail!(datamesh_keys::PasswordError::TooLong {
-            len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
-            max: MAX_PASSWORD_LEN,
-        });
+        return Ok(None);
     }
     // Sized up front so that reading never reallocates (which would leave a copy behind).
     let capacity = usize::try_from(meta.len()).unwrap_or(0) + 1;
@@ -187,7 +285,7 @@ pub(crate) fn from_file(path: &Path, out: &Output) -> anyhow::Result<Password> {
         end -= 1;
     }
     bytes.truncate(end);
-    Ok(Password::from_utf8(bytes)?)
+    Ok(Some(bytes))
 }
 
 pub(crate) fn prompt(label: &str) -> anyhow::Result<Password> {

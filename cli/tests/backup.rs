@@ -53,8 +53,8 @@ fn backup_verify_and_restore_into_a_new_home() -> TestResult {
         .assert()
         .success();
     let stdout = String::from_utf8(out.get_output().stdout.clone())?;
-    // node-identity, file-encryption v1 and v2, file-authority.
-    assert!(stdout.contains("4 key version(s)"), "{stdout}");
+    // node-identity, file-encryption v1 and v2, file-authority, file-encryption-hybrid.
+    assert!(stdout.contains("5 key version(s)"), "{stdout}");
 
     let new_home = h.dir.path().join("new-home");
     datamesh(&new_home)
@@ -188,7 +188,8 @@ fn bundle_sealed_to_a_recipient_key_opens_only_in_the_recipients_home() -> TestR
         .assert()
         .success();
     let stdout = String::from_utf8(out.get_output().stdout.clone())?;
-    assert!(stdout.contains("3 key version(s)"), "{stdout}");
+    // The four keys of a new home, the hybrid file-encryption key included.
+    assert!(stdout.contains("4 key version(s)"), "{stdout}");
     assert!(stdout.contains("sealed to key id"), "{stdout}");
 
     // The wrong recipient, or a backup password: clear errors.

@@ -65,13 +65,17 @@ fn init_writes_config_token_and_prints_the_keys() -> TestResult {
         .success();
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout)?;
     let keys = json["keys"].as_array().ok_or("keys")?;
-    assert_eq!(keys.len(), 3);
+    assert_eq!(keys.len(), 4);
     assert_eq!(keys[0]["name"], "node-identity");
     assert_eq!(keys[0]["algorithm"], "ed25519");
     assert_eq!(keys[1]["name"], "file-encryption");
     assert_eq!(keys[1]["public_key"].as_str().map(str::len), Some(66));
     assert_eq!(keys[2]["name"], "file-authority");
     assert_eq!(keys[2]["purpose"], "file-authority");
+    assert_eq!(keys[3]["name"], "file-encryption-hybrid");
+    assert_eq!(keys[3]["algorithm"], "ml-kem-768+secp256k1");
+    // 33-byte secp256k1 key and 1184-byte ML-KEM-768 key, in hex.
+    assert_eq!(keys[3]["public_key"].as_str().map(str::len), Some(2 * 1217));
 
     let config: toml::Table = fs::read_to_string(home.join("config.toml"))?.parse()?;
     assert_eq!(

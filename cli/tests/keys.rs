@@ -13,7 +13,7 @@ fn list_json_has_every_version_with_hex_public_keys() -> TestResult {
     let h = Home::new()?;
     h.keys(&["rotate"]).assert().success();
     let keys = h.list()?;
-    assert_eq!(keys.len(), 4);
+    assert_eq!(keys.len(), 5);
     for key in &keys {
         for field in ["name", "purpose", "version", "status", "public_key"] {
             assert!(!key[field].is_null(), "{field} in {key}");
@@ -22,6 +22,7 @@ fn list_json_has_every_version_with_hex_public_keys() -> TestResult {
         // The file-authority root is listed by its 32-byte fingerprint, never itself.
         let expected_len = match key["purpose"].as_str() {
             Some("node-identity" | "file-authority") => 64,
+            Some("file-encryption-hybrid") => 2 * 1217,
             _ => 66,
         };
         assert_eq!(hex.len(), expected_len);
@@ -49,13 +50,14 @@ fn list_json_has_every_version_with_hex_public_keys() -> TestResult {
             ("node-identity", 1, "active"),
             ("file-encryption", 1, "deprecated"),
             ("file-authority", 1, "active"),
+            ("file-encryption-hybrid", 1, "active"),
             ("file-encryption", 2, "active"),
         ]
     );
     // The table: results only on stdout, one line per version plus the header.
     let out = h.keys(&["list"]).assert().success();
     let stdout = String::from_utf8(out.get_output().stdout.clone())?;
-    assert_eq!(stdout.lines().count(), 5);
+    assert_eq!(stdout.lines().count(), 6);
     assert!(stdout.starts_with("NAME"));
     Ok(())
 }

@@ -117,10 +117,10 @@ fn rekey_revokes_old_escrow_sets_old_keystore_copies_and_dropped_slots() -> Test
     };
     assert_eq!(
         thief.list()?.len(),
-        3,
-        "node-identity v1, file-encryption v1 and file-authority v1 only"
+        4,
+        "node-identity v1, file-encryption v1, file-authority v1 and file-encryption-hybrid v1 only"
     );
-    assert_eq!(h.list()?.len(), 4);
+    assert_eq!(h.list()?.len(), 5);
 
     // The kept slot opens, the dropped one does not; the audit log verifies.
     let with = |pw: &Path| {

@@ -55,10 +55,10 @@ pub struct Decoder {
     bad_shards: Vec<BadShard>,
 }
 
-struct Opened {
+pub(crate) struct Opened {
     stripe: u64,
-    plaintext: Vec<u8>,
-    plaintext_len: usize,
+    pub(crate) plaintext: Vec<u8>,
+    pub(crate) plaintext_len: usize,
     digest: SegmentDigest,
     last: bool,
     bad: Vec<BadShard>,
@@ -189,7 +189,7 @@ impl Decoder {
     }
 }
 
-fn open_stripe(
+pub(crate) fn open_stripe(
     manifest: &Manifest,
     cipher: &SegmentCipher,
     stripe: u64,

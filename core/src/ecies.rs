@@ -301,6 +301,30 @@ pub fn decrypt(secret: &SecretKey, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8
     Ok(plaintext)
 }
 
+/// The key agreement of [`encrypt`] alone, used as the classical half of a hybrid wrap
+/// (`crate::hybrid`): the ephemeral public key `E` (SEC1 uncompressed) and the 32-byte key
+/// `HKDF-SHA256(E || e * R)` that ECIES would seal with. `None` only for the identity.
+pub(crate) fn agree_encapsulate(
+    recipient: &PublicKey,
+    ephemeral: &k256::SecretKey,
+) -> Option<([u8; EPHEMERAL_KEY_LEN], Zeroizing<[u8; 32]>)> {
+    let ephemeral_pk = PublicKey(ephemeral.public_key()).to_uncompressed();
+    let scalar = Zeroizing::new(ephemeral.to_nonzero_scalar());
+    let key = derive_key(&ephemeral_pk, &recipient.0, &scalar)?;
+    Some((ephemeral_pk, key))
+}
+
+/// The recipient's side of [`agree_encapsulate`]: `None` if `E` is not an uncompressed
+/// point of the curve.
+pub(crate) fn agree_decapsulate(
+    secret: &SecretKey,
+    ephemeral_pk: &[u8; EPHEMERAL_KEY_LEN],
+) -> Option<Zeroizing<[u8; 32]>> {
+    let ephemeral = k256::PublicKey::from_sec1_bytes(ephemeral_pk).ok()?;
+    let scalar = Zeroizing::new(secret.0.to_nonzero_scalar());
+    derive_key(ephemeral_pk, &ephemeral, &scalar)
+}
+
 fn aes_key(key: &[u8; 32]) -> &Key<Cipher> {
     key.into()
 }

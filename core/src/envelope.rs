@@ -12,7 +12,8 @@
 //!
 //! Wire form: version byte || postcard([`EnvelopeBody`]) || 64-byte ECDSA signature
 //! (secp256k1, SHA-256, RFC 6979, low-S) by the file's authority key over
-//! `"datamesh key envelope v2\0" || version || body`.
+//! `"datamesh key envelope v3\0" || version || body`. Version 3 added each wrapped key's
+//! kind (classical or hybrid); version 2 envelopes (classical only) are still read.
 
 use k256::ecdsa::Signature;
 use k256::ecdsa::signature::{Signer, Verifier};
@@ -20,24 +21,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::aead::{DataKey, KEY_LEN};
 use crate::authority::{AuthorityKey, AuthorityPublic};
-use crate::ecies::{self, PublicKey, SecretKey};
+use crate::ecies::PublicKey;
 use crate::error::EnvelopeError;
+use crate::hybrid::HYBRID_OVERHEAD;
 use crate::ids::{FileId, KeyId};
+use crate::recipient::{Recipient, RecipientKind, UnwrapKey};
+use crate::wire::MAX_ENVELOPE_LEN;
 
-/// The envelope format this build writes and reads.
-pub const ENVELOPE_VERSION: u8 = 2;
+/// The envelope format this build writes (version 3: recipients of two kinds). Version 2
+/// (classical recipients only) is still read.
+pub const ENVELOPE_VERSION: u8 = 3;
+/// The older envelope format this build still reads.
+pub const ENVELOPE_VERSION_V2: u8 = 2;
 /// Most recipients one envelope may name.
 pub const MAX_RECIPIENTS: usize = 256;
 const SIGNATURE_LEN: usize = 64;
-const MAX_WRAPPED_LEN: usize = 256;
-const SIGNING_CONTEXT: &[u8] = b"datamesh key envelope v2\0";
+const MAX_CLASSICAL_WRAPPED_LEN: usize = 256;
+const HYBRID_WRAPPED_LEN: usize = HYBRID_OVERHEAD + KEY_LEN;
 
-/// A data key wrapped (ECIES) to one recipient.
+/// A data key wrapped to one recipient.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrappedKey {
     /// Whose key opens it.
     pub recipient: KeyId,
-    /// ECIES ciphertext of the 32-byte data key.
+    /// How it is wrapped (version 3; always classical in a version 2 envelope).
+    pub kind: RecipientKind,
+    /// ECIES ciphertext (classical) or hybrid wrap of the 32-byte data key.
     pub ciphertext: Vec<u8>,
 }
 
@@ -48,6 +57,20 @@ struct EnvelopeBody {
     wrapped: Vec<WrappedKey>,
 }
 
+/// Version 2 wire form of a wrapped key (no kind: ECIES only).
+#[derive(Serialize, Deserialize)]
+struct WrappedKeyV2 {
+    recipient: KeyId,
+    ciphertext: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EnvelopeBodyV2 {
+    file_id: FileId,
+    sequence: u64,
+    wrapped: Vec<WrappedKeyV2>,
+}
+
 /// A signed list of wrapped data keys for one file.
 ///
 /// [`KeyEnvelope::from_bytes`] checks only the structure: whether the signature is the
@@ -55,16 +78,17 @@ struct EnvelopeBody {
 /// ([`KeyEnvelope::verify`], or [`KeyEnvelope::from_verified_bytes`] for both at once).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyEnvelope {
+    version: u8,
     body: EnvelopeBody,
     signature: [u8; SIGNATURE_LEN],
 }
 
 impl KeyEnvelope {
-    /// Wraps `key` to every recipient (duplicates removed) and signs with the file's
-    /// authority key.
+    /// Wraps `key` to every classical recipient (duplicates removed) and signs with the
+    /// file's authority key. See [`KeyEnvelope::seal_to`] for recipients of any kind.
     ///
     /// # Errors
-    /// [`EnvelopeError::Malformed`] with no recipients or more than [`MAX_RECIPIENTS`].
+    /// As [`KeyEnvelope::seal_to`].
     pub fn seal(
         file_id: FileId,
         sequence: u64,
@@ -72,15 +96,33 @@ impl KeyEnvelope {
         recipients: &[PublicKey],
         authority: &AuthorityKey,
     ) -> Result<Self, EnvelopeError> {
+        let recipients: Vec<Recipient> = recipients.iter().copied().map(Recipient::from).collect();
+        Self::seal_to(file_id, sequence, key, &recipients, authority)
+    }
+
+    /// Wraps `key` to every recipient, classical or hybrid (duplicates removed), and signs
+    /// with the file's authority key (format version 3).
+    ///
+    /// # Errors
+    /// [`EnvelopeError::Malformed`] with no recipients, more than [`MAX_RECIPIENTS`], or an
+    /// envelope larger than the wire's 64 KiB limit (about 50 hybrid recipients).
+    pub fn seal_to(
+        file_id: FileId,
+        sequence: u64,
+        key: &DataKey,
+        recipients: &[Recipient],
+        authority: &AuthorityKey,
+    ) -> Result<Self, EnvelopeError> {
         let mut wrapped: Vec<WrappedKey> = Vec::with_capacity(recipients.len());
-        for pk in recipients {
-            let recipient = KeyId::of(pk);
-            if wrapped.iter().any(|w| w.recipient == recipient) {
+        for recipient in recipients {
+            let id = recipient.key_id();
+            if wrapped.iter().any(|w| w.recipient == id) {
                 continue;
             }
             wrapped.push(WrappedKey {
-                recipient,
-                ciphertext: ecies::encrypt(pk, key.to_bytes().as_slice()),
+                recipient: id,
+                kind: recipient.kind(),
+                ciphertext: recipient.wrap(key.to_bytes().as_slice()),
             });
         }
         if wrapped.is_empty() || wrapped.len() > MAX_RECIPIENTS {
@@ -91,15 +133,23 @@ impl KeyEnvelope {
             sequence,
             wrapped,
         };
-        let signature: Signature = authority.signing_key().sign(&signed_message(&body));
-        Ok(Self {
+        let message = signed_message(ENVELOPE_VERSION, &body);
+        let signature: Signature = authority.signing_key().sign(&message);
+        let envelope = Self {
+            version: ENVELOPE_VERSION,
             body,
             signature: signature.to_bytes().into(),
-        })
+        };
+        if envelope.to_bytes().len() > MAX_ENVELOPE_LEN {
+            return Err(EnvelopeError::Malformed(
+                "too many recipients: the envelope exceeds 64 KiB",
+            ));
+        }
+        Ok(envelope)
     }
 
-    /// Parses an envelope from untrusted bytes and checks its structure (not whose
-    /// signature it carries: see [`KeyEnvelope::verify`]).
+    /// Parses an envelope (version 3, or version 2) from untrusted bytes and checks its
+    /// structure (not whose signature it carries: see [`KeyEnvelope::verify`]).
     ///
     /// # Errors
     /// [`EnvelopeError::UnsupportedVersion`] or [`EnvelopeError::Malformed`].
@@ -107,28 +157,43 @@ impl KeyEnvelope {
         let (&version, rest) = bytes
             .split_first()
             .ok_or(EnvelopeError::Malformed("empty"))?;
-        if version != ENVELOPE_VERSION {
-            return Err(EnvelopeError::UnsupportedVersion {
-                found: version,
-                supported: ENVELOPE_VERSION,
-            });
+        if bytes.len() > MAX_ENVELOPE_LEN {
+            return Err(EnvelopeError::Malformed("longer than 64 KiB"));
         }
-        let (body, sig): (EnvelopeBody, _) = postcard::take_from_bytes(rest)
-            .map_err(|_| EnvelopeError::Malformed("undecodable body"))?;
+        let undecodable = |_| EnvelopeError::Malformed("undecodable body");
+        let (body, sig) = match version {
+            ENVELOPE_VERSION => {
+                postcard::take_from_bytes::<EnvelopeBody>(rest).map_err(undecodable)?
+            }
+            ENVELOPE_VERSION_V2 => {
+                let (v2, sig) =
+                    postcard::take_from_bytes::<EnvelopeBodyV2>(rest).map_err(undecodable)?;
+                (v2.into(), sig)
+            }
+            _ => {
+                return Err(EnvelopeError::UnsupportedVersion {
+                    found: version,
+                    supported: ENVELOPE_VERSION,
+                });
+            }
+        };
         let signature: [u8; SIGNATURE_LEN] = sig
             .try_into()
             .map_err(|_| EnvelopeError::Malformed("bad signature length"))?;
         if body.wrapped.is_empty() || body.wrapped.len() > MAX_RECIPIENTS {
             return Err(EnvelopeError::Malformed("recipient count out of range"));
         }
-        if body
-            .wrapped
-            .iter()
-            .any(|w| w.ciphertext.len() > MAX_WRAPPED_LEN)
-        {
-            return Err(EnvelopeError::Malformed("wrapped key too long"));
+        if body.wrapped.iter().any(|w| match w.kind {
+            RecipientKind::Classical => w.ciphertext.len() > MAX_CLASSICAL_WRAPPED_LEN,
+            RecipientKind::Hybrid => w.ciphertext.len() != HYBRID_WRAPPED_LEN,
+        }) {
+            return Err(EnvelopeError::Malformed("wrapped key of the wrong length"));
         }
-        let envelope = Self { body, signature };
+        let envelope = Self {
+            version,
+            body,
+            signature,
+        };
         if envelope.to_bytes() != bytes {
             return Err(EnvelopeError::Malformed("non-canonical encoding"));
         }
@@ -148,14 +213,17 @@ impl KeyEnvelope {
         Ok(envelope)
     }
 
-    /// The wire form.
+    /// The wire form (in the version it was made or read in).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = vec![ENVELOPE_VERSION];
-        if let Ok(body) = postcard::to_stdvec(&self.body) {
-            out.extend_from_slice(&body);
-        }
+        let mut out = vec![self.version];
+        out.extend_from_slice(&encode_body(self.version, &self.body));
         out.extend_from_slice(&self.signature);
         out
+    }
+
+    /// The format version: 3, or 2 for an envelope read in the old format.
+    pub fn version(&self) -> u8 {
+        self.version
     }
 
     /// Checks the signature against the file's authority key (from its manifest). A
@@ -171,7 +239,7 @@ impl KeyEnvelope {
         }
         authority
             .verifying_key()
-            .verify(&signed_message(&self.body), &sig)
+            .verify(&signed_message(self.version, &self.body), &sig)
             .map_err(|_| EnvelopeError::BadSignature)
     }
 
@@ -190,30 +258,38 @@ impl KeyEnvelope {
         &self.body.wrapped
     }
 
-    /// Whether `key` is one of the recipients.
+    /// Whether the classical `key` is one of the recipients.
     pub fn is_recipient(&self, key: &PublicKey) -> bool {
-        let id = KeyId::of(key);
-        self.body.wrapped.iter().any(|w| w.recipient == id)
+        self.names(&KeyId::of(key))
     }
 
-    /// Unwraps the data key with the first of `secrets` that is a recipient.
+    /// Whether the key with this id is one of the recipients.
+    pub fn names(&self, id: &KeyId) -> bool {
+        self.body.wrapped.iter().any(|w| w.recipient == *id)
+    }
+
+    /// Unwraps the data key with the first of `secrets` that is a recipient (classical
+    /// [`crate::ecies::SecretKey`]s, [`crate::HybridSecretKey`]s or [`crate::FileSecret`]s).
     ///
     /// # Errors
-    /// [`EnvelopeError::NoWrappedKey`] if none is; [`EnvelopeError::BadWrappedKey`] if the
-    /// wrapped key addressed to one of them does not open.
-    pub fn open<'a>(
+    /// [`EnvelopeError::NoWrappedKey`] if none is; [`EnvelopeError::BadWrappedKey`] or
+    /// [`EnvelopeError::BadHybridWrappedKey`] if the wrapped key addressed to one of them
+    /// does not open.
+    pub fn open<'a, S>(
         &self,
-        secrets: impl IntoIterator<Item = &'a SecretKey>,
-    ) -> Result<DataKey, EnvelopeError> {
+        secrets: impl IntoIterator<Item = &'a S>,
+    ) -> Result<DataKey, EnvelopeError>
+    where
+        S: UnwrapKey + ?Sized + 'a,
+    {
         let mut tried = 0;
         for secret in secrets {
             tried += 1;
-            let id = KeyId::of(&secret.public_key());
+            let id = secret.key_id();
             let Some(wrap) = self.body.wrapped.iter().find(|w| w.recipient == id) else {
                 continue;
             };
-            let plain =
-                ecies::decrypt(secret, &wrap.ciphertext).map_err(EnvelopeError::BadWrappedKey)?;
+            let plain = secret.unwrap_key(wrap.kind, &wrap.ciphertext)?;
             let bytes: &[u8; KEY_LEN] = plain
                 .as_slice()
                 .try_into()
@@ -224,11 +300,50 @@ impl KeyEnvelope {
     }
 }
 
-fn signed_message(body: &EnvelopeBody) -> Vec<u8> {
-    let mut msg = SIGNING_CONTEXT.to_vec();
-    msg.push(ENVELOPE_VERSION);
-    if let Ok(encoded) = postcard::to_stdvec(body) {
-        msg.extend_from_slice(&encoded);
+impl From<EnvelopeBodyV2> for EnvelopeBody {
+    fn from(v2: EnvelopeBodyV2) -> Self {
+        Self {
+            file_id: v2.file_id,
+            sequence: v2.sequence,
+            wrapped: v2
+                .wrapped
+                .into_iter()
+                .map(|w| WrappedKey {
+                    recipient: w.recipient,
+                    kind: RecipientKind::Classical,
+                    ciphertext: w.ciphertext,
+                })
+                .collect(),
+        }
     }
+}
+
+/// The postcard body in `version`'s layout (a version 2 body has only classical keys: it
+/// was read that way).
+fn encode_body(version: u8, body: &EnvelopeBody) -> Vec<u8> {
+    let encoded = if version == ENVELOPE_VERSION_V2 {
+        postcard::to_stdvec(&EnvelopeBodyV2 {
+            file_id: body.file_id,
+            sequence: body.sequence,
+            wrapped: body
+                .wrapped
+                .iter()
+                .map(|w| WrappedKeyV2 {
+                    recipient: w.recipient,
+                    ciphertext: w.ciphertext.clone(),
+                })
+                .collect(),
+        })
+    } else {
+        postcard::to_stdvec(body)
+    };
+    encoded.unwrap_or_default()
+}
+
+/// `"datamesh key envelope v<version>\0" || version || body`.
+fn signed_message(version: u8, body: &EnvelopeBody) -> Vec<u8> {
+    let mut msg = format!("datamesh key envelope v{version}\0").into_bytes();
+    msg.push(version);
+    msg.extend_from_slice(&encode_body(version, body));
     msg
 }

@@ -145,6 +145,9 @@ pub enum EnvelopeError {
     /// A wrapped key addressed to us failed to open.
     #[error("the data key wrapped for this key is damaged: {0}")]
     BadWrappedKey(#[source] EciesError),
+    /// A hybrid wrapped key addressed to us failed to open.
+    #[error("the data key wrapped for this hybrid key is damaged: {0}")]
+    BadHybridWrappedKey(#[source] crate::hybrid::HybridError),
 }
 
 /// A file authority key could not be derived or parsed.

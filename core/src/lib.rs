@@ -36,16 +36,22 @@
 //! knows nothing of networks, disks or keystores. Formats: `docs/format.md`.
 
 mod aead;
+pub mod audit;
 mod authority;
 mod decoder;
+mod directory;
 pub mod ecies;
 mod encoder;
 mod envelope;
 mod erasure;
 mod error;
 mod hash;
+pub mod hybrid;
 mod ids;
 mod manifest;
+mod range;
+mod recipient;
+mod removal;
 pub mod wire;
 
 pub use aead::{DataKey, KEY_LEN, TAG_LEN};
@@ -55,15 +61,28 @@ pub use authority::{
 };
 pub use decoder::{BadShard, DecodeReport, Decoder, StripeShards};
 pub use encoder::{EncodeOptions, EncodedFile, Encoder, Stripe};
-pub use envelope::{ENVELOPE_VERSION, KeyEnvelope, MAX_RECIPIENTS, WrappedKey};
+pub use envelope::{
+    ENVELOPE_VERSION, ENVELOPE_VERSION_V2, KeyEnvelope, MAX_RECIPIENTS, WrappedKey,
+};
 pub use erasure::{DATA_SHARDS, PARITY_SHARDS, RebuildError, TOTAL_SHARDS, rebuild_shards};
 pub use error::{
     AuthorityError, DecodeError, EncodeError, EnvelopeError, IdError, ManifestError, ParamError,
 };
+pub use hybrid::{HybridError, HybridPublicKey, HybridSecretKey};
 pub use ids::{FILE_ID_PREFIX, FileId, ID_LEN, KeyId, ShardId};
 pub use manifest::{
     MANIFEST_VERSION, MAX_MANIFEST_LEN, Manifest, Metadata, SegmentSize, StripeLayout,
 };
+pub use recipient::{
+    FileSecret, PolicyError, Recipient, RecipientError, RecipientKind, RecipientPolicy, UnwrapKey,
+};
+pub use removal::{REMOVAL_SIGNATURE_LEN, REMOVAL_WINDOW_SECS, Removal};
+
+pub use directory::{
+    DIRECTORY_MAGIC, Directory, DirectoryError, Entry, EntryKind, MAX_COMPONENT_LEN,
+    MAX_DIRECTORY_LEN, MAX_ENTRIES, MAX_PATH_LEN, is_plain_relative, link_stays_inside,
+};
+pub use range::{ByteRange, RangeDecoder, RangeError};
 
 #[cfg(test)]
 mod tests;

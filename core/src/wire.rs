@@ -100,6 +100,51 @@ pub enum Request {
         /// The file.
         file: FileId,
     },
+    /// The owner removes a file (`datamesh rm`): drop the sender's claims and every
+    /// claim bound to the file on the manifest and the shards it lists, the shards no
+    /// claim is left on, and the file's key envelope. Honoured only if `signature` is
+    /// the file's authority's (the key `manifest` commits to) over the file id and
+    /// `issued_at`, and `issued_at` is within an hour of the holder's clock
+    /// ([`crate::Removal`]).
+    RemoveFile {
+        /// The file's manifest (its BLAKE3 is the file id).
+        #[serde(with = "byte_string")]
+        manifest: Bytes,
+        /// When the owner issued the removal (Unix seconds).
+        issued_at: u64,
+        /// The authority's signature ([`crate::REMOVAL_SIGNATURE_LEN`] bytes).
+        #[serde(with = "byte_string")]
+        signature: Vec<u8>,
+    },
+    /// Until when are these blobs kept? With `renew`, keep each one held for the sender
+    /// for another lease first (its claim made or extended, as a `Store` of bytes already
+    /// held would). Answered with [`Response::Leases`].
+    Lease {
+        /// At most [`MAX_IDS`], each at most once.
+        ids: Vec<ShardId>,
+        /// Renew the sender's lease on each one held.
+        renew: bool,
+    },
+    /// Prove you hold this blob: answer with the chunk `nonce` picks and its BLAKE3 proof
+    /// ([`crate::audit`]). Answered with [`Response::Proof`].
+    Audit {
+        /// Which blob.
+        id: ShardId,
+        /// The challenge: picks the chunk (`nonce mod chunks`).
+        nonce: u64,
+    },
+}
+
+/// A holder's answer to an audit challenge ([`crate::audit`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditProof {
+    /// The blob's length.
+    pub len: u64,
+    /// The chunk the challenge picked (at most 1 KiB).
+    #[serde(with = "byte_string")]
+    pub chunk: Vec<u8>,
+    /// Chaining values of the sibling subtrees, from the root down to the chunk.
+    pub siblings: Vec<[u8; 32]>,
 }
 
 /// Why a request was refused. What a peer learns is coarse on purpose: the refusing
@@ -150,6 +195,13 @@ pub enum InvalidReason {
     /// A `Has` request that names an id more than once.
     #[error("an id is asked about more than once")]
     DuplicateIds,
+    /// A `RemoveFile` whose manifest does not parse, or whose signature is not the
+    /// file's authority's.
+    #[error("the removal does not verify under the file's authority key")]
+    BadRemoval,
+    /// A `RemoveFile` issued too long before or after the holder's clock (a replay).
+    #[error("the removal is not fresh")]
+    StaleRemoval,
 }
 
 /// Which part of the refusing node failed ([`Refusal::Failed`]); the detail is in its log.
@@ -182,6 +234,12 @@ pub enum Response {
     Done,
     /// The envelope held for a file: none or one (a list, for a later format).
     Envelopes(#[serde(with = "byte_strings")] Vec<Vec<u8>>),
+    /// Per id of a `Lease` request, in order: until when (Unix seconds) the blob is kept
+    /// (its latest lease; `u64::MAX`: held without a lease, never collected), 0 if not
+    /// held.
+    Leases(Vec<u64>),
+    /// The answer to an `Audit`.
+    Proof(AuditProof),
 }
 
 /// A message or frame that breaks the format or its limits.
@@ -249,7 +307,7 @@ pub fn decode<M: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<M, WireError>
 /// As [`decode`], [`WireError::TooManyIds`] and [`WireError::DuplicateIds`].
 pub fn decode_request(body: &[u8]) -> Result<Request, WireError> {
     let request: Request = decode(body)?;
-    if let Request::Has { ids } = &request {
+    if let Request::Has { ids } | Request::Lease { ids, .. } = &request {
         if ids.len() > MAX_IDS {
             return Err(WireError::TooManyIds { count: ids.len() });
         }
@@ -614,6 +672,8 @@ mod tests {
             (Refusal::Invalid(InvalidReason::UnknownFile), vec![3, 2]),
             (Refusal::Invalid(InvalidReason::StaleEnvelope), vec![3, 3]),
             (Refusal::Invalid(InvalidReason::DuplicateIds), vec![3, 4]),
+            (Refusal::Invalid(InvalidReason::BadRemoval), vec![3, 5]),
+            (Refusal::Invalid(InvalidReason::StaleRemoval), vec![3, 6]),
             (Refusal::Failed(FailureReason::Storage), vec![4, 0]),
             (Refusal::Failed(FailureReason::Dht), vec![4, 1]),
             (Refusal::Corrupt, vec![5]),
@@ -627,6 +687,51 @@ mod tests {
         }
         // A reason index this build does not know is an error, not a guess.
         assert!(decode::<Response>(&[2, 3, 99]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_remove_file_request_has_a_frozen_wire_form() -> TestResult {
+        let request = Request::RemoveFile {
+            manifest: Bytes::from_static(&[9, 8]),
+            issued_at: 300,
+            signature: vec![1; 3],
+        };
+        // Variant 7, manifest (len 2), issued_at varint, signature (len 3).
+        let wire = vec![7, 2, 9, 8, 0xac, 0x02, 3, 1, 1, 1];
+        assert_eq!(encode(&request)?, wire);
+        assert_eq!(decode_request(&wire)?, request);
+        Ok(())
+    }
+
+    #[test]
+    fn lease_requests_have_the_limits_of_has() -> TestResult {
+        let a = ShardId::of(b"a");
+        let body = encode(&Request::Lease {
+            ids: vec![a, ShardId::of(b"b"), a],
+            renew: true,
+        })?;
+        assert_eq!(
+            decode_request(&body),
+            Err(WireError::DuplicateIds { id: a })
+        );
+        let ids: Vec<ShardId> = (0..=MAX_IDS as u32)
+            .map(|i| ShardId::of(&i.to_be_bytes()))
+            .collect();
+        let body = encode(&Request::Lease { ids, renew: false })?;
+        assert_eq!(
+            decode_request(&body),
+            Err(WireError::TooManyIds { count: MAX_IDS + 1 })
+        );
+        let request = Request::Lease {
+            ids: vec![a],
+            renew: true,
+        };
+        assert_eq!(decode_request(&encode(&request)?)?, request);
+        assert_eq!(
+            encode(&Response::Leases(vec![300]))?,
+            vec![8, 1, 0xac, 0x02]
+        );
         Ok(())
     }
 

@@ -125,7 +125,7 @@ pub enum OpenError {
     },
     /// A keystore format this build does not know.
     #[error(
-        "the keystore {path} has format version {version}; this build reads version 1 only (upgrade datamesh)"
+        "the keystore {path} has format version {version}; this build reads versions 1 and 2 only (upgrade datamesh)"
     )]
     UnsupportedVersion {
         /// The keystore file.
@@ -194,6 +194,23 @@ pub enum OpenError {
         path: PathBuf,
         /// The cause.
         source: io::Error,
+    },
+    /// Every slot tried failed, some for a reason other than a wrong secret (a missing
+    /// PKCS#11 module, a wrong PIN, an absent token, no TPM, a PCR policy mismatch).
+    #[error("cannot unlock the keystore in {home}: {problem}")]
+    SlotFailed {
+        /// The home folder.
+        home: PathBuf,
+        /// Each slot tried and why it failed, in one line.
+        problem: String,
+    },
+    /// Nothing given can open any slot (no password, no key file, hardware not allowed).
+    #[error("nothing given opens a slot of the keystore in {home}: {needs}")]
+    NothingToTry {
+        /// The home folder.
+        home: PathBuf,
+        /// What each slot needs.
+        needs: String,
     },
 }
 
@@ -352,6 +369,24 @@ pub enum ChangeError {
     CurrentSlot {
         /// The slot.
         id: u32,
+    },
+    /// A hardware slot could not be made (module, token, PIN, TPM).
+    #[error("cannot add the slot: {problem}")]
+    SlotBackend {
+        /// What went wrong, in one line.
+        problem: String,
+    },
+    /// The unlock policy refuses the change.
+    #[error("{problem}")]
+    UnlockPolicy {
+        /// Why, in one line.
+        problem: String,
+    },
+    /// A key file could not be used.
+    #[error("{problem}")]
+    KeyFile {
+        /// What went wrong, in one line.
+        problem: String,
     },
     /// Too many slots.
     #[error("the keystore already has {max} unlock slots")]

@@ -25,11 +25,16 @@ use crate::kdf::{self, KdfLimits, KdfParams, SALT_LEN};
 use crate::model::Body;
 use crate::password::Password;
 use crate::secret::{SECRET_LEN, Secret32};
+use crate::slot::UnlockPolicy;
 
 /// First bytes of every keystore file.
 pub(crate) const MAGIC: [u8; 8] = *b"DMKEYST\0";
-/// The only format version this build reads and writes.
+/// The format version of a keystore without an unlock policy.
 pub(crate) const FORMAT_VERSION: u8 = 1;
+/// The format version of a keystore with an unlock policy (sealed after the body); only
+/// such keystores are written as version 2, so that older builds, which would not
+/// enforce the policy, refuse them while every other keystore stays readable by them.
+pub(crate) const FORMAT_VERSION_POLICY: u8 = 2;
 /// magic + version + generation + slot count.
 pub(crate) const FIXED_HEADER_LEN: usize = 18;
 /// The most unlock slots a keystore holds.
@@ -109,10 +114,10 @@ pub(crate) struct RawSlot {
 }
 
 impl Header {
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self, version: u8) -> Vec<u8> {
         let mut out = Vec::with_capacity(FIXED_HEADER_LEN + self.slots.len() * 112);
         out.extend_from_slice(&MAGIC);
-        out.push(FORMAT_VERSION);
+        out.push(version);
         out.extend_from_slice(&self.generation.to_be_bytes());
         // At most MAX_SLOTS slots of at most MAX_SLOT_DATA bytes (enforced by callers).
         out.push(u8::try_from(self.slots.len()).unwrap_or(u8::MAX));
@@ -166,7 +171,7 @@ pub(crate) fn read_generation(bytes: &[u8]) -> Result<u64, FormatError> {
         pos: MAGIC.len(),
     };
     let version = reader.u8()?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_POLICY {
         return Err(FormatError::Version(version));
     }
     reader.u64()
@@ -322,10 +327,21 @@ impl PasswordSlot {
     }
 }
 
-/// Seals `body` under `master` behind `header`: the complete file.
-pub(crate) fn seal(header: &Header, body: &Body, master: &Secret32) -> Result<Vec<u8>, String> {
-    let header_bytes = header.encode();
-    let mut plain = encode_body(body)?;
+/// Seals `body` (and the unlock policy, if any) under `master` behind `header`: the
+/// complete file, version 2 with a policy, else version 1.
+pub(crate) fn seal(
+    header: &Header,
+    body: &Body,
+    policy: Option<&UnlockPolicy>,
+    master: &Secret32,
+) -> Result<Vec<u8>, String> {
+    let version = if policy.is_some() {
+        FORMAT_VERSION_POLICY
+    } else {
+        FORMAT_VERSION
+    };
+    let header_bytes = header.encode(version);
+    let mut plain = encode_body(body, policy)?;
     let nonce = Nonce::random();
     cipher(master)
         .encrypt_in_place(nonce.as_array(), &header_bytes, &mut *plain)
@@ -340,13 +356,21 @@ pub(crate) fn seal(header: &Header, body: &Body, master: &Secret32) -> Result<Ve
 /// postcard(body), zero-padded to a multiple of 256 bytes, in a zeroizing buffer with room
 /// for the tag, so that neither serialising nor sealing reallocates (a reallocation would
 /// leave a copy of the secrets in freed memory).
-fn encode_body(body: &Body) -> Result<Zeroizing<Vec<u8>>, String> {
+fn encode_body(body: &Body, policy: Option<&UnlockPolicy>) -> Result<Zeroizing<Vec<u8>>, String> {
     let mut capacity = 4096 + body.entries.len() * 512 + body.slots.len() * 256;
     loop {
         let mut buf = Zeroizing::new(vec![0u8; capacity]);
         match postcard::to_slice(body, &mut buf[..]) {
             Ok(used) => {
-                let padded = used.len().div_ceil(BODY_PADDING) * BODY_PADDING;
+                let mut used = used.len();
+                if let Some(policy) = policy {
+                    let bytes = policy.encode();
+                    if let Some(room) = buf.get_mut(used..used + bytes.len()) {
+                        room.copy_from_slice(&bytes);
+                    }
+                    used += bytes.len();
+                }
+                let padded = used.div_ceil(BODY_PADDING) * BODY_PADDING;
                 if padded + TAG_LEN <= capacity {
                     buf.truncate(padded);
                     return Ok(buf);
@@ -362,12 +386,13 @@ fn encode_body(body: &Body) -> Result<Zeroizing<Vec<u8>>, String> {
     }
 }
 
-/// Opens the body of `file` (whose header is `header_len` bytes) with `master`.
+/// Opens the body of `file` (whose header is `header_len` bytes) with `master`, and the
+/// unlock policy after it in a version 2 file.
 pub(crate) fn open_body(
     file: &[u8],
     header_len: usize,
     master: &Secret32,
-) -> Result<Body, FormatError> {
+) -> Result<(Body, Option<UnlockPolicy>), FormatError> {
     let (header, rest) = file
         .split_at_checked(header_len)
         .ok_or_else(|| FormatError::Malformed("truncated".into()))?;
@@ -382,10 +407,16 @@ pub(crate) fn open_body(
     cipher(master)
         .decrypt_in_place(GenericArray::from_slice(nonce), header, &mut *plain)
         .map_err(|_| FormatError::Authentication)?;
-    let (body, padding) = postcard::take_from_bytes::<Body>(&plain)
+    let (body, rest) = postcard::take_from_bytes::<Body>(&plain)
         .map_err(|e| FormatError::Malformed(format!("the body does not decode: {e}")))?;
+    let (policy, padding) = if file.get(MAGIC.len()) == Some(&FORMAT_VERSION_POLICY) {
+        let (policy, padding) = UnlockPolicy::decode(rest).map_err(FormatError::Malformed)?;
+        (Some(policy), padding)
+    } else {
+        (None, rest)
+    };
     if padding.len() >= BODY_PADDING || padding.iter().any(|b| *b != 0) {
         return Err(FormatError::Malformed("bad padding after the body".into()));
     }
-    Ok(body)
+    Ok((body, policy))
 }

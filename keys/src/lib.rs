@@ -57,6 +57,7 @@ mod process;
 mod recovery;
 mod ring;
 mod secret;
+mod slot;
 
 pub use audit::{
     AuditEvent, AuditOp, AuditRecord, AuditReport, AuditSummary, OpCounts, Outcome, report,
@@ -81,13 +82,18 @@ pub use keystore::RekeyReport;
 pub use keystore::legacy::ImportReport;
 pub use layout::{AUDIT_FILE, AUDIT_HEAD_FILE, KEYS_DIR, KEYSTORE_FILE, LOCK_FILE, Layout};
 pub use model::{
-    DueKey, DueReason, FILE_AUTHORITY, FILE_ENCRYPTION, KeyInfo, KeyStatus, MAX_LABEL_LEN,
-    MAX_NAME_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,
+    DueKey, DueReason, FILE_AUTHORITY, FILE_ENCRYPTION, FILE_ENCRYPTION_HYBRID, KeyInfo, KeyStatus,
+    MAX_LABEL_LEN, MAX_NAME_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,
 };
 pub use password::{MAX_PASSWORD_LEN, MIN_STRONG_SCORE, Password, Strength};
 pub use process::harden_process;
 pub use recovery::{CopyError, MAX_COPY_LEN};
 pub use ring::{KeyRing, SlotInfo, SlotKind};
+pub use slot::pkcs11::DEFAULT_KEY_LABEL;
+pub use slot::tpm::MAX_PCR;
+pub use slot::{
+    Credentials, DEFAULT_TPM_TCTI, KeyFile, MAX_KEY_FILE_LEN, NewSlot, Pin, UnlockPolicy,
+};
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use core::fmt;
 use std::collections::{BTreeMap, BTreeSet};
 
 use datamesh_core::ecies::{PublicKey, SecretKey};
-use datamesh_core::{AuthorityRoot, KeyId};
+use datamesh_core::{AuthorityRoot, HybridPublicKey, HybridSecretKey, KeyId, Recipient};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,9 @@ use crate::secret::Secret32;
 pub const NODE_IDENTITY: &str = "node-identity";
 /// Name of the owner's file-encryption key (secp256k1, for ECIES).
 pub const FILE_ENCRYPTION: &str = "file-encryption";
+/// Name of the owner's hybrid file-encryption key (ML-KEM-768 + secp256k1): new files
+/// are wrapped to it under the default `hybrid` recipient policy.
+pub const FILE_ENCRYPTION_HYBRID: &str = "file-encryption-hybrid";
 /// Name of the owner's file-authority root: 32 random bytes from which each file's
 /// envelope-signing key is derived (`datamesh_core::AuthorityKey`).
 pub const FILE_AUTHORITY: &str = "file-authority";
@@ -44,6 +47,11 @@ pub enum Purpose {
     /// envelope-signing key (secp256k1) is derived with HKDF-SHA256 and the file's salt.
     /// Its "public key" is a fingerprint that reveals neither the root nor any file's key.
     FileAuthority,
+    /// The owner's hybrid file-encryption key: a 32-byte seed from which an ML-KEM-768 and
+    /// a secp256k1 key are derived (`datamesh_core::HybridSecretKey`); data keys wrapped
+    /// to it open only with both. Appended last: the body's encoding of older variants
+    /// is unchanged.
+    HybridFileEncryption,
 }
 
 impl Purpose {
@@ -54,16 +62,18 @@ impl Purpose {
             Self::NodeIdentity => "node-identity",
             Self::FileEncryption => "file-encryption",
             Self::FileAuthority => "file-authority",
+            Self::HybridFileEncryption => "file-encryption-hybrid",
         }
     }
 
-    /// `ed25519`, `secp256k1` or `hkdf-sha256+secp256k1`.
+    /// `ed25519`, `secp256k1`, `hkdf-sha256+secp256k1` or `ml-kem-768+secp256k1`.
     #[must_use]
     pub fn algorithm(&self) -> &'static str {
         match self {
             Self::NodeIdentity => "ed25519",
             Self::FileEncryption => "secp256k1",
             Self::FileAuthority => "hkdf-sha256+secp256k1",
+            Self::HybridFileEncryption => "ml-kem-768+secp256k1",
         }
     }
 
@@ -73,7 +83,13 @@ impl Purpose {
     /// version must be kept for as long as a file signed under it may need a new envelope.
     #[must_use]
     pub fn follows_policy(&self) -> bool {
-        matches!(self, Self::FileEncryption)
+        matches!(self, Self::FileEncryption | Self::HybridFileEncryption)
+    }
+
+    /// Whether keys of this purpose wrap data keys (classical or hybrid).
+    #[must_use]
+    pub fn is_file_encryption(&self) -> bool {
+        matches!(self, Self::FileEncryption | Self::HybridFileEncryption)
     }
 
     /// A fresh random secret and its public key.
@@ -104,6 +120,9 @@ impl Purpose {
                     .fingerprint()
                     .to_vec(),
             ),
+            Self::HybridFileEncryption => HybridSecretKey::from_seed(secret.expose())
+                .ok()
+                .map(|sk| sk.public_key().to_bytes()),
         }
     }
 }
@@ -177,7 +196,7 @@ pub struct KeyInfo {
     pub predecessor: Option<u32>,
     /// The version that replaced it.
     pub successor: Option<u32>,
-    /// ed25519: 32 bytes; secp256k1: compressed SEC1, 33 bytes.
+    /// ed25519: 32 bytes; secp256k1: compressed SEC1, 33 bytes; hybrid: 1217 bytes.
     pub public_key: Vec<u8>,
 }
 
@@ -193,14 +212,36 @@ impl KeyInfo {
     pub fn ecies_public_key(&self) -> Option<PublicKey> {
         match self.purpose {
             Purpose::FileEncryption => PublicKey::from_sec1_bytes(&self.public_key).ok(),
+            Purpose::NodeIdentity | Purpose::FileAuthority | Purpose::HybridFileEncryption => None,
+        }
+    }
+
+    /// The recipient of a file-encryption key of either kind.
+    #[must_use]
+    pub fn recipient(&self) -> Option<Recipient> {
+        match self.purpose {
+            Purpose::FileEncryption => self.ecies_public_key().map(Recipient::Classical),
+            Purpose::HybridFileEncryption => HybridPublicKey::from_bytes(&self.public_key)
+                .ok()
+                .map(Recipient::Hybrid),
             Purpose::NodeIdentity | Purpose::FileAuthority => None,
+        }
+    }
+
+    /// The public key as `keys export-public` prints it: a hybrid recipient (`dmpq1...`,
+    /// with a checksum) for a hybrid key, lowercase hex otherwise.
+    #[must_use]
+    pub fn public_text(&self) -> String {
+        match self.recipient() {
+            Some(recipient @ Recipient::Hybrid(_)) => recipient.to_string(),
+            _ => self.public_key_hex(),
         }
     }
 
     /// The key id (BLAKE3 fingerprint) that key envelopes name a file-encryption key by.
     #[must_use]
     pub fn key_id(&self) -> Option<KeyId> {
-        self.ecies_public_key().map(|pk| KeyId::of(&pk))
+        self.recipient().map(|r| r.key_id())
     }
 }
 

@@ -102,6 +102,15 @@ impl Password {
         }
     }
 
+    /// A copy (the credentials of an unlock own their password).
+    pub(crate) fn duplicate(&self) -> Self {
+        // Already NFKD (normalising again changes nothing) and within the length limit.
+        Self(SecretBox::init_with_mut(|s: &mut String| {
+            s.reserve_exact(self.0.expose_secret().len());
+            s.push_str(self.0.expose_secret());
+        }))
+    }
+
     /// The normalised UTF-8 bytes, for the KDF.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         self.0.expose_secret().as_bytes()

@@ -2,8 +2,8 @@
 
 use core::fmt;
 
-use datamesh_core::AuthorityRoot;
 use datamesh_core::ecies::SecretKey;
+use datamesh_core::{AuthorityRoot, FileSecret, HybridSecretKey};
 use jiff::Timestamp;
 use zeroize::Zeroizing;
 
@@ -12,11 +12,15 @@ use crate::escrow::{Share, ShareError};
 use crate::format::{self, FormatError, Header, MAX_SLOTS, PasswordSlot, RawSlot, SLOT_PASSWORD};
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::model::{
-    self, Body, DueKey, DueReason, Entry, FILE_AUTHORITY, FILE_ENCRYPTION, KeyInfo, KeyStatus,
-    MAX_LABEL_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy, SlotMeta,
+    self, Body, DueKey, DueReason, Entry, FILE_AUTHORITY, FILE_ENCRYPTION, FILE_ENCRYPTION_HYBRID,
+    KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,
+    SlotMeta,
 };
 use crate::password::Password;
 use crate::secret::Secret32;
+use crate::slot::composite::CompositeSlot;
+use crate::slot::pkcs11::Pkcs11Slot;
+use crate::slot::{Credentials, SLOT_COMPOSITE, SLOT_PKCS11, SLOT_TPM, UnlockPolicy};
 
 /// Why sealed bytes did not unlock.
 #[derive(Debug)]
@@ -24,16 +28,88 @@ pub(crate) enum UnsealError {
     Format(FormatError),
     WrongPassword,
     Kdf(KdfError),
+    /// Slots were tried and failed for reasons other than a wrong secret (one line).
+    Slots(String),
+    /// No slot could be tried with the credentials given; what the slots need.
+    NothingToTry(String),
 }
 
 /// The kind of an unlock slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SlotKind {
     /// A password, through Argon2id with these parameters.
     Password(KdfParams),
     /// A kind this build does not know (written by a newer version); kept as it is.
     Unknown(u8),
+    /// A key inside a PKCS#11 token.
+    Pkcs11 {
+        /// The module (shared library).
+        module: std::path::PathBuf,
+        /// The token's label.
+        token: String,
+        /// The key's label.
+        key_label: String,
+    },
+    /// A slot key sealed to a TPM 2.0, bound to these SHA-256 PCRs (none: empty).
+    Tpm {
+        /// The PCR indexes.
+        pcrs: Vec<u8>,
+    },
+    /// A password and a key file, the password through Argon2id with these parameters.
+    Composite(KdfParams),
+}
+
+impl SlotKind {
+    /// `password`, `pkcs11`, `tpm`, `password+keyfile` or `unknown`.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Password(_) => "password",
+            Self::Pkcs11 { .. } => "pkcs11",
+            Self::Tpm { .. } => "tpm",
+            Self::Composite(_) => "password+keyfile",
+            Self::Unknown(_) => "unknown",
+        }
+    }
+
+    /// What unlocking through a slot of this kind needs, in words.
+    #[must_use]
+    pub fn needs(&self) -> String {
+        match self {
+            Self::Password(_) => "its password".into(),
+            Self::Pkcs11 { module, token, .. } => format!(
+                "token \"{token}\" through {} (and its PIN)",
+                module.display()
+            ),
+            Self::Tpm { pcrs } if pcrs.is_empty() => "this machine's TPM".into(),
+            Self::Tpm { pcrs } => format!(
+                "this machine's TPM with PCRs {} unchanged",
+                pcrs.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+            ),
+            Self::Composite(_) => "its password and its key file".into(),
+            Self::Unknown(kind) => format!("a newer datamesh (slot kind {kind})"),
+        }
+    }
+
+    fn of(raw: &RawSlot) -> Self {
+        match raw.kind {
+            SLOT_PASSWORD => PasswordSlot::decode(&raw.data)
+                .map_or(Self::Unknown(raw.kind), |s| Self::Password(s.kdf)),
+            SLOT_PKCS11 => {
+                Pkcs11Slot::decode(&raw.data).map_or(Self::Unknown(raw.kind), |s| Self::Pkcs11 {
+                    module: s.module,
+                    token: s.token,
+                    key_label: s.key_label,
+                })
+            }
+            SLOT_TPM => crate::slot::tpm_pcrs(&raw.data)
+                .map_or(Self::Unknown(raw.kind), |pcrs| Self::Tpm { pcrs }),
+            SLOT_COMPOSITE => CompositeSlot::decode(&raw.data)
+                .map_or(Self::Unknown(raw.kind), |s| Self::Composite(s.kdf)),
+            other => Self::Unknown(other),
+        }
+    }
 }
 
 /// The public description of an unlock slot.
@@ -60,6 +136,8 @@ pub struct KeyRing {
     pub(crate) body: Body,
     master: Secret32,
     unlocked_slot: u32,
+    /// The slot kinds that may unlock (none: every kind).
+    pub(crate) unlock_policy: Option<UnlockPolicy>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -83,6 +161,13 @@ impl KeyRing {
             Entry::generate(NODE_IDENTITY, Purpose::NodeIdentity, 1, now, &policy),
             Entry::generate(FILE_ENCRYPTION, Purpose::FileEncryption, 1, now, &policy),
             Entry::generate(FILE_AUTHORITY, Purpose::FileAuthority, 1, now, &policy),
+            Entry::generate(
+                FILE_ENCRYPTION_HYBRID,
+                Purpose::HybridFileEncryption,
+                1,
+                now,
+                &policy,
+            ),
         ];
         Ok(Self {
             header: Header {
@@ -107,29 +192,109 @@ impl KeyRing {
             },
             master,
             unlocked_slot: 1,
+            unlock_policy: None,
         })
     }
 
-    /// Unlocks a sealed keystore with a password: tries each password slot whose
-    /// parameters are within `limits`.
+    /// Unlocks a sealed keystore: tries, in the header's order, every slot the
+    /// credentials can open (password and composite slots whose parameters are within
+    /// `limits`; PKCS#11 and TPM slots when hardware is allowed).
     pub(crate) fn unseal(
         bytes: &[u8],
-        password: &Password,
+        credentials: &Credentials,
         limits: &KdfLimits,
     ) -> Result<Self, UnsealError> {
         let (header, header_len) = Header::decode(bytes).map_err(UnsealError::Format)?;
         let mut refused = None;
-        for raw in header.slots.iter().filter(|s| s.kind == SLOT_PASSWORD) {
-            let slot = PasswordSlot::decode(&raw.data).map_err(UnsealError::Format)?;
-            match slot.open(password, limits) {
+        let mut failures = Vec::new();
+        let mut tried = 0usize;
+        let malformed = |id: u32, problem: String| {
+            UnsealError::Format(FormatError::Malformed(format!("slot {id}: {problem}")))
+        };
+        for raw in &header.slots {
+            if credentials.only_slot.is_some_and(|only| only != raw.id) {
+                continue;
+            }
+            let attempt: Result<Option<Secret32>, String> = match raw.kind {
+                SLOT_PASSWORD => {
+                    let Some(password) = &credentials.password else {
+                        continue;
+                    };
+                    let slot = PasswordSlot::decode(&raw.data).map_err(UnsealError::Format)?;
+                    match slot.open(password, limits) {
+                        Ok(opened) => Ok(opened),
+                        Err(e) => {
+                            refused = refused.or(Some(e));
+                            continue;
+                        }
+                    }
+                }
+                SLOT_COMPOSITE => {
+                    let (Some(password), Some(key_file)) =
+                        (&credentials.password, &credentials.key_file)
+                    else {
+                        continue;
+                    };
+                    let slot =
+                        CompositeSlot::decode(&raw.data).map_err(|e| malformed(raw.id, e))?;
+                    match slot.open(password, key_file, limits) {
+                        Ok(opened) => Ok(opened),
+                        Err(e) => {
+                            refused = refused.or(Some(e));
+                            continue;
+                        }
+                    }
+                }
+                SLOT_PKCS11 if credentials.hardware => {
+                    let slot = Pkcs11Slot::decode(&raw.data).map_err(|e| malformed(raw.id, e))?;
+                    slot.open(credentials.pin.as_ref()).map(Some)
+                }
+                SLOT_TPM if credentials.hardware => {
+                    crate::slot::open_tpm(&raw.data, credentials.tcti()).map(Some)
+                }
+                _ => continue,
+            };
+            tried += 1;
+            match attempt {
                 Ok(Some(master)) => {
                     let id = raw.id;
-                    return Self::with_master(bytes, header, header_len, master, id)
-                        .map_err(UnsealError::Format);
+                    let ring = Self::with_master(bytes, header.clone(), header_len, master, id)
+                        .map_err(UnsealError::Format)?;
+                    match &ring.unlock_policy {
+                        Some(policy) if !policy.allows(raw.kind) => failures.push(format!(
+                            "slot {id} ({}): the keystore's unlock policy allows only {} slots to unlock",
+                            SlotKind::of(raw).name(),
+                            policy.names().join(", ")
+                        )),
+                        _ => return Ok(ring),
+                    }
                 }
                 Ok(None) => {}
-                Err(e) => refused = refused.or(Some(e)),
+                Err(problem) => failures.push(format!(
+                    "slot {} ({}): {problem}",
+                    raw.id,
+                    SlotKind::of(raw).name()
+                )),
             }
+        }
+        if !failures.is_empty() {
+            return Err(UnsealError::Slots(failures.join("; ")));
+        }
+        if tried == 0 && refused.is_none() {
+            let slots: Vec<String> = header
+                .slots
+                .iter()
+                .filter(|raw| credentials.only_slot.is_none_or(|only| only == raw.id))
+                .map(|raw| {
+                    let kind = SlotKind::of(raw);
+                    format!("slot {} ({}) needs {}", raw.id, kind.name(), kind.needs())
+                })
+                .collect();
+            return Err(UnsealError::NothingToTry(if slots.is_empty() {
+                "there is no such slot".into()
+            } else {
+                slots.join("; ")
+            }));
         }
         Err(refused.map_or(UnsealError::WrongPassword, UnsealError::Kdf))
     }
@@ -182,7 +347,7 @@ impl KeyRing {
         master: Secret32,
         unlocked_slot: u32,
     ) -> Result<Self, FormatError> {
-        let body = format::open_body(bytes, header_len, &master)?;
+        let (body, unlock_policy) = format::open_body(bytes, header_len, &master)?;
         let ids: Vec<u32> = header.slots.iter().map(|s| s.id).collect();
         body.validate(&ids).map_err(FormatError::Malformed)?;
         Ok(Self {
@@ -190,6 +355,7 @@ impl KeyRing {
             body,
             master,
             unlocked_slot,
+            unlock_policy,
         })
     }
 
@@ -197,7 +363,12 @@ impl KeyRing {
     pub(crate) fn seal(&self) -> Result<Vec<u8>, String> {
         let ids: Vec<u32> = self.header.slots.iter().map(|s| s.id).collect();
         self.body.validate(&ids)?;
-        format::seal(&self.header, &self.body, &self.master)
+        format::seal(
+            &self.header,
+            &self.body,
+            self.unlock_policy.as_ref(),
+            &self.master,
+        )
     }
 
     pub(crate) fn master(&self) -> &Secret32 {
@@ -298,6 +469,61 @@ impl KeyRing {
             })
             .filter_map(|e| Some((e.info(), ecies_secret(e)?)))
             .collect()
+    }
+
+    /// The version and secret of the active hybrid file-encryption key, if the keystore
+    /// has one (a keystore made before hybrid keys existed gets one from
+    /// `Keystore::ensure_hybrid_file_key`).
+    #[must_use]
+    pub fn active_hybrid_key(&self) -> Option<(u32, HybridSecretKey)> {
+        self.active_entry(FILE_ENCRYPTION_HYBRID)
+            .filter(|e| e.purpose == Purpose::HybridFileEncryption)
+            .and_then(|e| Some((e.version, hybrid_secret(e)?)))
+    }
+
+    /// Every file-encryption key version of either kind whose secret still exists, as
+    /// [`Self::decryption_keys`] selects them (the classical ones first).
+    #[must_use]
+    pub fn file_secrets(&self, allow_revoked: bool) -> Vec<(KeyInfo, FileSecret)> {
+        let mut out: Vec<(KeyInfo, FileSecret)> = self
+            .decryption_keys(allow_revoked)
+            .into_iter()
+            .map(|(info, key)| (info, FileSecret::Classical(key)))
+            .collect();
+        out.extend(
+            self.body
+                .entries
+                .iter()
+                .filter(|e| e.purpose == Purpose::HybridFileEncryption)
+                .filter(|e| match e.status {
+                    KeyStatus::Active | KeyStatus::Deprecated => true,
+                    KeyStatus::Revoked => allow_revoked,
+                    KeyStatus::Destroyed => false,
+                })
+                .filter_map(|e| Some((e.info(), FileSecret::Hybrid(hybrid_secret(e)?)))),
+        );
+        out
+    }
+
+    /// Whether the key ring has a hybrid file-encryption key (a live one or not).
+    pub(crate) fn has_hybrid_file_key(&self) -> bool {
+        self.body
+            .entries
+            .iter()
+            .any(|e| e.name == FILE_ENCRYPTION_HYBRID && e.purpose == Purpose::HybridFileEncryption)
+    }
+
+    /// Adds version 1 of the hybrid file-encryption key (a keystore made before it
+    /// existed).
+    pub(crate) fn add_hybrid_file_key(&mut self, now: i64) {
+        let policy = self.body.policy;
+        self.body.entries.push(Entry::generate(
+            FILE_ENCRYPTION_HYBRID,
+            Purpose::HybridFileEncryption,
+            1,
+            now,
+            &policy,
+        ));
     }
 
     /// Every file-authority root version whose secret still exists, the active one first
@@ -403,11 +629,7 @@ impl KeyRing {
             .iter()
             .map(|raw| {
                 let meta = self.body.slots.iter().find(|m| m.id == raw.id);
-                let kind = match raw.kind {
-                    SLOT_PASSWORD => PasswordSlot::decode(&raw.data)
-                        .map_or(SlotKind::Unknown(raw.kind), |s| SlotKind::Password(s.kdf)),
-                    other => SlotKind::Unknown(other),
-                };
+                let kind = SlotKind::of(raw);
                 SlotInfo {
                     id: raw.id,
                     kind,
@@ -422,6 +644,41 @@ impl KeyRing {
     #[must_use]
     pub fn unlocked_slot(&self) -> u32 {
         self.unlocked_slot
+    }
+
+    /// The slot kinds that may unlock, if the keystore has an unlock policy.
+    #[must_use]
+    pub fn unlock_policy(&self) -> Option<&UnlockPolicy> {
+        self.unlock_policy.as_ref()
+    }
+
+    /// Sets (or, with `None`, removes) the unlock policy. Refused while a slot of a kind
+    /// it does not allow exists (remove it first: a policy must not be undone by a slot
+    /// that still opens the keystore with an older build).
+    pub(crate) fn set_unlock_policy(
+        &mut self,
+        policy: Option<UnlockPolicy>,
+    ) -> Result<(), ChangeError> {
+        if let Some(policy) = &policy {
+            let refused: Vec<String> = self
+                .header
+                .slots
+                .iter()
+                .filter(|raw| !policy.allows(raw.kind))
+                .map(|raw| format!("slot {} ({})", raw.id, SlotKind::of(raw).name()))
+                .collect();
+            if !refused.is_empty() {
+                return Err(ChangeError::UnlockPolicy {
+                    problem: format!(
+                        "{} would not be allowed to unlock; remove {} first (`datamesh keys slot remove ID`)",
+                        refused.join(", "),
+                        if refused.len() == 1 { "it" } else { "them" }
+                    ),
+                });
+            }
+        }
+        self.unlock_policy = policy;
+        Ok(())
     }
 
     // ----- changes (in memory; `Keystore` writes them) -----
@@ -588,13 +845,22 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Adds a password slot; returns its id.
+    /// Adds a slot of `kind` holding `data`; returns its id.
     pub(crate) fn add_slot(
         &mut self,
-        slot: &PasswordSlot,
+        kind: u8,
+        data: Vec<u8>,
         label: &str,
         now: i64,
     ) -> Result<u32, ChangeError> {
+        if let Some(policy) = self.unlock_policy.as_ref().filter(|p| !p.allows(kind)) {
+            return Err(ChangeError::UnlockPolicy {
+                problem: format!(
+                    "the unlock policy allows only {} slots; a slot of another kind would open nothing",
+                    policy.names().join(", ")
+                ),
+            });
+        }
         if label.len() > MAX_LABEL_LEN {
             return Err(ChangeError::BadLabel { max: MAX_LABEL_LEN });
         }
@@ -603,11 +869,7 @@ impl KeyRing {
         }
         let id = self.body.next_slot_id;
         self.body.next_slot_id = id.saturating_add(1);
-        self.header.slots.push(RawSlot {
-            id,
-            kind: SLOT_PASSWORD,
-            data: slot.encode(),
-        });
+        self.header.slots.push(RawSlot { id, kind, data });
         self.body.slots.push(SlotMeta {
             id,
             label: label.to_owned(),
@@ -621,7 +883,16 @@ impl KeyRing {
         if !self.header.slots.iter().any(|s| s.id == id) {
             return Err(ChangeError::NoSuchSlot { id });
         }
-        if self.header.slots.len() == 1 {
+        // At least one slot of a known kind that the policy allows must stay.
+        let can_open = |raw: &&RawSlot| {
+            raw.id != id
+                && !matches!(SlotKind::of(raw), SlotKind::Unknown(_))
+                && self
+                    .unlock_policy
+                    .as_ref()
+                    .is_none_or(|p| p.allows(raw.kind))
+        };
+        if !self.header.slots.iter().any(|raw| can_open(&raw)) {
             return Err(ChangeError::LastSlot { id });
         }
         if id == self.unlocked_slot {
@@ -674,4 +945,11 @@ fn ecies_secret(entry: &Entry) -> Option<SecretKey> {
         .secret
         .as_ref()
         .and_then(|s| SecretKey::from_bytes(s.expose()).ok())
+}
+
+fn hybrid_secret(entry: &Entry) -> Option<HybridSecretKey> {
+    entry
+        .secret
+        .as_ref()
+        .and_then(|s| HybridSecretKey::from_seed(s.expose()).ok())
 }

@@ -16,6 +16,7 @@ mod lifecycle;
 mod open;
 mod parsers;
 mod secrets;
+mod slots;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -51,7 +51,7 @@ fn the_frozen_v1_keystore_opens_with_both_passwords() -> TestResult {
         );
         assert_eq!(keystore.decryption_keys(false).len(), 1);
         assert_eq!(keystore.decryption_keys(true).len(), 2);
-        let kinds: Vec<SlotKind> = keystore.slots().iter().map(|s| s.kind).collect();
+        let kinds: Vec<SlotKind> = keystore.slots().into_iter().map(|s| s.kind).collect();
         assert_eq!(
             kinds,
             [

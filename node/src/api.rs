@@ -23,8 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use datamesh_api::{self as wire, ErrorBody, ErrorKind};
-use datamesh_core::ecies::PublicKey;
-use datamesh_core::{DecodeError, FileId};
+use datamesh_core::{ByteRange, DecodeError, FileId};
+use datamesh_core::{Recipient, RecipientError};
 use futures::TryStreamExt;
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
@@ -33,7 +33,8 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::check::{CheckError, Checker, RepairError};
 use crate::faults::TestFaults;
 use crate::files::{
-    Files, GetError, KeyAccess, KeyUsageError, PutError, ReencryptError, RewrapError, RewrapReport,
+    Files, GetError, KeyAccess, KeyUsageError, PutError, ReencryptError, RemoveError, RewrapError,
+    RewrapReport,
 };
 use crate::metrics::Metrics;
 use crate::network::Network;
@@ -60,7 +61,7 @@ impl ApiToken {
         Self(token.trim().to_string())
     }
 
-    fn matches(&self, presented: &str) -> bool {
+    pub(crate) fn matches(&self, presented: &str) -> bool {
         bool::from(self.0.as_bytes().ct_eq(presented.as_bytes())) && !self.0.is_empty()
     }
 }
@@ -82,6 +83,10 @@ pub(crate) fn router(state: ApiState) -> Router {
     }
     routes
         .route("/v1/files", get(list_files).post(put_file))
+        .route(
+            "/v1/recipients/check",
+            axum::routing::post(check_recipients),
+        )
         .route("/v1/files/{id}/check", axum::routing::post(check_file))
         .route("/v1/files/{id}", get(get_file))
         .route("/v1/files/{id}/envelope", axum::routing::post(rewrap_file))
@@ -89,13 +94,16 @@ pub(crate) fn router(state: ApiState) -> Router {
             "/v1/files/{id}/reencrypt",
             axum::routing::post(reencrypt_file),
         )
+        .route("/v1/files/{id}/remove", axum::routing::post(remove_file))
+        .route("/v1/files/{id}/audit", axum::routing::post(audit_file))
         .route("/v1/rewrap", axum::routing::post(rewrap_all))
         .route("/v1/key-usage", get(key_usage))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::ui::router(state))
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -143,6 +151,7 @@ fn put_error(e: &PutError) -> Response {
         | PutError::ManifestCopies { .. }
         | PutError::EnvelopeCopies { .. } => ErrorKind::NotEnoughPeers,
         PutError::Encode(_) => ErrorKind::Input,
+        PutError::Policy(_) => ErrorKind::BadKey,
         PutError::Keys(_) | PutError::Seal { .. } | PutError::NoAuthority => ErrorKind::Keystore,
         _ => ErrorKind::Internal,
     };
@@ -161,13 +170,12 @@ fn get_error(e: &GetError) -> Response {
     error(kind, &e.to_string())
 }
 
-/// A public key from `?to=`.
-fn parse_key(text: &str) -> Result<PublicKey, BadRequest> {
-    text.parse().map_err(|_| {
-        BadRequest(
-            ErrorKind::BadKey,
-            format!("--to {text}: not a secp256k1 public key (66 hex characters)"),
-        )
+/// A recipient from `?to=`: a hybrid recipient (`dmpq1...`) or a secp256k1 key (hex).
+fn parse_key(text: &str) -> Result<Recipient, BadRequest> {
+    text.parse().map_err(|e: RecipientError| {
+        let shown: String = text.chars().take(24).collect();
+        let more = if text.chars().count() > 24 { "..." } else { "" };
+        BadRequest(ErrorKind::BadKey, format!("--to {shown}{more}: {e}"))
     })
 }
 
@@ -175,6 +183,7 @@ fn rewrap_error(e: &RewrapError) -> Response {
     let kind = match e {
         RewrapError::NotFound(_) => ErrorKind::NotFound,
         RewrapError::NoKey(_) | RewrapError::NotOwner(_) => ErrorKind::NoKey,
+        RewrapError::Policy(_) => ErrorKind::BadKey,
         RewrapError::EnvelopeCopies { .. } => ErrorKind::NotEnoughPeers,
         _ => ErrorKind::Internal,
     };
@@ -196,10 +205,20 @@ async fn put_file(
     body: Body,
 ) -> Response {
     let mut name = String::from("unnamed");
+    let mut mtime = None;
     let mut recipients = Vec::new();
     for (k, v) in query {
         match k.as_str() {
             "name" => name = v,
+            "mtime" => match v.parse::<u64>() {
+                Ok(t) => mtime = Some(t),
+                Err(_) => {
+                    return error(
+                        ErrorKind::BadQuery,
+                        &format!("mtime={v}: not a number of seconds since 1970"),
+                    );
+                }
+            },
             "to" => match parse_key(&v) {
                 Ok(pk) => recipients.push(pk),
                 Err(e) => return e.into_response(),
@@ -209,7 +228,11 @@ async fn put_file(
     }
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = SyncIoBridge::new(StreamReader::new(stream));
-    match state.files.put(reader, name, recipients).await {
+    match state
+        .files
+        .put_with_mtime(reader, name, mtime, recipients)
+        .await
+    {
         Ok(report) => axum::Json(wire::PutResult {
             id: report.id.to_string(),
             size: report.size,
@@ -219,6 +242,28 @@ async fn put_file(
             envelope_copies: report.envelope_copies,
         })
         .into_response(),
+        Err(e) => put_error(&e),
+    }
+}
+
+/// Whether a put to `?to=` recipients would pass the recipient policy: asked before a
+/// put streams its body (a put refused before its body is read would reach the client
+/// as a broken connection, not as the refusal).
+async fn check_recipients(
+    State(state): State<ApiState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut recipients = Vec::new();
+    for (k, v) in query {
+        if k == "to" {
+            match parse_key(&v) {
+                Ok(pk) => recipients.push(pk),
+                Err(e) => return e.into_response(),
+            }
+        }
+    }
+    match state.files.check_recipients(&recipients) {
+        Ok(()) => axum::Json(serde_json::json!({})).into_response(),
         Err(e) => put_error(&e),
     }
 }
@@ -344,6 +389,69 @@ async fn reencrypt_file(
     })
 }
 
+/// Removes one of the catalog's files from the network (owner only). Runs as its own
+/// task: a client that goes away does not cut it short between the holders' removal and
+/// the catalog update.
+async fn remove_file(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, BadRequest> {
+    let id = parse_id(&id)?;
+    let files = state.files.clone();
+    let task = tokio::spawn(async move { files.remove(id).await });
+    Ok(match task.await {
+        Ok(Ok(r)) => axum::Json(wire::RemoveReport {
+            id: r.file.to_string(),
+            asked: r.asked,
+            confirmed: r.confirmed,
+            failed: r.failed,
+        })
+        .into_response(),
+        Ok(Err(e)) => {
+            let kind = match e {
+                RemoveError::NotFound(_) => ErrorKind::NotFound,
+                RemoveError::NotOwner(_) => ErrorKind::NoKey,
+                RemoveError::Keys(_) => ErrorKind::Keystore,
+                RemoveError::Catalog(_) => ErrorKind::Catalog,
+                _ => ErrorKind::Internal,
+            };
+            error(kind, &e.to_string())
+        }
+        Err(e) => error(ErrorKind::Internal, &e.to_string()),
+    })
+}
+
+/// Audits every copy of a file's shards found (`datamesh check --audit`).
+async fn audit_file(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, BadRequest> {
+    let id = parse_id(&id)?;
+    Ok(match state.checker.audit(id).await {
+        Ok(r) => axum::Json(wire::AuditReport {
+            id: r.id.to_string(),
+            challenged: r.challenged,
+            passed: r.passed,
+            failed: r
+                .failed
+                .iter()
+                .map(|(peer, shard)| wire::AuditFailure {
+                    peer: peer.to_string(),
+                    shard: shard.to_string(),
+                })
+                .collect(),
+            unanswered: r.unanswered,
+            proof_bytes: r.proof_bytes,
+            shard_bytes: r.shard_bytes,
+        })
+        .into_response(),
+        Err(e) => check_error(
+            matches!(e, crate::check::CheckError::NotFound(_)),
+            &e.to_string(),
+        ),
+    })
+}
+
 /// Sends what the decoder writes to the HTTP body in 256 KiB chunks, always holding the
 /// last bytes back until [`Write::flush`], which the get calls only once the decoder has
 /// verified the whole file (its BLAKE3 included). A file that fails that last check thus
@@ -379,6 +487,13 @@ impl Write for ChannelWriter {
 }
 
 impl ChannelWriter {
+    fn new(tx: mpsc::Sender<Result<Bytes, std::io::Error>>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+
     fn send(&self, chunk: Vec<u8>) -> std::io::Result<()> {
         self.tx
             .blocking_send(Ok(Bytes::from(chunk)))
@@ -386,10 +501,14 @@ impl ChannelWriter {
     }
 }
 
+/// Streams a file, or the one `Range` asked for (206, only the stripes covering it
+/// fetched, each segment authenticated; the whole-file BLAKE3 cannot be checked for a
+/// part).
 async fn get_file(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
+    request_headers: HeaderMap,
 ) -> Response {
     let (id, access) = match parse_id(&id).and_then(|id| Ok((id, access(&query)?))) {
         Ok(parsed) => parsed,
@@ -400,32 +519,76 @@ async fn get_file(
         Err(e) => return get_error(&e),
     };
     let size = file.metadata.size;
-    let name = file.metadata.name.clone();
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    let files = state.files.clone();
-    tokio::spawn(async move {
-        let writer = ChannelWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK),
-        };
-        if let Err(e) = files.read(file, writer).await {
-            tracing::warn!(file = %id, "get failed mid-stream: {e}");
-            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+    let range = match request_headers.get(header::RANGE) {
+        None => None,
+        Some(value) => {
+            let parsed = value
+                .to_str()
+                .map_err(|_| "Range: not text".to_string())
+                .and_then(|v| wire::parse_range(v, size))
+                .and_then(|(start, last)| {
+                    ByteRange::new(start, last, size).map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(range) => Some(range),
+                Err(message) => return error(ErrorKind::BadRange, &message),
+            }
         }
-    });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    };
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-    if let Ok(v) = HeaderValue::from_str(&wire::encode_name(&name)) {
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(wire::FILE_SIZE_HEADER, HeaderValue::from(size));
+    if let Ok(v) = HeaderValue::from_str(&wire::encode_name(&file.metadata.name)) {
         headers.insert(wire::NAME_HEADER, v);
     }
-    (headers, Body::from_stream(stream)).into_response()
+    headers.insert(
+        wire::SEGMENT_SIZE_HEADER,
+        HeaderValue::from(file.manifest.segment_size().bytes() as u64),
+    );
+    if let Some(mtime) = file.metadata.mtime {
+        headers.insert(wire::MTIME_HEADER, HeaderValue::from(mtime));
+    }
+    if let Ok(v) = HeaderValue::from_str(&data_encoding::HEXLOWER.encode(&file.metadata.blake3)) {
+        headers.insert(wire::BLAKE3_HEADER, v);
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let files = state.files.clone();
+    let status = match range {
+        Some(range) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.len()));
+            let content_range = format!("bytes {}-{}/{size}", range.start(), range.end() - 1);
+            if let Ok(v) = HeaderValue::from_str(&content_range) {
+                headers.insert(header::CONTENT_RANGE, v);
+            }
+            tokio::spawn(async move {
+                let writer = ChannelWriter::new(tx.clone());
+                if let Err(e) = files.read_range(file, range, writer).await {
+                    tracing::warn!(file = %id, "range get failed mid-stream: {e}");
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                }
+            });
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            tokio::spawn(async move {
+                let writer = ChannelWriter::new(tx.clone());
+                if let Err(e) = files.read(file, writer).await {
+                    tracing::warn!(file = %id, "get failed mid-stream: {e}");
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                }
+            });
+            StatusCode::OK
+        }
+    };
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (status, headers, Body::from_stream(stream)).into_response()
 }
 
 async fn list_files(State(state): State<ApiState>) -> Response {

@@ -10,6 +10,7 @@
 //! | `kad_providers` | record key, provider peer id | Kademlia provider record              |
 //! | `catalog`       | file id (32)                | this node's own files (name, size, time) |
 //! | `files`         | kind (1) + file id (32)     | manifests, key envelopes, placement hints |
+//! | `leases`        | `k` + blob id + peer id; `x` + expiry + blob id + peer id | a claim's lease expiry (u64 BE); the expiry index (empty) (`crate::lease`) |
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,10 +25,11 @@ pub(crate) const CF_KAD_PROVIDERS: &str = "kad_providers";
 pub(crate) const CF_CATALOG: &str = "catalog";
 pub(crate) const CF_FILES: &str = "files";
 pub(crate) const CF_SHARD_INFO: &str = "shard_info";
+pub(crate) const CF_LEASES: &str = "leases";
 
 /// Every column family, `shards` first (it alone has blob files), then `meta` (the only
 /// one with a merge operator).
-const ALL_CFS: [&str; 8] = [
+const ALL_CFS: [&str; 9] = [
     CF_SHARDS,
     CF_META,
     CF_OWNERS,
@@ -36,6 +38,7 @@ const ALL_CFS: [&str; 8] = [
     CF_CATALOG,
     CF_FILES,
     CF_SHARD_INFO,
+    CF_LEASES,
 ];
 
 /// Values at least this large go to BlobDB blob files, so compaction does not rewrite

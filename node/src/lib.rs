@@ -8,6 +8,7 @@ pub mod check;
 pub mod db;
 pub mod faults;
 pub mod files;
+pub mod lease;
 pub mod metrics;
 pub mod network;
 pub mod node;
@@ -15,13 +16,15 @@ pub mod protocol;
 pub mod records;
 pub mod serve;
 pub mod store;
+mod ui;
 
 pub use api::ApiToken;
-pub use check::{CheckError, CheckReport, Checker, Health, RepairError, SelfCheck};
+pub use check::{AuditReport, CheckError, CheckReport, Checker, Health, RepairError, SelfCheck};
 pub use faults::TestFaults;
 pub use files::{
     FileKeys, Files, FilesConfig, GetError, KeyAccess, KeyProvider, KeyProviderError,
-    KeyUsageError, PutError, ReencryptError, ReencryptReport, RewrapError, RewrapReport,
+    KeyUsageError, PutError, ReencryptError, ReencryptReport, RemoveError, RemoveReport,
+    RewrapError, RewrapReport,
 };
 pub use network::{Network, NetworkConfig, NetworkError};
 pub use node::{Node, NodeConfig, NodeError};

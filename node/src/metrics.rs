@@ -34,6 +34,10 @@ pub struct Metrics {
     pub gets: Counter,
     /// Failed puts and gets.
     pub failures: Counter,
+    /// Plaintext bytes of completed puts.
+    pub put_bytes: Counter,
+    /// Plaintext bytes of completed gets.
+    pub get_bytes: Counter,
     /// Put latency, seconds.
     pub put_seconds: Histogram,
     /// Get latency, seconds.
@@ -42,6 +46,10 @@ pub struct Metrics {
     pub dht_peers: Gauge,
     /// Shards fetched from a peer that did not match their id (a bad peer, caught).
     pub bad_shards_fetched: Counter,
+    /// Verified shards this node fetched for its own gets (whole files and ranges).
+    pub shards_fetched: Counter,
+    /// Bytes of those shards.
+    pub shard_bytes_fetched: Counter,
     /// Shards rebuilt and placed on a new peer by a repair.
     pub repaired_shards: Counter,
     /// Files of the catalog below full health (fewer than six healthy shards on six
@@ -56,6 +64,24 @@ pub struct Metrics {
     pub put_cleanup_failures: Counter,
     /// Key envelopes from peers not kept (unknown file, bad signature, stale, full).
     pub envelopes_refused: Counter,
+    /// Owners' signed file removals honoured (`datamesh rm` reaching this holder).
+    pub removals_honoured: Counter,
+    /// File removals refused (bad signature or manifest, not fresh: a replay).
+    pub removals_refused: Counter,
+    /// Leases renewed on blobs this node holds (one per blob per renewal).
+    pub leases_renewed: Counter,
+    /// Claims dropped because their lease ended (collection passes).
+    pub leases_expired: Counter,
+    /// Blobs deleted because the last lease on them ended.
+    pub lease_blobs_collected: Counter,
+    /// Audit challenges this node answered with a proof.
+    pub audits_answered: Counter,
+    /// Audit challenges refused (a peer over its audit budget).
+    pub audits_refused: Counter,
+    /// Audits this node ran against holders that passed.
+    pub audits_passed: Counter,
+    /// Audits this node ran against holders that failed (a wrong or missing proof).
+    pub audits_failed: Counter,
     /// Held blobs parsed as manifests to learn a file's authority key (at most once per
     /// blob, whatever the number of envelopes that name it).
     pub manifests_parsed_for_envelopes: Counter,
@@ -97,16 +123,29 @@ impl Metrics {
             puts: Counter::default(),
             gets: Counter::default(),
             failures: Counter::default(),
+            put_bytes: Counter::default(),
+            get_bytes: Counter::default(),
             put_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             get_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             dht_peers: Gauge::default(),
             bad_shards_fetched: Counter::default(),
+            shards_fetched: Counter::default(),
+            shard_bytes_fetched: Counter::default(),
             repaired_shards: Counter::default(),
             files_below_full_health: Gauge::default(),
             self_checks: Counter::default(),
             put_cleanup_deleted: Counter::default(),
             put_cleanup_failures: Counter::default(),
             envelopes_refused: Counter::default(),
+            removals_honoured: Counter::default(),
+            removals_refused: Counter::default(),
+            leases_renewed: Counter::default(),
+            leases_expired: Counter::default(),
+            lease_blobs_collected: Counter::default(),
+            audits_answered: Counter::default(),
+            audits_refused: Counter::default(),
+            audits_passed: Counter::default(),
+            audits_failed: Counter::default(),
             manifests_parsed_for_envelopes: Counter::default(),
             manifest_bytes_read_for_envelopes: Counter::default(),
             refusals_sent: Family::default(),
@@ -157,6 +196,16 @@ impl Metrics {
         reg.register("gets", "Completed gets", m.gets.clone());
         reg.register("failures", "Failed puts and gets", m.failures.clone());
         reg.register(
+            "put_bytes",
+            "Plaintext bytes of completed puts",
+            m.put_bytes.clone(),
+        );
+        reg.register(
+            "get_bytes",
+            "Plaintext bytes of completed gets",
+            m.get_bytes.clone(),
+        );
+        reg.register(
             "put_seconds",
             "Put latency in seconds",
             m.put_seconds.clone(),
@@ -175,6 +224,16 @@ impl Metrics {
             "bad_shards_fetched",
             "Shards fetched from peers that did not match their id",
             m.bad_shards_fetched.clone(),
+        );
+        reg.register(
+            "shards_fetched",
+            "Verified shards fetched for this node's own gets",
+            m.shards_fetched.clone(),
+        );
+        reg.register(
+            "shard_bytes_fetched",
+            "Bytes of verified shards fetched for this node's own gets",
+            m.shard_bytes_fetched.clone(),
         );
         reg.register(
             "repaired_shards",
@@ -205,6 +264,51 @@ impl Metrics {
             "envelopes_refused",
             "Key envelopes from peers not kept (unknown file, bad signature, stale, full)",
             m.envelopes_refused.clone(),
+        );
+        reg.register(
+            "removals_honoured",
+            "Owners' signed file removals honoured by this holder",
+            m.removals_honoured.clone(),
+        );
+        reg.register(
+            "removals_refused",
+            "File removals refused (bad signature or manifest, not fresh)",
+            m.removals_refused.clone(),
+        );
+        reg.register(
+            "leases_renewed",
+            "Leases renewed on blobs this node holds",
+            m.leases_renewed.clone(),
+        );
+        reg.register(
+            "leases_expired",
+            "Claims dropped because their lease ended",
+            m.leases_expired.clone(),
+        );
+        reg.register(
+            "lease_blobs_collected",
+            "Blobs deleted because the last lease on them ended",
+            m.lease_blobs_collected.clone(),
+        );
+        reg.register(
+            "audits_answered",
+            "Audit challenges this node answered with a proof",
+            m.audits_answered.clone(),
+        );
+        reg.register(
+            "audits_refused",
+            "Audit challenges refused (a peer over its audit budget)",
+            m.audits_refused.clone(),
+        );
+        reg.register(
+            "audits_passed",
+            "Audits this node ran against holders that passed",
+            m.audits_passed.clone(),
+        );
+        reg.register(
+            "audits_failed",
+            "Audits this node ran against holders that failed",
+            m.audits_failed.clone(),
         );
         reg.register(
             "manifests_parsed_for_envelopes",

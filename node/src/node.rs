@@ -37,6 +37,7 @@ pub struct NodeConfig {
     check_interval: Duration,
     check_verify: bool,
     faults: TestFaults,
+    lease: Duration,
 }
 
 /// Default period of the self-check over the catalog.
@@ -59,7 +60,16 @@ impl NodeConfig {
             check_interval: DEFAULT_CHECK_INTERVAL,
             check_verify: false,
             faults: TestFaults::none(),
+            lease: crate::lease::DEFAULT_LEASE,
         }
+    }
+
+    /// How long a holder keeps a claim on a blob without a renewal (the owner's
+    /// self-check renews); at least a second. Default: [`crate::lease::DEFAULT_LEASE`]
+    /// (180 days).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_secs(1));
+        self
     }
 
     /// How often the node checks the files of its catalog and repairs those below full
@@ -129,6 +139,7 @@ pub struct Node {
     api_task: JoinHandle<()>,
     net_task: JoinHandle<()>,
     check_task: Option<JoinHandle<()>>,
+    lease_task: JoinHandle<()>,
 }
 
 impl Node {
@@ -155,8 +166,10 @@ impl Node {
         let server = Arc::new(
             Server::new(Arc::clone(&store), Arc::clone(&db), Arc::clone(&metrics))
                 .with_wrong_bytes(config.faults.wrong_bytes())
-                .with_refuse_envelopes(config.faults.refuse_envelopes()),
+                .with_refuse_envelopes(config.faults.refuse_envelopes())
+                .with_lease(config.lease),
         );
+        let lease_task = crate::lease::spawn_collector(Arc::clone(&server));
         let records = PersistentStore::new(
             peer_id,
             Arc::clone(&db),
@@ -240,6 +253,7 @@ impl Node {
             api_task,
             net_task,
             check_task,
+            lease_task,
         })
     }
 
@@ -291,6 +305,7 @@ impl Node {
         if let Some(task) = &self.check_task {
             task.abort();
         }
+        self.lease_task.abort();
         let _ = self.stop_api.send(true);
         let _ = self.api_task.await;
         self.network.shutdown().await;

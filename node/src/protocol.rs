@@ -35,7 +35,10 @@ pub use datamesh_core::wire::{
 /// node's error text. Version 3: key envelopes v2 (signed by the file's authority key,
 /// one per file, kept only by a manifest holder) and their refusals; `Announce` names a
 /// blob the sender stored for the file; `Has` ids are distinct (`docs/format.md`).
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/3.0.0");
+/// Version 4: `RemoveFile`, the owner's signed removal of a file (`datamesh rm`), and
+/// `Lease` (until when blobs are kept; renewing the sender's lease), `Audit` (a chunk and
+/// its BLAKE3 proof).
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/4.0.0");
 
 /// The request-response codec: length-prefixed postcard with size caps. For a client or
 /// a test peer; the node's own swarm uses [`BudgetedCodec`], which reads the same frames

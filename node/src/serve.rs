@@ -17,10 +17,17 @@ use rocksdb::{DB, WriteBatch};
 use tracing::{debug, warn};
 
 use crate::db::{CF_FILES, DbError, cf};
+use crate::lease::{DEFAULT_LEASE, Leases};
 use crate::metrics::Metrics;
 use crate::network::InboundHandler;
 use crate::protocol::{FailureReason, InvalidReason, MAX_ENVELOPE_LEN, Refusal, Request, Response};
 use crate::store::{BindOutcome, DeleteOutcome, PutOutcome, ShardStore, StoreError};
+
+mod audit;
+mod lease;
+mod remove;
+pub use audit::{AUDIT_WINDOW, AUDITS_PER_WINDOW};
+pub use remove::Released;
 
 /// Key prefix of envelopes in the `files` column family: `e` || file id -> envelope.
 const ENVELOPE_PREFIX: u8 = b'e';
@@ -41,11 +48,16 @@ pub struct Server {
     refuse_envelopes: bool,
     /// Held while an envelope is compared with the one held and replaces it.
     envelope_writes: Mutex<()>,
+    /// The leases of the claims on blobs held (`crate::lease`).
+    leases: Arc<Leases>,
+    /// Audit challenges answered per peer (`serve/audit.rs`).
+    audits: audit::AuditBudget,
 }
 
 impl Server {
     /// A server over the node's store and database.
     pub fn new(store: Arc<ShardStore>, db: Arc<DB>, metrics: Arc<Metrics>) -> Self {
+        let db_for_leases = Arc::clone(&db);
         Self {
             store,
             db,
@@ -53,7 +65,20 @@ impl Server {
             wrong_bytes: false,
             refuse_envelopes: false,
             envelope_writes: Mutex::new(()),
+            leases: Arc::new(Leases::new(db_for_leases, DEFAULT_LEASE)),
+            audits: audit::AuditBudget::default(),
         }
+    }
+
+    /// Claims granted by a store or a renewal last `lease`. Default: [`DEFAULT_LEASE`].
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.leases = Arc::new(Leases::new(Arc::clone(&self.db), lease));
+        self
+    }
+
+    /// The leases of the claims on blobs held.
+    pub fn leases(&self) -> &Arc<Leases> {
+        &self.leases
     }
 
     /// Test-only: answer every fetch with altered bytes, as a lying peer would. Set only
@@ -77,7 +102,15 @@ impl Server {
 
     fn store_blob(&self, peer: PeerId, id: ShardId, bytes: &[u8]) -> Response {
         self.metrics.bytes_in.inc_by(bytes.len() as u64);
-        match self.store.put(&id, bytes, &peer.to_bytes()) {
+        let stored = self.store.put(&id, bytes, &peer.to_bytes());
+        if stored.is_ok()
+            && let Err(e) = self
+                .leases
+                .grant(&id, &peer.to_bytes(), crate::lease::unix_now())
+        {
+            warn!(%peer, shard = %id.short(), "recording a lease failed: {e}");
+        }
+        match stored {
             Ok(PutOutcome::Stored) => {
                 self.metrics.shards_stored.inc();
                 Response::Stored
@@ -420,6 +453,13 @@ impl InboundHandler for Server {
                 Response::Envelopes(self.envelope(&file).into_iter().collect())
             }
             Request::Announce { file, held } => self.announce(peer, file, held),
+            Request::RemoveFile {
+                manifest,
+                issued_at,
+                signature,
+            } => self.remove_file(peer, &manifest, issued_at, &signature),
+            Request::Lease { ids, renew } => self.lease(peer, &ids, renew),
+            Request::Audit { id, nonce } => self.audit(peer, id, nonce),
         }
     }
 }

@@ -575,6 +575,76 @@ impl ShardStore {
         Ok(BindOutcome::Bound)
     }
 
+    /// Gives `owner` a claim on a blob held (as a put of the same bytes would, without
+    /// the bytes); returns whether the blob is held. A claim already there keeps its file
+    /// binding. Under the store-wide lock: two small lookups, at most one small write.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn claim_held(&self, id: &ShardId, owner: &[u8]) -> Result<bool, StoreError> {
+        let owners = self.cf(CF_OWNERS)?;
+        let key = owner_key(id, owner);
+        let _guard = self.lock();
+        if self.info(id)?.is_none() {
+            return Ok(false);
+        }
+        if self.db.get_pinned_cf(owners, &key)?.is_none() {
+            self.db.put_cf(owners, key, [])?;
+        }
+        Ok(true)
+    }
+
+    /// The owner's removal of `file` (its signature checked by the caller): drops, on one
+    /// blob, `claimant`'s claim and every claim bound to `file`, and the blob itself when
+    /// no claim is left (its bytes given back to the quota). Claims bound to another file,
+    /// and unbound claims of other peers, stay: a removal signed for one file cannot take
+    /// a shard another file still claims. Under the store-wide lock: the blob's claim rows
+    /// read (one per peer that stored it), one synced write; never a read of the blob.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn release_for_file(
+        &self,
+        id: &ShardId,
+        claimant: &[u8],
+        file: &FileId,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let owners = self.cf(CF_OWNERS)?;
+        let own = owner_key(id, claimant);
+        let mut guard = self.lock();
+        let Some(info) = self.info(id)? else {
+            return Ok(DeleteOutcome::NotHeld);
+        };
+        let mut batch = WriteBatch::default();
+        let (mut dropped, mut left) = (0usize, 0usize);
+        for (key, bound) in self
+            .db
+            .prefix_iterator_cf(owners, id.as_bytes())
+            .map_while(Result::ok)
+            .take_while(|(k, _)| k.starts_with(id.as_bytes()))
+        {
+            if key[..] == own[..] || bound[..] == file.as_bytes()[..] {
+                batch.delete_cf(owners, key);
+                dropped += 1;
+            } else {
+                left += 1;
+            }
+        }
+        if dropped == 0 {
+            return Ok(DeleteOutcome::NotOwner);
+        }
+        if left == 0 {
+            self.drop_shard(&mut batch, id, info.len)?;
+        }
+        self.write_synced(batch)?;
+        if left > 0 {
+            return Ok(DeleteOutcome::StillShared);
+        }
+        let ledger = self.ledger(&mut guard)?;
+        ledger.used = ledger.used.saturating_sub(info.len);
+        Ok(DeleteOutcome::Deleted)
+    }
+
     /// Adds to `batch` the removal of a shard of `len` bytes and its share of the
     /// counters. The caller holds the ledger's lock.
     fn drop_shard(&self, batch: &mut WriteBatch, id: &ShardId, len: u64) -> Result<(), StoreError> {

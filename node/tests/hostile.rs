@@ -54,6 +54,7 @@ impl KeyProvider for StaticKeys {
         Ok(FileKeys {
             active: key(&self.0)?,
             decrypt: vec![key(&self.0)?],
+            hybrid: Vec::new(),
             // Each node's own file-authority root, made from its key for the test.
             authority: vec![AuthorityRoot::from_bytes(&bytes.map(|b| b ^ 0x5c))],
         })
@@ -173,7 +174,7 @@ impl Net {
             .put(
                 std::io::Cursor::new(plain.clone()),
                 format!("honest-{seed}.bin"),
-                vec![self.keys[2].public_key()],
+                vec![self.keys[2].public_key().into()],
             )
             .await?;
         let reader = &self.nodes[2];

@@ -22,6 +22,10 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 #[path = "swarm/authority.rs"]
 mod authority;
+#[path = "swarm/durable.rs"]
+mod durable;
+#[path = "swarm/ui.rs"]
+mod ui;
 
 struct StaticKeys(Vec<u8>);
 
@@ -38,6 +42,7 @@ impl KeyProvider for StaticKeys {
         Ok(FileKeys {
             active,
             decrypt: vec![again],
+            hybrid: Vec::new(),
             authority: vec![root],
         })
     }
@@ -90,6 +95,17 @@ async fn start_net_with(
     faults: impl Fn(usize) -> TestFaults,
     check_interval: Duration,
 ) -> Result<Net, Box<dyn std::error::Error + Send + Sync>> {
+    start_net_tuned(n, quota, faults, check_interval, |_, config| config).await
+}
+
+/// As [`start_net_with`], each node's config passed through `tune` last.
+async fn start_net_tuned(
+    n: usize,
+    quota: impl Fn(usize) -> u64,
+    faults: impl Fn(usize) -> TestFaults,
+    check_interval: Duration,
+    tune: impl Fn(usize, NodeConfig) -> NodeConfig,
+) -> Result<Net, Box<dyn std::error::Error + Send + Sync>> {
     let mut nodes = Vec::new();
     let mut keys = Vec::new();
     let mut dirs = Vec::new();
@@ -112,6 +128,7 @@ async fn start_net_with(
         })
         .with_check_interval(check_interval)
         .with_test_faults(faults(i));
+        let config = tune(i, config);
         let node = Node::start(
             config,
             Keypair::generate_ed25519(),
@@ -233,7 +250,7 @@ async fn a_shared_file_opens_on_another_node_even_with_two_holders_down() -> Tes
         .put(
             std::io::Cursor::new(plain.clone()),
             "shared.bin".into(),
-            vec![friend],
+            vec![friend.into()],
         )
         .await?;
     // Node 5 was given the key; node 6 was not.
@@ -381,7 +398,7 @@ async fn sharing_later_rewraps_the_key_without_moving_shards() -> TestResult {
     let rewrap = net
         .node(0)
         .files()
-        .rewrap(report.id, vec![net.keys[6].public_key()])
+        .rewrap(report.id, vec![net.keys[6].public_key().into()])
         .await?;
     assert_eq!(rewrap.sequence, 2);
     assert_eq!(rewrap.recipients, 2);
@@ -1154,6 +1171,7 @@ impl ChangingKeys {
         Ok(FileKeys {
             active: SecretKey::from_bytes(&active).map_err(KeyProviderError::new)?,
             decrypt,
+            hybrid: Vec::new(),
             // The file-authority root stays when the file keys change.
             authority: vec![AuthorityRoot::from_bytes(&[0x5c; 32])],
         })

@@ -49,6 +49,7 @@ pub struct Config {
     pub(crate) keep_running: bool,
     pub(crate) node_env: BTreeMap<usize, BTreeMap<String, String>>,
     pub(crate) node_quota: BTreeMap<usize, u64>,
+    pub(crate) hosts: Option<usize>,
 }
 
 impl Config {
@@ -64,6 +65,7 @@ impl Config {
             keep_running: false,
             node_env: BTreeMap::new(),
             node_quota: BTreeMap::new(),
+            hosts: None,
         }
     }
 
@@ -114,6 +116,15 @@ impl Config {
             .entry(i)
             .or_default()
             .insert(key.into(), value.into());
+        self
+    }
+
+    /// Runs the nodes on `hosts` separate hosts, each a network namespace with its own
+    /// address (node `i` on host `i % hosts`); needs root. Default: every node on
+    /// 127.0.0.1 of this machine. See the crate docs, "Separate hosts".
+    #[must_use]
+    pub fn with_hosts(mut self, hosts: usize) -> Self {
+        self.hosts = Some(hosts);
         self
     }
 

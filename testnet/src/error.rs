@@ -76,9 +76,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A system package a test backend needs is not installed (names the package).
+    #[error("{0}")]
+    Missing(String),
     /// A testnet needs at least one node; or the folder holds none.
     #[error("no nodes: {0}")]
     NoNodes(String),
+    /// A testnet of separate hosts (network namespaces) was asked for without root.
+    #[error(
+        "{0} needs root (it makes network namespaces, a bridge and packet filters): run it as root, e.g. with sudo"
+    )]
+    NeedsRoot(String),
     /// A command checked with [`Outcome::ok`](crate::run::Outcome::ok) did not exit 0.
     #[error("{what} failed with {code:?}: {stderr}")]
     Failed {

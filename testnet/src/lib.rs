@@ -1,4 +1,5 @@
-//! A local testnet of real `datamesh node run` processes on 127.0.0.1.
+//! A local testnet of real `datamesh node run` processes on 127.0.0.1, or on separate
+//! hosts (network namespaces).
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -38,6 +39,17 @@
 //! <dir>/node-I/node.json written by the running node (pid, peer id, API, addresses)
 //! ```
 //!
+//! Separate hosts ([`Config::with_hosts`], `datamesh testnet up --hosts N`, root only):
+//! each host is a network namespace with its own address (`198.18.0.H+1`) on a bridge made
+//! for the testnet (`hosts.rs`, `netns.rs`); node `i` runs on host `i % N`, listens on all
+//! of its host's interfaces and advertises only the host's address; its API stays on the
+//! host's own 127.0.0.1, so [`Testnet::cli`] runs the CLI inside the host
+//! (`ip netns exec`). Dropping the testnet (unless kept running) or
+//! [`Testnet::down`] deletes the hosts; the next `up` deletes a killed run's leftovers.
+//! Kernel-level faults between hosts (`kernel.rs`): [`Testnet::partition_hosts`],
+//! [`Testnet::cut_one_way`], [`Testnet::set_packet_loss`], [`Testnet::limit_rate`],
+//! [`Testnet::set_link`].
+//!
 //! Modules: [`Config`] and [`Kdf`] (`config.rs`); [`Testnet`], the processes (`net.rs`);
 //! [`run`], commands under a deadline and the checks of their outcome; [`input`],
 //! reproducible input files; [`Error`] (`error.rs`). The same `run` and `input` serve the
@@ -47,10 +59,15 @@ use std::path::Path;
 
 mod config;
 mod error;
+pub mod hardware;
 mod home;
+mod hosts;
+mod kernel;
 mod net;
+mod netns;
 mod process;
 
+pub mod browser;
 pub mod input;
 pub mod run;
 
@@ -58,6 +75,7 @@ pub use config::{Config, Kdf};
 use error::io_err;
 pub use error::{Error, Result};
 pub use home::write_password_file;
+pub use hosts::MAX_HOSTS;
 pub use net::{READY_PEERS_CAP, Testnet};
 pub use run::SCRUBBED_ENV;
 
@@ -75,6 +93,14 @@ pub fn parse_status(json: &[u8]) -> Result<Status> {
         what: "`datamesh status --json` output".into(),
         reason: e.to_string(),
     })
+}
+
+/// [`Error::NeedsRoot`] unless this process may make a testnet of separate hosts.
+///
+/// # Errors
+/// [`Error::NeedsRoot`].
+pub fn require_root_for_hosts() -> Result<()> {
+    netns::require_root("a testnet of separate hosts (--hosts)")
 }
 
 fn read_run_file(home: &Path) -> Result<Option<RunFile>> {

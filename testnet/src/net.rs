@@ -16,6 +16,7 @@ use rustix::process::Signal;
 use crate::config::Config;
 use crate::error::{Error, Result, io_err};
 use crate::home::{log_tail, write_random_password};
+use crate::hosts::Hosts;
 use crate::process::{POLL, pid_alive, signal, wait_gone};
 use crate::run::{datamesh, output};
 use crate::{RunFile, Status, parse_status, read_run_file};
@@ -41,6 +42,8 @@ struct Slot {
 pub struct Testnet {
     config: Config,
     slots: Vec<Slot>,
+    /// The hosts, for a testnet of separate hosts ([`Config::with_hosts`]).
+    hosts: Option<Hosts>,
 }
 
 impl Testnet {
@@ -68,7 +71,21 @@ impl Testnet {
         }
         fs::create_dir_all(&config.dir)
             .map_err(io_err(format!("cannot create {}", config.dir.display())))?;
+        let hosts = match config.hosts {
+            Some(count) => {
+                crate::netns::require_root("a testnet of separate hosts (--hosts)")?;
+                if let Some(old) = Hosts::load(&config.dir)? {
+                    old.remove()?;
+                }
+                let hosts = Hosts::new(count)?;
+                hosts.save(&config.dir)?;
+                hosts.create()?;
+                Some(hosts)
+            }
+            None => None,
+        };
         let mut net = Self {
+            hosts,
             slots: (0..config.nodes)
                 .map(|_| Slot {
                     child: None,
@@ -112,12 +129,18 @@ impl Testnet {
                 dir.display()
             )));
         }
+        let hosts = Hosts::load(dir)?;
+        if hosts.is_some() {
+            crate::netns::require_root("a testnet of separate hosts (--hosts)")?;
+        }
         Ok(Self {
             config: Config {
                 nodes: slots.len(),
+                hosts: hosts.as_ref().map(Hosts::count),
                 ..config
             },
             slots,
+            hosts,
         })
     }
 
@@ -147,9 +170,22 @@ impl Testnet {
     }
 
     /// `datamesh --home <home of i>`, ready for arguments, with none of the caller's
-    /// `DATAMESH_*` variables.
+    /// `DATAMESH_*` variables; on a testnet of hosts, run inside node `i`'s host
+    /// (`ip netns exec <namespace> datamesh ...`), where its API is on 127.0.0.1.
     pub fn cli(&self, i: usize) -> Command {
-        datamesh(&self.config.binary, &self.home(i))
+        let plain = datamesh(&self.config.binary, &self.home(i));
+        match self.namespace_of(i) {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &ns]).arg(plain.get_program());
+                cmd.args(plain.get_args());
+                for var in crate::run::SCRUBBED_ENV {
+                    cmd.env_remove(var);
+                }
+                cmd
+            }
+            None => plain,
+        }
     }
 
     /// The process id of node `i` if it is running.
@@ -263,6 +299,9 @@ impl Testnet {
                 others += 1;
                 bootstrap.extend(self.listen_addresses(j)?);
             }
+        }
+        if let Some(hosts) = &self.hosts {
+            hosts.ensure()?;
         }
         self.spawn(i, &bootstrap)?;
         self.wait_peers(i, others.min(READY_PEERS_CAP), Instant::now())
@@ -392,17 +431,23 @@ impl Testnet {
         let token_path = self.home(i).join(datamesh_api::API_TOKEN_FILE);
         let token = fs::read_to_string(&token_path)
             .map_err(io_err(format!("cannot read {}", token_path.display())))?;
-        let client = datamesh_api::Client::new(run.api, &token).with_timeout(METRICS_TIMEOUT);
-        client.metrics().map_err(|e| match e {
-            datamesh_api::ClientError::Api { .. } => Error::Invalid {
-                what,
-                reason: e.to_string(),
-            },
-            other => Error::Io {
-                what,
-                source: io::Error::other(other),
-            },
-        })
+        let read = move || {
+            let client = datamesh_api::Client::new(run.api, &token).with_timeout(METRICS_TIMEOUT);
+            client.metrics().map_err(|e| match e {
+                datamesh_api::ClientError::Api { .. } => Error::Invalid {
+                    what,
+                    reason: e.to_string(),
+                },
+                other => Error::Io {
+                    what,
+                    source: io::Error::other(other),
+                },
+            })
+        };
+        match self.namespace_of(i) {
+            Some(ns) => crate::netns::within(&ns, read),
+            None => read(),
+        }
     }
 
     /// Stops every running node (SIGTERM, wait); their homes and data stay.
@@ -417,6 +462,12 @@ impl Testnet {
             {
                 first.get_or_insert(e);
             }
+        }
+        if first.is_none()
+            && let Some(hosts) = &self.hosts
+            && let Err(e) = hosts.remove()
+        {
+            first = Some(e);
         }
         first.map_or(Ok(()), Err)
     }
@@ -441,6 +492,37 @@ impl Testnet {
             self.wait_peers(i, want, started)?;
         }
         Ok(())
+    }
+
+    /// How many hosts a testnet of separate hosts has (`None`: every node on 127.0.0.1).
+    pub fn hosts(&self) -> Option<usize> {
+        self.hosts.as_ref().map(Hosts::count)
+    }
+
+    /// The host node `i` runs on, on a testnet of separate hosts.
+    pub fn host_of(&self, i: usize) -> Option<usize> {
+        self.hosts.as_ref().map(|h| i % h.count())
+    }
+
+    /// The network namespace node `i` runs in, on a testnet of separate hosts (for
+    /// `ip netns exec`).
+    pub fn namespace_of(&self, i: usize) -> Option<String> {
+        let hosts = self.hosts.as_ref()?;
+        Some(hosts.namespace(i % hosts.count()))
+    }
+
+    /// The address of the host node `i` runs on, on a testnet of separate hosts.
+    pub fn address_of(&self, i: usize) -> Option<std::net::Ipv4Addr> {
+        self.host_of(i).map(Hosts::address)
+    }
+
+    /// Deletes the hosts of a testnet of separate hosts (namespaces, links, filters),
+    /// whatever runs in them; what [`down`](Self::down) does after stopping the nodes.
+    ///
+    /// # Errors
+    /// [`Error::Command`] when a namespace or link cannot be deleted.
+    pub fn remove_hosts(&mut self) -> Result<()> {
+        self.hosts.as_ref().map_or(Ok(()), Hosts::remove)
     }
 
     // ---- internals ----
@@ -521,9 +603,20 @@ impl Testnet {
             .map_err(io_err(format!("cannot open {}", log_path.display())))?;
         let _ = writeln!(log, "---- testnet: starting node {i} ----");
         let mut cmd = self.cli(i);
-        cmd.args(["node", "run", "--password-file"])
-            .arg(self.password_file(i))
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"]);
+        // On a host: every interface (the node advertises only its host's address);
+        // the API stays on the host's loopback.
+        let listen = if self.hosts.is_some() {
+            "/ip4/0.0.0.0/tcp/0"
+        } else {
+            "/ip4/127.0.0.1/tcp/0"
+        };
+        cmd.args(["node", "run"]);
+        // A node whose password file was removed unlocks through another slot (a PKCS#11
+        // token, the TPM: see `with_node_env` for its PIN file or TCTI).
+        if self.password_file(i).exists() {
+            cmd.arg("--password-file").arg(self.password_file(i));
+        }
+        cmd.args(["--listen", listen, "--api", "127.0.0.1:0"]);
         for addr in bootstrap {
             cmd.arg("--bootstrap").arg(addr);
         }
@@ -589,7 +682,12 @@ impl Testnet {
 
     /// The listen addresses of running node `i`, from its `node.json`.
     fn listen_addresses(&self, i: usize) -> Result<Vec<String>> {
-        let run = self.run_file(i)?.ok_or(Error::NotRunning { index: i })?;
+        let mut run = self.run_file(i)?.ok_or(Error::NotRunning { index: i })?;
+        if self.hosts.is_some() {
+            // 127.0.0.1 of another host is not this node.
+            run.listen
+                .retain(|a| !a.starts_with("/ip4/127.") && !a.starts_with("/ip6/::1/"));
+        }
         if run.listen.is_empty() {
             return Err(Error::Invalid {
                 what: format!("node.json of node {i}"),
@@ -633,6 +731,9 @@ impl Drop for Testnet {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        if let Some(hosts) = &self.hosts {
+            let _ = hosts.remove();
         }
     }
 }

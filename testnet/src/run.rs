@@ -30,9 +30,13 @@ use crate::error::{Error, Result, io_err};
 
 /// The `DATAMESH_*` variables that would change what the binary does; removed from
 /// every command this crate runs, so the caller's environment cannot leak in.
-pub const SCRUBBED_ENV: [&str; 8] = [
+pub const SCRUBBED_ENV: [&str; 12] = [
     "DATAMESH_HOME",
     "DATAMESH_PASSWORD_FILE",
+    "DATAMESH_KEY_FILE",
+    "DATAMESH_PKCS11_PIN_FILE",
+    "DATAMESH_TPM_TCTI",
+    "DATAMESH_UNLOCK_SLOT",
     "DATAMESH_NEW_PASSWORD_FILE",
     "DATAMESH_LISTEN",
     "DATAMESH_API",

@@ -130,3 +130,11 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Tests of separate hosts (network namespaces, packet filters) need root: an error that
+/// says so, never a silent skip (CI runs as root).
+pub(crate) fn require_root() -> anyhow::Result<()> {
+    datamesh_testnet::require_root_for_hosts().map_err(|e| {
+        anyhow::anyhow!("{e} (this test makes network namespaces; CI runs the tests as root)")
+    })
+}

@@ -51,7 +51,74 @@ pub(crate) const PREREQS: &[Prereq] = &[
         find: find_cxx,
         debian: "g++",
     },
+    Prereq {
+        name: "pkg-config",
+        why: "to find libtss2 for the TPM unlock slot",
+        find: |m| m.which("pkg-config").map_or(Detect::Missing, Detect::Found),
+        debian: "pkg-config",
+    },
+    Prereq {
+        name: "libtss2",
+        why: "the TPM 2.0 stack the TPM unlock slot links",
+        find: |m| file_under_root(m, "usr/include/tss2/tss2_esys.h"),
+        debian: "libtss2-dev",
+    },
+    Prereq {
+        name: "SoftHSM2",
+        why: "the PKCS#11 token of the hardware unlock tests",
+        find: |m| file_under_root(m, "usr/lib/softhsm/libsofthsm2.so"),
+        debian: "softhsm2",
+    },
+    Prereq {
+        name: "swtpm",
+        why: "the software TPM of the hardware unlock tests",
+        find: |m| m.which("swtpm").map_or(Detect::Missing, Detect::Found),
+        debian: "swtpm",
+    },
+    Prereq {
+        name: "tpm2-tools",
+        why: "to move a PCR in the TPM unlock tests",
+        find: |m| {
+            m.which("tpm2_pcrextend")
+                .map_or(Detect::Missing, Detect::Found)
+        },
+        debian: "tpm2-tools",
+    },
+    Prereq {
+        name: "ip and tc",
+        why: "for the tests and testnets of separate hosts: network namespaces, rate limits",
+        find: |m| m.which("ip").map_or(Detect::Missing, Detect::Found),
+        debian: "iproute2",
+    },
+    Prereq {
+        name: "nft",
+        why: "for the kernel-level partitions and packet loss of the fault suite",
+        find: |m| m.which("nft").map_or(Detect::Missing, Detect::Found),
+        debian: "nftables",
+    },
+    Prereq {
+        name: "chromium",
+        why: "for the dashboard's browser tests",
+        find: find_chromium,
+        debian: "chromium",
+    },
+    Prereq {
+        name: "chromedriver",
+        why: "to drive chromium in the dashboard's browser tests",
+        find: find_chromedriver,
+        debian: "chromium-driver",
+    },
 ];
+
+/// `relative` below the machine's root, if it is a file.
+fn file_under_root(m: &Machine, relative: &str) -> Detect {
+    let path = m.root.join(relative);
+    if path.is_file() {
+        Detect::Found(path)
+    } else {
+        Detect::Missing
+    }
+}
 
 /// What a search found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +234,27 @@ fn find_cxx(m: &Machine) -> Detect {
         }
         None => m.which("c++").map_or(Detect::Missing, Detect::Found),
     }
+}
+
+/// The first of Debian's fixed paths (under the machine's root) that is a file. The
+/// browser tests (`datamesh_testnet::browser`) look in the same places.
+fn find_fixed(m: &Machine, paths: &[&str]) -> Detect {
+    paths
+        .iter()
+        .map(|p| m.root.join(p))
+        .find(|p| p.is_file())
+        .map_or(Detect::Missing, Detect::Found)
+}
+
+fn find_chromium(m: &Machine) -> Detect {
+    find_fixed(m, &["usr/bin/chromium", "usr/lib/chromium/chromium"])
+}
+
+fn find_chromedriver(m: &Machine) -> Detect {
+    find_fixed(
+        m,
+        &["usr/bin/chromedriver", "usr/lib/chromium/chromedriver"],
+    )
 }
 
 /// One prerequisite and what its search found.
@@ -361,6 +449,24 @@ pub(crate) mod tests {
             }
         }
 
+        /// The prerequisites of the hardware unlock slots, present.
+        pub(crate) fn hardware(&self) -> std::io::Result<()> {
+            self.program("pkg-config")?;
+            self.program("swtpm")?;
+            self.program("tpm2_pcrextend")?;
+            for file in [
+                "usr/include/tss2/tss2_esys.h",
+                "usr/lib/softhsm/libsofthsm2.so",
+            ] {
+                let path = self.0.join(file);
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                fs::write(path, b"")?;
+            }
+            Ok(())
+        }
+
         /// An executable script at `bin/NAME`.
         pub(crate) fn program(&self, name: &str) -> std::io::Result<PathBuf> {
             let path = self.0.join("bin").join(name);
@@ -385,16 +491,36 @@ pub(crate) mod tests {
         fs::write(path, b"\x7fELF\x02\x01\x01")
     }
 
+    /// Chromium and chromedriver where Debian puts them.
+    fn fake_browser(s: &Scratch) -> std::io::Result<()> {
+        for p in ["usr/bin/chromium", "usr/bin/chromedriver"] {
+            let path = s.path().join(p);
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            fs::write(path, "#!/bin/sh\n")?;
+        }
+        Ok(())
+    }
+
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
     #[test]
     fn all_present_is_ready() -> TestResult {
         let s = Scratch::new("ready")?;
+        s.hardware()?;
         fake_library(&s.path().join("usr/lib/llvm-14/lib/libclang.so"))?;
         let cxx = s.program("c++")?;
+        s.program("ip")?;
+        s.program("nft")?;
+        fake_browser(&s)?;
         let m = s.machine();
         let statuses = survey(&m, PREREQS);
         assert_eq!(statuses[1].found, Detect::Found(cxx));
+        assert_eq!(
+            statuses[PREREQS.len() - 1].found,
+            Detect::Found(s.path().join("usr/bin/chromedriver"))
+        );
         assert_eq!(plan(&m, &statuses), Plan::Ready);
         Ok(())
     }
@@ -402,8 +528,12 @@ pub(crate) mod tests {
     #[test]
     fn a_user_is_told_the_command() -> TestResult {
         let s = Scratch::new("user")?;
+        s.hardware()?;
         s.program("apt-get")?;
         s.program("c++")?;
+        s.program("ip")?;
+        s.program("nft")?;
+        fake_browser(&s)?;
         let m = s.machine();
         assert_eq!(
             plan(&m, &survey(&m, PREREQS)),
@@ -425,7 +555,19 @@ pub(crate) mod tests {
             plan(&m, &survey(&m, PREREQS)),
             Plan::Install {
                 apt_get,
-                packages: vec!["libclang-dev", "g++"]
+                packages: vec![
+                    "libclang-dev",
+                    "g++",
+                    "pkg-config",
+                    "libtss2-dev",
+                    "softhsm2",
+                    "swtpm",
+                    "tpm2-tools",
+                    "iproute2",
+                    "nftables",
+                    "chromium",
+                    "chromium-driver"
+                ]
             }
         );
         Ok(())
@@ -434,11 +576,13 @@ pub(crate) mod tests {
     #[test]
     fn without_apt_get_the_packages_are_named() -> TestResult {
         let s = Scratch::new("no-apt")?;
+        s.hardware()?;
+        fake_browser(&s)?;
         let mut m = s.machine();
         m.uid = Some(0);
         assert_eq!(
             plan(&m, &survey(&m, PREREQS)),
-            Plan::Stop("missing: libclang (for RocksDB's bindgen), a C++ compiler (for RocksDB's C++); this is not a Debian/Ubuntu system (no apt-get): install the equivalent of Debian's libclang-dev g++ with your package manager, or set LIBCLANG_PATH / CXX to where they are".into())
+            Plan::Stop("missing: libclang (for RocksDB's bindgen), a C++ compiler (for RocksDB's C++), ip and tc (for the tests and testnets of separate hosts: network namespaces, rate limits), nft (for the kernel-level partitions and packet loss of the fault suite); this is not a Debian/Ubuntu system (no apt-get): install the equivalent of Debian's libclang-dev g++ iproute2 nftables with your package manager, or set LIBCLANG_PATH / CXX to where they are".into())
         );
         Ok(())
     }
@@ -446,9 +590,11 @@ pub(crate) mod tests {
     #[test]
     fn a_wrong_variable_is_never_installed_over() -> TestResult {
         let s = Scratch::new("wrong-var")?;
+        s.hardware()?;
         fake_library(&s.path().join("usr/lib/x86_64-linux-gnu/libclang-14.so.1"))?;
         s.program("apt-get")?;
         s.program("c++")?;
+        fake_browser(&s)?;
         let mut m = s.machine();
         m.uid = Some(0);
         m.cxx = Some("clang++-99 -stdlib=libc++".into());

@@ -20,15 +20,35 @@ struct FakeMachine {
 }
 
 impl FakeMachine {
-    /// No libclang; `c++` present; `apt-get` as given (a shell script body, or none).
+    /// No libclang; `c++`, `ip`, `nft`, chromium and chromedriver present; `apt-get` as
+    /// given (a shell script body, or none).
     fn new(name: &str, apt_get: Option<&str>) -> std::io::Result<Self> {
         let root = std::env::temp_dir().join(format!("xtask-it-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(root.join("bin"))?;
         fs::create_dir_all(root.join(LIB_DIR))?;
         fs::create_dir_all(root.join("usr/lib/llvm-14/lib"))?;
+        fs::create_dir_all(root.join("usr/bin"))?;
+        for browser in ["usr/bin/chromium", "usr/bin/chromedriver"] {
+            fs::write(root.join(browser), "#!/bin/sh\n")?;
+        }
         let m = Self { root };
         m.script("c++", "exit 0")?;
+        // The hardware unlock slots' prerequisites are present.
+        m.script("pkg-config", "exit 0")?;
+        m.script("swtpm", "exit 0")?;
+        m.script("tpm2_pcrextend", "exit 0")?;
+        for file in [
+            "usr/include/tss2/tss2_esys.h",
+            "usr/lib/softhsm/libsofthsm2.so",
+        ] {
+            let path = m.root.join(file);
+            fs::create_dir_all(path.parent().unwrap_or(&m.root))?;
+            fs::write(path, b"")?;
+        }
+        // The tools of the tests of separate hosts (iproute2, nftables) are there.
+        m.script("ip", "exit 0")?;
+        m.script("nft", "exit 0")?;
         let log = m.log("cargo");
         m.script("cargo", &format!("echo \"$@\" >> '{}'", log.display()))?;
         if let Some(body) = apt_get {
@@ -179,8 +199,26 @@ fn a_dry_run_as_root_installs_nothing() -> TestResult {
         format!(
             "libclang (for RocksDB's bindgen): missing (Debian package libclang-dev)\n\
              a C++ compiler (for RocksDB's C++): {}\n\
+             pkg-config (to find libtss2 for the TPM unlock slot): {}\n\
+             libtss2 (the TPM 2.0 stack the TPM unlock slot links): {}\n\
+             SoftHSM2 (the PKCS#11 token of the hardware unlock tests): {}\n\
+             swtpm (the software TPM of the hardware unlock tests): {}\n\
+             tpm2-tools (to move a PCR in the TPM unlock tests): {}\n\
+             ip and tc (for the tests and testnets of separate hosts: network namespaces, rate limits): {}\n\
+             nft (for the kernel-level partitions and packet loss of the fault suite): {}\n\
+             chromium (for the dashboard's browser tests): {}\n\
+             chromedriver (to drive chromium in the dashboard's browser tests): {}\n\
              would run: apt-get install -y libclang-dev (dry run: nothing installed)\n",
-            m.root.join("bin/c++").display()
+            m.root.join("bin/c++").display(),
+            m.root.join("bin/pkg-config").display(),
+            m.root.join("usr/include/tss2/tss2_esys.h").display(),
+            m.root.join("usr/lib/softhsm/libsofthsm2.so").display(),
+            m.root.join("bin/swtpm").display(),
+            m.root.join("bin/tpm2_pcrextend").display(),
+            m.root.join("bin/ip").display(),
+            m.root.join("bin/nft").display(),
+            m.root.join("usr/bin/chromium").display(),
+            m.root.join("usr/bin/chromedriver").display()
         )
     );
     assert_eq!(m.calls("apt-get"), "");

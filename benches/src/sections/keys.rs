@@ -1,8 +1,10 @@
-//! The keys section: unlock time with the default Argon2id parameters, `keys rotate`,
+//! The keys section: unlock time with the default Argon2id parameters and through each
+//! other slot kind (PKCS#11, TPM, password and key file), `keys rotate`,
 //! and `keys rewrap --all` of many files (time, bytes sent, shard stores untouched).
 
 use anyhow::{Context as _, ensure};
 use datamesh_api::RewrapAll;
+use datamesh_testnet::hardware::{SoftHsm, Swtpm};
 use datamesh_testnet::input::random_bytes;
 use datamesh_testnet::run::datamesh;
 use datamesh_testnet::{Kdf, write_password_file};
@@ -173,5 +175,77 @@ pub(super) fn unlock_times(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()>
         )
         .note("difference of the two medians above: the KDF's share of an unlock"),
     );
+    slot_kind_unlock_times(ctx, report, &dir.join("default"), &password, reps)
+}
+
+/// `datamesh keys list --unlock-slot N` through a slot of each other kind, added to the
+/// default-parameter home: a SoftHSM2 token, a swtpm, a password and a key file.
+fn slot_kind_unlock_times(
+    ctx: &Ctx,
+    report: &mut Report,
+    home: &std::path::Path,
+    password: &std::path::Path,
+    reps: usize,
+) -> anyhow::Result<()> {
+    let dir = ctx.dir.join("unlock-slots");
+    std::fs::create_dir_all(&dir)?;
+    let hsm = SoftHsm::new(&dir.join("softhsm"), "bench", "4711")?;
+    let tpm = Swtpm::start(&dir.join("tpm"))?;
+    let (conf_key, conf) = hsm.env();
+    let key_file = dir.join("key");
+    let cli = |args: &[&str]| {
+        let mut cmd = datamesh(&ctx.binary, home);
+        cmd.args(args)
+            .env(conf_key, conf)
+            .env("TSS2_LOG", "all+none")
+            .env("DATAMESH_TPM_TCTI", tpm.tcti())
+            .env("DATAMESH_PKCS11_PIN_FILE", hsm.pin_file())
+            .env("DATAMESH_KEY_FILE", &key_file);
+        cmd
+    };
+    let module = hsm.module().display().to_string();
+    let pw = password.display().to_string();
+    let kf = key_file.display().to_string();
+    let adds: [(&str, Vec<&str>); 3] = [
+        ("pkcs11", vec!["--pkcs11", &module, "--token", hsm.label()]),
+        ("tpm", vec!["--tpm"]),
+        (
+            "password+keyfile",
+            vec![
+                "--new-key-file",
+                &kf,
+                "--generate-key-file",
+                "--new-password-file",
+                &pw,
+            ],
+        ),
+    ];
+    for (kind, extra) in adds {
+        progress(format!("unlock time through a {kind} slot"));
+        let mut add = cli(&["keys", "slot", "add", "--password-file", &pw]);
+        add.args(extra);
+        let id = String::from_utf8(run(add, &dir)?.stdout)?
+            .trim()
+            .to_string();
+        let mut times = Vec::new();
+        for _ in 0..reps {
+            let mut list = cli(&["keys", "list", "--unlock-slot", &id]);
+            if kind == "password+keyfile" {
+                list.arg("--password-file").arg(password);
+            }
+            times.push(run(list, &dir)?.elapsed.as_secs_f64());
+        }
+        report.add(
+            Figure::new(
+                format!("keys.unlock-command.{}-slot", kind.replace('+', "-")),
+                median(&times).unwrap_or(0.0),
+                "s",
+            )
+            .runs(times)
+            .note(format!(
+                "`datamesh keys list --unlock-slot {id}` through a {kind} slot (SoftHSM2, swtpm on 127.0.0.1; Argon2id at the defaults); median"
+            )),
+        );
+    }
     Ok(())
 }

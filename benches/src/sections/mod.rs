@@ -14,6 +14,7 @@ mod net;
 mod pipeline;
 mod scale;
 mod testnet;
+mod wrap;
 
 pub use ctx::{Ctx, STORAGE_NODES};
 pub use measure::{progress, size_label};
@@ -25,7 +26,8 @@ use crate::report::Report;
 /// A section of the benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
-    /// Encode/decode MB/s vs the raw primitives.
+    /// Encode/decode MB/s vs the raw primitives; wrap/unwrap time and envelope size per
+    /// recipient kind.
     Pipeline,
     /// Put/get MB/s on a local testnet, small files, get with 2 holders down.
     Testnet,
@@ -69,7 +71,8 @@ impl Section {
     /// The section's first failure (figures measured before it stay in the report).
     pub fn run(self, ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         match self {
-            Self::Pipeline => pipeline::pipeline_section(ctx.quick, report),
+            Self::Pipeline => pipeline::pipeline_section(ctx.quick, report)
+                .and_then(|()| wrap::wrap_figures(ctx.quick, report)),
             Self::Testnet => testnet::testnet_section(ctx, report),
             Self::Memory => testnet::memory_section(ctx, report),
             Self::Keys => keys::keys_section(ctx, report),

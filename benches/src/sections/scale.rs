@@ -64,7 +64,9 @@ pub(super) fn scale_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Resul
                 .trim()
                 .parse()
                 .map_err(|_| anyhow::anyhow!("node {k} exported {key:?}, not a public key"))?;
-            let id = gateway.put_bytes(&body, &format!("lookup-{s}"), &[key])?.id;
+            let id = gateway
+                .put_bytes(&body, &format!("lookup-{s}"), &[key.into()])?
+                .id;
             let api = net.api(k)?.with_fresh_connections(true);
             let t = Instant::now();
             match get_bytes(&api, &id) {

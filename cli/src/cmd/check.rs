@@ -42,6 +42,10 @@ pub(crate) struct CheckArgs {
     /// Rebuild missing or bad shards and place them on other live peers.
     #[arg(long)]
     repair: bool,
+    /// Audit every copy instead: a random 1 KiB chunk and its BLAKE3 proof against the
+    /// shard id (about 0.5% of a shard's bytes; --verify fetches whole copies).
+    #[arg(long, conflicts_with_all = ["verify", "repair"])]
+    audit: bool,
 }
 
 /// Stripes listed one per row at most; past that only those below full health.
@@ -52,6 +56,9 @@ pub(crate) fn run(ctx: &Context, args: CheckArgs) -> anyhow::Result<()> {
         .id
         .parse()
         .with_context(|| format!("{} is not a valid file id", args.id))?;
+    if args.audit {
+        return audit(ctx, &id);
+    }
     let report = client(ctx)?.check(&id, args.verify, args.repair)?;
     if ctx.out.json() {
         ctx.out.json_value(&serde_json::to_value(&report)?);
@@ -85,6 +92,50 @@ pub(crate) fn run(ctx: &Context, args: CheckArgs) -> anyhow::Result<()> {
             }
             .into())
         }
+    }
+}
+
+/// `check --audit`: exit 5 when a holder failed its audit.
+fn audit(ctx: &Context, id: &FileId) -> anyhow::Result<()> {
+    let report = client(ctx)?.audit(id)?;
+    if ctx.out.json() {
+        ctx.out.json_value(&serde_json::to_value(&report)?);
+    } else {
+        let percent = if report.shard_bytes == 0 {
+            0.0
+        } else {
+            100.0 * report.proof_bytes as f64 / report.shard_bytes as f64
+        };
+        ctx.out.result(format_args!(
+            "file {}  audited {} copies: {} passed, {} failed, {} unanswered; {} proof bytes for {} shard bytes ({percent:.2}%)",
+            report.id,
+            report.challenged,
+            report.passed,
+            report.failed.len(),
+            report.unanswered,
+            report.proof_bytes,
+            report.shard_bytes,
+        ));
+        for f in &report.failed {
+            ctx.out.warn(format_args!(
+                "holder {} failed the audit of shard {}",
+                f.peer, f.shard
+            ));
+        }
+    }
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        // Exit code 5 (integrity), through the API error kind the exit codes know.
+        Err(ClientError::Api {
+            status: 200,
+            kind: ErrorKind::Integrity,
+            message: format!(
+                "{} copies failed their audit: run `datamesh check ID --verify --repair`",
+                report.failed.len()
+            ),
+        }
+        .into())
     }
 }
 
@@ -151,6 +202,22 @@ fn print_human(ctx: &Context, report: &CheckReport, repair: bool) {
             "({} stripes at full health before and after not listed; --json lists every stripe)",
             stripes.len() - shown.len()
         ));
+    }
+    match report.kept_until {
+        Some(u64::MAX) => ctx
+            .out
+            .result("leases: held without a lease (never collected)"),
+        Some(t) => {
+            let when = i64::try_from(t)
+                .ok()
+                .and_then(|t| jiff::Timestamp::from_second(t).ok())
+                .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| t.to_string());
+            ctx.out.result(format_args!(
+                "leases: kept until {when} at least (the owner's self-check renews them)"
+            ));
+        }
+        None => {}
     }
     for e in stripes.iter().filter_map(|s| s.error.as_deref()) {
         ctx.out.warn(e);

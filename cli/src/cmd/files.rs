@@ -1,15 +1,12 @@
-//! The commands that talk to a running node through its API: `put`, `get`, `ls`,
-//! `status` (with the files below full health at the node's last self-check), `peers`.
-
-use std::fs::File;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+//! The commands that talk to a running node through its API: `ls`, `status` (with the
+//! files below full health at the node's last self-check), `peers`, `share`; `put` and
+//! `get` are in `transfer`.
 
 use anyhow::Context as _;
 use clap::Args;
 use datamesh_api::{Client, Peer, RewrapReport, Status};
 use datamesh_core::FileId;
-use datamesh_core::ecies::PublicKey;
+use datamesh_core::Recipient;
 
 use crate::Context;
 use crate::home;
@@ -24,7 +21,11 @@ pub(crate) struct NodeNotRunning {
 }
 
 /// A progress bar on stderr for `total` bytes (hidden unless [`Output::progress`]).
-fn progress_bar(ctx: &Context, total: Option<u64>, verb: &str) -> indicatif::ProgressBar {
+pub(super) fn progress_bar(
+    ctx: &Context,
+    total: Option<u64>,
+    verb: &str,
+) -> indicatif::ProgressBar {
     if !ctx.out.progress() {
         return indicatif::ProgressBar::hidden();
     }
@@ -52,175 +53,6 @@ pub(crate) fn client(ctx: &Context) -> anyhow::Result<Client> {
         }
         .into()
     })
-}
-
-/// Arguments of `datamesh put`.
-#[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  id=$(datamesh put report.pdf)\n  tar c dir | datamesh put - --name dir.tar\n  datamesh put notes.txt --to 02ab…(66 hex)"
-)]
-pub(crate) struct PutArgs {
-    /// The file to store; `-` reads stdin.
-    path: PathBuf,
-    /// Name to record [default: the file's name].
-    #[arg(long)]
-    name: Option<String>,
-    /// Also give this secp256k1 public key (hex, from `datamesh keys export-public`)
-    /// access; repeat for more.
-    #[arg(long = "to", value_name = "PUBKEY")]
-    to: Vec<String>,
-}
-
-pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
-    let mut recipients = Vec::new();
-    for key in &args.to {
-        recipients.push(key.parse::<PublicKey>().map_err(|_| {
-            anyhow::anyhow!("--to {key}: not a secp256k1 public key (66 hex characters)")
-        })?);
-    }
-    let (reader, default_name, size): (Box<dyn Read + Send>, String, Option<u64>) =
-        if args.path == Path::new("-") {
-            (Box::new(io::stdin()), "stdin".into(), None)
-        } else {
-            let file = File::open(&args.path)
-                .with_context(|| format!("cannot open {}", args.path.display()))?;
-            let size = file.metadata().ok().map(|m| m.len());
-            let name = args
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "unnamed".into());
-            (Box::new(file), name, size)
-        };
-    let name = args.name.unwrap_or(default_name);
-    let client = client(ctx)?;
-    let bar = progress_bar(ctx, size, "put");
-    let result = client.put(bar.wrap_read(reader), &name, &recipients);
-    bar.finish_and_clear();
-    let result = result?;
-    if ctx.out.json() {
-        ctx.out.json_value(&serde_json::json!({
-            "id": result.id,
-            "name": name,
-            "size": result.size,
-            "stripes": result.stripes,
-            "peers": result.peers,
-            "manifest_copies": result.manifest_copies,
-            "envelope_copies": result.envelope_copies,
-        }));
-    } else {
-        ctx.out.result(&result.id);
-        ctx.out.info(format_args!(
-            "stored {name}: {} bytes in {} stripes on {} peers",
-            result.size, result.stripes, result.peers
-        ));
-    }
-    Ok(())
-}
-
-/// Arguments of `datamesh get`.
-#[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  datamesh get dm1… -o report.pdf\n  datamesh get dm1… -o - | tar x"
-)]
-pub(crate) struct GetArgs {
-    /// The file id (`dm1…`).
-    id: String,
-    /// Where to write; `-` for stdout [default: the stored name, in the current folder].
-    #[arg(short, long, value_name = "PATH")]
-    output: Option<PathBuf>,
-    /// Replace an existing file.
-    #[arg(long)]
-    force: bool,
-    /// Let revoked key versions open the file too (incident recovery: a file only a
-    /// revoked version opens). Explicit and logged: the node writes it in the keystore's
-    /// audit log.
-    #[arg(long)]
-    allow_revoked: bool,
-}
-
-/// A name that is safe to create in the current folder.
-fn safe_name(stored: &str, id: &FileId) -> String {
-    let base = Path::new(stored)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if base.is_empty() || base == "." || base == ".." {
-        format!("datamesh-{}", id.short())
-    } else {
-        base
-    }
-}
-
-pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
-    let id: FileId = args
-        .id
-        .parse()
-        .with_context(|| format!("{} is not a valid file id", args.id))?;
-    if let Some(path) = &args.output
-        && path != Path::new("-")
-        && path.exists()
-        && !args.force
-    {
-        anyhow::bail!("{} exists: pass --force to replace it", path.display());
-    }
-    let client = client(ctx)?;
-    if args.allow_revoked {
-        ctx.out
-            .warn("revoked keys may open this file (--allow-revoked; recorded in the audit log)");
-    }
-    let mut download = client.get_with(&id, args.allow_revoked)?;
-    let bar = progress_bar(ctx, Some(download.size), "get");
-    let to_stdout = args.output.as_deref() == Some(Path::new("-"));
-    if to_stdout {
-        download.body = Box::new(bar.wrap_read(download.body));
-        download.copy_to(&mut io::stdout().lock())?;
-        return Ok(());
-    }
-    let target = args
-        .output
-        .unwrap_or_else(|| PathBuf::from(safe_name(&download.name, &id)));
-    if target.exists() && !args.force {
-        anyhow::bail!("{} exists: pass --force to replace it", target.display());
-    }
-    // Into a temp file beside the target, renamed only once complete: a failed get
-    // leaves nothing behind.
-    let dir = target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp = dir.join(format!(
-        ".datamesh-get-{}-{}",
-        id.short(),
-        std::process::id()
-    ));
-    let result = (|| -> anyhow::Result<u64> {
-        let mut file =
-            File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
-        let copied = download.copy_to(&mut file)?;
-        file.sync_all().context("cannot flush the file to disk")?;
-        Ok(copied)
-    })();
-    bar.finish_and_clear();
-    match result {
-        Ok(bytes) => {
-            std::fs::rename(&temp, &target)
-                .with_context(|| format!("cannot move the file to {}", target.display()))?;
-            if ctx.out.json() {
-                ctx.out.json_value(&serde_json::json!({
-                    "id": id.to_string(), "path": target, "size": bytes,
-                }));
-            } else {
-                ctx.out
-                    .info(format_args!("wrote {} ({bytes} bytes)", target.display()));
-            }
-            Ok(())
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            Err(e)
-        }
-    }
 }
 
 pub(crate) fn ls(ctx: &Context) -> anyhow::Result<()> {
@@ -319,21 +151,29 @@ pub(crate) fn peers(ctx: &Context) -> anyhow::Result<()> {
 /// Arguments of `datamesh share`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  datamesh share dm1… --to 02ab…(66 hex, from the friend's `datamesh keys export-public`)"
+    after_help = "Example:\n  datamesh share dm1… --to dmpq1…(from the friend's `datamesh keys export-public file-encryption-hybrid`)"
 )]
 pub(crate) struct ShareArgs {
     /// The file id (`dm1…`), a file this node stored.
     id: String,
-    /// The public key to give access to; repeat for more.
+    /// The recipient to give access to: a hybrid recipient (`dmpq1...`) or a secp256k1
+    /// key (66 hex); repeat for more.
     #[arg(long = "to", value_name = "PUBKEY", required = true)]
     to: Vec<String>,
 }
 
-fn parse_keys(keys: &[String]) -> anyhow::Result<Vec<PublicKey>> {
+/// `--to` values: hybrid recipients (`dmpq1...`, checksum checked) or secp256k1 keys.
+pub(crate) fn parse_keys(keys: &[String]) -> anyhow::Result<Vec<Recipient>> {
     keys.iter()
         .map(|key| {
-            key.parse::<PublicKey>().map_err(|_| {
-                anyhow::anyhow!("--to {key}: not a secp256k1 public key (66 hex characters)")
+            key.parse::<Recipient>().map_err(|e| {
+                let shown: String = key.trim().chars().take(24).collect();
+                let more = if key.trim().chars().count() > 24 {
+                    "..."
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("--to {shown}{more}: {e}")
             })
         })
         .collect()
@@ -404,12 +244,13 @@ pub(crate) fn rewrap(
     }
 }
 
-/// The files of the running node that only the key with this public key (compressed
-/// SEC1) opens: destroying it would make them unreadable.
-pub(crate) fn files_needing_only(ctx: &Context, public_key: &[u8]) -> anyhow::Result<Vec<String>> {
-    let key = PublicKey::from_sec1_bytes(public_key)
-        .map_err(|_| anyhow::anyhow!("the keystore holds an invalid public key"))?;
-    let id = datamesh_core::KeyId::of(&key).to_string();
+/// The files of the running node that only the key with this id (classical or hybrid)
+/// opens: destroying it would make them unreadable.
+pub(crate) fn files_needing_only(
+    ctx: &Context,
+    key_id: datamesh_core::KeyId,
+) -> anyhow::Result<Vec<String>> {
+    let id = key_id.to_string();
     let usage = client(ctx)?.key_usage(false)?;
     Ok(usage
         .into_iter()

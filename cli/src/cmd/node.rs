@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use datamesh_keys::fsx;
 use datamesh_node::libp2p::identity::Keypair;
-use datamesh_node::{ApiToken, NetworkConfig, Node, NodeConfig, StoreConfig};
+use datamesh_node::{ApiToken, FilesConfig, NetworkConfig, Node, NodeConfig, StoreConfig};
 
 use crate::Context;
 use crate::config::Config;
@@ -52,6 +52,10 @@ struct RunArgs {
     /// A peer to join through (with /p2p/PEER_ID); repeat for more; adds to config.toml's.
     #[arg(long, value_name = "MULTIADDR")]
     bootstrap: Vec<String>,
+    /// An address at which other machines reach this node, advertised to peers; repeat
+    /// for more; adds to config.toml's external_addresses.
+    #[arg(long, value_name = "MULTIADDR")]
+    external: Vec<String>,
     /// Storage quota in bytes [default: config.toml's storage_quota_bytes].
     #[arg(long, env = "DATAMESH_QUOTA", value_name = "BYTES")]
     quota: Option<u64>,
@@ -68,6 +72,8 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     let config = home::read_config(&ctx.home)?;
     let api_address = args.api.unwrap_or(config.api_address);
     let allow_remote = args.api_allow_remote || config.api_allow_remote;
+    let security = crate::security::current();
+    security.check_api_bind(api_address)?;
     Config::check_api_address(api_address, allow_remote)?;
     if !api_address.ip().is_loopback() {
         ctx.out.warn(format_args!(
@@ -109,9 +115,18 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("bootstrap address {addr} is not a multiaddr"))?,
         );
     }
+    let mut external = Vec::new();
+    for addr in config.external_addresses.iter().chain(&args.external) {
+        external.push(
+            addr.parse()
+                .with_context(|| format!("external address {addr} is not a multiaddr"))?,
+        );
+    }
     let node_config = NodeConfig::new(
         home::node_db(&ctx.home),
-        NetworkConfig::new(vec![listen]).with_bootstrap(bootstrap),
+        NetworkConfig::new(vec![listen])
+            .with_bootstrap(bootstrap)
+            .with_external_addresses(external),
         api_address,
     )
     .with_store(StoreConfig::new(
@@ -119,6 +134,11 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     ))
     .with_check_interval(Duration::from_secs(config.check_interval))
     .with_check_verify(config.check_verify)
+    .with_files(FilesConfig {
+        recipients: security.recipients,
+        ..FilesConfig::default()
+    })
+    .with_lease(Duration::from_secs(config.lease_seconds))
     .with_test_faults(faults);
     fsx::ensure_dir(&home::node_dir(&ctx.home)).context("cannot create the node's data folder")?;
 

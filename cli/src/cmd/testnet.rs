@@ -28,11 +28,15 @@ pub(crate) struct TestnetArgs {
 enum TestnetCommand {
     /// Create the homes (random passwords in D/node-I/password), start the nodes on
     /// 127.0.0.1 and wait until the DHT is ready; the nodes keep running.
-    #[command(after_help = "Example:\n  datamesh testnet up --nodes 8 --dir ./.testnet")]
+    #[command(
+        after_help = "Examples:\n  datamesh testnet up --nodes 8 --dir ./.testnet\n  sudo datamesh testnet up --hosts 8   # 8 network namespaces, one node each"
+    )]
     Up {
-        /// How many nodes (a put needs 6).
-        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=64))]
-        nodes: u16,
+        /// How many nodes (a put needs 6) [default: 6, or the number of --hosts].
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+        nodes: Option<u16>,
+        #[command(flatten)]
+        hosts: HostsArg,
     },
     /// A table of the nodes: peer id, address, up/down, shards, bytes.
     #[command(after_help = "Example:\n  datamesh testnet status --json")]
@@ -55,18 +59,37 @@ enum TestnetCommand {
     /// Up 8 nodes, put a generated 16 MiB file, kill 2 storage nodes, get it back and
     /// compare checksums; the testnet keeps running.
     #[command(after_help = "Example:\n  datamesh testnet demo")]
-    Demo,
+    Demo {
+        #[command(flatten)]
+        hosts: HostsArg,
+    },
+}
+
+/// `--hosts N` of `up` and `demo`.
+#[derive(Debug, Args)]
+struct HostsArg {
+    /// Run the nodes on N separate hosts: each a network namespace with its own
+    /// 198.18.0.x address on a bridge made for this testnet (node I on host I mod N);
+    /// needs root. `down`/`destroy` delete them. Default: every node on 127.0.0.1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    hosts: Option<u16>,
 }
 
 pub(crate) fn run(ctx: &Context, args: TestnetArgs) -> anyhow::Result<()> {
     let binary = std::env::current_exe().context("cannot find the datamesh binary")?;
     let dir = args.dir;
     match args.command {
-        TestnetCommand::Up { nodes } => {
-            let net = up(ctx, &binary, &dir, usize::from(nodes))?;
+        TestnetCommand::Up { nodes, hosts } => {
+            let hosts = hosts.hosts.map(usize::from);
+            let nodes = nodes.map_or(hosts.unwrap_or(6), usize::from);
+            let net = up(ctx, &binary, &dir, nodes, hosts)?;
             print_status(ctx, &net)?;
+            let prefix = net
+                .namespace_of(0)
+                .map(|ns| format!("ip netns exec {ns} "))
+                .unwrap_or_default();
             ctx.out.info(format_args!(
-                "testnet of {nodes} nodes running in {d}; try:\n  datamesh --home {d}/node-0 put FILE\n  datamesh testnet status --dir {d}",
+                "testnet of {nodes} nodes running in {d}; try:\n  {prefix}datamesh --home {d}/node-0 put FILE\n  datamesh testnet status --dir {d}",
                 d = dir.display()
             ));
             net.detach();
@@ -104,19 +127,29 @@ pub(crate) fn run(ctx: &Context, args: TestnetArgs) -> anyhow::Result<()> {
                         net.kill(i)?;
                     }
                 }
+                net.remove_hosts()?;
             }
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot delete {}", dir.display()))?;
             ctx.out.info(format_args!("deleted {}", dir.display()));
             Ok(())
         }
-        TestnetCommand::Demo => demo(ctx, &binary, &dir),
+        TestnetCommand::Demo { hosts } => demo(ctx, &binary, &dir, hosts.hosts.map(usize::from)),
     }
 }
 
 /// Starts a testnet of `nodes` nodes in `dir` that outlives this process; refuses if
 /// one is already running there.
-fn up(ctx: &Context, binary: &Path, dir: &Path, nodes: usize) -> anyhow::Result<Testnet> {
+fn up(
+    ctx: &Context,
+    binary: &Path,
+    dir: &Path,
+    nodes: usize,
+    hosts: Option<usize>,
+) -> anyhow::Result<Testnet> {
+    if hosts.is_some() {
+        datamesh_testnet::require_root_for_hosts()?;
+    }
     if let Ok(mut existing) = Testnet::attach(binary, dir)
         && (0..existing.len()).any(|i| existing.is_running(i))
     {
@@ -125,13 +158,18 @@ fn up(ctx: &Context, binary: &Path, dir: &Path, nodes: usize) -> anyhow::Result<
             d = dir.display()
         );
     }
+    let mut config = Config::new(binary, dir, nodes).with_keep_running(true);
+    if let Some(hosts) = hosts {
+        config = config.with_hosts(hosts);
+    }
     ctx.out.info(format_args!(
-        "starting {nodes} nodes in {} (waiting for the DHT)...",
+        "starting {nodes} nodes{} in {} (waiting for the DHT)...",
+        hosts.map_or(String::new(), |h| format!(
+            " on {h} hosts (network namespaces)"
+        )),
         dir.display()
     ));
-    Ok(Testnet::up_with(
-        Config::new(binary, dir, nodes).with_keep_running(true),
-    )?)
+    Ok(Testnet::up_with(config)?)
 }
 
 fn print_status(ctx: &Context, net: &Testnet) -> anyhow::Result<()> {
@@ -144,9 +182,16 @@ fn print_status(ctx: &Context, net: &Testnet) -> anyhow::Result<()> {
             None
         };
         let run = net.run_file(i).ok().flatten();
+        // The address other nodes dial (on a testnet of hosts, not its 127.0.0.1).
         let address = run
             .as_ref()
-            .and_then(|r| r.listen.first().cloned())
+            .and_then(|r| {
+                r.listen
+                    .iter()
+                    .find(|a| !a.starts_with("/ip4/127."))
+                    .or(r.listen.first())
+                    .cloned()
+            })
             .unwrap_or_default();
         let up = status.is_some();
         let peer_id = status
@@ -195,18 +240,29 @@ fn output(mut cmd: Command, what: &str) -> anyhow::Result<Vec<u8>> {
 #[error("the copy differs from the original: this is a bug, please report it")]
 pub(crate) struct DemoMismatch;
 
-fn demo(ctx: &Context, binary: &Path, dir: &Path) -> anyhow::Result<()> {
+fn demo(ctx: &Context, binary: &Path, dir: &Path, hosts: Option<usize>) -> anyhow::Result<()> {
     const NODES: usize = 8;
     const SIZE: usize = 16 << 20;
+    if hosts.is_some() {
+        datamesh_testnet::require_root_for_hosts()?;
+    }
     let step = |n: u8, text: std::fmt::Arguments<'_>| {
         let _ = writeln!(std::io::stderr().lock(), "[{n}/5] {text}");
     };
     step(
         1,
-        format_args!("starting {NODES} nodes in {}", dir.display()),
+        format_args!(
+            "starting {NODES} nodes{} in {}",
+            hosts.map_or(String::new(), |h| format!(" on {h} hosts")),
+            dir.display()
+        ),
     );
-    let mut net = up(ctx, binary, dir, NODES)?;
+    let mut net = up(ctx, binary, dir, NODES, hosts)?;
     print_status(ctx, &net)?;
+    let ns = net
+        .namespace_of(0)
+        .map(|ns| format!("ip netns exec {ns} "))
+        .unwrap_or_default();
 
     let input = dir.join("demo-input.bin");
     let mut data = vec![0u8; SIZE];
@@ -217,7 +273,7 @@ fn demo(ctx: &Context, binary: &Path, dir: &Path) -> anyhow::Result<()> {
     step(
         2,
         format_args!(
-            "putting a random 16 MiB file through node 0 (BLAKE3 {before}): datamesh --home {}/node-0 put {}",
+            "putting a random 16 MiB file through node 0 (BLAKE3 {before}): {ns}datamesh --home {}/node-0 put {}",
             dir.display(),
             input.display()
         ),
@@ -249,7 +305,7 @@ fn demo(ctx: &Context, binary: &Path, dir: &Path) -> anyhow::Result<()> {
     step(
         4,
         format_args!(
-            "getting it back: datamesh --home {}/node-0 get {id} -o {}",
+            "getting it back: {ns}datamesh --home {}/node-0 get {id} -o {}",
             dir.display(),
             copy.display()
         ),
@@ -261,6 +317,7 @@ fn demo(ctx: &Context, binary: &Path, dir: &Path) -> anyhow::Result<()> {
         &std::fs::read(&copy).with_context(|| format!("cannot read {}", copy.display()))?,
     );
     step(5, format_args!("BLAKE3 of the copy: {after}"));
+    let dashboard = net.run_file(0).ok().flatten().map(|run| run.api);
     net.detach();
     if before != after {
         bail!(DemoMismatch);
@@ -270,5 +327,11 @@ fn demo(ctx: &Context, binary: &Path, dir: &Path) -> anyhow::Result<()> {
         NODES - victims.len(),
         d = dir.display()
     ));
+    if let Some(api) = dashboard {
+        ctx.out.info(format_args!(
+            "dashboard of node 0: http://{api}/ui (log in with the token in {}/node-0/api-token)",
+            dir.display()
+        ));
+    }
     Ok(())
 }

@@ -29,8 +29,18 @@ pub(crate) fn key_row(key: &KeyInfo, due: bool) -> Vec<String> {
         format!("{} ({})", key.purpose, key.purpose.algorithm()),
         status,
         key.created.to_string(),
-        key.public_key_hex(),
+        short_public(key),
     ]
+}
+
+/// The public key for a table: a hybrid recipient (about 2,000 characters) shortened to
+/// its start and key id (`keys show` and `export-public` print it whole).
+fn short_public(key: &KeyInfo) -> String {
+    let text = key.public_text();
+    match key.key_id() {
+        Some(id) if text.len() > 80 => format!("{}… (key id {})", &text[..20], id.short()),
+        _ => text,
+    }
 }
 
 /// The JSON of a key version.
@@ -43,6 +53,8 @@ pub(crate) fn key_json(key: &KeyInfo) -> Value {
         "version": key.version,
         "status": key.status.as_str(),
         "public_key": key.public_key_hex(),
+        "recipient": key.recipient().map(|r| r.to_string()),
+        "post_quantum": key.recipient().map(|r| r.kind().is_post_quantum()),
         "key_id": key.key_id().map(|id| id.to_string()),
         "created": key.created.to_string(),
         "activated": time(key.activated),
@@ -106,7 +118,7 @@ fn key_detail(out: &Output, key: &KeyInfo, due: bool) {
                 key.status.to_string()
             },
         ),
-        ("public key", key.public_key_hex()),
+        ("public key", key.public_text()),
     ];
     if let Some(id) = key.key_id() {
         fields.push(("key id", id.to_string()));
@@ -170,9 +182,11 @@ pub(crate) fn policy(out: &Output, policy: &RotationPolicy, due: &[DueKey]) {
 /// The unlock slots, `current` (the one unlocked with) marked.
 pub(crate) fn slots(out: &Output, slots: &[SlotInfo], current: u32) {
     let kind = |kind: &SlotKind| match kind {
-        SlotKind::Password(kdf) => ("password".to_owned(), kdf.to_string()),
+        SlotKind::Password(kdf) | SlotKind::Composite(kdf) => {
+            (kind.name().to_owned(), kdf.to_string())
+        }
         SlotKind::Unknown(k) => (format!("unknown ({k})"), String::new()),
-        _ => ("unknown".to_owned(), String::new()),
+        other => (other.name().to_owned(), String::new()),
     };
     if out.json() {
         let list: Vec<Value> = slots
@@ -182,6 +196,7 @@ pub(crate) fn slots(out: &Output, slots: &[SlotInfo], current: u32) {
                 json!({
                     "id": s.id, "kind": kind, "kdf": kdf, "label": s.label,
                     "created": s.created.to_string(), "current": s.id == current,
+                    "needs": s.kind.needs(),
                 })
             })
             .collect();
@@ -197,9 +212,10 @@ pub(crate) fn slots(out: &Output, slots: &[SlotInfo], current: u32) {
                     kdf,
                     s.created.to_string(),
                     s.label.clone(),
+                    s.kind.needs(),
                 ]
             })
             .collect();
-        out.table(&["ID", "KIND", "KDF", "CREATED", "LABEL"], &rows);
+        out.table(&["ID", "KIND", "KDF", "CREATED", "LABEL", "NEEDS"], &rows);
     }
 }

@@ -70,6 +70,34 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
         "frozen_v2_file_id",
         datamesh_fuzz::json_field(FORMAT_V2_JSON, "file_id").as_bytes(),
     )?;
+    let folder = datamesh_core::Directory {
+        entries: vec![
+            datamesh_core::Entry {
+                path: "photos".into(),
+                mode: 0o755,
+                mtime: 1_700_000_000,
+                kind: datamesh_core::EntryKind::Dir,
+            },
+            datamesh_core::Entry {
+                path: "photos/a.jpg".into(),
+                mode: 0o644,
+                mtime: 1_700_000_001,
+                kind: datamesh_core::EntryKind::File {
+                    size: 4096,
+                    id: datamesh_fuzz::json_field(FORMAT_V2_JSON, "file_id"),
+                },
+            },
+            datamesh_core::Entry {
+                path: "photos/latest".into(),
+                mode: 0o777,
+                mtime: 1_700_000_002,
+                kind: datamesh_core::EntryKind::Symlink {
+                    target: "a.jpg".into(),
+                },
+            },
+        ],
+    };
+    corpus.put("directory", "three_entries", &folder.to_bytes())?;
     let owner = SecretKey::from_bytes(&[9; 32])?;
     // The frozen vector's authority root: the envelope target verifies against its keys.
     let root = AuthorityRoot::from_bytes(&[8; 32]);

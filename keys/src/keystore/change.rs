@@ -8,14 +8,20 @@ use jiff::Timestamp;
 use super::{Keystore, now};
 use crate::audit::{AuditEvent, AuditLog, AuditOp};
 use crate::error::ChangeError;
-use crate::format::PasswordSlot;
+use crate::format::{PasswordSlot, SLOT_PASSWORD};
 use crate::fsx::{self, WriteError};
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::lock::{self, Lock};
-use crate::model::{DueKey, Entry, FILE_AUTHORITY, KeyInfo, RotationPolicy};
+use crate::model::{
+    DueKey, Entry, FILE_AUTHORITY, FILE_ENCRYPTION_HYBRID, KeyInfo, RotationPolicy,
+};
 use crate::password::Password;
 use crate::ring::{KeyRing, SlotInfo};
 use crate::secret::Secret32;
+use crate::slot::composite::CompositeSlot;
+use crate::slot::pkcs11::Pkcs11Slot;
+use crate::slot::tpm::TpmSlot;
+use crate::slot::{KeyFile, NewSlot, SLOT_COMPOSITE, SLOT_PKCS11, SLOT_TPM, UnlockPolicy};
 
 /// What a rekey did with the unlock slots.
 #[derive(Clone, Debug)]
@@ -30,7 +36,7 @@ pub struct RekeyReport {
 impl Keystore {
     /// Applies `apply` to a copy of the key ring, writes it and logs `event`. On any error
     /// the keystore (file and memory) is as before, and a `failed` line is logged.
-    pub(super) fn change<T>(
+    pub(crate) fn change<T>(
         &mut self,
         event: AuditEvent,
         apply: impl FnOnce(&mut KeyRing, &mut AuditEvent) -> Result<T, ChangeError>,
@@ -107,6 +113,32 @@ impl Keystore {
                 }
                 ring.add_file_authority(now());
                 event.set_detail("created: the keystore had no file-authority root".to_owned());
+                Ok(true)
+            },
+        )
+    }
+
+    /// Adds the hybrid file-encryption key (`file-encryption-hybrid` v1) if the keystore
+    /// has none (made before hybrid keys existed). Returns whether it was added.
+    ///
+    /// # Errors
+    ///
+    /// Lock or I/O errors; nothing changed.
+    pub fn ensure_hybrid_file_key(&mut self) -> Result<bool, ChangeError> {
+        self.reload()?;
+        if self.ring.has_hybrid_file_key() {
+            return Ok(false);
+        }
+        self.change(
+            AuditEvent::new(AuditOp::Rotate).with_key(FILE_ENCRYPTION_HYBRID, Some(1)),
+            |ring, event| {
+                if ring.has_hybrid_file_key() {
+                    return Ok(false);
+                }
+                ring.add_hybrid_file_key(now());
+                event.set_detail(
+                    "created: the keystore had no hybrid file-encryption key".to_owned(),
+                );
                 Ok(true)
             },
         )
@@ -272,7 +304,7 @@ impl Keystore {
             .find(|s| s.id == id)
             .and_then(|s| match s.kind {
                 crate::ring::SlotKind::Password(kdf) => Some(kdf),
-                crate::ring::SlotKind::Unknown(_) => None,
+                _ => None,
             })
             .ok_or(ChangeError::NoSuchSlot { id })
     }
@@ -295,8 +327,96 @@ impl Keystore {
         self.change(
             AuditEvent::new(AuditOp::SlotAdd).with_detail(kdf.to_string()),
             |ring, event| {
-                let id = ring.add_slot(&slot, label, now())?;
+                let id = ring.add_slot(SLOT_PASSWORD, slot.encode(), label, now())?;
                 event.set_detail(format!("slot {id}, {kdf}"));
+                Ok(id)
+            },
+        )
+    }
+
+    /// Adds a slot whose wrapping key is in hardware: a PKCS#11 token (the key labelled
+    /// `key_label` is made in the token if it has none) or the TPM. Returns its id and,
+    /// for PKCS#11, whether the key was made. The PIN is never stored.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::SlotBackend`] (the module, token, PIN or TPM failed; one line),
+    /// too many slots, a label over 128 bytes, lock or I/O errors; nothing changed.
+    pub fn add_hardware_slot(
+        &mut self,
+        new: &NewSlot,
+        label: &str,
+    ) -> Result<(u32, bool), ChangeError> {
+        let backend = |problem| ChangeError::SlotBackend { problem };
+        // The token or TPM work, before taking the lock.
+        let (kind, data, made, detail) = match new {
+            NewSlot::Pkcs11 {
+                module,
+                token,
+                key_label,
+                pin,
+            } => {
+                let (slot, made) =
+                    Pkcs11Slot::seal(self.ring.master(), module, token, key_label, pin.as_ref())
+                        .map_err(backend)?;
+                let detail = format!("pkcs11 token \"{token}\" key \"{key_label}\"");
+                (SLOT_PKCS11, slot.encode(), made, detail)
+            }
+            NewSlot::Tpm { tcti, pcrs } => {
+                let slot = TpmSlot::seal(self.ring.master(), tcti, pcrs).map_err(backend)?;
+                let detail = format!("tpm, pcrs {:?}", slot.pcrs());
+                (SLOT_TPM, slot.encode(), false, detail)
+            }
+        };
+        self.change(
+            AuditEvent::new(AuditOp::SlotAdd).with_detail(detail.clone()),
+            |ring, event| {
+                let id = ring.add_slot(kind, data, label, now())?;
+                event.set_detail(format!("slot {id}, {detail}"));
+                Ok((id, made))
+            },
+        )
+    }
+
+    /// Sets the unlock policy (the slot kinds that may unlock), or removes it with `None`.
+    /// A keystore with a policy is written as format version 2, which older builds refuse.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::UnlockPolicy`] while a slot of a kind the policy does not allow
+    /// exists; lock or I/O errors.
+    pub fn set_unlock_policy(&mut self, policy: Option<UnlockPolicy>) -> Result<(), ChangeError> {
+        let detail = policy.as_ref().map_or_else(
+            || "unlock: any slot kind".to_owned(),
+            |p| format!("unlock: {}", p.names().join(", ")),
+        );
+        self.change(
+            AuditEvent::new(AuditOp::Policy).with_detail(detail),
+            |ring, _| ring.set_unlock_policy(policy),
+        )
+    }
+
+    /// Adds a slot that needs `password` *and* `key_file` (both mixed into its key).
+    ///
+    /// # Errors
+    ///
+    /// An empty password, too many slots, a label over 128 bytes, KDF parameters out of
+    /// bounds, lock or I/O errors.
+    pub fn add_composite_slot(
+        &mut self,
+        password: &Password,
+        key_file: &KeyFile,
+        kdf: KdfParams,
+        label: &str,
+    ) -> Result<u32, ChangeError> {
+        password.check_new()?;
+        kdf.check(&KdfLimits::DEFAULT)?;
+        let slot = CompositeSlot::seal(self.ring.master(), password, key_file, kdf)?;
+        self.change(
+            AuditEvent::new(AuditOp::SlotAdd).with_detail(format!("password+keyfile, {kdf}")),
+            |ring, event| {
+                let id = ring.add_slot(SLOT_COMPOSITE, slot.encode(), label, now())?;
+                event.set_detail(format!("slot {id}, password+keyfile, {kdf}"));
                 Ok(id)
             },
         )

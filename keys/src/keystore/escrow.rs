@@ -7,7 +7,7 @@ use super::{Keystore, format_error, now, read_keystore};
 use crate::audit::{AuditEvent, AuditLog, AuditOp, Outcome};
 use crate::error::{ChangeError, OpenError};
 use crate::escrow::{self, EscrowError, SetId, Share};
-use crate::format::{FormatError, PasswordSlot};
+use crate::format::{FormatError, PasswordSlot, SLOT_PASSWORD};
 use crate::fsx;
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::layout::Layout;
@@ -161,7 +161,7 @@ impl Keystore {
         let mut recovered = Self::adopt(layout, ring, false, None)?;
         let k = shares.first().map_or(0, Share::threshold);
         recovered.change(AuditEvent::new(AuditOp::Recover), |ring, event| {
-            let id = ring.add_slot(&slot, "recovered", now())?;
+            let id = ring.add_slot(SLOT_PASSWORD, slot.encode(), "recovered", now())?;
             ring.set_unlocked_slot(id);
             event.set_detail(format!(
                 "escrow set {set}, {} share(s) of a {k}-of-n set; new password slot {id}, {kdf}",

@@ -99,7 +99,12 @@ impl Keystore {
             source,
         })?;
         let newest = head.generation();
-        let mut keystore = Self::unlock(home, password, &KdfLimits::DEFAULT, true)?;
+        let mut keystore = Self::unlock(
+            home,
+            &crate::slot::Credentials::password(password.duplicate()),
+            &KdfLimits::DEFAULT,
+            true,
+        )?;
         let found = keystore.ring.generation();
         keystore.change(
             AuditEvent::new(AuditOp::AcceptRollback).with_detail(format!(

@@ -16,6 +16,7 @@ use crate::layout::Layout;
 use crate::lock;
 use crate::password::Password;
 use crate::ring::{KeyRing, UnsealError};
+use crate::slot::Credentials;
 
 /// Failed unlocks in a row before the answer is delayed and a warning is logged.
 const FAILURES_BEFORE_DELAY: u64 = 3;
@@ -92,6 +93,18 @@ impl Keystore {
         Self::open_with_limits(home, password, &KdfLimits::DEFAULT)
     }
 
+    /// Opens and unlocks the keystore of `home` with whatever `credentials` offer: a
+    /// password, a key file, a PKCS#11 token, the TPM (see [`Credentials`]); the first
+    /// slot that opens wins.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keystore::open_with_limits`], and [`OpenError::SlotFailed`] (a hardware
+    /// slot failed: the message names the cause), [`OpenError::NothingToTry`].
+    pub fn open_with(home: &Path, credentials: &Credentials) -> Result<Self, OpenError> {
+        Self::unlock(home, credentials, &KdfLimits::DEFAULT, false)
+    }
+
     /// Opens and unlocks the keystore of `home`. Refuses files and folders that group or
     /// others can access; logs the attempt; after three failed attempts in a row, logs a
     /// warning and answers ever more slowly (1 s, 2 s, 4 s, ... up to 30 s).
@@ -107,14 +120,19 @@ impl Keystore {
         password: &Password,
         limits: &KdfLimits,
     ) -> Result<Self, OpenError> {
-        Self::unlock(home, password, limits, false)
+        Self::unlock(
+            home,
+            &Credentials::password(password.duplicate()),
+            limits,
+            false,
+        )
     }
 
     /// Opens and unlocks; with `accept_rollback`, an older keystore than the newest the
     /// head records, or a head sealed by another key, is taken as it is.
     pub(super) fn unlock(
         home: &Path,
-        password: &Password,
+        credentials: &Credentials,
         limits: &KdfLimits,
         accept_rollback: bool,
     ) -> Result<Self, OpenError> {
@@ -133,7 +151,7 @@ impl Keystore {
         }
         let bytes = read_keystore(&keystore)?;
         let log = AuditLog::new(audit_log);
-        match KeyRing::unseal(&bytes, password, limits) {
+        match KeyRing::unseal(&bytes, credentials, limits) {
             Ok(ring) => {
                 let event = AuditEvent::new(AuditOp::Unlock)
                     .with_detail(format!("slot {}", ring.unlocked_slot()));
@@ -148,6 +166,17 @@ impl Keystore {
             Err(UnsealError::Kdf(source)) => Err(OpenError::Kdf {
                 path: keystore,
                 source,
+            }),
+            Err(UnsealError::Slots(problem)) => {
+                failed_unlock(&layout, &log, &problem);
+                Err(OpenError::SlotFailed {
+                    home: home.to_owned(),
+                    problem,
+                })
+            }
+            Err(UnsealError::NothingToTry(needs)) => Err(OpenError::NothingToTry {
+                home: home.to_owned(),
+                needs,
             }),
             Err(UnsealError::Format(problem)) => {
                 failed_unlock(&layout, &log, &problem.describe());

@@ -9,7 +9,7 @@ use super::{Keystore, format_error, now, read_keystore};
 use crate::audit::{AuditEvent, AuditOp};
 use crate::error::{CreateError, OpenError};
 use crate::escrow::{self, EscrowError, Share};
-use crate::format::{FormatError, PasswordSlot};
+use crate::format::{FormatError, PasswordSlot, SLOT_PASSWORD};
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::layout::Layout;
 use crate::password::Password;
@@ -100,7 +100,7 @@ impl Keystore {
         // The slow part, before anything is written.
         let slot = PasswordSlot::seal(&master, new_password, kdf).map_err(CreateError::from)?;
         let id = ring
-            .add_slot(&slot, "recovered", now())
+            .add_slot(SLOT_PASSWORD, slot.encode(), "recovered", now())
             .map_err(|e| CreateError::Io {
                 path: home.to_owned(),
                 source: io::Error::other(e.to_string()),

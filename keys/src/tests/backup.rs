@@ -28,8 +28,9 @@ fn backup_round_trip_and_every_tamper_is_refused() -> TestResult {
     assert_no_secret_in(&keystore, &bundle);
 
     let opened = open_pw(&bundle)?;
-    // node-identity v1, file-encryption v2 and v3, file-authority v1
-    assert_eq!(opened.manifest.key_count, 4);
+    // node-identity v1, file-encryption v2 and v3, file-authority v1,
+    // file-encryption-hybrid v1
+    assert_eq!(opened.manifest.key_count, 5);
     assert_eq!(opened.manifest.format_version, BACKUP_VERSION);
     assert_eq!(opened.catalog, catalog);
     assert_eq!(opened.sealed_with, SealedWith::Password);
@@ -165,7 +166,8 @@ fn version_one_bundles_still_open() -> TestResult {
     let bundle = version_one_bundle(&keystore, &password);
     let opened = Keystore::verify_backup(&bundle, BackupKey::Password(&password))?;
     assert_eq!(opened.manifest.format_version, 1);
-    assert_eq!(opened.manifest.key_count, 3);
+    // The four keys of a new home (the hybrid file-encryption key included).
+    assert_eq!(opened.manifest.key_count, 4);
     assert!(opened.catalog.is_empty());
     assert!(matches!(
         Keystore::verify_backup(&bundle, BackupKey::Password(&pw("wrong"))),

@@ -150,10 +150,17 @@ fn policy_marks_keys_due_and_rotates_them() -> TestResult {
     let later = now.checked_add(day * 91)?;
     keystore.set_policy(RotationPolicy::new(90, 365, false)?)?;
     let due = keystore.rotate_due(later)?;
-    assert_eq!(due.len(), 1);
+    // Both file-encryption keys follow the policy: the classical and the hybrid one.
+    let names: Vec<(&str, DueReason, Option<u32>)> = due
+        .iter()
+        .map(|d| (d.name.as_str(), d.reason, d.rotated_to))
+        .collect();
     assert_eq!(
-        (due[0].name.as_str(), due[0].reason, due[0].rotated_to),
-        (FILE_ENCRYPTION, DueReason::Interval, None)
+        names,
+        [
+            (FILE_ENCRYPTION, DueReason::Interval, None),
+            (FILE_ENCRYPTION_HYBRID, DueReason::Interval, None)
+        ]
     );
     assert_eq!(
         keystore.generation(),
@@ -163,12 +170,26 @@ fn policy_marks_keys_due_and_rotates_them() -> TestResult {
     keystore.set_policy(RotationPolicy::default())?;
     let much_later = now.checked_add(day * 400)?;
     let due = keystore.rotate_due(much_later)?;
-    assert_eq!(due.len(), 1);
-    assert_eq!(
-        (due[0].reason, due[0].rotated_to),
-        (DueReason::MaxAge, Some(2))
-    );
+    assert_eq!(due.len(), 2);
+    for d in &due {
+        assert_eq!(
+            (d.reason, d.rotated_to),
+            (DueReason::MaxAge, Some(2)),
+            "{}",
+            d.name
+        );
+    }
     assert_eq!(keystore.active_file_key()?.0, 2);
+    // The hybrid key rotated like the classical one: v2 wraps, v1 still unwraps.
+    assert_eq!(keystore.active_hybrid_key().map(|(v, _)| v), Some(2));
+    assert_eq!(
+        keystore
+            .file_secrets(false)
+            .iter()
+            .filter(|(info, _)| info.purpose == Purpose::HybridFileEncryption)
+            .count(),
+        2
+    );
     // The node identity does not follow the policy (a new one changes the peer id).
     assert_eq!(keystore.active(NODE_IDENTITY).map(|k| k.version), Some(1));
     assert!(matches!(

@@ -28,7 +28,7 @@ fn legacy_keys_are_sealed_then_erased() -> TestResult {
     let err = keystore.import_legacy(legacy.path());
     assert!(matches!(err, Err(ImportError::BadKey { .. })), "{err:?}");
     assert!(legacy.path().join("alice.key").exists());
-    assert_eq!(keystore.keys().len(), 3);
+    assert_eq!(keystore.keys().len(), 4);
     fs::remove_file(legacy.path().join("broken.key"))?;
 
     let wrapped = ecies::encrypt(&bob.public_key(), b"old file key");

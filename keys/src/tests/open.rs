@@ -40,6 +40,11 @@ fn create_and_open_round_trip() -> TestResult {
                 Purpose::FileAuthority,
                 KeyStatus::Active
             ),
+            (
+                FILE_ENCRYPTION_HYBRID.into(),
+                Purpose::HybridFileEncryption,
+                KeyStatus::Active
+            ),
         ]
     );
     // The authority root's listed "public key" is its fingerprint, never the root.
@@ -114,7 +119,7 @@ fn kdf_parameters_above_the_readers_limits_are_refused() -> TestResult {
         .copy_from_slice(&m.to_be_bytes());
     let started = Instant::now();
     assert!(matches!(
-        KeyRing::unseal(&bytes, &pw("p"), &KdfLimits::DEFAULT),
+        KeyRing::unseal(&bytes, &Credentials::password(pw("p")), &KdfLimits::DEFAULT),
         Err(UnsealError::Kdf(KdfError::AboveLimit {
             param: "memory_kib",
             ..
@@ -133,7 +138,14 @@ fn every_flipped_byte_and_every_truncation_fails_cleanly() -> TestResult {
     keystore.add_password_slot(&pw("second"), small(), "spare")?;
     let bytes = fs::read(Layout::new(dir.path()).keystore())?;
     let password = pw("old password");
-    assert!(KeyRing::unseal(&bytes, &password, &tight()).is_ok());
+    assert!(
+        KeyRing::unseal(
+            &bytes,
+            &Credentials::password(password.duplicate()),
+            &tight()
+        )
+        .is_ok()
+    );
     for i in 0..bytes.len() {
         for bit in [0x01u8, 0x80] {
             let mut mutated = bytes.clone();
@@ -141,20 +153,37 @@ fn every_flipped_byte_and_every_truncation_fails_cleanly() -> TestResult {
                 *b ^= bit;
             }
             assert!(
-                KeyRing::unseal(&mutated, &password, &tight()).is_err(),
+                KeyRing::unseal(
+                    &mutated,
+                    &Credentials::password(password.duplicate()),
+                    &tight()
+                )
+                .is_err(),
                 "flipping bit {bit:#x} of byte {i} went unnoticed"
             );
         }
     }
     for len in 0..bytes.len() {
         assert!(
-            KeyRing::unseal(bytes.get(..len).ok_or("len")?, &password, &tight()).is_err(),
+            KeyRing::unseal(
+                bytes.get(..len).ok_or("len")?,
+                &Credentials::password(password.duplicate()),
+                &tight()
+            )
+            .is_err(),
             "truncation to {len} bytes went unnoticed"
         );
     }
     let mut longer = bytes.clone();
     longer.push(0);
-    assert!(KeyRing::unseal(&longer, &password, &tight()).is_err());
+    assert!(
+        KeyRing::unseal(
+            &longer,
+            &Credentials::password(password.duplicate()),
+            &tight()
+        )
+        .is_err()
+    );
     Ok(())
 }
 
@@ -177,12 +206,22 @@ fn a_tampered_file_is_reported_as_damaged_through_open() -> TestResult {
     ));
     let mut future = bytes.clone();
     if let Some(b) = future.get_mut(8) {
-        *b = 2;
+        *b = 3;
     }
     fs::write(&path, &future)?;
     assert!(matches!(
         Keystore::open(dir.path(), &pw("old password")),
-        Err(OpenError::UnsupportedVersion { version: 2, .. })
+        Err(OpenError::UnsupportedVersion { version: 3, .. })
+    ));
+    // A version 1 file relabelled 2 (the version is authenticated with the header).
+    let mut relabelled = bytes.clone();
+    if let Some(b) = relabelled.get_mut(8) {
+        *b = 2;
+    }
+    fs::write(&path, &relabelled)?;
+    assert!(matches!(
+        Keystore::open(dir.path(), &pw("old password")),
+        Err(OpenError::Corrupt { .. })
     ));
     Ok(())
 }

@@ -21,7 +21,7 @@ use crate::files::{Files, FindError, Found};
 /// Checks and repairs files through a node's [`Files`] engine; needs no key.
 #[derive(Clone, Debug)]
 pub struct Checker {
-    files: Files,
+    pub(super) files: Files,
     last_self_check: Arc<Mutex<Option<SelfCheck>>>,
 }
 
@@ -51,7 +51,7 @@ impl Checker {
     /// [`CheckError::NotFound`] if no reachable peer holds the manifest;
     /// [`CheckError::Catalog`].
     pub async fn check(&self, id: FileId, verify: bool) -> Result<CheckReport, CheckError> {
-        let inspected = self.inspect(id, verify, false).await?;
+        let inspected = self.inspect(id, verify, false, false).await?;
         Ok(logged(inspected.report))
     }
 
@@ -65,13 +65,24 @@ impl Checker {
     /// cannot be recorded. A stripe that cannot be repaired is not an error: the report
     /// says so (its `after` state and `error`).
     pub async fn repair(&self, id: FileId, verify: bool) -> Result<CheckReport, RepairError> {
+        self.repair_with(id, verify, false).await
+    }
+
+    /// As [`Checker::repair`]; with `renew`, this node's lease on every copy found is
+    /// renewed (the owner's self-check).
+    async fn repair_with(
+        &self,
+        id: FileId,
+        verify: bool,
+        renew: bool,
+    ) -> Result<CheckReport, RepairError> {
         let Inspected {
             mut report,
             manifest,
             manifest_before,
             envelopes_before,
             placement,
-        } = self.inspect(id, verify, true).await?;
+        } = self.inspect(id, verify, true, renew).await?;
         after_repair(
             &self.files,
             &mut report,
@@ -91,6 +102,7 @@ impl Checker {
         id: FileId,
         verify: bool,
         repair: bool,
+        renew: bool,
     ) -> Result<Inspected, FindError> {
         let files = &self.files;
         let Found {
@@ -128,7 +140,10 @@ impl Checker {
             .collect()
             .await;
 
+        let kept_until =
+            super::lease::kept_until(files, id, &manifest, &stripes, &manifest_before, renew).await;
         let report = CheckReport {
+            kept_until,
             id,
             verified: verify,
             repair,
@@ -172,7 +187,21 @@ impl Checker {
             ..SelfCheck::default()
         };
         for entry in entries {
-            match self.repair(entry.id, verify).await {
+            // Without --verify (which fetches every copy whole), every copy is audited:
+            // a random chunk and its proof, about 0.5% of the shard's bytes.
+            if !verify {
+                match self.audit(entry.id).await {
+                    Ok(audit) if !audit.failed.is_empty() => warn!(
+                        file = %entry.id,
+                        failed = audit.failed.len(),
+                        challenged = audit.challenged,
+                        "self-check: holders failed their audit"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warn!(file = %entry.id, "self-check: audit failed: {e}"),
+                }
+            }
+            match self.repair_with(entry.id, verify, true).await {
                 Ok(report) => {
                     outcome.repaired_shards += report.repaired_shards();
                     if report.state() != Health::Healthy {

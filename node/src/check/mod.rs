@@ -41,12 +41,15 @@
 //!
 //! [`MANIFEST_COPIES`]: crate::files::MANIFEST_COPIES
 
+mod audit;
 mod checker;
 mod error;
 mod inspect;
+mod lease;
 mod repair;
 mod report;
 
+pub use audit::AuditReport;
 pub use checker::Checker;
 pub use error::{CheckError, RepairError};
 pub use report::{

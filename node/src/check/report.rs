@@ -110,6 +110,9 @@ pub struct CheckReport {
     pub envelope_copies: (usize, usize),
     /// Per stripe.
     pub stripes: Vec<StripeReport>,
+    /// The earliest lease end (Unix seconds) among the copies found (after a renewal,
+    /// when the owner's self-check renewed), `None` if no holder answered.
+    pub kept_until: Option<u64>,
 }
 
 impl CheckReport {
@@ -224,6 +227,7 @@ impl CheckReport {
             peers_answered: self.peers_answered,
             bad_peers: strings(&self.bad_peers()),
             repaired_shards: self.repaired_shards(),
+            kept_until: self.kept_until,
             before: summary(false),
             after: summary(true),
             stripes,
@@ -372,6 +376,7 @@ mod tests {
                 ],
                 error: None,
             }],
+            kept_until: Some(1_700_000_000),
         };
         let j = report.to_json();
         let expect = |cond: bool, what: &str| {
@@ -388,6 +393,7 @@ mod tests {
         expect(j["peers_asked"] == 8 && j["peers_answered"] == 7, "peers")?;
         expect(j["bad_peers"] == json!([p[4].to_string()]), "bad_peers")?;
         expect(j["repaired_shards"] == 2, "repaired_shards")?;
+        expect(j["kept_until"] == 1_700_000_000u64, "kept_until")?;
         expect(
             j["before"]
                 == json!({"state": "degraded", "healthy_stripes": 0, "degraded_stripes": 1,

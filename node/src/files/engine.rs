@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datamesh_core::ecies::SecretKey;
-use datamesh_core::{AuthorityError, AuthorityKey, AuthorityRoot, AuthoritySalt, FileAuthority};
+use datamesh_core::{
+    AuthorityError, AuthorityKey, AuthorityRoot, AuthoritySalt, FileAuthority, HybridSecretKey,
+    PolicyError, Recipient, RecipientKind, RecipientPolicy, UnwrapKey,
+};
 use libp2p::PeerId;
 
 use crate::catalog::Catalog;
@@ -54,12 +57,41 @@ pub struct FileKeys {
     pub active: SecretKey,
     /// Every key that may open a file (all live versions, the active one included).
     pub decrypt: Vec<SecretKey>,
+    /// The hybrid (ML-KEM-768 + secp256k1) file-encryption keys: the active one first
+    /// (new files are wrapped to it under the `hybrid` and `pq-required` policies), then
+    /// the other live versions (they still open files). Empty for a keystore without one.
+    pub hybrid: Vec<HybridSecretKey>,
     /// The file-authority roots: the active one first (it derives the authority key of
     /// new files), then the older live versions (for files put under them).
     pub authority: Vec<AuthorityRoot>,
 }
 
 impl FileKeys {
+    /// The owner's own recipient for a new envelope under `policy`: the active hybrid key
+    /// (`hybrid`, `pq-required`) or the active classical key (`classical`, or `hybrid`
+    /// with no hybrid key in the keystore).
+    ///
+    /// # Errors
+    /// [`PolicyError::NoHybridKey`] under `pq-required` without a hybrid key.
+    pub fn owner_recipient(&self, policy: RecipientPolicy) -> Result<Recipient, PolicyError> {
+        match (policy.owner_kind(), self.hybrid.first()) {
+            (RecipientKind::Hybrid, Some(key)) => Ok(Recipient::Hybrid(key.public_key())),
+            (RecipientKind::Hybrid, None) if policy == RecipientPolicy::PqRequired => {
+                Err(PolicyError::NoHybridKey)
+            }
+            _ => Ok(Recipient::Classical(self.active.public_key())),
+        }
+    }
+
+    /// Every key that may open a file, classical then hybrid, for
+    /// [`datamesh_core::KeyEnvelope::open`].
+    pub fn unwrap_keys(&self) -> impl Iterator<Item = &dyn UnwrapKey> {
+        self.decrypt
+            .iter()
+            .map(|k| k as &dyn UnwrapKey)
+            .chain(self.hybrid.iter().map(|k| k as &dyn UnwrapKey))
+    }
+
     /// A new file's authority key: the active root with a fresh random salt. `None` if
     /// the keystore has no authority root.
     ///
@@ -111,6 +143,8 @@ pub struct FilesConfig {
     pub stripe_deadline: Duration,
     /// Deadline of a lookup (manifest, envelope, has).
     pub lookup_deadline: Duration,
+    /// Which recipient kinds new envelopes may wrap to (the `[security]` policy).
+    pub recipients: RecipientPolicy,
 }
 
 impl Default for FilesConfig {
@@ -120,6 +154,7 @@ impl Default for FilesConfig {
             hedge_after: Duration::from_millis(1500),
             stripe_deadline: Duration::from_secs(20),
             lookup_deadline: Duration::from_secs(10),
+            recipients: RecipientPolicy::default(),
         }
     }
 }
@@ -198,7 +233,7 @@ impl Files {
     }
 
     /// The storage side of this node (serves requests addressed to this node).
-    pub(crate) fn server(&self) -> &Arc<Server> {
+    pub fn server(&self) -> &Arc<Server> {
         &self.inner.server
     }
 

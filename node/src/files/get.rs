@@ -5,12 +5,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use datamesh_core::{
-    DATA_SHARDS, DataKey, DecodeError, Decoder, FileId, Manifest, Metadata, ShardId, StripeShards,
-    TOTAL_SHARDS,
+    ByteRange, DATA_SHARDS, DataKey, DecodeError, Decoder, FileId, Manifest, Metadata,
+    RangeDecoder, ShardId, StripeShards, TOTAL_SHARDS,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
@@ -164,8 +165,9 @@ impl Files {
         let result = self.read_inner(file, out).await;
         let metrics = self.metrics();
         match &result {
-            Ok(_) => {
+            Ok(report) => {
                 metrics.gets.inc();
+                metrics.get_bytes.inc_by(report.bytes);
                 metrics.get_seconds.observe(started.elapsed().as_secs_f64());
             }
             Err(_) => {
@@ -188,8 +190,8 @@ impl Files {
             ..
         } = file;
         let mut decoder = Decoder::new(manifest.clone(), &key)?.with_stripes_in_flight(window);
-        let (tx, mut rx) = mpsc::channel::<(u64, StripeShards)>(window);
-        let writer = tokio::task::spawn_blocking(move || -> Result<u64, DecodeError> {
+        let stripes = 0..manifest.stripe_count();
+        self.fetch_into(manifest, holders, stripes, move |rx| {
             let mut counting = CountingWriter {
                 inner: &mut out,
                 bytes: 0,
@@ -200,13 +202,70 @@ impl Files {
             decoder.finish(&mut counting)?;
             counting.flush()?;
             Ok(counting.bytes)
-        });
+        })
+        .await
+    }
+
+    /// Streams `range` of an opened file into `out`: only the stripes that cover it are
+    /// fetched, each segment is authenticated (its AES-GCM tag) before a byte of it is
+    /// written. The file's BLAKE3 cannot be checked for a part of it.
+    ///
+    /// # Errors
+    /// As [`Files::read`].
+    pub async fn read_range<W: Write + Send + 'static>(
+        &self,
+        file: OpenFile,
+        range: ByteRange,
+        mut out: W,
+    ) -> Result<GetReport, GetError> {
+        let OpenFile {
+            manifest,
+            key,
+            holders,
+            ..
+        } = file;
+        let mut decoder = RangeDecoder::new(manifest.clone(), &key, range)?;
+        let stripes = decoder.stripes();
+        let result = self
+            .fetch_into(manifest, holders, stripes, move |rx| {
+                let mut bytes = 0;
+                while let Some((index, shards)) = rx.blocking_recv() {
+                    bytes += decoder.push(index, shards, &mut out)?;
+                }
+                decoder.finish()?;
+                out.flush()?;
+                Ok(bytes)
+            })
+            .await;
+        if result.is_err() {
+            self.metrics().failures.inc();
+        }
+        result
+    }
+
+    /// Fetches `stripes` of a file, a window at a time, and hands them in order to `sink`
+    /// on a blocking thread; the bytes `sink` wrote.
+    async fn fetch_into<F>(
+        &self,
+        manifest: Manifest,
+        holders: Holders,
+        stripes: Range<u64>,
+        sink: F,
+    ) -> Result<GetReport, GetError>
+    where
+        F: FnOnce(&mut mpsc::Receiver<(u64, StripeShards)>) -> Result<u64, DecodeError>
+            + Send
+            + 'static,
+    {
+        let window = self.config().window.max(1);
+        let (tx, mut rx) = mpsc::channel::<(u64, StripeShards)>(window);
+        let writer = tokio::task::spawn_blocking(move || sink(&mut rx));
 
         let slow = Arc::new(Mutex::new(HashSet::new()));
         let bad_peers = Arc::new(Mutex::new(Vec::new()));
         let manifest = Arc::new(manifest);
         let holders = Arc::new(holders);
-        let mut fetches = futures::stream::iter(0..manifest.stripe_count())
+        let mut fetches = futures::stream::iter(stripes)
             .map(|stripe| {
                 let files = self.clone();
                 let (manifest, holders) = (Arc::clone(&manifest), Arc::clone(&holders));
@@ -321,6 +380,8 @@ impl Files {
                     }
                     match result {
                         Ok(Response::Blob(bytes)) if ShardId::of(&bytes) == ids[index] => {
+                            self.metrics().shards_fetched.inc();
+                            self.metrics().shard_bytes_fetched.inc_by(bytes.len() as u64);
                             if shards[index].is_none() {
                                 shards[index] = Some(bytes);
                                 have += 1;

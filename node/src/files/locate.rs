@@ -156,7 +156,7 @@ impl Files {
                 .filter(|e| e.file_id() == id)
         };
         let try_open = |envelope: &KeyEnvelope| {
-            let key = envelope.open(&keys.decrypt).ok()?;
+            let key = envelope.open(keys.unwrap_keys()).ok()?;
             let metadata = manifest.open_metadata(&key)?;
             Some((key, metadata))
         };

@@ -7,13 +7,17 @@
 //! * `reach`: one request to a peer (this node served locally), many at once under a
 //!   deadline, envelope and announcement fan-outs.
 //! * `placement`: the peers nearest to a key that accept a shard or a manifest copy.
+//! * `domains`: failure domains, six hosts (IP addresses) for a stripe before a second
+//!   shard on one host.
 //! * `locate`: a file's manifest, an envelope this node can open, the shards' holders.
 //! * `put`, `get`, `share`: the operations, each with its error and report.
 //! * `reencrypt`: a file read and stored again under a fresh data key (a new file id),
 //!   the old one released (incident response); built on `get` and `put`.
+//! * `remove`: the owner's signed removal of a file, sent to every possible holder.
 //!
 //! The checker (`crate::check`) is built on these parts; nothing here knows it.
 
+mod domains;
 mod engine;
 mod get;
 mod locate;
@@ -21,6 +25,7 @@ mod placement;
 mod put;
 mod reach;
 mod reencrypt;
+mod remove;
 mod share;
 
 pub use engine::{FileKeys, Files, FilesConfig, KeyAccess, KeyProvider, KeyProviderError};
@@ -29,4 +34,5 @@ pub(crate) use locate::{FindError, Found};
 pub use placement::MANIFEST_COPIES;
 pub use put::{MIN_ENVELOPE_COPIES, MIN_MANIFEST_COPIES, PutError, PutReport};
 pub use reencrypt::{ReencryptError, ReencryptReport};
+pub use remove::{RemoveError, RemoveReport};
 pub use share::{KeyUsageError, RewrapError, RewrapReport};

@@ -2,7 +2,8 @@
 //! peers nearest (XOR) to its key that accept it, the next nearest replacing any that
 //! fails or refuses. Put and repair place through the same functions.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use libp2p::PeerId;
 use libp2p::kad::KBucketKey;
 use tracing::{debug, info, warn};
 
+use super::domains::{host_of, spread_over_hosts};
 use super::engine::Files;
 use crate::network::NetworkError;
 use crate::protocol::{Refusal, Request, Response};
@@ -56,6 +58,21 @@ impl Files {
         Ok(peers)
     }
 
+    /// The host (IP address) of each peer in the routing table, and of this node.
+    async fn peer_hosts(&self) -> HashMap<PeerId, IpAddr> {
+        let net = self.net();
+        let (known, own) = tokio::join!(net.peers(), net.info());
+        let mut hosts: HashMap<PeerId, IpAddr> = known
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| Some((p.peer_id, host_of(&p.addresses)?)))
+            .collect();
+        if let Some(host) = own.ok().and_then(|i| host_of(&i.listen_addresses)) {
+            hosts.insert(net.peer_id(), host);
+        }
+        hosts
+    }
+
     /// Places each of `shards` on its own peer, nearest to `key` first, never on a peer of
     /// `exclude`; a peer that fails or refuses is replaced by the next nearest. Used by
     /// put (a whole stripe, `key` its first shard id) and by repair (the missing shards of
@@ -91,6 +108,15 @@ impl Files {
         let mut candidates = self.candidates(key).await?;
         let found = candidates.len();
         candidates.retain(|p| !exclude.contains(p));
+        // Six hosts before a second shard on one host (`domains.rs`), away from the
+        // hosts of the stripe's remaining holders.
+        let hosts = self.peer_hosts().await;
+        let taken: HashSet<IpAddr> = exclude
+            .iter()
+            .filter_map(|p| hosts.get(p))
+            .copied()
+            .collect();
+        let mut candidates = spread_over_hosts(candidates, &hosts, &taken);
         {
             // Peers that already failed during this put go last, not first.
             let bad = unreachable.lock().unwrap_or_else(|p| p.into_inner());

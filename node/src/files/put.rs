@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use datamesh_core::ecies::PublicKey;
 use datamesh_core::{
     AuthorityError, EncodeError, EncodeOptions, Encoder, EnvelopeError, FileId, KeyEnvelope,
-    ShardId, Stripe, TOTAL_SHARDS,
+    PolicyError, Recipient, ShardId, Stripe, TOTAL_SHARDS,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
@@ -47,6 +46,9 @@ pub enum PutError {
     /// Reading or encoding the input failed.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The `[security]` recipient policy refuses a recipient (nothing was stored).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// Fewer than six distinct peers accepted a stripe's shards.
     #[error(
         "stripe {stripe}: only {placed} of 6 shards could be placed on distinct peers ({found} peers found): a put needs 6 reachable peers with free space"
@@ -221,7 +223,22 @@ impl Files {
         &self,
         reader: R,
         name: String,
-        recipients: Vec<PublicKey>,
+        recipients: Vec<Recipient>,
+    ) -> Result<PutReport, PutError> {
+        self.put_with_mtime(reader, name, None, recipients).await
+    }
+
+    /// As [`Files::put`], sealing `mtime` (seconds since the Unix epoch: the real file's
+    /// modification time) in the metadata; `None` records the put time.
+    ///
+    /// # Errors
+    /// See [`PutError`].
+    pub async fn put_with_mtime<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+        name: String,
+        mtime: Option<u64>,
+        recipients: Vec<Recipient>,
     ) -> Result<PutReport, PutError> {
         let started = Instant::now();
         let ledger = PutLedger::new();
@@ -230,7 +247,10 @@ impl Files {
             ledger: Arc::clone(&ledger),
             armed: true,
         };
-        let result = self.put_inner(reader, name, recipients, &ledger).await;
+        let mtime = mtime.unwrap_or_else(now_secs);
+        let result = self
+            .put_inner(reader, name, mtime, recipients, &ledger)
+            .await;
         guard.armed = false;
         if let Err(e) = &result {
             info!("put failed ({e}); deleting what it stored");
@@ -244,8 +264,9 @@ impl Files {
         }
         let metrics = self.metrics();
         match &result {
-            Ok(_) => {
+            Ok(report) => {
                 metrics.puts.inc();
+                metrics.put_bytes.inc_by(report.size);
                 metrics.put_seconds.observe(started.elapsed().as_secs_f64());
             }
             Err(_) => {
@@ -255,20 +276,38 @@ impl Files {
         result
     }
 
+    /// Whether a put to `recipients` (besides the owner) passes the recipient policy.
+    ///
+    /// # Errors
+    /// [`PutError::Keys`] or [`PutError::Policy`].
+    pub fn check_recipients(&self, recipients: &[Recipient]) -> Result<(), PutError> {
+        let keys = self.file_keys().map_err(PutError::Keys)?;
+        let policy = self.config().recipients;
+        let mut wrap_to = vec![keys.owner_recipient(policy)?];
+        wrap_to.extend_from_slice(recipients);
+        Ok(policy.check(&wrap_to)?)
+    }
+
     async fn put_inner<R: Read + Send + 'static>(
         &self,
         reader: R,
         name: String,
-        recipients: Vec<PublicKey>,
+        mtime: u64,
+        recipients: Vec<Recipient>,
         ledger: &Arc<PutLedger>,
     ) -> Result<PutReport, PutError> {
         let keys = self.file_keys().map_err(PutError::Keys)?;
+        // The policy is checked before a byte is placed: a refused put stores nothing.
+        let policy = self.config().recipients;
+        let mut wrap_to = vec![keys.owner_recipient(policy)?];
+        wrap_to.extend(recipients);
+        policy.check(&wrap_to)?;
         let authority = keys.new_authority().ok_or(PutError::NoAuthority)??;
         let commitment = authority.file_authority();
         let window = self.config().window.max(1);
         let (tx, mut rx) = mpsc::channel::<Stripe>(window);
         let options = EncodeOptions::new(name.clone())
-            .with_mtime(now_secs())
+            .with_mtime(mtime)
             .with_stripes_in_flight(window);
         let encoder = tokio::task::spawn_blocking(move || {
             let mut encoder = Encoder::new(reader, options);
@@ -331,9 +370,7 @@ impl Files {
             });
         }
 
-        let mut wrap_to = vec![keys.active.public_key()];
-        wrap_to.extend(recipients);
-        let envelope = KeyEnvelope::seal(id, 1, &encoded.data_key, &wrap_to, &authority)
+        let envelope = KeyEnvelope::seal_to(id, 1, &encoded.data_key, &wrap_to, &authority)
             .map_err(|source| PutError::Seal { file: id, source })?;
         // The manifest holders keep the envelope (a holder keeps one only for a manifest
         // it holds). The data key lives only there: too few copies undo the put.

@@ -13,8 +13,7 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
-use datamesh_core::ecies::PublicKey;
-use datamesh_core::{FileId, ShardId};
+use datamesh_core::{FileId, Recipient, ShardId};
 use futures::stream::StreamExt;
 use libp2p::PeerId;
 use tokio::task::JoinError;
@@ -122,13 +121,17 @@ impl Files {
         let manifest = file.manifest.clone();
         let holders = file.holders.clone();
         let name = file.metadata.name.clone();
-        let recipients: Vec<PublicKey> = entry
+        let mtime = file.metadata.mtime;
+        let recipients: Vec<Recipient> = entry
             .shared_with
             .iter()
             .filter_map(|h| h.parse().ok())
             .collect();
         let (writer, reader) = pipe();
-        let (read, put) = tokio::join!(self.read(file, writer), self.put(reader, name, recipients));
+        let (read, put) = tokio::join!(
+            self.read(file, writer),
+            self.put_with_mtime(reader, name, mtime, recipients)
+        );
         if let Err(source) = read {
             if let Ok(report) = &put {
                 // Cannot happen (the pipe ends only after the read verified the file);

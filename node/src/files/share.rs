@@ -2,8 +2,7 @@
 //! active key, the keys it is shared with and any new recipient), sent to every holder;
 //! no shard moves. And which of this node's keys open each of its files.
 
-use datamesh_core::ecies::PublicKey;
-use datamesh_core::{EnvelopeError, FileId, KeyEnvelope, KeyId};
+use datamesh_core::{EnvelopeError, FileId, KeyEnvelope, KeyId, PolicyError, Recipient};
 use libp2p::PeerId;
 use tokio::task::JoinError;
 
@@ -44,6 +43,9 @@ pub enum RewrapError {
         "no file-authority key of this node signs for file {0}: only its owner can replace its key envelope"
     )]
     NotOwner(FileId),
+    /// The `[security]` recipient policy refuses a recipient (no envelope was sent).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// Too few holders kept the new envelope.
     #[error(
         "the new key envelope of file {file} (sequence {sequence}) reached only {stored} remote holders (need {MIN_ENVELOPE_COPIES}; {refused} refused it): run the command again, or `datamesh repair` if holders are lost"
@@ -105,7 +107,7 @@ impl Files {
     pub async fn rewrap(
         &self,
         id: FileId,
-        add: Vec<PublicKey>,
+        add: Vec<Recipient>,
     ) -> Result<RewrapReport, RewrapError> {
         self.rewrap_with(id, add, KeyAccess::Live).await
     }
@@ -119,7 +121,7 @@ impl Files {
     pub async fn rewrap_with(
         &self,
         id: FileId,
-        add: Vec<PublicKey>,
+        add: Vec<Recipient>,
         access: KeyAccess,
     ) -> Result<RewrapReport, RewrapError> {
         let keys = self
@@ -144,18 +146,20 @@ impl Files {
                 entry.shared_with.push(hex);
             }
         }
-        let mut recipients = vec![keys.active.public_key()];
+        let policy = self.config().recipients;
+        let mut recipients = vec![keys.owner_recipient(policy)?];
         recipients.extend(
             entry
                 .shared_with
                 .iter()
-                .filter_map(|h| h.parse::<PublicKey>().ok()),
+                .filter_map(|text| text.parse::<Recipient>().ok()),
         );
+        policy.check(&recipients)?;
         // Above every sequence this node made and every one it saw verified: holders
         // refuse anything not newer than what they hold.
         entry.envelope_sequence = entry.envelope_sequence.max(held) + 1;
         let envelope =
-            KeyEnvelope::seal(id, entry.envelope_sequence, &key, &recipients, &authority)
+            KeyEnvelope::seal_to(id, entry.envelope_sequence, &key, &recipients, &authority)
                 .map_err(|source| RewrapError::Seal { file: id, source })?;
         let published = self.publish_envelope(&envelope, &manifest, &peers).await;
         let catalog = catalog.clone();
@@ -233,8 +237,7 @@ impl Files {
                 .into_iter()
                 .collect();
             let usable = keys
-                .decrypt
-                .iter()
+                .unwrap_keys()
                 .filter(|key| {
                     envelopes.iter().any(|e| {
                         e.open([*key])
@@ -243,7 +246,7 @@ impl Files {
                             .is_some()
                     })
                 })
-                .map(|key| KeyId::of(&key.public_key()))
+                .map(|key| key.key_id())
                 .collect();
             out.push((entry.id, usable));
         }

@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::accounting::{Accounting, Offence, PeerPolicy, Verdict};
+use super::addresses::Advertiser;
 use super::command::{Command, InboundHandler, NetworkInfo, PeerSummary};
 use super::error::{DhtError, NetworkError, RequestFailure};
 use super::swarm::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
@@ -69,6 +70,8 @@ pub(super) struct EventLoop {
     pending_providers: HashMap<QueryId, (HashSet<PeerId>, ProvidersReply)>,
     connected: HashSet<PeerId>,
     listen_addresses: Vec<Multiaddr>,
+    /// What Identify tells peers (`addresses.rs`).
+    advertiser: Advertiser,
 }
 
 impl EventLoop {
@@ -100,6 +103,27 @@ impl EventLoop {
             pending_providers: HashMap::new(),
             connected: HashSet::new(),
             listen_addresses: Vec::new(),
+            advertiser: Advertiser::default(),
+        }
+    }
+
+    /// Advertises what `advertiser` chooses (`addresses.rs`) from now on.
+    pub(super) fn with_advertiser(mut self, mut advertiser: Advertiser) -> Self {
+        advertiser.sync(&mut self.swarm, &self.listen_addresses);
+        self.advertiser = advertiser;
+        self
+    }
+
+    /// Re-chooses the advertised addresses after the listen addresses changed; peers
+    /// already connected (a bootstrap dial may beat the first listen address) hear the
+    /// new ones at once, or they would keep none of ours in their routing tables.
+    fn readvertise(&mut self) {
+        if self
+            .advertiser
+            .sync(&mut self.swarm, &self.listen_addresses)
+        {
+            let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+            self.swarm.behaviour_mut().identify.push(peers);
         }
     }
 
@@ -222,9 +246,11 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
                 self.listen_addresses.push(address);
+                self.readvertise();
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addresses.retain(|a| a != &address);
+                self.readvertise();
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 self.connected.insert(peer_id);

@@ -42,6 +42,7 @@ use crate::protocol::{DEFAULT_NODE_BUDGET, DEFAULT_PEER_BUDGET, InboundBudget, R
 use crate::records::PersistentStore;
 
 mod accounting;
+mod addresses;
 mod command;
 mod error;
 mod event_loop;
@@ -49,6 +50,7 @@ mod shards;
 mod swarm;
 
 pub use accounting::{MAX_TRACKED_PEERS, Offence, PeerPolicy};
+pub use addresses::is_loopback;
 use command::Command;
 pub use command::{InboundHandler, NetworkInfo, PeerSummary};
 pub use error::{DhtError, NetworkError, RequestFailure};
@@ -73,6 +75,7 @@ const BAD_FRAME_QUEUE: usize = 256;
 #[derive(Clone, Debug)]
 pub struct NetworkConfig {
     listen: Vec<Multiaddr>,
+    external: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     request_timeout: Duration,
     peer_budget: usize,
@@ -87,6 +90,7 @@ impl NetworkConfig {
     pub fn new(listen: Vec<Multiaddr>) -> Self {
         Self {
             listen,
+            external: Vec::new(),
             bootstrap: Vec::new(),
             request_timeout: Duration::from_secs(30),
             peer_budget: DEFAULT_PEER_BUDGET,
@@ -129,6 +133,14 @@ impl NetworkConfig {
     /// that nobody reads.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Addresses at which other machines reach this node (e.g. a router's forwarded
+    /// port), advertised besides its non-loopback listen addresses (see
+    /// `network/addresses.rs`). Default: none.
+    pub fn with_external_addresses(mut self, external: Vec<Multiaddr>) -> Self {
+        self.external = external;
         self
     }
 
@@ -209,7 +221,8 @@ impl Network {
             bad_frames_rx,
             config.peer_policy,
             metrics,
-        );
+        )
+        .with_advertiser(addresses::Advertiser::new(config.external));
         let task = tokio::spawn(events.run());
         Ok((
             Self {

@@ -101,10 +101,11 @@ pub(super) fn build(
             Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(limits),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    IDENTIFY_VERSION.to_string(),
-                    key.public(),
-                )),
+                // Only the addresses `addresses.rs` chose, never every listen address.
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_VERSION.to_string(), key.public())
+                        .with_hide_listen_addrs(true),
+                ),
                 kad,
                 shards: Shards::new(
                     Arc::clone(&budget),

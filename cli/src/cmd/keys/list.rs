@@ -57,7 +57,7 @@ pub(super) fn export_public(
     if ctx.out.json() {
         ctx.out.json_value(&key_json(&key));
     } else {
-        ctx.out.result(key.public_key_hex());
+        ctx.out.result(key.public_text());
     }
     Ok(())
 }

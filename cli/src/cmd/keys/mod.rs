@@ -75,9 +75,9 @@ enum KeysCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
-    /// Show or set the rotation policy (and what is due now).
+    /// Show or set the rotation policy (and what is due now), or the unlock policy.
     #[command(
-        after_help = "Example:\n  datamesh keys policy --interval-days 30 --max-age-days 180 --auto on"
+        after_help = "Examples:\n  datamesh keys policy --interval-days 30 --max-age-days 180 --auto on\n  datamesh keys policy --require pkcs11,tpm,password+keyfile   (no password-only unlock)\n  datamesh keys policy --no-unlock-policy"
     )]
     Policy {
         /// Days between rotations.
@@ -89,6 +89,8 @@ enum KeysCommand {
         /// Whether the node rotates due keys by itself.
         #[arg(long, value_name = "on|off")]
         auto: Option<OnOff>,
+        #[command(flatten)]
+        unlock: slots::UnlockPolicyArgs,
         #[command(flatten)]
         password: PasswordArgs,
     },
@@ -259,8 +261,15 @@ pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
             interval_days,
             max_age_days,
             auto,
+            unlock,
             password,
-        } => rotate::policy(ctx, interval_days, max_age_days, auto, &password),
+        } => {
+            if unlock.given() {
+                slots::unlock_policy(ctx, &unlock, &password)
+            } else {
+                rotate::policy(ctx, interval_days, max_age_days, auto, &password)
+            }
+        }
         KeysCommand::Revoke {
             name,
             version,

@@ -131,7 +131,7 @@ pub(super) fn store_copy(
         .put(
             io::Cursor::new(copy),
             COPY_NAME,
-            std::slice::from_ref(recovery),
+            &[datamesh_core::Recipient::Classical(*recovery)],
         )
         .context("cannot store the keystore's network copy through the running node")?;
     put.id
@@ -149,6 +149,7 @@ impl KeyProvider for RecoveryKeys {
         Ok(FileKeys {
             active: key()?,
             decrypt: vec![key()?],
+            hybrid: Vec::new(),
             authority: Vec::new(),
         })
     }

@@ -122,7 +122,11 @@ pub(super) fn destroy(
             ));
             true
         }
-        Some(k) => match crate::cmd::files::files_needing_only(ctx, &k.public_key) {
+        Some(k) => match k
+            .key_id()
+            .ok_or_else(|| anyhow::anyhow!("the keystore holds an invalid public key"))
+            .and_then(|id| crate::cmd::files::files_needing_only(ctx, id))
+        {
             Ok(files) if files.is_empty() => false,
             Ok(files) => {
                 ctx.out.warn(format_args!(

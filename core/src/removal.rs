@@ -1,0 +1,147 @@
+//! File removal: the owner's signed order to drop a file (`datamesh rm`).
+//!
+//! ```
+//! # fn main() -> Result<(), datamesh_core::AuthorityError> {
+//! use datamesh_core::{AuthorityKey, AuthorityRoot, AuthoritySalt, FileId, Removal};
+//!
+//! let key = AuthorityKey::derive(&AuthorityRoot::from_bytes(&[7; 32]), &AuthoritySalt::random())?;
+//! let file = FileId::of_manifest(b"manifest");
+//! let removal = Removal::sign(file, 1_700_000_000, &key);
+//! assert!(removal.verify(&key.public()));
+//! // Another file, or another time, does not verify with the same signature.
+//! assert!(!Removal::from_parts(file, 1_700_000_001, removal.signature()).verify(&key.public()));
+//! # Ok(()) }
+//! ```
+//!
+//! A removal names the file and the time it was issued (Unix seconds), signed by the
+//! file's authority key (the one its manifest commits to) over
+//! `"datamesh remove file v1\0" || file id (32) || issued_at (u64 BE)`. A holder checks it
+//! against the manifest sent with it and honours it only within [`REMOVAL_WINDOW_SECS`]
+//! of its own clock, so a captured removal cannot be replayed later (against a copy stored
+//! again after the owner removed it). Format: `docs/format.md`, *File removal*.
+
+use k256::ecdsa::Signature;
+use k256::ecdsa::signature::{Signer, Verifier};
+
+use crate::authority::{AuthorityKey, AuthorityPublic};
+use crate::ids::FileId;
+
+/// Bytes of a removal's signature (ECDSA secp256k1, r || s, low-S).
+pub const REMOVAL_SIGNATURE_LEN: usize = 64;
+/// How far a removal's `issued_at` may be from a holder's clock, either way, in seconds.
+pub const REMOVAL_WINDOW_SECS: u64 = 3_600;
+const SIGNING_CONTEXT: &[u8] = b"datamesh remove file v1\0";
+
+/// The owner's signed order to remove a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    file: FileId,
+    issued_at: u64,
+    signature: [u8; REMOVAL_SIGNATURE_LEN],
+}
+
+impl Removal {
+    /// Signs the removal of `file` at `issued_at` (Unix seconds) with its authority key.
+    pub fn sign(file: FileId, issued_at: u64, key: &AuthorityKey) -> Self {
+        let signature: Signature = key.signing_key().sign(&signed_message(&file, issued_at));
+        // RFC 6979 signatures from k256 are low-S already; normalise anyway.
+        let signature = signature.normalize_s().unwrap_or(signature);
+        Self {
+            file,
+            issued_at,
+            signature: signature.to_bytes().into(),
+        }
+    }
+
+    /// A removal as received (unchecked: see [`Removal::verify`]).
+    pub fn from_parts(
+        file: FileId,
+        issued_at: u64,
+        signature: [u8; REMOVAL_SIGNATURE_LEN],
+    ) -> Self {
+        Self {
+            file,
+            issued_at,
+            signature,
+        }
+    }
+
+    /// The file.
+    pub fn file(&self) -> FileId {
+        self.file
+    }
+
+    /// When it was issued (Unix seconds).
+    pub fn issued_at(&self) -> u64 {
+        self.issued_at
+    }
+
+    /// The signature bytes.
+    pub fn signature(&self) -> [u8; REMOVAL_SIGNATURE_LEN] {
+        self.signature
+    }
+
+    /// Whether the signature is the file's authority's over this file and time. A high-S
+    /// signature (a malleated copy) does not verify.
+    pub fn verify(&self, authority: &AuthorityPublic) -> bool {
+        let Ok(sig) = Signature::from_slice(&self.signature) else {
+            return false;
+        };
+        if sig.normalize_s().is_some() {
+            return false;
+        }
+        authority
+            .verifying_key()
+            .verify(&signed_message(&self.file, self.issued_at), &sig)
+            .is_ok()
+    }
+
+    /// Whether `issued_at` is within [`REMOVAL_WINDOW_SECS`] of `now` (Unix seconds).
+    pub fn is_fresh(&self, now: u64) -> bool {
+        now.abs_diff(self.issued_at) <= REMOVAL_WINDOW_SECS
+    }
+}
+
+fn signed_message(file: &FileId, issued_at: u64) -> Vec<u8> {
+    let mut msg = SIGNING_CONTEXT.to_vec();
+    msg.extend_from_slice(file.as_bytes());
+    msg.extend_from_slice(&issued_at.to_be_bytes());
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authority::{AuthorityRoot, AuthoritySalt};
+
+    #[test]
+    fn only_the_files_authority_signs_a_removal_that_verifies() -> Result<(), crate::AuthorityError>
+    {
+        let salt = AuthoritySalt::random();
+        let owner = AuthorityKey::derive(&AuthorityRoot::from_bytes(&[1; 32]), &salt)?;
+        let other = AuthorityKey::derive(&AuthorityRoot::from_bytes(&[2; 32]), &salt)?;
+        let file = FileId::of_manifest(b"m");
+        let removal = Removal::sign(file, 1_000_000, &owner);
+        assert!(removal.verify(&owner.public()));
+        assert!(!removal.verify(&other.public()));
+        assert!(!Removal::sign(file, 1_000_000, &other).verify(&owner.public()));
+        let moved = Removal::from_parts(FileId::of_manifest(b"n"), 1_000_000, removal.signature());
+        assert!(!moved.verify(&owner.public()));
+        let mut flipped = removal.signature();
+        flipped[10] ^= 1;
+        assert!(!Removal::from_parts(file, 1_000_000, flipped).verify(&owner.public()));
+        assert!(!Removal::from_parts(file, 1_000_000, [0; 64]).verify(&owner.public()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_removal_is_fresh_only_within_the_window() {
+        let removal = Removal::from_parts(FileId::of_manifest(b"m"), 10_000, [0; 64]);
+        assert!(removal.is_fresh(10_000));
+        assert!(removal.is_fresh(10_000 + REMOVAL_WINDOW_SECS));
+        assert!(removal.is_fresh(10_000 - REMOVAL_WINDOW_SECS));
+        assert!(!removal.is_fresh(10_001 + REMOVAL_WINDOW_SECS));
+        assert!(!removal.is_fresh(9_999 - REMOVAL_WINDOW_SECS));
+        assert!(!removal.is_fresh(u64::MAX));
+    }
+}

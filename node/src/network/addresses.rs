@@ -1,0 +1,101 @@
+//! Which addresses the node advertises (Identify, and through it every peer's routing
+//! table): only ones that other machines can reach.
+//!
+//! The policy: the external addresses given in the config (`external_addresses`, e.g. a
+//! router's forwarded port), and every listen address that is not loopback. A loopback
+//! address is advertised only by a node that listens on nothing else (every node of a
+//! one-machine testnet, where the peers are on the same loopback): a node that listens on
+//! all interfaces never tells a peer on another machine to dial 127.0.0.1, which would
+//! reach that peer's own machine. Unspecified addresses (0.0.0.0) never appear: libp2p
+//! reports one listen address per interface.
+
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{Multiaddr, Swarm};
+
+/// Whether `addr` is on a loopback interface (127.0.0.0/8, ::1).
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+/// The addresses to advertise for these listen addresses and configured externals.
+pub(super) fn advertised(listen: &[Multiaddr], configured: &[Multiaddr]) -> Vec<Multiaddr> {
+    let mut out: Vec<Multiaddr> = configured.to_vec();
+    out.extend(listen.iter().filter(|a| !is_loopback(a)).cloned());
+    if out.is_empty() {
+        out.extend(listen.iter().cloned());
+    }
+    out.dedup();
+    out
+}
+
+/// The node's advertised addresses, kept in step with its listen addresses.
+#[derive(Debug, Default)]
+pub(super) struct Advertiser {
+    configured: Vec<Multiaddr>,
+    current: Vec<Multiaddr>,
+}
+
+impl Advertiser {
+    pub(super) fn new(configured: Vec<Multiaddr>) -> Self {
+        Self {
+            configured,
+            current: Vec::new(),
+        }
+    }
+
+    /// Makes the swarm's external addresses [`advertised`]`(listen, configured)`;
+    /// whether they changed (then tell the connected peers: an Identify push).
+    pub(super) fn sync<B: NetworkBehaviour>(
+        &mut self,
+        swarm: &mut Swarm<B>,
+        listen: &[Multiaddr],
+    ) -> bool {
+        let wanted = advertised(listen, &self.configured);
+        if wanted == self.current {
+            return false;
+        }
+        for old in self.current.iter().filter(|a| !wanted.contains(a)) {
+            swarm.remove_external_address(old);
+        }
+        for new in wanted.iter().filter(|a| !self.current.contains(a)) {
+            swarm.add_external_address(new.clone());
+        }
+        self.current = wanted;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<Multiaddr> {
+        let parsed: Vec<Multiaddr> = list.iter().filter_map(|a| a.parse().ok()).collect();
+        assert_eq!(parsed.len(), list.len(), "{list:?}");
+        parsed
+    }
+
+    #[test]
+    fn loopback_is_advertised_only_by_a_loopback_only_node() {
+        let lo = addrs(&["/ip4/127.0.0.1/tcp/4001"]);
+        assert_eq!(advertised(&lo, &[]), lo);
+        let all = addrs(&[
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/198.18.0.3/tcp/4001",
+            "/ip6/::1/tcp/4001",
+        ]);
+        assert_eq!(advertised(&all, &[]), addrs(&["/ip4/198.18.0.3/tcp/4001"]));
+        let external = addrs(&["/ip4/203.0.113.7/tcp/4001"]);
+        assert_eq!(advertised(&lo, &external), external);
+        assert_eq!(
+            advertised(&all, &external),
+            addrs(&["/ip4/203.0.113.7/tcp/4001", "/ip4/198.18.0.3/tcp/4001"])
+        );
+        assert!(is_loopback(&lo[0]) && !is_loopback(&external[0]));
+    }
+}

@@ -1,0 +1,372 @@
+//! The holder's side of `datamesh rm`: a `RemoveFile` request, the owner's signed order to
+//! drop a file.
+//!
+//! Checked before anything is touched: the manifest sent with it hashes to the file id
+//! (one BLAKE3 of at most a frame), parses, and commits to the authority key the removal's
+//! signature verifies under; `issued_at` is within [`datamesh_core::REMOVAL_WINDOW_SECS`] of this node's
+//! clock (a captured removal cannot be replayed later). Then, on the manifest blob and on
+//! every shard the manifest lists that this node holds (one small-row lookup per id, as a
+//! `Has` of the same ids), the sender's claim and every claim bound to the file go, and a
+//! blob no claim is left on is deleted, its bytes given back to the quota; the file's key
+//! envelope and cached authority row go too. A removal of a file this node holds nothing
+//! of changes nothing and is answered `Done` (the owner asks every possible holder).
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use datamesh_core::{FileId, Manifest, REMOVAL_SIGNATURE_LEN, Removal, ShardId};
+use libp2p::PeerId;
+use rocksdb::WriteBatch;
+use tracing::{debug, info, warn};
+
+use super::{AUTHORITY_PREFIX, ENVELOPE_PREFIX, Server, row_key};
+use crate::db::{CF_FILES, DbError, cf};
+use crate::protocol::{FailureReason, InvalidReason, Refusal, Response};
+use crate::store::{DeleteOutcome, StoreError};
+
+/// What a removal freed on this node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    /// Blobs (manifest, shards) deleted: no claim was left on them.
+    pub blobs_deleted: u64,
+    /// Blobs whose claims were dropped but that another claim keeps.
+    pub blobs_kept: u64,
+    /// Whether the file's key envelope was dropped.
+    pub envelope_dropped: bool,
+}
+
+impl Server {
+    /// Answers a `RemoveFile` from `peer` (see the module docs).
+    pub(super) fn remove_file(
+        &self,
+        peer: PeerId,
+        manifest: &[u8],
+        issued_at: u64,
+        signature: &[u8],
+    ) -> Response {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match self.check_removal(manifest, issued_at, signature, now) {
+            Err(reason) => {
+                debug!(%peer, "refused a removal: {reason}");
+                self.metrics.removals_refused.inc();
+                Response::Refused(Refusal::Invalid(reason))
+            }
+            Ok((file, parsed)) => match self.release_file(peer, &file, &parsed) {
+                Ok(released) => {
+                    info!(%peer, %file, ?released, "file removed by its owner");
+                    self.metrics.removals_honoured.inc();
+                    Response::Done
+                }
+                Err(e) => {
+                    warn!(%peer, %file, "removing a file failed: {e}");
+                    Response::Refused(Refusal::Failed(FailureReason::Storage))
+                }
+            },
+        }
+    }
+
+    /// The file id and manifest of a removal that verifies and is fresh at `now`.
+    fn check_removal(
+        &self,
+        manifest: &[u8],
+        issued_at: u64,
+        signature: &[u8],
+        now: u64,
+    ) -> Result<(FileId, Manifest), InvalidReason> {
+        let signature: [u8; REMOVAL_SIGNATURE_LEN] = signature
+            .try_into()
+            .map_err(|_| InvalidReason::BadRemoval)?;
+        let file = FileId::of_manifest(manifest);
+        let parsed = Manifest::from_bytes(manifest).map_err(|_| InvalidReason::BadRemoval)?;
+        let removal = Removal::from_parts(file, issued_at, signature);
+        if !removal.verify(&parsed.authority().key) {
+            return Err(InvalidReason::BadRemoval);
+        }
+        if !removal.is_fresh(now) {
+            return Err(InvalidReason::StaleRemoval);
+        }
+        Ok((file, parsed))
+    }
+
+    /// Drops `peer`'s claims and the claims bound to `file` on the manifest and its
+    /// shards held here, the blobs left without a claim, and the file's envelope.
+    ///
+    /// # Errors
+    /// [`StoreError`] of the first write that failed (what was released before stays
+    /// released; the owner's next removal or the lease finishes it).
+    pub fn release_file(
+        &self,
+        peer: PeerId,
+        file: &FileId,
+        manifest: &Manifest,
+    ) -> Result<Released, StoreError> {
+        let claimant = peer.to_bytes();
+        let mut released = Released::default();
+        let mut seen = HashSet::new();
+        let blobs = std::iter::once(ShardId::from_bytes(*file.as_bytes()))
+            .chain(manifest.stripes().iter().flatten().copied());
+        for id in blobs.filter(|id| seen.insert(*id)) {
+            if !self.store.has(&id)? {
+                continue;
+            }
+            match self.store.release_for_file(&id, &claimant, file)? {
+                DeleteOutcome::Deleted => released.blobs_deleted += 1,
+                DeleteOutcome::StillShared => released.blobs_kept += 1,
+                DeleteOutcome::NotOwner | DeleteOutcome::NotHeld => {}
+            }
+        }
+        released.envelope_dropped = self.drop_envelope(file)?;
+        Ok(released)
+    }
+
+    /// Drops the file's envelope (its bytes given back to the quota) and, once the
+    /// manifest blob is gone, the cached authority row. Returns whether an envelope was
+    /// held.
+    pub(super) fn drop_envelope(&self, file: &FileId) -> Result<bool, StoreError> {
+        let files = cf(&self.db, CF_FILES)?;
+        let key = row_key(ENVELOPE_PREFIX, file.as_bytes());
+        let _guard = self
+            .envelope_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let old = self.db.get_cf(files, &key).map_err(DbError::from)?;
+        if !self.store.has(&ShardId::from_bytes(*file.as_bytes()))? {
+            self.db
+                .delete_cf(files, row_key(AUTHORITY_PREFIX, file.as_bytes()))
+                .map_err(DbError::from)?;
+        }
+        let Some(old) = old else {
+            return Ok(false);
+        };
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(files, &key);
+        self.store.write_counted(batch, old.len() as u64, 0)?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datamesh_core::ecies::SecretKey;
+    use datamesh_core::{
+        AuthorityKey, AuthorityRoot, AuthoritySalt, EncodeOptions, EncodedFile, Encoder,
+        KeyEnvelope, REMOVAL_WINDOW_SECS,
+    };
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::network::InboundHandler;
+    use crate::protocol::Request;
+    use crate::store::StoreConfig;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn server(dir: &std::path::Path) -> Result<Server, Box<dyn std::error::Error>> {
+        let db = crate::db::open(dir)?;
+        let store = Arc::new(crate::store::ShardStore::new(
+            Arc::clone(&db),
+            StoreConfig::new(1 << 30),
+        ));
+        Ok(Server::new(store, db, Arc::new(Metrics::new())))
+    }
+
+    /// A file of `root`'s (two stripes), its manifest, shards and envelope stored on
+    /// `server` by `owner` as a put would.
+    fn put_file(
+        server: &Server,
+        owner: PeerId,
+        root: &AuthorityRoot,
+    ) -> Result<(EncodedFile, AuthorityKey), Box<dyn std::error::Error>> {
+        let authority = AuthorityKey::derive(root, &AuthoritySalt::random())?;
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+        let options =
+            EncodeOptions::new("f").with_segment_size(datamesh_core::SegmentSize::new(64 * 1024)?);
+        let mut encoder = Encoder::new(&data[..], options);
+        for stripe in encoder.by_ref() {
+            let stripe = stripe?;
+            let ids = *stripe.ids();
+            for (id, bytes) in ids.into_iter().zip(stripe.into_shards()) {
+                server.handle(
+                    owner,
+                    Request::Store {
+                        id,
+                        bytes: bytes.into(),
+                    },
+                );
+            }
+        }
+        let file = encoder.finish(authority.file_authority())?;
+        let bytes = file.manifest.to_bytes();
+        server.handle(
+            owner,
+            Request::Store {
+                id: ShardId::from_bytes(*file.file_id.as_bytes()),
+                bytes: bytes.into(),
+            },
+        );
+        let envelope = KeyEnvelope::seal(
+            file.file_id,
+            1,
+            &file.data_key,
+            &[SecretKey::generate().public_key()],
+            &authority,
+        )?;
+        assert_eq!(
+            server.handle(
+                owner,
+                Request::PutEnvelope {
+                    bytes: envelope.to_bytes()
+                }
+            ),
+            Response::Done
+        );
+        Ok((file, authority))
+    }
+
+    fn removal(file: &EncodedFile, key: &AuthorityKey, issued_at: u64) -> Request {
+        let signed = Removal::sign(file.file_id, issued_at, key);
+        Request::RemoveFile {
+            manifest: file.manifest.to_bytes().into(),
+            issued_at,
+            signature: signed.signature().to_vec(),
+        }
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    #[test]
+    fn the_owners_removal_frees_every_byte_and_a_forged_one_frees_none() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path())?;
+        let owner = PeerId::random();
+        let (file, key) = put_file(&server, owner, &AuthorityRoot::from_bytes(&[1; 32]))?;
+        let held = server.store().used_bytes()?;
+        let shards = server.store().shard_count()?;
+        assert_eq!(shards, 13, "two stripes of six shards and the manifest");
+        assert!(server.envelope(&file.file_id).is_some());
+
+        // Another root, the file's own salt: a key the manifest does not commit to.
+        let squatter = AuthorityKey::derive(
+            &AuthorityRoot::from_bytes(&[2; 32]),
+            &file.manifest.authority().salt,
+        )?;
+        let mut forged = vec![removal(&file, &squatter, now())];
+        // The owner's signature, replayed two hours later or earlier.
+        forged.push(removal(&file, &key, now() - 2 * REMOVAL_WINDOW_SECS));
+        forged.push(removal(&file, &key, now() + 2 * REMOVAL_WINDOW_SECS));
+        // The owner's signature with another manifest (the attacker's own, listing the
+        // victim's shards is impossible to sign; this one just does not match).
+        if let Request::RemoveFile {
+            issued_at,
+            signature,
+            ..
+        } = removal(&file, &key, now())
+        {
+            forged.push(Request::RemoveFile {
+                manifest: vec![2, 0, 0].into(),
+                issued_at,
+                signature: signature.clone(),
+            });
+            forged.push(Request::RemoveFile {
+                manifest: file.manifest.to_bytes().into(),
+                issued_at,
+                signature: signature[..63].to_vec(),
+            });
+        }
+        let expected = [
+            InvalidReason::BadRemoval,
+            InvalidReason::StaleRemoval,
+            InvalidReason::StaleRemoval,
+            InvalidReason::BadRemoval,
+            InvalidReason::BadRemoval,
+        ];
+        for (request, reason) in forged.into_iter().zip(expected) {
+            // From the owner's own peer id too: the signature is what counts.
+            for from in [PeerId::random(), owner] {
+                assert_eq!(
+                    server.handle(from, request.clone()),
+                    Response::Refused(Refusal::Invalid(reason))
+                );
+            }
+        }
+        assert_eq!(server.store().used_bytes()?, held);
+        assert_eq!(server.store().shard_count()?, shards);
+        assert!(server.envelope(&file.file_id).is_some());
+        assert_eq!(server.metrics.removals_refused.get(), 10);
+
+        // The owner's removal, sent by another peer (a relay): the claims bound to the
+        // file go with it; here the owner's unbound claims stay (they are not the
+        // sender's), so nothing but the envelope is freed.
+        let relay = PeerId::random();
+        assert_eq!(
+            server.handle(relay, removal(&file, &key, now())),
+            Response::Done
+        );
+        assert_eq!(server.store().shard_count()?, shards);
+        assert!(server.envelope(&file.file_id).is_none());
+
+        // From the owner's node: everything goes, the quota is back to zero.
+        assert_eq!(
+            server.handle(owner, removal(&file, &key, now())),
+            Response::Done
+        );
+        assert_eq!(server.store().used_bytes()?, 0);
+        assert_eq!(server.store().shard_count()?, 0);
+        assert_eq!(server.store().ids()?, Vec::<ShardId>::new());
+        // Again: nothing held, nothing to do, still done.
+        assert_eq!(
+            server.handle(owner, removal(&file, &key, now())),
+            Response::Done
+        );
+        assert_eq!(server.metrics.removals_honoured.get(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn a_removal_keeps_what_another_file_claims() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path())?;
+        let owner = PeerId::random();
+        let (file, key) = put_file(&server, owner, &AuthorityRoot::from_bytes(&[1; 32]))?;
+        let other = ShardId::from_bytes([9; 32]);
+        // A second peer stored one of the shards too and bound its claim to its own file.
+        let shard = file.manifest.stripes()[0][0];
+        let second = PeerId::random();
+        let bytes = {
+            // Fetch the bytes as that peer would have sent them.
+            match server.handle(second, Request::Fetch { id: shard }) {
+                Response::Blob(b) => b,
+                other => return Err(format!("fetch: {other:?}").into()),
+            }
+        };
+        server.handle(
+            second,
+            Request::Store {
+                id: shard,
+                bytes: bytes.clone().into(),
+            },
+        );
+        let other_file = FileId::of_manifest(other.as_bytes());
+        assert_eq!(
+            server
+                .store()
+                .bind_claim(&shard, &second.to_bytes(), &other_file)?,
+            crate::store::BindOutcome::Bound
+        );
+        assert_eq!(
+            server.handle(owner, removal(&file, &key, now())),
+            Response::Done
+        );
+        assert_eq!(server.store().ids()?, vec![shard]);
+        assert_eq!(server.store().used_bytes()?, bytes.len() as u64);
+        Ok(())
+    }
+}

@@ -1,0 +1,302 @@
+//! A testnet of separate hosts: one network namespace per host, each with its own
+//! address on a bridge made for this testnet, like machines on one switch.
+//!
+//! Names: everything this module makes starts with the testnet's id, `dmt` and 5 random
+//! hex digits (`dmt1a2b3`): the bridge `ID-br`, per host `h` a namespace `ID-hH` and the
+//! bridge end of its veth pair, also `ID-hH` (the other end is `eth0` inside the
+//! namespace, address `198.18.0.(H+1)/16`, from the range reserved for benchmark
+//! networks). The bridge has no address and is never connected to the machine's own
+//! interfaces: the hosts reach each other and nothing else. Packet filters (`nft`) and
+//! rate limits (`tc`) live inside the namespaces, so deleting a namespace deletes them.
+//!
+//! Leftovers: `/run/datamesh-testnet/ID` names the process that made testnet ID. On every
+//! `up`, the namespaces and links of an id whose maker has exited and whose namespaces
+//! hold no process are deleted (a crashed or killed run); a testnet's own id is always
+//! rebuilt from scratch. `<dir>/hosts.json` keeps the id and the number of hosts, so the
+//! CLI finds the testnet again from its folder.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use rand_core::{OsRng, RngCore};
+
+use crate::error::{Error, Result, io_err};
+use crate::netns::{self, ip, links, namespaces, pids_in};
+use crate::process::pid_alive;
+
+/// The first characters of every name this module makes.
+pub(crate) const PREFIX: &str = "dmt";
+/// Where the makers of testnets are recorded (cleared at boot, like namespaces).
+const REGISTRY: &str = "/run/datamesh-testnet";
+/// The file in a testnet folder that makes it a testnet of hosts.
+pub(crate) const STATE_FILE: &str = "hosts.json";
+/// Most hosts (the last octet of their address).
+pub const MAX_HOSTS: usize = 250;
+
+/// The hosts of one testnet: its id and how many.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hosts {
+    id: String,
+    count: usize,
+}
+
+impl Hosts {
+    /// `count` hosts under a new random id.
+    pub(crate) fn new(count: usize) -> Result<Self> {
+        if count == 0 || count > MAX_HOSTS {
+            return Err(Error::Invalid {
+                what: "the number of hosts".into(),
+                reason: format!("{count} is not in 1..={MAX_HOSTS}"),
+            });
+        }
+        let mut bytes = [0u8; 3];
+        OsRng.fill_bytes(&mut bytes);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self {
+            id: format!("{PREFIX}{}", &hex[..5]),
+            count,
+        })
+    }
+
+    /// The hosts recorded in testnet folder `dir`, if it is a testnet of hosts.
+    pub(crate) fn load(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(STATE_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(format!("cannot read {}", path.display()))(e)),
+        };
+        let invalid = |reason: &str| Error::Invalid {
+            what: path.display().to_string(),
+            reason: reason.to_string(),
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| invalid(&e.to_string()))?;
+        let id = value["id"].as_str().ok_or_else(|| invalid("no id"))?;
+        let count = value["hosts"]
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=MAX_HOSTS).contains(n))
+            .ok_or_else(|| invalid("no valid number of hosts"))?;
+        if !is_id(id) {
+            return Err(invalid("the id is not dmt and 5 hex digits"));
+        }
+        Ok(Some(Self {
+            id: id.to_string(),
+            count,
+        }))
+    }
+
+    /// Writes `dir/hosts.json`.
+    pub(crate) fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(STATE_FILE);
+        let json = serde_json::json!({ "id": self.id, "hosts": self.count });
+        fs::write(&path, format!("{json}\n"))
+            .map_err(io_err(format!("cannot write {}", path.display())))
+    }
+
+    /// How many hosts.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The namespace of host `h`.
+    pub(crate) fn namespace(&self, h: usize) -> String {
+        format!("{}-h{h}", self.id)
+    }
+
+    /// The address of host `h`.
+    pub(crate) fn address(h: usize) -> Ipv4Addr {
+        let last = u8::try_from(h + 1).unwrap_or(u8::MAX);
+        Ipv4Addr::new(198, 18, 0, last)
+    }
+
+    fn bridge(&self) -> String {
+        format!("{}-br", self.id)
+    }
+
+    fn registry_file(&self) -> PathBuf {
+        Path::new(REGISTRY).join(&self.id)
+    }
+
+    /// Deletes the leftovers of dead testnets and of this one, then makes the bridge
+    /// and every host.
+    pub(crate) fn create(&self) -> Result<()> {
+        netns::require_root("a testnet of separate hosts (--hosts)")?;
+        remove_dead_leftovers()?;
+        self.remove()?;
+        self.ensure()
+    }
+
+    /// Makes whatever of the bridge and the hosts is missing (after a crash, or after
+    /// another testnet's `up` took this one's network for a leftover while all its nodes
+    /// were down).
+    pub(crate) fn ensure(&self) -> Result<()> {
+        netns::require_root("a testnet of separate hosts (--hosts)")?;
+        fs::create_dir_all(REGISTRY).map_err(io_err(format!("cannot create {REGISTRY}")))?;
+        let registry = self.registry_file();
+        fs::write(&registry, format!("{}\n", std::process::id()))
+            .map_err(io_err(format!("cannot write {}", registry.display())))?;
+        let existing_links = links()?;
+        let existing_ns = namespaces()?;
+        let bridge = self.bridge();
+        if !existing_links.contains(&bridge) {
+            ip(&["link", "add", &bridge, "type", "bridge"])?;
+        }
+        ip(&["link", "set", &bridge, "up"])?;
+        for h in 0..self.count {
+            let ns = self.namespace(h);
+            if !existing_ns.contains(&ns) {
+                ip(&["netns", "add", &ns])?;
+            }
+            if !links()?.contains(&ns) {
+                // The veth's bridge end is named after the namespace; its other end is
+                // eth0 inside it.
+                ip(&[
+                    "link", "add", &ns, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+                ])?;
+                ip(&["link", "set", &ns, "master", &bridge, "up"])?;
+                let cidr = format!("{}/16", Self::address(h));
+                ip(&["-n", &ns, "addr", "add", &cidr, "dev", "eth0"])?;
+            }
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every namespace and link of this testnet (their filters and qdiscs go
+    /// with them) and its registry entry. Idempotent.
+    pub(crate) fn remove(&self) -> Result<()> {
+        remove_id(&self.id)
+    }
+}
+
+/// Whether `name` is a testnet id: `dmt` and 5 lowercase hex digits.
+fn is_id(name: &str) -> bool {
+    name.len() == PREFIX.len() + 5
+        && name.starts_with(PREFIX)
+        && name[PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The testnet id a namespace or link name belongs to.
+fn id_of(name: &str) -> Option<&str> {
+    let (id, rest) = name.split_once('-')?;
+    (is_id(id)
+        && (rest == "br"
+            || rest
+                .strip_prefix('h')
+                .is_some_and(|n| n.parse::<usize>().is_ok())))
+    .then_some(id)
+}
+
+/// Deletes the namespaces and links of `id`, and its registry entry.
+fn remove_id(id: &str) -> Result<()> {
+    for ns in namespaces()? {
+        if id_of(&ns) == Some(id) {
+            ip(&["netns", "del", &ns])?;
+        }
+    }
+    for link in links()? {
+        if id_of(&link) == Some(id) {
+            match ip(&["link", "del", &link]) {
+                // A veth end goes with its namespace, a moment after `netns del`.
+                Err(Error::Command { stderr, .. }) if stderr.contains("Cannot find device") => {}
+                other => other.map(drop)?,
+            }
+        }
+    }
+    match fs::remove_file(Path::new(REGISTRY).join(id)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io_err(format!("cannot remove {REGISTRY}/{id}"))(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Deletes the namespaces and links of every testnet whose maker has exited and whose
+/// namespaces hold no process. Returns the ids removed.
+pub(crate) fn remove_dead_leftovers() -> Result<Vec<String>> {
+    let names: Vec<String> = namespaces()?.into_iter().chain(links()?).collect();
+    let mut ids: Vec<&str> = names.iter().filter_map(|n| id_of(n)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut removed = Vec::new();
+    for id in ids {
+        let maker = fs::read_to_string(Path::new(REGISTRY).join(id))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok());
+        if maker.is_some_and(pid_alive) {
+            continue;
+        }
+        let mut busy = false;
+        for ns in names.iter().filter(|n| id_of(n) == Some(id)) {
+            if namespaces()?.contains(ns) && !pids_in(ns)?.is_empty() {
+                busy = true;
+            }
+        }
+        // Another process may be removing the same leftovers: a failure here is not
+        // this testnet's.
+        if !busy && remove_id(id).is_ok() {
+            removed.push(id.to_string());
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    #[test]
+    fn names_and_addresses() -> TestResult {
+        let hosts = Hosts::new(3)?;
+        assert!(is_id(&hosts.id), "{}", hosts.id);
+        assert_eq!(hosts.namespace(2), format!("{}-h2", hosts.id));
+        assert!(
+            hosts.namespace(MAX_HOSTS - 1).len() <= 15,
+            "a link name fits IFNAMSIZ"
+        );
+        assert_eq!(Hosts::address(0), Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(id_of(&hosts.bridge()), Some(hosts.id.as_str()));
+        assert_eq!(id_of(&hosts.namespace(7)), Some(hosts.id.as_str()));
+        for other in [
+            "dmt12345-x",
+            "dmtzzzzz-h1",
+            "eth0",
+            "dmt1234-h1",
+            "dmt12345-h",
+        ] {
+            assert_eq!(id_of(other), None, "{other}");
+        }
+        assert!(Hosts::new(0).is_err() && Hosts::new(MAX_HOSTS + 1).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_state_file_round_trips_and_is_checked() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        assert_eq!(Hosts::load(dir.path())?, None);
+        let hosts = Hosts::new(4)?;
+        hosts.save(dir.path())?;
+        assert_eq!(Hosts::load(dir.path())?, Some(hosts));
+        for bad in [
+            "{}",
+            r#"{"id":"eth0","hosts":2}"#,
+            r#"{"id":"dmt12345","hosts":0}"#,
+            "nope",
+        ] {
+            fs::write(dir.path().join(STATE_FILE), bad)?;
+            assert!(
+                matches!(Hosts::load(dir.path()), Err(Error::Invalid { .. })),
+                "{bad}"
+            );
+        }
+        Ok(())
+    }
+}

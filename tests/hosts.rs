@@ -1,0 +1,219 @@
+//! A testnet of separate hosts (issue 17): every node in a network namespace of its own,
+//! with its own address on a bridge, like machines on one switch. Needs root (every test
+//! says so and fails otherwise); every namespace, link and rule a test makes is removed
+//! when its testnet is dropped, also on failure, and a killed run's leftovers by the next
+//! `up`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use datamesh_testnet::input::{MIB, assert_same_file, make_file};
+use datamesh_testnet::run::{Outcome, run_within, serial};
+use datamesh_testnet::{Config, Kdf, Testnet};
+use serde_json::Value;
+
+mod support;
+use support::{bin, require_root};
+
+/// No single command may take longer than this.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
+
+fn run(cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
+    Ok(run_within(cmd, scratch, COMMAND_DEADLINE)?)
+}
+
+/// The network namespaces and links whose names start with `id`.
+fn leftovers(id: &str) -> anyhow::Result<Vec<String>> {
+    let mut found = Vec::new();
+    for args in [&["netns", "list"][..], &["-o", "link", "show"][..]] {
+        let out = Command::new("ip").args(args).output()?;
+        ensure!(out.status.success(), "ip {args:?} failed");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(name) = line
+                .split_whitespace()
+                .find(|w| w.trim_end_matches(':').starts_with(id))
+            {
+                found.push(name.trim_end_matches(':').to_string());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The testnet id of a namespace name (`dmt12345-h0` -> `dmt12345`).
+fn id_of(namespace: &str) -> &str {
+    namespace.split('-').next().unwrap_or(namespace)
+}
+
+#[test]
+fn six_hosts_put_and_get_across_hosts_advertise_no_loopback_and_leave_nothing() -> anyhow::Result<()>
+{
+    require_root()?;
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net = Testnet::up_with(
+        Config::new(bin()?, scratch.join("net"), 6)
+            .with_kdf(Kdf::FAST)
+            .with_hosts(6),
+    )
+    .context("cannot start a testnet of 6 hosts")?;
+    let ns = net.namespace_of(0).context("no namespace")?;
+    let id = id_of(&ns).to_string();
+    let mut hosts: Vec<String> = (0..6).filter_map(|i| net.namespace_of(i)).collect();
+    hosts.dedup();
+    ensure!(hosts.len() == 6, "six nodes on {hosts:?}");
+
+    // Every node knows the five others, each only at its host's address: no 127.x is
+    // advertised to a peer on another host.
+    let addresses: BTreeMap<String, usize> = (0..6)
+        .map(|i| Ok((net.peer_id(i)?, i)))
+        .collect::<anyhow::Result<_>>()?;
+    for i in 0..6 {
+        let mut cmd = net.cli(i);
+        cmd.args(["--json", "peers"]);
+        let list: Value = serde_json::from_slice(&run(cmd, scratch)?.ok("peers")?)?;
+        let list = list.as_array().context("peers: not a list")?;
+        ensure!(list.len() == 5, "node {i} knows {} peers", list.len());
+        for peer in list {
+            let j = addresses[peer["peer_id"].as_str().context("no peer id")?];
+            let host = net.address_of(j).context("no address")?;
+            for addr in peer["addresses"].as_array().context("no addresses")? {
+                let addr = addr.as_str().unwrap_or_default();
+                ensure!(
+                    addr.starts_with(&format!("/ip4/{host}/")),
+                    "node {i} knows node {j} at {addr}, not at its host {host}"
+                );
+            }
+        }
+    }
+
+    // A file put on host 0 reads back byte-identical on host 5 (shared with it).
+    let mut export = net.cli(5);
+    export
+        .args(["keys", "export-public", "--password-file"])
+        .arg(net.password_file(5));
+    let key = String::from_utf8(run(export, scratch)?.ok("export-public")?)?;
+    let input = make_file(scratch, 3 * MIB, 17)?;
+    let mut put = net.cli(0);
+    put.arg("put").arg(&input).args(["--to", key.trim()]);
+    let file = String::from_utf8(run(put, scratch)?.ok("put on host 0")?)?;
+    let out = scratch.join("copy");
+    let mut get = net.cli(5);
+    get.args(["get", file.trim(), "-o"]).arg(&out);
+    run(get, scratch)?.ok("get on host 5")?;
+    assert_same_file(&input, &out)?;
+
+    ensure!(
+        !leftovers(&id)?.is_empty(),
+        "the hosts of {id} are not there"
+    );
+    drop(net);
+    let left = leftovers(&id)?;
+    ensure!(left.is_empty(), "left behind: {left:?}");
+    Ok(())
+}
+
+#[test]
+fn the_leftovers_of_a_killed_run_are_removed_by_the_next_up() -> anyhow::Result<()> {
+    require_root()?;
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    // A run that is killed: `datamesh testnet up --hosts 2` leaves its nodes running;
+    // SIGKILL them and the CLI is long gone, so nothing removes the namespaces.
+    let first = scratch.join("first");
+    let mut up = Command::new(bin()?);
+    up.args(["testnet", "up", "--hosts", "2", "--dir"])
+        .arg(&first);
+    run(up, scratch)?.ok("testnet up --hosts 2")?;
+    let mut killed = Testnet::attach(bin()?, &first)?;
+    let id = id_of(&killed.namespace_of(0).context("no namespace")?).to_string();
+    for i in 0..killed.len() {
+        killed.kill(i)?;
+    }
+    drop(killed); // attached: leaves the hosts as they are
+    ensure!(leftovers(&id)?.len() >= 5, "{:?}", leftovers(&id)?); // 2 ns, 2 veth, bridge
+
+    // The next up, of another testnet, removes them.
+    let second = Testnet::up_with(
+        Config::new(bin()?, scratch.join("second"), 1)
+            .with_kdf(Kdf::FAST)
+            .with_hosts(1),
+    )?;
+    let left = leftovers(&id)?;
+    ensure!(left.is_empty(), "a killed run left {left:?}");
+    let own = id_of(&second.namespace_of(0).context("no namespace")?).to_string();
+    drop(second);
+    ensure!(leftovers(&own)?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn the_cli_refuses_hosts_without_root_in_one_line() -> anyhow::Result<()> {
+    require_root()?; // to become another user
+    let dir = tempfile::tempdir()?;
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin()?)
+        .args(["testnet", "up", "--hosts", "2", "--dir"])
+        .arg(dir.path().join("net"));
+    let line = run(cmd, dir.path())?.fails_with(1, "testnet up --hosts as nobody")?;
+    ensure!(line.contains("needs root"), "{line}");
+    Ok(())
+}
+
+#[test]
+fn two_node_ids_on_one_host_never_hold_two_shards_of_a_stripe() -> anyhow::Result<()> {
+    const NODES: usize = 12;
+    const HOSTS: usize = 6;
+    require_root()?;
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    // Node i on host i % 6: two node ids per host.
+    let net = Testnet::up_with(
+        Config::new(bin()?, scratch.join("net"), NODES)
+            .with_kdf(Kdf::FAST)
+            .with_hosts(HOSTS),
+    )
+    .context("cannot start 12 nodes on 6 hosts")?;
+    let host_of_peer: BTreeMap<String, usize> = (0..NODES)
+        .map(|i| Ok((net.peer_id(i)?, net.host_of(i).context("no host")?)))
+        .collect::<anyhow::Result<_>>()?;
+    for (via, seed) in [(0usize, 1740u64), (7, 1741)] {
+        // Enough stripes that nearest-six by distance alone would put two shards on one
+        // host somewhere (each stripe has about a 7 % chance of six hosts by luck).
+        let input = make_file(scratch, 12 * MIB, seed)?;
+        let mut put = net.cli(via);
+        put.arg("put").arg(&input);
+        let id = String::from_utf8(run(put, scratch)?.ok("put")?)?;
+        let mut check = net.cli(via);
+        check.args(["--json", "check", id.trim()]);
+        let report: Value = serde_json::from_slice(&run(check, scratch)?.ok("check")?)?;
+        let stripes = report["stripes"].as_array().context("no stripes")?;
+        ensure!(stripes.len() >= 3, "{} stripes", stripes.len());
+        for (s, stripe) in stripes.iter().enumerate() {
+            let mut hosts = Vec::new();
+            for list in stripe["holders"].as_array().context("no holders")? {
+                let first = list
+                    .as_array()
+                    .and_then(|l| l.first())
+                    .and_then(Value::as_str)
+                    .context("a shard without a holder")?;
+                hosts.push(host_of_peer[first]);
+            }
+            let mut distinct = hosts.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            ensure!(
+                distinct.len() == 6,
+                "put through node {via}: stripe {s}'s shards on hosts {hosts:?}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -652,13 +652,7 @@ fn write_range(
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Got> {
     let paths = ResumePaths::of(path);
-    let result = (|| -> anyhow::Result<u64> {
-        let mut file = File::create(&paths.part)
-            .with_context(|| format!("cannot create {}", paths.part.display()))?;
-        let bytes = copy_exact(download, bar, &mut file, path)?;
-        file.sync_all().map_err(|e| write_error(path, &e))?;
-        Ok(bytes)
-    })();
+    let result = write_part(&paths, download, bar, path);
     match result {
         Ok(bytes) => {
             fs::rename(&paths.part, path)
@@ -674,6 +668,20 @@ fn write_range(
             Err(e)
         }
     }
+}
+
+/// Writes `download` into the partial file of `path` and flushes it; the byte count.
+fn write_part(
+    paths: &ResumePaths,
+    download: Download,
+    bar: &indicatif::ProgressBar,
+    path: &Path,
+) -> anyhow::Result<u64> {
+    let mut file = File::create(&paths.part)
+        .with_context(|| format!("cannot create {}", paths.part.display()))?;
+    let bytes = copy_exact(download, bar, &mut file, path)?;
+    file.sync_all().map_err(|e| write_error(path, &e))?;
+    Ok(bytes)
 }
 
 /// A whole file, from its first byte: the state is written first, then the partial file;
@@ -695,13 +703,7 @@ fn fresh(
         _ => None,
     };
     let mtime = download.mtime;
-    let result = (|| -> anyhow::Result<u64> {
-        let mut file = File::create(&paths.part)
-            .with_context(|| format!("cannot create {}", paths.part.display()))?;
-        let bytes = copy_exact(download, bar, &mut file, path)?;
-        file.sync_all().map_err(|e| write_error(path, &e))?;
-        Ok(bytes)
-    })();
+    let result = write_part(&paths, download, bar, path);
     match result {
         Ok(bytes) => {
             finish(&paths, path, mtime)?;

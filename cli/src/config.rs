@@ -22,6 +22,8 @@ pub(crate) const DEFAULT_API: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 /// Log filter of a new home.
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
+/// The slot `node run` unlocks through: the first it can open without a prompt.
+pub(crate) const DEFAULT_UNLOCK_SLOT: &str = "auto";
 
 /// The node settings of a home.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +50,9 @@ pub(crate) struct Config {
     pub(crate) check_verify: bool,
     /// Seconds a holder keeps a claim on a blob without the owner renewing it.
     pub(crate) lease_seconds: u64,
+    /// The keystore slot `node run` unlocks through: `auto`, an id, a kind or a label
+    /// (see [`datamesh_keys::SlotChoice`]).
+    pub(crate) unlock_slot: String,
     /// The algorithm policy (`[security]`), with environment overrides applied by
     /// `crate::security`.
     pub(crate) security: SecurityConfig,
@@ -127,6 +132,7 @@ impl Default for Config {
             check_interval: DEFAULT_CHECK_INTERVAL.as_secs(),
             check_verify: false,
             lease_seconds: DEFAULT_LEASE.as_secs(),
+            unlock_slot: DEFAULT_UNLOCK_SLOT.to_owned(),
             security: SecurityConfig::default(),
         }
     }
@@ -141,7 +147,7 @@ const FOOTER: &str =
 
 /// Every key of [`Config`], in the order written, with the comment above it (a unit test
 /// checks that the list and the struct agree).
-const KEYS: [(&str, &str); 10] = [
+const KEYS: [(&str, &str); 11] = [
     (
         "listen_address",
         "libp2p listen address of the node (port 0: any free port); overridden by\n\
@@ -193,6 +199,14 @@ const KEYS: [(&str, &str); 10] = [
         "lease_seconds",
         "Seconds this node keeps what a peer stored here without that peer renewing it\n\
          (an owner's self-check renews its files); then it is deleted. Default 180 days.",
+    ),
+    (
+        "unlock_slot",
+        "The keystore slot `node run` unlocks through, unattended: \"auto\" (the first slot\n\
+         it can open without a prompt, in `keys slot list` order), a slot id (\"2\"), a kind\n\
+         (\"pkcs11\", \"tpm\", \"password+keyfile\", ...) or a label (\"label:NAME\"; a\n\
+         label is sealed, so slots are tried in order until that one opens). Overridden by\n\
+         `node run --unlock-slot` or DATAMESH_UNLOCK_SLOT.",
     ),
 ];
 
@@ -286,6 +300,9 @@ impl Config {
                 path.display(),
                 config.check_interval
             );
+        }
+        if let Err(e) = datamesh_keys::SlotChoice::parse(&config.unlock_slot) {
+            anyhow::bail!("{}: unlock_slot: {e}", path.display());
         }
         if config.lease_seconds == 0 {
             anyhow::bail!(

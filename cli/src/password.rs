@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 use datamesh_keys::{
-    Credentials, DEFAULT_TPM_TCTI, KdfParams, KeyFile, MAX_PASSWORD_LEN, Password, Pin,
+    Credentials, DEFAULT_TPM_TCTI, KdfParams, KeyFile, MAX_PASSWORD_LEN, Password, Pin, SlotChoice,
 };
 use zeroize::Zeroizing;
 
@@ -31,9 +31,11 @@ pub(crate) struct PasswordArgs {
     /// The TPM of TPM slots, as a TCTI [default: device:/dev/tpmrm0].
     #[arg(long, env = "DATAMESH_TPM_TCTI", value_name = "TCTI")]
     tpm_tcti: Option<String>,
-    /// Unlock through this slot only (see `keys slot list`).
-    #[arg(long, env = "DATAMESH_UNLOCK_SLOT", value_name = "ID")]
-    unlock_slot: Option<u32>,
+    /// Unlock through this slot only: its id, its kind (password, pkcs11, tpm,
+    /// password+keyfile, password+pkcs11, password+tpm), its label (or label:LABEL), or
+    /// auto (the first slot that opens) [`node run`: config.toml's unlock_slot].
+    #[arg(long, env = "DATAMESH_UNLOCK_SLOT", value_name = "SLOT")]
+    unlock_slot: Option<String>,
     /// Do not try PKCS#11 and TPM slots.
     #[arg(long)]
     no_hardware: bool,
@@ -121,10 +123,22 @@ impl PasswordArgs {
         if let Some(tcti) = &self.tpm_tcti {
             credentials = credentials.with_tpm_tcti(tcti.clone());
         }
-        if let Some(id) = self.unlock_slot {
-            credentials = credentials.only_slot(id);
+        if let Some(choice) = &self.unlock_slot {
+            credentials = credentials.choose(
+                SlotChoice::parse(choice)
+                    .map_err(|e| anyhow::anyhow!("--unlock-slot / DATAMESH_UNLOCK_SLOT: {e}"))?,
+            );
         }
         Ok(credentials)
+    }
+
+    /// Unlocks through `choice` unless --unlock-slot or DATAMESH_UNLOCK_SLOT says
+    /// otherwise (`node run` and config.toml's `unlock_slot`).
+    pub(crate) fn or_unlock_slot(mut self, choice: &str) -> Self {
+        if self.unlock_slot.is_none() {
+            self.unlock_slot = Some(choice.to_owned());
+        }
+        self
     }
 
     /// Whether the password comes from a file (else it may be asked for).

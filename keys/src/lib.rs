@@ -92,7 +92,8 @@ pub use ring::{KeyRing, SlotInfo, SlotKind};
 pub use slot::pkcs11::DEFAULT_KEY_LABEL;
 pub use slot::tpm::MAX_PCR;
 pub use slot::{
-    Credentials, DEFAULT_TPM_TCTI, KeyFile, MAX_KEY_FILE_LEN, NewSlot, Pin, UnlockPolicy,
+    Credentials, DEFAULT_TPM_TCTI, KeyFile, MAX_KEY_FILE_LEN, NewSlot, POLICY_RECORD, Pin,
+    SlotChoice, UnlockPolicy, reencode_record,
 };
 
 #[cfg(test)]

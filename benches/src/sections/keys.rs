@@ -179,7 +179,8 @@ pub(super) fn unlock_times(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()>
 }
 
 /// `datamesh keys list --unlock-slot N` through a slot of each other kind, added to the
-/// default-parameter home: a SoftHSM2 token, a swtpm, a password and a key file.
+/// default-parameter home: a SoftHSM2 token, a swtpm, a password and a key file, a
+/// password and the token, a password and the TPM.
 fn slot_kind_unlock_times(
     ctx: &Ctx,
     report: &mut Report,
@@ -206,9 +207,27 @@ fn slot_kind_unlock_times(
     let module = hsm.module().display().to_string();
     let pw = password.display().to_string();
     let kf = key_file.display().to_string();
-    let adds: [(&str, Vec<&str>); 3] = [
+    let adds: [(&str, Vec<&str>); 5] = [
         ("pkcs11", vec!["--pkcs11", &module, "--token", hsm.label()]),
         ("tpm", vec!["--tpm"]),
+        (
+            "password+pkcs11",
+            vec![
+                "--with-password",
+                "--pkcs11",
+                &module,
+                "--token",
+                hsm.label(),
+                "--key-label",
+                "bench-factor",
+                "--new-password-file",
+                &pw,
+            ],
+        ),
+        (
+            "password+tpm",
+            vec!["--with-password", "--tpm", "--new-password-file", &pw],
+        ),
         (
             "password+keyfile",
             vec![
@@ -230,7 +249,7 @@ fn slot_kind_unlock_times(
         let mut times = Vec::new();
         for _ in 0..reps {
             let mut list = cli(&["keys", "list", "--unlock-slot", &id]);
-            if kind == "password+keyfile" {
+            if kind.starts_with("password+") {
                 list.arg("--password-file").arg(password);
             }
             times.push(run(list, &dir)?.elapsed.as_secs_f64());

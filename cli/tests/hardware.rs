@@ -337,6 +337,20 @@ fn a_composite_slot_needs_the_password_and_the_key_file() -> TestResult {
     Ok(())
 }
 
+/// The one `error:` line on stderr (warnings may come before it).
+fn error_line(output: &std::process::Output) -> String {
+    let text = stderr(output);
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "not one error line: {text:?}");
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("error: ")),
+        "{text:?}"
+    );
+    errors[0].to_owned()
+}
+
 /// The audit log's lines, parsed.
 fn audit_lines(home: &Home) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
     fs::read_to_string(home.audit_log())?
@@ -446,10 +460,8 @@ impl ThreeSlots {
 
     /// `keys ARGS` with every credential: the password, the PIN, the TPM.
     fn keys(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = self.home.keys(args);
-        for (key, value) in self.hardware() {
-            cmd.env(key, value);
-        }
+        let mut cmd = self.keys_without_password(args);
+        cmd.env("DATAMESH_PASSWORD_FILE", &self.home.password);
         cmd
     }
 
@@ -652,7 +664,7 @@ fn rekey_keeps_hardware_and_key_file_slots() -> TestResult {
         .assert()
         .success();
     datamesh(&t.home.home)
-        .args(["keys", "list", "--password-file"])
+        .args(["keys", "list", "--no-hardware", "--password-file"])
         .arg(&spare)
         .assert()
         .code(2);
@@ -725,7 +737,7 @@ fn escrow_recovery_under_a_policy_adds_a_slot_the_policy_allows() -> TestResult 
         .args(&fast)
         .output()?;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let said = one_line_error(&out);
+    let said = error_line(&out);
     assert!(
         said.contains("allows only pkcs11, tpm, password+keyfile")
             && said.contains("--new-key-file"),
@@ -951,10 +963,16 @@ fn a_backup_is_restored_with_a_token_slot_under_a_policy() -> TestResult {
     let new_pw = common::password_file(t.home.dir.path(), "new-pw", "a restored passphrase 21")?;
     let restore = || {
         let mut cmd = datamesh(&target);
-        cmd.args(["keys", "restore", "--trust-on-first-use", "--require", "pkcs11,tpm"])
-            .arg(&bundle)
-            .arg("--backup-password-file")
-            .arg(&backup_pw);
+        cmd.args([
+            "keys",
+            "restore",
+            "--trust-on-first-use",
+            "--require",
+            "pkcs11,tpm",
+        ])
+        .arg(&bundle)
+        .arg("--backup-password-file")
+        .arg(&backup_pw);
         for (key, value) in t.hardware() {
             cmd.env(key, value);
         }
@@ -966,7 +984,7 @@ fn a_backup_is_restored_with_a_token_slot_under_a_policy() -> TestResult {
         .args(common::Kdf::FAST.args())
         .output()?;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(one_line_error(&out).contains("allows only pkcs11, tpm"));
+    assert!(error_line(&out).contains("allows only pkcs11, tpm"));
     assert!(!target.join("keys/keystore").exists());
 
     restore()
@@ -980,18 +998,20 @@ fn a_backup_is_restored_with_a_token_slot_under_a_policy() -> TestResult {
     for (key, value) in t.hardware() {
         list.env(key, value);
     }
-    list.assert()
-        .success()
-        .stderr(predicate::str::contains("only pkcs11, tpm slots may unlock"));
-    assert!(last_detail(
-        &Home {
-            dir: tempfile::tempdir()?,
-            home: target.clone(),
-            password: new_pw.clone(),
-        },
-        "restore",
-        "ok"
-    )?
-    .contains("unlock: pkcs11, tpm"));
+    list.assert().success().stderr(predicate::str::contains(
+        "only pkcs11, tpm slots may unlock",
+    ));
+    assert!(
+        last_detail(
+            &Home {
+                dir: tempfile::tempdir()?,
+                home: target.clone(),
+                password: new_pw.clone(),
+            },
+            "restore",
+            "ok"
+        )?
+        .contains("unlock: pkcs11, tpm")
+    );
     Ok(())
 }

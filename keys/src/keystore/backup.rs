@@ -166,7 +166,10 @@ impl Keystore {
         if !new.allowed_by(unlock_policy.as_ref()) {
             return Err(create(format!(
                 "the unlock policy asked for allows only {} slots, not a {} slot",
-                unlock_policy.as_ref().map(|p| p.names().join(", ")).unwrap_or_default(),
+                unlock_policy
+                    .as_ref()
+                    .map(|p| p.names().join(", "))
+                    .unwrap_or_default(),
                 new.kind_name()
             ))
             .into());

@@ -311,6 +311,16 @@ pub(super) fn restore(ctx: &Context, file: &Path, args: &RestoreArgs<'_>) -> any
         || new_password.get(&ctx.out),
         &ctx.out,
     )?;
+    if let Some(policy) = &unlock_policy
+        && !policy.names().contains(&new.kind_name())
+    {
+        slot.forget_generated();
+        anyhow::bail!(
+            "the unlock policy asked for (--require) allows only {} slots, not a {} slot: restore with a slot it allows (--new-key-file F, --pkcs11 MODULE --token LABEL, --tpm, or one of them --with-password)",
+            policy.names().join(", "),
+            new.kind_name()
+        );
+    }
     let keystore = Keystore::restore_with(&ctx.home, opened, trust, &new, unlock_policy)
         .inspect_err(|_| slot.forget_generated())?;
     home::write_home_files(&ctx.home, &[])?;

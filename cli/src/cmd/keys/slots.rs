@@ -78,11 +78,6 @@ pub(super) struct SlotKindArgs {
 }
 
 impl SlotKindArgs {
-    /// Whether these flags name a slot other than a plain password slot.
-    pub(super) fn given(&self) -> bool {
-        self.pkcs11.is_some() || self.tpm || self.new_key_file.is_some()
-    }
-
     /// The slot these flags describe. `tcti` is the TPM's, `pin` the PIN given to
     /// unlock (used when --pin-file is not given); `password` asks for the new password
     /// when the kind needs one. Writes the key file first with --generate-key-file (see

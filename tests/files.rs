@@ -386,7 +386,9 @@ fn make_tree(root: &Path, small: usize) -> anyhow::Result<()> {
     std::os::unix::fs::symlink("a.bin", big.join("latest"))?;
     // The link's own mtime (`touch -h` never follows it).
     let mut touch = Command::new("touch");
-    touch.args(["-h", "-d", "@1300000000"]).arg(big.join("latest"));
+    touch
+        .args(["-h", "-d", "@1300000000"])
+        .arg(big.join("latest"));
     ensure!(touch.status()?.success(), "touch -h failed");
     for dir in ["d0", "big", "empty"] {
         let when = UNIX_EPOCH + Duration::from_secs(1_400_000_000);
@@ -498,10 +500,7 @@ fn folders_round_trip_with_modes_mtimes_and_links() -> anyhow::Result<()> {
             "the folder's mode: {:o}",
             b.permissions().mode()
         );
-        ensure!(
-            mtime_secs(&a)? == mtime_secs(&b)?,
-            "the folder's own mtime"
-        );
+        ensure!(mtime_secs(&a)? == mtime_secs(&b)?, "the folder's own mtime");
     }
 
     // `ls` and `get -r` of a file that is no folder (empty or not): one line.
@@ -657,12 +656,7 @@ fn figure_tree_against_single_puts() -> anyhow::Result<()> {
 const STORES_SENT: &str = "datamesh_put_stores_sent_total";
 
 /// SIGKILLs `put PATH` once node 0 has sent `stores` shard stores for it.
-fn put_killed_after(
-    net: &Testnet,
-    path: &Path,
-    stores: u64,
-    scratch: &Path,
-) -> anyhow::Result<()> {
+fn put_killed_after(net: &Testnet, path: &Path, stores: u64, scratch: &Path) -> anyhow::Result<()> {
     let before = counter(net, STORES_SENT)?;
     let mut cmd = cli(net, &["put"]);
     cmd.arg(path);
@@ -724,10 +718,11 @@ fn killed_put_resumes_without_sending_placed_stripes() -> anyhow::Result<()> {
     let state_text = fs::read_to_string(&state)?;
     let session: serde_json::Value = serde_json::from_str(&state_text)?;
     ensure!(
-        session_file.file_name() == Some(std::ffi::OsStr::new(&format!(
-            "{}.put",
-            session["session"].as_str().context("no session")?
-        ))),
+        session_file.file_name()
+            == Some(std::ffi::OsStr::new(&format!(
+                "{}.put",
+                session["session"].as_str().context("no session")?
+            ))),
         "{state_text} does not name {}",
         session_file.display()
     );
@@ -809,7 +804,10 @@ fn killed_put_resumes_without_sending_placed_stripes() -> anyhow::Result<()> {
     cmd.arg(scratch.join("stale.bin"));
     let line = run(cmd, scratch)?.fails_with(1, "a get state of another version")?;
     ensure!(line.contains(".datamesh-resume-stale.bin.json"), "{line}");
-    ensure!(!scratch.join("stale.bin").exists(), "written despite the state");
+    ensure!(
+        !scratch.join("stale.bin").exists(),
+        "written despite the state"
+    );
 
     // Bytes changed under the same size, mtime and inode: the node finds stripe 5
     // different from the one it placed, sends nothing of it, ends the put and deletes
@@ -864,8 +862,9 @@ fn killed_put_resumes_without_sending_placed_stripes() -> anyhow::Result<()> {
 /// (`unshare --mount`), gone with it: nothing is mounted on the host. Needs root.
 #[test]
 fn a_full_disk_during_get_is_one_line_and_leaves_no_file() -> anyhow::Result<()> {
-    datamesh_testnet::require_root_for_hosts()
-        .map_err(|e| anyhow::anyhow!("{e} (this test mounts a tmpfs in a private mount namespace)"))?;
+    datamesh_testnet::require_root_for_hosts().map_err(|e| {
+        anyhow::anyhow!("{e} (this test mounts a tmpfs in a private mount namespace)")
+    })?;
     let _serial = serial();
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
@@ -878,7 +877,15 @@ fn a_full_disk_during_get_is_one_line_and_leaves_no_file() -> anyhow::Result<()>
     let probe = cli(&net, &["get", &id, "-o"]);
     let script = "mount -t tmpfs -o size=2m datamesh-test \"$1\" || exit 90\nshift\n\"$@\"\nrc=$?\nls -A \"$DIR\" >&2\nexit $rc\n";
     let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"]);
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ]);
     cmd.arg(&small);
     cmd.arg(probe.get_program());
     cmd.args(probe.get_args());
@@ -895,9 +902,7 @@ fn a_full_disk_during_get_is_one_line_and_leaves_no_file() -> anyhow::Result<()>
     let lines: Vec<&str> = outcome.stderr.lines().collect();
     let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("error: ")).collect();
     ensure!(
-        errors.len() == 1
-            && errors[0].contains("out.bin")
-            && errors[0].contains("No space left"),
+        errors.len() == 1 && errors[0].contains("out.bin") && errors[0].contains("No space left"),
         "{}",
         outcome.stderr
     );

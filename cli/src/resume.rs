@@ -497,7 +497,10 @@ mod tests {
         let meta = fs::metadata(&source)?;
         let first = PutResume::begin(&states, &source, &meta)?;
         assert!(!first.resumed);
-        assert_eq!(fs::metadata(&first.path)?.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&first.path)?.permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(fs::metadata(&states)?.permissions().mode() & 0o777, 0o700);
         let again = PutResume::begin(&states, &source, &meta)?;
         assert!(again.resumed);
@@ -509,7 +512,10 @@ mod tests {
             .err()
             .ok_or("a changed source was resumed")?
             .to_string();
-        assert!(e.contains("big.iso") && e.contains(&first.path.display().to_string()), "{e}");
+        assert!(
+            e.contains("big.iso") && e.contains(&first.path.display().to_string()),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "{e}");
 
         // Another file's state under this file's name.
@@ -520,7 +526,10 @@ mod tests {
             .err()
             .ok_or("another file's state was used")?
             .to_string();
-        assert!(e.contains("/somewhere/else.iso") && e.contains("big.iso"), "{e}");
+        assert!(
+            e.contains("/somewhere/else.iso") && e.contains("big.iso"),
+            "{e}"
+        );
 
         // Another version, a bad session, junk: damaged, naming the state.
         for (field, value) in [

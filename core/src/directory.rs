@@ -178,16 +178,14 @@ impl Directory {
         // varint length first; a body claiming more entries than bytes cannot decode.
         let undecodable = |_| DirectoryError("undecodable body");
         let (dir, rest) = if let Some(body) = bytes.strip_prefix(DIRECTORY_MAGIC_V2.as_slice()) {
-            let (body, rest): (BodyV2, _) =
-                postcard::take_from_bytes(body).map_err(undecodable)?;
+            let (body, rest): (BodyV2, _) = postcard::take_from_bytes(body).map_err(undecodable)?;
             let dir = Self {
                 root: Some(body.root),
                 entries: body.entries,
             };
             (dir, rest)
         } else if let Some(body) = bytes.strip_prefix(DIRECTORY_MAGIC.as_slice()) {
-            let (body, rest): (BodyV1, _) =
-                postcard::take_from_bytes(body).map_err(undecodable)?;
+            let (body, rest): (BodyV1, _) = postcard::take_from_bytes(body).map_err(undecodable)?;
             let dir = Self {
                 root: None,
                 entries: body.entries,

@@ -206,10 +206,12 @@ fn send_input(
             Ok(result)
         }
         // The node found the file different from the interrupted put's and dropped it.
-        Err(e @ ClientError::Api {
-            kind: datamesh_api::ErrorKind::Input,
-            ..
-        }) if e.to_string().contains("source changed") => {
+        Err(
+            e @ ClientError::Api {
+                kind: datamesh_api::ErrorKind::Input,
+                ..
+            },
+        ) if e.to_string().contains("source changed") => {
             let _ = fs::remove_file(&state.path);
             Err(anyhow::Error::new(e).context(format!("put {}", path.display())))
         }

@@ -36,7 +36,7 @@ pub use get::{GetError, GetReport, OpenFile};
 pub(crate) use locate::{FindError, Found};
 pub use placement::MANIFEST_COPIES;
 pub use put::{MIN_ENVELOPE_COPIES, MIN_MANIFEST_COPIES, PutError, PutReport};
-pub use session::{MAX_PUT_SESSIONS, PUT_SESSION_TTL, PutSession, SessionError};
 pub use reencrypt::{ReencryptError, ReencryptReport};
 pub use remove::{RemoveError, RemoveReport};
+pub use session::{MAX_PUT_SESSIONS, PUT_SESSION_TTL, PutSession, SessionError};
 pub use share::{KeyUsageError, RewrapError, RewrapReport};

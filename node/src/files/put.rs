@@ -391,7 +391,10 @@ impl Files {
         .await;
         match expired {
             Ok(blobs) if !blobs.is_empty() => {
-                info!(blobs = blobs.len(), "deleting what expired put sessions placed");
+                info!(
+                    blobs = blobs.len(),
+                    "deleting what expired put sessions placed"
+                );
                 self.delete_blobs(blobs).await;
             }
             Ok(_) => {}
@@ -614,7 +617,13 @@ impl Files {
         })??;
         info!(file = %id, size = encoded.metadata.size, resumed_stripes, "put complete");
         if let Some(session) = session {
-            self.finish_session(session, ledger, &placements, &encoded.manifest, &manifest_holders);
+            self.finish_session(
+                session,
+                ledger,
+                &placements,
+                &encoded.manifest,
+                &manifest_holders,
+            );
         }
         Ok(PutReport {
             id,

@@ -92,7 +92,9 @@ pub enum SessionError {
         source: io::Error,
     },
     /// The state file is not one this build wrote for this session.
-    #[error("put session state {path} is damaged or not of this session ({reason}); the put starts over if it is removed")]
+    #[error(
+        "put session state {path} is damaged or not of this session ({reason}); the put starts over if it is removed"
+    )]
     Damaged {
         /// The state file.
         path: PathBuf,
@@ -101,14 +103,18 @@ pub enum SessionError {
     },
     /// The session was begun under another name or mtime: its metadata would be sealed
     /// twice under one key and nonce.
-    #[error("put session state {0} was begun under another name or mtime: put the file as before, or remove that state to put it anew")]
+    #[error(
+        "put session state {0} was begun under another name or mtime: put the file as before, or remove that state to put it anew"
+    )]
     OtherMetadata(PathBuf),
     /// No key of the keystore opens the state's data key (the key version that wrapped
     /// it was destroyed).
     #[error("put session state {0}: no key of the keystore opens its data key")]
     NoKey(PathBuf),
     /// Too many interrupted puts are kept.
-    #[error("{MAX_PUT_SESSIONS} interrupted puts are kept already: finish one (run it again) or wait for them to expire")]
+    #[error(
+        "{MAX_PUT_SESSIONS} interrupted puts are kept already: finish one (run it again) or wait for them to expire"
+    )]
     TooMany,
     /// A resumable put without an mtime (each attempt would seal another put time).
     #[error("a resumable put needs the file's mtime (?mtime=)")]
@@ -563,7 +569,11 @@ mod tests {
             sessions.open(other, &keys, &owner, 1 << 20, [1; 32]),
             Err(SessionError::Damaged { .. })
         ));
-        assert!(sessions.open(session, &keys, &owner, 1 << 16, [1; 32]).is_err());
+        assert!(
+            sessions
+                .open(session, &keys, &owner, 1 << 16, [1; 32])
+                .is_err()
+        );
         assert!(matches!(
             sessions.open(session, &keys, &owner, 1 << 20, [2; 32]),
             Err(SessionError::OtherMetadata(_))
@@ -625,7 +635,12 @@ mod tests {
         assert_eq!(sessions.take(session).len(), 1);
         assert!(!sessions.path(session).exists());
         assert!(sessions.expired(later).is_empty());
-        for bad in ["", "0123", "0123456789ABCDEF0123456789ABCDEF", "../../../../etc/passwd0"] {
+        for bad in [
+            "",
+            "0123",
+            "0123456789ABCDEF0123456789ABCDEF",
+            "../../../../etc/passwd0",
+        ] {
             assert!(bad.parse::<PutSession>().is_err(), "{bad}");
         }
         Ok(())

@@ -65,6 +65,11 @@ pub(crate) fn incident_state(home: &Path, name: &str, version: u32) -> PathBuf {
     home.join(format!("incident-{safe}-v{version}.json"))
 }
 
+/// `<home>/put-resume`, the resume states of interrupted puts (`crate::resume`).
+pub(crate) fn put_resume_dir(home: &Path) -> PathBuf {
+    home.join("put-resume")
+}
+
 /// `<home>/node`, the node's data folder.
 pub(crate) fn node_dir(home: &Path) -> PathBuf {
     home.join("node")

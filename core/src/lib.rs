@@ -79,8 +79,9 @@ pub use recipient::{
 pub use removal::{REMOVAL_SIGNATURE_LEN, REMOVAL_WINDOW_SECS, Removal};
 
 pub use directory::{
-    DIRECTORY_MAGIC, Directory, DirectoryError, Entry, EntryKind, MAX_COMPONENT_LEN,
-    MAX_DIRECTORY_LEN, MAX_ENTRIES, MAX_PATH_LEN, is_plain_relative, link_stays_inside,
+    DIRECTORY_MAGIC, DIRECTORY_MAGIC_V2, Directory, DirectoryError, Entry, EntryKind,
+    MAX_COMPONENT_LEN, MAX_DIRECTORY_LEN, MAX_ENTRIES, MAX_PATH_LEN, Root, is_plain_relative,
+    link_stays_inside,
 };
 pub use range::{ByteRange, RangeDecoder, RangeError};
 

@@ -70,7 +70,8 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
         "frozen_v2_file_id",
         datamesh_fuzz::json_field(FORMAT_V2_JSON, "file_id").as_bytes(),
     )?;
-    let folder = datamesh_core::Directory {
+    let mut folder = datamesh_core::Directory {
+        root: None,
         entries: vec![
             datamesh_core::Entry {
                 path: "photos".into(),
@@ -98,6 +99,11 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
         ],
     };
     corpus.put("directory", "three_entries", &folder.to_bytes())?;
+    folder.root = Some(datamesh_core::Root {
+        mode: 0o750,
+        mtime: 1_699_999_999,
+    });
+    corpus.put("directory", "three_entries_v2", &folder.to_bytes())?;
     let owner = SecretKey::from_bytes(&[9; 32])?;
     // The frozen vector's authority root: the envelope target verifies against its keys.
     let root = AuthorityRoot::from_bytes(&[8; 32]);

@@ -1,7 +1,9 @@
 //! The engine's shared state: what every operation of [`Files`] reaches the network, the
 //! stores and the keys through.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use datamesh_core::ecies::SecretKey;
@@ -11,6 +13,7 @@ use datamesh_core::{
 };
 use libp2p::PeerId;
 
+use super::session::{PutSession, Sessions};
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::network::Network;
@@ -145,6 +148,9 @@ pub struct FilesConfig {
     pub lookup_deadline: Duration,
     /// Which recipient kinds new envelopes may wrap to (the `[security]` policy).
     pub recipients: RecipientPolicy,
+    /// Where resumable puts keep their state (`put-sessions/` in the node's data
+    /// folder, set by `Node::start` when none is given). `None`: puts are not resumable.
+    pub put_sessions: Option<PathBuf>,
 }
 
 impl Default for FilesConfig {
@@ -155,6 +161,7 @@ impl Default for FilesConfig {
             stripe_deadline: Duration::from_secs(20),
             lookup_deadline: Duration::from_secs(10),
             recipients: RecipientPolicy::default(),
+            put_sessions: None,
         }
     }
 }
@@ -176,6 +183,10 @@ struct Inner {
     /// the first still runs (a client killed and run again) waits for it, then finds the
     /// old file gone instead of making a second new copy.
     reencrypting: tokio::sync::Mutex<()>,
+    /// The folder of resumable puts' state, and the sessions running now (one put per
+    /// session at a time).
+    sessions: Option<Sessions>,
+    running_sessions: Mutex<HashSet<PutSession>>,
 }
 
 impl std::fmt::Debug for Files {
@@ -201,10 +212,37 @@ impl Files {
                 catalog,
                 keys,
                 metrics,
+                sessions: config.put_sessions.clone().map(Sessions::new),
                 config,
                 reencrypting: tokio::sync::Mutex::new(()),
+                running_sessions: Mutex::new(HashSet::new()),
             }),
         }
+    }
+
+    /// The state folder of resumable puts, if the node keeps one.
+    pub(super) fn sessions(&self) -> Option<&Sessions> {
+        self.inner.sessions.as_ref()
+    }
+
+    /// Marks `session` running; false if it already is.
+    pub(super) fn start_session(&self, session: PutSession) -> bool {
+        let mut running = self
+            .inner
+            .running_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        running.insert(session)
+    }
+
+    /// Marks `session` no longer running.
+    pub(super) fn end_session(&self, session: PutSession) {
+        let mut running = self
+            .inner
+            .running_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        running.remove(&session);
     }
 
     /// Serialises re-encryptions (see `Inner::reencrypting`).

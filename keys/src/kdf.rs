@@ -463,6 +463,42 @@ mod tests {
         Ok(())
     }
 
+    /// A keystore whose password slot is PBKDF2 opens with its password only, says so in
+    /// its slot list, and a slot planted with one iteration is refused before any work.
+    #[test]
+    fn a_pbkdf2_keystore_opens_and_a_planted_weak_slot_is_refused()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let pw = Password::new("a pbkdf2 keystore password 73")?;
+        crate::Keystore::create(dir.path(), &pw, KdfParams::PBKDF2_DEFAULT)?;
+        let keystore = crate::Keystore::open(dir.path(), &pw)?;
+        assert!(matches!(
+            keystore.slots()[0].kind,
+            crate::SlotKind::Password(p) if p == KdfParams::PBKDF2_DEFAULT
+        ));
+        assert!(crate::Keystore::open(dir.path(), &Password::new("not it")?).is_err());
+        // Header: 18 fixed bytes, then slot id (4), kind (1), length (2): t at 29..33.
+        let mut bytes = std::fs::read(crate::Layout::new(dir.path()).keystore())?;
+        assert_eq!(bytes.get(25..29), Some(&[0u8; 4][..]), "m = 0 marks PBKDF2");
+        bytes
+            .get_mut(29..33)
+            .ok_or("short file")?
+            .copy_from_slice(&1u32.to_be_bytes());
+        let refused = crate::ring::KeyRing::unseal(
+            &bytes,
+            &crate::Credentials::password(Password::new("a pbkdf2 keystore password 73")?),
+            &KdfLimits::DEFAULT,
+        );
+        assert!(matches!(
+            refused,
+            Err(crate::ring::UnsealError::Kdf(KdfError::BelowMinimum {
+                kdf: "pbkdf2-sha256",
+                ..
+            }))
+        ));
+        Ok(())
+    }
+
     #[test]
     fn limits_are_checked_before_allocating() {
         // 4 GiB is refused by the default limits; this returns at once, allocating nothing.

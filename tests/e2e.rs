@@ -425,8 +425,14 @@ fn hybrid_recipients_and_the_pq_required_policy() -> anyhow::Result<()> {
     // The hybrid key compromised: revoked, every file re-wrapped to a fresh hybrid key,
     // the old one destroyed; the files still open on node 0 and node 4.
     let mut cmd = net.cli(0);
-    cmd.args(["keys", "compromised", "file-encryption-hybrid", "1", "--password-file"])
-        .arg(net.password_file(0));
+    cmd.args([
+        "keys",
+        "compromised",
+        "file-encryption-hybrid",
+        "1",
+        "--password-file",
+    ])
+    .arg(net.password_file(0));
     run(cmd, scratch)?.ok("keys compromised file-encryption-hybrid 1")?;
     let statuses = key_statuses(&net, 0, "file-encryption-hybrid", scratch)?;
     ensure!(
@@ -496,7 +502,8 @@ fn a_fips_profile_network_round_trips_and_refuses_other_recipients() -> anyhow::
     );
     let mut cmd = net.cli(0);
     cmd.args(["--json", "check", &id]);
-    let report: serde_json::Value = serde_json::from_slice(&run(cmd, scratch)?.ok("check --json")?)?;
+    let report: serde_json::Value =
+        serde_json::from_slice(&run(cmd, scratch)?.ok("check --json")?)?;
     ensure!(
         report["envelope"]["version"] == 4
             && report["envelope"]["recipients"][0]["kind"] == "p256"
@@ -517,7 +524,10 @@ fn a_fips_profile_network_round_trips_and_refuses_other_recipients() -> anyhow::
     let hybrid5 = export_public(&net, 5, "file-encryption-hybrid", scratch)?;
     let classical5 = export_public(&net, 5, "file-encryption", scratch)?;
     for (args, to) in [
-        (vec!["put".to_string(), input.display().to_string()], &hybrid5),
+        (
+            vec!["put".to_string(), input.display().to_string()],
+            &hybrid5,
+        ),
         (vec!["share".to_string(), id.clone()], &classical5),
     ] {
         let mut cmd = net.cli(0);
@@ -537,8 +547,14 @@ fn a_fips_profile_network_round_trips_and_refuses_other_recipients() -> anyhow::
 
     // The P-256 key compromised: revoked, files re-wrapped to a fresh one, destroyed.
     let mut cmd = net.cli(0);
-    cmd.args(["keys", "compromised", "file-encryption-p256", "1", "--password-file"])
-        .arg(net.password_file(0));
+    cmd.args([
+        "keys",
+        "compromised",
+        "file-encryption-p256",
+        "1",
+        "--password-file",
+    ])
+    .arg(net.password_file(0));
     run(cmd, scratch)?.ok("keys compromised file-encryption-p256 1")?;
     let statuses = key_statuses(&net, 0, "file-encryption-p256", scratch)?;
     ensure!(

@@ -85,9 +85,7 @@ pub(crate) fn profile_config(profile: &str) -> anyhow::Result<SecurityConfig> {
             config.recipients = RecipientPolicy::P256Only.as_str().to_owned();
             config.kdf = KdfAlgorithm::Pbkdf2Sha256.as_str().to_owned();
         }
-        other => anyhow::bail!(
-            "security policy: profile {other:?} is not one of standard, fips"
-        ),
+        other => anyhow::bail!("security policy: profile {other:?} is not one of standard, fips"),
     }
     Ok(config)
 }
@@ -114,9 +112,7 @@ fn resolve(
     })?;
     let kdf_text = pick("DATAMESH_SECURITY_KDF", config.kdf.clone());
     let mut kdf: KdfAlgorithm = kdf_text.parse().map_err(|()| {
-        anyhow::anyhow!(
-            "security policy: kdf = {kdf_text:?} is not one of argon2id, pbkdf2-sha256"
-        )
+        anyhow::anyhow!("security policy: kdf = {kdf_text:?} is not one of argon2id, pbkdf2-sha256")
     })?;
     if fips {
         // The profile decides both; a value left at the standard default yields to it,

@@ -193,7 +193,8 @@ fn a_fips_home_has_a_p256_key_and_a_pbkdf2_slot() -> TestResult {
     let table = String::from_utf8(table.get_output().stdout.clone())?;
     assert!(
         table.contains("file-encryption-p256 (p256)")
-            && table.contains("slot 1 (password): password -> pbkdf2-sha256 i=600000 -> AES-256-GCM"),
+            && table
+                .contains("slot 1 (password): password -> pbkdf2-sha256 i=600000 -> AES-256-GCM"),
         "{table}"
     );
     let out = keys_cmd(&["export-public", "file-encryption-p256"])
@@ -201,7 +202,10 @@ fn a_fips_home_has_a_p256_key_and_a_pbkdf2_slot() -> TestResult {
         .success();
     let recipient = String::from_utf8(out.get_output().stdout.clone())?;
     let recipient = recipient.trim();
-    assert!(recipient.starts_with("dmp256v1") && recipient.len() == 68, "{recipient}");
+    assert!(
+        recipient.starts_with("dmp256v1") && recipient.len() == 68,
+        "{recipient}"
+    );
     assert_eq!(p256["recipient"], recipient);
 
     // A typo'd P-256 recipient: one line, exit 1.
@@ -218,7 +222,10 @@ fn a_fips_home_has_a_p256_key_and_a_pbkdf2_slot() -> TestResult {
         .code(1);
     let err = stderr(out.get_output());
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("P-256 recipient checksum does not match"), "{err}");
+    assert!(
+        err.contains("P-256 recipient checksum does not match"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -247,7 +254,10 @@ fn the_fips_profile_refuses_argon2id_and_weak_pbkdf2() -> TestResult {
         let err = stderr(out.get_output());
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(expected), "{args:?}: {err}");
-        assert!(!home.join("keys").exists(), "a refused init made a keystore");
+        assert!(
+            !home.join("keys").exists(),
+            "a refused init made a keystore"
+        );
     }
 
     // A standard home (an Argon2id slot), unlocked under the fips profile: refused.

@@ -63,7 +63,8 @@ pub use authority::{
 pub use decoder::{BadShard, DecodeReport, Decoder, StripeShards};
 pub use encoder::{EncodeOptions, EncodedFile, Encoder, Stripe};
 pub use envelope::{
-    ENVELOPE_VERSION, ENVELOPE_VERSION_P256, ENVELOPE_VERSION_V2, KeyEnvelope, MAX_RECIPIENTS, WrappedKey,
+    ENVELOPE_VERSION, ENVELOPE_VERSION_P256, ENVELOPE_VERSION_V2, KeyEnvelope, MAX_RECIPIENTS,
+    WrappedKey,
 };
 pub use erasure::{DATA_SHARDS, PARITY_SHARDS, RebuildError, TOTAL_SHARDS, rebuild_shards};
 pub use error::{
@@ -71,10 +72,10 @@ pub use error::{
 };
 pub use hybrid::{HybridError, HybridPublicKey, HybridSecretKey};
 pub use ids::{FILE_ID_PREFIX, FileId, ID_LEN, KeyId, ShardId};
-pub use p256_ecies::{P256Error, P256PublicKey, P256SecretKey};
 pub use manifest::{
     MANIFEST_VERSION, MAX_MANIFEST_LEN, Manifest, Metadata, SegmentSize, StripeLayout,
 };
+pub use p256_ecies::{P256Error, P256PublicKey, P256SecretKey};
 pub use recipient::{
     FileSecret, PolicyError, Recipient, RecipientError, RecipientKind, RecipientPolicy, UnwrapKey,
 };

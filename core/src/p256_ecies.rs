@@ -211,8 +211,7 @@ pub(crate) fn wrap_with(
 ) -> Option<Vec<u8>> {
     let e = ephemeral.public_key().to_encoded_point(false);
     let e: &[u8; EPHEMERAL_LEN] = e.as_bytes().try_into().ok()?;
-    let shared =
-        p256::ecdh::diffie_hellman(ephemeral.to_nonzero_scalar(), recipient.0.as_affine());
+    let shared = p256::ecdh::diffie_hellman(ephemeral.to_nonzero_scalar(), recipient.0.as_affine());
     let key = derive_key(shared.raw_secret_bytes(), e, recipient)?;
     let mut body = Zeroizing::new(plaintext.to_vec());
     let tag = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.as_slice()))

@@ -64,7 +64,10 @@ fn recipient_text_has_a_checksum() -> TestResult {
     assert!(text.starts_with("dmp256v1"), "{text}");
     assert_eq!(text.len(), 68);
     assert_eq!(text.parse::<P256PublicKey>()?, pk);
-    assert_eq!(format!("  {}\n", text.to_uppercase()).parse::<P256PublicKey>()?, pk);
+    assert_eq!(
+        format!("  {}\n", text.to_uppercase()).parse::<P256PublicKey>()?,
+        pk
+    );
     let recipient: Recipient = text.parse()?;
     assert_eq!(recipient, Recipient::P256(pk));
     assert_eq!(recipient.kind(), RecipientKind::P256);
@@ -74,7 +77,10 @@ fn recipient_text_has_a_checksum() -> TestResult {
         let mut chars: Vec<char> = text.chars().collect();
         chars[i] = if chars[i] == 'a' { 'b' } else { 'a' };
         let typo: String = chars.into_iter().collect();
-        assert!(typo.parse::<P256PublicKey>().is_err(), "typo at {i} accepted");
+        assert!(
+            typo.parse::<P256PublicKey>().is_err(),
+            "typo at {i} accepted"
+        );
     }
     assert_eq!(
         text[..text.len() - 1].parse::<P256PublicKey>().err(),
@@ -205,7 +211,11 @@ fn the_p256_only_policy_refuses_every_other_kind() {
         RecipientPolicy::PqRequired.check(std::slice::from_ref(&p256)),
         Err(PolicyError::ClassicalRecipient { .. })
     ));
-    assert!(RecipientPolicy::Hybrid.check(&[p256.clone(), classical]).is_ok());
+    assert!(
+        RecipientPolicy::Hybrid
+            .check(&[p256.clone(), classical])
+            .is_ok()
+    );
     assert!(RecipientPolicy::Classical.check(&[p256]).is_ok());
 }
 

@@ -221,11 +221,7 @@ impl KdfParams {
         };
         if self.algorithm() == KdfAlgorithm::Pbkdf2Sha256 {
             below("iterations", self.iterations, Self::PBKDF2_MIN_ITERATIONS)?;
-            return above(
-                "iterations",
-                self.iterations,
-                limits.max_pbkdf2_iterations,
-            );
+            return above("iterations", self.iterations, limits.max_pbkdf2_iterations);
         }
         below("parallelism", self.parallelism, 1)?;
         below("iterations", self.iterations, 1)?;
@@ -458,8 +454,16 @@ mod tests {
         pbkdf2::pbkdf2_hmac::<Sha256>(b"pw", &[1; SALT_LEN], 600_000, &mut expected);
         assert_eq!(a.expose(), &expected);
         // m = 0 with lanes, or lanes without memory: neither KDF's parameters.
-        assert!(KdfParams::unchecked(0, 600_000, 1).check(&KdfLimits::DEFAULT).is_err());
-        assert!(KdfParams::unchecked(8, 1, 0).check(&KdfLimits::DEFAULT).is_err());
+        assert!(
+            KdfParams::unchecked(0, 600_000, 1)
+                .check(&KdfLimits::DEFAULT)
+                .is_err()
+        );
+        assert!(
+            KdfParams::unchecked(8, 1, 0)
+                .check(&KdfLimits::DEFAULT)
+                .is_err()
+        );
         Ok(())
     }
 

@@ -83,8 +83,8 @@ pub use keystore::legacy::ImportReport;
 pub use layout::{AUDIT_FILE, AUDIT_HEAD_FILE, KEYS_DIR, KEYSTORE_FILE, LOCK_FILE, Layout};
 pub use model::{
     DueKey, DueReason, FILE_AUTHORITY, FILE_ENCRYPTION, FILE_ENCRYPTION_HYBRID,
-    FILE_ENCRYPTION_P256, KeyInfo, KeyStatus,
-    MAX_LABEL_LEN, MAX_NAME_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,
+    FILE_ENCRYPTION_P256, KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_NAME_LEN, MAX_REASON_LEN,
+    NODE_IDENTITY, Purpose, RotationPolicy,
 };
 pub use password::{MAX_PASSWORD_LEN, MIN_STRONG_SCORE, Password, Strength};
 pub use process::harden_process;

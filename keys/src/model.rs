@@ -9,8 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use datamesh_core::ecies::{PublicKey, SecretKey};
 use datamesh_core::{
-    AuthorityRoot, HybridPublicKey, HybridSecretKey, KeyId, P256PublicKey, P256SecretKey,
-    Recipient,
+    AuthorityRoot, HybridPublicKey, HybridSecretKey, KeyId, P256PublicKey, P256SecretKey, Recipient,
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};

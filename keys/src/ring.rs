@@ -13,9 +13,8 @@ use crate::format::{self, FormatError, Header, MAX_SLOTS, PasswordSlot, RawSlot,
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::model::{
     self, Body, DueKey, DueReason, Entry, FILE_AUTHORITY, FILE_ENCRYPTION, FILE_ENCRYPTION_HYBRID,
-    FILE_ENCRYPTION_P256,
-    KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,
-    SlotMeta,
+    FILE_ENCRYPTION_P256, KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_REASON_LEN, NODE_IDENTITY,
+    Purpose, RotationPolicy, SlotMeta,
 };
 use crate::password::Password;
 use crate::secret::Secret32;

@@ -257,7 +257,11 @@ fn print_protection(ctx: &Context, envelope: Option<&datamesh_api::EnvelopeProte
         envelope.version,
         envelope.sequence,
         envelope.recipients.len(),
-        if envelope.recipients.len() == 1 { "" } else { "s" }
+        if envelope.recipients.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
     ));
     for r in &envelope.recipients {
         ctx.out.result(format_args!(
@@ -265,7 +269,11 @@ fn print_protection(ctx: &Context, envelope: Option<&datamesh_api::EnvelopeProte
             r.key_id.get(..16).unwrap_or(&r.key_id),
             r.kind,
             r.algorithms,
-            if r.post_quantum { "  (post-quantum)" } else { "" }
+            if r.post_quantum {
+                "  (post-quantum)"
+            } else {
+                ""
+            }
         ));
     }
 }

@@ -91,6 +91,7 @@ pub(crate) fn slot_protection(kind: &SlotKind) -> String {
         SlotKind::Pkcs11 { .. } => "AES-256-GCM key inside a PKCS#11 token".to_owned(),
         SlotKind::Tpm { .. } => "slot key sealed by a TPM 2.0 -> AES-256-GCM".to_owned(),
         SlotKind::Unknown(k) => format!("unknown slot kind {k}"),
+        other => format!("{} slot", other.name()),
     }
 }
 

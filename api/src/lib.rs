@@ -58,8 +58,8 @@ mod run_file;
 mod status;
 
 pub use check::{
-    AuditFailure, AuditReport, BadCopy, BadReason, CheckReport, CheckSummary, Health,
-    RepairedShard, StripeCheck, StripeCounts,
+    AuditFailure, AuditReport, BadCopy, BadReason, CheckReport, CheckSummary, EnvelopeProtection,
+    Health, RecipientProtection, RepairedShard, StripeCheck, StripeCounts,
 };
 pub use client::{Client, Download};
 pub use debug::{BlockPeers, BlockedPeers, CorruptedShard};

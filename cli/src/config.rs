@@ -62,9 +62,11 @@ pub(crate) struct Config {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct SecurityConfig {
-    /// `classical`, `hybrid` or `pq-required`.
+    /// `standard` or `fips` (P-256 recipients only, PBKDF2-HMAC-SHA256 password slots).
+    pub(crate) profile: String,
+    /// `classical`, `hybrid`, `pq-required` or `p256-only`.
     pub(crate) recipients: String,
-    /// The password KDF of new slots: `argon2id`.
+    /// The password KDF of new slots: `argon2id` or `pbkdf2-sha256`.
     pub(crate) kdf: String,
     /// Password slots with less Argon2id memory (KiB) are refused, created or unlocked;
     /// 0: no floor (weak parameters are only warned about).
@@ -79,6 +81,7 @@ pub(crate) struct SecurityConfig {
 impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
+            profile: "standard".to_owned(),
             recipients: "hybrid".to_owned(),
             kdf: "argon2id".to_owned(),
             kdf_min_memory_kib: 0,
@@ -89,17 +92,26 @@ impl Default for SecurityConfig {
 }
 
 /// Every key of [`SecurityConfig`], in the order written, with its comment.
-const SECURITY_KEYS: [(&str, &str); 5] = [
+const SECURITY_KEYS: [(&str, &str); 6] = [
+    (
+        "profile",
+        "\"standard\", or \"fips\": new files wrap to the NIST P-256 key and only P-256\n\
+         recipients are accepted, new password slots use PBKDF2-HMAC-SHA256 and\n\
+         Argon2id slots are refused (docs/security.md: what stays outside; not a\n\
+         certification). Overridden by DATAMESH_SECURITY_PROFILE.",
+    ),
     (
         "recipients",
         "Who data keys are wrapped to: \"hybrid\" (default: new files to the hybrid\n\
          ML-KEM-768 + secp256k1 key; classical recipients still accepted when named),\n\
-         \"pq-required\" (classical-only recipients refused), or \"classical\" (secp256k1\n\
-         only). Overridden by DATAMESH_SECURITY_RECIPIENTS.",
+         \"pq-required\" (classical-only recipients refused), \"classical\" (secp256k1\n\
+         only) or \"p256-only\" (the fips profile's). Overridden by\n\
+         DATAMESH_SECURITY_RECIPIENTS.",
     ),
     (
         "kdf",
-        "Password KDF of new keystore slots and backups: \"argon2id\". Overridden by\n\
+        "Password KDF of new keystore slots and backups: \"argon2id\" or\n\
+         \"pbkdf2-sha256\" (600,000 iterations or more). Overridden by\n\
          DATAMESH_SECURITY_KDF.",
     ),
     (

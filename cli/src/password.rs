@@ -184,31 +184,47 @@ impl NewPasswordArgs {
 
 impl KdfArgs {
     /// The parameters asked for, each missing one taken from `base`; `None` if no flag
-    /// was given.
+    /// was given and `base` is of the policy's KDF. A `base` of another KDF than the
+    /// `[security]` policy's is replaced by the policy's defaults (`Some`): new slots and
+    /// backups use the policy's KDF.
     pub(crate) fn params(
         &self,
         base: KdfParams,
         out: &Output,
     ) -> anyhow::Result<Option<KdfParams>> {
         let security = crate::security::current();
+        let (base, changed) = if base.algorithm() == security.kdf {
+            (base, false)
+        } else {
+            (security.default_kdf(), true)
+        };
         if self.kdf_memory_kib.is_none()
             && self.kdf_iterations.is_none()
             && self.kdf_parallelism.is_none()
         {
             security.check_kdf(&base, "the password's KDF parameters")?;
-            return Ok(None);
+            return Ok(changed.then_some(base));
         }
-        let params = KdfParams::new(
-            self.kdf_memory_kib.unwrap_or(base.memory_kib()),
-            self.kdf_iterations.unwrap_or(base.iterations()),
-            self.kdf_parallelism.unwrap_or(base.parallelism()),
-        )
+        let params = if base.algorithm() == datamesh_keys::KdfAlgorithm::Pbkdf2Sha256 {
+            if self.kdf_memory_kib.is_some() || self.kdf_parallelism.is_some() {
+                anyhow::bail!(
+                    "invalid --kdf-* parameters: pbkdf2-sha256 (the security policy's kdf) has no memory or lanes; give --kdf-iterations only"
+                );
+            }
+            KdfParams::pbkdf2(self.kdf_iterations.unwrap_or(base.iterations()))
+        } else {
+            KdfParams::new(
+                self.kdf_memory_kib.unwrap_or(base.memory_kib()),
+                self.kdf_iterations.unwrap_or(base.iterations()),
+                self.kdf_parallelism.unwrap_or(base.parallelism()),
+            )
+        }
         .context("invalid --kdf-* parameters")?;
         security.check_kdf(&params, "the --kdf-* parameters")?;
         if params.is_below_default() {
             out.warn(format_args!(
                 "{params} is below the default ({}): the password is easier to guess from a stolen keystore",
-                KdfParams::DEFAULT
+                security.default_kdf()
             ));
         }
         Ok(Some(params))

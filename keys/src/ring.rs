@@ -3,7 +3,7 @@
 use core::fmt;
 
 use datamesh_core::ecies::SecretKey;
-use datamesh_core::{AuthorityRoot, FileSecret, HybridSecretKey};
+use datamesh_core::{AuthorityRoot, FileSecret, HybridSecretKey, P256SecretKey};
 use jiff::Timestamp;
 use zeroize::Zeroizing;
 
@@ -13,8 +13,8 @@ use crate::format::{self, FormatError, Header, MAX_SLOTS, PasswordSlot, RawSlot,
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::model::{
     self, Body, DueKey, DueReason, Entry, FILE_AUTHORITY, FILE_ENCRYPTION, FILE_ENCRYPTION_HYBRID,
-    KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,
-    SlotMeta,
+    FILE_ENCRYPTION_P256, KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_REASON_LEN, NODE_IDENTITY,
+    Purpose, RotationPolicy, SlotMeta,
 };
 use crate::password::Password;
 use crate::secret::Secret32;
@@ -590,8 +590,18 @@ impl KeyRing {
             .and_then(|e| Some((e.version, hybrid_secret(e)?)))
     }
 
-    /// Every file-encryption key version of either kind whose secret still exists, as
-    /// [`Self::decryption_keys`] selects them (the classical ones first).
+    /// The version and secret of the active P-256 file-encryption key, if the keystore
+    /// has one (`Keystore::ensure_file_key` makes it under the fips profile).
+    #[must_use]
+    pub fn active_p256_key(&self) -> Option<(u32, P256SecretKey)> {
+        self.active_entry(FILE_ENCRYPTION_P256)
+            .filter(|e| e.purpose == Purpose::P256FileEncryption)
+            .and_then(|e| Some((e.version, p256_secret(e)?)))
+    }
+
+    /// Every file-encryption key version of any kind whose secret still exists, as
+    /// [`Self::decryption_keys`] selects them (the classical ones first, then hybrid,
+    /// then P-256).
     #[must_use]
     pub fn file_secrets(&self, allow_revoked: bool) -> Vec<(KeyInfo, FileSecret)> {
         let mut out: Vec<(KeyInfo, FileSecret)> = self
@@ -599,40 +609,45 @@ impl KeyRing {
             .into_iter()
             .map(|(info, key)| (info, FileSecret::Classical(key)))
             .collect();
-        out.extend(
-            self.body
-                .entries
-                .iter()
-                .filter(|e| e.purpose == Purpose::HybridFileEncryption)
-                .filter(|e| match e.status {
-                    KeyStatus::Active | KeyStatus::Deprecated => true,
-                    KeyStatus::Revoked => allow_revoked,
-                    KeyStatus::Destroyed => false,
-                })
-                .filter_map(|e| Some((e.info(), FileSecret::Hybrid(hybrid_secret(e)?)))),
-        );
+        let live = |e: &&Entry| match e.status {
+            KeyStatus::Active | KeyStatus::Deprecated => true,
+            KeyStatus::Revoked => allow_revoked,
+            KeyStatus::Destroyed => false,
+        };
+        for purpose in [Purpose::HybridFileEncryption, Purpose::P256FileEncryption] {
+            out.extend(
+                self.body
+                    .entries
+                    .iter()
+                    .filter(|e| e.purpose == purpose)
+                    .filter(live)
+                    .filter_map(|e| {
+                        let secret = match purpose {
+                            Purpose::P256FileEncryption => FileSecret::P256(p256_secret(e)?),
+                            _ => FileSecret::Hybrid(hybrid_secret(e)?),
+                        };
+                        Some((e.info(), secret))
+                    }),
+            );
+        }
         out
     }
 
-    /// Whether the key ring has a hybrid file-encryption key (a live one or not).
-    pub(crate) fn has_hybrid_file_key(&self) -> bool {
+    /// Whether the key ring has a key named `name` of `purpose` (a live one or not).
+    pub(crate) fn has_key(&self, name: &str, purpose: Purpose) -> bool {
         self.body
             .entries
             .iter()
-            .any(|e| e.name == FILE_ENCRYPTION_HYBRID && e.purpose == Purpose::HybridFileEncryption)
+            .any(|e| e.name == name && e.purpose == purpose)
     }
 
-    /// Adds version 1 of the hybrid file-encryption key (a keystore made before it
-    /// existed).
-    pub(crate) fn add_hybrid_file_key(&mut self, now: i64) {
+    /// Adds version 1 of key `name` of `purpose` (a hybrid or P-256 file-encryption key
+    /// that a keystore made before it, or under another profile, lacks).
+    pub(crate) fn add_key(&mut self, name: &str, purpose: Purpose, now: i64) {
         let policy = self.body.policy;
-        self.body.entries.push(Entry::generate(
-            FILE_ENCRYPTION_HYBRID,
-            Purpose::HybridFileEncryption,
-            1,
-            now,
-            &policy,
-        ));
+        self.body
+            .entries
+            .push(Entry::generate(name, purpose, 1, now, &policy));
     }
 
     /// Every file-authority root version whose secret still exists, the active one first
@@ -1052,6 +1067,13 @@ fn ecies_secret(entry: &Entry) -> Option<SecretKey> {
         .secret
         .as_ref()
         .and_then(|s| SecretKey::from_bytes(s.expose()).ok())
+}
+
+fn p256_secret(entry: &Entry) -> Option<P256SecretKey> {
+    entry
+        .secret
+        .as_ref()
+        .and_then(|s| P256SecretKey::from_bytes(s.expose()).ok())
 }
 
 fn hybrid_secret(entry: &Entry) -> Option<HybridSecretKey> {

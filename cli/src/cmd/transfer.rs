@@ -32,8 +32,8 @@ pub(crate) struct PutArgs {
     #[arg(long)]
     name: Option<String>,
     /// Also give this recipient access: a hybrid recipient (`dmpq1...`, from `datamesh
-    /// keys export-public file-encryption-hybrid`) or a secp256k1 key (66 hex); repeat
-    /// for more.
+    /// keys export-public file-encryption-hybrid`), a P-256 recipient (`dmp256v1...`,
+    /// the fips profile's) or a secp256k1 key (66 hex); repeat for more.
     #[arg(long = "to", value_name = "PUBKEY")]
     to: Vec<String>,
     /// Stop at the first file that fails (default: store the others, then fail).

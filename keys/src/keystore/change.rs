@@ -13,7 +13,8 @@ use crate::fsx::{self, WriteError};
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::lock::{self, Lock};
 use crate::model::{
-    DueKey, Entry, FILE_AUTHORITY, FILE_ENCRYPTION_HYBRID, KeyInfo, RotationPolicy,
+    DueKey, Entry, FILE_AUTHORITY, FILE_ENCRYPTION_HYBRID, FILE_ENCRYPTION_P256, KeyInfo, Purpose,
+    RotationPolicy,
 };
 use crate::password::Password;
 use crate::ring::{KeyRing, SlotInfo};
@@ -124,20 +125,37 @@ impl Keystore {
     ///
     /// Lock or I/O errors; nothing changed.
     pub fn ensure_hybrid_file_key(&mut self) -> Result<bool, ChangeError> {
+        self.ensure_file_key(Purpose::HybridFileEncryption)
+    }
+
+    /// Adds version 1 of the file-encryption key of `purpose` (`file-encryption-hybrid`,
+    /// or `file-encryption-p256` for the fips profile) if the keystore has none. Returns
+    /// whether it was added; another purpose adds nothing.
+    ///
+    /// # Errors
+    ///
+    /// Lock or I/O errors; nothing changed.
+    pub fn ensure_file_key(&mut self, purpose: Purpose) -> Result<bool, ChangeError> {
+        let name = match purpose {
+            Purpose::HybridFileEncryption => FILE_ENCRYPTION_HYBRID,
+            Purpose::P256FileEncryption => FILE_ENCRYPTION_P256,
+            _ => return Ok(false),
+        };
         self.reload()?;
-        if self.ring.has_hybrid_file_key() {
+        if self.ring.has_key(name, purpose) {
             return Ok(false);
         }
         self.change(
-            AuditEvent::new(AuditOp::Rotate).with_key(FILE_ENCRYPTION_HYBRID, Some(1)),
+            AuditEvent::new(AuditOp::Rotate).with_key(name, Some(1)),
             |ring, event| {
-                if ring.has_hybrid_file_key() {
+                if ring.has_key(name, purpose) {
                     return Ok(false);
                 }
-                ring.add_hybrid_file_key(now());
-                event.set_detail(
-                    "created: the keystore had no hybrid file-encryption key".to_owned(),
-                );
+                ring.add_key(name, purpose, now());
+                event.set_detail(format!(
+                    "created: the keystore had no {} file-encryption key",
+                    purpose.algorithm()
+                ));
                 Ok(true)
             },
         )

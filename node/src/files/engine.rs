@@ -9,7 +9,7 @@ use std::time::Duration;
 use datamesh_core::ecies::SecretKey;
 use datamesh_core::{
     AuthorityError, AuthorityKey, AuthorityRoot, AuthoritySalt, FileAuthority, HybridSecretKey,
-    PolicyError, Recipient, RecipientKind, RecipientPolicy, UnwrapKey,
+    P256SecretKey, PolicyError, Recipient, RecipientKind, RecipientPolicy, UnwrapKey,
 };
 use libp2p::PeerId;
 
@@ -64,6 +64,10 @@ pub struct FileKeys {
     /// (new files are wrapped to it under the `hybrid` and `pq-required` policies), then
     /// the other live versions (they still open files). Empty for a keystore without one.
     pub hybrid: Vec<HybridSecretKey>,
+    /// The NIST P-256 file-encryption keys: the active one first (new files are wrapped
+    /// to it under `p256-only`, the fips profile), then the other live versions. Empty for
+    /// a keystore without one.
+    pub p256: Vec<P256SecretKey>,
     /// The file-authority roots: the active one first (it derives the authority key of
     /// new files), then the older live versions (for files put under them).
     pub authority: Vec<AuthorityRoot>,
@@ -71,13 +75,19 @@ pub struct FileKeys {
 
 impl FileKeys {
     /// The owner's own recipient for a new envelope under `policy`: the active hybrid key
-    /// (`hybrid`, `pq-required`) or the active classical key (`classical`, or `hybrid`
-    /// with no hybrid key in the keystore).
+    /// (`hybrid`, `pq-required`), the active P-256 key (`p256-only`) or the active
+    /// classical key (`classical`, or `hybrid` with no hybrid key in the keystore).
     ///
     /// # Errors
-    /// [`PolicyError::NoHybridKey`] under `pq-required` without a hybrid key.
+    /// [`PolicyError::NoHybridKey`] under `pq-required` without a hybrid key;
+    /// [`PolicyError::NoP256Key`] under `p256-only` without a P-256 key.
     pub fn owner_recipient(&self, policy: RecipientPolicy) -> Result<Recipient, PolicyError> {
         match (policy.owner_kind(), self.hybrid.first()) {
+            (RecipientKind::P256, _) => self
+                .p256
+                .first()
+                .map(|key| Recipient::P256(key.public_key()))
+                .ok_or(PolicyError::NoP256Key),
             (RecipientKind::Hybrid, Some(key)) => Ok(Recipient::Hybrid(key.public_key())),
             (RecipientKind::Hybrid, None) if policy == RecipientPolicy::PqRequired => {
                 Err(PolicyError::NoHybridKey)
@@ -86,13 +96,14 @@ impl FileKeys {
         }
     }
 
-    /// Every key that may open a file, classical then hybrid, for
+    /// Every key that may open a file, classical, hybrid, then P-256, for
     /// [`datamesh_core::KeyEnvelope::open`].
     pub fn unwrap_keys(&self) -> impl Iterator<Item = &dyn UnwrapKey> {
         self.decrypt
             .iter()
             .map(|k| k as &dyn UnwrapKey)
             .chain(self.hybrid.iter().map(|k| k as &dyn UnwrapKey))
+            .chain(self.p256.iter().map(|k| k as &dyn UnwrapKey))
     }
 
     /// A new file's authority key: the active root with a fresh random salt. `None` if

@@ -515,10 +515,13 @@ mod tests {
 
     fn keys() -> FileKeys {
         let active = SecretKey::generate();
+        let copy =
+            SecretKey::from_bytes(&active.to_bytes()).unwrap_or_else(|_| SecretKey::generate());
         FileKeys {
-            decrypt: vec![active.clone()],
+            decrypt: vec![copy],
             active,
             hybrid: Vec::new(),
+            p256: Vec::new(),
             authority: Vec::new(),
         }
     }

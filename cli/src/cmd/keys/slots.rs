@@ -258,15 +258,14 @@ pub(super) fn run(ctx: &Context, command: SlotCommand) -> anyhow::Result<()> {
                     "made a non-extractable AES-256 key \"{key_label}\" in token \"{token}\""
                 ));
             }
-            if let (true, NewSlot::PasswordAnd { hardware, .. }) = (made, &new) {
-                if let NewSlot::Pkcs11 {
+            if let (true, NewSlot::PasswordAnd { hardware, .. }) = (made, &new)
+                && let NewSlot::Pkcs11 {
                     token, key_label, ..
                 } = hardware.as_ref()
-                {
-                    ctx.out.info(format_args!(
-                        "made a non-extractable AES-256 key \"{key_label}\" in token \"{token}\""
-                    ));
-                }
+            {
+                ctx.out.info(format_args!(
+                    "made a non-extractable AES-256 key \"{key_label}\" in token \"{token}\""
+                ));
             }
             if ctx.out.json() {
                 ctx.out.json_value(

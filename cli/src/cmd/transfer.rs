@@ -185,13 +185,10 @@ fn send_input(
             .map_err(|e| put_failed(path, e));
     };
     let state = PutResume::begin(&crate::home::put_resume_dir(&ctx.home), path, &meta)?;
+    // Said on the progress bar only: a failing command's stderr is its one error line,
+    // and a finished resume says what it skipped ("resumed: N of M stripes ...").
     if state.resumed {
-        bar.suspend(|| {
-            ctx.out.info(format_args!(
-                "resuming the interrupted put of {}",
-                path.display()
-            ))
-        });
+        bar.set_message("put (resuming)");
     }
     let result = client.put_resumable(
         bar.wrap_read(reader),

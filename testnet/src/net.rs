@@ -423,17 +423,36 @@ impl Testnet {
     /// home's token), read within 10 s.
     ///
     /// # Errors
-    /// [`Error::NotRunning`]; [`Error::Io`] when the API cannot be reached or read;
-    /// [`Error::Invalid`] when the answer is not a 200.
+    /// As [`Testnet::with_api`].
     pub fn metrics(&self, i: usize) -> Result<String> {
+        self.with_api(i, METRICS_TIMEOUT, "the metrics", datamesh_api::Client::metrics)
+    }
+
+    /// Calls running node `i`'s API through `call`, with a client that carries the
+    /// home's token and gives up after `timeout`; on a testnet of hosts, from inside the
+    /// node's network namespace (where its API listens on 127.0.0.1). `what` names the
+    /// call in errors.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`] when the node has no `node.json`; [`Error::Io`] when the
+    /// token cannot be read or the API cannot be reached; [`Error::Invalid`] when the API
+    /// answers with an error.
+    pub fn with_api<T: Send>(
+        &self,
+        i: usize,
+        timeout: Duration,
+        what: &str,
+        call: impl FnOnce(&datamesh_api::Client) -> std::result::Result<T, datamesh_api::ClientError>
+        + Send,
+    ) -> Result<T> {
         let run = self.run_file(i)?.ok_or(Error::NotRunning { index: i })?;
-        let what = format!("the metrics of node {i}");
+        let what = format!("{what} of node {i}");
         let token_path = self.home(i).join(datamesh_api::API_TOKEN_FILE);
         let token = fs::read_to_string(&token_path)
             .map_err(io_err(format!("cannot read {}", token_path.display())))?;
         let read = move || {
-            let client = datamesh_api::Client::new(run.api, &token).with_timeout(METRICS_TIMEOUT);
-            client.metrics().map_err(|e| match e {
+            let client = datamesh_api::Client::new(run.api, &token).with_timeout(timeout);
+            call(&client).map_err(|e| match e {
                 datamesh_api::ClientError::Api { .. } => Error::Invalid {
                     what,
                     reason: e.to_string(),

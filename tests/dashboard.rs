@@ -268,7 +268,9 @@ fn the_testnet_dashboard_in_a_browser_kills_repairs_and_refuses_foreign_requests
     let addr: SocketAddr = origin.trim_start_matches("http://").parse()?;
     ensure!(addr.ip().is_loopback(), "the dashboard listens on {addr}");
     let token = dashboard::token(&dir)?;
-    let mode = fs::metadata(dashboard::token_path(&dir))?.permissions().mode();
+    let mode = fs::metadata(dashboard::token_path(&dir))?
+        .permissions()
+        .mode();
     ensure!(mode & 0o777 == 0o600, "the token file is {mode:o}");
 
     // Without the cookie: the page sends to the login form; the data and the actions
@@ -278,22 +280,46 @@ fn the_testnet_dashboard_in_a_browser_kills_repairs_and_refuses_foreign_requests
     assert_eq!(raw(addr, "GET", "/testnet/state.json", &[], None)?, 401);
     let csrf_guess = Some("csrf=guess");
     assert_eq!(
-        raw(addr, "POST", "/testnet/nodes/1/kill", &[("Origin", o)], csrf_guess)?,
+        raw(
+            addr,
+            "POST",
+            "/testnet/nodes/1/kill",
+            &[("Origin", o)],
+            csrf_guess
+        )?,
         401
     );
     assert_eq!(
-        raw(addr, "POST", "/testnet/logout", &[("Origin", o)], csrf_guess)?,
+        raw(
+            addr,
+            "POST",
+            "/testnet/logout",
+            &[("Origin", o)],
+            csrf_guess
+        )?,
         401
     );
     assert_eq!(
-        raw(addr, "GET", "/testnet/login", &[("Host", "evil.example")], None)?,
+        raw(
+            addr,
+            "GET",
+            "/testnet/login",
+            &[("Host", "evil.example")],
+            None
+        )?,
         421
     );
     // A node's API token is no way in: the dashboard has its own.
     let node_token = fs::read_to_string(net.home(0).join("api-token"))?;
     let login = |token: &str| -> anyhow::Result<u16> {
         let form = format!("token={}", token.trim());
-        raw(addr, "POST", "/testnet/login", &[("Origin", o)], Some(&form))
+        raw(
+            addr,
+            "POST",
+            "/testnet/login",
+            &[("Origin", o)],
+            Some(&form),
+        )
     };
     assert_eq!(login(&node_token)?, 401);
 
@@ -448,10 +474,7 @@ fn the_testnet_dashboard_in_a_browser_kills_repairs_and_refuses_foreign_requests
     );
     assert_eq!(login(&token)?, 429);
     // The same on a node's own /ui.
-    let api = net
-        .run_file(0)?
-        .context("node 0 has no node.json")?
-        .api;
+    let api = net.run_file(0)?.context("node 0 has no node.json")?.api;
     let node_origin = format!("http://{api}");
     let mut statuses = Vec::new();
     for _ in 0..11 {
@@ -496,7 +519,12 @@ fn on_a_testnet_of_hosts_the_page_on_the_machine_reaches_every_node() -> anyhow:
         &[("Origin", &origin)],
         Some(&format!("token={token}")),
     )?;
-    ensure!(login.status == 303, "login: {} {}", login.status, login.body);
+    ensure!(
+        login.status == 303,
+        "login: {} {}",
+        login.status,
+        login.body
+    );
     let cookie = login
         .head
         .lines()
@@ -506,8 +534,19 @@ fn on_a_testnet_of_hosts_the_page_on_the_machine_reaches_every_node() -> anyhow:
                 .then(|| value.trim().split(';').next().unwrap_or("").to_string())
         })
         .context("no session cookie")?;
-    let state = request(addr, "GET", "/testnet/state.json", &[("Cookie", &cookie)], None)?;
-    ensure!(state.status == 200, "state: {} {}", state.status, state.body);
+    let state = request(
+        addr,
+        "GET",
+        "/testnet/state.json",
+        &[("Cookie", &cookie)],
+        None,
+    )?;
+    ensure!(
+        state.status == 200,
+        "state: {} {}",
+        state.status,
+        state.body
+    );
     let state: serde_json::Value = serde_json::from_str(&state.body)?;
     let nodes = state["nodes"].as_array().context("no nodes")?;
     ensure!(nodes.len() == hosts, "{state}");

@@ -43,8 +43,7 @@ pub fn token(dir: &Path) -> Result<String> {
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::Invalid {
             what: path.display().to_string(),
-            reason: "not a dashboard token (64 hex characters); delete it to get a new one"
-                .into(),
+            reason: "not a dashboard token (64 hex characters); delete it to get a new one".into(),
         });
     }
     Ok(token)
@@ -121,10 +120,8 @@ pub fn stop(dir: &Path) -> Result<bool> {
     let Some(r) = running(dir)? else {
         return Ok(false);
     };
-    signal(r.pid, Signal::TERM).map_err(io_err(format!(
-        "cannot stop the dashboard (pid {})",
-        r.pid
-    )))?;
+    signal(r.pid, Signal::TERM)
+        .map_err(io_err(format!("cannot stop the dashboard (pid {})", r.pid)))?;
     let waited = Duration::from_secs(10);
     let deadline = Instant::now() + waited;
     while pid_alive(r.pid) {

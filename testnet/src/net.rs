@@ -425,7 +425,12 @@ impl Testnet {
     /// # Errors
     /// As [`Testnet::with_api`].
     pub fn metrics(&self, i: usize) -> Result<String> {
-        self.with_api(i, METRICS_TIMEOUT, "the metrics", datamesh_api::Client::metrics)
+        self.with_api(
+            i,
+            METRICS_TIMEOUT,
+            "the metrics",
+            datamesh_api::Client::metrics,
+        )
     }
 
     /// Calls running node `i`'s API through `call`, with a client that carries the

@@ -59,11 +59,9 @@ enum TestnetCommand {
     /// Serve one page for the whole testnet on 127.0.0.1: every node's state, a file's
     /// stripes by node, buttons to kill/start nodes and check/repair files. Prints its
     /// address; log in with the token in D/dashboard-token.
-    #[command(
-        after_help = "Examples:
+    #[command(after_help = "Examples:
   datamesh testnet ui                 # until Ctrl-C
-  datamesh testnet ui --background    # `datamesh testnet down` stops it"
-    )]
+  datamesh testnet ui --background    # `datamesh testnet down` stops it")]
     Ui {
         /// The port on 127.0.0.1 (0: any free port).
         #[arg(long, default_value_t = 0)]

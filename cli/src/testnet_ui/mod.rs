@@ -583,7 +583,11 @@ async fn check_file(
                     .is_ok_and(|l| l.iter().any(|f| f.id == text))
             })
             .with_context(|| format!("no running node has {text} in its catalog"))?;
-        let timeout = if repair { REPAIR_TIMEOUT } else { CHECK_TIMEOUT };
+        let timeout = if repair {
+            REPAIR_TIMEOUT
+        } else {
+            CHECK_TIMEOUT
+        };
         let what = if repair { "the repair" } else { "the check" };
         let report = net.with_api(via, timeout, what, |c| c.check(&file, false, repair))?;
         Ok(grid_of(&report, via, &peers))
@@ -592,10 +596,7 @@ async fn check_file(
     let what = if repair { "Repair" } else { "Check" };
     match done {
         Ok(Ok(grid)) => {
-            let mut message = format!(
-                "{what} of {id} through node {}: {}",
-                grid.via, grid.state
-            );
+            let mut message = format!("{what} of {id} through node {}: {}", grid.via, grid.state);
             if repair {
                 message.push_str(&format!(", {} shards rebuilt", grid.repaired_shards));
             }
@@ -626,7 +627,7 @@ async fn app_js() -> Response {
 
 #[cfg(test)]
 mod tests {
-    use datamesh_api::{CheckSummary, Health, StripeCounts, StripeCheck};
+    use datamesh_api::{CheckSummary, Health, StripeCheck, StripeCounts};
 
     use super::*;
 

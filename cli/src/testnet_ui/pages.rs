@@ -137,6 +137,7 @@ fn node_row(page: &mut String, n: &NodeView, csrf: &str, file: Option<&str>) {
             "<button type=\"submit\" class=\"start\" aria-label=\"Start node {i}\"{start_off}>Start</button></form>",
             "</td></tr>\n"
         ),
+        i = i,
         class = class,
         state = escape(state),
         peers = escape(&peers),
@@ -188,7 +189,9 @@ fn grid_table(page: &mut String, grid: &Grid, nodes: &[NodeView]) {
             if down { " (down)" } else { "" }
         );
     }
-    page.push_str("<th scope=\"col\">Elsewhere</th><th scope=\"col\">k/n</th></tr></thead>\n<tbody>\n");
+    page.push_str(
+        "<th scope=\"col\">Elsewhere</th><th scope=\"col\">k/n</th></tr></thead>\n<tbody>\n",
+    );
     for row in &grid.rows {
         let _ = write!(
             page,

@@ -489,4 +489,3 @@ async fn app_js() -> Response {
 async fn style_css() -> Response {
     asset("text/css; charset=utf-8", web::STYLE_CSS)
 }
-

@@ -28,7 +28,129 @@ pub struct Cookie {
 }
 
 impl Cookie {
-    #[cfg(test)]
+    /// The session id a request's `Cookie` headers carry, if any.
+    pub fn value(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.name)
+            .map(|(_, value)| value.to_string())
+    }
+
+    /// The `Set-Cookie` value that starts a session.
+    pub fn set(&self, id: &str) -> String {
+        format!(
+            "{}={id}; Path={}; HttpOnly; SameSite=Strict; Max-Age={}",
+            self.name,
+            self.path,
+            SESSION_LIFETIME.as_secs()
+        )
+    }
+
+    /// The `Set-Cookie` value that clears it.
+    pub fn clear(&self) -> String {
+        format!(
+            "{}=; Path={}; HttpOnly; SameSite=Strict; Max-Age=0",
+            self.name, self.path
+        )
+    }
+}
+
+/// 32 random bytes as 64 hex characters.
+fn random_hex() -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(bytes.as_mut());
+    Zeroizing::new(hex::encode(bytes.as_ref()))
+}
+
+struct Session {
+    id: Zeroizing<String>,
+    csrf: Zeroizing<String>,
+    expires: Instant,
+}
+
+/// A session a request proved it holds: its CSRF token, for the page and the check of
+/// state-changing requests.
+#[derive(Clone)]
+pub struct Authenticated {
+    csrf: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authenticated(..)")
+    }
+}
+
+impl Authenticated {
+    /// The session's CSRF token (to embed in the page it serves).
+    pub fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
+    /// Whether `presented` is this session's CSRF token (constant time).
+    pub fn csrf_matches(&self, presented: &str) -> bool {
+        bool::from(self.csrf.as_bytes().ct_eq(presented.as_bytes()))
+    }
+}
+
+/// The live sessions.
+#[derive(Default)]
+pub struct Sessions {
+    live: Mutex<Vec<Session>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sessions(..)")
+    }
+}
+
+impl Sessions {
+    /// Starts a session; returns its id (the cookie's value).
+    pub fn create(&self, now: Instant) -> Zeroizing<String> {
+        let id = random_hex();
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|s| s.expires > now);
+        if live.len() >= MAX_SESSIONS {
+            live.sort_by_key(|s| s.expires);
+            live.remove(0);
+        }
+        live.push(Session {
+            id: id.clone(),
+            csrf: random_hex(),
+            expires: now + SESSION_LIFETIME,
+        });
+        id
+    }
+
+    /// The live session whose id is `id`. Every live id is compared (in constant time),
+    /// whichever matches.
+    pub fn find(&self, id: &str, now: Instant) -> Option<Authenticated> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|s| s.expires > now);
+        let mut found = None;
+        for s in live.iter() {
+            if bool::from(s.id.as_bytes().ct_eq(id.as_bytes())) {
+                found = Some(Authenticated {
+                    csrf: s.csrf.clone(),
+                });
+            }
+        }
+        found
+    }
+
+    /// Ends the session whose id is `id` (if any).
+    pub fn end(&self, id: &str) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|s| !bool::from(s.id.as_bytes().ct_eq(id.as_bytes())));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -135,6 +135,42 @@ fn raw(
     Ok(request(addr, method, path, headers, form)?.status)
 }
 
+/// Logs in without a browser: the session cookie (`name=value`) and the page's CSRF
+/// token.
+fn raw_session(addr: SocketAddr, origin: &str, token: &str) -> anyhow::Result<(String, String)> {
+    let login = request(
+        addr,
+        "POST",
+        "/testnet/login",
+        &[("Origin", origin)],
+        Some(&format!("token={token}")),
+    )?;
+    ensure!(
+        login.status == 303,
+        "login: {} {}",
+        login.status,
+        login.body
+    );
+    let cookie = login
+        .head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("set-cookie")
+                .then(|| value.trim().split(';').next().unwrap_or("").to_string())
+        })
+        .context("no session cookie")?;
+    let page = request(addr, "GET", "/testnet", &[("Cookie", &cookie)], None)?;
+    let marker = "name=\"csrf\" value=\"";
+    let csrf = page
+        .body
+        .split_once(marker)
+        .and_then(|(_, rest)| rest.split('"').next())
+        .context("no CSRF token in the page")?
+        .to_string();
+    Ok((cookie, csrf))
+}
+
 /// A second origin (another port of 127.0.0.1, the same *site*): a page whose form
 /// posts to `action` by itself, as a malicious site would. Serves a few requests on a
 /// thread that ends with the test process.
@@ -461,7 +497,75 @@ fn the_testnet_dashboard_in_a_browser_kills_repairs_and_refuses_foreign_requests
     snap(&browser, "testnet-logged-out")?;
     drop(browser);
 
-    // Logins past the limit (10 a minute, every attempt counts; three were made above,
+    // Every parameter of an action is checked, even from a logged-in session with the
+    // right CSRF token and Origin: a node that is not this testnet's, an index that is
+    // no number, an unknown action, a file id that is none.
+    let (cookie, csrf) = raw_session(addr, o, &token)?;
+    let auth = [("Origin", o), ("Cookie", cookie.as_str())];
+    let form = format!("csrf={csrf}");
+    let post = |path: &str| raw(addr, "POST", path, &auth, Some(&form));
+    assert_eq!(post(&format!("/testnet/nodes/{NODES}/kill"))?, 303);
+    let page = request(addr, "GET", "/testnet", &auth[1..], None)?;
+    assert!(
+        page.body.contains(&format!("there is no node {NODES}")),
+        "{}",
+        page.body
+    );
+    for bad in [
+        "/testnet/nodes/-1/kill",
+        "/testnet/nodes/abc/kill",
+        "/testnet/nodes/18446744073709551616/start",
+        "/testnet/files/not-a-file-id/check",
+        "/testnet/files/%3Cscript%3E/check",
+    ] {
+        assert_eq!(post(bad)?, 400, "{bad}");
+    }
+    assert_eq!(post("/testnet/nodes/0/stop")?, 404);
+    assert_eq!(post("/testnet/nodes/0/freeze")?, 404);
+    ensure!(net.is_running(0), "node 0 stopped by a refused action");
+    // The right session without its CSRF token, or from another origin: refused.
+    let wrong_csrf = raw(
+        addr,
+        "POST",
+        "/testnet/nodes/0/kill",
+        &auth,
+        Some("csrf=0000"),
+    )?;
+    assert_eq!(wrong_csrf, 403);
+    let evil = format!("http://{evil}");
+    let foreign = raw(
+        addr,
+        "POST",
+        "/testnet/nodes/0/kill",
+        &[("Origin", &evil), ("Cookie", &cookie)],
+        Some(&form),
+    )?;
+    assert_eq!(foreign, 403);
+    let no_origin = raw(
+        addr,
+        "POST",
+        "/testnet/nodes/0/kill",
+        &auth[1..],
+        Some(&form),
+    )?;
+    assert_eq!(no_origin, 403);
+    ensure!(net.is_running(0), "node 0 killed by a refused request");
+    // A hostile `file` in the page's query is not echoed.
+    let page = request(
+        addr,
+        "GET",
+        "/testnet?file=%3Cscript%3Ealert(1)%3C/script%3E",
+        &auth[1..],
+        None,
+    )?;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    // Logged out, the session's cookie opens nothing.
+    assert_eq!(post("/testnet/logout")?, 303);
+    assert_eq!(post("/testnet/nodes/0/kill")?, 401);
+    assert_eq!(raw(addr, "GET", "/testnet/state.json", &auth[1..], None)?, 401);
+
+    // Logins past the limit (10 a minute, every attempt counts; four were made above,
     // perhaps in an earlier window) answer 429, then the right token too.
     let mut statuses = Vec::new();
     while statuses.last() != Some(&429) && statuses.len() < 22 {
@@ -512,28 +616,7 @@ fn on_a_testnet_of_hosts_the_page_on_the_machine_reaches_every_node() -> anyhow:
     let origin = url.trim_end_matches("/testnet").to_string();
     let addr: SocketAddr = origin.trim_start_matches("http://").parse()?;
     let token = dashboard::token(&dir)?;
-    let login = request(
-        addr,
-        "POST",
-        "/testnet/login",
-        &[("Origin", &origin)],
-        Some(&format!("token={token}")),
-    )?;
-    ensure!(
-        login.status == 303,
-        "login: {} {}",
-        login.status,
-        login.body
-    );
-    let cookie = login
-        .head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("set-cookie")
-                .then(|| value.trim().split(';').next().unwrap_or("").to_string())
-        })
-        .context("no session cookie")?;
+    let (cookie, _) = raw_session(addr, &origin, &token)?;
     let state = request(
         addr,
         "GET",

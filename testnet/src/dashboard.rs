@@ -14,7 +14,7 @@ use rustix::process::Signal;
 use serde_json::json;
 
 use crate::error::{Error, Result, io_err};
-use crate::process::{POLL, pid_alive, signal};
+use crate::process::{POLL, pid_alive, runs_with_words, signal};
 
 /// The token file's name in the testnet folder.
 pub const TOKEN_FILE: &str = "dashboard-token";
@@ -73,18 +73,25 @@ pub fn write_running(dir: &Path, url: &str) -> Result<()> {
 
 /// Forgets this process's dashboard of `dir` (when it stops).
 pub fn remove_running(dir: &Path) {
-    if let Ok(Some(r)) = running(dir)
+    if let Ok(Some(r)) = recorded(dir)
         && r.pid == std::process::id()
     {
         let _ = fs::remove_file(dir.join(RUN_FILE));
     }
 }
 
-/// The dashboard running for `dir`, if `D/dashboard.json` names a live process.
+/// The dashboard running for `dir`, if `D/dashboard.json` names a live process that
+/// runs `testnet ui` (a file left behind by a killed dashboard may name a pid that is
+/// another program's by now, which `stop` must not signal).
 ///
 /// # Errors
 /// [`Error::Invalid`] when the file is not what a dashboard writes.
 pub fn running(dir: &Path) -> Result<Option<Running>> {
+    Ok(recorded(dir)?.filter(|r| pid_alive(r.pid) && runs_with_words(r.pid, &["testnet", "ui"])))
+}
+
+/// What `D/dashboard.json` says, whether or not that process still runs.
+fn recorded(dir: &Path) -> Result<Option<Running>> {
     let path = dir.join(RUN_FILE);
     let Ok(text) = fs::read(&path) else {
         return Ok(None);
@@ -107,7 +114,7 @@ pub fn running(dir: &Path) -> Result<Option<Running>> {
         .filter(|u| u.starts_with("http://"))
         .ok_or_else(|| invalid("no url"))?
         .to_string();
-    Ok(pid_alive(pid).then_some(Running { pid, url }))
+    Ok(Some(Running { pid, url }))
 }
 
 /// Stops the dashboard of `dir` if one runs (SIGTERM, then SIGKILL after 10 s); whether
@@ -161,19 +168,37 @@ mod tests {
     }
 
     #[test]
-    fn the_running_file_names_this_process_until_removed() -> TestResult {
+    fn the_running_file_counts_only_for_a_live_testnet_ui() -> TestResult {
         let dir = tempfile::tempdir()?;
         assert_eq!(running(dir.path())?, None);
+        // This test is no `testnet ui`: its own record is not taken for a dashboard (as
+        // a stale record naming a reused pid is not), and it removes it.
         write_running(dir.path(), "http://127.0.0.1:9/testnet")?;
         assert_eq!(
-            running(dir.path())?,
-            Some(Running {
-                pid: std::process::id(),
-                url: "http://127.0.0.1:9/testnet".into()
-            })
+            recorded(dir.path())?.map(|r| r.pid),
+            Some(std::process::id())
         );
-        remove_running(dir.path());
         assert_eq!(running(dir.path())?, None);
+        remove_running(dir.path());
+        assert_eq!(recorded(dir.path())?, None);
+        // A live process with `testnet ui` in its arguments is.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30; :", "sh", "testnet", "ui"])
+            .spawn()?;
+        let record = json!({ "pid": child.id(), "url": "http://127.0.0.1:9/testnet" });
+        fs::write(dir.path().join(RUN_FILE), record.to_string())?;
+        let mut seen = None;
+        for _ in 0..50 {
+            seen = running(dir.path())?;
+            if seen.is_some() {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(seen.map(|r| r.pid), Some(child.id()));
+        assert_eq!(running(dir.path())?, None, "once it is gone");
         fs::write(dir.path().join(RUN_FILE), "{\"pid\": \"x\"}")?;
         assert!(running(dir.path()).is_err());
         Ok(())

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::error::{Error, Result, io_err};
 use crate::home::{log_tail, write_random_password};
 use crate::hosts::Hosts;
-use crate::process::{POLL, pid_alive, signal, wait_gone};
+use crate::process::{POLL, pid_alive, runs_with_path, signal, wait_gone};
 use crate::run::{datamesh, output};
 use crate::{RunFile, Status, parse_status, read_run_file};
 
@@ -118,9 +118,11 @@ impl Testnet {
         let mut slots = Vec::new();
         while config.dir.join(format!("node-{}", slots.len())).is_dir() {
             let home = config.dir.join(format!("node-{}", slots.len()));
+            // A stale node.json's pid may be another program's by now: only a process
+            // running with this home counts.
             let pid = read_run_file(&home)?
                 .map(|run| run.pid)
-                .filter(|pid| pid_alive(*pid));
+                .filter(|&pid| pid_alive(pid) && runs_with_path(pid, "--home", &home));
             slots.push(Slot { child: None, pid });
         }
         if slots.is_empty() {
@@ -823,6 +825,26 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let attached = Testnet::attach(Path::new("datamesh"), dir.path());
         assert!(matches!(attached, Err(Error::NoNodes(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn a_stale_node_json_naming_another_live_program_is_not_a_node() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let home = dir.path().join("node-0");
+        fs::create_dir(&home)?;
+        // As after a SIGKILL whose pid was reused: here, by this test's own process.
+        let stale = RunFile {
+            pid: std::process::id(),
+            peer_id: "12D3KooWstale".into(),
+            api: "127.0.0.1:9".parse()?,
+            listen: vec![],
+        };
+        fs::write(RunFile::path(&home), stale.to_json())?;
+        let mut net = Testnet::attach(Path::new("datamesh"), dir.path())?;
+        assert_eq!(net.pid(0), None);
+        assert!(matches!(net.kill(0), Err(Error::NotRunning { index: 0 })));
+        assert!(matches!(net.stop(0), Err(Error::NotRunning { index: 0 })));
         Ok(())
     }
 

@@ -19,9 +19,23 @@ fn to_pid(pid: u32) -> Option<Pid> {
     i32::try_from(pid).ok().and_then(Pid::from_raw)
 }
 
-/// Whether a process with this id exists.
+/// Whether a process with this id exists and has not exited. A zombie (exited, not yet
+/// reaped by its parent: a node started by another process that has not waited for it
+/// yet) has exited.
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    to_pid(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+    to_pid(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok()) && !zombie(pid)
+}
+
+/// Whether process `pid` is a zombie (`/proc/PID/stat`'s state, after the name in
+/// parentheses, is `Z`).
+fn zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 /// The arguments of process `pid` (`/proc/PID/cmdline`), empty if it is gone or
@@ -119,6 +133,27 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert!(!runs_with_path(pid, "--home", &dir), "a reaped process");
+        Ok(())
+    }
+
+    #[test]
+    fn a_killed_process_not_yet_reaped_is_not_alive() -> io::Result<()> {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn()?;
+        let pid = child.id();
+        assert!(pid_alive(pid));
+        signal(pid, Signal::KILL)?;
+        // Not reaped yet: a zombie, which a wait for it to be gone must take as gone.
+        let mut gone = false;
+        for _ in 0..50 {
+            gone = !pid_alive(pid);
+            if gone {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        assert!(gone, "a zombie counted as alive");
+        wait_gone(pid, Duration::from_secs(5), 0).map_err(io::Error::other)?;
+        child.wait()?;
         Ok(())
     }
 }

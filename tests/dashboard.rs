@@ -563,7 +563,10 @@ fn the_testnet_dashboard_in_a_browser_kills_repairs_and_refuses_foreign_requests
     // Logged out, the session's cookie opens nothing.
     assert_eq!(post("/testnet/logout")?, 303);
     assert_eq!(post("/testnet/nodes/0/kill")?, 401);
-    assert_eq!(raw(addr, "GET", "/testnet/state.json", &auth[1..], None)?, 401);
+    assert_eq!(
+        raw(addr, "GET", "/testnet/state.json", &auth[1..], None)?,
+        401
+    );
 
     // Logins past the limit (10 a minute, every attempt counts; four were made above,
     // perhaps in an earlier window) answer 429, then the right token too.

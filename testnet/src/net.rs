@@ -841,6 +841,7 @@ mod tests {
             listen: vec![],
         };
         fs::write(RunFile::path(&home), stale.to_json())?;
+        fs::set_permissions(RunFile::path(&home), fs::Permissions::from_mode(0o600))?;
         let mut net = Testnet::attach(Path::new("datamesh"), dir.path())?;
         assert_eq!(net.pid(0), None);
         assert!(matches!(net.kill(0), Err(Error::NotRunning { index: 0 })));

@@ -189,12 +189,16 @@ fn session_of(dash: &Dash, headers: &HeaderMap) -> Option<(Zeroizing<String>, Au
 }
 
 /// The session of a state-changing request from the page itself, or the refusal.
-fn authorised(dash: &Dash, headers: &HeaderMap, csrf: &str) -> Result<Authenticated, Response> {
+fn authorised(
+    dash: &Dash,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Authenticated, (StatusCode, &'static str)> {
     let Some((_, session)) = session_of(dash, headers) else {
-        return Err(refused(StatusCode::UNAUTHORIZED, "not logged in"));
+        return Err((StatusCode::UNAUTHORIZED, "not logged in"));
     };
     if !same_origin(headers) || !session.csrf_matches(csrf) {
-        return Err(refused(
+        return Err((
             StatusCode::FORBIDDEN,
             "refused: not from the dashboard's own page (Origin, CSRF token)",
         ));
@@ -253,8 +257,8 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(refusal) = authorised(&dash, &headers, &form.csrf) {
-        return refusal;
+    if let Err((status, refusal)) = authorised(&dash, &headers, &form.csrf) {
+        return refused(status, refusal);
     }
     if let Some((id, _)) = session_of(&dash, &headers) {
         dash.sessions.end(&id);
@@ -444,8 +448,8 @@ async fn node_action(
     UrlPath((index, action)): UrlPath<(usize, String)>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Err(refusal) = authorised(&dash, &headers, &form.csrf) {
-        return refusal;
+    if let Err((status, refusal)) = authorised(&dash, &headers, &form.csrf) {
+        return refused(status, refusal);
     }
     let kill = match action.as_str() {
         "kill" => true,
@@ -557,8 +561,8 @@ async fn check_file(
     UrlPath(id): UrlPath<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Err(refusal) = authorised(&dash, &headers, &form.csrf) {
-        return refusal;
+    if let Err((status, refusal)) = authorised(&dash, &headers, &form.csrf) {
+        return refused(status, refusal);
     }
     let Ok(file) = id.parse::<FileId>() else {
         return refused(StatusCode::BAD_REQUEST, "not a file id");
@@ -656,6 +660,7 @@ mod tests {
             bad_peers: vec![],
             repaired_shards: 0,
             kept_until: None,
+            envelope: None,
             before: summary(),
             after: summary(),
             stripes: vec![StripeCheck {

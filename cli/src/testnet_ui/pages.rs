@@ -151,9 +151,9 @@ fn node_row(page: &mut String, n: &NodeView, csrf: &str, file: Option<&str>) {
         start_off = if n.up { " disabled" } else { "" },
     );
     if let Some(e) = &n.error {
-        let _ = write!(
+        let _ = writeln!(
             page,
-            "<tr class=\"note\"><td></td><td colspan=\"6\" class=\"warn small\">{}</td></tr>\n",
+            "<tr class=\"note\"><td></td><td colspan=\"6\" class=\"warn small\">{}</td></tr>",
             escape(e)
         );
     }
@@ -210,9 +210,9 @@ fn grid_table(page: &mut String, grid: &Grid, nodes: &[NodeView]) {
                 );
             }
         }
-        let _ = write!(
+        let _ = writeln!(
             page,
-            "<td>{}</td><td><span class=\"chip {state}\" data-k=\"{k}\" data-n=\"{n}\">{k}/{n}</span></td></tr>\n",
+            "<td>{}</td><td><span class=\"chip {state}\" data-k=\"{k}\" data-n=\"{n}\">{k}/{n}</span></td></tr>",
             row.elsewhere,
             state = row.state,
             k = row.healthy,

@@ -11,10 +11,11 @@ use std::hint::black_box;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, ensure};
 use datamesh_core::{
     AuthorityKey, AuthorityRoot, AuthoritySalt, DecodeReport, Decoder, EncodeOptions, EncodedFile,
-    Encoder, FileAuthority, SegmentSize, StripeShards, TOTAL_SHARDS,
+    Encoder, FileAuthority, SegmentSize, ShardId, StripeShards, TOTAL_SHARDS, VerifiedShard,
+    VerifiedStripe,
 };
 use rayon::prelude::*;
 use reed_solomon_simd::ReedSolomonEncoder;
@@ -232,6 +233,51 @@ pub fn decode(
     let mut sink = std::io::sink();
     for (i, shards) in given.into_iter().enumerate() {
         decoder.push(i as u64, shards, &mut sink)?;
+    }
+    decoder
+        .finish(&mut sink)
+        .map_err(|e| anyhow!("decode: {e}"))
+}
+
+/// What a getting node does with the shards it receives, before and after it kept the
+/// receipt check's result: every shard in `given` is hashed against its id as it arrives
+/// (the network hop's check), then decoded; with `reuse_check` the decoder compares ids
+/// ([`Decoder::push_verified`]), without it the decoder hashes every shard again.
+///
+/// # Errors
+/// A shard that does not verify, or a decoder error.
+pub fn receive_and_decode(
+    file: &EncodedFile,
+    given: Vec<StripeShards>,
+    in_flight: usize,
+    reuse_check: bool,
+) -> anyhow::Result<DecodeReport> {
+    let mut decoder =
+        Decoder::new(file.manifest.clone(), &file.data_key)?.with_stripes_in_flight(in_flight);
+    let mut sink = std::io::sink();
+    for (i, shards) in given.into_iter().enumerate() {
+        let ids = file.manifest.stripes()[i];
+        if reuse_check {
+            let mut verified: VerifiedStripe = Default::default();
+            for (slot, (shard, id)) in verified.iter_mut().zip(shards.into_iter().zip(&ids)) {
+                if let Some(bytes) = shard {
+                    let shard = VerifiedShard::check(bytes, id)
+                        .map_err(|_| anyhow!("stripe {i}: a shard does not verify"))?;
+                    *slot = Some(shard);
+                }
+            }
+            decoder.push_verified(i as u64, verified, &mut sink)?;
+        } else {
+            for (shard, id) in shards.iter().zip(&ids) {
+                if let Some(bytes) = shard {
+                    ensure!(
+                        ShardId::of(bytes) == *id,
+                        "stripe {i}: a shard does not verify"
+                    );
+                }
+            }
+            decoder.push(i as u64, shards, &mut sink)?;
+        }
     }
     decoder
         .finish(&mut sink)

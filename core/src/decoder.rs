@@ -16,6 +16,91 @@ use crate::manifest::{Manifest, Metadata};
 /// The shards of one stripe as fetched: `None` where a shard could not be had.
 pub type StripeShards = [Option<Vec<u8>>; TOTAL_SHARDS];
 
+/// Shard bytes that hashed to their id when they arrived: made only by
+/// [`VerifiedShard::check`]. A decoder given one compares that id with the manifest's
+/// instead of hashing the bytes again, so a get hashes each shard byte once per hop (the
+/// holder reading it from disk, the getter receiving it), not a third time here.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifiedShard {
+    id: ShardId,
+    bytes: Vec<u8>,
+}
+
+impl VerifiedShard {
+    /// `bytes` if they hash to `id`; the bytes back otherwise.
+    ///
+    /// # Errors
+    /// The bytes, when they do not hash to `id`.
+    pub fn check(bytes: Vec<u8>, id: &ShardId) -> Result<Self, Vec<u8>> {
+        if ShardId::of(&bytes) == *id {
+            Ok(Self { id: *id, bytes })
+        } else {
+            Err(bytes)
+        }
+    }
+
+    /// The id the bytes hash to.
+    pub fn id(&self) -> &ShardId {
+        &self.id
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl std::fmt::Debug for VerifiedShard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedShard")
+            .field("id", &self.id)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// The shards of one stripe, each verified on receipt: `None` where a shard could not be
+/// had.
+pub type VerifiedStripe = [Option<VerifiedShard>; TOTAL_SHARDS];
+
+/// A shard given to a decoder: its bytes, and the id they hashed to if the caller checked.
+pub(crate) struct Given {
+    bytes: Vec<u8>,
+    verified: Option<ShardId>,
+}
+
+impl std::fmt::Debug for Given {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Given")
+            .field("len", &self.bytes.len())
+            .field("verified", &self.verified)
+            .finish()
+    }
+}
+
+/// One stripe's shards as given to a decoder.
+pub(crate) type GivenStripe = [Option<Given>; TOTAL_SHARDS];
+
+/// Shards nobody has checked: the decoder hashes each.
+pub(crate) fn unchecked(shards: StripeShards) -> GivenStripe {
+    shards.map(|s| {
+        s.map(|bytes| Given {
+            bytes,
+            verified: None,
+        })
+    })
+}
+
+/// Shards checked on receipt: the decoder compares ids.
+pub(crate) fn checked(shards: VerifiedStripe) -> GivenStripe {
+    shards.map(|s| {
+        s.map(|v| Given {
+            bytes: v.bytes,
+            verified: Some(v.id),
+        })
+    })
+}
+
 /// A shard that was present but did not hash to its id (or had the wrong length): it was
 /// treated as missing. The caller can report the peer that served it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +134,7 @@ pub struct Decoder {
     metadata: Metadata,
     cipher: SegmentCipher,
     next_stripe: u64,
-    pending: Vec<(u64, StripeShards)>,
+    pending: Vec<(u64, GivenStripe)>,
     stripes_in_flight: usize,
     tree: TreeHasher,
     bad_shards: Vec<BadShard>,
@@ -116,6 +201,29 @@ impl Decoder {
         &mut self,
         index: u64,
         shards: StripeShards,
+        out: &mut W,
+    ) -> Result<(), DecodeError> {
+        self.push_given(index, unchecked(shards), out)
+    }
+
+    /// As [`Decoder::push`], for shards verified on receipt: their ids are compared with
+    /// the manifest's, the bytes are not hashed again.
+    ///
+    /// # Errors
+    /// As [`Decoder::push`].
+    pub fn push_verified<W: Write>(
+        &mut self,
+        index: u64,
+        shards: VerifiedStripe,
+        out: &mut W,
+    ) -> Result<(), DecodeError> {
+        self.push_given(index, checked(shards), out)
+    }
+
+    fn push_given<W: Write>(
+        &mut self,
+        index: u64,
+        shards: GivenStripe,
         out: &mut W,
     ) -> Result<(), DecodeError> {
         if index != self.next_stripe || index >= self.manifest.stripe_count() {
@@ -193,7 +301,7 @@ pub(crate) fn open_stripe(
     manifest: &Manifest,
     cipher: &SegmentCipher,
     stripe: u64,
-    mut shards: StripeShards,
+    given: GivenStripe,
 ) -> Result<Opened, DecodeError> {
     let (Some(layout), Some(ids)) = (
         manifest.layout(stripe),
@@ -205,13 +313,19 @@ pub(crate) fn open_stripe(
         });
     };
     let mut bad = Vec::new();
-    for (index, (slot, id)) in shards.iter_mut().zip(ids).enumerate() {
-        let intact = match slot {
-            Some(bytes) => bytes.len() == layout.shard_len && ShardId::of(bytes) == *id,
-            None => continue,
+    let mut shards: StripeShards = Default::default();
+    for (index, (slot, id)) in given.into_iter().zip(ids).enumerate() {
+        let Some(Given { bytes, verified }) = slot else {
+            continue;
         };
-        if !intact {
-            *slot = None;
+        let intact = bytes.len() == layout.shard_len
+            && match verified {
+                Some(verified) => verified == *id,
+                None => ShardId::of(&bytes) == *id,
+            };
+        if intact {
+            shards[index] = Some(bytes);
+        } else {
             bad.push(BadShard {
                 stripe,
                 index,

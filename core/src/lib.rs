@@ -60,7 +60,7 @@ pub use authority::{
     AUTHORITY_KEY_LEN, AUTHORITY_ROOT_LEN, AUTHORITY_SALT_LEN, AuthorityKey, AuthorityPublic,
     AuthorityRoot, AuthoritySalt, FileAuthority,
 };
-pub use decoder::{BadShard, DecodeReport, Decoder, StripeShards};
+pub use decoder::{BadShard, DecodeReport, Decoder, StripeShards, VerifiedShard, VerifiedStripe};
 pub use encoder::{EncodeOptions, EncodedFile, Encoder, Stripe};
 pub use envelope::{
     ENVELOPE_VERSION, ENVELOPE_VERSION_P256, ENVELOPE_VERSION_V2, KeyEnvelope, MAX_RECIPIENTS,

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::ops::Range;
 
 use crate::aead::{DataKey, SegmentCipher};
-use crate::decoder::{StripeShards, open_stripe};
+use crate::decoder::{GivenStripe, StripeShards, VerifiedStripe, checked, open_stripe, unchecked};
 use crate::error::DecodeError;
 use crate::manifest::{Manifest, Metadata};
 
@@ -124,6 +124,29 @@ impl RangeDecoder {
         &mut self,
         index: u64,
         shards: StripeShards,
+        out: &mut W,
+    ) -> Result<u64, DecodeError> {
+        self.push_given(index, unchecked(shards), out)
+    }
+
+    /// As [`RangeDecoder::push`], for shards verified on receipt (see
+    /// [`crate::Decoder::push_verified`]).
+    ///
+    /// # Errors
+    /// As [`RangeDecoder::push`].
+    pub fn push_verified<W: Write>(
+        &mut self,
+        index: u64,
+        shards: VerifiedStripe,
+        out: &mut W,
+    ) -> Result<u64, DecodeError> {
+        self.push_given(index, checked(shards), out)
+    }
+
+    fn push_given<W: Write>(
+        &mut self,
+        index: u64,
+        shards: GivenStripe,
         out: &mut W,
     ) -> Result<u64, DecodeError> {
         if index != self.next_stripe || !self.stripes().contains(&index) {

@@ -179,6 +179,116 @@ fn a_corrupt_shard_counts_as_missing_and_is_reported() -> TestResult {
     Ok(())
 }
 
+/// Every shard of `stripe` verified against its own id.
+fn verified_shards(stripe: &Stripe) -> Result<VerifiedStripe, Box<dyn Error>> {
+    let mut out: VerifiedStripe = Default::default();
+    for (i, id) in stripe.ids().iter().enumerate() {
+        let bytes = stripe.shard(i).ok_or("no shard")?.to_vec();
+        out[i] = Some(VerifiedShard::check(bytes, id).map_err(|_| "does not verify")?);
+    }
+    Ok(out)
+}
+
+#[test]
+fn verified_shards_decode_like_unverified_ones_under_every_loss_pattern() -> TestResult {
+    let plain = data(2 * SEG + 77, 21);
+    let (stripes, file) = encode(&plain, options())?;
+    for lost in loss_patterns() {
+        let mut out = Vec::new();
+        let mut dec = Decoder::new(file.manifest.clone(), &file.data_key)?;
+        for s in &stripes {
+            let mut shards = verified_shards(s)?;
+            for &i in &lost {
+                shards[i] = None;
+            }
+            dec.push_verified(s.index(), shards, &mut out)?;
+        }
+        let report = dec.finish(&mut out)?;
+        assert!(out == plain, "lost {lost:?}");
+        assert!(report.bad_shards.is_empty());
+    }
+    Ok(())
+}
+
+#[test]
+fn a_shard_verified_against_another_id_counts_as_missing_and_is_reported() -> TestResult {
+    let plain = data(SEG + 100, 22);
+    let (stripes, file) = encode(&plain, options())?;
+    // Shard 1 of stripe 0 in slot 3: it hashes to its own id, not to slot 3's. The
+    // decoder compares ids (it does not hash again) and must still refuse it.
+    let mut out = Vec::new();
+    let mut dec = Decoder::new(file.manifest.clone(), &file.data_key)?;
+    let mut first = verified_shards(&stripes[0])?;
+    first[3] = first[1].clone();
+    dec.push_verified(0, first, &mut out)?;
+    dec.push_verified(1, verified_shards(&stripes[1])?, &mut out)?;
+    let report = dec.finish(&mut out)?;
+    assert!(out == plain);
+    let reported: Vec<_> = report
+        .bad_shards
+        .iter()
+        .map(|b| (b.stripe, b.index))
+        .collect();
+    assert_eq!(reported, vec![(0, 3)]);
+    // Three slots holding other slots' shards: too few, named, nothing written.
+    let mut shards = verified_shards(&stripes[0])?;
+    shards[2] = shards[0].clone();
+    shards[3] = shards[0].clone();
+    shards[4] = shards[0].clone();
+    let mut out = Vec::new();
+    let mut dec = Decoder::new(file.manifest.clone(), &file.data_key)?;
+    let err = dec
+        .push_verified(0, shards, &mut out)
+        .and_then(|()| dec.finish(&mut out).map(|_| ()))
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(DecodeError::InsufficientShards {
+                stripe: 0,
+                have: 3,
+                need: 4
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(out.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_shard_that_does_not_hash_to_its_id_never_becomes_verified() -> TestResult {
+    let (stripes, _) = encode(&data(500, 23), options())?;
+    let id = stripes[0].ids()[0];
+    let mut bytes = stripes[0].shard(0).ok_or("no shard")?.to_vec();
+    assert_eq!(
+        VerifiedShard::check(bytes.clone(), &id).map(|v| *v.id()),
+        Ok(id)
+    );
+    bytes[0] ^= 1;
+    let back = VerifiedShard::check(bytes.clone(), &id).err();
+    assert_eq!(back, Some(bytes), "the bytes come back unchanged");
+    Ok(())
+}
+
+#[test]
+fn a_range_decoder_takes_verified_shards() -> TestResult {
+    let plain = data(3 * SEG + 9, 24);
+    let (stripes, file) = encode(&plain, options())?;
+    let (start, end) = (SEG as u64 - 5, 2 * SEG as u64 + 3);
+    let range = ByteRange::new(start, end - 1, plain.len() as u64)?;
+    let mut dec = RangeDecoder::new(file.manifest.clone(), &file.data_key, range)?;
+    let mut out = Vec::new();
+    for index in dec.stripes() {
+        let mut shards = verified_shards(&stripes[index as usize])?;
+        shards[0] = None;
+        dec.push_verified(index, shards, &mut out)?;
+    }
+    dec.finish()?;
+    assert!(out[..] == plain[start as usize..end as usize]);
+    Ok(())
+}
+
 #[test]
 fn flipping_any_bit_of_a_small_files_shards_is_caught_or_harmless() -> TestResult {
     let plain = data(100, 1);

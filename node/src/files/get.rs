@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use datamesh_core::{
     ByteRange, DATA_SHARDS, DataKey, DecodeError, Decoder, FileId, Manifest, Metadata,
-    RangeDecoder, ShardId, StripeShards, TOTAL_SHARDS,
+    RangeDecoder, TOTAL_SHARDS, VerifiedShard, VerifiedStripe,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
@@ -197,7 +197,7 @@ impl Files {
                 bytes: 0,
             };
             while let Some((index, shards)) = rx.blocking_recv() {
-                decoder.push(index, shards, &mut counting)?;
+                decoder.push_verified(index, shards, &mut counting)?;
             }
             decoder.finish(&mut counting)?;
             counting.flush()?;
@@ -230,7 +230,7 @@ impl Files {
             .fetch_into(manifest, holders, stripes, move |rx| {
                 let mut bytes = 0;
                 while let Some((index, shards)) = rx.blocking_recv() {
-                    bytes += decoder.push(index, shards, &mut out)?;
+                    bytes += decoder.push_verified(index, shards, &mut out)?;
                 }
                 decoder.finish()?;
                 out.flush()?;
@@ -253,12 +253,12 @@ impl Files {
         sink: F,
     ) -> Result<GetReport, GetError>
     where
-        F: FnOnce(&mut mpsc::Receiver<(u64, StripeShards)>) -> Result<u64, DecodeError>
+        F: FnOnce(&mut mpsc::Receiver<(u64, VerifiedStripe)>) -> Result<u64, DecodeError>
             + Send
             + 'static,
     {
         let window = self.config().window.max(1);
-        let (tx, mut rx) = mpsc::channel::<(u64, StripeShards)>(window);
+        let (tx, mut rx) = mpsc::channel::<(u64, VerifiedStripe)>(window);
         let writer = tokio::task::spawn_blocking(move || sink(&mut rx));
 
         let slow = Arc::new(Mutex::new(HashSet::new()));
@@ -314,7 +314,7 @@ impl Files {
         stripe: u64,
         slow: &Mutex<HashSet<PeerId>>,
         bad_peers: &Mutex<Vec<PeerId>>,
-    ) -> Result<StripeShards, GetError> {
+    ) -> Result<VerifiedStripe, GetError> {
         let ids = manifest.stripes()[stripe as usize];
         let row = &holders[stripe as usize];
         // Every (shard, holder) option, data shards first, slow holders last.
@@ -333,7 +333,7 @@ impl Files {
             // Stable: within each pass, data before parity, first holder first.
             options.sort_by_key(|(index, peer)| (slow.contains(peer), *index >= DATA_SHARDS));
         }
-        let mut shards: StripeShards = Default::default();
+        let mut shards: VerifiedStripe = Default::default();
         let mut have = 0usize;
         let mut in_flight: HashMap<usize, usize> = HashMap::new();
         let mut next = 0usize;
@@ -355,7 +355,7 @@ impl Files {
         // Start as many fetches as shards still needed, skipping shards already held or
         // being fetched.
         let mut launch = |want: usize,
-                          shards: &StripeShards,
+                          shards: &VerifiedStripe,
                           in_flight: &mut HashMap<usize, usize>,
                           fetches: &mut FuturesUnordered<_>| {
             let mut started = 0;
@@ -379,23 +379,25 @@ impl Files {
                         *n = n.saturating_sub(1);
                     }
                     match result {
-                        Ok(Response::Blob(bytes)) if ShardId::of(&bytes) == ids[index] => {
-                            self.metrics().shards_fetched.inc();
-                            self.metrics().shard_bytes_fetched.inc_by(bytes.len() as u64);
-                            if shards[index].is_none() {
-                                shards[index] = Some(bytes);
-                                have += 1;
+                        Ok(Response::Blob(bytes)) => match VerifiedShard::check(bytes, &ids[index]) {
+                            Ok(shard) => {
+                                self.metrics().shards_fetched.inc();
+                                self.metrics().shard_bytes_fetched.inc_by(shard.bytes().len() as u64);
+                                if shards[index].is_none() {
+                                    shards[index] = Some(shard);
+                                    have += 1;
+                                }
+                                if took > self.config().hedge_after {
+                                    slow.lock().unwrap_or_else(|p| p.into_inner()).insert(peer);
+                                }
+                                continue;
                             }
-                            if took > self.config().hedge_after {
-                                slow.lock().unwrap_or_else(|p| p.into_inner()).insert(peer);
-                            }
-                            continue;
-                        }
-                        Ok(Response::Blob(_)) => {
+                            Err(_) => {
                             warn!(%peer, stripe, index, "peer served a shard that does not match its id; fetching it elsewhere");
                             self.metrics().bad_shards_fetched.inc();
                             bad_peers.lock().unwrap_or_else(|p| p.into_inner()).push(peer);
-                        }
+                            }
+                        },
                         Ok(other) => debug!(%peer, stripe, index, ?other, "shard not served"),
                         Err(e) => {
                             debug!(%peer, stripe, index, "fetch failed: {e}");

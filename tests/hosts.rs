@@ -242,7 +242,11 @@ fn metric(text: &str, name: &str, labels: &str) -> f64 {
 /// A NAT traversal count of node `i` (`datamesh_nat_events_total{event=...}`).
 fn nat_count(net: &Testnet, i: usize, event: &str) -> anyhow::Result<u64> {
     let text = net.metrics(i)?;
-    Ok(metric(&text, "datamesh_nat_events_total", &format!("{{event=\"{event}\"}}")) as u64)
+    Ok(metric(
+        &text,
+        "datamesh_nat_events_total",
+        &format!("{{event=\"{event}\"}}"),
+    ) as u64)
 }
 
 #[test]
@@ -330,7 +334,9 @@ fn nodes_behind_nat_join_store_and_serve_through_a_relay_or_a_hole_punch() -> an
             .filter_map(|l| l.as_array()?.first()?.as_str())
             .collect();
         ensure!(
-            NATTED.iter().any(|&j| holders.contains(&peer_ids[j].as_str())),
+            NATTED
+                .iter()
+                .any(|&j| holders.contains(&peer_ids[j].as_str())),
             "stripe {s} has no verified copy behind NAT: {holders:?}"
         );
     }
@@ -357,7 +363,10 @@ fn nodes_behind_nat_join_store_and_serve_through_a_relay_or_a_hole_punch() -> an
         "behind NAT: {relayed} shard requests over relay circuits, {direct} over direct connections; \
          {circuits} relayed connections, {punched} hole punches (DCUtR) succeeded; public nodes relayed {served} circuits"
     );
-    ensure!(relayed + direct > 0, "no shard request reached a node behind NAT");
+    ensure!(
+        relayed + direct > 0,
+        "no shard request reached a node behind NAT"
+    );
     ensure!(circuits > 0 && served > 0, "nothing went through a relay");
 
     drop(net);

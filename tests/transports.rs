@@ -25,7 +25,11 @@ fn run(cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
 
 /// Every node's peers, each known only at addresses accepted by `ok`; the number of
 /// peers each node knows.
-fn check_peer_addresses(net: &Testnet, scratch: &Path, ok: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+fn check_peer_addresses(
+    net: &Testnet,
+    scratch: &Path,
+    ok: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
     let nodes = net.len();
     let ids: BTreeMap<String, usize> = (0..nodes)
         .map(|i| Ok((net.peer_id(i)?, i)))
@@ -35,11 +39,18 @@ fn check_peer_addresses(net: &Testnet, scratch: &Path, ok: impl Fn(&str) -> bool
         cmd.args(["--json", "peers"]);
         let list: Value = serde_json::from_slice(&run(cmd, scratch)?.ok("peers")?)?;
         let list = list.as_array().context("peers: not a list")?;
-        ensure!(list.len() == nodes - 1, "node {i} knows {} peers", list.len());
+        ensure!(
+            list.len() == nodes - 1,
+            "node {i} knows {} peers",
+            list.len()
+        );
         for peer in list {
             let j = ids[peer["peer_id"].as_str().context("no peer id")?];
             let addresses = peer["addresses"].as_array().context("no addresses")?;
-            ensure!(!addresses.is_empty(), "node {i} knows node {j} at no address");
+            ensure!(
+                !addresses.is_empty(),
+                "node {i} knows node {j} at no address"
+            );
             for addr in addresses {
                 let addr = addr.as_str().unwrap_or_default();
                 ensure!(ok(addr), "node {i} knows node {j} at {addr}");
@@ -82,7 +93,11 @@ fn a_quic_only_testnet_puts_and_gets_and_advertises_only_quic() -> anyhow::Resul
     for i in 0..net.len() {
         let run = net.run_file(i)?.context("no node.json")?;
         ensure!(
-            !run.listen.is_empty() && run.listen.iter().all(|a| a.contains("/udp/") && a.contains("/quic-v1/")),
+            !run.listen.is_empty()
+                && run
+                    .listen
+                    .iter()
+                    .all(|a| a.contains("/udp/") && a.contains("/quic-v1/")),
             "node {i} listens on {:?}",
             run.listen
         );
@@ -107,8 +122,16 @@ fn tcp_and_quic_together_listen_and_advertise_both() -> anyhow::Result<()> {
     for i in 0..net.len() {
         let run = net.run_file(i)?.context("no node.json")?;
         let tcp = run.listen.iter().filter(|a| a.contains("/tcp/")).count();
-        let quic = run.listen.iter().filter(|a| a.contains("/quic-v1/")).count();
-        ensure!(tcp == 1 && quic == 1, "node {i} listens on {:?}", run.listen);
+        let quic = run
+            .listen
+            .iter()
+            .filter(|a| a.contains("/quic-v1/"))
+            .count();
+        ensure!(
+            tcp == 1 && quic == 1,
+            "node {i} listens on {:?}",
+            run.listen
+        );
     }
     check_peer_addresses(&net, scratch, |a| {
         a.starts_with("/ip4/127.0.0.1/") && (a.contains("/tcp/") || a.ends_with("/quic-v1"))
@@ -125,7 +148,8 @@ fn tcp_and_quic_together_listen_and_advertise_both() -> anyhow::Result<()> {
             .filter_map(Value::as_str)
             .collect();
         ensure!(
-            addrs.iter().any(|a| a.contains("/tcp/")) && addrs.iter().any(|a| a.ends_with("/quic-v1")),
+            addrs.iter().any(|a| a.contains("/tcp/"))
+                && addrs.iter().any(|a| a.ends_with("/quic-v1")),
             "node 0 knows {} at {addrs:?}",
             peer["peer_id"]
         );

@@ -238,7 +238,15 @@ impl Hosts {
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
             if self.is_natted(h) {
                 let gateway = Ipv4Addr::new(10, u8::try_from(h).unwrap_or(u8::MAX), 0, 1);
-                ip(&["-n", &ns, "route", "replace", "default", "via", &gateway.to_string()])?;
+                ip(&[
+                    "-n",
+                    &ns,
+                    "route",
+                    "replace",
+                    "default",
+                    "via",
+                    &gateway.to_string(),
+                ])?;
             }
         }
         Ok(())
@@ -405,7 +413,10 @@ mod tests {
         natted.save(dir.path())?;
         assert_eq!(Hosts::load(dir.path())?, Some(natted));
         // A file of a testnet made before NAT (no "nat") still loads.
-        fs::write(dir.path().join(STATE_FILE), r#"{"id":"dmt12345","hosts":2}"#)?;
+        fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"id":"dmt12345","hosts":2}"#,
+        )?;
         assert!(Hosts::load(dir.path())?.is_some());
         for bad in [
             "{}",

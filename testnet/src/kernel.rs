@@ -260,9 +260,8 @@ impl Testnet {
         })?;
         match bits_per_second {
             None => {
-                let _ = ip(&["link", "show", &port]).and_then(|_| {
-                    crate::netns::run_tc(&["qdisc", "del", "dev", &port, "root"])
-                });
+                let _ = ip(&["link", "show", &port])
+                    .and_then(|_| crate::netns::run_tc(&["qdisc", "del", "dev", &port, "root"]));
                 Ok(())
             }
             Some(rate) => {

@@ -156,7 +156,9 @@ fn source(args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut sent = 0u64;
     while sent < bytes {
-        let n = chunk.len().min(usize::try_from(bytes - sent).unwrap_or(MIB));
+        let n = chunk
+            .len()
+            .min(usize::try_from(bytes - sent).unwrap_or(MIB));
         conn.write_all(&chunk[..n])?;
         sent += n as u64;
     }
@@ -164,7 +166,10 @@ fn source(args: &[String]) -> anyhow::Result<()> {
     let mut count = [0u8; 8];
     conn.read_exact(&mut count)?;
     let secs = started.elapsed().as_secs_f64();
-    ensure!(u64::from_le_bytes(count) == bytes, "the sink got fewer bytes");
+    ensure!(
+        u64::from_le_bytes(count) == bytes,
+        "the sink got fewer bytes"
+    );
     println!("{}", bytes as f64 / secs / 1e6);
     Ok(())
 }
@@ -215,7 +220,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         Some(dir) => tempfile::Builder::new()
             .prefix("datamesh-hosts-")
             .tempdir_in(dir)?,
-        None => tempfile::Builder::new().prefix("datamesh-hosts-").tempdir()?,
+        None => tempfile::Builder::new()
+            .prefix("datamesh-hosts-")
+            .tempdir()?,
     };
     let size = args.size * MIB;
     let mut report = Report::default();
@@ -238,8 +245,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
         for shaped in [false, true] {
             let name = format!("{transport}{}", if shaped { ".1gbit" } else { "" });
             eprintln!("== {name} (load {})", sys::loadavg());
-            if let Err(e) = variant(&binary, scratch.path(), &input, transport, shaped, &mut report)
-            {
+            if let Err(e) = variant(
+                &binary,
+                scratch.path(),
+                &input,
+                transport,
+                shaped,
+                &mut report,
+            ) {
                 eprintln!("error: {name}: {e:#}");
                 report.errors.push((name, format!("{e:#}")));
                 failed.push(());

@@ -123,6 +123,10 @@ mod tests {
         );
         assert_eq!(host_of(&addrs(&["/dns4/example.org/tcp/1"])), None);
         let relayed = "/ip4/198.18.0.2/tcp/1/p2p/12D3KooWGC6TvWhfapngpreuhy7VaBEJpNT2jLrfpjFDpJYwnJoG/p2p-circuit";
-        assert_eq!(host_of(&addrs(&[relayed])), None, "the relay's host is not the peer's");
+        assert_eq!(
+            host_of(&addrs(&[relayed])),
+            None,
+            "the relay's host is not the peer's"
+        );
     }
 }

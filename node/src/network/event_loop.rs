@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::kad::{self, GetClosestPeersError, GetProvidersOk, QueryId, QueryResult, RecordKey};
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, relay};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -348,8 +348,7 @@ impl EventLoop {
                 other => debug!("relay: {other:?}"),
             },
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
-                if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = &event
-                {
+                if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = &event {
                     info!(relay = %relay_peer_id, "relay reservation accepted");
                     self.nat_event("reservation_accepted");
                 } else {
@@ -635,7 +634,10 @@ impl EventLoop {
             return;
         };
         let now = Reachability::of(&new);
-        info!(reachability = now.label(), "AutoNAT: reachability changed ({new:?})");
+        info!(
+            reachability = now.label(),
+            "AutoNAT: reachability changed ({new:?})"
+        );
         self.reachability = now;
         self.metrics.nat_reachability.set(match now {
             Reachability::Unknown => 0,

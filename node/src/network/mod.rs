@@ -59,8 +59,8 @@ pub use command::{InboundHandler, NetworkInfo, PeerSummary};
 pub use error::{DhtError, NetworkError, RequestFailure};
 use event_loop::EventLoop;
 pub use nat::{MAX_RELAYS, RELAY_LIMITS, Reachability, is_relayed};
-pub use transport::Transports;
 pub use swarm::{IDENTIFY_VERSION, KAD_PROTOCOL};
+pub use transport::Transports;
 
 /// The limits that bound inbound work, for the worst-case memory in ARCHITECTURE.md (and
 /// the test that holds it).

@@ -142,7 +142,11 @@ impl Relays {
 
     /// The circuit listen addresses to open now so that up to [`MAX_RELAYS`]
     /// reservations are held (none while `reachability` is not private).
-    pub(super) fn wanted(&mut self, reachability: Reachability, now: Instant) -> Vec<(PeerId, Multiaddr)> {
+    pub(super) fn wanted(
+        &mut self,
+        reachability: Reachability,
+        now: Instant,
+    ) -> Vec<(PeerId, Multiaddr)> {
         if reachability != Reachability::Private {
             return Vec::new();
         }
@@ -153,10 +157,7 @@ impl Relays {
             .filter(|(p, _)| !self.held.contains_key(p) && !self.resting.contains_key(p))
             .take(missing)
             .map(|(p, a)| {
-                let circuit = a
-                    .clone()
-                    .with(Protocol::P2p(*p))
-                    .with(Protocol::P2pCircuit);
+                let circuit = a.clone().with(Protocol::P2p(*p)).with(Protocol::P2pCircuit);
                 (*p, circuit)
             })
             .collect()

@@ -15,7 +15,7 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     StreamProtocol, Swarm, allow_block_list, autonat, connection_limits, dcutr, identify, kad,
-    noise, quic, relay, tcp, yamux,
+    noise, relay, tcp, yamux,
 };
 use tokio::sync::mpsc;
 

@@ -22,6 +22,8 @@ pub(crate) const DEFAULT_API: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 /// Log filter of a new home.
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
+/// The slot `node run` unlocks through: the first it can open without a prompt.
+pub(crate) const DEFAULT_UNLOCK_SLOT: &str = "auto";
 
 /// The node settings of a home.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +52,9 @@ pub(crate) struct Config {
     pub(crate) check_verify: bool,
     /// Seconds a holder keeps a claim on a blob without the owner renewing it.
     pub(crate) lease_seconds: u64,
+    /// The keystore slot `node run` unlocks through: `auto`, an id, a kind or a label
+    /// (see [`datamesh_keys::SlotChoice`]).
+    pub(crate) unlock_slot: String,
     /// The algorithm policy (`[security]`), with environment overrides applied by
     /// `crate::security`.
     pub(crate) security: SecurityConfig,
@@ -59,9 +64,11 @@ pub(crate) struct Config {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct SecurityConfig {
-    /// `classical`, `hybrid` or `pq-required`.
+    /// `standard` or `fips` (P-256 recipients only, PBKDF2-HMAC-SHA256 password slots).
+    pub(crate) profile: String,
+    /// `classical`, `hybrid`, `pq-required` or `p256-only`.
     pub(crate) recipients: String,
-    /// The password KDF of new slots: `argon2id`.
+    /// The password KDF of new slots: `argon2id` or `pbkdf2-sha256`.
     pub(crate) kdf: String,
     /// Password slots with less Argon2id memory (KiB) are refused, created or unlocked;
     /// 0: no floor (weak parameters are only warned about).
@@ -76,6 +83,7 @@ pub(crate) struct SecurityConfig {
 impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
+            profile: "standard".to_owned(),
             recipients: "hybrid".to_owned(),
             kdf: "argon2id".to_owned(),
             kdf_min_memory_kib: 0,
@@ -86,17 +94,26 @@ impl Default for SecurityConfig {
 }
 
 /// Every key of [`SecurityConfig`], in the order written, with its comment.
-const SECURITY_KEYS: [(&str, &str); 5] = [
+const SECURITY_KEYS: [(&str, &str); 6] = [
+    (
+        "profile",
+        "\"standard\", or \"fips\": new files wrap to the NIST P-256 key and only P-256\n\
+         recipients are accepted, new password slots use PBKDF2-HMAC-SHA256 and\n\
+         Argon2id slots are refused (docs/security.md: what stays outside; not a\n\
+         certification). Overridden by DATAMESH_SECURITY_PROFILE.",
+    ),
     (
         "recipients",
         "Who data keys are wrapped to: \"hybrid\" (default: new files to the hybrid\n\
          ML-KEM-768 + secp256k1 key; classical recipients still accepted when named),\n\
-         \"pq-required\" (classical-only recipients refused), or \"classical\" (secp256k1\n\
-         only). Overridden by DATAMESH_SECURITY_RECIPIENTS.",
+         \"pq-required\" (classical-only recipients refused), \"classical\" (secp256k1\n\
+         only) or \"p256-only\" (the fips profile's). Overridden by\n\
+         DATAMESH_SECURITY_RECIPIENTS.",
     ),
     (
         "kdf",
-        "Password KDF of new keystore slots and backups: \"argon2id\". Overridden by\n\
+        "Password KDF of new keystore slots and backups: \"argon2id\" or\n\
+         \"pbkdf2-sha256\" (600,000 iterations or more). Overridden by\n\
          DATAMESH_SECURITY_KDF.",
     ),
     (
@@ -130,6 +147,7 @@ impl Default for Config {
             check_interval: DEFAULT_CHECK_INTERVAL.as_secs(),
             check_verify: false,
             lease_seconds: DEFAULT_LEASE.as_secs(),
+            unlock_slot: DEFAULT_UNLOCK_SLOT.to_owned(),
             security: SecurityConfig::default(),
         }
     }
@@ -202,6 +220,14 @@ const KEYS: [(&str, &str); 11] = [
         "lease_seconds",
         "Seconds this node keeps what a peer stored here without that peer renewing it\n\
          (an owner's self-check renews its files); then it is deleted. Default 180 days.",
+    ),
+    (
+        "unlock_slot",
+        "The keystore slot `node run` unlocks through, unattended: \"auto\" (the first slot\n\
+         it can open without a prompt, in `keys slot list` order), a slot id (\"2\"), a kind\n\
+         (\"pkcs11\", \"tpm\", \"password+keyfile\", ...) or a label (\"label:NAME\"; a\n\
+         label is sealed, so slots are tried in order until that one opens). Overridden by\n\
+         `node run --unlock-slot` or DATAMESH_UNLOCK_SLOT.",
     ),
 ];
 
@@ -295,6 +321,9 @@ impl Config {
                 path.display(),
                 config.check_interval
             );
+        }
+        if let Err(e) = datamesh_keys::SlotChoice::parse(&config.unlock_slot) {
+            anyhow::bail!("{}: unlock_slot: {e}", path.display());
         }
         if config.lease_seconds == 0 {
             anyhow::bail!(

@@ -606,8 +606,14 @@ impl EventLoop {
         address
     }
 
-    /// Makes `fresh` the addresses of `peer` in the routing table.
+    /// Makes `fresh` the addresses of `peer` in the routing table. Kademlia keeps each
+    /// address with its `/p2p/<peer>` suffix: `fresh` is compared so, or every address
+    /// would look stale and a peer with one address would leave the table.
     fn replace_addresses(&mut self, peer: PeerId, fresh: Vec<Multiaddr>) {
+        let fresh: Vec<Multiaddr> = fresh
+            .into_iter()
+            .filter_map(|a| a.with_p2p(peer).ok())
+            .collect();
         let kad = &mut self.swarm.behaviour_mut().kad;
         let known: Vec<Multiaddr> = kad
             .kbucket(peer)

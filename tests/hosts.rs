@@ -367,7 +367,9 @@ fn nodes_behind_nat_join_store_and_serve_through_a_relay_or_a_hole_punch() -> an
         relayed + direct > 0,
         "no shard request reached a node behind NAT"
     );
-    ensure!(circuits > 0 && served > 0, "nothing went through a relay");
+    // Whether shards then crossed a relay circuit or a connection the node behind NAT
+    // opened itself to the public holder (the putter reuses it) depends on which
+    // connection is up first: both are NAT traversal; the counts above say which.
 
     drop(net);
     let left = leftovers(&id)?;

@@ -23,8 +23,8 @@ fn run(cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
     Ok(run_within(cmd, scratch, COMMAND_DEADLINE)?)
 }
 
-/// Every node's peers, each known only at addresses accepted by `ok`; the number of
-/// peers each node knows.
+/// Every node's peers, each known only at addresses accepted by `ok` (as the routing
+/// table keeps them, with a `/p2p/<peer id>` suffix); the number of peers each node knows.
 fn check_peer_addresses(
     net: &Testnet,
     scratch: &Path,
@@ -103,7 +103,7 @@ fn a_quic_only_testnet_puts_and_gets_and_advertises_only_quic() -> anyhow::Resul
         );
     }
     check_peer_addresses(&net, scratch, |a| {
-        a.starts_with("/ip4/127.0.0.1/udp/") && a.ends_with("/quic-v1")
+        a.starts_with("/ip4/127.0.0.1/udp/") && a.contains("/quic-v1")
     })?;
     put_and_get(&net, scratch, 5, 1701)
 }
@@ -134,7 +134,7 @@ fn tcp_and_quic_together_listen_and_advertise_both() -> anyhow::Result<()> {
         );
     }
     check_peer_addresses(&net, scratch, |a| {
-        a.starts_with("/ip4/127.0.0.1/") && (a.contains("/tcp/") || a.ends_with("/quic-v1"))
+        a.starts_with("/ip4/127.0.0.1/") && (a.contains("/tcp/") || a.contains("/quic-v1"))
     })?;
     // Each node knows each other at both.
     let mut cmd = net.cli(0);
@@ -149,7 +149,7 @@ fn tcp_and_quic_together_listen_and_advertise_both() -> anyhow::Result<()> {
             .collect();
         ensure!(
             addrs.iter().any(|a| a.contains("/tcp/"))
-                && addrs.iter().any(|a| a.ends_with("/quic-v1")),
+                && addrs.iter().any(|a| a.contains("/quic-v1")),
             "node 0 knows {} at {addrs:?}",
             peer["peer_id"]
         );

@@ -635,14 +635,18 @@ impl EventLoop {
     /// AutoNAT's verdict changed: what to advertise, whether to relay for others, and
     /// whether to hold relay reservations follow it.
     fn on_autonat(&mut self, event: autonat::Event) {
-        let autonat::Event::StatusChanged { new, .. } = event else {
-            debug!("autonat: {event:?}");
+        debug!("autonat: {event:?}");
+        // Every answer may change the verdict: AutoNAT reports only flips of its own
+        // status, but a private one counts here only once later answers confirm it.
+        let autonat = &self.swarm.behaviour().autonat;
+        let (status, confidence) = (autonat.nat_status(), autonat.confidence());
+        let now = Reachability::judge(&status, confidence, &self.listen_addresses);
+        if now == self.reachability {
             return;
-        };
-        let now = Reachability::of(&new);
+        }
         info!(
             reachability = now.label(),
-            "AutoNAT: reachability changed ({new:?})"
+            "AutoNAT: reachability changed ({status:?}, confidence {confidence})"
         );
         self.reachability = now;
         self.metrics.nat_reachability.set(match now {

@@ -56,14 +56,41 @@ impl Reachability {
         }
     }
 
-    pub(super) fn of(status: &autonat::NatStatus) -> Self {
+    /// What the node takes itself to be from AutoNAT's `status`, held with `confidence`
+    /// (how many later answers agreed with the one that set it), and its direct listen
+    /// addresses `listen`.
+    ///
+    /// - `Private` needs [`PRIVATE_CONFIDENCE`] answers after the first: libp2p flips to
+    ///   private on the first "dial failed" answer, and one such answer is cheap to get
+    ///   wrong (a server's own connection limit or a transient failure refuses the
+    ///   dial-back), while being private costs the node its place in others' routing
+    ///   tables. Until then it stays `Unknown` (treated as public).
+    /// - A node whose every listen address is loopback is never private: its peers are on
+    ///   its own machine, where they can always dial it; AutoNAT cannot say anything
+    ///   about other machines there, and a relay would not help.
+    pub(super) fn judge(
+        status: &autonat::NatStatus,
+        confidence: usize,
+        listen: &[Multiaddr],
+    ) -> Self {
+        let direct: Vec<&Multiaddr> = listen.iter().filter(|a| !is_relayed(a)).collect();
+        let loopback_only = !direct.is_empty() && direct.iter().all(|a| is_loopback(a));
         match status {
             autonat::NatStatus::Public(_) => Self::Public,
-            autonat::NatStatus::Private => Self::Private,
-            autonat::NatStatus::Unknown => Self::Unknown,
+            autonat::NatStatus::Private
+                if confidence >= PRIVATE_CONFIDENCE && !loopback_only =>
+            {
+                Self::Private
+            }
+            autonat::NatStatus::Private | autonat::NatStatus::Unknown => Self::Unknown,
         }
     }
 }
+
+/// Answers that must agree with AutoNAT's first "private" before the node believes it
+/// (see [`Reachability::judge`]): two "dial failed" answers in a row (each probe asks a
+/// connected peer drawn at random, so usually two servers).
+pub(super) const PRIVATE_CONFIDENCE: usize = 1;
 
 /// What the relay server of a public node allows, so that every cost a stranger can make
 /// it pay is bounded: reservations (at most 64, 2 per peer, 1 hour each, and libp2p's
@@ -90,8 +117,9 @@ pub(super) fn relay_config() -> relay::Config {
 /// per peer, circuit seconds, circuit bytes).
 pub const RELAY_LIMITS: (usize, usize, usize, usize, u64, u64) = (64, 2, 16, 4, 600, 256 << 20);
 
-/// AutoNAT (v1): a first probe 2 s after start, then every 90 s until three answers
-/// agree, then every 15 minutes. As a server it dials back at most 3 requests per peer
+/// AutoNAT (v1): a first probe 2 s after start, then every 20 s until three answers
+/// agree, then every 15 minutes (a verdict of private needs two answers in a row,
+/// [`PRIVATE_CONFIDENCE`], so it takes about 22 s). As a server it dials back at most 3 requests per peer
 /// and 30 in all per second, at most 16 addresses each, and only the IP address the
 /// request came from (a client cannot make it dial a third machine). Private addresses
 /// are probed too (`only_global_ips: false`): a testnet of namespaces and a LAN are
@@ -99,6 +127,7 @@ pub const RELAY_LIMITS: (usize, usize, usize, usize, u64, u64) = (64, 2, 16, 4, 
 pub(super) fn autonat_config() -> autonat::Config {
     autonat::Config {
         boot_delay: Duration::from_secs(2),
+        retry_interval: Duration::from_secs(20),
         only_global_ips: false,
         throttle_server_period: Duration::from_secs(5),
         ..autonat::Config::default()
@@ -259,6 +288,35 @@ mod tests {
         assert!(relays.candidate(&a).is_none());
         assert_eq!(relays.take_all().len(), 1);
         assert_eq!(relays.held(), 0);
+    }
+
+    #[test]
+    fn private_needs_a_confirmed_answer_and_a_non_loopback_listener() {
+        use autonat::NatStatus;
+        let lan = [addr("/ip4/10.7.0.2/tcp/4001"), addr("/ip4/127.0.0.1/tcp/4001")];
+        let lo = [addr("/ip4/127.0.0.1/tcp/4001"), addr("/ip6/::1/udp/4001/quic-v1")];
+        let circuit = addr(
+            "/ip4/198.18.0.2/tcp/4001/p2p/12D3KooWGC6TvWhfapngpreuhy7VaBEJpNT2jLrfpjFDpJYwnJoG/p2p-circuit",
+        );
+        let judge = Reachability::judge;
+        // The first "dial failed" is not believed, the second is.
+        assert_eq!(judge(&NatStatus::Private, 0, &lan), Reachability::Unknown);
+        assert_eq!(judge(&NatStatus::Private, 1, &lan), Reachability::Private);
+        assert_eq!(judge(&NatStatus::Private, 3, &lan), Reachability::Private);
+        // A circuit listener does not count as a direct address.
+        let with_circuit = [lan[0].clone(), circuit.clone()];
+        assert_eq!(judge(&NatStatus::Private, 2, &with_circuit), Reachability::Private);
+        // Loopback only (a one-machine testnet): never private.
+        assert_eq!(judge(&NatStatus::Private, 3, &lo), Reachability::Unknown);
+        let lo_circuit = [lo[0].clone(), circuit];
+        assert_eq!(judge(&NatStatus::Private, 3, &lo_circuit), Reachability::Unknown);
+        for listen in [&lan[..], &lo[..], &[]] {
+            assert_eq!(judge(&NatStatus::Unknown, 3, listen), Reachability::Unknown);
+            assert_eq!(
+                judge(&NatStatus::Public(lan[0].clone()), 0, listen),
+                Reachability::Public
+            );
+        }
     }
 
     #[test]

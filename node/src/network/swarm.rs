@@ -33,9 +33,12 @@ pub const IDENTIFY_VERSION: &str = "/datamesh/1.0.0";
 const BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(60);
 /// Most established connections.
 pub const MAX_CONNECTIONS: u32 = 256;
-/// Most established connections with one peer (two nodes dialling each other at once
-/// make two).
-pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Most established connections with one peer: two nodes dialling each other at once
+/// make two, and an AutoNAT probe each way makes one more each (the server dials the
+/// client back on a new connection, which stays until it idles out). With fewer, the
+/// server's own limit refused its dial-back, and it answered "dial failed", the very
+/// answer a node behind NAT gets (`nat.rs`).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Most connections being set up (TCP + Noise + Yamux) from outside at once.
 const MAX_PENDING_INCOMING: u32 = 64;
 /// Most yamux streams per connection, every protocol, both directions.

@@ -640,7 +640,12 @@ impl EventLoop {
         // status, but a private one counts here only once later answers confirm it.
         let autonat = &self.swarm.behaviour().autonat;
         let (status, confidence) = (autonat.nat_status(), autonat.confidence());
-        let now = Reachability::judge(&status, confidence, &self.listen_addresses);
+        let now = Reachability::judge(
+            &status,
+            confidence,
+            &self.listen_addresses,
+            self.reachability,
+        );
         if now == self.reachability {
             return;
         }

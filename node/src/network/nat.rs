@@ -57,14 +57,17 @@ impl Reachability {
     }
 
     /// What the node takes itself to be from AutoNAT's `status`, held with `confidence`
-    /// (how many later answers agreed with the one that set it), and its direct listen
-    /// addresses `listen`.
+    /// (how many later answers agreed with the one that set it), its listen addresses
+    /// `listen`, and what it took itself to be until now, `was`.
     ///
-    /// - `Private` needs [`PRIVATE_CONFIDENCE`] answers after the first: libp2p flips to
-    ///   private on the first "dial failed" answer, and one such answer is cheap to get
-    ///   wrong (a server's own connection limit or a transient failure refuses the
+    /// - Becoming `Private` needs [`PRIVATE_CONFIDENCE`] answers after the first: libp2p
+    ///   flips to private on the first "dial failed" answer, and one such answer is cheap
+    ///   to get wrong (a server's own connection limit or a transient failure refuses the
     ///   dial-back), while being private costs the node its place in others' routing
     ///   tables. Until then it stays `Unknown` (treated as public).
+    /// - Staying `Private` needs only AutoNAT's status to stay private: libp2p lowers its
+    ///   confidence at every new listen address (each relay reservation is one), which
+    ///   must not drop the reservations that made it.
     /// - A node whose every listen address is loopback is never private: its peers are on
     ///   its own machine, where they can always dial it; AutoNAT cannot say anything
     ///   about other machines there, and a relay would not help.
@@ -72,13 +75,14 @@ impl Reachability {
         status: &autonat::NatStatus,
         confidence: usize,
         listen: &[Multiaddr],
+        was: Self,
     ) -> Self {
         let direct: Vec<&Multiaddr> = listen.iter().filter(|a| !is_relayed(a)).collect();
         let loopback_only = !direct.is_empty() && direct.iter().all(|a| is_loopback(a));
         match status {
             autonat::NatStatus::Public(_) => Self::Public,
             autonat::NatStatus::Private
-                if confidence >= PRIVATE_CONFIDENCE && !loopback_only =>
+                if !loopback_only && (confidence >= PRIVATE_CONFIDENCE || was == Self::Private) =>
             {
                 Self::Private
             }
@@ -293,23 +297,46 @@ mod tests {
     #[test]
     fn private_needs_a_confirmed_answer_and_a_non_loopback_listener() {
         use autonat::NatStatus;
-        let lan = [addr("/ip4/10.7.0.2/tcp/4001"), addr("/ip4/127.0.0.1/tcp/4001")];
-        let lo = [addr("/ip4/127.0.0.1/tcp/4001"), addr("/ip6/::1/udp/4001/quic-v1")];
+        let lan = [
+            addr("/ip4/10.7.0.2/tcp/4001"),
+            addr("/ip4/127.0.0.1/tcp/4001"),
+        ];
+        let lo = [
+            addr("/ip4/127.0.0.1/tcp/4001"),
+            addr("/ip6/::1/udp/4001/quic-v1"),
+        ];
         let circuit = addr(
             "/ip4/198.18.0.2/tcp/4001/p2p/12D3KooWGC6TvWhfapngpreuhy7VaBEJpNT2jLrfpjFDpJYwnJoG/p2p-circuit",
         );
-        let judge = Reachability::judge;
+        let judge =
+            |s: &NatStatus, c, l: &[Multiaddr]| Reachability::judge(s, c, l, Reachability::Unknown);
         // The first "dial failed" is not believed, the second is.
         assert_eq!(judge(&NatStatus::Private, 0, &lan), Reachability::Unknown);
         assert_eq!(judge(&NatStatus::Private, 1, &lan), Reachability::Private);
         assert_eq!(judge(&NatStatus::Private, 3, &lan), Reachability::Private);
+        // Once private, a lower confidence (libp2p lowers it at every new listen
+        // address, a relay reservation too) keeps it private; a public answer does not.
+        let was = Reachability::Private;
+        let judge_was = |s: &NatStatus, c| Reachability::judge(s, c, &lan, was);
+        assert_eq!(judge_was(&NatStatus::Private, 0), Reachability::Private);
+        assert_eq!(
+            judge_was(&NatStatus::Public(lan[0].clone()), 0),
+            Reachability::Public
+        );
+        assert_eq!(judge_was(&NatStatus::Unknown, 0), Reachability::Unknown);
         // A circuit listener does not count as a direct address.
         let with_circuit = [lan[0].clone(), circuit.clone()];
-        assert_eq!(judge(&NatStatus::Private, 2, &with_circuit), Reachability::Private);
+        assert_eq!(
+            judge(&NatStatus::Private, 2, &with_circuit),
+            Reachability::Private
+        );
         // Loopback only (a one-machine testnet): never private.
         assert_eq!(judge(&NatStatus::Private, 3, &lo), Reachability::Unknown);
         let lo_circuit = [lo[0].clone(), circuit];
-        assert_eq!(judge(&NatStatus::Private, 3, &lo_circuit), Reachability::Unknown);
+        assert_eq!(
+            judge(&NatStatus::Private, 3, &lo_circuit),
+            Reachability::Unknown
+        );
         for listen in [&lan[..], &lo[..], &[]] {
             assert_eq!(judge(&NatStatus::Unknown, 3, listen), Reachability::Unknown);
             assert_eq!(

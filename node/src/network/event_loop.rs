@@ -666,6 +666,10 @@ impl EventLoop {
             relay::Status::Disable
         };
         self.swarm.behaviour_mut().relay.set_status(Some(serve));
+        // Peers learn whether it offers the relay protocol from Identify: tell them now
+        // (a private node looks for relays among the peers that do).
+        let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+        self.swarm.behaviour_mut().identify.push(peers);
         if now != Reachability::Private {
             for id in self.relays.take_all() {
                 self.swarm.remove_listener(id);

@@ -249,6 +249,19 @@ fn nat_count(net: &Testnet, i: usize, event: &str) -> anyhow::Result<u64> {
     ) as u64)
 }
 
+/// The last lines of node `i`'s log about its reachability and relays, on one line (for
+/// a failure message).
+fn nat_log(net: &Testnet, i: usize) -> String {
+    let text = std::fs::read_to_string(net.log_file(i)).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("reachability changed") || l.contains("relay"))
+        .filter(|l| !l.contains("DEBUG"))
+        .collect();
+    let tail = &lines[lines.len().saturating_sub(8)..];
+    format!("node {i}: {}", tail.join(" / "))
+}
+
 #[test]
 fn nodes_behind_nat_join_store_and_serve_through_a_relay_or_a_hole_punch() -> anyhow::Result<()> {
     const NODES: usize = 7;
@@ -278,10 +291,13 @@ fn nodes_behind_nat_join_store_and_serve_through_a_relay_or_a_hole_punch() -> an
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut last = String::new();
     'wait: loop {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "the nodes behind NAT never became reachable through a relay: {last}"
-        );
+        if std::time::Instant::now() >= deadline {
+            let logs: Vec<String> = NATTED.iter().map(|&i| nat_log(&net, i)).collect();
+            anyhow::bail!(
+                "the nodes behind NAT never became reachable through a relay: {last}; their NAT log lines: {}",
+                logs.join(" | ")
+            );
+        }
         std::thread::sleep(Duration::from_millis(500));
         for &i in &NATTED {
             let text = net.metrics(i)?;

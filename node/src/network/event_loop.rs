@@ -284,8 +284,10 @@ impl EventLoop {
                 addresses,
                 reason,
             } => {
-                debug!(?reason, "listener closed");
-                self.relays.closed(listener_id, Instant::now());
+                match self.relays.closed(listener_id, Instant::now()) {
+                    Some(relay) => info!(%relay, ?reason, "relay reservation closed"),
+                    None => debug!(?reason, "listener closed"),
+                }
                 for address in addresses {
                     let address = self.without_own_id(address);
                     self.listen_addresses.retain(|a| a != &address);
@@ -350,6 +352,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
                 if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = &event {
                     info!(relay = %relay_peer_id, "relay reservation accepted");
+                    self.relays.accepted(*relay_peer_id);
                     self.nat_event("reservation_accepted");
                 } else {
                     debug!("relay client: {event:?}");
@@ -675,6 +678,12 @@ impl EventLoop {
                 self.swarm.remove_listener(id);
             }
         }
+        if now == Reachability::Private {
+            info!(
+                candidates = self.relays.candidates(),
+                "looking for relays among the peers that offer the relay protocol"
+            );
+        }
         self.advertiser.set_reachability(now);
         self.readvertise();
         self.reserve_relays();
@@ -682,13 +691,17 @@ impl EventLoop {
 
     /// A private node opens reservations on relays until it holds [`super::nat::MAX_RELAYS`].
     fn reserve_relays(&mut self) {
-        for (relay, circuit) in self.relays.wanted(self.reachability, Instant::now()) {
+        let now = Instant::now();
+        for (relay, circuit) in self.relays.wanted(self.reachability, now) {
             match self.swarm.listen_on(circuit.clone()) {
                 Ok(id) => {
-                    info!(%relay, "asking for a relay reservation");
+                    info!(%relay, %circuit, "asking for a relay reservation");
                     self.relays.opened(relay, id);
                 }
-                Err(e) => warn!(%circuit, "cannot listen through a relay: {e}"),
+                Err(e) => {
+                    warn!(%circuit, "cannot listen through a relay: {e}");
+                    self.relays.failed(relay, now);
+                }
             }
         }
     }

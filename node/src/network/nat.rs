@@ -32,9 +32,14 @@ use super::addresses::is_loopback;
 pub const MAX_RELAYS: usize = 2;
 /// Peers remembered as possible relays (public peers that offer the hop protocol).
 const MAX_RELAY_CANDIDATES: usize = 64;
-/// How long a relay that failed (refused or closed the reservation) is not asked again.
-const RELAY_RETRY: Duration = Duration::from_secs(60);
-
+/// Direct addresses remembered per candidate relay.
+const MAX_RELAY_ADDRS: usize = 4;
+/// How long a relay that failed (the circuit address was refused, or the reservation
+/// was refused or ended) is not asked again after its first failure; each failure in a
+/// row doubles it, up to [`RELAY_RETRY_MAX`]. An accepted reservation starts it afresh.
+const RELAY_RETRY_MIN: Duration = Duration::from_secs(5);
+/// The longest rest of a relay that keeps failing.
+const RELAY_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Whether this node can be dialled from outside, as AutoNAT last found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reachability {
@@ -143,38 +148,63 @@ pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
-/// The relays of a private node: candidates (public peers offering the hop protocol, at
-/// a direct address) and the reservations held.
+/// The relays of a private node: candidates (public peers offering the hop protocol,
+/// at their direct addresses), the reservations held, and the relays that failed lately.
 #[derive(Debug, Default)]
 pub(super) struct Relays {
-    candidates: BTreeMap<PeerId, Multiaddr>,
+    /// Each candidate's direct addresses, without a `/p2p` suffix.
+    candidates: BTreeMap<PeerId, Vec<Multiaddr>>,
     /// Reservation listeners, by relay.
     held: HashMap<PeerId, ListenerId>,
-    /// Relays that failed lately, not asked again before the time.
-    resting: HashMap<PeerId, Instant>,
+    /// Relays that failed lately: not asked again before the time; failures in a row.
+    resting: HashMap<PeerId, (Instant, u32)>,
+}
+
+/// The address of `peer` that `addr` names, without its `/p2p/<peer>` suffix; `None` for
+/// an address of another peer, a relay circuit, or loopback (a relay on another machine
+/// is never reached there).
+fn relay_address(peer: PeerId, addr: &Multiaddr) -> Option<Multiaddr> {
+    let mut addr = addr.clone();
+    if let Some(Protocol::P2p(id)) = addr.iter().last() {
+        if id != peer {
+            return None;
+        }
+        addr.pop();
+    }
+    let direct = !addr.is_empty()
+        && !is_relayed(&addr)
+        && !is_loopback(&addr)
+        && !addr.iter().any(|p| matches!(p, Protocol::P2p(_)));
+    direct.then_some(addr)
 }
 
 impl Relays {
     /// Notes what Identify says of `peer`: a possible relay when it offers the hop
     /// protocol at a direct, non-loopback address; no longer one otherwise.
+    ///
+    /// A public node's Identify lists its address twice, bare and with its own
+    /// `/p2p/<id>` (AutoNAT confirms the address it was dialled at so), in no fixed
+    /// order; the suffix is dropped here, as the circuit address adds it once.
     pub(super) fn identified(&mut self, peer: PeerId, offers_hop: bool, addrs: &[Multiaddr]) {
-        let direct = addrs.iter().find(|a| !is_relayed(a) && !is_loopback(a));
-        match direct {
-            Some(addr) if offers_hop => {
-                if self.candidates.len() < MAX_RELAY_CANDIDATES
-                    || self.candidates.contains_key(&peer)
-                {
-                    self.candidates.insert(peer, addr.clone());
-                }
+        let mut direct: Vec<Multiaddr> = Vec::new();
+        for addr in addrs.iter().filter_map(|a| relay_address(peer, a)) {
+            if !direct.contains(&addr) && direct.len() < MAX_RELAY_ADDRS {
+                direct.push(addr);
             }
-            _ => {
-                self.candidates.remove(&peer);
-            }
+        }
+        if offers_hop
+            && !direct.is_empty()
+            && (self.candidates.len() < MAX_RELAY_CANDIDATES || self.candidates.contains_key(&peer))
+        {
+            self.candidates.insert(peer, direct);
+        } else {
+            self.candidates.remove(&peer);
         }
     }
 
     /// The circuit listen addresses to open now so that up to [`MAX_RELAYS`]
-    /// reservations are held (none while `reachability` is not private).
+    /// reservations are held (none while `reachability` is not private). A relay that
+    /// failed before is asked at its next address.
     pub(super) fn wanted(
         &mut self,
         reachability: Reachability,
@@ -183,14 +213,20 @@ impl Relays {
         if reachability != Reachability::Private {
             return Vec::new();
         }
-        self.resting.retain(|_, until| *until > now);
         let missing = MAX_RELAYS.saturating_sub(self.held.len());
+        let resting = &self.resting;
         self.candidates
             .iter()
-            .filter(|(p, _)| !self.held.contains_key(p) && !self.resting.contains_key(p))
+            .filter(|(p, _)| !self.held.contains_key(p))
+            .filter(|(p, _)| resting.get(p).is_none_or(|(until, _)| *until <= now))
             .take(missing)
-            .map(|(p, a)| {
-                let circuit = a.clone().with(Protocol::P2p(*p)).with(Protocol::P2pCircuit);
+            .map(|(p, addrs)| {
+                let failures = resting.get(p).map_or(0, |(_, n)| *n as usize);
+                let addr = &addrs[failures % addrs.len()];
+                let circuit = addr
+                    .clone()
+                    .with(Protocol::P2p(*p))
+                    .with(Protocol::P2pCircuit);
                 (*p, circuit)
             })
             .collect()
@@ -201,19 +237,32 @@ impl Relays {
         self.held.insert(relay, id);
     }
 
-    /// Listener `id` closed (the reservation was refused, ended or its relay went away);
-    /// its relay rests a while.
-    pub(super) fn closed(&mut self, id: ListenerId, now: Instant) {
-        let gone: Vec<PeerId> = self
-            .held
-            .iter()
-            .filter(|(_, l)| **l == id)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in gone {
-            self.held.remove(&peer);
-            self.resting.insert(peer, now + RELAY_RETRY);
-        }
+    /// `relay` accepted a reservation: a later failure rests it the shortest time.
+    pub(super) fn accepted(&mut self, relay: PeerId) {
+        self.resting.remove(&relay);
+    }
+
+    /// Asking `relay` failed (its circuit address was refused, or the reservation was
+    /// refused or ended): it rests, twice as long as after the failure before.
+    pub(super) fn failed(&mut self, relay: PeerId, now: Instant) {
+        self.held.remove(&relay);
+        let failures = self.resting.get(&relay).map_or(0, |(_, n)| *n);
+        let rest = RELAY_RETRY_MIN
+            .saturating_mul(1u32 << failures.min(16))
+            .min(RELAY_RETRY_MAX);
+        self.resting
+            .insert(relay, (now + rest, failures.saturating_add(1)));
+        // Bounded: only candidates and held relays rest.
+        let candidates = &self.candidates;
+        self.resting.retain(|p, _| candidates.contains_key(p));
+    }
+
+    /// Listener `id` closed (the reservation was refused, ended or its relay went away):
+    /// the relay it was on, which rests a while.
+    pub(super) fn closed(&mut self, id: ListenerId, now: Instant) -> Option<PeerId> {
+        let relay = self.held.iter().find(|(_, l)| **l == id).map(|(p, _)| *p)?;
+        self.failed(relay, now);
+        Some(relay)
     }
 
     /// Every reservation listener, to close when the node turns out public.
@@ -226,10 +275,15 @@ impl Relays {
         self.held.len()
     }
 
-    /// A relay's address when `peer` is a known candidate.
+    /// How many peers are known to offer the relay protocol.
+    pub(super) fn candidates(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// A relay's addresses when `peer` is a known candidate.
     #[cfg(test)]
-    fn candidate(&self, peer: &PeerId) -> Option<&Multiaddr> {
-        self.candidates.get(peer)
+    fn candidate(&self, peer: &PeerId) -> Option<&[Multiaddr]> {
+        self.candidates.get(peer).map(Vec::as_slice)
     }
 }
 
@@ -257,7 +311,7 @@ mod tests {
         // Not relays: no hop protocol, only loopback, only a circuit.
         relays.identified(c, false, &[addr("/ip4/198.18.0.4/tcp/1")]);
         relays.identified(d, true, &[addr("/ip4/127.0.0.1/tcp/1")]);
-        assert_eq!(relays.candidate(&a), Some(&direct));
+        assert_eq!(relays.candidate(&a), Some(&[direct.clone()][..]));
         assert!(relays.candidate(&c).is_none() && relays.candidate(&d).is_none());
 
         let now = Instant::now();
@@ -281,10 +335,11 @@ mod tests {
         assert_eq!(relays.held(), 2);
 
         // One reservation ends: its relay rests, no other candidate is left.
-        relays.closed(ids[0], now);
+        assert_eq!(relays.closed(ids[0], now), Some(wanted[0].0));
+        assert_eq!(relays.closed(ListenerId::next(), now), None);
         assert_eq!(relays.held(), 1);
         assert!(relays.wanted(Reachability::Private, now).is_empty());
-        let later = now + RELAY_RETRY + Duration::from_secs(1);
+        let later = now + RELAY_RETRY_MIN;
         assert_eq!(relays.wanted(Reachability::Private, later).len(), 1);
 
         // A relay that stops offering the hop protocol is forgotten.
@@ -292,6 +347,114 @@ mod tests {
         assert!(relays.candidate(&a).is_none());
         assert_eq!(relays.take_all().len(), 1);
         assert_eq!(relays.held(), 0);
+    }
+
+    /// The bug that kept the NATed hosts of the namespace testnet without a relay: a
+    /// public node's Identify lists `<addr>/p2p/<id>` beside `<addr>` (AutoNAT's
+    /// confirmed address), and a relay picked at the first made
+    /// `<addr>/p2p/<id>/p2p/<id>/p2p-circuit`, which libp2p's relay transport refuses
+    /// (`MalformedMultiaddr`); it was asked again every tick, never another relay.
+    #[test]
+    fn a_relay_listed_with_its_own_id_gets_a_circuit_the_relay_transport_takes() {
+        use libp2p::Transport as _;
+        let relay = PeerId::random();
+        let bare = addr("/ip4/198.18.0.2/tcp/4001");
+        let with_id = bare.clone().with(Protocol::P2p(relay));
+        let other = addr(&format!("/ip4/198.18.0.9/tcp/1/p2p/{}", PeerId::random()));
+        let mut relays = Relays::default();
+        for listed in [
+            vec![with_id.clone(), bare.clone()],
+            vec![with_id.clone()],
+            vec![other.clone(), bare.clone(), with_id],
+        ] {
+            relays.identified(relay, true, &listed);
+            assert_eq!(relays.candidate(&relay), Some(&[bare.clone()][..]));
+            let wanted = relays.wanted(Reachability::Private, Instant::now());
+            let [(peer, circuit)] = &wanted[..] else {
+                panic!("{wanted:?}");
+            };
+            assert_eq!(*peer, relay);
+            assert_eq!(
+                *circuit,
+                bare.clone()
+                    .with(Protocol::P2p(relay))
+                    .with(Protocol::P2pCircuit)
+            );
+            let (mut transport, _behaviour) = relay::client::new(PeerId::random());
+            transport
+                .listen_on(ListenerId::next(), circuit.clone())
+                .unwrap_or_else(|e| panic!("{circuit}: {e}"));
+        }
+        // What the relay was asked at before: libp2p refuses it.
+        let doubled = with_id_twice(&bare, relay);
+        let (mut transport, _behaviour) = relay::client::new(PeerId::random());
+        assert!(transport.listen_on(ListenerId::next(), doubled).is_err());
+        // Another peer's address is never taken for the relay's.
+        relays.identified(relay, true, &[other]);
+        assert!(relays.candidate(&relay).is_none());
+    }
+
+    /// `<addr>/p2p/<relay>/p2p/<relay>/p2p-circuit`.
+    fn with_id_twice(addr: &Multiaddr, relay: PeerId) -> Multiaddr {
+        addr.clone()
+            .with(Protocol::P2p(relay))
+            .with(Protocol::P2p(relay))
+            .with(Protocol::P2pCircuit)
+    }
+
+    #[test]
+    fn a_failing_relay_rests_longer_each_time_and_another_is_asked_meanwhile() {
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let a1 = addr("/ip4/198.18.0.2/tcp/4001");
+        let a2 = addr("/ip4/198.18.0.2/udp/4001/quic-v1");
+        let mut relays = Relays::default();
+        relays.identified(a, true, &[a1.clone(), a2.clone()]);
+        let t0 = Instant::now();
+        let circuit_of = |relays: &mut Relays, t| {
+            relays
+                .wanted(Reachability::Private, t)
+                .into_iter()
+                .find(|(p, _)| *p == a)
+                .map(|(_, c)| c)
+        };
+        let first = circuit_of(&mut relays, t0).expect("a is asked first");
+        assert!(first.to_string().starts_with(&a1.to_string()), "{first}");
+        // Its circuit address is refused: it rests 5 s, then is asked at its next
+        // address; meanwhile the two free slots go to the others.
+        relays.failed(a, t0);
+        relays.identified(b, true, &[addr("/ip4/198.18.0.3/tcp/4001")]);
+        relays.identified(c, true, &[addr("/ip4/198.18.0.4/tcp/4001")]);
+        assert_eq!(relays.candidates(), 3);
+        let mut others: Vec<PeerId> = relays
+            .wanted(Reachability::Private, t0)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        others.sort();
+        let mut expected = vec![b, c];
+        expected.sort();
+        assert_eq!(others, expected);
+        relays.identified(b, false, &[]);
+        relays.identified(c, false, &[]);
+        let again = circuit_of(&mut relays, t0 + RELAY_RETRY_MIN).expect("a again");
+        assert!(again.to_string().starts_with(&a2.to_string()), "{again}");
+        // Each failure in a row doubles the rest, up to the most.
+        let mut t = t0 + RELAY_RETRY_MIN;
+        let mut rest = RELAY_RETRY_MIN;
+        for _ in 0..8 {
+            relays.failed(a, t);
+            rest = (rest * 2).min(RELAY_RETRY_MAX);
+            assert!(circuit_of(&mut relays, t + rest - Duration::from_millis(1)).is_none());
+            assert!(circuit_of(&mut relays, t + rest).is_some());
+            t += rest;
+        }
+        assert_eq!(rest, RELAY_RETRY_MAX);
+        // An accepted reservation starts the rest afresh.
+        let id = ListenerId::next();
+        relays.opened(a, id);
+        relays.accepted(a);
+        assert_eq!(relays.closed(id, t), Some(a));
+        assert!(circuit_of(&mut relays, t + RELAY_RETRY_MIN).is_some());
     }
 
     #[test]

@@ -306,7 +306,7 @@ mod tests {
             PeerId::random(),
         );
         let direct = addr("/ip4/198.18.0.2/tcp/4001");
-        relays.identified(a, true, &[direct.clone()]);
+        relays.identified(a, true, std::slice::from_ref(&direct));
         relays.identified(b, true, &[addr("/ip4/198.18.0.3/udp/9/quic-v1")]);
         // Not relays: no hop protocol, only loopback, only a circuit.
         relays.identified(c, false, &[addr("/ip4/198.18.0.4/tcp/1")]);
@@ -417,7 +417,9 @@ mod tests {
                 .find(|(p, _)| *p == a)
                 .map(|(_, c)| c)
         };
-        let first = circuit_of(&mut relays, t0).expect("a is asked first");
+        let Some(first) = circuit_of(&mut relays, t0) else {
+            panic!("a is not asked first");
+        };
         assert!(first.to_string().starts_with(&a1.to_string()), "{first}");
         // Its circuit address is refused: it rests 5 s, then is asked at its next
         // address; meanwhile the two free slots go to the others.
@@ -436,7 +438,9 @@ mod tests {
         assert_eq!(others, expected);
         relays.identified(b, false, &[]);
         relays.identified(c, false, &[]);
-        let again = circuit_of(&mut relays, t0 + RELAY_RETRY_MIN).expect("a again");
+        let Some(again) = circuit_of(&mut relays, t0 + RELAY_RETRY_MIN) else {
+            panic!("a is not asked again after its rest");
+        };
         assert!(again.to_string().starts_with(&a2.to_string()), "{again}");
         // Each failure in a row doubles the rest, up to the most.
         let mut t = t0 + RELAY_RETRY_MIN;

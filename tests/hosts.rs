@@ -1,5 +1,6 @@
 //! A testnet of separate hosts (issue 17): every node in a network namespace of its own,
-//! with its own address on a bridge, like machines on one switch. Needs root (every test
+//! with its own address on a bridge, like machines on one switch; some hosts behind NAT
+//! routers (relay and hole punching). Needs root (every test
 //! says so and fails otherwise); every namespace, link and rule a test makes is removed
 //! when its testnet is dropped, also on failure, and a killed run's leftovers by the next
 //! `up`.
@@ -17,6 +18,16 @@ use serde_json::Value;
 
 mod support;
 use support::{bin, require_root};
+
+/// A line for the test's log (shown with --nocapture).
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!($($arg)*);
+        }
+    }};
+}
 
 /// No single command may take longer than this.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
@@ -215,5 +226,169 @@ fn two_node_ids_on_one_host_never_hold_two_shards_of_a_stripe() -> anyhow::Resul
             );
         }
     }
+    Ok(())
+}
+
+/// The value of metric `name` with labels `labels` (`{event="..."}`, or empty) in
+/// Prometheus text; 0 when absent.
+fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    let key = format!("{name}{labels} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A NAT traversal count of node `i` (`datamesh_nat_events_total{event=...}`).
+fn nat_count(net: &Testnet, i: usize, event: &str) -> anyhow::Result<u64> {
+    let text = net.metrics(i)?;
+    Ok(metric(
+        &text,
+        "datamesh_nat_events_total",
+        &format!("{{event=\"{event}\"}}"),
+    ) as u64)
+}
+
+/// The last lines of node `i`'s log about its reachability and relays, on one line (for
+/// a failure message).
+fn nat_log(net: &Testnet, i: usize) -> String {
+    let text = std::fs::read_to_string(net.log_file(i)).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("reachability changed") || l.contains("relay"))
+        .filter(|l| !l.contains("DEBUG"))
+        .collect();
+    let tail = &lines[lines.len().saturating_sub(8)..];
+    format!("node {i}: {}", tail.join(" / "))
+}
+
+#[test]
+fn nodes_behind_nat_join_store_and_serve_through_a_relay_or_a_hole_punch() -> anyhow::Result<()> {
+    const NODES: usize = 7;
+    const NATTED: [usize; 2] = [5, 6];
+    require_root()?;
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net = Testnet::up_with(
+        Config::new(bin()?, scratch.join("net"), NODES)
+            .with_kdf(Kdf::FAST)
+            .with_hosts(NODES)
+            .with_nat(&NATTED),
+    )
+    .context("cannot start 7 hosts, 2 of them behind NAT")?;
+    let id = id_of(&net.namespace_of(0).context("no namespace")?).to_string();
+    for &i in &NATTED {
+        ensure!(net.is_behind_nat(i), "node {i} is not behind NAT");
+    }
+
+    // Each node behind NAT finds itself private (AutoNAT), holds a relay reservation and
+    // is known to every public node only through relay circuits (never at its private
+    // 10.x address).
+    let peer_ids: Vec<String> = (0..NODES)
+        .map(|i| net.peer_id(i))
+        .collect::<Result<_, _>>()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut last = String::new();
+    'wait: loop {
+        if std::time::Instant::now() >= deadline {
+            let logs: Vec<String> = NATTED.iter().map(|&i| nat_log(&net, i)).collect();
+            anyhow::bail!(
+                "the nodes behind NAT never became reachable through a relay: {last}; their NAT log lines: {}",
+                logs.join(" | ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        for &i in &NATTED {
+            let text = net.metrics(i)?;
+            let reach = metric(&text, "datamesh_nat_reachability", "");
+            if reach != 2.0 || nat_count(&net, i, "reservation_accepted")? == 0 {
+                last = format!("node {i}: reachability {reach}, no reservation yet");
+                continue 'wait;
+            }
+        }
+        for i in (0..NODES).filter(|i| !NATTED.contains(i)) {
+            let mut cmd = net.cli(i);
+            cmd.args(["--json", "peers"]);
+            let list: Value = serde_json::from_slice(&run(cmd, scratch)?.ok("peers")?)?;
+            for &j in &NATTED {
+                let entry = list
+                    .as_array()
+                    .and_then(|l| l.iter().find(|p| p["peer_id"] == peer_ids[j].as_str()));
+                let addrs: Vec<&str> = entry
+                    .and_then(|p| p["addresses"].as_array())
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if addrs.is_empty() || !addrs.iter().all(|a| a.contains("/p2p-circuit")) {
+                    last = format!("node {i} knows node {j} at {addrs:?}");
+                    continue 'wait;
+                }
+            }
+        }
+        break;
+    }
+
+    // A put through public node 0: with 5 public nodes and 6 shards a stripe, every
+    // stripe has a shard on a node behind NAT. A verifying check fetches and hashes
+    // every copy: the nodes behind NAT served theirs.
+    let input = make_file(scratch, 8 * MIB, 1790)?;
+    let mut put = net.cli(0);
+    put.arg("put").arg(&input);
+    let file = String::from_utf8(run(put, scratch)?.ok("put through node 0")?)?;
+    let mut check = net.cli(0);
+    check.args(["--json", "check", file.trim(), "--verify"]);
+    let outcome = run(check, scratch)?;
+    let report: Value = serde_json::from_slice(&outcome.ok("check --verify")?)?;
+    let stripes = report["stripes"].as_array().context("no stripes")?;
+    ensure!(stripes.len() >= 2, "{} stripes", stripes.len());
+    for (s, stripe) in stripes.iter().enumerate() {
+        ensure!(stripe["healthy"] == 6, "stripe {s}: {stripe}");
+        let holders: Vec<&str> = stripe["holders"]
+            .as_array()
+            .context("no holders")?
+            .iter()
+            .filter_map(|l| l.as_array()?.first()?.as_str())
+            .collect();
+        ensure!(
+            NATTED
+                .iter()
+                .any(|&j| holders.contains(&peer_ids[j].as_str())),
+            "stripe {s} has no verified copy behind NAT: {holders:?}"
+        );
+    }
+    // And the file reads back.
+    let out = scratch.join("copy");
+    let mut get = net.cli(0);
+    get.args(["get", file.trim(), "-o"]).arg(&out);
+    run(get, scratch)?.ok("get through node 0")?;
+    assert_same_file(&input, &out)?;
+
+    // How the shard requests reached the nodes behind NAT.
+    let (mut relayed, mut direct, mut punched, mut circuits) = (0, 0, 0, 0);
+    for &i in &NATTED {
+        relayed += nat_count(&net, i, "shard_request_relayed")?;
+        direct += nat_count(&net, i, "shard_request_direct")?;
+        punched += nat_count(&net, i, "hole_punch_succeeded")?;
+        circuits += nat_count(&net, i, "relayed_connection")?;
+    }
+    let served: u64 = (0..NODES)
+        .filter(|i| !NATTED.contains(i))
+        .map(|i| nat_count(&net, i, "circuit_served"))
+        .sum::<anyhow::Result<u64>>()?;
+    note!(
+        "behind NAT: {relayed} shard requests over relay circuits, {direct} over direct connections; \
+         {circuits} relayed connections, {punched} hole punches (DCUtR) succeeded; public nodes relayed {served} circuits"
+    );
+    ensure!(
+        relayed + direct > 0,
+        "no shard request reached a node behind NAT"
+    );
+    // Whether shards then crossed a relay circuit or a connection the node behind NAT
+    // opened itself to the public holder (the putter reuses it) depends on which
+    // connection is up first: both are NAT traversal; the counts above say which.
+
+    drop(net);
+    let left = leftovers(&id)?;
+    ensure!(left.is_empty(), "left behind: {left:?}");
     Ok(())
 }

@@ -31,6 +31,8 @@ pub(crate) const DEFAULT_UNLOCK_SLOT: &str = "auto";
 pub(crate) struct Config {
     /// libp2p listen address.
     pub(crate) listen_address: String,
+    /// The transports listened and dialled on: "tcp", "quic" or both.
+    pub(crate) transports: Vec<String>,
     /// Address of the local HTTP API.
     pub(crate) api_address: SocketAddr,
     /// Whether `api_address` may be a non-loopback address (plain HTTP with a bearer
@@ -135,6 +137,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen_address: DEFAULT_LISTEN.to_owned(),
+            transports: vec!["tcp".to_owned()],
             api_address: DEFAULT_API,
             api_allow_remote: false,
             bootstrap: Vec::new(),
@@ -159,11 +162,17 @@ const FOOTER: &str =
 
 /// Every key of [`Config`], in the order written, with the comment above it (a unit test
 /// checks that the list and the struct agree).
-const KEYS: [(&str, &str); 11] = [
+const KEYS: [(&str, &str); 12] = [
     (
         "listen_address",
         "libp2p listen address of the node (port 0: any free port); overridden by\n\
          `node run --listen` or DATAMESH_LISTEN.",
+    ),
+    (
+        "transports",
+        "Transports listened and dialled on, each at listen_address's host and port:\n\
+         [\"tcp\"] (default), [\"quic\"] or [\"tcp\", \"quic\"]; overridden by\n\
+         `node run --transport`.",
     ),
     (
         "api_address",

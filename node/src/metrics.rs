@@ -104,6 +104,10 @@ pub struct Metrics {
     pub peers_blocked_now: Gauge,
     /// Bytes of inbound requests and their answers held now (the inbound budget in use).
     pub inbound_bytes_held: Gauge,
+    /// NAT traversal events, by kind (`network/nat.rs`).
+    pub nat_events: Family<Label, Counter>,
+    /// Reachability as AutoNAT found it: 0 unknown, 1 public, 2 private.
+    pub nat_reachability: Gauge,
 }
 
 impl Default for Metrics {
@@ -160,6 +164,8 @@ impl Metrics {
             peers_blocked: Counter::default(),
             peers_blocked_now: Gauge::default(),
             inbound_bytes_held: Gauge::default(),
+            nat_events: Family::default(),
+            nat_reachability: Gauge::default(),
             registry: Registry::default(),
         };
         let reg = &mut registry;
@@ -335,6 +341,16 @@ impl Metrics {
             "manifest_bytes_read_for_envelopes",
             "Bytes of held blobs read to learn files' authority keys",
             m.manifest_bytes_read_for_envelopes.clone(),
+        );
+        reg.register(
+            "nat_events",
+            "NAT traversal events: relayed connections, hole punches, reservations, circuits served, shard requests over a relay",
+            m.nat_events.clone(),
+        );
+        reg.register(
+            "nat_reachability",
+            "Reachability found by AutoNAT: 0 unknown, 1 public, 2 private",
+            m.nat_reachability.clone(),
         );
         reg.register(
             "refusals_sent",

@@ -50,6 +50,8 @@ pub struct Config {
     pub(crate) node_env: BTreeMap<usize, BTreeMap<String, String>>,
     pub(crate) node_quota: BTreeMap<usize, u64>,
     pub(crate) hosts: Option<usize>,
+    pub(crate) transports: Option<String>,
+    pub(crate) nat: Vec<usize>,
 }
 
 impl Config {
@@ -66,7 +68,26 @@ impl Config {
             node_env: BTreeMap::new(),
             node_quota: BTreeMap::new(),
             hosts: None,
+            transports: None,
+            nat: Vec::new(),
         }
+    }
+
+    /// The transports every node listens and dials on (`node run --transport`, e.g.
+    /// `quic` or `tcp,quic`). Default: the home's config (TCP).
+    #[must_use]
+    pub fn with_transports(mut self, transports: impl Into<String>) -> Self {
+        self.transports = Some(transports.into());
+        self
+    }
+
+    /// On a testnet of hosts ([`Self::with_hosts`]), puts these hosts behind NAT routers
+    /// of their own: no connection from outside reaches them (see the crate docs,
+    /// "Separate hosts"). Host 0 never is (the others join through it). Default: none.
+    #[must_use]
+    pub fn with_nat(mut self, hosts: &[usize]) -> Self {
+        self.nat = hosts.to_vec();
+        self
     }
 
     /// Argon2id parameters for new homes. Default: none given, i.e. the CLI's defaults

@@ -9,6 +9,13 @@
 //! interfaces: the hosts reach each other and nothing else. Packet filters (`nft`) and
 //! rate limits (`tc`) live inside the namespaces, so deleting a namespace deletes them.
 //!
+//! Hosts behind NAT (`Config::with_nat`): host `h` then sits behind a router of its own,
+//! namespace `ID-nH`, whose `wan` end is on the bridge at the host's public address
+//! `198.18.0.(H+1)`; the host itself is `10.H.0.2/24` on a veth to the router's `lan`
+//! (`10.H.0.1`), its default route through it. The router masquerades what the host sends
+//! (nftables `ip dm_nat`, like a home router) and forwards nothing from outside that is
+//! not a reply: no connection from another host reaches a host behind NAT.
+//!
 //! Leftovers: `/run/datamesh-testnet/ID` names the process that made testnet ID. On every
 //! `up`, the namespaces and links of an id whose maker has exited and whose namespaces
 //! hold no process are deleted (a crashed or killed run); a testnet's own id is always
@@ -39,7 +46,25 @@ pub const MAX_HOSTS: usize = 250;
 pub(crate) struct Hosts {
     id: String,
     count: usize,
+    /// The hosts behind NAT routers, sorted.
+    nat: Vec<usize>,
 }
+
+/// The nft script of a NAT router: masquerade what leaves by `wan`, forward from outside
+/// only replies.
+const NAT_RULES: &str = "add table ip dm_nat\ndelete table ip dm_nat\ntable ip dm_nat {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname \"wan\" masquerade
+  }
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    iifname \"lan\" oifname \"wan\" accept
+    counter
+  }
+}
+";
 
 impl Hosts {
     /// `count` hosts under a new random id.
@@ -56,7 +81,38 @@ impl Hosts {
         Ok(Self {
             id: format!("{PREFIX}{}", &hex[..5]),
             count,
+            nat: Vec::new(),
         })
+    }
+
+    /// These hosts behind NAT routers (never host 0, through which the others join).
+    pub(crate) fn with_nat(mut self, nat: &[usize]) -> Result<Self> {
+        let mut nat = nat.to_vec();
+        nat.sort_unstable();
+        nat.dedup();
+        if let Some(&bad) = nat.iter().find(|&&h| h == 0 || h >= self.count) {
+            return Err(Error::Invalid {
+                what: "the hosts behind NAT".into(),
+                reason: format!("host {bad} is not in 1..{}", self.count),
+            });
+        }
+        self.nat = nat;
+        Ok(self)
+    }
+
+    /// Whether host `h` is behind a NAT router.
+    pub(crate) fn is_natted(&self, h: usize) -> bool {
+        self.nat.contains(&h)
+    }
+
+    /// The namespace of the NAT router of host `h`.
+    pub(crate) fn router(&self, h: usize) -> String {
+        format!("{}-n{h}", self.id)
+    }
+
+    /// The address of host `h` behind its NAT router.
+    fn private_address(h: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, u8::try_from(h).unwrap_or(u8::MAX), 0, 2)
     }
 
     /// The hosts recorded in testnet folder `dir`, if it is a testnet of hosts.
@@ -82,16 +138,32 @@ impl Hosts {
         if !is_id(id) {
             return Err(invalid("the id is not dmt and 5 hex digits"));
         }
-        Ok(Some(Self {
+        let nat: Vec<usize> = match value.get("nat") {
+            None => Vec::new(),
+            Some(list) => list
+                .as_array()
+                .filter(|l| l.len() <= MAX_HOSTS)
+                .and_then(|l| {
+                    l.iter()
+                        .map(|n| n.as_u64().and_then(|n| usize::try_from(n).ok()))
+                        .collect()
+                })
+                .ok_or_else(|| invalid("nat is not a list of host numbers"))?,
+        };
+        Self {
             id: id.to_string(),
             count,
-        }))
+            nat: Vec::new(),
+        }
+        .with_nat(&nat)
+        .map(Some)
+        .map_err(|_| invalid("nat names a host that cannot be behind NAT"))
     }
 
     /// Writes `dir/hosts.json`.
     pub(crate) fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(STATE_FILE);
-        let json = serde_json::json!({ "id": self.id, "hosts": self.count });
+        let json = serde_json::json!({ "id": self.id, "hosts": self.count, "nat": self.nat });
         fs::write(&path, format!("{json}\n"))
             .map_err(io_err(format!("cannot write {}", path.display())))
     }
@@ -150,7 +222,9 @@ impl Hosts {
             if !existing_ns.contains(&ns) {
                 ip(&["netns", "add", &ns])?;
             }
-            if !links()?.contains(&ns) {
+            if self.is_natted(h) {
+                self.ensure_router(h, &bridge)?;
+            } else if !links()?.contains(&ns) {
                 // The veth's bridge end is named after the namespace; its other end is
                 // eth0 inside it.
                 ip(&[
@@ -162,8 +236,54 @@ impl Hosts {
             }
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            if self.is_natted(h) {
+                let gateway = Ipv4Addr::new(10, u8::try_from(h).unwrap_or(u8::MAX), 0, 1);
+                ip(&[
+                    "-n",
+                    &ns,
+                    "route",
+                    "replace",
+                    "default",
+                    "via",
+                    &gateway.to_string(),
+                ])?;
+            }
         }
         Ok(())
+    }
+
+    /// Makes whatever is missing of host `h`'s NAT router: its namespace, its `wan` on
+    /// the bridge at the host's public address, its `lan` to the host, forwarding and the
+    /// masquerade rules.
+    fn ensure_router(&self, h: usize, bridge: &str) -> Result<()> {
+        let (router, ns) = (self.router(h), self.namespace(h));
+        if !namespaces()?.contains(&router) {
+            ip(&["netns", "add", &router])?;
+        }
+        if !links()?.contains(&router) {
+            ip(&[
+                "link", "add", &router, "type", "veth", "peer", "name", "wan", "netns", &router,
+            ])?;
+            ip(&["link", "set", &router, "master", bridge, "up"])?;
+            let cidr = format!("{}/16", Self::address(h));
+            ip(&["-n", &router, "addr", "add", &cidr, "dev", "wan"])?;
+        }
+        let has_lan = ip(&["-n", &router, "-o", "link", "show"])?.contains(" lan@");
+        if !has_lan {
+            ip(&[
+                "-n", &router, "link", "add", "lan", "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ])?;
+            let gateway = format!("10.{h}.0.1/24");
+            ip(&["-n", &router, "addr", "add", &gateway, "dev", "lan"])?;
+            let cidr = format!("{}/24", Self::private_address(h));
+            ip(&["-n", &ns, "addr", "add", &cidr, "dev", "eth0"])?;
+        }
+        for link in ["lo", "wan", "lan"] {
+            ip(&["-n", &router, "link", "set", link, "up"])?;
+        }
+        crate::netns::exec_in(&router, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+        crate::netns::nft_in(&router, NAT_RULES)
     }
 
     /// Deletes every namespace and link of this testnet (their filters and qdiscs go
@@ -185,12 +305,11 @@ fn is_id(name: &str) -> bool {
 /// The testnet id a namespace or link name belongs to.
 fn id_of(name: &str) -> Option<&str> {
     let (id, rest) = name.split_once('-')?;
-    (is_id(id)
-        && (rest == "br"
-            || rest
-                .strip_prefix('h')
-                .is_some_and(|n| n.parse::<usize>().is_ok())))
-    .then_some(id)
+    let numbered = |p: char| {
+        rest.strip_prefix(p)
+            .is_some_and(|n| n.parse::<usize>().is_ok())
+    };
+    (is_id(id) && (rest == "br" || numbered('h') || numbered('n'))).then_some(id)
 }
 
 /// Deletes the namespaces and links of `id`, and its registry entry.
@@ -265,6 +384,11 @@ mod tests {
         assert_eq!(Hosts::address(0), Ipv4Addr::new(198, 18, 0, 1));
         assert_eq!(id_of(&hosts.bridge()), Some(hosts.id.as_str()));
         assert_eq!(id_of(&hosts.namespace(7)), Some(hosts.id.as_str()));
+        assert_eq!(id_of(&hosts.router(7)), Some(hosts.id.as_str()));
+        assert_eq!(Hosts::private_address(7), Ipv4Addr::new(10, 7, 0, 2));
+        assert!(hosts.clone().with_nat(&[0]).is_err() && hosts.clone().with_nat(&[3]).is_err());
+        let natted = hosts.clone().with_nat(&[2, 1, 2])?;
+        assert!(natted.is_natted(1) && natted.is_natted(2) && !natted.is_natted(0));
         for other in [
             "dmt12345-x",
             "dmtzzzzz-h1",
@@ -284,11 +408,22 @@ mod tests {
         assert_eq!(Hosts::load(dir.path())?, None);
         let hosts = Hosts::new(4)?;
         hosts.save(dir.path())?;
-        assert_eq!(Hosts::load(dir.path())?, Some(hosts));
+        assert_eq!(Hosts::load(dir.path())?, Some(hosts.clone()));
+        let natted = hosts.with_nat(&[3])?;
+        natted.save(dir.path())?;
+        assert_eq!(Hosts::load(dir.path())?, Some(natted));
+        // A file of a testnet made before NAT (no "nat") still loads.
+        fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"id":"dmt12345","hosts":2}"#,
+        )?;
+        assert!(Hosts::load(dir.path())?.is_some());
         for bad in [
             "{}",
             r#"{"id":"eth0","hosts":2}"#,
             r#"{"id":"dmt12345","hosts":0}"#,
+            r#"{"id":"dmt12345","hosts":2,"nat":[0]}"#,
+            r#"{"id":"dmt12345","hosts":2,"nat":"x"}"#,
             "nope",
         ] {
             fs::write(dir.path().join(STATE_FILE), bad)?;

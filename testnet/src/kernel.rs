@@ -54,6 +54,13 @@ fn set(addresses: &BTreeSet<Ipv4Addr>) -> String {
     format!("{{ {} }}", list.join(", "))
 }
 
+/// The `tbf` rate and burst for `rate` bit/s: a burst of at least one jiffy's worth of
+/// bytes at the rate (and 64 KiB); the queue is 50 ms.
+fn tbf(rate: u64) -> (String, String) {
+    let burst = (rate / 8 / 100).max(64 * 1024);
+    (format!("{rate}bit"), burst.to_string())
+}
+
 impl Testnet {
     /// The namespace of node `i`'s host, or [`Error::Invalid`] on a testnet without hosts.
     fn host_namespace(&self, i: usize) -> Result<String> {
@@ -226,10 +233,7 @@ impl Testnet {
                 reason: "0 bit/s".into(),
             });
         }
-        // A burst of at least one jiffy's worth of bytes at the rate (and 64 KiB), a
-        // queue of 50 ms.
-        let burst = (rate / 8 / 100).max(64 * 1024);
-        let (rate, burst) = (format!("{rate}bit"), burst.to_string());
+        let (rate, burst) = tbf(rate);
         exec_in(
             &ns,
             "tc",
@@ -239,6 +243,36 @@ impl Testnet {
             ],
         )
         .map(drop)
+    }
+
+    /// Limits node `i`'s host's link to `bits_per_second` both ways, like a network card
+    /// of that speed: what the host sends (its `eth0`) and what the bridge sends to it
+    /// (the bridge end of its veth, or its NAT router's). `None` removes both limits.
+    ///
+    /// # Errors
+    /// As [`limit_rate`](Self::limit_rate).
+    pub fn limit_link(&self, i: usize, bits_per_second: Option<u64>) -> Result<()> {
+        self.limit_rate(i, bits_per_second)?;
+        let host = self.host_of(i).unwrap_or_default();
+        let port = self.bridge_port(host).ok_or_else(|| Error::Invalid {
+            what: "a link limit".into(),
+            reason: "the testnet has no separate hosts".into(),
+        })?;
+        match bits_per_second {
+            None => {
+                let _ = ip(&["link", "show", &port])
+                    .and_then(|_| crate::netns::run_tc(&["qdisc", "del", "dev", &port, "root"]));
+                Ok(())
+            }
+            Some(rate) => {
+                let (rate, burst) = tbf(rate);
+                crate::netns::run_tc(&[
+                    "qdisc", "replace", "dev", &port, "root", "tbf", "rate", &rate, "burst",
+                    &burst, "latency", "50ms",
+                ])
+                .map(drop)
+            }
+        }
     }
 
     /// Bytes node `i`'s host has sent through its rate limit (`tc -s qdisc`), 0 when it

@@ -77,7 +77,7 @@ impl Testnet {
                 if let Some(old) = Hosts::load(&config.dir)? {
                     old.remove()?;
                 }
-                let hosts = Hosts::new(count)?;
+                let hosts = Hosts::new(count)?.with_nat(&config.nat)?;
                 hosts.save(&config.dir)?;
                 hosts.create()?;
                 Some(hosts)
@@ -512,7 +512,12 @@ impl Testnet {
     /// [`Error::Timeout`] after the ready timeout; [`Error::Exited`] when a node dies.
     pub fn wait_ready(&mut self) -> Result<()> {
         let running: Vec<usize> = (0..self.len()).filter(|&i| self.is_running(i)).collect();
-        let want = running.len().saturating_sub(1).min(READY_PEERS_CAP);
+        // A node behind NAT enters the others' tables only once it holds a relay
+        // reservation: the wait is for the nodes others can dial.
+        let behind_nat = running.iter().filter(|&&i| self.is_behind_nat(i)).count();
+        let want = (running.len() - behind_nat)
+            .saturating_sub(1)
+            .min(READY_PEERS_CAP);
         let started = Instant::now();
         for i in running {
             self.wait_peers(i, want, started)?;
@@ -528,6 +533,24 @@ impl Testnet {
     /// The host node `i` runs on, on a testnet of separate hosts.
     pub fn host_of(&self, i: usize) -> Option<usize> {
         self.hosts.as_ref().map(|h| i % h.count())
+    }
+
+    /// The bridge end of host `h`'s link (its veth, or its NAT router's), in the root
+    /// namespace.
+    pub(crate) fn bridge_port(&self, h: usize) -> Option<String> {
+        let hosts = self.hosts.as_ref()?;
+        Some(if hosts.is_natted(h) {
+            hosts.router(h)
+        } else {
+            hosts.namespace(h)
+        })
+    }
+
+    /// Whether node `i` runs on a host behind a NAT router ([`Config::with_nat`]).
+    pub fn is_behind_nat(&self, i: usize) -> bool {
+        self.hosts
+            .as_ref()
+            .is_some_and(|h| h.is_natted(i % h.count()))
     }
 
     /// The network namespace node `i` runs in, on a testnet of separate hosts (for
@@ -643,6 +666,9 @@ impl Testnet {
             cmd.arg("--password-file").arg(self.password_file(i));
         }
         cmd.args(["--listen", listen, "--api", "127.0.0.1:0"]);
+        if let Some(transports) = &self.config.transports {
+            cmd.args(["--transport", transports]);
+        }
         for addr in bootstrap {
             cmd.arg("--bootstrap").arg(addr);
         }

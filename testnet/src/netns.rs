@@ -71,6 +71,11 @@ pub(crate) fn nft_in(ns: &str, script: &str) -> Result<()> {
     run("ip", &["netns", "exec", ns, "nft", "-f", "-"], Some(script)).map(drop)
 }
 
+/// `tc ARGS` in this (the root) namespace.
+pub(crate) fn run_tc(args: &[&str]) -> Result<String> {
+    run("tc", args, None)
+}
+
 /// The network namespaces by name (`ip netns list`).
 pub(crate) fn namespaces() -> Result<Vec<String>> {
     // Lines are `NAME` or `NAME (id: N)`.

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use datamesh_keys::fsx;
 use datamesh_node::libp2p::identity::Keypair;
+use datamesh_node::network::Transports;
 use datamesh_node::{ApiToken, FilesConfig, NetworkConfig, Node, NodeConfig, StoreConfig};
 
 use crate::Context;
@@ -42,6 +43,10 @@ struct RunArgs {
     /// libp2p listen address [default: config.toml's listen_address].
     #[arg(long, env = "DATAMESH_LISTEN", value_name = "MULTIADDR")]
     listen: Option<String>,
+    /// A transport to listen and dial on, `tcp` or `quic`; repeat (or comma-separate) for
+    /// both [default: config.toml's transports].
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    transport: Vec<String>,
     /// API address [default: config.toml's api_address].
     #[arg(long, env = "DATAMESH_API", value_name = "ADDR")]
     api: Option<SocketAddr>,
@@ -109,6 +114,12 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     let listen = listen
         .parse()
         .with_context(|| format!("listen address {listen} is not a multiaddr"))?;
+    let transports = if args.transport.is_empty() {
+        &config.transports
+    } else {
+        &args.transport
+    };
+    let transports = Transports::parse(transports).map_err(anyhow::Error::msg)?;
     let mut bootstrap = Vec::new();
     for addr in config.bootstrap.iter().chain(&args.bootstrap) {
         bootstrap.push(
@@ -126,6 +137,7 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     let node_config = NodeConfig::new(
         home::node_db(&ctx.home),
         NetworkConfig::new(vec![listen])
+            .with_transports(transports)
             .with_bootstrap(bootstrap)
             .with_external_addresses(external),
         api_address,

@@ -88,6 +88,13 @@ struct HostsArg {
     /// needs root. `down`/`destroy` delete them. Default: every node on 127.0.0.1.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     hosts: Option<u16>,
+    /// With --hosts: put host H behind a NAT router of its own (no inbound connections);
+    /// repeat or comma-separate (never host 0).
+    #[arg(long, value_name = "H", value_delimiter = ',', requires = "hosts")]
+    nat: Vec<usize>,
+    /// The transports of every node: tcp, quic or tcp,quic [default: tcp].
+    #[arg(long, value_name = "LIST")]
+    transport: Option<String>,
 }
 
 pub(crate) fn run(ctx: &Context, args: TestnetArgs) -> anyhow::Result<()> {
@@ -95,9 +102,9 @@ pub(crate) fn run(ctx: &Context, args: TestnetArgs) -> anyhow::Result<()> {
     let dir = args.dir;
     match args.command {
         TestnetCommand::Up { nodes, hosts } => {
-            let hosts = hosts.hosts.map(usize::from);
-            let nodes = nodes.map_or(hosts.unwrap_or(6), usize::from);
-            let net = up(ctx, &binary, &dir, nodes, hosts)?;
+            let count = hosts.hosts.map(usize::from);
+            let nodes = nodes.map_or(count.unwrap_or(6), usize::from);
+            let net = up(ctx, &binary, &dir, nodes, &hosts)?;
             print_status(ctx, &net)?;
             let prefix = net
                 .namespace_of(0)
@@ -165,7 +172,7 @@ pub(crate) fn run(ctx: &Context, args: TestnetArgs) -> anyhow::Result<()> {
             ctx.out.info(format_args!("deleted {}", dir.display()));
             Ok(())
         }
-        TestnetCommand::Demo { hosts } => demo(ctx, &binary, &dir, hosts.hosts.map(usize::from)),
+        TestnetCommand::Demo { hosts } => demo(ctx, &binary, &dir, &hosts),
     }
 }
 
@@ -176,8 +183,9 @@ fn up(
     binary: &Path,
     dir: &Path,
     nodes: usize,
-    hosts: Option<usize>,
+    args: &HostsArg,
 ) -> anyhow::Result<Testnet> {
+    let hosts = args.hosts.map(usize::from);
     if hosts.is_some() {
         datamesh_testnet::require_root_for_hosts()?;
     }
@@ -191,7 +199,10 @@ fn up(
     }
     let mut config = Config::new(binary, dir, nodes).with_keep_running(true);
     if let Some(hosts) = hosts {
-        config = config.with_hosts(hosts);
+        config = config.with_hosts(hosts).with_nat(&args.nat);
+    }
+    if let Some(transports) = &args.transport {
+        config = config.with_transports(transports);
     }
     ctx.out.info(format_args!(
         "starting {nodes} nodes{} in {} (waiting for the DHT)...",
@@ -322,7 +333,8 @@ fn output(mut cmd: Command, what: &str) -> anyhow::Result<Vec<u8>> {
 #[error("the copy differs from the original: this is a bug, please report it")]
 pub(crate) struct DemoMismatch;
 
-fn demo(ctx: &Context, binary: &Path, dir: &Path, hosts: Option<usize>) -> anyhow::Result<()> {
+fn demo(ctx: &Context, binary: &Path, dir: &Path, args: &HostsArg) -> anyhow::Result<()> {
+    let hosts = args.hosts.map(usize::from);
     const NODES: usize = 8;
     const SIZE: usize = 16 << 20;
     if hosts.is_some() {
@@ -339,7 +351,7 @@ fn demo(ctx: &Context, binary: &Path, dir: &Path, hosts: Option<usize>) -> anyho
             dir.display()
         ),
     );
-    let mut net = up(ctx, binary, dir, NODES, hosts)?;
+    let mut net = up(ctx, binary, dir, NODES, args)?;
     print_status(ctx, &net)?;
     let ns = net
         .namespace_of(0)

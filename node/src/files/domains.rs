@@ -6,7 +6,7 @@
 //! A peer's host is the IP address it is known at: its first non-loopback address, else
 //! its first address (every node of a one-machine testnet is on 127.0.0.1: one host, so
 //! nothing can be avoided there and the order stays by distance); a peer known at no IP
-//! address is a host of its own. [`spread_over_hosts`] reorders the candidates (nearest
+//! address, or only through relay circuits (a node behind a NAT), is a host of its own. [`spread_over_hosts`] reorders the candidates (nearest
 //! first) so that the nearest peer of each host not yet used comes first, then the rest
 //! in their order: the first six placed are on six hosts when six exist, and a refused
 //! or failed store is replaced from a new host before a used one.
@@ -21,6 +21,8 @@ use libp2p::{Multiaddr, PeerId};
 pub(crate) fn host_of(addresses: &[Multiaddr]) -> Option<IpAddr> {
     let ips: Vec<IpAddr> = addresses
         .iter()
+        // A relay circuit's IP address is the relay's host, not the peer's.
+        .filter(|a| !crate::network::is_relayed(a))
         .filter_map(|a| {
             a.iter().find_map(|p| match p {
                 Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
@@ -120,5 +122,11 @@ mod tests {
             Some(IpAddr::from([127, 0, 0, 1]))
         );
         assert_eq!(host_of(&addrs(&["/dns4/example.org/tcp/1"])), None);
+        let relayed = "/ip4/198.18.0.2/tcp/1/p2p/12D3KooWGC6TvWhfapngpreuhy7VaBEJpNT2jLrfpjFDpJYwnJoG/p2p-circuit";
+        assert_eq!(
+            host_of(&addrs(&[relayed])),
+            None,
+            "the relay's host is not the peer's"
+        );
     }
 }

@@ -8,10 +8,17 @@
 //! all interfaces never tells a peer on another machine to dial 127.0.0.1, which would
 //! reach that peer's own machine. Unspecified addresses (0.0.0.0) never appear: libp2p
 //! reports one listen address per interface.
+//!
+//! A node that AutoNAT found private (`nat.rs`) advertises none of its own listen
+//! addresses (nobody outside can dial them): only its relay circuits and the configured
+//! externals. Its peers then drop the addresses they had for it (`event_loop.rs`), so it
+//! is a shard holder only where it can be reached.
 
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{Multiaddr, Swarm};
+
+use super::nat::{Reachability, is_relayed};
 
 /// Whether `addr` is on a loopback interface (127.0.0.0/8, ::1).
 pub fn is_loopback(addr: &Multiaddr) -> bool {
@@ -22,12 +29,22 @@ pub fn is_loopback(addr: &Multiaddr) -> bool {
     })
 }
 
-/// The addresses to advertise for these listen addresses and configured externals.
-pub(super) fn advertised(listen: &[Multiaddr], configured: &[Multiaddr]) -> Vec<Multiaddr> {
+/// The addresses to advertise for these listen addresses and configured externals, at
+/// this reachability.
+pub(super) fn advertised(
+    listen: &[Multiaddr],
+    configured: &[Multiaddr],
+    reachability: Reachability,
+) -> Vec<Multiaddr> {
     let mut out: Vec<Multiaddr> = configured.to_vec();
-    out.extend(listen.iter().filter(|a| !is_loopback(a)).cloned());
-    if out.is_empty() {
-        out.extend(listen.iter().cloned());
+    if reachability == Reachability::Private {
+        out.extend(listen.iter().filter(|a| is_relayed(a)).cloned());
+    } else {
+        let direct = || listen.iter().filter(|a| !is_relayed(a));
+        out.extend(direct().filter(|a| !is_loopback(a)).cloned());
+        if out.is_empty() {
+            out.extend(direct().cloned());
+        }
     }
     out.dedup();
     out
@@ -38,6 +55,7 @@ pub(super) fn advertised(listen: &[Multiaddr], configured: &[Multiaddr]) -> Vec<
 pub(super) struct Advertiser {
     configured: Vec<Multiaddr>,
     current: Vec<Multiaddr>,
+    reachability: Option<Reachability>,
 }
 
 impl Advertiser {
@@ -45,7 +63,13 @@ impl Advertiser {
         Self {
             configured,
             current: Vec::new(),
+            reachability: None,
         }
+    }
+
+    /// What AutoNAT found; takes effect at the next [`Self::sync`].
+    pub(super) fn set_reachability(&mut self, reachability: Reachability) {
+        self.reachability = Some(reachability);
     }
 
     /// Makes the swarm's external addresses [`advertised`]`(listen, configured)`;
@@ -55,7 +79,8 @@ impl Advertiser {
         swarm: &mut Swarm<B>,
         listen: &[Multiaddr],
     ) -> bool {
-        let wanted = advertised(listen, &self.configured);
+        let reachability = self.reachability.unwrap_or(Reachability::Unknown);
+        let wanted = advertised(listen, &self.configured, reachability);
         if wanted == self.current {
             return false;
         }
@@ -82,6 +107,8 @@ mod tests {
 
     #[test]
     fn loopback_is_advertised_only_by_a_loopback_only_node() {
+        let unknown = Reachability::Unknown;
+        let advertised = |l: &[Multiaddr], c: &[Multiaddr]| advertised(l, c, unknown);
         let lo = addrs(&["/ip4/127.0.0.1/tcp/4001"]);
         assert_eq!(advertised(&lo, &[]), lo);
         let all = addrs(&[
@@ -97,5 +124,31 @@ mod tests {
             addrs(&["/ip4/203.0.113.7/tcp/4001", "/ip4/198.18.0.3/tcp/4001"])
         );
         assert!(is_loopback(&lo[0]) && !is_loopback(&external[0]));
+    }
+
+    #[test]
+    fn a_private_node_advertises_only_its_circuits_and_externals() {
+        let relayed = "/ip4/198.18.0.2/udp/4001/quic-v1/p2p/12D3KooWGC6TvWhfapngpreuhy7VaBEJpNT2jLrfpjFDpJYwnJoG/p2p-circuit";
+        let listen = addrs(&[
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/10.7.0.2/tcp/4001",
+            "/ip4/10.7.0.2/udp/4001/quic-v1",
+            relayed,
+        ]);
+        let private = Reachability::Private;
+        assert_eq!(advertised(&listen, &[], private), addrs(&[relayed]));
+        let external = addrs(&["/ip4/203.0.113.7/tcp/4001"]);
+        assert_eq!(
+            advertised(&listen, &external, private),
+            addrs(&["/ip4/203.0.113.7/tcp/4001", relayed])
+        );
+        assert!(advertised(&listen[..3], &[], private).is_empty());
+        // Public (or not known yet): its direct addresses, never a circuit.
+        for r in [Reachability::Public, Reachability::Unknown] {
+            assert_eq!(
+                advertised(&listen, &[], r),
+                addrs(&["/ip4/10.7.0.2/tcp/4001", "/ip4/10.7.0.2/udp/4001/quic-v1"])
+            );
+        }
     }
 }

@@ -7,6 +7,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
 use super::error::NetworkError;
+use super::nat::Reachability;
 use crate::protocol::{Request, Response};
 
 /// Serves inbound shard requests; runs on blocking threads.
@@ -38,6 +39,10 @@ pub struct NetworkInfo {
     pub connected_peers: usize,
     /// Peers in the Kademlia routing table.
     pub routing_table_peers: usize,
+    /// Whether peers can dial this node, as AutoNAT last found.
+    pub reachability: Reachability,
+    /// Relay reservations held (or being made) by a private node.
+    pub relays: usize,
 }
 
 /// Work for the swarm task.

@@ -7,7 +7,9 @@
 //! answer (`Busy` if that does not fit) and released once the answer is written. The
 //! offences it sees (a `Mismatch` it sends, a frame that does not decode, a peer over
 //! its share) are strikes in the per-peer [`Accounting`]; a peer with too many is blocked
-//! for a while (libp2p's block list, shared with the test-fault partitions).
+//! for a while (libp2p's block list, shared with the test-fault partitions). It also
+//! follows NAT traversal (`nat.rs`): AutoNAT's verdict, the relay reservations of a
+//! private node, relayed connections and hole punches, counted in the metrics.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::kad::{self, GetClosestPeersError, GetProvidersOk, QueryId, QueryResult, RecordKey};
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, relay};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -25,7 +28,9 @@ use super::accounting::{Accounting, Offence, PeerPolicy, Verdict};
 use super::addresses::Advertiser;
 use super::command::{Command, InboundHandler, NetworkInfo, PeerSummary};
 use super::error::{DhtError, NetworkError, RequestFailure};
+use super::nat::{Reachability, Relays, is_relayed};
 use super::swarm::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use super::transport::Transports;
 use crate::metrics::Metrics;
 use crate::protocol::{
     FailureReason, InboundBudget, OverBudget, Permit, Refusal, Request, RequestFrame, Response,
@@ -72,6 +77,14 @@ pub(super) struct EventLoop {
     listen_addresses: Vec<Multiaddr>,
     /// What Identify tells peers (`addresses.rs`).
     advertiser: Advertiser,
+    /// The transports whose addresses this node keeps and dials.
+    transports: Transports,
+    /// What AutoNAT last found.
+    reachability: Reachability,
+    /// A private node's relays.
+    relays: Relays,
+    /// Open connections that go through a relay.
+    relayed: HashSet<ConnectionId>,
 }
 
 impl EventLoop {
@@ -104,7 +117,17 @@ impl EventLoop {
             connected: HashSet::new(),
             listen_addresses: Vec::new(),
             advertiser: Advertiser::default(),
+            transports: Transports::default(),
+            reachability: Reachability::Unknown,
+            relays: Relays::default(),
+            relayed: HashSet::new(),
         }
+    }
+
+    /// Keeps and dials only addresses of `transports` (default: TCP).
+    pub(super) fn with_transports(mut self, transports: Transports) -> Self {
+        self.transports = transports;
+        self
     }
 
     /// Advertises what `advertiser` chooses (`addresses.rs`) from now on.
@@ -192,6 +215,8 @@ impl EventLoop {
                     listen_addresses: self.listen_addresses.clone(),
                     connected_peers: self.connected.len(),
                     routing_table_peers,
+                    reachability: self.reachability,
+                    relays: self.relays.held(),
                 });
             }
             Command::Peers { reply } => {
@@ -245,21 +270,49 @@ impl EventLoop {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
+                let address = self.without_own_id(address);
                 self.listen_addresses.push(address);
                 self.readvertise();
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let address = self.without_own_id(address);
                 self.listen_addresses.retain(|a| a != &address);
                 self.readvertise();
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                match self.relays.closed(listener_id, Instant::now()) {
+                    Some(relay) => info!(%relay, ?reason, "relay reservation closed"),
+                    None => debug!(?reason, "listener closed"),
+                }
+                for address in addresses {
+                    let address = self.without_own_id(address);
+                    self.listen_addresses.retain(|a| a != &address);
+                }
+                self.readvertise();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
                 self.connected.insert(peer_id);
+                if is_relayed(endpoint.get_remote_address()) {
+                    self.relayed.insert(connection_id);
+                    self.nat_event("relayed_connection");
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
             } => {
+                self.relayed.remove(&connection_id);
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
                 }
@@ -272,14 +325,52 @@ impl EventLoop {
                 info,
                 ..
             })) => {
-                // Identify does not feed Kademlia by itself: add the peer's listen
-                // addresses to the routing table if it speaks our DHT protocol.
+                let fresh: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| self.transports.allows(a))
+                    .collect();
+                let offers_hop = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+                self.relays.identified(peer_id, offers_hop, &fresh);
+                // Identify does not feed Kademlia by itself: the peer's advertised
+                // addresses (of our transports) replace those in the routing table if it
+                // speaks our DHT protocol. A peer that withdrew its addresses (found
+                // itself private, and has no relay yet) leaves the table: it is no
+                // candidate holder until it can be reached.
                 if info.protocols.contains(&KAD_PROTOCOL) {
-                    for addr in info.listen_addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
+                    self.replace_addresses(peer_id, fresh);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.on_autonat(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => match event {
+                relay::Event::ReservationReqAccepted { .. } => {
+                    self.nat_event("reservation_served");
+                }
+                relay::Event::CircuitReqAccepted { .. } => self.nat_event("circuit_served"),
+                other => debug!("relay: {other:?}"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
+                if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = &event {
+                    info!(relay = %relay_peer_id, "relay reservation accepted");
+                    self.relays.accepted(*relay_peer_id);
+                    self.nat_event("reservation_accepted");
+                } else {
+                    debug!("relay client: {event:?}");
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(_) => {
+                    info!(peer = %remote_peer_id, "direct connection through the NAT (DCUtR)");
+                    self.nat_event("hole_punch_succeeded");
+                }
+                Err(e) => {
+                    info!(peer = %remote_peer_id, "hole punch failed: {e}");
+                    self.nat_event("hole_punch_failed");
+                }
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Shards(event)) => self.on_shard_event(event),
             other => debug!("swarm event: {other:?}"),
@@ -350,12 +441,19 @@ impl EventLoop {
         match event {
             Event::Message {
                 peer,
+                connection_id,
                 message:
                     Message::Request {
                         request, channel, ..
                     },
-                ..
-            } => self.on_inbound(peer, request, channel),
+            } => {
+                if self.relayed.contains(&connection_id) {
+                    self.nat_event("shard_request_relayed");
+                } else if self.reachability == Reachability::Private {
+                    self.nat_event("shard_request_direct");
+                }
+                self.on_inbound(peer, request, channel);
+            }
             Event::Message {
                 message:
                     Message::Response {
@@ -502,7 +600,121 @@ impl EventLoop {
             .set(i64::try_from(blocked).unwrap_or(i64::MAX));
     }
 
+    /// `address` without this node's own id at its end: a relay circuit is advertised so
+    /// (a peer adds the id when it dials).
+    fn without_own_id(&self, mut address: Multiaddr) -> Multiaddr {
+        if address.iter().last() == Some(Protocol::P2p(*self.swarm.local_peer_id())) {
+            address.pop();
+        }
+        address
+    }
+
+    /// Makes `fresh` the addresses of `peer` in the routing table. Kademlia keeps each
+    /// address with its `/p2p/<peer>` suffix: `fresh` is compared so, or every address
+    /// would look stale and a peer with one address would leave the table.
+    fn replace_addresses(&mut self, peer: PeerId, fresh: Vec<Multiaddr>) {
+        let fresh: Vec<Multiaddr> = fresh
+            .into_iter()
+            .filter_map(|a| a.with_p2p(peer).ok())
+            .collect();
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let known: Vec<Multiaddr> = kad
+            .kbucket(peer)
+            .and_then(|bucket| {
+                bucket
+                    .iter()
+                    .find(|e| *e.node.key.preimage() == peer)
+                    .map(|e| e.node.value.iter().cloned().collect())
+            })
+            .unwrap_or_default();
+        for addr in &fresh {
+            kad.add_address(&peer, addr.clone());
+        }
+        for stale in known.iter().filter(|a| !fresh.contains(a)) {
+            kad.remove_address(&peer, stale);
+        }
+    }
+
+    /// AutoNAT's verdict changed: what to advertise, whether to relay for others, and
+    /// whether to hold relay reservations follow it.
+    fn on_autonat(&mut self, event: autonat::Event) {
+        debug!("autonat: {event:?}");
+        // Every answer may change the verdict: AutoNAT reports only flips of its own
+        // status, but a private one counts here only once later answers confirm it.
+        let autonat = &self.swarm.behaviour().autonat;
+        let (status, confidence) = (autonat.nat_status(), autonat.confidence());
+        let now = Reachability::judge(
+            &status,
+            confidence,
+            &self.listen_addresses,
+            self.reachability,
+        );
+        if now == self.reachability {
+            return;
+        }
+        info!(
+            reachability = now.label(),
+            "AutoNAT: reachability changed ({status:?}, confidence {confidence})"
+        );
+        self.reachability = now;
+        self.metrics.nat_reachability.set(match now {
+            Reachability::Unknown => 0,
+            Reachability::Public => 1,
+            Reachability::Private => 2,
+        });
+        // Only a node others can dial relays for them.
+        let serve = if now == Reachability::Public {
+            relay::Status::Enable
+        } else {
+            relay::Status::Disable
+        };
+        self.swarm.behaviour_mut().relay.set_status(Some(serve));
+        // Peers learn whether it offers the relay protocol from Identify: tell them now
+        // (a private node looks for relays among the peers that do).
+        let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+        self.swarm.behaviour_mut().identify.push(peers);
+        if now != Reachability::Private {
+            for id in self.relays.take_all() {
+                self.swarm.remove_listener(id);
+            }
+        }
+        if now == Reachability::Private {
+            info!(
+                candidates = self.relays.candidates(),
+                "looking for relays among the peers that offer the relay protocol"
+            );
+        }
+        self.advertiser.set_reachability(now);
+        self.readvertise();
+        self.reserve_relays();
+    }
+
+    /// A private node opens reservations on relays until it holds [`super::nat::MAX_RELAYS`].
+    fn reserve_relays(&mut self) {
+        let now = Instant::now();
+        for (relay, circuit) in self.relays.wanted(self.reachability, now) {
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(id) => {
+                    info!(%relay, %circuit, "asking for a relay reservation");
+                    self.relays.opened(relay, id);
+                }
+                Err(e) => {
+                    warn!(%circuit, "cannot listen through a relay: {e}");
+                    self.relays.failed(relay, now);
+                }
+            }
+        }
+    }
+
+    fn nat_event(&self, event: &'static str) {
+        self.metrics
+            .nat_events
+            .get_or_create(&[("event", event.to_string())])
+            .inc();
+    }
+
     fn on_tick(&mut self) {
+        self.reserve_relays();
         for peer in self.accounting.expire(Instant::now()) {
             if !self.fault_blocked.contains(&peer) {
                 info!(%peer, "block of a misbehaving peer is over");

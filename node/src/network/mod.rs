@@ -1,6 +1,7 @@
 //! The libp2p swarm and the one task that owns it.
 //!
-//! TCP + Noise + Yamux; Identify, wired by hand into Kademlia's address book; Kademlia
+//! TCP + Noise + Yamux and QUIC, chosen by config (`transport.rs`); NAT traversal
+//! (AutoNAT, relay, DCUtR: `nat.rs`); Identify, wired by hand into Kademlia's address book; Kademlia
 //! under DataMesh's own protocol name, forced into server mode; the shard protocol
 //! ([`crate::protocol`]); connection and stream limits. Everything else in the node talks to the
 //! swarm through [`Network`], a cheap handle that sends commands over a bounded
@@ -46,8 +47,10 @@ mod addresses;
 mod command;
 mod error;
 mod event_loop;
+mod nat;
 mod shards;
 mod swarm;
+mod transport;
 
 pub use accounting::{MAX_TRACKED_PEERS, Offence, PeerPolicy};
 pub use addresses::is_loopback;
@@ -55,7 +58,9 @@ use command::Command;
 pub use command::{InboundHandler, NetworkInfo, PeerSummary};
 pub use error::{DhtError, NetworkError, RequestFailure};
 use event_loop::EventLoop;
+pub use nat::{MAX_RELAYS, RELAY_LIMITS, Reachability, is_relayed};
 pub use swarm::{IDENTIFY_VERSION, KAD_PROTOCOL};
+pub use transport::Transports;
 
 /// The limits that bound inbound work, for the worst-case memory in ARCHITECTURE.md (and
 /// the test that holds it).
@@ -75,6 +80,7 @@ const BAD_FRAME_QUEUE: usize = 256;
 #[derive(Clone, Debug)]
 pub struct NetworkConfig {
     listen: Vec<Multiaddr>,
+    transports: Transports,
     external: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     request_timeout: Duration,
@@ -90,6 +96,7 @@ impl NetworkConfig {
     pub fn new(listen: Vec<Multiaddr>) -> Self {
         Self {
             listen,
+            transports: Transports::default(),
             external: Vec::new(),
             bootstrap: Vec::new(),
             request_timeout: Duration::from_secs(30),
@@ -144,6 +151,14 @@ impl NetworkConfig {
         self
     }
 
+    /// The transports to listen and dial on: each listen address is listened on with
+    /// every one of them (its host and port), and only peer addresses of them are kept
+    /// and dialled. Default: [`Transports::TCP`].
+    pub fn with_transports(mut self, transports: Transports) -> Self {
+        self.transports = transports;
+        self
+    }
+
     /// Peers to join through, each with its `/p2p/<peer id>` suffix. Default: none.
     pub fn with_bootstrap(mut self, peers: Vec<Multiaddr>) -> Self {
         self.bootstrap = peers;
@@ -192,7 +207,11 @@ impl Network {
             Arc::clone(&budget),
             bad_frames,
         )?;
-        for addr in &config.listen {
+        let listen = config
+            .listen
+            .iter()
+            .flat_map(|a| config.transports.listen_addresses(a));
+        for addr in &listen.collect::<Vec<_>>() {
             swarm
                 .listen_on(addr.clone())
                 .map_err(|e| NetworkError::Listen {
@@ -201,6 +220,10 @@ impl Network {
                 })?;
         }
         for addr in &config.bootstrap {
+            if !config.transports.allows(addr) {
+                warn!(%addr, "bootstrap address of a transport not in use ({}): ignored", config.transports);
+                continue;
+            }
             match peer_of(addr) {
                 Some(peer) => {
                     swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
@@ -222,7 +245,8 @@ impl Network {
             config.peer_policy,
             metrics,
         )
-        .with_advertiser(addresses::Advertiser::new(config.external));
+        .with_advertiser(addresses::Advertiser::new(config.external))
+        .with_transports(config.transports);
         let task = tokio::spawn(events.run());
         Ok((
             Self {

@@ -1,8 +1,10 @@
 //! The swarm's behaviours (block list, connection limits, Identify, Kademlia, the shard
-//! protocol) and the transport (TCP + Noise + Yamux), with the limits that bound what a
-//! peer can make the node hold: connections per peer and in all, streams per connection
-//! (yamux, request-response, and streams still negotiating a protocol). The bytes those
-//! streams carry are bounded by the [`InboundBudget`] of the shard protocol's codec.
+//! protocol, and NAT traversal: AutoNAT, the relay server and client, DCUtR, see
+//! `nat.rs`) and the transports (TCP + Noise + Yamux, QUIC, and relay circuits over
+//! either), with the limits that bound what a peer can make the node hold: connections
+//! per peer and in all, streams per connection (yamux, QUIC, request-response, and
+//! streams still negotiating a protocol). The bytes those streams carry are bounded by
+//! the [`InboundBudget`] of the shard protocol's codec.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +14,13 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    StreamProtocol, Swarm, allow_block_list, connection_limits, identify, kad, noise, tcp, yamux,
+    StreamProtocol, Swarm, allow_block_list, autonat, connection_limits, dcutr, identify, kad,
+    noise, relay, tcp, yamux,
 };
 use tokio::sync::mpsc;
 
 use super::error::NetworkError;
+use super::nat::{autonat_config, relay_config};
 use super::shards::Shards;
 use crate::protocol::{BudgetedCodec, InboundBudget, PROTOCOL};
 use crate::records::PersistentStore;
@@ -29,9 +33,12 @@ pub const IDENTIFY_VERSION: &str = "/datamesh/1.0.0";
 const BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(60);
 /// Most established connections.
 pub const MAX_CONNECTIONS: u32 = 256;
-/// Most established connections with one peer (two nodes dialling each other at once
-/// make two).
-pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Most established connections with one peer: two nodes dialling each other at once
+/// make two, and an AutoNAT probe each way makes one more each (the server dials the
+/// client back on a new connection, which stays until it idles out). With fewer, the
+/// server's own limit refused its dial-back, and it answered "dial failed", the very
+/// answer a node behind NAT gets (`nat.rs`).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Most connections being set up (TCP + Noise + Yamux) from outside at once.
 const MAX_PENDING_INCOMING: u32 = 64;
 /// Most yamux streams per connection, every protocol, both directions.
@@ -52,6 +59,10 @@ pub(super) struct Behaviour {
     pub(super) identify: identify::Behaviour,
     pub(super) kad: kad::Behaviour<PersistentStore>,
     pub(super) shards: Shards,
+    pub(super) autonat: autonat::Behaviour,
+    pub(super) relay: relay::Behaviour,
+    pub(super) relay_client: relay::client::Behaviour,
+    pub(super) dcutr: dcutr::Behaviour,
 }
 
 fn yamux_config() -> yamux::Config {
@@ -82,7 +93,15 @@ pub(super) fn build(
             yamux_config,
         )
         .map_err(|e| NetworkError::Transport(Arc::new(e)))?
-        .with_behaviour(|key| {
+        .with_quic_config(|mut c| {
+            // The same stream bound as yamux's; QUIC's flow-control windows (10 MB a
+            // stream, 15 MB a connection) bound what a peer can make it buffer.
+            c.max_concurrent_stream_limit = MAX_STREAMS_PER_CONNECTION as u32;
+            c
+        })
+        .with_relay_client(noise::Config::new, yamux_config)
+        .map_err(|e| NetworkError::Transport(Arc::new(e)))?
+        .with_behaviour(|key, relay_client| {
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_periodic_bootstrap_interval(Some(BOOTSTRAP_INTERVAL));
             // Against eclipse attacks: a lookup follows disjoint paths (S/Kademlia), so
@@ -94,6 +113,9 @@ pub(super) fn build(
             // rust-libp2p starts in client mode until an external address is
             // confirmed; a DataMesh node always serves the DHT.
             kad.set_mode(Some(kad::Mode::Server));
+            // No relaying for others until AutoNAT finds this node public.
+            let mut relay = relay::Behaviour::new(peer_id, relay_config());
+            relay.set_status(Some(relay::Status::Disable));
             let limits = connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(MAX_CONNECTIONS))
                 .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
@@ -117,6 +139,10 @@ pub(super) fn build(
                             .with_max_concurrent_streams(MAX_SHARD_STREAMS),
                     ),
                 ),
+                autonat: autonat::Behaviour::new(peer_id, autonat_config()),
+                relay,
+                relay_client,
+                dcutr: dcutr::Behaviour::new(peer_id),
             }
         })
         .map_err(|e| match e {})?

@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use anyhow::Context as _;
+use datamesh_node::check::DEFAULT_NETWORK_REPAIR_INTERVAL;
 use datamesh_node::lease::DEFAULT_LEASE;
 use datamesh_node::node::{DEFAULT_CHECK_INTERVAL, DEFAULT_STORAGE_QUOTA, MAX_CHECK_INTERVAL};
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,9 @@ pub(crate) struct Config {
     pub(crate) check_verify: bool,
     /// Seconds a holder keeps a claim on a blob without the owner renewing it.
     pub(crate) lease_seconds: u64,
+    /// Seconds between network repair rounds over the manifests this node holds; 0
+    /// disables.
+    pub(crate) network_repair_interval: u64,
     /// The algorithm policy (`[security]`), with environment overrides applied by
     /// `crate::security`.
     pub(crate) security: SecurityConfig,
@@ -127,6 +131,7 @@ impl Default for Config {
             check_interval: DEFAULT_CHECK_INTERVAL.as_secs(),
             check_verify: false,
             lease_seconds: DEFAULT_LEASE.as_secs(),
+            network_repair_interval: DEFAULT_NETWORK_REPAIR_INTERVAL.as_secs(),
             security: SecurityConfig::default(),
         }
     }
@@ -193,6 +198,12 @@ const KEYS: [(&str, &str); 10] = [
         "lease_seconds",
         "Seconds this node keeps what a peer stored here without that peer renewing it\n\
          (an owner's self-check renews its files); then it is deleted. Default 180 days.",
+    ),
+    (
+        "network_repair_interval",
+        "Seconds between rounds in which this node checks and repairs, for their owners,\n\
+         the files whose manifest it holds (when it is the live manifest holder nearest\n\
+         the file id and the owner has not renewed lately); 0 disables; at most a year.",
     ),
 ];
 
@@ -285,6 +296,13 @@ impl Config {
                 "{}: check_interval = {} is more than a year ({max} seconds); use 0 to disable the self-check",
                 path.display(),
                 config.check_interval
+            );
+        }
+        if config.network_repair_interval > max {
+            anyhow::bail!(
+                "{}: network_repair_interval = {} is more than a year ({max} seconds); use 0 to disable it",
+                path.display(),
+                config.network_repair_interval
             );
         }
         if config.lease_seconds == 0 {

@@ -76,7 +76,10 @@ pub use manifest::{
 pub use recipient::{
     FileSecret, PolicyError, Recipient, RecipientError, RecipientKind, RecipientPolicy, UnwrapKey,
 };
-pub use removal::{REMOVAL_SIGNATURE_LEN, REMOVAL_WINDOW_SECS, Removal};
+pub use removal::{
+    OrderKind, OwnerOrder, REMOVAL_SIGNATURE_LEN, REMOVAL_WINDOW_SECS, Removal, Remove, Renew,
+    Renewal,
+};
 
 pub use directory::{
     DIRECTORY_MAGIC, Directory, DirectoryError, Entry, EntryKind, MAX_COMPONENT_LEN,

@@ -24,6 +24,7 @@ use crate::protocol::{FailureReason, InvalidReason, MAX_ENVELOPE_LEN, Refusal, R
 use crate::store::{BindOutcome, DeleteOutcome, PutOutcome, ShardStore, StoreError};
 
 mod audit;
+mod held;
 mod lease;
 mod remove;
 pub use audit::{AUDIT_WINDOW, AUDITS_PER_WINDOW};
@@ -374,7 +375,10 @@ impl Server {
         if envelope.file_id() != manifest.file_id() {
             return Err(EnvelopeRefusal::UnknownFile);
         }
-        self.keep_envelope(&envelope, bytes, &manifest.authority().key)
+        self.keep_envelope(&envelope, bytes, &manifest.authority().key)?;
+        // Leased like a blob: collected once the owner stops renewing (`serve/lease.rs`).
+        self.lease_own_envelope(&envelope.file_id())
+            .map_err(EnvelopeRefusal::Store)
     }
 
     /// The key envelope held for a file, if any.
@@ -459,6 +463,12 @@ impl InboundHandler for Server {
                 signature,
             } => self.remove_file(peer, &manifest, issued_at, &signature),
             Request::Lease { ids, renew } => self.lease(peer, &ids, renew),
+            Request::RenewLease {
+                manifest,
+                issued_at,
+                signature,
+                ids,
+            } => self.renew_lease(peer, &manifest, issued_at, &signature, &ids),
             Request::Audit { id, nonce } => self.audit(peer, id, nonce),
         }
     }

@@ -84,11 +84,13 @@ impl Checker {
         while let Some((peer, shard, len, nonce, answer)) = answers.next().await {
             match answer {
                 Some(Response::Proof(proof)) => {
-                    report.proof_bytes +=
-                        8 + proof.chunk.len() as u64 + 32 * proof.siblings.len() as u64;
+                    let proof_len = 8 + proof.chunk.len() as u64 + 32 * proof.siblings.len() as u64;
+                    report.proof_bytes += proof_len;
+                    metrics.audit_proof_bytes.inc_by(proof_len);
                     if verify(&shard, len, nonce, &proof) {
                         report.passed += 1;
                         report.shard_bytes += len;
+                        metrics.audit_shard_bytes.inc_by(len);
                         metrics.audits_passed.inc();
                     } else {
                         warn!(%peer, shard = %shard.short(), "a holder failed an audit: wrong proof");

@@ -88,6 +88,86 @@ async fn rm_frees_the_space_on_every_holder_and_only_the_owner_can_do_it() -> Te
     net.shutdown().await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_owners_signed_renewal_keeps_a_file_and_rm_still_frees_it() -> TestResult {
+    let net = start_net(7, |_| 1 << 30).await?;
+    let before = holdings(&net).await?;
+    let owner = net.node(0);
+    let file = owner
+        .files()
+        .put(
+            std::io::Cursor::new(data(600_000)),
+            "claimed".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    let manifest = owner.files().manifest_of(file).await?;
+    let ids: Vec<ShardId> = std::iter::once(ShardId::from_bytes(*file.as_bytes()))
+        .chain(manifest.stripes().iter().flatten().copied())
+        .collect();
+    // A stranger (never stored any of it) renews on every node, plainly and with an
+    // order signed by another root: neither makes it a claim.
+    let stranger = 6;
+    let forged_key = AuthorityKey::derive(&test_root(&[9; 32]), &manifest.authority().salt)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let forged = datamesh_core::Renewal::sign(file, now, &forged_key);
+    for i in 0..6 {
+        leases_on(&net, stranger, i, &ids, true).await?;
+        let answer = net
+            .node(stranger)
+            .network()
+            .request(
+                net.node(i).peer_id(),
+                Request::RenewLease {
+                    manifest: manifest.to_bytes().into(),
+                    issued_at: now,
+                    signature: forged.signature().to_vec(),
+                    ids: ids.clone(),
+                },
+            )
+            .await?;
+        assert_eq!(
+            answer,
+            Response::Refused(Refusal::Invalid(InvalidReason::BadRenewal))
+        );
+    }
+    // The owner's order renews; a blob its manifest does not list is refused.
+    let owner_key = AuthorityKey::derive(
+        &test_root(&net.keys[0].to_bytes()),
+        &manifest.authority().salt,
+    )?;
+    let order = datamesh_core::Renewal::sign(file, now, &owner_key);
+    let renew = |ids: Vec<ShardId>| Request::RenewLease {
+        manifest: manifest.to_bytes().into(),
+        issued_at: now,
+        signature: order.signature().to_vec(),
+        ids,
+    };
+    let outsider = ShardId::of(b"not in the manifest");
+    assert_eq!(
+        owner
+            .network()
+            .request(net.node(1).peer_id(), renew(vec![outsider]))
+            .await?,
+        Response::Refused(Refusal::Invalid(InvalidReason::BadRenewal))
+    );
+    match owner
+        .network()
+        .request(net.node(1).peer_id(), renew(ids.clone()))
+        .await?
+    {
+        Response::Leases(list) => assert_eq!(list.len(), ids.len()),
+        other => return Err(format!("unexpected answer {other:?}").into()),
+    }
+    // rm frees every holder: the stranger's renewals left no claim behind.
+    let report = owner.files().remove(file).await?;
+    assert!(report.confirmed >= 6, "{report:?}");
+    let after = wait_for_holdings(&net, |i| before[i]).await?;
+    assert_eq!(after, before, "a renewal kept a removed file's blobs");
+    net.shutdown().await
+}
+
 /// Until when `node` keeps each of `ids` (asked by `asker`, renewing its lease if `renew`).
 async fn leases_on(
     net: &Net,
@@ -164,24 +244,14 @@ async fn leases_run_out_without_the_owner_and_the_self_check_renews_them() -> Te
     let answer = leases_on(&net, 1, 2, &[unknown], true).await?;
     assert_eq!(answer, vec![0]);
 
-    // Nobody renews: every holder collects the file's blobs once the lease has run out.
-    // (The owner's own node too: its copies are leased like any other.)
-    // The owner's node keeps its own key envelope of a file still in its catalog (it is
-    // dropped by `rm`, not by a lease): when the node held no manifest copy to collect
-    // with it, those bytes stay.
-    let own_envelope = owner
-        .files()
-        .server()
-        .envelope(&file)
-        .map_or(0, |e| e.len() as u64);
-    let after = wait_for_holdings(&net, |i| (0, if i == 0 { own_envelope } else { 0 })).await?;
+    // Nobody renews: every holder collects the file's blobs once the lease has run out,
+    // the owner's own node too: its copies and its own key envelope (kept without the
+    // manifest blob) are leased like any other.
+    let after = wait_for_holdings(&net, |_| (0, 0)).await?;
     for (i, held) in after.iter().enumerate() {
-        assert_eq!(held.0, 0, "node {i} still holds {held:?}: {after:?}");
-        if i > 0 {
-            assert_eq!(held.1, 0, "node {i} still holds {held:?}: {after:?}");
-        }
+        assert_eq!(*held, (0, 0), "node {i} still holds {held:?}: {after:?}");
     }
-    assert!(after[0].1 <= own_envelope, "{after:?}");
+    assert!(owner.files().server().envelope(&file).is_none());
     for i in 1..7 {
         assert!(
             leases_on(&net, 0, i, &ids, false)
@@ -270,5 +340,91 @@ async fn audits_cost_under_one_percent_and_catch_a_lying_or_emptied_holder() -> 
         .filter(|(p, _)| *p == victim_id)
         .count();
     assert_eq!(victim_failed, dropped, "{report:?}");
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_network_repairs_a_file_whose_owner_is_gone_without_duplicate_work() -> TestResult {
+    // Every node runs network repair rounds each second; no self-check anywhere.
+    let n = 10;
+    let mut net = start_net_tuned(
+        n,
+        |_| 1 << 30,
+        |_| TestFaults::none(),
+        Duration::ZERO,
+        |_, config| {
+            config.with_network_repair(
+                datamesh_node::check::NetworkRepairConfig::new(Duration::from_secs(1))
+                    .with_files_per_round(8),
+            )
+        },
+    )
+    .await?;
+    let file = net
+        .node(0)
+        .files()
+        .put(
+            std::io::Cursor::new(data(1_500_000)),
+            "orphan".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    let manifest = net.node(0).files().manifest_of(file).await?;
+    let before = holdings(&net).await?;
+    net.stop(0).await?;
+    // The two holders with the most blobs of the file go too, with their disks.
+    let mut by_count: Vec<usize> = (1..n).collect();
+    by_count.sort_by_key(|&i| std::cmp::Reverse(before[i].0));
+    let victims = [by_count[0], by_count[1]];
+    let lost_bytes: u64 = victims.iter().map(|&i| before[i].1).sum();
+    let lost_shards = manifest
+        .stripes()
+        .iter()
+        .flatten()
+        .filter(|id| {
+            victims
+                .iter()
+                .any(|&v| net.node(v).files().store().has(id).unwrap_or(false))
+        })
+        .count();
+    for v in victims {
+        net.stop(v).await?;
+    }
+    let watcher = (1..n).find(|i| !victims.contains(i)).ok_or("no watcher")?;
+    let mut healthy = false;
+    for _ in 0..240 {
+        let report = net.node(watcher).checker().check(file, false).await?;
+        if report.state() == Health::Healthy {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        healthy,
+        "the file did not come back to full health without its owner"
+    );
+    let (mut stored, mut repaired, mut responsible) = (0.0, 0.0, 0.0);
+    for i in (1..n).filter(|i| !victims.contains(i)) {
+        stored += metric(net.node(i), "datamesh_repair_bytes_stored_total").await?;
+        repaired += metric(net.node(i), "datamesh_repaired_shards_total").await?;
+        responsible += metric(net.node(i), "datamesh_network_repair_files_total").await?;
+    }
+    let ratio = stored / lost_bytes as f64;
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "network repair: {lost_shards} shards lost ({lost_bytes} bytes with manifest copies \
+             and envelopes), {repaired} placed, {stored} bytes placed: ratio {ratio:.3}; \
+             {responsible} checks by a responsible peer"
+        );
+    }
+    assert!(responsible >= 1.0);
+    assert!(repaired >= lost_shards as f64, "{repaired} < {lost_shards}");
+    assert!(
+        ratio > 0.0 && ratio <= 1.1,
+        "repair traffic ratio {ratio:.3}"
+    );
     net.shutdown().await
 }

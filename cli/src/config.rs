@@ -146,7 +146,7 @@ const FOOTER: &str =
 
 /// Every key of [`Config`], in the order written, with the comment above it (a unit test
 /// checks that the list and the struct agree).
-const KEYS: [(&str, &str); 10] = [
+const KEYS: [(&str, &str); 11] = [
     (
         "listen_address",
         "libp2p listen address of the node (port 0: any free port); overridden by\n\

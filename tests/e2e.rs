@@ -338,6 +338,31 @@ fn export_public(net: &Testnet, i: usize, name: &str, scratch: &Path) -> anyhow:
     Ok(String::from_utf8(out)?.trim().to_string())
 }
 
+/// `keys show NAME --json` on node `i`: each version and its status.
+fn key_statuses(
+    net: &Testnet,
+    i: usize,
+    name: &str,
+    scratch: &Path,
+) -> anyhow::Result<Vec<(u64, String)>> {
+    let mut cmd = net.cli(i);
+    cmd.args(["keys", "show", name, "--json", "--password-file"])
+        .arg(net.password_file(i));
+    let versions: serde_json::Value =
+        serde_json::from_slice(&run(cmd, scratch)?.ok(&format!("keys show {name}"))?)?;
+    Ok(versions
+        .as_array()
+        .context("keys show --json is not an array")?
+        .iter()
+        .map(|k| {
+            (
+                k["version"].as_u64().unwrap_or_default(),
+                k["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
 /// Hybrid recipients end to end: a file put on node 0 `--to` node 4's hybrid recipient
 /// opens on node 4 and not on node 5; with node 0 restarted under
 /// `DATAMESH_SECURITY_RECIPIENTS=pq-required`, a put or share to a classical recipient is
@@ -396,5 +421,178 @@ fn hybrid_recipients_and_the_pq_required_policy() -> anyhow::Result<()> {
     let out4 = scratch.join("out4-again");
     get(&net, 4, &id, &out4, scratch)?;
     assert_same_file(&input, &out4)?;
+
+    // The hybrid key compromised: revoked, every file re-wrapped to a fresh hybrid key,
+    // the old one destroyed; the files still open on node 0 and node 4.
+    let mut cmd = net.cli(0);
+    cmd.args([
+        "keys",
+        "compromised",
+        "file-encryption-hybrid",
+        "1",
+        "--password-file",
+    ])
+    .arg(net.password_file(0));
+    run(cmd, scratch)?.ok("keys compromised file-encryption-hybrid 1")?;
+    let statuses = key_statuses(&net, 0, "file-encryption-hybrid", scratch)?;
+    ensure!(
+        statuses == [(1, "destroyed".to_string()), (2, "active".to_string())],
+        "{statuses:?}"
+    );
+    let out0 = scratch.join("out0-after-incident");
+    get(&net, 0, &again, &out0, scratch)?;
+    assert_same_file(&input, &out0)?;
+    let out4 = scratch.join("out4-after-incident");
+    get(&net, 4, &id, &out4, scratch)?;
+    assert_same_file(&input, &out4)?;
+    Ok(())
+}
+
+/// The fips profile end to end: six homes made by `datamesh init --security-profile
+/// fips` (a P-256 file key, a PBKDF2-HMAC-SHA256 password slot at OWASP's count), put and
+/// get byte-identical, `keys list` and `check` name P-256 / PBKDF2 / envelope v4; a file
+/// put `--to` node 4's P-256 recipient opens there and not on node 5; a hybrid or
+/// classical recipient is refused in one line (put, share), and so is a rewrap of a file
+/// that an earlier share gave a hybrid recipient; `keys compromised` replaces the P-256
+/// key (revoke, re-wrap to a fresh one, destroy) and the files still open.
+#[test]
+fn a_fips_profile_network_round_trips_and_refuses_other_recipients() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net_dir = scratch.join("net");
+    for i in 0..NODES {
+        let home = net_dir.join(format!("node-{i}"));
+        fs::create_dir_all(&home)?;
+        let password = home.join("password");
+        write_password_file(&password, &format!("fips node {i} passphrase, long enough"))?;
+        let mut cmd = datamesh(&home);
+        cmd.args(["init", "--security-profile", "fips", "--password-file"])
+            .arg(&password);
+        run(cmd, scratch)?.ok(&format!("init --security-profile fips of node {i}"))?;
+    }
+    let mut net = Testnet::up_with(Config::new(bin()?, net_dir, NODES))
+        .context("cannot start the fips testnet")?;
+
+    let mut cmd = net.cli(0);
+    cmd.args(["keys", "list", "--json", "--password-file"])
+        .arg(net.password_file(0));
+    let keys: serde_json::Value = serde_json::from_slice(&run(cmd, scratch)?.ok("keys list")?)?;
+    let p256 = keys
+        .as_array()
+        .and_then(|k| k.iter().find(|k| k["name"] == "file-encryption-p256"))
+        .context("no P-256 key in a fips home")?;
+    ensure!(p256["wraps_with"] == "ecies-p256", "{p256}");
+    ensure!(
+        p256["protected_by"][0]["kdf"]["algorithm"] == "pbkdf2-sha256",
+        "{p256}"
+    );
+
+    let input = make_file(scratch, 300_000, 11)?;
+    let id = put(&net, 0, &input, scratch)?;
+    let out0 = scratch.join("out0");
+    get(&net, 0, &id, &out0, scratch)?;
+    assert_same_file(&input, &out0)?;
+    let mut cmd = net.cli(0);
+    cmd.args(["check", &id]);
+    let text = String::from_utf8(run(cmd, scratch)?.ok("check")?)?;
+    ensure!(
+        text.contains("key envelope v4") && text.contains("p256") && text.contains("ecies-p256"),
+        "{text}"
+    );
+    let mut cmd = net.cli(0);
+    cmd.args(["--json", "check", &id]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&run(cmd, scratch)?.ok("check --json")?)?;
+    ensure!(
+        report["envelope"]["version"] == 4
+            && report["envelope"]["recipients"][0]["kind"] == "p256"
+            && report["envelope"]["recipients"][0]["post_quantum"] == false,
+        "{report}"
+    );
+
+    let p256_4 = export_public(&net, 4, "file-encryption-p256", scratch)?;
+    ensure!(p256_4.starts_with("dmp256v1"), "{p256_4}");
+    let shared = put_to(&net, 0, &input, std::slice::from_ref(&p256_4), scratch)?;
+    let out4 = scratch.join("out4");
+    get(&net, 4, &shared, &out4, scratch)?;
+    assert_same_file(&input, &out4)?;
+    let mut cmd = net.cli(5);
+    cmd.args(["get", &shared, "-o"]).arg(scratch.join("out5"));
+    run(cmd, scratch)?.fails_with(2, "get on node 5, not shared with")?;
+
+    let hybrid5 = export_public(&net, 5, "file-encryption-hybrid", scratch)?;
+    let classical5 = export_public(&net, 5, "file-encryption", scratch)?;
+    for (args, to) in [
+        (
+            vec!["put".to_string(), input.display().to_string()],
+            &hybrid5,
+        ),
+        (vec!["share".to_string(), id.clone()], &classical5),
+    ] {
+        let mut cmd = net.cli(0);
+        cmd.args(&args).args(["--to", to]);
+        let outcome = run(cmd, scratch)?;
+        ensure!(
+            outcome.code.is_some_and(|c| c != 0),
+            "{args:?} to a non-P-256 key under the fips profile: exit {:?}",
+            outcome.code
+        );
+        ensure!(
+            outcome.stderr.trim().lines().count() == 1 && outcome.stderr.contains("p256-only"),
+            "{}",
+            outcome.stderr
+        );
+    }
+
+    // The P-256 key compromised: revoked, files re-wrapped to a fresh one, destroyed.
+    let mut cmd = net.cli(0);
+    cmd.args([
+        "keys",
+        "compromised",
+        "file-encryption-p256",
+        "1",
+        "--password-file",
+    ])
+    .arg(net.password_file(0));
+    run(cmd, scratch)?.ok("keys compromised file-encryption-p256 1")?;
+    let statuses = key_statuses(&net, 0, "file-encryption-p256", scratch)?;
+    ensure!(
+        statuses == [(1, "destroyed".to_string()), (2, "active".to_string())],
+        "{statuses:?}"
+    );
+    let again = scratch.join("out0-again");
+    get(&net, 0, &id, &again, scratch)?;
+    assert_same_file(&input, &again)?;
+    let again4 = scratch.join("out4-again");
+    get(&net, 4, &shared, &again4, scratch)?;
+    assert_same_file(&input, &again4)?;
+
+    // A share recorded under another policy: the fips node refuses to re-wrap to it.
+    net.set_node_env(0, "DATAMESH_SECURITY_PROFILE", Some("standard"))?;
+    net.set_node_env(0, "DATAMESH_SECURITY_RECIPIENTS", Some("hybrid"))?;
+    net.stop(0)?;
+    net.start(0)?;
+    net.wait_ready()?;
+    let mut cmd = net.cli(0);
+    cmd.args(["share", &id, "--to", &hybrid5]);
+    run(cmd, scratch)?.ok("share to a hybrid recipient under the standard profile")?;
+    net.set_node_env(0, "DATAMESH_SECURITY_PROFILE", None)?;
+    net.set_node_env(0, "DATAMESH_SECURITY_RECIPIENTS", None)?;
+    net.stop(0)?;
+    net.start(0)?;
+    net.wait_ready()?;
+    let mut cmd = net.cli(0);
+    cmd.args(["keys", "rewrap", &id]);
+    let outcome = run(cmd, scratch)?;
+    ensure!(
+        outcome.code.is_some_and(|c| c != 0)
+            && outcome.stderr.trim().lines().count() == 1
+            && outcome.stderr.contains("p256-only"),
+        "rewrap to a recorded hybrid share under fips: exit {:?}: {}",
+        outcome.code,
+        outcome.stderr
+    );
+
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Files as people keep them, end to end through the `datamesh` binary on a testnet of six
 //! real node processes: pipes (`put -`, `get -o -`, a reader that goes away), many files
-//! in one command, the real mtime, byte ranges (`get --range`, counted in shards fetched)
-//! and resumable gets (a get SIGKILLed mid-transfer, continued).
+//! in one command, the real mtime, byte ranges (`get --range`, counted in shards fetched),
+//! resumable gets (a get SIGKILLed mid-transfer, continued), resumable puts (a put
+//! SIGKILLed mid-transfer and its node restarted, continued without sending the placed
+//! stripes again), folders, and bad input (a full disk, loops of links, odd names).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -355,6 +357,7 @@ fn one_gib_range_and_killed_get_resumed() -> anyhow::Result<()> {
 /// folders), a few large files (two identical), an empty folder and a link inside.
 fn make_tree(root: &Path, small: usize) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
+    fs::create_dir_all(root)?;
     fs::create_dir_all(root.join("empty"))?;
     for i in 0..small {
         let folder = root.join(format!("d{}/e{}", i % 10, i % 3));
@@ -381,14 +384,29 @@ fn make_tree(root: &Path, small: usize) -> anyhow::Result<()> {
     }
     fs::copy(big.join("a.bin"), big.join("a-again.bin"))?;
     std::os::unix::fs::symlink("a.bin", big.join("latest"))?;
+    // The link's own mtime (`touch -h` never follows it).
+    let mut touch = Command::new("touch");
+    touch
+        .args(["-h", "-d", "@1300000000"])
+        .arg(big.join("latest"));
+    ensure!(touch.status()?.success(), "touch -h failed");
     for dir in ["d0", "big", "empty"] {
         let when = UNIX_EPOCH + Duration::from_secs(1_400_000_000);
         fs::File::open(root.join(dir))?.set_modified(when)?;
     }
+    // The folder itself: a mode and an mtime of its own.
+    fs::set_permissions(root, fs::Permissions::from_mode(0o750))?;
+    fs::File::open(root)?.set_modified(UNIX_EPOCH + Duration::from_secs(1_350_000_000))?;
     Ok(())
 }
 
-/// Every entry of `a` is in `b` with the same kind, bytes, mode, mtime and link target.
+/// Seconds of a modification time: what the metadata and the directory object keep.
+fn mtime_secs(m: &fs::Metadata) -> anyhow::Result<u64> {
+    Ok(m.modified()?.duration_since(UNIX_EPOCH)?.as_secs())
+}
+
+/// Every entry of `a` is in `b` with the same kind, bytes, mode, mtime (links' own
+/// included) and link target.
 fn assert_same_tree(a: &Path, b: &Path) -> anyhow::Result<usize> {
     use std::os::unix::fs::PermissionsExt as _;
     let mut count = 0;
@@ -407,6 +425,11 @@ fn assert_same_tree(a: &Path, b: &Path) -> anyhow::Result<usize> {
                 "{}: target",
                 y.display()
             );
+            ensure!(
+                mtime_secs(&mx)? == mtime_secs(&my)?,
+                "{}: the link's mtime",
+                y.display()
+            );
         } else {
             ensure!(
                 mx.permissions().mode() & 0o7777 == my.permissions().mode() & 0o7777,
@@ -418,11 +441,11 @@ fn assert_same_tree(a: &Path, b: &Path) -> anyhow::Result<usize> {
             } else {
                 ensure!(fs::read(&x)? == fs::read(&y)?, "{}: bytes", y.display());
             }
-            // Seconds: what the metadata and the directory object keep.
-            let secs = |m: &fs::Metadata| -> anyhow::Result<u64> {
-                Ok(m.modified()?.duration_since(UNIX_EPOCH)?.as_secs())
-            };
-            ensure!(secs(&mx)? == secs(&my)?, "{}: mtime", y.display());
+            ensure!(
+                mtime_secs(&mx)? == mtime_secs(&my)?,
+                "{}: mtime",
+                y.display()
+            );
         }
         count += 1;
     }
@@ -468,6 +491,17 @@ fn folders_round_trip_with_modes_mtimes_and_links() -> anyhow::Result<()> {
         compared == entries,
         "compared {compared} of {entries} entries"
     );
+    // The folder's own mode and mtime.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (a, b) = (fs::metadata(&tree)?, fs::metadata(&back)?);
+        ensure!(
+            b.permissions().mode() & 0o7777 == 0o750,
+            "the folder's mode: {:o}",
+            b.permissions().mode()
+        );
+        ensure!(mtime_secs(&a)? == mtime_secs(&b)?, "the folder's own mtime");
+    }
 
     // `ls` and `get -r` of a file that is no folder (empty or not): one line.
     for (n, len) in [(0usize, 20), (1, 5000)] {
@@ -517,6 +551,61 @@ fn folders_round_trip_with_modes_mtimes_and_links() -> anyhow::Result<()> {
     cmd.arg(&odd);
     let line = run(cmd, scratch)?.fails_with(1, "put -r of a non-UTF-8 name")?;
     ensure!(line.contains("bad-") && line.contains("UTF-8"), "{line}");
+
+    // A loop of links: `put -r` stores them as links (never followed) and `get -r`
+    // gives them back; `put` of one is a one-line error naming it.
+    let looped = scratch.join("looped");
+    fs::create_dir(&looped)?;
+    std::os::unix::fs::symlink("b", looped.join("a"))?;
+    std::os::unix::fs::symlink("a", looped.join("b"))?;
+    let mut cmd = cli(&net, &["put", "-r"]);
+    cmd.arg(&looped);
+    let looped_id = String::from_utf8(run(cmd, scratch)?.ok("put -r of a loop of links")?)?;
+    let looped_back = scratch.join("looped-back");
+    let mut cmd = cli(&net, &["get", "-r", looped_id.trim(), "-o"]);
+    cmd.arg(&looped_back);
+    run(cmd, scratch)?.ok("get -r of a loop of links")?;
+    ensure!(
+        fs::read_link(looped_back.join("a"))? == Path::new("b")
+            && fs::read_link(looped_back.join("b"))? == Path::new("a"),
+        "the loop of links did not come back as links"
+    );
+    let mut cmd = cli(&net, &["put"]);
+    cmd.arg(looped.join("a"));
+    let line = run(cmd, scratch)?.fails_with(1, "put of a loop of links")?;
+    ensure!(line.contains("looped/a"), "{line}");
+
+    // A file the command may not read: one line naming it. As root the command runs
+    // without the capabilities that read past permissions (`setpriv`).
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let locked = scratch.join("locked");
+        fs::create_dir(&locked)?;
+        fs::write(locked.join("open.txt"), b"open")?;
+        fs::write(locked.join("secret.txt"), b"secret")?;
+        fs::set_permissions(locked.join("secret.txt"), fs::Permissions::from_mode(0o000))?;
+        let plain = cli(&net, &["put", "-r"]);
+        let mut cmd = if datamesh_testnet::require_root_for_hosts().is_ok() {
+            let mut wrapped = Command::new("setpriv");
+            wrapped.args(["--bounding-set=-dac_override,-dac_read_search", "--"]);
+            wrapped.arg(plain.get_program()).args(plain.get_args());
+            wrapped
+        } else {
+            plain
+        };
+        cmd.arg(&locked);
+        let line = run(cmd, scratch)?.fails_with(1, "put -r of an unreadable file")?;
+        ensure!(
+            line.contains("locked/secret.txt") && line.contains("denied"),
+            "{line}"
+        );
+    }
+
+    // A name that is not UTF-8, put alone (not in a folder): stored under a lossy name.
+    let odd_file = odd.join(std::ffi::OsStr::from_bytes(b"bad-\xff-name"));
+    let mut cmd = cli(&net, &["put"]);
+    cmd.arg(&odd_file);
+    run(cmd, scratch)?.ok("put of a file with a non-UTF-8 name")?;
     Ok(())
 }
 
@@ -561,5 +650,268 @@ fn figure_tree_against_single_puts() -> anyhow::Result<()> {
         files.len(),
         files.len()
     )?;
+    Ok(())
+}
+
+const STORES_SENT: &str = "datamesh_put_stores_sent_total";
+
+/// SIGKILLs `put PATH` once node 0 has sent `stores` shard stores for it.
+fn put_killed_after(net: &Testnet, path: &Path, stores: u64, scratch: &Path) -> anyhow::Result<()> {
+    let before = counter(net, STORES_SENT)?;
+    let mut cmd = cli(net, &["put"]);
+    cmd.arg(path);
+    let mut put = Running::spawn(cmd, scratch, COMMAND_DEADLINE)?;
+    let deadline = Instant::now() + COMMAND_DEADLINE;
+    while counter(net, STORES_SENT)? - before < stores {
+        ensure!(put.running()?, "the put ended before it could be killed");
+        ensure!(Instant::now() < deadline, "the put sent too little");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(put); // SIGKILL
+    Ok(())
+}
+
+/// The one file in `dir` (a resume state).
+fn only_file(dir: &Path) -> anyhow::Result<PathBuf> {
+    let files: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("no {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    match &files[..] {
+        [one] => Ok(one.clone()),
+        _ => anyhow::bail!("expected one file in {}: {files:?}", dir.display()),
+    }
+}
+
+fn mode_of(path: &Path) -> anyhow::Result<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    Ok(fs::metadata(path)?.permissions().mode() & 0o777)
+}
+
+/// The done-when of resumable puts: a put of a large file SIGKILLed mid-transfer, then
+/// its node SIGKILLed and restarted, resumes with the same data key and stripes: the
+/// stripes placed are not sent again (counted: the stores sent after the resume are
+/// fewer than the file's shards) and the file gets back byte-identical and verified.
+/// The states are 0600 and gone once the put succeeded; a state of another file, a
+/// changed source (mtime), a get state of another version, and a source whose bytes
+/// changed under the same size and mtime (found by the node, which sends nothing of it
+/// and deletes what the put placed) are one-line errors naming the path.
+#[test]
+fn killed_put_resumes_without_sending_placed_stripes() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let mut net = testnet(scratch)?;
+    let stripes: u64 = 160;
+    let input = make_file(scratch, stripes as usize * MIB, 21)?;
+    let home = net.home(0);
+    let sessions = home.join("node/db/put-sessions");
+
+    put_killed_after(&net, &input, 6 * 60, scratch)?;
+    let state = only_file(&home.join("put-resume"))?;
+    let session_file = only_file(&sessions)?;
+    ensure!(
+        mode_of(&state)? == 0o600 && mode_of(&session_file)? == 0o600,
+        "resume states not 0600"
+    );
+    ensure!(mode_of(&sessions)? == 0o700, "put-sessions not 0700");
+    let state_text = fs::read_to_string(&state)?;
+    let session: serde_json::Value = serde_json::from_str(&state_text)?;
+    ensure!(
+        session_file.file_name()
+            == Some(std::ffi::OsStr::new(&format!(
+                "{}.put",
+                session["session"].as_str().context("no session")?
+            ))),
+        "{state_text} does not name {}",
+        session_file.display()
+    );
+
+    // The node goes down too (SIGKILL) and comes back: the session is on its disk.
+    net.kill(0)?;
+    net.start(0)?;
+
+    // A changed source (another mtime): refused, one line naming it and the state.
+    let modified = fs::metadata(&input)?.modified()?;
+    let file = fs::File::options().write(true).open(&input)?;
+    file.set_modified(modified + Duration::from_secs(5))?;
+    let mut cmd = cli(&net, &["put"]);
+    cmd.arg(&input);
+    let line = run(cmd, scratch)?.fails_with(1, "a put of a changed source")?;
+    ensure!(
+        line.contains(&input.display().to_string())
+            && line.contains(&state.display().to_string())
+            && line.contains("changed"),
+        "{line}"
+    );
+    file.set_modified(modified)?;
+    drop(file);
+
+    // The state of another file under this file's name: refused, naming both.
+    let mut other: serde_json::Value = session.clone();
+    other["path"] = serde_json::json!("/elsewhere/other.bin");
+    fs::write(&state, serde_json::to_vec(&other)?)?;
+    let mut cmd = cli(&net, &["put"]);
+    cmd.arg(&input);
+    let line = run(cmd, scratch)?.fails_with(1, "a put state of another file")?;
+    ensure!(
+        line.contains("/elsewhere/other.bin") && line.contains(&state.display().to_string()),
+        "{line}"
+    );
+    fs::write(&state, &state_text)?;
+
+    // Resumed: only the stripes not yet placed are sent.
+    let before = counter(&net, STORES_SENT)?;
+    let mut cmd = cli(&net, &["--json", "put"]);
+    cmd.arg(&input);
+    let outcome = run(cmd, scratch)?;
+    let out: serde_json::Value = serde_json::from_slice(&outcome.ok("the resumed put")?)?;
+    let sent = counter(&net, STORES_SENT)? - before;
+    let resumed = out["resumed_stripes"].as_u64().context("resumed_stripes")?;
+    ensure!(out["stripes"].as_u64() == Some(stripes), "{out}");
+    // 60 stripes' shards were sent before the kill; all but those still in flight were
+    // acknowledged and recorded.
+    ensure!(
+        resumed >= 40 && resumed < stripes,
+        "{resumed} of {stripes} stripes resumed"
+    );
+    ensure!(
+        sent < 6 * stripes && sent <= 6 * (stripes - resumed) + 6 * 3,
+        "the resumed put sent {sent} stores for {} of {stripes} stripes",
+        stripes - resumed
+    );
+    ensure!(!state.exists(), "the put's resume state was left behind");
+    ensure!(
+        fs::read_dir(&sessions)?.next().is_none(),
+        "the node's put session was left behind"
+    );
+    let id = out["id"].as_str().context("no id")?;
+    let back = scratch.join("back.bin");
+    let mut cmd = cli(&net, &["get", id, "-o"]);
+    cmd.arg(&back);
+    run(cmd, scratch)?.ok("get the resumed file")?;
+    assert_same_file(&input, &back)?;
+
+    // A get's resume state of another version: one line naming it.
+    let stale = scratch.join(".datamesh-resume-stale.bin.json");
+    fs::write(
+        &stale,
+        br#"{"format":"datamesh get resume","version":9,"file":"x","manifest_version":2,"size":1,"segment_size":65536,"blake3":"00","mtime":null}"#,
+    )?;
+    let mut cmd = cli(&net, &["get", id, "-o"]);
+    cmd.arg(scratch.join("stale.bin"));
+    let line = run(cmd, scratch)?.fails_with(1, "a get state of another version")?;
+    ensure!(line.contains(".datamesh-resume-stale.bin.json"), "{line}");
+    ensure!(
+        !scratch.join("stale.bin").exists(),
+        "written despite the state"
+    );
+
+    // Bytes changed under the same size, mtime and inode: the node finds stripe 5
+    // different from the one it placed, sends nothing of it, ends the put and deletes
+    // what it placed; the state goes too.
+    let small = make_file(scratch, 32 * MIB, 22)?;
+    put_killed_after(&net, &small, 6 * 16, scratch)?;
+    let modified = fs::metadata(&small)?.modified()?;
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut file = fs::File::options().write(true).open(&small)?;
+        file.seek(SeekFrom::Start(5 * MIB as u64 + 7))?;
+        file.write_all(b"changed")?;
+        file.set_modified(modified)?;
+    }
+    let deleted_before = counter(&net, "datamesh_put_cleanup_deleted_total")?;
+    let before = counter(&net, STORES_SENT)?;
+    let mut cmd = cli(&net, &["put"]);
+    cmd.arg(&small);
+    let line = run(cmd, scratch)?.fails_with(1, "a put of changed bytes")?;
+    ensure!(
+        line.contains("source changed") && line.contains("stripe 5"),
+        "{line}"
+    );
+    // At most stripes 0-4 again (placed before the kill; any not yet acknowledged then),
+    // nothing of stripe 5 or later.
+    let sent = counter(&net, STORES_SENT)? - before;
+    ensure!(sent <= 6 * 5, "{sent} stores sent for a changed source");
+    ensure!(
+        counter(&net, "datamesh_put_cleanup_deleted_total")? > deleted_before,
+        "the placed shards were not deleted"
+    );
+    ensure!(
+        fs::read_dir(home.join("put-resume"))?.next().is_none(),
+        "the put state of a changed source was kept"
+    );
+    ensure!(
+        fs::read_dir(&sessions)?.next().is_none(),
+        "the node's session of a changed source was kept"
+    );
+    // Then it is put anew.
+    let fresh = put(&net, &small, scratch)?;
+    let back = scratch.join("small-back.bin");
+    let mut cmd = cli(&net, &["get", &fresh, "-o"]);
+    cmd.arg(&back);
+    run(cmd, scratch)?.ok("get the file put anew")?;
+    assert_same_file(&small, &back)?;
+    Ok(())
+}
+
+/// A full local disk during get: one line naming the path, nothing under the final
+/// name. The disk is a 2 MiB tmpfs mounted in a mount namespace of the command's own
+/// (`unshare --mount`), gone with it: nothing is mounted on the host. Needs root.
+#[test]
+fn a_full_disk_during_get_is_one_line_and_leaves_no_file() -> anyhow::Result<()> {
+    datamesh_testnet::require_root_for_hosts().map_err(|e| {
+        anyhow::anyhow!("{e} (this test mounts a tmpfs in a private mount namespace)")
+    })?;
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net = testnet(scratch)?;
+    let input = make_file(scratch, 5 * MIB, 31)?;
+    let id = put(&net, &input, scratch)?;
+    let small = scratch.join("small-disk");
+    fs::create_dir(&small)?;
+    // The CLI as testnet runs it, inside the namespace, then what is left on the tmpfs.
+    let probe = cli(&net, &["get", &id, "-o"]);
+    let script = "mount -t tmpfs -o size=2m datamesh-test \"$1\" || exit 90\nshift\n\"$@\"\nrc=$?\nls -A \"$DIR\" >&2\nexit $rc\n";
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ]);
+    cmd.arg(&small);
+    cmd.arg(probe.get_program());
+    cmd.args(probe.get_args());
+    cmd.arg(small.join("out.bin"));
+    cmd.env("DIR", &small);
+    for (key, value) in probe.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    let outcome = run(cmd, scratch)?;
+    ensure!(outcome.code == Some(1), "get onto a full disk: {outcome:?}");
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("error: ")).collect();
+    ensure!(
+        errors.len() == 1 && errors[0].contains("out.bin") && errors[0].contains("No space left"),
+        "{}",
+        outcome.stderr
+    );
+    ensure!(
+        !lines.contains(&"out.bin"),
+        "a file was left under the final name: {}",
+        outcome.stderr
+    );
+    ensure!(
+        fs::read_dir(&small)?.next().is_none(),
+        "the tmpfs leaked out of its namespace"
+    );
     Ok(())
 }

@@ -15,6 +15,10 @@
 //!                    no holder answered, 18446744073709551615 if held without a lease
 //! before, after      {state, healthy_stripes, degraded_stripes, unrecoverable_stripes,
 //!                     manifest_copies, envelope_copies} (equal when no repair)
+//! envelope           null (no envelope found), or what protects the data key in the newest
+//!                    envelope: {version, sequence, recipients: [{key_id (hex), kind
+//!                    ("classical" | "hybrid" | "p256"), algorithms ("ecies-secp256k1" |
+//!                    "ml-kem-768+ecies-secp256k1" | "ecies-p256"), post_quantum}]}
 //! stripes            [ per stripe, after the repair:
 //!   stripe           index
 //!   healthy          shards (of 6) with an intact copy on a live peer
@@ -179,12 +183,40 @@ pub struct CheckReport {
     /// answered (or a node of an older build).
     #[serde(default)]
     pub kept_until: Option<u64>,
+    /// What protects the data key in the newest key envelope found; `None` if none was
+    /// found (or a node of an older build).
+    #[serde(default)]
+    pub envelope: Option<EnvelopeProtection>,
     /// Before the repair.
     pub before: CheckSummary,
     /// After the repair (equal to `before` when none was asked for).
     pub after: CheckSummary,
     /// Per stripe.
     pub stripes: Vec<StripeCheck>,
+}
+
+/// The algorithms that protect a file's data key: its newest key envelope's recipients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeProtection {
+    /// The envelope's format version (3; 4 with a P-256 recipient; 2 for an old one).
+    pub version: u8,
+    /// Its sequence number.
+    pub sequence: u64,
+    /// One entry per wrapped copy of the data key.
+    pub recipients: Vec<RecipientProtection>,
+}
+
+/// One recipient of a key envelope and how the data key is wrapped to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientProtection {
+    /// The recipient's key id (hex).
+    pub key_id: String,
+    /// `classical`, `hybrid` or `p256`.
+    pub kind: String,
+    /// `ecies-secp256k1`, `ml-kem-768+ecies-secp256k1` or `ecies-p256`.
+    pub algorithms: String,
+    /// Whether a quantum computer that breaks elliptic curves still cannot unwrap it.
+    pub post_quantum: bool,
 }
 
 /// What `POST /v1/files/{id}/audit` answers (`datamesh check --audit`): every copy found

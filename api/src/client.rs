@@ -256,6 +256,30 @@ impl Client {
         self.json(request.send(body))
     }
 
+    /// As [`Client::put_with_mtime`], resumable: `session` (32 lowercase hex, chosen by
+    /// the caller and kept until the put succeeds) names the put, so that running it
+    /// again with the same session and the same bytes after an interruption continues it
+    /// (the node does not send again the stripes it placed;
+    /// [`PutResult::resumed_stripes`]).
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn put_resumable(
+        &self,
+        mut body: impl Read,
+        name: &str,
+        mtime: Option<u64>,
+        to: &[Recipient],
+        session: &str,
+    ) -> Result<PutResult, ClientError> {
+        let body = ureq::SendBody::from_reader(&mut body);
+        let mut request = self.put_request(name, to).query("session", session);
+        if let Some(mtime) = mtime {
+            request = request.query("mtime", mtime.to_string());
+        }
+        self.json(request.send(body))
+    }
+
     /// Stores a file held in memory (sent with its `Content-Length`, not chunked).
     ///
     /// # Errors

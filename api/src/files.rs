@@ -17,6 +17,10 @@ pub struct PutResult {
     pub manifest_copies: usize,
     /// Remote holders that kept the key envelope (at least 3, or the put fails).
     pub envelope_copies: usize,
+    /// Stripes an interrupted put of the same session had placed, not sent again
+    /// (`?session=`; 0 otherwise, and from nodes that predate resumable puts).
+    #[serde(default)]
+    pub resumed_stripes: u64,
 }
 
 /// One catalog entry, as `GET /v1/files` lists it.
@@ -228,11 +232,12 @@ mod tests {
             peers: 6,
             manifest_copies: 3,
             envelope_copies: 3,
+            resumed_stripes: 0,
         };
         let json = serde_json::to_value(&put)?;
         assert_eq!(
             json,
-            serde_json::json!({"id": "dm1x", "size": 5, "stripes": 1, "peers": 6, "manifest_copies": 3, "envelope_copies": 3})
+            serde_json::json!({"id": "dm1x", "size": 5, "stripes": 1, "peers": 6, "manifest_copies": 3, "envelope_copies": 3, "resumed_stripes": 0})
         );
         assert_eq!(serde_json::from_value::<PutResult>(json)?, put);
         Ok(())

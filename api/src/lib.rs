@@ -27,7 +27,7 @@
 //!
 //! | route                  | body / query                 | answers                         |
 //! |------------------------|------------------------------|---------------------------------|
-//! | `POST /v1/files`       | the file; `?name=`, `?mtime=SECS`, `?to=KEY` (repeatable) | [`PutResult`] |
+//! | `POST /v1/files`       | the file; `?name=`, `?mtime=SECS`, `?to=KEY` (repeatable), `?session=32HEX` (resumable) | [`PutResult`] |
 //! | `GET /v1/files/{id}`   | `?allow_revoked=1`; `Range: bytes=START-END` | the bytes (206 and `Content-Range` for a range); `Content-Length`, [`NAME_HEADER`], [`MTIME_HEADER`], [`BLAKE3_HEADER`], [`FILE_SIZE_HEADER`], [`SEGMENT_SIZE_HEADER`] |
 //! | `GET /v1/files`        |                              | `[`[`ListedFile`]`]`            |
 //! | `POST /v1/files/{id}/envelope` | `?to=KEY` (repeatable): sharing; `?allow_revoked=1` | [`RewrapReport`] |
@@ -58,8 +58,8 @@ mod run_file;
 mod status;
 
 pub use check::{
-    AuditFailure, AuditReport, BadCopy, BadReason, CheckReport, CheckSummary, Health,
-    RepairedShard, StripeCheck, StripeCounts,
+    AuditFailure, AuditReport, BadCopy, BadReason, CheckReport, CheckSummary, EnvelopeProtection,
+    Health, RecipientProtection, RepairedShard, StripeCheck, StripeCounts,
 };
 pub use client::{Client, Download};
 pub use debug::{BlockPeers, BlockedPeers, CorruptedShard};

@@ -23,6 +23,8 @@ pub(crate) const DEFAULT_API: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 /// Log filter of a new home.
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
+/// The slot `node run` unlocks through: the first it can open without a prompt.
+pub(crate) const DEFAULT_UNLOCK_SLOT: &str = "auto";
 
 /// The node settings of a home.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +54,9 @@ pub(crate) struct Config {
     /// Seconds between network repair rounds over the manifests this node holds; 0
     /// disables.
     pub(crate) network_repair_interval: u64,
+    /// The keystore slot `node run` unlocks through: `auto`, an id, a kind or a label
+    /// (see [`datamesh_keys::SlotChoice`]).
+    pub(crate) unlock_slot: String,
     /// The algorithm policy (`[security]`), with environment overrides applied by
     /// `crate::security`.
     pub(crate) security: SecurityConfig,
@@ -61,9 +66,11 @@ pub(crate) struct Config {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct SecurityConfig {
-    /// `classical`, `hybrid` or `pq-required`.
+    /// `standard` or `fips` (P-256 recipients only, PBKDF2-HMAC-SHA256 password slots).
+    pub(crate) profile: String,
+    /// `classical`, `hybrid`, `pq-required` or `p256-only`.
     pub(crate) recipients: String,
-    /// The password KDF of new slots: `argon2id`.
+    /// The password KDF of new slots: `argon2id` or `pbkdf2-sha256`.
     pub(crate) kdf: String,
     /// Password slots with less Argon2id memory (KiB) are refused, created or unlocked;
     /// 0: no floor (weak parameters are only warned about).
@@ -78,6 +85,7 @@ pub(crate) struct SecurityConfig {
 impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
+            profile: "standard".to_owned(),
             recipients: "hybrid".to_owned(),
             kdf: "argon2id".to_owned(),
             kdf_min_memory_kib: 0,
@@ -88,17 +96,26 @@ impl Default for SecurityConfig {
 }
 
 /// Every key of [`SecurityConfig`], in the order written, with its comment.
-const SECURITY_KEYS: [(&str, &str); 5] = [
+const SECURITY_KEYS: [(&str, &str); 6] = [
+    (
+        "profile",
+        "\"standard\", or \"fips\": new files wrap to the NIST P-256 key and only P-256\n\
+         recipients are accepted, new password slots use PBKDF2-HMAC-SHA256 and\n\
+         Argon2id slots are refused (docs/security.md: what stays outside; not a\n\
+         certification). Overridden by DATAMESH_SECURITY_PROFILE.",
+    ),
     (
         "recipients",
         "Who data keys are wrapped to: \"hybrid\" (default: new files to the hybrid\n\
          ML-KEM-768 + secp256k1 key; classical recipients still accepted when named),\n\
-         \"pq-required\" (classical-only recipients refused), or \"classical\" (secp256k1\n\
-         only). Overridden by DATAMESH_SECURITY_RECIPIENTS.",
+         \"pq-required\" (classical-only recipients refused), \"classical\" (secp256k1\n\
+         only) or \"p256-only\" (the fips profile's). Overridden by\n\
+         DATAMESH_SECURITY_RECIPIENTS.",
     ),
     (
         "kdf",
-        "Password KDF of new keystore slots and backups: \"argon2id\". Overridden by\n\
+        "Password KDF of new keystore slots and backups: \"argon2id\" or\n\
+         \"pbkdf2-sha256\" (600,000 iterations or more). Overridden by\n\
          DATAMESH_SECURITY_KDF.",
     ),
     (
@@ -132,6 +149,7 @@ impl Default for Config {
             check_verify: false,
             lease_seconds: DEFAULT_LEASE.as_secs(),
             network_repair_interval: DEFAULT_NETWORK_REPAIR_INTERVAL.as_secs(),
+            unlock_slot: DEFAULT_UNLOCK_SLOT.to_owned(),
             security: SecurityConfig::default(),
         }
     }
@@ -146,7 +164,7 @@ const FOOTER: &str =
 
 /// Every key of [`Config`], in the order written, with the comment above it (a unit test
 /// checks that the list and the struct agree).
-const KEYS: [(&str, &str); 11] = [
+const KEYS: [(&str, &str); 12] = [
     (
         "listen_address",
         "libp2p listen address of the node (port 0: any free port); overridden by\n\
@@ -204,6 +222,14 @@ const KEYS: [(&str, &str); 11] = [
         "Seconds between rounds in which this node checks and repairs, for their owners,\n\
          the files whose manifest it holds (when it is the live manifest holder nearest\n\
          the file id and the owner has not renewed lately); 0 disables; at most a year.",
+    ),
+    (
+        "unlock_slot",
+        "The keystore slot `node run` unlocks through, unattended: \"auto\" (the first slot\n\
+         it can open without a prompt, in `keys slot list` order), a slot id (\"2\"), a kind\n\
+         (\"pkcs11\", \"tpm\", \"password+keyfile\", ...) or a label (\"label:NAME\"; a\n\
+         label is sealed, so slots are tried in order until that one opens). Overridden by\n\
+         `node run --unlock-slot` or DATAMESH_UNLOCK_SLOT.",
     ),
 ];
 
@@ -304,6 +330,9 @@ impl Config {
                 path.display(),
                 config.network_repair_interval
             );
+        }
+        if let Err(e) = datamesh_keys::SlotChoice::parse(&config.unlock_slot) {
+            anyhow::bail!("{}: unlock_slot: {e}", path.display());
         }
         if config.lease_seconds == 0 {
             anyhow::bail!(

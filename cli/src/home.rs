@@ -21,7 +21,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 pub(crate) use datamesh_api::RunFile;
 use datamesh_api::{API_TOKEN_FILE, Client};
-use datamesh_keys::{CreateError, Keystore, Layout, OpenError, fsx};
+use datamesh_keys::{CreateError, Credentials, Keystore, Layout, OpenError, fsx};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -63,6 +63,11 @@ pub(crate) fn incident_state(home: &Path, name: &str, version: u32) -> PathBuf {
         })
         .collect();
     home.join(format!("incident-{safe}-v{version}.json"))
+}
+
+/// `<home>/put-resume`, the resume states of interrupted puts (`crate::resume`).
+pub(crate) fn put_resume_dir(home: &Path) -> PathBuf {
+    home.join("put-resume")
 }
 
 /// `<home>/node`, the node's data folder.
@@ -177,9 +182,19 @@ pub(crate) fn unlock(
     password: &PasswordArgs,
     out: &Output,
 ) -> anyhow::Result<Keystore> {
+    unlock_with(home, password, out).map(|(keystore, _)| keystore)
+}
+
+/// As [`unlock`], and the credentials it unlocked with (with the password asked for, if
+/// one was): `keys rekey` re-wraps every slot they open.
+pub(crate) fn unlock_with(
+    home: &Path,
+    password: &PasswordArgs,
+    out: &Output,
+) -> anyhow::Result<(Keystore, Credentials)> {
     require_keystore(home)?;
     let started = Instant::now();
-    let credentials = password.credentials(out)?;
+    let mut credentials = password.credentials(out)?;
     let keystore = match Keystore::open_with(home, &credentials) {
         Ok(keystore) => keystore,
         // Nothing given opens a slot, or a hardware slot failed while someone is at the
@@ -194,11 +209,11 @@ pub(crate) fn unlock(
                 out.warn(format_args!("{e}"));
             }
             let asked = password.existing(out)?;
-            let retry = password
+            credentials = password
                 .credentials(out)?
                 .with_password(asked)
                 .with_hardware(false);
-            Keystore::open_with(home, &retry)?
+            Keystore::open_with(home, &credentials)?
         }
         Err(e) => return Err(e.into()),
     };
@@ -214,5 +229,5 @@ pub(crate) fn unlock(
         Layout::new(home).keystore().display(),
         started.elapsed().as_secs_f64()
     ));
-    Ok(keystore)
+    Ok((keystore, credentials))
 }

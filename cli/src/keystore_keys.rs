@@ -76,6 +76,13 @@ impl KeystoreKeys {
         {
             info!("keystore had no hybrid file-encryption key; created one");
         }
+        if crate::security::current().recipients == datamesh_core::RecipientPolicy::P256Only
+            && keystore
+                .ensure_file_key(datamesh_keys::Purpose::P256FileEncryption)
+                .map_err(KeyProviderError::new)?
+        {
+            info!("keystore had no P-256 file-encryption key (fips profile); created one");
+        }
         let (_, active) = keystore.active_file_key().map_err(KeyProviderError::new)?;
         let all = keystore.decryption_keys(allow_revoked);
         if allow_revoked {
@@ -101,19 +108,17 @@ impl KeystoreKeys {
             }
         }
         let decrypt = all.into_iter().map(|(_, key)| key).collect();
-        // The active hybrid key first (new files are wrapped to it), then the others.
-        let mut hybrid: Vec<(bool, datamesh_core::HybridSecretKey)> = keystore
-            .file_secrets(allow_revoked)
-            .into_iter()
-            .filter_map(|(info, key)| match key {
-                datamesh_core::FileSecret::Hybrid(key) => {
-                    Some((info.status != datamesh_keys::KeyStatus::Active, key))
-                }
-                datamesh_core::FileSecret::Classical(_) => None,
-            })
-            .collect();
-        hybrid.sort_by_key(|(inactive, _)| *inactive);
-        let hybrid = hybrid.into_iter().map(|(_, key)| key).collect();
+        // Per kind, the active key first (new files are wrapped to it), then the others.
+        let mut secrets = keystore.file_secrets(allow_revoked);
+        secrets.sort_by_key(|(info, _)| info.status != datamesh_keys::KeyStatus::Active);
+        let (mut hybrid, mut p256) = (Vec::new(), Vec::new());
+        for (_, key) in secrets {
+            match key {
+                datamesh_core::FileSecret::Hybrid(key) => hybrid.push(key),
+                datamesh_core::FileSecret::P256(key) => p256.push(key),
+                datamesh_core::FileSecret::Classical(_) => {}
+            }
+        }
         let authority = keystore
             .authority_roots(false)
             .into_iter()
@@ -123,6 +128,7 @@ impl KeystoreKeys {
             active,
             decrypt,
             hybrid,
+            p256,
             authority,
         })
     }

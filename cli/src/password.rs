@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 use datamesh_keys::{
-    Credentials, DEFAULT_TPM_TCTI, KdfParams, KeyFile, MAX_PASSWORD_LEN, Password, Pin,
+    Credentials, DEFAULT_TPM_TCTI, KdfParams, KeyFile, MAX_PASSWORD_LEN, Password, Pin, SlotChoice,
 };
 use zeroize::Zeroizing;
 
@@ -31,9 +31,11 @@ pub(crate) struct PasswordArgs {
     /// The TPM of TPM slots, as a TCTI [default: device:/dev/tpmrm0].
     #[arg(long, env = "DATAMESH_TPM_TCTI", value_name = "TCTI")]
     tpm_tcti: Option<String>,
-    /// Unlock through this slot only (see `keys slot list`).
-    #[arg(long, env = "DATAMESH_UNLOCK_SLOT", value_name = "ID")]
-    unlock_slot: Option<u32>,
+    /// Unlock through this slot only: its id, its kind (password, pkcs11, tpm,
+    /// password+keyfile, password+pkcs11, password+tpm), its label (or label:LABEL), or
+    /// auto (the first slot that opens) [`node run`: config.toml's unlock_slot].
+    #[arg(long, env = "DATAMESH_UNLOCK_SLOT", value_name = "SLOT")]
+    unlock_slot: Option<String>,
     /// Do not try PKCS#11 and TPM slots.
     #[arg(long)]
     no_hardware: bool,
@@ -121,10 +123,22 @@ impl PasswordArgs {
         if let Some(tcti) = &self.tpm_tcti {
             credentials = credentials.with_tpm_tcti(tcti.clone());
         }
-        if let Some(id) = self.unlock_slot {
-            credentials = credentials.only_slot(id);
+        if let Some(choice) = &self.unlock_slot {
+            credentials = credentials.choose(
+                SlotChoice::parse(choice)
+                    .map_err(|e| anyhow::anyhow!("--unlock-slot / DATAMESH_UNLOCK_SLOT: {e}"))?,
+            );
         }
         Ok(credentials)
+    }
+
+    /// Unlocks through `choice` unless --unlock-slot or DATAMESH_UNLOCK_SLOT says
+    /// otherwise (`node run` and config.toml's `unlock_slot`).
+    pub(crate) fn or_unlock_slot(mut self, choice: &str) -> Self {
+        if self.unlock_slot.is_none() {
+            self.unlock_slot = Some(choice.to_owned());
+        }
+        self
     }
 
     /// Whether the password comes from a file (else it may be asked for).
@@ -170,31 +184,47 @@ impl NewPasswordArgs {
 
 impl KdfArgs {
     /// The parameters asked for, each missing one taken from `base`; `None` if no flag
-    /// was given.
+    /// was given and `base` is of the policy's KDF. A `base` of another KDF than the
+    /// `[security]` policy's is replaced by the policy's defaults (`Some`): new slots and
+    /// backups use the policy's KDF.
     pub(crate) fn params(
         &self,
         base: KdfParams,
         out: &Output,
     ) -> anyhow::Result<Option<KdfParams>> {
         let security = crate::security::current();
+        let (base, changed) = if base.algorithm() == security.kdf {
+            (base, false)
+        } else {
+            (security.default_kdf(), true)
+        };
         if self.kdf_memory_kib.is_none()
             && self.kdf_iterations.is_none()
             && self.kdf_parallelism.is_none()
         {
             security.check_kdf(&base, "the password's KDF parameters")?;
-            return Ok(None);
+            return Ok(changed.then_some(base));
         }
-        let params = KdfParams::new(
-            self.kdf_memory_kib.unwrap_or(base.memory_kib()),
-            self.kdf_iterations.unwrap_or(base.iterations()),
-            self.kdf_parallelism.unwrap_or(base.parallelism()),
-        )
+        let params = if base.algorithm() == datamesh_keys::KdfAlgorithm::Pbkdf2Sha256 {
+            if self.kdf_memory_kib.is_some() || self.kdf_parallelism.is_some() {
+                anyhow::bail!(
+                    "invalid --kdf-* parameters: pbkdf2-sha256 (the security policy's kdf) has no memory or lanes; give --kdf-iterations only"
+                );
+            }
+            KdfParams::pbkdf2(self.kdf_iterations.unwrap_or(base.iterations()))
+        } else {
+            KdfParams::new(
+                self.kdf_memory_kib.unwrap_or(base.memory_kib()),
+                self.kdf_iterations.unwrap_or(base.iterations()),
+                self.kdf_parallelism.unwrap_or(base.parallelism()),
+            )
+        }
         .context("invalid --kdf-* parameters")?;
         security.check_kdf(&params, "the --kdf-* parameters")?;
         if params.is_below_default() {
             out.warn(format_args!(
                 "{params} is below the default ({}): the password is easier to guess from a stolen keystore",
-                KdfParams::DEFAULT
+                security.default_kdf()
             ));
         }
         Ok(Some(params))

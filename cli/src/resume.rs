@@ -1,6 +1,8 @@
-//! The resume state of an interrupted `get`: a small JSON file beside the partial file,
-//! bound to the file id and the manifest format version (docs/format.md, "Resume state
-//! of a get").
+//! The resume states of interrupted transfers (docs/format.md, "Resume state of a get",
+//! "Resume state of a put").
+//!
+//! A get's: a small JSON file beside the partial file, bound to the file id and the
+//! manifest format version.
 //!
 //! ```text
 //! <dir>/.datamesh-get-<name>.part      the bytes received so far (a prefix of the file)
@@ -14,9 +16,18 @@
 //! so a partial file without one is never resumed. A resumed get keeps the whole segments
 //! of the partial file (each was authenticated by the node before it was sent), fetches
 //! the rest as a range and checks the whole file's BLAKE3 before renaming it into place.
+//!
+//! A put's ([`PutResume`]): `<home>/put-resume/<32 hex>.json` (folder 0700, file 0600;
+//! the name is the BLAKE3 of the source's absolute path), written before the first byte
+//! is sent and removed once the put succeeded. It names the source (path, size, mtime,
+//! inode, device) and the put session the node keeps the rest under (the node's
+//! `put-sessions/`: the data key sealed to the keystore's key, the stripes placed). It
+//! holds no key. Running the same put again sends the file again with the same session:
+//! the node re-encodes it and sends only the stripes it had not placed.
 
 use std::fs;
 use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -170,20 +181,7 @@ impl ResumeState {
     /// # Errors
     /// [`ResumeError::Damaged`] when it cannot be read or parsed.
     pub(crate) fn read(path: &Path) -> Result<Option<Self>, ResumeError> {
-        let damaged = |reason: String| ResumeError::Damaged {
-            path: path.display().to_string(),
-            reason,
-        };
-        let file = match fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(damaged(e.to_string())),
-        };
-        let mut bytes = Vec::new();
-        file.take(MAX_STATE_LEN + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| damaged(e.to_string()))?;
-        Self::parse(&bytes).map(Some).map_err(damaged)
+        read_state(path, Self::parse)
     }
 
     /// Checks that this state is of `id` and of this build's manifest version.
@@ -204,23 +202,7 @@ impl ResumeState {
 
     /// Writes the state to `path`, aside and renamed (0600).
     pub(crate) fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let text = serde_json::to_vec(self)?;
-        let temp = path.with_extension("json.tmp");
-        {
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temp)
-                .with_context(|| format!("cannot write {}", temp.display()))?;
-            file.write_all(&text)
-                .and_then(|()| file.sync_all())
-                .with_context(|| format!("cannot write {}", temp.display()))?;
-        }
-        fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))
+        write_state(path, &serde_json::to_vec(self)?)
     }
 
     /// The bytes of a partial file of `len` bytes that a resume keeps: its whole
@@ -230,6 +212,180 @@ impl ResumeState {
             return self.size;
         }
         len - len % self.segment_size
+    }
+}
+
+/// Reads a state file (bounded) and parses it with `parse`: `None` when there is none.
+fn read_state<T>(
+    path: &Path,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<Option<T>, ResumeError> {
+    let damaged = |reason: String| ResumeError::Damaged {
+        path: path.display().to_string(),
+        reason,
+    };
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(damaged(e.to_string())),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_STATE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| damaged(e.to_string()))?;
+    parse(&bytes).map(Some).map_err(damaged)
+}
+
+/// Writes a state file aside and renames it (0600).
+fn write_state(path: &Path, text: &[u8]) -> anyhow::Result<()> {
+    let temp = path.with_extension("json.tmp");
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .with_context(|| format!("cannot write {}", temp.display()))?;
+        file.write_all(text)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", temp.display()))?;
+    }
+    fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// What a put's state file is called in its `format` field.
+const PUT_FORMAT: &str = "datamesh put resume";
+/// The version of the put state's format this build reads and writes.
+const PUT_VERSION: u32 = 1;
+
+/// The state of one interrupted put of a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PutResume {
+    format: String,
+    version: u32,
+    /// The source's absolute path (lossy UTF-8).
+    path: String,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    inode: u64,
+    device: u64,
+    /// The put session the node keeps the rest under (32 lowercase hex).
+    pub(crate) session: String,
+}
+
+/// A put's resume state and where it is.
+pub(crate) struct PutResumeFile {
+    /// The state file.
+    pub(crate) path: PathBuf,
+    /// Its contents.
+    pub(crate) state: PutResume,
+    /// It was there before (an interrupted put is continued).
+    pub(crate) resumed: bool,
+}
+
+impl PutResume {
+    fn of(source: &Path, meta: &fs::Metadata, session: String) -> Self {
+        Self {
+            format: PUT_FORMAT.into(),
+            version: PUT_VERSION,
+            path: source.to_string_lossy().into_owned(),
+            size: meta.len(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            inode: meta.ino(),
+            device: meta.dev(),
+            session,
+        }
+    }
+
+    /// Parses state bytes (untrusted): the format, version and session are checked.
+    ///
+    /// # Errors
+    /// A one-line reason.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() as u64 > MAX_STATE_LEN {
+            return Err("too large".into());
+        }
+        let state: Self = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if state.format != PUT_FORMAT || state.version != PUT_VERSION {
+            return Err(format!(
+                "format {:?} version {}, this build reads {PUT_FORMAT:?} version {PUT_VERSION}",
+                state.format, state.version
+            ));
+        }
+        if state.session.len() != 32
+            || !state
+                .session
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err("session is not 32 lowercase hex".into());
+        }
+        Ok(state)
+    }
+
+    /// The state of a put of `source` (opened; `meta` from the open file) in `dir`
+    /// (`<home>/put-resume`): the one an interrupted put left, or a new one, written
+    /// before anything is sent.
+    ///
+    /// # Errors
+    /// A state of another file (the path it names differs), a source that changed since
+    /// the interruption (size, mtime, inode or device), or a damaged state: one line
+    /// naming the state and the source; nothing is sent.
+    pub(crate) fn begin(
+        dir: &Path,
+        source: &Path,
+        meta: &fs::Metadata,
+    ) -> anyhow::Result<PutResumeFile> {
+        let absolute = std::path::absolute(source)
+            .with_context(|| format!("cannot resolve {}", source.display()))?;
+        let key = blake3::hash(absolute.as_os_str().as_encoded_bytes());
+        let path = dir.join(format!(
+            "{}.json",
+            &data_encoding::HEXLOWER.encode(key.as_bytes())[..32]
+        ));
+        if let Some(state) = read_state(&path, Self::parse)? {
+            let now = Self::of(&absolute, meta, state.session.clone());
+            anyhow::ensure!(
+                state.path == now.path,
+                "{} is the resume state of a put of {}, not of {}: remove it to store this file",
+                path.display(),
+                state.path,
+                source.display()
+            );
+            anyhow::ensure!(
+                state == now,
+                "{} changed since its put was interrupted (size, mtime or inode differ from {}): remove that state to store the file anew",
+                source.display(),
+                path.display()
+            );
+            return Ok(PutResumeFile {
+                path,
+                state,
+                resumed: true,
+            });
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot protect {}", dir.display()))?;
+        let mut session = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut session);
+        let state = Self::of(&absolute, meta, data_encoding::HEXLOWER.encode(&session));
+        write_state(&path, &serde_json::to_vec(&state)?)?;
+        Ok(PutResumeFile {
+            path,
+            state,
+            resumed: false,
+        })
     }
 }
 
@@ -313,6 +469,14 @@ mod tests {
             }
         }
 
+        /// Any bytes as a put's state: a state or an error, never a panic.
+        #[test]
+        fn parsing_any_put_state_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(state) = PutResume::parse(&bytes) {
+                prop_assert_eq!(state.session.len(), 32);
+            }
+        }
+
         /// Mutated valid states: never a panic.
         #[test]
         fn mutated_states_never_panic(at in any::<usize>(), to in any::<u8>()) {
@@ -322,5 +486,66 @@ mod tests {
             bytes[at % n] = to;
             let _ = ResumeState::parse(&bytes);
         }
+    }
+
+    #[test]
+    fn a_put_state_binds_its_source_and_refuses_another_or_a_changed_one() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let states = dir.path().join("put-resume");
+        let source = dir.path().join("big.iso");
+        fs::write(&source, b"0123456789")?;
+        let meta = fs::metadata(&source)?;
+        let first = PutResume::begin(&states, &source, &meta)?;
+        assert!(!first.resumed);
+        assert_eq!(
+            fs::metadata(&first.path)?.permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::metadata(&states)?.permissions().mode() & 0o777, 0o700);
+        let again = PutResume::begin(&states, &source, &meta)?;
+        assert!(again.resumed);
+        assert_eq!(again.state.session, first.state.session);
+
+        // Changed: a one-line error naming the source and the state.
+        fs::write(&source, b"0123456789abc")?;
+        let e = PutResume::begin(&states, &source, &fs::metadata(&source)?)
+            .err()
+            .ok_or("a changed source was resumed")?
+            .to_string();
+        assert!(
+            e.contains("big.iso") && e.contains(&first.path.display().to_string()),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+
+        // Another file's state under this file's name.
+        let mut other: serde_json::Value = serde_json::from_slice(&fs::read(&first.path)?)?;
+        other["path"] = serde_json::json!("/somewhere/else.iso");
+        fs::write(&first.path, serde_json::to_vec(&other)?)?;
+        let e = PutResume::begin(&states, &source, &fs::metadata(&source)?)
+            .err()
+            .ok_or("another file's state was used")?
+            .to_string();
+        assert!(
+            e.contains("/somewhere/else.iso") && e.contains("big.iso"),
+            "{e}"
+        );
+
+        // Another version, a bad session, junk: damaged, naming the state.
+        for (field, value) in [
+            ("version", serde_json::json!(2)),
+            ("session", serde_json::json!("../x")),
+            ("extra", serde_json::json!(1)),
+        ] {
+            let mut v = other.clone();
+            v[field] = value;
+            fs::write(&first.path, serde_json::to_vec(&v)?)?;
+            let e = PutResume::begin(&states, &source, &fs::metadata(&source)?)
+                .err()
+                .ok_or("accepted")?
+                .to_string();
+            assert!(e.contains(&first.path.display().to_string()), "{e}");
+        }
+        Ok(())
     }
 }

@@ -5,19 +5,23 @@
 //! bind. Every violation is one line and a non-zero exit.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::RwLock;
 
 use anyhow::Context as _;
 use datamesh_core::RecipientPolicy;
-use datamesh_keys::{KdfParams, Keystore, SlotKind};
+use datamesh_keys::{KdfAlgorithm, KdfParams, Keystore, SlotKind};
 
 use crate::config::SecurityConfig;
 
 /// The policy in force for this process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Security {
+    /// The fips profile: P-256 recipients only, PBKDF2 password slots only.
+    pub(crate) fips: bool,
     /// Which recipient kinds envelopes may wrap to.
     pub(crate) recipients: RecipientPolicy,
+    /// The password KDF of new slots and backups.
+    pub(crate) kdf: KdfAlgorithm,
     /// Least Argon2id memory (KiB) of a password slot; 0: none.
     pub(crate) kdf_min_memory_kib: u32,
     /// Least Argon2id passes; 0: none.
@@ -30,7 +34,9 @@ impl Default for Security {
     fn default() -> Self {
         // The defaults of `SecurityConfig`, which always parse.
         Self {
+            fips: false,
             recipients: RecipientPolicy::default(),
+            kdf: KdfAlgorithm::Argon2id,
             kdf_min_memory_kib: 0,
             kdf_min_iterations: 0,
             allow_remote_api: true,
@@ -38,10 +44,11 @@ impl Default for Security {
     }
 }
 
-static CURRENT: OnceLock<Security> = OnceLock::new();
+static CURRENT: RwLock<Option<Security>> = RwLock::new(None);
 
 /// Loads the policy of `home` (its `config.toml` if there is one, else the defaults)
-/// with the environment's overrides, and makes it this process's policy.
+/// with the environment's overrides, and makes it this process's policy (again, for
+/// `init`, which writes the config after the start read it).
 ///
 /// # Errors
 /// An unreadable or invalid config, or an invalid value (config or environment).
@@ -53,12 +60,34 @@ pub(crate) fn init(home: &Path) -> anyhow::Result<Security> {
         SecurityConfig::default()
     };
     let security = resolve(&config, |name| std::env::var(name).ok())?;
-    Ok(*CURRENT.get_or_init(|| security))
+    *CURRENT.write().unwrap_or_else(|p| p.into_inner()) = Some(security);
+    Ok(security)
 }
 
 /// The policy in force ([`init`]'s, or the defaults before it ran).
 pub(crate) fn current() -> Security {
-    CURRENT.get().copied().unwrap_or_default()
+    CURRENT
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_default()
+}
+
+/// The `[security]` section of a new home under `profile` (`init --security-profile`).
+///
+/// # Errors
+/// A profile other than `standard` or `fips`.
+pub(crate) fn profile_config(profile: &str) -> anyhow::Result<SecurityConfig> {
+    let mut config = SecurityConfig::default();
+    match profile {
+        "standard" => {}
+        "fips" => {
+            config.profile = "fips".to_owned();
+            config.recipients = RecipientPolicy::P256Only.as_str().to_owned();
+            config.kdf = KdfAlgorithm::Pbkdf2Sha256.as_str().to_owned();
+        }
+        other => anyhow::bail!("security policy: profile {other:?} is not one of standard, fips"),
+    }
+    Ok(config)
 }
 
 /// The config's values with the environment's overrides (`env` looks a variable up).
@@ -67,17 +96,34 @@ fn resolve(
     env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Security> {
     let pick = |name: &str, value: String| env(name).unwrap_or(value);
+    let profile = pick("DATAMESH_SECURITY_PROFILE", config.profile.clone());
+    let fips = match profile.trim() {
+        "standard" => false,
+        "fips" => true,
+        other => {
+            anyhow::bail!("security policy: profile = {other:?} is not one of standard, fips")
+        }
+    };
     let recipients_text = pick("DATAMESH_SECURITY_RECIPIENTS", config.recipients.clone());
-    let recipients: RecipientPolicy = recipients_text.parse().map_err(|_| {
+    let mut recipients: RecipientPolicy = recipients_text.parse().map_err(|_| {
         anyhow::anyhow!(
-            "security policy: recipients = {recipients_text:?} is not one of classical, hybrid, pq-required"
+            "security policy: recipients = {recipients_text:?} is not one of classical, hybrid, pq-required, p256-only"
         )
     })?;
-    let kdf = pick("DATAMESH_SECURITY_KDF", config.kdf.clone());
-    if kdf.trim() != "argon2id" {
-        anyhow::bail!(
-            "security policy: kdf = {kdf:?} is not available in this build (only argon2id)"
-        );
+    let kdf_text = pick("DATAMESH_SECURITY_KDF", config.kdf.clone());
+    let mut kdf: KdfAlgorithm = kdf_text.parse().map_err(|()| {
+        anyhow::anyhow!("security policy: kdf = {kdf_text:?} is not one of argon2id, pbkdf2-sha256")
+    })?;
+    if fips {
+        // The profile decides both; a value left at the standard default yields to it,
+        // another explicit choice contradicts it.
+        recipients = match recipients {
+            RecipientPolicy::Hybrid | RecipientPolicy::P256Only => RecipientPolicy::P256Only,
+            other => anyhow::bail!(
+                "security policy: profile = \"fips\" contradicts recipients = \"{other}\" (it allows only p256-only)"
+            ),
+        };
+        kdf = KdfAlgorithm::Pbkdf2Sha256;
     }
     let number = |name: &str, value: u32| -> anyhow::Result<u32> {
         match env(name) {
@@ -99,7 +145,9 @@ fn resolve(
         None => config.allow_remote_api,
     };
     Ok(Security {
+        fips,
         recipients,
+        kdf,
         kdf_min_memory_kib: number(
             "DATAMESH_SECURITY_KDF_MIN_MEMORY_KIB",
             config.kdf_min_memory_kib,
@@ -113,11 +161,28 @@ fn resolve(
 }
 
 impl Security {
-    /// Refuses password-KDF parameters below the floor.
+    /// The parameters of new password slots and backups when no `--kdf-*` flag is given:
+    /// the policy's KDF at its defaults.
+    pub(crate) fn default_kdf(&self) -> KdfParams {
+        self.kdf.default_params()
+    }
+
+    /// Refuses password-KDF parameters the policy does not allow: an Argon2id slot under
+    /// the fips profile, Argon2id parameters below the floor. (PBKDF2's floor, OWASP's
+    /// 600,000 iterations, is enforced by every reader in `datamesh-keys`.)
     ///
     /// # Errors
     /// One line naming the parameter, its value and the floor.
     pub(crate) fn check_kdf(&self, params: &KdfParams, what: &str) -> anyhow::Result<()> {
+        if self.fips && params.algorithm() != KdfAlgorithm::Pbkdf2Sha256 {
+            anyhow::bail!(
+                "security policy (profile fips) refuses {what}: {} is not an approved password KDF (pbkdf2-sha256 only)",
+                params.algorithm()
+            );
+        }
+        if params.algorithm() != KdfAlgorithm::Argon2id {
+            return Ok(());
+        }
         if params.memory_kib() < self.kdf_min_memory_kib {
             anyhow::bail!(
                 "security policy refuses {what}: Argon2id memory {} KiB is below kdf_min_memory_kib = {}",
@@ -142,13 +207,20 @@ impl Security {
     pub(crate) fn check_unlock(&self, keystore: &Keystore) -> anyhow::Result<()> {
         let slot = keystore.unlocked_slot();
         let params = keystore.slots().into_iter().find_map(|s| match s.kind {
-            SlotKind::Password(params) if s.id == slot => Some(params),
+            SlotKind::Password(params) | SlotKind::Composite(params) if s.id == slot => {
+                Some(params)
+            }
             _ => None,
         });
+        let way_out = if self.fips {
+            "replace the slot under the old policy (`DATAMESH_SECURITY_PROFILE=standard DATAMESH_SECURITY_KDF=pbkdf2-sha256 datamesh keys passwd`)"
+        } else {
+            "raise the slot's parameters under the old policy (`datamesh keys passwd --kdf-memory-kib ...`)"
+        };
         match params {
             Some(params) => self
                 .check_kdf(&params, &format!("unlocking with slot {slot}"))
-                .context("raise the slot's parameters under the old policy (`datamesh keys passwd --kdf-memory-kib ...`)"),
+                .context(way_out),
             None => Ok(()),
         }
     }
@@ -218,11 +290,64 @@ mod tests {
     }
 
     #[test]
+    fn the_fips_profile_fixes_recipients_and_kdf() -> TestResult {
+        // From the environment, over a standard config: the profile decides both.
+        let config = SecurityConfig::default();
+        let fips = resolve(&config, env(&[("DATAMESH_SECURITY_PROFILE", "fips")]))?;
+        assert!(fips.fips);
+        assert_eq!(fips.recipients, RecipientPolicy::P256Only);
+        assert_eq!(fips.kdf, KdfAlgorithm::Pbkdf2Sha256);
+        assert_eq!(fips.default_kdf(), KdfParams::PBKDF2_DEFAULT);
+        // The config `init --security-profile fips` writes says the same.
+        assert_eq!(resolve(&profile_config("fips")?, env(&[]))?, fips);
+        assert_eq!(
+            resolve(&profile_config("standard")?, env(&[]))?,
+            Security::default()
+        );
+        assert!(profile_config("nist").is_err());
+        // Argon2id is refused when made and when unlocking; PBKDF2 passes.
+        let err = fips
+            .check_kdf(&KdfParams::DEFAULT, "the new slot")
+            .err()
+            .ok_or("argon2id accepted under fips")?
+            .to_string();
+        assert!(
+            err.contains("profile fips") && err.contains("argon2id") && !err.contains('\n'),
+            "{err}"
+        );
+        assert!(fips.check_kdf(&KdfParams::PBKDF2_DEFAULT, "x").is_ok());
+        // Argon2id floors do not apply to PBKDF2 (its floor is the reader's).
+        let floors = resolve(
+            &config,
+            env(&[("DATAMESH_SECURITY_KDF_MIN_MEMORY_KIB", "65536")]),
+        )?;
+        assert!(floors.check_kdf(&KdfParams::PBKDF2_DEFAULT, "x").is_ok());
+        // The standard profile may choose PBKDF2 for new slots and still opens Argon2id.
+        let chosen = resolve(&config, env(&[("DATAMESH_SECURITY_KDF", "pbkdf2-sha256")]))?;
+        assert_eq!(chosen.default_kdf(), KdfParams::PBKDF2_DEFAULT);
+        assert!(chosen.check_kdf(&KdfParams::DEFAULT, "x").is_ok());
+        // An explicit contradiction is refused in one line.
+        let err = resolve(
+            &config,
+            env(&[
+                ("DATAMESH_SECURITY_PROFILE", "fips"),
+                ("DATAMESH_SECURITY_RECIPIENTS", "classical"),
+            ]),
+        )
+        .err()
+        .map(|e| format!("{e:#}"))
+        .ok_or("contradiction accepted")?;
+        assert!(err.contains("contradicts") && !err.contains('\n'), "{err}");
+        Ok(())
+    }
+
+    #[test]
     fn invalid_values_are_one_line_errors() {
         let config = SecurityConfig::default();
         for bad in [
             &[("DATAMESH_SECURITY_RECIPIENTS", "quantum")][..],
             &[("DATAMESH_SECURITY_KDF", "scrypt")],
+            &[("DATAMESH_SECURITY_PROFILE", "nist")],
             &[("DATAMESH_SECURITY_KDF_MIN_MEMORY_KIB", "lots")],
             &[("DATAMESH_SECURITY_ALLOW_REMOTE_API", "maybe")],
         ] {

@@ -3,8 +3,9 @@
 //! content of an ordinary file (sealed, erasure-coded, its name in sealed metadata), so
 //! storage nodes learn no names; its file id is the folder's id.
 //!
-//! Wire form (docs/format.md, "Directory object"): [`DIRECTORY_MAGIC`], then the postcard
-//! encoding of [`Directory`]. It comes from the network (whoever can open the file):
+//! Wire form (docs/format.md, "Directory object"): [`DIRECTORY_MAGIC_V2`], then the
+//! postcard encoding of the folder's own mode and mtime ([`Root`]) and the entries; a
+//! version 1 object ([`DIRECTORY_MAGIC`], the entries only, no root) still reads. It comes from the network (whoever can open the file):
 //! hostile until [`Directory::from_bytes`] checked it: bounded size, count and lengths,
 //! relative paths of plain components only, each parent an earlier folder entry, no
 //! duplicates, canonical encoding.
@@ -15,8 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::FileId;
 
-/// What a directory object starts with (24 bytes).
+/// What a version 1 directory object starts with (24 bytes): the entries only.
 pub const DIRECTORY_MAGIC: &[u8; 24] = b"datamesh directory v1\0\0\0";
+/// What a version 2 directory object starts with (24 bytes): the folder's own mode and
+/// mtime, then the entries. Written whenever [`Directory::root`] is set.
+pub const DIRECTORY_MAGIC_V2: &[u8; 24] = b"datamesh directory v2\0\0\0";
 /// Largest directory object accepted (64 MiB).
 pub const MAX_DIRECTORY_LEN: usize = 64 << 20;
 /// Most entries in one directory object.
@@ -26,11 +30,35 @@ pub const MAX_PATH_LEN: usize = 4096;
 /// Longest path component, in bytes.
 pub const MAX_COMPONENT_LEN: usize = 255;
 
-/// A stored folder: its entries, each parent before its children.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A stored folder: its own mode and mtime, its entries, each parent before its children.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Directory {
+    /// The folder's own mode and mtime (`None` in a version 1 object).
+    pub root: Option<Root>,
     /// The entries.
     pub entries: Vec<Entry>,
+}
+
+/// The stored folder's own mode and mtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Root {
+    /// Unix permission bits (at most `0o7777`).
+    pub mode: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: u64,
+}
+
+/// Version 1's body.
+#[derive(Serialize, Deserialize)]
+struct BodyV1 {
+    entries: Vec<Entry>,
+}
+
+/// Version 2's body.
+#[derive(Serialize, Deserialize)]
+struct BodyV2 {
+    root: Root,
+    entries: Vec<Entry>,
 }
 
 /// One entry of a folder.
@@ -116,19 +144,26 @@ pub fn link_stays_inside(link: &str, target: &str) -> bool {
 }
 
 impl Directory {
-    /// The wire form: [`DIRECTORY_MAGIC`], then the postcard body.
+    /// The wire form: [`DIRECTORY_MAGIC_V2`] and the postcard body with the root, or
+    /// without a root [`DIRECTORY_MAGIC`] and the entries (version 1).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = DIRECTORY_MAGIC.to_vec();
+        let entries = self.entries.clone();
         // Strings, integers and vectors always serialize into a Vec.
-        if let Ok(body) = postcard::to_stdvec(self) {
-            out.extend_from_slice(&body);
-        }
+        let (magic, body) = match self.root {
+            Some(root) => (
+                DIRECTORY_MAGIC_V2,
+                postcard::to_stdvec(&BodyV2 { root, entries }),
+            ),
+            None => (DIRECTORY_MAGIC, postcard::to_stdvec(&BodyV1 { entries })),
+        };
+        let mut out = magic.to_vec();
+        out.extend_from_slice(&body.unwrap_or_default());
         out
     }
 
-    /// Whether `bytes` start like a directory object.
+    /// Whether `bytes` start like a directory object (either version).
     pub fn looks_like(bytes: &[u8]) -> bool {
-        bytes.starts_with(DIRECTORY_MAGIC)
+        bytes.starts_with(DIRECTORY_MAGIC) || bytes.starts_with(DIRECTORY_MAGIC_V2)
     }
 
     /// Parses and checks a directory object (untrusted bytes).
@@ -139,13 +174,26 @@ impl Directory {
         if bytes.len() > MAX_DIRECTORY_LEN {
             return Err(DirectoryError("too large"));
         }
-        let body = bytes
-            .strip_prefix(DIRECTORY_MAGIC.as_slice())
-            .ok_or(DirectoryError("no directory header"))?;
         // The entry count is checked before the vector is allocated: postcard reads a
         // varint length first; a body claiming more entries than bytes cannot decode.
-        let (dir, rest): (Self, _) =
-            postcard::take_from_bytes(body).map_err(|_| DirectoryError("undecodable body"))?;
+        let undecodable = |_| DirectoryError("undecodable body");
+        let (dir, rest) = if let Some(body) = bytes.strip_prefix(DIRECTORY_MAGIC_V2.as_slice()) {
+            let (body, rest): (BodyV2, _) = postcard::take_from_bytes(body).map_err(undecodable)?;
+            let dir = Self {
+                root: Some(body.root),
+                entries: body.entries,
+            };
+            (dir, rest)
+        } else if let Some(body) = bytes.strip_prefix(DIRECTORY_MAGIC.as_slice()) {
+            let (body, rest): (BodyV1, _) = postcard::take_from_bytes(body).map_err(undecodable)?;
+            let dir = Self {
+                root: None,
+                entries: body.entries,
+            };
+            (dir, rest)
+        } else {
+            return Err(DirectoryError("no directory header"));
+        };
         if !rest.is_empty() {
             return Err(DirectoryError("trailing bytes"));
         }
@@ -163,6 +211,9 @@ impl Directory {
     pub fn check(&self) -> Result<(), DirectoryError> {
         if self.entries.len() > MAX_ENTRIES {
             return Err(DirectoryError("too many entries"));
+        }
+        if self.root.is_some_and(|root| root.mode > 0o7777) {
+            return Err(DirectoryError("a mode beyond 0o7777"));
         }
         let mut dirs: HashSet<&str> = HashSet::new();
         let mut seen: HashSet<&str> = HashSet::new();
@@ -226,6 +277,10 @@ mod tests {
 
     fn sample() -> Directory {
         Directory {
+            root: Some(Root {
+                mode: 0o750,
+                mtime: 1_600_000_000,
+            }),
             entries: vec![
                 entry("a", EntryKind::Dir),
                 entry("a/f.txt", EntryKind::File { size: 3, id: id() }),
@@ -246,6 +301,28 @@ mod tests {
         assert_eq!(Directory::from_bytes(&dir.to_bytes())?, dir);
         assert!(Directory::looks_like(&dir.to_bytes()));
         assert_eq!(dir.entries[1].file_id().map(|i| i.to_string()), Some(id()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_version_1_object_still_reads_without_a_root() -> Result<(), DirectoryError> {
+        let mut v1 = sample();
+        v1.root = None;
+        let bytes = v1.to_bytes();
+        assert!(bytes.starts_with(DIRECTORY_MAGIC));
+        assert_eq!(Directory::from_bytes(&bytes)?, v1);
+        let v2 = sample().to_bytes();
+        assert!(v2.starts_with(DIRECTORY_MAGIC_V2) && Directory::looks_like(&v2));
+        // The same body under the other header does not parse as the other version.
+        let mut swapped = DIRECTORY_MAGIC.to_vec();
+        swapped.extend_from_slice(&v2[DIRECTORY_MAGIC_V2.len()..]);
+        assert!(Directory::from_bytes(&swapped).is_err());
+        let mut root_mode = sample();
+        root_mode.root = Some(Root {
+            mode: 0o10000,
+            mtime: 0,
+        });
+        assert!(Directory::from_bytes(&root_mode.to_bytes()).is_err());
         Ok(())
     }
 
@@ -303,11 +380,11 @@ mod tests {
     }
 
     proptest! {
-        /// Any bytes after the header: a checked directory or an error, never a panic;
-        /// what parses re-encodes to the input and satisfies every rule.
+        /// Any bytes after either header: a checked directory or an error, never a
+        /// panic; what parses re-encodes to the input and satisfies every rule.
         #[test]
-        fn parsing_any_bytes_never_panics(body in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            let mut bytes = DIRECTORY_MAGIC.to_vec();
+        fn parsing_any_bytes_never_panics(v2 in any::<bool>(), body in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let mut bytes = if v2 { DIRECTORY_MAGIC_V2.to_vec() } else { DIRECTORY_MAGIC.to_vec() };
             bytes.extend_from_slice(&body);
             if let Ok(dir) = Directory::from_bytes(&bytes) {
                 prop_assert_eq!(dir.to_bytes(), bytes);

@@ -198,8 +198,20 @@ impl<R: Read> Encoder<R> {
         Self::with_key(reader, options, DataKey::generate())
     }
 
-    /// An encoder with a given data key: only for frozen test vectors, since a data key
-    /// must never be used for two files.
+    /// An encoder with the data key of an interrupted put of the same file, so that the
+    /// same plaintext gives the same stripes (same nonces, same shard ids) and the
+    /// stripes already placed need not be sent again.
+    ///
+    /// A (key, nonce) pair must never seal two different plaintexts: the caller must
+    /// compare every stripe that may have left the process before (its ids, recorded
+    /// before it was sent) with the stripe this encoder gives at that index, and send
+    /// nothing more of a file whose stripe differs. `datamesh-node`'s resumable put does.
+    pub fn resume_with_key(reader: R, options: EncodeOptions, key: DataKey) -> Self {
+        Self::with_key(reader, options, key)
+    }
+
+    /// An encoder with a given data key: frozen test vectors and resumed puts
+    /// ([`Encoder::resume_with_key`]); a data key must never be used for two files.
     pub(crate) fn with_key(reader: R, options: EncodeOptions, key: DataKey) -> Self {
         let cipher = key.cipher();
         Self {

@@ -12,8 +12,11 @@
 //!
 //! Wire form: version byte || postcard([`EnvelopeBody`]) || 64-byte ECDSA signature
 //! (secp256k1, SHA-256, RFC 6979, low-S) by the file's authority key over
-//! `"datamesh key envelope v3\0" || version || body`. Version 3 added each wrapped key's
-//! kind (classical or hybrid); version 2 envelopes (classical only) are still read.
+//! `"datamesh key envelope v<version>\0" || version || body`. Version 3 added each wrapped
+//! key's kind (classical or hybrid); version 4 is version 3's layout with at least one
+//! P-256 recipient (kind 2), so that a build that predates P-256 refuses it by its version
+//! byte rather than by a body it cannot decode; an envelope without a P-256 recipient is
+//! still written as version 3. Version 2 envelopes (classical only) are still read.
 
 use k256::ecdsa::Signature;
 use k256::ecdsa::signature::{Signer, Verifier};
@@ -25,12 +28,16 @@ use crate::ecies::PublicKey;
 use crate::error::EnvelopeError;
 use crate::hybrid::HYBRID_OVERHEAD;
 use crate::ids::{FileId, KeyId};
+use crate::p256_ecies::P256_OVERHEAD;
 use crate::recipient::{Recipient, RecipientKind, UnwrapKey};
 use crate::wire::MAX_ENVELOPE_LEN;
 
-/// The envelope format this build writes (version 3: recipients of two kinds). Version 2
-/// (classical recipients only) is still read.
+/// The envelope format this build writes when no recipient is P-256 (version 3: classical
+/// and hybrid recipients). Version 2 (classical recipients only) is still read.
 pub const ENVELOPE_VERSION: u8 = 3;
+/// The envelope format this build writes when a recipient is P-256 (version 3's layout,
+/// kind 2 allowed).
+pub const ENVELOPE_VERSION_P256: u8 = 4;
 /// The older envelope format this build still reads.
 pub const ENVELOPE_VERSION_V2: u8 = 2;
 /// Most recipients one envelope may name.
@@ -38,6 +45,7 @@ pub const MAX_RECIPIENTS: usize = 256;
 const SIGNATURE_LEN: usize = 64;
 const MAX_CLASSICAL_WRAPPED_LEN: usize = 256;
 const HYBRID_WRAPPED_LEN: usize = HYBRID_OVERHEAD + KEY_LEN;
+const P256_WRAPPED_LEN: usize = P256_OVERHEAD + KEY_LEN;
 
 /// A data key wrapped to one recipient.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,8 +108,8 @@ impl KeyEnvelope {
         Self::seal_to(file_id, sequence, key, &recipients, authority)
     }
 
-    /// Wraps `key` to every recipient, classical or hybrid (duplicates removed), and signs
-    /// with the file's authority key (format version 3).
+    /// Wraps `key` to every recipient, of any kind (duplicates removed), and signs with the
+    /// file's authority key (format version 4 if a recipient is P-256, else 3).
     ///
     /// # Errors
     /// [`EnvelopeError::Malformed`] with no recipients, more than [`MAX_RECIPIENTS`], or an
@@ -133,10 +141,11 @@ impl KeyEnvelope {
             sequence,
             wrapped,
         };
-        let message = signed_message(ENVELOPE_VERSION, &body);
+        let version = version_for(&body);
+        let message = signed_message(version, &body);
         let signature: Signature = authority.signing_key().sign(&message);
         let envelope = Self {
-            version: ENVELOPE_VERSION,
+            version,
             body,
             signature: signature.to_bytes().into(),
         };
@@ -162,7 +171,7 @@ impl KeyEnvelope {
         }
         let undecodable = |_| EnvelopeError::Malformed("undecodable body");
         let (body, sig) = match version {
-            ENVELOPE_VERSION => {
+            ENVELOPE_VERSION | ENVELOPE_VERSION_P256 => {
                 postcard::take_from_bytes::<EnvelopeBody>(rest).map_err(undecodable)?
             }
             ENVELOPE_VERSION_V2 => {
@@ -173,7 +182,7 @@ impl KeyEnvelope {
             _ => {
                 return Err(EnvelopeError::UnsupportedVersion {
                     found: version,
-                    supported: ENVELOPE_VERSION,
+                    supported: ENVELOPE_VERSION_P256,
                 });
             }
         };
@@ -186,8 +195,16 @@ impl KeyEnvelope {
         if body.wrapped.iter().any(|w| match w.kind {
             RecipientKind::Classical => w.ciphertext.len() > MAX_CLASSICAL_WRAPPED_LEN,
             RecipientKind::Hybrid => w.ciphertext.len() != HYBRID_WRAPPED_LEN,
+            RecipientKind::P256 => w.ciphertext.len() != P256_WRAPPED_LEN,
         }) {
             return Err(EnvelopeError::Malformed("wrapped key of the wrong length"));
+        }
+        // One version per body: 4 exactly when a recipient is P-256 (a version 2 body
+        // cannot name one).
+        if version != ENVELOPE_VERSION_V2 && version != version_for(&body) {
+            return Err(EnvelopeError::Malformed(
+                "version 4 exactly when a recipient is P-256",
+            ));
         }
         let envelope = Self {
             version,
@@ -221,7 +238,8 @@ impl KeyEnvelope {
         out
     }
 
-    /// The format version: 3, or 2 for an envelope read in the old format.
+    /// The format version: 4 with a P-256 recipient, else 3; 2 for an envelope read in
+    /// the old format.
     pub fn version(&self) -> u8 {
         self.version
     }
@@ -315,6 +333,15 @@ impl From<EnvelopeBodyV2> for EnvelopeBody {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The version a body is written in: 4 if it names a P-256 recipient, else 3.
+fn version_for(body: &EnvelopeBody) -> u8 {
+    if body.wrapped.iter().any(|w| w.kind == RecipientKind::P256) {
+        ENVELOPE_VERSION_P256
+    } else {
+        ENVELOPE_VERSION
     }
 }
 

@@ -148,6 +148,9 @@ pub enum EnvelopeError {
     /// A hybrid wrapped key addressed to us failed to open.
     #[error("the data key wrapped for this hybrid key is damaged: {0}")]
     BadHybridWrappedKey(#[source] crate::hybrid::HybridError),
+    /// A P-256 wrapped key addressed to us failed to open.
+    #[error("the data key wrapped for this P-256 key is damaged: {0}")]
+    BadP256WrappedKey(#[source] crate::p256_ecies::P256Error),
 }
 
 /// A file authority key could not be derived or parsed.

@@ -42,6 +42,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::ecies::{self, EPHEMERAL_KEY_LEN};
 use crate::ids::KeyId;
+use crate::recipient::{CheckedText, TextError};
 
 /// Bytes of a hybrid secret (the seed both halves are derived from).
 pub const HYBRID_SEED_LEN: usize = 32;
@@ -59,13 +60,15 @@ pub const HYBRID_OVERHEAD: usize = EPHEMERAL_KEY_LEN + MLKEM_CIPHERTEXT_LEN + GC
 pub const HYBRID_RECIPIENT_PREFIX: &str = "dmpq1";
 
 const GCM_TAG_LEN: usize = 16;
-const CHECKSUM_LEN: usize = 4;
 const COMBINER_LABEL: &[u8] = b"datamesh hybrid kem v1\0";
 const EC_INFO: &[u8] = b"datamesh hybrid secp256k1 v1";
 const MLKEM_INFO: &[u8] = b"datamesh hybrid ml-kem-768 v1";
-const CHECKSUM_CONTEXT: &str = "datamesh hybrid recipient checksum v1";
 const KEY_ID_CONTEXT: &str = "datamesh hybrid key id v1";
-const TEXT_ENCODING: &data_encoding::Encoding = &data_encoding::BASE32_DNSSEC;
+const TEXT: CheckedText = CheckedText {
+    prefix: HYBRID_RECIPIENT_PREFIX,
+    checksum_context: "datamesh hybrid recipient checksum v1",
+    len: HYBRID_PUBLIC_LEN,
+};
 
 /// Errors of hybrid key parsing and unwrapping.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,13 +159,6 @@ impl HybridPublicKey {
     pub fn key_id(&self) -> KeyId {
         KeyId::from_bytes(blake3::derive_key(KEY_ID_CONTEXT, &self.to_bytes()))
     }
-
-    fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_LEN] {
-        let full = blake3::derive_key(CHECKSUM_CONTEXT, bytes);
-        let mut out = [0u8; CHECKSUM_LEN];
-        out.copy_from_slice(&full[..CHECKSUM_LEN]);
-        out
-    }
 }
 
 impl PartialEq for HybridPublicKey {
@@ -181,11 +177,7 @@ impl fmt::Debug for HybridPublicKey {
 
 impl fmt::Display for HybridPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut raw = self.to_bytes();
-        let checksum = Self::checksum(&raw);
-        raw.extend_from_slice(&checksum);
-        f.write_str(HYBRID_RECIPIENT_PREFIX)?;
-        f.write_str(&TEXT_ENCODING.encode(&raw))
+        f.write_str(&TEXT.encode(&self.to_bytes()))
     }
 }
 
@@ -195,21 +187,11 @@ impl FromStr for HybridPublicKey {
     /// Parses `dmpq1...`; surrounding whitespace and upper case are accepted. A text whose
     /// checksum does not match is [`HybridError::Checksum`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim().to_ascii_lowercase();
-        let body = s
-            .strip_prefix(HYBRID_RECIPIENT_PREFIX)
-            .ok_or(HybridError::BadText("it does not start with dmpq1"))?;
-        let raw = TEXT_ENCODING
-            .decode(body.as_bytes())
-            .map_err(|_| HybridError::Checksum)?;
-        if raw.len() != HYBRID_PUBLIC_LEN + CHECKSUM_LEN {
-            return Err(HybridError::Checksum);
-        }
-        let (key, checksum) = raw.split_at(HYBRID_PUBLIC_LEN);
-        if Self::checksum(key)[..] != *checksum {
-            return Err(HybridError::Checksum);
-        }
-        Self::from_bytes(key)
+        let key = TEXT.decode(s).map_err(|e| match e {
+            TextError::Prefix => HybridError::BadText("it does not start with dmpq1"),
+            TextError::Checksum => HybridError::Checksum,
+        })?;
+        Self::from_bytes(&key)
     }
 }
 

@@ -49,6 +49,7 @@ mod hash;
 pub mod hybrid;
 mod ids;
 mod manifest;
+pub mod p256_ecies;
 mod range;
 mod recipient;
 mod removal;
@@ -62,7 +63,8 @@ pub use authority::{
 pub use decoder::{BadShard, DecodeReport, Decoder, StripeShards};
 pub use encoder::{EncodeOptions, EncodedFile, Encoder, Stripe};
 pub use envelope::{
-    ENVELOPE_VERSION, ENVELOPE_VERSION_V2, KeyEnvelope, MAX_RECIPIENTS, WrappedKey,
+    ENVELOPE_VERSION, ENVELOPE_VERSION_P256, ENVELOPE_VERSION_V2, KeyEnvelope, MAX_RECIPIENTS,
+    WrappedKey,
 };
 pub use erasure::{DATA_SHARDS, PARITY_SHARDS, RebuildError, TOTAL_SHARDS, rebuild_shards};
 pub use error::{
@@ -73,6 +75,7 @@ pub use ids::{FILE_ID_PREFIX, FileId, ID_LEN, KeyId, ShardId};
 pub use manifest::{
     MANIFEST_VERSION, MAX_MANIFEST_LEN, Manifest, Metadata, SegmentSize, StripeLayout,
 };
+pub use p256_ecies::{P256Error, P256PublicKey, P256SecretKey};
 pub use recipient::{
     FileSecret, PolicyError, Recipient, RecipientError, RecipientKind, RecipientPolicy, UnwrapKey,
 };
@@ -82,8 +85,9 @@ pub use removal::{
 };
 
 pub use directory::{
-    DIRECTORY_MAGIC, Directory, DirectoryError, Entry, EntryKind, MAX_COMPONENT_LEN,
-    MAX_DIRECTORY_LEN, MAX_ENTRIES, MAX_PATH_LEN, is_plain_relative, link_stays_inside,
+    DIRECTORY_MAGIC, DIRECTORY_MAGIC_V2, Directory, DirectoryError, Entry, EntryKind,
+    MAX_COMPONENT_LEN, MAX_DIRECTORY_LEN, MAX_ENTRIES, MAX_PATH_LEN, Root, is_plain_relative,
+    link_stays_inside,
 };
 pub use range::{ByteRange, RangeDecoder, RangeError};
 

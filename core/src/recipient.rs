@@ -1,6 +1,7 @@
-//! Who a data key can be wrapped to: a classical (secp256k1 ECIES) or a hybrid
-//! (ML-KEM-768 + secp256k1) recipient, the secrets that unwrap them, and the policy that
-//! says which kinds a node may wrap to.
+//! Who a data key can be wrapped to: a classical (secp256k1 ECIES), a hybrid
+//! (ML-KEM-768 + secp256k1) or a P-256 (ECIES on NIST P-256, the FIPS-minded profile)
+//! recipient, the secrets that unwrap them, the policy that says which kinds a node may
+//! wrap to, and the checksummed text form of the recipients that have one.
 
 use core::fmt;
 use core::str::FromStr;
@@ -12,6 +13,64 @@ use crate::ecies::{self, PublicKey, SecretKey};
 use crate::error::EnvelopeError;
 use crate::hybrid::{self, HYBRID_RECIPIENT_PREFIX, HybridError, HybridPublicKey, HybridSecretKey};
 use crate::ids::KeyId;
+use crate::p256_ecies::{self, P256_RECIPIENT_PREFIX, P256Error, P256PublicKey, P256SecretKey};
+
+/// The text form of a public key with a checksum: `prefix` then the lowercase base32hex
+/// (RFC 4648 §7, no padding) of `key (len) || checksum (4)`, checksum the first 4 bytes
+/// of `BLAKE3-derive_key(checksum_context, key)`. One definition for every recipient kind
+/// that has such a form (hybrid `dmpq1`, P-256 `dmp256v1`).
+pub(crate) struct CheckedText {
+    pub(crate) prefix: &'static str,
+    pub(crate) checksum_context: &'static str,
+    pub(crate) len: usize,
+}
+
+/// Why a checked text did not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextError {
+    /// It does not start with the prefix.
+    Prefix,
+    /// Not base32hex, the wrong length, or a checksum that does not match: a typo.
+    Checksum,
+}
+
+const CHECKSUM_LEN: usize = 4;
+
+impl CheckedText {
+    fn checksum(&self, key: &[u8]) -> [u8; CHECKSUM_LEN] {
+        let full = blake3::derive_key(self.checksum_context, key);
+        let mut out = [0u8; CHECKSUM_LEN];
+        out.copy_from_slice(&full[..CHECKSUM_LEN]);
+        out
+    }
+
+    /// The text of `key`.
+    pub(crate) fn encode(&self, key: &[u8]) -> String {
+        let mut raw = key.to_vec();
+        raw.extend_from_slice(&self.checksum(key));
+        let mut out = self.prefix.to_owned();
+        out.push_str(&data_encoding::BASE32_DNSSEC.encode(&raw));
+        out
+    }
+
+    /// The key bytes of a text (surrounding whitespace and upper case accepted), checksum
+    /// checked; not yet checked to be a valid key.
+    pub(crate) fn decode(&self, text: &str) -> Result<Vec<u8>, TextError> {
+        let text = text.trim().to_ascii_lowercase();
+        let body = text.strip_prefix(self.prefix).ok_or(TextError::Prefix)?;
+        let mut raw = data_encoding::BASE32_DNSSEC
+            .decode(body.as_bytes())
+            .map_err(|_| TextError::Checksum)?;
+        if raw.len() != self.len + CHECKSUM_LEN {
+            return Err(TextError::Checksum);
+        }
+        let checksum = raw.split_off(self.len);
+        if self.checksum(&raw)[..] != checksum[..] {
+            return Err(TextError::Checksum);
+        }
+        Ok(raw)
+    }
+}
 
 /// How a data key is wrapped to one recipient. The serde derive is the envelope's
 /// encoding (postcard variant index): append only.
@@ -21,6 +80,8 @@ pub enum RecipientKind {
     Classical,
     /// ML-KEM-768 + secp256k1 ECIES, combined (index 1).
     Hybrid,
+    /// ECIES on NIST P-256 (index 2; only in envelopes of version 4).
+    P256,
 }
 
 impl RecipientKind {
@@ -30,6 +91,7 @@ impl RecipientKind {
         match self {
             Self::Classical => "classical",
             Self::Hybrid => "hybrid",
+            Self::P256 => "p256",
         }
     }
 
@@ -39,6 +101,7 @@ impl RecipientKind {
         match self {
             Self::Classical => "ecies-secp256k1",
             Self::Hybrid => "ml-kem-768+ecies-secp256k1",
+            Self::P256 => "ecies-p256",
         }
     }
 
@@ -62,6 +125,8 @@ pub enum Recipient {
     Classical(PublicKey),
     /// A hybrid key (`dmpq1...`).
     Hybrid(HybridPublicKey),
+    /// A NIST P-256 key (`dmp256v1...`).
+    P256(P256PublicKey),
 }
 
 impl Recipient {
@@ -71,6 +136,7 @@ impl Recipient {
         match self {
             Self::Classical(pk) => KeyId::of(pk),
             Self::Hybrid(pk) => pk.key_id(),
+            Self::P256(pk) => pk.key_id(),
         }
     }
 
@@ -80,6 +146,7 @@ impl Recipient {
         match self {
             Self::Classical(_) => RecipientKind::Classical,
             Self::Hybrid(_) => RecipientKind::Hybrid,
+            Self::P256(_) => RecipientKind::P256,
         }
     }
 
@@ -89,6 +156,7 @@ impl Recipient {
         match self {
             Self::Classical(pk) => ecies::encrypt(pk, plaintext),
             Self::Hybrid(pk) => hybrid::wrap(pk, plaintext),
+            Self::P256(pk) => p256_ecies::wrap(pk, plaintext),
         }
     }
 }
@@ -105,11 +173,18 @@ impl From<HybridPublicKey> for Recipient {
     }
 }
 
+impl From<P256PublicKey> for Recipient {
+    fn from(pk: P256PublicKey) -> Self {
+        Self::P256(pk)
+    }
+}
+
 impl fmt::Display for Recipient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Classical(pk) => pk.fmt(f),
             Self::Hybrid(pk) => pk.fmt(f),
+            Self::P256(pk) => pk.fmt(f),
         }
     }
 }
@@ -121,9 +196,12 @@ pub enum RecipientError {
     /// A `dmpq1...` text that is not a valid hybrid recipient.
     #[error(transparent)]
     Hybrid(#[from] HybridError),
-    /// Neither a hybrid recipient nor a secp256k1 public key.
+    /// A `dmp256v1...` text that is not a valid P-256 recipient.
+    #[error(transparent)]
+    P256(#[from] P256Error),
+    /// Neither a hybrid nor a P-256 recipient nor a secp256k1 public key.
     #[error(
-        "not a recipient: expected a hybrid recipient (dmpq1...) or a secp256k1 public key (66 hex characters)"
+        "not a recipient: expected a hybrid recipient (dmpq1...), a P-256 recipient (dmp256v1...) or a secp256k1 public key (66 hex characters)"
     )]
     Unknown,
 }
@@ -131,13 +209,19 @@ pub enum RecipientError {
 impl FromStr for Recipient {
     type Err = RecipientError;
 
-    /// A hybrid recipient (`dmpq1...`, checksum checked) or a secp256k1 public key (66 hex).
+    /// A hybrid recipient (`dmpq1...`), a P-256 recipient (`dmp256v1...`), checksums
+    /// checked, or a secp256k1 public key (66 hex).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        if s.len() >= HYBRID_RECIPIENT_PREFIX.len()
-            && s[..HYBRID_RECIPIENT_PREFIX.len()].eq_ignore_ascii_case(HYBRID_RECIPIENT_PREFIX)
-        {
+        let starts = |prefix: &str| {
+            s.get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        };
+        if starts(HYBRID_RECIPIENT_PREFIX) {
             return Ok(Self::Hybrid(s.parse()?));
+        }
+        if starts(P256_RECIPIENT_PREFIX) {
+            return Ok(Self::P256(s.parse()?));
         }
         s.parse::<PublicKey>()
             .map(Self::Classical)
@@ -160,6 +244,18 @@ pub trait UnwrapKey {
     ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError>;
 }
 
+/// What a key of another kind reports for a wrapped key of `kind`: that kind's opaque
+/// decryption failure.
+fn wrong_kind(kind: RecipientKind) -> EnvelopeError {
+    match kind {
+        RecipientKind::Classical => {
+            EnvelopeError::BadWrappedKey(ecies::EciesError::DecryptionFailed)
+        }
+        RecipientKind::Hybrid => EnvelopeError::BadHybridWrappedKey(HybridError::DecryptionFailed),
+        RecipientKind::P256 => EnvelopeError::BadP256WrappedKey(P256Error::DecryptionFailed),
+    }
+}
+
 impl UnwrapKey for SecretKey {
     fn key_id(&self) -> KeyId {
         KeyId::of(&self.public_key())
@@ -174,9 +270,7 @@ impl UnwrapKey for SecretKey {
             RecipientKind::Classical => {
                 ecies::decrypt(self, wrapped).map_err(EnvelopeError::BadWrappedKey)
             }
-            RecipientKind::Hybrid => Err(EnvelopeError::BadHybridWrappedKey(
-                HybridError::DecryptionFailed,
-            )),
+            other => Err(wrong_kind(other)),
         }
     }
 }
@@ -195,9 +289,26 @@ impl UnwrapKey for HybridSecretKey {
             RecipientKind::Hybrid => {
                 hybrid::unwrap(self, wrapped).map_err(EnvelopeError::BadHybridWrappedKey)
             }
-            RecipientKind::Classical => Err(EnvelopeError::BadWrappedKey(
-                ecies::EciesError::DecryptionFailed,
-            )),
+            other => Err(wrong_kind(other)),
+        }
+    }
+}
+
+impl UnwrapKey for P256SecretKey {
+    fn key_id(&self) -> KeyId {
+        self.public_key().key_id()
+    }
+
+    fn unwrap_key(
+        &self,
+        kind: RecipientKind,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+        match kind {
+            RecipientKind::P256 => {
+                p256_ecies::unwrap(self, wrapped).map_err(EnvelopeError::BadP256WrappedKey)
+            }
+            other => Err(wrong_kind(other)),
         }
     }
 }
@@ -209,6 +320,8 @@ pub enum FileSecret {
     Classical(SecretKey),
     /// A hybrid key.
     Hybrid(HybridSecretKey),
+    /// A NIST P-256 key.
+    P256(P256SecretKey),
 }
 
 impl FileSecret {
@@ -218,6 +331,7 @@ impl FileSecret {
         match self {
             Self::Classical(sk) => Recipient::Classical(sk.public_key()),
             Self::Hybrid(sk) => Recipient::Hybrid(sk.public_key()),
+            Self::P256(sk) => Recipient::P256(sk.public_key()),
         }
     }
 }
@@ -227,6 +341,7 @@ impl UnwrapKey for FileSecret {
         match self {
             Self::Classical(sk) => sk.key_id(),
             Self::Hybrid(sk) => sk.key_id(),
+            Self::P256(sk) => sk.key_id(),
         }
     }
 
@@ -238,6 +353,7 @@ impl UnwrapKey for FileSecret {
         match self {
             Self::Classical(sk) => sk.unwrap_key(kind, wrapped),
             Self::Hybrid(sk) => sk.unwrap_key(kind, wrapped),
+            Self::P256(sk) => sk.unwrap_key(kind, wrapped),
         }
     }
 }
@@ -254,6 +370,10 @@ pub enum RecipientPolicy {
     Hybrid,
     /// Only hybrid recipients: wrapping to a classical-only recipient is refused.
     PqRequired,
+    /// The FIPS-minded profile: new files wrap to the owner's P-256 key, and only P-256
+    /// recipients are accepted (secp256k1 is on no NIST list, and a hybrid recipient's
+    /// secp256k1 half would make its wrap depend on it).
+    P256Only,
 }
 
 impl RecipientPolicy {
@@ -264,6 +384,7 @@ impl RecipientPolicy {
             Self::Classical => "classical",
             Self::Hybrid => "hybrid",
             Self::PqRequired => "pq-required",
+            Self::P256Only => "p256-only",
         }
     }
 
@@ -273,24 +394,38 @@ impl RecipientPolicy {
         match self {
             Self::Classical => RecipientKind::Classical,
             Self::Hybrid | Self::PqRequired => RecipientKind::Hybrid,
+            Self::P256Only => RecipientKind::P256,
+        }
+    }
+
+    /// Whether a recipient of `kind` may be wrapped to.
+    #[must_use]
+    pub fn allows(&self, kind: RecipientKind) -> bool {
+        match self {
+            Self::Classical | Self::Hybrid => true,
+            Self::PqRequired => kind.is_post_quantum(),
+            Self::P256Only => kind == RecipientKind::P256,
         }
     }
 
     /// Checks that every recipient may be wrapped to.
     ///
     /// # Errors
-    /// [`PolicyError::ClassicalRecipient`] under `pq-required` for the first classical one.
+    /// [`PolicyError::ClassicalRecipient`] under `pq-required` for the first classical-only
+    /// one (secp256k1 or P-256); [`PolicyError::NotP256Recipient`] under `p256-only` for
+    /// the first that is not P-256.
     pub fn check(&self, recipients: &[Recipient]) -> Result<(), PolicyError> {
-        if *self == Self::PqRequired
-            && let Some(r) = recipients
-                .iter()
-                .find(|r| r.kind() == RecipientKind::Classical)
-        {
-            return Err(PolicyError::ClassicalRecipient {
-                key_id: r.key_id().short(),
-            });
-        }
-        Ok(())
+        let Some(r) = recipients.iter().find(|r| !self.allows(r.kind())) else {
+            return Ok(());
+        };
+        let key_id = r.key_id().short();
+        Err(match self {
+            Self::P256Only => PolicyError::NotP256Recipient {
+                key_id,
+                kind: r.kind(),
+            },
+            _ => PolicyError::ClassicalRecipient { key_id },
+        })
     }
 }
 
@@ -307,6 +442,7 @@ impl FromStr for RecipientPolicy {
             "classical" => Ok(Self::Classical),
             "hybrid" => Ok(Self::Hybrid),
             "pq-required" => Ok(Self::PqRequired),
+            "p256-only" => Ok(Self::P256Only),
             _ => Err(PolicyError::UnknownPolicy),
         }
     }
@@ -329,7 +465,22 @@ pub enum PolicyError {
         "security policy pq-required needs a hybrid file-encryption key and the keystore has none; run the node once with recipients = \"hybrid\" to create it"
     )]
     NoHybridKey,
-    /// Not one of the three policy names.
-    #[error("unknown recipient policy: expected classical, hybrid or pq-required")]
+    /// `p256-only` (the fips profile) and a recipient of another kind.
+    #[error(
+        "security policy p256-only (profile fips) refuses {kind} recipient {key_id}: only NIST P-256 recipients (dmp256v1...) are allowed"
+    )]
+    NotP256Recipient {
+        /// Short id of the refused recipient.
+        key_id: String,
+        /// Its kind.
+        kind: RecipientKind,
+    },
+    /// `p256-only` and the owner's keystore has no P-256 key to wrap new files to.
+    #[error(
+        "security policy p256-only (profile fips) needs a P-256 file-encryption key and the keystore has none; start the node once under the fips profile to create it"
+    )]
+    NoP256Key,
+    /// Not one of the policy names.
+    #[error("unknown recipient policy: expected classical, hybrid, pq-required or p256-only")]
     UnknownPolicy,
 }

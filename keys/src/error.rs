@@ -32,9 +32,11 @@ pub enum PasswordError {
 pub enum KdfError {
     /// A parameter is above the limit the reader accepts (checked before any allocation).
     #[error(
-        "argon2id {param} = {value} exceeds the limit of {max}; the keystore asks for more work than this reader allows"
+        "{kdf} {param} = {value} exceeds the limit of {max}; the keystore asks for more work than this reader allows"
     )]
     AboveLimit {
+        /// `argon2id` or `pbkdf2-sha256`.
+        kdf: &'static str,
         /// `memory_kib`, `iterations` or `parallelism`.
         param: &'static str,
         /// The value asked for.
@@ -42,9 +44,12 @@ pub enum KdfError {
         /// The limit.
         max: u32,
     },
-    /// A parameter is below Argon2's minimum.
-    #[error("argon2id {param} = {value} is below the minimum of {min}")]
+    /// A parameter is below Argon2's minimum, or PBKDF2's iterations below the floor
+    /// every reader enforces.
+    #[error("{kdf} {param} = {value} is below the minimum of {min}")]
     BelowMinimum {
+        /// `argon2id` or `pbkdf2-sha256`.
+        kdf: &'static str,
         /// `memory_kib`, `iterations` or `parallelism`.
         param: &'static str,
         /// The value asked for.

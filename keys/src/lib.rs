@@ -76,14 +76,15 @@ pub use escrow::{
     SHARE_VERSION, SHARE_VERSION_WITH_COPY, SetId, Share, ShareError,
 };
 pub use jiff::Timestamp;
-pub use kdf::{KdfLimits, KdfParams, SALT_LEN};
+pub use kdf::{KdfAlgorithm, KdfLimits, KdfParams, SALT_LEN};
 pub use keystore::Keystore;
 pub use keystore::RekeyReport;
 pub use keystore::legacy::ImportReport;
 pub use layout::{AUDIT_FILE, AUDIT_HEAD_FILE, KEYS_DIR, KEYSTORE_FILE, LOCK_FILE, Layout};
 pub use model::{
-    DueKey, DueReason, FILE_AUTHORITY, FILE_ENCRYPTION, FILE_ENCRYPTION_HYBRID, KeyInfo, KeyStatus,
-    MAX_LABEL_LEN, MAX_NAME_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,
+    DueKey, DueReason, FILE_AUTHORITY, FILE_ENCRYPTION, FILE_ENCRYPTION_HYBRID,
+    FILE_ENCRYPTION_P256, KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_NAME_LEN, MAX_REASON_LEN,
+    NODE_IDENTITY, Purpose, RotationPolicy,
 };
 pub use password::{MAX_PASSWORD_LEN, MIN_STRONG_SCORE, Password, Strength};
 pub use process::harden_process;
@@ -92,7 +93,8 @@ pub use ring::{KeyRing, SlotInfo, SlotKind};
 pub use slot::pkcs11::DEFAULT_KEY_LABEL;
 pub use slot::tpm::MAX_PCR;
 pub use slot::{
-    Credentials, DEFAULT_TPM_TCTI, KeyFile, MAX_KEY_FILE_LEN, NewSlot, Pin, UnlockPolicy,
+    Credentials, DEFAULT_TPM_TCTI, KeyFile, MAX_KEY_FILE_LEN, NewSlot, POLICY_RECORD, Pin,
+    SlotChoice, UnlockPolicy, reencode_record,
 };
 
 #[cfg(test)]

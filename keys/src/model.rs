@@ -8,7 +8,9 @@ use core::fmt;
 use std::collections::{BTreeMap, BTreeSet};
 
 use datamesh_core::ecies::{PublicKey, SecretKey};
-use datamesh_core::{AuthorityRoot, HybridPublicKey, HybridSecretKey, KeyId, Recipient};
+use datamesh_core::{
+    AuthorityRoot, HybridPublicKey, HybridSecretKey, KeyId, P256PublicKey, P256SecretKey, Recipient,
+};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +24,9 @@ pub const FILE_ENCRYPTION: &str = "file-encryption";
 /// Name of the owner's hybrid file-encryption key (ML-KEM-768 + secp256k1): new files
 /// are wrapped to it under the default `hybrid` recipient policy.
 pub const FILE_ENCRYPTION_HYBRID: &str = "file-encryption-hybrid";
+/// Name of the owner's NIST P-256 file-encryption key: new files are wrapped to it under
+/// the fips profile (`p256-only` recipient policy). Made when a home first runs under it.
+pub const FILE_ENCRYPTION_P256: &str = "file-encryption-p256";
 /// Name of the owner's file-authority root: 32 random bytes from which each file's
 /// envelope-signing key is derived (`datamesh_core::AuthorityKey`).
 pub const FILE_AUTHORITY: &str = "file-authority";
@@ -52,10 +57,14 @@ pub enum Purpose {
     /// to it open only with both. Appended last: the body's encoding of older variants
     /// is unchanged.
     HybridFileEncryption,
+    /// The owner's NIST P-256 file-encryption key (ECIES on P-256,
+    /// `datamesh_core::P256SecretKey`), for the fips profile. Appended last.
+    P256FileEncryption,
 }
 
 impl Purpose {
-    /// `node-identity`, `file-encryption` or `file-authority`.
+    /// `node-identity`, `file-encryption`, `file-authority`, `file-encryption-hybrid` or
+    /// `file-encryption-p256`.
     #[must_use]
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -63,10 +72,11 @@ impl Purpose {
             Self::FileEncryption => "file-encryption",
             Self::FileAuthority => "file-authority",
             Self::HybridFileEncryption => "file-encryption-hybrid",
+            Self::P256FileEncryption => "file-encryption-p256",
         }
     }
 
-    /// `ed25519`, `secp256k1`, `hkdf-sha256+secp256k1` or `ml-kem-768+secp256k1`.
+    /// `ed25519`, `secp256k1`, `hkdf-sha256+secp256k1`, `ml-kem-768+secp256k1` or `p256`.
     #[must_use]
     pub fn algorithm(&self) -> &'static str {
         match self {
@@ -74,6 +84,7 @@ impl Purpose {
             Self::FileEncryption => "secp256k1",
             Self::FileAuthority => "hkdf-sha256+secp256k1",
             Self::HybridFileEncryption => "ml-kem-768+secp256k1",
+            Self::P256FileEncryption => "p256",
         }
     }
 
@@ -83,13 +94,16 @@ impl Purpose {
     /// version must be kept for as long as a file signed under it may need a new envelope.
     #[must_use]
     pub fn follows_policy(&self) -> bool {
-        matches!(self, Self::FileEncryption | Self::HybridFileEncryption)
+        self.is_file_encryption()
     }
 
-    /// Whether keys of this purpose wrap data keys (classical or hybrid).
+    /// Whether keys of this purpose wrap data keys (classical, hybrid or P-256).
     #[must_use]
     pub fn is_file_encryption(&self) -> bool {
-        matches!(self, Self::FileEncryption | Self::HybridFileEncryption)
+        matches!(
+            self,
+            Self::FileEncryption | Self::HybridFileEncryption | Self::P256FileEncryption
+        )
     }
 
     /// A fresh random secret and its public key.
@@ -123,6 +137,9 @@ impl Purpose {
             Self::HybridFileEncryption => HybridSecretKey::from_seed(secret.expose())
                 .ok()
                 .map(|sk| sk.public_key().to_bytes()),
+            Self::P256FileEncryption => P256SecretKey::from_bytes(secret.expose())
+                .ok()
+                .map(|sk| sk.public_key().to_bytes().to_vec()),
         }
     }
 }
@@ -196,7 +213,8 @@ pub struct KeyInfo {
     pub predecessor: Option<u32>,
     /// The version that replaced it.
     pub successor: Option<u32>,
-    /// ed25519: 32 bytes; secp256k1: compressed SEC1, 33 bytes; hybrid: 1217 bytes.
+    /// ed25519: 32 bytes; secp256k1 and P-256: compressed SEC1, 33 bytes; hybrid: 1217
+    /// bytes.
     pub public_key: Vec<u8>,
 }
 
@@ -212,7 +230,10 @@ impl KeyInfo {
     pub fn ecies_public_key(&self) -> Option<PublicKey> {
         match self.purpose {
             Purpose::FileEncryption => PublicKey::from_sec1_bytes(&self.public_key).ok(),
-            Purpose::NodeIdentity | Purpose::FileAuthority | Purpose::HybridFileEncryption => None,
+            Purpose::NodeIdentity
+            | Purpose::FileAuthority
+            | Purpose::HybridFileEncryption
+            | Purpose::P256FileEncryption => None,
         }
     }
 
@@ -224,16 +245,19 @@ impl KeyInfo {
             Purpose::HybridFileEncryption => HybridPublicKey::from_bytes(&self.public_key)
                 .ok()
                 .map(Recipient::Hybrid),
+            Purpose::P256FileEncryption => P256PublicKey::from_bytes(&self.public_key)
+                .ok()
+                .map(Recipient::P256),
             Purpose::NodeIdentity | Purpose::FileAuthority => None,
         }
     }
 
-    /// The public key as `keys export-public` prints it: a hybrid recipient (`dmpq1...`,
-    /// with a checksum) for a hybrid key, lowercase hex otherwise.
+    /// The public key as `keys export-public` prints it: a hybrid (`dmpq1...`) or P-256
+    /// (`dmp256v1...`) recipient, with a checksum, for those keys; lowercase hex otherwise.
     #[must_use]
     pub fn public_text(&self) -> String {
         match self.recipient() {
-            Some(recipient @ Recipient::Hybrid(_)) => recipient.to_string(),
+            Some(recipient @ (Recipient::Hybrid(_) | Recipient::P256(_))) => recipient.to_string(),
             _ => self.public_key_hex(),
         }
     }

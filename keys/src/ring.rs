@@ -3,7 +3,7 @@
 use core::fmt;
 
 use datamesh_core::ecies::SecretKey;
-use datamesh_core::{AuthorityRoot, FileSecret, HybridSecretKey};
+use datamesh_core::{AuthorityRoot, FileSecret, HybridSecretKey, P256SecretKey};
 use jiff::Timestamp;
 use zeroize::Zeroizing;
 
@@ -13,14 +13,17 @@ use crate::format::{self, FormatError, Header, MAX_SLOTS, PasswordSlot, RawSlot,
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::model::{
     self, Body, DueKey, DueReason, Entry, FILE_AUTHORITY, FILE_ENCRYPTION, FILE_ENCRYPTION_HYBRID,
-    KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_REASON_LEN, NODE_IDENTITY, Purpose, RotationPolicy,
-    SlotMeta,
+    FILE_ENCRYPTION_P256, KeyInfo, KeyStatus, MAX_LABEL_LEN, MAX_REASON_LEN, NODE_IDENTITY,
+    Purpose, RotationPolicy, SlotMeta,
 };
 use crate::password::Password;
 use crate::secret::Secret32;
-use crate::slot::composite::CompositeSlot;
+use crate::slot::composite::{CompositeSlot, HardwareHalf, PasswordHardwareSlot};
 use crate::slot::pkcs11::Pkcs11Slot;
-use crate::slot::{Credentials, SLOT_COMPOSITE, SLOT_PKCS11, SLOT_TPM, UnlockPolicy};
+use crate::slot::{
+    Credentials, SLOT_COMPOSITE, SLOT_PASSWORD_PKCS11, SLOT_PASSWORD_TPM, SLOT_PKCS11, SLOT_TPM,
+    SlotChoice, UnlockPolicy,
+};
 
 /// Why sealed bytes did not unlock.
 #[derive(Debug)]
@@ -58,6 +61,22 @@ pub enum SlotKind {
     },
     /// A password and a key file, the password through Argon2id with these parameters.
     Composite(KdfParams),
+    /// A password and a factor sealed in a PKCS#11 token.
+    PasswordPkcs11 {
+        /// The password's Argon2id parameters.
+        kdf: KdfParams,
+        /// The module (shared library).
+        module: std::path::PathBuf,
+        /// The token's label.
+        token: String,
+    },
+    /// A password and a factor sealed to the TPM, bound to these PCRs (none: empty).
+    PasswordTpm {
+        /// The password's Argon2id parameters.
+        kdf: KdfParams,
+        /// The PCR indexes.
+        pcrs: Vec<u8>,
+    },
 }
 
 impl SlotKind {
@@ -69,6 +88,8 @@ impl SlotKind {
             Self::Pkcs11 { .. } => "pkcs11",
             Self::Tpm { .. } => "tpm",
             Self::Composite(_) => "password+keyfile",
+            Self::PasswordPkcs11 { .. } => "password+pkcs11",
+            Self::PasswordTpm { .. } => "password+tpm",
             Self::Unknown(_) => "unknown",
         }
     }
@@ -88,27 +109,66 @@ impl SlotKind {
                 pcrs.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
             ),
             Self::Composite(_) => "its password and its key file".into(),
+            Self::PasswordPkcs11 { module, token, .. } => format!(
+                "its password and token \"{token}\" through {} (and its PIN)",
+                module.display()
+            ),
+            Self::PasswordTpm { pcrs, .. } if pcrs.is_empty() => {
+                "its password and this machine's TPM".into()
+            }
+            Self::PasswordTpm { pcrs, .. } => format!(
+                "its password and this machine's TPM with PCRs {} unchanged",
+                pcrs.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+            ),
             Self::Unknown(kind) => format!("a newer datamesh (slot kind {kind})"),
         }
     }
 
-    fn of(raw: &RawSlot) -> Self {
-        match raw.kind {
-            SLOT_PASSWORD => PasswordSlot::decode(&raw.data)
-                .map_or(Self::Unknown(raw.kind), |s| Self::Password(s.kdf)),
+    /// The kind of a slot as stored (`Unknown` for an unknown kind or malformed data).
+    pub(crate) fn of(raw: &RawSlot) -> Self {
+        Self::parse(raw.kind, &raw.data).unwrap_or(Self::Unknown(raw.kind))
+    }
+
+    /// Parses a slot's data as read from a keystore's header (hostile bytes): its kind
+    /// and what it names, or why the data is not a slot of that kind. A kind this build
+    /// does not know is `Unknown`.
+    ///
+    /// # Errors
+    ///
+    /// Malformed data for a known kind (one line).
+    pub fn parse(kind: u8, data: &[u8]) -> Result<Self, String> {
+        Ok(match kind {
+            SLOT_PASSWORD => {
+                Self::Password(PasswordSlot::decode(data).map_err(|e| e.describe())?.kdf)
+            }
             SLOT_PKCS11 => {
-                Pkcs11Slot::decode(&raw.data).map_or(Self::Unknown(raw.kind), |s| Self::Pkcs11 {
+                let s = Pkcs11Slot::decode(data)?;
+                Self::Pkcs11 {
                     module: s.module,
                     token: s.token,
                     key_label: s.key_label,
-                })
+                }
             }
-            SLOT_TPM => crate::slot::tpm_pcrs(&raw.data)
-                .map_or(Self::Unknown(raw.kind), |pcrs| Self::Tpm { pcrs }),
-            SLOT_COMPOSITE => CompositeSlot::decode(&raw.data)
-                .map_or(Self::Unknown(raw.kind), |s| Self::Composite(s.kdf)),
+            SLOT_TPM => Self::Tpm {
+                pcrs: crate::slot::tpm_pcrs(data)?,
+            },
+            SLOT_COMPOSITE => Self::Composite(CompositeSlot::decode(data)?.kdf),
+            SLOT_PASSWORD_PKCS11 | SLOT_PASSWORD_TPM => {
+                let s = PasswordHardwareSlot::decode(kind, data)?;
+                match s.hardware {
+                    HardwareHalf::Pkcs11(hw) => Self::PasswordPkcs11 {
+                        kdf: s.kdf,
+                        module: hw.module,
+                        token: hw.token,
+                    },
+                    HardwareHalf::Tpm(hw) => Self::PasswordTpm {
+                        kdf: s.kdf,
+                        pcrs: hw.pcrs(),
+                    },
+                }
+            }
             other => Self::Unknown(other),
-        }
+        })
     }
 }
 
@@ -156,6 +216,24 @@ impl KeyRing {
     pub(crate) fn new(password: &Password, kdf: KdfParams, now: i64) -> Result<Self, KdfError> {
         let master = Secret32::random();
         let slot = PasswordSlot::seal(&master, password, kdf)?;
+        Ok(Self::with_first_slot(
+            master,
+            SLOT_PASSWORD,
+            slot.encode(),
+            "initial password",
+            now,
+        ))
+    }
+
+    /// A new key ring under `master` with one slot (of `kind`, sealing `master`) and
+    /// the initial keys.
+    pub(crate) fn with_first_slot(
+        master: Secret32,
+        kind: u8,
+        data: Vec<u8>,
+        label: &str,
+        now: i64,
+    ) -> Self {
         let policy = RotationPolicy::DEFAULT;
         let entries = vec![
             Entry::generate(NODE_IDENTITY, Purpose::NodeIdentity, 1, now, &policy),
@@ -169,21 +247,17 @@ impl KeyRing {
                 &policy,
             ),
         ];
-        Ok(Self {
+        Self {
             header: Header {
                 generation: 0,
-                slots: vec![RawSlot {
-                    id: 1,
-                    kind: SLOT_PASSWORD,
-                    data: slot.encode(),
-                }],
+                slots: vec![RawSlot { id: 1, kind, data }],
             },
             body: Body {
                 created: now,
                 next_slot_id: 2,
                 slots: vec![SlotMeta {
                     id: 1,
-                    label: "initial password".into(),
+                    label: label.to_owned(),
                     created: now,
                 }],
                 policy,
@@ -193,7 +267,7 @@ impl KeyRing {
             master,
             unlocked_slot: 1,
             unlock_policy: None,
-        })
+        }
     }
 
     /// Unlocks a sealed keystore: tries, in the header's order, every slot the
@@ -211,8 +285,9 @@ impl KeyRing {
         let malformed = |id: u32, problem: String| {
             UnsealError::Format(FormatError::Malformed(format!("slot {id}: {problem}")))
         };
+        let mut other_labels = Vec::new();
         for raw in &header.slots {
-            if credentials.only_slot.is_some_and(|only| only != raw.id) {
+            if !credentials.choice.admits(raw.id, raw.kind) {
                 continue;
             }
             let attempt: Result<Option<Secret32>, String> = match raw.kind {
@@ -245,6 +320,21 @@ impl KeyRing {
                         }
                     }
                 }
+                SLOT_PASSWORD_PKCS11 | SLOT_PASSWORD_TPM if credentials.hardware => {
+                    let Some(password) = &credentials.password else {
+                        continue;
+                    };
+                    let slot = PasswordHardwareSlot::decode(raw.kind, &raw.data)
+                        .map_err(|e| malformed(raw.id, e))?;
+                    match slot.open(password, credentials, limits) {
+                        Ok(Ok(opened)) => Ok(opened),
+                        Ok(Err(e)) => {
+                            refused = refused.or(Some(e));
+                            continue;
+                        }
+                        Err(problem) => Err(problem),
+                    }
+                }
                 SLOT_PKCS11 if credentials.hardware => {
                     let slot = Pkcs11Slot::decode(&raw.data).map_err(|e| malformed(raw.id, e))?;
                     slot.open(credentials.pin.as_ref()).map(Some)
@@ -260,12 +350,15 @@ impl KeyRing {
                     let id = raw.id;
                     let ring = Self::with_master(bytes, header.clone(), header_len, master, id)
                         .map_err(UnsealError::Format)?;
-                    match &ring.unlock_policy {
-                        Some(policy) if !policy.allows(raw.kind) => failures.push(format!(
+                    match (&ring.unlock_policy, &credentials.choice) {
+                        (Some(policy), _) if !policy.allows(raw.kind) => failures.push(format!(
                             "slot {id} ({}): the keystore's unlock policy allows only {} slots to unlock",
                             SlotKind::of(raw).name(),
                             policy.names().join(", ")
                         )),
+                        (_, SlotChoice::Label(label)) if ring.slot_label(id) != label.as_str() => {
+                            other_labels.push(id);
+                        }
                         _ => return Ok(ring),
                     }
                 }
@@ -277,6 +370,11 @@ impl KeyRing {
                 )),
             }
         }
+        if let (SlotChoice::Label(label), false) = (&credentials.choice, other_labels.is_empty()) {
+            failures.push(format!(
+                "no slot labelled {label:?} opened (slot(s) {other_labels:?} opened but have other labels; `datamesh keys slot list` shows them)"
+            ));
+        }
         if !failures.is_empty() {
             return Err(UnsealError::Slots(failures.join("; ")));
         }
@@ -284,14 +382,14 @@ impl KeyRing {
             let slots: Vec<String> = header
                 .slots
                 .iter()
-                .filter(|raw| credentials.only_slot.is_none_or(|only| only == raw.id))
+                .filter(|raw| credentials.choice.admits(raw.id, raw.kind))
                 .map(|raw| {
                     let kind = SlotKind::of(raw);
                     format!("slot {} ({}) needs {}", raw.id, kind.name(), kind.needs())
                 })
                 .collect();
             return Err(UnsealError::NothingToTry(if slots.is_empty() {
-                "there is no such slot".into()
+                format!("there is no such slot ({})", credentials.choice)
             } else {
                 slots.join("; ")
             }));
@@ -320,12 +418,23 @@ impl KeyRing {
         policy: RotationPolicy,
         entries: Vec<Entry>,
     ) -> Result<Self, String> {
-        let mut ring = Self::new(password, kdf, now).map_err(|e| e.to_string())?;
-        ring.body.policy = policy;
-        ring.body.entries = entries;
-        let ids: Vec<u32> = ring.header.slots.iter().map(|s| s.id).collect();
-        ring.body.validate(&ids)?;
-        Ok(ring)
+        Self::new(password, kdf, now)
+            .map_err(|e| e.to_string())?
+            .restored(policy, entries)
+    }
+
+    /// This new key ring holding restored entries and rotation policy instead of its
+    /// initial keys.
+    pub(crate) fn restored(
+        mut self,
+        policy: RotationPolicy,
+        entries: Vec<Entry>,
+    ) -> Result<Self, String> {
+        self.body.policy = policy;
+        self.body.entries = entries;
+        let ids: Vec<u32> = self.header.slots.iter().map(|s| s.id).collect();
+        self.body.validate(&ids)?;
+        Ok(self)
     }
 
     /// Opens a sealed keystore with a master key recovered some other way (escrow); the
@@ -481,8 +590,18 @@ impl KeyRing {
             .and_then(|e| Some((e.version, hybrid_secret(e)?)))
     }
 
-    /// Every file-encryption key version of either kind whose secret still exists, as
-    /// [`Self::decryption_keys`] selects them (the classical ones first).
+    /// The version and secret of the active P-256 file-encryption key, if the keystore
+    /// has one (`Keystore::ensure_file_key` makes it under the fips profile).
+    #[must_use]
+    pub fn active_p256_key(&self) -> Option<(u32, P256SecretKey)> {
+        self.active_entry(FILE_ENCRYPTION_P256)
+            .filter(|e| e.purpose == Purpose::P256FileEncryption)
+            .and_then(|e| Some((e.version, p256_secret(e)?)))
+    }
+
+    /// Every file-encryption key version of any kind whose secret still exists, as
+    /// [`Self::decryption_keys`] selects them (the classical ones first, then hybrid,
+    /// then P-256).
     #[must_use]
     pub fn file_secrets(&self, allow_revoked: bool) -> Vec<(KeyInfo, FileSecret)> {
         let mut out: Vec<(KeyInfo, FileSecret)> = self
@@ -490,40 +609,45 @@ impl KeyRing {
             .into_iter()
             .map(|(info, key)| (info, FileSecret::Classical(key)))
             .collect();
-        out.extend(
-            self.body
-                .entries
-                .iter()
-                .filter(|e| e.purpose == Purpose::HybridFileEncryption)
-                .filter(|e| match e.status {
-                    KeyStatus::Active | KeyStatus::Deprecated => true,
-                    KeyStatus::Revoked => allow_revoked,
-                    KeyStatus::Destroyed => false,
-                })
-                .filter_map(|e| Some((e.info(), FileSecret::Hybrid(hybrid_secret(e)?)))),
-        );
+        let live = |e: &&Entry| match e.status {
+            KeyStatus::Active | KeyStatus::Deprecated => true,
+            KeyStatus::Revoked => allow_revoked,
+            KeyStatus::Destroyed => false,
+        };
+        for purpose in [Purpose::HybridFileEncryption, Purpose::P256FileEncryption] {
+            out.extend(
+                self.body
+                    .entries
+                    .iter()
+                    .filter(|e| e.purpose == purpose)
+                    .filter(live)
+                    .filter_map(|e| {
+                        let secret = match purpose {
+                            Purpose::P256FileEncryption => FileSecret::P256(p256_secret(e)?),
+                            _ => FileSecret::Hybrid(hybrid_secret(e)?),
+                        };
+                        Some((e.info(), secret))
+                    }),
+            );
+        }
         out
     }
 
-    /// Whether the key ring has a hybrid file-encryption key (a live one or not).
-    pub(crate) fn has_hybrid_file_key(&self) -> bool {
+    /// Whether the key ring has a key named `name` of `purpose` (a live one or not).
+    pub(crate) fn has_key(&self, name: &str, purpose: Purpose) -> bool {
         self.body
             .entries
             .iter()
-            .any(|e| e.name == FILE_ENCRYPTION_HYBRID && e.purpose == Purpose::HybridFileEncryption)
+            .any(|e| e.name == name && e.purpose == purpose)
     }
 
-    /// Adds version 1 of the hybrid file-encryption key (a keystore made before it
-    /// existed).
-    pub(crate) fn add_hybrid_file_key(&mut self, now: i64) {
+    /// Adds version 1 of key `name` of `purpose` (a hybrid or P-256 file-encryption key
+    /// that a keystore made before it, or under another profile, lacks).
+    pub(crate) fn add_key(&mut self, name: &str, purpose: Purpose, now: i64) {
         let policy = self.body.policy;
-        self.body.entries.push(Entry::generate(
-            FILE_ENCRYPTION_HYBRID,
-            Purpose::HybridFileEncryption,
-            1,
-            now,
-            &policy,
-        ));
+        self.body
+            .entries
+            .push(Entry::generate(name, purpose, 1, now, &policy));
     }
 
     /// Every file-authority root version whose secret still exists, the active one first
@@ -638,6 +762,15 @@ impl KeyRing {
                 }
             })
             .collect()
+    }
+
+    /// The label of slot `id` (empty if it has none).
+    pub(crate) fn slot_label(&self, id: u32) -> &str {
+        self.body
+            .slots
+            .iter()
+            .find(|m| m.id == id)
+            .map_or("", |m| m.label.as_str())
     }
 
     /// The slot this session unlocked with.
@@ -903,30 +1036,19 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Puts a new master key in place with the given password slots (sealed with it);
-    /// every other slot is dropped, with its record.
-    pub(crate) fn rekey(&mut self, master: Secret32, slots: &[(u32, PasswordSlot)]) {
-        self.header.slots = slots
-            .iter()
-            .map(|(id, slot)| RawSlot {
-                id: *id,
-                kind: SLOT_PASSWORD,
-                data: slot.encode(),
-            })
-            .collect();
+    /// Puts a new master key in place with the given slots (sealed with it, each keeping
+    /// its id and kind); every other slot is dropped, with its record.
+    pub(crate) fn rekey(&mut self, master: Secret32, slots: Vec<RawSlot>) {
         self.body
             .slots
-            .retain(|meta| slots.iter().any(|(id, _)| *id == meta.id));
+            .retain(|meta| slots.iter().any(|raw| raw.id == meta.id));
+        self.header.slots = slots;
         self.master = master;
     }
 
-    /// The password slot `id` as stored, if it is one.
-    pub(crate) fn password_slot(&self, id: u32) -> Option<PasswordSlot> {
-        self.header
-            .slots
-            .iter()
-            .find(|s| s.id == id && s.kind == SLOT_PASSWORD)
-            .and_then(|s| PasswordSlot::decode(&s.data).ok())
+    /// The slots as stored.
+    pub(crate) fn raw_slots(&self) -> &[RawSlot] {
+        &self.header.slots
     }
 
     /// Adds imported entries.
@@ -945,6 +1067,13 @@ fn ecies_secret(entry: &Entry) -> Option<SecretKey> {
         .secret
         .as_ref()
         .and_then(|s| SecretKey::from_bytes(s.expose()).ok())
+}
+
+fn p256_secret(entry: &Entry) -> Option<P256SecretKey> {
+    entry
+        .secret
+        .as_ref()
+        .and_then(|s| P256SecretKey::from_bytes(s.expose()).ok())
 }
 
 fn hybrid_secret(entry: &Entry) -> Option<HybridSecretKey> {

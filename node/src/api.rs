@@ -33,8 +33,8 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::check::{CheckError, Checker, RepairError};
 use crate::faults::TestFaults;
 use crate::files::{
-    Files, GetError, KeyAccess, KeyUsageError, PutError, ReencryptError, RemoveError, RewrapError,
-    RewrapReport,
+    Files, GetError, KeyAccess, KeyUsageError, PutError, PutSession, ReencryptError, RemoveError,
+    RewrapError, RewrapReport,
 };
 use crate::metrics::Metrics;
 use crate::network::Network;
@@ -150,7 +150,9 @@ fn put_error(e: &PutError) -> Response {
         PutError::NotEnoughPeers { .. }
         | PutError::ManifestCopies { .. }
         | PutError::EnvelopeCopies { .. } => ErrorKind::NotEnoughPeers,
-        PutError::Encode(_) => ErrorKind::Input,
+        PutError::Encode(_) | PutError::SourceChanged { .. } => ErrorKind::Input,
+        PutError::SessionBusy(_) => ErrorKind::BadQuery,
+        PutError::Session(_) => ErrorKind::Input,
         PutError::Policy(_) => ErrorKind::BadKey,
         PutError::Keys(_) | PutError::Seal { .. } | PutError::NoAuthority => ErrorKind::Keystore,
         _ => ErrorKind::Internal,
@@ -207,9 +209,14 @@ async fn put_file(
     let mut name = String::from("unnamed");
     let mut mtime = None;
     let mut recipients = Vec::new();
+    let mut session = None;
     for (k, v) in query {
         match k.as_str() {
             "name" => name = v,
+            "session" => match v.parse::<PutSession>() {
+                Ok(id) => session = Some(id),
+                Err(e) => return error(ErrorKind::BadQuery, &e.to_string()),
+            },
             "mtime" => match v.parse::<u64>() {
                 Ok(t) => mtime = Some(t),
                 Err(_) => {
@@ -230,10 +237,11 @@ async fn put_file(
     let reader = SyncIoBridge::new(StreamReader::new(stream));
     match state
         .files
-        .put_with_mtime(reader, name, mtime, recipients)
+        .put_resumable(reader, name, mtime, recipients, session)
         .await
     {
         Ok(report) => axum::Json(wire::PutResult {
+            resumed_stripes: report.resumed_stripes,
             id: report.id.to_string(),
             size: report.size,
             stripes: report.stripes,

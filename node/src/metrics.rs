@@ -62,6 +62,10 @@ pub struct Metrics {
     /// Deletes of a failed put's shards that failed, were refused or timed out (the
     /// shard may stay on that peer).
     pub put_cleanup_failures: Counter,
+    /// Store requests puts sent (shards and manifest copies).
+    pub put_stores_sent: Counter,
+    /// Stripes resumed puts did not send again (an interrupted attempt had placed them).
+    pub put_stripes_resumed: Counter,
     /// Key envelopes from peers not kept (unknown file, bad signature, stale, full).
     pub envelopes_refused: Counter,
     /// Owners' signed file removals honoured (`datamesh rm` reaching this holder).
@@ -151,6 +155,8 @@ impl Metrics {
             self_checks: Counter::default(),
             put_cleanup_deleted: Counter::default(),
             put_cleanup_failures: Counter::default(),
+            put_stores_sent: Counter::default(),
+            put_stripes_resumed: Counter::default(),
             envelopes_refused: Counter::default(),
             removals_honoured: Counter::default(),
             removals_refused: Counter::default(),
@@ -281,6 +287,16 @@ impl Metrics {
             "put_cleanup_failures",
             "Deletes of a failed put's shards that failed, were refused or timed out",
             m.put_cleanup_failures.clone(),
+        );
+        reg.register(
+            "put_stores_sent",
+            "Store requests puts sent (shards and manifest copies)",
+            m.put_stores_sent.clone(),
+        );
+        reg.register(
+            "put_stripes_resumed",
+            "Stripes resumed puts did not send again",
+            m.put_stripes_resumed.clone(),
         );
         reg.register(
             "envelopes_refused",

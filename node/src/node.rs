@@ -192,14 +192,23 @@ impl Node {
         )?;
         let net_config = config.network.with_metrics(Arc::clone(&metrics));
         let (network, net_task) = Network::start(identity, records, net_config, server.clone())?;
+        let mut files_config = config.files;
+        if files_config.put_sessions.is_none() {
+            files_config.put_sessions = Some(config.data_dir.join("put-sessions"));
+        }
         let files = Files::new(
             network.clone(),
             server,
             Catalog::new(Arc::clone(&db)),
             keys,
             Arc::clone(&metrics),
-            config.files,
+            files_config,
         );
+        // Interrupted puts not resumed for a day: their state and shards go.
+        tokio::spawn({
+            let files = files.clone();
+            async move { files.sweep_put_sessions().await }
+        });
         let checker = Checker::new(files.clone());
         let listener = tokio::net::TcpListener::bind(config.api_addr)
             .await

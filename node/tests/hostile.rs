@@ -55,6 +55,7 @@ impl KeyProvider for StaticKeys {
             active: key(&self.0)?,
             decrypt: vec![key(&self.0)?],
             hybrid: Vec::new(),
+            p256: Vec::new(),
             // Each node's own file-authority root, made from its key for the test.
             authority: vec![AuthorityRoot::from_bytes(&bytes.map(|b| b ^ 0x5c))],
         })

@@ -43,6 +43,7 @@ impl KeyProvider for StaticKeys {
             active,
             decrypt: vec![again],
             hybrid: Vec::new(),
+            p256: Vec::new(),
             authority: vec![root],
         })
     }
@@ -1172,6 +1173,7 @@ impl ChangingKeys {
             active: SecretKey::from_bytes(&active).map_err(KeyProviderError::new)?,
             decrypt,
             hybrid: Vec::new(),
+            p256: Vec::new(),
             // The file-authority root stays when the file keys change.
             authority: vec![AuthorityRoot::from_bytes(&[0x5c; 32])],
         })

@@ -122,7 +122,8 @@ pub(super) fn keys_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result
 }
 
 /// `datamesh keys list` (one unlock) in a home made with the default Argon2id
-/// parameters, against the same command in a home with the cheapest ones.
+/// parameters and in one of the fips profile (PBKDF2-HMAC-SHA256, 600,000 iterations),
+/// against the same command in a home with the cheapest Argon2id ones.
 pub(super) fn unlock_times(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let dir = ctx.dir.join("unlock");
     std::fs::create_dir_all(&dir)?;
@@ -133,14 +134,29 @@ pub(super) fn unlock_times(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()>
     )?;
     let reps = if ctx.quick { 2 } else { 5 };
     let mut medians = Vec::new();
-    for (label, kdf) in [("default", None), ("fast", Some(Kdf::FAST))] {
+    let fips = ["--security-profile".to_string(), "fips".to_string()];
+    for (label, args, note) in [
+        (
+            "default",
+            Vec::new(),
+            "`datamesh keys list` (one unlock) at argon2id m=64 MiB t=3 p=4; median",
+        ),
+        (
+            "fast",
+            Kdf::FAST.args().to_vec(),
+            "the same command at m=8 KiB t=1 p=1: process start + everything but the KDF",
+        ),
+        (
+            "pbkdf2",
+            fips.to_vec(),
+            "the same command in a fips-profile home: pbkdf2-sha256 i=600000; median",
+        ),
+    ] {
         let home = dir.join(label);
         let mut init = datamesh(&ctx.binary, &home);
         init.arg("init").arg("--password-file").arg(&password);
-        if let Some(kdf) = kdf {
-            init.args(kdf.args());
-        }
-        progress(format!("unlock time, {label} Argon2id parameters"));
+        init.args(&args);
+        progress(format!("unlock time, {label} KDF parameters"));
         run(init, &dir)?;
         let mut times = Vec::new();
         for _ in 0..reps {
@@ -157,14 +173,7 @@ pub(super) fn unlock_times(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()>
                 "s",
             )
             .runs(times)
-            .note(match kdf {
-                None => "`datamesh keys list` (one unlock) at argon2id m=64 MiB t=3 p=4; median"
-                    .to_string(),
-                Some(_) => {
-                    "the same command at m=8 KiB t=1 p=1: process start + everything but the KDF"
-                        .to_string()
-                }
-            }),
+            .note(note),
         );
     }
     report.add(
@@ -173,13 +182,22 @@ pub(super) fn unlock_times(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()>
             (medians[0] - medians[1]).max(0.0),
             "s",
         )
-        .note("difference of the two medians above: the KDF's share of an unlock"),
+        .note("argon2id m=64 MiB t=3 p=4: default minus fast, the KDF's share of an unlock"),
+    );
+    report.add(
+        Figure::new(
+            "keys.unlock.pbkdf2-kdf",
+            (medians[2] - medians[1]).max(0.0),
+            "s",
+        )
+        .note("pbkdf2-sha256 i=600000 (fips profile): pbkdf2 minus fast, the KDF's share"),
     );
     slot_kind_unlock_times(ctx, report, &dir.join("default"), &password, reps)
 }
 
 /// `datamesh keys list --unlock-slot N` through a slot of each other kind, added to the
-/// default-parameter home: a SoftHSM2 token, a swtpm, a password and a key file.
+/// default-parameter home: a SoftHSM2 token, a swtpm, a password and a key file, a
+/// password and the token, a password and the TPM.
 fn slot_kind_unlock_times(
     ctx: &Ctx,
     report: &mut Report,
@@ -206,9 +224,27 @@ fn slot_kind_unlock_times(
     let module = hsm.module().display().to_string();
     let pw = password.display().to_string();
     let kf = key_file.display().to_string();
-    let adds: [(&str, Vec<&str>); 3] = [
+    let adds: [(&str, Vec<&str>); 5] = [
         ("pkcs11", vec!["--pkcs11", &module, "--token", hsm.label()]),
         ("tpm", vec!["--tpm"]),
+        (
+            "password+pkcs11",
+            vec![
+                "--with-password",
+                "--pkcs11",
+                &module,
+                "--token",
+                hsm.label(),
+                "--key-label",
+                "bench-factor",
+                "--new-password-file",
+                &pw,
+            ],
+        ),
+        (
+            "password+tpm",
+            vec!["--with-password", "--tpm", "--new-password-file", &pw],
+        ),
         (
             "password+keyfile",
             vec![
@@ -230,7 +266,7 @@ fn slot_kind_unlock_times(
         let mut times = Vec::new();
         for _ in 0..reps {
             let mut list = cli(&["keys", "list", "--unlock-slot", &id]);
-            if kind == "password+keyfile" {
+            if kind.starts_with("password+") {
                 list.arg("--password-file").arg(password);
             }
             times.push(run(list, &dir)?.elapsed.as_secs_f64());

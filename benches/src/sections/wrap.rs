@@ -1,13 +1,13 @@
-//! Per recipient kind (classical secp256k1 ECIES, hybrid ML-KEM-768 + secp256k1): the
-//! time to wrap and to unwrap one data key, and the size of an envelope to one recipient
-//! (part of the `pipeline` section: no network).
+//! Per recipient kind (classical secp256k1 ECIES, hybrid ML-KEM-768 + secp256k1, P-256
+//! ECIES of the fips profile): the time to wrap and to unwrap one data key, and the size
+//! of an envelope to one recipient (part of the `pipeline` section: no network).
 
 use std::time::Instant;
 
 use datamesh_core::ecies::SecretKey;
 use datamesh_core::{
     AuthorityKey, AuthorityRoot, AuthoritySalt, DataKey, FileId, FileSecret, HybridSecretKey,
-    KeyEnvelope,
+    KeyEnvelope, P256SecretKey,
 };
 
 use super::measure::progress;
@@ -25,6 +25,7 @@ pub(super) fn wrap_figures(quick: bool, report: &mut Report) -> anyhow::Result<(
     for (kind, secret) in [
         ("classical", FileSecret::Classical(SecretKey::generate())),
         ("hybrid", FileSecret::Hybrid(HybridSecretKey::generate())),
+        ("p256", FileSecret::P256(P256SecretKey::generate())),
     ] {
         progress(format!("wrap/unwrap, {kind} recipient, {runs} runs"));
         let recipient = [secret.recipient()];

@@ -186,6 +186,7 @@ fn print_human(ctx: &Context, report: &CheckReport, repair: bool) {
         report.after.manifest_copies,
         report.after.envelope_copies,
     ));
+    print_protection(ctx, report.envelope.as_ref());
     if repair {
         ctx.out.table(
             &[
@@ -242,4 +243,37 @@ fn print_human(ctx: &Context, report: &CheckReport, repair: bool) {
         ));
     }
     ctx.out.result(summary);
+}
+
+/// What protects the data key: the newest envelope's recipients, one line each.
+fn print_protection(ctx: &Context, envelope: Option<&datamesh_api::EnvelopeProtection>) {
+    let Some(envelope) = envelope else {
+        ctx.out
+            .result("data key: no key envelope found (nothing says who can open the file)");
+        return;
+    };
+    ctx.out.result(format_args!(
+        "data key: key envelope v{} (sequence {}), wrapped to {} recipient{}:",
+        envelope.version,
+        envelope.sequence,
+        envelope.recipients.len(),
+        if envelope.recipients.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    ));
+    for r in &envelope.recipients {
+        ctx.out.result(format_args!(
+            "  {}  {:<9} {}{}",
+            r.key_id.get(..16).unwrap_or(&r.key_id),
+            r.kind,
+            r.algorithms,
+            if r.post_quantum {
+                "  (post-quantum)"
+            } else {
+                ""
+            }
+        ));
+    }
 }

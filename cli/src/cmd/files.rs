@@ -156,13 +156,14 @@ pub(crate) fn peers(ctx: &Context) -> anyhow::Result<()> {
 pub(crate) struct ShareArgs {
     /// The file id (`dm1…`), a file this node stored.
     id: String,
-    /// The recipient to give access to: a hybrid recipient (`dmpq1...`) or a secp256k1
-    /// key (66 hex); repeat for more.
+    /// The recipient to give access to: a hybrid recipient (`dmpq1...`), a P-256
+    /// recipient (`dmp256v1...`) or a secp256k1 key (66 hex); repeat for more.
     #[arg(long = "to", value_name = "PUBKEY", required = true)]
     to: Vec<String>,
 }
 
-/// `--to` values: hybrid recipients (`dmpq1...`, checksum checked) or secp256k1 keys.
+/// `--to` values: hybrid (`dmpq1...`) or P-256 (`dmp256v1...`) recipients, checksums
+/// checked, or secp256k1 keys.
 pub(crate) fn parse_keys(keys: &[String]) -> anyhow::Result<Vec<Recipient>> {
     keys.iter()
         .map(|key| {

@@ -95,7 +95,8 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
         ctx.out.warn(&warning);
     }
 
-    let keystore = home::unlock(&ctx.home, &args.password, &ctx.out)?;
+    let password = args.password.or_unlock_slot(&config.unlock_slot);
+    let keystore = home::unlock(&ctx.home, &password, &ctx.out)?;
     let mut seed = keystore.node_identity_seed();
     let identity = Keypair::ed25519_from_bytes(&mut seed[..])
         .context("the keystore's node identity is not a valid ed25519 key")?;

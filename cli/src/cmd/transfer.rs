@@ -1,6 +1,8 @@
 //! `datamesh put` and `datamesh get`: one file or many in one command (one API
 //! connection, one progress bar, a summary), pipes (`put -`, `get -o -`), byte ranges
-//! (`get --range`) and resumable gets (a partial file and its state, `crate::resume`).
+//! (`get --range`), resumable gets (a partial file and its state, `crate::resume`) and
+//! resumable puts of files of at least [`RESUMABLE_FROM`] bytes (a state in the home
+//! naming the node's put session).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -15,7 +17,7 @@ use datamesh_core::Recipient;
 
 use super::files::{client, progress_bar};
 use crate::Context;
-use crate::resume::{ResumePaths, ResumeState};
+use crate::resume::{PutResume, ResumePaths, ResumeState};
 
 /// Arguments of `datamesh put`.
 #[derive(Debug, Args)]
@@ -30,8 +32,8 @@ pub(crate) struct PutArgs {
     #[arg(long)]
     name: Option<String>,
     /// Also give this recipient access: a hybrid recipient (`dmpq1...`, from `datamesh
-    /// keys export-public file-encryption-hybrid`) or a secp256k1 key (66 hex); repeat
-    /// for more.
+    /// keys export-public file-encryption-hybrid`), a P-256 recipient (`dmp256v1...`,
+    /// the fips profile's) or a secp256k1 key (66 hex); repeat for more.
     #[arg(long = "to", value_name = "PUBKEY")]
     to: Vec<String>,
     /// Stop at the first file that fails (default: store the others, then fail).
@@ -90,12 +92,17 @@ fn mtime_of(meta: &fs::Metadata) -> Option<u64> {
         .map(|d| d.as_secs())
 }
 
+/// Files at least this long are put resumably (smaller ones are quicker sent again).
+pub(crate) const RESUMABLE_FROM: u64 = 4 << 20;
+
 /// One input of a put.
 struct Input {
     reader: Box<dyn Read + Send>,
     name: String,
     size: Option<u64>,
     mtime: Option<u64>,
+    /// A regular file's metadata (of the open file).
+    meta: Option<fs::Metadata>,
 }
 
 fn open_input(path: &Path, name: Option<&str>) -> anyhow::Result<Input> {
@@ -105,6 +112,7 @@ fn open_input(path: &Path, name: Option<&str>) -> anyhow::Result<Input> {
             name: name.unwrap_or("stdin").to_string(),
             size: None,
             mtime: None,
+            meta: None,
         });
     }
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -125,7 +133,90 @@ fn open_input(path: &Path, name: Option<&str>) -> anyhow::Result<Input> {
         name: name.map_or(default, str::to_string),
         size: Some(meta.len()),
         mtime: mtime_of(&meta),
+        meta: meta.is_file().then_some(meta),
     })
+}
+
+/// Puts the open regular `file` at `path` under `(name, mtime)` (a folder's file),
+/// resumably when it is large enough (see [`send_input`]).
+pub(super) fn put_open_file(
+    ctx: &Context,
+    client: &Client,
+    path: &Path,
+    file: File,
+    (name, mtime): (&str, u64),
+    recipients: &[Recipient],
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<PutResult> {
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let input = Input {
+        reader: Box::new(file),
+        name: name.to_string(),
+        size: Some(meta.len()),
+        mtime: Some(mtime),
+        meta: Some(meta),
+    };
+    send_input(ctx, client, path, input, recipients, bar)
+}
+
+/// Sends one input: resumably when it is a regular file of at least [`RESUMABLE_FROM`]
+/// bytes (an interrupted put of it is continued; its state goes once it succeeded).
+fn send_input(
+    ctx: &Context,
+    client: &Client,
+    path: &Path,
+    input: Input,
+    recipients: &[Recipient],
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<PutResult> {
+    let Input {
+        reader,
+        name,
+        mtime,
+        meta,
+        ..
+    } = input;
+    let resumable = meta.filter(|m| m.len() >= RESUMABLE_FROM);
+    let Some(meta) = resumable else {
+        return client
+            .put_with_mtime(bar.wrap_read(reader), &name, mtime, recipients)
+            .map_err(|e| put_failed(path, e));
+    };
+    let state = PutResume::begin(&crate::home::put_resume_dir(&ctx.home), path, &meta)?;
+    // Said on the progress bar only: a failing command's stderr is its one error line,
+    // and a finished resume says what it skipped ("resumed: N of M stripes ...").
+    if state.resumed {
+        bar.set_message("put (resuming)");
+    }
+    let result = client.put_resumable(
+        bar.wrap_read(reader),
+        &name,
+        mtime,
+        recipients,
+        &state.state.session,
+    );
+    match result {
+        Ok(result) => {
+            let _ = fs::remove_file(&state.path);
+            Ok(result)
+        }
+        // The node found the file different from the interrupted put's and dropped it.
+        Err(
+            e @ ClientError::Api {
+                kind: datamesh_api::ErrorKind::Input,
+                ..
+            },
+        ) if e.to_string().contains("source changed") => {
+            let _ = fs::remove_file(&state.path);
+            Err(anyhow::Error::new(e).context(format!("put {}", path.display())))
+        }
+        Err(e) => Err(put_failed(path, e).context(format!(
+            "{} interrupted: run the same put again to continue it",
+            path.display()
+        ))),
+    }
 }
 
 fn put_json(name: &str, result: &PutResult) -> serde_json::Value {
@@ -137,6 +228,7 @@ fn put_json(name: &str, result: &PutResult) -> serde_json::Value {
         "peers": result.peers,
         "manifest_copies": result.manifest_copies,
         "envelope_copies": result.envelope_copies,
+        "resumed_stripes": result.resumed_stripes,
     })
 }
 
@@ -172,22 +264,24 @@ fn put_one(
 ) -> anyhow::Result<()> {
     let input = open_input(path, name)?;
     let bar = progress_bar(ctx, input.size, "put");
-    let result = client.put_with_mtime(
-        bar.wrap_read(input.reader),
-        &input.name,
-        input.mtime,
-        recipients,
-    );
+    let name = input.name.clone();
+    let result = send_input(ctx, client, path, input, recipients, &bar);
     bar.finish_and_clear();
-    let result = result.map_err(|e| put_failed(path, e))?;
+    let result = result?;
     if ctx.out.json() {
-        ctx.out.json_value(&put_json(&input.name, &result));
+        ctx.out.json_value(&put_json(&name, &result));
     } else {
         ctx.out.result(&result.id);
         ctx.out.info(format_args!(
-            "stored {}: {} bytes in {} stripes on {} peers",
-            input.name, result.size, result.stripes, result.peers
+            "stored {name}: {} bytes in {} stripes on {} peers",
+            result.size, result.stripes, result.peers
         ));
+        if result.resumed_stripes > 0 {
+            ctx.out.info(format_args!(
+                "resumed: {} of {} stripes were placed already and not sent again",
+                result.resumed_stripes, result.stripes
+            ));
+        }
     }
     Ok(())
 }
@@ -217,15 +311,8 @@ fn put_many(
     for (n, path) in args.paths.iter().enumerate() {
         bar.set_message(format!("put {}/{}", n + 1, args.paths.len()));
         let outcome = open_input(path, None).and_then(|input| {
-            let result = client.put_with_mtime(
-                bar.wrap_read(input.reader),
-                &input.name,
-                input.mtime,
-                recipients,
-            );
-            result
-                .map(|r| (input.name, r))
-                .map_err(|e| put_failed(path, e))
+            let name = input.name.clone();
+            send_input(ctx, client, path, input, recipients, &bar).map(|r| (name, r))
         });
         match outcome {
             Ok((name, result)) => {

@@ -9,18 +9,19 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use anyhow::Context as _;
 use clap::Args;
 use datamesh_api::{Client, ClientError, ErrorKind};
 use datamesh_core::Recipient;
 use datamesh_core::{
-    DIRECTORY_MAGIC, Directory, Entry, EntryKind, FileId, MAX_DIRECTORY_LEN, link_stays_inside,
+    DIRECTORY_MAGIC, Directory, Entry, EntryKind, FileId, MAX_DIRECTORY_LEN, Root,
+    link_stays_inside,
 };
 
 use super::files::progress_bar;
-use super::transfer::get_file_to;
+use super::transfer::{get_file_to, put_open_file};
 use crate::Context;
 
 /// Arguments of `datamesh ls`.
@@ -181,15 +182,16 @@ pub(crate) fn put_tree(
                         .next()
                         .unwrap_or(&entry.path)
                         .to_string();
-                    let put = client
-                        .put_with_mtime(
-                            bar.wrap_read(open()?),
-                            &name,
-                            Some(entry.mtime),
-                            recipients,
-                        )
-                        .map_err(anyhow::Error::new)
-                        .with_context(|| format!("put {}", file.path.display()))?;
+                    let put = put_open_file(
+                        ctx,
+                        client,
+                        &file.path,
+                        open()?,
+                        (&name, entry.mtime),
+                        recipients,
+                        &bar,
+                    )
+                    .with_context(|| format!("put {}", file.path.display()))?;
                     anyhow::ensure!(
                         put.size == size,
                         "{} changed while it was stored; try again",
@@ -207,7 +209,13 @@ pub(crate) fn put_tree(
     })();
     bar.finish_and_clear();
     result?;
-    let directory = Directory { entries };
+    let directory = Directory {
+        root: Some(Root {
+            mode: meta.permissions().mode() & 0o7777,
+            mtime: mtime_of(&meta),
+        }),
+        entries,
+    };
     directory
         .check()
         .with_context(|| format!("{}: cannot describe the folder", root.display()))?;
@@ -265,10 +273,24 @@ fn fetch_directory(client: &Client, id: &FileId, allow_revoked: bool) -> anyhow:
     Directory::from_bytes(&bytes).with_context(|| format!("folder {id}"))
 }
 
-fn set_times(path: &Path, mtime: u64) {
-    if let Ok(file) = File::open(path) {
-        let _ = file.set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
-    }
+/// Sets `path`'s mtime, of a link itself (never followed); the access time is left.
+///
+/// # Errors
+/// One line naming the path.
+fn set_times(path: &Path, mtime: u64) -> anyhow::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX),
+            tv_nsec: 0,
+        },
+    };
+    utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| anyhow::anyhow!("cannot set the mtime of {}: {e}", path.display()))
 }
 
 /// Refuses to write at `path` when something is there (unless `force` and it is a file
@@ -370,7 +392,7 @@ pub(crate) fn get_tree(
                     bytes += size;
                     fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
                         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-                    set_times(&path, entry.mtime);
+                    set_times(&path, entry.mtime)?;
                 }
                 EntryKind::Symlink { target } => {
                     anyhow::ensure!(
@@ -382,6 +404,7 @@ pub(crate) fn get_tree(
                     make_room(&path, force)?;
                     std::os::unix::fs::symlink(target, &path)
                         .with_context(|| format!("cannot create the link {}", path.display()))?;
+                    set_times(&path, entry.mtime)?;
                 }
             }
         }
@@ -389,14 +412,20 @@ pub(crate) fn get_tree(
     })();
     bar.finish_and_clear();
     result?;
-    // Folders last, deepest first: writing their entries changed their mtimes.
+    // Folders last, deepest first, the folder itself at the end: writing their entries
+    // changed their mtimes.
     for entry in directory.entries.iter().rev() {
         if matches!(entry.kind, EntryKind::Dir) {
             let path = root.join(&entry.path);
             fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
                 .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-            set_times(&path, entry.mtime);
+            set_times(&path, entry.mtime)?;
         }
+    }
+    if let Some(Root { mode, mtime }) = directory.root {
+        fs::set_permissions(&root, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", root.display()))?;
+        set_times(&root, mtime)?;
     }
     Ok(TreeGet {
         entries: directory.entries.len(),

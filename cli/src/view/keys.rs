@@ -55,6 +55,7 @@ pub(crate) fn key_json(key: &KeyInfo) -> Value {
         "public_key": key.public_key_hex(),
         "recipient": key.recipient().map(|r| r.to_string()),
         "post_quantum": key.recipient().map(|r| r.kind().is_post_quantum()),
+        "wraps_with": key.recipient().map(|r| r.kind().algorithms()),
         "key_id": key.key_id().map(|id| id.to_string()),
         "created": key.created.to_string(),
         "activated": time(key.activated),
@@ -79,16 +80,74 @@ pub(crate) fn key_table(out: &Output, keys: &[KeyInfo]) {
     out.table(&KEY_HEADER, &rows);
 }
 
+/// The algorithms that protect a slot's copy of the master key (which seals every key
+/// with AES-256-GCM).
+pub(crate) fn slot_protection(kind: &SlotKind) -> String {
+    match kind {
+        SlotKind::Password(kdf) => format!("password -> {kdf} -> AES-256-GCM"),
+        SlotKind::Composite(kdf) => {
+            format!("password -> {kdf}, key file -> BLAKE3 -> AES-256-GCM")
+        }
+        SlotKind::Pkcs11 { .. } => "AES-256-GCM key inside a PKCS#11 token".to_owned(),
+        SlotKind::Tpm { .. } => "slot key sealed by a TPM 2.0 -> AES-256-GCM".to_owned(),
+        SlotKind::Unknown(k) => format!("unknown slot kind {k}"),
+        other => format!("{} slot", other.name()),
+    }
+}
+
+/// The JSON of what protects the keys: each slot's id, kind and algorithms, and the KDF
+/// of a password slot.
+fn protection_json(slots: &[SlotInfo]) -> Value {
+    Value::Array(
+        slots
+            .iter()
+            .map(|s| {
+                let kdf = match &s.kind {
+                    SlotKind::Password(kdf) | SlotKind::Composite(kdf) => Some(json!({
+                        "algorithm": kdf.algorithm().as_str(),
+                        "memory_kib": kdf.memory_kib(),
+                        "iterations": kdf.iterations(),
+                        "parallelism": kdf.parallelism(),
+                    })),
+                    _ => None,
+                };
+                json!({
+                    "slot": s.id, "kind": s.kind.name(),
+                    "algorithms": slot_protection(&s.kind), "kdf": kdf,
+                })
+            })
+            .collect(),
+    )
+}
+
 /// What `keys list` (`detail`: false) and `keys show` (true) print: JSON, one block of
-/// fields per version, or the table; versions in `due` are marked.
-pub(crate) fn key_list(out: &Output, keys: &[KeyInfo], due: &[DueKey], detail: bool) {
+/// fields per version, or the table; versions in `due` are marked. Each key's entry
+/// says what protects it: the keystore's AES-256-GCM under the master key, whose copies
+/// `slots` hold (a password slot names its KDF).
+pub(crate) fn key_list(
+    out: &Output,
+    keys: &[KeyInfo],
+    due: &[DueKey],
+    detail: bool,
+    slots: &[SlotInfo],
+) {
     let is_due = |k: &KeyInfo| {
         due.iter()
             .any(|d| d.name == k.name && d.version == k.version)
     };
     if out.json() {
-        out.json_value(&Value::Array(keys_json(keys)));
-    } else if detail {
+        let protected_by = protection_json(slots);
+        let mut list = keys_json(keys);
+        for key in &mut list {
+            if let Some(fields) = key.as_object_mut() {
+                fields.insert("sealed_with".into(), json!("aes-256-gcm (master key)"));
+                fields.insert("protected_by".into(), protected_by.clone());
+            }
+        }
+        out.json_value(&Value::Array(list));
+        return;
+    }
+    if detail {
         for (i, key) in keys.iter().enumerate() {
             if i > 0 {
                 out.result("");
@@ -98,6 +157,16 @@ pub(crate) fn key_list(out: &Output, keys: &[KeyInfo], due: &[DueKey], detail: b
     } else {
         let rows: Vec<Vec<String>> = keys.iter().map(|k| key_row(k, is_due(k))).collect();
         out.table(&KEY_HEADER, &rows);
+    }
+    out.result("");
+    out.result("every key is sealed with AES-256-GCM under the master key; its copies:");
+    for slot in slots {
+        out.result(format_args!(
+            "  slot {} ({}): {}",
+            slot.id,
+            slot.kind.name(),
+            slot_protection(&slot.kind)
+        ));
     }
 }
 
@@ -122,6 +191,9 @@ fn key_detail(out: &Output, key: &KeyInfo, due: bool) {
     ];
     if let Some(id) = key.key_id() {
         fields.push(("key id", id.to_string()));
+    }
+    if let Some(recipient) = key.recipient() {
+        fields.push(("wraps with", recipient.kind().algorithms().to_owned()));
     }
     fields.push(("created", key.created.to_string()));
     let optional = [

@@ -17,7 +17,7 @@ use datamesh_core::{
 use datamesh_fuzz::{
     BACKUP_PASSWORD, FORMAT_V2_JSON, FROZEN_KEYSTORE, cheap_kdf, fixture, json_hex,
 };
-use datamesh_keys::{BackupSeal, Layout, Password};
+use datamesh_keys::{BackupSeal, KeyFile, Keystore, Layout, Password, UnlockPolicy};
 
 fn main() -> ExitCode {
     let Some(dir) = std::env::args_os().nth(1) else {
@@ -70,7 +70,8 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
         "frozen_v2_file_id",
         datamesh_fuzz::json_field(FORMAT_V2_JSON, "file_id").as_bytes(),
     )?;
-    let folder = datamesh_core::Directory {
+    let mut folder = datamesh_core::Directory {
+        root: None,
         entries: vec![
             datamesh_core::Entry {
                 path: "photos".into(),
@@ -98,6 +99,11 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
         ],
     };
     corpus.put("directory", "three_entries", &folder.to_bytes())?;
+    folder.root = Some(datamesh_core::Root {
+        mode: 0o750,
+        mtime: 1_699_999_999,
+    });
+    corpus.put("directory", "three_entries_v2", &folder.to_bytes())?;
     let owner = SecretKey::from_bytes(&[9; 32])?;
     // The frozen vector's authority root: the envelope target verifies against its keys.
     let root = AuthorityRoot::from_bytes(&[8; 32]);
@@ -184,6 +190,8 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
         )?;
     }
 
+    slot_records(&mut corpus)?;
+
     let password = Password::new(BACKUP_PASSWORD)?;
     for (name, catalog) in [("empty", &b""[..]), ("catalog", b"files: seed catalog\n")] {
         let sealed = keystore.backup(
@@ -199,4 +207,109 @@ fn write_all(dir: &Path) -> Result<usize, Box<dyn Error>> {
         corpus.put("backup_bundle", &format!("recipient_{name}"), &sealed)?;
     }
     Ok(corpus.count)
+}
+
+/// The slot records of a keystore file's header (see `docs/keystore.md`): (kind, data).
+fn header_slots(file: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut out = Vec::new();
+    let Some(&count) = file.get(17) else {
+        return out;
+    };
+    let mut at = 18;
+    for _ in 0..count {
+        let Some(head) = file.get(at..at + 7) else {
+            break;
+        };
+        let len = usize::from(u16::from_be_bytes([head[5], head[6]]));
+        let Some(data) = file.get(at + 7..at + 7 + len) else {
+            break;
+        };
+        out.push((head[4], data));
+        at += 7 + len;
+    }
+    out
+}
+
+/// `bytes` after a two-byte length.
+fn blob(bytes: &[u8]) -> Vec<u8> {
+    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// `bytes` after a one-byte length.
+fn short(bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![bytes.len() as u8];
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// Seeds of `slot_records`: the records of a keystore with a password, a
+/// password+keyfile slot and an unlock policy, as written by the public API; the
+/// hardware kinds by their documented layout (no token or TPM is needed to parse one).
+fn slot_records(corpus: &mut Corpus<'_>) -> Result<(), Box<dyn Error>> {
+    let fixture = fixture();
+    let home = fixture.scratch_path();
+    datamesh_fuzz::write_keystore(&home, FROZEN_KEYSTORE)?;
+    let mut keystore = Keystore::open(&home, &datamesh_fuzz::frozen_password())?;
+    keystore.add_composite_slot(
+        &Password::new(BACKUP_PASSWORD)?,
+        &KeyFile::from_bytes(&[7; 32]),
+        cheap_kdf(),
+        "seed",
+    )?;
+    keystore.set_unlock_policy(Some(UnlockPolicy::allowing(&[
+        "password".to_owned(),
+        "password+keyfile".to_owned(),
+    ])?))?;
+    let file = fs::read(Layout::new(&home).keystore())?;
+    for (i, (kind, data)) in header_slots(&file).into_iter().enumerate() {
+        corpus.put(
+            "slot_records",
+            &format!("header_{i}"),
+            &[&[kind][..], data].concat(),
+        )?;
+    }
+    drop(keystore);
+    fs::remove_dir_all(&home)?;
+    // The unlock policy (record kind 0) with padding after it.
+    corpus.put("slot_records", "policy", &[0, 2, 1, 4, 0, 0, 0])?;
+    corpus.put("slot_records", "policy_hardware", &[0, 3, 2, 3, 5])?;
+    let sealed = [[0x5a; 12].as_slice(), &[0xa5; 48]].concat();
+    let pkcs11 = [
+        blob(b"/usr/lib/softhsm/libsofthsm2.so"),
+        short(b"node"),
+        short(b"datamesh-keystore"),
+        sealed.clone(),
+    ]
+    .concat();
+    // PCR 16, a sealed object's public and private parts (sizes as a TPM makes them).
+    let tpm = [
+        (1u32 << 16).to_be_bytes().to_vec(),
+        blob(&[0x23; 78]),
+        blob(&[0x42; 126]),
+        sealed.clone(),
+    ]
+    .concat();
+    let password_part = [
+        8u32.to_be_bytes().as_slice(),
+        &1u32.to_be_bytes(),
+        &1u32.to_be_bytes(),
+        &[0x33; 32],
+        &sealed,
+    ]
+    .concat();
+    corpus.put("slot_records", "pkcs11", &[&[2][..], &pkcs11].concat())?;
+    corpus.put("slot_records", "tpm", &[&[3][..], &tpm].concat())?;
+    corpus.put(
+        "slot_records",
+        "password_pkcs11",
+        &[&[5][..], &password_part, &blob(&pkcs11)].concat(),
+    )?;
+    corpus.put(
+        "slot_records",
+        "password_tpm",
+        &[&[6][..], &password_part, &blob(&tpm)].concat(),
+    )?;
+    Ok(())
 }

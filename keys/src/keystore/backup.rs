@@ -16,6 +16,8 @@ use crate::kdf::{KdfLimits, KdfParams};
 use crate::layout::Layout;
 use crate::password::Password;
 use crate::ring::KeyRing;
+use crate::secret::Secret32;
+use crate::slot::{self, NewSlot, UnlockPolicy};
 
 /// Backup bundles (see `docs/keystore.md`, "Backup bundles").
 impl Keystore {
@@ -130,5 +132,72 @@ impl Keystore {
                 )
             },
         )?)
+    }
+
+    /// As [`Keystore::restore`], with the first slot of any kind (`new`: a password, a
+    /// password and a key file, a PKCS#11 token, the TPM, ...) and, with `unlock_policy`,
+    /// the slot kinds that may unlock sealed in at once (a bundle carries keys, not
+    /// slots or a policy): a home restored under a policy that forbids password-only
+    /// unlock never has a password slot. The slot is labelled `restored`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keystore::restore`]; [`BackupError::Create`] also when the policy does not
+    /// allow the new slot's kind, or the token or TPM failed.
+    pub fn restore_with(
+        home: &Path,
+        opened: OpenedBackup,
+        trust: TrustedSigner<'_>,
+        new: &NewSlot,
+        unlock_policy: Option<UnlockPolicy>,
+    ) -> Result<Self, BackupError> {
+        opened.check_signer(trust)?;
+        let signer = opened.signer_hex();
+        let create = |problem: String| CreateError::Io {
+            path: home.to_owned(),
+            source: io::Error::other(problem),
+        };
+        if Layout::new(home).keystore().exists() {
+            return Err(CreateError::AlreadyExists {
+                home: home.to_owned(),
+            }
+            .into());
+        }
+        if !new.allowed_by(unlock_policy.as_ref()) {
+            return Err(create(format!(
+                "the unlock policy asked for allows only {} slots, not a {} slot",
+                unlock_policy
+                    .as_ref()
+                    .map(|p| p.names().join(", "))
+                    .unwrap_or_default(),
+                new.kind_name()
+            ))
+            .into());
+        }
+        let OpenedBackup {
+            manifest, content, ..
+        } = opened;
+        let master = Secret32::random();
+        let sealed = slot::seal_new(&master, new).map_err(|e| create(e.to_string()))?;
+        let event = AuditEvent::new(AuditOp::Restore).with_detail(format!(
+            "{} key version(s) from a bundle made at {} (signed by {}); slot 1, {}{}",
+            manifest.key_count,
+            Timestamp::from_second(manifest.created)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            signer.as_deref().unwrap_or("nobody (unsigned)"),
+            sealed.detail,
+            unlock_policy
+                .as_ref()
+                .map(|p| format!("; unlock: {}", p.names().join(", ")))
+                .unwrap_or_default()
+        ));
+        let mut ring =
+            KeyRing::with_first_slot(master, sealed.kind, sealed.data, "restored", now())
+                .restored(content.policy, content.entries)
+                .map_err(create)?;
+        ring.set_unlock_policy(unlock_policy)
+            .map_err(|e| create(e.to_string()))?;
+        Ok(Self::create_from(home, event, || Ok(ring))?)
     }
 }

@@ -8,20 +8,18 @@ use jiff::Timestamp;
 use super::{Keystore, now};
 use crate::audit::{AuditEvent, AuditLog, AuditOp};
 use crate::error::ChangeError;
-use crate::format::{PasswordSlot, SLOT_PASSWORD};
+use crate::format::{PasswordSlot, RawSlot};
 use crate::fsx::{self, WriteError};
 use crate::kdf::{KdfLimits, KdfParams};
 use crate::lock::{self, Lock};
 use crate::model::{
-    DueKey, Entry, FILE_AUTHORITY, FILE_ENCRYPTION_HYBRID, KeyInfo, RotationPolicy,
+    DueKey, Entry, FILE_AUTHORITY, FILE_ENCRYPTION_HYBRID, FILE_ENCRYPTION_P256, KeyInfo, Purpose,
+    RotationPolicy,
 };
 use crate::password::Password;
 use crate::ring::{KeyRing, SlotInfo};
 use crate::secret::Secret32;
-use crate::slot::composite::CompositeSlot;
-use crate::slot::pkcs11::Pkcs11Slot;
-use crate::slot::tpm::TpmSlot;
-use crate::slot::{KeyFile, NewSlot, SLOT_COMPOSITE, SLOT_PKCS11, SLOT_TPM, UnlockPolicy};
+use crate::slot::{self, Credentials, KeyFile, NewSlot, Rewrap, UnlockPolicy};
 
 /// What a rekey did with the unlock slots.
 #[derive(Clone, Debug)]
@@ -31,6 +29,8 @@ pub struct RekeyReport {
     pub kept: Vec<u32>,
     /// The slots dropped: their passwords no longer open the keystore.
     pub dropped: Vec<SlotInfo>,
+    /// Why each dropped slot was dropped (its id, one line), in the header's order.
+    pub reasons: Vec<(u32, String)>,
 }
 
 impl Keystore {
@@ -125,20 +125,37 @@ impl Keystore {
     ///
     /// Lock or I/O errors; nothing changed.
     pub fn ensure_hybrid_file_key(&mut self) -> Result<bool, ChangeError> {
+        self.ensure_file_key(Purpose::HybridFileEncryption)
+    }
+
+    /// Adds version 1 of the file-encryption key of `purpose` (`file-encryption-hybrid`,
+    /// or `file-encryption-p256` for the fips profile) if the keystore has none. Returns
+    /// whether it was added; another purpose adds nothing.
+    ///
+    /// # Errors
+    ///
+    /// Lock or I/O errors; nothing changed.
+    pub fn ensure_file_key(&mut self, purpose: Purpose) -> Result<bool, ChangeError> {
+        let name = match purpose {
+            Purpose::HybridFileEncryption => FILE_ENCRYPTION_HYBRID,
+            Purpose::P256FileEncryption => FILE_ENCRYPTION_P256,
+            _ => return Ok(false),
+        };
         self.reload()?;
-        if self.ring.has_hybrid_file_key() {
+        if self.ring.has_key(name, purpose) {
             return Ok(false);
         }
         self.change(
-            AuditEvent::new(AuditOp::Rotate).with_key(FILE_ENCRYPTION_HYBRID, Some(1)),
+            AuditEvent::new(AuditOp::Rotate).with_key(name, Some(1)),
             |ring, event| {
-                if ring.has_hybrid_file_key() {
+                if ring.has_key(name, purpose) {
                     return Ok(false);
                 }
-                ring.add_hybrid_file_key(now());
-                event.set_detail(
-                    "created: the keystore had no hybrid file-encryption key".to_owned(),
-                );
+                ring.add_key(name, purpose, now());
+                event.set_detail(format!(
+                    "created: the keystore had no {} file-encryption key",
+                    purpose.algorithm()
+                ));
                 Ok(true)
             },
         )
@@ -321,61 +338,74 @@ impl Keystore {
         kdf: KdfParams,
         label: &str,
     ) -> Result<u32, ChangeError> {
-        password.check_new()?;
-        kdf.check(&KdfLimits::DEFAULT)?;
-        let slot = PasswordSlot::seal(self.ring.master(), password, kdf)?;
-        self.change(
-            AuditEvent::new(AuditOp::SlotAdd).with_detail(kdf.to_string()),
-            |ring, event| {
-                let id = ring.add_slot(SLOT_PASSWORD, slot.encode(), label, now())?;
-                event.set_detail(format!("slot {id}, {kdf}"));
-                Ok(id)
-            },
-        )
+        let new = NewSlot::Password {
+            password: password.duplicate(),
+            kdf,
+        };
+        self.add_slot(&new, label).map(|(id, _)| id)
     }
 
     /// Adds a slot whose wrapping key is in hardware: a PKCS#11 token (the key labelled
-    /// `key_label` is made in the token if it has none) or the TPM. Returns its id and,
-    /// for PKCS#11, whether the key was made. The PIN is never stored.
+    /// `key_label` is made in the token if it has none) or the TPM. As
+    /// [`Keystore::add_slot`].
     ///
     /// # Errors
     ///
-    /// [`ChangeError::SlotBackend`] (the module, token, PIN or TPM failed; one line),
-    /// too many slots, a label over 128 bytes, lock or I/O errors; nothing changed.
+    /// As [`Keystore::add_slot`].
     pub fn add_hardware_slot(
         &mut self,
         new: &NewSlot,
         label: &str,
     ) -> Result<(u32, bool), ChangeError> {
-        let backend = |problem| ChangeError::SlotBackend { problem };
-        // The token or TPM work, before taking the lock.
-        let (kind, data, made, detail) = match new {
-            NewSlot::Pkcs11 {
-                module,
-                token,
-                key_label,
-                pin,
-            } => {
-                let (slot, made) =
-                    Pkcs11Slot::seal(self.ring.master(), module, token, key_label, pin.as_ref())
-                        .map_err(backend)?;
-                let detail = format!("pkcs11 token \"{token}\" key \"{key_label}\"");
-                (SLOT_PKCS11, slot.encode(), made, detail)
-            }
-            NewSlot::Tpm { tcti, pcrs } => {
-                let slot = TpmSlot::seal(self.ring.master(), tcti, pcrs).map_err(backend)?;
-                let detail = format!("tpm, pcrs {:?}", slot.pcrs());
-                (SLOT_TPM, slot.encode(), false, detail)
+        self.add_slot(new, label)
+    }
+
+    /// Adds an unlock slot of any kind (see [`NewSlot`]) that opens the same master key.
+    /// Returns its id and, for a slot in a PKCS#11 token, whether the token's key was
+    /// made. A PIN is never stored. The slow part (Argon2id, the token, the TPM) happens
+    /// before the lock is taken; a new hardware slot is opened once before it is written.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::SlotBackend`] (the module, token, PIN or TPM failed; one line),
+    /// [`ChangeError::UnlockPolicy`] (the policy does not allow the kind), an empty or
+    /// weak password, KDF parameters out of bounds, too many slots, a label over 128
+    /// bytes, lock or I/O errors; nothing changed.
+    pub fn add_slot(&mut self, new: &NewSlot, label: &str) -> Result<(u32, bool), ChangeError> {
+        let event = AuditEvent::new(AuditOp::SlotAdd);
+        let sealed = match self
+            .check_policy_allows(new)
+            .and_then(|()| slot::seal_new(self.ring.master(), new))
+        {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                // Refused before the lock: logged here (a change logs its own failure).
+                let _ = self.log(&event.failed(&format!("{} slot: {e}", new.kind_name())));
+                return Err(e);
             }
         };
-        self.change(
-            AuditEvent::new(AuditOp::SlotAdd).with_detail(detail.clone()),
-            |ring, event| {
-                let id = ring.add_slot(kind, data, label, now())?;
-                event.set_detail(format!("slot {id}, {detail}"));
-                Ok((id, made))
-            },
-        )
+        let (kind, made) = (sealed.kind, sealed.key_made);
+        let detail = sealed.detail;
+        self.change(event.with_detail(detail.clone()), |ring, event| {
+            let id = ring.add_slot(kind, sealed.data, label, now())?;
+            event.set_detail(format!("slot {id} ({label:?}), {detail}"));
+            Ok((id, made))
+        })
+    }
+
+    /// Refuses, before any slow or hardware work, a new slot of a kind the unlock policy
+    /// does not allow.
+    pub(super) fn check_policy_allows(&self, new: &NewSlot) -> Result<(), ChangeError> {
+        match self.ring.unlock_policy() {
+            Some(policy) if !new.allowed_by(Some(policy)) => Err(ChangeError::UnlockPolicy {
+                problem: format!(
+                    "the unlock policy allows only {} slots; a {} slot would open nothing",
+                    policy.names().join(", "),
+                    new.kind_name()
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Sets the unlock policy (the slot kinds that may unlock), or removes it with `None`.
@@ -400,8 +430,7 @@ impl Keystore {
     ///
     /// # Errors
     ///
-    /// An empty password, too many slots, a label over 128 bytes, KDF parameters out of
-    /// bounds, lock or I/O errors.
+    /// As [`Keystore::add_slot`].
     pub fn add_composite_slot(
         &mut self,
         password: &Password,
@@ -409,17 +438,12 @@ impl Keystore {
         kdf: KdfParams,
         label: &str,
     ) -> Result<u32, ChangeError> {
-        password.check_new()?;
-        kdf.check(&KdfLimits::DEFAULT)?;
-        let slot = CompositeSlot::seal(self.ring.master(), password, key_file, kdf)?;
-        self.change(
-            AuditEvent::new(AuditOp::SlotAdd).with_detail(format!("password+keyfile, {kdf}")),
-            |ring, event| {
-                let id = ring.add_slot(SLOT_COMPOSITE, slot.encode(), label, now())?;
-                event.set_detail(format!("slot {id}, password+keyfile, {kdf}"));
-                Ok(id)
-            },
-        )
+        let new = NewSlot::PasswordKeyFile {
+            password: password.duplicate(),
+            key_file: key_file.duplicate(),
+            kdf,
+        };
+        self.add_slot(&new, label).map(|(id, _)| id)
     }
 
     /// Removes an unlock slot. The last slot and the slot this session unlocked with are
@@ -430,92 +454,126 @@ impl Keystore {
     /// [`ChangeError::NoSuchSlot`], [`ChangeError::LastSlot`],
     /// [`ChangeError::CurrentSlot`], lock or I/O errors.
     pub fn remove_slot(&mut self, id: u32) -> Result<(), ChangeError> {
+        let what = self
+            .ring
+            .slots()
+            .into_iter()
+            .find(|s| s.id == id)
+            .map(|s| format!("slot {id} ({}, {:?})", s.kind.name(), s.label))
+            .unwrap_or_else(|| format!("slot {id}"));
         self.change(
-            AuditEvent::new(AuditOp::SlotRemove).with_detail(format!("slot {id}")),
+            AuditEvent::new(AuditOp::SlotRemove).with_detail(what),
             |ring, _| ring.remove_slot(id),
         )
     }
 
-    /// Replaces the master key by a new random one: the body is sealed under it, the slot
-    /// this session unlocked with is re-wrapped for `password` (which must open it), and
-    /// each password in `keep` re-wraps the other slot it opens; every other slot is
-    /// dropped (a slot wraps the old master key, which no longer opens anything new).
-    /// Escrow shares and network copies made before open only the keystore as it was.
-    /// Costs one Argon2id derivation per slot tried and per slot sealed.
+    /// Replaces the master key by a new random one, re-wrapping with `password` the
+    /// slots it opens (the one this session unlocked with among them) and with each of
+    /// `keep` the others it opens; every other slot is dropped. As
+    /// [`Keystore::rekey_with`] with a password only (hardware slots are dropped).
     ///
     /// # Errors
     ///
-    /// [`ChangeError::RekeyPassword`] (the password does not open the current slot, or a
-    /// password to keep opens no other slot); KDF, lock or I/O errors; nothing changed.
+    /// As [`Keystore::rekey_with`].
     pub fn rekey(
         &mut self,
         password: &Password,
         keep: &[Password],
     ) -> Result<RekeyReport, ChangeError> {
+        self.rekey_with(&Credentials::password(password.duplicate()), keep)
+    }
+
+    /// Replaces the master key by a new random one: the body is sealed under it and
+    /// every slot whose credentials are at hand is re-wrapped to it, keeping its id,
+    /// kind, label and parameters: password slots opened by the credentials' password or
+    /// one of `keep`, password+keyfile slots by one of them and the key file, PKCS#11 and
+    /// TPM slots through their hardware (each opened first), password+hardware slots by
+    /// both. Every other slot is dropped, with the reason in the report (a slot wraps the
+    /// old master key, which no longer opens anything new). Escrow shares and network
+    /// copies made before open only the keystore as it was. Costs one Argon2id
+    /// derivation per password slot tried and per slot sealed; the hardware work happens
+    /// before the lock is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::RekeyPassword`] (the slot this session unlocked with cannot be
+    /// re-wrapped with the credentials, or a password to keep opens no slot); KDF, lock or
+    /// I/O errors; nothing changed.
+    pub fn rekey_with(
+        &mut self,
+        credentials: &Credentials,
+        keep: &[Password],
+    ) -> Result<RekeyReport, ChangeError> {
         let current = self.ring.unlocked_slot();
         let master = Secret32::random();
-        let mut sealed = Vec::with_capacity(1 + keep.len());
-        let opens = |id: u32, password: &Password| -> Result<Option<PasswordSlot>, ChangeError> {
-            let Some(slot) = self.ring.password_slot(id) else {
-                return Ok(None);
-            };
-            Ok(slot.open(password, &KdfLimits::DEFAULT)?.map(|_| slot))
-        };
-        let Some(slot) = opens(current, password)? else {
-            return Err(ChangeError::RekeyPassword(format!(
-                "the password does not open slot {current}, the one this session unlocked with"
-            )));
-        };
-        sealed.push((current, PasswordSlot::seal(&master, password, slot.kdf)?));
-        let others: Vec<u32> = self
-            .ring
-            .slots()
-            .iter()
-            .map(|s| s.id)
-            .filter(|id| *id != current)
-            .collect();
-        for (n, other) in keep.iter().enumerate() {
-            let mut matched = None;
-            for id in others
-                .iter()
-                .filter(|id| !sealed.iter().any(|(s, _)| s == *id))
-            {
-                if let Some(slot) = opens(*id, other)? {
-                    matched = Some((*id, slot));
-                    break;
+        let mut passwords: Vec<&Password> = credentials.password.iter().collect();
+        let first_keep = passwords.len();
+        passwords.extend(keep);
+        let mut used = vec![false; passwords.len()];
+        let mut sealed = Vec::new();
+        let mut reasons = Vec::new();
+        // The current slot first: if it cannot be re-wrapped, no hardware is touched.
+        let mut raws: Vec<RawSlot> = self.ring.raw_slots().to_vec();
+        raws.sort_by_key(|raw| raw.id != current);
+        for raw in &raws {
+            match slot::rewrap(raw, self.ring.master(), &master, credentials, &passwords)? {
+                Rewrap::Done { data, password } => {
+                    if let Some(i) = password {
+                        used[i] = true;
+                    }
+                    sealed.push(RawSlot {
+                        id: raw.id,
+                        kind: raw.kind,
+                        data,
+                    });
                 }
+                Rewrap::Dropped(why) if raw.id == current => {
+                    return Err(ChangeError::RekeyPassword(format!(
+                        "slot {current}, the one this session unlocked with, cannot be re-wrapped: {why}; nothing changed"
+                    )));
+                }
+                Rewrap::Dropped(why) => reasons.push((raw.id, why)),
             }
-            let Some((id, slot)) = matched else {
-                return Err(ChangeError::RekeyPassword(format!(
-                    "password {} to keep opens no other slot; nothing changed",
-                    n + 1
-                )));
-            };
-            sealed.push((id, PasswordSlot::seal(&master, other, slot.kdf)?));
         }
+        if let Some(n) = used.iter().skip(first_keep).position(|used| !used) {
+            return Err(ChangeError::RekeyPassword(format!(
+                "password {} to keep opens no slot; nothing changed",
+                n + 1
+            )));
+        }
+        let kept: Vec<u32> = sealed.iter().map(|raw| raw.id).collect();
+        // The header keeps its order.
+        sealed.sort_by_key(|raw| raws.iter().position(|r| r.id == raw.id));
         let dropped: Vec<SlotInfo> = self
             .ring
             .slots()
             .into_iter()
-            .filter(|s| !sealed.iter().any(|(id, _)| *id == s.id))
+            .filter(|s| !kept.contains(&s.id))
             .collect();
-        let kept: Vec<u32> = sealed.iter().map(|(id, _)| *id).collect();
         let detail = format!(
             "new master key; slot(s) {kept:?} re-wrapped, {} dropped; escrow sets and network copies made before are revoked",
-            if dropped.is_empty() {
+            if reasons.is_empty() {
                 "none".to_owned()
             } else {
-                format!("{:?}", dropped.iter().map(|s| s.id).collect::<Vec<_>>())
+                reasons
+                    .iter()
+                    .map(|(id, why)| format!("slot {id} ({why})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         );
         self.change(
             AuditEvent::new(AuditOp::Rekey).with_detail(detail),
             |ring, _| {
-                ring.rekey(master, &sealed);
+                ring.rekey(master, sealed);
                 Ok(())
             },
         )?;
-        Ok(RekeyReport { kept, dropped })
+        Ok(RekeyReport {
+            kept,
+            dropped,
+            reasons,
+        })
     }
 
     /// Adds imported entries in one write (used by the legacy import).

@@ -7,13 +7,14 @@ use super::{Keystore, format_error, now, read_keystore};
 use crate::audit::{AuditEvent, AuditLog, AuditOp, Outcome};
 use crate::error::{ChangeError, OpenError};
 use crate::escrow::{self, EscrowError, SetId, Share};
-use crate::format::{FormatError, PasswordSlot, SLOT_PASSWORD};
+use crate::format::FormatError;
 use crate::fsx;
-use crate::kdf::{KdfLimits, KdfParams};
+use crate::kdf::KdfParams;
 use crate::layout::Layout;
 use crate::lock;
 use crate::password::Password;
 use crate::ring::KeyRing;
+use crate::slot::{self, NewSlot};
 
 /// Shamir escrow of the master key (see `docs/keystore.md`, "Escrow").
 impl Keystore {
@@ -103,20 +104,38 @@ impl Keystore {
 
     /// The forgotten-password case: rebuilds the master key from escrow shares, checks
     /// that it opens the keystore of `home`, and adds a password slot (labelled
-    /// `recovered`) for `new_password`, in one logged write. The returned keystore counts
-    /// as unlocked with the new slot.
+    /// `recovered`) for `new_password`. As [`Keystore::recover_with`].
     ///
     /// # Errors
     ///
-    /// [`EscrowError::Share`], [`EscrowError::WrongKeystore`], [`EscrowError::Open`]
-    /// (no keystore, permissions, damaged file), [`EscrowError::Change`] (a weak or
-    /// empty password, KDF parameters, too many slots, I/O); nothing changed.
+    /// As [`Keystore::recover_with`].
     pub fn recover(
         home: &Path,
         shares: &[Share],
         new_password: &Password,
         kdf: KdfParams,
     ) -> Result<Self, EscrowError> {
+        let new = NewSlot::Password {
+            password: new_password.duplicate(),
+            kdf,
+        };
+        Self::recover_with(home, shares, &new)
+    }
+
+    /// The forgotten-password (or lost-token) case: rebuilds the master key from escrow
+    /// shares, checks that it opens the keystore of `home`, and adds the slot `new`
+    /// (labelled `recovered`) in one logged write: a password slot, or, under an unlock
+    /// policy that forbids password-only unlock, a slot of a kind it allows (a password
+    /// and a key file, a PKCS#11 token, the TPM). The returned keystore counts as
+    /// unlocked with the new slot.
+    ///
+    /// # Errors
+    ///
+    /// [`EscrowError::Share`], [`EscrowError::WrongKeystore`], [`EscrowError::Open`]
+    /// (no keystore, permissions, damaged file), [`EscrowError::Change`] (the unlock
+    /// policy does not allow the new slot's kind, a weak or empty password, KDF
+    /// parameters, the token or TPM failed, too many slots, I/O); nothing changed.
+    pub fn recover_with(home: &Path, shares: &[Share], new: &NewSlot) -> Result<Self, EscrowError> {
         let layout = Layout::new(home);
         let keystore = layout.keystore();
         if !keystore.exists() {
@@ -130,8 +149,6 @@ impl Keystore {
         if layout.audit_log().exists() {
             fsx::check_private(&layout.audit_log(), false)?;
         }
-        new_password.check_new().map_err(ChangeError::from)?;
-        kdf.check(&KdfLimits::DEFAULT).map_err(ChangeError::from)?;
         let log = AuditLog::new(layout.audit_log());
         let fail = |e: EscrowError| {
             if let Ok(_lock) = lock::acquire(&layout) {
@@ -155,20 +172,35 @@ impl Keystore {
             }
             Err(other) => return Err(format_error(&keystore, other).into()),
         };
-        // The slow part, before taking the lock.
-        let slot =
-            PasswordSlot::seal(ring.master(), new_password, kdf).map_err(ChangeError::from)?;
-        let mut recovered = Self::adopt(layout, ring, false, None)?;
+        let mut recovered = Self::adopt(Layout::new(home), ring, false, None)?;
+        recovered
+            .check_policy_allows(new)
+            .map_err(|e| fail(recovery_refused(e).into()))?;
+        // The slow part (Argon2id, the token, the TPM), before taking the lock.
+        let sealed = slot::seal_new(recovered.ring.master(), new).map_err(|e| fail(e.into()))?;
         let k = shares.first().map_or(0, Share::threshold);
+        let detail = sealed.detail;
         recovered.change(AuditEvent::new(AuditOp::Recover), |ring, event| {
-            let id = ring.add_slot(SLOT_PASSWORD, slot.encode(), "recovered", now())?;
+            let id = ring.add_slot(sealed.kind, sealed.data, "recovered", now())?;
             ring.set_unlocked_slot(id);
             event.set_detail(format!(
-                "escrow set {set}, {} share(s) of a {k}-of-n set; new password slot {id}, {kdf}",
+                "escrow set {set}, {} share(s) of a {k}-of-n set; new slot {id}, {detail}",
                 shares.len()
             ));
             Ok(())
         })?;
         Ok(recovered)
+    }
+}
+
+/// A recovery refused by the unlock policy says which kinds of slot it can add instead.
+pub(super) fn recovery_refused(e: ChangeError) -> ChangeError {
+    match e {
+        ChangeError::UnlockPolicy { problem } => ChangeError::UnlockPolicy {
+            problem: format!(
+                "{problem}: recover with a slot it allows (--new-key-file F, --pkcs11 MODULE --token LABEL, --tpm, or one of them --with-password)"
+            ),
+        },
+        other => other,
     }
 }

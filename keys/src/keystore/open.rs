@@ -52,6 +52,16 @@ impl Keystore {
     ) -> Result<Self, CreateError> {
         password.check_new()?;
         kdf.check(&KdfLimits::DEFAULT)?;
+        Self::create_from(home, event, || make(password, kdf))
+    }
+
+    /// Creates the keystore of `home` from the key ring `make` builds (its slots
+    /// already sealed); `event` is its first audit line.
+    pub(super) fn create_from(
+        home: &Path,
+        event: AuditEvent,
+        make: impl FnOnce() -> Result<KeyRing, CreateError>,
+    ) -> Result<Self, CreateError> {
         let layout = Layout::new(home);
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -67,7 +77,7 @@ impl Keystore {
                 home: home.to_owned(),
             });
         }
-        let mut ring = make(password, kdf)?;
+        let mut ring = make()?;
         // A new keystore starts its own head (a head left by a former keystore is not
         // this one's).
         let log = AuditLog::keyed(&layout, ring.master(), ring.generation()).fresh();
@@ -153,8 +163,14 @@ impl Keystore {
         let log = AuditLog::new(audit_log);
         match KeyRing::unseal(&bytes, credentials, limits) {
             Ok(ring) => {
-                let event = AuditEvent::new(AuditOp::Unlock)
-                    .with_detail(format!("slot {}", ring.unlocked_slot()));
+                let id = ring.unlocked_slot();
+                let kind = ring
+                    .slots()
+                    .into_iter()
+                    .find(|s| s.id == id)
+                    .map_or("unknown", |s| s.kind.name());
+                let event =
+                    AuditEvent::new(AuditOp::Unlock).with_detail(format!("slot {id} ({kind})"));
                 Self::adopt(layout, ring, accept_rollback, Some(&event))
             }
             Err(UnsealError::WrongPassword) => {

@@ -7,14 +7,15 @@ use std::path::Path;
 
 use super::{Keystore, format_error, now, read_keystore};
 use crate::audit::{AuditEvent, AuditOp};
-use crate::error::{CreateError, OpenError};
+use crate::error::{ChangeError, CreateError, OpenError};
 use crate::escrow::{self, EscrowError, Share};
-use crate::format::{FormatError, PasswordSlot, SLOT_PASSWORD};
-use crate::kdf::{KdfLimits, KdfParams};
+use crate::format::FormatError;
+use crate::kdf::KdfParams;
 use crate::layout::Layout;
 use crate::password::Password;
 use crate::recovery;
 use crate::ring::KeyRing;
+use crate::slot::{self, NewSlot};
 
 /// Recovery without the machine (see `docs/keystore.md`, "Recovery without the machine").
 impl Keystore {
@@ -49,21 +50,13 @@ impl Keystore {
         Ok(recovery::recovery_key(&master))
     }
 
-    /// The machine is gone: rebuilds the master key from `shares`, checks `source` (a
-    /// network copy made by [`Keystore::network_copy`], or a copy of the sealed keystore
-    /// file) against it, and writes the keystore into the new `home` with a password
-    /// slot (labelled `recovered`) for `new_password`, logged as `recover` in a new
-    /// audit log. The master key and every key stay as they were, so the shares stay
-    /// valid. Returns the keystore and the catalog section of a network copy.
-    ///
-    /// Everything is checked before anything is written.
+    /// The machine is gone: rebuilds the master key from `shares` and writes the
+    /// keystore of `source` into the new `home` with a password slot for
+    /// `new_password`. As [`Keystore::recover_into_with`].
     ///
     /// # Errors
     ///
-    /// [`EscrowError::Share`], [`EscrowError::Copy`] (the network copy is not of these
-    /// shares' keystore, or damaged), [`EscrowError::WrongKeystore`],
-    /// [`EscrowError::Open`] (the keystore file is damaged), [`EscrowError::Create`] (a
-    /// keystore exists in `home`, a weak password, I/O).
+    /// As [`Keystore::recover_into_with`].
     pub fn recover_into(
         home: &Path,
         shares: &[Share],
@@ -71,14 +64,42 @@ impl Keystore {
         new_password: &Password,
         kdf: KdfParams,
     ) -> Result<(Self, Option<Vec<u8>>), EscrowError> {
+        let new = NewSlot::Password {
+            password: new_password.duplicate(),
+            kdf,
+        };
+        Self::recover_into_with(home, shares, source, &new)
+    }
+
+    /// The machine is gone: rebuilds the master key from `shares`, checks `source` (a
+    /// network copy made by [`Keystore::network_copy`], or a copy of the sealed keystore
+    /// file) against it, and writes the keystore into the new `home` with the slot `new`
+    /// (labelled `recovered`; under an unlock policy, of a kind it allows), logged as
+    /// `recover` in a new audit log. The master key and every key stay as they were, so
+    /// the shares stay valid. Returns the keystore and the catalog section of a network
+    /// copy.
+    ///
+    /// Everything is checked before anything is written.
+    ///
+    /// # Errors
+    ///
+    /// [`EscrowError::Share`], [`EscrowError::Copy`] (the network copy is not of these
+    /// shares' keystore, or damaged), [`EscrowError::WrongKeystore`],
+    /// [`EscrowError::Open`] (the keystore file is damaged), [`EscrowError::Change`] (the
+    /// unlock policy does not allow the new slot's kind; the token or TPM failed),
+    /// [`EscrowError::Create`] (a keystore exists in `home`, a weak password, I/O).
+    pub fn recover_into_with(
+        home: &Path,
+        shares: &[Share],
+        source: &[u8],
+        new: &NewSlot,
+    ) -> Result<(Self, Option<Vec<u8>>), EscrowError> {
         if Layout::new(home).keystore().exists() {
             return Err(CreateError::AlreadyExists {
                 home: home.to_owned(),
             }
             .into());
         }
-        new_password.check_new().map_err(CreateError::from)?;
-        kdf.check(&KdfLimits::DEFAULT).map_err(CreateError::from)?;
         let (master, set) = escrow::combine(shares)?;
         let (keystore, catalog, from) = if recovery::is_copy(source) {
             let (keystore, catalog) = recovery::open_copy(&master, source)?;
@@ -97,10 +118,23 @@ impl Keystore {
             }
             Err(other) => return Err(format_error(label, other).into()),
         };
+        if !new.allowed_by(ring.unlock_policy()) {
+            let names = ring
+                .unlock_policy()
+                .map(|p| p.names().join(", "))
+                .unwrap_or_default();
+            return Err(super::escrow::recovery_refused(ChangeError::UnlockPolicy {
+                problem: format!(
+                    "the unlock policy allows only {names} slots; a {} slot would open nothing",
+                    new.kind_name()
+                ),
+            })
+            .into());
+        }
         // The slow part, before anything is written.
-        let slot = PasswordSlot::seal(&master, new_password, kdf).map_err(CreateError::from)?;
+        let sealed = slot::seal_new(&master, new)?;
         let id = ring
-            .add_slot(SLOT_PASSWORD, slot.encode(), "recovered", now())
+            .add_slot(sealed.kind, sealed.data, "recovered", now())
             .map_err(|e| CreateError::Io {
                 path: home.to_owned(),
                 source: io::Error::other(e.to_string()),
@@ -109,10 +143,11 @@ impl Keystore {
         ring.header.generation = ring.header.generation.wrapping_add(1);
         let k = shares.first().map_or(0, Share::threshold);
         let event = AuditEvent::new(AuditOp::Recover).with_detail(format!(
-            "escrow set {set}, {} share(s) of a {k}-of-n set, keystore from {from}; new password slot {id}, {kdf}",
-            shares.len()
+            "escrow set {set}, {} share(s) of a {k}-of-n set, keystore from {from}; new slot {id}, {}",
+            shares.len(),
+            sealed.detail
         ));
-        let keystore = Self::create_with(home, new_password, kdf, event, |_, _| Ok(ring))?;
+        let keystore = Self::create_from(home, event, || Ok(ring))?;
         Ok((keystore, catalog))
     }
 }

@@ -37,6 +37,9 @@ pub const DEFAULT_KEY_LABEL: &str = "datamesh-keystore";
 /// A PKCS#11 slot as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Pkcs11Slot {
+    /// The slot kind in the associated data (not stored: [`SLOT_PKCS11`], or the kind of
+    /// the password+pkcs11 slot this one is the hardware half of).
+    kind: u8,
     pub(crate) module: PathBuf,
     pub(crate) token: String,
     pub(crate) key_label: String,
@@ -48,6 +51,7 @@ impl Pkcs11Slot {
     /// Encrypts `master` in the token under the key labelled `key_label`, made there
     /// first if the token has none. Returns the slot and whether the key was made.
     pub(crate) fn seal(
+        kind: u8,
         master: &Secret32,
         module: &Path,
         token: &str,
@@ -71,7 +75,7 @@ impl Pkcs11Slot {
         };
         let mut iv = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut iv);
-        let aad = aad(token, key_label);
+        let aad = aad(kind, token, key_label);
         let mut iv_param = iv;
         let params = GcmParams::new(&mut iv_param, &aad, 128.into()).map_err(|e| e.to_string())?;
         let out = session
@@ -84,6 +88,7 @@ impl Pkcs11Slot {
             )
         })?;
         let slot = Self {
+            kind,
             module: PathBuf::from(module_text),
             token: token.to_owned(),
             key_label: key_label.to_owned(),
@@ -110,7 +115,7 @@ impl Pkcs11Slot {
                 self.token, self.key_label
             )
         })?;
-        let aad = aad(&self.token, &self.key_label);
+        let aad = aad(self.kind, &self.token, &self.key_label);
         let mut iv = self.iv;
         let params = GcmParams::new(&mut iv, &aad, 128.into()).map_err(|e| e.to_string())?;
         let plain = Zeroizing::new(
@@ -150,7 +155,13 @@ impl Pkcs11Slot {
         out
     }
 
+    /// A PKCS#11 slot's data.
     pub(crate) fn decode(data: &[u8]) -> Result<Self, String> {
+        Self::decode_as(SLOT_PKCS11, data)
+    }
+
+    /// Slot data whose associated data names `kind`.
+    pub(crate) fn decode_as(kind: u8, data: &[u8]) -> Result<Self, String> {
         let mut reader = SlotReader::new(data);
         let module = reader.blob()?;
         if module.is_empty() || module.len() > MAX_MODULE_PATH {
@@ -161,6 +172,7 @@ impl Pkcs11Slot {
         let token = reader.short_str(MAX_TOKEN_LABEL)?;
         let key_label = reader.short_str(MAX_KEY_LABEL)?;
         let slot = Self {
+            kind,
             module: PathBuf::from(module),
             token,
             key_label,
@@ -172,10 +184,10 @@ impl Pkcs11Slot {
     }
 }
 
-fn aad(token: &str, key_label: &str) -> Vec<u8> {
+fn aad(kind: u8, token: &str, key_label: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(SLOT_AAD_LABEL.len() + 3 + token.len() + key_label.len());
     aad.extend_from_slice(SLOT_AAD_LABEL);
-    aad.push(SLOT_PKCS11);
+    aad.push(kind);
     put_short_str(&mut aad, token);
     put_short_str(&mut aad, key_label);
     aad
@@ -314,6 +326,7 @@ mod tests {
     #[test]
     fn slot_data_round_trips_and_bad_data_is_refused() -> Result<(), String> {
         let slot = Pkcs11Slot {
+            kind: SLOT_PKCS11,
             module: PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
             token: "node".into(),
             key_label: DEFAULT_KEY_LABEL.into(),

@@ -24,6 +24,9 @@ const MAX_BLOB: usize = 512;
 /// A TPM slot as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TpmSlot {
+    /// The slot kind in the associated data (not stored: [`super::SLOT_TPM`], or the kind
+    /// of the password+tpm slot this one is the hardware half of).
+    kind: u8,
     pcr_mask: u32,
     public: Vec<u8>,
     private: Vec<u8>,
@@ -51,7 +54,13 @@ impl TpmSlot {
         out
     }
 
+    /// A TPM slot's data.
     pub(crate) fn decode(data: &[u8]) -> Result<Self, String> {
+        Self::decode_as(super::SLOT_TPM, data)
+    }
+
+    /// Slot data whose associated data names `kind`.
+    pub(crate) fn decode_as(kind: u8, data: &[u8]) -> Result<Self, String> {
         let mut reader = SlotReader::new(data);
         let pcr_mask = reader.u32()?;
         if pcr_mask >> (MAX_PCR + 1) != 0 {
@@ -67,6 +76,7 @@ impl TpmSlot {
             return Err("a TPM slot with a bad object".into());
         }
         let slot = Self {
+            kind,
             pcr_mask,
             public,
             private,
@@ -78,17 +88,22 @@ impl TpmSlot {
     }
 
     #[cfg(feature = "tpm")]
-    fn aad(pcr_mask: u32) -> Vec<u8> {
+    fn aad(kind: u8, pcr_mask: u32) -> Vec<u8> {
         let mut aad = Vec::with_capacity(super::SLOT_AAD_LABEL.len() + 5);
         aad.extend_from_slice(super::SLOT_AAD_LABEL);
-        aad.push(super::SLOT_TPM);
+        aad.push(kind);
         aad.extend_from_slice(&pcr_mask.to_be_bytes());
         aad
     }
 
     /// Makes a slot key, seals it to the TPM at `tcti` (bound to `pcrs`), wraps `master`.
     #[cfg(feature = "tpm")]
-    pub(crate) fn seal(master: &Secret32, tcti: &str, pcrs: &[u8]) -> Result<Self, String> {
+    pub(crate) fn seal(
+        kind: u8,
+        master: &Secret32,
+        tcti: &str,
+        pcrs: &[u8],
+    ) -> Result<Self, String> {
         let mut pcr_mask = 0u32;
         if pcrs.len() > esapi::MAX_PCRS {
             return Err(format!(
@@ -104,8 +119,9 @@ impl TpmSlot {
         }
         let slot_key = Secret32::random();
         let (public, private) = esapi::seal(tcti, pcr_mask, &slot_key)?;
-        let (nonce, wrapped) = super::wrap(&slot_key, &Self::aad(pcr_mask), master);
+        let (nonce, wrapped) = super::wrap(&slot_key, &Self::aad(kind, pcr_mask), master);
         let slot = Self {
+            kind,
             pcr_mask,
             public,
             private,
@@ -120,7 +136,12 @@ impl TpmSlot {
 
     /// Without the `tpm` feature there is no TPM backend.
     #[cfg(not(feature = "tpm"))]
-    pub(crate) fn seal(_master: &Secret32, _tcti: &str, _pcrs: &[u8]) -> Result<Self, String> {
+    pub(crate) fn seal(
+        _kind: u8,
+        _master: &Secret32,
+        _tcti: &str,
+        _pcrs: &[u8],
+    ) -> Result<Self, String> {
         Err(NO_TPM.into())
     }
 
@@ -131,7 +152,7 @@ impl TpmSlot {
             let slot_key = esapi::unseal(tcti, self.pcr_mask, &self.public, &self.private)?;
             super::unwrap(
                 &slot_key,
-                &Self::aad(self.pcr_mask),
+                &Self::aad(self.kind, self.pcr_mask),
                 &self.nonce,
                 &self.wrapped,
             )

@@ -106,3 +106,90 @@ fn unlock_policies_parse_and_round_trip() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn a_slot_is_chosen_by_id_kind_or_label() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    let home = dir.path();
+    let usb = keystore.add_composite_slot(
+        &pw("second factor pass"),
+        &KeyFile::from_bytes(&[5; 32]),
+        small(),
+        "usb",
+    )?;
+    // Another slot with the same password: only the label tells them apart.
+    let spare = keystore.add_password_slot(&pw("old password"), small(), "spare")?;
+    drop(keystore);
+    let open = |choice: &str, credentials: Credentials| {
+        Keystore::open_with(home, &credentials.choose(SlotChoice::parse(choice)?))
+            .map(|k| k.unlocked_slot())
+            .map_err(|e| e.to_string())
+    };
+    let password = || Credentials::password(pw("old password"));
+    assert_eq!(open("auto", password()), Ok(1));
+    assert_eq!(open("spare", password()), Ok(spare));
+    assert_eq!(open(&format!("{spare}"), password()), Ok(spare));
+    assert_eq!(open("password", password()), Ok(1));
+    assert_eq!(
+        open(
+            "password+keyfile",
+            two_factors("second factor pass", &[5; 32])
+        ),
+        Ok(usb)
+    );
+    assert_eq!(
+        open("label:usb", two_factors("second factor pass", &[5; 32])),
+        Ok(usb)
+    );
+    let Err(e) = open("nobody", password()) else {
+        return Err("a label no slot has unlocked".into());
+    };
+    assert!(e.contains("no slot labelled \"nobody\" opened"), "{e}");
+    let Err(e) = open("tpm", password()) else {
+        return Err("a kind no slot has unlocked".into());
+    };
+    assert!(e.contains("no such slot (a tpm slot)"), "{e}");
+    assert!(SlotChoice::parse("label:").is_err());
+    assert!(SlotChoice::parse(&"x".repeat(129)).is_err());
+    Ok(())
+}
+
+#[test]
+fn a_rekey_keeps_a_password_keyfile_slot_given_its_key_file() -> TestResult {
+    let (dir, mut keystore) = new_home()?;
+    let home = dir.path();
+    let usb = keystore.add_composite_slot(
+        &pw("second factor pass"),
+        &KeyFile::from_bytes(&[5; 32]),
+        small(),
+        "usb",
+    )?;
+    // Without the key file: dropped, with the reason.
+    let mut copy = Keystore::open(home, &pw("old password"))?;
+    let report = copy.rekey(&pw("old password"), &[])?;
+    assert_eq!(report.kept, [1]);
+    assert_eq!(report.reasons.len(), 1);
+    assert!(
+        report.reasons[0].1.contains("key file"),
+        "{:?}",
+        report.reasons
+    );
+    drop(copy);
+    let mut keystore = Keystore::open(home, &pw("old password"))?;
+    let usb2 = keystore.add_composite_slot(
+        &pw("second factor pass"),
+        &KeyFile::from_bytes(&[5; 32]),
+        small(),
+        "usb again",
+    )?;
+    assert_ne!(usb, usb2);
+    let with_file =
+        Credentials::password(pw("old password")).with_key_file(KeyFile::from_bytes(&[5; 32]));
+    let report = keystore.rekey_with(&with_file, &[pw("second factor pass")])?;
+    assert_eq!(report.kept, [1, usb2]);
+    assert!(report.dropped.is_empty());
+    drop(keystore);
+    let reopened = Keystore::open_with(home, &two_factors("second factor pass", &[5; 32]))?;
+    assert_eq!(reopened.unlocked_slot(), usb2);
+    Ok(())
+}

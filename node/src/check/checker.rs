@@ -142,8 +142,14 @@ impl Checker {
 
         let kept_until =
             super::lease::kept_until(files, id, &manifest, &stripes, &manifest_before, renew).await;
+        let envelope = envelopes_before
+            .newest
+            .as_deref()
+            .and_then(|bytes| datamesh_core::KeyEnvelope::from_bytes(bytes).ok())
+            .map(|e| super::report::envelope_protection(&e));
         let report = CheckReport {
             kept_until,
+            envelope,
             id,
             verified: verify,
             repair,

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use datamesh_core::{DATA_SHARDS, FileId, ShardId, TOTAL_SHARDS};
+use datamesh_core::{DATA_SHARDS, FileId, KeyEnvelope, ShardId, TOTAL_SHARDS};
 use libp2p::PeerId;
 use serde_json::Value;
 
@@ -113,6 +113,26 @@ pub struct CheckReport {
     /// The earliest lease end (Unix seconds) among the copies found (after a renewal,
     /// when the owner's self-check renewed), `None` if no holder answered.
     pub kept_until: Option<u64>,
+    /// What protects the data key in the newest envelope found (`None`: none found).
+    pub envelope: Option<datamesh_api::EnvelopeProtection>,
+}
+
+/// The algorithms of an envelope's recipients, as `check` reports them.
+pub(crate) fn envelope_protection(envelope: &KeyEnvelope) -> datamesh_api::EnvelopeProtection {
+    datamesh_api::EnvelopeProtection {
+        version: envelope.version(),
+        sequence: envelope.sequence(),
+        recipients: envelope
+            .wrapped()
+            .iter()
+            .map(|w| datamesh_api::RecipientProtection {
+                key_id: w.recipient.to_string(),
+                kind: w.kind.as_str().to_owned(),
+                algorithms: w.kind.algorithms().to_owned(),
+                post_quantum: w.kind.is_post_quantum(),
+            })
+            .collect(),
+    }
 }
 
 impl CheckReport {
@@ -228,6 +248,7 @@ impl CheckReport {
             bad_peers: strings(&self.bad_peers()),
             repaired_shards: self.repaired_shards(),
             kept_until: self.kept_until,
+            envelope: self.envelope.clone(),
             before: summary(false),
             after: summary(true),
             stripes,
@@ -350,6 +371,7 @@ mod tests {
             peers_answered: 7,
             manifest_copies: (5, 6),
             envelope_copies: (2, 6),
+            envelope: None,
             stripes: vec![StripeReport {
                 stripe: 0,
                 before: StripeHealth::of(&before),

@@ -1,16 +1,19 @@
 //! The engine's shared state: what every operation of [`Files`] reaches the network, the
 //! stores and the keys through.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use datamesh_core::ecies::SecretKey;
 use datamesh_core::{
     AuthorityError, AuthorityKey, AuthorityRoot, AuthoritySalt, FileAuthority, HybridSecretKey,
-    PolicyError, Recipient, RecipientKind, RecipientPolicy, UnwrapKey,
+    P256SecretKey, PolicyError, Recipient, RecipientKind, RecipientPolicy, UnwrapKey,
 };
 use libp2p::PeerId;
 
+use super::session::{PutSession, Sessions};
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::network::Network;
@@ -61,6 +64,10 @@ pub struct FileKeys {
     /// (new files are wrapped to it under the `hybrid` and `pq-required` policies), then
     /// the other live versions (they still open files). Empty for a keystore without one.
     pub hybrid: Vec<HybridSecretKey>,
+    /// The NIST P-256 file-encryption keys: the active one first (new files are wrapped
+    /// to it under `p256-only`, the fips profile), then the other live versions. Empty for
+    /// a keystore without one.
+    pub p256: Vec<P256SecretKey>,
     /// The file-authority roots: the active one first (it derives the authority key of
     /// new files), then the older live versions (for files put under them).
     pub authority: Vec<AuthorityRoot>,
@@ -68,13 +75,19 @@ pub struct FileKeys {
 
 impl FileKeys {
     /// The owner's own recipient for a new envelope under `policy`: the active hybrid key
-    /// (`hybrid`, `pq-required`) or the active classical key (`classical`, or `hybrid`
-    /// with no hybrid key in the keystore).
+    /// (`hybrid`, `pq-required`), the active P-256 key (`p256-only`) or the active
+    /// classical key (`classical`, or `hybrid` with no hybrid key in the keystore).
     ///
     /// # Errors
-    /// [`PolicyError::NoHybridKey`] under `pq-required` without a hybrid key.
+    /// [`PolicyError::NoHybridKey`] under `pq-required` without a hybrid key;
+    /// [`PolicyError::NoP256Key`] under `p256-only` without a P-256 key.
     pub fn owner_recipient(&self, policy: RecipientPolicy) -> Result<Recipient, PolicyError> {
         match (policy.owner_kind(), self.hybrid.first()) {
+            (RecipientKind::P256, _) => self
+                .p256
+                .first()
+                .map(|key| Recipient::P256(key.public_key()))
+                .ok_or(PolicyError::NoP256Key),
             (RecipientKind::Hybrid, Some(key)) => Ok(Recipient::Hybrid(key.public_key())),
             (RecipientKind::Hybrid, None) if policy == RecipientPolicy::PqRequired => {
                 Err(PolicyError::NoHybridKey)
@@ -83,13 +96,14 @@ impl FileKeys {
         }
     }
 
-    /// Every key that may open a file, classical then hybrid, for
+    /// Every key that may open a file, classical, hybrid, then P-256, for
     /// [`datamesh_core::KeyEnvelope::open`].
     pub fn unwrap_keys(&self) -> impl Iterator<Item = &dyn UnwrapKey> {
         self.decrypt
             .iter()
             .map(|k| k as &dyn UnwrapKey)
             .chain(self.hybrid.iter().map(|k| k as &dyn UnwrapKey))
+            .chain(self.p256.iter().map(|k| k as &dyn UnwrapKey))
     }
 
     /// A new file's authority key: the active root with a fresh random salt. `None` if
@@ -145,6 +159,9 @@ pub struct FilesConfig {
     pub lookup_deadline: Duration,
     /// Which recipient kinds new envelopes may wrap to (the `[security]` policy).
     pub recipients: RecipientPolicy,
+    /// Where resumable puts keep their state (`put-sessions/` in the node's data
+    /// folder, set by `Node::start` when none is given). `None`: puts are not resumable.
+    pub put_sessions: Option<PathBuf>,
 }
 
 impl Default for FilesConfig {
@@ -155,6 +172,7 @@ impl Default for FilesConfig {
             stripe_deadline: Duration::from_secs(20),
             lookup_deadline: Duration::from_secs(10),
             recipients: RecipientPolicy::default(),
+            put_sessions: None,
         }
     }
 }
@@ -176,6 +194,10 @@ struct Inner {
     /// the first still runs (a client killed and run again) waits for it, then finds the
     /// old file gone instead of making a second new copy.
     reencrypting: tokio::sync::Mutex<()>,
+    /// The folder of resumable puts' state, and the sessions running now (one put per
+    /// session at a time).
+    sessions: Option<Sessions>,
+    running_sessions: Mutex<HashSet<PutSession>>,
 }
 
 impl std::fmt::Debug for Files {
@@ -201,10 +223,37 @@ impl Files {
                 catalog,
                 keys,
                 metrics,
+                sessions: config.put_sessions.clone().map(Sessions::new),
                 config,
                 reencrypting: tokio::sync::Mutex::new(()),
+                running_sessions: Mutex::new(HashSet::new()),
             }),
         }
+    }
+
+    /// The state folder of resumable puts, if the node keeps one.
+    pub(super) fn sessions(&self) -> Option<&Sessions> {
+        self.inner.sessions.as_ref()
+    }
+
+    /// Marks `session` running; false if it already is.
+    pub(super) fn start_session(&self, session: PutSession) -> bool {
+        let mut running = self
+            .inner
+            .running_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        running.insert(session)
+    }
+
+    /// Marks `session` no longer running.
+    pub(super) fn end_session(&self, session: PutSession) {
+        let mut running = self
+            .inner
+            .running_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        running.remove(&session);
     }
 
     /// Serialises re-encryptions (see `Inner::reencrypting`).

@@ -11,6 +11,8 @@
 //!   shard on one host.
 //! * `locate`: a file's manifest, an envelope this node can open, the shards' holders.
 //! * `put`, `get`, `share`: the operations, each with its error and report.
+//! * `session`: the state of a resumable put (sealed data key, stripes written ahead,
+//!   blobs acknowledged), kept by the node that encrypts it.
 //! * `reencrypt`: a file read and stored again under a fresh data key (a new file id),
 //!   the old one released (incident response); built on `get` and `put`.
 //! * `remove`: the owner's signed orders (removal, lease renewal); the removal of a
@@ -27,6 +29,7 @@ mod put;
 mod reach;
 mod reencrypt;
 mod remove;
+mod session;
 mod share;
 
 pub use engine::{FileKeys, Files, FilesConfig, KeyAccess, KeyProvider, KeyProviderError};
@@ -36,4 +39,5 @@ pub use placement::MANIFEST_COPIES;
 pub use put::{MIN_ENVELOPE_COPIES, MIN_MANIFEST_COPIES, PutError, PutReport};
 pub use reencrypt::{ReencryptError, ReencryptReport};
 pub use remove::{RemoveError, RemoveReport};
+pub use session::{MAX_PUT_SESSIONS, PUT_SESSION_TTL, PutSession, SessionError};
 pub use share::{KeyUsageError, RewrapError, RewrapReport};

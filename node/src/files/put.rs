@@ -2,17 +2,19 @@
 //! stripe on six distinct peers (a bounded window of stripes in flight), stores the
 //! manifest and the key envelope, has the holders announce the file and records it in
 //! the catalog. Every store a put makes is written in its ledger; a put that fails or is
-//! dropped deletes them again.
+//! dropped deletes them again, unless it is resumable (a put session, `session.rs`):
+//! then what it placed stays for the put to resume (see there), and the state of a
+//! session not resumed within a day is deleted with what it placed.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use datamesh_core::{
     AuthorityError, EncodeError, EncodeOptions, Encoder, EnvelopeError, FileId, KeyEnvelope,
-    PolicyError, Recipient, ShardId, Stripe, TOTAL_SHARDS,
+    PolicyError, Recipient, SegmentSize, ShardId, Stripe, TOTAL_SHARDS,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
@@ -21,6 +23,7 @@ use tokio::task::JoinError;
 use tracing::{debug, info, warn};
 
 use super::engine::{Files, KeyProviderError};
+use super::session::{KnownStripe, PutSession, SessionError, SessionLog};
 use crate::catalog::{CatalogEntry, CatalogError, Placement};
 use crate::network::NetworkError;
 use crate::protocol::{Request, Response};
@@ -38,6 +41,8 @@ const CLEANUP_WAIT: Duration = Duration::from_secs(40);
 const CLEANUP_DELETE_DEADLINE: Duration = Duration::from_secs(10);
 /// Deletes sent at once when cleaning up after a failed put.
 const CLEANUP_DELETES: usize = 32;
+/// Longest wait for an earlier attempt of the same put session to end.
+const SESSION_BUSY_WAIT: Duration = Duration::from_secs(60);
 
 /// A put failed.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +107,22 @@ pub enum PutError {
     /// The catalog could not be written.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// A resumed put's input differs from what the interrupted put encoded: stripe
+    /// `stripe` re-encodes to other shards. Nothing of it was sent; the session and
+    /// what it placed are deleted.
+    #[error(
+        "the input differs from the interrupted put's at stripe {stripe} (the source changed): nothing more was sent, its partial put was deleted; put it again"
+    )]
+    SourceChanged {
+        /// The first stripe found different.
+        stripe: u64,
+    },
+    /// The state of a resumable put could not be used.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// Another put of the same session is running.
+    #[error("put session {0} is running already (another `datamesh put` of the same file?)")]
+    SessionBusy(PutSession),
     /// A blocking task of the put (encoding the input, writing the catalog) panicked or
     /// was cancelled.
     #[error("put: the {task} task failed: {source}")]
@@ -128,6 +149,8 @@ pub struct PutReport {
     pub manifest_copies: usize,
     /// Remote holders that kept the key envelope.
     pub envelope_copies: usize,
+    /// Stripes an interrupted put of the same session had placed, not sent again.
+    pub resumed_stripes: u64,
 }
 
 fn now_secs() -> u64 {
@@ -145,6 +168,8 @@ struct PutLedger {
     state: Mutex<LedgerState>,
     /// Store requests (and the catalog write) of the put still running.
     in_flight: watch::Sender<usize>,
+    /// A resumable put's state: every accepted store is also written there.
+    session: OnceLock<Arc<SessionLog>>,
 }
 
 #[derive(Debug, Default)]
@@ -169,6 +194,7 @@ impl PutLedger {
         Arc::new(Self {
             state: Mutex::default(),
             in_flight: watch::channel(0).0,
+            session: OnceLock::new(),
         })
     }
 
@@ -182,7 +208,18 @@ impl PutLedger {
     }
 
     fn record(&self, peer: PeerId, id: ShardId) {
+        if let Some(log) = self.session.get() {
+            log.held(peer, id);
+        }
         self.lock().stored.push((peer, id));
+    }
+
+    /// Binds the ledger to a session whose earlier attempts stored `held`.
+    fn attach(&self, log: SessionLog, held: Vec<(PeerId, ShardId)>) -> Arc<SessionLog> {
+        let log = Arc::new(log);
+        let _ = self.session.set(Arc::clone(&log));
+        self.lock().stored.extend(held);
+        log
     }
 
     fn commit(&self) {
@@ -240,27 +277,83 @@ impl Files {
         mtime: Option<u64>,
         recipients: Vec<Recipient>,
     ) -> Result<PutReport, PutError> {
+        self.put_resumable(reader, name, mtime, recipients, None)
+            .await
+    }
+
+    /// As [`Files::put_with_mtime`]; with a `session` the put is resumable: an
+    /// interrupted put of that session is continued with its data key, the stripes it
+    /// placed are not sent again (each checked to re-encode to the same shards), and an
+    /// interrupted put leaves its shards and state for the next attempt (deleted after
+    /// [`super::PUT_SESSION_TTL`] if none comes).
+    ///
+    /// # Errors
+    /// See [`PutError`].
+    pub async fn put_resumable<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+        name: String,
+        mtime: Option<u64>,
+        recipients: Vec<Recipient>,
+        session: Option<PutSession>,
+    ) -> Result<PutReport, PutError> {
         let started = Instant::now();
         let ledger = PutLedger::new();
+        let _running = match session {
+            Some(id) => {
+                // A client killed and run again may find its first attempt still winding
+                // down (its stores in flight): wait for it, bounded.
+                let deadline = Instant::now() + SESSION_BUSY_WAIT;
+                while !self.start_session(id) {
+                    if Instant::now() > deadline {
+                        return Err(PutError::SessionBusy(id));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                // Old sessions go first (their own task: this put does not wait).
+                let files = self.clone();
+                tokio::spawn(async move { files.sweep_put_sessions().await });
+                Some(SessionRunning {
+                    files: self.clone(),
+                    id,
+                })
+            }
+            None => None,
+        };
         let mut guard = PutGuard {
             files: self.clone(),
             ledger: Arc::clone(&ledger),
-            armed: true,
+            armed: session.is_none(),
         };
+        if session.is_some() && mtime.is_none() {
+            return Err(SessionError::NoMtime.into());
+        }
         let mtime = mtime.unwrap_or_else(now_secs);
         let result = self
-            .put_inner(reader, name, mtime, recipients, &ledger)
+            .put_inner(reader, name, mtime, recipients, &ledger, session)
             .await;
         guard.armed = false;
-        if let Err(e) = &result {
-            info!("put failed ({e}); deleting what it stored");
-            // Its own task: a caller that goes away now does not stop the clean-up. Awaited
-            // so that a failed put has released its peers' space when it returns (bounded
-            // by CLEANUP_WAIT and the delete deadline).
-            let files = self.clone();
-            if let Err(e) = tokio::spawn(async move { files.clean_up_put(ledger).await }).await {
-                warn!("put clean-up task failed: {e}");
+        match (&result, session) {
+            (Err(e), None) | (Err(e @ PutError::SourceChanged { .. }), Some(_)) => {
+                info!("put failed ({e}); deleting what it stored");
+                if let Some(id) = session
+                    && let Some(sessions) = self.sessions()
+                {
+                    sessions.discard(id);
+                }
+                // Its own task: a caller that goes away now does not stop the clean-up.
+                // Awaited so that a failed put has released its peers' space when it
+                // returns (bounded by CLEANUP_WAIT and the delete deadline).
+                let files = self.clone();
+                if let Err(e) = tokio::spawn(async move { files.clean_up_put(ledger).await }).await
+                {
+                    warn!("put clean-up task failed: {e}");
+                }
             }
+            (Err(e), Some(id)) => {
+                info!(session = %id, "resumable put interrupted ({e}); its state is kept");
+            }
+            (Ok(_), _) => {}
         }
         let metrics = self.metrics();
         match &result {
@@ -268,12 +361,45 @@ impl Files {
                 metrics.puts.inc();
                 metrics.put_bytes.inc_by(report.size);
                 metrics.put_seconds.observe(started.elapsed().as_secs_f64());
+                metrics.put_stripes_resumed.inc_by(report.resumed_stripes);
             }
             Err(_) => {
                 metrics.failures.inc();
             }
         }
         result
+    }
+
+    /// Deletes the state of put sessions not written to for a day, and what they
+    /// placed (bounded like a failed put's clean-up).
+    pub async fn sweep_put_sessions(&self) {
+        let Some(sessions) = self.sessions().cloned() else {
+            return;
+        };
+        let files = self.clone();
+        let expired = tokio::task::spawn_blocking(move || {
+            let mut blobs = Vec::new();
+            for session in sessions.expired(SystemTime::now()) {
+                // Held while its state goes: a put of it now waits, then starts afresh.
+                if files.start_session(session) {
+                    blobs.extend(sessions.take(session));
+                    files.end_session(session);
+                }
+            }
+            blobs
+        })
+        .await;
+        match expired {
+            Ok(blobs) if !blobs.is_empty() => {
+                info!(
+                    blobs = blobs.len(),
+                    "deleting what expired put sessions placed"
+                );
+                self.delete_blobs(blobs).await;
+            }
+            Ok(_) => {}
+            Err(e) => warn!("put session sweep failed: {e}"),
+        }
     }
 
     /// Whether a put to `recipients` (besides the owner) passes the recipient policy.
@@ -295,6 +421,7 @@ impl Files {
         mtime: u64,
         recipients: Vec<Recipient>,
         ledger: &Arc<PutLedger>,
+        session: Option<PutSession>,
     ) -> Result<PutReport, PutError> {
         let keys = self.file_keys().map_err(PutError::Keys)?;
         // The policy is checked before a byte is placed: a refused put stores nothing.
@@ -305,12 +432,41 @@ impl Files {
         let authority = keys.new_authority().ok_or(PutError::NoAuthority)??;
         let commitment = authority.file_authority();
         let window = self.config().window.max(1);
+        // A resumable put: its data key and what its earlier attempts placed.
+        let (key, known, log) = match session {
+            Some(id) => {
+                let sessions = self.sessions().cloned().ok_or(SessionError::Disabled)?;
+                let owner = wrap_to[0].clone();
+                let segment = SegmentSize::DEFAULT.bytes() as u64;
+                // The metadata is sealed under the data key too: an attempt must seal the
+                // same name and mtime as any before it.
+                let metadata = postcard::to_stdvec(&(&name, mtime)).unwrap_or_default();
+                let metadata = *ShardId::of(&metadata).as_bytes();
+                let (log, resumed) = tokio::task::spawn_blocking(move || {
+                    sessions.open(id, &keys, &owner, segment, metadata)
+                })
+                .await
+                .map_err(|source| PutError::TaskFailed {
+                    task: "reading the put session",
+                    source,
+                })??;
+                if resumed.existing {
+                    info!(session = %id, stripes = resumed.stripes.len(), "resuming a put");
+                }
+                let log = ledger.attach(log, resumed.held);
+                (Some(resumed.key), resumed.stripes, Some(log))
+            }
+            None => (None, HashMap::new(), None),
+        };
         let (tx, mut rx) = mpsc::channel::<Stripe>(window);
         let options = EncodeOptions::new(name.clone())
             .with_mtime(mtime)
             .with_stripes_in_flight(window);
         let encoder = tokio::task::spawn_blocking(move || {
-            let mut encoder = Encoder::new(reader, options);
+            let mut encoder = match key {
+                Some(key) => Encoder::resume_with_key(reader, options, key),
+                None => Encoder::new(reader, options),
+            };
             for stripe in encoder.by_ref() {
                 if tx.blocking_send(stripe?).is_err() {
                     // The placing side gave up; its error is the one reported.
@@ -323,24 +479,50 @@ impl Files {
         let unreachable = Arc::new(Mutex::new(HashSet::new()));
         let mut placing = FuturesUnordered::new();
         let mut placements: Vec<Option<[PeerId; TOTAL_SHARDS]>> = Vec::new();
+        let mut resumed_stripes = 0u64;
         let mut input_done = false;
+        // The first stripe found to differ from the session's: nothing more is placed,
+        // the rest of the input is read and dropped so the client gets the answer
+        // rather than a connection closed under its upload.
+        let mut changed: Option<u64> = None;
         loop {
             tokio::select! {
                 stripe = rx.recv(), if !input_done && placing.len() < window => match stripe {
+                    Some(_) if changed.is_some() => {}
                     Some(stripe) => {
                         let index = stripe.index();
                         placements.push(None);
+                        let written_ahead = match known.get(&index) {
+                            Some(known) => match already_placed(known, &stripe) {
+                                Ok(Some(holders)) => {
+                                    placements[index as usize] = Some(holders);
+                                    resumed_stripes += 1;
+                                    continue;
+                                }
+                                Ok(None) => true,
+                                Err(_) => {
+                                    changed = Some(index);
+                                    continue;
+                                }
+                            },
+                            None => false,
+                        };
                         let files = self.clone();
                         let unreachable = Arc::clone(&unreachable);
                         let ledger = Arc::clone(ledger);
+                        let log = log.clone().filter(|_| !written_ahead);
                         placing.push(async move {
-                            (index, files.place_stripe(stripe, &unreachable, &ledger).await)
+                            (index, files.write_ahead_and_place(stripe, log, &unreachable, &ledger).await)
                         });
                     }
                     None => input_done = true,
                 },
                 Some((index, placed)) = placing.next() => {
-                    placements[index as usize] = Some(placed?);
+                    match placed {
+                        Ok(placed) => placements[index as usize] = Some(placed),
+                        Err(_) if changed.is_some() => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 else => break,
             }
@@ -348,7 +530,11 @@ impl Files {
         let encoded = encoder.await.map_err(|source| PutError::TaskFailed {
             task: "encoding",
             source,
-        })??;
+        });
+        if let Some(stripe) = changed {
+            return Err(PutError::SourceChanged { stripe });
+        }
+        let encoded = encoded??;
         let placements: Vec<[PeerId; TOTAL_SHARDS]> = placements.into_iter().flatten().collect();
         let id = encoded.file_id;
         let manifest_bytes = encoded.manifest.to_bytes();
@@ -429,7 +615,16 @@ impl Files {
             task: "catalog write",
             source,
         })??;
-        info!(file = %id, size = encoded.metadata.size, "put complete");
+        info!(file = %id, size = encoded.metadata.size, resumed_stripes, "put complete");
+        if let Some(session) = session {
+            self.finish_session(
+                session,
+                ledger,
+                &placements,
+                &encoded.manifest,
+                &manifest_holders,
+            );
+        }
         Ok(PutReport {
             id,
             size: encoded.metadata.size,
@@ -437,7 +632,67 @@ impl Files {
             peers: holders.len(),
             manifest_copies: manifest_holders.len(),
             envelope_copies: published.kept,
+            resumed_stripes,
         })
+    }
+
+    /// A stripe of a resumable put: its ids recorded and synced before any of its
+    /// shards is sent (`log`: none when an earlier attempt recorded them), then placed.
+    async fn write_ahead_and_place(
+        &self,
+        stripe: Stripe,
+        log: Option<Arc<SessionLog>>,
+        unreachable: &Mutex<HashSet<PeerId>>,
+        ledger: &Arc<PutLedger>,
+    ) -> Result<[PeerId; TOTAL_SHARDS], PutError> {
+        if let Some(log) = log {
+            let (index, ids) = (stripe.index(), *stripe.ids());
+            tokio::task::spawn_blocking(move || log.write_ahead(index, &ids))
+                .await
+                .map_err(|source| PutError::TaskFailed {
+                    task: "writing the put session",
+                    source,
+                })??;
+        }
+        self.place_stripe(stripe, unreachable, ledger).await
+    }
+
+    /// After a resumable put completed: its state goes, and so do the copies its
+    /// attempts stored that the file does not use (an earlier attempt's manifest, a
+    /// shard a peer holds that the final placement put elsewhere), in their own task.
+    fn finish_session(
+        &self,
+        session: PutSession,
+        ledger: &PutLedger,
+        placements: &[[PeerId; TOTAL_SHARDS]],
+        manifest: &datamesh_core::Manifest,
+        manifest_holders: &[PeerId],
+    ) {
+        let manifest_blob = ShardId::from_bytes(*manifest.file_id().as_bytes());
+        let mut used: HashSet<(PeerId, ShardId)> = manifest_holders
+            .iter()
+            .map(|&peer| (peer, manifest_blob))
+            .collect();
+        for (row, ids) in placements.iter().zip(manifest.stripes()) {
+            used.extend(row.iter().copied().zip(ids.iter().copied()));
+        }
+        let orphans: Vec<(PeerId, ShardId)> = {
+            let state = ledger.lock();
+            let mut seen = HashSet::new();
+            state
+                .stored
+                .iter()
+                .filter(|held| !used.contains(held) && seen.insert(**held))
+                .copied()
+                .collect()
+        };
+        if let Some(sessions) = self.sessions() {
+            sessions.discard(session);
+        }
+        if !orphans.is_empty() {
+            let files = self.clone();
+            tokio::spawn(async move { files.delete_blobs(orphans).await });
+        }
     }
 
     /// Places the six shards of one stripe on six distinct peers, nearest to the stripe's
@@ -489,6 +744,9 @@ impl Files {
             _ => None,
         };
         let running = ledger.begin();
+        if stored_id.is_some() {
+            self.metrics().put_stores_sent.inc();
+        }
         let files = self.clone();
         tokio::spawn(async move {
             let result = files.send(peer, request).await;
@@ -528,6 +786,12 @@ impl Files {
             }
             std::mem::take(&mut state.stored)
         };
+        self.delete_blobs(stored).await;
+    }
+
+    /// Asks each peer to delete its blob (this node's claim on it), concurrently, each
+    /// delete bounded in time; failures logged and counted, never returned.
+    async fn delete_blobs(&self, stored: Vec<(PeerId, ShardId)>) {
         let mut seen = HashSet::new();
         let stored: Vec<(PeerId, ShardId)> = stored
             .into_iter()
@@ -572,6 +836,35 @@ impl Files {
                 }
             })
             .await;
-        info!(deleted, failed, "cleaned up after a failed put");
+        info!(deleted, failed, "deleted a put's blobs");
+    }
+}
+
+/// A stripe an earlier attempt of the session wrote ahead: an error if it re-encodes to
+/// other shards; its holders if all six shards were acknowledged (nothing to send).
+fn already_placed(
+    known: &KnownStripe,
+    stripe: &Stripe,
+) -> Result<Option<[PeerId; TOTAL_SHARDS]>, PutError> {
+    if known.ids != *stripe.ids() {
+        return Err(PutError::SourceChanged {
+            stripe: stripe.index(),
+        });
+    }
+    Ok(match known.holders {
+        [Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)] => Some([a, b, c, d, e, f]),
+        _ => None,
+    })
+}
+
+/// Marks a session running for as long as its put runs.
+struct SessionRunning {
+    files: Files,
+    id: PutSession,
+}
+
+impl Drop for SessionRunning {
+    fn drop(&mut self) {
+        self.files.end_session(self.id);
     }
 }

@@ -7,12 +7,13 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use datamesh_keys::{
     BackupKey, BackupSeal, KdfParams, Keystore, OpenedBackup, SealedWith, Timestamp, TrustedSigner,
-    fsx,
+    UnlockPolicy, fsx,
 };
 use serde_json::json;
 
 use super::list::parse_public_key;
 use super::recovery;
+use super::slots::SlotKindArgs;
 use crate::Context;
 use crate::home;
 use crate::output::Output;
@@ -76,6 +77,17 @@ impl SignerArgs {
             })?;
         Ok(Some(bytes))
     }
+}
+
+/// The arguments of `keys restore` but the bundle.
+pub(super) struct RestoreArgs<'a> {
+    pub(super) backup_password: &'a BackupPasswordArgs,
+    pub(super) identity: &'a IdentityArgs,
+    pub(super) signer: &'a SignerArgs,
+    pub(super) slot: &'a SlotKindArgs,
+    pub(super) require: &'a [String],
+    pub(super) new_password: &'a NewPasswordArgs,
+    pub(super) kdf: &'a KdfArgs,
 }
 
 /// How the backup password is given.
@@ -254,16 +266,22 @@ pub(super) fn verify_bundle(
 /// `keys restore`: the keystore from the bundle (checked in full first), then the
 /// config and API token a new home needs, as `datamesh init` writes them, and the node's
 /// catalog.
-pub(super) fn restore(
-    ctx: &Context,
-    file: &Path,
-    backup_password: &BackupPasswordArgs,
-    identity: &IdentityArgs,
-    signer: &SignerArgs,
-    new_password: &NewPasswordArgs,
-    kdf: &KdfArgs,
-) -> anyhow::Result<()> {
+pub(super) fn restore(ctx: &Context, file: &Path, args: &RestoreArgs<'_>) -> anyhow::Result<()> {
+    let RestoreArgs {
+        backup_password,
+        identity,
+        signer,
+        slot,
+        require,
+        new_password,
+        kdf,
+    } = args;
     home::require_no_keystore(&ctx.home)?;
+    let unlock_policy = if require.is_empty() {
+        None
+    } else {
+        Some(UnlockPolicy::allowing(require).map_err(anyhow::Error::msg)?)
+    };
     let from = signer.key()?;
     let bytes = read_bundle(file)?;
     // Check the bundle (its signer, and that its catalog decodes) before asking for
@@ -286,8 +304,25 @@ pub(super) fn restore(
     let kdf = kdf
         .params(KdfParams::DEFAULT, &ctx.out)?
         .unwrap_or_default();
-    let new = new_password.get(&ctx.out)?;
-    let keystore = Keystore::restore(&ctx.home, opened, trust, &new, kdf)?;
+    let new = slot.new_slot(
+        identity.password.tcti(),
+        identity.password.pin(&ctx.out)?,
+        kdf,
+        || new_password.get(&ctx.out),
+        &ctx.out,
+    )?;
+    if let Some(policy) = &unlock_policy
+        && !policy.names().contains(&new.kind_name())
+    {
+        slot.forget_generated();
+        anyhow::bail!(
+            "the unlock policy asked for (--require) allows only {} slots, not a {} slot: restore with a slot it allows (--new-key-file F, --pkcs11 MODULE --token LABEL, --tpm, or one of them --with-password)",
+            policy.names().join(", "),
+            new.kind_name()
+        );
+    }
+    let keystore = Keystore::restore_with(&ctx.home, opened, trust, &new, unlock_policy)
+        .inspect_err(|_| slot.forget_generated())?;
     home::write_home_files(&ctx.home, &[])?;
     let files = recovery::restore(&ctx.home, &catalog)?;
     let keys = keystore.keys();
@@ -301,9 +336,11 @@ pub(super) fn restore(
         key_table(&ctx.out, &keys);
     }
     ctx.out.info(format_args!(
-        "restored {} key version(s) and a catalog of {files} file(s) into the new home {}; it opens with the new password",
+        "restored {} key version(s) and a catalog of {files} file(s) into the new home {}; {} opens its slot 1 ({})",
         keys.len(),
-        ctx.home.display()
+        ctx.home.display(),
+        slot.describe(&new),
+        new.kind_name()
     ));
     Ok(())
 }

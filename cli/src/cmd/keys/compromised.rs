@@ -20,9 +20,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use datamesh_api::Client;
-use datamesh_core::ecies::PublicKey;
-use datamesh_core::{FileId, KeyId};
-use datamesh_keys::{AuditEvent, AuditOp, ChangeError, KeyStatus, Keystore, Purpose, fsx};
+use datamesh_core::FileId;
+use datamesh_keys::{AuditEvent, AuditOp, ChangeError, KeyStatus, Keystore, fsx};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -165,15 +164,14 @@ pub(super) fn compromised(
             version,
         })?;
     anyhow::ensure!(
-        info.purpose == Purpose::FileEncryption,
-        "keys compromised handles file-encryption keys; for a node identity run \
+        info.purpose.is_file_encryption(),
+        "keys compromised handles file-encryption keys (classical, hybrid, P-256); for a node identity run \
          `datamesh keys rotate {name}`, restart the node, then `datamesh keys destroy {name} {version}`"
     );
-    let key_id = PublicKey::from_sec1_bytes(&info.public_key)
-        .map(|pk| KeyId::of(&pk).to_string())
-        .map_err(|_| {
-            anyhow::anyhow!("the keystore holds an invalid public key for {name} v{version}")
-        })?;
+    // The id envelopes name it by, of whichever kind (secp256k1, hybrid, P-256).
+    let key_id = info.key_id().map(|id| id.to_string()).ok_or_else(|| {
+        anyhow::anyhow!("the keystore holds an invalid public key for {name} v{version}")
+    })?;
 
     let path = home::incident_state(&ctx.home, name, version);
     let (mut state, resumed) = match IncidentState::load(&path)? {

@@ -7,12 +7,16 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use datamesh_core::FileId;
 use datamesh_core::ecies::PublicKey;
-use datamesh_keys::{AuditEvent, AuditOp, KdfParams, Keystore, Layout, Share, Timestamp, fsx};
+use datamesh_keys::{
+    AuditEvent, AuditOp, DEFAULT_TPM_TCTI, KdfParams, Keystore, Layout, NewSlot, Share, Timestamp,
+    fsx,
+};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::list::parse_public_key;
 use super::recovery;
+use super::slots::SlotKindArgs;
 use crate::Context;
 use crate::home;
 use crate::password::{KdfArgs, NewPasswordArgs, PasswordArgs};
@@ -73,6 +77,13 @@ pub(super) enum EscrowCommand {
         /// network copy for a new home; repeat for more. Written into the new config.toml.
         #[arg(long, value_name = "MULTIADDR")]
         bootstrap: Vec<String>,
+        /// The new slot's kind (a password by default; under an unlock policy that
+        /// forbids password-only unlock, one it allows).
+        #[command(flatten)]
+        slot: Box<SlotKindArgs>,
+        /// The TPM of a --tpm slot, as a TCTI [default: device:/dev/tpmrm0].
+        #[arg(long, env = "DATAMESH_TPM_TCTI", value_name = "TCTI")]
+        tpm_tcti: Option<String>,
         #[command(flatten)]
         new_password: NewPasswordArgs,
         #[command(flatten)]
@@ -239,10 +250,16 @@ pub(super) fn run(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
             files,
             keystore,
             bootstrap,
+            slot,
+            tpm_tcti,
             new_password,
             kdf,
         } => {
             let shares = read_shares(&files)?;
+            let kdf = kdf
+                .params(KdfParams::DEFAULT, &ctx.out)?
+                .unwrap_or_default();
+            let tcti = tpm_tcti.unwrap_or_else(|| DEFAULT_TPM_TCTI.to_owned());
             if Layout::new(&ctx.home).keystore().exists() {
                 if keystore.is_some() || !bootstrap.is_empty() {
                     anyhow::bail!(
@@ -250,30 +267,27 @@ pub(super) fn run(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
                         ctx.home.display()
                     );
                 }
-                let kdf = kdf
-                    .params(KdfParams::DEFAULT, &ctx.out)?
-                    .unwrap_or_default();
-                let new = new_password.get(&ctx.out)?;
-                let keystore = Keystore::recover(&ctx.home, &shares, &new, kdf)?;
-                let slot = keystore.unlocked_slot();
+                let new =
+                    slot.new_slot(tcti, None, kdf, || new_password.get(&ctx.out), &ctx.out)?;
+                let keystore = Keystore::recover_with(&ctx.home, &shares, &new)
+                    .inspect_err(|_| slot.forget_generated())?;
+                let id = keystore.unlocked_slot();
                 if ctx.out.json() {
-                    ctx.out.json_value(&json!({ "slot": slot }));
+                    ctx.out
+                        .json_value(&json!({ "slot": id, "kind": new.kind_name() }));
                 } else {
-                    ctx.out.result(slot);
+                    ctx.out.result(id);
                 }
                 ctx.out.info(format_args!(
-                    "master key recovered; the new password opens unlock slot {slot} (consider `datamesh keys slot remove` for the forgotten one)"
+                    "master key recovered; {} opens the new unlock slot {id} ({}) (consider `datamesh keys slot remove` for the lost one)",
+                    slot.describe(&new),
+                    new.kind_name()
                 ));
                 return Ok(());
             }
-            recover_home(
-                ctx,
-                &shares,
-                keystore.as_deref(),
-                &bootstrap,
-                &new_password,
-                &kdf,
-            )
+            let new = slot.new_slot(tcti, None, kdf, || new_password.get(&ctx.out), &ctx.out)?;
+            recover_home(ctx, &shares, keystore.as_deref(), &bootstrap, &new)
+                .inspect_err(|_| slot.forget_generated())
         }
         EscrowCommand::OpenShare {
             file,
@@ -438,14 +452,10 @@ fn recover_home(
     shares: &[Share],
     keystore_file: Option<&Path>,
     bootstrap: &[String],
-    new_password: &NewPasswordArgs,
-    kdf: &KdfArgs,
+    new: &NewSlot,
 ) -> anyhow::Result<()> {
     // Combining first: too few, damaged or mixed shares fail before anything else.
     let key = Keystore::recovery_key(shares)?;
-    let kdf = kdf
-        .params(KdfParams::DEFAULT, &ctx.out)?
-        .unwrap_or_default();
     let source = match keystore_file {
         Some(path) => {
             let len = std::fs::metadata(path)
@@ -478,8 +488,7 @@ fn recover_home(
         }
     };
     drop(key);
-    let new = new_password.get(&ctx.out)?;
-    let (keystore, catalog) = Keystore::recover_into(&ctx.home, shares, &source, &new, kdf)?;
+    let (keystore, catalog) = Keystore::recover_into_with(&ctx.home, shares, &source, new)?;
     home::write_home_files(&ctx.home, bootstrap)?;
     let files = match &catalog {
         Some(catalog) => recovery::restore(&ctx.home, catalog)?,
@@ -497,8 +506,9 @@ fn recover_home(
         key_table(&ctx.out, &keystore.keys());
     }
     ctx.out.info(format_args!(
-        "rebuilt the home {} from the escrow shares: keystore (new password on slot {slot}), config.toml, api-token{}; start it with `datamesh --home {} node run`",
+        "rebuilt the home {} from the escrow shares: keystore (new {} slot {slot}), config.toml, api-token{}; start it with `datamesh --home {} node run`",
         ctx.home.display(),
+        new.kind_name(),
         if catalog.is_some() {
             format!(", catalog of {files} file(s)")
         } else {

@@ -1,6 +1,7 @@
 //! `keys list`, `keys show` and `keys export-public`: reading the keys (and reading back
 //! a public key as `export-public` prints it).
 
+use anyhow::Context as _;
 use datamesh_core::ecies::PublicKey;
 use datamesh_keys::{AuditEvent, AuditOp, ChangeError, Timestamp};
 
@@ -31,6 +32,7 @@ pub(super) fn list(
         &keys,
         &keystore.due(Timestamp::now()),
         name.is_some(),
+        &keystore.slots(),
     );
     Ok(())
 }
@@ -62,11 +64,21 @@ pub(super) fn export_public(
     Ok(())
 }
 
-/// A public key given on the command line (`what` names the flag in the error).
+/// A public key given on the command line to seal something to with ECIES on secp256k1
+/// (a backup's `--to`, an escrow `--contact`; `what` names the flag in the error).
+///
+/// # Errors
+/// Not a secp256k1 public key, or a `[security]` recipient policy that refuses
+/// classical-only recipients (`pq-required`, `p256-only`): one line.
 pub(super) fn parse_public_key(text: &str, what: &str) -> anyhow::Result<PublicKey> {
-    text.trim().parse::<PublicKey>().map_err(|_| {
+    let key = text.trim().parse::<PublicKey>().map_err(|_| {
         anyhow::anyhow!(
             "{what} {text:?} is not a secp256k1 public key (66 hex characters, as `datamesh keys export-public` prints)"
         )
-    })
+    })?;
+    let policy = crate::security::current().recipients;
+    policy
+        .check(&[datamesh_core::Recipient::Classical(key)])
+        .with_context(|| format!("{what} seals with ECIES on secp256k1"))?;
+    Ok(key)
 }

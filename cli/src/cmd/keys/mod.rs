@@ -27,7 +27,7 @@ use self::backup::{BackupCommand, BackupPasswordArgs, IdentityArgs, SignerArgs};
 use self::escrow::EscrowCommand;
 use self::rekey::RekeyArgs;
 use self::rotate::OnOff;
-use self::slots::{NewSlotArgs, SlotCommand};
+use self::slots::{NewSlotArgs, SlotCommand, SlotKindArgs};
 
 /// Arguments of `datamesh keys`.
 #[derive(Debug, Args)]
@@ -235,6 +235,14 @@ still reads it. With it, every file the key opened gets new shards and a new fil
         identity: IdentityArgs,
         #[command(flatten)]
         signer: SignerArgs,
+        /// The new home's first slot (a password by default).
+        #[command(flatten)]
+        slot: Box<SlotKindArgs>,
+        /// Seal an unlock policy at once: only these slot kinds may unlock (e.g.
+        /// `pkcs11,tpm,password+keyfile`: never a password alone). A bundle carries no
+        /// policy.
+        #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+        require: Vec<String>,
         #[command(flatten)]
         new_password: NewPasswordArgs,
         #[command(flatten)]
@@ -319,16 +327,22 @@ pub(crate) fn run(ctx: &Context, args: KeysArgs) -> anyhow::Result<()> {
             backup_password,
             identity,
             signer,
+            slot,
+            require,
             new_password,
             kdf,
         } => backup::restore(
             ctx,
             &file,
-            &backup_password,
-            &identity,
-            &signer,
-            &new_password,
-            &kdf,
+            &backup::RestoreArgs {
+                backup_password: &backup_password,
+                identity: &identity,
+                signer: &signer,
+                slot: &slot,
+                require: &require,
+                new_password: &new_password,
+                kdf: &kdf,
+            },
         ),
     }
 }

@@ -150,6 +150,7 @@ impl KeyProvider for RecoveryKeys {
             active: key()?,
             decrypt: vec![key()?],
             hybrid: Vec::new(),
+            p256: Vec::new(),
             authority: Vec::new(),
         })
     }

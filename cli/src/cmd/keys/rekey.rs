@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use datamesh_keys::Keystore;
 use serde_json::json;
 
 use super::{escrow, recovery};
@@ -17,8 +16,10 @@ use crate::password::{self, PasswordArgs};
 /// Arguments of `keys rekey`.
 #[derive(Debug, Args)]
 pub(super) struct RekeyArgs {
-    /// Keep another password slot: FILE's first line is its password (repeat for more).
-    /// Slots whose password is not given are dropped.
+    /// Keep another password (or password+...) slot: FILE's first line is its password
+    /// (repeat for more). Hardware slots are re-wrapped through their token or TPM, a
+    /// password+keyfile slot with --key-file; every slot that cannot be is dropped, with
+    /// a warning.
     #[arg(long, value_name = "FILE")]
     keep_slot_password_file: Vec<PathBuf>,
     /// Make a new escrow set right away: K shares recover the new master key (with the
@@ -38,24 +39,33 @@ pub(super) struct RekeyArgs {
 /// `keys rekey`.
 pub(super) fn rekey(ctx: &Context, args: &RekeyArgs) -> anyhow::Result<()> {
     home::require_keystore(&ctx.home)?;
-    let current = args.password.existing(&ctx.out)?;
     let keep = args
         .keep_slot_password_file
         .iter()
         .map(|f| password::from_file(f, &ctx.out))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let started = Instant::now();
-    let mut keystore = Keystore::open(&ctx.home, &current)?;
-    let report = keystore.rekey(&current, &keep)?;
+    let (mut keystore, credentials) = home::unlock_with(&ctx.home, &args.password, &ctx.out)?;
+    let report = keystore.rekey_with(&credentials, &keep)?;
     ctx.out.detail(format_args!(
         "unlocked and rekeyed in {:.2} s",
         started.elapsed().as_secs_f64()
     ));
     for slot in &report.dropped {
+        let why = report
+            .reasons
+            .iter()
+            .find(|(id, _)| *id == slot.id)
+            .map_or("", |(_, why)| why.as_str());
         ctx.out.warn(format_args!(
-            "slot {} ({}) was dropped: its password no longer opens the keystore (keep a slot with --keep-slot-password-file)",
+            "slot {} ({}) was dropped: {why}; the {} slot no longer opens the keystore",
             slot.id,
-            if slot.label.is_empty() { "no label" } else { &slot.label }
+            if slot.label.is_empty() {
+                "no label"
+            } else {
+                &slot.label
+            },
+            slot.kind.name()
         ));
     }
     let node = recovery::running_node(&ctx.home)?;

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use datamesh_keys::{
-    DEFAULT_KEY_LABEL, KdfParams, KeyFile, Keystore, NewSlot, SlotKind, UnlockPolicy,
+    DEFAULT_KEY_LABEL, KdfParams, KeyFile, Keystore, NewSlot, Password, Pin, SlotKind, UnlockPolicy,
 };
 use serde_json::json;
 
 use crate::Context;
 use crate::home;
+use crate::output::Output;
 use crate::password::{KdfArgs, NewPasswordArgs, PasswordArgs, pin_from_file};
 
 #[derive(Debug, Subcommand)]
@@ -18,7 +19,7 @@ pub(super) enum SlotCommand {
     /// Add an unlock slot (a password by default; a PKCS#11 token, the TPM, or a
     /// password and a key file); prints its id.
     #[command(
-        after_help = "Examples:\n  datamesh keys slot add --label backup-admin\n  datamesh keys slot add --pkcs11 /usr/lib/softhsm/libsofthsm2.so --token node --pin-file pin.txt\n  datamesh keys slot add --tpm --pcrs 7\n  datamesh keys slot add --new-key-file usb/node.key --generate-key-file\n\nThe PIN is never stored: give it to unattended unlocks with --pkcs11-pin-file (or\nDATAMESH_PKCS11_PIN_FILE)."
+        after_help = "Examples:\n  datamesh keys slot add --label backup-admin\n  datamesh keys slot add --pkcs11 /usr/lib/softhsm/libsofthsm2.so --token node --pin-file pin.txt\n  datamesh keys slot add --tpm --pcrs 7\n  datamesh keys slot add --new-key-file usb/node.key --generate-key-file\n  datamesh keys slot add --pkcs11 /usr/lib/softhsm/libsofthsm2.so --token node --with-password\n\nThe PIN is never stored: give it to unattended unlocks with --pkcs11-pin-file (or\nDATAMESH_PKCS11_PIN_FILE)."
     )]
     Add {
         /// A label for the slot.
@@ -70,6 +71,117 @@ pub(super) struct SlotKindArgs {
     /// Write 32 random bytes to --new-key-file first (0600; an existing file is refused).
     #[arg(long, requires = "new_key_file")]
     generate_key_file: bool,
+    /// A password+pkcs11 or password+tpm slot: the token or the TPM *and* the new
+    /// password, both needed (both mixed into the slot key).
+    #[arg(long, conflicts_with = "new_key_file")]
+    with_password: bool,
+}
+
+impl SlotKindArgs {
+    /// The slot these flags describe. `tcti` is the TPM's, `pin` the PIN given to
+    /// unlock (used when --pin-file is not given); `password` asks for the new password
+    /// when the kind needs one. Writes the key file first with --generate-key-file (see
+    /// [`Self::forget_generated`] when the slot is not added after all).
+    pub(super) fn new_slot(
+        &self,
+        tcti: String,
+        pin: Option<Pin>,
+        kdf: KdfParams,
+        password: impl FnOnce() -> anyhow::Result<Password>,
+        out: &Output,
+    ) -> anyhow::Result<NewSlot> {
+        let hardware = match (&self.pkcs11, &self.token) {
+            (Some(module), Some(token)) => Some(NewSlot::Pkcs11 {
+                module: module.clone(),
+                token: token.clone(),
+                key_label: self.key_label.clone(),
+                pin: match &self.pin_file {
+                    Some(path) => Some(pin_from_file(path, out)?),
+                    None => pin,
+                },
+            }),
+            _ if self.tpm => Some(NewSlot::Tpm {
+                tcti,
+                pcrs: self.pcrs.clone(),
+            }),
+            _ => None,
+        };
+        if let Some(hardware) = hardware {
+            if !self.with_password {
+                return Ok(hardware);
+            }
+            return Ok(NewSlot::PasswordAnd {
+                password: password()?,
+                kdf,
+                hardware: Box::new(hardware),
+            });
+        }
+        if self.with_password {
+            anyhow::bail!("--with-password goes with --pkcs11 or --tpm");
+        }
+        let password = password()?;
+        let Some(path) = &self.new_key_file else {
+            return Ok(NewSlot::Password { password, kdf });
+        };
+        if self.generate_key_file {
+            if path.exists() {
+                anyhow::bail!(
+                    "the key file {} exists; --generate-key-file never overwrites one",
+                    path.display()
+                );
+            }
+            let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut *bytes);
+            datamesh_keys::fsx::write_private_file(path, &*bytes)
+                .with_context(|| format!("cannot write the key file {}", path.display()))?;
+        }
+        match KeyFile::read(path) {
+            Ok(key_file) => Ok(NewSlot::PasswordKeyFile {
+                password,
+                key_file,
+                kdf,
+            }),
+            Err(e) => {
+                self.forget_generated();
+                Err(anyhow::Error::msg(e))
+            }
+        }
+    }
+
+    /// Removes the key file --generate-key-file made (the slot was not added: it opens
+    /// nothing).
+    pub(super) fn forget_generated(&self) {
+        if let (true, Some(path)) = (self.generate_key_file, &self.new_key_file) {
+            let _ = datamesh_keys::fsx::scrub_and_remove(path);
+        }
+    }
+
+    /// What the slot opens with, in words.
+    pub(super) fn describe(&self, new: &NewSlot) -> String {
+        let hardware = match new {
+            NewSlot::PasswordAnd { hardware, .. } => hardware.as_ref(),
+            other => other,
+        };
+        let what = match hardware {
+            NewSlot::Pkcs11 {
+                token, key_label, ..
+            } => format!("token \"{token}\" (key \"{key_label}\")"),
+            NewSlot::Tpm { .. } => "this machine's TPM".to_owned(),
+            NewSlot::PasswordKeyFile { .. } => format!(
+                "its password together with {} (keep the key file apart from the keystore)",
+                self.new_key_file
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
+            _ => "its password".to_owned(),
+        };
+        if matches!(new, NewSlot::PasswordAnd { .. }) {
+            format!("its password together with {what}")
+        } else {
+            what
+        }
+    }
 }
 
 /// The current password, a new one, and the new slot's KDF parameters.
@@ -117,32 +229,55 @@ pub(super) fn run(ctx: &Context, command: SlotCommand) -> anyhow::Result<()> {
     match command {
         SlotCommand::Add { label, kind, args } => {
             let mut keystore = home::unlock(&ctx.home, &args.password, &ctx.out)?;
-            if kind.pkcs11.is_some() || kind.tpm {
-                return add_hardware(ctx, &mut keystore, &label, &kind, &args);
-            }
-            if let Some(path) = &kind.new_key_file {
-                return add_composite(
-                    ctx,
-                    &mut keystore,
-                    &label,
-                    path,
-                    kind.generate_key_file,
-                    &args,
-                );
-            }
             let kdf = args
                 .kdf
                 .params(KdfParams::DEFAULT, &ctx.out)?
                 .unwrap_or_default();
-            let new = args.new_password.get(&ctx.out)?;
-            let id = keystore.add_password_slot(&new, kdf, &label)?;
+            let new = kind.new_slot(
+                args.password.tcti(),
+                args.password.pin(&ctx.out)?,
+                kdf,
+                || args.new_password.get(&ctx.out),
+                &ctx.out,
+            )?;
+            let (id, made) = match keystore.add_slot(&new, &label) {
+                Ok(added) => added,
+                Err(e) => {
+                    kind.forget_generated();
+                    return Err(e.into());
+                }
+            };
+            if let (
+                true,
+                NewSlot::Pkcs11 {
+                    token, key_label, ..
+                },
+            ) = (made, &new)
+            {
+                ctx.out.info(format_args!(
+                    "made a non-extractable AES-256 key \"{key_label}\" in token \"{token}\""
+                ));
+            }
+            if let (true, NewSlot::PasswordAnd { hardware, .. }) = (made, &new)
+                && let NewSlot::Pkcs11 {
+                    token, key_label, ..
+                } = hardware.as_ref()
+            {
+                ctx.out.info(format_args!(
+                    "made a non-extractable AES-256 key \"{key_label}\" in token \"{token}\""
+                ));
+            }
             if ctx.out.json() {
-                ctx.out.json_value(&json!({ "id": id, "label": label }));
+                ctx.out.json_value(
+                    &json!({ "id": id, "label": label, "kind": new.kind_name(), "key_made": made }),
+                );
             } else {
                 ctx.out.result(id);
             }
             ctx.out.info(format_args!(
-                "added unlock slot {id}: its password opens the same keys"
+                "added unlock slot {id} ({}): {} opens the same keys",
+                new.kind_name(),
+                kind.describe(&new)
             ));
             Ok(())
         }
@@ -169,110 +304,11 @@ pub(super) fn run(ctx: &Context, command: SlotCommand) -> anyhow::Result<()> {
     }
 }
 
-/// `slot add --pkcs11 ...` or `slot add --tpm`.
-fn add_hardware(
-    ctx: &Context,
-    keystore: &mut Keystore,
-    label: &str,
-    kind: &SlotKindArgs,
-    args: &NewSlotArgs,
-) -> anyhow::Result<()> {
-    let new = match (&kind.pkcs11, &kind.token) {
-        (Some(module), Some(token)) => NewSlot::Pkcs11 {
-            module: module.clone(),
-            token: token.clone(),
-            key_label: kind.key_label.clone(),
-            pin: match &kind.pin_file {
-                Some(path) => Some(pin_from_file(path, &ctx.out)?),
-                None => args.password.pin(&ctx.out)?,
-            },
-        },
-        _ => NewSlot::Tpm {
-            tcti: args.password.tcti(),
-            pcrs: kind.pcrs.clone(),
-        },
-    };
-    let (id, made) = keystore.add_hardware_slot(&new, label)?;
-    let what = match &new {
-        NewSlot::Pkcs11 {
-            token, key_label, ..
-        } => {
-            if made {
-                ctx.out.info(format_args!(
-                    "made a non-extractable AES-256 key \"{key_label}\" in token \"{token}\""
-                ));
-            }
-            format!("token \"{token}\" (key \"{key_label}\")")
-        }
-        _ => "this machine's TPM".to_owned(),
-    };
-    if ctx.out.json() {
-        ctx.out
-            .json_value(&json!({ "id": id, "label": label, "key_made": made }));
-    } else {
-        ctx.out.result(id);
-    }
-    ctx.out.info(format_args!(
-        "added unlock slot {id}: {what} opens the same keys"
-    ));
-    Ok(())
-}
-
-/// `slot add --new-key-file F [--generate-key-file]`.
-fn add_composite(
-    ctx: &Context,
-    keystore: &mut Keystore,
-    label: &str,
-    path: &std::path::Path,
-    generate: bool,
-    args: &NewSlotArgs,
-) -> anyhow::Result<()> {
-    let kdf = args
-        .kdf
-        .params(KdfParams::DEFAULT, &ctx.out)?
-        .unwrap_or_default();
-    let new = args.new_password.get(&ctx.out)?;
-    if generate {
-        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut *bytes);
-        if path.exists() {
-            anyhow::bail!(
-                "the key file {} exists; --generate-key-file never overwrites one",
-                path.display()
-            );
-        }
-        datamesh_keys::fsx::write_private_file(path, &*bytes)
-            .with_context(|| format!("cannot write the key file {}", path.display()))?;
-    }
-    let added = KeyFile::read(path)
-        .map_err(anyhow::Error::msg)
-        .and_then(|key_file| Ok(keystore.add_composite_slot(&new, &key_file, kdf, label)?));
-    let id = match added {
-        Ok(id) => id,
-        Err(e) => {
-            if generate {
-                // The key file made for a slot that was not added opens nothing.
-                let _ = datamesh_keys::fsx::scrub_and_remove(path);
-            }
-            return Err(e);
-        }
-    };
-    if ctx.out.json() {
-        ctx.out.json_value(&json!({ "id": id, "label": label }));
-    } else {
-        ctx.out.result(id);
-    }
-    ctx.out.info(format_args!(
-        "added unlock slot {id}: its password together with {} opens the same keys; keep the key file apart from the keystore",
-        path.display()
-    ));
-    Ok(())
-}
-
 /// The unlock policy flags of `keys policy`.
 #[derive(Debug, Args)]
 pub(super) struct UnlockPolicyArgs {
-    /// Allow only these slot kinds to unlock (password, pkcs11, tpm, password+keyfile),
+    /// Allow only these slot kinds to unlock (password, pkcs11, tpm, password+keyfile,
+    /// password+pkcs11, password+tpm),
     /// e.g. `pkcs11,tpm,password+keyfile` to forbid password-only unlock. Refused while a
     /// slot of another kind exists.
     #[arg(

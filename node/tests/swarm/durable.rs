@@ -424,28 +424,6 @@ async fn the_network_repairs_a_file_whose_owner_is_gone_without_duplicate_work()
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    if !healthy {
-        let blob = datamesh_core::ShardId::from_bytes(*file.as_bytes());
-        for i in (1..n).filter(|i| !victims.contains(i)) {
-            let node = net.node(i);
-            let held = node.files().server().held_manifests(None, 100)?;
-            let has = node.files().store().has(&blob)?;
-            let mut cursor = None;
-            let round = node
-                .checker()
-                .network_round(
-                    &datamesh_node::check::NetworkRepairConfig::new(Duration::from_secs(1)),
-                    &mut cursor,
-                )
-                .await;
-            eprintln!(
-                "DIAG node {i} {}: has manifest {has}, held_manifests {held:?}, round {round:?}",
-                node.peer_id()
-            );
-        }
-        let report = net.node(watcher).checker().check(file, false).await?;
-        eprintln!("DIAG watcher {watcher} report {report:?}");
-    }
     assert!(
         healthy,
         "the file did not come back to full health without its owner"

@@ -230,6 +230,7 @@ struct KillOnDrop(PathBuf);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
+        let _ = datamesh_testnet::dashboard::stop(&self.0);
         if let Ok(mut net) = bin().and_then(|bin| Ok(Testnet::attach(bin, &self.0)?)) {
             for i in 0..net.len() {
                 if net.is_running(i) {
@@ -260,10 +261,20 @@ fn testnet_command_demo_and_lifecycle() -> anyhow::Result<()> {
     let stderr = demo.stderr.clone();
     demo.ok("testnet demo")?;
     ensure!(stderr.contains("the copy is identical"), "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
     ensure!(
-        last.starts_with("dashboard of node 0: http://127.0.0.1:") && last.contains("/ui (log in"),
-        "the demo's last line names the dashboard: {stderr}"
+        stderr.contains("dashboard of node 0: http://127.0.0.1:"),
+        "the demo names node 0's dashboard: {stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    let running = datamesh_testnet::dashboard::running(&net_dir)?
+        .context("the demo left no testnet dashboard running")?;
+    ensure!(
+        running.url.starts_with("http://127.0.0.1:")
+            && running.url.ends_with("/testnet")
+            && last.starts_with("dashboard of the testnet")
+            && last.contains(&running.url),
+        "the demo's last line names the testnet's dashboard ({}): {stderr}",
+        running.url
     );
 
     let up_nodes = |scratch: &Path| -> anyhow::Result<Vec<bool>> {
@@ -297,6 +308,10 @@ fn testnet_command_demo_and_lifecycle() -> anyhow::Result<()> {
     ensure!(
         up_nodes(scratch)?.iter().all(|u| !*u),
         "a node still runs after down"
+    );
+    ensure!(
+        datamesh_testnet::dashboard::running(&net_dir)?.is_none(),
+        "the dashboard still runs after down"
     );
     ensure!(net_dir.join("node-0").is_dir(), "down deleted the homes");
     run(testnet_cmd(&["destroy"]), scratch)?.ok("testnet destroy")?;

@@ -15,6 +15,7 @@ mod output;
 mod password;
 mod resume;
 mod security;
+mod testnet_ui;
 mod view;
 
 use std::path::PathBuf;

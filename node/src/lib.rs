@@ -17,6 +17,7 @@ pub mod records;
 pub mod serve;
 pub mod store;
 mod ui;
+pub use ui::web;
 
 pub use api::ApiToken;
 pub use check::{AuditReport, CheckError, CheckReport, Checker, Health, RepairError, SelfCheck};

@@ -58,6 +58,7 @@
 use std::path::Path;
 
 mod config;
+pub mod dashboard;
 mod error;
 pub mod hardware;
 mod home;

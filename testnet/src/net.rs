@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::error::{Error, Result, io_err};
 use crate::home::{log_tail, write_random_password};
 use crate::hosts::Hosts;
-use crate::process::{POLL, pid_alive, signal, wait_gone};
+use crate::process::{POLL, pid_alive, runs_with_path, signal, wait_gone};
 use crate::run::{datamesh, output};
 use crate::{RunFile, Status, parse_status, read_run_file};
 
@@ -118,9 +118,11 @@ impl Testnet {
         let mut slots = Vec::new();
         while config.dir.join(format!("node-{}", slots.len())).is_dir() {
             let home = config.dir.join(format!("node-{}", slots.len()));
+            // A stale node.json's pid may be another program's by now: only a process
+            // running with this home counts.
             let pid = read_run_file(&home)?
                 .map(|run| run.pid)
-                .filter(|pid| pid_alive(*pid));
+                .filter(|&pid| pid_alive(pid) && runs_with_path(pid, "--home", &home));
             slots.push(Slot { child: None, pid });
         }
         if slots.is_empty() {
@@ -423,17 +425,41 @@ impl Testnet {
     /// home's token), read within 10 s.
     ///
     /// # Errors
-    /// [`Error::NotRunning`]; [`Error::Io`] when the API cannot be reached or read;
-    /// [`Error::Invalid`] when the answer is not a 200.
+    /// As [`Testnet::with_api`].
     pub fn metrics(&self, i: usize) -> Result<String> {
+        self.with_api(
+            i,
+            METRICS_TIMEOUT,
+            "the metrics",
+            datamesh_api::Client::metrics,
+        )
+    }
+
+    /// Calls running node `i`'s API through `call`, with a client that carries the
+    /// home's token and gives up after `timeout`; on a testnet of hosts, from inside the
+    /// node's network namespace (where its API listens on 127.0.0.1). `what` names the
+    /// call in errors.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`] when the node has no `node.json`; [`Error::Io`] when the
+    /// token cannot be read or the API cannot be reached; [`Error::Invalid`] when the API
+    /// answers with an error.
+    pub fn with_api<T: Send>(
+        &self,
+        i: usize,
+        timeout: Duration,
+        what: &str,
+        call: impl FnOnce(&datamesh_api::Client) -> std::result::Result<T, datamesh_api::ClientError>
+        + Send,
+    ) -> Result<T> {
         let run = self.run_file(i)?.ok_or(Error::NotRunning { index: i })?;
-        let what = format!("the metrics of node {i}");
+        let what = format!("{what} of node {i}");
         let token_path = self.home(i).join(datamesh_api::API_TOKEN_FILE);
         let token = fs::read_to_string(&token_path)
             .map_err(io_err(format!("cannot read {}", token_path.display())))?;
         let read = move || {
-            let client = datamesh_api::Client::new(run.api, &token).with_timeout(METRICS_TIMEOUT);
-            client.metrics().map_err(|e| match e {
+            let client = datamesh_api::Client::new(run.api, &token).with_timeout(timeout);
+            call(&client).map_err(|e| match e {
                 datamesh_api::ClientError::Api { .. } => Error::Invalid {
                     what,
                     reason: e.to_string(),
@@ -799,6 +825,27 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let attached = Testnet::attach(Path::new("datamesh"), dir.path());
         assert!(matches!(attached, Err(Error::NoNodes(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn a_stale_node_json_naming_another_live_program_is_not_a_node() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let home = dir.path().join("node-0");
+        fs::create_dir(&home)?;
+        // As after a SIGKILL whose pid was reused: here, by this test's own process.
+        let stale = RunFile {
+            pid: std::process::id(),
+            peer_id: "12D3KooWstale".into(),
+            api: "127.0.0.1:9".parse()?,
+            listen: vec![],
+        };
+        fs::write(RunFile::path(&home), stale.to_json())?;
+        fs::set_permissions(RunFile::path(&home), fs::Permissions::from_mode(0o600))?;
+        let mut net = Testnet::attach(Path::new("datamesh"), dir.path())?;
+        assert_eq!(net.pid(0), None);
+        assert!(matches!(net.kill(0), Err(Error::NotRunning { index: 0 })));
+        assert!(matches!(net.stop(0), Err(Error::NotRunning { index: 0 })));
         Ok(())
     }
 

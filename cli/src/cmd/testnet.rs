@@ -56,8 +56,23 @@ enum TestnetCommand {
     /// Stop every node and delete the testnet folder.
     #[command(after_help = "Example:\n  datamesh testnet destroy")]
     Destroy,
+    /// Serve one page for the whole testnet on 127.0.0.1: every node's state, a file's
+    /// stripes by node, buttons to kill/start nodes and check/repair files. Prints its
+    /// address; log in with the token in D/dashboard-token.
+    #[command(after_help = "Examples:
+  datamesh testnet ui                 # until Ctrl-C
+  datamesh testnet ui --background    # `datamesh testnet down` stops it")]
+    Ui {
+        /// The port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Run it in the background (its log in D/dashboard.log) and return once it
+        /// listens; if one already runs for D, print its address.
+        #[arg(long)]
+        background: bool,
+    },
     /// Up 8 nodes, put a generated 16 MiB file, kill 2 storage nodes, get it back and
-    /// compare checksums; the testnet keeps running.
+    /// compare checksums; the testnet keeps running, and its dashboard (`testnet ui`).
     #[command(after_help = "Example:\n  datamesh testnet demo")]
     Demo {
         #[command(flatten)]
@@ -111,7 +126,22 @@ pub(crate) fn run(ctx: &Context, args: TestnetArgs) -> anyhow::Result<()> {
             ctx.out.info(format_args!("started node {index}"));
             Ok(())
         }
+        TestnetCommand::Ui { port, background } => {
+            if background {
+                let url = ui_in_background(&binary, &dir, port)?;
+                ctx.out.result(&url);
+                ctx.out.info(format_args!(
+                    "dashboard of the testnet: {url} (log in with the token in {}); `datamesh testnet down --dir {}` stops it",
+                    datamesh_testnet::dashboard::token_path(&dir).display(),
+                    dir.display()
+                ));
+                Ok(())
+            } else {
+                crate::testnet_ui::serve(ctx, &binary, &dir, port)
+            }
+        }
         TestnetCommand::Down => {
+            datamesh_testnet::dashboard::stop(&dir)?;
             Testnet::attach(&binary, &dir)?.down()?;
             ctx.out.info(format_args!(
                 "stopped every node; data kept in {}",
@@ -121,6 +151,7 @@ pub(crate) fn run(ctx: &Context, args: TestnetArgs) -> anyhow::Result<()> {
         }
         TestnetCommand::Destroy => {
             let mut net = Testnet::attach(&binary, &dir)?;
+            let _ = datamesh_testnet::dashboard::stop(&dir);
             if net.down().is_err() {
                 for i in 0..net.len() {
                     if net.is_running(i) {
@@ -225,6 +256,57 @@ fn print_status(ctx: &Context, net: &Testnet) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts `datamesh testnet ui` for `dir` in a process group of its own that outlives
+/// this command (output in `D/dashboard.log`) and waits until it listens; its address.
+/// A dashboard already running for `dir` is reused.
+fn ui_in_background(binary: &Path, dir: &Path, port: u16) -> anyhow::Result<String> {
+    use std::os::unix::process::CommandExt as _;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    if let Some(running) = datamesh_testnet::dashboard::running(dir)? {
+        return Ok(running.url);
+    }
+    let log_path = dir.join("dashboard.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    let mut child = Command::new(binary)
+        .args(["testnet", "ui", "--port", &port.to_string(), "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(running) = datamesh_testnet::dashboard::running(dir)?
+            && running.pid == child.id()
+        {
+            return Ok(running.url);
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the dashboard exited ({status}): {}",
+                std::fs::read_to_string(&log_path)
+                    .unwrap_or_default()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the dashboard did not listen within 30 s (log: {})",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Runs `cmd`; its stdout, or an error with its stderr.
 fn output(mut cmd: Command, what: &str) -> anyhow::Result<Vec<u8>> {
     datamesh_testnet::run::output(&mut cmd).map_err(|e| match e {
@@ -317,7 +399,11 @@ fn demo(ctx: &Context, binary: &Path, dir: &Path, hosts: Option<usize>) -> anyho
         &std::fs::read(&copy).with_context(|| format!("cannot read {}", copy.display()))?,
     );
     step(5, format_args!("BLAKE3 of the copy: {after}"));
-    let dashboard = net.run_file(0).ok().flatten().map(|run| run.api);
+    let node_ui = match hosts {
+        // On a testnet of hosts node 0's API is on its namespace's loopback.
+        Some(_) => None,
+        None => net.run_file(0).ok().flatten().map(|run| run.api),
+    };
     net.detach();
     if before != after {
         bail!(DemoMismatch);
@@ -327,11 +413,16 @@ fn demo(ctx: &Context, binary: &Path, dir: &Path, hosts: Option<usize>) -> anyho
         NODES - victims.len(),
         d = dir.display()
     ));
-    if let Some(api) = dashboard {
+    if let Some(api) = node_ui {
         ctx.out.info(format_args!(
             "dashboard of node 0: http://{api}/ui (log in with the token in {}/node-0/api-token)",
             dir.display()
         ));
     }
+    let url = ui_in_background(binary, dir, 0)?;
+    ctx.out.info(format_args!(
+        "dashboard of the testnet (watch it heal: start the killed nodes, repair the file): {url} (log in with the token in {})",
+        datamesh_testnet::dashboard::token_path(dir).display()
+    ));
     Ok(())
 }

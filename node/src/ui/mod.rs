@@ -4,8 +4,9 @@
 //! * **Login.** `GET /ui/login` is a form for the API token; `POST /ui/login` compares it
 //!   in constant time and, if it matches, starts a session ([`session`]): a random id in
 //!   an `HttpOnly`, `SameSite=Strict` cookie scoped to `/ui`, expiring after
-//!   [`session::SESSION_LIFETIME`]. The token never appears in a URL, a page or a log.
-//!   `POST /ui/logout` ends the session and clears the cookie.
+//!   [`web::session::SESSION_LIFETIME`]. The token never appears in a URL, a page or a log.
+//!   `POST /ui/logout` ends the session and clears the cookie. Logins are limited to
+//!   [`web::LOGIN_ATTEMPTS`] per [`web::LOGIN_WINDOW`] (429 past that).
 //! * **Pages and data.** `GET /ui` is the dashboard (server-rendered HTML: the node, its
 //!   key versions in use; the rest filled by `app.js`), `GET /ui/state.json` its live
 //!   data, polled every two seconds. Both need the session cookie; without it the page
@@ -18,22 +19,24 @@
 //!   the session's CSRF token (a hidden field, or the `X-CSRF-Token` header).
 //! * **Hosts.** Every `/ui` request must name the node by an IP address or `localhost`
 //!   in its `Host` header: a DNS-rebinding page under another name is refused.
-//! * **Assets** (`assets/`) are compiled in with `include_str!`: no build step, no web
-//!   font, no request leaves the node. The Content-Security-Policy allows scripts and
-//!   styles from the node only.
+//! * **Assets** (`assets/`, and the stylesheet of [`web`]) are compiled in with
+//!   `include_str!`: no build step, no web font, no request leaves the node. The
+//!   Content-Security-Policy allows scripts and styles from the node only.
+//!
+//! The sessions, the origin and host checks, the login limit and the security headers
+//! are in [`web`], shared with the testnet's dashboard (`datamesh testnet ui`).
 
 mod pages;
-pub(crate) mod session;
+pub mod web;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, Request, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use datamesh_core::FileId;
@@ -43,8 +46,14 @@ use zeroize::Zeroizing;
 use crate::api::ApiState;
 use crate::check::CheckReport;
 use crate::files::KeyAccess;
-use session::{Authenticated, Sessions};
+use web::session::{Authenticated, Cookie, Sessions};
+use web::{LoginLimiter, same_origin};
 
+/// The node dashboard's session cookie.
+const COOKIE: Cookie = Cookie {
+    name: "datamesh_session",
+    path: "/ui",
+};
 /// Files the dashboard lists at most (the newest first).
 const MAX_FILES_SHOWN: usize = 500;
 /// Check outcomes the dashboard remembers (recent activity).
@@ -54,6 +63,7 @@ const RECENT_CHECKS: usize = 20;
 struct Ui {
     api: ApiState,
     sessions: Sessions,
+    logins: LoginLimiter,
     started: Instant,
     /// The last check of each file run from the dashboard.
     health: Mutex<HashMap<FileId, FileHealth>>,
@@ -69,6 +79,7 @@ pub(crate) fn router(api: ApiState) -> Router {
     let ui = Arc::new(Ui {
         api,
         sessions: Sessions::default(),
+        logins: LoginLimiter::default(),
         started: Instant::now(),
         health: Mutex::new(HashMap::new()),
         recent: Mutex::new(VecDeque::new()),
@@ -82,66 +93,8 @@ pub(crate) fn router(api: ApiState) -> Router {
         .route("/ui/files/{id}/check", post(check_file))
         .route("/ui/assets/app.js", get(app_js))
         .route("/ui/assets/style.css", get(style_css))
-        .layer(middleware::from_fn(guard))
+        .layer(middleware::from_fn(web::guard))
         .with_state(ui)
-}
-
-/// Refuses a `Host` that is not an IP address or `localhost` (DNS rebinding) and adds
-/// the security headers to every answer.
-async fn guard(request: Request, next: Next) -> Response {
-    if !host_allowed(request.headers()) {
-        return plain(
-            StatusCode::MISDIRECTED_REQUEST,
-            "the dashboard answers only to an IP address or localhost in the Host header",
-        );
-    }
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Not `no-referrer`: under it Chromium sends `Origin: null` with the page's own
-    // form posts, which the origin check would then refuse.
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn host_allowed(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let name = match host.strip_prefix('[') {
-        // [v6]:port
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
-}
-
-/// Whether a state-changing request comes from this listener's own pages: its `Origin`
-/// is `http://<Host>` and, when the browser says, `Sec-Fetch-Site` is `same-origin`.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let (Some(origin), Some(host)) = (get(header::ORIGIN), get(header::HOST)) else {
-        return false;
-    };
-    let fetch_site_ok = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|site| site == "same-origin");
-    fetch_site_ok && origin == format!("http://{host}")
 }
 
 fn plain(status: StatusCode, message: &'static str) -> Response {
@@ -162,7 +115,7 @@ fn see_other(to: &'static str) -> Response {
 }
 
 fn session_of(ui: &Ui, headers: &HeaderMap) -> Option<(Zeroizing<String>, Authenticated)> {
-    let id = Zeroizing::new(session::cookie_value(headers)?);
+    let id = Zeroizing::new(COOKIE.value(headers)?);
     let found = ui.sessions.find(&id, Instant::now())?;
     Some((id, found))
 }
@@ -191,6 +144,10 @@ async fn login(
             "refused: a login must come from the dashboard's own page (Origin)",
         );
     }
+    if let Err(wait) = ui.logins.attempt(Instant::now()) {
+        tracing::info!("dashboard login refused: too many attempts");
+        return web::too_many_logins(wait);
+    }
     if !ui.api.token.matches(token.trim()) {
         tracing::info!("dashboard login refused: wrong token");
         return html(
@@ -200,7 +157,7 @@ async fn login(
     }
     let id = ui.sessions.create(Instant::now());
     tracing::info!("dashboard login");
-    let cookie = session::set_cookie(&id);
+    let cookie = COOKIE.set(&id);
     let mut response = see_other("/ui");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
@@ -229,7 +186,7 @@ async fn logout(
     }
     ui.sessions.end(&id);
     let mut response = see_other("/ui/login");
-    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
+    if let Ok(v) = HeaderValue::from_str(&COOKIE.clear()) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
@@ -530,61 +487,5 @@ async fn app_js() -> Response {
 }
 
 async fn style_css() -> Response {
-    asset("text/css; charset=utf-8", include_str!("assets/style.css"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
-
-    #[test]
-    fn only_the_listeners_own_origin_may_change_state() {
-        let ok = headers(&[
-            ("host", "127.0.0.1:5000"),
-            ("origin", "http://127.0.0.1:5000"),
-        ]);
-        assert!(same_origin(&ok));
-        for bad in [
-            headers(&[("host", "127.0.0.1:5000")]),
-            headers(&[
-                ("host", "127.0.0.1:5000"),
-                ("origin", "http://127.0.0.1:5001"),
-            ]),
-            headers(&[("host", "127.0.0.1:5000"), ("origin", "null")]),
-            headers(&[
-                ("host", "127.0.0.1:5000"),
-                ("origin", "https://127.0.0.1:5000"),
-            ]),
-            headers(&[
-                ("host", "127.0.0.1:5000"),
-                ("origin", "http://127.0.0.1:5000"),
-                ("sec-fetch-site", "same-site"),
-            ]),
-        ] {
-            assert!(!same_origin(&bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn hosts_must_be_addresses_or_localhost() {
-        for good in ["127.0.0.1:80", "localhost:9", "[::1]:4000", "10.0.0.2"] {
-            let mut h = HeaderMap::new();
-            h.insert(header::HOST, HeaderValue::from_static(good));
-            assert!(host_allowed(&h), "{good}");
-        }
-        for bad in ["evil.example:80", "127.0.0.1.evil.example", ""] {
-            let mut h = HeaderMap::new();
-            h.insert(header::HOST, HeaderValue::from_static(bad));
-            assert!(!host_allowed(&h), "{bad}");
-        }
-        assert!(!host_allowed(&HeaderMap::new()));
-    }
+    asset("text/css; charset=utf-8", web::STYLE_CSS)
 }

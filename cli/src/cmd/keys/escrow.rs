@@ -256,6 +256,9 @@ pub(super) fn run(ctx: &Context, command: EscrowCommand) -> anyhow::Result<()> {
             kdf,
         } => {
             let shares = read_shares(&files)?;
+            // Combined first: too few, damaged or mixed shares fail in one line, before
+            // any warning about the new slot's parameters and before any slot is made.
+            drop(Keystore::recovery_key(&shares)?);
             let kdf = kdf
                 .params(KdfParams::DEFAULT, &ctx.out)?
                 .unwrap_or_default();

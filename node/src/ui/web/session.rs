@@ -1,6 +1,10 @@
-//! The dashboard's login sessions: a random id in an `HttpOnly`, `SameSite=Strict`
+//! A dashboard's login sessions: a random id in an `HttpOnly`, `SameSite=Strict`
 //! cookie, a CSRF token bound to it, an expiry. Held in memory only (a restart logs
 //! everyone out); ids and tokens are compared in constant time and never printed.
+//!
+//! Each dashboard names its own [`Cookie`] (name and path): the node's `/ui` and the
+//! testnet's page run on different ports of the same host, and browsers do not keep
+//! cookies apart by port.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -9,12 +13,51 @@ use rand_core::{OsRng, RngCore};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-/// The cookie's name.
-pub(crate) const COOKIE: &str = "datamesh_session";
 /// How long a session lives after its login.
-pub(crate) const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at most; a new login past this ends the oldest.
-pub(crate) const MAX_SESSIONS: usize = 32;
+pub const MAX_SESSIONS: usize = 32;
+
+/// A dashboard's session cookie: its name and the path it is scoped to.
+#[derive(Clone, Copy, Debug)]
+pub struct Cookie {
+    /// The cookie's name.
+    pub name: &'static str,
+    /// Its `Path` (the dashboard's prefix); the browser sends it nowhere else.
+    pub path: &'static str,
+}
+
+impl Cookie {
+    /// The session id a request's `Cookie` headers carry, if any.
+    pub fn value(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.name)
+            .map(|(_, value)| value.to_string())
+    }
+
+    /// The `Set-Cookie` value that starts a session.
+    pub fn set(&self, id: &str) -> String {
+        format!(
+            "{}={id}; Path={}; HttpOnly; SameSite=Strict; Max-Age={}",
+            self.name,
+            self.path,
+            SESSION_LIFETIME.as_secs()
+        )
+    }
+
+    /// The `Set-Cookie` value that clears it.
+    pub fn clear(&self) -> String {
+        format!(
+            "{}=; Path={}; HttpOnly; SameSite=Strict; Max-Age=0",
+            self.name, self.path
+        )
+    }
+}
 
 /// 32 random bytes as 64 hex characters.
 fn random_hex() -> Zeroizing<String> {
@@ -32,7 +75,7 @@ struct Session {
 /// A session a request proved it holds: its CSRF token, for the page and the check of
 /// state-changing requests.
 #[derive(Clone)]
-pub(crate) struct Authenticated {
+pub struct Authenticated {
     csrf: Zeroizing<String>,
 }
 
@@ -44,19 +87,19 @@ impl std::fmt::Debug for Authenticated {
 
 impl Authenticated {
     /// The session's CSRF token (to embed in the page it serves).
-    pub(crate) fn csrf(&self) -> &str {
+    pub fn csrf(&self) -> &str {
         &self.csrf
     }
 
     /// Whether `presented` is this session's CSRF token (constant time).
-    pub(crate) fn csrf_matches(&self, presented: &str) -> bool {
+    pub fn csrf_matches(&self, presented: &str) -> bool {
         bool::from(self.csrf.as_bytes().ct_eq(presented.as_bytes()))
     }
 }
 
 /// The live sessions.
 #[derive(Default)]
-pub(crate) struct Sessions {
+pub struct Sessions {
     live: Mutex<Vec<Session>>,
 }
 
@@ -68,7 +111,7 @@ impl std::fmt::Debug for Sessions {
 
 impl Sessions {
     /// Starts a session; returns its id (the cookie's value).
-    pub(crate) fn create(&self, now: Instant) -> Zeroizing<String> {
+    pub fn create(&self, now: Instant) -> Zeroizing<String> {
         let id = random_hex();
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|s| s.expires > now);
@@ -86,7 +129,7 @@ impl Sessions {
 
     /// The live session whose id is `id`. Every live id is compared (in constant time),
     /// whichever matches.
-    pub(crate) fn find(&self, id: &str, now: Instant) -> Option<Authenticated> {
+    pub fn find(&self, id: &str, now: Instant) -> Option<Authenticated> {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|s| s.expires > now);
         let mut found = None;
@@ -101,35 +144,10 @@ impl Sessions {
     }
 
     /// Ends the session whose id is `id` (if any).
-    pub(crate) fn end(&self, id: &str) {
+    pub fn end(&self, id: &str) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|s| !bool::from(s.id.as_bytes().ct_eq(id.as_bytes())));
     }
-}
-
-/// The session id a request's `Cookie` headers carry, if any.
-pub(crate) fn cookie_value(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
-}
-
-/// The `Set-Cookie` value that starts a session.
-pub(crate) fn set_cookie(id: &str) -> String {
-    format!(
-        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}",
-        SESSION_LIFETIME.as_secs()
-    )
-}
-
-/// The `Set-Cookie` value that clears it.
-pub(crate) fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
 #[cfg(test)]
@@ -183,14 +201,24 @@ mod tests {
 
     #[test]
     fn the_cookie_is_read_among_others_and_set_strict_and_http_only() {
+        let cookie = Cookie {
+            name: "datamesh_session",
+            path: "/ui",
+        };
         let mut headers = axum::http::HeaderMap::new();
         headers.insert(
             axum::http::header::COOKIE,
             axum::http::HeaderValue::from_static("a=1; datamesh_session=abc; b=2"),
         );
-        assert_eq!(cookie_value(&headers).as_deref(), Some("abc"));
-        let set = set_cookie("abc");
+        assert_eq!(cookie.value(&headers).as_deref(), Some("abc"));
+        let other = Cookie {
+            name: "datamesh_testnet",
+            path: "/testnet",
+        };
+        assert_eq!(other.value(&headers), None);
+        let set = cookie.set("abc");
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
-        assert!(clear_cookie().contains("Max-Age=0"));
+        assert!(set.contains("Path=/ui;"));
+        assert!(cookie.clear().contains("Max-Age=0"));
     }
 }

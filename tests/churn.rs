@@ -27,7 +27,7 @@ use datamesh_testnet::{Config, Kdf, Testnet};
 use serde_json::Value;
 
 mod support;
-use support::bin;
+use support::{bin, counter};
 
 /// Nodes of the testnet (the owner, node 0, included).
 const NODES: usize = 14;
@@ -136,19 +136,6 @@ fn set_private(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     Ok(())
-}
-
-/// A counter of node `i` (0 when not reported yet).
-fn counter(net: &Testnet, i: usize, name: &str) -> anyhow::Result<u64> {
-    let text = net.metrics(i)?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (key, value) = l.split_once(' ')?;
-            (key == name).then(|| value.trim().parse::<f64>().ok())?
-        })
-        .map_or(0, |v| v as u64))
 }
 
 /// The sum of a counter over the running nodes.

@@ -92,6 +92,9 @@ pub struct Metrics {
     pub leases_refused: Counter,
     /// Bytes of the copies those proofs proved (what fetching them whole would move).
     pub audit_shard_bytes: Counter,
+    /// Bytes of every copy this node's audit passes covered, challenged or passed over
+    /// by the sampling of a scheduled pass: the proof bytes are its cost against these.
+    pub audit_scope_bytes: Counter,
     /// Bytes of intact shards fetched by repairs to rebuild others.
     pub repair_bytes_fetched: Counter,
     /// Bytes placed on new holders by repairs (rebuilt shards and manifest copies).
@@ -170,6 +173,7 @@ impl Metrics {
             audit_proof_bytes: Counter::default(),
             leases_refused: Counter::default(),
             audit_shard_bytes: Counter::default(),
+            audit_scope_bytes: Counter::default(),
             repair_bytes_fetched: Counter::default(),
             repair_bytes_stored: Counter::default(),
             network_repair_rounds: Counter::default(),
@@ -362,6 +366,11 @@ impl Metrics {
             "audit_shard_bytes",
             "Bytes of the copies the audit proofs this node received proved",
             m.audit_shard_bytes.clone(),
+        );
+        reg.register(
+            "audit_scope_bytes",
+            "Bytes of every copy this node's audit passes covered (challenged or passed over by sampling)",
+            m.audit_scope_bytes.clone(),
         );
         reg.register(
             "repair_bytes_fetched",

@@ -53,7 +53,7 @@ mod network;
 mod repair;
 mod report;
 
-pub use audit::AuditReport;
+pub use audit::{AuditReport, AuditScope};
 pub use checker::Checker;
 pub use error::{CheckError, RepairError};
 pub use network::{DEFAULT_NETWORK_REPAIR_INTERVAL, NetworkRepairConfig, NetworkRound};

@@ -14,8 +14,9 @@
 //!    Kademlia metric) goes on; the others defer to it. When it dies, the next nearest
 //!    becomes responsible by the same rule at its next round, so one peer at a time
 //!    repairs a file and repairs are not duplicated.
-//! 3. **Audit, then repair.** The responsible peer audits every copy (a chunk and its
-//!    BLAKE3 proof each, `audit.rs`); if any holder fails, the repair verifies every copy
+//! 3. **Audit, then repair.** The responsible peer audits the copies (a chunk and its
+//!    BLAKE3 proof each, `audit.rs`; each copy with a probability scaled to its bytes,
+//!    so the pass costs at most about 1/128 of them); if any holder fails, the repair verifies every copy
 //!    (fetches and hashes, so the lying or emptied holder's copy is replaced); otherwise
 //!    it repairs on the holders' word (missing shards and lost peers).
 //!
@@ -39,6 +40,7 @@ use libp2p::kad::KBucketKey;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::audit::AuditScope;
 use super::checker::Checker;
 use super::inspect::manifest_holders;
 use super::report::CheckReport;
@@ -178,7 +180,7 @@ impl Checker {
                 continue;
             }
             round.checked += 1;
-            let audit = match self.audit(*id).await {
+            let audit = match self.audit_within(*id, AuditScope::Budget).await {
                 Ok(audit) => audit,
                 Err(e) => {
                     debug!(file = %id, "network repair: audit failed: {e}");

@@ -4,8 +4,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use datamesh_core::{AuthorityKey, Removal};
-use datamesh_node::RemoveError;
 use datamesh_node::protocol::InvalidReason;
+use datamesh_node::{AuditScope, RemoveError};
 
 use super::*;
 
@@ -314,6 +314,17 @@ async fn audits_cost_under_one_percent_and_catch_a_lying_or_emptied_holder() -> 
             100.0 * report.proof_bytes as f64 / report.shard_bytes as f64
         );
     }
+
+    // A scheduled (budgeted) pass covers the same copies and challenges every one of
+    // them: a 256 KiB shard's proof is under 1/128 of it.
+    let budget = net
+        .node(1)
+        .checker()
+        .audit_within(file, AuditScope::Budget)
+        .await?;
+    assert_eq!(budget.scope_bytes, report.scope_bytes, "{budget:?}");
+    assert_eq!(budget.challenged, report.challenged, "{budget:?}");
+    assert!(budget.proof_bytes * 128 <= budget.scope_bytes, "{budget:?}");
 
     // A holder whose copy is gone fails too, whatever it claims.
     let manifest = owner.files().manifest_of(file).await?;

@@ -6,7 +6,7 @@
 //! of the inbound budget (or as `Busy`, its body discarded); the permit is resized to the
 //! answer (`Busy` if that does not fit) and released once the answer is written. The
 //! offences it sees (a `Mismatch` it sends, a frame that does not decode, a peer over
-//! its share) are strikes in the per-peer [`Accounting`]; a peer with too many is blocked
+//! its share, an owner's order that does not verify) are strikes in the per-peer [`Accounting`]; a peer with too many is blocked
 //! for a while (libp2p's block list, shared with the test-fault partitions).
 
 use std::collections::{HashMap, HashSet};
@@ -28,8 +28,8 @@ use super::error::{DhtError, NetworkError, RequestFailure};
 use super::swarm::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use crate::metrics::Metrics;
 use crate::protocol::{
-    FailureReason, InboundBudget, OverBudget, Permit, Refusal, Request, RequestFrame, Response,
-    ResponseFrame, response_bytes,
+    FailureReason, InboundBudget, InvalidReason, OverBudget, Permit, Refusal, Request,
+    RequestFrame, Response, ResponseFrame, response_bytes,
 };
 
 /// Inbound requests served at once; more wait, holding their bytes of the inbound budget
@@ -457,8 +457,12 @@ impl EventLoop {
     ) {
         if let Response::Refused(refusal) = &frame.response {
             self.metrics.refusal_sent(refusal_kind(refusal));
-            if *refusal == Refusal::Mismatch {
-                self.strike(peer, Offence::WrongBytes);
+            match refusal {
+                Refusal::Mismatch => self.strike(peer, Offence::WrongBytes),
+                Refusal::Invalid(InvalidReason::BadRemoval | InvalidReason::BadRenewal) => {
+                    self.strike(peer, Offence::ForgedOrder);
+                }
+                _ => {}
             }
         }
         if self

@@ -379,11 +379,21 @@ impl KeyProvider for NoKeys {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_peer_sending_wrong_bytes_and_bad_frames_is_blocked_then_allowed_again() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let network = NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?])
-        .with_peer_policy(PeerPolicy::new(3, Duration::from_secs(4)));
+/// A node under `policy` (its database in `dir`), its first listen address, and a
+/// reader of its metrics text.
+async fn policed_node(
+    dir: &tempfile::TempDir,
+    policy: PeerPolicy,
+) -> Result<
+    (
+        Node,
+        Multiaddr,
+        impl Fn() -> Result<String, Error> + Copy + Send + 'static,
+    ),
+    Error,
+> {
+    let network =
+        NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?]).with_peer_policy(policy);
     let node = Node::start(
         NodeConfig::new(
             dir.path().join("db"),
@@ -409,6 +419,14 @@ async fn a_peer_sending_wrong_bytes_and_bad_frames_is_blocked_then_allowed_again
             .into_body()
             .read_to_string()?)
     };
+    Ok((node, addr, metrics))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_sending_wrong_bytes_and_bad_frames_is_blocked_then_allowed_again() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (node, addr, metrics) =
+        policed_node(&dir, PeerPolicy::new(3, Duration::from_secs(4))).await?;
     let mut attacker = Attacker::new(node.peer_id(), addr)?;
     assert!(matches!(attacker.ask(has()).await?, Outcome::Answer(_)));
 
@@ -500,33 +518,8 @@ async fn a_peer_sending_wrong_bytes_and_bad_frames_is_blocked_then_allowed_again
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_sending_forged_owner_orders_is_blocked() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let network = NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?])
-        .with_peer_policy(PeerPolicy::new(3, Duration::from_secs(600)));
-    let node = Node::start(
-        NodeConfig::new(
-            dir.path().join("db"),
-            network,
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-        ),
-        Keypair::generate_ed25519(),
-        Arc::new(NoKeys),
-        ApiToken::new("test-token"),
-    )
-    .await?;
-    let addr = node
-        .listen_addresses()
-        .await?
-        .into_iter()
-        .next()
-        .ok_or("no address")?;
-    let api = node.api_addr();
-    let metrics = move || -> Result<String, Error> {
-        Ok(ureq::get(format!("http://{api}/metrics"))
-            .header("authorization", "Bearer test-token")
-            .call()?
-            .into_body()
-            .read_to_string()?)
-    };
+    let (node, addr, metrics) =
+        policed_node(&dir, PeerPolicy::new(3, Duration::from_secs(600))).await?;
     let mut attacker = Attacker::new(node.peer_id(), addr)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?

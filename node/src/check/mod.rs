@@ -56,7 +56,9 @@ mod report;
 pub use audit::{AuditReport, AuditScope};
 pub use checker::Checker;
 pub use error::{CheckError, RepairError};
-pub use network::{DEFAULT_NETWORK_REPAIR_INTERVAL, NetworkRepairConfig, NetworkRound};
+pub use network::{
+    DEFAULT_NETWORK_REPAIR_INTERVAL, NetworkRepairConfig, NetworkRound, nearest_holder,
+};
 pub use report::{
     BadCopy, BadReason, CheckReport, Health, RepairedShard, SelfCheck, StripeHealth, StripeReport,
 };

@@ -121,17 +121,23 @@ pub struct NetworkRound {
     pub bytes: u64,
 }
 
-/// Whether `me` is the nearest to `file` (XOR distance of Kademlia keys) among `holders`.
+/// The peer of `holders` nearest to `file` (XOR distance of Kademlia keys): of a file's
+/// live manifest holders, the one responsible for its network repair. `None` if there
+/// are none.
+pub fn nearest_holder(file: &FileId, holders: impl IntoIterator<Item = PeerId>) -> Option<PeerId> {
+    let target = KBucketKey::new(file.as_bytes().to_vec());
+    holders
+        .into_iter()
+        .min_by_key(|p| KBucketKey::from(*p).distance(&target))
+}
+
+/// Whether `me` is the nearest to `file` among `holders` and itself.
 pub(crate) fn responsible(
     me: PeerId,
     file: &FileId,
     holders: impl Iterator<Item = PeerId>,
 ) -> bool {
-    let target = KBucketKey::new(file.as_bytes().to_vec());
-    let mine = KBucketKey::from(me).distance(&target);
-    holders
-        .filter(|p| *p != me)
-        .all(|p| KBucketKey::from(p).distance(&target) > mine)
+    nearest_holder(file, holders.chain(std::iter::once(me))) == Some(me)
 }
 
 impl Checker {

@@ -11,9 +11,12 @@ use crate::store::StoreError;
 
 impl Server {
     /// At most `limit` file ids, in id order, after `after` (from the start if `None`),
-    /// of manifests this node holds: those with a cached authority key (every manifest a
-    /// key envelope was sent for: put and repair send one to each manifest holder) whose
-    /// blob is still here. Reads small rows only: at most `limit` authority rows kept,
+    /// of manifests this node holds: those with a cached authority key whose blob is
+    /// still here. The key is cached for every manifest a key envelope was sent for (put
+    /// and repair send one to each manifest holder), every manifest a peer asked this node
+    /// to announce, and the putter's own copy of its manifest (its own envelope): so every
+    /// manifest holder another holder can find (a provider) looks after the file, and the
+    /// nearest of them, to whom the others defer, never leaves it to nobody. Reads small rows only: at most `limit` authority rows kept,
     /// plus the rows of blobs found not to be manifests (empty rows), skipped.
     ///
     /// # Errors

@@ -462,3 +462,93 @@ async fn the_network_repairs_a_file_whose_owner_is_gone_without_duplicate_work()
     );
     net.shutdown().await
 }
+
+/// The churn soak's file that stayed below full health (issue 18). A file put through a
+/// node that keeps a copy of its own manifest (the putter is one of the peers nearest to
+/// the file id) and is the nearest of its manifest holders: every other holder defers to
+/// it (one responsible peer per file), so with no self-check (as in the soak) only the
+/// putter's own network repair can repair the file. Its rounds must therefore look at the
+/// file: they list the manifests whose authority key is cached, and before the fix that
+/// key was cached only when a peer sent a key envelope, which nobody sends the putter for
+/// its own file: nobody was responsible, and the file stayed degraded for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_putter_nearest_to_its_file_repairs_it_when_no_self_check_does() -> TestResult {
+    use datamesh_node::check::{NetworkRepairConfig, nearest_holder};
+    let n = 8;
+    let mut net = start_net_tuned(
+        n,
+        |_| 1 << 30,
+        |_| TestFaults::none(),
+        Duration::ZERO,
+        |_, config| config.with_network_repair(NetworkRepairConfig::new(Duration::from_secs(1))),
+    )
+    .await?;
+    // Put through one node after another until the putter is the nearest manifest holder
+    // (about one put in `n`; bounded).
+    let mut found = None;
+    for attempt in 0..64usize {
+        let via = attempt % n;
+        let mut bytes = data(300_000);
+        bytes[..8].copy_from_slice(&(attempt as u64).to_le_bytes());
+        let file = net
+            .node(via)
+            .files()
+            .put(std::io::Cursor::new(bytes), format!("f{attempt}"), vec![])
+            .await?
+            .id;
+        let blob = ShardId::from_bytes(*file.as_bytes());
+        let mut holders = Vec::new();
+        for i in 0..n {
+            if net.node(i).files().store().has(&blob)? {
+                holders.push(net.node(i).peer_id());
+            }
+        }
+        if nearest_holder(&file, holders) == Some(net.node(via).peer_id()) {
+            found = Some((via, file));
+            break;
+        }
+    }
+    let (via, file) = found.ok_or("no put in 64 whose putter is its nearest manifest holder")?;
+    let manifest = net.node(via).files().manifest_of(file).await?;
+    // Two other nodes holding shards of the file go (each stripe keeps at least four:
+    // a stripe's six shards are on six distinct peers).
+    let mut victims = Vec::new();
+    for i in (0..n).filter(|&i| i != via) {
+        let mut holds = false;
+        for id in manifest.stripes().iter().flatten() {
+            holds |= net.node(i).files().store().has(id)?;
+        }
+        if holds && victims.len() < 2 {
+            victims.push(i);
+        }
+    }
+    assert_eq!(victims.len(), 2, "fewer than two other shard holders");
+    for &v in &victims {
+        net.stop(v).await?;
+    }
+    let watcher = (0..n)
+        .find(|i| *i != via && !victims.contains(i))
+        .ok_or("no watcher")?;
+    let mut last = None;
+    for _ in 0..120 {
+        let report = net.node(watcher).checker().check(file, false).await?;
+        if report.state() == Health::Healthy {
+            last = None;
+            break;
+        }
+        last = Some(report.to_api());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        last.is_none(),
+        "the file did not come back to full health; its putter (node {via}) is its nearest \
+         manifest holder; last check: {last:?}"
+    );
+    let server = Arc::clone(net.node(via).files().server());
+    let listed = tokio::task::spawn_blocking(move || server.held_manifests(None, 1024)).await??;
+    assert!(
+        listed.contains(&file),
+        "the putter's rounds do not list its file"
+    );
+    net.shutdown().await
+}

@@ -190,9 +190,74 @@ fn health(net: &Testnet, via: usize, id: &str, scratch: &Path) -> anyhow::Result
     Ok(report["state"].as_str().unwrap_or("unreadable").to_string())
 }
 
+/// Each node's peer id (kept for nodes that are down), to name the peers of a report.
+struct PeerIds(Vec<String>);
+
+impl PeerIds {
+    fn learn(&mut self, net: &Testnet, i: usize) -> anyhow::Result<()> {
+        self.0[i] = net.status(i)?.peer_id;
+        Ok(())
+    }
+
+    /// `node N (running|down)` for a peer id of the testnet, else `a peer of no node`.
+    fn name(&self, net: &mut Testnet, peer: &str) -> String {
+        match self.0.iter().position(|p| p == peer) {
+            Some(i) if net.is_running(i) => format!("node {i} (running)"),
+            Some(i) => format!("node {i} (down)"),
+            None => "a peer of no node (a replaced node's old id?)".into(),
+        }
+    }
+}
+
+/// Why a file is below full health, for a future failure to explain itself: its `check`
+/// report as a running node sees it, which node is responsible for its network repair
+/// (the live manifest holder nearest to the file id) and what that node logged about
+/// the file.
+fn explain(net: &mut Testnet, ids: &PeerIds, id: &str, scratch: &Path) -> anyhow::Result<()> {
+    let live = running(net);
+    let via = live[0];
+    let mut cmd = net.cli(via);
+    cmd.args(["--json", "check", id]);
+    let outcome = run(cmd, scratch)?;
+    note!(
+        "  {id} below full health; `check` through node {via}: {}",
+        String::from_utf8_lossy(&outcome.stdout).trim()
+    );
+    let report: Value = serde_json::from_slice(&outcome.stdout).unwrap_or(Value::Null);
+    for holder in report["manifest_holders"].as_array().into_iter().flatten() {
+        let peer = holder.as_str().unwrap_or_default();
+        note!("    manifest holder {peer}: {}", ids.name(net, peer));
+    }
+    let Some(responsible) = report["responsible"].as_str() else {
+        note!("    responsible: none (no live manifest holder found)");
+        return Ok(());
+    };
+    note!(
+        "    responsible: {responsible}, {}",
+        ids.name(net, responsible)
+    );
+    if let Some(i) = ids.0.iter().position(|p| p == responsible) {
+        let log = fs::read_to_string(net.log_file(i)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(id)).collect();
+        note!(
+            "    node {i} logged {} lines about the file; the last ones:",
+            lines.len()
+        );
+        for line in &lines[lines.len().saturating_sub(12)..] {
+            note!("      {line}");
+        }
+    }
+    Ok(())
+}
+
 /// Waits (bounded by [`HEAL_DEADLINE`]) until every file is at full health as seen from
-/// a running node; the files still below it when time ran out.
-fn heal(net: &mut Testnet, files: &[Acked], scratch: &Path) -> anyhow::Result<Vec<String>> {
+/// a running node; the files still below it when time ran out (each explained).
+fn heal(
+    net: &mut Testnet,
+    ids: &PeerIds,
+    files: &[Acked],
+    scratch: &Path,
+) -> anyhow::Result<Vec<String>> {
     let start = Instant::now();
     let mut pending: Vec<&Acked> = files.iter().collect();
     while !pending.is_empty() && start.elapsed() < HEAL_DEADLINE {
@@ -214,6 +279,9 @@ fn heal(net: &mut Testnet, files: &[Acked], scratch: &Path) -> anyhow::Result<Ve
         start.elapsed(),
         pending.len()
     );
+    for file in &pending {
+        explain(net, ids, &file.id, scratch)?;
+    }
     Ok(pending.into_iter().map(|f| f.id.clone()).collect())
 }
 
@@ -247,6 +315,10 @@ fn files_survive_churn_without_their_owner() -> anyhow::Result<()> {
     }
     for i in 0..NODES {
         net.start(i)?;
+    }
+    let mut ids = PeerIds(vec![String::new(); NODES]);
+    for i in 0..NODES {
+        ids.learn(&net, i)?;
     }
     let mut cmd = net.cli(READER);
     cmd.args(["keys", "export-public", "--password-file"])
@@ -286,11 +358,12 @@ fn files_survive_churn_without_their_owner() -> anyhow::Result<()> {
         } else if action == 3 {
             // Lost with its disk: first let the network catch up (bounded), so the
             // losses at one time stay within what 4-of-6 survives.
-            let below = heal(&mut net, &files, &scratch)?;
+            let below = heal(&mut net, &ids, &files, &scratch)?;
             ensure!(below.is_empty(), "not healed before a loss: {below:?}");
             let i = live[rng.below(live.len())];
             net.kill(i)?;
             replace(&mut net, i, &scratch)?;
+            ids.learn(&net, i)?;
             replaced += 1;
             note!("  change {change}: node {i} lost with its disk, a new node in its place");
         } else {
@@ -337,7 +410,7 @@ fn files_survive_churn_without_their_owner() -> anyhow::Result<()> {
     for i in down.drain(..) {
         net.start(i)?;
     }
-    let below = heal(&mut net, &files, &scratch)?;
+    let below = heal(&mut net, &ids, &files, &scratch)?;
     let mut lost = 0;
     for file in &files {
         if let Err(e) = read_back(&net, file, &scratch) {
@@ -359,7 +432,7 @@ fn files_survive_churn_without_their_owner() -> anyhow::Result<()> {
         lost_bytes += net.status(i)?.bytes_stored;
         net.kill(i)?;
     }
-    let below_after_loss = heal(&mut net, &files, &scratch)?;
+    let below_after_loss = heal(&mut net, &ids, &files, &scratch)?;
     let stored = total(&mut net, "datamesh_repair_bytes_stored_total")? - stored_before;
     let fetched = total(&mut net, "datamesh_repair_bytes_fetched_total")? - fetched_before;
     let proofs = total(&mut net, "datamesh_audit_proof_bytes_total")?;

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use super::audit::AuditScope;
 use super::error::{CheckError, RepairError};
 use super::inspect::{EnvelopeCopies, envelope_copies, inspect_stripe, manifest_holders};
+use super::network::nearest_first;
 use super::repair::{after_repair, repair_stripe};
 use super::report::{CheckReport, Health, SelfCheck, StripeHealth, StripeReport};
 use crate::catalog::Placement;
@@ -162,6 +163,7 @@ impl Checker {
                 envelopes_before.holders.len(),
             ),
             stripes,
+            manifest_holders: nearest_first(&id, manifest_before.iter().copied()),
         };
         Ok(Inspected {
             report,

@@ -125,10 +125,16 @@ pub struct NetworkRound {
 /// live manifest holders, the one responsible for its network repair. `None` if there
 /// are none.
 pub fn nearest_holder(file: &FileId, holders: impl IntoIterator<Item = PeerId>) -> Option<PeerId> {
+    nearest_first(file, holders).into_iter().next()
+}
+
+/// `peers` in the order of the responsible-peer rule: nearest to `file` first.
+pub(crate) fn nearest_first(file: &FileId, peers: impl IntoIterator<Item = PeerId>) -> Vec<PeerId> {
     let target = KBucketKey::new(file.as_bytes().to_vec());
-    holders
-        .into_iter()
-        .min_by_key(|p| KBucketKey::from(*p).distance(&target))
+    let mut out: Vec<PeerId> = peers.into_iter().collect();
+    out.sort_by_cached_key(|p| KBucketKey::from(*p).distance(&target));
+    out.dedup();
+    out
 }
 
 /// Whether `me` is the nearest to `file` among `holders` and itself.

@@ -356,21 +356,8 @@ async fn audits_cost_under_one_percent_and_catch_a_lying_or_emptied_holder() -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_network_repairs_a_file_whose_owner_is_gone_without_duplicate_work() -> TestResult {
-    // Every node runs network repair rounds each second; no self-check anywhere.
     let n = 10;
-    let mut net = start_net_tuned(
-        n,
-        |_| 1 << 30,
-        |_| TestFaults::none(),
-        Duration::ZERO,
-        |_, config| {
-            config.with_network_repair(
-                datamesh_node::check::NetworkRepairConfig::new(Duration::from_secs(1))
-                    .with_files_per_round(8),
-            )
-        },
-    )
-    .await?;
+    let mut net = repairing_net(n).await?;
     let file = net
         .node(0)
         .files()
@@ -473,16 +460,8 @@ async fn the_network_repairs_a_file_whose_owner_is_gone_without_duplicate_work()
 /// its own file: nobody was responsible, and the file stayed degraded for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_putter_nearest_to_its_file_repairs_it_when_no_self_check_does() -> TestResult {
-    use datamesh_node::check::{NetworkRepairConfig, nearest_holder};
     let n = 8;
-    let mut net = start_net_tuned(
-        n,
-        |_| 1 << 30,
-        |_| TestFaults::none(),
-        Duration::ZERO,
-        |_, config| config.with_network_repair(NetworkRepairConfig::new(Duration::from_secs(1))),
-    )
-    .await?;
+    let mut net = repairing_net(n).await?;
     // Put through one node after another until the putter is the nearest manifest holder
     // (about one put in `n`; bounded).
     let mut found = None;
@@ -503,7 +482,7 @@ async fn a_putter_nearest_to_its_file_repairs_it_when_no_self_check_does() -> Te
                 holders.push(net.node(i).peer_id());
             }
         }
-        if nearest_holder(&file, holders) == Some(net.node(via).peer_id()) {
+        if datamesh_node::check::nearest_holder(&file, holders) == Some(net.node(via).peer_id()) {
             found = Some((via, file));
             break;
         }
@@ -530,7 +509,7 @@ async fn a_putter_nearest_to_its_file_repairs_it_when_no_self_check_does() -> Te
         .find(|i| *i != via && !victims.contains(i))
         .ok_or("no watcher")?;
     let mut last = None;
-    for _ in 0..120 {
+    for _ in 0..240 {
         let report = net.node(watcher).checker().check(file, false).await?;
         if report.state() == Health::Healthy {
             last = None;
@@ -551,4 +530,22 @@ async fn a_putter_nearest_to_its_file_repairs_it_when_no_self_check_does() -> Te
         "the putter's rounds do not list its file"
     );
     net.shutdown().await
+}
+
+/// `n` nodes, each running network repair rounds every second (8 files a round), no
+/// self-check anywhere.
+async fn repairing_net(n: usize) -> Result<Net, Box<dyn std::error::Error + Send + Sync>> {
+    start_net_tuned(
+        n,
+        |_| 1 << 30,
+        |_| TestFaults::none(),
+        Duration::ZERO,
+        |_, config| {
+            config.with_network_repair(
+                datamesh_node::check::NetworkRepairConfig::new(Duration::from_secs(1))
+                    .with_files_per_round(8),
+            )
+        },
+    )
+    .await
 }

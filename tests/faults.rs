@@ -31,7 +31,7 @@ use datamesh_testnet::{Config, Kdf, Testnet};
 use serde_json::Value;
 
 mod support;
-use support::{bin, datamesh};
+use support::{bin, counter, datamesh};
 
 /// Nodes of each testnet: six holders per stripe, and two to spare.
 const NODES: usize = 8;
@@ -178,19 +178,6 @@ fn wait_streaming(get: &mut Running, dir: &Path) -> anyhow::Result<()> {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
-}
-
-/// A counter of node `i`'s Prometheus metrics (0 when not yet reported).
-fn counter(net: &Testnet, i: usize, name: &str) -> anyhow::Result<u64> {
-    let text = net.metrics(i)?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (key, value) = l.split_once(' ')?;
-            (key == name).then(|| value.trim().parse::<f64>().ok())?
-        })
-        .map_or(0, |v| v as u64))
 }
 
 /// Peer id -> node index, for every node of the testnet (ids survive restarts).

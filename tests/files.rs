@@ -17,7 +17,7 @@ use datamesh_testnet::run::{Outcome, Running, run_within, serial};
 use datamesh_testnet::{Config, Kdf, Testnet};
 
 mod support;
-use support::bin;
+use support::{bin, counter};
 
 const NODES: usize = 6;
 const COMMAND_DEADLINE: Duration = Duration::from_secs(600);
@@ -44,19 +44,6 @@ fn put(net: &Testnet, path: &Path, scratch: &Path) -> anyhow::Result<String> {
     let id = String::from_utf8(out)?.trim().to_string();
     ensure!(id.starts_with("dm1"), "put printed {id:?}");
     Ok(id)
-}
-
-/// The value of a counter of node 0's metrics.
-fn counter(net: &Testnet, name: &str) -> anyhow::Result<u64> {
-    let text = net.metrics(0)?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (key, value) = l.split_once(' ')?;
-            (key == name).then(|| value.trim().parse::<f64>().ok())?
-        })
-        .map_or(0, |v| v as u64))
 }
 
 const SHARDS_FETCHED: &str = "datamesh_shards_fetched_total";
@@ -279,7 +266,7 @@ fn one_gib_range_and_killed_get_resumed() -> anyhow::Result<()> {
 
     // 1 MiB in the middle, not aligned: two stripes, at most 12 shards (hedges included).
     let start = len / 2 + 12345;
-    let before = counter(&net, SHARDS_FETCHED)?;
+    let before = counter(&net, 0, SHARDS_FETCHED)?;
     let part = scratch.join("middle");
     let mut cmd = cli(
         &net,
@@ -293,7 +280,7 @@ fn one_gib_range_and_killed_get_resumed() -> anyhow::Result<()> {
     );
     cmd.arg(&part);
     run(cmd, scratch)?.ok("get a 1 MiB range")?;
-    let fetched = counter(&net, SHARDS_FETCHED)? - before;
+    let fetched = counter(&net, 0, SHARDS_FETCHED)? - before;
     ensure!(
         (8..=12).contains(&fetched),
         "a 1 MiB range fetched {fetched} shards (two stripes: 8 to 12)"
@@ -332,12 +319,12 @@ fn one_gib_range_and_killed_get_resumed() -> anyhow::Result<()> {
     let line = run(cmd, scratch)?.fails_with(1, "a resume of another file")?;
     ensure!(line.contains(".datamesh-resume-big.bin.json"), "{line}");
 
-    let before = counter(&net, SHARDS_FETCHED)?;
+    let before = counter(&net, 0, SHARDS_FETCHED)?;
     let mut cmd = cli(&net, &["get", &id, "--resume", "-o"]);
     cmd.arg(&out);
     let said = run(cmd, scratch)?.ok_stderr("get --resume")?;
     ensure!(said.contains("resumed after"), "{said}");
-    let fetched = counter(&net, SHARDS_FETCHED)? - before;
+    let fetched = counter(&net, 0, SHARDS_FETCHED)? - before;
     let stripes = (len / MIB) as u64;
     let skipped = had / MIB as u64;
     ensure!(
@@ -465,13 +452,13 @@ fn folders_round_trip_with_modes_mtimes_and_links() -> anyhow::Result<()> {
     let tree = scratch.join("tree");
     make_tree(&tree, 1000)?;
 
-    let puts_before = counter(&net, "datamesh_puts_total")?;
+    let puts_before = counter(&net, 0, "datamesh_puts_total")?;
     let mut cmd = cli(&net, &["--json", "put", "-r"]);
     cmd.arg(&tree);
     let out: serde_json::Value = serde_json::from_slice(&run(cmd, scratch)?.ok("put -r")?)?;
     let id = out["id"].as_str().context("no id")?.to_string();
     // 1000 small + 3 large of which 2 identical + the directory object.
-    let puts = counter(&net, "datamesh_puts_total")? - puts_before;
+    let puts = counter(&net, 0, "datamesh_puts_total")? - puts_before;
     ensure!(puts == 1000 + 2 + 1, "put -r made {puts} puts: {out}");
 
     let listed = run(cli(&net, &["--json", "ls", &id]), scratch)?.ok("ls ID")?;
@@ -657,12 +644,12 @@ const STORES_SENT: &str = "datamesh_put_stores_sent_total";
 
 /// SIGKILLs `put PATH` once node 0 has sent `stores` shard stores for it.
 fn put_killed_after(net: &Testnet, path: &Path, stores: u64, scratch: &Path) -> anyhow::Result<()> {
-    let before = counter(net, STORES_SENT)?;
+    let before = counter(net, 0, STORES_SENT)?;
     let mut cmd = cli(net, &["put"]);
     cmd.arg(path);
     let mut put = Running::spawn(cmd, scratch, COMMAND_DEADLINE)?;
     let deadline = Instant::now() + COMMAND_DEADLINE;
-    while counter(net, STORES_SENT)? - before < stores {
+    while counter(net, 0, STORES_SENT)? - before < stores {
         ensure!(put.running()?, "the put ended before it could be killed");
         ensure!(Instant::now() < deadline, "the put sent too little");
         std::thread::sleep(Duration::from_millis(20));
@@ -761,12 +748,12 @@ fn killed_put_resumes_without_sending_placed_stripes() -> anyhow::Result<()> {
     fs::write(&state, &state_text)?;
 
     // Resumed: only the stripes not yet placed are sent.
-    let before = counter(&net, STORES_SENT)?;
+    let before = counter(&net, 0, STORES_SENT)?;
     let mut cmd = cli(&net, &["--json", "put"]);
     cmd.arg(&input);
     let outcome = run(cmd, scratch)?;
     let out: serde_json::Value = serde_json::from_slice(&outcome.ok("the resumed put")?)?;
-    let sent = counter(&net, STORES_SENT)? - before;
+    let sent = counter(&net, 0, STORES_SENT)? - before;
     let resumed = out["resumed_stripes"].as_u64().context("resumed_stripes")?;
     ensure!(out["stripes"].as_u64() == Some(stripes), "{out}");
     // 60 stripes' shards were sent before the kill; all but those still in flight were
@@ -820,8 +807,8 @@ fn killed_put_resumes_without_sending_placed_stripes() -> anyhow::Result<()> {
         file.write_all(b"changed")?;
         file.set_modified(modified)?;
     }
-    let deleted_before = counter(&net, "datamesh_put_cleanup_deleted_total")?;
-    let before = counter(&net, STORES_SENT)?;
+    let deleted_before = counter(&net, 0, "datamesh_put_cleanup_deleted_total")?;
+    let before = counter(&net, 0, STORES_SENT)?;
     let mut cmd = cli(&net, &["put"]);
     cmd.arg(&small);
     let line = run(cmd, scratch)?.fails_with(1, "a put of changed bytes")?;
@@ -831,10 +818,10 @@ fn killed_put_resumes_without_sending_placed_stripes() -> anyhow::Result<()> {
     );
     // At most stripes 0-4 again (placed before the kill; any not yet acknowledged then),
     // nothing of stripe 5 or later.
-    let sent = counter(&net, STORES_SENT)? - before;
+    let sent = counter(&net, 0, STORES_SENT)? - before;
     ensure!(sent <= 6 * 5, "{sent} stores sent for a changed source");
     ensure!(
-        counter(&net, "datamesh_put_cleanup_deleted_total")? > deleted_before,
+        counter(&net, 0, "datamesh_put_cleanup_deleted_total")? > deleted_before,
         "the placed shards were not deleted"
     );
     ensure!(

@@ -13,6 +13,10 @@
 //! kept_until         Unix seconds: the earliest lease end among the copies found (a
 //!                    holder may collect its copy then unless the owner renews); null if
 //!                    no holder answered, 18446744073709551615 if held without a lease
+//! manifest_holders   [peer id]: live peers holding the manifest (before the repair),
+//!                    nearest to the file id first
+//! responsible        peer id of the nearest of them, the one whose network repair looks
+//!                    after the file while its owner is away; null if none
 //! before, after      {state, healthy_stripes, degraded_stripes, unrecoverable_stripes,
 //!                     manifest_copies, envelope_copies} (equal when no repair)
 //! envelope           null (no envelope found), or what protects the data key in the newest
@@ -187,6 +191,14 @@ pub struct CheckReport {
     /// found (or a node of an older build).
     #[serde(default)]
     pub envelope: Option<EnvelopeProtection>,
+    /// Live peers holding the manifest before the repair, nearest to the file id first
+    /// (empty from a node of an older build).
+    #[serde(default)]
+    pub manifest_holders: Vec<String>,
+    /// The nearest of them: the peer responsible for the file's network repair (while the
+    /// owner is away); `None` if no live peer holds the manifest (or an older build).
+    #[serde(default)]
+    pub responsible: Option<String>,
     /// Before the repair.
     pub before: CheckSummary,
     /// After the repair (equal to `before` when none was asked for).

@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use anyhow::Context as _;
+use datamesh_node::check::DEFAULT_NETWORK_REPAIR_INTERVAL;
 use datamesh_node::lease::DEFAULT_LEASE;
 use datamesh_node::node::{DEFAULT_CHECK_INTERVAL, DEFAULT_STORAGE_QUOTA, MAX_CHECK_INTERVAL};
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,9 @@ pub(crate) struct Config {
     pub(crate) check_verify: bool,
     /// Seconds a holder keeps a claim on a blob without the owner renewing it.
     pub(crate) lease_seconds: u64,
+    /// Seconds between network repair rounds over the manifests this node holds; 0
+    /// disables.
+    pub(crate) network_repair_interval: u64,
     /// The keystore slot `node run` unlocks through: `auto`, an id, a kind or a label
     /// (see [`datamesh_keys::SlotChoice`]).
     pub(crate) unlock_slot: String,
@@ -147,6 +151,7 @@ impl Default for Config {
             check_interval: DEFAULT_CHECK_INTERVAL.as_secs(),
             check_verify: false,
             lease_seconds: DEFAULT_LEASE.as_secs(),
+            network_repair_interval: DEFAULT_NETWORK_REPAIR_INTERVAL.as_secs(),
             unlock_slot: DEFAULT_UNLOCK_SLOT.to_owned(),
             security: SecurityConfig::default(),
         }
@@ -162,7 +167,7 @@ const FOOTER: &str =
 
 /// Every key of [`Config`], in the order written, with the comment above it (a unit test
 /// checks that the list and the struct agree).
-const KEYS: [(&str, &str); 12] = [
+const KEYS: [(&str, &str); 13] = [
     (
         "listen_address",
         "libp2p listen address of the node (port 0: any free port); overridden by\n\
@@ -220,6 +225,12 @@ const KEYS: [(&str, &str); 12] = [
         "lease_seconds",
         "Seconds this node keeps what a peer stored here without that peer renewing it\n\
          (an owner's self-check renews its files); then it is deleted. Default 180 days.",
+    ),
+    (
+        "network_repair_interval",
+        "Seconds between rounds in which this node checks and repairs, for their owners,\n\
+         the files whose manifest it holds (when it is the live manifest holder nearest\n\
+         the file id and the owner has not renewed lately); 0 disables; at most a year.",
     ),
     (
         "unlock_slot",
@@ -320,6 +331,13 @@ impl Config {
                 "{}: check_interval = {} is more than a year ({max} seconds); use 0 to disable the self-check",
                 path.display(),
                 config.check_interval
+            );
+        }
+        if config.network_repair_interval > max {
+            anyhow::bail!(
+                "{}: network_repair_interval = {} is more than a year ({max} seconds); use 0 to disable it",
+                path.display(),
+                config.network_repair_interval
             );
         }
         if let Err(e) = datamesh_keys::SlotChoice::parse(&config.unlock_slot) {

@@ -28,6 +28,15 @@
 //! what it kept: the root commits to the right subtree's chaining value, not to its
 //! length. A proof is `chunk (<= 1 KiB) + 32 bytes x
 //! depth` (depth = ceil(log2(chunks)), 8 for a 256 KiB shard).
+//!
+//! A proof costs about the same whatever the shard's size, so a small shard's proof is a
+//! large share of it (a 1 KiB shard's is the shard). Scheduled audit passes therefore
+//! spend on a copy in proportion to its bytes ([`sampled`]): each copy is challenged with
+//! probability `len / (AUDIT_BUDGET_DIVISOR x proof_len(len))`, capped at 1, so a pass
+//! costs on average at most 1/[`AUDIT_BUDGET_DIVISOR`] (0.78%) of the bytes it covers;
+//! copies of 164,864 bytes (161 KiB) and more are challenged every pass, smaller ones
+//! less often.
+//! A holder cannot tell which of its copies a pass passed over.
 
 use crate::ids::ShardId;
 pub use crate::wire::AuditProof;
@@ -41,6 +50,34 @@ pub const AUDIT_CHUNK: usize = 1024;
 /// Most sibling chaining values in a proof: a tree over [`MAX_BLOB_LEN`] bytes is at most
 /// this deep.
 pub const MAX_PROOF_DEPTH: usize = 15;
+
+/// A scheduled audit pass spends on average at most 1/`AUDIT_BUDGET_DIVISOR` of the bytes
+/// of the copies it covers on proofs (1/128: 0.78%).
+pub const AUDIT_BUDGET_DIVISOR: u64 = 128;
+
+/// The most bytes a proof of a shard of `len` bytes takes, counted as the auditor counts
+/// what it received: the length (8), the chunk, and 32 per sibling (depth
+/// `ceil(log2(chunks))` at most; chunks on a shorter path have fewer siblings).
+pub fn proof_len(len: u64) -> u64 {
+    let chunk = AUDIT_CHUNK as u64;
+    if len <= chunk {
+        return 8 + len;
+    }
+    let chunks = len.div_ceil(chunk);
+    let depth = u64::from(u64::BITS - (chunks - 1).leading_zeros());
+    8 + chunk + 32 * depth
+}
+
+/// Whether a scheduled audit pass challenges a copy of `len` bytes, given a uniform
+/// random `draw` ([`random_nonce`]): with probability
+/// `min(1, len / (AUDIT_BUDGET_DIVISOR x proof_len(len)))`, so the expected proof bytes
+/// of a copy are at most `len / AUDIT_BUDGET_DIVISOR`. A copy passed over `k` passes in a
+/// row has probability `(1 - p)^k`.
+pub fn sampled(len: u64, draw: u64) -> bool {
+    let cost = u128::from(AUDIT_BUDGET_DIVISOR) * u128::from(proof_len(len));
+    // draw / 2^64 < len / cost
+    u128::from(draw) * cost < u128::from(len) << 64
+}
 
 /// A fresh challenge from the OS's random generator: a holder cannot guess which chunk
 /// it will be asked for.
@@ -197,6 +234,47 @@ mod tests {
             };
             assert!(!verify(&id, len, 1, &p));
             assert!(!verify(&id, p.len, 1, &p));
+        }
+    }
+
+    #[test]
+    fn proof_len_bounds_every_proof_and_is_exact_on_the_deepest_path() {
+        for len in [1usize, 1024, 1025, 3000, 4096, 50_000, 262_152] {
+            let bytes = shard(len);
+            let bound = proof_len(len as u64);
+            let mut deepest = 0;
+            for nonce in 0..(len.div_ceil(AUDIT_CHUNK) as u64) {
+                let p = prove(&bytes, nonce);
+                let got = 8 + p.chunk.len() as u64 + 32 * p.siblings.len() as u64;
+                assert!(got <= bound, "len {len}, chunk {nonce}: {got} > {bound}");
+                deepest = deepest.max(got);
+            }
+            assert_eq!(deepest, bound, "len {len}");
+        }
+    }
+
+    #[test]
+    fn sampling_spends_at_most_the_budget_per_copy_and_always_audits_big_shards() {
+        // A 256 KiB shard's proof is under 1/128 of it: challenged every pass; so is any
+        // copy from 164,864 bytes (128 x the 1,288-byte proof of a depth-8 tree) on.
+        for draw in [0, 1, u64::MAX / 2, u64::MAX] {
+            assert!(sampled(262_152, draw) && sampled(164_864, draw));
+        }
+        assert!(!sampled(164_863, u64::MAX));
+        // Smaller shards: challenged with probability len / (128 x proof_len), measured
+        // over an even spread of draws.
+        for len in [1u64, 1_300, 50_000, 131_072] {
+            let draws = 100_000u64;
+            let hits = (0..draws)
+                .filter(|i| sampled(len, i.wrapping_mul(u64::MAX / draws)))
+                .count() as f64;
+            let p = len as f64 / (AUDIT_BUDGET_DIVISOR * proof_len(len)) as f64;
+            assert!(
+                (hits / draws as f64 - p).abs() < 0.001,
+                "len {len}: {hits} hits, p {p}"
+            );
+            // Expected proof bytes per pass: at most the budget's share of the copy.
+            assert!(p * proof_len(len) as f64 <= len as f64 / AUDIT_BUDGET_DIVISOR as f64 + 1e-9);
         }
     }
 

@@ -79,7 +79,10 @@ pub use p256_ecies::{P256Error, P256PublicKey, P256SecretKey};
 pub use recipient::{
     FileSecret, PolicyError, Recipient, RecipientError, RecipientKind, RecipientPolicy, UnwrapKey,
 };
-pub use removal::{REMOVAL_SIGNATURE_LEN, REMOVAL_WINDOW_SECS, Removal};
+pub use removal::{
+    OrderKind, OwnerOrder, REMOVAL_SIGNATURE_LEN, REMOVAL_WINDOW_SECS, Removal, Remove, Renew,
+    Renewal,
+};
 
 pub use directory::{
     DIRECTORY_MAGIC, DIRECTORY_MAGIC_V2, Directory, DirectoryError, Entry, EntryKind,

@@ -1,8 +1,10 @@
-//! File removal: the owner's signed order to drop a file (`datamesh rm`).
+//! The owner's signed orders about a file: its removal (`datamesh rm`) and the renewal of
+//! its lease ([`Renewal`]). Both are an [`OwnerOrder`]; only the signing context differs,
+//! so a signature of one kind never verifies as the other.
 //!
 //! ```
 //! # fn main() -> Result<(), datamesh_core::AuthorityError> {
-//! use datamesh_core::{AuthorityKey, AuthorityRoot, AuthoritySalt, FileId, Removal};
+//! use datamesh_core::{AuthorityKey, AuthorityRoot, AuthoritySalt, FileId, Removal, Renewal};
 //!
 //! let key = AuthorityKey::derive(&AuthorityRoot::from_bytes(&[7; 32]), &AuthoritySalt::random())?;
 //! let file = FileId::of_manifest(b"manifest");
@@ -10,15 +12,22 @@
 //! assert!(removal.verify(&key.public()));
 //! // Another file, or another time, does not verify with the same signature.
 //! assert!(!Removal::from_parts(file, 1_700_000_001, removal.signature()).verify(&key.public()));
+//! // Nor does a removal's signature renew a lease.
+//! assert!(!Renewal::from_parts(file, 1_700_000_000, removal.signature()).verify(&key.public()));
 //! # Ok(()) }
 //! ```
 //!
-//! A removal names the file and the time it was issued (Unix seconds), signed by the
+//! An order names the file and the time it was issued (Unix seconds), signed by the
 //! file's authority key (the one its manifest commits to) over
-//! `"datamesh remove file v1\0" || file id (32) || issued_at (u64 BE)`. A holder checks it
-//! against the manifest sent with it and honours it only within [`REMOVAL_WINDOW_SECS`]
-//! of its own clock, so a captured removal cannot be replayed later (against a copy stored
-//! again after the owner removed it). Format: `docs/format.md`, *File removal*.
+//! `context || file id (32) || issued_at (u64 BE)`, with the context
+//! `"datamesh remove file v1\0"` for a removal and `"datamesh renew lease v1\0"` for a
+//! renewal. A holder checks it against the manifest sent with it and honours it only
+//! within [`REMOVAL_WINDOW_SECS`] of its own clock, so a captured order cannot be replayed
+//! later (a removal against a copy stored again after the owner removed it, a renewal to
+//! keep a file alive after its owner stopped renewing). Format: `docs/format.md`, *File
+//! removal* and *Leases*.
+
+use std::marker::PhantomData;
 
 use k256::ecdsa::Signature;
 use k256::ecdsa::signature::{Signer, Verifier};
@@ -26,34 +35,62 @@ use k256::ecdsa::signature::{Signer, Verifier};
 use crate::authority::{AuthorityKey, AuthorityPublic};
 use crate::ids::FileId;
 
-/// Bytes of a removal's signature (ECDSA secp256k1, r || s, low-S).
+/// Bytes of an order's signature (ECDSA secp256k1, r || s, low-S).
 pub const REMOVAL_SIGNATURE_LEN: usize = 64;
-/// How far a removal's `issued_at` may be from a holder's clock, either way, in seconds.
+/// How far an order's `issued_at` may be from a holder's clock, either way, in seconds.
 pub const REMOVAL_WINDOW_SECS: u64 = 3_600;
-const SIGNING_CONTEXT: &[u8] = b"datamesh remove file v1\0";
+
+/// What an order does: its signing context.
+pub trait OrderKind {
+    /// The bytes signed before the file id and time.
+    const CONTEXT: &'static [u8];
+}
+
+/// Remove the file (`datamesh rm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Remove;
+impl OrderKind for Remove {
+    const CONTEXT: &'static [u8] = b"datamesh remove file v1\0";
+}
+
+/// Renew the sender's lease on the file's blobs (the owner's self-check).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renew;
+impl OrderKind for Renew {
+    const CONTEXT: &'static [u8] = b"datamesh renew lease v1\0";
+}
 
 /// The owner's signed order to remove a file.
+pub type Removal = OwnerOrder<Remove>;
+/// The owner's signed order to keep its file's blobs for another lease.
+pub type Renewal = OwnerOrder<Renew>;
+
+/// The owner's signed order of kind `K` about a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Removal {
+pub struct OwnerOrder<K> {
     file: FileId,
     issued_at: u64,
     signature: [u8; REMOVAL_SIGNATURE_LEN],
+    kind: PhantomData<K>,
 }
 
-impl Removal {
-    /// Signs the removal of `file` at `issued_at` (Unix seconds) with its authority key.
+impl<K: OrderKind> OwnerOrder<K> {
+    /// Signs the order about `file` at `issued_at` (Unix seconds) with its authority key.
     pub fn sign(file: FileId, issued_at: u64, key: &AuthorityKey) -> Self {
-        let signature: Signature = key.signing_key().sign(&signed_message(&file, issued_at));
+        let signature: Signature =
+            key.signing_key()
+                .sign(&signed_message(K::CONTEXT, &file, issued_at));
         // RFC 6979 signatures from k256 are low-S already; normalise anyway.
         let signature = signature.normalize_s().unwrap_or(signature);
         Self {
             file,
             issued_at,
             signature: signature.to_bytes().into(),
+            kind: PhantomData,
         }
     }
 
-    /// A removal as received (unchecked: see [`Removal::verify`]).
+    /// An order as received (unchecked: see [`OwnerOrder::verify`]).
     pub fn from_parts(
         file: FileId,
         issued_at: u64,
@@ -63,6 +100,7 @@ impl Removal {
             file,
             issued_at,
             signature,
+            kind: PhantomData,
         }
     }
 
@@ -81,7 +119,7 @@ impl Removal {
         self.signature
     }
 
-    /// Whether the signature is the file's authority's over this file and time. A high-S
+    /// Whether the signature is the file's authority's over this kind, file and time. A high-S
     /// signature (a malleated copy) does not verify.
     pub fn verify(&self, authority: &AuthorityPublic) -> bool {
         let Ok(sig) = Signature::from_slice(&self.signature) else {
@@ -92,7 +130,10 @@ impl Removal {
         }
         authority
             .verifying_key()
-            .verify(&signed_message(&self.file, self.issued_at), &sig)
+            .verify(
+                &signed_message(K::CONTEXT, &self.file, self.issued_at),
+                &sig,
+            )
             .is_ok()
     }
 
@@ -102,8 +143,8 @@ impl Removal {
     }
 }
 
-fn signed_message(file: &FileId, issued_at: u64) -> Vec<u8> {
-    let mut msg = SIGNING_CONTEXT.to_vec();
+fn signed_message(context: &[u8], file: &FileId, issued_at: u64) -> Vec<u8> {
+    let mut msg = context.to_vec();
     msg.extend_from_slice(file.as_bytes());
     msg.extend_from_slice(&issued_at.to_be_bytes());
     msg
@@ -131,6 +172,21 @@ mod tests {
         flipped[10] ^= 1;
         assert!(!Removal::from_parts(file, 1_000_000, flipped).verify(&owner.public()));
         assert!(!Removal::from_parts(file, 1_000_000, [0; 64]).verify(&owner.public()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_renewal_and_a_removal_never_verify_as_each_other() -> Result<(), crate::AuthorityError> {
+        let owner = AuthorityKey::derive(
+            &AuthorityRoot::from_bytes(&[1; 32]),
+            &AuthoritySalt::random(),
+        )?;
+        let file = FileId::of_manifest(b"m");
+        let renewal = Renewal::sign(file, 5_000, &owner);
+        assert!(renewal.verify(&owner.public()));
+        assert!(!Removal::from_parts(file, 5_000, renewal.signature()).verify(&owner.public()));
+        let removal = Removal::sign(file, 5_000, &owner);
+        assert!(!Renewal::from_parts(file, 5_000, removal.signature()).verify(&owner.public()));
         Ok(())
     }
 

@@ -116,9 +116,9 @@ pub enum Request {
         #[serde(with = "byte_string")]
         signature: Vec<u8>,
     },
-    /// Until when are these blobs kept? With `renew`, keep each one held for the sender
-    /// for another lease first (its claim made or extended, as a `Store` of bytes already
-    /// held would). Answered with [`Response::Leases`].
+    /// Until when are these blobs kept? With `renew`, extend the sender's lease on each
+    /// one it already claims (one it stored; a renewal never makes a claim: only the
+    /// owner's signed [`Request::RenewLease`] does). Answered with [`Response::Leases`].
     Lease {
         /// At most [`MAX_IDS`], each at most once.
         ids: Vec<ShardId>,
@@ -132,6 +132,25 @@ pub enum Request {
         id: ShardId,
         /// The challenge: picks the chunk (`nonce mod chunks`).
         nonce: u64,
+    },
+    /// The owner (or whoever carries its signed order) renews its lease on the file's
+    /// blobs held here: on each of `ids` held, the sender's claim is made (bound to the
+    /// file) or kept, and leased for another lease. Honoured only if `signature` is the
+    /// file's authority's ([`crate::Renewal`]: the key `manifest` commits to) over the
+    /// file id and `issued_at`, `issued_at` is within an hour of the holder's clock, and
+    /// every id is the manifest's own or one it lists. Answered with
+    /// [`Response::Leases`].
+    RenewLease {
+        /// The file's manifest (its BLAKE3 is the file id).
+        #[serde(with = "byte_string")]
+        manifest: Bytes,
+        /// When the owner issued the renewal (Unix seconds).
+        issued_at: u64,
+        /// The authority's signature ([`crate::REMOVAL_SIGNATURE_LEN`] bytes).
+        #[serde(with = "byte_string")]
+        signature: Vec<u8>,
+        /// At most [`MAX_IDS`], each at most once.
+        ids: Vec<ShardId>,
     },
 }
 
@@ -202,6 +221,13 @@ pub enum InvalidReason {
     /// A `RemoveFile` issued too long before or after the holder's clock (a replay).
     #[error("the removal is not fresh")]
     StaleRemoval,
+    /// A `RenewLease` whose manifest does not parse, whose signature is not the file's
+    /// authority's, or that names a blob the manifest does not list.
+    #[error("the renewal does not verify under the file's authority key")]
+    BadRenewal,
+    /// A `RenewLease` issued too long before or after the holder's clock (a replay).
+    #[error("the renewal is not fresh")]
+    StaleRenewal,
 }
 
 /// Which part of the refusing node failed ([`Refusal::Failed`]); the detail is in its log.
@@ -307,7 +333,9 @@ pub fn decode<M: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<M, WireError>
 /// As [`decode`], [`WireError::TooManyIds`] and [`WireError::DuplicateIds`].
 pub fn decode_request(body: &[u8]) -> Result<Request, WireError> {
     let request: Request = decode(body)?;
-    if let Request::Has { ids } | Request::Lease { ids, .. } = &request {
+    if let Request::Has { ids } | Request::Lease { ids, .. } | Request::RenewLease { ids, .. } =
+        &request
+    {
         if ids.len() > MAX_IDS {
             return Err(WireError::TooManyIds { count: ids.len() });
         }
@@ -701,6 +729,33 @@ mod tests {
         let wire = vec![7, 2, 9, 8, 0xac, 0x02, 3, 1, 1, 1];
         assert_eq!(encode(&request)?, wire);
         assert_eq!(decode_request(&wire)?, request);
+        Ok(())
+    }
+
+    #[test]
+    fn a_renew_lease_request_has_a_frozen_wire_form_and_the_limits_of_has() -> TestResult {
+        let a = ShardId::of(b"a");
+        let request = Request::RenewLease {
+            manifest: Bytes::from_static(&[9, 8]),
+            issued_at: 300,
+            signature: vec![1; 3],
+            ids: vec![a],
+        };
+        // Variant 10, manifest (len 2), issued_at varint, signature (len 3), one id.
+        let mut wire = vec![10, 2, 9, 8, 0xac, 0x02, 3, 1, 1, 1, 1];
+        wire.extend_from_slice(a.as_bytes());
+        assert_eq!(encode(&request)?, wire);
+        assert_eq!(decode_request(&wire)?, request);
+        let twice = Request::RenewLease {
+            manifest: Bytes::new(),
+            issued_at: 0,
+            signature: Vec::new(),
+            ids: vec![a, a],
+        };
+        assert_eq!(
+            decode_request(&encode(&twice)?),
+            Err(WireError::DuplicateIds { id: a })
+        );
         Ok(())
     }
 

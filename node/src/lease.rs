@@ -48,7 +48,14 @@ pub struct Collected {
     pub blobs_deleted: u64,
     /// Their ids (a manifest's is its file id: its envelope goes too, `crate::serve`).
     pub deleted: Vec<ShardId>,
+    /// Ids whose last lease ended with no blob held under them (the lease of an owner's
+    /// own envelope, kept without its manifest blob: `crate::serve`).
+    pub unheld: Vec<ShardId>,
 }
+
+/// The claimant of the lease on an owner's own key envelope kept without the manifest
+/// blob (`Server::keep_own_envelope`), under the file id.
+pub const OWN_ENVELOPE: &[u8] = b"own-envelope";
 
 /// The lease rows of a node's store.
 #[derive(Debug)]
@@ -126,6 +133,36 @@ impl Leases {
         Ok(latest.unwrap_or(u64::MAX))
     }
 
+    /// Whether any claimant has a lease row on `id`. One prefix seek.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn has_lease(&self, id: &ShardId) -> Result<bool, StoreError> {
+        let leases = cf(&self.db, CF_LEASES)?;
+        let mut prefix = vec![KEY_PREFIX];
+        prefix.extend_from_slice(id.as_bytes());
+        let first = self
+            .db
+            .prefix_iterator_cf(leases, &prefix)
+            .next()
+            .transpose()
+            .map_err(DbError::from)?;
+        Ok(first.is_some_and(|(k, _)| k.starts_with(&prefix)))
+    }
+
+    /// Whether `claimant` has a lease row on `id`. One small read.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn held_by(&self, id: &ShardId, claimant: &[u8]) -> Result<bool, StoreError> {
+        let leases = cf(&self.db, CF_LEASES)?;
+        Ok(self
+            .db
+            .get_pinned_cf(leases, lease_key(id, claimant))
+            .map_err(DbError::from)?
+            .is_some())
+    }
+
     /// One collection pass: drops at most [`COLLECT_BATCH`] claims whose lease ended
     /// before `now`, oldest first, and each blob whose last claim that was.
     ///
@@ -173,9 +210,13 @@ impl Leases {
                 }
             }
             done.expired += 1;
-            if store.delete(&id, &claimant)? == DeleteOutcome::Deleted {
-                done.blobs_deleted += 1;
-                done.deleted.push(id);
+            match store.delete(&id, &claimant)? {
+                DeleteOutcome::Deleted => {
+                    done.blobs_deleted += 1;
+                    done.deleted.push(id);
+                }
+                DeleteOutcome::NotHeld if !self.has_lease(&id)? => done.unheld.push(id),
+                _ => {}
             }
         }
         Ok(done)

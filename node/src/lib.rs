@@ -20,7 +20,9 @@ mod ui;
 pub use ui::web;
 
 pub use api::ApiToken;
-pub use check::{AuditReport, CheckError, CheckReport, Checker, Health, RepairError, SelfCheck};
+pub use check::{
+    AuditReport, AuditScope, CheckError, CheckReport, Checker, Health, RepairError, SelfCheck,
+};
 pub use faults::TestFaults;
 pub use files::{
     FileKeys, Files, FilesConfig, GetError, KeyAccess, KeyProvider, KeyProviderError,

@@ -86,6 +86,24 @@ pub struct Metrics {
     pub audits_passed: Counter,
     /// Audits this node ran against holders that failed (a wrong or missing proof).
     pub audits_failed: Counter,
+    /// Bytes of audit proofs this node received (chunks, siblings, lengths).
+    pub audit_proof_bytes: Counter,
+    /// Lease renewals refused (not the file owner's signed order, or stale).
+    pub leases_refused: Counter,
+    /// Bytes of the copies those proofs proved (what fetching them whole would move).
+    pub audit_shard_bytes: Counter,
+    /// Bytes of every copy this node's audit passes covered, challenged or passed over
+    /// by the sampling of a scheduled pass: the proof bytes are its cost against these.
+    pub audit_scope_bytes: Counter,
+    /// Bytes of intact shards fetched by repairs to rebuild others.
+    pub repair_bytes_fetched: Counter,
+    /// Bytes placed on new holders by repairs (rebuilt shards and manifest copies).
+    pub repair_bytes_stored: Counter,
+    /// Network repair rounds run (`check/network.rs`).
+    pub network_repair_rounds: Counter,
+    /// Files checked (audited, repaired where needed) by this node as their responsible
+    /// manifest holder.
+    pub network_repair_files: Counter,
     /// Held blobs parsed as manifests to learn a file's authority key (at most once per
     /// blob, whatever the number of envelopes that name it).
     pub manifests_parsed_for_envelopes: Counter,
@@ -156,6 +174,14 @@ impl Metrics {
             audits_refused: Counter::default(),
             audits_passed: Counter::default(),
             audits_failed: Counter::default(),
+            audit_proof_bytes: Counter::default(),
+            leases_refused: Counter::default(),
+            audit_shard_bytes: Counter::default(),
+            audit_scope_bytes: Counter::default(),
+            repair_bytes_fetched: Counter::default(),
+            repair_bytes_stored: Counter::default(),
+            network_repair_rounds: Counter::default(),
+            network_repair_files: Counter::default(),
             manifests_parsed_for_envelopes: Counter::default(),
             manifest_bytes_read_for_envelopes: Counter::default(),
             refusals_sent: Family::default(),
@@ -331,6 +357,46 @@ impl Metrics {
             "audits_failed",
             "Audits this node ran against holders that failed",
             m.audits_failed.clone(),
+        );
+        reg.register(
+            "leases_refused",
+            "Lease renewals refused (not the file owner's signed order, or stale)",
+            m.leases_refused.clone(),
+        );
+        reg.register(
+            "audit_proof_bytes",
+            "Bytes of audit proofs this node received",
+            m.audit_proof_bytes.clone(),
+        );
+        reg.register(
+            "audit_shard_bytes",
+            "Bytes of the copies the audit proofs this node received proved",
+            m.audit_shard_bytes.clone(),
+        );
+        reg.register(
+            "audit_scope_bytes",
+            "Bytes of every copy this node's audit passes covered (challenged or passed over by sampling)",
+            m.audit_scope_bytes.clone(),
+        );
+        reg.register(
+            "repair_bytes_fetched",
+            "Bytes of intact shards fetched by repairs",
+            m.repair_bytes_fetched.clone(),
+        );
+        reg.register(
+            "repair_bytes_stored",
+            "Bytes placed on new holders by repairs (rebuilt shards, manifest copies)",
+            m.repair_bytes_stored.clone(),
+        );
+        reg.register(
+            "network_repair_rounds",
+            "Network repair rounds run",
+            m.network_repair_rounds.clone(),
+        );
+        reg.register(
+            "network_repair_files",
+            "Files checked by this node as their responsible manifest holder",
+            m.network_repair_files.clone(),
         );
         reg.register(
             "manifests_parsed_for_envelopes",

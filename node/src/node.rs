@@ -16,7 +16,7 @@ use tracing::info;
 
 use crate::api::{ApiState, ApiToken, router};
 use crate::catalog::Catalog;
-use crate::check::Checker;
+use crate::check::{Checker, NetworkRepairConfig};
 use crate::db::DbError;
 use crate::faults::TestFaults;
 use crate::files::{Files, FilesConfig, KeyProvider};
@@ -38,6 +38,7 @@ pub struct NodeConfig {
     check_verify: bool,
     faults: TestFaults,
     lease: Duration,
+    network_repair: NetworkRepairConfig,
 }
 
 /// Default period of the self-check over the catalog.
@@ -61,6 +62,7 @@ impl NodeConfig {
             check_verify: false,
             faults: TestFaults::none(),
             lease: crate::lease::DEFAULT_LEASE,
+            network_repair: NetworkRepairConfig::default(),
         }
     }
 
@@ -69,6 +71,14 @@ impl NodeConfig {
     /// (180 days).
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How the node checks and repairs the files whose manifest it holds, for their
+    /// owners (`check/network.rs`). Default: [`NetworkRepairConfig::default`] (every
+    /// 15 minutes).
+    pub fn with_network_repair(mut self, config: NetworkRepairConfig) -> Self {
+        self.network_repair = config;
         self
     }
 
@@ -140,6 +150,7 @@ pub struct Node {
     net_task: JoinHandle<()>,
     check_task: Option<JoinHandle<()>>,
     lease_task: JoinHandle<()>,
+    network_repair_task: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -251,6 +262,7 @@ impl Node {
         }
         let check_task = (!config.check_interval.is_zero())
             .then(|| checker.spawn_self_checks(config.check_interval, config.check_verify));
+        let network_repair_task = checker.spawn_network_repair(config.network_repair);
         info!(%peer_id, %api_addr, "node started");
         Ok(Self {
             network,
@@ -263,6 +275,7 @@ impl Node {
             net_task,
             check_task,
             lease_task,
+            network_repair_task,
         })
     }
 
@@ -315,6 +328,9 @@ impl Node {
             task.abort();
         }
         self.lease_task.abort();
+        if let Some(task) = &self.network_repair_task {
+            task.abort();
+        }
         let _ = self.stop_api.send(true);
         let _ = self.api_task.await;
         self.network.shutdown().await;

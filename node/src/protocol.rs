@@ -37,8 +37,10 @@ pub use datamesh_core::wire::{
 /// blob the sender stored for the file; `Has` ids are distinct (`docs/format.md`).
 /// Version 4: `RemoveFile`, the owner's signed removal of a file (`datamesh rm`), and
 /// `Lease` (until when blobs are kept; renewing the sender's lease), `Audit` (a chunk and
-/// its BLAKE3 proof).
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/4.0.0");
+/// its BLAKE3 proof). Version 5: `RenewLease`, the owner's signed renewal; a plain
+/// `Lease { renew: true }` only extends a claim the sender already has (it made one
+/// before, so anyone could keep a file alive past its owner's `rm`).
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/5.0.0");
 
 /// The request-response codec: length-prefixed postcard with size caps. For a client or
 /// a test peer; the node's own swarm uses [`BudgetedCodec`], which reads the same frames

@@ -24,6 +24,7 @@ use crate::protocol::{FailureReason, InvalidReason, MAX_ENVELOPE_LEN, Refusal, R
 use crate::store::{BindOutcome, DeleteOutcome, PutOutcome, ShardStore, StoreError};
 
 mod audit;
+mod held;
 mod lease;
 mod remove;
 pub use audit::{AUDIT_WINDOW, AUDITS_PER_WINDOW};
@@ -210,7 +211,11 @@ impl Server {
     /// Whether the node may announce `file` for `peer`: it holds the file's manifest, or
     /// `peer` stored `held` here and binds that claim to the file (one file per claim).
     /// `Done` means yes (the swarm task then starts providing); a file the node holds
-    /// nothing of is refused. A couple of small-row lookups and one small write.
+    /// nothing of is refused. A couple of small-row lookups and one small write; for a
+    /// manifest held here, its authority key is cached if it is not yet (one read and
+    /// parse per file, ever): a manifest holder that announces is one the other holders
+    /// may defer to, so its network repair must look after the file
+    /// ([`Self::held_manifests`]) even if no key envelope reached it.
     fn announce(&self, peer: PeerId, file: FileId, held: ShardId) -> Response {
         let outcome = self
             .store
@@ -222,6 +227,11 @@ impl Server {
                     self.store.bind_claim(&held, &peer.to_bytes(), &file)
                 }
             });
+        if matches!(outcome, Ok(BindOutcome::Bound))
+            && let Err(e) = self.held_authority(&file)
+        {
+            warn!(%peer, %file, "caching the authority key of an announced manifest failed: {e}");
+        }
         match outcome {
             Ok(BindOutcome::Bound) => Response::Done,
             Ok(BindOutcome::NoClaim | BindOutcome::OtherFile) => {
@@ -309,9 +319,23 @@ impl Server {
             Err(e) => return Err(EnvelopeRefusal::Store(e)),
         };
         self.metrics.manifests_parsed_for_envelopes.inc();
-        let row = authority.map(|a| a.to_bytes().to_vec()).unwrap_or_default();
-        self.db.put_cf(files, &key, row).map_err(DbError::from)?;
+        self.cache_authority(file, authority.as_ref())?;
         Ok(authority)
+    }
+
+    /// Caches the authority key of the manifest under `file` (`None`: that blob is not a
+    /// manifest). The row also makes the network repair look after the file while the
+    /// manifest blob is held here ([`Self::held_manifests`]).
+    fn cache_authority(
+        &self,
+        file: &FileId,
+        authority: Option<&AuthorityPublic>,
+    ) -> Result<(), DbError> {
+        let files = cf(&self.db, CF_FILES)?;
+        let row = authority.map(|a| a.to_bytes().to_vec()).unwrap_or_default();
+        self.db
+            .put_cf(files, row_key(AUTHORITY_PREFIX, file.as_bytes()), row)
+            .map_err(DbError::from)
     }
 
     /// Keeps `bytes` (parsed as `envelope`) as the file's envelope if it verifies under
@@ -374,7 +398,14 @@ impl Server {
         if envelope.file_id() != manifest.file_id() {
             return Err(EnvelopeRefusal::UnknownFile);
         }
-        self.keep_envelope(&envelope, bytes, &manifest.authority().key)
+        self.keep_envelope(&envelope, bytes, &manifest.authority().key)?;
+        // The putter may hold a copy of its own manifest (it is one of the peers nearest
+        // to the file id): no peer sends it the envelope, so cache the key here, or its
+        // network repair would never look at the file while the other holders defer to it.
+        self.cache_authority(&envelope.file_id(), Some(&manifest.authority().key))?;
+        // Leased like a blob: collected once the owner stops renewing (`serve/lease.rs`).
+        self.lease_own_envelope(&envelope.file_id())
+            .map_err(EnvelopeRefusal::Store)
     }
 
     /// The key envelope held for a file, if any.
@@ -459,6 +490,12 @@ impl InboundHandler for Server {
                 signature,
             } => self.remove_file(peer, &manifest, issued_at, &signature),
             Request::Lease { ids, renew } => self.lease(peer, &ids, renew),
+            Request::RenewLease {
+                manifest,
+                issued_at,
+                signature,
+                ids,
+            } => self.renew_lease(peer, &manifest, issued_at, &signature, &ids),
             Request::Audit { id, nonce } => self.audit(peer, id, nonce),
         }
     }

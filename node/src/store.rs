@@ -575,6 +575,19 @@ impl ShardStore {
         Ok(BindOutcome::Bound)
     }
 
+    /// Whether `owner` has a claim on the blob `id` (it stored it, or renewed it under
+    /// the file owner's signed order). One small lookup, no lock.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn has_claim(&self, id: &ShardId, owner: &[u8]) -> Result<bool, StoreError> {
+        let owners = self.cf(CF_OWNERS)?;
+        Ok(self
+            .db
+            .get_pinned_cf(owners, owner_key(id, owner))?
+            .is_some())
+    }
+
     /// Gives `owner` a claim on a blob held (as a put of the same bytes would, without
     /// the bytes); returns whether the blob is held. A claim already there keeps its file
     /// binding. Under the store-wide lock: two small lookups, at most one small write.

@@ -12,7 +12,9 @@ use datamesh_core::ShardId;
 use datamesh_node::metrics::Metrics;
 use datamesh_node::network::limits::{MAX_CONNECTIONS_PER_PEER, MAX_SHARD_STREAMS};
 use datamesh_node::network::{InboundHandler, PeerPolicy};
-use datamesh_node::protocol::{MAX_IDS, PROTOCOL, Refusal, Request, Response, ShardCodec};
+use datamesh_node::protocol::{
+    InvalidReason, MAX_IDS, PROTOCOL, Refusal, Request, Response, ShardCodec,
+};
 use datamesh_node::records::{PersistentStore, PersistentStoreConfig};
 use datamesh_node::{
     ApiToken, FileKeys, KeyProvider, KeyProviderError, Network, NetworkConfig, Node, NodeConfig,
@@ -377,11 +379,21 @@ impl KeyProvider for NoKeys {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_peer_sending_wrong_bytes_and_bad_frames_is_blocked_then_allowed_again() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let network = NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?])
-        .with_peer_policy(PeerPolicy::new(3, Duration::from_secs(4)));
+/// A node under `policy` (its database in `dir`), its first listen address, and a
+/// reader of its metrics text.
+async fn policed_node(
+    dir: &tempfile::TempDir,
+    policy: PeerPolicy,
+) -> Result<
+    (
+        Node,
+        Multiaddr,
+        impl Fn() -> Result<String, Error> + Copy + Send + 'static,
+    ),
+    Error,
+> {
+    let network =
+        NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?]).with_peer_policy(policy);
     let node = Node::start(
         NodeConfig::new(
             dir.path().join("db"),
@@ -407,6 +419,14 @@ async fn a_peer_sending_wrong_bytes_and_bad_frames_is_blocked_then_allowed_again
             .into_body()
             .read_to_string()?)
     };
+    Ok((node, addr, metrics))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_sending_wrong_bytes_and_bad_frames_is_blocked_then_allowed_again() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (node, addr, metrics) =
+        policed_node(&dir, PeerPolicy::new(3, Duration::from_secs(4))).await?;
     let mut attacker = Attacker::new(node.peer_id(), addr)?;
     assert!(matches!(attacker.ask(has()).await?, Outcome::Answer(_)));
 
@@ -488,6 +508,78 @@ async fn a_peer_sending_wrong_bytes_and_bad_frames_is_blocked_then_allowed_again
     }
     let text = tokio::task::spawn_blocking(metrics).await??;
     assert_eq!(metric(&text, "datamesh_peers_blocked_now"), 0.0, "{text}");
+    node.shutdown().await?;
+    Ok(())
+}
+
+/// Owner's orders that do not verify (a forged renewal, a forged removal) each cost the
+/// holder a BLAKE3 of the manifest sent and an ECDSA verification, and no honest node
+/// sends one: each is a strike, and a peer that keeps sending them is blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_sending_forged_owner_orders_is_blocked() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (node, addr, metrics) =
+        policed_node(&dir, PeerPolicy::new(3, Duration::from_secs(600))).await?;
+    let mut attacker = Attacker::new(node.peer_id(), addr)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    // A manifest that does not parse, signed by nobody: refused as forged.
+    let manifest = bytes::Bytes::from(vec![7u8; 4096]);
+    let forged = [
+        Request::RenewLease {
+            manifest: manifest.clone(),
+            issued_at: now,
+            signature: vec![1; 64],
+            ids: vec![ShardId::of(&manifest)],
+        },
+        Request::RemoveFile {
+            manifest: manifest.clone(),
+            issued_at: now,
+            signature: vec![2; 64],
+        },
+        Request::RenewLease {
+            manifest,
+            issued_at: now,
+            signature: vec![3; 64],
+            ids: vec![],
+        },
+    ];
+    let expected = [
+        InvalidReason::BadRenewal,
+        InvalidReason::BadRemoval,
+        InvalidReason::BadRenewal,
+    ];
+    for (request, reason) in forged.into_iter().zip(expected) {
+        let outcome = attacker.ask(request).await?;
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Answer(Response::Refused(Refusal::Invalid(r))) if r == reason
+            ),
+            "{outcome:?}"
+        );
+    }
+    let start = Instant::now();
+    let text = loop {
+        let text = tokio::task::spawn_blocking(metrics).await??;
+        if metric(&text, "datamesh_peers_blocked_total") >= 1.0 || start.elapsed() > DEADLINE {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        metric(
+            &text,
+            "datamesh_peer_strikes_total{offence=\"forged_order\"}"
+        ),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "datamesh_peers_blocked_total"), 1.0, "{text}");
+    // Blocked: the next request is not served.
+    let blocked = attacker.ask(has()).await?;
+    assert!(blocked.failure().is_some(), "{blocked:?}");
     node.shutdown().await?;
     Ok(())
 }

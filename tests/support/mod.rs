@@ -1,6 +1,6 @@
 //! What the end-to-end test files (`e2e.rs`, `faults.rs`, `recovery.rs`) share beyond
 //! `datamesh-testnet` (commands under a deadline, outcome checks, input files): the
-//! binary under test, and the check that it is not stale. Each test file is its own
+//! binary under test, the check that it is not stale, and a node's metric counters. Each test file is its own
 //! crate and uses part of it.
 #![allow(dead_code)]
 
@@ -137,4 +137,24 @@ pub(crate) fn require_root() -> anyhow::Result<()> {
     datamesh_testnet::require_root_for_hosts().map_err(|e| {
         anyhow::anyhow!("{e} (this test makes network namespaces; CI runs the tests as root)")
     })
+}
+
+/// A counter of node `i`'s Prometheus metrics (0 when not reported yet).
+///
+/// # Errors
+/// The node's metrics cannot be read.
+pub(crate) fn counter(
+    net: &datamesh_testnet::Testnet,
+    i: usize,
+    name: &str,
+) -> anyhow::Result<u64> {
+    let text = net.metrics(i)?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (key, value) = l.split_once(' ')?;
+            (key == name).then(|| value.trim().parse::<f64>().ok())?
+        })
+        .map_or(0, |v| v as u64))
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use datamesh_keys::fsx;
+use datamesh_node::check::NetworkRepairConfig;
 use datamesh_node::libp2p::identity::Keypair;
 use datamesh_node::network::Transports;
 use datamesh_node::{ApiToken, FilesConfig, NetworkConfig, Node, NodeConfig, StoreConfig};
@@ -152,6 +153,9 @@ fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
         ..FilesConfig::default()
     })
     .with_lease(Duration::from_secs(config.lease_seconds))
+    .with_network_repair(NetworkRepairConfig::new(Duration::from_secs(
+        config.network_repair_interval,
+    )))
     .with_test_faults(faults);
     fsx::ensure_dir(&home::node_dir(&ctx.home)).context("cannot create the node's data folder")?;
 

@@ -661,6 +661,8 @@ mod tests {
             repaired_shards: 0,
             kept_until: None,
             envelope: None,
+            manifest_holders: vec![],
+            responsible: None,
             before: summary(),
             after: summary(),
             stripes: vec![StripeCheck {

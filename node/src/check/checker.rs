@@ -11,8 +11,10 @@ use libp2p::PeerId;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::audit::AuditScope;
 use super::error::{CheckError, RepairError};
 use super::inspect::{EnvelopeCopies, envelope_copies, inspect_stripe, manifest_holders};
+use super::network::nearest_first;
 use super::repair::{after_repair, repair_stripe};
 use super::report::{CheckReport, Health, SelfCheck, StripeHealth, StripeReport};
 use crate::catalog::Placement;
@@ -161,6 +163,7 @@ impl Checker {
                 envelopes_before.holders.len(),
             ),
             stripes,
+            manifest_holders: nearest_first(&id, manifest_before.iter().copied()),
         };
         Ok(Inspected {
             report,
@@ -193,10 +196,11 @@ impl Checker {
             ..SelfCheck::default()
         };
         for entry in entries {
-            // Without --verify (which fetches every copy whole), every copy is audited:
-            // a random chunk and its proof, about 0.5% of the shard's bytes.
+            // Without --verify (which fetches every copy whole), the copies are audited:
+            // a random chunk and its proof, each copy with a probability scaled to its
+            // bytes, at most about 1/128 of them per pass on average.
             if !verify {
-                match self.audit(entry.id).await {
+                match self.audit_within(entry.id, AuditScope::Budget).await {
                     Ok(audit) if !audit.failed.is_empty() => warn!(
                         file = %entry.id,
                         failed = audit.failed.len(),

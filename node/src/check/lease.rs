@@ -1,13 +1,14 @@
 //! Leases seen from the checker: until when the holders found keep the file's blobs,
 //! each holder asked once (a `Lease` request per [`MAX_IDS`] ids), and the owner's
-//! renewal (its self-check renews every copy it finds, `renew`).
+//! renewal (its self-check renews every copy it finds, `renew`, with its signed order:
+//! a `RenewLease`).
 
 use std::collections::{HashMap, HashSet};
 
-use datamesh_core::{FileId, Manifest, ShardId};
+use datamesh_core::{FileId, Manifest, Renew, ShardId};
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::report::StripeReport;
 use crate::files::Files;
@@ -39,18 +40,42 @@ pub(super) async fn kept_until(
     for peer in manifest_holders {
         asks.entry(*peer).or_default().insert(blob);
     }
+    // The owner renews with its signed order: only that makes a holder keep a blob for
+    // it (a plain renewal extends a claim the sender already has).
+    let order = if renew {
+        match files.signed_order::<Renew>(manifest) {
+            Ok(order) => order.map(|o| (o, bytes::Bytes::from(manifest.to_bytes()))),
+            Err(e) => {
+                warn!(%file, "cannot sign the lease renewal: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if order.is_some() {
+        // This node too: its own envelope of the file is leased under the file id.
+        asks.entry(files.peer_id()).or_default().insert(blob);
+    }
     let deadline = files.config().lookup_deadline;
     let mut answers: FuturesUnordered<_> = asks
         .into_iter()
         .map(|(peer, ids)| {
             let files = files.clone();
             let ids: Vec<ShardId> = ids.into_iter().collect();
+            let order = order.clone();
             async move {
                 let mut earliest: Option<u64> = None;
                 for batch in ids.chunks(MAX_IDS) {
-                    let request = Request::Lease {
-                        ids: batch.to_vec(),
-                        renew,
+                    let ids = batch.to_vec();
+                    let request = match &order {
+                        Some((order, manifest)) => Request::RenewLease {
+                            manifest: manifest.clone(),
+                            issued_at: order.issued_at(),
+                            signature: order.signature().to_vec(),
+                            ids,
+                        },
+                        None => Request::Lease { ids, renew },
                     };
                     match tokio::time::timeout(deadline, files.send(peer, request)).await {
                         Ok(Ok(Response::Leases(list))) if list.len() == batch.len() => {

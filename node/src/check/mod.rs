@@ -35,6 +35,9 @@
 //!   or fetched and hashed.
 //! * `repair`: rebuilding and placing a stripe's missing shards; the file-wide
 //!   follow-up (announcements, manifest copies, placement hint).
+//! * `network`: repair by the network: the manifest holders' rounds, one responsible
+//!   peer per file (the live manifest holder nearest to the file id), deferring to an
+//!   owner that is about.
 //! * `report`: what a check finds ([`CheckReport`], [`StripeHealth`], [`SelfCheck`], ...)
 //!   and its JSON form.
 //! * `error`: [`CheckError`], [`RepairError`].
@@ -46,12 +49,16 @@ mod checker;
 mod error;
 mod inspect;
 mod lease;
+mod network;
 mod repair;
 mod report;
 
-pub use audit::AuditReport;
+pub use audit::{AuditReport, AuditScope};
 pub use checker::Checker;
 pub use error::{CheckError, RepairError};
+pub use network::{
+    DEFAULT_NETWORK_REPAIR_INTERVAL, NetworkRepairConfig, NetworkRound, nearest_holder,
+};
 pub use report::{
     BadCopy, BadReason, CheckReport, Health, RepairedShard, SelfCheck, StripeHealth, StripeReport,
 };

@@ -50,6 +50,7 @@ pub(super) async fn repair_stripe(
                     for peer in list {
                         match fetch_copy(&files, peer, id).await {
                             Fetched::Good(b) => {
+                                files.metrics().repair_bytes_fetched.inc_by(b.len() as u64);
                                 found = Some(b);
                                 break;
                             }
@@ -114,6 +115,7 @@ pub(super) async fn repair_stripe(
         .await?;
     for (&index, peer) in missing.iter().zip(&placed) {
         if let Some(peer) = *peer {
+            files.metrics().repair_bytes_stored.inc_by(shard_len as u64);
             report.holders[index].push(peer);
             report.repaired.push(RepairedShard {
                 index,
@@ -163,6 +165,10 @@ pub(super) async fn after_repair(
                     .filter(|p| !manifest_before.contains(p))
                     .collect();
                 if !fresh.is_empty() {
+                    files
+                        .metrics()
+                        .repair_bytes_stored
+                        .inc_by((fresh.len() * manifest.to_bytes().len()) as u64);
                     let blob = ShardId::from_bytes(*id.as_bytes());
                     let named = fresh.iter().map(|&peer| (peer, blob)).collect();
                     let announced = files.announce(id, &named).await;

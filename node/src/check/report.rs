@@ -115,6 +115,10 @@ pub struct CheckReport {
     pub kept_until: Option<u64>,
     /// What protects the data key in the newest envelope found (`None`: none found).
     pub envelope: Option<datamesh_api::EnvelopeProtection>,
+    /// Live peers holding the manifest before the repair, nearest to the file id first:
+    /// the first is the one responsible for the network repair
+    /// ([`CheckReport::responsible`]).
+    pub manifest_holders: Vec<PeerId>,
 }
 
 /// The algorithms of an envelope's recipients, as `check` reports them.
@@ -163,6 +167,12 @@ impl CheckReport {
             .map(|b| b.peer)
             .filter(|p| seen.insert(*p))
             .collect()
+    }
+
+    /// The live manifest holder nearest to the file id: the peer whose network repair
+    /// looks after the file while its owner is away (`crate::check::network`).
+    pub fn responsible(&self) -> Option<PeerId> {
+        super::network::nearest_holder(&self.id, self.manifest_holders.iter().copied())
     }
 
     /// Shards placed by the repair.
@@ -249,6 +259,8 @@ impl CheckReport {
             repaired_shards: self.repaired_shards(),
             kept_until: self.kept_until,
             envelope: self.envelope.clone(),
+            manifest_holders: strings(&self.manifest_holders),
+            responsible: self.responsible().map(|p| p.to_string()),
             before: summary(false),
             after: summary(true),
             stripes,
@@ -372,6 +384,7 @@ mod tests {
             manifest_copies: (5, 6),
             envelope_copies: (2, 6),
             envelope: None,
+            manifest_holders: vec![p[2], p[0]],
             stripes: vec![StripeReport {
                 stripe: 0,
                 before: StripeHealth::of(&before),
@@ -416,6 +429,15 @@ mod tests {
         expect(j["bad_peers"] == json!([p[4].to_string()]), "bad_peers")?;
         expect(j["repaired_shards"] == 2, "repaired_shards")?;
         expect(j["kept_until"] == 1_700_000_000u64, "kept_until")?;
+        expect(
+            j["manifest_holders"] == json!([p[2].to_string(), p[0].to_string()]),
+            "manifest_holders",
+        )?;
+        let nearest = super::super::network::nearest_holder(&report.id, [p[0], p[2]]);
+        expect(
+            j["responsible"] == json!(nearest.map(|p| p.to_string())),
+            "responsible",
+        )?;
         expect(
             j["before"]
                 == json!({"state": "degraded", "healthy_stripes": 0, "degraded_stripes": 1,

@@ -15,7 +15,8 @@
 //!   blobs acknowledged), kept by the node that encrypts it.
 //! * `reencrypt`: a file read and stored again under a fresh data key (a new file id),
 //!   the old one released (incident response); built on `get` and `put`.
-//! * `remove`: the owner's signed removal of a file, sent to every possible holder.
+//! * `remove`: the owner's signed orders (removal, lease renewal); the removal of a
+//!   file, sent to every possible holder.
 //!
 //! The checker (`crate::check`) is built on these parts; nothing here knows it.
 

@@ -1,3 +1,6 @@
+//! The owner's signed orders about its files (`signed_order`: a removal, a lease
+//! renewal; `datamesh_core::OwnerOrder`), and removal.
+//!
 //! Removal (`datamesh rm`): the owner signs a removal of one of its files with the file's
 //! authority key and sends it, with the manifest, to every peer that may hold a part of
 //! it (providers, the placement, the peers closest to the file id, every holder a `Has`
@@ -9,7 +12,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use datamesh_core::{FileId, Removal};
+use datamesh_core::{FileId, Manifest, OrderKind, OwnerOrder, Removal};
 use futures::stream::StreamExt;
 use libp2p::PeerId;
 use tokio::task::JoinError;
@@ -87,16 +90,10 @@ impl Files {
         let (Some(_), Some(manifest)) = (entry, manifest) else {
             return Err(RemoveError::NotFound(id));
         };
-        let keys = self.file_keys()?;
-        let key = keys
-            .authority_for(manifest.authority())
+        let removal: Removal = self
+            .signed_order(&manifest)?
             .ok_or(RemoveError::NotOwner(id))?;
-        drop(keys);
-        let issued_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let removal = Removal::sign(id, issued_at, &key);
-        drop(key);
+        let issued_at = removal.issued_at();
 
         // Every peer that may hold a part: providers, placement, this node, the peers
         // closest to the file id (manifest copies), and every holder found by a `Has`.
@@ -136,6 +133,27 @@ impl Files {
             confirmed,
             failed: asked - confirmed,
         })
+    }
+
+    /// The owner's order of kind `K` about the file of `manifest`, signed now with the
+    /// file's authority key; `None` when no root of this node derives that key (not this
+    /// owner's file).
+    ///
+    /// # Errors
+    /// [`KeyProviderError`]: the keys could not be read.
+    pub(crate) fn signed_order<K: OrderKind>(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<Option<OwnerOrder<K>>, KeyProviderError> {
+        let keys = self.file_keys()?;
+        let Some(key) = keys.authority_for(manifest.authority()) else {
+            return Ok(None);
+        };
+        drop(keys);
+        let issued_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(Some(OwnerOrder::sign(manifest.file_id(), issued_at, &key)))
     }
 
     /// Sends the removal to every peer, concurrently and each bounded in time; returns

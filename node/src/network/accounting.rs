@@ -21,6 +21,11 @@ pub enum Offence {
     BadFrame,
     /// Sent more than its share of the inbound byte budget (`Refusal::Busy`).
     OverBudget,
+    /// Sent an owner's order (`RemoveFile`, `RenewLease`) that does not verify: a forged
+    /// signature, a manifest that does not parse, or ids the manifest does not list. No
+    /// honest node sends one; each costs the holder a BLAKE3 of up to 16 MiB and an ECDSA
+    /// verification.
+    ForgedOrder,
 }
 
 impl Offence {
@@ -30,6 +35,7 @@ impl Offence {
             Self::WrongBytes => "wrong_bytes",
             Self::BadFrame => "bad_frame",
             Self::OverBudget => "over_budget",
+            Self::ForgedOrder => "forged_order",
         }
     }
 }

@@ -6,10 +6,11 @@
 //! of the inbound budget (or as `Busy`, its body discarded); the permit is resized to the
 //! answer (`Busy` if that does not fit) and released once the answer is written. The
 //! offences it sees (a `Mismatch` it sends, a frame that does not decode, a peer over
-//! its share) are strikes in the per-peer [`Accounting`]; a peer with too many is blocked
-//! for a while (libp2p's block list, shared with the test-fault partitions). It also
-//! follows NAT traversal (`nat.rs`): AutoNAT's verdict, the relay reservations of a
-//! private node, relayed connections and hole punches, counted in the metrics.
+//! its share, an owner's order that does not verify) are strikes in the per-peer
+//! [`Accounting`]; a peer with too many is blocked for a while (libp2p's block list, shared
+//! with the test-fault partitions). It also follows NAT traversal (`nat.rs`): AutoNAT's
+//! verdict, the relay reservations of a private node, relayed connections and hole punches,
+//! counted in the metrics.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,8 +34,8 @@ use super::swarm::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::transport::Transports;
 use crate::metrics::Metrics;
 use crate::protocol::{
-    FailureReason, InboundBudget, OverBudget, Permit, Refusal, Request, RequestFrame, Response,
-    ResponseFrame, response_bytes,
+    FailureReason, InboundBudget, InvalidReason, OverBudget, Permit, Refusal, Request,
+    RequestFrame, Response, ResponseFrame, response_bytes,
 };
 
 /// Inbound requests served at once; more wait, holding their bytes of the inbound budget
@@ -555,8 +556,12 @@ impl EventLoop {
     ) {
         if let Response::Refused(refusal) = &frame.response {
             self.metrics.refusal_sent(refusal_kind(refusal));
-            if *refusal == Refusal::Mismatch {
-                self.strike(peer, Offence::WrongBytes);
+            match refusal {
+                Refusal::Mismatch => self.strike(peer, Offence::WrongBytes),
+                Refusal::Invalid(InvalidReason::BadRemoval | InvalidReason::BadRenewal) => {
+                    self.strike(peer, Offence::ForgedOrder);
+                }
+                _ => {}
             }
         }
         if self

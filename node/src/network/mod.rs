@@ -17,7 +17,7 @@
 //! per connection, and the bytes of inbound requests and their answers per peer and in
 //! total (the codec's [`InboundBudget`], answered `Busy` when used up); see
 //! ARCHITECTURE.md, "Inbound work and its worst-case memory". A peer caught sending
-//! wrong bytes or bad frames, or over its share, earns strikes (`accounting.rs`,
+//! wrong bytes, bad frames or forged owner's orders, or over its share, earns strikes (`accounting.rs`,
 //! [`PeerPolicy`]); at the limit it is blocked for a while, then let back.
 //!
 //! The swarm carries libp2p's block list ([`libp2p::allow_block_list::Behaviour`]) for

@@ -14,7 +14,9 @@
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use datamesh_core::{FileId, Manifest, REMOVAL_SIGNATURE_LEN, Removal, ShardId};
+use datamesh_core::{
+    FileId, Manifest, OrderKind, OwnerOrder, REMOVAL_SIGNATURE_LEN, Remove, ShardId,
+};
 use libp2p::PeerId;
 use rocksdb::WriteBatch;
 use tracing::{debug, info, warn};
@@ -75,19 +77,13 @@ impl Server {
         signature: &[u8],
         now: u64,
     ) -> Result<(FileId, Manifest), InvalidReason> {
-        let signature: [u8; REMOVAL_SIGNATURE_LEN] = signature
-            .try_into()
-            .map_err(|_| InvalidReason::BadRemoval)?;
-        let file = FileId::of_manifest(manifest);
-        let parsed = Manifest::from_bytes(manifest).map_err(|_| InvalidReason::BadRemoval)?;
-        let removal = Removal::from_parts(file, issued_at, signature);
-        if !removal.verify(&parsed.authority().key) {
-            return Err(InvalidReason::BadRemoval);
-        }
-        if !removal.is_fresh(now) {
-            return Err(InvalidReason::StaleRemoval);
-        }
-        Ok((file, parsed))
+        check_order::<Remove>(
+            manifest,
+            issued_at,
+            signature,
+            now,
+            (InvalidReason::BadRemoval, InvalidReason::StaleRemoval),
+        )
     }
 
     /// Drops `peer`'s claims and the claims bound to `file` on the manifest and its
@@ -147,6 +143,29 @@ impl Server {
     }
 }
 
+/// The file id and manifest of an owner's order of kind `K` (the manifest sent with it)
+/// that verifies and is fresh at `now`; else `bad` or `stale`. One BLAKE3 of the
+/// manifest, a parse, one ECDSA verification.
+pub(super) fn check_order<K: OrderKind>(
+    manifest: &[u8],
+    issued_at: u64,
+    signature: &[u8],
+    now: u64,
+    (bad, stale): (InvalidReason, InvalidReason),
+) -> Result<(FileId, Manifest), InvalidReason> {
+    let signature: [u8; REMOVAL_SIGNATURE_LEN] = signature.try_into().map_err(|_| bad)?;
+    let file = FileId::of_manifest(manifest);
+    let parsed = Manifest::from_bytes(manifest).map_err(|_| bad)?;
+    let order = OwnerOrder::<K>::from_parts(file, issued_at, signature);
+    if !order.verify(&parsed.authority().key) {
+        return Err(bad);
+    }
+    if !order.is_fresh(now) {
+        return Err(stale);
+    }
+    Ok((file, parsed))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -154,7 +173,7 @@ mod tests {
     use datamesh_core::ecies::SecretKey;
     use datamesh_core::{
         AuthorityKey, AuthorityRoot, AuthoritySalt, EncodeOptions, EncodedFile, Encoder,
-        KeyEnvelope, REMOVAL_WINDOW_SECS,
+        KeyEnvelope, REMOVAL_WINDOW_SECS, Removal,
     };
 
     use super::*;

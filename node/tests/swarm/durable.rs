@@ -4,8 +4,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use datamesh_core::{AuthorityKey, Removal};
-use datamesh_node::RemoveError;
 use datamesh_node::protocol::InvalidReason;
+use datamesh_node::{AuditScope, RemoveError};
 
 use super::*;
 
@@ -88,6 +88,86 @@ async fn rm_frees_the_space_on_every_holder_and_only_the_owner_can_do_it() -> Te
     net.shutdown().await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_owners_signed_renewal_keeps_a_file_and_rm_still_frees_it() -> TestResult {
+    let net = start_net(7, |_| 1 << 30).await?;
+    let before = holdings(&net).await?;
+    let owner = net.node(0);
+    let file = owner
+        .files()
+        .put(
+            std::io::Cursor::new(data(600_000)),
+            "claimed".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    let manifest = owner.files().manifest_of(file).await?;
+    let ids: Vec<ShardId> = std::iter::once(ShardId::from_bytes(*file.as_bytes()))
+        .chain(manifest.stripes().iter().flatten().copied())
+        .collect();
+    // A stranger (never stored any of it) renews on every node, plainly and with an
+    // order signed by another root: neither makes it a claim.
+    let stranger = 6;
+    let forged_key = AuthorityKey::derive(&test_root(&[9; 32]), &manifest.authority().salt)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let forged = datamesh_core::Renewal::sign(file, now, &forged_key);
+    for i in 0..6 {
+        leases_on(&net, stranger, i, &ids, true).await?;
+        let answer = net
+            .node(stranger)
+            .network()
+            .request(
+                net.node(i).peer_id(),
+                Request::RenewLease {
+                    manifest: manifest.to_bytes().into(),
+                    issued_at: now,
+                    signature: forged.signature().to_vec(),
+                    ids: ids.clone(),
+                },
+            )
+            .await?;
+        assert_eq!(
+            answer,
+            Response::Refused(Refusal::Invalid(InvalidReason::BadRenewal))
+        );
+    }
+    // The owner's order renews; a blob its manifest does not list is refused.
+    let owner_key = AuthorityKey::derive(
+        &test_root(&net.keys[0].to_bytes()),
+        &manifest.authority().salt,
+    )?;
+    let order = datamesh_core::Renewal::sign(file, now, &owner_key);
+    let renew = |ids: Vec<ShardId>| Request::RenewLease {
+        manifest: manifest.to_bytes().into(),
+        issued_at: now,
+        signature: order.signature().to_vec(),
+        ids,
+    };
+    let outsider = ShardId::of(b"not in the manifest");
+    assert_eq!(
+        owner
+            .network()
+            .request(net.node(1).peer_id(), renew(vec![outsider]))
+            .await?,
+        Response::Refused(Refusal::Invalid(InvalidReason::BadRenewal))
+    );
+    match owner
+        .network()
+        .request(net.node(1).peer_id(), renew(ids.clone()))
+        .await?
+    {
+        Response::Leases(list) => assert_eq!(list.len(), ids.len()),
+        other => return Err(format!("unexpected answer {other:?}").into()),
+    }
+    // rm frees every holder: the stranger's renewals left no claim behind.
+    let report = owner.files().remove(file).await?;
+    assert!(report.confirmed >= 6, "{report:?}");
+    let after = wait_for_holdings(&net, |i| before[i]).await?;
+    assert_eq!(after, before, "a renewal kept a removed file's blobs");
+    net.shutdown().await
+}
+
 /// Until when `node` keeps each of `ids` (asked by `asker`, renewing its lease if `renew`).
 async fn leases_on(
     net: &Net,
@@ -164,24 +244,14 @@ async fn leases_run_out_without_the_owner_and_the_self_check_renews_them() -> Te
     let answer = leases_on(&net, 1, 2, &[unknown], true).await?;
     assert_eq!(answer, vec![0]);
 
-    // Nobody renews: every holder collects the file's blobs once the lease has run out.
-    // (The owner's own node too: its copies are leased like any other.)
-    // The owner's node keeps its own key envelope of a file still in its catalog (it is
-    // dropped by `rm`, not by a lease): when the node held no manifest copy to collect
-    // with it, those bytes stay.
-    let own_envelope = owner
-        .files()
-        .server()
-        .envelope(&file)
-        .map_or(0, |e| e.len() as u64);
-    let after = wait_for_holdings(&net, |i| (0, if i == 0 { own_envelope } else { 0 })).await?;
+    // Nobody renews: every holder collects the file's blobs once the lease has run out,
+    // the owner's own node too: its copies and its own key envelope (kept without the
+    // manifest blob) are leased like any other.
+    let after = wait_for_holdings(&net, |_| (0, 0)).await?;
     for (i, held) in after.iter().enumerate() {
-        assert_eq!(held.0, 0, "node {i} still holds {held:?}: {after:?}");
-        if i > 0 {
-            assert_eq!(held.1, 0, "node {i} still holds {held:?}: {after:?}");
-        }
+        assert_eq!(*held, (0, 0), "node {i} still holds {held:?}: {after:?}");
     }
-    assert!(after[0].1 <= own_envelope, "{after:?}");
+    assert!(owner.files().server().envelope(&file).is_none());
     for i in 1..7 {
         assert!(
             leases_on(&net, 0, i, &ids, false)
@@ -245,6 +315,17 @@ async fn audits_cost_under_one_percent_and_catch_a_lying_or_emptied_holder() -> 
         );
     }
 
+    // A scheduled (budgeted) pass covers the same copies and challenges every one of
+    // them: a 256 KiB shard's proof is under 1/128 of it.
+    let budget = net
+        .node(1)
+        .checker()
+        .audit_within(file, AuditScope::Budget)
+        .await?;
+    assert_eq!(budget.scope_bytes, report.scope_bytes, "{budget:?}");
+    assert_eq!(budget.challenged, report.challenged, "{budget:?}");
+    assert!(budget.proof_bytes * 128 <= budget.scope_bytes, "{budget:?}");
+
     // A holder whose copy is gone fails too, whatever it claims.
     let manifest = owner.files().manifest_of(file).await?;
     let victim = (1..7)
@@ -271,4 +352,200 @@ async fn audits_cost_under_one_percent_and_catch_a_lying_or_emptied_holder() -> 
         .count();
     assert_eq!(victim_failed, dropped, "{report:?}");
     net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_network_repairs_a_file_whose_owner_is_gone_without_duplicate_work() -> TestResult {
+    let n = 10;
+    let mut net = repairing_net(n).await?;
+    let file = net
+        .node(0)
+        .files()
+        .put(
+            std::io::Cursor::new(data(1_500_000)),
+            "orphan".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    let manifest = net.node(0).files().manifest_of(file).await?;
+    let before = holdings(&net).await?;
+    // Two holders go too: those with the most blobs of the file such that no stripe
+    // loses more than two shards with the owner's (RS 4+2: a third loss is beyond
+    // repair, by design; the owner's node may hold shards of its own file).
+    let mut by_count: Vec<usize> = (1..n).collect();
+    by_count.sort_by_key(|&i| std::cmp::Reverse(before[i].0));
+    let lost_in_stripes = |down: &[usize]| -> usize {
+        manifest
+            .stripes()
+            .iter()
+            .map(|ids| {
+                ids.iter()
+                    .filter(|id| {
+                        down.iter()
+                            .any(|&v| net.node(v).files().store().has(id).unwrap_or(false))
+                    })
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let victims = by_count
+        .iter()
+        .enumerate()
+        .flat_map(|(k, &a)| by_count[k + 1..].iter().map(move |&b| [a, b]))
+        .find(|&[a, b]| lost_in_stripes(&[0, a, b]) <= 2)
+        .ok_or("no two holders whose loss with the owner's leaves every stripe repairable")?;
+    net.stop(0).await?;
+    // The owner's copies are lost too (it stays away): they count in the lost bytes.
+    let lost_bytes: u64 = before[0].1 + victims.iter().map(|&i| before[i].1).sum::<u64>();
+    let lost_shards = manifest
+        .stripes()
+        .iter()
+        .flatten()
+        .filter(|id| {
+            victims
+                .iter()
+                .any(|&v| net.node(v).files().store().has(id).unwrap_or(false))
+        })
+        .count();
+    for v in victims {
+        net.stop(v).await?;
+    }
+    let watcher = (1..n).find(|i| !victims.contains(i)).ok_or("no watcher")?;
+    let mut healthy = false;
+    for _ in 0..240 {
+        let report = net.node(watcher).checker().check(file, false).await?;
+        if report.state() == Health::Healthy {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        healthy,
+        "the file did not come back to full health without its owner"
+    );
+    let (mut stored, mut repaired, mut responsible) = (0.0, 0.0, 0.0);
+    for i in (1..n).filter(|i| !victims.contains(i)) {
+        stored += metric(net.node(i), "datamesh_repair_bytes_stored_total").await?;
+        repaired += metric(net.node(i), "datamesh_repaired_shards_total").await?;
+        responsible += metric(net.node(i), "datamesh_network_repair_files_total").await?;
+    }
+    let ratio = stored / lost_bytes as f64;
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "network repair: {lost_shards} shards lost ({lost_bytes} bytes with manifest copies \
+             and envelopes), {repaired} placed, {stored} bytes placed: ratio {ratio:.3}; \
+             {responsible} checks by a responsible peer"
+        );
+    }
+    assert!(responsible >= 1.0);
+    assert!(repaired >= lost_shards as f64, "{repaired} < {lost_shards}");
+    assert!(
+        ratio > 0.0 && ratio <= 1.1,
+        "repair traffic ratio {ratio:.3}"
+    );
+    net.shutdown().await
+}
+
+/// The churn soak's file that stayed below full health (issue 18). A file put through a
+/// node that keeps a copy of its own manifest (the putter is one of the peers nearest to
+/// the file id) and is the nearest of its manifest holders: every other holder defers to
+/// it (one responsible peer per file), so with no self-check (as in the soak) only the
+/// putter's own network repair can repair the file. Its rounds must therefore look at the
+/// file: they list the manifests whose authority key is cached, and before the fix that
+/// key was cached only when a peer sent a key envelope, which nobody sends the putter for
+/// its own file: nobody was responsible, and the file stayed degraded for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_putter_nearest_to_its_file_repairs_it_when_no_self_check_does() -> TestResult {
+    let n = 8;
+    let mut net = repairing_net(n).await?;
+    // Put through one node after another until the putter is the nearest manifest holder
+    // (about one put in `n`; bounded).
+    let mut found = None;
+    for attempt in 0..64usize {
+        let via = attempt % n;
+        let mut bytes = data(300_000);
+        bytes[..8].copy_from_slice(&(attempt as u64).to_le_bytes());
+        let file = net
+            .node(via)
+            .files()
+            .put(std::io::Cursor::new(bytes), format!("f{attempt}"), vec![])
+            .await?
+            .id;
+        let blob = ShardId::from_bytes(*file.as_bytes());
+        let mut holders = Vec::new();
+        for i in 0..n {
+            if net.node(i).files().store().has(&blob)? {
+                holders.push(net.node(i).peer_id());
+            }
+        }
+        if datamesh_node::check::nearest_holder(&file, holders) == Some(net.node(via).peer_id()) {
+            found = Some((via, file));
+            break;
+        }
+    }
+    let (via, file) = found.ok_or("no put in 64 whose putter is its nearest manifest holder")?;
+    let manifest = net.node(via).files().manifest_of(file).await?;
+    // Two other nodes holding shards of the file go (each stripe keeps at least four:
+    // a stripe's six shards are on six distinct peers).
+    let mut victims = Vec::new();
+    for i in (0..n).filter(|&i| i != via) {
+        let mut holds = false;
+        for id in manifest.stripes().iter().flatten() {
+            holds |= net.node(i).files().store().has(id)?;
+        }
+        if holds && victims.len() < 2 {
+            victims.push(i);
+        }
+    }
+    assert_eq!(victims.len(), 2, "fewer than two other shard holders");
+    for &v in &victims {
+        net.stop(v).await?;
+    }
+    let watcher = (0..n)
+        .find(|i| *i != via && !victims.contains(i))
+        .ok_or("no watcher")?;
+    let mut last = None;
+    for _ in 0..240 {
+        let report = net.node(watcher).checker().check(file, false).await?;
+        if report.state() == Health::Healthy {
+            last = None;
+            break;
+        }
+        last = Some(report.to_api());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        last.is_none(),
+        "the file did not come back to full health; its putter (node {via}) is its nearest \
+         manifest holder; last check: {last:?}"
+    );
+    let server = Arc::clone(net.node(via).files().server());
+    let listed = tokio::task::spawn_blocking(move || server.held_manifests(None, 1024)).await??;
+    assert!(
+        listed.contains(&file),
+        "the putter's rounds do not list its file"
+    );
+    net.shutdown().await
+}
+
+/// `n` nodes, each running network repair rounds every second (8 files a round), no
+/// self-check anywhere.
+async fn repairing_net(n: usize) -> Result<Net, Box<dyn std::error::Error + Send + Sync>> {
+    start_net_tuned(
+        n,
+        |_| 1 << 30,
+        |_| TestFaults::none(),
+        Duration::ZERO,
+        |_, config| {
+            config.with_network_repair(
+                datamesh_node::check::NetworkRepairConfig::new(Duration::from_secs(1))
+                    .with_files_per_round(8),
+            )
+        },
+    )
+    .await
 }

@@ -265,6 +265,23 @@ fn nat_log(net: &Testnet, i: usize) -> String {
     format!("node {i}: {}", tail.join(" / "))
 }
 
+/// Nodes of the NAT cases, one per host.
+const NODES: usize = 7;
+/// The hosts behind NAT routers in the NAT cases.
+const NATTED: [usize; 2] = [5, 6];
+
+/// A testnet of [`NODES`] hosts over `transport`, [`NATTED`] behind NAT routers.
+fn nat_testnet(scratch: &Path, transport: &str) -> anyhow::Result<Testnet> {
+    Testnet::up_with(
+        Config::new(bin()?, scratch.join("net"), NODES)
+            .with_kdf(Kdf::FAST)
+            .with_hosts(NODES)
+            .with_nat(&NATTED)
+            .with_transports(transport),
+    )
+    .with_context(|| format!("cannot start 7 hosts over {transport}, 2 of them behind NAT"))
+}
+
 /// Waits (at most 120 s) until each node of `natted` found itself private (AutoNAT),
 /// holds a relay reservation and is known to every public node only through relay
 /// circuits (never at its private 10.x address).
@@ -318,19 +335,11 @@ fn wait_until_reachable_through_relays(
 
 #[test]
 fn nodes_behind_nat_join_store_and_serve_through_a_relay_or_a_hole_punch() -> anyhow::Result<()> {
-    const NODES: usize = 7;
-    const NATTED: [usize; 2] = [5, 6];
     require_root()?;
     let _serial = serial();
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
-    let net = Testnet::up_with(
-        Config::new(bin()?, scratch.join("net"), NODES)
-            .with_kdf(Kdf::FAST)
-            .with_hosts(NODES)
-            .with_nat(&NATTED),
-    )
-    .context("cannot start 7 hosts, 2 of them behind NAT")?;
+    let net = nat_testnet(scratch, "tcp")?;
     let id = id_of(&net.namespace_of(0).context("no namespace")?).to_string();
     for &i in &NATTED {
         ensure!(net.is_behind_nat(i), "node {i} is not behind NAT");
@@ -440,20 +449,11 @@ fn answered_flows(router: &str, proto: &str, to: Ipv4Addr) -> anyhow::Result<Vec
 /// straight to the other router's public address that was answered, which only packets
 /// sent directly between the two (never through a relay) make.
 fn two_nodes_behind_nat_punch_a_hole(transport: &str, proto: &str) -> anyhow::Result<()> {
-    const NODES: usize = 7;
-    const NATTED: [usize; 2] = [5, 6];
     require_root()?;
     let _serial = serial();
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
-    let net = Testnet::up_with(
-        Config::new(bin()?, scratch.join("net"), NODES)
-            .with_kdf(Kdf::FAST)
-            .with_hosts(NODES)
-            .with_nat(&NATTED)
-            .with_transports(transport),
-    )
-    .with_context(|| format!("cannot start 7 hosts over {transport}, 2 behind NAT"))?;
+    let net = nat_testnet(scratch, transport)?;
     let id = id_of(&net.namespace_of(0).context("no namespace")?).to_string();
     let peer_ids: Vec<String> = (0..NODES)
         .map(|i| net.peer_id(i))
@@ -488,8 +488,8 @@ fn two_nodes_behind_nat_punch_a_hole(transport: &str, proto: &str) -> anyhow::Re
             flows.push(answered_flows(router, proto, to.context("no address")?)?);
         }
         if punched > 0 && flows.iter().all(|f| !f.is_empty()) {
-            let failed = nat_count(&net, a, "hole_punch_failed")?
-                + nat_count(&net, b, "hole_punch_failed")?;
+            let failed =
+                nat_count(&net, a, "hole_punch_failed")? + nat_count(&net, b, "hole_punch_failed")?;
             note!(
                 "{transport}: {punched} hole punches succeeded, {failed} failed; direct flows: {flows:?}"
             );

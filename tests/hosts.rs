@@ -516,3 +516,8 @@ fn two_nodes_behind_nat_punch_a_hole(transport: &str, proto: &str) -> anyhow::Re
 fn two_nodes_behind_nat_routers_punch_a_hole_to_each_other_over_quic() -> anyhow::Result<()> {
     two_nodes_behind_nat_punch_a_hole("quic", "udp")
 }
+
+#[test]
+fn two_nodes_behind_nat_routers_punch_a_hole_to_each_other_over_tcp() -> anyhow::Result<()> {
+    two_nodes_behind_nat_punch_a_hole("tcp", "tcp")
+}

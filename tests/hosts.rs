@@ -6,6 +6,7 @@
 //! `up`.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -255,63 +256,65 @@ fn nat_log(net: &Testnet, i: usize) -> String {
     let text = std::fs::read_to_string(net.log_file(i)).unwrap_or_default();
     let lines: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains("reachability changed") || l.contains("relay"))
+        .filter(|l| {
+            l.contains("reachability changed") || l.contains("relay") || l.contains("hole punch")
+        })
         .filter(|l| !l.contains("DEBUG"))
         .collect();
     let tail = &lines[lines.len().saturating_sub(8)..];
     format!("node {i}: {}", tail.join(" / "))
 }
 
-#[test]
-fn nodes_behind_nat_join_store_and_serve_through_a_relay_or_a_hole_punch() -> anyhow::Result<()> {
-    const NODES: usize = 7;
-    const NATTED: [usize; 2] = [5, 6];
-    require_root()?;
-    let _serial = serial();
-    let dir = tempfile::tempdir()?;
-    let scratch = dir.path();
-    let net = Testnet::up_with(
+/// Nodes of the NAT cases, one per host.
+const NODES: usize = 7;
+/// The hosts behind NAT routers in the NAT cases.
+const NATTED: [usize; 2] = [5, 6];
+
+/// A testnet of [`NODES`] hosts over `transport`, [`NATTED`] behind NAT routers.
+fn nat_testnet(scratch: &Path, transport: &str) -> anyhow::Result<Testnet> {
+    Testnet::up_with(
         Config::new(bin()?, scratch.join("net"), NODES)
             .with_kdf(Kdf::FAST)
             .with_hosts(NODES)
-            .with_nat(&NATTED),
+            .with_nat(&NATTED)
+            .with_transports(transport),
     )
-    .context("cannot start 7 hosts, 2 of them behind NAT")?;
-    let id = id_of(&net.namespace_of(0).context("no namespace")?).to_string();
-    for &i in &NATTED {
-        ensure!(net.is_behind_nat(i), "node {i} is not behind NAT");
-    }
+    .with_context(|| format!("cannot start 7 hosts over {transport}, 2 of them behind NAT"))
+}
 
-    // Each node behind NAT finds itself private (AutoNAT), holds a relay reservation and
-    // is known to every public node only through relay circuits (never at its private
-    // 10.x address).
-    let peer_ids: Vec<String> = (0..NODES)
-        .map(|i| net.peer_id(i))
-        .collect::<Result<_, _>>()?;
+/// Waits (at most 120 s) until each node of `natted` found itself private (AutoNAT),
+/// holds a relay reservation and is known to every public node only through relay
+/// circuits (never at its private 10.x address).
+fn wait_until_reachable_through_relays(
+    net: &Testnet,
+    natted: &[usize],
+    peer_ids: &[String],
+    scratch: &Path,
+) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut last = String::new();
     'wait: loop {
         if std::time::Instant::now() >= deadline {
-            let logs: Vec<String> = NATTED.iter().map(|&i| nat_log(&net, i)).collect();
+            let logs: Vec<String> = natted.iter().map(|&i| nat_log(net, i)).collect();
             anyhow::bail!(
                 "the nodes behind NAT never became reachable through a relay: {last}; their NAT log lines: {}",
                 logs.join(" | ")
             );
         }
         std::thread::sleep(Duration::from_millis(500));
-        for &i in &NATTED {
+        for &i in natted {
             let text = net.metrics(i)?;
             let reach = metric(&text, "datamesh_nat_reachability", "");
-            if reach != 2.0 || nat_count(&net, i, "reservation_accepted")? == 0 {
+            if reach != 2.0 || nat_count(net, i, "reservation_accepted")? == 0 {
                 last = format!("node {i}: reachability {reach}, no reservation yet");
                 continue 'wait;
             }
         }
-        for i in (0..NODES).filter(|i| !NATTED.contains(i)) {
+        for i in (0..net.len()).filter(|i| !natted.contains(i)) {
             let mut cmd = net.cli(i);
             cmd.args(["--json", "peers"]);
             let list: Value = serde_json::from_slice(&run(cmd, scratch)?.ok("peers")?)?;
-            for &j in &NATTED {
+            for &j in natted {
                 let entry = list
                     .as_array()
                     .and_then(|l| l.iter().find(|p| p["peer_id"] == peer_ids[j].as_str()));
@@ -327,6 +330,25 @@ fn nodes_behind_nat_join_store_and_serve_through_a_relay_or_a_hole_punch() -> an
         }
         break;
     }
+    Ok(())
+}
+
+#[test]
+fn nodes_behind_nat_join_store_and_serve_through_a_relay_or_a_hole_punch() -> anyhow::Result<()> {
+    require_root()?;
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net = nat_testnet(scratch, "tcp")?;
+    let id = id_of(&net.namespace_of(0).context("no namespace")?).to_string();
+    for &i in &NATTED {
+        ensure!(net.is_behind_nat(i), "node {i} is not behind NAT");
+    }
+
+    let peer_ids: Vec<String> = (0..NODES)
+        .map(|i| net.peer_id(i))
+        .collect::<Result<_, _>>()?;
+    wait_until_reachable_through_relays(&net, &NATTED, &peer_ids, scratch)?;
 
     // A put through public node 0: with 5 public nodes and 6 shards a stripe, every
     // stripe has a shard on a node behind NAT. A verifying check fetches and hashes
@@ -391,4 +413,111 @@ fn nodes_behind_nat_join_store_and_serve_through_a_relay_or_a_hole_punch() -> an
     let left = leftovers(&id)?;
     ensure!(left.is_empty(), "left behind: {left:?}");
     Ok(())
+}
+
+/// The flows of `proto` (`udp`, `tcp`) that NAT router namespace `router` tracks from its
+/// host (a 10.x source) to public address `to`, and that `to` answered: lines of the
+/// router's `/proc/net/nf_conntrack` (the original direction's `src=`/`dst=` come first;
+/// `[UNREPLIED]` marks a flow nothing came back on).
+fn answered_flows(router: &str, proto: &str, to: Ipv4Addr) -> anyhow::Result<Vec<String>> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", router, "cat", "/proc/net/nf_conntrack"])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "cannot read the flows of {router}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let first = |line: &str, key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(String::from)
+    };
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some(proto))
+        .filter(|l| first(l, "src=").is_some_and(|s| s.starts_with("10.")))
+        .filter(|l| first(l, "dst=").as_deref() == Some(to.to_string().as_str()))
+        .filter(|l| !l.contains("[UNREPLIED]"))
+        .map(String::from)
+        .collect())
+}
+
+/// Two hosts behind NAT routers (`hosts.rs`: a home router's masquerade and firewall)
+/// open a direct connection to each other: the relayed connection between them is
+/// upgraded by DCUtR (a hole punch), and each router tracks a flow from its host
+/// straight to the other router's public address that was answered, which only packets
+/// sent directly between the two (never through a relay) make.
+fn two_nodes_behind_nat_punch_a_hole(transport: &str, proto: &str) -> anyhow::Result<()> {
+    require_root()?;
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net = nat_testnet(scratch, transport)?;
+    let id = id_of(&net.namespace_of(0).context("no namespace")?).to_string();
+    let peer_ids: Vec<String> = (0..NODES)
+        .map(|i| net.peer_id(i))
+        .collect::<Result<_, _>>()?;
+    wait_until_reachable_through_relays(&net, &NATTED, &peer_ids, scratch)?;
+
+    // A put through each node behind NAT: its DHT lookup finds the other one at its relay
+    // circuit and connects through the relay, which DCUtR then tries to upgrade.
+    for (&via, seed) in NATTED.iter().zip([1791u64, 1792]) {
+        let input = make_file(scratch, 4 * MIB, seed)?;
+        let mut put = net.cli(via);
+        put.arg("put").arg(&input);
+        let file = String::from_utf8(run(put, scratch)?.ok("put behind NAT")?)?;
+        let out = scratch.join(format!("copy-{via}"));
+        let mut get = net.cli(via);
+        get.args(["get", file.trim(), "-o"]).arg(&out);
+        run(get, scratch)?.ok("get behind NAT")?;
+        assert_same_file(&input, &out)?;
+    }
+
+    let (a, b) = (NATTED[0], NATTED[1]);
+    let routers = [
+        (net.router_of(a).context("no router")?, net.address_of(b)),
+        (net.router_of(b).context("no router")?, net.address_of(a)),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let punched = nat_count(&net, a, "hole_punch_succeeded")?
+            + nat_count(&net, b, "hole_punch_succeeded")?;
+        let mut flows = Vec::new();
+        for (router, to) in &routers {
+            flows.push(answered_flows(router, proto, to.context("no address")?)?);
+        }
+        if punched > 0 && flows.iter().all(|f| !f.is_empty()) {
+            let failed =
+                nat_count(&net, a, "hole_punch_failed")? + nat_count(&net, b, "hole_punch_failed")?;
+            note!(
+                "{transport}: {punched} hole punches succeeded, {failed} failed; direct flows: {flows:?}"
+            );
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "no hole punch over {transport} between the nodes behind NAT: {punched} succeeded \
+                 (DCUtR), answered direct flows {flows:?}; {} | {}",
+                nat_log(&net, a),
+                nat_log(&net, b)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    drop(net);
+    let left = leftovers(&id)?;
+    ensure!(left.is_empty(), "left behind: {left:?}");
+    Ok(())
+}
+
+#[test]
+fn two_nodes_behind_nat_routers_punch_a_hole_to_each_other_over_quic() -> anyhow::Result<()> {
+    two_nodes_behind_nat_punch_a_hole("quic", "udp")
+}
+
+#[test]
+fn two_nodes_behind_nat_routers_punch_a_hole_to_each_other_over_tcp() -> anyhow::Result<()> {
+    two_nodes_behind_nat_punch_a_hole("tcp", "tcp")
 }

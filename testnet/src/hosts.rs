@@ -16,6 +16,18 @@
 //! (nftables `ip dm_nat`, like a home router) and forwards nothing from outside that is
 //! not a reply: no connection from another host reaches a host behind NAT.
 //!
+//! The router model is a typical Linux home router's (most home routers run Linux
+//! netfilter): the masquerade keeps a host's source port when no other flow uses it
+//! (so one mapping per host port, whatever the destination, as long as ports do not
+//! clash: "endpoint-independent" in practice), and filters inbound by the full flow
+//! (only the address and port a host sent to may answer). Its own WAN address answers
+//! nothing unsolicited (dropped, as a home router's firewall does). Two hosts behind such
+//! routers can open a direct path when both send to each other's mapped address at about
+//! the same time (a hole punch): whichever packet arrives first is dropped, and the other
+//! one's arrives as the reply of the flow its own host opened. A router that answered
+//! the first packet itself (a reset, or an ICMP error plus a conntrack entry for it)
+//! would break that; the model drops it, as the firewall of a home router does.
+//!
 //! Leftovers: `/run/datamesh-testnet/ID` names the process that made testnet ID. On every
 //! `up`, the namespaces and links of an id whose maker has exited and whose namespaces
 //! hold no process are deleted (a crashed or killed run); a testnet's own id is always
@@ -50,12 +62,23 @@ pub(crate) struct Hosts {
     nat: Vec<usize>,
 }
 
-/// The nft script of a NAT router: masquerade what leaves by `wan`, forward from outside
-/// only replies.
+/// The nft script of a NAT router, a home router's defaults: masquerade what leaves by
+/// `wan` (Linux keeps the host's source port when it is free), and let in from outside
+/// only replies and what relates to them, both to the host (`forward`) and to the router
+/// itself (`input`: nothing unsolicited reaches its own stack, which would answer a
+/// stray SYN with a reset, and a stray UDP datagram with an ICMP error and a conntrack
+/// entry that takes the very mapping a hole punch then needs; see the module docs).
 const NAT_RULES: &str = "add table ip dm_nat\ndelete table ip dm_nat\ntable ip dm_nat {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     oifname \"wan\" masquerade
+  }
+  chain input {
+    type filter hook input priority 0; policy drop;
+    iifname \"lo\" accept
+    iifname \"lan\" accept
+    ct state established,related accept
+    counter
   }
   chain forward {
     type filter hook forward priority 0; policy drop;

@@ -560,6 +560,15 @@ impl Testnet {
         Some(hosts.namespace(i % hosts.count()))
     }
 
+    /// The network namespace of the NAT router in front of node `i`'s host, when that
+    /// host is behind NAT ([`Config::with_nat`]); its kernel state (e.g. the flows it
+    /// tracks, `ip netns exec NS cat /proc/net/nf_conntrack`) shows what crossed it.
+    pub fn router_of(&self, i: usize) -> Option<String> {
+        let hosts = self.hosts.as_ref()?;
+        let h = i % hosts.count();
+        hosts.is_natted(h).then(|| hosts.router(h))
+    }
+
     /// The address of the host node `i` runs on, on a testnet of separate hosts.
     pub fn address_of(&self, i: usize) -> Option<std::net::Ipv4Addr> {
         self.host_of(i).map(Hosts::address)

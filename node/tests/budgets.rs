@@ -588,7 +588,10 @@ async fn a_peer_sending_forged_owner_orders_is_blocked() -> TestResult {
 /// authority key for it.
 fn owned_manifest() -> Result<(bytes::Bytes, datamesh_core::AuthorityKey), Error> {
     use datamesh_core::{AuthorityKey, AuthorityRoot, AuthoritySalt, EncodeOptions, Encoder};
-    let key = AuthorityKey::derive(&AuthorityRoot::from_bytes(&[5; 32]), &AuthoritySalt::random())?;
+    let key = AuthorityKey::derive(
+        &AuthorityRoot::from_bytes(&[5; 32]),
+        &AuthoritySalt::random(),
+    )?;
     let mut encoder = Encoder::new(&b"an owner's file"[..], EncodeOptions::new("owned"));
     for stripe in encoder.by_ref() {
         stripe?;
@@ -652,8 +655,14 @@ async fn a_peer_replaying_a_valid_owner_order_is_answered_busy_past_its_budget()
             }
         }
     }
-    assert!(busy >= 1, "{served} replays of a valid order served, none refused");
-    assert!(served >= ORDER_UNITS as usize, "{served} served, {busy} busy");
+    assert!(
+        busy >= 1,
+        "{served} replays of a valid order served, none refused"
+    );
+    assert!(
+        served >= ORDER_UNITS as usize,
+        "{served} served, {busy} busy"
+    );
     let text = tokio::task::spawn_blocking(metrics).await??;
     assert_eq!(
         metric(&text, "datamesh_orders_over_budget_total"),
@@ -662,11 +671,17 @@ async fn a_peer_replaying_a_valid_owner_order_is_answered_busy_past_its_budget()
     );
     // Refused before the signature was checked, and never a strike.
     assert_eq!(
-        metric(&text, "datamesh_peer_strikes_total{offence=\"forged_order\"}"),
+        metric(
+            &text,
+            "datamesh_peer_strikes_total{offence=\"forged_order\"}"
+        ),
         0.0
     );
     assert_eq!(metric(&text, "datamesh_peers_blocked_total"), 0.0, "{text}");
-    assert!(matches!(attacker.ask(has()).await?, Outcome::Answer(Response::Has(_))));
+    assert!(matches!(
+        attacker.ask(has()).await?,
+        Outcome::Answer(Response::Has(_))
+    ));
     // Another peer's budget is its own.
     let mut other = Attacker::new(node.peer_id(), addr)?;
     let outcome = other.ask(orders[0].clone()).await?;

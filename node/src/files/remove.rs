@@ -192,7 +192,9 @@ impl Files {
                 let files = self.clone();
                 let request = request.clone();
                 async move {
-                    match tokio::time::timeout(REMOVAL_DEADLINE, files.send_order(peer, request)).await {
+                    match tokio::time::timeout(REMOVAL_DEADLINE, files.send_order(peer, request))
+                        .await
+                    {
                         Ok(Ok(Response::Done)) => 1,
                         other => {
                             warn!(%peer, "a holder did not confirm a removal: {other:?}");

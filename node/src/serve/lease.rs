@@ -180,7 +180,10 @@ mod tests {
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
     /// A holder over the database in `dir` (opened again after a stop), leases of `lease`.
-    fn holder(dir: &std::path::Path, lease: Duration) -> Result<Server, Box<dyn std::error::Error>> {
+    fn holder(
+        dir: &std::path::Path,
+        lease: Duration,
+    ) -> Result<Server, Box<dyn std::error::Error>> {
         let db = crate::db::open(dir)?;
         let store = Arc::new(ShardStore::new(Arc::clone(&db), StoreConfig::new(1 << 30)));
         Ok(Server::new(store, db, Arc::new(Metrics::new())).with_lease(lease))
@@ -215,7 +218,7 @@ mod tests {
         let server = holder(dir.path(), Duration::from_secs(3600))?;
         let held = server.store().shard_count()?;
         assert_eq!(held, 26, "two files of 13 blobs each");
-        let renew = |file: &datamesh_core::EncodedFile, key| {
+        let renew = |file: &datamesh_core::EncodedFile, key: &datamesh_core::AuthorityKey| {
             let order = Renewal::sign(file.file_id, now(), key);
             Request::RenewLease {
                 manifest: file.manifest.to_bytes().into(),

@@ -82,12 +82,13 @@ mod tests {
         }
         assert!(!rate.admit(a, 1, t0));
         assert!(rate.admit(b, 1, t0), "another peer has its own budget");
+        // A cost above the burst passes only on a whole budget (b spent one unit).
+        assert!(!rate.admit(b, 100, t0));
         // One unit paid off per second.
         let t1 = t0 + Duration::from_millis(1500);
         assert!(rate.admit(a, 1, t1));
         assert!(!rate.admit(a, 1, t1));
-        // A cost above the burst passes only on a whole budget, and empties it.
-        assert!(!rate.admit(b, 100, t1));
+        // Paid off, it passes, and empties the budget.
         let t2 = t0 + Duration::from_secs(60);
         assert!(rate.admit(b, 100, t2));
         assert!(!rate.admit(b, 1, t2));

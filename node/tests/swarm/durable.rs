@@ -573,7 +573,10 @@ async fn rm_of_an_unknown_or_someone_elses_file_is_refused_and_frees_nothing() -
         .await
         .err()
         .ok_or("an unknown id was removed")?;
-    assert!(matches!(err, RemoveError::NotFound(id) if id == unknown), "{err:?}");
+    assert!(
+        matches!(err, RemoveError::NotFound(id) if id == unknown),
+        "{err:?}"
+    );
 
     // Node 3 has the owner's catalog entry and manifest, not the owner's keys.
     let catalog = owner.files().catalog();
@@ -591,9 +594,18 @@ async fn rm_of_an_unknown_or_someone_elses_file_is_refused_and_frees_nothing() -
         .await
         .err()
         .ok_or("someone else's file was removed")?;
-    assert!(matches!(err, RemoveError::NotOwner(id) if id == file), "{err:?}");
-    for (err, id) in [(err.to_string(), file), (RemoveError::NotFound(unknown).to_string(), unknown)] {
-        assert!(!err.contains('\n') && err.contains(&id.to_string()), "{err}");
+    assert!(
+        matches!(err, RemoveError::NotOwner(id) if id == file),
+        "{err:?}"
+    );
+    for (err, id) in [
+        (err.to_string(), file),
+        (RemoveError::NotFound(unknown).to_string(), unknown),
+    ] {
+        assert!(
+            !err.contains('\n') && err.contains(&id.to_string()),
+            "{err}"
+        );
     }
     // Refused before anything was sent: every holder keeps its bytes, both catalogs
     // keep the file, and it reads back whole.
@@ -642,7 +654,11 @@ async fn rm_while_a_get_streams_frees_everything_and_the_get_never_returns_wrong
     let owner = net.node(0);
     let file = owner
         .files()
-        .put(std::io::Cursor::new(plain.clone()), "streamed".into(), vec![])
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "streamed".into(),
+            vec![],
+        )
         .await?
         .id;
     let opened = owner.files().open(file).await?;
@@ -716,19 +732,9 @@ async fn a_repair_racing_rm_leaves_nothing_behind() -> TestResult {
         .ok_or("no holder")?;
     net.stop(victim).await?;
     let running: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
-    let stored = |net: &Net| {
-        let net_nodes: Vec<&Node> = running.iter().map(|&i| net.node(i)).collect();
-        async move {
-            let mut sum = 0.0;
-            for node in net_nodes {
-                sum += metric(node, "datamesh_repair_bytes_stored_total").await?;
-            }
-            Ok::<f64, Box<dyn std::error::Error + Send + Sync>>(sum)
-        }
-    };
     let mut repairing = false;
     for _ in 0..600 {
-        if stored(&net).await? > 0.0 {
+        if repair_bytes(&net, &running).await? > 0.0 {
             repairing = true;
             break;
         }
@@ -756,4 +762,16 @@ async fn a_repair_racing_rm_leaves_nothing_behind() -> TestResult {
         assert!(!net.node(i).files().store().has(&blob)?);
     }
     net.shutdown().await
+}
+
+/// Bytes placed by repairs on `nodes`, summed.
+async fn repair_bytes(
+    net: &Net,
+    nodes: &[usize],
+) -> Result<f64, Box<dyn std::error::Error + Send + Sync>> {
+    let mut sum = 0.0;
+    for &i in nodes {
+        sum += metric(net.node(i), "datamesh_repair_bytes_stored_total").await?;
+    }
+    Ok(sum)
 }

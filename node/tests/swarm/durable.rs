@@ -712,7 +712,7 @@ async fn rm_while_a_get_streams_frees_everything_and_the_get_never_returns_wrong
 /// the repairer once it sees its manifest copy gone), nothing of the file is left on
 /// any node, and no later round brings it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails: a network repair racing rm left 23 blobs (3.9 MB) on 6 of 8 nodes 30 s \
+#[ignore = "fails: a network repair racing rm left 20 blobs (3.7 MB) on 6 of 8 nodes 30 s \
             after the rm (first run, 2026-12-05); not yet diagnosed or fixed"]
 async fn a_repair_racing_rm_leaves_nothing_behind() -> TestResult {
     let n = 9;

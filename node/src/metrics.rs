@@ -82,6 +82,9 @@ pub struct Metrics {
     pub audits_answered: Counter,
     /// Audit challenges refused (a peer over its audit budget).
     pub audits_refused: Counter,
+    /// Owner's orders (removals, lease renewals) refused `Busy`, before any check: the
+    /// sending peer was over its order budget.
+    pub orders_over_budget: Counter,
     /// Audits this node ran against holders that passed.
     pub audits_passed: Counter,
     /// Audits this node ran against holders that failed (a wrong or missing proof).
@@ -172,6 +175,7 @@ impl Metrics {
             lease_blobs_collected: Counter::default(),
             audits_answered: Counter::default(),
             audits_refused: Counter::default(),
+            orders_over_budget: Counter::default(),
             audits_passed: Counter::default(),
             audits_failed: Counter::default(),
             audit_proof_bytes: Counter::default(),
@@ -347,6 +351,11 @@ impl Metrics {
             "audits_refused",
             "Audit challenges refused (a peer over its audit budget)",
             m.audits_refused.clone(),
+        );
+        reg.register(
+            "orders_over_budget",
+            "Owner's orders (removals, lease renewals) refused busy: the peer was over its order budget",
+            m.orders_over_budget.clone(),
         );
         reg.register(
             "audits_passed",

@@ -26,9 +26,10 @@ use crate::store::{BindOutcome, DeleteOutcome, PutOutcome, ShardStore, StoreErro
 mod audit;
 mod held;
 mod lease;
+mod rate;
 mod remove;
 pub use audit::{AUDIT_WINDOW, AUDITS_PER_WINDOW};
-pub use remove::Released;
+pub use remove::{ORDER_UNITS, ORDER_WINDOW, Released, order_cost};
 
 /// Key prefix of envelopes in the `files` column family: `e` || file id -> envelope.
 const ENVELOPE_PREFIX: u8 = b'e';
@@ -52,7 +53,9 @@ pub struct Server {
     /// The leases of the claims on blobs held (`crate::lease`).
     leases: Arc<Leases>,
     /// Audit challenges answered per peer (`serve/audit.rs`).
-    audits: audit::AuditBudget,
+    audits: rate::PeerRate,
+    /// Owner's orders (`RemoveFile`, `RenewLease`) checked per peer (`serve/remove.rs`).
+    orders: rate::PeerRate,
 }
 
 impl Server {
@@ -67,7 +70,8 @@ impl Server {
             refuse_envelopes: false,
             envelope_writes: Mutex::new(()),
             leases: Arc::new(Leases::new(db_for_leases, DEFAULT_LEASE)),
-            audits: audit::AuditBudget::default(),
+            audits: audit::audit_budget(),
+            orders: remove::order_budget(),
         }
     }
 

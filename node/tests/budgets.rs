@@ -583,3 +583,112 @@ async fn a_peer_sending_forged_owner_orders_is_blocked() -> TestResult {
     node.shutdown().await?;
     Ok(())
 }
+
+/// The manifest (its bytes) of a small file signed by a fresh owner, and that owner's
+/// authority key for it.
+fn owned_manifest() -> Result<(bytes::Bytes, datamesh_core::AuthorityKey), Error> {
+    use datamesh_core::{AuthorityKey, AuthorityRoot, AuthoritySalt, EncodeOptions, Encoder};
+    let key = AuthorityKey::derive(
+        &AuthorityRoot::from_bytes(&[5; 32]),
+        &AuthoritySalt::random(),
+    )?;
+    let mut encoder = Encoder::new(&b"an owner's file"[..], EncodeOptions::new("owned"));
+    for stripe in encoder.by_ref() {
+        stripe?;
+    }
+    let file = encoder.finish(key.file_authority())?;
+    Ok((file.manifest.to_bytes().into(), key))
+}
+
+/// A valid owner's order can be replayed by whoever saw it while it is fresh (and an
+/// owner can sign as many as it likes); each would cost the holder a BLAKE3 of the
+/// manifest, an ECDSA verification and database work. Past the sender's order budget
+/// it is answered `Busy` before any of that, with no strike (an honest owner with many
+/// files looks the same), and another peer has a budget of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_replaying_a_valid_owner_order_is_answered_busy_past_its_budget() -> TestResult {
+    use datamesh_core::{FileId, Removal, Renewal};
+    use datamesh_node::serve::{ORDER_UNITS, order_cost};
+
+    let dir = tempfile::tempdir()?;
+    let (node, addr, metrics) =
+        policed_node(&dir, PeerPolicy::new(3, Duration::from_secs(600))).await?;
+    let (manifest, key) = owned_manifest()?;
+    assert_eq!(order_cost(manifest.len(), 0), 1);
+    let file = FileId::of_manifest(&manifest);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let renewal = Renewal::sign(file, now, &key);
+    let removal = Removal::sign(file, now, &key);
+    let orders = [
+        Request::RenewLease {
+            manifest: manifest.clone(),
+            issued_at: now,
+            signature: renewal.signature().to_vec(),
+            ids: vec![],
+        },
+        Request::RemoveFile {
+            manifest,
+            issued_at: now,
+            signature: removal.signature().to_vec(),
+        },
+    ];
+    let mut attacker = Attacker::new(node.peer_id(), addr.clone())?;
+    // Four times the budget, in batches a connection's streams allow: only if sending
+    // them took more than three windows (30 s) could all be served.
+    let total = 4 * ORDER_UNITS as usize;
+    let (mut served, mut busy) = (0usize, 0usize);
+    let mut sent = 0;
+    while sent < total {
+        let batch = (total - sent).min(MAX_SHARD_STREAMS / 2);
+        for k in 0..batch {
+            attacker.send(orders[(sent + k) % 2].clone());
+        }
+        sent += batch;
+        for outcome in attacker.outcomes(batch).await? {
+            match outcome {
+                Outcome::Answer(Response::Leases(list)) if list.is_empty() => served += 1,
+                Outcome::Answer(Response::Done) => served += 1,
+                Outcome::Answer(Response::Refused(Refusal::Busy)) => busy += 1,
+                other => return Err(format!("unexpected outcome {other:?}").into()),
+            }
+        }
+    }
+    assert!(
+        busy >= 1,
+        "{served} replays of a valid order served, none refused"
+    );
+    assert!(
+        served >= ORDER_UNITS as usize,
+        "{served} served, {busy} busy"
+    );
+    let text = tokio::task::spawn_blocking(metrics).await??;
+    assert_eq!(
+        metric(&text, "datamesh_orders_over_budget_total"),
+        busy as f64,
+        "{text}"
+    );
+    // Refused before the signature was checked, and never a strike.
+    assert_eq!(
+        metric(
+            &text,
+            "datamesh_peer_strikes_total{offence=\"forged_order\"}"
+        ),
+        0.0
+    );
+    assert_eq!(metric(&text, "datamesh_peers_blocked_total"), 0.0, "{text}");
+    assert!(matches!(
+        attacker.ask(has()).await?,
+        Outcome::Answer(Response::Has(_))
+    ));
+    // Another peer's budget is its own.
+    let mut other = Attacker::new(node.peer_id(), addr)?;
+    let outcome = other.ask(orders[0].clone()).await?;
+    assert!(
+        matches!(outcome, Outcome::Answer(Response::Leases(_))),
+        "{outcome:?}"
+    );
+    node.shutdown().await?;
+    Ok(())
+}

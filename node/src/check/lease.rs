@@ -77,7 +77,14 @@ pub(super) async fn kept_until(
                         },
                         None => Request::Lease { ids, renew },
                     };
-                    match tokio::time::timeout(deadline, files.send(peer, request)).await {
+                    // The owner's order is sent again while the holder says `Busy`.
+                    let send = async {
+                        match request {
+                            Request::RenewLease { .. } => files.send_order(peer, request).await,
+                            _ => files.send(peer, request).await,
+                        }
+                    };
+                    match tokio::time::timeout(deadline, send).await {
                         Ok(Ok(Response::Leases(list))) if list.len() == batch.len() => {
                             let held = list.into_iter().filter(|&t| t > 0).min();
                             earliest = earliest.into_iter().chain(held).min();

@@ -20,12 +20,17 @@ use tracing::{info, warn};
 
 use super::engine::{Files, KeyProviderError};
 use crate::catalog::CatalogError;
-use crate::protocol::{Request, Response};
+use crate::network::NetworkError;
+use crate::protocol::{Refusal, Request, Response};
 
 /// Removals sent at once.
 const REMOVALS_IN_FLIGHT: usize = 32;
 /// Deadline of each peer's answer.
 const REMOVAL_DEADLINE: Duration = Duration::from_secs(10);
+/// Tries of an owner's order a holder answers `Busy` (its sender is over its order
+/// budget there: `crate::serve`), and the wait before each retry.
+const ORDER_TRIES: u32 = 8;
+const ORDER_RETRY_WAIT: Duration = Duration::from_millis(250);
 
 /// What a removal did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,6 +161,29 @@ impl Files {
         Ok(Some(OwnerOrder::sign(manifest.file_id(), issued_at, &key)))
     }
 
+    /// Sends an owner's order (`RemoveFile`, `RenewLease`) to `peer`, again after a wait
+    /// while it answers `Busy` (this node is over its order budget there: an owner with
+    /// many files renews faster than a holder checks orders), at most [`ORDER_TRIES`]
+    /// times.
+    ///
+    /// # Errors
+    /// [`NetworkError`] of the last try.
+    pub(crate) async fn send_order(
+        &self,
+        peer: PeerId,
+        request: Request,
+    ) -> Result<Response, NetworkError> {
+        let mut tries = 1;
+        loop {
+            let answer = self.send(peer, request.clone()).await;
+            if tries >= ORDER_TRIES || !matches!(answer, Ok(Response::Refused(Refusal::Busy))) {
+                return answer;
+            }
+            tries += 1;
+            tokio::time::sleep(ORDER_RETRY_WAIT).await;
+        }
+    }
+
     /// Sends the removal to every peer, concurrently and each bounded in time; returns
     /// how many confirmed.
     async fn send_removals(&self, peers: Vec<PeerId>, request: Request) -> u64 {
@@ -164,7 +192,9 @@ impl Files {
                 let files = self.clone();
                 let request = request.clone();
                 async move {
-                    match tokio::time::timeout(REMOVAL_DEADLINE, files.send(peer, request)).await {
+                    match tokio::time::timeout(REMOVAL_DEADLINE, files.send_order(peer, request))
+                        .await
+                    {
                         Ok(Ok(Response::Done)) => 1,
                         other => {
                             warn!(%peer, "a holder did not confirm a removal: {other:?}");

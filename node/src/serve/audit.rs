@@ -3,12 +3,10 @@
 //!
 //! Cost, budgeted: each challenge reads and hashes the whole blob once (with BlobDB a
 //! point lookup reads the whole value; one pass of BLAKE3 both checks the copy and makes
-//! the proof), so a peer gets at most [`AUDITS_PER_WINDOW`] challenges answered per
-//! [`AUDIT_WINDOW`]; past that it is told `Busy` at the cost of a map lookup. The answer
-//! is at most 1 KiB + 15 x 32 bytes.
+//! the proof), so a peer gets at most [`AUDITS_PER_WINDOW`] challenges answered at once
+//! and as many per [`AUDIT_WINDOW`] on average (`serve/rate.rs`); past that it is told
+//! `Busy` at the cost of a map lookup. The answer is at most 1 KiB + 15 x 32 bytes.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use datamesh_core::ShardId;
@@ -17,6 +15,7 @@ use libp2p::PeerId;
 use tracing::warn;
 
 use super::Server;
+use super::rate::PeerRate;
 use crate::protocol::{FailureReason, Refusal, Response};
 use crate::store::StoreError;
 
@@ -24,42 +23,16 @@ use crate::store::StoreError;
 pub const AUDITS_PER_WINDOW: u32 = 64;
 /// The window of the per-peer audit budget.
 pub const AUDIT_WINDOW: Duration = Duration::from_secs(10);
-/// Peers tracked at most; when full, windows that ended are forgotten, and if none has,
-/// new peers are refused until one does.
-const MAX_TRACKED_PEERS: usize = 4096;
-
-/// Per peer: when its window started and how many challenges it has had answered in it.
-#[derive(Debug, Default)]
-pub(crate) struct AuditBudget {
-    peers: Mutex<HashMap<PeerId, (Instant, u32)>>,
-}
-
-impl AuditBudget {
-    /// Whether `peer` may have one more challenge answered now (and counts it).
-    fn admit(&self, peer: PeerId, now: Instant) -> bool {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&peer) {
-            peers.retain(|_, (start, _)| now.duration_since(*start) < AUDIT_WINDOW);
-            if peers.len() >= MAX_TRACKED_PEERS {
-                return false;
-            }
-        }
-        let entry = peers.entry(peer).or_insert((now, 0));
-        if now.duration_since(entry.0) >= AUDIT_WINDOW {
-            *entry = (now, 0);
-        }
-        if entry.1 >= AUDITS_PER_WINDOW {
-            return false;
-        }
-        entry.1 += 1;
-        true
-    }
+/// The per-peer budget of audit challenges answered: [`AUDITS_PER_WINDOW`] per
+/// [`AUDIT_WINDOW`].
+pub(super) fn audit_budget() -> PeerRate {
+    PeerRate::new(AUDITS_PER_WINDOW, AUDIT_WINDOW)
 }
 
 impl Server {
     /// Answers an audit challenge (see the module docs).
     pub(super) fn audit(&self, peer: PeerId, id: ShardId, nonce: u64) -> Response {
-        if !self.audits.admit(peer, Instant::now()) {
+        if !self.audits.admit(peer, 1, Instant::now()) {
             self.metrics.audits_refused.inc();
             return Response::Refused(Refusal::Busy);
         }
@@ -95,26 +68,14 @@ mod tests {
 
     #[test]
     fn a_peer_gets_its_window_of_audits_and_no_more() {
-        let budget = AuditBudget::default();
+        let budget = audit_budget();
         let (a, b) = (PeerId::random(), PeerId::random());
         let t0 = Instant::now();
         for _ in 0..AUDITS_PER_WINDOW {
-            assert!(budget.admit(a, t0));
+            assert!(budget.admit(a, 1, t0));
         }
-        assert!(!budget.admit(a, t0));
-        assert!(budget.admit(b, t0), "another peer has its own budget");
-        assert!(budget.admit(a, t0 + AUDIT_WINDOW), "a new window");
-    }
-
-    #[test]
-    fn the_map_of_peers_is_bounded() {
-        let budget = AuditBudget::default();
-        let t0 = Instant::now();
-        for _ in 0..MAX_TRACKED_PEERS {
-            assert!(budget.admit(PeerId::random(), t0));
-        }
-        assert!(!budget.admit(PeerId::random(), t0));
-        assert!(budget.admit(PeerId::random(), t0 + AUDIT_WINDOW));
-        assert!(budget.peers.lock().map(|p| p.len()).unwrap_or(usize::MAX) <= MAX_TRACKED_PEERS);
+        assert!(!budget.admit(a, 1, t0));
+        assert!(budget.admit(b, 1, t0), "another peer has its own budget");
+        assert!(budget.admit(a, 1, t0 + AUDIT_WINDOW), "a new window");
     }
 }

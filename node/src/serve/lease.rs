@@ -49,7 +49,8 @@ impl Server {
 
     /// Answers the owner's signed `RenewLease` (see the module docs): refused unless the
     /// order verifies under the authority key of the manifest sent with it, is fresh,
-    /// and every id is the manifest's or one it lists. Costs: as `RemoveFile`'s check
+    /// and every id is the manifest's or one it lists; first, its cost is spent from the
+    /// sender's order budget (`Busy` past it, `serve/remove.rs`). Costs: as `RemoveFile`'s check
     /// (one BLAKE3 of the manifest, a parse, one ECDSA verification), then per id as a
     /// renewing `Lease` plus a claim write and its binding to the file.
     pub(super) fn renew_lease(
@@ -60,6 +61,9 @@ impl Server {
         signature: &[u8],
         ids: &[ShardId],
     ) -> Response {
+        if let Some(busy) = self.over_order_budget(peer, manifest.len(), ids.len()) {
+            return busy;
+        }
         let bad = InvalidReason::BadRenewal;
         let checked = super::remove::check_order::<Renew>(
             manifest,
@@ -156,5 +160,96 @@ impl Server {
             }
         }
         Response::Leases(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use datamesh_core::{AuthorityRoot, Renewal};
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::network::InboundHandler;
+    use crate::protocol::Request;
+    use crate::serve::remove::tests::{now, put_file};
+    use crate::store::{ShardStore, StoreConfig};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A holder over the database in `dir` (opened again after a stop), leases of `lease`.
+    fn holder(
+        dir: &std::path::Path,
+        lease: Duration,
+    ) -> Result<Server, Box<dyn std::error::Error>> {
+        let db = crate::db::open(dir)?;
+        let store = Arc::new(ShardStore::new(Arc::clone(&db), StoreConfig::new(1 << 30)));
+        Ok(Server::new(store, db, Arc::new(Metrics::new())).with_lease(lease))
+    }
+
+    /// Every blob of the file of `manifest`: the manifest's and its shards.
+    fn blobs(file: &datamesh_core::EncodedFile) -> Vec<ShardId> {
+        std::iter::once(ShardId::from_bytes(*file.file_id.as_bytes()))
+            .chain(file.manifest.stripes().iter().flatten().copied())
+            .collect()
+    }
+
+    /// Issue 18's edge case: a holder offline while its leases ran out comes back and
+    /// the owner's renewal arrives late, after the expiry but before a collection pass:
+    /// it keeps the file (the expired claim is renewed, its stale expiry forgotten), and
+    /// the pass collects only a file nobody renewed; a renewal later still finds nothing
+    /// (0: the owner's repair places the copies again).
+    #[test]
+    fn an_expired_lease_renewed_late_after_a_stop_keeps_the_file() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let owner = PeerId::random();
+        let root = AuthorityRoot::from_bytes(&[1; 32]);
+        let lease = Duration::from_secs(1);
+        let (kept, kept_key, dropped, dropped_key) = {
+            let server = holder(dir.path(), lease)?;
+            let (kept, kept_key) = put_file(&server, owner, &root)?;
+            let (dropped, dropped_key) = put_file(&server, owner, &root)?;
+            (kept, kept_key, dropped, dropped_key)
+        };
+        // Offline (the database closed) past every lease: nothing was collected.
+        std::thread::sleep(lease * 3);
+        let server = holder(dir.path(), Duration::from_secs(3600))?;
+        let held = server.store().shard_count()?;
+        assert_eq!(held, 26, "two files of 13 blobs each");
+        let renew = |file: &datamesh_core::EncodedFile, key: &datamesh_core::AuthorityKey| {
+            let order = Renewal::sign(file.file_id, now(), key);
+            Request::RenewLease {
+                manifest: file.manifest.to_bytes().into(),
+                issued_at: order.issued_at(),
+                signature: order.signature().to_vec(),
+                ids: blobs(file),
+            }
+        };
+        let at = now();
+        match server.handle(owner, renew(&kept, &kept_key)) {
+            Response::Leases(list) => {
+                assert_eq!(list.len(), 13);
+                assert!(list.iter().all(|&t| t >= at + 3000), "{list:?}");
+            }
+            other => return Err(format!("unexpected answer {other:?}").into()),
+        }
+        let done = server.collect_expired(now())?;
+        assert_eq!(done.blobs_deleted, 13, "{done:?}");
+        for id in blobs(&kept) {
+            assert!(server.store().has(&id)?, "a renewed blob was collected");
+        }
+        for id in blobs(&dropped) {
+            assert!(!server.store().has(&id)?, "an expired blob was kept");
+        }
+        // The renewed file's stale expiry rows are gone too: nothing more to collect.
+        assert_eq!(server.collect_expired(now())?.expired, 0);
+        match server.handle(owner, renew(&dropped, &dropped_key)) {
+            Response::Leases(list) => assert!(list.iter().all(|&t| t == 0), "{list:?}"),
+            other => return Err(format!("unexpected answer {other:?}").into()),
+        }
+        assert_eq!(server.store().shard_count()?, 13);
+        Ok(())
     }
 }

@@ -10,6 +10,16 @@
 //! blob no claim is left on is deleted, its bytes given back to the quota; the file's key
 //! envelope and cached authority row go too. A removal of a file this node holds nothing
 //! of changes nothing and is answered `Done` (the owner asks every possible holder).
+//!
+//! Budget: a valid order can be replayed by anyone who saw it for as long as it is fresh
+//! (and an owner can sign as many as it likes), and each costs the holder a BLAKE3 of
+//! the manifest sent, an ECDSA verification and its database work. So before any of
+//! that, every order (`RemoveFile` and `RenewLease` alike) spends [`order_cost`] units
+//! of its sender's order budget, [`ORDER_UNITS`] units at once and as many per
+//! [`ORDER_WINDOW`] on average (`serve/rate.rs`); past that it is answered `Busy` at the
+//! cost of a map lookup (no strike: an owner with many files is not misbehaving; it
+//! tries again later, `crate::files::remove`). A forged order still earns a strike
+//! (`crate::network::accounting`).
 
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,10 +31,33 @@ use libp2p::PeerId;
 use rocksdb::WriteBatch;
 use tracing::{debug, info, warn};
 
+use super::rate::PeerRate;
 use super::{AUTHORITY_PREFIX, ENVELOPE_PREFIX, Server, row_key};
 use crate::db::{CF_FILES, DbError, cf};
 use crate::protocol::{FailureReason, InvalidReason, Refusal, Response};
 use crate::store::{DeleteOutcome, StoreError};
+
+/// Units of a peer's order budget, at once and per [`ORDER_WINDOW`] on average.
+pub const ORDER_UNITS: u32 = 256;
+/// The window of the per-peer order budget.
+pub const ORDER_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// Manifest bytes one unit pays for (a BLAKE3 of them per order).
+const MANIFEST_BYTES_PER_UNIT: usize = 64 * 1024;
+/// Ids of a `RenewLease` one unit pays for (a few small-row reads and writes each).
+const IDS_PER_UNIT: usize = 1024;
+
+/// The per-peer budget of owner's orders (see the module docs).
+pub(super) fn order_budget() -> PeerRate {
+    PeerRate::new(ORDER_UNITS, ORDER_WINDOW)
+}
+
+/// Units an order with a manifest of `manifest_len` bytes and `ids` ids costs: one, plus
+/// one per [`MANIFEST_BYTES_PER_UNIT`] of manifest and per [`IDS_PER_UNIT`] ids (an
+/// ordinary file's order costs 1; the largest possible, [`ORDER_UNITS`]).
+pub fn order_cost(manifest_len: usize, ids: usize) -> u32 {
+    let units = 1 + manifest_len / MANIFEST_BYTES_PER_UNIT + ids / IDS_PER_UNIT;
+    u32::try_from(units).unwrap_or(u32::MAX)
+}
 
 /// What a removal freed on this node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,6 +79,9 @@ impl Server {
         issued_at: u64,
         signature: &[u8],
     ) -> Response {
+        if let Some(busy) = self.over_order_budget(peer, manifest.len(), 0) {
+            return busy;
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -67,6 +103,23 @@ impl Server {
                 }
             },
         }
+    }
+
+    /// `Busy` if `peer` cannot spend an order's cost from its order budget now (see the
+    /// module docs); else the cost is spent.
+    pub(super) fn over_order_budget(
+        &self,
+        peer: PeerId,
+        manifest_len: usize,
+        ids: usize,
+    ) -> Option<Response> {
+        let cost = order_cost(manifest_len, ids);
+        if self.orders.admit(peer, cost, std::time::Instant::now()) {
+            return None;
+        }
+        debug!(%peer, cost, "an owner's order over the peer's order budget");
+        self.metrics.orders_over_budget.inc();
+        Some(Response::Refused(Refusal::Busy))
     }
 
     /// The file id and manifest of a removal that verifies and is fresh at `now`.
@@ -167,7 +220,7 @@ pub(super) fn check_order<K: OrderKind>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use datamesh_core::ecies::SecretKey;
@@ -195,7 +248,7 @@ mod tests {
 
     /// A file of `root`'s (two stripes), its manifest, shards and envelope stored on
     /// `server` by `owner` as a put would.
-    fn put_file(
+    pub(in crate::serve) fn put_file(
         server: &Server,
         owner: PeerId,
         root: &AuthorityRoot,
@@ -255,7 +308,7 @@ mod tests {
         }
     }
 
-    fn now() -> u64 {
+    pub(in crate::serve) fn now() -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())

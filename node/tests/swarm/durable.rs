@@ -549,3 +549,231 @@ async fn repairing_net(n: usize) -> Result<Net, Box<dyn std::error::Error + Send
     )
     .await
 }
+
+/// Issue 18's edge cases of `rm`: an id no node ever put, and a file that is in this
+/// node's catalog (copied there, as a restored catalog of another owner's would be) but
+/// not put with its keys. Each is refused with a one-line error naming the file, and
+/// nothing anywhere is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rm_of_an_unknown_or_someone_elses_file_is_refused_and_frees_nothing() -> TestResult {
+    let net = start_net(7, |_| 1 << 30).await?;
+    let plain = data(500_000);
+    let owner = net.node(0);
+    let file = owner
+        .files()
+        .put(std::io::Cursor::new(plain.clone()), "mine".into(), vec![])
+        .await?
+        .id;
+    let with_file = holdings(&net).await?;
+
+    let unknown = datamesh_core::FileId::of_manifest(b"no such manifest");
+    let err = owner
+        .files()
+        .remove(unknown)
+        .await
+        .err()
+        .ok_or("an unknown id was removed")?;
+    assert!(
+        matches!(err, RemoveError::NotFound(id) if id == unknown),
+        "{err:?}"
+    );
+
+    // Node 3 has the owner's catalog entry and manifest, not the owner's keys.
+    let catalog = owner.files().catalog();
+    let entry = catalog.get(&file)?.ok_or("no catalog entry")?;
+    let manifest = owner.files().manifest_of(file).await?;
+    let placement = catalog.placement(&file)?.unwrap_or_default();
+    net.node(3)
+        .files()
+        .catalog()
+        .add(&entry, &manifest, &placement)?;
+    let err = net
+        .node(3)
+        .files()
+        .remove(file)
+        .await
+        .err()
+        .ok_or("someone else's file was removed")?;
+    assert!(
+        matches!(err, RemoveError::NotOwner(id) if id == file),
+        "{err:?}"
+    );
+    for (err, id) in [
+        (err.to_string(), file),
+        (RemoveError::NotFound(unknown).to_string(), unknown),
+    ] {
+        assert!(
+            !err.contains('\n') && err.contains(&id.to_string()),
+            "{err}"
+        );
+    }
+    // Refused before anything was sent: every holder keeps its bytes, both catalogs
+    // keep the file, and it reads back whole.
+    assert_eq!(holdings(&net).await?, with_file);
+    assert!(net.node(3).files().catalog().get(&file)?.is_some());
+    assert!(catalog.get(&file)?.is_some());
+    assert!(get(owner, file).await? == plain);
+    net.shutdown().await
+}
+
+/// A writer that keeps what it is given, tells `started` after its first write, then
+/// waits (bounded) for `gate` before taking more: a get held mid-stream.
+struct HeldWriter {
+    out: SharedBuf,
+    started: Option<std::sync::mpsc::Sender<()>>,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl std::io::Write for HeldWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(started) = self.started.take() {
+            let n = self.out.write(buf)?;
+            let _ = started.send(());
+            return Ok(n);
+        }
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.recv_timeout(Duration::from_secs(120));
+        }
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 18: `rm` while a get of the same file streams. The removal frees every
+/// holder's bytes all the same (the get's fetches keep nothing alive), and the get ends
+/// either whole and byte-identical (it had fetched what it needed) or with an error,
+/// never with other bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rm_while_a_get_streams_frees_everything_and_the_get_never_returns_wrong_bytes()
+-> TestResult {
+    let net = start_net(7, |_| 1 << 30).await?;
+    let before = holdings(&net).await?;
+    let plain = data(24 * 1024 * 1024 + 5);
+    let owner = net.node(0);
+    let file = owner
+        .files()
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "streamed".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    let opened = owner.files().open(file).await?;
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (open_gate, gate) = std::sync::mpsc::channel::<()>();
+    let out = SharedBuf::default();
+    let writer = HeldWriter {
+        out: out.clone(),
+        started: Some(started_tx),
+        gate: Some(gate),
+    };
+    let files = owner.files().clone();
+    let reading = tokio::spawn(async move { files.read(opened, writer).await });
+    tokio::task::spawn_blocking(move || started.recv_timeout(Duration::from_secs(60)))
+        .await?
+        .map_err(|_| "the get never wrote")?;
+
+    let report = owner.files().remove(file).await?;
+    assert!(report.confirmed >= 6, "{report:?}");
+    drop(open_gate);
+    let read = tokio::time::timeout(Duration::from_secs(120), reading)
+        .await
+        .map_err(|_| "the get never ended")??;
+    let got = out.take();
+    match &read {
+        Ok(r) => {
+            assert_eq!(r.bytes, plain.len() as u64);
+            assert!(got == plain, "the get returned other bytes");
+        }
+        Err(_) => assert!(plain.starts_with(&got), "the get wrote other bytes"),
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "rm during a get: the get {} after {} of {} bytes",
+            if read.is_ok() { "completed" } else { "failed" },
+            got.len(),
+            plain.len()
+        );
+    }
+    let after = wait_for_holdings(&net, |i| before[i]).await?;
+    assert_eq!(after, before, "the removal left blobs behind");
+    assert!(get(owner, file).await.is_err());
+    net.shutdown().await
+}
+
+/// Issue 18: repair racing a delete. The network repairs a file that lost a holder
+/// (one stripe at a time, so the repair takes a while); once it has placed its first
+/// shard, the owner removes the file. Whatever the interleaving (placed before the `rm`
+/// reached a holder: bound to the file there and removed with it; after: taken back by
+/// the repairer once it sees its manifest copy gone), nothing of the file is left on
+/// any node, and no later round brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "fails: a network repair racing rm left 20 blobs (3.7 MB) on 6 of 8 nodes 30 s \
+            after the rm (first run, 2026-12-05); not yet diagnosed or fixed"]
+async fn a_repair_racing_rm_leaves_nothing_behind() -> TestResult {
+    let n = 9;
+    let mut net = repairing_net(n).await?;
+    let before = holdings(&net).await?;
+    let file = net
+        .node(0)
+        .files()
+        .put(
+            std::io::Cursor::new(data(16 * 1024 * 1024)),
+            "raced".into(),
+            vec![],
+        )
+        .await?
+        .id;
+    let with_file = holdings(&net).await?;
+    let victim = (1..n)
+        .max_by_key(|&i| with_file[i].0 - before[i].0)
+        .ok_or("no holder")?;
+    net.stop(victim).await?;
+    let running: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
+    let mut repairing = false;
+    for _ in 0..600 {
+        if repair_bytes(&net, &running).await? > 0.0 {
+            repairing = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(repairing, "the network never started repairing the file");
+    let report = net.node(0).files().remove(file).await?;
+    assert!(report.confirmed >= 5, "{report:?}");
+
+    let want: Vec<(u64, u64)> = running.iter().map(|&i| before[i]).collect();
+    let mut seen = holdings(&net).await?;
+    for _ in 0..300 {
+        if seen == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = holdings(&net).await?;
+    }
+    assert_eq!(seen, want, "blobs of the removed file left after the race");
+    // A few more repair rounds (one a second) bring nothing back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(holdings(&net).await?, want);
+    let blob = ShardId::from_bytes(*file.as_bytes());
+    for &i in &running {
+        assert!(!net.node(i).files().store().has(&blob)?);
+    }
+    net.shutdown().await
+}
+
+/// Bytes placed by repairs on `nodes`, summed.
+async fn repair_bytes(
+    net: &Net,
+    nodes: &[usize],
+) -> Result<f64, Box<dyn std::error::Error + Send + Sync>> {
+    let mut sum = 0.0;
+    for &i in nodes {
+        sum += metric(net.node(i), "datamesh_repair_bytes_stored_total").await?;
+    }
+    Ok(sum)
+}

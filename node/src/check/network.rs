@@ -25,8 +25,10 @@
 //! is passed; the next round goes on from there), one file at a time (its stripes
 //! `window` at once, as any repair). A repair racing the owner's `rm`: when the manifest
 //! is gone from this node once the repair is done, the repair is taken back (its claims
-//! deleted), so a repairing peer never resurrects a removed file; claims placed before
-//! the `rm` reached a holder are bound to the file there and go with it. The lease: shards placed by a network repair are
+//! deleted); claims placed before the `rm` reached a holder are bound to the file there
+//! and go with it. That is not yet enough: a repair racing an `rm` was seen leaving
+//! copies behind (swarm test `a_repair_racing_rm_leaves_nothing_behind`, ignored until
+//! fixed); they go when their lease ends. The lease: shards placed by a network repair are
 //! claimed by the repairing peer under its own lease, which it does not renew: a file
 //! whose owner never comes back is still collected once those leases run out.
 

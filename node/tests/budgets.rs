@@ -550,13 +550,18 @@ async fn a_peer_sending_forged_owner_orders_is_blocked() -> TestResult {
         InvalidReason::BadRemoval,
         InvalidReason::BadRenewal,
     ];
-    for (request, reason) in forged.into_iter().zip(expected) {
+    for (n, (request, reason)) in forged.into_iter().zip(expected).enumerate() {
         let outcome = attacker.ask(request).await?;
+        // The third strike blocks the peer, which closes its connection: the answer to
+        // that order may be lost with it (CI saw "Connection was closed before a
+        // response was received"); the strikes and the block are checked below.
+        let last_lost = n == 2 && outcome.failure().is_some();
         assert!(
-            matches!(
-                outcome,
-                Outcome::Answer(Response::Refused(Refusal::Invalid(r))) if r == reason
-            ),
+            last_lost
+                || matches!(
+                    outcome,
+                    Outcome::Answer(Response::Refused(Refusal::Invalid(r))) if r == reason
+                ),
             "{outcome:?}"
         );
     }

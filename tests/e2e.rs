@@ -10,7 +10,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use datamesh_testnet::input::{MIB, assert_same_file, make_file};
@@ -68,6 +68,16 @@ fn get(net: &Testnet, i: usize, id: &str, out: &Path, scratch: &Path) -> anyhow:
     Ok(())
 }
 
+/// The file-encryption public key of node `i` (`keys export-public`), to share with it.
+fn public_key(net: &Testnet, i: usize, scratch: &Path) -> anyhow::Result<String> {
+    let mut export = net.cli(i);
+    export
+        .args(["keys", "export-public", "--password-file"])
+        .arg(net.password_file(i));
+    let out = run(export, scratch)?.ok(&format!("export-public on node {i}"))?;
+    Ok(String::from_utf8(out)?.trim().to_string())
+}
+
 /// Put and get of the interesting sizes around the 1 MiB segment, and large files of
 /// many stripes; each comes back byte-identical. The files are also shared (`--to`) with
 /// node 4, which finds and opens them from the id alone; node 5, not shared with, finds
@@ -78,13 +88,7 @@ fn sizes_round_trip_byte_identical() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
     let net = testnet(scratch, NODES)?;
-    let mut export = net.cli(4);
-    export
-        .args(["keys", "export-public", "--password-file"])
-        .arg(net.password_file(4));
-    let node4_key = String::from_utf8(run(export, scratch)?.ok("export-public on node 4")?)?
-        .trim()
-        .to_string();
+    let node4_key = public_key(&net, 4, scratch)?;
     let sizes = [0, 1, MIB - 1, MIB, MIB + 1, 20 * MIB, 37 * MIB];
     for (n, &len) in sizes.iter().enumerate() {
         let input = make_file(scratch, len, n as u64)?;
@@ -221,6 +225,164 @@ fn user_errors_have_one_line_and_their_exit_code() -> anyhow::Result<()> {
     cmd.args(["keys", "list", "--password-file"]).arg(&password);
     let stderr = run(cmd, scratch)?.fails_with(3, "keys list in a missing home")?;
     ensure!(stderr.contains("init"), "{stderr}");
+    Ok(())
+}
+
+/// Every node's `(shards, bytes_stored)` (`datamesh --json status`).
+fn holdings(net: &Testnet, scratch: &Path) -> anyhow::Result<Vec<(u64, u64)>> {
+    (0..net.len())
+        .map(|i| {
+            let mut cmd = net.cli(i);
+            cmd.args(["--json", "status"]);
+            let out = run(cmd, scratch)?.ok(&format!("status of node {i}"))?;
+            let status = datamesh_testnet::parse_status(&out)?;
+            Ok((status.shards, status.bytes_stored))
+        })
+        .collect()
+}
+
+/// The ids `datamesh --json ls` lists on node `i`.
+fn listed(net: &Testnet, i: usize, scratch: &Path) -> anyhow::Result<Vec<String>> {
+    let mut cmd = net.cli(i);
+    cmd.args(["--json", "ls"]);
+    let files: serde_json::Value =
+        serde_json::from_slice(&run(cmd, scratch)?.ok(&format!("ls on node {i}"))?)?;
+    Ok(files
+        .as_array()
+        .context("ls --json is not an array")?
+        .iter()
+        .filter_map(|f| f["id"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// `datamesh rm ID` on node `i`, run to completion.
+fn rm(net: &Testnet, i: usize, id: &str, scratch: &Path) -> anyhow::Result<Outcome> {
+    let mut cmd = net.cli(i);
+    cmd.args(["rm", id]);
+    run(cmd, scratch)
+}
+
+/// `datamesh rm` through the binary (issue 18's bad input): an unknown well-formed id
+/// exits 3 (not found) and malformed ids exit 1, each with one `error:` line and no
+/// panic; node 1, which the file is shared with (it reads it), cannot remove node 0's
+/// file: exit 3, one line saying only the node that put it can. None of them frees a
+/// byte on any node, and the file still reads back byte-identical. The owner's `rm`
+/// exits 0, `ls` forgets the file, a get of it exits 3 in one line, and every node's
+/// shard count and stored bytes return to exactly what they were before the put.
+#[test]
+fn rm_refuses_bad_or_foreign_ids_and_the_owners_rm_frees_every_node() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net = testnet(scratch, NODES)?;
+    let node1_key = public_key(&net, 1, scratch)?;
+    let before = holdings(&net, scratch)?;
+    let input = make_file(scratch, 2 * MIB + 4321, 18)?;
+    let id = put_to(&net, 0, &input, std::slice::from_ref(&node1_key), scratch)?;
+    let with_file = holdings(&net, scratch)?;
+    // Six nodes, six shards per stripe on six distinct peers: every node holds some.
+    for i in 0..NODES {
+        ensure!(
+            with_file[i].0 > before[i].0 && with_file[i].1 > before[i].1,
+            "node {i} holds nothing of the file: {before:?} -> {with_file:?}"
+        );
+    }
+    let unchanged = |what: &str| -> anyhow::Result<()> {
+        let now = holdings(&net, scratch)?;
+        ensure!(
+            now == with_file,
+            "{what} changed what the nodes hold: {with_file:?} -> {now:?}"
+        );
+        Ok(())
+    };
+
+    // (a) A well-formed id (valid checksum) nobody ever put: not found, exit 3.
+    let unknown = datamesh_core::FileId::of_manifest(b"never put anywhere").to_string();
+    let line = rm(&net, 0, &unknown, scratch)?.fails_with(3, "rm of an unknown id")?;
+    ensure!(
+        line.contains(&unknown) && line.contains("not found"),
+        "{line}"
+    );
+    unchanged("rm of an unknown id")?;
+
+    // (b) Malformed ids: usage, exit 1, one line each (a panic would exit 101).
+    let mut typo: Vec<char> = id.chars().collect();
+    let last = typo.len() - 1;
+    typo[last] = if typo[last] == 'q' { 'p' } else { 'q' };
+    let typo: String = typo.into_iter().collect();
+    let long = format!("dm1{}", "q".repeat(10_000));
+    for bad in [
+        typo.as_str(),
+        "dm1",
+        "not-an-id",
+        &id[..id.len() - 1],
+        "dm1\u{e9}\u{1f600}",
+        long.as_str(),
+    ] {
+        let line = rm(&net, 0, bad, scratch)?
+            .fails_with(1, &format!("rm of the malformed id {bad:.40}"))?;
+        ensure!(line.contains("not a valid file id"), "{line:.300}");
+    }
+    unchanged("rm of malformed ids")?;
+
+    // (c) Someone else's file: node 1 can read it (shared with it) but did not put it.
+    let shared = scratch.join("through-node-1");
+    get(&net, 1, &id, &shared, scratch)?;
+    assert_same_file(&input, &shared).context("get through node 1")?;
+    let line = rm(&net, 1, &id, scratch)?.fails_with(3, "rm of node 0's file on node 1")?;
+    ensure!(
+        line.contains(&id) && line.contains("only the node that put a file can remove it"),
+        "{line}"
+    );
+    unchanged("node 1's rm of node 0's file")?;
+    ensure!(
+        listed(&net, 0, scratch)?.contains(&id),
+        "node 0 forgot the file"
+    );
+    let kept = scratch.join("kept");
+    get(&net, 0, &id, &kept, scratch)?;
+    assert_same_file(&input, &kept).context("after the refused rm")?;
+
+    // (d) The owner's rm.
+    let mut cmd = net.cli(0);
+    cmd.args(["--json", "rm", &id]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&run(cmd, scratch)?.ok("the owner's rm")?)?;
+    ensure!(report["id"].as_str() == Some(id.as_str()), "{report}");
+    let (asked, confirmed) = (
+        report["asked"].as_u64().unwrap_or_default(),
+        report["confirmed"].as_u64().unwrap_or_default(),
+    );
+    ensure!(
+        asked >= NODES as u64 && confirmed == asked && report["failed"] == 0,
+        "every node holds part of the file and is up: {report}"
+    );
+    ensure!(
+        !listed(&net, 0, scratch)?.contains(&id),
+        "ls still lists it"
+    );
+    // The holders drop it as they handle the removal; wait (bounded) for every node.
+    let deadline = Instant::now() + COMMAND_DEADLINE;
+    let mut now = holdings(&net, scratch)?;
+    for _ in 0..600 {
+        if now == before || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        now = holdings(&net, scratch)?;
+    }
+    ensure!(
+        now == before,
+        "after the owner's rm: {now:?}, before the put: {before:?} (with it: {with_file:?})"
+    );
+    let gone = scratch.join("gone");
+    let mut cmd = net.cli(0);
+    cmd.args(["get", &id, "-o"]).arg(&gone);
+    let line = run(cmd, scratch)?.fails_with(3, "get after the rm")?;
+    ensure!(line.contains("not found"), "{line}");
+    ensure!(!gone.exists(), "a failed get left {}", gone.display());
+    let line = rm(&net, 0, &id, scratch)?.fails_with(3, "a second rm of the file")?;
+    ensure!(line.contains(&id), "{line}");
     Ok(())
 }
 

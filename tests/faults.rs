@@ -15,8 +15,8 @@
 //!
 //! This file holds what the cases share; the cases are in `faults/`, one file per
 //! testnet: `kills.rs` (cases 1-4), `corruption.rs` (5-7), `crash.rs` (8), `full.rs` (9),
-//! `partition.rs` (10); `kernel.rs` (K1, K2: kernel-level faults between network
-//! namespaces, as root).
+//! `partition.rs` (10); `audit.rs` (11: `check --audit` with a frozen holder);
+//! `kernel.rs` (K1, K2: kernel-level faults between network namespaces, as root).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -258,6 +258,8 @@ fn stripe_nodes(holders: &[Vec<Vec<usize>>], s: usize) -> Vec<usize> {
 }
 
 // The crate root's modules would be siblings of this file; the cases live in faults/.
+#[path = "faults/audit.rs"]
+mod audit;
 #[path = "faults/corruption.rs"]
 mod corruption;
 #[path = "faults/crash.rs"]

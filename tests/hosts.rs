@@ -12,9 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
+use datamesh_testnet::Testnet;
 use datamesh_testnet::input::{MIB, assert_same_file, make_file};
 use datamesh_testnet::run::{Outcome, run_within, serial};
-use datamesh_testnet::{Config, Kdf, Testnet};
 use serde_json::Value;
 
 mod support;
@@ -67,12 +67,8 @@ fn six_hosts_put_and_get_across_hosts_advertise_no_loopback_and_leave_nothing() 
     let _serial = serial();
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
-    let net = Testnet::up_with(
-        Config::new(bin()?, scratch.join("net"), 6)
-            .with_kdf(Kdf::FAST)
-            .with_hosts(6),
-    )
-    .context("cannot start a testnet of 6 hosts")?;
+    let net = support::testnet(scratch.join("net"), 6, |c| c.with_hosts(6))
+        .context("cannot start a testnet of 6 hosts")?;
     let ns = net.namespace_of(0).context("no namespace")?;
     let id = id_of(&ns).to_string();
     let mut hosts: Vec<String> = (0..6).filter_map(|i| net.namespace_of(i)).collect();
@@ -151,11 +147,7 @@ fn the_leftovers_of_a_killed_run_are_removed_by_the_next_up() -> anyhow::Result<
     ensure!(leftovers(&id)?.len() >= 5, "{:?}", leftovers(&id)?); // 2 ns, 2 veth, bridge
 
     // The next up, of another testnet, removes them.
-    let second = Testnet::up_with(
-        Config::new(bin()?, scratch.join("second"), 1)
-            .with_kdf(Kdf::FAST)
-            .with_hosts(1),
-    )?;
+    let second = support::testnet(scratch.join("second"), 1, |c| c.with_hosts(1))?;
     let left = leftovers(&id)?;
     ensure!(left.is_empty(), "a killed run left {left:?}");
     let own = id_of(&second.namespace_of(0).context("no namespace")?).to_string();
@@ -187,12 +179,8 @@ fn two_node_ids_on_one_host_never_hold_two_shards_of_a_stripe() -> anyhow::Resul
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
     // Node i on host i % 6: two node ids per host.
-    let net = Testnet::up_with(
-        Config::new(bin()?, scratch.join("net"), NODES)
-            .with_kdf(Kdf::FAST)
-            .with_hosts(HOSTS),
-    )
-    .context("cannot start 12 nodes on 6 hosts")?;
+    let net = support::testnet(scratch.join("net"), NODES, |c| c.with_hosts(HOSTS))
+        .context("cannot start 12 nodes on 6 hosts")?;
     let host_of_peer: BTreeMap<String, usize> = (0..NODES)
         .map(|i| Ok((net.peer_id(i)?, net.host_of(i).context("no host")?)))
         .collect::<anyhow::Result<_>>()?;
@@ -272,13 +260,11 @@ const NATTED: [usize; 2] = [5, 6];
 
 /// A testnet of [`NODES`] hosts over `transport`, [`NATTED`] behind NAT routers.
 fn nat_testnet(scratch: &Path, transport: &str) -> anyhow::Result<Testnet> {
-    Testnet::up_with(
-        Config::new(bin()?, scratch.join("net"), NODES)
-            .with_kdf(Kdf::FAST)
-            .with_hosts(NODES)
+    support::testnet(scratch.join("net"), NODES, |c| {
+        c.with_hosts(NODES)
             .with_nat(&NATTED)
-            .with_transports(transport),
-    )
+            .with_transports(transport)
+    })
     .with_context(|| format!("cannot start 7 hosts over {transport}, 2 of them behind NAT"))
 }
 

@@ -8,19 +8,34 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
+use datamesh_testnet::Testnet;
 use datamesh_testnet::input::{MIB, assert_same_file, make_file};
 use datamesh_testnet::run::{Outcome, run_within, serial};
-use datamesh_testnet::{Config, Kdf, Testnet};
 use serde_json::Value;
 
 mod support;
-use support::bin;
 
 /// No single command may take longer than this.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
 
 fn run(cmd: Command, scratch: &Path) -> anyhow::Result<Outcome> {
     Ok(run_within(cmd, scratch, COMMAND_DEADLINE)?)
+}
+
+/// A testnet of six nodes over `transports`, each listening on addresses that `listens`
+/// accepts (as its `node.json` says).
+fn testnet_over(
+    scratch: &Path,
+    transports: &str,
+    listens: impl Fn(&[String]) -> bool,
+) -> anyhow::Result<Testnet> {
+    let net = support::testnet(scratch.join("net"), 6, |c| c.with_transports(transports))
+        .with_context(|| format!("cannot start a testnet over {transports}"))?;
+    for i in 0..net.len() {
+        let run = net.run_file(i)?.context("no node.json")?;
+        ensure!(listens(&run.listen), "node {i} listens on {:?}", run.listen);
+    }
+    Ok(net)
 }
 
 /// Every node's peers, each known only at addresses accepted by `ok` (as the routing
@@ -84,24 +99,12 @@ fn a_quic_only_testnet_puts_and_gets_and_advertises_only_quic() -> anyhow::Resul
     let _serial = serial();
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
-    let net = Testnet::up_with(
-        Config::new(bin()?, scratch.join("net"), 6)
-            .with_kdf(Kdf::FAST)
-            .with_transports("quic"),
-    )
-    .context("cannot start a QUIC testnet")?;
-    for i in 0..net.len() {
-        let run = net.run_file(i)?.context("no node.json")?;
-        ensure!(
-            !run.listen.is_empty()
-                && run
-                    .listen
-                    .iter()
-                    .all(|a| a.contains("/udp/") && a.contains("/quic-v1/")),
-            "node {i} listens on {:?}",
-            run.listen
-        );
-    }
+    let net = testnet_over(scratch, "quic", |listen| {
+        !listen.is_empty()
+            && listen
+                .iter()
+                .all(|a| a.contains("/udp/") && a.contains("/quic-v1/"))
+    })?;
     check_peer_addresses(&net, scratch, |a| {
         a.starts_with("/ip4/127.0.0.1/udp/") && a.contains("/quic-v1")
     })?;
@@ -113,26 +116,11 @@ fn tcp_and_quic_together_listen_and_advertise_both() -> anyhow::Result<()> {
     let _serial = serial();
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
-    let net = Testnet::up_with(
-        Config::new(bin()?, scratch.join("net"), 6)
-            .with_kdf(Kdf::FAST)
-            .with_transports("tcp,quic"),
-    )
-    .context("cannot start a TCP+QUIC testnet")?;
-    for i in 0..net.len() {
-        let run = net.run_file(i)?.context("no node.json")?;
-        let tcp = run.listen.iter().filter(|a| a.contains("/tcp/")).count();
-        let quic = run
-            .listen
-            .iter()
-            .filter(|a| a.contains("/quic-v1/"))
-            .count();
-        ensure!(
-            tcp == 1 && quic == 1,
-            "node {i} listens on {:?}",
-            run.listen
-        );
-    }
+    let net = testnet_over(scratch, "tcp,quic", |listen| {
+        let tcp = listen.iter().filter(|a| a.contains("/tcp/")).count();
+        let quic = listen.iter().filter(|a| a.contains("/quic-v1/")).count();
+        tcp == 1 && quic == 1
+    })?;
     check_peer_addresses(&net, scratch, |a| {
         a.starts_with("/ip4/127.0.0.1/") && (a.contains("/tcp/") || a.contains("/quic-v1"))
     })?;
@@ -161,7 +149,7 @@ fn tcp_and_quic_together_listen_and_advertise_both() -> anyhow::Result<()> {
 fn an_unknown_transport_is_refused_in_one_line() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let scratch = dir.path();
-    let net = Testnet::up_with(Config::new(bin()?, scratch.join("net"), 1).with_kdf(Kdf::FAST))?;
+    let net = support::testnet(scratch.join("net"), 1, |c| c)?;
     let home = net.home(0);
     drop(net);
     let mut cmd = support::datamesh(&home);

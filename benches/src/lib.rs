@@ -7,10 +7,13 @@
 //! - [`report`]: figures (value, limit, ratio), printed one per line and written as JSON.
 //! - [`sys`]: what the machine allows: loopback and disk bandwidth, process memory.
 //! - [`cmd`]: the node's HTTP API.
+//! - [`args`]: the command line both benchmark programs take (`src/bin/e2e.rs`,
+//!   `src/bin/hosts.rs`).
 //! - [`sections`]: the end-to-end sections (pipeline, testnet, memory, keys, scale), one
 //!   module each; commands under a deadline and input files come from `datamesh-testnet`.
 //! - [`wire`]: what serialising a shard as a sequence of `u8` costs against a byte string.
 
+pub mod args;
 pub mod cmd;
 pub mod pipeline;
 pub mod report;

@@ -2,6 +2,7 @@
 //! every segment, stream the plaintext out in order.
 
 use std::io::Write;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -226,12 +227,7 @@ impl Decoder {
         shards: GivenStripe,
         out: &mut W,
     ) -> Result<(), DecodeError> {
-        if index != self.next_stripe || index >= self.manifest.stripe_count() {
-            return Err(DecodeError::OutOfOrder {
-                expected: self.next_stripe,
-                got: index,
-            });
-        }
+        check_next(index, self.next_stripe, 0..self.manifest.stripe_count())?;
         let have = shards.iter().filter(|s| s.is_some()).count();
         if have < DATA_SHARDS {
             return Err(DecodeError::InsufficientShards {
@@ -295,6 +291,18 @@ impl Decoder {
         }
         Ok(())
     }
+}
+
+/// Refuses stripe `index` unless it is `next`, the one a decoder expects, and one of
+/// `stripes`, the ones it decodes.
+pub(crate) fn check_next(index: u64, next: u64, stripes: Range<u64>) -> Result<(), DecodeError> {
+    if index != next || !stripes.contains(&index) {
+        return Err(DecodeError::OutOfOrder {
+            expected: next,
+            got: index,
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn open_stripe(

@@ -9,7 +9,9 @@ use std::io::Write;
 use std::ops::Range;
 
 use crate::aead::{DataKey, SegmentCipher};
-use crate::decoder::{GivenStripe, StripeShards, VerifiedStripe, checked, open_stripe, unchecked};
+use crate::decoder::{
+    GivenStripe, StripeShards, VerifiedStripe, check_next, checked, open_stripe, unchecked,
+};
 use crate::error::DecodeError;
 use crate::manifest::{Manifest, Metadata};
 
@@ -149,12 +151,7 @@ impl RangeDecoder {
         shards: GivenStripe,
         out: &mut W,
     ) -> Result<u64, DecodeError> {
-        if index != self.next_stripe || !self.stripes().contains(&index) {
-            return Err(DecodeError::OutOfOrder {
-                expected: self.next_stripe,
-                got: index,
-            });
-        }
+        check_next(index, self.next_stripe, self.stripes())?;
         let opened = open_stripe(&self.manifest, &self.cipher, index, shards)?;
         self.next_stripe += 1;
         let seg = self.manifest.segment_size().bytes() as u64;

@@ -69,6 +69,22 @@ fn decode(
     Ok((out, report))
 }
 
+/// `err` refuses stripe `stripe` for having three intact shards of the four it needs.
+#[track_caller]
+fn assert_three_of_four(err: Option<DecodeError>, stripe: u64) {
+    assert!(
+        matches!(
+            err,
+            Some(DecodeError::InsufficientShards {
+                stripe: s,
+                have: 3,
+                need: 4
+            }) if s == stripe
+        ),
+        "{err:?}"
+    );
+}
+
 fn lose(stripe: &Stripe, lost: &[usize]) -> StripeShards {
     let mut s = all_shards(stripe);
     for &i in lost {
@@ -121,17 +137,7 @@ fn every_three_shard_loss_is_a_typed_error_with_no_output() -> TestResult {
                 let mut out = Vec::new();
                 let mut dec = Decoder::new(file.manifest.clone(), &file.data_key)?;
                 let err = dec.push(0, lose(&stripes[0], &[a, b, c]), &mut out).err();
-                assert!(
-                    matches!(
-                        err,
-                        Some(DecodeError::InsufficientShards {
-                            stripe: 0,
-                            have: 3,
-                            need: 4
-                        })
-                    ),
-                    "{err:?}"
-                );
+                assert_three_of_four(err, 0);
                 assert!(out.is_empty());
             }
         }
@@ -165,17 +171,7 @@ fn a_corrupt_shard_counts_as_missing_and_is_reported() -> TestResult {
         bytes[0] ^= 1;
     }
     let err = decode(&file.manifest, &file.data_key, given).err();
-    assert!(
-        matches!(
-            err,
-            Some(DecodeError::InsufficientShards {
-                stripe: 1,
-                have: 3,
-                need: 4
-            })
-        ),
-        "{err:?}"
-    );
+    assert_three_of_four(err, 1);
     Ok(())
 }
 
@@ -241,17 +237,7 @@ fn a_shard_verified_against_another_id_counts_as_missing_and_is_reported() -> Te
         .push_verified(0, shards, &mut out)
         .and_then(|()| dec.finish(&mut out).map(|_| ()))
         .err();
-    assert!(
-        matches!(
-            err,
-            Some(DecodeError::InsufficientShards {
-                stripe: 0,
-                have: 3,
-                need: 4
-            })
-        ),
-        "{err:?}"
-    );
+    assert_three_of_four(err, 0);
     assert!(out.is_empty());
     Ok(())
 }

@@ -152,6 +152,19 @@ pub enum Request {
         /// At most [`MAX_IDS`], each at most once.
         ids: Vec<ShardId>,
     },
+    /// A [`Request::Store`] for a known file (a repair's shard or manifest copy): the
+    /// sender's claim is bound to `file` as it is made, so the owner's `RemoveFile` drops
+    /// it whenever it reaches the holder. Refused with [`InvalidReason::Removed`] by a
+    /// holder that honoured the file's removal lately.
+    StoreFor {
+        /// The file the blob belongs to.
+        file: FileId,
+        /// BLAKE3 of `bytes`.
+        id: ShardId,
+        /// The shard (or manifest) bytes.
+        #[serde(with = "byte_string")]
+        bytes: Bytes,
+    },
 }
 
 /// A holder's answer to an audit challenge ([`crate::audit`]).
@@ -228,6 +241,10 @@ pub enum InvalidReason {
     /// A `RenewLease` issued too long before or after the holder's clock (a replay).
     #[error("the renewal is not fresh")]
     StaleRenewal,
+    /// A `StoreFor`, `Announce` or `PutEnvelope` for a file whose removal the holder
+    /// honoured lately (a repair racing the owner's `rm`).
+    #[error("the file was removed by its owner")]
+    Removed,
 }
 
 /// Which part of the refusing node failed ([`Refusal::Failed`]); the detail is in its log.
@@ -408,23 +425,35 @@ pub fn split_frame(bytes: &[u8], max: usize) -> Result<(&[u8], &[u8]), WireError
     Ok(rest.split_at(len))
 }
 
-/// A request's body as two parts to write one after the other: a `Store` is its
-/// postcard header (variant, id, length) and then its shard bytes, written from the
-/// shared buffer instead of being copied into an encoded body first. The two parts are
+/// A request's body as two parts to write one after the other: a `Store` (or `StoreFor`)
+/// is its postcard header (variant, ids, length) and then its shard bytes, written from
+/// the shared buffer instead of being copied into an encoded body first. The two parts are
 /// exactly [`encode`]'s bytes (tested).
 ///
 /// # Errors
 /// [`WireError::Encode`].
 pub fn request_parts(request: &Request) -> Result<(Vec<u8>, &[u8]), WireError> {
-    let Request::Store { id, bytes } = request else {
-        return Ok((encode(request)?, &[]));
+    let (empty, bytes) = match request {
+        Request::Store { id, bytes } => (
+            Request::Store {
+                id: *id,
+                bytes: Bytes::new(),
+            },
+            bytes,
+        ),
+        Request::StoreFor { file, id, bytes } => (
+            Request::StoreFor {
+                file: *file,
+                id: *id,
+                bytes: Bytes::new(),
+            },
+            bytes,
+        ),
+        _ => return Ok((encode(request)?, &[])),
     };
     // `bytes` is the last field: the encoding of an empty one ends with its length, a
     // one-byte varint 0, which is replaced by the real length.
-    let mut head = encode(&Request::Store {
-        id: *id,
-        bytes: Bytes::new(),
-    })?;
+    let mut head = encode(&empty)?;
     if head.pop() != Some(0) {
         // Not postcard 1.x's layout: the plain encoding (one copy) is still right.
         return Ok((encode(request)?, &[]));
@@ -702,6 +731,9 @@ mod tests {
             (Refusal::Invalid(InvalidReason::DuplicateIds), vec![3, 4]),
             (Refusal::Invalid(InvalidReason::BadRemoval), vec![3, 5]),
             (Refusal::Invalid(InvalidReason::StaleRemoval), vec![3, 6]),
+            (Refusal::Invalid(InvalidReason::BadRenewal), vec![3, 7]),
+            (Refusal::Invalid(InvalidReason::StaleRenewal), vec![3, 8]),
+            (Refusal::Invalid(InvalidReason::Removed), vec![3, 9]),
             (Refusal::Failed(FailureReason::Storage), vec![4, 0]),
             (Refusal::Failed(FailureReason::Dht), vec![4, 1]),
             (Refusal::Corrupt, vec![5]),

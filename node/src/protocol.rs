@@ -39,8 +39,10 @@ pub use datamesh_core::wire::{
 /// `Lease` (until when blobs are kept; renewing the sender's lease), `Audit` (a chunk and
 /// its BLAKE3 proof). Version 5: `RenewLease`, the owner's signed renewal; a plain
 /// `Lease { renew: true }` only extends a claim the sender already has (it made one
-/// before, so anyone could keep a file alive past its owner's `rm`).
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/5.0.0");
+/// before, so anyone could keep a file alive past its owner's `rm`). Version 6:
+/// `StoreFor`, a store whose claim is born bound to a file (a repair's), and the refusal
+/// `Removed` (a file whose removal the holder honoured lately).
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/6.0.0");
 
 /// The request-response codec: length-prefixed postcard with size caps. For a client or
 /// a test peer; the node's own swarm uses [`BudgetedCodec`], which reads the same frames
@@ -295,11 +297,27 @@ mod tests {
     #[test]
     fn a_store_request_is_written_as_its_encoding_without_copying_the_shard() -> io::Result<()> {
         let id = ShardId::of(b"w");
-        for len in [0, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152] {
-            let request = Request::Store {
-                id,
-                bytes: shard_bytes(len).into(),
-            };
+        let lens = [0, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152];
+        let requests = lens.iter().flat_map(|&len| {
+            [
+                (
+                    len,
+                    Request::Store {
+                        id,
+                        bytes: shard_bytes(len).into(),
+                    },
+                ),
+                (
+                    len,
+                    Request::StoreFor {
+                        file: FileId::of_manifest(b"f"),
+                        id,
+                        bytes: shard_bytes(len).into(),
+                    },
+                ),
+            ]
+        });
+        for (len, request) in requests {
             let (head, tail) = request_parts(&request).map_err(other)?;
             assert_eq!(
                 [&head[..], tail].concat(),

@@ -29,7 +29,9 @@ mod lease;
 mod rate;
 mod remove;
 pub use audit::{AUDIT_WINDOW, AUDITS_PER_WINDOW};
-pub use remove::{ORDER_UNITS, ORDER_WINDOW, Released, order_cost};
+pub use remove::{
+    ORDER_UNITS, ORDER_WINDOW, REMOVED_MARK_LIFETIME, REMOVED_MARKS, Released, order_cost,
+};
 
 /// Key prefix of envelopes in the `files` column family: `e` || file id -> envelope.
 const ENVELOPE_PREFIX: u8 = b'e';
@@ -56,6 +58,8 @@ pub struct Server {
     audits: rate::PeerRate,
     /// Owner's orders (`RemoveFile`, `RenewLease`) checked per peer (`serve/remove.rs`).
     orders: rate::PeerRate,
+    /// Files whose removal was honoured lately (`serve/remove.rs`).
+    removed: remove::RemovedFiles,
 }
 
 impl Server {
@@ -72,6 +76,7 @@ impl Server {
             leases: Arc::new(Leases::new(db_for_leases, DEFAULT_LEASE)),
             audits: audit::audit_budget(),
             orders: remove::order_budget(),
+            removed: remove::RemovedFiles::default(),
         }
     }
 
@@ -105,13 +110,37 @@ impl Server {
         &self.store
     }
 
-    fn store_blob(&self, peer: PeerId, id: ShardId, bytes: &[u8]) -> Response {
+    /// A `Store` (`file` `None`) or `StoreFor`: keeps the blob under a claim of `peer`,
+    /// bound to `file` if given, and leases it. Refused for a file removed lately, and
+    /// for the manifest of one (whose blob id is the file id): checked before the write
+    /// and again after it, when a removal that came meanwhile (and did not see the new
+    /// claim) makes it take the claim back.
+    fn store_blob(
+        &self,
+        peer: PeerId,
+        file: Option<FileId>,
+        id: ShardId,
+        bytes: &[u8],
+    ) -> Response {
         self.metrics.bytes_in.inc_by(bytes.len() as u64);
-        let stored = self.store.put(&id, bytes, &peer.to_bytes());
+        let concerned = [file, Some(FileId::from_bytes(*id.as_bytes()))];
+        let removed = || concerned.iter().flatten().any(|f| self.removed_lately(f));
+        if removed() {
+            debug!(%peer, shard = %id.short(), "refused a blob of a file removed lately");
+            self.metrics.shards_refused.inc();
+            return Response::Refused(Refusal::Invalid(InvalidReason::Removed));
+        }
+        let claimant = peer.to_bytes();
+        let stored = self.store.put_for(&id, bytes, &claimant, file.as_ref());
+        if stored.is_ok() && removed() {
+            if let Err(e) = self.store.delete(&id, &claimant) {
+                warn!(%peer, shard = %id.short(), "taking back a claim on a removed file's blob failed: {e}");
+            }
+            self.metrics.shards_refused.inc();
+            return Response::Refused(Refusal::Invalid(InvalidReason::Removed));
+        }
         if stored.is_ok()
-            && let Err(e) = self
-                .leases
-                .grant(&id, &peer.to_bytes(), crate::lease::unix_now())
+            && let Err(e) = self.leases.grant(&id, &claimant, crate::lease::unix_now())
         {
             warn!(%peer, shard = %id.short(), "recording a lease failed: {e}");
         }
@@ -204,6 +233,18 @@ impl Server {
         }
         match self.store.delete(&id, &peer.to_bytes()) {
             Ok(DeleteOutcome::NotOwner) => Response::Refused(Refusal::Denied),
+            Ok(DeleteOutcome::Deleted) => {
+                // A manifest (its blob id is the file id) takes its envelope and cached
+                // authority key along, unless the envelope is this node's own (kept under
+                // a lease of its own); for any other blob these are empty lookups.
+                let own = self.leases.held_by(&id, crate::lease::OWN_ENVELOPE);
+                if !own.unwrap_or(true)
+                    && let Err(e) = self.drop_envelope(&FileId::from_bytes(*id.as_bytes()))
+                {
+                    warn!(%peer, shard = %id.short(), "dropping a deleted manifest's envelope failed: {e}");
+                }
+                Response::Done
+            }
             Ok(_) => Response::Done,
             Err(e) => {
                 warn!(%peer, shard = %id.short(), "deleting a shard failed: {e}");
@@ -221,6 +262,10 @@ impl Server {
     /// may defer to, so its network repair must look after the file
     /// ([`Self::held_manifests`]) even if no key envelope reached it.
     fn announce(&self, peer: PeerId, file: FileId, held: ShardId) -> Response {
+        if self.removed_lately(&file) {
+            debug!(%peer, %file, "refused to announce a file removed lately");
+            return Response::Refused(Refusal::Invalid(InvalidReason::Removed));
+        }
         let outcome = self
             .store
             .has(&ShardId::from_bytes(*file.as_bytes()))
@@ -265,6 +310,11 @@ impl Server {
             }
         };
         let file = envelope.file_id();
+        if self.removed_lately(&file) {
+            debug!(%peer, %file, "refused the key envelope of a file removed lately");
+            self.metrics.envelopes_refused.inc();
+            return Response::Refused(Refusal::Invalid(InvalidReason::Removed));
+        }
         let refused = match self.held_authority(&file) {
             Ok(Some(authority)) => match self.keep_envelope(&envelope, bytes, &authority) {
                 Ok(()) => return Response::Done,
@@ -479,7 +529,8 @@ fn row_key(prefix: u8, file: &[u8; 32]) -> Vec<u8> {
 impl InboundHandler for Server {
     fn handle(&self, peer: PeerId, request: Request) -> Response {
         match request {
-            Request::Store { id, bytes } => self.store_blob(peer, id, &bytes),
+            Request::Store { id, bytes } => self.store_blob(peer, None, id, &bytes),
+            Request::StoreFor { file, id, bytes } => self.store_blob(peer, Some(file), id, &bytes),
             Request::Fetch { id } => self.fetch(peer, id),
             Request::Has { ids } => self.has(peer, &ids),
             Request::Delete { id } => self.delete(peer, id),
@@ -657,6 +708,23 @@ mod tests {
         );
         // One manifest parse, however many envelopes named the file.
         assert_eq!(server.metrics.manifests_parsed_for_envelopes.get(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn deleting_the_last_claim_on_a_manifest_drops_its_envelope() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path(), 1 << 30)?;
+        let owner = PeerId::random();
+        let root = AuthorityRoot::from_bytes(&[1; 32]);
+        let (file, _) = remove::tests::put_file(&server, owner, &root)?;
+        let envelope = server.envelope(&file.file_id).ok_or("no envelope")?;
+        let used = server.store().used_bytes()?;
+        let id = ShardId::from_bytes(*file.file_id.as_bytes());
+        assert_eq!(server.handle(owner, Request::Delete { id }), Response::Done);
+        assert!(server.envelope(&file.file_id).is_none());
+        let freed = (file.manifest.to_bytes().len() + envelope.len()) as u64;
+        assert_eq!(server.store().used_bytes()?, used - freed);
         Ok(())
     }
 

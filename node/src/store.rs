@@ -294,6 +294,22 @@ impl ShardStore {
     /// # Errors
     /// [`StoreError::Mismatch`], [`StoreError::QuotaExceeded`] or [`StoreError::Db`].
     pub fn put(&self, id: &ShardId, bytes: &[u8], owner: &[u8]) -> Result<PutOutcome, StoreError> {
+        self.put_for(id, bytes, owner, None)
+    }
+
+    /// [`Self::put`], `owner`'s claim bound to `file` if given (a repair's store, so the
+    /// owner's removal of the file drops the claim, `Self::release_for_file`). A claim of
+    /// `owner` already there and not bound is bound; one bound to another file stays so.
+    ///
+    /// # Errors
+    /// As [`Self::put`].
+    pub fn put_for(
+        &self,
+        id: &ShardId,
+        bytes: &[u8],
+        owner: &[u8],
+        file: Option<&FileId>,
+    ) -> Result<PutOutcome, StoreError> {
         if ShardId::of(bytes) != *id {
             return Err(StoreError::Mismatch { id: *id });
         }
@@ -302,6 +318,7 @@ impl ShardStore {
         let owners = self.cf(CF_OWNERS)?;
         let meta = self.cf(CF_META)?;
         let owner_key = owner_key(id, owner);
+        let binding: &[u8] = file.map_or(&[], |f| f.as_bytes());
         let needed = bytes.len() as u64;
         {
             let mut guard = self.lock();
@@ -312,9 +329,10 @@ impl ShardStore {
             }
             if self.info(id)?.is_some() {
                 // Under the lock: a delete cannot drop the shard between the check and
-                // this claim. A claim already held keeps its file binding.
-                if self.db.get_pinned_cf(owners, &owner_key)?.is_none() {
-                    self.db.put_cf(owners, owner_key, [])?;
+                // this claim. A claim already bound keeps its file binding.
+                let held = self.db.get_pinned_cf(owners, &owner_key)?;
+                if held.is_none_or(|bound| bound.is_empty() && !binding.is_empty()) {
+                    self.db.put_cf(owners, owner_key, binding)?;
                 }
                 return Ok(PutOutcome::AlreadyHeld);
             }
@@ -336,7 +354,7 @@ impl ShardStore {
             corrupt: false,
         };
         batch.put_cf(info, id.as_bytes(), row.to_bytes());
-        batch.put_cf(owners, owner_key, []);
+        batch.put_cf(owners, owner_key, binding);
         batch.merge_cf(meta, USED_BYTES_KEY, needed.to_be_bytes());
         batch.merge_cf(meta, SHARD_COUNT_KEY, 1u64.to_be_bytes());
         let written = self.write_synced(batch);
@@ -622,8 +640,30 @@ impl ShardStore {
         claimant: &[u8],
         file: &FileId,
     ) -> Result<DeleteOutcome, StoreError> {
+        self.release(id, |key, bound| {
+            key[id.as_bytes().len()..] == *claimant || bound == file.as_bytes()
+        })
+    }
+
+    /// The owner's removal of `file` on its manifest blob (the blob whose id is the file
+    /// id): every claim goes, whoever made it and whether bound or not. Nobody can make
+    /// another blob under that id, and the removal was checked against its bytes, so no
+    /// other file is concerned. As [`Self::release_for_file`] otherwise.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn release_manifest(&self, file: &FileId) -> Result<DeleteOutcome, StoreError> {
+        self.release(&ShardId::from_bytes(*file.as_bytes()), |_, _| true)
+    }
+
+    /// Drops the claims on `id` that `drop(claim key, binding)` picks, and the blob when
+    /// no claim is left.
+    fn release(
+        &self,
+        id: &ShardId,
+        drop: impl Fn(&[u8], &[u8]) -> bool,
+    ) -> Result<DeleteOutcome, StoreError> {
         let owners = self.cf(CF_OWNERS)?;
-        let own = owner_key(id, claimant);
         let mut guard = self.lock();
         let Some(info) = self.info(id)? else {
             return Ok(DeleteOutcome::NotHeld);
@@ -636,7 +676,7 @@ impl ShardStore {
             .map_while(Result::ok)
             .take_while(|(k, _)| k.starts_with(id.as_bytes()))
         {
-            if key[..] == own[..] || bound[..] == file.as_bytes()[..] {
+            if drop(&key, &bound) {
                 batch.delete_cf(owners, key);
                 dropped += 1;
             } else {

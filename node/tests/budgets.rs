@@ -422,6 +422,21 @@ async fn policed_node(
     Ok((node, addr, metrics))
 }
 
+/// The metrics text that `metrics` reads once the node has blocked a peer, or at the
+/// [`DEADLINE`] (the caller's assertions then say what is missing).
+async fn metrics_once_blocked(
+    metrics: impl Fn() -> Result<String, Error> + Copy + Send + 'static,
+) -> Result<String, Error> {
+    let start = Instant::now();
+    loop {
+        let text = tokio::task::spawn_blocking(metrics).await??;
+        if metric(&text, "datamesh_peers_blocked_total") >= 1.0 || start.elapsed() > DEADLINE {
+            return Ok(text);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_sending_wrong_bytes_and_bad_frames_is_blocked_then_allowed_again() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -455,14 +470,7 @@ async fn a_peer_sending_wrong_bytes_and_bad_frames_is_blocked_then_allowed_again
     assert!(outcome.failure().is_some(), "{outcome:?}");
     // The node counts the bad frame once its stream is gone (the attacker may see that
     // first).
-    let start = Instant::now();
-    let text = loop {
-        let text = tokio::task::spawn_blocking(metrics).await??;
-        if metric(&text, "datamesh_peers_blocked_total") >= 1.0 || start.elapsed() > DEADLINE {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let text = metrics_once_blocked(metrics).await?;
     assert_eq!(
         metric(
             &text,
@@ -565,14 +573,7 @@ async fn a_peer_sending_forged_owner_orders_is_blocked() -> TestResult {
             "{outcome:?}"
         );
     }
-    let start = Instant::now();
-    let text = loop {
-        let text = tokio::task::spawn_blocking(metrics).await??;
-        if metric(&text, "datamesh_peers_blocked_total") >= 1.0 || start.elapsed() > DEADLINE {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let text = metrics_once_blocked(metrics).await?;
     assert_eq!(
         metric(
             &text,

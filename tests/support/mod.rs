@@ -1,6 +1,7 @@
-//! What the end-to-end test files (`e2e.rs`, `faults.rs`, `recovery.rs`) share beyond
-//! `datamesh-testnet` (commands under a deadline, outcome checks, input files): the
-//! binary under test, the check that it is not stale, and a node's metric counters. Each test file is its own
+//! What the end-to-end test files (`e2e.rs`, `faults.rs`, `recovery.rs`, ...) share
+//! beyond `datamesh-testnet` (commands under a deadline, outcome checks, input files): the
+//! binary under test, the check that it is not stale, a testnet of it on the fast KDF, and
+//! a node's metric counters. Each test file is its own
 //! crate and uses part of it.
 #![allow(dead_code)]
 
@@ -11,6 +12,7 @@ use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use anyhow::{Context as _, ensure};
+use datamesh_testnet::{Config, Kdf, Testnet};
 
 /// The `datamesh` binary of the cargo build that built this test, once it is known not
 /// to be stale (see [`check_fresh`]).
@@ -27,6 +29,20 @@ pub(crate) fn bin() -> anyhow::Result<&'static Path> {
         Ok(bin) => Ok(bin),
         Err(e) => anyhow::bail!("{e}"),
     }
+}
+
+/// A testnet of `nodes` real node processes of [`bin`] in `dir`, on the fast KDF, as
+/// `config` shapes it further (transports, hosts, NAT; `|c| c` for none).
+///
+/// # Errors
+/// No fresh binary, or the testnet does not come up.
+pub(crate) fn testnet(
+    dir: impl Into<PathBuf>,
+    nodes: usize,
+    config: impl FnOnce(Config) -> Config,
+) -> anyhow::Result<Testnet> {
+    let base = Config::new(bin()?, dir, nodes).with_kdf(Kdf::FAST);
+    Ok(Testnet::up_with(config(base))?)
 }
 
 /// `datamesh --home HOME` with none of the caller's `DATAMESH_*` variables (every test

@@ -9,10 +9,10 @@
 //! Sections: pipeline, testnet, memory, keys, scale (see `datamesh_benches::sections`).
 //! Drives the `datamesh` binary next to this one (or `--datamesh PATH`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use datamesh_benches::args::{self, Common};
 use datamesh_benches::report::Report;
 use datamesh_benches::sections::{Ctx, Section, progress};
 use datamesh_benches::sys;
@@ -28,52 +28,37 @@ const USAGE: &str =
 #[derive(Debug)]
 struct Args {
     quick: bool,
-    out: PathBuf,
     only: Vec<Section>,
-    datamesh: Option<PathBuf>,
-    dir: Option<PathBuf>,
+    common: Common,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut parsed = Args {
-        quick: false,
-        out: PathBuf::from("e2e.json"),
-        only: Vec::new(),
-        datamesh: None,
-        dir: None,
-    };
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
-        match arg.as_str() {
-            "--quick" => parsed.quick = true,
-            "--out" => parsed.out = value("--out")?.into(),
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let (mut quick, mut only) = (false, Vec::new());
+    let common = args::parse(args, "e2e.json", |flag, value| {
+        match flag {
+            "--quick" => quick = true,
             "--only" => {
-                let name = value("--only")?;
-                parsed.only.push(Section::parse(&name).ok_or(format!(
+                let name = value()?;
+                only.push(Section::parse(&name).ok_or(format!(
                     "unknown section {name:?}: pipeline, testnet, memory, keys or scale"
                 ))?);
             }
-            "--datamesh" => parsed.datamesh = Some(value("--datamesh")?.into()),
-            "--dir" => parsed.dir = Some(value("--dir")?.into()),
-            "-h" | "--help" => return Ok(None),
-            other => return Err(format!("unknown argument {other:?}")),
+            _ => return Ok(false),
         }
-    }
-    Ok(Some(parsed))
+        Ok(true)
+    })?;
+    Ok(common.map(|common| Args {
+        quick,
+        only,
+        common,
+    }))
 }
 
-#[allow(clippy::print_stdout, clippy::print_stderr)]
+#[allow(clippy::print_stderr)]
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = match args::or_exit(parse_args(std::env::args().skip(1)), USAGE) {
+        Ok(args) => args,
+        Err(code) => return code,
     };
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
@@ -88,11 +73,11 @@ fn main() -> ExitCode {
 /// Runs the sections; false if any failed (the report is written either way).
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 fn run(args: &Args) -> anyhow::Result<bool> {
-    let binary = match &args.datamesh {
+    let binary = match &args.common.datamesh {
         Some(path) => path.clone(),
         None => datamesh_testnet::run::cargo_binary("datamesh")?,
     };
-    let scratch = match &args.dir {
+    let scratch = match &args.common.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
             tempfile::Builder::new()
@@ -162,19 +147,21 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             t.elapsed().as_secs_f64(),
         );
         report.set("loadavg_end", sys::loadavg());
-        report.write(&args.out)?;
+        report.write(&args.common.out)?;
     }
     drop(ctx);
     report.set("seconds_total", started.elapsed().as_secs_f64());
     report.set("loadavg_end", sys::loadavg());
-    report.write(&args.out)?;
-    progress(format!("report written to {}", args.out.display()));
+    report.write(&args.common.out)?;
+    progress(format!("report written to {}", args.common.out.display()));
     drop(scratch);
     Ok(ok)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Option<Args>, String> {
@@ -188,7 +175,7 @@ mod tests {
         ])?
         .ok_or("no args")?;
         assert!(a.quick);
-        assert_eq!(a.out, PathBuf::from("x.json"));
+        assert_eq!(a.common.out, PathBuf::from("x.json"));
         assert_eq!(a.only, vec![Section::Keys, Section::Pipeline]);
         assert!(parse(&["--help"])?.is_none());
         assert!(parse(&["--only", "everything"]).is_err());

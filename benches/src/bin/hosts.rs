@@ -16,11 +16,12 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+use datamesh_benches::args::{self, Common};
 use datamesh_benches::report::{Figure, Report};
 use datamesh_benches::sys;
 use datamesh_testnet::input::{MIB, assert_same_file, make_file};
@@ -46,9 +47,7 @@ const DEADLINE: Duration = Duration::from_secs(1200);
 #[derive(Debug)]
 struct Args {
     size: usize,
-    out: PathBuf,
-    datamesh: Option<PathBuf>,
-    dir: Option<PathBuf>,
+    common: Common,
 }
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
@@ -68,16 +67,9 @@ fn main() -> ExitCode {
             }
         };
     }
-    let args = match parse_args(argv.into_iter()) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = match args::or_exit(parse_args(argv.into_iter()), USAGE) {
+        Ok(args) => args,
+        Err(code) => return code,
     };
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -88,31 +80,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut parsed = Args {
-        size: 256,
-        out: PathBuf::from("hosts.json"),
-        datamesh: None,
-        dir: None,
-    };
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
-        match arg.as_str() {
-            "--size" => {
-                parsed.size = value("--size")?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=4096).contains(n))
-                    .ok_or("--size wants MiB in 1..=4096")?;
-            }
-            "--out" => parsed.out = value("--out")?.into(),
-            "--datamesh" => parsed.datamesh = Some(value("--datamesh")?.into()),
-            "--dir" => parsed.dir = Some(value("--dir")?.into()),
-            "-h" | "--help" => return Ok(None),
-            other => return Err(format!("unknown argument {other:?}")),
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut size = 256;
+    let common = args::parse(args, "hosts.json", |flag, value| {
+        if flag != "--size" {
+            return Ok(false);
         }
-    }
-    Ok(Some(parsed))
+        size = value()?
+            .parse()
+            .ok()
+            .filter(|n| (1..=4096).contains(n))
+            .ok_or("--size wants MiB in 1..=4096")?;
+        Ok(true)
+    })?;
+    Ok(common.map(|common| Args { size, common }))
 }
 
 /// `--sink PORT`: accepts one connection, reads it to the end, answers the byte count.
@@ -207,7 +188,7 @@ fn link_mbs(net: &Testnet, from: usize, to: usize, bytes: usize) -> anyhow::Resu
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 fn run(args: &Args) -> anyhow::Result<()> {
     datamesh_testnet::require_root_for_hosts()?;
-    let binary = match &args.datamesh {
+    let binary = match &args.common.datamesh {
         Some(path) => path.clone(),
         None => datamesh_testnet::run::cargo_binary("datamesh")?,
     };
@@ -216,7 +197,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "no datamesh binary at {}: run `cargo build --release -p datamesh` first, or pass --datamesh PATH",
         binary.display()
     );
-    let scratch = match &args.dir {
+    let scratch = match &args.common.dir {
         Some(dir) => tempfile::Builder::new()
             .prefix("datamesh-hosts-")
             .tempdir_in(dir)?,
@@ -260,8 +241,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     report.set("loadavg_end", sys::loadavg());
-    report.write(&args.out)?;
-    eprintln!("report written to {}", args.out.display());
+    report.write(&args.common.out)?;
+    eprintln!("report written to {}", args.common.out.display());
     ensure!(failed.is_empty(), "{} variants failed", failed.len());
     Ok(())
 }

@@ -85,6 +85,11 @@ impl Checker {
             envelopes_before,
             placement,
         } = self.inspect(id, verify, true, renew).await?;
+        if self.files.server().removed_lately(&id) {
+            // The owner removed the file meanwhile: no copies topped up, no announcements
+            // (holders would refuse them); what was placed is taken back by the caller.
+            return Ok(logged(report));
+        }
         after_repair(
             &self.files,
             &mut report,

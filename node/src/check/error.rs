@@ -97,4 +97,11 @@ pub(crate) enum StripeRepairError {
         /// Distinct peers found (this node included).
         found: usize,
     },
+    /// The owner removed the file meanwhile (this node honoured the removal): nothing
+    /// more is placed.
+    #[error("stripe {stripe}: the file was removed by its owner during the repair")]
+    Removed {
+        /// Stripe index.
+        stripe: u64,
+    },
 }

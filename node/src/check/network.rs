@@ -23,12 +23,14 @@
 //! Costs are bounded per round: files looked at ([`NetworkRepairConfig::files_per_round`]),
 //! bytes moved by repairs (the round stops once [`NetworkRepairConfig::bytes_per_round`]
 //! is passed; the next round goes on from there), one file at a time (its stripes
-//! `window` at once, as any repair). A repair racing the owner's `rm`: when the manifest
-//! is gone from this node once the repair is done, the repair is taken back (its claims
-//! deleted); claims placed before the `rm` reached a holder are bound to the file there
-//! and go with it. That is not yet enough: a repair racing an `rm` was seen leaving
-//! copies behind (swarm test `a_repair_racing_rm_leaves_nothing_behind`, ignored until
-//! fixed); they go when their lease ends. The lease: shards placed by a network repair are
+//! `window` at once, as any repair). A repair racing the owner's `rm`: every store of a
+//! repair is a `StoreFor` whose claim is born bound to the file, so a holder the `rm`
+//! reaches later drops it, and a holder the `rm` reached before refuses it (it remembers
+//! removals it honoured for an hour, `serve/remove.rs`); the `rm` drops every claim on the
+//! manifest blob, top-up copies included. Once the repair sees the removal itself (this
+//! node honoured it, or lost its manifest copy), it places nothing more and takes back
+//! what it placed (its claims deleted), for holders the `rm` never reached. The lease:
+//! shards placed by a network repair are
 //! claimed by the repairing peer under its own lease, which it does not renew: a file
 //! whose owner never comes back is still collected once those leases run out.
 
@@ -204,7 +206,7 @@ impl Checker {
             let failed = !audit.failed.is_empty();
             round.audit_failures += usize::from(failed);
             match self.repair(*id, failed).await {
-                Ok(report) if self.manifest_gone(id).await => {
+                Ok(report) if self.removed(id).await => {
                     // The owner removed the file while it was being repaired: rm wins.
                     self.undo_repair(&report).await;
                 }
@@ -237,8 +239,12 @@ impl Checker {
         round
     }
 
-    /// Whether this node no longer holds the manifest of `id` (an `rm` took it).
-    async fn manifest_gone(&self, id: &FileId) -> bool {
+    /// Whether the owner removed `id`: this node honoured its removal lately, or no
+    /// longer holds its manifest (an `rm` took it).
+    async fn removed(&self, id: &FileId) -> bool {
+        if self.files.server().removed_lately(id) {
+            return true;
+        }
         let store = Arc::clone(self.files.store());
         let blob = ShardId::from_bytes(*id.as_bytes());
         matches!(

@@ -103,6 +103,10 @@ pub(super) async fn repair_stripe(
     if missing.is_empty() {
         return Ok(());
     }
+    // A removal honoured here meanwhile (the repair is racing the owner's `rm`): stop.
+    if files.server().removed_lately(&manifest.file_id()) {
+        return Err(StripeRepairError::Removed { stripe });
+    }
     let mut exclude: HashSet<PeerId> = best.iter().flatten().copied().collect();
     exclude.extend(report.bad.iter().map(|b| b.peer));
     exclude.extend(report.unreachable.iter().copied());
@@ -111,7 +115,13 @@ pub(super) async fn repair_stripe(
         .map(|&i| (ids[i], rebuilt[i].clone().unwrap_or_default().into()))
         .collect();
     let (placed, found) = files
-        .place_shards(ids[0].as_bytes(), shards, &exclude, unreachable)
+        .place_shards_for(
+            manifest.file_id(),
+            ids[0].as_bytes(),
+            shards,
+            &exclude,
+            unreachable,
+        )
         .await?;
     for (&index, peer) in missing.iter().zip(&placed) {
         if let Some(peer) = *peer {
@@ -154,11 +164,15 @@ pub(super) async fn after_repair(
     }
     let mut manifest_now = manifest_before.clone();
     if manifest_before.len() < MANIFEST_COPIES {
-        let request = Request::Store {
+        let request = Request::StoreFor {
+            file: id,
             id: ShardId::from_bytes(*id.as_bytes()),
             bytes: manifest.to_bytes().into(),
         };
-        match files.place_copies(id.as_bytes(), &request).await {
+        match files
+            .place_copies(id.as_bytes(), &request, manifest_before)
+            .await
+        {
             Ok(copies) => {
                 let fresh: HashSet<PeerId> = copies
                     .into_iter()

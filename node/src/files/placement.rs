@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use datamesh_core::ShardId;
+use datamesh_core::{FileId, ShardId};
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 use libp2p::kad::KBucketKey;
@@ -73,26 +73,34 @@ impl Files {
         hosts
     }
 
-    /// Places each of `shards` on its own peer, nearest to `key` first, never on a peer of
-    /// `exclude`; a peer that fails or refuses is replaced by the next nearest. Used by
-    /// put (a whole stripe, `key` its first shard id) and by repair (the missing shards of
-    /// a stripe, away from its remaining holders). Returns, per shard, the peer that
-    /// stored it (`None` if candidates ran out) and how many candidates there were.
-    pub(crate) async fn place_shards(
+    /// A repair's placement of shards of `file` ([`Self::place_shards_via`]): each store a
+    /// `StoreFor`, so the new holder binds the claim to the file (the owner's `rm` then
+    /// drops it) or refuses it if it honoured the file's removal lately.
+    pub(crate) async fn place_shards_for(
         &self,
+        file: FileId,
         key: &[u8],
         shards: Vec<(ShardId, Bytes)>,
         exclude: &HashSet<PeerId>,
         unreachable: &Mutex<HashSet<PeerId>>,
     ) -> Result<(Vec<Option<PeerId>>, usize), NetworkError> {
         self.place_shards_via(key, shards, exclude, unreachable, move |peer, request| {
+            let request = match request {
+                Request::Store { id, bytes } => Request::StoreFor { file, id, bytes },
+                other => other,
+            };
             self.send(peer, request)
         })
         .await
     }
 
-    /// [`Self::place_shards`], each store sent through `send` (a put's sends record what
-    /// was stored, see `put.rs`).
+    /// Places each of `shards` on its own peer, nearest to `key` first, never on a peer of
+    /// `exclude`; a peer that fails or refuses is replaced by the next nearest. Used by
+    /// put (a whole stripe, `key` its first shard id) and by repair (the missing shards of
+    /// a stripe, away from its remaining holders). Returns, per shard, the peer that
+    /// stored it (`None` if candidates ran out) and how many candidates there were. Each
+    /// `Store` is sent through `send` (a put's sends record what was stored, see
+    /// `put.rs`; a repair's bind the claim to the file, [`Self::place_shards_for`]).
     pub(crate) async fn place_shards_via<S, F>(
         &self,
         key: &[u8],
@@ -169,14 +177,18 @@ impl Files {
         Ok((placed, found))
     }
 
-    /// Stores one blob on up to [`MANIFEST_COPIES`] distinct peers nearest to `key`.
+    /// Stores one blob on up to [`MANIFEST_COPIES`] distinct peers nearest to `key`; the
+    /// candidates of `held` hold it already and count without a store.
     pub(crate) async fn place_copies(
         &self,
         key: &[u8],
         request: &Request,
+        held: &HashSet<PeerId>,
     ) -> Result<Vec<PeerId>, NetworkError> {
-        self.place_copies_via(key, request, move |peer, request| self.send(peer, request))
-            .await
+        self.place_copies_via(key, request, held, move |peer, request| {
+            self.send(peer, request)
+        })
+        .await
     }
 
     /// [`Self::place_copies`], each store sent through `send` (a put's sends record what
@@ -185,6 +197,7 @@ impl Files {
         &self,
         key: &[u8],
         request: &Request,
+        held: &HashSet<PeerId>,
         send: S,
     ) -> Result<Vec<PeerId>, NetworkError>
     where
@@ -195,10 +208,12 @@ impl Files {
         let mut stored = Vec::new();
         for chunk in candidates.chunks(MANIFEST_COPIES) {
             let need = MANIFEST_COPIES - stored.len();
-            let mut attempts: FuturesUnordered<_> = chunk
-                .iter()
-                .take(need)
-                .map(|&peer| {
+            let (have, lack): (Vec<PeerId>, Vec<PeerId>) =
+                chunk.iter().take(need).partition(|p| held.contains(p));
+            stored.extend(have);
+            let mut attempts: FuturesUnordered<_> = lack
+                .into_iter()
+                .map(|peer| {
                     let attempt = send(peer, request.clone());
                     async move { (peer, attempt.await) }
                 })

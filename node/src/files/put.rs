@@ -547,6 +547,7 @@ impl Files {
                     id: ShardId::from_bytes(*id.as_bytes()),
                     bytes: manifest_bytes.into(),
                 },
+                &HashSet::new(),
                 move |peer, request| self.send_tracked(peer, request, Arc::clone(ledger)),
             )
             .await?;

@@ -95,14 +95,20 @@ impl Advertiser {
     }
 }
 
+/// `text` as a multiaddr, for the tests of the network's modules: panics on a malformed
+/// one, naming it.
+#[cfg(test)]
+pub(super) fn addr(text: &str) -> Multiaddr {
+    text.parse()
+        .unwrap_or_else(|e| panic!("{text} is not a multiaddr: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn addrs(list: &[&str]) -> Vec<Multiaddr> {
-        let parsed: Vec<Multiaddr> = list.iter().filter_map(|a| a.parse().ok()).collect();
-        assert_eq!(parsed.len(), list.len(), "{list:?}");
-        parsed
+        list.iter().map(|a| addr(a)).collect()
     }
 
     #[test]

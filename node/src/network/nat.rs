@@ -290,11 +290,7 @@ impl Relays {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn addr(text: &str) -> Multiaddr {
-        text.parse()
-            .unwrap_or_else(|e| panic!("{text} is not a multiaddr: {e}"))
-    }
+    use crate::network::addresses::addr;
 
     #[test]
     fn a_private_node_reserves_on_two_public_relays_and_rests_failed_ones() {

@@ -31,6 +31,11 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/kad/1.0.
 pub const IDENTIFY_VERSION: &str = "/datamesh/1.0.0";
 /// How often Kademlia re-runs a bootstrap.
 const BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a DHT query runs before it ends with what it found: under the file engine's
+/// 10 s lookup deadline (`files::FilesConfig::lookup_deadline`), so a lookup held up by a
+/// peer that never answers (frozen, or hostile) still returns the peers and providers it
+/// found instead of being cut off with nothing (kad's default is 60 s).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(8);
 /// Most established connections.
 pub const MAX_CONNECTIONS: u32 = 256;
 /// Most established connections with one peer: two nodes dialling each other at once
@@ -104,6 +109,7 @@ pub(super) fn build(
         .with_behaviour(|key, relay_client| {
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_periodic_bootstrap_interval(Some(BOOTSTRAP_INTERVAL));
+            kad_config.set_query_timeout(QUERY_TIMEOUT);
             // Against eclipse attacks: a lookup follows disjoint paths (S/Kademlia), so
             // one group of colluding peers cannot steer all of them. The routing table
             // takes a peer only once a connection to it succeeded (the default

@@ -148,11 +148,7 @@ impl fmt::Display for Transports {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn addr(text: &str) -> Multiaddr {
-        text.parse()
-            .unwrap_or_else(|e| panic!("{text} is not a multiaddr: {e}"))
-    }
+    use crate::network::addresses::addr;
 
     #[test]
     fn one_listen_address_becomes_one_per_transport() {

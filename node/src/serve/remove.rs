@@ -20,12 +20,24 @@
 //! cost of a map lookup (no strike: an owner with many files is not misbehaving; it
 //! tries again later, `crate::files::remove`). A forged order still earns a strike
 //! (`crate::network::accounting`).
+//!
+//! A repair racing the removal: the holder remembers every removal it honoured for
+//! [`REMOVED_MARK_LIFETIME`] ([`RemovedFiles`], in memory, at most [`REMOVED_MARKS`] files,
+//! the oldest forgotten first) and meanwhile refuses a `StoreFor`, `Announce` or
+//! `PutEnvelope` for the file, and a `Store` of its manifest, with `Invalid(Removed)`.
+//! A repair's stores are `StoreFor`s, their claims born bound to the file, so a removal
+//! that reaches the holder after them drops them; one that reached it before refuses
+//! them. What neither covers (a holder the owner's `rm` never reached, marks lost to a
+//! restart or pushed out by a flood of removals) the repairer takes back once it sees the
+//! removal itself (`crate::check::network`), else the lease collects it.
 
-use std::collections::HashSet;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use datamesh_core::{
-    FileId, Manifest, OrderKind, OwnerOrder, REMOVAL_SIGNATURE_LEN, Remove, ShardId,
+    FileId, Manifest, OrderKind, OwnerOrder, REMOVAL_SIGNATURE_LEN, REMOVAL_WINDOW_SECS, Remove,
+    ShardId,
 };
 use libp2p::PeerId;
 use rocksdb::WriteBatch;
@@ -57,6 +69,74 @@ pub(super) fn order_budget() -> PeerRate {
 pub fn order_cost(manifest_len: usize, ids: usize) -> u32 {
     let units = 1 + manifest_len / MANIFEST_BYTES_PER_UNIT + ids / IDS_PER_UNIT;
     u32::try_from(units).unwrap_or(u32::MAX)
+}
+
+/// How long a holder refuses a removed file's blobs, envelope and announcements: as long
+/// as a removal order stays fresh (a repair that started before the removal is over by
+/// then: one round moves at most `bytes_per_round`).
+pub const REMOVED_MARK_LIFETIME: Duration = Duration::from_secs(REMOVAL_WINDOW_SECS);
+/// Files remembered as removed at most (about 64 bytes each).
+pub const REMOVED_MARKS: usize = 16_384;
+
+/// The files whose removal this node honoured within [`REMOVED_MARK_LIFETIME`] (see the
+/// module docs). Bounded: at most [`REMOVED_MARKS`], the oldest forgotten first; marking
+/// a file already marked changes nothing, so replays of one order cannot grow it.
+#[derive(Debug, Default)]
+pub(super) struct RemovedFiles {
+    marks: Mutex<Marks>,
+}
+
+#[derive(Debug, Default)]
+struct Marks {
+    until: HashMap<FileId, Instant>,
+    /// The same files, oldest first.
+    order: VecDeque<FileId>,
+}
+
+impl RemovedFiles {
+    /// Remembers `file` as removed at `now`.
+    pub(super) fn mark(&self, file: FileId, now: Instant) {
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        marks.forget_expired(now);
+        if marks.until.contains_key(&file) {
+            return;
+        }
+        if marks.order.len() >= REMOVED_MARKS
+            && let Some(oldest) = marks.order.pop_front()
+        {
+            marks.until.remove(&oldest);
+        }
+        marks.until.insert(file, now + REMOVED_MARK_LIFETIME);
+        marks.order.push_back(file);
+    }
+
+    /// Whether `file` was marked removed and the mark still holds at `now`.
+    pub(super) fn contains(&self, file: &FileId, now: Instant) -> bool {
+        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        marks.until.get(file).is_some_and(|until| now < *until)
+    }
+
+    /// How many files are remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.marks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .order
+            .len()
+    }
+}
+
+impl Marks {
+    fn forget_expired(&mut self, now: Instant) {
+        while let Some(oldest) = self.order.front() {
+            if self.until.get(oldest).is_some_and(|until| now < *until) {
+                break;
+            }
+            self.until.remove(oldest);
+            self.order.pop_front();
+        }
+    }
 }
 
 /// What a removal freed on this node.
@@ -139,8 +219,16 @@ impl Server {
         )
     }
 
-    /// Drops `peer`'s claims and the claims bound to `file` on the manifest and its
-    /// shards held here, the blobs left without a claim, and the file's envelope.
+    /// Whether this node honoured the removal of `file` lately (see the module docs).
+    pub fn removed_lately(&self, file: &FileId) -> bool {
+        self.removed.contains(file, Instant::now())
+    }
+
+    /// Remembers the removal of `file`, then drops every claim on its manifest blob,
+    /// `peer`'s claims and the claims bound to `file` on the shards it lists held here,
+    /// the blobs left without a claim, and the file's envelope. The mark comes first: a
+    /// `StoreFor` whose claim this misses (written after the claims were read) sees the
+    /// mark after its write and takes its claim back (`Server::store_blob`).
     ///
     /// # Errors
     /// [`StoreError`] of the first write that failed (what was released before stays
@@ -151,16 +239,23 @@ impl Server {
         file: &FileId,
         manifest: &Manifest,
     ) -> Result<Released, StoreError> {
+        self.removed.mark(*file, Instant::now());
         let claimant = peer.to_bytes();
         let mut released = Released::default();
-        let mut seen = HashSet::new();
-        let blobs = std::iter::once(ShardId::from_bytes(*file.as_bytes()))
-            .chain(manifest.stripes().iter().flatten().copied());
-        for id in blobs.filter(|id| seen.insert(*id)) {
-            if !self.store.has(&id)? {
-                continue;
-            }
-            match self.store.release_for_file(&id, &claimant, file)? {
+        let blob = ShardId::from_bytes(*file.as_bytes());
+        let mut seen = HashSet::from([blob]);
+        let shards = manifest.stripes().iter().flatten().copied();
+        let releases = std::iter::once(self.store.release_manifest(file)).chain(
+            shards.filter(|id| seen.insert(*id)).map(|id| {
+                if self.store.has(&id)? {
+                    self.store.release_for_file(&id, &claimant, file)
+                } else {
+                    Ok(DeleteOutcome::NotHeld)
+                }
+            }),
+        );
+        for outcome in releases {
+            match outcome? {
                 DeleteOutcome::Deleted => released.blobs_deleted += 1,
                 DeleteOutcome::StillShared => released.blobs_kept += 1,
                 DeleteOutcome::NotOwner | DeleteOutcome::NotHeld => {}
@@ -375,14 +470,16 @@ pub(super) mod tests {
         assert_eq!(server.metrics.removals_refused.get(), 10);
 
         // The owner's removal, sent by another peer (a relay): the claims bound to the
-        // file go with it; here the owner's unbound claims stay (they are not the
-        // sender's), so nothing but the envelope is freed.
+        // file go with it, and the manifest blob whoever claims it; here the owner's
+        // unbound claims on the shards stay (they are not the sender's).
         let relay = PeerId::random();
         assert_eq!(
             server.handle(relay, removal(&file, &key, now())),
             Response::Done
         );
-        assert_eq!(server.store().shard_count()?, shards);
+        assert_eq!(server.store().shard_count()?, shards - 1);
+        let manifest = ShardId::from_bytes(*file.file_id.as_bytes());
+        assert!(!server.store().has(&manifest)?);
         assert!(server.envelope(&file.file_id).is_none());
 
         // From the owner's node: everything goes, the quota is back to zero.
@@ -440,5 +537,113 @@ pub(super) mod tests {
         assert_eq!(server.store().ids()?, vec![shard]);
         assert_eq!(server.store().used_bytes()?, bytes.len() as u64);
         Ok(())
+    }
+
+    /// The bytes `server` holds under `id`.
+    fn held_bytes(server: &Server, id: ShardId) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        match server.handle(PeerId::random(), Request::Fetch { id }) {
+            Response::Blob(b) => Ok(b),
+            other => Err(format!("fetch: {other:?}").into()),
+        }
+    }
+
+    #[test]
+    fn a_repairs_stores_go_with_the_removal_and_come_after_it_refused() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path())?;
+        let owner = PeerId::random();
+        let (file, key) = put_file(&server, owner, &AuthorityRoot::from_bytes(&[1; 32]))?;
+        let id = file.file_id;
+        let manifest_id = ShardId::from_bytes(*id.as_bytes());
+        let manifest = held_bytes(&server, manifest_id)?;
+        let shard = file.manifest.stripes()[1][2];
+        let shard_bytes = held_bytes(&server, shard)?;
+        let envelope = server.envelope(&id).ok_or("no envelope")?;
+        // A repairer's stores: claims bound to the file as they are made.
+        let repairer = PeerId::random();
+        for (blob, bytes) in [(shard, &shard_bytes), (manifest_id, &manifest)] {
+            let store = Request::StoreFor {
+                file: id,
+                id: blob,
+                bytes: bytes.clone().into(),
+            };
+            assert_eq!(server.handle(repairer, store), Response::AlreadyHeld);
+            assert!(server.store().has_claim(&blob, &repairer.to_bytes())?);
+        }
+        // A top-up of the manifest by some other peer, an unbound claim.
+        let other = PeerId::random();
+        let store = Request::Store {
+            id: manifest_id,
+            bytes: manifest.clone().into(),
+        };
+        assert_eq!(server.handle(other, store), Response::AlreadyHeld);
+
+        assert!(!server.removed_lately(&id));
+        assert_eq!(
+            server.handle(owner, removal(&file, &key, now())),
+            Response::Done
+        );
+        assert!(server.removed_lately(&id));
+        assert_eq!(server.store().ids()?, Vec::<ShardId>::new());
+        assert_eq!(server.store().used_bytes()?, 0);
+
+        // After the removal: the repair's stores, announcements and envelope copies, and
+        // anyone's store of the manifest, are refused; nothing is kept.
+        let removed = Response::Refused(Refusal::Invalid(InvalidReason::Removed));
+        let late = [
+            Request::StoreFor {
+                file: id,
+                id: shard,
+                bytes: shard_bytes.clone().into(),
+            },
+            Request::StoreFor {
+                file: id,
+                id: manifest_id,
+                bytes: manifest.clone().into(),
+            },
+            Request::Store {
+                id: manifest_id,
+                bytes: manifest.clone().into(),
+            },
+            Request::Announce {
+                file: id,
+                held: shard,
+            },
+            Request::PutEnvelope { bytes: envelope },
+        ];
+        for request in late {
+            assert_eq!(server.handle(repairer, request), removed);
+        }
+        assert_eq!(server.store().ids()?, Vec::<ShardId>::new());
+        assert_eq!(server.store().used_bytes()?, 0);
+        assert!(server.envelope(&id).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn removal_marks_are_bounded_and_expire() {
+        let marks = RemovedFiles::default();
+        let t0 = Instant::now();
+        let file = |n: usize| FileId::of_manifest(&n.to_le_bytes());
+        // Replays of one removal do not grow the marks.
+        for _ in 0..10 {
+            marks.mark(file(0), t0);
+        }
+        assert_eq!(marks.len(), 1);
+        for n in 1..REMOVED_MARKS + 10 {
+            marks.mark(file(n), t0);
+        }
+        assert_eq!(marks.len(), REMOVED_MARKS);
+        // The oldest were forgotten first.
+        assert!(!marks.contains(&file(0), t0));
+        assert!(!marks.contains(&file(9), t0));
+        assert!(marks.contains(&file(10), t0));
+        assert!(marks.contains(&file(REMOVED_MARKS + 9), t0));
+        // Past their lifetime, marks no longer count and the next mark drops them.
+        let later = t0 + REMOVED_MARK_LIFETIME;
+        assert!(!marks.contains(&file(10), later));
+        marks.mark(file(0), later);
+        assert_eq!(marks.len(), 1);
+        assert!(marks.contains(&file(0), later));
     }
 }

@@ -707,13 +707,14 @@ async fn rm_while_a_get_streams_frees_everything_and_the_get_never_returns_wrong
 
 /// Issue 18: repair racing a delete. The network repairs a file that lost a holder
 /// (one stripe at a time, so the repair takes a while); once it has placed its first
-/// shard, the owner removes the file. Whatever the interleaving (placed before the `rm`
-/// reached a holder: bound to the file there and removed with it; after: taken back by
-/// the repairer once it sees its manifest copy gone), nothing of the file is left on
-/// any node, and no later round brings it back.
+/// shard, the owner removes the file. Whatever the interleaving (stored before the `rm`
+/// reached a holder: a claim bound to the file there, removed with it; after: refused by
+/// the holder, or taken back by the repairer once it saw the removal), nothing of the
+/// file is left on any node, and no later round brings it back. Failed before the fix
+/// (20 blobs, 3.7 MB, on 6 of 8 nodes 30 s after the `rm`: the repair's top-up had put
+/// the manifest back under the repairer's unbound claims, so the repairer never saw the
+/// removal, and its shard claims were not bound to the file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails: a network repair racing rm left 20 blobs (3.7 MB) on 6 of 8 nodes 30 s \
-            after the rm (first run, 2026-12-05); not yet diagnosed or fixed"]
 async fn a_repair_racing_rm_leaves_nothing_behind() -> TestResult {
     let n = 9;
     let mut net = repairing_net(n).await?;

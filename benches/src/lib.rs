@@ -9,12 +9,15 @@
 //! - [`cmd`]: the node's HTTP API.
 //! - [`args`]: the command line both benchmark programs take (`src/bin/e2e.rs`,
 //!   `src/bin/hosts.rs`).
+//! - [`limit`]: this machine's limit for a testnet put and get: the CPU their unavoidable
+//!   work needs per byte, from primitives timed in the same run.
 //! - [`sections`]: the end-to-end sections (pipeline, testnet, memory, keys, scale), one
 //!   module each; commands under a deadline and input files come from `datamesh-testnet`.
 //! - [`wire`]: what serialising a shard as a sequence of `u8` costs against a byte string.
 
 pub mod args;
 pub mod cmd;
+pub mod limit;
 pub mod pipeline;
 pub mod report;
 pub mod sections;

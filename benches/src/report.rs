@@ -140,6 +140,12 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// The line that opens the generated table in a Markdown file (`e2e --readme FILE`).
+pub const TABLE_BEGIN: &str =
+    "<!-- e2e table: written by `e2e --readme README.md`; edits between these lines are lost -->";
+/// The line that closes it.
+pub const TABLE_END: &str = "<!-- end of e2e table -->";
+
 /// Every figure and error of a run, with what the machine was doing.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -191,6 +197,50 @@ impl Report {
         })
     }
 
+    /// The figures as a Markdown table (figure, value, limit, ratio), after a line
+    /// saying when and on what it ran and the machine's load (`meta`: `measured_at`,
+    /// `cpu`, `threads`, `loadavg_start`, `loadavg_end`, `seconds_total`, `command`),
+    /// and a line per failed section.
+    pub fn markdown(&self) -> String {
+        let meta = |key: &str| {
+            self.meta.get(key).map_or_else(
+                || "?".to_string(),
+                |v| v.as_str().map_or_else(|| v.to_string(), str::to_string),
+            )
+        };
+        let seconds = self
+            .meta
+            .get("seconds_total")
+            .and_then(Value::as_f64)
+            .map_or_else(|| "?".to_string(), |s| format!("{s:.0}"));
+        let mut out = format!(
+            "Measured {} by `{}` on {} ({} threads) in {seconds} s; load average (1, 5, 15 min) {} at the start, {} at the end.\n\n",
+            meta("measured_at"),
+            meta("command"),
+            meta("cpu"),
+            meta("threads"),
+            meta("loadavg_start"),
+            meta("loadavg_end"),
+        );
+        for (section, error) in &self.errors {
+            out.push_str(&format!("Section {section} failed: {error}\n\n"));
+        }
+        out.push_str("| figure | value | limit | ratio |\n| --- | ---: | --- | ---: |\n");
+        for f in &self.figures {
+            let limit = f.limit.as_ref().map_or_else(String::new, |l| {
+                format!("{} {} ({})", number(l.value), f.unit, l.name)
+            });
+            let ratio = f.ratio().map_or_else(String::new, |r| format!("{r:.2}"));
+            out.push_str(&format!(
+                "| {} | {} {} | {limit} | {ratio} |\n",
+                f.name,
+                number(f.value),
+                f.unit
+            ));
+        }
+        out
+    }
+
     /// Writes the JSON report to `path` (through a temporary file, so a reader never
     /// sees half of it).
     ///
@@ -205,9 +255,76 @@ impl Report {
     }
 }
 
+/// `text` with what stands between the lines [`TABLE_BEGIN`] and [`TABLE_END`] replaced
+/// by `table`; everything else kept byte for byte.
+///
+/// # Errors
+/// When the markers are missing, repeated or out of order.
+pub fn replace_table(text: &str, table: &str) -> anyhow::Result<String> {
+    let once = |marker: &str| match text.match_indices(marker).count() {
+        1 => text
+            .find(marker)
+            .ok_or_else(|| anyhow::anyhow!("{marker} vanished")),
+        0 => anyhow::bail!("no line {marker:?} in the file: put it where the table goes"),
+        n => anyhow::bail!("the line {marker:?} is there {n} times"),
+    };
+    let (begin, end) = (once(TABLE_BEGIN)?, once(TABLE_END)?);
+    anyhow::ensure!(begin < end, "{TABLE_END:?} comes before {TABLE_BEGIN:?}");
+    let body_start = begin + TABLE_BEGIN.len();
+    let mut out = String::with_capacity(text.len() + table.len());
+    out.push_str(&text[..body_start]);
+    out.push('\n');
+    out.push_str(table);
+    if !table.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&text[end..]);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_replaces_only_what_stands_between_the_markers() -> anyhow::Result<()> {
+        let text = format!("# Title\n\nbefore\n{TABLE_BEGIN}\nold row\n{TABLE_END}\nafter\n");
+        let mut report = Report::default();
+        report.set("measured_at", "2026-12-05 15:00 UTC");
+        report.set("loadavg_start", "0.5 0.4 0.3");
+        report
+            .figures
+            .push(Figure::new("testnet.put.256MiB", 150.0, "MB/s").limit("limit.put.cpu", 300.0));
+        report.figures.push(Figure::new("keys.rotate", 0.01, "s"));
+        let table = report.markdown();
+        assert!(table.contains("Measured 2026-12-05 15:00 UTC"), "{table}");
+        assert!(table.contains("0.5 0.4 0.3 at the start"), "{table}");
+        assert!(
+            table.contains("| testnet.put.256MiB | 150 MB/s | 300 MB/s (limit.put.cpu) | 0.50 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| keys.rotate | 0.0100 s |  |  |"),
+            "{table}"
+        );
+        let out = replace_table(&text, &table)?;
+        assert!(out.starts_with("# Title\n\nbefore\n"), "{out}");
+        assert!(out.ends_with(&format!("{TABLE_END}\nafter\n")), "{out}");
+        assert!(!out.contains("old row"), "{out}");
+        // Run again over its own output: the same text.
+        assert_eq!(replace_table(&out, &table)?, out);
+        Ok(())
+    }
+
+    #[test]
+    fn missing_repeated_or_swapped_markers_are_refused() {
+        let table = "| a |\n";
+        assert!(replace_table("no markers\n", table).is_err());
+        let twice = format!("{TABLE_BEGIN}\n{TABLE_BEGIN}\n{TABLE_END}\n");
+        assert!(replace_table(&twice, table).is_err());
+        let swapped = format!("{TABLE_END}\n{TABLE_BEGIN}\n");
+        assert!(replace_table(&swapped, table).is_err());
+    }
 
     #[test]
     fn ratio_and_tightest_limit() {

@@ -108,6 +108,30 @@ pub fn loopback_mbs(bytes: usize) -> anyhow::Result<f64> {
     Ok(bytes as f64 / secs / 1e6)
 }
 
+/// CPU seconds this thread has run (`/proc/thread-self/schedstat`, nanoseconds).
+///
+/// # Errors
+/// The file cannot be read or parsed (not Linux).
+pub fn thread_cpu_seconds() -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat")?;
+    let ns: u64 = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("unreadable schedstat: {text:?}"))?;
+    Ok(ns as f64 / 1e9)
+}
+
+/// What a write probe measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Throughput {
+    /// MB/s of wall-clock time.
+    pub mbs: f64,
+    /// MB per CPU-second of the writing thread (its system calls included; the kernel's
+    /// writeback threads not).
+    pub cpu_mbs: f64,
+}
+
 /// MB/s of writing `bytes` to a new file in `dir` in `chunk`-byte writes, with an fsync
 /// after each write (`sync_each`, as a node syncs every shard it stores) or once at the
 /// end: the bound of what the nodes (all on this disk) can store.
@@ -120,8 +144,22 @@ pub fn disk_write_mbs(
     chunk: usize,
     sync_each: bool,
 ) -> anyhow::Result<f64> {
+    disk_write(dir, bytes, chunk, sync_each).map(|t| t.mbs)
+}
+
+/// [`disk_write_mbs`] with the CPU the writing thread spent.
+///
+/// # Errors
+/// File errors.
+pub fn disk_write(
+    dir: &Path,
+    bytes: usize,
+    chunk: usize,
+    sync_each: bool,
+) -> anyhow::Result<Throughput> {
     let path = dir.join("disk-bandwidth-probe");
     let data = crate::pipeline::input(chunk.max(1));
+    let cpu = thread_cpu_seconds()?;
     let started = Instant::now();
     let mut file = std::fs::File::create(&path)?;
     let mut written = 0;
@@ -135,9 +173,13 @@ pub fn disk_write_mbs(
     }
     file.sync_all()?;
     let secs = started.elapsed().as_secs_f64();
+    let cpu = (thread_cpu_seconds()? - cpu).max(1e-9);
     drop(file);
     std::fs::remove_file(&path)?;
-    Ok(bytes as f64 / secs / 1e6)
+    Ok(Throughput {
+        mbs: bytes as f64 / secs / 1e6,
+        cpu_mbs: bytes as f64 / cpu / 1e6,
+    })
 }
 
 #[cfg(test)]
@@ -163,6 +205,17 @@ mod tests {
         let m = memory(me)?;
         assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib);
         reset_peak(me)?;
+        Ok(())
+    }
+
+    #[test]
+    fn thread_cpu_time_grows_with_work() -> anyhow::Result<()> {
+        let before = thread_cpu_seconds()?;
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        assert!(thread_cpu_seconds()? > before, "{x}");
         Ok(())
     }
 

@@ -42,6 +42,14 @@ pub struct Metrics {
     pub put_seconds: Histogram,
     /// Get latency, seconds.
     pub get_seconds: Histogram,
+    /// Seconds each stage of a completed put took (`stage` = keys, encode, place,
+    /// publish, catalog; `files/put.rs` `StageClock`).
+    pub put_stage_seconds: Family<Label, Histogram, fn() -> Histogram>,
+    /// Seconds of each closest-peers lookup a placement made (a stripe's, a manifest's).
+    pub placement_lookup_seconds: Histogram,
+    /// DHT walks this node started for its own operations, by kind (`kind` =
+    /// closest_peers, providers, provide).
+    pub dht_walks: Family<Label, Counter>,
     /// Peers in the DHT routing table (updated on status reads).
     pub dht_peers: Gauge,
     /// Shards fetched from a peer that did not match their id (a bad peer, caught).
@@ -131,6 +139,11 @@ pub struct Metrics {
     pub nat_reachability: Gauge,
 }
 
+/// Buckets from 0.25 ms to about 8 s: a stage of a put, a lookup.
+fn stage_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -156,6 +169,9 @@ impl Metrics {
             get_bytes: Counter::default(),
             put_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             get_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+            put_stage_seconds: Family::new_with_constructor(stage_histogram),
+            placement_lookup_seconds: stage_histogram(),
+            dht_walks: Family::default(),
             dht_peers: Gauge::default(),
             bad_shards_fetched: Counter::default(),
             shards_fetched: Counter::default(),
@@ -256,6 +272,21 @@ impl Metrics {
             "get_seconds",
             "Get latency in seconds",
             m.get_seconds.clone(),
+        );
+        reg.register(
+            "put_stage_seconds",
+            "Seconds each stage of a completed put took",
+            m.put_stage_seconds.clone(),
+        );
+        reg.register(
+            "placement_lookup_seconds",
+            "Seconds of each closest-peers lookup of a placement",
+            m.placement_lookup_seconds.clone(),
+        );
+        reg.register(
+            "dht_walks",
+            "DHT walks started for this node's own operations",
+            m.dht_walks.clone(),
         );
         reg.register(
             "dht_peers",
@@ -458,6 +489,20 @@ impl Metrics {
             m.inbound_bytes_held.clone(),
         );
         Self { registry, ..m }
+    }
+
+    /// Records how long `stage` of a completed put took.
+    pub fn put_stage(&self, stage: &'static str, seconds: f64) {
+        self.put_stage_seconds
+            .get_or_create(&[("stage", stage.to_string())])
+            .observe(seconds);
+    }
+
+    /// Counts a DHT walk of `kind` started for this node's own operation.
+    pub fn dht_walk(&self, kind: &'static str) {
+        self.dht_walks
+            .get_or_create(&[("kind", kind.to_string())])
+            .inc();
     }
 
     /// Counts a refusal sent to a peer.

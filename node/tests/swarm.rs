@@ -430,6 +430,14 @@ async fn the_api_needs_the_token_and_serves_status_files_and_metrics() -> TestRe
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].name, "api.bin");
         let id: datamesh_core::FileId = put.id.parse()?;
+        let provider_walks = || -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+            let text = client.metrics()?;
+            Ok(text
+                .lines()
+                .find_map(|l| l.strip_prefix("datamesh_dht_walks_total{kind=\"providers\"} "))
+                .map_or(Ok(0), str::parse)?)
+        };
+        let walks_before_get = provider_walks()?;
         let mut download = client.get(&id)?;
         assert_eq!(
             (download.size, download.name.as_str()),
@@ -438,6 +446,8 @@ async fn the_api_needs_the_token_and_serves_status_files_and_metrics() -> TestRe
         let mut got = Vec::new();
         std::io::Read::read_to_end(&mut download.body, &mut got)?;
         assert!(got == plain);
+        // The owner's get asked the holders its catalog names: no providers walk.
+        assert_eq!(provider_walks()?, walks_before_get);
         let status = serde_json::to_value(client.status()?)?;
         assert_eq!(status["routing_table_peers"], 5);
         // An unknown (well-formed) id is "not found", a mistyped one a bad request.
@@ -453,6 +463,15 @@ async fn the_api_needs_the_token_and_serves_status_files_and_metrics() -> TestRe
             .read_to_string()?;
         assert!(metrics.contains("datamesh_puts_total 1"), "{metrics}");
         assert!(metrics.contains("datamesh_gets_total 1"), "{metrics}");
+        // Each stage of the put is timed once; a lookup for its stripe and its manifest.
+        for stage in ["keys", "encode", "place", "publish", "catalog"] {
+            let line = format!("datamesh_put_stage_seconds_count{{stage=\"{stage}\"}} 1");
+            assert!(metrics.contains(&line), "{line} in {metrics}");
+        }
+        assert!(
+            metrics.contains("datamesh_placement_lookup_seconds_count 2"),
+            "{metrics}"
+        );
         Ok(())
     })
     .await?;

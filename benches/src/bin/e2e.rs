@@ -6,41 +6,46 @@
 //! cargo build --workspace --release && "${CARGO_TARGET_DIR:-target}"/release/e2e [--quick] [--out FILE.json] [--only SECTION]
 //! ```
 //!
-//! Sections: pipeline, testnet, memory, keys, scale (see `datamesh_benches::sections`).
+//! Sections: pipeline, testnet, small, memory, keys, scale (see `datamesh_benches::sections`).
 //! Drives the `datamesh` binary next to this one (or `--datamesh PATH`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use datamesh_benches::args::{self, Common};
-use datamesh_benches::report::Report;
+use datamesh_benches::report::{Report, replace_table};
 use datamesh_benches::sections::{Ctx, Section, progress};
 use datamesh_benches::sys;
 
-const USAGE: &str =
-    "usage: e2e [--quick] [--out FILE.json] [--only SECTION]... [--datamesh PATH] [--dir DIR]
+const USAGE: &str = "usage: e2e [--quick] [--out FILE.json] [--readme FILE.md] [--only SECTION]... [--datamesh PATH] [--dir DIR]
   --quick          small sizes, for a smoke run (under 2 minutes)
   --out FILE       where to write the JSON report [default: e2e.json]
-  --only SECTION   run only this section (repeatable): pipeline, testnet, memory, keys, scale
+  --readme FILE    also write the figures as a table into FILE, between its lines
+                   `<!-- e2e table: ... -->` and `<!-- end of e2e table -->`
+  --only SECTION   run only this section (repeatable): pipeline, testnet, small, memory,
+                   keys, scale
   --datamesh PATH  the datamesh binary [default: the one next to this program]
   --dir DIR        scratch folder for homes and files [default: a new temporary folder]";
 
 #[derive(Debug)]
 struct Args {
     quick: bool,
+    readme: Option<PathBuf>,
     only: Vec<Section>,
     common: Common,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let (mut quick, mut only) = (false, Vec::new());
+    let (mut quick, mut only, mut readme) = (false, Vec::new(), None);
     let common = args::parse(args, "e2e.json", |flag, value| {
         match flag {
             "--quick" => quick = true,
+            "--readme" => readme = Some(PathBuf::from(value()?)),
             "--only" => {
                 let name = value()?;
                 only.push(Section::parse(&name).ok_or(format!(
-                    "unknown section {name:?}: pipeline, testnet, memory, keys or scale"
+                    "unknown section {name:?}: pipeline, testnet, small, memory, keys or scale"
                 ))?);
             }
             _ => return Ok(false),
@@ -49,6 +54,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     })?;
     Ok(common.map(|common| Args {
         quick,
+        readme,
         only,
         common,
     }))
@@ -102,6 +108,19 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     );
 
     let mut report = Report::default();
+    report.set(
+        "measured_at",
+        jiff::Timestamp::now()
+            .strftime("%Y-%m-%d %H:%M UTC")
+            .to_string(),
+    );
+    report.set(
+        "command",
+        std::iter::once("e2e".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
     report.set("quick", args.quick);
     report.set("cpu", sys::cpu_model());
     report.set("threads", rayon::current_num_threads());
@@ -154,14 +173,20 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     report.set("loadavg_end", sys::loadavg());
     report.write(&args.common.out)?;
     progress(format!("report written to {}", args.common.out.display()));
+    if let Some(readme) = &args.readme {
+        let text = std::fs::read_to_string(readme)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", readme.display()))?;
+        let text = replace_table(&text, &report.markdown())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", readme.display()))?;
+        std::fs::write(readme, text)?;
+        progress(format!("table written into {}", readme.display()));
+    }
     drop(scratch);
     Ok(ok)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Option<Args>, String> {
@@ -171,15 +196,18 @@ mod tests {
     #[test]
     fn arguments() -> Result<(), String> {
         let a = parse(&[
-            "--quick", "--out", "x.json", "--only", "keys", "--only", "pipeline",
+            "--quick", "--out", "x.json", "--only", "keys", "--only", "pipeline", "--readme",
+            "R.md",
         ])?
         .ok_or("no args")?;
         assert!(a.quick);
+        assert_eq!(a.readme, Some(PathBuf::from("R.md")));
         assert_eq!(a.common.out, PathBuf::from("x.json"));
         assert_eq!(a.only, vec![Section::Keys, Section::Pipeline]);
         assert!(parse(&["--help"])?.is_none());
         assert!(parse(&["--only", "everything"]).is_err());
         assert!(parse(&["--out"]).is_err());
+        assert!(parse(&["--readme"]).is_err());
         assert!(parse(&["--fast"]).is_err());
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The sections of the end-to-end benchmark, one module each: `pipeline`, `testnet`
-//! (which also gives the memory figures), `keys`, `scale`; what they share is in `ctx`
+//! (which also gives the memory figures and, as `small`, the small files), `keys`,
+//! `scale`; what they share is in `ctx`
 //! (options, scratch folder, the shared testnet), `net` (a testnet and the commands the
 //! sections time) and `measure` (progress lines, labels, units, running a command).
 //!
@@ -29,8 +30,11 @@ pub enum Section {
     /// Encode/decode MB/s vs the raw primitives; wrap/unwrap time and envelope size per
     /// recipient kind.
     Pipeline,
-    /// Put/get MB/s on a local testnet, small files, get with 2 holders down.
+    /// Put/get MB/s on a local testnet against this machine's limit, get with 2
+    /// holders down.
     Testnet,
+    /// Small files on the same testnet: put and get latency, where a put's time goes.
+    Small,
     /// Peak RSS of the gateway and of a storage node during a large put and get.
     Memory,
     /// Unlock time, rotate + rewrap of many files.
@@ -41,9 +45,10 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the order they run.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Pipeline,
         Self::Testnet,
+        Self::Small,
         Self::Memory,
         Self::Keys,
         Self::Scale,
@@ -54,6 +59,7 @@ impl Section {
         match self {
             Self::Pipeline => "pipeline",
             Self::Testnet => "testnet",
+            Self::Small => "small",
             Self::Memory => "memory",
             Self::Keys => "keys",
             Self::Scale => "scale",
@@ -74,6 +80,7 @@ impl Section {
             Self::Pipeline => pipeline::pipeline_section(ctx.quick, report)
                 .and_then(|()| wrap::wrap_figures(ctx.quick, report)),
             Self::Testnet => testnet::testnet_section(ctx, report),
+            Self::Small => testnet::small_files_runs(ctx, report),
             Self::Memory => testnet::memory_section(ctx, report),
             Self::Keys => keys::keys_section(ctx, report),
             Self::Scale => {

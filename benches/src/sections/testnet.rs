@@ -1,7 +1,9 @@
-//! The testnet section (put/get MB/s of files of several sizes, a get with two holders
-//! down, many small files over the HTTP API) and the memory section (peak RSS of the
+//! The testnet section (put/get MB/s of files of several sizes against this machine's
+//! limit, a get with two holders down), the small section (many small files over the
+//! HTTP API and the CLI) and the memory section (peak RSS of the
 //! gateway and of a storage node during those puts and gets).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
@@ -12,7 +14,8 @@ use datamesh_testnet::input::{random_bytes, write_random_file};
 
 use super::ctx::Ctx;
 use super::measure::{mbs, mib, progress, size_label};
-use crate::cmd::get_bytes;
+use crate::cmd::{get_bytes, histograms};
+use crate::limit;
 use crate::pipeline::MIB;
 use crate::report::{Figure, Report};
 use crate::stats::{max, median, percentile};
@@ -29,17 +32,18 @@ pub(super) fn testnet_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Res
     progress("loopback and disk bandwidth");
     let loopback = sys::loopback_mbs(bytes)?;
     report.add(Figure::new("sys.loopback", loopback, "MB/s").note("one TCP stream on 127.0.0.1"));
-    let disk = sys::disk_write_mbs(&ctx.dir, bytes, MIB, false)?;
+    let disk = sys::disk_write(&ctx.dir, bytes, MIB, false)?;
     report.add(
-        Figure::new("sys.disk-write", disk, "MB/s")
+        Figure::new("sys.disk-write", disk.mbs, "MB/s")
             .note("1 MiB writes, one fsync at the end, into the scratch folder"),
     );
-    let synced = sys::disk_write_mbs(&ctx.dir, bytes / 4, 256 * 1024, true)?;
+    let synced = sys::disk_write(&ctx.dir, bytes / 4, 256 * 1024, true)?;
     report.add(
-        Figure::new("sys.disk-write-synced-256KiB", synced, "MB/s").note(
+        Figure::new("sys.disk-write-synced-256KiB", synced.mbs, "MB/s").note(
             "256 KiB writes (a shard of a 1 MiB segment), fsync after each, as a node stores shards",
         ),
     );
+    machine_limit(ctx.quick, synced, disk, report)?;
 
     let sizes: &[(usize, usize)] = if quick {
         &[(4 * MIB, 3), (16 * MIB, 2), (64 * MIB, 1)]
@@ -96,8 +100,50 @@ pub(super) fn testnet_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Res
         .runs(speeds)
         .note("`datamesh get` on the gateway with 2 of 6 storage nodes SIGKILLed; median"),
     );
+    Ok(())
+}
 
-    small_files_runs(ctx, report)
+/// This machine's limit for a put and a get (`limit.rs`): each part of their unavoidable
+/// work timed on one core now, its CPU per MB of file, and the MB/s the cores carry.
+fn machine_limit(
+    quick: bool,
+    synced: sys::Throughput,
+    plain: sys::Throughput,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    progress("this machine's limit: the unavoidable work's parts, one core each");
+    let data = crate::pipeline::input(if quick { 16 * MIB } else { 64 * MIB });
+    let rates = limit::measure(&data, if quick { 3 } else { 5 }, synced, plain)?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for (op, work) in [
+        ("put", limit::put_work(&rates)),
+        ("get", limit::get_work(&rates)),
+    ] {
+        for part in &work {
+            report.add(
+                Figure::new(
+                    format!("limit.{op}.{}", part.what),
+                    part.cpu_ms_per_mb(),
+                    "CPU-ms/MB",
+                )
+                .note(format!(
+                    "{} bytes per byte of file at {:.0} MB per CPU-second",
+                    part.bytes, part.rate
+                )),
+            );
+        }
+        report.add(
+            Figure::new(
+                format!("limit.{op}.cpu"),
+                limit::limit_mbs(&work, cores),
+                "MB/s",
+            )
+            .note(format!(
+                "{cores} cores over the sum of the parts above (benches/src/limit.rs)"
+            )),
+        );
+    }
+    Ok(())
 }
 
 /// `runs` puts and gets of a `size` file through the CLI on the gateway, with the
@@ -146,7 +192,7 @@ pub(super) fn put_get_runs(
     }
     let disk = report.get("sys.disk-write-synced-256KiB").map(|f| f.value);
     let put_limits: Vec<(String, f64)> = [
-        report.as_limit("pipeline.encode.all-cores"),
+        report.as_limit("limit.put.cpu"),
         disk.map(|d| {
             (
                 "sys.disk-write-synced-256KiB/1.5 (shards)".to_string(),
@@ -158,7 +204,7 @@ pub(super) fn put_get_runs(
     .flatten()
     .collect();
     let get_limits: Vec<(String, f64)> = [
-        report.as_limit("pipeline.decode-data-shards.all-cores"),
+        report.as_limit("limit.get.cpu"),
         report.as_limit("sys.disk-write"),
     ]
     .into_iter()
@@ -203,12 +249,15 @@ pub(super) fn put_get_runs(
     Ok((ids, expected))
 }
 
-/// Many 4 KiB files put then got one by one through the gateway's HTTP API, one new
-/// connection per request (as the CLI does); then gets again over one kept-alive
-/// connection.
+/// The `small` section: many 4 KiB files put then got one by one through the gateway's
+/// HTTP API, one new connection per request, with where the puts' time went (the
+/// gateway's stage histograms); then gets and puts over one kept-alive connection, and
+/// one `datamesh put` process per file.
 pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
     let count = if ctx.quick { 100 } else { 1000 };
     let size = 4096;
+    let processes = if ctx.quick { 20 } else { 100 }.min(count);
+    let scratch = ctx.dir.clone();
     let net = ctx.net(report)?;
     let api = net.api(0)?.with_fresh_connections(true);
     progress(format!("{count} files of 4 KiB: put, then get"));
@@ -217,6 +266,7 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
         .collect();
     let mut ids = Vec::with_capacity(count);
     let mut put_ms = Vec::with_capacity(count);
+    let stages_before = histograms(&api)?;
     let started = Instant::now();
     for (i, body) in files.iter().enumerate() {
         let t = Instant::now();
@@ -224,6 +274,7 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
         put_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let put_total = started.elapsed().as_secs_f64();
+    put_stage_figures(&stages_before, &histograms(&api)?, count, report);
     let mut get_ms = Vec::with_capacity(count);
     let started = Instant::now();
     for (id, body) in ids.iter().zip(&files) {
@@ -263,6 +314,44 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
         get_bytes(&kept, id)?;
         kept_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    // Puts over one kept-alive connection, and one `datamesh put` process per file.
+    let mut kept_put_ms = Vec::with_capacity(sample);
+    for (i, body) in files[..sample].iter().enumerate() {
+        let t = Instant::now();
+        kept.put_bytes(body, &format!("small-kept-{i}"), &[])?;
+        kept_put_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    report.add(
+        Figure::new(
+            "testnet.small.put.p50.keep-alive",
+            percentile(&kept_put_ms, 50.0).unwrap_or(0.0),
+            "ms",
+        )
+        .runs(kept_put_ms)
+        .note(format!("{sample} puts over one kept-alive connection")),
+    );
+    let dir = scratch.join("small-cli");
+    std::fs::create_dir_all(&dir)?;
+    let mut cli_secs = Vec::with_capacity(processes);
+    for (i, body) in files[..processes].iter().enumerate() {
+        let path = dir.join(format!("small-cli-{i}"));
+        std::fs::write(&path, body)?;
+        cli_secs.push(net.put(&path, &scratch)?.1);
+    }
+    std::fs::remove_dir_all(&dir)?;
+    let cli_ms: Vec<f64> = cli_secs.iter().map(|s| s * 1e3).collect();
+    report.add(
+        Figure::new(
+            "testnet.small.put.cli-processes",
+            cli_secs.len() as f64 / cli_secs.iter().sum::<f64>(),
+            "ops/s",
+        )
+        .note(format!(
+            "{} `datamesh put FILE` processes of 4 KiB one after another; p50 {:.1} ms",
+            cli_secs.len(),
+            percentile(&cli_ms, 50.0).unwrap_or(0.0)
+        )),
+    );
     report.add(
         Figure::new(
             "testnet.small.get.p50.keep-alive",
@@ -276,8 +365,53 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
         .runs(kept_ms)
         .note(format!("{sample} gets over one kept-alive connection")),
     );
-    ctx.small_files += count;
+    ctx.small_files += count + sample + processes;
     Ok(())
+}
+
+/// Where the small puts' time went, from the gateway's histograms before and after them:
+/// the mean of each stage of a put (`files/put.rs`), and of each closest-peers lookup.
+fn put_stage_figures(
+    before: &HashMap<String, (f64, f64)>,
+    after: &HashMap<String, (f64, f64)>,
+    puts: usize,
+    report: &mut Report,
+) {
+    const STAGE: &str = "datamesh_put_stage_seconds{stage=\"";
+    const LOOKUP: &str = "datamesh_placement_lookup_seconds";
+    let delta = |series: &str| {
+        let (sum, count) = after.get(series).copied().unwrap_or_default();
+        let (sum0, count0) = before.get(series).copied().unwrap_or_default();
+        (sum - sum0, count - count0)
+    };
+    let mut stages: Vec<&String> = after.keys().filter(|k| k.starts_with(STAGE)).collect();
+    stages.sort();
+    for series in stages {
+        let stage = series[STAGE.len()..].trim_end_matches("\"}");
+        let (sum, count) = delta(series);
+        report.add(
+            Figure::new(
+                format!("testnet.small.put.stage.{stage}"),
+                sum / count.max(1.0) * 1e3,
+                "ms",
+            )
+            .note(format!(
+                "mean over the {count} puts of 4 KiB above (datamesh_put_stage_seconds)"
+            )),
+        );
+    }
+    let (sum, count) = delta(LOOKUP);
+    report.add(
+        Figure::new(
+            "testnet.small.put.placement-lookup",
+            sum / count.max(1.0) * 1e3,
+            "ms",
+        )
+        .note(format!(
+            "mean of a closest-peers lookup, {:.1} per put (a stripe's, the manifest's)",
+            count / puts.max(1) as f64
+        )),
+    );
 }
 
 /// Run alone (`--only memory`): one large put and get with the peaks watched. When the

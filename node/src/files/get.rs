@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinError;
 use tracing::{debug, warn};
 
-use super::engine::{Files, KeyAccess, KeyProviderError};
+use super::engine::{FileKeys, Files, KeyAccess, KeyProviderError};
 use super::locate::{FindError, Found, Holders};
 use crate::catalog::CatalogError;
 use crate::network::NetworkError;
@@ -112,14 +112,43 @@ impl Files {
     /// # Errors
     /// See [`GetError`].
     pub async fn open_with(&self, id: FileId, access: KeyAccess) -> Result<OpenFile, GetError> {
+        // This node's own file: the holders its catalog names are asked first, with no
+        // DHT walk (a get's first byte comes a walk sooner); the search of the network
+        // follows only if they cannot give the key or a stripe.
+        let (found, keys) = match self.find_placed(id)? {
+            Some(found) => {
+                let keys = self.file_keys_for(access, "get").map_err(GetError::Keys)?;
+                match self.open_found(id, found, &keys).await {
+                    Ok(open) => return Ok(open),
+                    Err(e) => {
+                        debug!(file = %id, "the recorded holders fell short ({e}); searching the network");
+                        (self.find(id).await?, keys)
+                    }
+                }
+            }
+            None => {
+                let found = self.find(id).await?;
+                let keys = self.file_keys_for(access, "get").map_err(GetError::Keys)?;
+                (found, keys)
+            }
+        };
+        self.open_found(id, found, &keys).await
+    }
+
+    /// Unlocks the data key of a file found and locates its shards.
+    async fn open_found(
+        &self,
+        id: FileId,
+        found: Found,
+        keys: &FileKeys,
+    ) -> Result<OpenFile, GetError> {
         let Found {
             placement,
             peers,
             manifest,
-        } = self.find(id).await?;
-        let keys = self.file_keys_for(access, "get").map_err(GetError::Keys)?;
+        } = found;
         let (key, metadata, _) = self
-            .unlock(id, &manifest, &peers, &keys)
+            .unlock(id, &manifest, &peers, keys)
             .await
             .ok_or(GetError::NoKey(id))?;
         let (holders, _) = self.locate(&manifest, &peers, placement.as_ref()).await;

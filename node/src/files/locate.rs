@@ -97,6 +97,28 @@ impl Files {
         })
     }
 
+    /// One of this node's own files, found in its catalog alone: the manifest and the
+    /// placement recorded at put time, the peers that placement names (and this node).
+    /// No DHT walk: a reader asks those first and searches the network
+    /// ([`Self::find`]) only if they fall short. `None` for a file not in the catalog.
+    pub(crate) fn find_placed(&self, id: FileId) -> Result<Option<Found>, CatalogError> {
+        let Some(placement) = self.catalog().placement(&id)? else {
+            return Ok(None);
+        };
+        let Some(manifest) = self.catalog().manifest(&id)? else {
+            return Ok(None);
+        };
+        let mut peers = placement.peers();
+        peers.push(self.peer_id());
+        let mut seen = HashSet::new();
+        peers.retain(|p| seen.insert(*p));
+        Ok(Some(Found {
+            placement: Some(placement),
+            peers,
+            manifest,
+        }))
+    }
+
     /// Peers that may hold something of a file: its DHT providers, the placement
     /// recorded at put time, and this node.
     pub(crate) async fn file_peers(

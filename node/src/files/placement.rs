@@ -34,7 +34,11 @@ impl Files {
     /// nearest first.
     async fn candidates(&self, key: &[u8]) -> Result<Vec<PeerId>, NetworkError> {
         let net = self.net();
+        let started = std::time::Instant::now();
         let (closest, known) = tokio::join!(net.closest_peers(key.to_vec()), net.peers());
+        self.metrics()
+            .placement_lookup_seconds
+            .observe(started.elapsed().as_secs_f64());
         let known = known.unwrap_or_default();
         let mut peers = match closest {
             Ok(peers) => peers,

@@ -25,8 +25,41 @@ use tracing::{debug, info, warn};
 use super::engine::{Files, KeyProviderError};
 use super::session::{KnownStripe, PutSession, SessionError, SessionLog};
 use crate::catalog::{CatalogEntry, CatalogError, Placement};
+use crate::metrics::Metrics;
 use crate::network::NetworkError;
 use crate::protocol::{Request, Response};
+
+/// How long each stage of a put took (`datamesh_put_stage_seconds`), recorded once the
+/// put completed: `keys` (the file keys and authority), `encode` (until the input is
+/// read and every stripe is being placed), `place` (until every stripe and the manifest
+/// copies are stored), `publish` (key envelopes and announcements), `catalog`.
+struct StageClock {
+    last: Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl StageClock {
+    fn new() -> Self {
+        Self {
+            last: Instant::now(),
+            laps: Vec::with_capacity(5),
+        }
+    }
+
+    /// Ends `stage`: the time since the previous lap (or the start).
+    fn lap(&mut self, stage: &'static str) {
+        let now = Instant::now();
+        self.laps
+            .push((stage, now.duration_since(self.last).as_secs_f64()));
+        self.last = now;
+    }
+
+    fn record(self, metrics: &Metrics) {
+        for (stage, seconds) in self.laps {
+            metrics.put_stage(stage, seconds);
+        }
+    }
+}
 
 /// Fewest manifest copies for a put to succeed: any two holders may be lost.
 pub const MIN_MANIFEST_COPIES: usize = 3;
@@ -423,6 +456,7 @@ impl Files {
         ledger: &Arc<PutLedger>,
         session: Option<PutSession>,
     ) -> Result<PutReport, PutError> {
+        let mut clock = StageClock::new();
         let keys = self.file_keys().map_err(PutError::Keys)?;
         // The policy is checked before a byte is placed: a refused put stores nothing.
         let policy = self.config().recipients;
@@ -431,6 +465,7 @@ impl Files {
         policy.check(&wrap_to)?;
         let authority = keys.new_authority().ok_or(PutError::NoAuthority)??;
         let commitment = authority.file_authority();
+        clock.lap("keys");
         let window = self.config().window.max(1);
         // A resumable put: its data key and what its earlier attempts placed.
         let (key, known, log) = match session {
@@ -486,6 +521,11 @@ impl Files {
         // rather than a connection closed under its upload.
         let mut changed: Option<u64> = None;
         loop {
+            // Once the input is read the manifest is known: it is placed while the last
+            // stripes still are (below). A changed source drains them here first.
+            if input_done && changed.is_none() {
+                break;
+            }
             tokio::select! {
                 stripe = rx.recv(), if !input_done && placing.len() < window => match stripe {
                     Some(_) if changed.is_some() => {}
@@ -535,43 +575,44 @@ impl Files {
             return Err(PutError::SourceChanged { stripe });
         }
         let encoded = encoded??;
-        let placements: Vec<[PeerId; TOTAL_SHARDS]> = placements.into_iter().flatten().collect();
+        clock.lap("encode");
         let id = encoded.file_id;
         let manifest_bytes = encoded.manifest.to_bytes();
 
-        // The manifest is content-addressed like a shard: its id is the file id.
-        let manifest_holders = self
-            .place_copies_via(
-                id.as_bytes(),
-                &Request::Store {
-                    id: ShardId::from_bytes(*id.as_bytes()),
-                    bytes: manifest_bytes.into(),
-                },
-                &HashSet::new(),
-                move |peer, request| self.send_tracked(peer, request, Arc::clone(ledger)),
-            )
-            .await?;
+        // The manifest (content-addressed like a shard: its id is the file id) goes to
+        // the peers nearest the file id while the last stripes are still being placed.
+        // Nothing points at it before the put is acknowledged; a put that fails deletes
+        // it with the rest (the ledger).
+        let stripes_placed = async {
+            while let Some((index, placed)) = placing.next().await {
+                placements[index as usize] = Some(placed?);
+            }
+            Ok::<(), PutError>(())
+        };
+        let manifest_store = Request::Store {
+            id: ShardId::from_bytes(*id.as_bytes()),
+            bytes: manifest_bytes.into(),
+        };
+        let none_held = HashSet::new();
+        let manifest_placed = self.place_copies_via(
+            id.as_bytes(),
+            &manifest_store,
+            &none_held,
+            move |peer, request| self.send_tracked(peer, request, Arc::clone(ledger)),
+        );
+        let (stripes_placed, manifest_holders) = tokio::join!(stripes_placed, manifest_placed);
+        stripes_placed?;
+        let manifest_holders = manifest_holders?;
         if manifest_holders.len() < MIN_MANIFEST_COPIES {
             return Err(PutError::ManifestCopies {
                 stored: manifest_holders.len(),
             });
         }
+        let placements: Vec<[PeerId; TOTAL_SHARDS]> = placements.into_iter().flatten().collect();
+        clock.lap("place");
 
         let envelope = KeyEnvelope::seal_to(id, 1, &encoded.data_key, &wrap_to, &authority)
             .map_err(|source| PutError::Seal { file: id, source })?;
-        // The manifest holders keep the envelope (a holder keeps one only for a manifest
-        // it holds). The data key lives only there: too few copies undo the put.
-        let published = self
-            .publish_envelope(&envelope, &encoded.manifest, &manifest_holders)
-            .await;
-        if published.kept < MIN_ENVELOPE_COPIES {
-            return Err(PutError::EnvelopeCopies {
-                file: id,
-                stored: published.kept,
-                refused: published.refused,
-            });
-        }
-
         // Each holder announces the file on the strength of a blob it holds for it: the
         // manifest, or the first shard this put placed there.
         let manifest_blob = ShardId::from_bytes(*id.as_bytes());
@@ -584,8 +625,24 @@ impl Files {
                 holders.entry(peer).or_insert(shard);
             }
         }
-        let announced = self.announce(id, &holders).await;
+        // The manifest holders keep the envelope (a holder keeps one only for a manifest
+        // it holds). The data key lives only there: too few copies undo the put. The
+        // announcements go out in the same round (a failed put's holders drop their
+        // claims with its clean-up; the provider records they started name a file id
+        // nobody was given).
+        let (published, announced) = tokio::join!(
+            self.publish_envelope(&envelope, &encoded.manifest, &manifest_holders),
+            self.announce(id, &holders)
+        );
         debug!(file = %id, announced, holders = holders.len(), "announced");
+        if published.kept < MIN_ENVELOPE_COPIES {
+            return Err(PutError::EnvelopeCopies {
+                file: id,
+                stored: published.kept,
+                refused: published.refused,
+            });
+        }
+        clock.lap("publish");
 
         let entry = CatalogEntry {
             id,
@@ -616,6 +673,8 @@ impl Files {
             task: "catalog write",
             source,
         })??;
+        clock.lap("catalog");
+        clock.record(self.metrics());
         info!(file = %id, size = encoded.metadata.size, resumed_stripes, "put complete");
         if let Some(session) = session {
             self.finish_session(

@@ -84,18 +84,24 @@ impl Files {
         let bytes = envelope.to_bytes();
         let server = Arc::clone(self.server());
         let (manifest, local) = (manifest.clone(), bytes.clone());
-        let kept = tokio::task::spawn_blocking(move || server.keep_own_envelope(&manifest, &local))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|kept| kept.map_err(|e| e.to_string()));
+        let keep_local = async {
+            tokio::task::spawn_blocking(move || server.keep_own_envelope(&manifest, &local))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|kept| kept.map_err(|e| e.to_string()))
+        };
+        let me = self.peer_id();
+        let remote: Vec<PeerId> = peers.iter().copied().filter(|p| *p != me).collect();
+        // The local copy is written while the remote ones are sent (each is a synced
+        // write: one round, not two).
+        let (kept, published) =
+            tokio::join!(keep_local, self.publish_envelope_bytes(bytes, &remote));
         if let Err(e) = kept {
             // The local copy serves this node's own reads; the remote copies are what
             // the put and the rewrap count.
             warn!(file = %envelope.file_id(), "keeping the new envelope locally failed: {e}");
         }
-        let me = self.peer_id();
-        let remote: Vec<PeerId> = peers.iter().copied().filter(|p| *p != me).collect();
-        self.publish_envelope_bytes(bytes, &remote).await
+        published
     }
 
     /// Sends a key envelope's wire form to every peer of `peers` (this node's own server

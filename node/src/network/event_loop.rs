@@ -42,6 +42,9 @@ use crate::protocol::{
 /// (and eventually time out at the sender). Each may read one blob (up to 16 MiB) before
 /// its answer is charged to the budget: part of the worst case in ARCHITECTURE.md.
 pub const MAX_INBOUND_IN_FLIGHT: usize = 16;
+/// Provider walks this node started for itself (`start_providing`) that may run while
+/// their callers go on; past it, the next caller waits for its own walk to end.
+pub const MAX_BACKGROUND_PROVIDES: usize = 64;
 /// How often blocks are ended and the accounting gauges refreshed.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -73,6 +76,8 @@ pub(super) struct EventLoop {
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetworkError>>>,
     pending_closest: HashMap<QueryId, oneshot::Sender<Result<Vec<PeerId>, NetworkError>>>,
     pending_providing: HashMap<QueryId, oneshot::Sender<Result<(), NetworkError>>>,
+    /// Provider walks running whose callers were answered when they started.
+    background_provides: HashSet<QueryId>,
     pending_providers: HashMap<QueryId, (HashSet<PeerId>, ProvidersReply)>,
     connected: HashSet<PeerId>,
     listen_addresses: Vec<Multiaddr>,
@@ -114,6 +119,7 @@ impl EventLoop {
             pending_requests: HashMap::new(),
             pending_closest: HashMap::new(),
             pending_providing: HashMap::new(),
+            background_provides: HashSet::new(),
             pending_providers: HashMap::new(),
             connected: HashSet::new(),
             listen_addresses: Vec::new(),
@@ -192,11 +198,20 @@ impl EventLoop {
                 self.pending_requests.insert(id, reply);
             }
             Command::ClosestPeers { key, reply } => {
+                self.metrics.dht_walk("closest_peers");
                 let id = behaviour.kad.get_closest_peers(key);
                 self.pending_closest.insert(id, reply);
             }
             Command::StartProviding { key, reply } => {
+                // The record is kept here (and answered from) at once; the walk that
+                // puts it on the closest peers runs on, its caller answered, unless
+                // too many such walks run already.
+                self.metrics.dht_walk("provide");
                 match behaviour.kad.start_providing(RecordKey::new(&key)) {
+                    Ok(id) if self.background_provides.len() < MAX_BACKGROUND_PROVIDES => {
+                        self.background_provides.insert(id);
+                        let _ = reply.send(Ok(()));
+                    }
                     Ok(id) => {
                         self.pending_providing.insert(id, reply);
                     }
@@ -206,6 +221,7 @@ impl EventLoop {
                 }
             }
             Command::GetProviders { key, reply } => {
+                self.metrics.dht_walk("providers");
                 let id = behaviour.kad.get_providers(RecordKey::new(&key));
                 self.pending_providers.insert(id, (HashSet::new(), reply));
             }
@@ -397,6 +413,7 @@ impl EventLoop {
                 }
             }
             QueryResult::StartProviding(result) => {
+                self.background_provides.remove(&id);
                 if let Some(reply) = self.pending_providing.remove(&id) {
                     let _ = reply.send(
                         result

@@ -65,7 +65,7 @@ pub use transport::Transports;
 /// The limits that bound inbound work, for the worst-case memory in ARCHITECTURE.md (and
 /// the test that holds it).
 pub mod limits {
-    pub use super::event_loop::MAX_INBOUND_IN_FLIGHT;
+    pub use super::event_loop::{MAX_BACKGROUND_PROVIDES, MAX_INBOUND_IN_FLIGHT};
     pub use super::swarm::{
         MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_SHARD_STREAMS, MAX_STREAMS_PER_CONNECTION,
     };
@@ -298,11 +298,14 @@ impl Network {
             .await?
     }
 
-    /// Announces in the DHT that this node provides `key`.
+    /// Announces in the DHT that this node provides `key`: the record is kept here at
+    /// once; the walk that puts it on the peers closest to `key` runs on after this
+    /// returns, unless [`limits::MAX_BACKGROUND_PROVIDES`] such walks run already:
+    /// then this waits for its own.
     ///
     /// # Errors
-    /// [`NetworkError::Dht`] if the announcement reached no peer (the record is still kept
-    /// locally and republished).
+    /// [`NetworkError::Dht`] if the record cannot be kept, or a walk waited for reached no
+    /// peer (the record is still kept locally and republished).
     pub async fn start_providing(&self, key: Vec<u8>) -> Result<(), NetworkError> {
         self.call(|reply| Command::StartProviding { key, reply })
             .await?

@@ -20,7 +20,7 @@ mod wrap;
 pub use ctx::{Ctx, STORAGE_NODES};
 pub use measure::{progress, size_label};
 pub use net::Net;
-pub use testnet::{MEMORY_TARGET_MIB, hash_file, make_file};
+pub use testnet::{GATEWAY_MEMORY_TARGET_MIB, STORAGE_MEMORY_TARGET_MIB, hash_file, make_file};
 
 use crate::report::Report;
 

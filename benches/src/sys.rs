@@ -132,22 +132,10 @@ pub struct Throughput {
     pub cpu_mbs: f64,
 }
 
-/// MB/s of writing `bytes` to a new file in `dir` in `chunk`-byte writes, with an fsync
+/// Writing `bytes` to a new file in `dir` in `chunk`-byte writes, with an fsync
 /// after each write (`sync_each`, as a node syncs every shard it stores) or once at the
-/// end: the bound of what the nodes (all on this disk) can store.
-///
-/// # Errors
-/// File errors.
-pub fn disk_write_mbs(
-    dir: &Path,
-    bytes: usize,
-    chunk: usize,
-    sync_each: bool,
-) -> anyhow::Result<f64> {
-    disk_write(dir, bytes, chunk, sync_each).map(|t| t.mbs)
-}
-
-/// [`disk_write_mbs`] with the CPU the writing thread spent.
+/// end: the bound of what the nodes (all on this disk) can store; MB/s and the CPU the
+/// writing thread spent.
 ///
 /// # Errors
 /// File errors.
@@ -223,8 +211,8 @@ mod tests {
     fn loopback_and_disk_probes_move_every_byte() -> anyhow::Result<()> {
         assert!(loopback_mbs(3 << 20)? > 0.0);
         let dir = tempfile::tempdir()?;
-        assert!(disk_write_mbs(dir.path(), (2 << 20) + 7, 1 << 20, false)? > 0.0);
-        assert!(disk_write_mbs(dir.path(), 3 << 18, 1 << 18, true)? > 0.0);
+        assert!(disk_write(dir.path(), (2 << 20) + 7, 1 << 20, false)?.mbs > 0.0);
+        assert!(disk_write(dir.path(), 3 << 18, 1 << 18, true)?.mbs > 0.0);
         assert!(!dir.path().join("disk-bandwidth-probe").exists());
         Ok(())
     }

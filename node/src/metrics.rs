@@ -47,9 +47,13 @@ pub struct Metrics {
     pub put_stage_seconds: Family<Label, Histogram, fn() -> Histogram>,
     /// Seconds of each closest-peers lookup a placement made (a stripe's, a manifest's).
     pub placement_lookup_seconds: Histogram,
-    /// DHT walks this node started for its own operations, by kind (`kind` =
-    /// closest_peers, providers, provide).
+    /// DHT walks this node started, by kind (`kind` = closest_peers, providers,
+    /// provide; provide_for_peer: a peer's `Announce`; census: `network/census.rs`).
     pub dht_walks: Family<Label, Counter>,
+    /// Provider records kept only at home, with no walk, by reason (`reason` = census: a
+    /// small network's every peer is known; busy: [`crate::network::limits::MAX_BACKGROUND_PROVIDES`]
+    /// walks ran already, for a peer's `Announce`).
+    pub provides_unwalked: Family<Label, Counter>,
     /// Peers in the DHT routing table (updated on status reads).
     pub dht_peers: Gauge,
     /// Shards fetched from a peer that did not match their id (a bad peer, caught).
@@ -172,6 +176,7 @@ impl Metrics {
             put_stage_seconds: Family::new_with_constructor(stage_histogram),
             placement_lookup_seconds: stage_histogram(),
             dht_walks: Family::default(),
+            provides_unwalked: Family::default(),
             dht_peers: Gauge::default(),
             bad_shards_fetched: Counter::default(),
             shards_fetched: Counter::default(),
@@ -285,8 +290,13 @@ impl Metrics {
         );
         reg.register(
             "dht_walks",
-            "DHT walks started for this node's own operations",
+            "DHT walks started, by kind",
             m.dht_walks.clone(),
+        );
+        reg.register(
+            "provides_unwalked",
+            "Provider records kept only at home, with no walk, by reason",
+            m.provides_unwalked.clone(),
         );
         reg.register(
             "dht_peers",
@@ -498,10 +508,17 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Counts a DHT walk of `kind` started for this node's own operation.
+    /// Counts a DHT walk of `kind` started.
     pub fn dht_walk(&self, kind: &'static str) {
         self.dht_walks
             .get_or_create(&[("kind", kind.to_string())])
+            .inc();
+    }
+
+    /// Counts a provider record kept only at home, for `reason`.
+    pub fn provide_unwalked(&self, reason: &'static str) {
+        self.provides_unwalked
+            .get_or_create(&[("reason", reason.to_string())])
             .inc();
     }
 

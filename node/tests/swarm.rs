@@ -664,6 +664,76 @@ async fn a_node_without_the_key_repairs_and_the_owner_survives_two_more_losses()
     net.shutdown().await
 }
 
+/// The sum of metric `name` over the running nodes.
+async fn metric_sum(
+    net: &Net,
+    name: &str,
+) -> Result<f64, Box<dyn std::error::Error + Send + Sync>> {
+    let mut sum = 0.0;
+    for node in net.nodes.iter().flatten() {
+        sum += metric(node, name).await?;
+    }
+    Ok(sum)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_small_network_a_put_walks_no_dht_and_readers_still_find_every_holder() -> TestResult {
+    let net = start_net(7, |_| 1 << 30).await?;
+    let at_home = "datamesh_provides_unwalked_total{reason=\"census\"}";
+    let walks = [
+        "datamesh_dht_walks_total{kind=\"closest_peers\"}",
+        "datamesh_dht_walks_total{kind=\"provide\"}",
+        "datamesh_dht_walks_total{kind=\"provide_for_peer\"}",
+    ];
+    // Until every node has taken its census (a walk of its own, `census.rs`), a put
+    // still walks: put small files until one needed no walk at all (bounded).
+    let mut quiet = None;
+    for attempt in 0..40 {
+        let mut before = Vec::new();
+        for name in walks {
+            before.push(metric_sum(&net, name).await?);
+        }
+        let homed = metric_sum(&net, at_home).await?;
+        let plain = data(4096 + attempt);
+        let report = net
+            .node(0)
+            .files()
+            .put(
+                std::io::Cursor::new(plain.clone()),
+                "small.bin".into(),
+                vec![],
+            )
+            .await?;
+        let mut after = Vec::new();
+        for name in walks {
+            after.push(metric_sum(&net, name).await?);
+        }
+        let homed = metric_sum(&net, at_home).await? - homed;
+        if after == before && homed >= 6.0 {
+            quiet = Some((report.id, plain));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (id, plain) = quiet.ok_or("no put went without a DHT walk in 40 tries")?;
+    // The records stayed with their holders, and a providers walk from another node
+    // still finds all of them: on a network this small it asks every peer.
+    let placement = placement_of(net.node(0), &id)?;
+    let holders: HashSet<libp2p::PeerId> = placement.peers().into_iter().collect();
+    assert!(holders.len() >= 6, "{holders:?}");
+    for reader in 1..7 {
+        let found = net
+            .node(reader)
+            .network()
+            .providers(id.as_bytes().to_vec())
+            .await?;
+        let missing: Vec<_> = holders.iter().filter(|p| !found.contains(p)).collect();
+        assert!(missing.is_empty(), "node {reader} did not find {missing:?}");
+    }
+    assert!(get(net.node(0), id).await? == plain);
+    net.shutdown().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_names_a_corrupt_shard_and_repair_replaces_it() -> TestResult {
     use datamesh_api::{Client, ClientError};

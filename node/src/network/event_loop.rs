@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use libp2p::kad::store::RecordStore;
 use libp2p::kad::{self, GetClosestPeersError, GetProvidersOk, QueryId, QueryResult, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -27,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::accounting::{Accounting, Offence, PeerPolicy, Verdict};
 use super::addresses::Advertiser;
+use super::census::Census;
 use super::command::{Command, InboundHandler, NetworkInfo, PeerSummary};
 use super::error::{DhtError, NetworkError, RequestFailure};
 use super::nat::{Reachability, Relays, is_relayed};
@@ -42,8 +44,10 @@ use crate::protocol::{
 /// (and eventually time out at the sender). Each may read one blob (up to 16 MiB) before
 /// its answer is charged to the budget: part of the worst case in ARCHITECTURE.md.
 pub const MAX_INBOUND_IN_FLIGHT: usize = 16;
-/// Provider walks this node started for itself (`start_providing`) that may run while
-/// their callers go on; past it, the next caller waits for its own walk to end.
+/// Provider walks that may run while their callers go on (this node's own
+/// `start_providing`, a peer's `Announce`); past it, this node's next caller waits for its
+/// own walk to end, and a peer's announcement is kept only here (served from here,
+/// republished by Kademlia's job) rather than piling up walks peers can trigger.
 pub const MAX_BACKGROUND_PROVIDES: usize = 64;
 /// How often blocks are ended and the accounting gauges refreshed.
 const TICK: Duration = Duration::from_millis(500);
@@ -78,6 +82,8 @@ pub(super) struct EventLoop {
     pending_providing: HashMap<QueryId, oneshot::Sender<Result<(), NetworkError>>>,
     /// Provider walks running whose callers were answered when they started.
     background_provides: HashSet<QueryId>,
+    /// Every peer of a small network, while known (`census.rs`).
+    census: Census<QueryId>,
     pending_providers: HashMap<QueryId, (HashSet<PeerId>, ProvidersReply)>,
     connected: HashSet<PeerId>,
     listen_addresses: Vec<Multiaddr>,
@@ -120,6 +126,7 @@ impl EventLoop {
             pending_closest: HashMap::new(),
             pending_providing: HashMap::new(),
             background_provides: HashSet::new(),
+            census: Census::default(),
             pending_providers: HashMap::new(),
             connected: HashSet::new(),
             listen_addresses: Vec::new(),
@@ -198,6 +205,11 @@ impl EventLoop {
                 self.pending_requests.insert(id, reply);
             }
             Command::ClosestPeers { key, reply } => {
+                // A small network's census is the answer the walk would give.
+                if let Some(peers) = self.census.closest(&key, Instant::now()) {
+                    let _ = reply.send(Ok(peers));
+                    return;
+                }
                 self.metrics.dht_walk("closest_peers");
                 let id = behaviour.kad.get_closest_peers(key);
                 self.pending_closest.insert(id, reply);
@@ -206,13 +218,15 @@ impl EventLoop {
                 // The record is kept here (and answered from) at once; the walk that
                 // puts it on the closest peers runs on, its caller answered, unless
                 // too many such walks run already.
-                self.metrics.dht_walk("provide");
-                match behaviour.kad.start_providing(RecordKey::new(&key)) {
-                    Ok(id) if self.background_provides.len() < MAX_BACKGROUND_PROVIDES => {
+                match self.provide(RecordKey::new(&key), "provide") {
+                    Ok(None) => {
+                        let _ = reply.send(Ok(()));
+                    }
+                    Ok(Some(id)) if self.background_provides.len() < MAX_BACKGROUND_PROVIDES => {
                         self.background_provides.insert(id);
                         let _ = reply.send(Ok(()));
                     }
-                    Ok(id) => {
+                    Ok(Some(id)) => {
                         self.pending_providing.insert(id, reply);
                     }
                     Err(e) => {
@@ -267,6 +281,7 @@ impl EventLoop {
                 for peer in &peers {
                     // Also closes its open connections.
                     behaviour.blocked.block_peer(*peer);
+                    self.census.lost(peer);
                 }
                 let mut now: Vec<PeerId> = peers.into_iter().collect();
                 now.sort();
@@ -318,6 +333,7 @@ impl EventLoop {
                 ..
             } => {
                 self.connected.insert(peer_id);
+                self.census.connected(&peer_id);
                 if is_relayed(endpoint.get_remote_address()) {
                     self.relayed.insert(connection_id);
                     self.nat_event("relayed_connection");
@@ -336,6 +352,9 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(?peer_id, "outgoing connection failed: {error}");
+                if let Some(peer) = peer_id {
+                    self.census.lost(&peer);
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -395,6 +414,12 @@ impl EventLoop {
     }
 
     fn on_kad_event(&mut self, event: kad::Event) {
+        if let kad::Event::RoutingUpdated {
+            is_new_peer: true, ..
+        } = event
+        {
+            self.census.joined();
+        }
         let kad::Event::OutboundQueryProgressed {
             id, result, step, ..
         } = event
@@ -404,12 +429,21 @@ impl EventLoop {
         };
         match result {
             QueryResult::GetClosestPeers(result) => {
-                let peers = match result {
-                    Ok(ok) => ok.peers,
-                    Err(GetClosestPeersError::Timeout { peers, .. }) => peers,
+                let (peers, complete) = match result {
+                    Ok(ok) => (ok.peers, true),
+                    Err(GetClosestPeersError::Timeout { peers, .. }) => (peers, false),
                 };
+                let peers: Vec<PeerId> = peers.into_iter().map(|p| p.peer_id).collect();
+                let now = Instant::now();
+                let answered = complete.then_some(peers.as_slice());
+                if self.census.walk_ended(id, answered, now) {
+                    return;
+                }
+                if complete {
+                    self.census.walked(&peers, now);
+                }
                 if let Some(reply) = self.pending_closest.remove(&id) {
-                    let _ = reply.send(Ok(peers.into_iter().map(|p| p.peer_id).collect()));
+                    let _ = reply.send(Ok(peers));
                 }
             }
             QueryResult::StartProviding(result) => {
@@ -506,10 +540,52 @@ impl EventLoop {
         }
     }
 
-    /// Starts providing a file a peer's `Announce` named, once the handler honoured it.
+    /// Keeps a provider record of this node for `key` and starts the walk that puts it on
+    /// the peers closest to `key`; `None` (no walk) while a census knows every peer: a
+    /// providers walk then asks this node too, which answers from its own record.
+    /// The walk, when there is one, is counted as `kind`.
+    fn provide(
+        &mut self,
+        key: RecordKey,
+        kind: &'static str,
+    ) -> Result<Option<QueryId>, kad::store::Error> {
+        if self.census.current(Instant::now()).is_some() {
+            return self.provide_at_home(key, "census");
+        }
+        self.metrics.dht_walk(kind);
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .start_providing(key)
+            .map(Some)
+    }
+
+    /// Keeps the provider record `start_providing` would, with no walk (counted for
+    /// `reason`): this node's addresses are filled in when it is served.
+    fn provide_at_home(
+        &mut self,
+        key: RecordKey,
+        reason: &'static str,
+    ) -> Result<Option<QueryId>, kad::store::Error> {
+        self.metrics.provide_unwalked(reason);
+        let record = kad::ProviderRecord::new(key, *self.swarm.local_peer_id(), Vec::new());
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        kad.store_mut().add_provider(record).map(|()| None)
+    }
+
+    /// Starts providing a file a peer's `Announce` named, once the handler honoured it:
+    /// with a walk while fewer than [`MAX_BACKGROUND_PROVIDES`] run, else at home only.
     fn provide_for_peer(&mut self, key: RecordKey) -> Response {
-        match self.swarm.behaviour_mut().kad.start_providing(key) {
-            Ok(_) => Response::Done,
+        let provided = if self.background_provides.len() < MAX_BACKGROUND_PROVIDES {
+            self.provide(key, "provide_for_peer")
+        } else {
+            self.provide_at_home(key, "busy")
+        };
+        match provided {
+            Ok(walk) => {
+                self.background_provides.extend(walk);
+                Response::Done
+            }
             Err(e) => {
                 warn!("cannot announce a file for a peer: {e}");
                 Response::Refused(Refusal::Failed(FailureReason::Dht))
@@ -607,6 +683,7 @@ impl EventLoop {
                 self.metrics.peers_blocked.inc();
                 // Also closes its open connections.
                 self.swarm.behaviour_mut().blocked.block_peer(peer);
+                self.census.lost(&peer);
             }
             Verdict::AlreadyBlocked => {}
         }
@@ -737,6 +814,7 @@ impl EventLoop {
 
     fn on_tick(&mut self) {
         self.reserve_relays();
+        self.take_census();
         for peer in self.accounting.expire(Instant::now()) {
             if !self.fault_blocked.contains(&peer) {
                 info!(%peer, "block of a misbehaving peer is over");
@@ -744,6 +822,19 @@ impl EventLoop {
             }
         }
         self.refresh_gauges();
+    }
+
+    /// Starts a census walk (`census.rs`) when a small network's census is missing or due.
+    fn take_census(&mut self) {
+        let now = Instant::now();
+        let local = *self.swarm.local_peer_id();
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let table_peers = kad.kbuckets().map(|b| b.num_entries()).sum();
+        if self.census.wants_walk(table_peers, now) {
+            self.metrics.dht_walk("census");
+            let id = kad.get_closest_peers(local);
+            self.census.walking(id, now);
+        }
     }
 
     fn refresh_gauges(&self) {

@@ -44,6 +44,7 @@ use crate::records::PersistentStore;
 
 mod accounting;
 mod addresses;
+mod census;
 mod command;
 mod error;
 mod event_loop;

@@ -40,6 +40,30 @@ pub fn memory(pid: u32) -> anyhow::Result<Memory> {
     parse_status(&text).with_context(|| format!("{path} has no VmRSS/VmHWM"))
 }
 
+/// CPU time a process used so far, user + system, in seconds: fields 14 and 15 of
+/// `/proc/PID/stat` (threads that ended included), in the kernel's fixed user tick of
+/// 1/100 s (`USER_HZ`).
+///
+/// # Errors
+/// When it cannot be read (the process is gone) or does not parse.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_stat_cpu(&text).with_context(|| format!("{path} does not parse"))
+}
+
+/// utime + stime of a `/proc/PID/stat` text, in seconds. The command name (field 2, in
+/// parentheses) may hold spaces and parentheses: fields are counted after its last `)`.
+pub fn parse_stat_cpu(text: &str) -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    let (_, rest) = text.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
 /// Resets the peak RSS (VmHWM) of `pid` to its current RSS (`echo 5 >
 /// /proc/PID/clear_refs`; needs the right to write there: the same user or root).
 ///
@@ -173,6 +197,17 @@ pub fn disk_write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_cpu_is_counted_after_the_command_name() {
+        let text =
+            "4242 (tokio) (x) 1) S 1 4242 4242 0 -1 4194560 3000 0 0 0 250 75 0 0 20 0 9 0 100 0 0";
+        assert_eq!(parse_stat_cpu(text), Some(3.25));
+        assert_eq!(parse_stat_cpu("4242 (cut"), None);
+        assert_eq!(parse_stat_cpu("1 (a) S 1 2"), None);
+        let own = cpu_seconds(std::process::id()).unwrap_or(-1.0);
+        assert!(own >= 0.0, "this process's own stat reads");
+    }
 
     #[test]
     fn status_lines_are_parsed() {

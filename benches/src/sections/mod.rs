@@ -39,7 +39,7 @@ pub enum Section {
     Memory,
     /// Unlock time, rotate + rewrap of many files.
     Keys,
-    /// 20 and 50 nodes: bring-up time, idle RSS, lookup latency.
+    /// 20, 50 and 100 nodes: bring-up time, idle RSS, lookup latency.
     Scale,
 }
 

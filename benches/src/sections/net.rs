@@ -66,6 +66,13 @@ impl Net {
             .with_context(|| format!("node {i} is not running"))
     }
 
+    /// The CPU time every node process used so far, in seconds ([`sys::cpu_seconds`]).
+    pub(super) fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        (0..self.tn.len())
+            .map(|i| sys::cpu_seconds(self.pid(i)?))
+            .sum()
+    }
+
     pub(super) fn reset_peaks(&self, nodes: &[usize]) -> anyhow::Result<()> {
         for &i in nodes {
             sys::reset_peak(self.pid(i)?)?;

@@ -266,6 +266,7 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
     let mut ids = Vec::with_capacity(count);
     let mut put_ms = Vec::with_capacity(count);
     let stages_before = histograms(&api)?;
+    let cpu_before = net.cpu_seconds()?;
     let started = Instant::now();
     for (i, body) in files.iter().enumerate() {
         let t = Instant::now();
@@ -273,8 +274,10 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
         put_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let put_total = started.elapsed().as_secs_f64();
+    let put_cpu = net.cpu_seconds()? - cpu_before;
     put_stage_figures(&stages_before, &histograms(&api)?, count, report);
     let mut get_ms = Vec::with_capacity(count);
+    let cpu_before = net.cpu_seconds()?;
     let started = Instant::now();
     for (id, body) in ids.iter().zip(&files) {
         let t = Instant::now();
@@ -283,6 +286,17 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
         ensure!(got == *body, "small file {id} came back different");
     }
     let get_total = started.elapsed().as_secs_f64();
+    let get_cpu = net.cpu_seconds()? - cpu_before;
+    for (op, cpu) in [("put", put_cpu), ("get", get_cpu)] {
+        report.add(
+            Figure::new(
+                format!("testnet.small.{op}.node-cpu"),
+                cpu * 1e3 / count as f64,
+                "CPU-ms/op",
+            )
+            .note("user + system CPU of every node process over the run, per file"),
+        );
+    }
     for (op, total, ms) in [("put", put_total, put_ms), ("get", get_total, get_ms)] {
         report.add(
             Figure::new(

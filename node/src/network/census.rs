@@ -28,8 +28,10 @@ use libp2p::kad::{K_VALUE, KBucketKey};
 pub(super) const CENSUS_TTL: Duration = Duration::from_secs(60);
 /// The age at which a small network's census is taken again.
 const CENSUS_REFRESH: Duration = Duration::from_secs(30);
-/// The least time between two census walks (peers joining end a census each time).
-const CENSUS_MIN_INTERVAL: Duration = Duration::from_secs(5);
+/// The least time between two census walks (peers joining end a census each time): a
+/// network coming up has its census a second after its last join, and a peer that keeps
+/// joining under new ids costs at most one walk a second.
+const CENSUS_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The census, and the walk taking the next one (`Q`: a walk's query id).
 #[derive(Debug)]

@@ -17,13 +17,16 @@ pub struct Memory {
     pub hwm_kib: u64,
 }
 
+/// The value of the line `name` (e.g. `"VmRSS:"`) of a /proc text given in kB.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Parses the VmRSS and VmHWM lines of a `/proc/PID/status` text.
 pub fn parse_status(text: &str) -> Option<Memory> {
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-    };
+    let field = |name: &str| kib_field(text, name);
     Some(Memory {
         rss_kib: field("VmRSS:")?,
         hwm_kib: field("VmHWM:")?,
@@ -62,6 +65,36 @@ pub fn parse_stat_cpu(text: &str) -> Option<f64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// How much of a process's memory is its own, from `/proc/PID/smaps_rollup`, in KiB.
+/// RSS also counts the pages of the program's file that every process running it shares
+/// (most of an idle node's RSS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shares {
+    /// Proportional set size: each shared page divided among the processes mapping it.
+    pub pss_kib: u64,
+    /// Anonymous memory (heap, stacks): the process's own.
+    pub anon_kib: u64,
+}
+
+/// Parses the Pss and Anonymous lines of a `/proc/PID/smaps_rollup` text.
+pub fn parse_smaps_rollup(text: &str) -> Option<Shares> {
+    let field = |name: &str| kib_field(text, name);
+    Some(Shares {
+        pss_kib: field("Pss:")?,
+        anon_kib: field("Anonymous:")?,
+    })
+}
+
+/// The memory shares of process `pid`.
+///
+/// # Errors
+/// When they cannot be read (the process is gone, or another user's).
+pub fn shares(pid: u32) -> anyhow::Result<Shares> {
+    let path = format!("/proc/{pid}/smaps_rollup");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_smaps_rollup(&text).with_context(|| format!("{path} has no Pss/Anonymous"))
 }
 
 /// Resets the peak RSS (VmHWM) of `pid` to its current RSS (`echo 5 >
@@ -207,6 +240,20 @@ mod tests {
         assert_eq!(parse_stat_cpu("1 (a) S 1 2"), None);
         let own = cpu_seconds(std::process::id()).unwrap_or(-1.0);
         assert!(own >= 0.0, "this process's own stat reads");
+    }
+
+    #[test]
+    fn smaps_rollup_lines_are_parsed() {
+        let text = "55d5-7fff ---p 00000000 00:00 0 [rollup]\nRss:  34804 kB\nPss:  15496 kB\nPss_Anon: 5980 kB\nAnonymous: 5980 kB\n";
+        assert_eq!(
+            parse_smaps_rollup(text),
+            Some(Shares {
+                pss_kib: 15496,
+                anon_kib: 5980
+            })
+        );
+        assert_eq!(parse_smaps_rollup("Rss: 1 kB\n"), None);
+        assert!(shares(std::process::id()).is_ok_and(|s| s.anon_kib > 0));
     }
 
     #[test]

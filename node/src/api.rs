@@ -522,7 +522,7 @@ async fn get_file(
         Ok(parsed) => parsed,
         Err(e) => return e.into_response(),
     };
-    let file = match state.files.open_with(id, access).await {
+    let file = match state.files.open_to_read(id, access).await {
         Ok(file) => file,
         Err(e) => return get_error(&e),
     };

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub shards_fetched: Counter,
     /// Bytes of those shards.
     pub shard_bytes_fetched: Counter,
+    /// One-stripe files of this node opened for a read from the holders its catalog
+    /// recorded, fetched at once with no round of asking them (`Files::open_to_read`).
+    pub gets_from_recorded: Counter,
     /// Shards rebuilt and placed on a new peer by a repair.
     pub repaired_shards: Counter,
     /// Files of the catalog below full health (fewer than six healthy shards on six
@@ -180,6 +183,7 @@ impl Metrics {
             dht_peers: Gauge::default(),
             bad_shards_fetched: Counter::default(),
             shards_fetched: Counter::default(),
+            gets_from_recorded: Counter::default(),
             shard_bytes_fetched: Counter::default(),
             repaired_shards: Counter::default(),
             files_below_full_health: Gauge::default(),
@@ -307,6 +311,11 @@ impl Metrics {
             "bad_shards_fetched",
             "Shards fetched from peers that did not match their id",
             m.bad_shards_fetched.clone(),
+        );
+        reg.register(
+            "gets_from_recorded",
+            "One-stripe files opened from their recorded holders, fetched with no round of asking",
+            m.gets_from_recorded.clone(),
         );
         reg.register(
             "shards_fetched",

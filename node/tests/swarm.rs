@@ -13,7 +13,7 @@ use datamesh_core::{AuthorityRoot, ShardId};
 use datamesh_node::catalog::Placement;
 use datamesh_node::protocol::{Refusal, Request, Response};
 use datamesh_node::{
-    ApiToken, FileKeys, FilesConfig, GetError, Health, KeyProvider, KeyProviderError,
+    ApiToken, FileKeys, FilesConfig, GetError, Health, KeyAccess, KeyProvider, KeyProviderError,
     NetworkConfig, Node, NodeConfig, PutError, StoreConfig, TestFaults,
 };
 use libp2p::identity::Keypair;
@@ -171,6 +171,14 @@ fn data(len: usize) -> Vec<u8> {
 
 async fn get(node: &Node, id: datamesh_core::FileId) -> Result<Vec<u8>, GetError> {
     let file = node.files().open(id).await?;
+    let out = SharedBuf::default();
+    node.files().read(file, out.clone()).await?;
+    Ok(out.take())
+}
+
+/// As [`get`], opened the way the API reads ([`datamesh_node::Files::open_to_read`]).
+async fn get_to_read(node: &Node, id: datamesh_core::FileId) -> Result<Vec<u8>, GetError> {
+    let file = node.files().open_to_read(id, KeyAccess::Live).await?;
     let out = SharedBuf::default();
     node.files().read(file, out.clone()).await?;
     Ok(out.take())
@@ -1562,5 +1570,78 @@ async fn a_whole_file_checksum_failure_cuts_the_download_even_at_a_chunk_multipl
     })
     .await?;
     outcome?;
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_files_read_fetches_its_recorded_holders_at_once_and_asks_when_they_are_gone()
+-> TestResult {
+    let mut net = start_net(10, |_| 1 << 30).await?;
+    let plain = data(4096);
+    let report = net
+        .node(0)
+        .files()
+        .put(
+            std::io::Cursor::new(plain.clone()),
+            "small.bin".into(),
+            vec![],
+        )
+        .await?;
+    let id = report.id;
+    assert_eq!(report.stripes, 1);
+    let recorded = "datamesh_gets_from_recorded_total";
+    assert!(get_to_read(net.node(0), id).await? == plain);
+    assert_eq!(
+        metric(net.node(0), recorded).await?,
+        1.0,
+        "read from the recorded holders"
+    );
+    // A range read of it too.
+    let file = net
+        .node(0)
+        .files()
+        .open_to_read(id, KeyAccess::Live)
+        .await?;
+    let out = SharedBuf::default();
+    let range = datamesh_core::ByteRange::new(100, 1099, 4096)?;
+    net.node(0)
+        .files()
+        .read_range(file, range, out.clone())
+        .await?;
+    assert!(out.take() == plain[100..1100]);
+    assert_eq!(metric(net.node(0), recorded).await?, 2.0);
+
+    // Two recorded holders lost (not the owner), a repair by a node that holds nothing
+    // of it (not the owner: the catalog still names the lost ones), a third lost: three
+    // recorded holders cannot give the stripe, the read asks and finds the new ones.
+    let placement = placement_of(net.node(0), &id)?;
+    let lost = stripe0_holders(&net, &placement, &[0]);
+    assert!(lost.len() >= 5, "{lost:?}");
+    let repairer = (1..10)
+        .find(|n| !lost.contains(n))
+        .ok_or("every node holds a shard")?;
+    net.stop(lost[0]).await?;
+    net.stop(lost[1]).await?;
+    let repaired = net.node(repairer).checker().repair(id, true).await?;
+    assert_eq!(
+        repaired.state(),
+        Health::Healthy,
+        "{:#}",
+        repaired.to_json()
+    );
+    net.stop(lost[2]).await?;
+    assert!(get_to_read(net.node(0), id).await? == plain);
+    assert_eq!(
+        metric(net.node(0), recorded).await?,
+        2.0,
+        "asked, not recorded"
+    );
+    // Two more lost: three holders are left, and the read refuses before a byte.
+    net.stop(lost[3]).await?;
+    net.stop(lost[4]).await?;
+    assert!(matches!(
+        net.node(0).files().open_to_read(id, KeyAccess::Live).await,
+        Err(GetError::InsufficientShards { .. })
+    ));
     net.shutdown().await
 }

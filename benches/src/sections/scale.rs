@@ -39,9 +39,13 @@ pub(super) fn scale_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Resul
             up
         });
         std::thread::sleep(Duration::from_secs(3));
-        let mut rss = Vec::with_capacity(n);
+        let (mut rss, mut pss, mut anon) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..n {
-            rss.push(mib(sys::memory(net.pid(i)?)?.rss_kib));
+            let pid = net.pid(i)?;
+            rss.push(mib(sys::memory(pid)?.rss_kib));
+            let shares = sys::shares(pid)?;
+            pss.push(mib(shares.pss_kib));
+            anon.push(mib(shares.anon_kib));
         }
         report.add(
             Figure::new(
@@ -57,6 +61,28 @@ pub(super) fn scale_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Resul
                 rss.iter().sum::<f64>()
             )),
         );
+        for (what, values, note) in [
+            (
+                "pss",
+                &pss,
+                "median proportional set size per idle node: the program's pages, shared by every node, divided among them",
+            ),
+            (
+                "anon",
+                &anon,
+                "median anonymous memory per idle node (heap, stacks): what each node adds",
+            ),
+        ] {
+            report.add(
+                Figure::new(
+                    format!("scale.idle-{what}.{n}-nodes"),
+                    median(values).unwrap_or(0.0),
+                    "MiB",
+                )
+                .runs(values.clone())
+                .note(note),
+            );
+        }
 
         // Lookup latency: a 4 KiB file put on node 0, shared with node k, got by node
         // k, which never saw it (DHT provider lookup + manifest + envelope + shards).

@@ -25,10 +25,8 @@ use bytes::Bytes;
 use datamesh_api::{self as wire, ErrorBody, ErrorKind};
 use datamesh_core::{ByteRange, DecodeError, FileId};
 use datamesh_core::{Recipient, RecipientError};
-use futures::TryStreamExt;
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::check::{CheckError, Checker, RepairError};
 use crate::faults::TestFaults;
@@ -39,6 +37,8 @@ use crate::files::{
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::store::ShardStore;
+
+mod upload;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -233,8 +233,7 @@ async fn put_file(
             _ => {}
         }
     }
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    let reader = upload::reader(body);
     match state
         .files
         .put_resumable(reader, name, mtime, recipients, session)

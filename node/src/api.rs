@@ -474,12 +474,17 @@ const CHUNK: usize = 256 * 1024;
 
 impl Write for ChannelWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        // Strictly more than a chunk: the last byte always stays for the final flush.
-        while self.buf.len() > CHUNK {
-            let rest = self.buf.split_off(CHUNK);
-            let chunk = std::mem::replace(&mut self.buf, rest);
-            self.send(chunk)?;
+        // Each byte is copied once, into a chunk-sized buffer; a full buffer is sent only
+        // when another byte arrives, so the last bytes always stay for the final flush.
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.buf.len() == CHUNK {
+                let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+                self.send(full)?;
+            }
+            let n = (CHUNK - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
         }
         Ok(data.len())
     }
@@ -842,4 +847,51 @@ async fn block_peers(State(state): State<ApiState>, body: Bytes) -> Result<Respo
         .into_response(),
         Err(e) => error(ErrorKind::Network, &e.to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+    /// What the writer has sent so far, as one buffer.
+    fn sent(rx: &mut mpsc::Receiver<Result<Bytes, std::io::Error>>) -> TestResult<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn the_writer_sends_every_byte_once_in_order_and_holds_the_last_back_until_flush() -> TestResult
+    {
+        // Writes of a decoder's segment, of odd sizes, and ones ending on a chunk's edge.
+        for writes in [
+            vec![1 << 20],
+            vec![CHUNK, CHUNK],
+            vec![3, CHUNK - 3, 1, 2 * CHUNK + 7],
+            vec![1],
+        ] {
+            let (tx, mut rx) = mpsc::channel(64);
+            let mut writer = ChannelWriter::new(tx);
+            let mut data = Vec::new();
+            for len in writes {
+                let part: Vec<u8> = (0..len).map(|i| (i * 7 + data.len()) as u8).collect();
+                writer.write_all(&part)?;
+                data.extend_from_slice(&part);
+            }
+            let before = sent(&mut rx)?;
+            assert!(
+                before.len() < data.len(),
+                "every byte was sent before the flush"
+            );
+            writer.flush()?;
+            let mut all = before;
+            all.extend_from_slice(&sent(&mut rx)?);
+            assert!(all == data, "bytes differ");
+        }
+        Ok(())
+    }
 }

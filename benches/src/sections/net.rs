@@ -21,7 +21,7 @@ pub struct Net {
 }
 
 impl Net {
-    /// Starts `nodes` nodes (Kdf::FAST) in `dir`; how long it took.
+    /// Starts `nodes` nodes (Kdf::FAST) in `dir` on TCP; how long it took.
     ///
     /// # Errors
     /// As [`Testnet::up_with`].
@@ -31,14 +31,31 @@ impl Net {
         nodes: usize,
         scratch: &Path,
     ) -> anyhow::Result<(Self, Duration)> {
+        Self::up_on(binary, dir, nodes, scratch, None)
+    }
+
+    /// As [`Net::up`], every node listening and dialling on `transports` (`node run
+    /// --transport`, e.g. `quic`) if given.
+    ///
+    /// # Errors
+    /// As [`Testnet::up_with`].
+    pub fn up_on(
+        binary: &Path,
+        dir: &Path,
+        nodes: usize,
+        scratch: &Path,
+        transports: Option<&str>,
+    ) -> anyhow::Result<(Self, Duration)> {
         let started = Instant::now();
-        let tn = Testnet::up_with(
-            Config::new(binary, dir, nodes)
-                .with_kdf(Kdf::FAST)
-                .with_ready_timeout(Duration::from_secs(600))
-                .with_stop_timeout(Duration::from_secs(20)),
-        )
-        .with_context(|| format!("cannot start a {nodes}-node testnet"))?;
+        let mut config = Config::new(binary, dir, nodes)
+            .with_kdf(Kdf::FAST)
+            .with_ready_timeout(Duration::from_secs(600))
+            .with_stop_timeout(Duration::from_secs(20));
+        if let Some(transports) = transports {
+            config = config.with_transports(transports);
+        }
+        let tn = Testnet::up_with(config)
+            .with_context(|| format!("cannot start a {nodes}-node testnet"))?;
         Ok((
             Self {
                 tn,

@@ -12,8 +12,9 @@ use std::time::Instant;
 use anyhow::{Context as _, ensure};
 use datamesh_testnet::input::{random_bytes, write_random_file};
 
-use super::ctx::Ctx;
+use super::ctx::{Ctx, STORAGE_NODES};
 use super::measure::{mbs, mib, progress, size_label};
+use super::net::Net;
 use crate::cmd::{get_bytes, histograms};
 use crate::limit;
 use crate::pipeline::MIB;
@@ -103,7 +104,7 @@ pub(super) fn testnet_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Res
         .runs(speeds)
         .note("`datamesh get` on the gateway with 2 of 6 storage nodes SIGKILLed; median"),
     );
-    Ok(())
+    quic_runs(ctx, report, degraded, if quick { 1 } else { 2 })
 }
 
 /// This machine's limit for a put and a get (`limit.rs`): each part of their unavoidable
@@ -137,6 +138,14 @@ fn machine_limit(
         }
         report.add(
             Figure::new(
+                format!("limit.{op}.cpu-ms"),
+                work.iter().map(limit::Work::cpu_ms_per_mb).sum::<f64>(),
+                "CPU-ms/MB",
+            )
+            .note("the sum of the parts above: the CPU the unavoidable work needs"),
+        );
+        report.add(
+            Figure::new(
                 format!("limit.{op}.cpu"),
                 limit::limit_mbs(&work, cores),
                 "MB/s",
@@ -149,39 +158,75 @@ fn machine_limit(
     Ok(())
 }
 
-/// `runs` puts and gets of a `size` file through the CLI on the gateway, with the
-/// peak RSS of the gateway and of a storage node during each. Returns the ids and
-/// the file's BLAKE3.
+/// `runs` puts and gets of a `size` file through the CLI on the gateway of the shared
+/// (TCP) testnet, with the peak RSS of the gateway and of a storage node during each.
+/// Returns the ids and the file's BLAKE3.
 pub(super) fn put_get_runs(
     ctx: &mut Ctx,
     report: &mut Report,
     size: usize,
     runs: usize,
 ) -> anyhow::Result<(Vec<String>, [u8; 32])> {
-    let label = size_label(size);
     let dir = ctx.dir.clone();
+    let net = ctx.net(report)?;
+    put_get_on(net, &dir, report, size, runs, Transport::Tcp)
+}
+
+/// The transport a testnet's nodes use, as the figures name it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Transport {
+    /// TCP + Noise + Yamux: the default, and the figures without a transport in their name.
+    Tcp,
+    /// QUIC v1: figures named `testnet.quic.*`.
+    Quic,
+}
+
+impl Transport {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Tcp => "testnet",
+            Self::Quic => "testnet.quic",
+        }
+    }
+}
+
+/// [`put_get_runs`] on `net`. The memory figures are the TCP testnet's only.
+fn put_get_on(
+    net: &Net,
+    dir: &Path,
+    report: &mut Report,
+    size: usize,
+    runs: usize,
+    transport: Transport,
+) -> anyhow::Result<(Vec<String>, [u8; 32])> {
+    let label = size_label(size);
     let input = dir.join(format!("in-{label}"));
     progress(format!("making a {label} input file"));
     let expected = make_file(&input, size, size as u64)?;
-    let net = ctx.net(report)?;
     let watched = [0, WATCHED_STORAGE_NODE];
     let (mut put_speeds, mut get_speeds) = (Vec::new(), Vec::new());
+    let (mut put_cpu, mut get_cpu) = (Vec::new(), Vec::new());
     let mut peaks = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
     let mut ids = Vec::new();
+    let cpu_ms_per_mb = |cpu: f64| cpu * 1e3 / (size as f64 / 1e6);
     for run_index in 0..runs {
         progress(format!(
-            "put + get of {label}, run {}/{runs}",
+            "put + get of {label} ({transport:?}), run {}/{runs}",
             run_index + 1
         ));
         net.reset_peaks(&watched)?;
-        let (id, secs) = net.put(&input, &dir)?;
+        let cpu = net.cpu_seconds()?;
+        let (id, secs) = net.put(&input, dir)?;
+        put_cpu.push(cpu_ms_per_mb(net.cpu_seconds()? - cpu));
         put_speeds.push(mbs(size, secs));
         for (w, &node) in watched.iter().enumerate() {
             peaks[0][w].push(mib(net.peak_kib(node)?));
         }
         net.reset_peaks(&watched)?;
         let out = dir.join(format!("out-{label}"));
-        let secs = net.get(&id, &out, &dir)?;
+        let cpu = net.cpu_seconds()?;
+        let secs = net.get(&id, &out, dir)?;
+        get_cpu.push(cpu_ms_per_mb(net.cpu_seconds()? - cpu));
         get_speeds.push(mbs(size, secs));
         for (w, &node) in watched.iter().enumerate() {
             peaks[1][w].push(mib(net.peak_kib(node)?));
@@ -203,9 +248,10 @@ pub(super) fn put_get_runs(
     .into_iter()
     .flatten()
     .collect();
+    let prefix = transport.prefix();
     report.add(
         Figure::new(
-            format!("testnet.put.{label}"),
+            format!("{prefix}.put.{label}"),
             median(&put_speeds).unwrap_or(0.0),
             "MB/s",
         )
@@ -215,7 +261,7 @@ pub(super) fn put_get_runs(
     );
     report.add(
         Figure::new(
-            format!("testnet.get.{label}"),
+            format!("{prefix}.get.{label}"),
             median(&get_speeds).unwrap_or(0.0),
             "MB/s",
         )
@@ -223,29 +269,65 @@ pub(super) fn put_get_runs(
         .runs(get_speeds)
         .note("`datamesh get ID -o FILE` on the gateway, copy verified; median"),
     );
-    for (o, op) in ["put", "get"].into_iter().enumerate() {
-        for (w, (who, target)) in [
-            ("gateway", GATEWAY_MEMORY_TARGET_MIB),
-            ("storage", STORAGE_MEMORY_TARGET_MIB),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let samples = std::mem::take(&mut peaks[o][w]);
-            report.add(
-                Figure::new(
-                    format!("memory.{who}.{op}.{label}"),
-                    max(&samples).unwrap_or(0.0),
-                    "MiB",
-                )
-                .limit("target", target)
-                .runs(samples)
-                .note("peak RSS (VmHWM, reset before the operation); max of runs"),
-            );
+    for (op, cpu) in [("put", put_cpu), ("get", get_cpu)] {
+        let unavoidable = report
+            .get(&format!("limit.{op}.cpu-ms"))
+            .map_or(String::new(), |f| {
+                format!(" (the limit counts {:.2})", f.value)
+            });
+        report.add(
+            Figure::new(
+                format!("{prefix}.{op}.{label}.node-cpu"),
+                median(&cpu).unwrap_or(0.0),
+                "CPU-ms/MB",
+            )
+            .runs(cpu)
+            .note(format!(
+                "user + system CPU of every node process per MB of file{unavoidable}; median"
+            )),
+        );
+    }
+    if transport == Transport::Tcp {
+        for (o, op) in ["put", "get"].into_iter().enumerate() {
+            for (w, (who, target)) in [
+                ("gateway", GATEWAY_MEMORY_TARGET_MIB),
+                ("storage", STORAGE_MEMORY_TARGET_MIB),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let samples = std::mem::take(&mut peaks[o][w]);
+                report.add(
+                    Figure::new(
+                        format!("memory.{who}.{op}.{label}"),
+                        max(&samples).unwrap_or(0.0),
+                        "MiB",
+                    )
+                    .limit("target", target)
+                    .runs(samples)
+                    .note("peak RSS (VmHWM, reset before the operation); max of runs"),
+                );
+            }
         }
     }
     std::fs::remove_file(&input)?;
     Ok((ids, expected))
+}
+
+/// The same put and get on a testnet whose nodes use QUIC in place of TCP + Noise +
+/// Yamux (its own 7 nodes; the shared testnet idles meanwhile).
+fn quic_runs(ctx: &Ctx, report: &mut Report, size: usize, runs: usize) -> anyhow::Result<()> {
+    let nodes = STORAGE_NODES + 1;
+    progress(format!("starting a {nodes}-node testnet on QUIC"));
+    let (net, _) = Net::up_on(
+        &ctx.binary,
+        &ctx.dir.join("net-quic"),
+        nodes,
+        &ctx.dir,
+        Some("quic"),
+    )?;
+    put_get_on(&net, &ctx.dir, report, size, runs, Transport::Quic)?;
+    Ok(())
 }
 
 /// The `small` section: many 4 KiB files put then got one by one through the gateway's

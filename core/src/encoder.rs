@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
 
+use bytes::Bytes;
 use rayon::prelude::*;
 
 use crate::aead::{DataKey, Nonce, SegmentCipher, TAG_LEN};
@@ -111,6 +112,22 @@ impl Stripe {
     /// The ids of the six shards.
     pub fn ids(&self) -> &[ShardId; TOTAL_SHARDS] {
         &self.ids
+    }
+
+    /// The six shards as shared buffers, without a copy: the four data shards are
+    /// slices of the stripe's one data buffer (what a put sends).
+    pub fn into_shared_shards(self) -> [Bytes; TOTAL_SHARDS] {
+        let l = self.shard_len;
+        let data = Bytes::from(self.data);
+        let [p0, p1] = self.parity.map(Bytes::from);
+        [
+            data.slice(..l),
+            data.slice(l..2 * l),
+            data.slice(2 * l..3 * l),
+            data.slice(3 * l..4 * l),
+            p0,
+            p1,
+        ]
     }
 
     /// The six shards as owned buffers.

@@ -834,3 +834,18 @@ proptest! {
         let _ = KeyEnvelope::from_bytes(&versioned);
     }
 }
+
+#[test]
+fn shared_shards_are_the_owned_shards_and_hash_to_their_ids() -> TestResult {
+    let (stripes, _) = encode(&data(3 * SEG + 1_234, 7), options())?;
+    for stripe in stripes {
+        let ids = *stripe.ids();
+        let owned = stripe.clone().into_shards();
+        let shared = stripe.into_shared_shards();
+        for i in 0..TOTAL_SHARDS {
+            assert_eq!(shared[i].as_ref(), owned[i].as_slice(), "shard {i}");
+            assert_eq!(ShardId::of(&shared[i]), ids[i], "shard {i}");
+        }
+    }
+    Ok(())
+}

@@ -295,7 +295,6 @@ impl Files {
         file: OpenFile,
         mut out: W,
     ) -> Result<GetReport, GetError> {
-        let window = self.config().window.max(1);
         let OpenFile {
             manifest,
             key,
@@ -303,7 +302,9 @@ impl Files {
             prefetched,
             ..
         } = file;
-        let mut decoder = Decoder::new(manifest.clone(), &key)?.with_stripes_in_flight(window);
+        // The decoder opens stripes a batch at a time (twice its worker threads); the
+        // fetching window keeps the next ones coming meanwhile.
+        let mut decoder = Decoder::new(manifest.clone(), &key)?;
         let stripes = 0..manifest.stripe_count();
         self.fetch_into(manifest, (holders, prefetched), stripes, move |rx| {
             let mut counting = CountingWriter {

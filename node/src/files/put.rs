@@ -74,6 +74,10 @@ const CLEANUP_WAIT: Duration = Duration::from_secs(40);
 const CLEANUP_DELETE_DEADLINE: Duration = Duration::from_secs(10);
 /// Deletes sent at once when cleaning up after a failed put.
 const CLEANUP_DELETES: usize = 32;
+/// Sealed stripes waiting between the encoder and the placing (which has its own window
+/// of stripes in flight): the encoder's batch is the rest of its lead, so more would
+/// only hold memory (each stripe is 1.5 times its segment).
+const STRIPES_WAITING: usize = 2;
 /// Longest wait for an earlier attempt of the same put session to end.
 const SESSION_BUSY_WAIT: Duration = Duration::from_secs(60);
 
@@ -493,10 +497,8 @@ impl Files {
             }
             None => (None, HashMap::new(), None),
         };
-        let (tx, mut rx) = mpsc::channel::<Stripe>(window);
-        let options = EncodeOptions::new(name.clone())
-            .with_mtime(mtime)
-            .with_stripes_in_flight(window);
+        let (tx, mut rx) = mpsc::channel::<Stripe>(STRIPES_WAITING);
+        let options = EncodeOptions::new(name.clone()).with_mtime(mtime);
         let encoder = tokio::task::spawn_blocking(move || {
             let mut encoder = match key {
                 Some(key) => Encoder::resume_with_key(reader, options, key),
@@ -766,10 +768,8 @@ impl Files {
     ) -> Result<[PeerId; TOTAL_SHARDS], PutError> {
         let index = stripe.index();
         let ids = *stripe.ids();
-        let shards: Vec<(ShardId, Bytes)> = ids
-            .into_iter()
-            .zip(stripe.into_shards().map(Bytes::from))
-            .collect();
+        let shards: Vec<(ShardId, Bytes)> =
+            ids.into_iter().zip(stripe.into_shared_shards()).collect();
         let (placed, found) = self
             .place_shards_via(
                 ids[0].as_bytes(),

@@ -190,6 +190,7 @@ impl Node {
                 .with_max_records(4096)
                 .with_max_value_bytes(16 * 1024),
         )?;
+        let all_interfaces = config.network.listens_on_all_interfaces();
         let net_config = config.network.with_metrics(Arc::clone(&metrics));
         let (network, net_task) = Network::start(identity, records, net_config, server.clone())?;
         let mut files_config = config.files;
@@ -254,7 +255,7 @@ impl Node {
             if network
                 .info()
                 .await
-                .is_ok_and(|i| !i.listen_addresses.is_empty())
+                .is_ok_and(|i| listening(&i.listen_addresses, all_interfaces))
             {
                 break;
             }
@@ -340,6 +341,40 @@ impl Node {
             .await
             .map_err(DbError::Task)??;
         info!("node stopped");
+        Ok(())
+    }
+}
+
+/// Whether the swarm reports the addresses callers should print (and `node.json`
+/// records): any address, and, for a listener on every interface, one that is not
+/// loopback (libp2p reports one interface at a time, loopback often first; a node whose
+/// `node.json` named only 127.0.0.1 could not be reached from another host). The caller
+/// waits a bounded time: a machine with no other interface still starts.
+fn listening(addresses: &[Multiaddr], all_interfaces: bool) -> bool {
+    !addresses.is_empty()
+        && (!all_interfaces || addresses.iter().any(|a| !crate::network::is_loopback(a)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    #[test]
+    fn a_node_on_every_interface_waits_for_an_address_beyond_loopback() -> TestResult {
+        let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse()?;
+        let host: Multiaddr = "/ip4/10.77.0.2/tcp/4001".parse()?;
+        assert!(!listening(&[], false));
+        assert!(listening(std::slice::from_ref(&loopback), false));
+        assert!(!listening(std::slice::from_ref(&loopback), true));
+        assert!(listening(&[loopback, host], true));
+        let every: Multiaddr = "/ip4/0.0.0.0/tcp/0".parse()?;
+        let config = NetworkConfig::new(vec![every]);
+        assert!(config.listens_on_all_interfaces());
+        assert!(
+            !NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?]).listens_on_all_interfaces()
+        );
         Ok(())
     }
 }

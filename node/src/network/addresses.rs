@@ -29,6 +29,15 @@ pub fn is_loopback(addr: &Multiaddr) -> bool {
     })
 }
 
+/// Whether `addr` listens on every interface (0.0.0.0, ::).
+pub fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
 /// The addresses to advertise for these listen addresses and configured externals, at
 /// this reachability.
 pub(super) fn advertised(

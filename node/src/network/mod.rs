@@ -54,7 +54,7 @@ mod swarm;
 mod transport;
 
 pub use accounting::{MAX_TRACKED_PEERS, Offence, PeerPolicy};
-pub use addresses::is_loopback;
+pub use addresses::{is_loopback, is_unspecified};
 use command::Command;
 pub use command::{InboundHandler, NetworkInfo, PeerSummary};
 pub use error::{DhtError, NetworkError, RequestFailure};
@@ -107,6 +107,12 @@ impl NetworkConfig {
             peer_policy: PeerPolicy::default(),
             metrics: None,
         }
+    }
+
+    /// Whether a listen address is on every interface (0.0.0.0, ::): libp2p then reports
+    /// one address per interface, one after another.
+    pub fn listens_on_all_interfaces(&self) -> bool {
+        self.listen.iter().any(is_unspecified)
     }
 
     /// Bytes of inbound shard requests (and of the answers to them) held at once: per

@@ -26,7 +26,7 @@ const SIZES: [(&str, usize); 2] = [("1MiB", MIB), ("64MiB", 64 * MIB)];
 
 fn bench(c: &mut Criterion) {
     let cores = rayon::current_num_threads();
-    let primitives = Primitives::new();
+    let primitives = Primitives::new().unwrap();
     for (label, len) in SIZES {
         let data = pipeline::input(len);
         let mut group = c.benchmark_group(format!("pipeline-{label}"));

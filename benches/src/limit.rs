@@ -160,7 +160,7 @@ pub fn measure(
     synced: sys::Throughput,
     plain: sys::Throughput,
 ) -> anyhow::Result<Rates> {
-    let primitives = Primitives::new();
+    let primitives = Primitives::new()?;
     let mut buf = data.to_vec();
     let mut rate = |p: Primitive| {
         median_rate(data.len(), reps, || {

@@ -9,9 +9,9 @@
 use std::cell::RefCell;
 use std::hint::black_box;
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
+// The AES-256-GCM `datamesh_core` seals segments with (`core/src/aead.rs`).
 use anyhow::{Context as _, anyhow, ensure};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use datamesh_core::{
     AuthorityKey, AuthorityRoot, AuthoritySalt, DecodeReport, Decoder, EncodeOptions, EncodedFile,
     Encoder, FileAuthority, SegmentSize, ShardId, StripeShards, TOTAL_SHARDS, VerifiedShard,
@@ -82,7 +82,7 @@ thread_local! {
 
 /// The primitives, ready to run over a buffer.
 pub struct Primitives {
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
 }
 
 impl std::fmt::Debug for Primitives {
@@ -91,18 +91,17 @@ impl std::fmt::Debug for Primitives {
     }
 }
 
-impl Default for Primitives {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Primitives {
     /// With a fixed (benchmark-only) AES key.
-    pub fn new() -> Self {
-        Self {
-            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&[7u8; 32])),
-        }
+    ///
+    /// # Errors
+    /// AWS-LC refuses the key (it never does for 32 bytes).
+    pub fn new() -> anyhow::Result<Self> {
+        let key = UnboundKey::new(&AES_256_GCM, &[7u8; 32])
+            .map_err(|_| anyhow::anyhow!("AWS-LC refused an AES-256 key"))?;
+        Ok(Self {
+            cipher: LessSafeKey::new(key),
+        })
     }
 
     /// Runs `primitive` once over `buf` (segment by segment; `src` is the source of
@@ -112,9 +111,11 @@ impl Primitives {
             Primitive::AesGcm => per_segment(buf, parallel, |i, seg| {
                 let mut nonce = [0u8; 12];
                 nonce[4..].copy_from_slice(&(i as u64).to_be_bytes());
-                let tag =
-                    self.cipher
-                        .encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", seg);
+                let tag = self.cipher.seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::empty(),
+                    seg,
+                );
                 black_box(tag.is_ok());
             }),
             Primitive::Blake3 => per_segment(buf, parallel, |_, seg| {

@@ -9,8 +9,7 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Key, Tag};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, UnboundKey};
 use rand_core::{OsRng, RngCore};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -46,7 +45,13 @@ impl DataKey {
     }
 
     pub(crate) fn cipher(&self) -> SegmentCipher {
-        SegmentCipher(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0)))
+        // `UnboundKey::new` refuses only a key of the wrong length (ours is always 32
+        // bytes); a cipher without a key fails every seal and open.
+        SegmentCipher(
+            UnboundKey::new(&AES_256_GCM, &self.0)
+                .ok()
+                .map(LessSafeKey::new),
+        )
     }
 }
 
@@ -91,9 +96,17 @@ impl Nonce {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct OpenError;
 
-/// An AES-256-GCM instance keyed with one file's data key.
-#[derive(Clone)]
-pub(crate) struct SegmentCipher(Aes256Gcm);
+/// The cipher library refused to seal: never for a key of 32 bytes and a buffer holding
+/// at least a tag and less than AES-GCM's 64 GiB message limit, so a bug if ever seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SealError;
+
+/// An AES-256-GCM instance keyed with one file's data key: AWS-LC's (`aws-lc-rs`), whose
+/// GHASH runs several blocks at once (ARCHITECTURE.md, "Dependencies replaced"). Its key
+/// schedule lives in memory AWS-LC allocated; `OPENSSL_free` zeroizes it when the
+/// cipher is dropped. `None` only if the library refused the key: then every seal and
+/// open fails.
+pub(crate) struct SegmentCipher(Option<LessSafeKey>);
 
 impl fmt::Debug for SegmentCipher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,18 +116,24 @@ impl fmt::Debug for SegmentCipher {
 
 impl SegmentCipher {
     /// Seals `buf[..len - TAG_LEN]` in place and writes the tag into the last
-    /// `TAG_LEN` bytes. `buf` must be at least `TAG_LEN` long.
-    pub(crate) fn seal(&self, nonce: Nonce, aad: &[u8], buf: &mut [u8]) {
-        let split = buf.len().saturating_sub(TAG_LEN);
+    /// `TAG_LEN` bytes.
+    ///
+    /// # Errors
+    /// [`SealError`] if `buf` is shorter than a tag or the library refuses (see there):
+    /// then `buf` must not be used.
+    pub(crate) fn seal(&self, nonce: Nonce, aad: &[u8], buf: &mut [u8]) -> Result<(), SealError> {
+        let key = self.0.as_ref().ok_or(SealError)?;
+        let split = buf.len().checked_sub(TAG_LEN).ok_or(SealError)?;
         let (msg, tag_out) = buf.split_at_mut(split);
-        // The AES-GCM message limit (~64 GiB) is far above any segment or metadata size,
-        // the only error this call can return.
-        if let Ok(tag) =
-            self.0
-                .encrypt_in_place_detached(aes_gcm::Nonce::from_slice(&nonce.0), aad, msg)
-        {
-            tag_out.copy_from_slice(&tag);
-        }
+        let tag = key
+            .seal_in_place_separate_tag(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce.0),
+                Aad::from(aad),
+                msg,
+            )
+            .map_err(|_| SealError)?;
+        tag_out.copy_from_slice(tag.as_ref());
+        Ok(())
     }
 
     /// Opens `buf` (ciphertext followed by its tag) in place and returns the plaintext.
@@ -124,22 +143,30 @@ impl SegmentCipher {
         aad: &[u8],
         buf: &'a mut [u8],
     ) -> Result<&'a mut [u8], OpenError> {
-        let split = buf.len().checked_sub(TAG_LEN).ok_or(OpenError)?;
-        let (msg, tag) = buf.split_at_mut(split);
-        let tag = Tag::clone_from_slice(tag);
-        self.0
-            .decrypt_in_place_detached(aes_gcm::Nonce::from_slice(&nonce.0), aad, msg, &tag)
-            .map_err(|_| OpenError)?;
-        Ok(msg)
+        let key = self.0.as_ref().ok_or(OpenError)?;
+        if buf.len() < TAG_LEN {
+            return Err(OpenError);
+        }
+        key.open_in_place(
+            aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce.0),
+            Aad::from(aad),
+            buf,
+        )
+        .map_err(|_| OpenError)
     }
 }
 
 /// Raw AES-256-GCM with a caller-chosen 96-bit nonce, for known-answer tests only: the
 /// same code path as [`SegmentCipher`], minus the nonce discipline.
 #[cfg(test)]
-pub(crate) fn raw_seal(key: &[u8; KEY_LEN], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) {
+pub(crate) fn raw_seal(
+    key: &[u8; KEY_LEN],
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Result<(), SealError> {
     let cipher = DataKey::from_bytes(key).cipher();
-    cipher.seal(Nonce(*nonce), aad, buf);
+    cipher.seal(Nonce(*nonce), aad, buf)
 }
 
 /// See [`raw_seal`].
@@ -174,11 +201,12 @@ mod tests {
     }
 
     #[test]
-    fn a_segment_only_opens_at_its_own_position() -> Result<(), OpenError> {
+    fn a_segment_only_opens_at_its_own_position() -> Result<(), Box<dyn std::error::Error>> {
         let key = DataKey::generate();
         let c = key.cipher();
         let mut buf = b"hello, world\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0".to_vec();
-        c.seal(Nonce::segment(3, false), b"", &mut buf);
+        c.seal(Nonce::segment(3, false), b"", &mut buf)
+            .map_err(|_| "seal refused")?;
         for (index, last) in [(2, false), (4, false), (3, true)] {
             let mut copy = buf.clone();
             assert!(c.open(Nonce::segment(index, last), b"", &mut copy).is_err());
@@ -190,10 +218,38 @@ mod tests {
                 .is_err()
         );
         assert_eq!(
-            c.open(Nonce::segment(3, false), b"", &mut buf)?,
+            c.open(Nonce::segment(3, false), b"", &mut buf)
+                .map_err(|_| "open refused")?,
             b"hello, world"
         );
         Ok(())
+    }
+
+    #[test]
+    fn a_cipher_without_a_key_or_a_buffer_without_room_for_the_tag_fails_closed() {
+        let keyless = SegmentCipher(None);
+        let mut buf = vec![7u8; 40];
+        assert_eq!(
+            keyless.seal(Nonce::segment(0, true), b"", &mut buf),
+            Err(SealError)
+        );
+        assert_eq!(buf, vec![7u8; 40], "nothing was sealed");
+        assert!(
+            keyless
+                .open(Nonce::segment(0, true), b"", &mut buf)
+                .is_err()
+        );
+
+        let c = DataKey::generate().cipher();
+        let mut short = vec![0u8; TAG_LEN - 1];
+        assert_eq!(c.seal(Nonce::metadata(), b"", &mut short), Err(SealError));
+        assert!(c.open(Nonce::metadata(), b"", &mut short).is_err());
+        let mut tag_only = vec![0u8; TAG_LEN];
+        assert_eq!(c.seal(Nonce::metadata(), b"", &mut tag_only), Ok(()));
+        assert_eq!(
+            c.open(Nonce::metadata(), b"", &mut tag_only),
+            Ok(&mut [][..])
+        );
     }
 
     #[test]

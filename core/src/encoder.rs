@@ -315,7 +315,8 @@ impl<R: Read> Encoder<R> {
             &metadata,
             &self.key,
             authority,
-        );
+        )
+        .map_err(|_| EncodeError::Seal)?;
         Ok(EncodedFile {
             file_id: manifest.file_id(),
             manifest,
@@ -403,7 +404,9 @@ fn seal_stripe(
     let digest = SegmentDigest::of(&buf, index, segment_size, last);
     let sealed_len = buf.len() + TAG_LEN;
     buf.resize(sealed_len, 0);
-    cipher.seal(Nonce::segment(index, last), &[], &mut buf);
+    cipher
+        .seal(Nonce::segment(index, last), &[], &mut buf)
+        .map_err(|_| EncodeError::Seal)?;
     let shard_len = shard_len(sealed_len);
     buf.resize(DATA_SHARDS * shard_len, 0);
     let parity = encode_parity(&buf, shard_len).map_err(|e| EncodeError::Erasure(e.0))?;

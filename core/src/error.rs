@@ -51,6 +51,10 @@ pub enum EncodeError {
     /// The erasure codec refused its input (a bug: sizes are computed, not given).
     #[error("erasure coding failed: {0}")]
     Erasure(String),
+    /// The AES-GCM library refused to seal a segment or the metadata (a bug: keys and
+    /// sizes are ours, never given).
+    #[error("sealing with AES-256-GCM failed")]
+    Seal,
 }
 
 /// Rebuilding a file from its stripes failed.

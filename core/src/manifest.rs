@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aead::{DataKey, Nonce, TAG_LEN};
+use crate::aead::{DataKey, Nonce, SealError, TAG_LEN};
 use crate::authority::{AUTHORITY_SALT_LEN, AuthorityPublic, AuthoritySalt, FileAuthority};
 use crate::erasure::{DATA_SHARDS, PARITY_SHARDS, TOTAL_SHARDS, shard_len};
 use crate::error::{ManifestError, ParamError};
@@ -123,15 +123,15 @@ impl Manifest {
         metadata: &Metadata,
         key: &DataKey,
         authority: FileAuthority,
-    ) -> Self {
+    ) -> Result<Self, SealError> {
         let mut plain = postcard::to_stdvec(metadata).unwrap_or_default();
         plain.resize(plain.len().next_multiple_of(METADATA_PAD) + TAG_LEN, 0);
         key.cipher().seal(
             Nonce::metadata(),
             &metadata_aad(file_len, segment_size),
             &mut plain,
-        );
-        Self {
+        )?;
+        Ok(Self {
             body: ManifestBody {
                 file_len,
                 segment_size: segment_size.0,
@@ -144,7 +144,7 @@ impl Manifest {
             },
             segment_size,
             authority,
-        }
+        })
     }
 
     /// The wire form: version byte, then the body.

@@ -314,7 +314,7 @@ fn swapped_dropped_and_duplicated_segments_are_detected() -> TestResult {
     // fails: the segment counter is authenticated.
     let mut swapped = stripes.clone();
     swapped.swap(0, 1);
-    let forged = forge_manifest(&file, swapped.iter().map(|s| *s.ids()).collect());
+    let forged = forge_manifest(&file, swapped.iter().map(|s| *s.ids()).collect())?;
     let given = swapped
         .iter()
         .enumerate()
@@ -327,7 +327,7 @@ fn swapped_dropped_and_duplicated_segments_are_detected() -> TestResult {
 
     // Duplicating stripe 0 in place of stripe 1: caught the same way.
     let dup = [stripes[0].clone(), stripes[0].clone(), stripes[2].clone()];
-    let forged = forge_manifest(&file, dup.iter().map(|s| *s.ids()).collect());
+    let forged = forge_manifest(&file, dup.iter().map(|s| *s.ids()).collect())?;
     let given = dup
         .iter()
         .enumerate()
@@ -356,7 +356,10 @@ fn swapped_dropped_and_duplicated_segments_are_detected() -> TestResult {
 
 /// Re-serialises a manifest with other shard ids (the sealed metadata kept), as an
 /// attacker who controls the manifest could.
-fn forge_manifest(file: &EncodedFile, stripes: Vec<[ShardId; TOTAL_SHARDS]>) -> Manifest {
+fn forge_manifest(
+    file: &EncodedFile,
+    stripes: Vec<[ShardId; TOTAL_SHARDS]>,
+) -> Result<Manifest, Box<dyn std::error::Error>> {
     Manifest::build(
         file.manifest.file_len(),
         file.manifest.segment_size(),
@@ -365,6 +368,7 @@ fn forge_manifest(file: &EncodedFile, stripes: Vec<[ShardId; TOTAL_SHARDS]>) -> 
         &file.data_key,
         *file.manifest.authority(),
     )
+    .map_err(|_| "sealing the forged manifest's metadata failed".into())
 }
 
 #[test]
@@ -384,7 +388,8 @@ fn a_truncated_file_with_a_forged_shorter_manifest_fails() -> TestResult {
         &meta,
         &file.data_key,
         *file.manifest.authority(),
-    );
+    )
+    .map_err(|_| "sealing the forged manifest's metadata failed")?;
     let err = decode(&forged, &file.data_key, [(0, all_shards(&stripes[0]))]).err();
     assert!(
         matches!(err, Some(DecodeError::TamperedSegment { stripe: 0 })),

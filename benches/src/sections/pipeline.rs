@@ -31,7 +31,7 @@ pub(super) fn pipeline_section(quick: bool, report: &mut Report) -> anyhow::Resu
     let cores = rayon::current_num_threads();
     let data = pipeline::input(len);
     let label = size_label(len);
-    let primitives = Primitives::new();
+    let primitives = Primitives::new()?;
     for (mode, parallel) in [("1-core", false), ("all-cores", true)] {
         let in_flight = if parallel { 2 * cores } else { 1 };
         progress(format!("pipeline, {label}, {mode} ({cores} threads)"));

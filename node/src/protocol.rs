@@ -41,8 +41,11 @@ pub use datamesh_core::wire::{
 /// `Lease { renew: true }` only extends a claim the sender already has (it made one
 /// before, so anyone could keep a file alive past its owner's `rm`). Version 6:
 /// `StoreFor`, a store whose claim is born bound to a file (a repair's), and the refusal
-/// `Removed` (a file whose removal the holder honoured lately).
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/6.0.0");
+/// `Removed` (a file whose removal the holder honoured lately). Version 7: the same
+/// messages; a holder that keeps a `PutEnvelope` as the file's first envelope also
+/// provides the file, as for an `Announce`, so a put sends no `Announce` to a manifest
+/// holder that kept its envelope.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/7.0.0");
 
 /// The request-response codec: length-prefixed postcard with size caps. For a client or
 /// a test peer; the node's own swarm uses [`BudgetedCodec`], which reads the same frames

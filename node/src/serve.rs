@@ -294,30 +294,45 @@ impl Server {
         }
     }
 
-    fn put_envelope(&self, peer: PeerId, bytes: &[u8]) -> Response {
+    /// A peer's key envelope: kept if this node holds the file's manifest and the
+    /// envelope verifies and is newer than the one held. The file is also returned when
+    /// the envelope is kept as the first held for the file (protocol 7): the swarm task
+    /// then provides the file as for an `Announce`, so a putter need not send one to a
+    /// manifest holder. A newer envelope (a share, a rewrap) or the same bytes again
+    /// start nothing: a peer gets at most one provide per manifest held out of this.
+    fn put_envelope(&self, peer: PeerId, bytes: &[u8]) -> (Response, Option<FileId>) {
         if self.refuse_envelopes {
             warn!(%peer, "TEST FAULT: refusing a key envelope");
-            return Response::Refused(Refusal::Failed(FailureReason::Storage));
+            return (
+                Response::Refused(Refusal::Failed(FailureReason::Storage)),
+                None,
+            );
         }
         if bytes.len() > MAX_ENVELOPE_LEN {
-            return Response::Refused(Refusal::Invalid(InvalidReason::EnvelopeTooLarge));
+            let refused = Response::Refused(Refusal::Invalid(InvalidReason::EnvelopeTooLarge));
+            return (refused, None);
         }
         let envelope = match KeyEnvelope::from_bytes(bytes) {
             Ok(e) => e,
             Err(e) => {
                 debug!(%peer, "refused a key envelope: {e}");
-                return Response::Refused(Refusal::Invalid(InvalidReason::BadEnvelope));
+                let refused = Response::Refused(Refusal::Invalid(InvalidReason::BadEnvelope));
+                return (refused, None);
             }
         };
         let file = envelope.file_id();
         if self.removed_lately(&file) {
             debug!(%peer, %file, "refused the key envelope of a file removed lately");
             self.metrics.envelopes_refused.inc();
-            return Response::Refused(Refusal::Invalid(InvalidReason::Removed));
+            return (
+                Response::Refused(Refusal::Invalid(InvalidReason::Removed)),
+                None,
+            );
         }
         let refused = match self.held_authority(&file) {
             Ok(Some(authority)) => match self.keep_envelope(&envelope, bytes, &authority) {
-                Ok(()) => return Response::Done,
+                Ok(Kept::New) => return (Response::Done, Some(file)),
+                Ok(Kept::Same | Kept::Replaced) => return (Response::Done, None),
                 Err(e) => e,
             },
             Ok(None) => EnvelopeRefusal::UnknownFile,
@@ -325,7 +340,7 @@ impl Server {
         };
         debug!(%peer, %file, "refused a key envelope: {refused}");
         self.metrics.envelopes_refused.inc();
-        match refused {
+        let response = match refused {
             EnvelopeRefusal::UnknownFile => {
                 Response::Refused(Refusal::Invalid(InvalidReason::UnknownFile))
             }
@@ -340,7 +355,8 @@ impl Server {
                 warn!(%peer, %file, "keeping a key envelope failed: {e}");
                 Response::Refused(Refusal::Failed(FailureReason::Storage))
             }
-        }
+        };
+        (response, None)
     }
 
     /// The authority key of a file whose manifest this node holds, or `None` if it holds
@@ -399,7 +415,7 @@ impl Server {
         envelope: &KeyEnvelope,
         bytes: &[u8],
         authority: &AuthorityPublic,
-    ) -> Result<(), EnvelopeRefusal> {
+    ) -> Result<Kept, EnvelopeRefusal> {
         envelope
             .verify(authority)
             .map_err(|_| EnvelopeRefusal::BadSignature)?;
@@ -414,7 +430,7 @@ impl Server {
         let old_len = old.as_ref().map_or(0, |o| o.len() as u64);
         if let Some(old) = &old {
             if old[..] == *bytes {
-                return Ok(());
+                return Ok(Kept::Same);
             }
             // What is held verified when it was kept; a row that no longer parses is
             // replaced.
@@ -429,7 +445,8 @@ impl Server {
         let mut batch = WriteBatch::default();
         batch.put_cf(files, &key, bytes);
         match self.store.write_counted(batch, old_len, bytes.len() as u64) {
-            Ok(()) => Ok(()),
+            Ok(()) if old.is_some() => Ok(Kept::Replaced),
+            Ok(()) => Ok(Kept::New),
             Err(StoreError::QuotaExceeded { used, max, .. }) => {
                 Err(EnvelopeRefusal::Full { used, max })
             }
@@ -484,6 +501,17 @@ impl Server {
     }
 }
 
+/// How a key envelope was kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kept {
+    /// The first envelope held for the file.
+    New,
+    /// The same bytes were held already.
+    Same,
+    /// It replaced an older envelope (a lower sequence).
+    Replaced,
+}
+
 /// Why a key envelope was not kept: told to a peer as a typed refusal, logged in full
 /// here.
 #[derive(Debug, thiserror::Error)]
@@ -534,7 +562,7 @@ impl InboundHandler for Server {
             Request::Fetch { id } => self.fetch(peer, id),
             Request::Has { ids } => self.has(peer, &ids),
             Request::Delete { id } => self.delete(peer, id),
-            Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes),
+            Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes).0,
             Request::GetEnvelope { file } => {
                 Response::Envelopes(self.envelope(&file).into_iter().collect())
             }
@@ -552,6 +580,18 @@ impl InboundHandler for Server {
                 ids,
             } => self.renew_lease(peer, &manifest, issued_at, &signature, &ids),
             Request::Audit { id, nonce } => self.audit(peer, id, nonce),
+        }
+    }
+
+    fn handle_and_provide(&self, peer: PeerId, request: Request) -> (Response, Option<FileId>) {
+        match request {
+            Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes),
+            Request::Announce { file, held } => {
+                let response = self.announce(peer, file, held);
+                let provide = (response == Response::Done).then_some(file);
+                (response, provide)
+            }
+            request => (self.handle(peer, request), None),
         }
     }
 }
@@ -646,6 +686,74 @@ mod tests {
         }
         assert_eq!(server.metrics.manifests_parsed_for_envelopes.get(), 1);
         assert_eq!(server.store().used_bytes()?, shard.len() as u64);
+        Ok(())
+    }
+
+    #[test]
+    fn only_the_first_envelope_kept_for_a_file_makes_the_node_provide_it() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path(), 1 << 20)?;
+        let root = AuthorityRoot::from_bytes(&[5; 32]);
+        let (file, authority) = file_on(&server, &root)?;
+        let seal = |seq: u64, key: &AuthorityKey| {
+            KeyEnvelope::seal(
+                file.file_id,
+                seq,
+                &file.data_key,
+                &[SecretKey::generate().public_key()],
+                key,
+            )
+            .map(|e| e.to_bytes())
+        };
+        let peer = PeerId::random();
+        let offer =
+            |bytes: Vec<u8>| server.handle_and_provide(peer, Request::PutEnvelope { bytes });
+        // Signed by another root: refused, nothing provided.
+        let forged = seal(
+            1,
+            &AuthorityKey::derive(
+                &AuthorityRoot::from_bytes(&[6; 32]),
+                &AuthoritySalt::random(),
+            )?,
+        )?;
+        assert_eq!(offer(forged), (refused(InvalidReason::BadEnvelope), None));
+        // The first kept: provided.
+        let first = seal(1, &authority)?;
+        assert_eq!(offer(first.clone()), (Response::Done, Some(file.file_id)));
+        // The same bytes again, and a newer envelope: kept, nothing provided again.
+        assert_eq!(offer(first), (Response::Done, None));
+        assert_eq!(offer(seal(2, &authority)?), (Response::Done, None));
+        // An envelope of a file whose manifest is not held: refused, nothing provided.
+        let (other, other_authority) = file_on(&server, &root)?;
+        let elsewhere = KeyEnvelope::seal(
+            FileId::of_manifest(b"not held"),
+            1,
+            &other.data_key,
+            &[SecretKey::generate().public_key()],
+            &other_authority,
+        )?
+        .to_bytes();
+        assert_eq!(
+            offer(elsewhere),
+            (refused(InvalidReason::UnknownFile), None)
+        );
+        // An honoured `Announce` provides as before; other requests never do.
+        let manifest = ShardId::from_bytes(*file.file_id.as_bytes());
+        let announce = Request::Announce {
+            file: file.file_id,
+            held: manifest,
+        };
+        assert_eq!(
+            server.handle_and_provide(peer, announce),
+            (Response::Done, Some(file.file_id))
+        );
+        let has = Request::Has {
+            ids: vec![manifest],
+        };
+        assert_eq!(
+            server.handle_and_provide(peer, has),
+            (Response::Has(vec![true]), None)
+        );
         Ok(())
     }
 

@@ -628,14 +628,28 @@ impl Files {
             }
         }
         // The manifest holders keep the envelope (a holder keeps one only for a manifest
-        // it holds). The data key lives only there: too few copies undo the put. The
-        // announcements go out in the same round (a failed put's holders drop their
-        // claims with its clean-up; the provider records they started name a file id
-        // nobody was given).
-        let (published, announced) = tokio::join!(
+        // it holds). The data key lives only there: too few copies undo the put. A
+        // remote manifest holder that keeps it, its first for the file, provides the
+        // file as for an `Announce` (protocol 7); the other holders are asked to
+        // announce in the same round, and a manifest holder that did not keep the
+        // envelope afterwards. (A failed put's holders drop their claims with its
+        // clean-up; the provider records they started name a file id nobody was given.)
+        let me = self.peer_id();
+        let (by_envelope, others): (HashMap<PeerId, ShardId>, HashMap<PeerId, ShardId>) = holders
+            .iter()
+            .partition(|(peer, _)| **peer != me && manifest_holders.contains(peer));
+        let (published, mut announced) = tokio::join!(
             self.publish_envelope(&envelope, &encoded.manifest, &manifest_holders),
-            self.announce(id, &holders)
+            self.announce(id, &others)
         );
+        let unannounced: HashMap<PeerId, ShardId> = by_envelope
+            .into_iter()
+            .filter(|(peer, _)| !published.kept_by.contains(peer))
+            .collect();
+        if !unannounced.is_empty() && published.kept >= MIN_ENVELOPE_COPIES {
+            announced += self.announce(id, &unannounced).await;
+        }
+        announced += published.kept;
         debug!(file = %id, announced, holders = holders.len(), "announced");
         if published.kept < MIN_ENVELOPE_COPIES {
             return Err(PutError::EnvelopeCopies {

@@ -20,6 +20,8 @@ use crate::protocol::{InvalidReason, Refusal, Request, Response};
 pub(crate) struct Published {
     /// Peers that keep it now (or already held these bytes).
     pub(crate) kept: usize,
+    /// Which peers those are (this node's own copy not among them).
+    pub(crate) kept_by: Vec<PeerId>,
     /// Peers that hold the manifest but refused it (a newer or conflicting envelope
     /// held, a full store, a failure).
     pub(crate) refused: usize,
@@ -118,12 +120,15 @@ impl Files {
             .map(|&peer| {
                 let files = self.clone();
                 let request = request.clone();
-                async move { files.send(peer, request).await }
+                async move { (peer, files.send(peer, request).await) }
             })
             .collect::<FuturesUnordered<_>>()
-            .fold(Published::default(), |mut out, answer| {
+            .fold(Published::default(), |mut out, (peer, answer)| {
                 match answer {
-                    Ok(Response::Done) => out.kept += 1,
+                    Ok(Response::Done) => {
+                        out.kept += 1;
+                        out.kept_by.push(peer);
+                    }
                     Ok(Response::Refused(Refusal::Invalid(InvalidReason::UnknownFile))) => {}
                     Ok(Response::Refused(_)) => out.refused += 1,
                     _ => {}

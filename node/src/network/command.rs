@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use datamesh_core::FileId;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
@@ -15,6 +16,19 @@ pub trait InboundHandler: Send + Sync + 'static {
     /// Answers one request from `peer`. For an `Announce` it only decides: `Done` means
     /// the announcement is honoured, and the swarm task then starts providing the file.
     fn handle(&self, peer: PeerId, request: Request) -> Response;
+
+    /// As [`Self::handle`], also naming the file the swarm task is to start providing
+    /// once the answer (`Done`) is sent: an honoured `Announce`'s; the node's server also
+    /// names the file of a key envelope it kept as the file's first (protocol 7).
+    fn handle_and_provide(&self, peer: PeerId, request: Request) -> (Response, Option<FileId>) {
+        let announced = match &request {
+            Request::Announce { file, .. } => Some(*file),
+            _ => None,
+        };
+        let response = self.handle(peer, request);
+        let provide = announced.filter(|_| response == Response::Done);
+        (response, provide)
+    }
 }
 
 /// A peer as the network sees it.

@@ -36,8 +36,8 @@ use super::swarm::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::transport::Transports;
 use crate::metrics::Metrics;
 use crate::protocol::{
-    FailureReason, InboundBudget, InvalidReason, OverBudget, Permit, Refusal, Request,
-    RequestFrame, Response, ResponseFrame, response_bytes,
+    FailureReason, InboundBudget, InvalidReason, OverBudget, Permit, Refusal, RequestFrame,
+    Response, ResponseFrame, response_bytes,
 };
 
 /// Inbound requests served at once; more wait, holding their bytes of the inbound budget
@@ -610,12 +610,9 @@ impl EventLoop {
                 return;
             }
         };
-        // An `Announce` is checked by the handler (on a blocking thread: it reads the
-        // store) like any request; the provider record starts when its answer comes back.
-        let provide = match &request {
-            Request::Announce { file, .. } => Some(RecordKey::new(file.as_bytes())),
-            _ => None,
-        };
+        // An `Announce` (or a first key envelope) is checked by the handler (on a
+        // blocking thread: it reads the store) like any request; the provider record
+        // starts when its answer comes back.
         let handler = Arc::clone(&self.handler);
         let responses = self.responses_tx.clone();
         let slots = Arc::clone(&self.inbound_slots);
@@ -623,9 +620,12 @@ impl EventLoop {
             let Ok(_permit) = slots.acquire_owned().await else {
                 return;
             };
-            let response = tokio::task::spawn_blocking(move || handler.handle(peer, request)).await;
-            match response {
-                Ok(response) => {
+            let handled =
+                tokio::task::spawn_blocking(move || handler.handle_and_provide(peer, request))
+                    .await;
+            match handled {
+                Ok((response, provide)) => {
+                    let provide = provide.map(|file| RecordKey::new(file.as_bytes()));
                     // The request is gone; the answer holds its bytes until it is written.
                     let response = match permit.resize(response_bytes(&response)) {
                         Ok(()) => response,

@@ -739,7 +739,10 @@ async fn on_a_small_network_a_put_walks_no_dht_and_readers_still_find_every_hold
             holders.insert(net.node(i).peer_id());
         }
     }
-    assert!(manifest_holders >= 3, "{manifest_holders} remote manifest copies");
+    assert!(
+        manifest_holders >= 3,
+        "{manifest_holders} remote manifest copies"
+    );
     for reader in 1..7 {
         let found = net
             .node(reader)

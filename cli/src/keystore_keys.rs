@@ -2,10 +2,10 @@
 //! another process (`datamesh keys rotate`, `passwd`, ...) changed it, so key changes
 //! take effect without a restart.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use datamesh_keys::{AuditEvent, AuditOp, ChangeError, Keystore, OpenError};
+use datamesh_keys::{AuditEvent, AuditOp, ChangeError, KeyRing, Keystore, OpenError};
 use datamesh_node::{FileKeys, KeyProvider, KeyProviderError};
 use tracing::{info, warn};
 
@@ -15,6 +15,13 @@ pub(crate) struct KeystoreKeys {
     keystore: Mutex<Keystore>,
     /// Whether the rekey warning was logged (once).
     rekeyed: AtomicBool,
+    /// The live keys built for a keystore generation: handed out again while the
+    /// keystore (re-read first at every call) is still at that generation. Building them
+    /// expands every hybrid key's ML-KEM half from its seed, about a tenth of the node's
+    /// CPU for a small put or get. Any write (a rotation, a revocation, here or by
+    /// another process) raises the generation, so a change is never missed. The keys
+    /// with revoked versions (an explicit override, logged each time) are never kept.
+    live: Mutex<Option<(u64, Arc<FileKeys>)>>,
 }
 
 impl KeystoreKeys {
@@ -23,6 +30,7 @@ impl KeystoreKeys {
         Self {
             keystore: Mutex::new(keystore),
             rekeyed: AtomicBool::new(false),
+            live: Mutex::new(None),
         }
     }
 
@@ -45,7 +53,7 @@ impl KeystoreKeys {
 
 impl KeystoreKeys {
     /// The active key and the decryption keys, revoked versions included if asked.
-    fn keys(&self, allow_revoked: bool) -> Result<FileKeys, KeyProviderError> {
+    fn keys(&self, allow_revoked: bool) -> Result<Arc<FileKeys>, KeyProviderError> {
         let mut keystore = self.keystore.lock().unwrap_or_else(|p| p.into_inner());
         match keystore.reload() {
             Ok(true) => info!("keystore changed on disk; reloaded"),
@@ -82,6 +90,15 @@ impl KeystoreKeys {
                 .map_err(KeyProviderError::new)?
         {
             info!("keystore had no P-256 file-encryption key (fips profile); created one");
+        }
+        // +1 at every write of the keystore, here or by another process.
+        let generation = KeyRing::generation(&keystore);
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if !allow_revoked
+            && let Some((built, keys)) = live.as_ref()
+            && *built == generation
+        {
+            return Ok(Arc::clone(keys));
         }
         let (_, active) = keystore.active_file_key().map_err(KeyProviderError::new)?;
         let all = keystore.decryption_keys(allow_revoked);
@@ -124,22 +141,26 @@ impl KeystoreKeys {
             .into_iter()
             .map(|(_, root)| root)
             .collect();
-        Ok(FileKeys {
+        let keys = Arc::new(FileKeys {
             active,
             decrypt,
             hybrid,
             p256,
             authority,
-        })
+        });
+        if !allow_revoked {
+            *live = Some((generation, Arc::clone(&keys)));
+        }
+        Ok(keys)
     }
 }
 
 impl KeyProvider for KeystoreKeys {
-    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+    fn file_keys(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
         self.keys(false)
     }
 
-    fn file_keys_with_revoked(&self) -> Result<FileKeys, KeyProviderError> {
+    fn file_keys_with_revoked(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
         self.keys(true)
     }
 }
@@ -176,6 +197,35 @@ mod tests {
             .err()
             .ok_or("the old keystore was adopted")?;
         assert!(refused.to_string().contains("older"), "{refused}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_keys_are_built_once_per_keystore_generation_and_follow_every_change() -> TestResult {
+        let (dir, password, keystore) = home()?;
+        let node = KeystoreKeys::new(keystore);
+        let first = node.file_keys()?;
+        assert!(
+            Arc::ptr_eq(&first, &node.file_keys()?),
+            "rebuilt unchanged keys"
+        );
+        // The keys with revoked versions are built anew at every call, never kept.
+        let revoked = node.file_keys_with_revoked()?;
+        assert!(!Arc::ptr_eq(&first, &revoked));
+        assert!(!Arc::ptr_eq(&revoked, &node.file_keys_with_revoked()?));
+        assert!(Arc::ptr_eq(&first, &node.file_keys()?));
+        // Another process rotates, then revokes: each change is followed at once.
+        let mut cli = Keystore::open(dir.path(), &password)?;
+        let (v1, _) = cli.active_file_key()?;
+        cli.rotate(FILE_ENCRYPTION)?;
+        let rotated = node.file_keys()?;
+        assert!(!Arc::ptr_eq(&first, &rotated));
+        assert_ne!(rotated.active.public_key(), first.active.public_key());
+        assert_eq!(rotated.decrypt.len(), 2);
+        cli.revoke(FILE_ENCRYPTION, v1, "laptop stolen")?;
+        let after = node.file_keys()?;
+        assert_eq!(after.decrypt.len(), 1, "a revoked key still decrypts");
+        assert!(Arc::ptr_eq(&after, &node.file_keys()?));
         Ok(())
     }
 

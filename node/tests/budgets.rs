@@ -374,7 +374,7 @@ async fn bytes_in_flight_over_a_peers_share_are_refused_busy() -> TestResult {
 struct NoKeys;
 
 impl KeyProvider for NoKeys {
-    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+    fn file_keys(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
         Err(KeyProviderError::new("no keys in this test"))
     }
 }

@@ -41,7 +41,7 @@ const FLOOD: usize = datamesh_node::network::limits::MAX_SHARD_STREAMS;
 struct StaticKeys(Vec<u8>);
 
 impl KeyProvider for StaticKeys {
-    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+    fn file_keys(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
         let key = |b: &[u8]| {
             let bytes: [u8; 32] = b.try_into().map_err(|_| KeyProviderError::new("bad key"))?;
             SecretKey::from_bytes(&bytes).map_err(KeyProviderError::new)
@@ -51,14 +51,14 @@ impl KeyProvider for StaticKeys {
             .as_slice()
             .try_into()
             .map_err(|_| KeyProviderError::new("bad key"))?;
-        Ok(FileKeys {
+        Ok(Arc::new(FileKeys {
             active: key(&self.0)?,
             decrypt: vec![key(&self.0)?],
             hybrid: Vec::new(),
             p256: Vec::new(),
             // Each node's own file-authority root, made from its key for the test.
             authority: vec![AuthorityRoot::from_bytes(&bytes.map(|b| b ^ 0x5c))],
-        })
+        }))
     }
 }
 

@@ -30,7 +30,7 @@ mod ui;
 struct StaticKeys(Vec<u8>);
 
 impl KeyProvider for StaticKeys {
-    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+    fn file_keys(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
         let bytes: [u8; 32] = self
             .0
             .as_slice()
@@ -39,13 +39,13 @@ impl KeyProvider for StaticKeys {
         let active = SecretKey::from_bytes(&bytes).map_err(KeyProviderError::new)?;
         let again = SecretKey::from_bytes(&bytes).map_err(KeyProviderError::new)?;
         let root = test_root(&bytes);
-        Ok(FileKeys {
+        Ok(Arc::new(FileKeys {
             active,
             decrypt: vec![again],
             hybrid: Vec::new(),
             p256: Vec::new(),
             authority: vec![root],
-        })
+        }))
     }
 }
 
@@ -1267,7 +1267,7 @@ struct ChangingKeys {
 }
 
 impl ChangingKeys {
-    fn keys(&self, with_revoked: bool) -> Result<FileKeys, KeyProviderError> {
+    fn keys(&self, with_revoked: bool) -> Result<Arc<FileKeys>, KeyProviderError> {
         let active = *self.active.lock().unwrap_or_else(|p| p.into_inner());
         let mut decrypt = vec![SecretKey::from_bytes(&active).map_err(KeyProviderError::new)?];
         if with_revoked {
@@ -1280,23 +1280,23 @@ impl ChangingKeys {
                 decrypt.push(SecretKey::from_bytes(bytes).map_err(KeyProviderError::new)?);
             }
         }
-        Ok(FileKeys {
+        Ok(Arc::new(FileKeys {
             active: SecretKey::from_bytes(&active).map_err(KeyProviderError::new)?,
             decrypt,
             hybrid: Vec::new(),
             p256: Vec::new(),
             // The file-authority root stays when the file keys change.
             authority: vec![AuthorityRoot::from_bytes(&[0x5c; 32])],
-        })
+        }))
     }
 }
 
 impl KeyProvider for ChangingKeys {
-    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+    fn file_keys(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
         self.keys(false)
     }
 
-    fn file_keys_with_revoked(&self) -> Result<FileKeys, KeyProviderError> {
+    fn file_keys_with_revoked(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
         self.overrides
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.keys(true)

@@ -24,11 +24,13 @@ use crate::store::ShardStore;
 /// changes take effect without a restart).
 pub trait KeyProvider: Send + Sync + 'static {
     /// The active file-encryption key (receives the owner's wrap), every key that may
-    /// decrypt, and the file-authority roots (derive the keys that sign envelopes).
+    /// decrypt, and the file-authority roots (derive the keys that sign envelopes). A
+    /// provider may hand out the same keys again while its keystore has not changed
+    /// (building them expands every hybrid key's ML-KEM half), never after a change.
     ///
     /// # Errors
     /// [`KeyProviderError`] if the keystore cannot be read.
-    fn file_keys(&self) -> Result<FileKeys, KeyProviderError>;
+    fn file_keys(&self) -> Result<Arc<FileKeys>, KeyProviderError>;
 
     /// As [`KeyProvider::file_keys`], with the revoked versions among the keys that may
     /// decrypt: only for one operation the user asked for explicitly (incident recovery:
@@ -38,7 +40,7 @@ pub trait KeyProvider: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`KeyProviderError`] if the keystore cannot be read.
-    fn file_keys_with_revoked(&self) -> Result<FileKeys, KeyProviderError> {
+    fn file_keys_with_revoked(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
         self.file_keys()
     }
 }
@@ -297,7 +299,7 @@ impl Files {
     }
 
     /// The node's file keys, read from the provider now.
-    pub(crate) fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+    pub(crate) fn file_keys(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
         self.inner.keys.file_keys()
     }
 
@@ -307,7 +309,7 @@ impl Files {
         &self,
         access: KeyAccess,
         operation: &str,
-    ) -> Result<FileKeys, KeyProviderError> {
+    ) -> Result<Arc<FileKeys>, KeyProviderError> {
         match access {
             KeyAccess::Live => self.file_keys(),
             KeyAccess::WithRevoked => {

@@ -144,15 +144,15 @@ pub(super) fn store_copy(
 struct RecoveryKeys(Zeroizing<[u8; 32]>);
 
 impl KeyProvider for RecoveryKeys {
-    fn file_keys(&self) -> Result<FileKeys, KeyProviderError> {
+    fn file_keys(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
         let key = || SecretKey::from_bytes(&self.0).map_err(KeyProviderError::new);
-        Ok(FileKeys {
+        Ok(Arc::new(FileKeys {
             active: key()?,
             decrypt: vec![key()?],
             hybrid: Vec::new(),
             p256: Vec::new(),
             authority: Vec::new(),
-        })
+        }))
     }
 }
 

@@ -40,7 +40,6 @@ use std::time::Duration;
 use datamesh_core::{FileId, ShardId};
 use futures::stream::StreamExt;
 use libp2p::PeerId;
-use libp2p::kad::KBucketKey;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -134,9 +133,8 @@ pub fn nearest_holder(file: &FileId, holders: impl IntoIterator<Item = PeerId>) 
 
 /// `peers` in the order of the responsible-peer rule: nearest to `file` first.
 pub(crate) fn nearest_first(file: &FileId, peers: impl IntoIterator<Item = PeerId>) -> Vec<PeerId> {
-    let target = KBucketKey::new(file.as_bytes().to_vec());
     let mut out: Vec<PeerId> = peers.into_iter().collect();
-    out.sort_by_cached_key(|p| KBucketKey::from(*p).distance(&target));
+    crate::network::sort_by_distance(&mut out, file.as_bytes());
     out.dedup();
     out
 }

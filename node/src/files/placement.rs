@@ -10,22 +10,15 @@ use bytes::Bytes;
 use datamesh_core::{FileId, ShardId};
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
-use libp2p::kad::KBucketKey;
 use tracing::{debug, info, warn};
 
 use super::domains::{host_of, spread_over_hosts};
 use super::engine::Files;
-use crate::network::NetworkError;
+use crate::network::{NetworkError, sort_by_distance};
 use crate::protocol::{Refusal, Request, Response};
 
 /// Copies of the manifest (and key envelope) placed at put time.
 pub const MANIFEST_COPIES: usize = 6;
-
-/// XOR-sorts `peers` by closeness to `key`, nearest first.
-fn sort_by_distance(peers: &mut [PeerId], key: &[u8]) {
-    let target = KBucketKey::new(key.to_vec());
-    peers.sort_by_cached_key(|p| KBucketKey::from(*p).distance(&target));
-}
 
 impl Files {
     /// Candidate holders for `key`: the peers the DHT lookup found closest (they answered

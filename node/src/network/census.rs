@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use libp2p::kad::{K_VALUE, KBucketKey};
+use libp2p::kad::K_VALUE;
 
 /// How long a census answers lookups after the walk that took it.
 pub(super) const CENSUS_TTL: Duration = Duration::from_secs(60);
@@ -70,9 +70,8 @@ impl<Q: PartialEq + Copy> Census<Q> {
     /// to it first, at most `K`. `None` without a fresh census.
     pub(super) fn closest(&self, key: &[u8], now: Instant) -> Option<Vec<PeerId>> {
         let peers = self.current(now)?;
-        let target = KBucketKey::new(key.to_vec());
         let mut peers: Vec<PeerId> = peers.iter().copied().collect();
-        peers.sort_by_cached_key(|p| KBucketKey::from(*p).distance(&target));
+        super::sort_by_distance(&mut peers, key);
         peers.truncate(K_VALUE.get());
         Some(peers)
     }
@@ -149,6 +148,8 @@ impl<Q: PartialEq + Copy> Census<Q> {
 
 #[cfg(test)]
 mod tests {
+    use libp2p::kad::KBucketKey;
+
     use super::*;
 
     fn peers(n: usize) -> Vec<PeerId> {

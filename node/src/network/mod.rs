@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
+use libp2p::kad::KBucketKey;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
@@ -70,6 +71,14 @@ pub mod limits {
     pub use super::swarm::{
         MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_SHARD_STREAMS, MAX_STREAMS_PER_CONNECTION,
     };
+}
+
+/// Sorts `peers` by the XOR distance of their Kademlia keys to `key`, nearest first: the
+/// order of the DHT's closest-peers answers and of the responsible-peer rule. The one
+/// definition of that order (placement, the census, network repair).
+pub(crate) fn sort_by_distance(peers: &mut [PeerId], key: &[u8]) {
+    let target = KBucketKey::new(key.to_vec());
+    peers.sort_by_cached_key(|p| KBucketKey::from(*p).distance(&target));
 }
 
 /// Commands queued for the swarm task.

@@ -169,6 +169,17 @@ fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 + i / 977) as u8).collect()
 }
 
+/// Puts `bytes` through `node` as a file named `name`, wrapped to the owner only.
+async fn put(
+    node: &Node,
+    bytes: Vec<u8>,
+    name: impl Into<String>,
+) -> Result<datamesh_node::files::PutReport, datamesh_node::files::PutError> {
+    node.files()
+        .put(std::io::Cursor::new(bytes), name.into(), vec![])
+        .await
+}
+
 async fn get(node: &Node, id: datamesh_core::FileId) -> Result<Vec<u8>, GetError> {
     let file = node.files().open(id).await?;
     let out = SharedBuf::default();
@@ -219,15 +230,7 @@ fn placement_of(
 async fn placement_on_distinct_peers(n: usize) -> TestResult {
     let net = start_net(n, |_| 1 << 30).await?;
     let plain = data(3 * 1024 * 1024 + 123);
-    let report = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "three.bin".into(),
-            vec![],
-        )
-        .await?;
+    let report = put(net.node(0), plain.clone(), "three.bin").await?;
     assert_eq!(report.stripes, 4);
     let placement = placement_of(net.node(0), &report.id)?;
     for stripe in 0..report.stripes {
@@ -337,11 +340,7 @@ async fn a_full_node_refuses_and_the_putter_places_elsewhere() -> TestResult {
     // a candidate for every stripe, refuses whatever it is offered.
     let net = start_net(7, |i| if i == 3 { 0 } else { 1 << 30 }).await?;
     let plain = data(4 * 1024 * 1024 + 1);
-    let report = net
-        .node(0)
-        .files()
-        .put(std::io::Cursor::new(plain.clone()), "f".into(), vec![])
-        .await?;
+    let report = put(net.node(0), plain.clone(), "f").await?;
     let placement = placement_of(net.node(0), &report.id)?;
     let full = net.node(3).peer_id();
     assert!(!placement.peers().contains(&full));
@@ -367,12 +366,7 @@ async fn a_full_node_refuses_and_the_putter_places_elsewhere() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_fewer_than_six_peers_a_put_fails_and_says_how_many() -> TestResult {
     let net = start_net(4, |_| 1 << 30).await?;
-    let err = net
-        .node(0)
-        .files()
-        .put(std::io::Cursor::new(data(10)), "f".into(), vec![])
-        .await
-        .err();
+    let err = put(net.node(0), data(10), "f").await.err();
     assert!(
         matches!(
             err,
@@ -391,15 +385,7 @@ async fn with_fewer_than_six_peers_a_put_fails_and_says_how_many() -> TestResult
 async fn sharing_later_rewraps_the_key_without_moving_shards() -> TestResult {
     let net = start_net(7, |_| 1 << 30).await?;
     let plain = data(1024 * 1024 + 7);
-    let report = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "later.bin".into(),
-            vec![],
-        )
-        .await?;
+    let report = put(net.node(0), plain.clone(), "later.bin").await?;
     assert!(matches!(
         get(net.node(6), report.id).await,
         Err(GetError::NoKey(_))
@@ -609,15 +595,7 @@ async fn metric(node: &Node, name: &str) -> Result<f64, Box<dyn std::error::Erro
 async fn a_node_without_the_key_repairs_and_the_owner_survives_two_more_losses() -> TestResult {
     let mut net = start_net(8, |_| 1 << 30).await?;
     let plain = data(2 * 1024 * 1024 + 77);
-    let report = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "kept.bin".into(),
-            vec![],
-        )
-        .await?;
+    let report = put(net.node(0), plain.clone(), "kept.bin").await?;
     let id = report.id;
     // Node 7 was given no key: it cannot read the file...
     assert!(matches!(
@@ -703,15 +681,7 @@ async fn on_a_small_network_a_put_walks_no_dht_and_readers_still_find_every_hold
         }
         let homed = metric_sum(&net, at_home).await?;
         let plain = data(4096 + attempt);
-        let report = net
-            .node(0)
-            .files()
-            .put(
-                std::io::Cursor::new(plain.clone()),
-                "small.bin".into(),
-                vec![],
-            )
-            .await?;
+        let report = put(net.node(0), plain.clone(), "small.bin").await?;
         let mut after = Vec::new();
         for name in walks {
             after.push(metric_sum(&net, name).await?);
@@ -774,16 +744,7 @@ async fn verify_names_a_corrupt_shard_and_repair_replaces_it() -> TestResult {
     )
     .await?;
     let plain = data(1024 * 1024 + 3);
-    let id = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "rot.bin".into(),
-            vec![],
-        )
-        .await?
-        .id;
+    let id = put(net.node(0), plain.clone(), "rot.bin").await?.id;
     let placement = placement_of(net.node(0), &id)?;
     let victim = *stripe0_holders(&net, &placement, &[0, 6])
         .first()
@@ -880,16 +841,7 @@ async fn a_peer_serving_wrong_bytes_is_rejected_and_reported() -> TestResult {
     .await?;
     let liar = net.node(3).peer_id();
     let plain = data(6 * 1024 * 1024 + 11);
-    let id = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "liar.bin".into(),
-            vec![],
-        )
-        .await?
-        .id;
+    let id = put(net.node(0), plain.clone(), "liar.bin").await?.id;
     // The get asks the recorded holder of each data shard first: wherever that is the
     // liar, its bytes must be rejected and the shard fetched elsewhere.
     let placement = placement_of(net.node(0), &id)?;
@@ -940,16 +892,7 @@ async fn the_self_check_repairs_the_catalog_and_counts_files_below_full_health()
     )
     .await?;
     let plain = data(512 * 1024);
-    let id = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "self.bin".into(),
-            vec![],
-        )
-        .await?
-        .id;
+    let id = put(net.node(0), plain.clone(), "self.bin").await?.id;
     let placement = placement_of(net.node(0), &id)?;
     let holders = stripe0_holders(&net, &placement, &[0]);
     // Bit rot on a holder: the cheap self-check trusts the holder; the verifying one
@@ -997,10 +940,7 @@ async fn the_node_runs_its_self_check_on_the_configured_interval() -> TestResult
         Duration::from_millis(300),
     )
     .await?;
-    net.node(0)
-        .files()
-        .put(std::io::Cursor::new(data(1000)), "tick.bin".into(), vec![])
-        .await?;
+    put(net.node(0), data(1000), "tick.bin").await?;
     // Bounded wait for the timer (no timing assertion: only that it ran).
     let mut ran = false;
     for _ in 0..300 {
@@ -1099,16 +1039,7 @@ async fn a_put_that_fails_for_want_of_peers_leaves_nothing_on_the_peers() -> Tes
     // Four nodes: every stripe of this three-stripe file is placed on four of them,
     // then the put fails. What was placed must go again.
     let net = start_net(4, |_| 1 << 30).await?;
-    let err = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(data(9 * 1024 * 1024)),
-            "f".into(),
-            vec![],
-        )
-        .await
-        .err();
+    let err = put(net.node(0), data(9 * 1024 * 1024), "f").await.err();
     assert!(
         matches!(err, Some(PutError::NotEnoughPeers { placed: 4, .. })),
         "{err:?}"
@@ -1347,15 +1278,7 @@ async fn a_file_only_a_revoked_key_opens_needs_the_explicit_override() -> TestRe
     let dir = tempfile::tempdir()?;
     let owner = node_with_keys(&net, keys.clone(), dir.path()).await?;
     let plain = data(300_001);
-    let id = owner
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "old.bin".into(),
-            vec![],
-        )
-        .await?
-        .id;
+    let id = put(&owner, plain.clone(), "old.bin").await?.id;
     // The old key is revoked: a new active key, the old one only on override.
     *keys.active.lock().unwrap_or_else(|p| p.into_inner()) = *new.to_bytes();
     *keys.revoked.lock().unwrap_or_else(|p| p.into_inner()) = vec![*old.to_bytes()];
@@ -1392,15 +1315,7 @@ async fn reencrypt_gives_a_fresh_data_key_and_releases_the_old_shards() -> TestR
     let net = start_net(7, |_| 1 << 30).await?;
     let owner = net.node(0);
     let plain = data(2 * 1024 * 1024 + 5);
-    let old = owner
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "secret.bin".into(),
-            vec![],
-        )
-        .await?
-        .id;
+    let old = put(owner, plain.clone(), "secret.bin").await?.id;
     let old_manifest = owner.files().manifest_of(old).await?;
     // What a thief keeps: the old envelope (and the key that opens it).
     let old_envelope = match net
@@ -1464,15 +1379,7 @@ async fn a_whole_file_checksum_failure_cuts_the_download_even_at_a_chunk_multipl
     let asker = net.node(1);
     // 512 KiB: a multiple of the API's 256 KiB chunks.
     let plain = data(512 * 1024);
-    let honest = owner
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "lie.bin".into(),
-            vec![],
-        )
-        .await?
-        .id;
+    let honest = put(owner, plain.clone(), "lie.bin").await?.id;
     let manifest = owner.files().manifest_of(honest).await?;
     let Response::Envelopes(list) = asker
         .network()
@@ -1592,15 +1499,7 @@ async fn a_small_files_read_fetches_its_recorded_holders_at_once_and_asks_when_t
 -> TestResult {
     let mut net = start_net(10, |_| 1 << 30).await?;
     let plain = data(4096);
-    let report = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "small.bin".into(),
-            vec![],
-        )
-        .await?;
+    let report = put(net.node(0), plain.clone(), "small.bin").await?;
     let id = report.id;
     assert_eq!(report.stripes, 1);
     let recorded = "datamesh_gets_from_recorded_total";

@@ -132,15 +132,7 @@ async fn squatters_and_replays_are_refused_and_the_owners_rewrap_lands_on_every_
     // node carries (anyone may pass bytes on).
     let sender = |target: usize| if target == ATTACKER { OWNER } else { ATTACKER };
     let plain = data(300 * 1024 + 11);
-    let put = net
-        .node(OWNER)
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "owned.bin".into(),
-            vec![],
-        )
-        .await?;
+    let put = put(net.node(OWNER), plain.clone(), "owned.bin").await?;
     assert!(put.envelope_copies >= 3, "{put:?}");
     let id = put.id;
     let holders = manifest_holders(&net, id)?;
@@ -246,16 +238,7 @@ async fn a_put_whose_holders_refuse_envelopes_fails_and_leaves_no_shard() -> Tes
         Duration::ZERO,
     )
     .await?;
-    let err = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(data(100_000)),
-            "lost-key.bin".into(),
-            vec![],
-        )
-        .await
-        .err();
+    let err = put(net.node(0), data(100_000), "lost-key.bin").await.err();
     assert!(
         matches!(err, Some(PutError::EnvelopeCopies { stored: 0, .. })),
         "{err:?}"
@@ -272,11 +255,7 @@ async fn a_put_whose_holders_refuse_envelopes_fails_and_leaves_no_shard() -> Tes
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rewrap_that_reaches_too_few_holders_fails() -> TestResult {
     let mut net = start_net(7, |_| 1 << 30).await?;
-    let put = net
-        .node(0)
-        .files()
-        .put(std::io::Cursor::new(data(50_000)), "f.bin".into(), vec![])
-        .await?;
+    let put = put(net.node(0), data(50_000), "f.bin").await?;
     let remote: Vec<usize> = manifest_holders(&net, put.id)?
         .into_iter()
         .filter(|&i| i != 0)
@@ -296,15 +275,7 @@ async fn a_rewrap_that_reaches_too_few_holders_fails() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn check_counts_envelope_copies_and_repair_tops_them_up() -> TestResult {
     let mut net = start_net(8, |_| 1 << 30).await?;
-    let put = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(data(200_000)),
-            "kept.bin".into(),
-            vec![],
-        )
-        .await?;
+    let put = put(net.node(0), data(200_000), "kept.bin").await?;
     let report = net.node(0).checker().check(put.id, false).await?;
     assert_eq!(
         report.envelope_copies.0, report.manifest_copies.0,

@@ -14,20 +14,11 @@ async fn rm_frees_the_space_on_every_holder_and_only_the_owner_can_do_it() -> Te
     let net = start_net(8, |_| 1 << 30).await?;
     // Another owner's file, which must stay whole.
     let kept = data(700_000);
-    let other = net
-        .node(1)
-        .files()
-        .put(std::io::Cursor::new(kept.clone()), "kept".into(), vec![])
-        .await?
-        .id;
+    let other = put(net.node(1), kept.clone(), "kept").await?.id;
     let before = holdings(&net).await?;
     let plain = data(3 * 1024 * 1024 + 11);
     let owner = net.node(0);
-    let file = owner
-        .files()
-        .put(std::io::Cursor::new(plain.clone()), "gone".into(), vec![])
-        .await?
-        .id;
+    let file = put(owner, plain.clone(), "gone").await?.id;
     let with_file = holdings(&net).await?;
     let holders = (0..8).filter(|&i| with_file[i] != before[i]).count();
     assert!(holders >= 6, "{before:?} -> {with_file:?}");
@@ -93,15 +84,7 @@ async fn only_the_owners_signed_renewal_keeps_a_file_and_rm_still_frees_it() -> 
     let net = start_net(7, |_| 1 << 30).await?;
     let before = holdings(&net).await?;
     let owner = net.node(0);
-    let file = owner
-        .files()
-        .put(
-            std::io::Cursor::new(data(600_000)),
-            "claimed".into(),
-            vec![],
-        )
-        .await?
-        .id;
+    let file = put(owner, data(600_000), "claimed").await?.id;
     let manifest = owner.files().manifest_of(file).await?;
     let ids: Vec<ShardId> = std::iter::once(ShardId::from_bytes(*file.as_bytes()))
         .chain(manifest.stripes().iter().flatten().copied())
@@ -207,11 +190,7 @@ async fn leases_run_out_without_the_owner_and_the_self_check_renews_them() -> Te
     )
     .await?;
     let owner = net.node(0);
-    let file = owner
-        .files()
-        .put(std::io::Cursor::new(data(300_000)), "leased".into(), vec![])
-        .await?
-        .id;
+    let file = put(owner, data(300_000), "leased").await?.id;
     let manifest = owner.files().manifest_of(file).await?;
     let ids: Vec<ShardId> = manifest.stripes().iter().flatten().copied().collect();
     let before = holdings(&net).await?;
@@ -280,15 +259,7 @@ async fn audits_cost_under_one_percent_and_catch_a_lying_or_emptied_holder() -> 
     )
     .await?;
     let owner = net.node(0);
-    let file = owner
-        .files()
-        .put(
-            std::io::Cursor::new(data(4 * 1024 * 1024)),
-            "audited".into(),
-            vec![],
-        )
-        .await?
-        .id;
+    let file = put(owner, data(4 * 1024 * 1024), "audited").await?.id;
     // An auditor that is not the owner and has no key.
     let report = net.node(1).checker().audit(file).await?;
     assert!(report.challenged >= 24, "{report:?}");
@@ -358,16 +329,7 @@ async fn audits_cost_under_one_percent_and_catch_a_lying_or_emptied_holder() -> 
 async fn the_network_repairs_a_file_whose_owner_is_gone_without_duplicate_work() -> TestResult {
     let n = 10;
     let mut net = repairing_net(n).await?;
-    let file = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(data(1_500_000)),
-            "orphan".into(),
-            vec![],
-        )
-        .await?
-        .id;
+    let file = put(net.node(0), data(1_500_000), "orphan").await?.id;
     let manifest = net.node(0).files().manifest_of(file).await?;
     let before = holdings(&net).await?;
     // Two holders go too: those with the most blobs of the file such that no stripe
@@ -469,12 +431,7 @@ async fn a_putter_nearest_to_its_file_repairs_it_when_no_self_check_does() -> Te
         let via = attempt % n;
         let mut bytes = data(300_000);
         bytes[..8].copy_from_slice(&(attempt as u64).to_le_bytes());
-        let file = net
-            .node(via)
-            .files()
-            .put(std::io::Cursor::new(bytes), format!("f{attempt}"), vec![])
-            .await?
-            .id;
+        let file = put(net.node(via), bytes, format!("f{attempt}")).await?.id;
         let blob = ShardId::from_bytes(*file.as_bytes());
         let mut holders = Vec::new();
         for i in 0..n {
@@ -559,11 +516,7 @@ async fn rm_of_an_unknown_or_someone_elses_file_is_refused_and_frees_nothing() -
     let net = start_net(7, |_| 1 << 30).await?;
     let plain = data(500_000);
     let owner = net.node(0);
-    let file = owner
-        .files()
-        .put(std::io::Cursor::new(plain.clone()), "mine".into(), vec![])
-        .await?
-        .id;
+    let file = put(owner, plain.clone(), "mine").await?.id;
     let with_file = holdings(&net).await?;
 
     let unknown = datamesh_core::FileId::of_manifest(b"no such manifest");
@@ -652,15 +605,7 @@ async fn rm_while_a_get_streams_frees_everything_and_the_get_never_returns_wrong
     let before = holdings(&net).await?;
     let plain = data(24 * 1024 * 1024 + 5);
     let owner = net.node(0);
-    let file = owner
-        .files()
-        .put(
-            std::io::Cursor::new(plain.clone()),
-            "streamed".into(),
-            vec![],
-        )
-        .await?
-        .id;
+    let file = put(owner, plain.clone(), "streamed").await?.id;
     let opened = owner.files().open(file).await?;
     let (started_tx, started) = std::sync::mpsc::channel();
     let (open_gate, gate) = std::sync::mpsc::channel::<()>();
@@ -719,16 +664,7 @@ async fn a_repair_racing_rm_leaves_nothing_behind() -> TestResult {
     let n = 9;
     let mut net = repairing_net(n).await?;
     let before = holdings(&net).await?;
-    let file = net
-        .node(0)
-        .files()
-        .put(
-            std::io::Cursor::new(data(16 * 1024 * 1024)),
-            "raced".into(),
-            vec![],
-        )
-        .await?
-        .id;
+    let file = put(net.node(0), data(16 * 1024 * 1024), "raced").await?.id;
     let with_file = holdings(&net).await?;
     let victim = (1..n)
         .max_by_key(|&i| with_file[i].0 - before[i].0)

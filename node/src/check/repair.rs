@@ -204,7 +204,7 @@ pub(super) async fn after_repair(
             .collect();
         if !lacking.is_empty() {
             let published = files.publish_envelope_bytes(newest.clone(), &lacking).await;
-            envelope_after += published.kept;
+            envelope_after += published.kept();
             info!(file = %id, copies = envelope_after, refused = published.refused, "envelope copies topped up");
         }
     }

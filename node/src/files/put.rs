@@ -646,15 +646,15 @@ impl Files {
             .into_iter()
             .filter(|(peer, _)| !published.kept_by.contains(peer))
             .collect();
-        if !unannounced.is_empty() && published.kept >= MIN_ENVELOPE_COPIES {
+        if !unannounced.is_empty() && published.kept() >= MIN_ENVELOPE_COPIES {
             announced += self.announce(id, &unannounced).await;
         }
-        announced += published.kept;
+        announced += published.kept();
         debug!(file = %id, announced, holders = holders.len(), "announced");
-        if published.kept < MIN_ENVELOPE_COPIES {
+        if published.kept() < MIN_ENVELOPE_COPIES {
             return Err(PutError::EnvelopeCopies {
                 file: id,
-                stored: published.kept,
+                stored: published.kept(),
                 refused: published.refused,
             });
         }
@@ -707,7 +707,7 @@ impl Files {
             stripes: encoded.manifest.stripe_count(),
             peers: holders.len(),
             manifest_copies: manifest_holders.len(),
-            envelope_copies: published.kept,
+            envelope_copies: published.kept(),
             resumed_stripes,
         })
     }

@@ -18,13 +18,19 @@ use crate::protocol::{InvalidReason, Refusal, Request, Response};
 /// Where a key envelope landed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Published {
-    /// Peers that keep it now (or already held these bytes).
-    pub(crate) kept: usize,
-    /// Which peers those are (this node's own copy not among them).
+    /// Peers that keep it now (or already held these bytes); this node's own copy is not
+    /// among them.
     pub(crate) kept_by: Vec<PeerId>,
     /// Peers that hold the manifest but refused it (a newer or conflicting envelope
     /// held, a full store, a failure).
     pub(crate) refused: usize,
+}
+
+impl Published {
+    /// How many peers keep it.
+    pub(crate) fn kept(&self) -> usize {
+        self.kept_by.len()
+    }
 }
 
 impl Files {
@@ -125,10 +131,7 @@ impl Files {
             .collect::<FuturesUnordered<_>>()
             .fold(Published::default(), |mut out, (peer, answer)| {
                 match answer {
-                    Ok(Response::Done) => {
-                        out.kept += 1;
-                        out.kept_by.push(peer);
-                    }
+                    Ok(Response::Done) => out.kept_by.push(peer),
                     Ok(Response::Refused(Refusal::Invalid(InvalidReason::UnknownFile))) => {}
                     Ok(Response::Refused(_)) => out.refused += 1,
                     _ => {}

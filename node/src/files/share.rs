@@ -170,11 +170,11 @@ impl Files {
                 task: "catalog write",
                 source,
             })??;
-        if published.kept < MIN_ENVELOPE_COPIES {
+        if published.kept() < MIN_ENVELOPE_COPIES {
             return Err(RewrapError::EnvelopeCopies {
                 file: id,
                 sequence: entry.envelope_sequence,
-                stored: published.kept,
+                stored: published.kept(),
                 refused: published.refused,
             });
         }
@@ -183,7 +183,7 @@ impl Files {
             id,
             sequence: entry.envelope_sequence,
             recipients: envelope.wrapped().len(),
-            peers: published.kept,
+            peers: published.kept(),
             bytes_sent: (envelope.to_bytes().len() * remote) as u64,
         })
     }

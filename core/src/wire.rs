@@ -42,8 +42,9 @@ pub const MAX_IDS: usize = 65_536;
 pub const MAX_ENVELOPE_LEN: usize = 64 * 1024;
 /// Framing and enum overhead allowed on top of the payload.
 const SLACK: usize = 1024;
-/// Largest request body on the wire.
-pub const MAX_REQUEST_LEN: usize = MAX_BLOB_LEN + SLACK;
+/// Largest request body on the wire: a blob, and a key envelope beside it (a
+/// [`Request::StoreManifest`]).
+pub const MAX_REQUEST_LEN: usize = MAX_BLOB_LEN + MAX_ENVELOPE_LEN + SLACK;
 /// Largest response body on the wire.
 pub const MAX_RESPONSE_LEN: usize = MAX_BLOB_LEN + SLACK;
 /// Bytes of the length prefix in front of every body.
@@ -165,6 +166,43 @@ pub enum Request {
         #[serde(with = "byte_string")]
         bytes: Bytes,
     },
+    /// A put's copy of a file's manifest and the file's key envelope in one request: a
+    /// [`Request::Store`] of the manifest, then, once it is held, a
+    /// [`Request::PutEnvelope`] of `envelope`, which must be the envelope of that very
+    /// file. Answered with [`Response::ManifestStored`] when the manifest is held, or with
+    /// the manifest store's refusal (the envelope is then not looked at).
+    StoreManifest {
+        /// BLAKE3 of `bytes`: the file id.
+        id: ShardId,
+        /// The key envelope's wire form (at most [`MAX_ENVELOPE_LEN`] bytes).
+        #[serde(with = "byte_string")]
+        envelope: Vec<u8>,
+        /// The manifest bytes.
+        #[serde(with = "byte_string")]
+        bytes: Bytes,
+    },
+}
+
+impl Request {
+    /// The request's kind in snake case (`store`, `put_envelope`, ...), for metrics and
+    /// logs: never its content.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Store { .. } => "store",
+            Self::Fetch { .. } => "fetch",
+            Self::Has { .. } => "has",
+            Self::Delete { .. } => "delete",
+            Self::Announce { .. } => "announce",
+            Self::PutEnvelope { .. } => "put_envelope",
+            Self::GetEnvelope { .. } => "get_envelope",
+            Self::RemoveFile { .. } => "remove_file",
+            Self::Lease { .. } => "lease",
+            Self::Audit { .. } => "audit",
+            Self::RenewLease { .. } => "renew_lease",
+            Self::StoreFor { .. } => "store_for",
+            Self::StoreManifest { .. } => "store_manifest",
+        }
+    }
 }
 
 /// A holder's answer to an audit challenge ([`crate::audit`]).
@@ -283,6 +321,12 @@ pub enum Response {
     Leases(Vec<u64>),
     /// The answer to an `Audit`.
     Proof(AuditProof),
+    /// The answer to a `StoreManifest`: the manifest is held (stored now or before), and
+    /// the envelope was kept (`None`) or refused, and why.
+    ManifestStored {
+        /// Why the envelope was not kept; `None` if it was (or the same one was held).
+        envelope_refused: Option<Refusal>,
+    },
 }
 
 /// A message or frame that breaks the format or its limits.
@@ -425,8 +469,8 @@ pub fn split_frame(bytes: &[u8], max: usize) -> Result<(&[u8], &[u8]), WireError
     Ok(rest.split_at(len))
 }
 
-/// A request's body as two parts to write one after the other: a `Store` (or `StoreFor`)
-/// is its postcard header (variant, ids, length) and then its shard bytes, written from
+/// A request's body as two parts to write one after the other: a `Store` (or `StoreFor`,
+/// or `StoreManifest`) is its postcard header (variant, ids, length) and then its shard bytes, written from
 /// the shared buffer instead of being copied into an encoded body first. The two parts are
 /// exactly [`encode`]'s bytes (tested).
 ///
@@ -445,6 +489,18 @@ pub fn request_parts(request: &Request) -> Result<(Vec<u8>, &[u8]), WireError> {
             Request::StoreFor {
                 file: *file,
                 id: *id,
+                bytes: Bytes::new(),
+            },
+            bytes,
+        ),
+        Request::StoreManifest {
+            id,
+            envelope,
+            bytes,
+        } => (
+            Request::StoreManifest {
+                id: *id,
+                envelope: envelope.clone(),
                 bytes: Bytes::new(),
             },
             bytes,
@@ -761,6 +817,38 @@ mod tests {
         let wire = vec![7, 2, 9, 8, 0xac, 0x02, 3, 1, 1, 1];
         assert_eq!(encode(&request)?, wire);
         assert_eq!(decode_request(&wire)?, request);
+        Ok(())
+    }
+
+    #[test]
+    fn a_store_manifest_request_and_its_answer_have_a_frozen_wire_form() -> TestResult {
+        let id = ShardId::of(b"m");
+        let request = Request::StoreManifest {
+            id,
+            envelope: vec![5, 6],
+            bytes: Bytes::from_static(&[9, 8, 7]),
+        };
+        // Variant 12, the id, the envelope (len 2), the manifest bytes (len 3).
+        let mut wire = vec![12];
+        wire.extend_from_slice(id.as_bytes());
+        wire.extend_from_slice(&[2, 5, 6, 3, 9, 8, 7]);
+        assert_eq!(encode(&request)?, wire);
+        assert_eq!(decode_request(&wire)?, request);
+        let (head, tail) = request_parts(&request)?;
+        assert_eq!([&head[..], tail].concat(), wire);
+        assert_eq!(tail, &[9, 8, 7]);
+        assert_eq!(request.kind(), "store_manifest");
+        // Variant 10, then the option: 0 (kept) or 1 and the refusal.
+        let kept = Response::ManifestStored {
+            envelope_refused: None,
+        };
+        assert_eq!(encode(&kept)?, vec![10, 0]);
+        let refused = Response::ManifestStored {
+            envelope_refused: Some(Refusal::Invalid(InvalidReason::BadEnvelope)),
+        };
+        assert_eq!(encode(&refused)?, vec![10, 1, 3, 1]);
+        assert_eq!(decode::<Response>(&[10, 1, 3, 1])?, refused);
+        assert!(decode::<Response>(&[10, 2]).is_err());
         Ok(())
     }
 

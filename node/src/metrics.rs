@@ -130,6 +130,9 @@ pub struct Metrics {
     /// Refusals sent to peers, by kind (`kind` = busy, mismatch, full, denied, invalid,
     /// failed, corrupt).
     pub refusals_sent: Family<Label, Counter>,
+    /// Requests sent to peers, by kind (`kind` = store, store_manifest, put_envelope,
+    /// announce, ...: `Request::kind`); requests this node serves itself are not counted.
+    pub requests_sent: Family<Label, Counter>,
     /// Strikes against peers, by offence (`offence` = wrong_bytes, bad_frame, over_budget).
     pub peer_strikes: Family<Label, Counter>,
     /// Strikes each peer has now (`peer` = its id; only peers with strikes or a block).
@@ -214,6 +217,7 @@ impl Metrics {
             manifests_parsed_for_envelopes: Counter::default(),
             manifest_bytes_read_for_envelopes: Counter::default(),
             refusals_sent: Family::default(),
+            requests_sent: Family::default(),
             peer_strikes: Family::default(),
             peer_strikes_now: Family::default(),
             peers_blocked: Counter::default(),
@@ -483,6 +487,11 @@ impl Metrics {
             m.refusals_sent.clone(),
         );
         reg.register(
+            "requests_sent",
+            "Requests sent to peers, by kind",
+            m.requests_sent.clone(),
+        );
+        reg.register(
             "peer_strikes",
             "Strikes against misbehaving peers, by offence",
             m.peer_strikes.clone(),
@@ -534,6 +543,13 @@ impl Metrics {
     /// Counts a refusal sent to a peer.
     pub fn refusal_sent(&self, kind: &'static str) {
         self.refusals_sent
+            .get_or_create(&[("kind", kind.to_string())])
+            .inc();
+    }
+
+    /// Counts a request sent to a peer.
+    pub fn request_sent(&self, kind: &'static str) {
+        self.requests_sent
             .get_or_create(&[("kind", kind.to_string())])
             .inc();
     }

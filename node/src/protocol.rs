@@ -44,8 +44,10 @@ pub use datamesh_core::wire::{
 /// `Removed` (a file whose removal the holder honoured lately). Version 7: the same
 /// messages; a holder that keeps a `PutEnvelope` as the file's first envelope also
 /// provides the file, as for an `Announce`, so a put sends no `Announce` to a manifest
-/// holder that kept its envelope.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/7.0.0");
+/// holder that kept its envelope. Version 8: `StoreManifest`, a put's manifest copy and
+/// the file's key envelope in one request (answered `ManifestStored`), so a put sends
+/// each manifest holder one request where it sent two.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/8.0.0");
 
 /// The request-response codec: length-prefixed postcard with size caps. For a client or
 /// a test peer; the node's own swarm uses [`BudgetedCodec`], which reads the same frames
@@ -265,6 +267,13 @@ mod tests {
             bytes: vec![7; MAX_BLOB_LEN].into(),
         };
         assert_eq!(round_trip(largest.clone())?, largest);
+        // So does the largest manifest with the largest envelope beside it.
+        let largest = Request::StoreManifest {
+            id: ShardId::of(b""),
+            envelope: vec![8; MAX_ENVELOPE_LEN],
+            bytes: vec![7; MAX_BLOB_LEN].into(),
+        };
+        assert_eq!(round_trip(largest.clone())?, largest);
         let blob = Response::Blob(vec![7; MAX_BLOB_LEN]);
         let back = block_on(async {
             let mut wire = Vec::new();
@@ -315,6 +324,14 @@ mod tests {
                     Request::StoreFor {
                         file: FileId::of_manifest(b"f"),
                         id,
+                        bytes: shard_bytes(len).into(),
+                    },
+                ),
+                (
+                    len,
+                    Request::StoreManifest {
+                        id,
+                        envelope: shard_bytes(len % 1000),
                         bytes: shard_bytes(len).into(),
                     },
                 ),

@@ -301,6 +301,17 @@ impl Server {
     /// manifest holder. A newer envelope (a share, a rewrap) or the same bytes again
     /// start nothing: a peer gets at most one provide per manifest held out of this.
     fn put_envelope(&self, peer: PeerId, bytes: &[u8]) -> (Response, Option<FileId>) {
+        self.put_envelope_of(peer, bytes, None)
+    }
+
+    /// [`Self::put_envelope`], refusing an envelope of any other file than `expected`
+    /// (the manifest beside it in a `StoreManifest`).
+    fn put_envelope_of(
+        &self,
+        peer: PeerId,
+        bytes: &[u8],
+        expected: Option<FileId>,
+    ) -> (Response, Option<FileId>) {
         if self.refuse_envelopes {
             warn!(%peer, "TEST FAULT: refusing a key envelope");
             return (
@@ -321,6 +332,12 @@ impl Server {
             }
         };
         let file = envelope.file_id();
+        if expected.is_some_and(|expected| expected != file) {
+            debug!(%peer, %file, "refused an envelope sent with another file's manifest");
+            self.metrics.envelopes_refused.inc();
+            let refused = Response::Refused(Refusal::Invalid(InvalidReason::BadEnvelope));
+            return (refused, None);
+        }
         if self.removed_lately(&file) {
             debug!(%peer, %file, "refused the key envelope of a file removed lately");
             self.metrics.envelopes_refused.inc();
@@ -357,6 +374,33 @@ impl Server {
             }
         };
         (response, None)
+    }
+
+    /// A put's manifest copy with the file's key envelope (protocol 8): the manifest is
+    /// stored as by a `Store`; once it is held, the envelope is kept as by a `PutEnvelope`
+    /// if it is the envelope of that very file. One request where a put sent two; what
+    /// each part may cost and what it proves are the same as for its own request. The
+    /// file is returned when the envelope is kept as the file's first, as for a
+    /// `PutEnvelope`.
+    fn store_manifest(
+        &self,
+        peer: PeerId,
+        id: ShardId,
+        envelope: &[u8],
+        bytes: &[u8],
+    ) -> (Response, Option<FileId>) {
+        match self.store_blob(peer, None, id, bytes) {
+            Response::Stored | Response::AlreadyHeld => {}
+            refused => return (refused, None),
+        }
+        let file = FileId::from_bytes(*id.as_bytes());
+        let (answer, provide) = self.put_envelope_of(peer, envelope, Some(file));
+        let envelope_refused = match answer {
+            Response::Done => None,
+            Response::Refused(refusal) => Some(refusal),
+            _ => Some(Refusal::Failed(FailureReason::Storage)),
+        };
+        (Response::ManifestStored { envelope_refused }, provide)
     }
 
     /// The authority key of a file whose manifest this node holds, or `None` if it holds
@@ -563,6 +607,11 @@ impl InboundHandler for Server {
             Request::Has { ids } => self.has(peer, &ids),
             Request::Delete { id } => self.delete(peer, id),
             Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes).0,
+            Request::StoreManifest {
+                id,
+                envelope,
+                bytes,
+            } => self.store_manifest(peer, id, &envelope, &bytes).0,
             Request::GetEnvelope { file } => {
                 Response::Envelopes(self.envelope(&file).into_iter().collect())
             }
@@ -586,6 +635,11 @@ impl InboundHandler for Server {
     fn handle_and_provide(&self, peer: PeerId, request: Request) -> (Response, Option<FileId>) {
         match request {
             Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes),
+            Request::StoreManifest {
+                id,
+                envelope,
+                bytes,
+            } => self.store_manifest(peer, id, &envelope, &bytes),
             Request::Announce { file, held } => {
                 let response = self.announce(peer, file, held);
                 let provide = (response == Response::Done).then_some(file);
@@ -608,9 +662,8 @@ mod tests {
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-    /// A small file of `root`'s, its manifest stored on `server` as a peer would.
-    fn file_on(
-        server: &Server,
+    /// A small file of `root`'s, encoded, stored nowhere.
+    fn file_of(
         root: &AuthorityRoot,
     ) -> Result<(EncodedFile, AuthorityKey), Box<dyn std::error::Error>> {
         let authority = AuthorityKey::derive(root, &AuthoritySalt::random())?;
@@ -619,6 +672,15 @@ mod tests {
             stripe?;
         }
         let file = encoder.finish(authority.file_authority())?;
+        Ok((file, authority))
+    }
+
+    /// A small file of `root`'s, its manifest stored on `server` as a peer would.
+    fn file_on(
+        server: &Server,
+        root: &AuthorityRoot,
+    ) -> Result<(EncodedFile, AuthorityKey), Box<dyn std::error::Error>> {
+        let (file, authority) = file_of(root)?;
         let bytes = file.manifest.to_bytes();
         let id = ShardId::from_bytes(*file.file_id.as_bytes());
         assert_eq!(
@@ -754,6 +816,100 @@ mod tests {
             server.handle_and_provide(peer, has),
             (Response::Has(vec![true]), None)
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_manifest_and_its_envelope_are_kept_from_one_request() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path(), 1 << 20)?;
+        let root = AuthorityRoot::from_bytes(&[7; 32]);
+        let peer = PeerId::random();
+        let seal = |file: &EncodedFile, key: &AuthorityKey| {
+            KeyEnvelope::seal(
+                file.file_id,
+                1,
+                &file.data_key,
+                &[SecretKey::generate().public_key()],
+                key,
+            )
+            .map(|e| e.to_bytes())
+        };
+        let offer = |file: &EncodedFile, envelope: Vec<u8>, bytes: Vec<u8>| {
+            server.handle_and_provide(
+                peer,
+                Request::StoreManifest {
+                    id: ShardId::from_bytes(*file.file_id.as_bytes()),
+                    envelope,
+                    bytes: bytes.into(),
+                },
+            )
+        };
+        let held = |file: &EncodedFile| {
+            server
+                .store()
+                .has(&ShardId::from_bytes(*file.file_id.as_bytes()))
+        };
+        let envelope_refused = |reason| Response::ManifestStored {
+            envelope_refused: Some(Refusal::Invalid(reason)),
+        };
+
+        // Bytes that are not the manifest the id names: the store's refusal, and the
+        // envelope is not looked at.
+        let (a, a_authority) = file_of(&root)?;
+        let good = seal(&a, &a_authority)?;
+        let not_a = b"not the manifest".to_vec();
+        assert_eq!(
+            offer(&a, good.clone(), not_a),
+            (Response::Refused(Refusal::Mismatch), None)
+        );
+        assert!(!held(&a)?);
+        assert_eq!(server.envelope(&a.file_id), None);
+
+        // The manifest is kept whatever becomes of the envelope beside it: another
+        // file's envelope, one that does not parse, one over the limit, a forged one.
+        let (b, b_authority) = file_of(&root)?;
+        let b_manifest = b.manifest.to_bytes();
+        let forged = seal(
+            &b,
+            &AuthorityKey::derive(
+                &AuthorityRoot::from_bytes(&[8; 32]),
+                &AuthoritySalt::random(),
+            )?,
+        )?;
+        for (envelope, reason) in [
+            (good.clone(), InvalidReason::BadEnvelope),
+            (b"garbage".to_vec(), InvalidReason::BadEnvelope),
+            (
+                vec![0; MAX_ENVELOPE_LEN + 1],
+                InvalidReason::EnvelopeTooLarge,
+            ),
+            (forged, InvalidReason::BadEnvelope),
+        ] {
+            assert_eq!(
+                offer(&b, envelope, b_manifest.clone()),
+                (envelope_refused(reason), None)
+            );
+        }
+        assert!(held(&b)?);
+        assert_eq!(server.envelope(&b.file_id), None);
+        assert_eq!(server.envelope(&a.file_id), None);
+
+        // The manifest with its own file's envelope: both kept, the file provided; the
+        // same request again provides nothing more.
+        let b_envelope = seal(&b, &b_authority)?;
+        let kept = Response::ManifestStored {
+            envelope_refused: None,
+        };
+        assert_eq!(
+            offer(&b, b_envelope.clone(), b_manifest.clone()),
+            (kept.clone(), Some(b.file_id))
+        );
+        assert_eq!(server.envelope(&b.file_id), Some(b_envelope.clone()));
+        assert_eq!(offer(&b, b_envelope, b_manifest), (kept.clone(), None));
+        let a_manifest = a.manifest.to_bytes();
+        assert_eq!(offer(&a, good.clone(), a_manifest), (kept, Some(a.file_id)));
+        assert_eq!(server.envelope(&a.file_id), Some(good));
         Ok(())
     }
 

@@ -673,6 +673,10 @@ async fn on_a_small_network_a_put_walks_no_dht_and_readers_still_find_every_hold
     ];
     // Until every node has taken its census (a walk of its own, `census.rs`), a put
     // still walks: put small files until one needed no walk at all (bounded).
+    // What the putter sends per kind of request (protocol 8: the envelope travels with
+    // the manifest copy, never on its own).
+    let sent = |kind: &str| format!("datamesh_requests_sent_total{{kind=\"{kind}\"}}");
+    let kinds = ["store", "store_manifest", "put_envelope", "announce"];
     let mut quiet = None;
     for attempt in 0..40 {
         let mut before = Vec::new();
@@ -680,6 +684,10 @@ async fn on_a_small_network_a_put_walks_no_dht_and_readers_still_find_every_hold
             before.push(metric_sum(&net, name).await?);
         }
         let homed = metric_sum(&net, at_home).await?;
+        let mut sent_before = Vec::new();
+        for kind in kinds {
+            sent_before.push(metric(net.node(0), &sent(kind)).await?);
+        }
         let plain = data(4096 + attempt);
         let report = put(net.node(0), plain.clone(), "small.bin").await?;
         let mut after = Vec::new();
@@ -687,13 +695,17 @@ async fn on_a_small_network_a_put_walks_no_dht_and_readers_still_find_every_hold
             after.push(metric_sum(&net, name).await?);
         }
         let homed = metric_sum(&net, at_home).await? - homed;
+        let mut sent_by_put = Vec::new();
+        for (kind, before) in kinds.iter().zip(sent_before) {
+            sent_by_put.push(metric(net.node(0), &sent(kind)).await? - before);
+        }
         if after == before && homed >= 6.0 {
-            quiet = Some((report.id, plain));
+            quiet = Some((report.id, plain, sent_by_put));
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (id, plain) = quiet.ok_or("no put went without a DHT walk in 40 tries")?;
+    let (id, plain, sent_by_put) = quiet.ok_or("no put went without a DHT walk in 40 tries")?;
     // The records stayed with their holders, and a providers walk from another node
     // still finds all of them: on a network this small it asks every peer. The manifest
     // holders among them provide on keeping the envelope, not asked by an `Announce`
@@ -712,6 +724,18 @@ async fn on_a_small_network_a_put_walks_no_dht_and_readers_still_find_every_hold
     assert!(
         manifest_holders >= 3,
         "{manifest_holders} remote manifest copies"
+    );
+    // Each remote holder got at most two requests: its shard, and the manifest with the
+    // envelope or else an `Announce`; no envelope went on its own.
+    let remote = holders.len() - usize::from(holders.contains(&net.node(0).peer_id()));
+    let [stores, manifests, envelopes, announces] = sent_by_put[..] else {
+        return Err("one count per kind".into());
+    };
+    assert_eq!(envelopes, 0.0, "{sent_by_put:?}");
+    assert_eq!(manifests, manifest_holders as f64, "{sent_by_put:?}");
+    assert!(
+        stores + manifests + announces <= 2.0 * remote as f64,
+        "{sent_by_put:?} for {remote} remote holders"
     );
     for reader in 1..7 {
         let found = net

@@ -217,7 +217,11 @@ impl Files {
                 .collect();
             while let Some((peer, result)) = attempts.next().await {
                 match result {
-                    Ok(Response::Stored | Response::AlreadyHeld) => stored.push(peer),
+                    // A `StoreManifest`'s answer: the manifest is held, whatever became
+                    // of the envelope beside it (the put counts those).
+                    Ok(
+                        Response::Stored | Response::AlreadyHeld | Response::ManifestStored { .. },
+                    ) => stored.push(peer),
                     other => warn!(%peer, ?other, "manifest copy not stored"),
                 }
             }

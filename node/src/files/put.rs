@@ -23,6 +23,7 @@ use tokio::task::JoinError;
 use tracing::{debug, info, warn};
 
 use super::engine::{Files, KeyProviderError};
+use super::reach::Published;
 use super::session::{KnownStripe, PutSession, SessionError, SessionLog};
 use crate::catalog::{CatalogEntry, CatalogError, Placement};
 use crate::metrics::Metrics;
@@ -32,7 +33,7 @@ use crate::protocol::{Request, Response};
 /// How long each stage of a put took (`datamesh_put_stage_seconds`), recorded once the
 /// put completed: `keys` (the file keys and authority), `encode` (until the input is
 /// read and every stripe is being placed), `place` (until every stripe and the manifest
-/// copies are stored), `publish` (key envelopes and announcements), `catalog`.
+/// copies, each with the key envelope, are stored), `publish` (announcements), `catalog`.
 struct StageClock {
     last: Instant,
     laps: Vec<(&'static str, f64)>,
@@ -580,29 +581,58 @@ impl Files {
         clock.lap("encode");
         let id = encoded.file_id;
         let manifest_bytes = encoded.manifest.to_bytes();
+        let envelope = KeyEnvelope::seal_to(id, 1, &encoded.data_key, &wrap_to, &authority)
+            .map_err(|source| PutError::Seal { file: id, source })?;
+        let envelope_bytes = envelope.to_bytes();
 
         // The manifest (content-addressed like a shard: its id is the file id) goes to
-        // the peers nearest the file id while the last stripes are still being placed.
-        // Nothing points at it before the put is acknowledged; a put that fails deletes
-        // it with the rest (the ledger).
+        // the peers nearest the file id while the last stripes are still being placed,
+        // with the key envelope in the same request (protocol 8): a holder keeps an
+        // envelope only for a manifest it holds, and the data key lives only there.
+        // Nothing points at either before the put is acknowledged; a put that fails
+        // deletes the manifests with the rest (the ledger), and the envelopes with them.
         let stripes_placed = async {
             while let Some((index, placed)) = placing.next().await {
                 placements[index as usize] = Some(placed?);
             }
             Ok::<(), PutError>(())
         };
-        let manifest_store = Request::Store {
+        let manifest_store = Request::StoreManifest {
             id: ShardId::from_bytes(*id.as_bytes()),
+            envelope: envelope_bytes.clone(),
             bytes: manifest_bytes.into(),
         };
         let none_held = HashSet::new();
+        let me = self.peer_id();
+        // Which remote holders kept the envelope (this node's own copy is kept apart,
+        // leased as its own).
+        let published = Mutex::new(Published::default());
         let manifest_placed = self.place_copies_via(
             id.as_bytes(),
             &manifest_store,
             &none_held,
-            move |peer, request| self.send_tracked(peer, request, Arc::clone(ledger)),
+            |peer, request| {
+                let sent = self.send_tracked(peer, request, Arc::clone(ledger));
+                let published = &published;
+                async move {
+                    let answer = sent.await;
+                    if let Ok(Response::ManifestStored { envelope_refused }) = &answer
+                        && peer != me
+                    {
+                        published
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .count(peer, envelope_refused.as_ref());
+                    }
+                    answer
+                }
+            },
         );
-        let (stripes_placed, manifest_holders) = tokio::join!(stripes_placed, manifest_placed);
+        let (stripes_placed, manifest_holders, ()) = tokio::join!(
+            stripes_placed,
+            manifest_placed,
+            self.keep_own_envelope(&encoded.manifest, envelope_bytes)
+        );
         stripes_placed?;
         let manifest_holders = manifest_holders?;
         if manifest_holders.len() < MIN_MANIFEST_COPIES {
@@ -610,13 +640,23 @@ impl Files {
                 stored: manifest_holders.len(),
             });
         }
+        let published = published.into_inner().unwrap_or_else(|p| p.into_inner());
+        if published.kept() < MIN_ENVELOPE_COPIES {
+            return Err(PutError::EnvelopeCopies {
+                file: id,
+                stored: published.kept(),
+                refused: published.refused,
+            });
+        }
         let placements: Vec<[PeerId; TOTAL_SHARDS]> = placements.into_iter().flatten().collect();
         clock.lap("place");
 
-        let envelope = KeyEnvelope::seal_to(id, 1, &encoded.data_key, &wrap_to, &authority)
-            .map_err(|source| PutError::Seal { file: id, source })?;
         // Each holder announces the file on the strength of a blob it holds for it: the
-        // manifest, or the first shard this put placed there.
+        // manifest, or the first shard this put placed there. A remote manifest holder
+        // that kept the envelope as its first for the file provides the file already (as
+        // for an `Announce`, protocol 7); every other holder is asked to announce. (A
+        // failed put's holders drop their claims with its clean-up; the provider records
+        // they started name a file id nobody was given.)
         let manifest_blob = ShardId::from_bytes(*id.as_bytes());
         let mut holders: HashMap<PeerId, ShardId> = manifest_holders
             .iter()
@@ -627,37 +667,13 @@ impl Files {
                 holders.entry(peer).or_insert(shard);
             }
         }
-        // The manifest holders keep the envelope (a holder keeps one only for a manifest
-        // it holds). The data key lives only there: too few copies undo the put. A
-        // remote manifest holder that keeps it, its first for the file, provides the
-        // file as for an `Announce` (protocol 7); the other holders are asked to
-        // announce in the same round, and a manifest holder that did not keep the
-        // envelope afterwards. (A failed put's holders drop their claims with its
-        // clean-up; the provider records they started name a file id nobody was given.)
-        let me = self.peer_id();
-        let (by_envelope, others): (HashMap<PeerId, ShardId>, HashMap<PeerId, ShardId>) = holders
+        let unannounced: HashMap<PeerId, ShardId> = holders
             .iter()
-            .partition(|(peer, _)| **peer != me && manifest_holders.contains(peer));
-        let (published, mut announced) = tokio::join!(
-            self.publish_envelope(&envelope, &encoded.manifest, &manifest_holders),
-            self.announce(id, &others)
-        );
-        let unannounced: HashMap<PeerId, ShardId> = by_envelope
-            .into_iter()
             .filter(|(peer, _)| !published.kept_by.contains(peer))
+            .map(|(&peer, &blob)| (peer, blob))
             .collect();
-        if !unannounced.is_empty() && published.kept() >= MIN_ENVELOPE_COPIES {
-            announced += self.announce(id, &unannounced).await;
-        }
-        announced += published.kept();
+        let announced = self.announce(id, &unannounced).await + published.kept();
         debug!(file = %id, announced, holders = holders.len(), "announced");
-        if published.kept() < MIN_ENVELOPE_COPIES {
-            return Err(PutError::EnvelopeCopies {
-                file: id,
-                stored: published.kept(),
-                refused: published.refused,
-            });
-        }
         clock.lap("publish");
 
         let entry = CatalogEntry {
@@ -814,7 +830,7 @@ impl Files {
         ledger: Arc<PutLedger>,
     ) -> Result<Response, NetworkError> {
         let stored_id = match &request {
-            Request::Store { id, .. } => Some(*id),
+            Request::Store { id, .. } | Request::StoreManifest { id, .. } => Some(*id),
             _ => None,
         };
         let running = ledger.begin();
@@ -824,7 +840,11 @@ impl Files {
         let files = self.clone();
         tokio::spawn(async move {
             let result = files.send(peer, request).await;
-            if let (Some(id), Ok(Response::Stored | Response::AlreadyHeld)) = (stored_id, &result) {
+            if let (
+                Some(id),
+                Ok(Response::Stored | Response::AlreadyHeld | Response::ManifestStored { .. }),
+            ) = (stored_id, &result)
+            {
                 ledger.record(peer, id);
             }
             drop(running);

@@ -31,6 +31,16 @@ impl Published {
     pub(crate) fn kept(&self) -> usize {
         self.kept_by.len()
     }
+
+    /// Counts `peer`'s answer to the envelope: kept (`None`), or refused and why. A peer
+    /// that holds no manifest of the file is not among the holders that refused it.
+    pub(crate) fn count(&mut self, peer: PeerId, refused: Option<&Refusal>) {
+        match refused {
+            None => self.kept_by.push(peer),
+            Some(Refusal::Invalid(InvalidReason::UnknownFile)) => {}
+            Some(_) => self.refused += 1,
+        }
+    }
 }
 
 impl Files {
@@ -90,26 +100,30 @@ impl Files {
         peers: &[PeerId],
     ) -> Published {
         let bytes = envelope.to_bytes();
-        let server = Arc::clone(self.server());
-        let (manifest, local) = (manifest.clone(), bytes.clone());
-        let keep_local = async {
-            tokio::task::spawn_blocking(move || server.keep_own_envelope(&manifest, &local))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|kept| kept.map_err(|e| e.to_string()))
-        };
         let me = self.peer_id();
         let remote: Vec<PeerId> = peers.iter().copied().filter(|p| *p != me).collect();
         // The local copy is written while the remote ones are sent (each is a synced
         // write: one round, not two).
-        let (kept, published) =
-            tokio::join!(keep_local, self.publish_envelope_bytes(bytes, &remote));
-        if let Err(e) = kept {
-            // The local copy serves this node's own reads; the remote copies are what
-            // the put and the rewrap count.
-            warn!(file = %envelope.file_id(), "keeping the new envelope locally failed: {e}");
-        }
+        let (_, published) = tokio::join!(
+            self.keep_own_envelope(manifest, bytes.clone()),
+            self.publish_envelope_bytes(bytes, &remote)
+        );
         published
+    }
+
+    /// Keeps an envelope of this node's own file here, for its own reads (put, share,
+    /// rewrap). A failure is logged: the remote copies are what those operations count.
+    pub(crate) async fn keep_own_envelope(&self, manifest: &Manifest, bytes: Vec<u8>) {
+        let server = Arc::clone(self.server());
+        let manifest = manifest.clone();
+        let file = manifest.file_id();
+        let kept = tokio::task::spawn_blocking(move || server.keep_own_envelope(&manifest, &bytes))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|kept| kept.map_err(|e| e.to_string()));
+        if let Err(e) = kept {
+            warn!(%file, "keeping the new envelope locally failed: {e}");
+        }
     }
 
     /// Sends a key envelope's wire form to every peer of `peers` (this node's own server
@@ -131,9 +145,8 @@ impl Files {
             .collect::<FuturesUnordered<_>>()
             .fold(Published::default(), |mut out, (peer, answer)| {
                 match answer {
-                    Ok(Response::Done) => out.kept_by.push(peer),
-                    Ok(Response::Refused(Refusal::Invalid(InvalidReason::UnknownFile))) => {}
-                    Ok(Response::Refused(_)) => out.refused += 1,
+                    Ok(Response::Done) => out.count(peer, None),
+                    Ok(Response::Refused(refusal)) => out.count(peer, Some(&refusal)),
                     _ => {}
                 }
                 std::future::ready(out)

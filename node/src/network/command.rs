@@ -18,8 +18,11 @@ pub trait InboundHandler: Send + Sync + 'static {
     fn handle(&self, peer: PeerId, request: Request) -> Response;
 
     /// As [`Self::handle`], also naming the file the swarm task is to start providing
-    /// once the answer (`Done`) is sent: an honoured `Announce`'s; the node's server also
-    /// names the file of a key envelope it kept as the file's first (protocol 7).
+    /// before the answer is sent: an honoured `Announce`'s; the node's server also names
+    /// the file of a key envelope it kept as the file's first (a `PutEnvelope`'s,
+    /// protocol 7, or a `StoreManifest`'s, protocol 8). A file is named only with an
+    /// answer that honours the request; if the provide then fails, the swarm task answers
+    /// `Failed(Dht)` for it instead.
     fn handle_and_provide(&self, peer: PeerId, request: Request) -> (Response, Option<FileId>) {
         let announced = match &request {
             Request::Announce { file, .. } => Some(*file),

@@ -179,10 +179,17 @@ impl EventLoop {
                     None => break,
                 },
                 Some((peer, channel, mut frame, provide)) = self.responses_rx.recv() => {
+                    // The handler names a file only with an answer that honours the
+                    // request (`Done`; `ManifestStored` with the envelope kept).
                     if let Some(key) = provide
-                        && frame.response == Response::Done
+                        && let Err(refusal) = self.provide_for_peer(key)
                     {
-                        frame.response = self.provide_for_peer(key);
+                        frame.response = match frame.response {
+                            Response::ManifestStored { .. } => Response::ManifestStored {
+                                envelope_refused: Some(refusal),
+                            },
+                            _ => Response::Refused(refusal),
+                        };
                     }
                     self.respond(peer, channel, frame);
                 }
@@ -201,6 +208,7 @@ impl EventLoop {
                 request,
                 reply,
             } => {
+                self.metrics.request_sent(request.kind());
                 let id = behaviour.shards.send_request(&peer, request.into());
                 self.pending_requests.insert(id, reply);
             }
@@ -575,7 +583,7 @@ impl EventLoop {
 
     /// Starts providing a file a peer's `Announce` named, once the handler honoured it:
     /// with a walk while fewer than [`MAX_BACKGROUND_PROVIDES`] run, else at home only.
-    fn provide_for_peer(&mut self, key: RecordKey) -> Response {
+    fn provide_for_peer(&mut self, key: RecordKey) -> Result<(), Refusal> {
         let provided = if self.background_provides.len() < MAX_BACKGROUND_PROVIDES {
             self.provide(key, "provide_for_peer")
         } else {
@@ -584,11 +592,11 @@ impl EventLoop {
         match provided {
             Ok(walk) => {
                 self.background_provides.extend(walk);
-                Response::Done
+                Ok(())
             }
             Err(e) => {
                 warn!("cannot announce a file for a peer: {e}");
-                Response::Refused(Refusal::Failed(FailureReason::Dht))
+                Err(Refusal::Failed(FailureReason::Dht))
             }
         }
     }

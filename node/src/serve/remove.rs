@@ -588,7 +588,8 @@ pub(super) mod tests {
         assert_eq!(server.store().used_bytes()?, 0);
 
         // After the removal: the repair's stores, announcements and envelope copies, and
-        // anyone's store of the manifest, are refused; nothing is kept.
+        // anyone's store of the manifest (with its envelope or not), are refused; nothing
+        // is kept.
         let removed = Response::Refused(Refusal::Invalid(InvalidReason::Removed));
         let late = [
             Request::StoreFor {
@@ -603,6 +604,11 @@ pub(super) mod tests {
             },
             Request::Store {
                 id: manifest_id,
+                bytes: manifest.clone().into(),
+            },
+            Request::StoreManifest {
+                id: manifest_id,
+                envelope: envelope.clone(),
                 bytes: manifest.clone().into(),
             },
             Request::Announce {

@@ -250,8 +250,9 @@ pub enum InvalidReason {
     /// A key envelope longer than [`MAX_ENVELOPE_LEN`].
     #[error("envelope too large")]
     EnvelopeTooLarge,
-    /// A key envelope that does not parse, or whose signature does not verify under the
-    /// authority key of the file's manifest.
+    /// A key envelope that does not parse, whose signature does not verify under the
+    /// authority key of the file's manifest, or (in a `StoreManifest`) that is not the
+    /// envelope of the manifest beside it.
     #[error("envelope does not parse or verify")]
     BadEnvelope,
     /// A key envelope or an `Announce` for a file the node does not hold: no manifest
@@ -279,8 +280,9 @@ pub enum InvalidReason {
     /// A `RenewLease` issued too long before or after the holder's clock (a replay).
     #[error("the renewal is not fresh")]
     StaleRenewal,
-    /// A `StoreFor`, `Announce` or `PutEnvelope` for a file whose removal the holder
-    /// honoured lately (a repair racing the owner's `rm`).
+    /// A `StoreFor`, `Announce` or `PutEnvelope` for a file, or a `Store` or
+    /// `StoreManifest` of its manifest, whose removal the holder honoured lately (a
+    /// repair racing the owner's `rm`).
     #[error("the file was removed by its owner")]
     Removed,
 }

@@ -642,7 +642,8 @@ fn figure_tree_against_single_puts() -> anyhow::Result<()> {
 
 const STORES_SENT: &str = "datamesh_put_stores_sent_total";
 
-/// SIGKILLs `put PATH` once node 0 has sent `stores` shard stores for it.
+/// SIGKILLs `put PATH` once node 0 has sent `stores` shard stores for it, then waits for
+/// the node to stop placing what it had read.
 fn put_killed_after(net: &Testnet, path: &Path, stores: u64, scratch: &Path) -> anyhow::Result<()> {
     let before = counter(net, 0, STORES_SENT)?;
     let mut cmd = cli(net, &["put"]);
@@ -655,6 +656,21 @@ fn put_killed_after(net: &Testnet, path: &Path, stores: u64, scratch: &Path) -> 
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(put); // SIGKILL
+    // The node goes on placing what it had read of the body until it sees the upload
+    // broken: wait until its count of stores stops moving (unchanged over 600 ms), so the
+    // caller's next count is its own.
+    let mut last = counter(net, 0, STORES_SENT)?;
+    let mut still = 0;
+    while still < 3 {
+        ensure!(
+            Instant::now() < deadline,
+            "the killed put never stopped storing"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let now = counter(net, 0, STORES_SENT)?;
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
     Ok(())
 }
 

@@ -604,21 +604,27 @@ impl Files {
         };
         let none_held = HashSet::new();
         let me = self.peer_id();
-        // Which remote holders kept the envelope (this node's own copy is kept apart,
-        // leased as its own).
+        // Which remote holders kept the envelope.
         let published = Mutex::new(Published::default());
         let manifest_placed = self.place_copies_via(
             id.as_bytes(),
             &manifest_store,
             &none_held,
             |peer, request| {
+                // This node's own copy of the envelope is kept apart (leased as its own,
+                // below): only the manifest goes to its store, with no second write and
+                // check of the envelope.
+                let request = match request {
+                    Request::StoreManifest { id, bytes, .. } if peer == me => {
+                        Request::Store { id, bytes }
+                    }
+                    other => other,
+                };
                 let sent = self.send_tracked(peer, request, Arc::clone(ledger));
                 let published = &published;
                 async move {
                     let answer = sent.await;
-                    if let Ok(Response::ManifestStored { envelope_refused }) = &answer
-                        && peer != me
-                    {
+                    if let Ok(Response::ManifestStored { envelope_refused }) = &answer {
                         published
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())

@@ -409,6 +409,81 @@ pub fn decode_request(body: &[u8]) -> Result<Request, WireError> {
     Ok(request)
 }
 
+/// As [`decode_request`], for a body held in a shared buffer: the byte strings of
+/// `Bytes` fields (a `Store`'s shard, a manifest) are slices of `body`, not copies.
+///
+/// # Errors
+/// As [`decode_request`].
+pub fn decode_request_shared(body: &Bytes) -> Result<Request, WireError> {
+    shared_body::while_decoding(body, || decode_request(body))
+}
+
+/// The body [`decode_request_shared`] is decoding, for the `Bytes` fields read from it.
+/// A serde visitor sees only the borrowed slice of a byte string; this gives it the
+/// buffer that slice lies in.
+mod shared_body {
+    use std::cell::RefCell;
+
+    use bytes::Bytes;
+
+    thread_local! {
+        static BODY: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `decode` with `body` as the shared body of this thread.
+    pub(super) fn while_decoding<T>(body: &Bytes, decode: impl FnOnce() -> T) -> T {
+        /// Clears the body when the decoding ends, a panic included.
+        struct Clear;
+        impl Drop for Clear {
+            fn drop(&mut self) {
+                BODY.with(|b| b.borrow_mut().take());
+            }
+        }
+        BODY.with(|b| *b.borrow_mut() = Some(body.clone()));
+        let _clear = Clear;
+        decode()
+    }
+
+    /// `part` as a slice of the shared body, if one is set and `part` lies within it.
+    pub(super) fn slice(part: &[u8]) -> Option<Bytes> {
+        BODY.with(|b| {
+            let b = b.borrow();
+            let body = b.as_ref()?;
+            let start = (part.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+            let end = start.checked_add(part.len())?;
+            (end <= body.len()).then(|| body.slice(start..end))
+        })
+    }
+}
+
+/// A byte vector type a byte string decodes into.
+pub trait ByteField: Sized {
+    /// The field, taking `v`.
+    fn from_vec(v: Vec<u8>) -> Self;
+
+    /// The field, from bytes borrowed from the decoder's input.
+    fn from_borrowed(v: &[u8]) -> Self {
+        Self::from_vec(v.to_vec())
+    }
+}
+
+impl ByteField for Vec<u8> {
+    fn from_vec(v: Vec<u8>) -> Self {
+        v
+    }
+}
+
+impl ByteField for Bytes {
+    fn from_vec(v: Vec<u8>) -> Self {
+        v.into()
+    }
+
+    /// A slice of the body [`decode_request_shared`] is decoding, else a copy.
+    fn from_borrowed(v: &[u8]) -> Self {
+        shared_body::slice(v).unwrap_or_else(|| Bytes::copy_from_slice(v))
+    }
+}
+
 /// An id that occurs more than once in `ids`, if any (sorts a list of references:
 /// O(n log n), no hashing of peer-chosen keys).
 pub fn first_duplicate(ids: &[ShardId]) -> Option<ShardId> {
@@ -552,26 +627,30 @@ pub mod byte_string {
     pub fn deserialize<'de, D, T>(d: D) -> Result<T, D::Error>
     where
         D: Deserializer<'de>,
-        T: From<Vec<u8>>,
+        T: super::ByteField,
     {
-        d.deserialize_byte_buf(ByteVisitor(PhantomData))
+        d.deserialize_bytes(ByteVisitor(PhantomData))
     }
 
     struct ByteVisitor<T>(PhantomData<T>);
 
-    impl<'de, T: From<Vec<u8>>> Visitor<'de> for ByteVisitor<T> {
+    impl<'de, T: super::ByteField> Visitor<'de> for ByteVisitor<T> {
         type Value = T;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a byte string")
         }
 
+        fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<T, E> {
+            Ok(T::from_borrowed(v))
+        }
+
         fn visit_bytes<E>(self, v: &[u8]) -> Result<T, E> {
-            Ok(v.to_vec().into())
+            Ok(T::from_vec(v.to_vec()))
         }
 
         fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<T, E> {
-            Ok(v.into())
+            Ok(T::from_vec(v))
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
@@ -581,7 +660,7 @@ pub mod byte_string {
             while let Some(b) = seq.next_element::<u8>()? {
                 out.push(b);
             }
-            Ok(out.into())
+            Ok(T::from_vec(out))
         }
     }
 }
@@ -994,6 +1073,74 @@ mod tests {
         Ok(())
     }
 
+    /// Whether `part` lies in `body`'s memory.
+    fn within(part: &[u8], body: &[u8]) -> bool {
+        let (start, base) = (part.as_ptr() as usize, body.as_ptr() as usize);
+        start >= base && start + part.len() <= base + body.len()
+    }
+
+    #[test]
+    fn a_shared_decode_slices_the_body_and_reads_what_the_plain_one_reads() -> TestResult {
+        let shard = Bytes::from(shard_bytes(3000));
+        let (file, id) = (FileId::from_bytes([9; 32]), ShardId::of(&shard));
+        let requests = [
+            Request::Store {
+                id,
+                bytes: shard.clone(),
+            },
+            Request::StoreFor {
+                file,
+                id,
+                bytes: shard.clone(),
+            },
+            Request::StoreManifest {
+                id,
+                envelope: vec![5; 300],
+                bytes: shard.clone(),
+            },
+            Request::RemoveFile {
+                manifest: shard.clone(),
+                issued_at: 7,
+                signature: vec![1; 64],
+            },
+            Request::RenewLease {
+                manifest: shard.clone(),
+                issued_at: 7,
+                signature: vec![1; 64],
+                ids: vec![id],
+            },
+            Request::PutEnvelope {
+                bytes: vec![3; 100],
+            },
+            Request::Has { ids: vec![id] },
+        ];
+        for request in requests {
+            let body = Bytes::from(encode(&request)?);
+            let shared = decode_request_shared(&body)?;
+            assert_eq!(shared, request);
+            assert_eq!(decode_request(&body)?, request);
+            let sliced = match &shared {
+                Request::Store { bytes, .. }
+                | Request::StoreFor { bytes, .. }
+                | Request::StoreManifest { bytes, .. } => Some(bytes),
+                Request::RemoveFile { manifest, .. } | Request::RenewLease { manifest, .. } => {
+                    Some(manifest)
+                }
+                _ => None,
+            };
+            if let Some(bytes) = sliced {
+                assert!(within(bytes, &body), "{} copied its bytes", request.kind());
+            }
+        }
+        // Outside a shared decode, a `Bytes` field is a copy: the body is not kept.
+        let body = encode(&Request::Store { id, bytes: shard })?;
+        let Request::Store { bytes, .. } = decode_request(&body)? else {
+            return Err("not a store".into());
+        };
+        assert!(!within(&bytes, &body));
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn has_requests_decode_exactly_when_their_ids_are_distinct(
@@ -1008,7 +1155,8 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = decode::<Request>(&bytes);
-            let _ = decode_request(&bytes);
+            let plain = decode_request(&bytes);
+            prop_assert_eq!(decode_request_shared(&Bytes::from(bytes.clone())), plain);
             let _ = decode::<Response>(&bytes);
             let _ = split_frame(&bytes, MAX_RESPONSE_LEN);
             let mut framed = (bytes.len() as u32).to_be_bytes().to_vec();

@@ -10,7 +10,12 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let _ = wire::decode::<Request>(data);
     let _ = wire::decode::<Response>(data);
-    let _ = wire::decode_request(data);
+    let plain = wire::decode_request(data);
+    // Read from a shared buffer (as the node's codec does), the same request or error.
+    assert_eq!(
+        wire::decode_request_shared(&bytes::Bytes::copy_from_slice(data)),
+        plain
+    );
 
     // As a stream of frames: split each one off, checking its limit first, and decode it.
     let mut rest = data;

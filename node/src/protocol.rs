@@ -131,7 +131,8 @@ impl libp2p::request_response::Codec for ShardCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        wire::decode_request(&read_frame(io, self.max_request).await?).map_err(invalid_data)
+        let frame = bytes::Bytes::from(read_frame(io, self.max_request).await?);
+        wire::decode_request_shared(&frame).map_err(invalid_data)
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>

@@ -18,6 +18,7 @@
 use std::io;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use datamesh_core::wire;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite};
 use libp2p::{PeerId, StreamProtocol};
@@ -103,12 +104,13 @@ impl BudgetedCodec {
         T: AsyncRead + Unpin + Send,
     {
         let len = read_len(io, MAX_REQUEST_LEN).await?;
-        // While it decodes, the frame and the copy of its payload both exist.
+        // While it decodes, the frame and the copies of its `Vec` fields (at most its
+        // length) exist; its `Bytes` fields (a shard, a manifest) are slices of the frame.
         match self.budget.try_acquire(self.peer, 2 * len) {
             Ok(mut permit) => {
-                let request = wire::decode_request(&read_body(io, len).await?);
-                let request = request.map_err(invalid_data)?;
-                // The frame is gone; the request holds about its length.
+                let frame = Bytes::from(read_body(io, len).await?);
+                let request = wire::decode_request_shared(&frame).map_err(invalid_data)?;
+                // The request holds about the frame's length.
                 let _ = permit.resize(len);
                 Ok(RequestFrame::Request(request, permit))
             }

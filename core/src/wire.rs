@@ -584,20 +584,44 @@ pub fn request_parts(request: &Request) -> Result<(Vec<u8>, &[u8]), WireError> {
         ),
         _ => return Ok((encode(request)?, &[])),
     };
-    // `bytes` is the last field: the encoding of an empty one ends with its length, a
-    // one-byte varint 0, which is replaced by the real length.
-    let mut head = encode(&empty)?;
-    if head.pop() != Some(0) {
-        // Not postcard 1.x's layout: the plain encoding (one copy) is still right.
-        return Ok((encode(request)?, &[]));
+    match head_before(&empty, bytes.len())? {
+        Some(head) => Ok((head, &bytes[..])),
+        None => Ok((encode(request)?, &[])),
     }
-    let mut len = bytes.len() as u64;
+}
+
+/// A response's body as two parts, as [`request_parts`]: a `Blob` is its head and then
+/// its bytes, which are not copied into an encoded body first.
+///
+/// # Errors
+/// [`WireError::Encode`].
+pub fn response_parts(response: &Response) -> Result<(Vec<u8>, &[u8]), WireError> {
+    if let Response::Blob(bytes) = response
+        && let Some(head) = head_before(&Response::Blob(Vec::new()), bytes.len())?
+    {
+        return Ok((head, bytes));
+    }
+    Ok((encode(response)?, &[]))
+}
+
+/// The encoding of `empty`, a message whose last field is an empty byte string, with
+/// that field's length set to `len`: what comes before `len` bytes of that field. `None`
+/// if the encoding does not end with a byte string's empty length (not postcard 1.x's
+/// layout; the plain encoding is then still right).
+fn head_before<M: Serialize>(empty: &M, len: usize) -> Result<Option<Vec<u8>>, WireError> {
+    // The encoding of an empty byte string ends with its length, a one-byte varint 0,
+    // which is replaced by the real length.
+    let mut head = encode(empty)?;
+    if head.pop() != Some(0) {
+        return Ok(None);
+    }
+    let mut len = len as u64;
     while len >= 0x80 {
         head.push((len as u8 & 0x7f) | 0x80);
         len >>= 7;
     }
     head.push(len as u8);
-    Ok((head, &bytes[..]))
+    Ok(Some(head))
 }
 
 /// `#[serde(with = "byte_string")]`: a byte vector written as a byte string

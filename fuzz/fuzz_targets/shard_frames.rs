@@ -21,10 +21,22 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     while let Ok((body, next)) = wire::split_frame(rest, MAX_REQUEST_LEN) {
         if let Ok(request) = wire::decode_request(body) {
-            // What decodes can be written back the way the codec writes it.
-            let _ = wire::request_parts(&request);
+            // What decodes is written back by the codec as its plain encoding.
+            if let (Ok((head, tail)), Ok(plain)) =
+                (wire::request_parts(&request), wire::encode(&request))
+            {
+                assert_eq!([&head[..], tail].concat(), plain);
+            }
         }
-        let _ = wire::decode::<Response>(body);
+        if let Ok(response) = wire::decode::<Response>(body) {
+            // Written back as the codec writes it: the bytes of its plain encoding (not
+            // always `body`: postcard reads varints that are not in their shortest form).
+            if let (Ok((head, tail)), Ok(plain)) =
+                (wire::response_parts(&response), wire::encode(&response))
+            {
+                assert_eq!([&head[..], tail].concat(), plain);
+            }
+        }
         if next.len() >= rest.len() {
             break;
         }

@@ -164,8 +164,8 @@ impl libp2p::request_response::Codec for ShardCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let body = wire::encode(&response).map_err(invalid_input)?;
-        write_frame(io, &body, &[], self.max_response).await
+        let (head, tail) = wire::response_parts(&response).map_err(invalid_input)?;
+        write_frame(io, &head, tail, self.max_response).await
     }
 }
 
@@ -173,7 +173,7 @@ impl libp2p::request_response::Codec for ShardCodec {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use datamesh_core::wire::{encode, request_parts};
+    use datamesh_core::wire::{encode, request_parts, response_parts};
     use datamesh_core::{FileId, ShardId};
     use futures::executor::block_on;
     use libp2p::request_response::Codec;
@@ -355,6 +355,32 @@ mod tests {
         let fetch = Request::Fetch { id };
         let (head, tail) = request_parts(&fetch).map_err(other)?;
         assert_eq!((head, tail.len()), (encode(&fetch).map_err(other)?, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn a_blob_answer_is_written_as_its_encoding_without_copying_the_blob() -> io::Result<()> {
+        let lens = [0, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152];
+        for len in lens {
+            let blob = Response::Blob(shard_bytes(len));
+            let (head, tail) = response_parts(&blob).map_err(other)?;
+            assert_eq!(
+                [&head[..], tail].concat(),
+                encode(&blob).map_err(other)?,
+                "{len} bytes"
+            );
+            assert_eq!(tail.len(), len);
+            let mut wire = Vec::new();
+            block_on(ShardCodec::default().write_response(&PROTOCOL, &mut wire, blob.clone()))?;
+            assert_eq!(&wire[..4], &((head.len() + len) as u32).to_be_bytes());
+            let back = block_on(ShardCodec::default().read_response(&PROTOCOL, &mut &wire[..]))?;
+            assert_eq!(back, blob);
+        }
+        // Other answers go through the plain encoding.
+        for answer in [Response::Stored, Response::Has(vec![true, false])] {
+            let (head, tail) = response_parts(&answer).map_err(other)?;
+            assert_eq!((head, tail.len()), (encode(&answer).map_err(other)?, 0));
+        }
         Ok(())
     }
 

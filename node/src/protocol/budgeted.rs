@@ -217,9 +217,9 @@ impl libp2p::request_response::Codec for BudgetedCodec {
         T: AsyncWrite + Unpin + Send,
     {
         let ResponseFrame { response, permit } = response;
-        let body = wire::encode(&response).map_err(invalid_input)?;
+        let (head, tail) = wire::response_parts(&response).map_err(invalid_input)?;
+        write_frame(io, &head, tail, MAX_RESPONSE_LEN).await?;
         drop(response);
-        write_frame(io, &body, &[], MAX_RESPONSE_LEN).await?;
         drop(permit);
         Ok(())
     }

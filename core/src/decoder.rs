@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::ops::Range;
 
+use bytes::Bytes;
 use rayon::prelude::*;
 
 use crate::aead::{DataKey, Nonce, SegmentCipher};
@@ -24,15 +25,17 @@ pub type StripeShards = [Option<Vec<u8>>; TOTAL_SHARDS];
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedShard {
     id: ShardId,
-    bytes: Vec<u8>,
+    bytes: Bytes,
 }
 
 impl VerifiedShard {
-    /// `bytes` if they hash to `id`; the bytes back otherwise.
+    /// `bytes` if they hash to `id`; the bytes back otherwise. A `Bytes` (a shard read
+    /// out of its frame) is kept as it is, not copied.
     ///
     /// # Errors
     /// The bytes, when they do not hash to `id`.
-    pub fn check(bytes: Vec<u8>, id: &ShardId) -> Result<Self, Vec<u8>> {
+    pub fn check(bytes: impl Into<Bytes>, id: &ShardId) -> Result<Self, Bytes> {
+        let bytes = bytes.into();
         if ShardId::of(&bytes) == *id {
             Ok(Self { id: *id, bytes })
         } else {
@@ -66,7 +69,7 @@ pub type VerifiedStripe = [Option<VerifiedShard>; TOTAL_SHARDS];
 
 /// A shard given to a decoder: its bytes, and the id they hashed to if the caller checked.
 pub(crate) struct Given {
-    bytes: Vec<u8>,
+    bytes: Bytes,
     verified: Option<ShardId>,
 }
 
@@ -86,7 +89,7 @@ pub(crate) type GivenStripe = [Option<Given>; TOTAL_SHARDS];
 pub(crate) fn unchecked(shards: StripeShards) -> GivenStripe {
     shards.map(|s| {
         s.map(|bytes| Given {
-            bytes,
+            bytes: Bytes::from(bytes),
             verified: None,
         })
     })
@@ -321,7 +324,7 @@ pub(crate) fn open_stripe(
         });
     };
     let mut bad = Vec::new();
-    let mut shards: StripeShards = Default::default();
+    let mut shards: [Option<Bytes>; TOTAL_SHARDS] = Default::default();
     for (index, (slot, id)) in given.into_iter().zip(ids).enumerate() {
         let Some(Given { bytes, verified }) = slot else {
             continue;
@@ -354,9 +357,9 @@ pub(crate) fn open_stripe(
     let [Some(d0), Some(d1), Some(d2), Some(d3), _, _] = shards else {
         return Err(DecodeError::TamperedSegment { stripe });
     };
-    let mut sealed = d0;
-    sealed.reserve_exact(3 * layout.shard_len);
-    for d in [d1, d2, d3] {
+    // The segment is opened in place: one buffer for the four data shards.
+    let mut sealed = Vec::with_capacity(DATA_SHARDS * layout.shard_len);
+    for d in [d0, d1, d2, d3] {
         sealed.extend_from_slice(&d);
     }
     sealed.truncate(layout.sealed_len);

@@ -80,9 +80,10 @@ pub(crate) fn encode_parity(
 }
 
 /// Rebuilds the missing data shards in place. Every present shard must be `shard_len`
-/// bytes; at least `DATA_SHARDS` must be present.
-pub(crate) fn reconstruct_data(
-    shards: &mut [Option<Vec<u8>>; TOTAL_SHARDS],
+/// bytes; at least `DATA_SHARDS` must be present. A shard is any owned byte buffer (a
+/// `Vec`, or `Bytes` read out of a frame).
+pub(crate) fn reconstruct_data<T: AsRef<[u8]> + From<Vec<u8>>>(
+    shards: &mut [Option<T>; TOTAL_SHARDS],
     shard_len: usize,
 ) -> Result<(), CodecError> {
     if shards[..DATA_SHARDS].iter().all(Option::is_some) {
@@ -104,16 +105,16 @@ pub(crate) fn reconstruct_data(
         for (i, shard) in shards.iter().enumerate() {
             if let Some(bytes) = shard {
                 if i < DATA_SHARDS {
-                    decoder.add_original_shard(i, bytes)?;
+                    decoder.add_original_shard(i, bytes.as_ref())?;
                 } else {
-                    decoder.add_recovery_shard(i - DATA_SHARDS, bytes)?;
+                    decoder.add_recovery_shard(i - DATA_SHARDS, bytes.as_ref())?;
                 }
             }
         }
         let result = decoder.decode()?;
         for (i, restored) in result.restored_original_iter() {
             if let Some(slot) = shards.get_mut(i) {
-                *slot = Some(restored.to_vec());
+                *slot = Some(T::from(restored.to_vec()));
             }
         }
         Ok::<(), CodecError>(())

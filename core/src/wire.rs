@@ -307,8 +307,8 @@ pub enum Response {
     AlreadyHeld,
     /// Not done, and why.
     Refused(Refusal),
-    /// The bytes asked for.
-    Blob(#[serde(with = "byte_string")] Vec<u8>),
+    /// The bytes asked for: read by [`decode_response_shared`] as a slice of the frame.
+    Blob(#[serde(with = "byte_string")] Bytes),
     /// Not held here.
     NotFound,
     /// One flag per id asked about, in order.
@@ -418,7 +418,16 @@ pub fn decode_request_shared(body: &Bytes) -> Result<Request, WireError> {
     shared_body::while_decoding(body, || decode_request(body))
 }
 
-/// The body [`decode_request_shared`] is decoding, for the `Bytes` fields read from it.
+/// As [`decode`] of a [`Response`], for a body held in a shared buffer: a `Blob`'s bytes
+/// are a slice of `body`, not a copy.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_response_shared(body: &Bytes) -> Result<Response, WireError> {
+    shared_body::while_decoding(body, || decode(body))
+}
+
+/// The body [`decode_request_shared`] or [`decode_response_shared`] is decoding, for the `Bytes` fields read from it.
 /// A serde visitor sees only the borrowed slice of a byte string; this gives it the
 /// buffer that slice lies in.
 mod shared_body {
@@ -478,7 +487,8 @@ impl ByteField for Bytes {
         v.into()
     }
 
-    /// A slice of the body [`decode_request_shared`] is decoding, else a copy.
+    /// A slice of the body [`decode_request_shared`] or [`decode_response_shared`] is
+    /// decoding, else a copy.
     fn from_borrowed(v: &[u8]) -> Self {
         shared_body::slice(v).unwrap_or_else(|| Bytes::copy_from_slice(v))
     }
@@ -597,7 +607,7 @@ pub fn request_parts(request: &Request) -> Result<(Vec<u8>, &[u8]), WireError> {
 /// [`WireError::Encode`].
 pub fn response_parts(response: &Response) -> Result<(Vec<u8>, &[u8]), WireError> {
     if let Response::Blob(bytes) = response
-        && let Some(head) = head_before(&Response::Blob(Vec::new()), bytes.len())?
+        && let Some(head) = head_before(&Response::Blob(Bytes::new()), bytes.len())?
     {
         return Ok((head, bytes));
     }
@@ -815,7 +825,7 @@ mod tests {
             let envelopes = vec![bytes.clone(), Vec::new(), shard_bytes(len / 2 + 1)];
             let pairs = [
                 (
-                    Response::Blob(bytes.clone()),
+                    Response::Blob(bytes.clone().into()),
                     old::Response::Blob(bytes.clone()),
                 ),
                 (
@@ -1156,6 +1166,14 @@ mod tests {
                 assert!(within(bytes, &body), "{} copied its bytes", request.kind());
             }
         }
+        // A blob answer, the same way.
+        let blob = Response::Blob(shard.clone());
+        let body = Bytes::from(encode(&blob)?);
+        let Response::Blob(bytes) = decode_response_shared(&body)? else {
+            return Err("not a blob".into());
+        };
+        assert_eq!(bytes, shard);
+        assert!(within(&bytes, &body), "the blob was copied");
         // Outside a shared decode, a `Bytes` field is a copy: the body is not kept.
         let body = encode(&Request::Store { id, bytes: shard })?;
         let Request::Store { bytes, .. } = decode_request(&body)? else {

@@ -9,7 +9,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = wire::decode::<Request>(data);
-    let _ = wire::decode::<Response>(data);
+    let plain = wire::decode::<Response>(data);
+    assert_eq!(
+        wire::decode_response_shared(&bytes::Bytes::copy_from_slice(data)),
+        plain
+    );
     let plain = wire::decode_request(data);
     // Read from a shared buffer (as the node's codec does), the same request or error.
     assert_eq!(

@@ -139,7 +139,8 @@ impl libp2p::request_response::Codec for ShardCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        wire::decode(&read_frame(io, self.max_response).await?).map_err(invalid_data)
+        let frame = bytes::Bytes::from(read_frame(io, self.max_response).await?);
+        wire::decode_response_shared(&frame).map_err(invalid_data)
     }
 
     async fn write_request<T>(
@@ -275,7 +276,7 @@ mod tests {
             bytes: vec![7; MAX_BLOB_LEN].into(),
         };
         assert_eq!(round_trip(largest.clone())?, largest);
-        let blob = Response::Blob(vec![7; MAX_BLOB_LEN]);
+        let blob = Response::Blob(vec![7; MAX_BLOB_LEN].into());
         let back = block_on(async {
             let mut wire = Vec::new();
             ShardCodec::default()
@@ -362,7 +363,7 @@ mod tests {
     fn a_blob_answer_is_written_as_its_encoding_without_copying_the_blob() -> io::Result<()> {
         let lens = [0, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152];
         for len in lens {
-            let blob = Response::Blob(shard_bytes(len));
+            let blob = Response::Blob(shard_bytes(len).into());
             let (head, tail) = response_parts(&blob).map_err(other)?;
             assert_eq!(
                 [&head[..], tail].concat(),

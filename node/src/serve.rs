@@ -180,7 +180,7 @@ impl Server {
                         None => bytes.push(0),
                     }
                 }
-                Response::Blob(bytes)
+                Response::Blob(bytes.into())
             }
             Ok(None) => Response::NotFound,
             Err(StoreError::Corrupt { id }) => {

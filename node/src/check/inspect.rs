@@ -24,7 +24,9 @@ pub(super) enum Fetched {
 pub(super) async fn fetch_copy(files: &Files, peer: PeerId, id: ShardId) -> Fetched {
     let deadline = files.config().stripe_deadline;
     match tokio::time::timeout(deadline, files.send(peer, Request::Fetch { id })).await {
-        Ok(Ok(Response::Blob(bytes))) if ShardId::of(&bytes) == id => Fetched::Good(bytes),
+        Ok(Ok(Response::Blob(bytes))) if ShardId::of(&bytes) == id => {
+            Fetched::Good(Vec::from(bytes))
+        }
         Ok(Ok(Response::Blob(_))) => {
             files.metrics().bad_shards_fetched.inc();
             Fetched::Bad(BadReason::WrongBytes)

@@ -181,7 +181,8 @@ impl libp2p::request_response::Codec for BudgetedCodec {
         T: AsyncRead + Unpin + Send,
     {
         let len = read_len(io, MAX_RESPONSE_LEN).await?;
-        let response = wire::decode(&read_body(io, len).await?).map_err(invalid_data)?;
+        let frame = Bytes::from(read_body(io, len).await?);
+        let response = wire::decode_response_shared(&frame).map_err(invalid_data)?;
         Ok(ResponseFrame {
             response,
             permit: Permit::none(),
@@ -298,7 +299,7 @@ mod tests {
         let mut permit = budget
             .try_acquire(None, 10)
             .map_err(|e| io::Error::other(format!("{e:?}")))?;
-        let response = Response::Blob(vec![1; 100]);
+        let response = Response::Blob(vec![1; 100].into());
         permit
             .resize(response_bytes(&response))
             .map_err(|e| io::Error::other(format!("{e:?}")))?;
@@ -307,7 +308,7 @@ mod tests {
         block_on(codec.write_response(&PROTOCOL, &mut wire, ResponseFrame { response, permit }))?;
         assert_eq!(budget.used(), 0);
         let back = block_on(codec.read_response(&PROTOCOL, &mut &wire[..]))?;
-        assert_eq!(back.response, Response::Blob(vec![1; 100]));
+        assert_eq!(back.response, Response::Blob(vec![1; 100].into()));
         Ok(())
     }
 }

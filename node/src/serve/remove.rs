@@ -520,7 +520,7 @@ pub(super) mod tests {
             second,
             Request::Store {
                 id: shard,
-                bytes: bytes.clone().into(),
+                bytes: bytes.clone(),
             },
         );
         let other_file = FileId::of_manifest(other.as_bytes());
@@ -542,7 +542,7 @@ pub(super) mod tests {
     /// The bytes `server` holds under `id`.
     fn held_bytes(server: &Server, id: ShardId) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
         match server.handle(PeerId::random(), Request::Fetch { id }) {
-            Response::Blob(b) => Ok(b),
+            Response::Blob(b) => Ok(b.to_vec()),
             other => Err(format!("fetch: {other:?}").into()),
         }
     }

@@ -427,9 +427,9 @@ pub fn decode_response_shared(body: &Bytes) -> Result<Response, WireError> {
     shared_body::while_decoding(body, || decode(body))
 }
 
-/// The body [`decode_request_shared`] or [`decode_response_shared`] is decoding, for the `Bytes` fields read from it.
-/// A serde visitor sees only the borrowed slice of a byte string; this gives it the
-/// buffer that slice lies in.
+/// The body [`decode_request_shared`] or [`decode_response_shared`] is decoding, for the
+/// `Bytes` fields read from it. A serde visitor sees only the borrowed slice of a byte
+/// string; this gives it the buffer that slice lies in.
 mod shared_body {
     use std::cell::RefCell;
 

@@ -78,9 +78,9 @@ pub fn open(dir: &Path) -> Result<Arc<DB>, DbError> {
     db_opts.create_missing_column_families(true);
     // Flushes and compactions write their files (the blob files holding shard bytes
     // among them) past the page cache. A shard's bytes were otherwise copied into the
-    // page cache twice, once for the WAL and once for the blob file: a third of a storage
-    // node's CPU during a large put (benches/PROFILE.md). The WAL is written and synced as
-    // before, so an acknowledged shard is exactly as durable.
+    // page cache twice, once for the WAL and once for the blob file: up to a third of a
+    // storage node's CPU in a large put where the page cache grows (benches/PROFILE.md).
+    // The WAL is written and synced as before, so an acknowledged shard is as durable.
     db_opts.set_use_direct_io_for_flush_and_compaction(direct_io_works(dir));
     let mut shard_opts = Options::default();
     shard_opts.set_enable_blob_files(true);

@@ -24,6 +24,9 @@ use crate::db::{CF_META, CF_OWNERS, CF_SHARD_INFO, CF_SHARDS, DbError, cf};
 
 const USED_BYTES_KEY: &[u8] = b"used_bytes";
 const SHARD_COUNT_KEY: &[u8] = b"shard_count";
+/// Room in a shard's write batch beyond its bytes and owner key: the batch header, the
+/// other rows and each row's tag and lengths (under 200 bytes).
+const BATCH_ROWS_SIZE: usize = 256;
 
 /// Store settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -347,7 +350,10 @@ impl ShardStore {
             ledger.used += needed;
             ledger.writing.insert(*id);
         }
-        let mut batch = WriteBatch::default();
+        // Sized up front: grown by doubling, the batch would copy the shard again at each
+        // step (benches/PROFILE.md).
+        let mut batch =
+            WriteBatch::with_capacity_bytes(bytes.len() + owner_key.len() + BATCH_ROWS_SIZE);
         batch.put_cf(shards, id.as_bytes(), bytes);
         let row = ShardInfo {
             len: needed,

@@ -247,6 +247,62 @@ fn pipes_many_files_mtimes_and_ranges() -> anyhow::Result<()> {
     )?
     .fails_with(1, "a range past the end")?;
     ensure!(line.contains("outside the file"), "{line}");
+
+    // --segment-size: the file (large enough to be put resumably, in a session that
+    // records its segment size) is cut into stripes of that size (3 here, 6 by default),
+    // comes back the same whole and in a range across a segment's end; a size the
+    // format does not allow is one line and exit 1, before anything is sent.
+    let source = make_file(scratch, 5 * MIB + 17, 7)?;
+    let data = fs::read(&source)?;
+    let mut cmd = cli(&net, &["--json", "put", "--segment-size", "2MiB"]);
+    cmd.arg(&source);
+    let out = run(cmd, scratch)?.ok("put --segment-size 2MiB")?;
+    let put: serde_json::Value = serde_json::from_slice(&out)?;
+    ensure!(put["stripes"] == 3, "5 MiB in 2 MiB segments: {put}");
+    let big = put["id"]
+        .as_str()
+        .context("put --json has no id")?
+        .to_string();
+    let back = run(cli(&net, &["get", &big, "-o", "-"]), scratch)?.ok("get")?;
+    ensure!(
+        back == data,
+        "the file put in 2 MiB segments came back different"
+    );
+    let (start, last) = (2 * MIB - 7, 2 * MIB + 7);
+    let across = run(
+        cli(
+            &net,
+            &[
+                "get",
+                &big,
+                "--range",
+                &format!("{start}-{last}"),
+                "-o",
+                "-",
+            ],
+        ),
+        scratch,
+    )?
+    .ok("get --range across a 2 MiB segment's end")?;
+    ensure!(across == data[start..=last], "the range's bytes differ");
+    for bad in ["3MiB", "32KiB", "32MiB", "2GiB", "x"] {
+        let mut cmd = cli(&net, &["put", "--segment-size", bad]);
+        cmd.arg(&source);
+        let line = run(cmd, scratch)?.fails_with(1, "a bad --segment-size")?;
+        ensure!(line.contains(bad), "{bad}: {line}");
+    }
+    // The node checks the size itself: an API client is refused in one line.
+    let refused = net.with_api(0, COMMAND_DEADLINE, "put in 3 MiB segments", |client| {
+        client
+            .clone()
+            .with_segment_size(Some(3 << 20))
+            .put_bytes(b"x", "x", &[])
+    });
+    let Err(e) = refused else {
+        anyhow::bail!("the node took a put in 3 MiB segments");
+    };
+    let e = e.to_string();
+    ensure!(e.contains("segment size 3145728 bytes"), "{e}");
     Ok(())
 }
 

@@ -27,7 +27,7 @@
 //!
 //! | route                  | body / query                 | answers                         |
 //! |------------------------|------------------------------|---------------------------------|
-//! | `POST /v1/files`       | the file; `?name=`, `?mtime=SECS`, `?to=KEY` (repeatable), `?session=32HEX` (resumable) | [`PutResult`] |
+//! | `POST /v1/files`       | the file; `?name=`, `?mtime=SECS`, `?to=KEY` (repeatable), `?session=32HEX` (resumable), `?segment_size=BYTES` (64 KiB to 16 MiB, a power of two) | [`PutResult`] |
 //! | `GET /v1/files/{id}`   | `?allow_revoked=1`; `Range: bytes=START-END` | the bytes (206 and `Content-Range` for a range); `Content-Length`, [`NAME_HEADER`], [`MTIME_HEADER`], [`BLAKE3_HEADER`], [`FILE_SIZE_HEADER`], [`SEGMENT_SIZE_HEADER`] |
 //! | `GET /v1/files`        |                              | `[`[`ListedFile`]`]`            |
 //! | `POST /v1/files/{id}/envelope` | `?to=KEY` (repeatable): sharing; `?allow_revoked=1` | [`RewrapReport`] |

@@ -276,6 +276,10 @@ pub(crate) struct PutResume {
     device: u64,
     /// The put session the node keeps the rest under (32 lowercase hex).
     pub(crate) session: String,
+    /// The `--segment-size` the put was started with (absent: the default); a session
+    /// is continued only with the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    segment_size: Option<u64>,
 }
 
 /// A put's resume state and where it is.
@@ -289,7 +293,7 @@ pub(crate) struct PutResumeFile {
 }
 
 impl PutResume {
-    fn of(source: &Path, meta: &fs::Metadata, session: String) -> Self {
+    fn of(source: &Path, meta: &fs::Metadata, session: String, segment_size: Option<u64>) -> Self {
         Self {
             format: PUT_FORMAT.into(),
             version: PUT_VERSION,
@@ -300,6 +304,7 @@ impl PutResume {
             inode: meta.ino(),
             device: meta.dev(),
             session,
+            segment_size,
         }
     }
 
@@ -329,18 +334,19 @@ impl PutResume {
         Ok(state)
     }
 
-    /// The state of a put of `source` (opened; `meta` from the open file) in `dir`
-    /// (`<home>/put-resume`): the one an interrupted put left, or a new one, written
-    /// before anything is sent.
+    /// The state of a put of `source` (opened; `meta` from the open file) in segments of
+    /// `segment_size` in `dir` (`<home>/put-resume`): the one an interrupted put left, or
+    /// a new one, written before anything is sent.
     ///
     /// # Errors
-    /// A state of another file (the path it names differs), a source that changed since
-    /// the interruption (size, mtime, inode or device), or a damaged state: one line
-    /// naming the state and the source; nothing is sent.
+    /// A state of another file (the path it names differs), of another segment size, a
+    /// source that changed since the interruption (size, mtime, inode or device), or a
+    /// damaged state: one line naming the state and the source; nothing is sent.
     pub(crate) fn begin(
         dir: &Path,
         source: &Path,
         meta: &fs::Metadata,
+        segment_size: Option<u64>,
     ) -> anyhow::Result<PutResumeFile> {
         let absolute = std::path::absolute(source)
             .with_context(|| format!("cannot resolve {}", source.display()))?;
@@ -350,13 +356,22 @@ impl PutResume {
             &data_encoding::HEXLOWER.encode(key.as_bytes())[..32]
         ));
         if let Some(state) = read_state(&path, Self::parse)? {
-            let now = Self::of(&absolute, meta, state.session.clone());
+            let now = Self::of(&absolute, meta, state.session.clone(), segment_size);
             anyhow::ensure!(
                 state.path == now.path,
                 "{} is the resume state of a put of {}, not of {}: remove it to store this file",
                 path.display(),
                 state.path,
                 source.display()
+            );
+            anyhow::ensure!(
+                state.segment_size == now.segment_size,
+                "the interrupted put of {} used --segment-size {}: give the same to continue it, or remove {} to store the file anew",
+                source.display(),
+                state
+                    .segment_size
+                    .map_or("(the default)".into(), |b| b.to_string()),
+                path.display()
             );
             anyhow::ensure!(
                 state == now,
@@ -379,7 +394,12 @@ impl PutResume {
             .with_context(|| format!("cannot protect {}", dir.display()))?;
         let mut session = [0u8; 16];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut session);
-        let state = Self::of(&absolute, meta, data_encoding::HEXLOWER.encode(&session));
+        let state = Self::of(
+            &absolute,
+            meta,
+            data_encoding::HEXLOWER.encode(&session),
+            segment_size,
+        );
         write_state(&path, &serde_json::to_vec(&state)?)?;
         Ok(PutResumeFile {
             path,
@@ -495,20 +515,32 @@ mod tests {
         let source = dir.path().join("big.iso");
         fs::write(&source, b"0123456789")?;
         let meta = fs::metadata(&source)?;
-        let first = PutResume::begin(&states, &source, &meta)?;
+        let first = PutResume::begin(&states, &source, &meta, None)?;
         assert!(!first.resumed);
         assert_eq!(
             fs::metadata(&first.path)?.permissions().mode() & 0o777,
             0o600
         );
         assert_eq!(fs::metadata(&states)?.permissions().mode() & 0o777, 0o700);
-        let again = PutResume::begin(&states, &source, &meta)?;
+        let again = PutResume::begin(&states, &source, &meta, None)?;
         assert!(again.resumed);
         assert_eq!(again.state.session, first.state.session);
 
+        // Another segment size: refused in one line naming both sizes' put and the state.
+        let e = PutResume::begin(&states, &source, &meta, Some(2 << 20))
+            .err()
+            .ok_or("a put in other segments was resumed")?
+            .to_string();
+        assert!(
+            e.contains("--segment-size (the default)")
+                && e.contains(&first.path.display().to_string()),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+
         // Changed: a one-line error naming the source and the state.
         fs::write(&source, b"0123456789abc")?;
-        let e = PutResume::begin(&states, &source, &fs::metadata(&source)?)
+        let e = PutResume::begin(&states, &source, &fs::metadata(&source)?, None)
             .err()
             .ok_or("a changed source was resumed")?
             .to_string();
@@ -522,7 +554,7 @@ mod tests {
         let mut other: serde_json::Value = serde_json::from_slice(&fs::read(&first.path)?)?;
         other["path"] = serde_json::json!("/somewhere/else.iso");
         fs::write(&first.path, serde_json::to_vec(&other)?)?;
-        let e = PutResume::begin(&states, &source, &fs::metadata(&source)?)
+        let e = PutResume::begin(&states, &source, &fs::metadata(&source)?, None)
             .err()
             .ok_or("another file's state was used")?
             .to_string();
@@ -540,7 +572,7 @@ mod tests {
             let mut v = other.clone();
             v[field] = value;
             fs::write(&first.path, serde_json::to_vec(&v)?)?;
-            let e = PutResume::begin(&states, &source, &fs::metadata(&source)?)
+            let e = PutResume::begin(&states, &source, &fs::metadata(&source)?, None)
                 .err()
                 .ok_or("accepted")?
                 .to_string();

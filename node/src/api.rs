@@ -24,7 +24,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use datamesh_api::{self as wire, ErrorBody, ErrorKind};
 use datamesh_core::{ByteRange, DecodeError, FileId};
-use datamesh_core::{Recipient, RecipientError};
+use datamesh_core::{Recipient, RecipientError, SegmentSize};
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 
@@ -210,9 +210,20 @@ async fn put_file(
     let mut mtime = None;
     let mut recipients = Vec::new();
     let mut session = None;
+    let mut segment = SegmentSize::DEFAULT;
     for (k, v) in query {
         match k.as_str() {
             "name" => name = v,
+            "segment_size" => match v.parse::<u64>().map(SegmentSize::new) {
+                Ok(Ok(size)) => segment = size,
+                Ok(Err(e)) => return error(ErrorKind::BadQuery, &e.to_string()),
+                Err(_) => {
+                    return error(
+                        ErrorKind::BadQuery,
+                        &format!("segment_size={v}: not a number of bytes"),
+                    );
+                }
+            },
             "session" => match v.parse::<PutSession>() {
                 Ok(id) => session = Some(id),
                 Err(e) => return error(ErrorKind::BadQuery, &e.to_string()),
@@ -236,7 +247,7 @@ async fn put_file(
     let reader = upload::reader(body);
     match state
         .files
-        .put_resumable(reader, name, mtime, recipients, session)
+        .put_resumable(reader, name, mtime, recipients, session, segment)
         .await
     {
         Ok(report) => axum::Json(wire::PutResult {

@@ -103,8 +103,18 @@ impl Net {
 
     /// `datamesh put PATH` on the gateway: the id and the seconds it took.
     pub(super) fn put(&self, path: &Path, scratch: &Path) -> anyhow::Result<(String, f64)> {
+        self.put_with(&[], path, scratch)
+    }
+
+    /// [`Net::put`] with `args` (options) before the file.
+    pub(super) fn put_with(
+        &self,
+        args: &[&str],
+        path: &Path,
+        scratch: &Path,
+    ) -> anyhow::Result<(String, f64)> {
         let mut cmd = self.tn.cli(0);
-        cmd.arg("put").arg(path);
+        cmd.arg("put").args(args).arg(path);
         let outcome = run(cmd, scratch)?;
         let id = String::from_utf8(outcome.stdout)?.trim().to_string();
         ensure!(id.starts_with("dm1"), "put printed {id:?}, not an id");

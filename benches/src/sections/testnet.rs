@@ -71,6 +71,8 @@ pub(super) fn testnet_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Res
         .find(|(s, _)| *s == degraded)
         .and_then(|(_, (ids, hash))| ids.last().map(|id| (id.clone(), *hash)))
         .context("no file of the degraded size was stored")?;
+    // The same size in 2 MiB segments (`put --segment-size`): half the requests per byte.
+    put_get_on(net, &dir, report, degraded, runs, Setup::Segments2MiB)?;
     progress(format!(
         "get of {} with nodes 2 and 5 down",
         size_label(degraded)
@@ -169,35 +171,47 @@ pub(super) fn put_get_runs(
 ) -> anyhow::Result<(Vec<String>, [u8; 32])> {
     let dir = ctx.dir.clone();
     let net = ctx.net(report)?;
-    put_get_on(net, &dir, report, size, runs, Transport::Tcp)
+    put_get_on(net, &dir, report, size, runs, Setup::Tcp)
 }
 
-/// The transport a testnet's nodes use, as the figures name it.
+/// What a series of puts and gets varies from the default, as the figures name it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Transport {
-    /// TCP + Noise + Yamux: the default, and the figures without a transport in their name.
+enum Setup {
+    /// TCP + Noise + Yamux, 1 MiB segments: the default, and the figures without a
+    /// setup in their name.
     Tcp,
     /// QUIC v1: figures named `testnet.quic.*`.
     Quic,
+    /// `put --segment-size 2MiB` on the default testnet: `testnet.segments-2MiB.*`.
+    Segments2MiB,
 }
 
-impl Transport {
+impl Setup {
     fn prefix(self) -> &'static str {
         match self {
             Self::Tcp => "testnet",
             Self::Quic => "testnet.quic",
+            Self::Segments2MiB => "testnet.segments-2MiB",
+        }
+    }
+
+    /// The arguments `datamesh put` gets before the file.
+    fn put_args(self) -> &'static [&'static str] {
+        match self {
+            Self::Tcp | Self::Quic => &[],
+            Self::Segments2MiB => &["--segment-size", "2MiB"],
         }
     }
 }
 
-/// [`put_get_runs`] on `net`. The memory figures are the TCP testnet's only.
+/// [`put_get_runs`] on `net`. The memory figures are the default setup's only.
 fn put_get_on(
     net: &Net,
     dir: &Path,
     report: &mut Report,
     size: usize,
     runs: usize,
-    transport: Transport,
+    setup: Setup,
 ) -> anyhow::Result<(Vec<String>, [u8; 32])> {
     let label = size_label(size);
     let input = dir.join(format!("in-{label}"));
@@ -211,12 +225,12 @@ fn put_get_on(
     let cpu_ms_per_mb = |cpu: f64| cpu * 1e3 / (size as f64 / 1e6);
     for run_index in 0..runs {
         progress(format!(
-            "put + get of {label} ({transport:?}), run {}/{runs}",
+            "put + get of {label} ({setup:?}), run {}/{runs}",
             run_index + 1
         ));
         net.reset_peaks(&watched)?;
         let cpu = net.cpu_seconds()?;
-        let (id, secs) = net.put(&input, dir)?;
+        let (id, secs) = net.put_with(setup.put_args(), &input, dir)?;
         put_cpu.push(cpu_ms_per_mb(net.cpu_seconds()? - cpu));
         put_speeds.push(mbs(size, secs));
         for (w, &node) in watched.iter().enumerate() {
@@ -248,7 +262,7 @@ fn put_get_on(
     .into_iter()
     .flatten()
     .collect();
-    let prefix = transport.prefix();
+    let prefix = setup.prefix();
     report.add(
         Figure::new(
             format!("{prefix}.put.{label}"),
@@ -287,7 +301,7 @@ fn put_get_on(
             )),
         );
     }
-    if transport == Transport::Tcp {
+    if setup == Setup::Tcp {
         for (o, op) in ["put", "get"].into_iter().enumerate() {
             for (w, (who, target)) in [
                 ("gateway", GATEWAY_MEMORY_TARGET_MIB),
@@ -326,7 +340,7 @@ fn quic_runs(ctx: &Ctx, report: &mut Report, size: usize, runs: usize) -> anyhow
         &ctx.dir,
         Some("quic"),
     )?;
-    put_get_on(&net, &ctx.dir, report, size, runs, Transport::Quic)?;
+    put_get_on(&net, &ctx.dir, report, size, runs, Setup::Quic)?;
     Ok(())
 }
 

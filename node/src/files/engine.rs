@@ -9,7 +9,7 @@ use std::time::Duration;
 use datamesh_core::ecies::SecretKey;
 use datamesh_core::{
     AuthorityError, AuthorityKey, AuthorityRoot, AuthoritySalt, FileAuthority, HybridSecretKey,
-    P256SecretKey, PolicyError, Recipient, RecipientKind, RecipientPolicy, UnwrapKey,
+    P256SecretKey, PolicyError, Recipient, RecipientKind, RecipientPolicy, SegmentSize, UnwrapKey,
 };
 use libp2p::PeerId;
 
@@ -151,7 +151,8 @@ impl KeyProviderError {
 /// Put and get settings.
 #[derive(Clone, Debug)]
 pub struct FilesConfig {
-    /// Stripes being placed or fetched at once.
+    /// Stripes of default-size segments being placed or fetched at once; a file of larger
+    /// segments has as many bytes in flight, in fewer stripes ([`Self::window_for`]).
     pub window: usize,
     /// Start fetching a spare shard when a stripe is not complete after this long.
     pub hedge_after: Duration,
@@ -164,6 +165,16 @@ pub struct FilesConfig {
     /// Where resumable puts keep their state (`put-sessions/` in the node's data
     /// folder, set by `Node::start` when none is given). `None`: puts are not resumable.
     pub put_sessions: Option<PathBuf>,
+}
+
+impl FilesConfig {
+    /// Stripes in flight for a file of `segment` segments: [`Self::window`] stripes'
+    /// bytes at the default segment size, at least one, at most [`Self::window`].
+    pub fn window_for(&self, segment: SegmentSize) -> usize {
+        let window = self.window.max(1);
+        let scaled = window.saturating_mul(SegmentSize::DEFAULT.bytes()) / segment.bytes();
+        scaled.clamp(1, window)
+    }
 }
 
 impl Default for FilesConfig {
@@ -320,5 +331,30 @@ impl Files {
                 self.inner.keys.file_keys_with_revoked()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datamesh_core::ParamError;
+
+    use super::*;
+
+    #[test]
+    fn larger_segments_keep_the_bytes_in_flight_in_fewer_stripes() -> Result<(), ParamError> {
+        let config = FilesConfig::default();
+        let size = |bytes| SegmentSize::new(bytes);
+        assert_eq!(config.window_for(SegmentSize::DEFAULT), 8);
+        assert_eq!(config.window_for(size(2 << 20)?), 4);
+        assert_eq!(config.window_for(size(4 << 20)?), 2);
+        assert_eq!(config.window_for(SegmentSize::MAX), 1);
+        // Smaller segments do not get more stripes in flight than the window.
+        assert_eq!(config.window_for(SegmentSize::MIN), 8);
+        let zero = FilesConfig {
+            window: 0,
+            ..FilesConfig::default()
+        };
+        assert_eq!(zero.window_for(SegmentSize::MAX), 1);
+        Ok(())
     }
 }

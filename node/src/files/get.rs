@@ -374,7 +374,7 @@ impl Files {
             + Send
             + 'static,
     {
-        let window = self.config().window.max(1);
+        let window = self.config().window_for(manifest.segment_size());
         let (tx, mut rx) = mpsc::channel::<(u64, VerifiedStripe)>(window);
         let writer = tokio::task::spawn_blocking(move || sink(&mut rx));
 

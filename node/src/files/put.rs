@@ -315,7 +315,7 @@ impl Files {
         mtime: Option<u64>,
         recipients: Vec<Recipient>,
     ) -> Result<PutReport, PutError> {
-        self.put_resumable(reader, name, mtime, recipients, None)
+        self.put_resumable(reader, name, mtime, recipients, None, SegmentSize::DEFAULT)
             .await
     }
 
@@ -323,7 +323,9 @@ impl Files {
     /// interrupted put of that session is continued with its data key, the stripes it
     /// placed are not sent again (each checked to re-encode to the same shards), and an
     /// interrupted put leaves its shards and state for the next attempt (deleted after
-    /// [`super::PUT_SESSION_TTL`] if none comes).
+    /// [`super::PUT_SESSION_TTL`] if none comes). The file is cut into segments of
+    /// `segment` bytes (recorded in its manifest; a session is resumed only with the size
+    /// it started with).
     ///
     /// # Errors
     /// See [`PutError`].
@@ -334,6 +336,7 @@ impl Files {
         mtime: Option<u64>,
         recipients: Vec<Recipient>,
         session: Option<PutSession>,
+        segment: SegmentSize,
     ) -> Result<PutReport, PutError> {
         let started = Instant::now();
         let ledger = PutLedger::new();
@@ -368,7 +371,7 @@ impl Files {
         }
         let mtime = mtime.unwrap_or_else(now_secs);
         let result = self
-            .put_inner(reader, name, mtime, recipients, &ledger, session)
+            .put_inner(reader, name, mtime, recipients, &ledger, (session, segment))
             .await;
         guard.armed = false;
         match (&result, session) {
@@ -459,7 +462,7 @@ impl Files {
         mtime: u64,
         recipients: Vec<Recipient>,
         ledger: &Arc<PutLedger>,
-        session: Option<PutSession>,
+        (session, segment): (Option<PutSession>, SegmentSize),
     ) -> Result<PutReport, PutError> {
         let mut clock = StageClock::new();
         let keys = self.file_keys().map_err(PutError::Keys)?;
@@ -471,13 +474,13 @@ impl Files {
         let authority = keys.new_authority().ok_or(PutError::NoAuthority)??;
         let commitment = authority.file_authority();
         clock.lap("keys");
-        let window = self.config().window.max(1);
+        let window = self.config().window_for(segment);
         // A resumable put: its data key and what its earlier attempts placed.
         let (key, known, log) = match session {
             Some(id) => {
                 let sessions = self.sessions().cloned().ok_or(SessionError::Disabled)?;
                 let owner = wrap_to[0].clone();
-                let segment = SegmentSize::DEFAULT.bytes() as u64;
+                let segment = segment.bytes() as u64;
                 // The metadata is sealed under the data key too: an attempt must seal the
                 // same name and mtime as any before it.
                 let metadata = postcard::to_stdvec(&(&name, mtime)).unwrap_or_default();
@@ -499,7 +502,9 @@ impl Files {
             None => (None, HashMap::new(), None),
         };
         let (tx, mut rx) = mpsc::channel::<Stripe>(STRIPES_WAITING);
-        let options = EncodeOptions::new(name.clone()).with_mtime(mtime);
+        let options = EncodeOptions::new(name.clone())
+            .with_mtime(mtime)
+            .with_segment_size(segment);
         let encoder = tokio::task::spawn_blocking(move || {
             let mut encoder = match key {
                 Some(key) => Encoder::resume_with_key(reader, options, key),

@@ -526,7 +526,7 @@ mod tests {
         assert!(again.resumed);
         assert_eq!(again.state.session, first.state.session);
 
-        // Another segment size: refused in one line naming both sizes' put and the state.
+        // Another segment size: refused in one line naming the state's size and the state.
         let e = PutResume::begin(&states, &source, &meta, Some(2 << 20))
             .err()
             .ok_or("a put in other segments was resumed")?

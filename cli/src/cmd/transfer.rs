@@ -274,7 +274,11 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
         args.paths.iter().filter(|p| *p == Path::new("-")).count() <= 1,
         "stdin (`-`) can be read only once"
     );
-    let client = client(ctx)?.with_segment_size(args.segment_size);
+    // The default given explicitly is the default: a put interrupted without the option
+    // continues with it, and the other way round.
+    let default = datamesh_core::SegmentSize::DEFAULT.bytes() as u64;
+    let segment_size = args.segment_size.filter(|&bytes| bytes != default);
+    let client = client(ctx)?.with_segment_size(segment_size);
     // Asked before a body is streamed: a refused put would only show as a broken pipe.
     client.check_recipients(&recipients)?;
     if args.recursive {

@@ -40,6 +40,8 @@ pub const MAX_BLOB_LEN: usize = MAX_MANIFEST_LEN;
 pub const MAX_IDS: usize = 65_536;
 /// Largest key envelope accepted.
 pub const MAX_ENVELOPE_LEN: usize = 64 * 1024;
+/// Most shards in one [`Request::StoreBatch`] (the frame limit bounds their bytes).
+pub const MAX_BATCH: usize = 64;
 /// Framing and enum overhead allowed on top of the payload.
 const SLACK: usize = 1024;
 /// Largest request body on the wire: a blob, and a key envelope beside it (a
@@ -181,6 +183,48 @@ pub enum Request {
         #[serde(with = "byte_string")]
         bytes: Bytes,
     },
+    /// Several [`Request::Store`]s to one peer in one request (protocol 9): at most
+    /// [`MAX_BATCH`], each id at most once, their bytes within the frame limit. Each shard
+    /// is stored, refused or found held as its own `Store` would be, and the answers are
+    /// acknowledged together, after one synced write. Answered with
+    /// [`Response::BatchStored`], or, for the whole batch, with a refusal of the request
+    /// itself (`Busy`).
+    StoreBatch {
+        /// The shards.
+        shards: Vec<BatchShard>,
+    },
+}
+
+/// One shard of a [`Request::StoreBatch`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchShard {
+    /// BLAKE3 of `bytes`.
+    pub id: ShardId,
+    /// The shard bytes (a slice of the frame when read by [`decode_request_shared`]).
+    #[serde(with = "byte_string")]
+    pub bytes: Bytes,
+}
+
+/// What became of one shard of a [`Request::StoreBatch`]: the answer its own `Store`
+/// would have had.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreOutcome {
+    /// Stored now.
+    Stored,
+    /// Already held: the sender's claim is made or kept.
+    AlreadyHeld,
+    /// Not stored, and why.
+    Refused(Refusal),
+}
+
+impl From<StoreOutcome> for Response {
+    fn from(outcome: StoreOutcome) -> Self {
+        match outcome {
+            StoreOutcome::Stored => Self::Stored,
+            StoreOutcome::AlreadyHeld => Self::AlreadyHeld,
+            StoreOutcome::Refused(refusal) => Self::Refused(refusal),
+        }
+    }
 }
 
 impl Request {
@@ -201,6 +245,7 @@ impl Request {
             Self::RenewLease { .. } => "renew_lease",
             Self::StoreFor { .. } => "store_for",
             Self::StoreManifest { .. } => "store_manifest",
+            Self::StoreBatch { .. } => "store_batch",
         }
     }
 }
@@ -329,6 +374,8 @@ pub enum Response {
         /// Why the envelope was not kept; `None` if it was (or the same one was held).
         envelope_refused: Option<Refusal>,
     },
+    /// The answer to a `StoreBatch`: per shard, in order, what became of it.
+    BatchStored(Vec<StoreOutcome>),
 }
 
 /// A message or frame that breaks the format or its limits.
@@ -366,7 +413,13 @@ pub enum WireError {
         /// How many were asked about.
         count: usize,
     },
-    /// A `Has` request that names an id more than once.
+    /// A `StoreBatch` of more than [`MAX_BATCH`] shards.
+    #[error("too many shards in one batch")]
+    TooManyShards {
+        /// How many were sent.
+        count: usize,
+    },
+    /// A `Has` request (or a `StoreBatch`) that names an id more than once.
     #[error("duplicate ids: {id} is asked about more than once")]
     DuplicateIds {
         /// One of the ids repeated.
@@ -390,12 +443,25 @@ pub fn decode<M: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<M, WireError>
 }
 
 /// Decodes a request body and checks the limits that are not about bytes (ids per `Has`,
-/// each id at most once: a `Has` costs the node at most [`MAX_IDS`] distinct lookups).
+/// each id at most once: a `Has` costs the node at most [`MAX_IDS`] distinct lookups;
+/// shards per `StoreBatch`, each id at most once).
 ///
 /// # Errors
-/// As [`decode`], [`WireError::TooManyIds`] and [`WireError::DuplicateIds`].
+/// As [`decode`], [`WireError::TooManyIds`], [`WireError::TooManyShards`] and
+/// [`WireError::DuplicateIds`].
 pub fn decode_request(body: &[u8]) -> Result<Request, WireError> {
     let request: Request = decode(body)?;
+    if let Request::StoreBatch { shards } = &request {
+        if shards.len() > MAX_BATCH {
+            return Err(WireError::TooManyShards {
+                count: shards.len(),
+            });
+        }
+        let ids: Vec<ShardId> = shards.iter().map(|s| s.id).collect();
+        if let Some(id) = first_duplicate(&ids) {
+            return Err(WireError::DuplicateIds { id });
+        }
+    }
     if let Request::Has { ids } | Request::Lease { ids, .. } | Request::RenewLease { ids, .. } =
         &request
     {
@@ -556,14 +622,19 @@ pub fn split_frame(bytes: &[u8], max: usize) -> Result<(&[u8], &[u8]), WireError
     Ok(rest.split_at(len))
 }
 
-/// A request's body as two parts to write one after the other: a `Store` (or `StoreFor`,
-/// or `StoreManifest`) is its postcard header (variant, ids, length) and then its shard bytes, written from
-/// the shared buffer instead of being copied into an encoded body first. The two parts are
-/// exactly [`encode`]'s bytes (tested).
+/// A message body as parts to write one after the other: each part an encoded head and
+/// then a byte string's bytes, written from their shared buffer instead of being copied
+/// into an encoded body first. Their concatenation is exactly [`encode`]'s bytes (tested).
+pub type Parts<'a> = Vec<(Vec<u8>, &'a [u8])>;
+
+/// A request's body as [`Parts`]: a `Store` (or `StoreFor`, or `StoreManifest`) is its
+/// postcard head (variant, ids, length) and then its shard bytes; a `StoreBatch` is one
+/// such pair per shard (the first head also holds the variant and the count); any other
+/// request is one part, its encoding.
 ///
 /// # Errors
 /// [`WireError::Encode`].
-pub fn request_parts(request: &Request) -> Result<(Vec<u8>, &[u8]), WireError> {
+pub fn request_parts(request: &Request) -> Result<Parts<'_>, WireError> {
     let (empty, bytes) = match request {
         Request::Store { id, bytes } => (
             Request::Store {
@@ -592,26 +663,52 @@ pub fn request_parts(request: &Request) -> Result<(Vec<u8>, &[u8]), WireError> {
             },
             bytes,
         ),
-        _ => return Ok((encode(request)?, &[])),
+        Request::StoreBatch { shards } => return batch_parts(request, shards),
+        _ => return Ok(vec![(encode(request)?, &[])]),
     };
     match head_before(&empty, bytes.len())? {
-        Some(head) => Ok((head, &bytes[..])),
-        None => Ok((encode(request)?, &[])),
+        Some(head) => Ok(vec![(head, &bytes[..])]),
+        None => Ok(vec![(encode(request)?, &[])]),
     }
 }
 
-/// A response's body as two parts, as [`request_parts`]: a `Blob` is its head and then
+/// A `StoreBatch`'s parts: the variant and the count (an empty batch's encoding, its
+/// count replaced), then per shard its id and length, then its bytes.
+fn batch_parts<'a>(request: &'a Request, shards: &'a [BatchShard]) -> Result<Parts<'a>, WireError> {
+    let Some(mut prefix) = head_before(&Request::StoreBatch { shards: Vec::new() }, shards.len())?
+    else {
+        return Ok(vec![(encode(request)?, &[])]);
+    };
+    let mut parts = Vec::with_capacity(shards.len());
+    for shard in shards {
+        let empty = BatchShard {
+            id: shard.id,
+            bytes: Bytes::new(),
+        };
+        let Some(head) = head_before(&empty, shard.bytes.len())? else {
+            return Ok(vec![(encode(request)?, &[])]);
+        };
+        prefix.extend_from_slice(&head);
+        parts.push((std::mem::take(&mut prefix), &shard.bytes[..]));
+    }
+    if parts.is_empty() {
+        parts.push((prefix, &[][..]));
+    }
+    Ok(parts)
+}
+
+/// A response's body as [`Parts`], as [`request_parts`]: a `Blob` is its head and then
 /// its bytes, which are not copied into an encoded body first.
 ///
 /// # Errors
 /// [`WireError::Encode`].
-pub fn response_parts(response: &Response) -> Result<(Vec<u8>, &[u8]), WireError> {
+pub fn response_parts(response: &Response) -> Result<Parts<'_>, WireError> {
     if let Response::Blob(bytes) = response
         && let Some(head) = head_before(&Response::Blob(Bytes::new()), bytes.len())?
     {
-        return Ok((head, bytes));
+        return Ok(vec![(head, bytes)]);
     }
-    Ok((encode(response)?, &[]))
+    Ok(vec![(encode(response)?, &[])])
 }
 
 /// The encoding of `empty`, a message whose last field is an empty byte string, with
@@ -949,9 +1046,10 @@ mod tests {
         wire.extend_from_slice(&[2, 5, 6, 3, 9, 8, 7]);
         assert_eq!(encode(&request)?, wire);
         assert_eq!(decode_request(&wire)?, request);
-        let (head, tail) = request_parts(&request)?;
-        assert_eq!([&head[..], tail].concat(), wire);
-        assert_eq!(tail, &[9, 8, 7]);
+        let parts = request_parts(&request)?;
+        assert_eq!(concat(&parts), wire);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].1, &[9, 8, 7]);
         assert_eq!(request.kind(), "store_manifest");
         // Variant 10, then the option: 0 (kept) or 1 and the refusal.
         let kept = Response::ManifestStored {
@@ -964,6 +1062,109 @@ mod tests {
         assert_eq!(encode(&refused)?, vec![10, 1, 3, 1]);
         assert_eq!(decode::<Response>(&[10, 1, 3, 1])?, refused);
         assert!(decode::<Response>(&[10, 2]).is_err());
+        Ok(())
+    }
+
+    /// The body a list of parts writes.
+    fn concat(parts: &Parts<'_>) -> Vec<u8> {
+        parts
+            .iter()
+            .flat_map(|(head, tail)| head.iter().chain(tail.iter()))
+            .copied()
+            .collect()
+    }
+
+    #[test]
+    fn a_store_batch_and_its_answer_have_a_frozen_wire_form_and_write_in_parts() -> TestResult {
+        let (a, b) = (ShardId::of(b"a"), ShardId::of(b"b"));
+        let request = Request::StoreBatch {
+            shards: vec![
+                BatchShard {
+                    id: a,
+                    bytes: Bytes::from_static(&[1, 2]),
+                },
+                BatchShard {
+                    id: b,
+                    bytes: Bytes::from(vec![7; 200]),
+                },
+            ],
+        };
+        // Variant 13, the count, then per shard its id and its bytes (len 2; len 200 as a
+        // two-byte varint).
+        let mut wire = vec![13, 2];
+        wire.extend_from_slice(a.as_bytes());
+        wire.extend_from_slice(&[2, 1, 2]);
+        wire.extend_from_slice(b.as_bytes());
+        wire.extend_from_slice(&[0xc8, 0x01]);
+        wire.extend_from_slice(&[7; 200]);
+        assert_eq!(encode(&request)?, wire);
+        assert_eq!(decode_request(&wire)?, request);
+        let parts = request_parts(&request)?;
+        assert_eq!(concat(&parts), wire);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1].1, &[7; 200][..]);
+        assert_eq!(request.kind(), "store_batch");
+        // A shared decode slices each shard out of the body.
+        let body = Bytes::from(wire);
+        let Request::StoreBatch { shards } = decode_request_shared(&body)? else {
+            return Err("not a batch".into());
+        };
+        let inside = body.as_ptr_range();
+        for shard in &shards {
+            assert!(inside.contains(&shard.bytes.as_ptr()));
+        }
+        // An empty batch is one part; its encoding is the variant and a zero count.
+        let empty = Request::StoreBatch { shards: vec![] };
+        assert_eq!(concat(&request_parts(&empty)?), vec![13, 0]);
+        // Variant 11, the count, then per shard 0 (stored), 1 (held) or 2 and the refusal.
+        let answer = Response::BatchStored(vec![
+            StoreOutcome::Stored,
+            StoreOutcome::AlreadyHeld,
+            StoreOutcome::Refused(Refusal::Mismatch),
+        ]);
+        assert_eq!(encode(&answer)?, vec![11, 3, 0, 1, 2, 1]);
+        assert_eq!(decode::<Response>(&[11, 3, 0, 1, 2, 1])?, answer);
+        assert_eq!(
+            Response::from(StoreOutcome::Refused(Refusal::Busy)),
+            Response::Refused(Refusal::Busy)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_store_batch_over_its_count_or_naming_an_id_twice_is_refused() -> TestResult {
+        let shard = |i: u32| {
+            let bytes = Bytes::from(i.to_be_bytes().to_vec());
+            BatchShard {
+                id: ShardId::of(&bytes),
+                bytes,
+            }
+        };
+        let full = Request::StoreBatch {
+            shards: (0..MAX_BATCH as u32).map(shard).collect(),
+        };
+        assert_eq!(decode_request(&encode(&full)?)?, full);
+        let over = Request::StoreBatch {
+            shards: (0..=MAX_BATCH as u32).map(shard).collect(),
+        };
+        assert_eq!(
+            decode_request(&encode(&over)?),
+            Err(WireError::TooManyShards {
+                count: MAX_BATCH + 1
+            })
+        );
+        let twice = Request::StoreBatch {
+            shards: vec![shard(1), shard(2), shard(1)],
+        };
+        assert_eq!(
+            decode_request(&encode(&twice)?),
+            Err(WireError::DuplicateIds { id: shard(1).id })
+        );
+        // A count the body does not hold is malformed, not an allocation.
+        assert!(matches!(
+            decode_request(&[13, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            Err(WireError::Malformed(_))
+        ));
         Ok(())
     }
 

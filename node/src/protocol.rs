@@ -27,8 +27,8 @@ pub use budget::{
 };
 pub use budgeted::{BudgetedCodec, RequestFrame, ResponseFrame, response_bytes};
 pub use datamesh_core::wire::{
-    FailureReason, InvalidReason, MAX_BLOB_LEN, MAX_ENVELOPE_LEN, MAX_IDS, MAX_REQUEST_LEN,
-    MAX_RESPONSE_LEN, Refusal, Request, Response,
+    BatchShard, FailureReason, InvalidReason, MAX_BATCH, MAX_BLOB_LEN, MAX_ENVELOPE_LEN, MAX_IDS,
+    MAX_REQUEST_LEN, MAX_RESPONSE_LEN, Refusal, Request, Response, StoreOutcome,
 };
 
 /// The protocol name. Version 2: refusals carry typed reasons instead of the refusing
@@ -46,8 +46,11 @@ pub use datamesh_core::wire::{
 /// provides the file, as for an `Announce`, so a put sends no `Announce` to a manifest
 /// holder that kept its envelope. Version 8: `StoreManifest`, a put's manifest copy and
 /// the file's key envelope in one request (answered `ManifestStored`), so a put sends
-/// each manifest holder one request where it sent two.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/8.0.0");
+/// each manifest holder one request where it sent two. Version 9: `StoreBatch`, several
+/// shards for one peer in one request, acknowledged after one synced write (answered
+/// `BatchStored`, an outcome per shard), which a node sends when stores to that peer
+/// queue up behind the ones in flight.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/9.0.0");
 
 /// The request-response codec: length-prefixed postcard with size caps. For a client or
 /// a test peer; the node's own swarm uses [`BudgetedCodec`], which reads the same frames
@@ -106,18 +109,23 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::
     read_body(io, len).await
 }
 
-/// Writes one frame whose body is `head` followed by `tail`.
+/// Writes one frame whose body is `parts`, each head followed by its tail.
 async fn write_frame<T: AsyncWrite + Unpin + Send>(
     io: &mut T,
-    head: &[u8],
-    tail: &[u8],
+    parts: &wire::Parts<'_>,
     max: usize,
 ) -> io::Result<()> {
-    let prefix = wire::frame_header(head.len() + tail.len(), max).map_err(invalid_input)?;
+    let len = parts
+        .iter()
+        .map(|(head, tail)| head.len() + tail.len())
+        .sum();
+    let prefix = wire::frame_header(len, max).map_err(invalid_input)?;
     io.write_all(&prefix).await?;
-    io.write_all(head).await?;
-    if !tail.is_empty() {
-        io.write_all(tail).await?;
+    for (head, tail) in parts {
+        io.write_all(head).await?;
+        if !tail.is_empty() {
+            io.write_all(tail).await?;
+        }
     }
     io.close().await
 }
@@ -152,8 +160,8 @@ impl libp2p::request_response::Codec for ShardCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let (head, tail) = wire::request_parts(&request).map_err(invalid_input)?;
-        write_frame(io, &head, tail, self.max_request).await
+        let parts = wire::request_parts(&request).map_err(invalid_input)?;
+        write_frame(io, &parts, self.max_request).await
     }
 
     async fn write_response<T>(
@@ -165,8 +173,8 @@ impl libp2p::request_response::Codec for ShardCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let (head, tail) = wire::response_parts(&response).map_err(invalid_input)?;
-        write_frame(io, &head, tail, self.max_response).await
+        let parts = wire::response_parts(&response).map_err(invalid_input)?;
+        write_frame(io, &parts, self.max_response).await
     }
 }
 
@@ -340,23 +348,51 @@ mod tests {
             ]
         });
         for (len, request) in requests {
-            let (head, tail) = request_parts(&request).map_err(other)?;
-            assert_eq!(
-                [&head[..], tail].concat(),
-                encode(&request).map_err(other)?,
-                "{len} bytes"
-            );
-            assert_eq!(tail.len(), len);
+            let body = written_in_parts(&request_parts(&request).map_err(other)?, len)?;
+            assert_eq!(body, encode(&request).map_err(other)?, "{len} bytes");
             let mut wire = Vec::new();
             block_on(ShardCodec::default().write_request(&PROTOCOL, &mut wire, request.clone()))?;
-            assert_eq!(&wire[..4], &((head.len() + len) as u32).to_be_bytes());
+            assert_eq!(&wire[..4], &(body.len() as u32).to_be_bytes());
             assert_eq!(round_trip(request.clone())?, request);
         }
+        // A batch: one part per shard, each shard's bytes its tail.
+        let shards: Vec<BatchShard> = lens
+            .iter()
+            .map(|&len| {
+                let bytes = Bytes::from(shard_bytes(len));
+                BatchShard {
+                    id: ShardId::of(&bytes),
+                    bytes,
+                }
+            })
+            .collect();
+        let batch = Request::StoreBatch { shards };
+        let parts = request_parts(&batch).map_err(other)?;
+        assert_eq!(parts.len(), lens.len());
+        for ((_, tail), len) in parts.iter().zip(lens) {
+            assert_eq!(tail.len(), len);
+        }
+        let body = written_in_parts(&parts, lens.iter().sum())?;
+        assert_eq!(body, encode(&batch).map_err(other)?);
+        assert_eq!(round_trip(batch.clone())?, batch);
         // Other requests go through the plain encoding.
         let fetch = Request::Fetch { id };
-        let (head, tail) = request_parts(&fetch).map_err(other)?;
-        assert_eq!((head, tail.len()), (encode(&fetch).map_err(other)?, 0));
+        let body = written_in_parts(&request_parts(&fetch).map_err(other)?, 0)?;
+        assert_eq!(body, encode(&fetch).map_err(other)?);
         Ok(())
+    }
+
+    /// The body `parts` write, checking that their tails hold `tails` bytes in all.
+    fn written_in_parts(parts: &wire::Parts<'_>, tails: usize) -> io::Result<Vec<u8>> {
+        assert_eq!(
+            parts.iter().map(|(_, tail)| tail.len()).sum::<usize>(),
+            tails
+        );
+        Ok(parts
+            .iter()
+            .flat_map(|(head, tail)| head.iter().chain(tail.iter()))
+            .copied()
+            .collect())
     }
 
     #[test]
@@ -364,23 +400,18 @@ mod tests {
         let lens = [0, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152];
         for len in lens {
             let blob = Response::Blob(shard_bytes(len).into());
-            let (head, tail) = response_parts(&blob).map_err(other)?;
-            assert_eq!(
-                [&head[..], tail].concat(),
-                encode(&blob).map_err(other)?,
-                "{len} bytes"
-            );
-            assert_eq!(tail.len(), len);
+            let body = written_in_parts(&response_parts(&blob).map_err(other)?, len)?;
+            assert_eq!(body, encode(&blob).map_err(other)?, "{len} bytes");
             let mut wire = Vec::new();
             block_on(ShardCodec::default().write_response(&PROTOCOL, &mut wire, blob.clone()))?;
-            assert_eq!(&wire[..4], &((head.len() + len) as u32).to_be_bytes());
+            assert_eq!(&wire[..4], &(body.len() as u32).to_be_bytes());
             let back = block_on(ShardCodec::default().read_response(&PROTOCOL, &mut &wire[..]))?;
             assert_eq!(back, blob);
         }
         // Other answers go through the plain encoding.
         for answer in [Response::Stored, Response::Has(vec![true, false])] {
-            let (head, tail) = response_parts(&answer).map_err(other)?;
-            assert_eq!((head, tail.len()), (encode(&answer).map_err(other)?, 0));
+            let body = written_in_parts(&response_parts(&answer).map_err(other)?, 0)?;
+            assert_eq!(body, encode(&answer).map_err(other)?);
         }
         Ok(())
     }

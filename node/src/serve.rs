@@ -20,7 +20,10 @@ use crate::db::{CF_FILES, DbError, cf};
 use crate::lease::{DEFAULT_LEASE, Leases};
 use crate::metrics::Metrics;
 use crate::network::InboundHandler;
-use crate::protocol::{FailureReason, InvalidReason, MAX_ENVELOPE_LEN, Refusal, Request, Response};
+use crate::protocol::{
+    BatchShard, FailureReason, InvalidReason, MAX_ENVELOPE_LEN, Refusal, Request, Response,
+    StoreOutcome,
+};
 use crate::store::{BindOutcome, DeleteOutcome, PutOutcome, ShardStore, StoreError};
 
 mod audit;
@@ -122,6 +125,47 @@ impl Server {
         id: ShardId,
         bytes: &[u8],
     ) -> Response {
+        self.store_blob_then(peer, file, id, bytes, SyncWrite::Now)
+    }
+
+    /// The shards of a `StoreBatch`, each stored (or refused) as its own `Store` would be,
+    /// none acknowledged before one synced write makes them all durable; if that fails,
+    /// none is acknowledged.
+    fn store_batch(&self, peer: PeerId, shards: &[BatchShard]) -> Response {
+        let mut outcomes: Vec<StoreOutcome> = shards
+            .iter()
+            .map(|shard| {
+                match self.store_blob_then(peer, None, shard.id, &shard.bytes, SyncWrite::Later) {
+                    Response::Stored => StoreOutcome::Stored,
+                    Response::AlreadyHeld => StoreOutcome::AlreadyHeld,
+                    Response::Refused(refusal) => StoreOutcome::Refused(refusal),
+                    _ => StoreOutcome::Refused(Refusal::Failed(FailureReason::Storage)),
+                }
+            })
+            .collect();
+        let wrote = outcomes
+            .iter()
+            .any(|o| !matches!(o, StoreOutcome::Refused(_)));
+        if wrote && let Err(e) = self.store.sync() {
+            warn!(%peer, shards = shards.len(), "syncing a batch of shards failed: {e}");
+            for outcome in &mut outcomes {
+                if !matches!(outcome, StoreOutcome::Refused(_)) {
+                    *outcome = StoreOutcome::Refused(Refusal::Failed(FailureReason::Storage));
+                }
+            }
+        }
+        Response::BatchStored(outcomes)
+    }
+
+    /// [`Self::store_blob`], its write synced now or, for a batch, by the caller.
+    fn store_blob_then(
+        &self,
+        peer: PeerId,
+        file: Option<FileId>,
+        id: ShardId,
+        bytes: &[u8],
+        sync: SyncWrite,
+    ) -> Response {
         self.metrics.bytes_in.inc_by(bytes.len() as u64);
         let concerned = [file, Some(FileId::from_bytes(*id.as_bytes()))];
         let removed = || concerned.iter().flatten().any(|f| self.removed_lately(f));
@@ -131,7 +175,10 @@ impl Server {
             return Response::Refused(Refusal::Invalid(InvalidReason::Removed));
         }
         let claimant = peer.to_bytes();
-        let stored = self.store.put_for(&id, bytes, &claimant, file.as_ref());
+        let stored = match sync {
+            SyncWrite::Now => self.store.put_for(&id, bytes, &claimant, file.as_ref()),
+            SyncWrite::Later => self.store.put_unsynced(&id, bytes, &claimant),
+        };
         if stored.is_ok() && removed() {
             if let Err(e) = self.store.delete(&id, &claimant) {
                 warn!(%peer, shard = %id.short(), "taking back a claim on a removed file's blob failed: {e}");
@@ -545,6 +592,15 @@ impl Server {
     }
 }
 
+/// When a blob's write is synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SyncWrite {
+    /// Before the store answers.
+    Now,
+    /// By the caller, before it answers (a batch).
+    Later,
+}
+
 /// How a key envelope was kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kept {
@@ -603,6 +659,7 @@ impl InboundHandler for Server {
         match request {
             Request::Store { id, bytes } => self.store_blob(peer, None, id, &bytes),
             Request::StoreFor { file, id, bytes } => self.store_blob(peer, Some(file), id, &bytes),
+            Request::StoreBatch { shards } => self.store_batch(peer, &shards),
             Request::Fetch { id } => self.fetch(peer, id),
             Request::Has { ids } => self.has(peer, &ids),
             Request::Delete { id } => self.delete(peer, id),
@@ -659,6 +716,7 @@ mod tests {
 
     use super::*;
     use crate::store::StoreConfig;
+    use bytes::Bytes;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -1021,6 +1079,85 @@ mod tests {
         .to_bytes();
         assert_eq!(put(&server, small.clone()), Response::Done);
         assert_eq!(server.store().used_bytes()?, used + small.len() as u64);
+        Ok(())
+    }
+
+    #[test]
+    fn a_batch_stores_each_shard_as_its_own_store_would_and_answers_each() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let shard = |fill: u8, len: usize| {
+            let bytes = Bytes::from(vec![fill; len]);
+            BatchShard {
+                id: ShardId::of(&bytes),
+                bytes,
+            }
+        };
+        // Room for three shards of 1,000 bytes.
+        let server = server(dir.path(), 3_000)?;
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let held = shard(1, 1_000);
+        assert_eq!(
+            server.handle(
+                other,
+                Request::Store {
+                    id: held.id,
+                    bytes: held.bytes.clone()
+                }
+            ),
+            Response::Stored
+        );
+        let mut forged = shard(2, 1_000);
+        forged.bytes = Bytes::from(vec![3; 1_000]);
+        let shards = vec![
+            shard(4, 1_000),
+            held.clone(),
+            forged,
+            shard(5, 1_000),
+            // Over the quota by now.
+            shard(6, 1_000),
+        ];
+        let answer = server.handle(
+            peer,
+            Request::StoreBatch {
+                shards: shards.clone(),
+            },
+        );
+        assert_eq!(
+            answer,
+            Response::BatchStored(vec![
+                StoreOutcome::Stored,
+                StoreOutcome::AlreadyHeld,
+                StoreOutcome::Refused(Refusal::Mismatch),
+                StoreOutcome::Stored,
+                StoreOutcome::Refused(Refusal::Full {
+                    used: 3_000,
+                    max: 3_000
+                }),
+            ])
+        );
+        // The stored ones are held, with the sender's claim on each (the one it found
+        // held included): it may delete them, as after a plain store.
+        for stored in [&shards[0], &shards[3]] {
+            assert_eq!(
+                server.store().get(&stored.id)?.as_deref(),
+                Some(&stored.bytes[..])
+            );
+        }
+        assert!(server.store().get(&shards[2].id)?.is_none());
+        assert!(server.store().get(&shards[4].id)?.is_none());
+        for claimed in [&shards[0], &shards[1]] {
+            assert_eq!(
+                server.handle(peer, Request::Delete { id: claimed.id }),
+                Response::Done
+            );
+        }
+        // The other owner's claim keeps the shard it stored first.
+        assert!(server.store().get(&held.id)?.is_some());
+        // An empty batch costs nothing and answers nothing.
+        assert_eq!(
+            server.handle(peer, Request::StoreBatch { shards: vec![] }),
+            Response::BatchStored(vec![])
+        );
         Ok(())
     }
 }

@@ -3,7 +3,9 @@
 //! Shards are keyed by their id and verified against it on the way in and on the way
 //! out: a shard that does not hash to its id is refused on receipt and reported as
 //! corrupt on read, never served. Every write is synced before it is acknowledged;
-//! concurrent puts are synced together (RocksDB group commit), not one after another.
+//! concurrent puts are synced together (RocksDB group commit), not one after another, and
+//! the shards of one batch are written unsynced and then made durable by one sync of the
+//! log ([`ShardStore::put_unsynced`], [`ShardStore::sync`]) before any is acknowledged.
 //!
 //! Every shard has a small row in `shard_info` (its length, and whether a read found it
 //! corrupt), written and deleted in the same atomic batch as its bytes. Whatever a peer
@@ -99,6 +101,15 @@ pub enum BindOutcome {
     NoClaim,
     /// The caller's claim is bound to another file.
     OtherFile,
+}
+
+/// When a shard's write is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Durability {
+    /// Synced before the put returns.
+    Synced,
+    /// By the caller's [`ShardStore::sync`] after it.
+    Deferred,
 }
 
 /// Whether a put stored new bytes.
@@ -313,6 +324,42 @@ impl ShardStore {
         owner: &[u8],
         file: Option<&FileId>,
     ) -> Result<PutOutcome, StoreError> {
+        self.put_durably(id, bytes, owner, file, Durability::Synced)
+    }
+
+    /// As [`Self::put_for`] of a claim not bound to a file, but its write is not synced:
+    /// the shard is durable only once [`Self::sync`] returns. For a batch of shards
+    /// acknowledged together, after one synced write instead of one each.
+    ///
+    /// # Errors
+    /// As [`Self::put`].
+    pub fn put_unsynced(
+        &self,
+        id: &ShardId,
+        bytes: &[u8],
+        owner: &[u8],
+    ) -> Result<PutOutcome, StoreError> {
+        self.put_durably(id, bytes, owner, None, Durability::Deferred)
+    }
+
+    /// Makes every write before it durable (syncs the write-ahead log): what
+    /// [`Self::put_unsynced`] wrote is then as safe as a synced write.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    fn put_durably(
+        &self,
+        id: &ShardId,
+        bytes: &[u8],
+        owner: &[u8],
+        file: Option<&FileId>,
+        durability: Durability,
+    ) -> Result<PutOutcome, StoreError> {
         if ShardId::of(bytes) != *id {
             return Err(StoreError::Mismatch { id: *id });
         }
@@ -363,7 +410,10 @@ impl ShardStore {
         batch.put_cf(owners, owner_key, binding);
         batch.merge_cf(meta, USED_BYTES_KEY, needed.to_be_bytes());
         batch.merge_cf(meta, SHARD_COUNT_KEY, 1u64.to_be_bytes());
-        let written = self.write_synced(batch);
+        let written = match durability {
+            Durability::Synced => self.write_synced(batch),
+            Durability::Deferred => self.db.write(batch).map_err(StoreError::from),
+        };
         {
             let mut guard = self.lock();
             if let Some(ledger) = guard.as_mut() {
@@ -779,6 +829,39 @@ mod tests {
     fn shard(n: usize, seed: u8) -> (ShardId, Vec<u8>) {
         let bytes: Vec<u8> = (0..n).map(|i| (i as u8).wrapping_mul(seed)).collect();
         (ShardId::of(&bytes), bytes)
+    }
+
+    #[test]
+    fn shards_written_unsynced_and_then_synced_survive_reopen_with_their_accounting() -> TestResult
+    {
+        let dir = tempfile::tempdir()?;
+        let shards: Vec<_> = (1..=4).map(|seed| shard(50_000, seed)).collect();
+        {
+            let store = ShardStore::new(crate::db::open(dir.path())?, StoreConfig::new(150_000));
+            for (id, bytes) in &shards[..3] {
+                assert_eq!(store.put_unsynced(id, bytes, b"a")?, PutOutcome::Stored);
+            }
+            // The quota holds for unsynced writes as for synced ones.
+            let (id, bytes) = &shards[3];
+            assert!(matches!(
+                store.put_unsynced(id, bytes, b"a"),
+                Err(StoreError::QuotaExceeded { .. })
+            ));
+            assert!(matches!(
+                store.put_unsynced(&shards[0].0, &shards[1].1, b"a"),
+                Err(StoreError::Mismatch { .. })
+            ));
+            store.sync()?;
+        }
+        // Reopened from the log alone (no flush): every synced shard is there.
+        let store = ShardStore::new(crate::db::open(dir.path())?, StoreConfig::new(150_000));
+        for (id, bytes) in &shards[..3] {
+            assert_eq!(store.get(id)?.as_deref(), Some(&bytes[..]));
+        }
+        assert_eq!(store.used_bytes()?, 150_000);
+        assert_eq!(store.shard_count()?, 3);
+        assert_eq!(store.delete(&shards[0].0, b"a")?, DeleteOutcome::Deleted);
+        Ok(())
     }
 
     #[test]

@@ -13,7 +13,8 @@ use datamesh_node::metrics::Metrics;
 use datamesh_node::network::limits::{MAX_CONNECTIONS_PER_PEER, MAX_SHARD_STREAMS};
 use datamesh_node::network::{InboundHandler, PeerPolicy};
 use datamesh_node::protocol::{
-    InvalidReason, MAX_IDS, PROTOCOL, Refusal, Request, Response, ShardCodec,
+    BatchShard, InvalidReason, MAX_IDS, PROTOCOL, Refusal, Request, Response, ShardCodec,
+    StoreOutcome,
 };
 use datamesh_node::records::{PersistentStore, PersistentStoreConfig};
 use datamesh_node::{
@@ -516,6 +517,72 @@ async fn a_peer_sending_wrong_bytes_and_bad_frames_is_blocked_then_allowed_again
     }
     let text = tokio::task::spawn_blocking(metrics).await??;
     assert_eq!(metric(&text, "datamesh_peers_blocked_now"), 0.0, "{text}");
+    node.shutdown().await?;
+    Ok(())
+}
+
+/// A batch of stores is judged shard by shard: each shard that does not match its id is a
+/// strike (as its own `Store` would be), so wrong bytes cost a peer no less in a batch,
+/// and the good shards beside them are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_with_wrong_bytes_is_a_strike_per_shard_and_keeps_its_good_shards() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (node, addr, metrics) =
+        policed_node(&dir, PeerPolicy::new(4, Duration::from_secs(600))).await?;
+    let mut attacker = Attacker::new(node.peer_id(), addr)?;
+    let good = bytes::Bytes::from(vec![9u8; 1000]);
+    let mut shards = vec![BatchShard {
+        id: ShardId::of(&good),
+        bytes: good.clone(),
+    }];
+    for i in 0..3u8 {
+        shards.push(BatchShard {
+            id: ShardId::of(&[i]),
+            bytes: vec![i; 100].into(),
+        });
+    }
+    let outcome = attacker.ask(Request::StoreBatch { shards }).await?;
+    let mismatch = StoreOutcome::Refused(Refusal::Mismatch);
+    assert!(
+        matches!(
+            &outcome,
+            Outcome::Answer(Response::BatchStored(outcomes))
+                if outcomes[..] == [StoreOutcome::Stored, mismatch.clone(), mismatch.clone(), mismatch]
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        node.files().store().get(&ShardId::of(&good))?.as_deref(),
+        Some(&good[..])
+    );
+    // Three strikes of four: one more wrong shard, alone, and the peer is blocked (the
+    // node may close the connection before that answer is out).
+    let last = attacker
+        .ask(Request::Store {
+            id: ShardId::of(b"another"),
+            bytes: vec![1; 10].into(),
+        })
+        .await?;
+    assert!(
+        matches!(last, Outcome::Answer(Response::Refused(Refusal::Mismatch)))
+            || last.failure().is_some(),
+        "{last:?}"
+    );
+    let text = metrics_once_blocked(metrics).await?;
+    assert_eq!(
+        metric(
+            &text,
+            "datamesh_peer_strikes_total{offence=\"wrong_bytes\"}"
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(&text, "datamesh_refusals_sent_total{kind=\"mismatch\"}"),
+        4.0
+    );
+    assert_eq!(metric(&text, "datamesh_peers_blocked_total"), 1.0, "{text}");
+    let blocked = attacker.ask(has()).await?;
+    assert!(blocked.failure().is_some(), "{blocked:?}");
     node.shutdown().await?;
     Ok(())
 }

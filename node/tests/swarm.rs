@@ -751,6 +751,58 @@ async fn on_a_small_network_a_put_walks_no_dht_and_readers_still_find_every_hold
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_that_queue_up_for_a_peer_go_in_batches_and_every_shard_is_held() -> TestResult {
+    let net = start_net(7, |_| 1 << 30).await?;
+    let sent = |kind: &str| format!("datamesh_requests_sent_total{{kind=\"{kind}\"}}");
+    let (stores, batches) = (sent("store"), sent("store_batch"));
+    let before = (
+        metric(net.node(0), &stores).await?,
+        metric(net.node(0), &batches).await?,
+    );
+    // 13 stripes: the put keeps several in flight, so each peer's stores queue up.
+    let plain = data(12 * 1024 * 1024 + 5);
+    let report = put(net.node(0), plain.clone(), "batched.bin").await?;
+    assert_eq!(report.stripes, 13);
+    let requests = (
+        metric(net.node(0), &stores).await? - before.0,
+        metric(net.node(0), &batches).await? - before.1,
+    );
+    // Every shard is held where the placement says, by the peer that acknowledged it.
+    let placement = placement_of(net.node(0), &report.id)?;
+    let manifest = net
+        .node(0)
+        .files()
+        .catalog()
+        .manifest(&report.id)?
+        .ok_or("no manifest")?;
+    let me = net.node(0).peer_id();
+    let mut remote = 0;
+    for (stripe, ids) in manifest.stripes().iter().enumerate() {
+        for (index, shard) in ids.iter().enumerate() {
+            let holder = placement.holder(stripe as u64, index).ok_or("no holder")?;
+            remote += usize::from(holder != me);
+            let node = (0..7)
+                .map(|i| net.node(i))
+                .find(|n| n.peer_id() == holder)
+                .ok_or("a holder outside the network")?;
+            assert!(
+                node.files().store().has(shard)?,
+                "stripe {stripe} shard {index} is not held by its holder"
+            );
+        }
+    }
+    // Some went in batches, so fewer requests than remote shards went out (a manifest
+    // copy to a holder is a `store_manifest`, counted apart).
+    assert!(requests.1 >= 1.0, "{requests:?}");
+    assert!(
+        requests.0 + requests.1 < remote as f64,
+        "{requests:?} requests for {remote} remote shards"
+    );
+    assert!(get(net.node(0), report.id).await? == plain);
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_names_a_corrupt_shard_and_repair_replaces_it() -> TestResult {
     use datamesh_api::{Client, ClientError};
     // Node 6 runs without test faults: its debug route does not exist.

@@ -45,6 +45,9 @@ pub enum RequestFailure {
     /// protocol negotiation or the stream.
     #[error(transparent)]
     Outbound(Arc<OutboundFailure>),
+    /// The peer's answer does not fit the request (a batch's outcomes not one per shard).
+    #[error("the peer's answer does not fit the request")]
+    BadAnswer,
     /// The local task that sent or served the request panicked or was cancelled.
     #[error("the task running the request failed: {0}")]
     Task(Arc<tokio::task::JoinError>),

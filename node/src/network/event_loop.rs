@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::accounting::{Accounting, Offence, PeerPolicy, Verdict};
 use super::addresses::Advertiser;
+use super::batching::{StoreBatcher, Waiting};
 use super::census::Census;
 use super::command::{Command, InboundHandler, NetworkInfo, PeerSummary};
 use super::error::{DhtError, NetworkError, RequestFailure};
@@ -36,8 +37,8 @@ use super::swarm::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::transport::Transports;
 use crate::metrics::Metrics;
 use crate::protocol::{
-    FailureReason, InboundBudget, InvalidReason, OverBudget, Permit, Refusal, RequestFrame,
-    Response, ResponseFrame, response_bytes,
+    FailureReason, InboundBudget, InvalidReason, OverBudget, Permit, Refusal, Request,
+    RequestFrame, Response, ResponseFrame, StoreOutcome, response_bytes,
 };
 
 /// Inbound requests served at once; more wait, holding their bytes of the inbound budget
@@ -77,7 +78,10 @@ pub(super) struct EventLoop {
     /// Peers blocked by the test-fault hook (kept apart from the accounting's blocks).
     fault_blocked: HashSet<PeerId>,
     metrics: Arc<Metrics>,
-    pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetworkError>>>,
+    /// Who waits for each outbound shard request's answer.
+    pending_requests: HashMap<OutboundRequestId, Waiting>,
+    /// Stores to a peer beyond its slots, waiting to go as one batch (`batching.rs`).
+    stores: StoreBatcher,
     pending_closest: HashMap<QueryId, oneshot::Sender<Result<Vec<PeerId>, NetworkError>>>,
     pending_providing: HashMap<QueryId, oneshot::Sender<Result<(), NetworkError>>>,
     /// Provider walks running whose callers were answered when they started.
@@ -123,6 +127,7 @@ impl EventLoop {
             fault_blocked: HashSet::new(),
             metrics,
             pending_requests: HashMap::new(),
+            stores: StoreBatcher::default(),
             pending_closest: HashMap::new(),
             pending_providing: HashMap::new(),
             background_provides: HashSet::new(),
@@ -205,13 +210,18 @@ impl EventLoop {
         match command {
             Command::Request {
                 peer,
-                request,
+                request: Request::Store { id, bytes },
                 reply,
             } => {
-                self.metrics.request_sent(request.kind());
-                let id = behaviour.shards.send_request(&peer, request.into());
-                self.pending_requests.insert(id, reply);
+                if let Some((request, waiting)) = self.stores.store(peer, id, bytes, reply) {
+                    self.send_request(peer, request, waiting);
+                }
             }
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => self.send_request(peer, request, Waiting::One(reply)),
             Command::ClosestPeers { key, reply } => {
                 // A small network's census is the answer the walk would give.
                 if let Some(peers) = self.census.closest(&key, Instant::now()) {
@@ -496,6 +506,30 @@ impl EventLoop {
         }
     }
 
+    /// Sends a shard request to `peer`; `waiting` gets its answer.
+    fn send_request(&mut self, peer: PeerId, request: Request, waiting: Waiting) {
+        self.metrics.request_sent(request.kind());
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .shards
+            .send_request(&peer, request.into());
+        self.pending_requests.insert(id, waiting);
+    }
+
+    /// Gives the answer to (or the failure of) request `id` to who waits for it, and, if
+    /// that freed a peer's store slot, sends the stores waiting for one.
+    fn answer(&mut self, id: OutboundRequestId, result: Result<Response, NetworkError>) {
+        let Some(waiting) = self.pending_requests.remove(&id) else {
+            return;
+        };
+        if let Some(peer) = waiting.answer(result)
+            && let Some((request, waiting)) = self.stores.done(peer)
+        {
+            self.send_request(peer, request, waiting);
+        }
+    }
+
     fn on_shard_event(&mut self, event: request_response::Event<RequestFrame, ResponseFrame>) {
         use request_response::{Event, Message};
         match event {
@@ -522,9 +556,7 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some(reply) = self.pending_requests.remove(&request_id) {
-                    let _ = reply.send(Ok(response.response));
-                }
+                self.answer(request_id, Ok(response.response));
             }
             Event::OutboundFailure {
                 peer,
@@ -532,12 +564,11 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                if let Some(reply) = self.pending_requests.remove(&request_id) {
-                    let _ = reply.send(Err(NetworkError::Request {
-                        peer,
-                        reason: RequestFailure::Outbound(Arc::new(error)),
-                    }));
-                }
+                let failure = NetworkError::Request {
+                    peer,
+                    reason: RequestFailure::Outbound(Arc::new(error)),
+                };
+                self.answer(request_id, Err(failure));
             }
             Event::InboundFailure { peer, error, .. } => {
                 // A frame that breaks the format never gets here (request-response does
@@ -648,14 +679,26 @@ impl EventLoop {
         });
     }
 
-    /// Sends an answer to an inbound request, counting a refusal and the offence it shows.
+    /// Sends an answer to an inbound request, counting each refusal in it (a batch's are
+    /// one per shard, as for the stores it stands for) and the offence it shows.
     fn respond(
         &mut self,
         peer: PeerId,
         channel: ResponseChannel<ResponseFrame>,
         frame: ResponseFrame,
     ) {
-        if let Response::Refused(refusal) = &frame.response {
+        let refusals: Vec<Refusal> = match &frame.response {
+            Response::Refused(refusal) => vec![refusal.clone()],
+            Response::BatchStored(outcomes) => outcomes
+                .iter()
+                .filter_map(|outcome| match outcome {
+                    StoreOutcome::Refused(refusal) => Some(refusal.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for refusal in &refusals {
             self.metrics.refusal_sent(refusal_kind(refusal));
             match refusal {
                 Refusal::Mismatch => self.strike(peer, Offence::WrongBytes),

@@ -45,6 +45,7 @@ use crate::records::PersistentStore;
 
 mod accounting;
 mod addresses;
+mod batching;
 mod census;
 mod command;
 mod error;

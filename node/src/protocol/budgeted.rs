@@ -67,6 +67,7 @@ pub fn response_bytes(response: &Response) -> usize {
         + match response {
             Response::Blob(bytes) => bytes.len(),
             Response::Has(flags) => flags.len(),
+            Response::BatchStored(outcomes) => outcomes.len() * SMALL,
             Response::Envelopes(envelopes) => envelopes.iter().map(|e| e.len() + SMALL).sum(),
             _ => 0,
         }
@@ -204,8 +205,8 @@ impl libp2p::request_response::Codec for BudgetedCodec {
                 "a busy marker is not a request to send",
             ));
         };
-        let (head, tail) = wire::request_parts(&request).map_err(invalid_input)?;
-        write_frame(io, &head, tail, MAX_REQUEST_LEN).await
+        let parts = wire::request_parts(&request).map_err(invalid_input)?;
+        write_frame(io, &parts, MAX_REQUEST_LEN).await
     }
 
     async fn write_response<T>(
@@ -218,8 +219,8 @@ impl libp2p::request_response::Codec for BudgetedCodec {
         T: AsyncWrite + Unpin + Send,
     {
         let ResponseFrame { response, permit } = response;
-        let (head, tail) = wire::response_parts(&response).map_err(invalid_input)?;
-        write_frame(io, &head, tail, MAX_RESPONSE_LEN).await?;
+        let parts = wire::response_parts(&response).map_err(invalid_input)?;
+        write_frame(io, &parts, MAX_RESPONSE_LEN).await?;
         drop(response);
         drop(permit);
         Ok(())

@@ -24,7 +24,7 @@ use crate::protocol::{
     BatchShard, FailureReason, InvalidReason, MAX_ENVELOPE_LEN, Refusal, Request, Response,
     StoreOutcome,
 };
-use crate::store::{BindOutcome, DeleteOutcome, PutOutcome, ShardStore, StoreError};
+use crate::store::{BindOutcome, DeleteOutcome, Durability, PutOutcome, ShardStore, StoreError};
 
 mod audit;
 mod held;
@@ -125,7 +125,7 @@ impl Server {
         id: ShardId,
         bytes: &[u8],
     ) -> Response {
-        self.store_blob_then(peer, file, id, bytes, SyncWrite::Now)
+        self.store_blob_then(peer, file, id, bytes, Durability::Synced)
     }
 
     /// The shards of a `StoreBatch`, each stored (or refused) as its own `Store` would be,
@@ -135,7 +135,8 @@ impl Server {
         let mut outcomes: Vec<StoreOutcome> = shards
             .iter()
             .map(|shard| {
-                match self.store_blob_then(peer, None, shard.id, &shard.bytes, SyncWrite::Later) {
+                match self.store_blob_then(peer, None, shard.id, &shard.bytes, Durability::Deferred)
+                {
                     Response::Stored => StoreOutcome::Stored,
                     Response::AlreadyHeld => StoreOutcome::AlreadyHeld,
                     Response::Refused(refusal) => StoreOutcome::Refused(refusal),
@@ -164,7 +165,7 @@ impl Server {
         file: Option<FileId>,
         id: ShardId,
         bytes: &[u8],
-        sync: SyncWrite,
+        durability: Durability,
     ) -> Response {
         self.metrics.bytes_in.inc_by(bytes.len() as u64);
         let concerned = [file, Some(FileId::from_bytes(*id.as_bytes()))];
@@ -175,10 +176,9 @@ impl Server {
             return Response::Refused(Refusal::Invalid(InvalidReason::Removed));
         }
         let claimant = peer.to_bytes();
-        let stored = match sync {
-            SyncWrite::Now => self.store.put_for(&id, bytes, &claimant, file.as_ref()),
-            SyncWrite::Later => self.store.put_unsynced(&id, bytes, &claimant),
-        };
+        let stored = self
+            .store
+            .put_with(&id, bytes, &claimant, file.as_ref(), durability);
         if stored.is_ok() && removed() {
             if let Err(e) = self.store.delete(&id, &claimant) {
                 warn!(%peer, shard = %id.short(), "taking back a claim on a removed file's blob failed: {e}");
@@ -590,15 +590,6 @@ impl Server {
             .take_while(|(k, _)| k.first() == Some(&ENVELOPE_PREFIX))
             .count()
     }
-}
-
-/// When a blob's write is synced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SyncWrite {
-    /// Before the store answers.
-    Now,
-    /// By the caller, before it answers (a batch).
-    Later,
 }
 
 /// How a key envelope was kept.

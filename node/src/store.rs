@@ -5,7 +5,7 @@
 //! corrupt on read, never served. Every write is synced before it is acknowledged;
 //! concurrent puts are synced together (RocksDB group commit), not one after another, and
 //! the shards of one batch are written unsynced and then made durable by one sync of the
-//! log ([`ShardStore::put_unsynced`], [`ShardStore::sync`]) before any is acknowledged.
+//! log ([`Durability::Deferred`], [`ShardStore::sync`]) before any is acknowledged.
 //!
 //! Every shard has a small row in `shard_info` (its length, and whether a read found it
 //! corrupt), written and deleted in the same atomic batch as its bytes. Whatever a peer
@@ -103,12 +103,13 @@ pub enum BindOutcome {
     OtherFile,
 }
 
-/// When a shard's write is made durable.
+/// When a shard's write is made durable ([`ShardStore::put_with`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Durability {
+pub enum Durability {
     /// Synced before the put returns.
     Synced,
-    /// By the caller's [`ShardStore::sync`] after it.
+    /// Only once the caller's [`ShardStore::sync`] after it returns: for a batch of shards
+    /// acknowledged together, after one synced write instead of one each.
     Deferred,
 }
 
@@ -324,26 +325,12 @@ impl ShardStore {
         owner: &[u8],
         file: Option<&FileId>,
     ) -> Result<PutOutcome, StoreError> {
-        self.put_durably(id, bytes, owner, file, Durability::Synced)
-    }
-
-    /// As [`Self::put_for`] of a claim not bound to a file, but its write is not synced:
-    /// the shard is durable only once [`Self::sync`] returns. For a batch of shards
-    /// acknowledged together, after one synced write instead of one each.
-    ///
-    /// # Errors
-    /// As [`Self::put`].
-    pub fn put_unsynced(
-        &self,
-        id: &ShardId,
-        bytes: &[u8],
-        owner: &[u8],
-    ) -> Result<PutOutcome, StoreError> {
-        self.put_durably(id, bytes, owner, None, Durability::Deferred)
+        self.put_with(id, bytes, owner, file, Durability::Synced)
     }
 
     /// Makes every write before it durable (syncs the write-ahead log): what
-    /// [`Self::put_unsynced`] wrote is then as safe as a synced write.
+    /// [`Self::put_with`] wrote with [`Durability::Deferred`] is then as safe as a synced
+    /// write.
     ///
     /// # Errors
     /// [`StoreError::Db`].
@@ -352,7 +339,11 @@ impl ShardStore {
         Ok(())
     }
 
-    fn put_durably(
+    /// [`Self::put_for`], its write made durable now or by the caller's [`Self::sync`].
+    ///
+    /// # Errors
+    /// As [`Self::put`].
+    pub fn put_with(
         &self,
         id: &ShardId,
         bytes: &[u8],
@@ -839,16 +830,19 @@ mod tests {
         {
             let store = ShardStore::new(crate::db::open(dir.path())?, StoreConfig::new(150_000));
             for (id, bytes) in &shards[..3] {
-                assert_eq!(store.put_unsynced(id, bytes, b"a")?, PutOutcome::Stored);
+                assert_eq!(
+                    store.put_with(id, bytes, b"a", None, Durability::Deferred)?,
+                    PutOutcome::Stored
+                );
             }
             // The quota holds for unsynced writes as for synced ones.
             let (id, bytes) = &shards[3];
             assert!(matches!(
-                store.put_unsynced(id, bytes, b"a"),
+                store.put_with(id, bytes, b"a", None, Durability::Deferred),
                 Err(StoreError::QuotaExceeded { .. })
             ));
             assert!(matches!(
-                store.put_unsynced(&shards[0].0, &shards[1].1, b"a"),
+                store.put_with(&shards[0].0, &shards[1].1, b"a", None, Durability::Deferred),
                 Err(StoreError::Mismatch { .. })
             ));
             store.sync()?;

@@ -62,29 +62,29 @@ impl Waiting {
                             let _ = reply.send(Ok(outcome.into()));
                         }
                     }
+                    // A refusal of the whole batch (`Busy`) is each shard's.
                     Ok(Response::Refused(refusal)) => {
-                        for reply in replies {
-                            let _ = reply.send(Ok(Response::Refused(refusal.clone())));
-                        }
+                        every(replies, Ok(Response::Refused(refusal)))
                     }
-                    Ok(_) => {
-                        let failure = NetworkError::Request {
+                    Ok(_) => every(
+                        replies,
+                        Err(NetworkError::Request {
                             peer,
                             reason: RequestFailure::BadAnswer,
-                        };
-                        for reply in replies {
-                            let _ = reply.send(Err(failure.clone()));
-                        }
-                    }
-                    Err(failure) => {
-                        for reply in replies {
-                            let _ = reply.send(Err(failure.clone()));
-                        }
-                    }
+                        }),
+                    ),
+                    Err(failure) => every(replies, Err(failure)),
                 }
                 Some(peer)
             }
         }
+    }
+}
+
+/// Sends every caller the same answer.
+fn every(replies: Vec<Reply>, answer: Result<Response, NetworkError>) {
+    for reply in replies {
+        let _ = reply.send(answer.clone());
     }
 }
 

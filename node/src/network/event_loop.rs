@@ -687,18 +687,22 @@ impl EventLoop {
         channel: ResponseChannel<ResponseFrame>,
         frame: ResponseFrame,
     ) {
-        let refusals: Vec<Refusal> = match &frame.response {
-            Response::Refused(refusal) => vec![refusal.clone()],
-            Response::BatchStored(outcomes) => outcomes
-                .iter()
-                .filter_map(|outcome| match outcome {
-                    StoreOutcome::Refused(refusal) => Some(refusal.clone()),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
+        let batched = match &frame.response {
+            Response::BatchStored(outcomes) => outcomes.as_slice(),
+            _ => &[],
         };
-        for refusal in &refusals {
+        let single = match &frame.response {
+            Response::Refused(refusal) => Some(refusal),
+            _ => None,
+        };
+        let refusals =
+            single
+                .into_iter()
+                .chain(batched.iter().filter_map(|outcome| match outcome {
+                    StoreOutcome::Refused(refusal) => Some(refusal),
+                    _ => None,
+                }));
+        for refusal in refusals {
             self.metrics.refusal_sent(refusal_kind(refusal));
             match refusal {
                 Refusal::Mismatch => self.strike(peer, Offence::WrongBytes),

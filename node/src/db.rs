@@ -81,7 +81,14 @@ pub fn open(dir: &Path) -> Result<Arc<DB>, DbError> {
     // page cache twice, once for the WAL and once for the blob file: up to a third of a
     // storage node's CPU in a large put where the page cache grows (benches/PROFILE.md).
     // The WAL is written and synced as before, so an acknowledged shard is as durable.
-    db_opts.set_use_direct_io_for_flush_and_compaction(direct_io_works(dir));
+    // Reads go past it too: a holder reads a shard once per get of its file, so cached
+    // shard bytes were only a copy more and a page cache that grew by the size of every
+    // file fetched, until the machine reclaimed it while later gets ran (gets of 1 GiB
+    // fell from about 440 to about 220 MB/s; benches/PROFILE.md). The table files' own
+    // blocks (keys, claims, records) stay cached in RocksDB's block cache.
+    let direct = direct_io_works(dir);
+    db_opts.set_use_direct_io_for_flush_and_compaction(direct);
+    db_opts.set_use_direct_reads(direct);
     let mut shard_opts = Options::default();
     shard_opts.set_enable_blob_files(true);
     shard_opts.set_min_blob_size(MIN_BLOB_SIZE);
@@ -162,9 +169,12 @@ mod tests {
 
     use crate::store::{ShardStore, StoreConfig};
 
-    /// The value RocksDB recorded for `use_direct_io_for_flush_and_compaction` in the
-    /// newest options file of the database in `dir`.
-    fn recorded_direct_io(dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    const FLUSH_DIRECT: &str = "use_direct_io_for_flush_and_compaction";
+    const READ_DIRECT: &str = "use_direct_reads";
+
+    /// The value RocksDB recorded for `option` in the newest options file of the
+    /// database in `dir`.
+    fn recorded(dir: &Path, option: &str) -> Result<String, Box<dyn std::error::Error>> {
         let mut newest = None;
         for entry in std::fs::read_dir(dir)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
@@ -179,10 +189,7 @@ mod tests {
         let text = std::fs::read_to_string(dir.join(name))?;
         let line = text
             .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("use_direct_io_for_flush_and_compaction=")
-            })
+            .find_map(|l| l.trim().strip_prefix(option)?.strip_prefix('='))
             .ok_or("option not recorded")?;
         Ok(line.to_owned())
     }
@@ -210,18 +217,20 @@ mod tests {
     }
 
     #[test]
-    fn flushes_bypass_the_page_cache_where_the_file_system_allows_it()
+    fn flushes_and_reads_bypass_the_page_cache_where_the_file_system_allows_it()
     -> Result<(), Box<dyn std::error::Error>> {
-        // The temporary directory is on the machine's disk (ext4 here and in CI).
+        // The temporary directory is on the machine's disk (ext4 here and in CI). The
+        // shards are read back from their blob files after the reopen: with `O_DIRECT`.
         let dir = tempfile::tempdir()?;
         shards_survive_a_flush_and_reopen(dir.path())?;
-        assert_eq!(recorded_direct_io(dir.path())?, "true");
+        assert_eq!(recorded(dir.path(), FLUSH_DIRECT)?, "true");
+        assert_eq!(recorded(dir.path(), READ_DIRECT)?, "true");
         assert!(!dir.path().join(DIRECT_IO_PROBE).exists());
         Ok(())
     }
 
     #[test]
-    fn where_the_probe_fails_flushes_go_through_the_page_cache()
+    fn where_the_probe_fails_flushes_and_reads_go_through_the_page_cache()
     -> Result<(), Box<dyn std::error::Error>> {
         // Every local file system of this machine takes O_DIRECT (tmpfs too, since Linux
         // 6.6), so the probe is made to fail: a directory stands where it would create
@@ -230,7 +239,8 @@ mod tests {
         std::fs::create_dir(dir.path().join(DIRECT_IO_PROBE))?;
         assert!(!direct_io_works(dir.path()));
         shards_survive_a_flush_and_reopen(dir.path())?;
-        assert_eq!(recorded_direct_io(dir.path())?, "false");
+        assert_eq!(recorded(dir.path(), FLUSH_DIRECT)?, "false");
+        assert_eq!(recorded(dir.path(), READ_DIRECT)?, "false");
         Ok(())
     }
 

@@ -4,10 +4,9 @@
 BIN=$1
 source "$(dirname "$0")/common.sh"
 up
-out="$SCRATCH/datamesh-ab.out"
+out="$D/copy"
 for r in $(seq "${2:-2}"); do
-  c0=$(cs 0 1 2 3 4 5 6); t0=$(now); id=$(put "$F256"); t1=$(now); c1=$(cs 0 1 2 3 4 5 6)
-  get "$id" "$out"; t2=$(now); c2=$(cs 0 1 2 3 4 5 6)
+  c0=$(cs_all); t0=$(now); id=$(put "$F256"); t1=$(now); c1=$(cs_all)
+  get "$id" "$out"; t2=$(now); c2=$(cs_all)
   echo "round $r put cs $((c1 - c0)) wall $(secs "$t0" "$t1") get cs $((c2 - c1)) wall $(secs "$t1" "$t2")"
 done
-rm -f "$out"

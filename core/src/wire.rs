@@ -193,9 +193,29 @@ pub enum Request {
         /// The shards.
         shards: Vec<BatchShard>,
     },
+    /// A put's shard and its copy of the file's manifest (with the key envelope) for one
+    /// peer in one request (protocol 10: the holders of a one-stripe file are most often
+    /// its manifest holders too). The shard is stored, refused or found held as by its own
+    /// [`Request::Store`], then the manifest and the envelope are handled as by a
+    /// [`Request::StoreManifest`] (a refusal of the shard does not stop them); both are
+    /// acknowledged together, after the manifest's synced write. Answered with
+    /// [`Response::ShardAndManifest`], or, for the whole request, with a refusal of the
+    /// request itself (`Busy`).
+    StoreWithManifest {
+        /// BLAKE3 of `manifest`: the file id.
+        id: ShardId,
+        /// The key envelope's wire form (at most [`MAX_ENVELOPE_LEN`] bytes).
+        #[serde(with = "byte_string")]
+        envelope: Vec<u8>,
+        /// The manifest bytes.
+        #[serde(with = "byte_string")]
+        manifest: Bytes,
+        /// The shard.
+        shard: BatchShard,
+    },
 }
 
-/// One shard of a [`Request::StoreBatch`].
+/// One shard of a [`Request::StoreBatch`] (or a [`Request::StoreWithManifest`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchShard {
     /// BLAKE3 of `bytes`.
@@ -246,6 +266,7 @@ impl Request {
             Self::StoreFor { .. } => "store_for",
             Self::StoreManifest { .. } => "store_manifest",
             Self::StoreBatch { .. } => "store_batch",
+            Self::StoreWithManifest { .. } => "store_with_manifest",
         }
     }
 }
@@ -376,6 +397,39 @@ pub enum Response {
     },
     /// The answer to a `StoreBatch`: per shard, in order, what became of it.
     BatchStored(Vec<StoreOutcome>),
+    /// The answer to a `StoreWithManifest`: what became of the shard, and of the manifest
+    /// and its envelope.
+    ShardAndManifest {
+        /// What the shard's own `Store` would have been answered.
+        shard: StoreOutcome,
+        /// What the manifest's own `StoreManifest` would have been answered.
+        manifest: ManifestOutcome,
+    },
+}
+
+/// What became of the manifest (and envelope) of a [`Request::StoreWithManifest`]: the
+/// answer its own [`Request::StoreManifest`] would have had.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ManifestOutcome {
+    /// The manifest is held (stored now or before); the envelope was kept (`None`) or
+    /// refused, and why.
+    Stored {
+        /// Why the envelope was not kept; `None` if it was (or the same one was held).
+        envelope_refused: Option<Refusal>,
+    },
+    /// The manifest was not stored, and why (the envelope was not looked at).
+    Refused(Refusal),
+}
+
+impl From<ManifestOutcome> for Response {
+    fn from(outcome: ManifestOutcome) -> Self {
+        match outcome {
+            ManifestOutcome::Stored { envelope_refused } => {
+                Self::ManifestStored { envelope_refused }
+            }
+            ManifestOutcome::Refused(refusal) => Self::Refused(refusal),
+        }
+    }
 }
 
 /// A message or frame that breaks the format or its limits.
@@ -627,8 +681,9 @@ pub fn split_frame(bytes: &[u8], max: usize) -> Result<(&[u8], &[u8]), WireError
 /// into an encoded body first. Their concatenation is exactly [`encode`]'s bytes (tested).
 pub type Parts<'a> = Vec<(Vec<u8>, &'a [u8])>;
 
-/// A request's body as [`Parts`]: a `Store` (or `StoreFor`, or `StoreManifest`) is its
-/// postcard head (variant, ids, length) and then its shard bytes; a `StoreBatch` is one
+/// A request's body as [`Parts`]: a `Store` (or `StoreFor`, or `StoreManifest`, or
+/// `StoreWithManifest`, whose manifest is in the head) is its postcard head (variant,
+/// ids, length) and then its shard bytes; a `StoreBatch` is one
 /// such pair per shard (the first head also holds the variant and the count); any other
 /// request is one part, its encoding.
 ///
@@ -662,6 +717,23 @@ pub fn request_parts(request: &Request) -> Result<Parts<'_>, WireError> {
                 bytes: Bytes::new(),
             },
             bytes,
+        ),
+        Request::StoreWithManifest {
+            id,
+            envelope,
+            manifest,
+            shard,
+        } => (
+            Request::StoreWithManifest {
+                id: *id,
+                envelope: envelope.clone(),
+                manifest: manifest.clone(),
+                shard: BatchShard {
+                    id: shard.id,
+                    bytes: Bytes::new(),
+                },
+            },
+            &shard.bytes,
         ),
         Request::StoreBatch { shards } => return batch_parts(request, shards),
         _ => return Ok(vec![(encode(request)?, &[])]),
@@ -1065,6 +1137,56 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn a_store_with_manifest_request_and_its_answer_have_a_frozen_wire_form() -> TestResult {
+        let (id, shard) = (ShardId::of(b"m"), ShardId::of(b"s"));
+        let request = Request::StoreWithManifest {
+            id,
+            envelope: vec![5, 6],
+            manifest: Bytes::from_static(&[9, 8, 7]),
+            shard: BatchShard {
+                id: shard,
+                bytes: Bytes::from_static(&[4, 4]),
+            },
+        };
+        // Variant 14, the file id, the envelope (len 2), the manifest (len 3), the shard's
+        // id and bytes (len 2).
+        let mut wire = vec![14];
+        wire.extend_from_slice(id.as_bytes());
+        wire.extend_from_slice(&[2, 5, 6, 3, 9, 8, 7]);
+        wire.extend_from_slice(shard.as_bytes());
+        wire.extend_from_slice(&[2, 4, 4]);
+        assert_eq!(encode(&request)?, wire);
+        assert_eq!(decode_request(&wire)?, request);
+        // The shard's bytes are the part written from their own buffer.
+        let parts = request_parts(&request)?;
+        assert_eq!(concat(&parts), wire);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].1, &[4, 4]);
+        assert_eq!(request.kind(), "store_with_manifest");
+        // Variant 12, the shard's outcome, the manifest's: stored (0) with the envelope
+        // kept (0), or refused (1) and why.
+        let both = Response::ShardAndManifest {
+            shard: StoreOutcome::Stored,
+            manifest: ManifestOutcome::Stored {
+                envelope_refused: None,
+            },
+        };
+        assert_eq!(encode(&both)?, vec![12, 0, 0, 0]);
+        let refused = Response::ShardAndManifest {
+            shard: StoreOutcome::Refused(Refusal::Mismatch),
+            manifest: ManifestOutcome::Refused(Refusal::Busy),
+        };
+        let wire = encode(&refused)?;
+        assert_eq!(decode::<Response>(&wire)?, refused);
+        assert!(decode::<Response>(&[12, 0, 2]).is_err());
+        assert_eq!(
+            Response::from(ManifestOutcome::Refused(Refusal::Busy)),
+            Response::Refused(Refusal::Busy)
+        );
+        Ok(())
+    }
+
     /// The body a list of parts writes.
     fn concat(parts: &Parts<'_>) -> Vec<u8> {
         parts
@@ -1348,6 +1470,15 @@ mod tests {
                 bytes: vec![3; 100],
             },
             Request::Has { ids: vec![id] },
+            Request::StoreWithManifest {
+                id,
+                envelope: vec![5; 300],
+                manifest: shard.clone(),
+                shard: BatchShard {
+                    id,
+                    bytes: shard.clone(),
+                },
+            },
         ];
         for request in requests {
             let body = Bytes::from(encode(&request)?);
@@ -1358,6 +1489,12 @@ mod tests {
                 Request::Store { bytes, .. }
                 | Request::StoreFor { bytes, .. }
                 | Request::StoreManifest { bytes, .. } => Some(bytes),
+                Request::StoreWithManifest {
+                    manifest, shard, ..
+                } => {
+                    assert!(within(manifest, &body), "the manifest was copied");
+                    Some(&shard.bytes)
+                }
                 Request::RemoveFile { manifest, .. } | Request::RenewLease { manifest, .. } => {
                     Some(manifest)
                 }

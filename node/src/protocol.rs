@@ -28,7 +28,7 @@ pub use budget::{
 pub use budgeted::{BudgetedCodec, RequestFrame, ResponseFrame, response_bytes};
 pub use datamesh_core::wire::{
     BatchShard, FailureReason, InvalidReason, MAX_BATCH, MAX_BLOB_LEN, MAX_ENVELOPE_LEN, MAX_IDS,
-    MAX_REQUEST_LEN, MAX_RESPONSE_LEN, Refusal, Request, Response, StoreOutcome,
+    MAX_REQUEST_LEN, MAX_RESPONSE_LEN, ManifestOutcome, Refusal, Request, Response, StoreOutcome,
 };
 
 /// The protocol name. Version 2: refusals carry typed reasons instead of the refusing
@@ -49,8 +49,11 @@ pub use datamesh_core::wire::{
 /// each manifest holder one request where it sent two. Version 9: `StoreBatch`, several
 /// shards for one peer in one request, acknowledged after one synced write (answered
 /// `BatchStored`, an outcome per shard), which a node sends when stores to that peer
-/// queue up behind the ones in flight.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/9.0.0");
+/// queue up behind the ones in flight. Version 10: `StoreWithManifest`, a put's shard and
+/// its manifest copy (with the envelope) for one peer in one request (answered
+/// `ShardAndManifest`), which a put of a one-stripe file sends to each peer that is both
+/// a shard holder and a manifest holder.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/10.0.0");
 
 /// The request-response codec: length-prefixed postcard with size caps. For a client or
 /// a test peer; the node's own swarm uses [`BudgetedCodec`], which reads the same frames
@@ -343,6 +346,18 @@ mod tests {
                         id,
                         envelope: shard_bytes(len % 1000),
                         bytes: shard_bytes(len).into(),
+                    },
+                ),
+                (
+                    len,
+                    Request::StoreWithManifest {
+                        id,
+                        envelope: shard_bytes(len % 1000),
+                        manifest: shard_bytes(len % 5000).into(),
+                        shard: BatchShard {
+                            id,
+                            bytes: shard_bytes(len).into(),
+                        },
                     },
                 ),
             ]

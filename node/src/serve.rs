@@ -21,8 +21,8 @@ use crate::lease::{DEFAULT_LEASE, Leases};
 use crate::metrics::Metrics;
 use crate::network::InboundHandler;
 use crate::protocol::{
-    BatchShard, FailureReason, InvalidReason, MAX_ENVELOPE_LEN, Refusal, Request, Response,
-    StoreOutcome,
+    BatchShard, FailureReason, InvalidReason, MAX_ENVELOPE_LEN, ManifestOutcome, Refusal, Request,
+    Response, StoreOutcome,
 };
 use crate::store::{BindOutcome, DeleteOutcome, Durability, PutOutcome, ShardStore, StoreError};
 
@@ -135,13 +135,13 @@ impl Server {
         let mut outcomes: Vec<StoreOutcome> = shards
             .iter()
             .map(|shard| {
-                match self.store_blob_then(peer, None, shard.id, &shard.bytes, Durability::Deferred)
-                {
-                    Response::Stored => StoreOutcome::Stored,
-                    Response::AlreadyHeld => StoreOutcome::AlreadyHeld,
-                    Response::Refused(refusal) => StoreOutcome::Refused(refusal),
-                    _ => StoreOutcome::Refused(Refusal::Failed(FailureReason::Storage)),
-                }
+                store_outcome(self.store_blob_then(
+                    peer,
+                    None,
+                    shard.id,
+                    &shard.bytes,
+                    Durability::Deferred,
+                ))
             })
             .collect();
         let wrote = outcomes
@@ -450,6 +450,48 @@ impl Server {
         (Response::ManifestStored { envelope_refused }, provide)
     }
 
+    /// A put's shard and its manifest copy with the file's key envelope (protocol 10):
+    /// the shard stored as by a `Store`, then the manifest and the envelope as by a
+    /// `StoreManifest` (a refused shard does not stop them), and the shard's write synced
+    /// before the answer (the manifest's own synced writes have most often synced it
+    /// already). One request where a put sent two; each part costs and proves what its
+    /// own request would. The file is returned as for a `StoreManifest`.
+    fn store_with_manifest(
+        &self,
+        peer: PeerId,
+        id: ShardId,
+        envelope: &[u8],
+        manifest: &[u8],
+        shard: &BatchShard,
+    ) -> (Response, Option<FileId>) {
+        let mut shard_outcome = store_outcome(self.store_blob_then(
+            peer,
+            None,
+            shard.id,
+            &shard.bytes,
+            Durability::Deferred,
+        ));
+        let (answer, provide) = self.store_manifest(peer, id, envelope, manifest);
+        let manifest_outcome = match answer {
+            Response::ManifestStored { envelope_refused } => {
+                ManifestOutcome::Stored { envelope_refused }
+            }
+            Response::Refused(refusal) => ManifestOutcome::Refused(refusal),
+            _ => ManifestOutcome::Refused(Refusal::Failed(FailureReason::Storage)),
+        };
+        if !matches!(shard_outcome, StoreOutcome::Refused(_))
+            && let Err(e) = self.store.sync()
+        {
+            warn!(%peer, shard = %shard.id.short(), "syncing a shard sent with a manifest failed: {e}");
+            shard_outcome = StoreOutcome::Refused(Refusal::Failed(FailureReason::Storage));
+        }
+        let response = Response::ShardAndManifest {
+            shard: shard_outcome,
+            manifest: manifest_outcome,
+        };
+        (response, provide)
+    }
+
     /// The authority key of a file whose manifest this node holds, or `None` if it holds
     /// no manifest under that id. The key is cached in a small row the first time the
     /// manifest is parsed (an empty row if the blob under that id is not a manifest), so
@@ -639,6 +681,16 @@ impl From<DbError> for EnvelopeRefusal {
     }
 }
 
+/// A store's answer as the outcome of one shard of a request that carries several parts.
+fn store_outcome(response: Response) -> StoreOutcome {
+    match response {
+        Response::Stored => StoreOutcome::Stored,
+        Response::AlreadyHeld => StoreOutcome::AlreadyHeld,
+        Response::Refused(refusal) => StoreOutcome::Refused(refusal),
+        _ => StoreOutcome::Refused(Refusal::Failed(FailureReason::Storage)),
+    }
+}
+
 fn row_key(prefix: u8, file: &[u8; 32]) -> Vec<u8> {
     let mut key = vec![prefix];
     key.extend_from_slice(file);
@@ -660,6 +712,15 @@ impl InboundHandler for Server {
                 envelope,
                 bytes,
             } => self.store_manifest(peer, id, &envelope, &bytes).0,
+            Request::StoreWithManifest {
+                id,
+                envelope,
+                manifest,
+                shard,
+            } => {
+                self.store_with_manifest(peer, id, &envelope, &manifest, &shard)
+                    .0
+            }
             Request::GetEnvelope { file } => {
                 Response::Envelopes(self.envelope(&file).into_iter().collect())
             }
@@ -688,6 +749,12 @@ impl InboundHandler for Server {
                 envelope,
                 bytes,
             } => self.store_manifest(peer, id, &envelope, &bytes),
+            Request::StoreWithManifest {
+                id,
+                envelope,
+                manifest,
+                shard,
+            } => self.store_with_manifest(peer, id, &envelope, &manifest, &shard),
             Request::Announce { file, held } => {
                 let response = self.announce(peer, file, held);
                 let provide = (response == Response::Done).then_some(file);
@@ -959,6 +1026,93 @@ mod tests {
         let a_manifest = a.manifest.to_bytes();
         assert_eq!(offer(&a, good.clone(), a_manifest), (kept, Some(a.file_id)));
         assert_eq!(server.envelope(&a.file_id), Some(good));
+        Ok(())
+    }
+
+    #[test]
+    fn a_shard_and_a_manifest_copy_from_one_request_are_each_kept_or_refused_on_their_own()
+    -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path(), 1 << 20)?;
+        let root = AuthorityRoot::from_bytes(&[9; 32]);
+        let peer = PeerId::random();
+        let (file, authority) = file_of(&root)?;
+        let manifest = file.manifest.to_bytes();
+        let envelope = KeyEnvelope::seal(
+            file.file_id,
+            1,
+            &file.data_key,
+            &[SecretKey::generate().public_key()],
+            &authority,
+        )?
+        .to_bytes();
+        let offer = |shard: &[u8], shard_id: ShardId, manifest: &[u8]| {
+            server.handle_and_provide(
+                peer,
+                Request::StoreWithManifest {
+                    id: ShardId::from_bytes(*file.file_id.as_bytes()),
+                    envelope: envelope.clone(),
+                    manifest: Bytes::copy_from_slice(manifest),
+                    shard: BatchShard {
+                        id: shard_id,
+                        bytes: Bytes::copy_from_slice(shard),
+                    },
+                },
+            )
+        };
+        let (shard, other) = (vec![3u8; 2000], vec![4u8; 2000]);
+        let (shard_id, other_id) = (ShardId::of(&shard), ShardId::of(&other));
+        let manifest_blob = ShardId::from_bytes(*file.file_id.as_bytes());
+        let kept = ManifestOutcome::Stored {
+            envelope_refused: None,
+        };
+
+        // A shard that is not what its id names, beside a manifest that is not either:
+        // each refused as its own request would be, nothing held.
+        let answer = offer(&other, shard_id, b"not the manifest");
+        let expected = Response::ShardAndManifest {
+            shard: StoreOutcome::Refused(Refusal::Mismatch),
+            manifest: ManifestOutcome::Refused(Refusal::Mismatch),
+        };
+        assert_eq!(answer, (expected, None));
+        assert!(!server.store().has(&shard_id)? && !server.store().has(&manifest_blob)?);
+
+        // A bad shard does not stop the manifest and its envelope: kept, the file
+        // provided (the envelope is its first).
+        let answer = offer(&other, shard_id, &manifest);
+        let expected = Response::ShardAndManifest {
+            shard: StoreOutcome::Refused(Refusal::Mismatch),
+            manifest: kept.clone(),
+        };
+        assert_eq!(answer, (expected, Some(file.file_id)));
+        assert!(!server.store().has(&shard_id)?);
+        assert_eq!(server.envelope(&file.file_id), Some(envelope.clone()));
+
+        // Both good: the shard stored, the manifest and envelope found held, nothing
+        // provided again; the same again finds the shard held.
+        let both = |shard| Response::ShardAndManifest {
+            shard,
+            manifest: kept.clone(),
+        };
+        assert_eq!(
+            offer(&shard, shard_id, &manifest),
+            (both(StoreOutcome::Stored), None)
+        );
+        assert_eq!(
+            offer(&shard, shard_id, &manifest),
+            (both(StoreOutcome::AlreadyHeld), None)
+        );
+        assert_eq!(server.store().get(&shard_id)?, Some(shard.clone()));
+
+        // Another shard with the manifest held: stored, and still held after a reopen.
+        assert_eq!(
+            offer(&other, other_id, &manifest),
+            (both(StoreOutcome::Stored), None)
+        );
+        drop(server);
+        let server = self::server(dir.path(), 1 << 20)?;
+        assert_eq!(server.store().get(&other_id)?, Some(other));
+        assert!(server.store().has(&manifest_blob)?);
         Ok(())
     }
 

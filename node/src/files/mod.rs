@@ -24,6 +24,7 @@ mod domains;
 mod engine;
 mod get;
 mod locate;
+mod one_stripe;
 mod placement;
 mod put;
 mod reach;

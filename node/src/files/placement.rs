@@ -24,8 +24,9 @@ impl Files {
     /// Candidate holders for `key`: the peers the DHT lookup found closest (they answered
     /// it) and this node, nearest first; then, as a fallback for a lookup that came back
     /// short (under load, with dead peers about), the routing table's other peers, also
-    /// nearest first.
-    async fn candidates(&self, key: &[u8]) -> Result<Vec<PeerId>, NetworkError> {
+    /// nearest first. A blob's copies ([`Self::place_copies_via`]) go to the first
+    /// [`MANIFEST_COPIES`] of them that accept it.
+    pub(crate) async fn candidates(&self, key: &[u8]) -> Result<Vec<PeerId>, NetworkError> {
         let net = self.net();
         let started = std::time::Instant::now();
         let (closest, known) = tokio::join!(net.closest_peers(key.to_vec()), net.peers());
@@ -91,6 +92,36 @@ impl Files {
         .await
     }
 
+    /// The peers a stripe's shards go to, in the order they are tried (the first one per
+    /// shard first): nearest to `key`, never a peer of `exclude`, six hosts before a
+    /// second shard on one host, the peers `unreachable` names last. Also how many
+    /// candidates the lookup found.
+    pub(crate) async fn shard_candidates(
+        &self,
+        key: &[u8],
+        exclude: &HashSet<PeerId>,
+        unreachable: &Mutex<HashSet<PeerId>>,
+    ) -> Result<(Vec<PeerId>, usize), NetworkError> {
+        let mut candidates = self.candidates(key).await?;
+        let found = candidates.len();
+        candidates.retain(|p| !exclude.contains(p));
+        // Six hosts before a second shard on one host (`domains.rs`), away from the
+        // hosts of the stripe's remaining holders.
+        let hosts = self.peer_hosts().await;
+        let taken: HashSet<IpAddr> = exclude
+            .iter()
+            .filter_map(|p| hosts.get(p))
+            .copied()
+            .collect();
+        let mut candidates = spread_over_hosts(candidates, &hosts, &taken);
+        {
+            // Peers that already failed during this put go last, not first.
+            let bad = unreachable.lock().unwrap_or_else(|p| p.into_inner());
+            candidates.sort_by_key(|p| bad.contains(p));
+        }
+        Ok((candidates, found))
+    }
+
     /// Places each of `shards` on its own peer, nearest to `key` first, never on a peer of
     /// `exclude`; a peer that fails or refuses is replaced by the next nearest. Used by
     /// put (a whole stripe, `key` its first shard id) and by repair (the missing shards of
@@ -110,23 +141,7 @@ impl Files {
         S: Fn(PeerId, Request) -> F,
         F: Future<Output = Result<Response, NetworkError>>,
     {
-        let mut candidates = self.candidates(key).await?;
-        let found = candidates.len();
-        candidates.retain(|p| !exclude.contains(p));
-        // Six hosts before a second shard on one host (`domains.rs`), away from the
-        // hosts of the stripe's remaining holders.
-        let hosts = self.peer_hosts().await;
-        let taken: HashSet<IpAddr> = exclude
-            .iter()
-            .filter_map(|p| hosts.get(p))
-            .copied()
-            .collect();
-        let mut candidates = spread_over_hosts(candidates, &hosts, &taken);
-        {
-            // Peers that already failed during this put go last, not first.
-            let bad = unreachable.lock().unwrap_or_else(|p| p.into_inner());
-            candidates.sort_by_key(|p| bad.contains(p));
-        }
+        let (candidates, found) = self.shard_candidates(key, exclude, unreachable).await?;
         let mut next = 0usize;
         let mut placed: Vec<Option<PeerId>> = vec![None; shards.len()];
         let mut attempts = FuturesUnordered::new();

@@ -6,7 +6,7 @@
 //! then what it placed stays for the put to resume (see there), and the state of a
 //! session not resumed within a day is deleted with what it placed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,7 +28,7 @@ use super::session::{KnownStripe, PutSession, SessionError, SessionLog};
 use crate::catalog::{CatalogEntry, CatalogError, Placement};
 use crate::metrics::Metrics;
 use crate::network::NetworkError;
-use crate::protocol::{Request, Response};
+use crate::protocol::{BatchShard, ManifestOutcome, Request, Response, StoreOutcome};
 
 /// How long each stage of a put took (`datamesh_put_stage_seconds`), recorded once the
 /// put completed: `keys` (the file keys and authority), `encode` (until the input is
@@ -202,7 +202,7 @@ fn now_secs() -> u64 {
 /// dropped part-way (its caller gone) does not cancel a request already sent, the answer
 /// is still recorded here, and the clean-up waits for those requests to end.
 #[derive(Debug)]
-struct PutLedger {
+pub(super) struct PutLedger {
     state: Mutex<LedgerState>,
     /// Store requests (and the catalog write) of the put still running.
     in_flight: watch::Sender<usize>,
@@ -524,6 +524,23 @@ impl Files {
         let mut placements: Vec<Option<[PeerId; TOTAL_SHARDS]>> = Vec::new();
         let mut resumed_stripes = 0u64;
         let mut input_done = false;
+        // A one-stripe file (a small one) waits for the encoder's end: its shards and
+        // manifest copies then go in one round, in one request to each peer that gets
+        // both (`one_stripe.rs`). A longer file's stripes are placed as they come.
+        let mut taken = VecDeque::new();
+        let mut one_stripe = None;
+        if known.is_empty()
+            && let Some(first) = rx.recv().await
+        {
+            match rx.recv().await {
+                Some(second) => taken.extend([first, second]),
+                None => {
+                    placements.push(None);
+                    one_stripe = Some(first);
+                    input_done = true;
+                }
+            }
+        }
         // The first stripe found to differ from the session's: nothing more is placed,
         // the rest of the input is read and dropped so the client gets the answer
         // rather than a connection closed under its upload.
@@ -535,7 +552,7 @@ impl Files {
                 break;
             }
             tokio::select! {
-                stripe = rx.recv(), if !input_done && placing.len() < window => match stripe {
+                stripe = next_stripe(&mut taken, &mut rx), if !input_done && placing.len() < window => match stripe {
                     Some(_) if changed.is_some() => {}
                     Some(stripe) => {
                         let index = stripe.index();
@@ -596,55 +613,47 @@ impl Files {
         // envelope only for a manifest it holds, and the data key lives only there.
         // Nothing points at either before the put is acknowledged; a put that fails
         // deletes the manifests with the rest (the ledger), and the envelopes with them.
-        let stripes_placed = async {
-            while let Some((index, placed)) = placing.next().await {
-                placements[index as usize] = Some(placed?);
-            }
-            Ok::<(), PutError>(())
-        };
-        let manifest_store = Request::StoreManifest {
+        let copy = ManifestCopy {
             id: ShardId::from_bytes(*id.as_bytes()),
             envelope: envelope_bytes.clone(),
             bytes: manifest_bytes.into(),
         };
-        let none_held = HashSet::new();
-        let me = self.peer_id();
         // Which remote holders kept the envelope.
         let published = Mutex::new(Published::default());
-        let manifest_placed = self.place_copies_via(
-            id.as_bytes(),
-            &manifest_store,
-            &none_held,
-            |peer, request| {
-                // This node's own copy of the envelope is kept apart (leased as its own,
-                // below): only the manifest goes to its store, with no second write and
-                // check of the envelope.
-                let request = match request {
-                    Request::StoreManifest { id, bytes, .. } if peer == me => {
-                        Request::Store { id, bytes }
-                    }
-                    other => other,
-                };
-                let sent = self.send_tracked(peer, request, Arc::clone(ledger));
-                let published = &published;
-                async move {
-                    let answer = sent.await;
-                    if let Ok(Response::ManifestStored { envelope_refused }) = &answer {
-                        published
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .count(peer, envelope_refused.as_ref());
-                    }
-                    answer
+        let placed = async {
+            if let Some(stripe) = one_stripe {
+                let (row, holders) = self
+                    .place_one_stripe_file(
+                        stripe,
+                        log.clone(),
+                        &copy,
+                        &unreachable,
+                        ledger,
+                        &published,
+                    )
+                    .await?;
+                placements[0] = Some(row);
+                return Ok::<_, PutError>(holders);
+            }
+            let stripes_placed = async {
+                while let Some((index, placed)) = placing.next().await {
+                    placements[index as usize] = Some(placed?);
                 }
-            },
-        );
-        let (stripes_placed, manifest_holders, ()) = tokio::join!(
-            stripes_placed,
-            manifest_placed,
+                Ok::<(), PutError>(())
+            };
+            let (request, none_held) = (copy.request(), HashSet::new());
+            let manifest_placed =
+                self.place_copies_via(id.as_bytes(), &request, &none_held, |peer, request| {
+                    self.send_manifest_copy(peer, request, ledger, &published)
+                });
+            let (stripes_placed, manifest_holders) = tokio::join!(stripes_placed, manifest_placed);
+            stripes_placed?;
+            Ok(manifest_holders?)
+        };
+        let (manifest_holders, ()) = tokio::join!(
+            placed,
             self.keep_own_envelope(&encoded.manifest, envelope_bytes)
         );
-        stripes_placed?;
         let manifest_holders = manifest_holders?;
         if manifest_holders.len() < MIN_MANIFEST_COPIES {
             return Err(PutError::ManifestCopies {
@@ -748,16 +757,47 @@ impl Files {
         unreachable: &Mutex<HashSet<PeerId>>,
         ledger: &Arc<PutLedger>,
     ) -> Result<[PeerId; TOTAL_SHARDS], PutError> {
-        if let Some(log) = log {
-            let (index, ids) = (stripe.index(), *stripe.ids());
-            tokio::task::spawn_blocking(move || log.write_ahead(index, &ids))
-                .await
-                .map_err(|source| PutError::TaskFailed {
-                    task: "writing the put session",
-                    source,
-                })??;
-        }
+        write_ahead(log, &stripe).await?;
         self.place_stripe(stripe, unreachable, ledger).await
+    }
+
+    /// Sends a manifest copy (a `StoreManifest`, or a `StoreWithManifest` with a shard
+    /// beside it) through [`Self::send_tracked`], counting in `published` whether the
+    /// holder kept the envelope. This node's own copy of the envelope is kept apart
+    /// (leased as its own, [`Self::keep_own_envelope`]): only the manifest goes to its
+    /// store, with no second write and check of the envelope.
+    pub(super) fn send_manifest_copy(
+        &self,
+        peer: PeerId,
+        request: Request,
+        ledger: &Arc<PutLedger>,
+        published: &Mutex<Published>,
+    ) -> impl Future<Output = Result<Response, NetworkError>> {
+        let request = match request {
+            Request::StoreManifest { id, bytes, .. } if peer == self.peer_id() => {
+                Request::Store { id, bytes }
+            }
+            other => other,
+        };
+        let sent = self.send_tracked(peer, request, Arc::clone(ledger));
+        async move {
+            let answer = sent.await;
+            let envelope = match &answer {
+                Ok(Response::ManifestStored { envelope_refused }) => Some(envelope_refused),
+                Ok(Response::ShardAndManifest {
+                    manifest: ManifestOutcome::Stored { envelope_refused },
+                    ..
+                }) => Some(envelope_refused),
+                _ => None,
+            };
+            if let Some(refused) = envelope {
+                published
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .count(peer, refused.as_ref());
+            }
+            answer
+        }
     }
 
     /// After a resumable put completed: its state goes, and so do the copies its
@@ -834,15 +874,18 @@ impl Files {
     /// Sends `request` (a store) as its own task that records an accepted shard in the
     /// put's `ledger`: the request finishes and is recorded even if the put is dropped
     /// meanwhile.
-    async fn send_tracked(
+    pub(super) async fn send_tracked(
         &self,
         peer: PeerId,
         request: Request,
         ledger: Arc<PutLedger>,
     ) -> Result<Response, NetworkError> {
-        let stored_id = match &request {
-            Request::Store { id, .. } | Request::StoreManifest { id, .. } => Some(*id),
-            _ => None,
+        // The blob a request stores (a shard or a manifest), and the manifest beside a
+        // shard of a `StoreWithManifest`.
+        let (stored_id, manifest_id) = match &request {
+            Request::Store { id, .. } | Request::StoreManifest { id, .. } => (Some(*id), None),
+            Request::StoreWithManifest { id, shard, .. } => (Some(shard.id), Some(*id)),
+            _ => (None, None),
         };
         let running = ledger.begin();
         if stored_id.is_some() {
@@ -851,11 +894,17 @@ impl Files {
         let files = self.clone();
         tokio::spawn(async move {
             let result = files.send(peer, request).await;
-            if let (
-                Some(id),
-                Ok(Response::Stored | Response::AlreadyHeld | Response::ManifestStored { .. }),
-            ) = (stored_id, &result)
-            {
+            let (blob, manifest) = match &result {
+                Ok(Response::Stored | Response::AlreadyHeld | Response::ManifestStored { .. }) => {
+                    (stored_id, None)
+                }
+                Ok(Response::ShardAndManifest { shard, manifest }) => (
+                    stored_id.filter(|_| !matches!(shard, StoreOutcome::Refused(_))),
+                    manifest_id.filter(|_| matches!(manifest, ManifestOutcome::Stored { .. })),
+                ),
+                _ => (None, None),
+            };
+            for id in blob.into_iter().chain(manifest) {
                 ledger.record(peer, id);
             }
             drop(running);
@@ -942,6 +991,69 @@ impl Files {
             })
             .await;
         info!(deleted, failed, "deleted a put's blobs");
+    }
+}
+
+/// A put's manifest copy: the manifest and the key envelope that go to each of its
+/// holders.
+pub(super) struct ManifestCopy {
+    /// The manifest's blob id (the file id).
+    pub(super) id: ShardId,
+    /// The key envelope's wire form.
+    pub(super) envelope: Vec<u8>,
+    /// The manifest bytes.
+    pub(super) bytes: Bytes,
+}
+
+impl ManifestCopy {
+    /// The copy on its own: a `StoreManifest`.
+    pub(super) fn request(&self) -> Request {
+        Request::StoreManifest {
+            id: self.id,
+            envelope: self.envelope.clone(),
+            bytes: self.bytes.clone(),
+        }
+    }
+
+    /// The copy with a shard for the same peer: a `StoreWithManifest`.
+    pub(super) fn with_shard(&self, id: ShardId, bytes: Bytes) -> Request {
+        Request::StoreWithManifest {
+            id: self.id,
+            envelope: self.envelope.clone(),
+            manifest: self.bytes.clone(),
+            shard: BatchShard { id, bytes },
+        }
+    }
+}
+
+/// Records a resumable put's stripe (its ids, synced) before any of its shards is sent;
+/// nothing without a session `log`.
+pub(super) async fn write_ahead(
+    log: Option<Arc<SessionLog>>,
+    stripe: &Stripe,
+) -> Result<(), PutError> {
+    let Some(log) = log else {
+        return Ok(());
+    };
+    let (index, ids) = (stripe.index(), *stripe.ids());
+    tokio::task::spawn_blocking(move || log.write_ahead(index, &ids))
+        .await
+        .map_err(|source| PutError::TaskFailed {
+            task: "writing the put session",
+            source,
+        })?
+        .map_err(PutError::from)
+}
+
+/// The next stripe to place: one taken early (to tell a one-stripe file), else the
+/// encoder's next.
+async fn next_stripe(
+    taken: &mut VecDeque<Stripe>,
+    rx: &mut mpsc::Receiver<Stripe>,
+) -> Option<Stripe> {
+    match taken.pop_front() {
+        Some(stripe) => Some(stripe),
+        None => rx.recv().await,
     }
 }
 

@@ -20,9 +20,9 @@ pub trait InboundHandler: Send + Sync + 'static {
     /// As [`Self::handle`], also naming the file the swarm task is to start providing
     /// before the answer is sent: an honoured `Announce`'s; the node's server also names
     /// the file of a key envelope it kept as the file's first (a `PutEnvelope`'s,
-    /// protocol 7, or a `StoreManifest`'s, protocol 8). A file is named only with an
-    /// answer that honours the request; if the provide then fails, the swarm task answers
-    /// `Failed(Dht)` for it instead.
+    /// protocol 7, a `StoreManifest`'s, protocol 8, or a `StoreWithManifest`'s, protocol
+    /// 10). A file is named only with an answer that honours the request; if the provide
+    /// then fails, the swarm task answers `Failed(Dht)` for it instead.
     fn handle_and_provide(&self, peer: PeerId, request: Request) -> (Response, Option<FileId>) {
         let announced = match &request {
             Request::Announce { file, .. } => Some(*file),

@@ -37,8 +37,8 @@ use super::swarm::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::transport::Transports;
 use crate::metrics::Metrics;
 use crate::protocol::{
-    FailureReason, InboundBudget, InvalidReason, OverBudget, Permit, Refusal, Request,
-    RequestFrame, Response, ResponseFrame, StoreOutcome, response_bytes,
+    FailureReason, InboundBudget, InvalidReason, ManifestOutcome, OverBudget, Permit, Refusal,
+    Request, RequestFrame, Response, ResponseFrame, StoreOutcome, response_bytes,
 };
 
 /// Inbound requests served at once; more wait, holding their bytes of the inbound budget
@@ -185,7 +185,8 @@ impl EventLoop {
                 },
                 Some((peer, channel, mut frame, provide)) = self.responses_rx.recv() => {
                     // The handler names a file only with an answer that honours the
-                    // request (`Done`; `ManifestStored` with the envelope kept).
+                    // request (`Done`; `ManifestStored` or `ShardAndManifest` with the
+                    // envelope kept).
                     if let Some(key) = provide
                         && let Err(refusal) = self.provide_for_peer(key)
                     {
@@ -193,6 +194,14 @@ impl EventLoop {
                             Response::ManifestStored { .. } => Response::ManifestStored {
                                 envelope_refused: Some(refusal),
                             },
+                            Response::ShardAndManifest { shard, .. } => {
+                                Response::ShardAndManifest {
+                                    shard,
+                                    manifest: ManifestOutcome::Stored {
+                                        envelope_refused: Some(refusal),
+                                    },
+                                }
+                            }
                             _ => Response::Refused(refusal),
                         };
                     }
@@ -680,29 +689,31 @@ impl EventLoop {
     }
 
     /// Sends an answer to an inbound request, counting each refusal in it (a batch's are
-    /// one per shard, as for the stores it stands for) and the offence it shows.
+    /// one per shard, and a `ShardAndManifest`'s one per part, as for the requests they
+    /// stand for) and the offence it shows.
     fn respond(
         &mut self,
         peer: PeerId,
         channel: ResponseChannel<ResponseFrame>,
         frame: ResponseFrame,
     ) {
-        let batched = match &frame.response {
-            Response::BatchStored(outcomes) => outcomes.as_slice(),
-            _ => &[],
-        };
-        let single = match &frame.response {
-            Response::Refused(refusal) => Some(refusal),
+        let refused = |outcome: &StoreOutcome| match outcome {
+            StoreOutcome::Refused(refusal) => Some(refusal.clone()),
             _ => None,
         };
-        let refusals =
-            single
-                .into_iter()
-                .chain(batched.iter().filter_map(|outcome| match outcome {
-                    StoreOutcome::Refused(refusal) => Some(refusal),
-                    _ => None,
-                }));
-        for refusal in refusals {
+        let refusals: Vec<Refusal> = match &frame.response {
+            Response::Refused(refusal) => vec![refusal.clone()],
+            Response::BatchStored(outcomes) => outcomes.iter().filter_map(refused).collect(),
+            Response::ShardAndManifest { shard, manifest } => {
+                let manifest = match manifest {
+                    ManifestOutcome::Refused(refusal) => Some(refusal.clone()),
+                    ManifestOutcome::Stored { .. } => None,
+                };
+                refused(shard).into_iter().chain(manifest).collect()
+            }
+            _ => Vec::new(),
+        };
+        for refusal in &refusals {
             self.metrics.refusal_sent(refusal_kind(refusal));
             match refusal {
                 Refusal::Mismatch => self.strike(peer, Offence::WrongBytes),

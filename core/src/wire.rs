@@ -194,13 +194,13 @@ pub enum Request {
         shards: Vec<BatchShard>,
     },
     /// A put's shard and its copy of the file's manifest (with the key envelope) for one
-    /// peer in one request (protocol 10: the holders of a one-stripe file are most often
-    /// its manifest holders too). The shard is stored, refused or found held as by its own
-    /// [`Request::Store`], then the manifest and the envelope are handled as by a
-    /// [`Request::StoreManifest`] (a refusal of the shard does not stop them); both are
-    /// acknowledged together, after the manifest's synced write. Answered with
-    /// [`Response::ShardAndManifest`], or, for the whole request, with a refusal of the
-    /// request itself (`Busy`).
+    /// peer in one request (protocol 10: each holder of a one-stripe file's shards gets
+    /// its manifest too, and provides the file on keeping the envelope). The shard is
+    /// stored, refused or found held as by its own [`Request::Store`], then the manifest
+    /// and the envelope are handled as by a [`Request::StoreManifest`] (a refusal of the
+    /// shard does not stop them); both are acknowledged together, once the shard's write
+    /// is synced. Answered with [`Response::ShardAndManifest`], or, for the whole request,
+    /// with a refusal of the request itself (`Busy`).
     StoreWithManifest {
         /// BLAKE3 of `manifest`: the file id.
         id: ShardId,

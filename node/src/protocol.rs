@@ -51,8 +51,8 @@ pub use datamesh_core::wire::{
 /// `BatchStored`, an outcome per shard), which a node sends when stores to that peer
 /// queue up behind the ones in flight. Version 10: `StoreWithManifest`, a put's shard and
 /// its manifest copy (with the envelope) for one peer in one request (answered
-/// `ShardAndManifest`), which a put of a one-stripe file sends to each peer that is both
-/// a shard holder and a manifest holder.
+/// `ShardAndManifest`), which a put of a one-stripe file sends to each remote holder of
+/// its shards (each then provides the file on keeping the envelope: no `Announce`).
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/datamesh/shard/10.0.0");
 
 /// The request-response codec: length-prefixed postcard with size caps. For a client or

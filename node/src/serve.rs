@@ -436,7 +436,20 @@ impl Server {
         envelope: &[u8],
         bytes: &[u8],
     ) -> (Response, Option<FileId>) {
-        match self.store_blob(peer, None, id, bytes) {
+        self.store_manifest_then(peer, id, envelope, bytes, Durability::Synced)
+    }
+
+    /// [`Self::store_manifest`], the manifest's write synced now or by the caller (the
+    /// envelope's own write, when it is kept, is synced and syncs it too).
+    fn store_manifest_then(
+        &self,
+        peer: PeerId,
+        id: ShardId,
+        envelope: &[u8],
+        bytes: &[u8],
+        durability: Durability,
+    ) -> (Response, Option<FileId>) {
+        match self.store_blob_then(peer, None, id, bytes, durability) {
             Response::Stored | Response::AlreadyHeld => {}
             refused => return (refused, None),
         }
@@ -452,10 +465,11 @@ impl Server {
 
     /// A put's shard and its manifest copy with the file's key envelope (protocol 10):
     /// the shard stored as by a `Store`, then the manifest and the envelope as by a
-    /// `StoreManifest` (a refused shard does not stop them), and the shard's write synced
-    /// before the answer (the manifest's own synced writes have most often synced it
-    /// already). One request where a put sent two; each part costs and proves what its
-    /// own request would. The file is returned as for a `StoreManifest`.
+    /// `StoreManifest` (a refused shard does not stop them), the writes of the shard and
+    /// the manifest synced once before the answer (the envelope's synced write, when it
+    /// is kept, has synced them already). One request where a put sent two; each part
+    /// costs and proves what its own request would. The file is returned as for a
+    /// `StoreManifest`.
     fn store_with_manifest(
         &self,
         peer: PeerId,
@@ -471,19 +485,29 @@ impl Server {
             &shard.bytes,
             Durability::Deferred,
         ));
-        let (answer, provide) = self.store_manifest(peer, id, envelope, manifest);
-        let manifest_outcome = match answer {
+        let (answer, mut provide) =
+            self.store_manifest_then(peer, id, envelope, manifest, Durability::Deferred);
+        let mut manifest_outcome = match answer {
             Response::ManifestStored { envelope_refused } => {
                 ManifestOutcome::Stored { envelope_refused }
             }
             Response::Refused(refusal) => ManifestOutcome::Refused(refusal),
             _ => ManifestOutcome::Refused(Refusal::Failed(FailureReason::Storage)),
         };
-        if !matches!(shard_outcome, StoreOutcome::Refused(_))
+        let shard_written = !matches!(shard_outcome, StoreOutcome::Refused(_));
+        let manifest_written = matches!(manifest_outcome, ManifestOutcome::Stored { .. });
+        if (shard_written || manifest_written)
             && let Err(e) = self.store.sync()
         {
-            warn!(%peer, shard = %shard.id.short(), "syncing a shard sent with a manifest failed: {e}");
-            shard_outcome = StoreOutcome::Refused(Refusal::Failed(FailureReason::Storage));
+            warn!(%peer, shard = %shard.id.short(), "syncing a shard and manifest failed: {e}");
+            let failed = Refusal::Failed(FailureReason::Storage);
+            if shard_written {
+                shard_outcome = StoreOutcome::Refused(failed.clone());
+            }
+            if manifest_written {
+                manifest_outcome = ManifestOutcome::Refused(failed);
+                provide = None;
+            }
         }
         let response = Response::ShardAndManifest {
             shard: shard_outcome,

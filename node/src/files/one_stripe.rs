@@ -1,14 +1,19 @@
 //! A one-stripe file's placement (a put of a small file): its six shards and its manifest
-//! copies in one round, one request to each peer.
+//! copies in one round, one request to each peer, and no `Announce` round after it.
 //!
 //! A put places a stripe's shards on the six peers nearest the stripe's key and the
 //! manifest (with the key envelope) on the [`MANIFEST_COPIES`] peers nearest the file id;
-//! on a small network most peers are in both sets. A longer file's stripes go out as they
-//! are encoded, before the manifest exists. A one-stripe file's manifest exists as soon as
-//! its stripe does, so each peer of both sets gets its shard and the manifest copy in one
-//! `StoreWithManifest` (protocol 10), the others a `Store` or a `StoreManifest`. Whatever
-//! that round did not place is placed as any put does ([`Files::place_shards_via`],
-//! [`Files::place_copies_via`]), away from the peers it tried.
+//! then it asks every holder that did not keep the envelope (a holder of shards only) to
+//! announce the file, one more round. A longer file's stripes go out as they are encoded,
+//! before the manifest exists. A one-stripe file's manifest exists as soon as its stripe
+//! does, so each remote holder of its shards gets the manifest copy with its shard, in one
+//! `StoreWithManifest` (protocol 10): it keeps the envelope and provides the file as a
+//! manifest holder does, so no holder is left to ask. The peers nearest the file id that
+//! hold no shard get a `StoreManifest`, as for any file. A one-stripe file thus has its
+//! manifest on up to twelve peers (on a small network, where the two sets overlap, on about
+//! seven), a copy of a few KiB each. Whatever that round did not place is placed as any put
+//! does ([`Files::place_shards_via`], [`Files::place_copies_via`]), away from the peers it
+//! tried.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -89,7 +94,9 @@ impl Files {
         let fits = |shard: &Bytes| copy.bytes.len() + shard.len() <= MAX_BLOB_LEN;
         let mut round: Vec<(PeerId, Parts)> = Vec::new();
         for (i, &peer) in shard_to.iter().enumerate() {
-            let manifest = peer != me && copy_to.contains(&peer) && fits(&shards[i].1);
+            // This node's own copy of the manifest, if it is one of the nearest, goes to its
+            // store on its own (below).
+            let manifest = peer != me && fits(&shards[i].1);
             round.push((
                 peer,
                 Parts {
@@ -179,9 +186,10 @@ impl Files {
             )
             .await
         };
+        // The copies of the round count for the nearest ones the general path wants.
         let held: HashSet<PeerId> = copies.iter().copied().collect();
         let copies_again = async {
-            if copies.len() >= MANIFEST_COPIES {
+            if copy_to.iter().all(|p| held.contains(p)) {
                 return Ok(copies.clone());
             }
             let request = copy.request();
@@ -190,14 +198,17 @@ impl Files {
             })
             .await
         };
-        let (shards_again, copies) = tokio::join!(shards_again, copies_again);
+        let (shards_again, copies_again) = tokio::join!(shards_again, copies_again);
         let (again, _) = shards_again?;
         for (&i, peer) in missing.iter().zip(again) {
             placed[i] = peer;
         }
+        // Every peer that holds a copy, the round's and the general path's.
+        let mut holders = copies.clone();
+        holders.extend(copies_again?.into_iter().filter(|p| !held.contains(p)));
         match placed {
             [Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)] => {
-                Ok(([a, b, c, d, e, f], copies?))
+                Ok(([a, b, c, d, e, f], holders))
             }
             _ => Err(PutError::NotEnoughPeers {
                 stripe: index,

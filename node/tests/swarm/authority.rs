@@ -275,7 +275,10 @@ async fn a_rewrap_that_reaches_too_few_holders_fails() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn check_counts_envelope_copies_and_repair_tops_them_up() -> TestResult {
     let mut net = start_net(8, |_| 1 << 30).await?;
-    let put = put(net.node(0), data(200_000), "kept.bin").await?;
+    // Two stripes: the manifest on the six peers nearest the file id (a one-stripe file's
+    // is on its shard holders too, protocol 10, which may leave no peer to top up on).
+    let put = put(net.node(0), data(1_500_000), "kept.bin").await?;
+    assert_eq!(put.stripes, 2);
     let report = net.node(0).checker().check(put.id, false).await?;
     assert_eq!(
         report.envelope_copies.0, report.manifest_copies.0,

@@ -21,8 +21,12 @@ pub(crate) struct KeystoreKeys {
     /// CPU for a small put or get. Any write (a rotation, a revocation, here or by
     /// another process) raises the generation, so a change is never missed. The keys
     /// with revoked versions (an explicit override, logged each time) are never kept.
-    live: Mutex<Option<(u64, Arc<FileKeys>)>>,
+    live: Mutex<Option<(BuiltFor, Arc<FileKeys>)>>,
 }
+
+/// What a set of live keys was built for: the keystore's generation, and whether the
+/// recipient policy asks for a P-256 key (`p256-only`).
+type BuiltFor = (u64, bool);
 
 impl KeystoreKeys {
     /// Wraps an unlocked keystore.
@@ -70,6 +74,19 @@ impl KeystoreKeys {
             // adopted, so a revoked key cannot come back.
             Err(e) => return Err(KeyProviderError::new(e)),
         }
+        let p256_only =
+            crate::security::current().recipients == datamesh_core::RecipientPolicy::P256Only;
+        // The keys built for this generation of the keystore (under this policy) hold every
+        // key the checks below would add: nothing is derived again. Deriving the active
+        // hybrid key only to see that there is one (its ML-KEM expansion and its EC public
+        // key) cost about 3% of the gateway's CPU per get (benches/PROFILE.md).
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if !allow_revoked
+            && let Some((built, keys)) = live.as_ref()
+            && *built == (KeyRing::generation(&keystore), p256_only)
+        {
+            return Ok(Arc::clone(keys));
+        }
         if keystore.authority_roots(false).is_empty()
             && keystore
                 .ensure_file_authority()
@@ -84,7 +101,7 @@ impl KeystoreKeys {
         {
             info!("keystore had no hybrid file-encryption key; created one");
         }
-        if crate::security::current().recipients == datamesh_core::RecipientPolicy::P256Only
+        if p256_only
             && keystore
                 .ensure_file_key(datamesh_keys::Purpose::P256FileEncryption)
                 .map_err(KeyProviderError::new)?
@@ -92,14 +109,8 @@ impl KeystoreKeys {
             info!("keystore had no P-256 file-encryption key (fips profile); created one");
         }
         // +1 at every write of the keystore, here or by another process.
-        let generation = KeyRing::generation(&keystore);
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if !allow_revoked
-            && let Some((built, keys)) = live.as_ref()
-            && *built == generation
-        {
-            return Ok(Arc::clone(keys));
-        }
+        // The generation after the checks (one that added a key wrote a new one).
+        let generation = (KeyRing::generation(&keystore), p256_only);
         let (_, active) = keystore.active_file_key().map_err(KeyProviderError::new)?;
         let all = keystore.decryption_keys(allow_revoked);
         if allow_revoked {

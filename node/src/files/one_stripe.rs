@@ -26,7 +26,7 @@ use libp2p::PeerId;
 use tracing::warn;
 
 use super::engine::Files;
-use super::placement::MANIFEST_COPIES;
+use super::placement::{MANIFEST_COPIES, mark_unreachable};
 use super::put::{ManifestCopy, PutError, PutLedger, write_ahead};
 use super::reach::Published;
 use super::session::SessionLog;
@@ -153,10 +153,7 @@ impl Files {
                 }
                 Err(e) => {
                     warn!(%peer, "storing a small file's shard or manifest failed: {e}");
-                    unreachable
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(peer);
+                    mark_unreachable(unreachable, peer);
                     (false, false)
                 }
             };
@@ -186,11 +183,12 @@ impl Files {
             )
             .await
         };
-        // The copies of the round count for the nearest ones the general path wants.
+        // The copies of the round count for the nearest ones the general path wants; only
+        // the ones it adds are new.
         let held: HashSet<PeerId> = copies.iter().copied().collect();
         let copies_again = async {
             if copy_to.iter().all(|p| held.contains(p)) {
-                return Ok(copies.clone());
+                return Ok(Vec::new());
             }
             let request = copy.request();
             self.place_copies_via(copy.id.as_bytes(), &request, &held, |peer, request| {
@@ -204,7 +202,7 @@ impl Files {
             placed[i] = peer;
         }
         // Every peer that holds a copy, the round's and the general path's.
-        let mut holders = copies.clone();
+        let mut holders = copies;
         holders.extend(copies_again?.into_iter().filter(|p| !held.contains(p)));
         match placed {
             [Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)] => {

@@ -173,10 +173,7 @@ impl Files {
                         Ok(response) => warn!(%peer, ?response, "peer refused a shard"),
                         Err(e) => {
                             warn!(%peer, "storing a shard failed: {e}");
-                            unreachable
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .insert(peer);
+                            mark_unreachable(unreachable, peer);
                         }
                     }
                     if let Some(&replacement) = candidates.get(next) {
@@ -246,4 +243,12 @@ impl Files {
         }
         Ok(stored)
     }
+}
+
+/// Records that `peer` failed during a put, so later placements try it last.
+pub(super) fn mark_unreachable(unreachable: &Mutex<HashSet<PeerId>>, peer: PeerId) {
+    unreachable
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(peer);
 }

@@ -112,6 +112,48 @@ fn sizes_round_trip_byte_identical() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `datamesh` runs the API commands in its own process (it links no node, keystore or
+/// TPM library): alone in a folder, without `datamesh-full` beside it, it puts, gets and
+/// lists; a command it hands to `datamesh-full` (`keys list`) fails there with one line
+/// that names the missing program.
+#[test]
+fn api_commands_need_only_datamesh_and_the_others_name_datamesh_full() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let scratch = dir.path();
+    let net = testnet(scratch, NODES)?;
+    let alone = scratch.join("alone");
+    fs::create_dir(&alone)?;
+    let client = alone.join("datamesh");
+    fs::copy(bin()?, &client)?;
+    let cli = || datamesh_testnet::run::datamesh(&client, &net.home(0));
+
+    let input = make_file(scratch, MIB + 1, 7)?;
+    let mut put = cli();
+    put.arg("put").arg(&input);
+    let id = String::from_utf8(run(put, scratch)?.ok("put through datamesh alone")?)?;
+    let id = id.trim();
+    ensure!(id.starts_with("dm1"), "put printed {id:?}, not an id");
+    let output = scratch.join("out");
+    let mut get = cli();
+    get.args(["get", id, "-o"]).arg(&output);
+    run(get, scratch)?.ok("get through datamesh alone")?;
+    assert_same_file(&input, &output)?;
+    let mut ls = cli();
+    ls.args(["--json", "ls"]);
+    let listed = String::from_utf8(run(ls, scratch)?.ok("ls through datamesh alone")?)?;
+    ensure!(listed.contains(id), "ls does not list {id}: {listed}");
+
+    let mut keys = cli();
+    keys.args(["keys", "list"]);
+    let stderr = run(keys, scratch)?.fails_with(1, "keys list without datamesh-full")?;
+    ensure!(
+        stderr.contains("datamesh-full is missing"),
+        "keys list without datamesh-full: {stderr}"
+    );
+    Ok(())
+}
+
 /// A storage node restarted (SIGTERM, start again) keeps serving its shards, and the
 /// putting node itself, restarted on new ports, finds the file again.
 #[test]

@@ -12,19 +12,14 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use datamesh_api::{ClientError, ErrorKind};
-use datamesh_keys::{
-    AuditError, BackupError, ChangeError, CreateError, EscrowError, ImportError, OpenError,
-    PasswordError, ShareError,
-};
-use datamesh_node::files::GetError;
+use std::sync::OnceLock;
 
-use crate::password::PasswordProblem;
+use datamesh_api::{ClientError, ErrorKind};
 
 /// Exit codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub(crate) enum Code {
+pub enum Code {
     /// Usage or other failure.
     Failure = 1,
     /// Wrong or unusable password.
@@ -38,7 +33,7 @@ pub(crate) enum Code {
 }
 
 /// Prints `error: ...` as one line and returns its exit code.
-pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
+pub fn report(err: &anyhow::Error) -> ExitCode {
     let message = format!("{err:#}").replace(['\n', '\r'], " ");
     let _ = writeln!(io::stderr().lock(), "error: {message}");
     ExitCode::from(code_of(err) as u8)
@@ -46,7 +41,7 @@ pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
 
 /// A clap error: help and version go to stdout with code 0; usage errors are one line
 /// (clap's first) with a pointer to `--help`, code 1.
-pub(crate) fn clap_error(err: &clap::Error) -> ExitCode {
+pub fn clap_error(err: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match err.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -74,86 +69,30 @@ pub(crate) fn clap_error(err: &clap::Error) -> ExitCode {
 }
 
 /// The exit code of the first error in the chain that has a specific one.
-pub(crate) fn code_of(err: &anyhow::Error) -> Code {
-    err.chain().find_map(classify).unwrap_or(Code::Failure)
+pub fn code_of(err: &anyhow::Error) -> Code {
+    let more = MORE.get();
+    err.chain()
+        .find_map(|e| classify(e).or_else(|| more.and_then(|more| more(e))))
+        .unwrap_or(Code::Failure)
+}
+
+/// Gives errors of types this library does not know (the keystore's, a testnet's) their
+/// exit codes: the full program's, set before it runs a command.
+pub type Classify = fn(&(dyn std::error::Error + 'static)) -> Option<Code>;
+
+static MORE: OnceLock<Classify> = OnceLock::new();
+
+/// Sets the [`Classify`] of the errors this library does not know (once per process).
+pub fn classify_more(more: Classify) {
+    let _ = MORE.set(more);
 }
 
 fn classify(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
-    if let Some(e) = err.downcast_ref::<OpenError>() {
-        return Some(open(e));
-    }
-    if let Some(e) = err.downcast_ref::<ChangeError>() {
-        return Some(change(e));
-    }
-    if let Some(e) = err.downcast_ref::<CreateError>() {
-        return Some(match e {
-            CreateError::Password(_) => Code::Auth,
-            _ => Code::Failure,
-        });
-    }
-    if let Some(e) = err.downcast_ref::<ImportError>() {
-        return Some(match e {
-            ImportError::NothingToImport { .. } => Code::NotFound,
-            ImportError::Change(e) => change(e),
-            _ => Code::Failure,
-        });
-    }
-    if let Some(e) = err.downcast_ref::<AuditError>() {
-        return Some(match e {
-            AuditError::Broken { .. }
-            | AuditError::AnchorMissing { .. }
-            | AuditError::Tampered { .. } => Code::Integrity,
-            _ => Code::Failure,
-        });
-    }
-    if let Some(e) = err.downcast_ref::<EscrowError>() {
-        return Some(match e {
-            EscrowError::Share(e) => share(e),
-            EscrowError::WrongKeystore { .. } => Code::Auth,
-            EscrowError::Open(e) => open(e),
-            EscrowError::Change(e) => change(e),
-            EscrowError::Copy(_) => Code::Integrity,
-            EscrowError::Create(CreateError::Password(_)) => Code::Auth,
-            _ => Code::Failure,
-        });
-    }
-    if let Some(e) = err.downcast_ref::<BackupError>() {
-        return Some(match e {
-            BackupError::WrongPassword | BackupError::WrongRecipient { .. } => Code::Auth,
-            BackupError::NotABackup
-            | BackupError::Damaged { .. }
-            | BackupError::UnsupportedVersion { .. }
-            | BackupError::Kdf(_)
-            | BackupError::BadSignature
-            | BackupError::WrongSigner { .. }
-            | BackupError::Unsigned(_) => Code::Integrity,
-            BackupError::Password(_) | BackupError::Create(CreateError::Password(_)) => Code::Auth,
-            _ => Code::Failure,
-        });
-    }
-    if let Some(e) = err.downcast_ref::<ShareError>() {
-        return Some(share(e));
-    }
-    if err.is::<PasswordError>() || err.is::<PasswordProblem>() {
-        return Some(Code::Auth);
-    }
     if err.is::<crate::cmd::files::NodeNotRunning>() {
         return Some(Code::Network);
     }
-    if err.is::<datamesh_keys::CopyError>() {
-        return Some(Code::Integrity);
-    }
-    if let Some(e) = err.downcast_ref::<GetError>() {
-        return Some(get(e));
-    }
     if let Some(e) = err.downcast_ref::<ClientError>() {
         return Some(client(e));
-    }
-    if let Some(e) = err.downcast_ref::<datamesh_testnet::Error>() {
-        return Some(testnet(e));
-    }
-    if err.is::<crate::cmd::testnet::DemoMismatch>() {
-        return Some(Code::Integrity);
     }
     None
 }
@@ -170,64 +109,6 @@ fn client(err: &ClientError) -> Code {
             }
             _ => Code::Failure,
         },
-        _ => Code::Failure,
-    }
-}
-
-/// A fetch by an in-process node (the ephemeral node of `keys escrow recover`).
-fn get(err: &GetError) -> Code {
-    match err {
-        GetError::NotFound(_) => Code::NotFound,
-        GetError::NoKey(_) => Code::Auth,
-        GetError::Decode(_) => Code::Integrity,
-        GetError::InsufficientShards { .. } | GetError::Network(_) => Code::Network,
-        _ => Code::Failure,
-    }
-}
-
-fn testnet(err: &datamesh_testnet::Error) -> Code {
-    use datamesh_testnet::Error;
-    match err {
-        Error::NoSuchNode { .. } | Error::NoNodes(_) => Code::NotFound,
-        Error::NotRunning { .. } | Error::Exited { .. } | Error::Timeout { .. } => Code::Network,
-        _ => Code::Failure,
-    }
-}
-
-/// Too few shares or shares of another keystore: authentication (like a wrong password);
-/// a damaged, forged or mismatched share: integrity; mixed sets or a repeated share: usage.
-fn share(err: &ShareError) -> Code {
-    match err {
-        ShareError::NotEnoughShares { .. } | ShareError::NotForThisKey { .. } => Code::Auth,
-        ShareError::Malformed { .. }
-        | ShareError::Checksum
-        | ShareError::Inconsistent { .. }
-        | ShareError::Commitment { .. }
-        | ShareError::UnsupportedVersion { .. } => Code::Integrity,
-        _ => Code::Failure,
-    }
-}
-
-fn open(err: &OpenError) -> Code {
-    match err {
-        OpenError::WrongPassword { .. } => Code::Auth,
-        OpenError::NotInitialised { .. } => Code::NotFound,
-        OpenError::Corrupt { .. }
-        | OpenError::Kdf { .. }
-        | OpenError::RolledBack { .. }
-        | OpenError::ForeignHead { .. }
-        | OpenError::Superseded { .. } => Code::Integrity,
-        _ => Code::Failure,
-    }
-}
-
-fn change(err: &ChangeError) -> Code {
-    match err {
-        ChangeError::NoSuchKey { .. }
-        | ChangeError::NoSuchVersion { .. }
-        | ChangeError::NoSuchSlot { .. } => Code::NotFound,
-        ChangeError::Password(_) | ChangeError::RekeyPassword(_) => Code::Auth,
-        ChangeError::Reload(e) => open(e),
         _ => Code::Failure,
     }
 }

@@ -11,14 +11,14 @@ use std::io::{self, Write};
 
 /// Output settings from the global flags.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Output {
+pub struct Output {
     json: bool,
     quiet: bool,
     verbose: u8,
 }
 
 impl Output {
-    pub(crate) fn new(json: bool, quiet: bool, verbose: u8) -> Self {
+    pub fn new(json: bool, quiet: bool, verbose: u8) -> Self {
         Self {
             json,
             quiet,
@@ -27,47 +27,47 @@ impl Output {
     }
 
     /// Whether results are JSON.
-    pub(crate) fn json(&self) -> bool {
+    pub fn json(&self) -> bool {
         self.json
     }
 
     /// Whether to draw progress bars: stderr is a terminal, and neither `-q` nor `--json`.
-    pub(crate) fn progress(&self) -> bool {
+    pub fn progress(&self) -> bool {
         !self.json && !self.quiet && io::IsTerminal::is_terminal(&io::stderr())
     }
 
     /// A message for the user (stderr), unless `-q`.
-    pub(crate) fn info(&self, message: impl Display) {
+    pub fn info(&self, message: impl Display) {
         if !self.quiet {
             let _ = write_line(&mut io::stderr().lock(), message);
         }
     }
 
     /// A detail (stderr), only with `-v`.
-    pub(crate) fn detail(&self, message: impl Display) {
+    pub fn detail(&self, message: impl Display) {
         if self.verbose > 0 && !self.quiet {
             let _ = write_line(&mut io::stderr().lock(), message);
         }
     }
 
     /// A warning (stderr), even with `-q`.
-    pub(crate) fn warn(&self, message: impl Display) {
+    pub fn warn(&self, message: impl Display) {
         let _ = write_line(&mut io::stderr().lock(), format_args!("warning: {message}"));
     }
 
     /// A result line (stdout).
-    pub(crate) fn result(&self, line: impl Display) {
+    pub fn result(&self, line: impl Display) {
         let _ = write_line(&mut io::stdout().lock(), line);
     }
 
     /// A JSON result (stdout).
-    pub(crate) fn json_value(&self, value: &serde_json::Value) {
+    pub fn json_value(&self, value: &serde_json::Value) {
         let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
         self.result(text);
     }
 
     /// Rows as aligned columns (stdout).
-    pub(crate) fn table(&self, header: &[&str], rows: &[Vec<String>]) {
+    pub fn table(&self, header: &[&str], rows: &[Vec<String>]) {
         let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
         for row in rows {
             for (width, cell) in widths.iter_mut().zip(row) {

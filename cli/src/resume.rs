@@ -91,7 +91,7 @@ pub(crate) struct ResumeState {
     /// Its segment size.
     pub(crate) segment_size: u64,
     /// The BLAKE3 of the whole file, 64 lowercase hex.
-    pub(crate) blake3: String,
+    pub blake3: String,
     /// Its modification time (seconds since the Unix epoch), if it has one.
     pub(crate) mtime: Option<u64>,
 }

@@ -52,18 +52,23 @@ pub(crate) fn datamesh(home: &Path) -> Command {
     datamesh_testnet::run::datamesh(&bin, home)
 }
 
-/// `bin` exists and is newer than every source it is built from (`src/`, `build.rs` and
-/// `Cargo.toml` of the `datamesh` package and of its path dependencies, found with `cargo
-/// metadata`, and the workspace's `Cargo.toml` and `Cargo.lock`): cargo's own rule for a
-/// fresh build. `cargo test --workspace` always passes (it builds the binary first,
+/// `bin` and `datamesh-full` beside it exist and are newer than every source they are
+/// built from (`src/`, `build.rs` and `Cargo.toml` of the `datamesh` package and of its
+/// path dependencies, found with `cargo metadata`, and the workspace's `Cargo.toml` and
+/// `Cargo.lock`): cargo's own rule for a fresh build. `cargo test --workspace` always passes (it builds the binary first,
 /// for the cli package's own integration tests); a narrower `cargo test --test faults`
 /// after a change to the node fails here instead of testing the old binary.
 fn check_fresh(bin: &Path) -> anyhow::Result<()> {
-    let hint = "build it first (`cargo build --release -p datamesh`), or run the tests with \
+    let hint = "build them first (`cargo build --release -p datamesh`), or run the tests with \
                 `cargo test --workspace`";
-    let built = fs::metadata(bin)
-        .and_then(|m| m.modified())
-        .with_context(|| format!("no datamesh binary at {}: {hint}", bin.display()))?;
+    // Both programs: `datamesh` hands the node and testnet commands to `datamesh-full`.
+    let mut built = SystemTime::now();
+    for program in [bin.to_path_buf(), bin.with_file_name("datamesh-full")] {
+        let modified = fs::metadata(&program)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("no program at {}: {hint}", program.display()))?;
+        built = built.min(modified);
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("the e2e package has no parent folder")?;
@@ -126,7 +131,7 @@ fn check_fresh(bin: &Path) -> anyhow::Result<()> {
         };
         ensure!(
             modified <= built || modified > SystemTime::now(),
-            "the datamesh binary at {} is older than {}: {hint}",
+            "the datamesh programs (datamesh, datamesh-full) beside {} are older than {}: {hint}",
             bin.display(),
             source.display()
         );

@@ -66,9 +66,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cargo xtask demo ARGS`: `cargo run --release --locked -p datamesh -- testnet demo ARGS`.
+/// `cargo xtask demo ARGS`: `cargo build --release --locked -p datamesh` (both of its
+/// programs: `datamesh` hands the testnet commands to `datamesh-full`, which `cargo run`
+/// alone would not build), then `cargo run --release --locked -p datamesh -- testnet demo
+/// ARGS`.
 fn demo(args: &[OsString]) -> ExitCode {
     if let Err(code) = prerequisites() {
+        return code;
+    }
+    let mut build = cargo();
+    build.args(["build", "--release", "--locked", "--package", "datamesh"]);
+    if let Err(code) = finish(build) {
         return code;
     }
     let mut cargo = cargo();
@@ -205,18 +213,24 @@ fn set_by_cargo_run(name: &str) -> bool {
 }
 
 /// Runs `cmd` and exits as it did (1 when it was killed by a signal or did not start).
-fn run(mut cmd: Command) -> ExitCode {
+fn run(cmd: Command) -> ExitCode {
+    finish(cmd).err().unwrap_or(ExitCode::SUCCESS)
+}
+
+/// Runs `cmd` to its end; `Err` with the exit code to give when it failed (its own).
+fn finish(mut cmd: Command) -> Result<(), ExitCode> {
     match cmd.status() {
+        Ok(status) if status.success() => Ok(()),
         Ok(status) => match status.code() {
-            Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Some(code) => Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),
             None => {
                 say(format_args!("{cmd:?} ended by {status}"));
-                ExitCode::FAILURE
+                Err(ExitCode::FAILURE)
             }
         },
         Err(e) => {
             say(format_args!("cannot run {cmd:?}: {e}"));
-            ExitCode::FAILURE
+            Err(ExitCode::FAILURE)
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::cmd::files::client;
 #[command(
     after_help = "Examples:\n  datamesh check dm1…\n  datamesh check dm1… --verify\n  datamesh check dm1… --verify --repair\n  datamesh --json check dm1… --verify\n\nExit status: 0 every stripe readable (>= 4 healthy shards; degraded is reported), 5 some stripe unrecoverable, 3 file not found, 4 node not running."
 )]
-pub(crate) struct CheckArgs {
+pub struct CheckArgs {
     /// The file id (`dm1…`); any file, not only this node's.
     id: String,
     /// Fetch and hash every copy (finds corrupt shards and peers serving wrong bytes).

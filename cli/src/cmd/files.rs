@@ -16,7 +16,7 @@ use crate::home;
 #[error(
     "the node of {home} is not running (no node.json): start it with `datamesh --home {home} node run`"
 )]
-pub(crate) struct NodeNotRunning {
+pub struct NodeNotRunning {
     home: String,
 }
 
@@ -46,7 +46,7 @@ pub(super) fn progress_bar(
 }
 
 /// The client of this home's running node.
-pub(crate) fn client(ctx: &Context) -> anyhow::Result<Client> {
+pub fn client(ctx: &Context) -> anyhow::Result<Client> {
     home::client(&ctx.home)?.ok_or_else(|| {
         NodeNotRunning {
             home: ctx.home.display().to_string(),
@@ -55,7 +55,7 @@ pub(crate) fn client(ctx: &Context) -> anyhow::Result<Client> {
     })
 }
 
-pub(crate) fn ls(ctx: &Context) -> anyhow::Result<()> {
+pub fn ls(ctx: &Context) -> anyhow::Result<()> {
     let files = client(ctx)?.list()?;
     if ctx.out.json() {
         ctx.out.json_value(&serde_json::to_value(&files)?);
@@ -74,7 +74,7 @@ pub(crate) fn ls(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn status(ctx: &Context) -> anyhow::Result<()> {
+pub fn status(ctx: &Context) -> anyhow::Result<()> {
     let status = client(ctx)?.status()?;
     if ctx.out.json() {
         ctx.out.json_value(&serde_json::to_value(&status)?);
@@ -128,7 +128,7 @@ fn status_rows(status: &Status) -> Vec<Vec<String>> {
     .collect()
 }
 
-pub(crate) fn peers(ctx: &Context) -> anyhow::Result<()> {
+pub fn peers(ctx: &Context) -> anyhow::Result<()> {
     let peers = client(ctx)?.peers()?;
     if ctx.out.json() {
         ctx.out.json_value(&serde_json::to_value(&peers)?);
@@ -153,7 +153,7 @@ pub(crate) fn peers(ctx: &Context) -> anyhow::Result<()> {
 #[command(
     after_help = "Example:\n  datamesh share dm1… --to dmpq1…(from the friend's `datamesh keys export-public file-encryption-hybrid`)"
 )]
-pub(crate) struct ShareArgs {
+pub struct ShareArgs {
     /// The file id (`dm1…`), a file this node stored.
     id: String,
     /// The recipient to give access to: a hybrid recipient (`dmpq1...`), a P-256
@@ -164,7 +164,7 @@ pub(crate) struct ShareArgs {
 
 /// `--to` values: hybrid (`dmpq1...`) or P-256 (`dmp256v1...`) recipients, checksums
 /// checked, or secp256k1 keys.
-pub(crate) fn parse_keys(keys: &[String]) -> anyhow::Result<Vec<Recipient>> {
+pub fn parse_keys(keys: &[String]) -> anyhow::Result<Vec<Recipient>> {
     keys.iter()
         .map(|key| {
             key.parse::<Recipient>().map_err(|e| {
@@ -192,7 +192,7 @@ fn report_rewrap(ctx: &Context, report: &RewrapReport) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn share(ctx: &Context, args: ShareArgs) -> anyhow::Result<()> {
+pub fn share(ctx: &Context, args: ShareArgs) -> anyhow::Result<()> {
     let to = parse_keys(&args.to)?;
     let id: FileId = args
         .id
@@ -204,7 +204,7 @@ pub(crate) fn share(ctx: &Context, args: ShareArgs) -> anyhow::Result<()> {
 
 /// `datamesh keys rewrap [ID | --all] [--allow-revoked]`: moves files to the active
 /// file-encryption key.
-pub(crate) fn rewrap(
+pub fn rewrap(
     ctx: &Context,
     id: Option<&str>,
     all: bool,
@@ -247,7 +247,7 @@ pub(crate) fn rewrap(
 
 /// The files of the running node that only the key with this id (classical or hybrid)
 /// opens: destroying it would make them unreadable.
-pub(crate) fn files_needing_only(
+pub fn files_needing_only(
     ctx: &Context,
     key_id: datamesh_core::KeyId,
 ) -> anyhow::Result<Vec<String>> {

@@ -1,12 +1,8 @@
-//! One module per top-level command (or family of commands).
+//! One module per API command (or family of them); the full program's other commands are
+//! in `full/cmd/`.
 
-pub(crate) mod check;
-pub(crate) mod debug;
-pub(crate) mod files;
-pub(crate) mod init;
-pub(crate) mod keys;
-pub(crate) mod node;
-pub(crate) mod rm;
-pub(crate) mod testnet;
-pub(crate) mod transfer;
-pub(crate) mod tree;
+pub mod check;
+pub mod files;
+pub mod rm;
+pub mod transfer;
+pub mod tree;

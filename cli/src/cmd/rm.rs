@@ -9,7 +9,7 @@ use crate::Context;
 
 /// `datamesh rm` arguments.
 #[derive(Debug, Args)]
-pub(crate) struct RmArgs {
+pub struct RmArgs {
     /// The file id (`dm1…`), as `put` printed it.
     id: String,
 }

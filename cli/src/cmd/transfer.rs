@@ -24,7 +24,7 @@ use crate::resume::{PutResume, ResumePaths, ResumeState};
 #[command(
     after_help = "Examples:\n  id=$(datamesh put report.pdf)\n  datamesh put a.jpg b.jpg c.jpg --json\n  tar c dir | datamesh put - --name dir.tar\n  datamesh put notes.txt --to 02ab…(66 hex)"
 )]
-pub(crate) struct PutArgs {
+pub struct PutArgs {
     /// The files to store; `-` reads stdin.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
@@ -77,7 +77,7 @@ fn parse_segment_size(text: &str) -> Result<u64, String> {
 #[command(
     after_help = "Examples:\n  datamesh get dm1… -o report.pdf\n  datamesh get dm1… -o - | tar x\n  datamesh get dm1… dm1… -o photos/\n  datamesh get dm1… --range 1048576-2097151 -o part.bin\n  datamesh get dm1… -o big.iso --resume"
 )]
-pub(crate) struct GetArgs {
+pub struct GetArgs {
     /// The file ids (`dm1…`).
     #[arg(required = true, value_name = "ID")]
     ids: Vec<String>,

@@ -26,7 +26,7 @@ use crate::Context;
 
 /// Arguments of `datamesh ls`.
 #[derive(Debug, Args)]
-pub(crate) struct LsArgs {
+pub struct LsArgs {
     /// A folder's id (`dm1…`, from `put -r`): list its entries instead of the catalog.
     id: Option<String>,
 }

@@ -16,12 +16,19 @@ pub(crate) fn full() -> anyhow::Error {
         Ok(me) => beside(&me),
         Err(e) => return anyhow::Error::new(e).context("cannot find the datamesh program"),
     };
-    if !program.is_file() {
-        return anyhow::anyhow!(
-            "{} is missing: the node, keys, init, testnet and debug commands run in it \
-             (`cargo build --release -p datamesh` builds both programs)",
-            program.display()
-        );
+    match program.metadata() {
+        Ok(found) if found.is_file() => {}
+        // There, but out of reach (a folder this user may not enter): say so, not missing.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return anyhow::Error::new(e).context(format!("cannot reach {}", program.display()));
+        }
+        _ => {
+            return anyhow::anyhow!(
+                "{} is missing: the node, keys, init, testnet and debug commands run in it \
+                 (`cargo build --release -p datamesh` builds both programs)",
+                program.display()
+            );
+        }
     }
     let error = Command::new(&program)
         .args(std::env::args_os().skip(1))

@@ -348,16 +348,18 @@ impl Server {
     /// manifest holder. A newer envelope (a share, a rewrap) or the same bytes again
     /// start nothing: a peer gets at most one provide per manifest held out of this.
     fn put_envelope(&self, peer: PeerId, bytes: &[u8]) -> (Response, Option<FileId>) {
-        self.put_envelope_of(peer, bytes, None)
+        self.put_envelope_of(peer, bytes, None, Durability::Synced)
     }
 
     /// [`Self::put_envelope`], refusing an envelope of any other file than `expected`
-    /// (the manifest beside it in a `StoreManifest`).
+    /// (the manifest beside it in a `StoreManifest`), its write made durable as
+    /// `durability` says.
     fn put_envelope_of(
         &self,
         peer: PeerId,
         bytes: &[u8],
         expected: Option<FileId>,
+        durability: Durability,
     ) -> (Response, Option<FileId>) {
         if self.refuse_envelopes {
             warn!(%peer, "TEST FAULT: refusing a key envelope");
@@ -394,11 +396,13 @@ impl Server {
             );
         }
         let refused = match self.held_authority(&file) {
-            Ok(Some(authority)) => match self.keep_envelope(&envelope, bytes, &authority) {
-                Ok(Kept::New) => return (Response::Done, Some(file)),
-                Ok(Kept::Same | Kept::Replaced) => return (Response::Done, None),
-                Err(e) => e,
-            },
+            Ok(Some(authority)) => {
+                match self.keep_envelope(&envelope, bytes, &authority, durability) {
+                    Ok(Kept::New) => return (Response::Done, Some(file)),
+                    Ok(Kept::Same | Kept::Replaced) => return (Response::Done, None),
+                    Err(e) => e,
+                }
+            }
             Ok(None) => EnvelopeRefusal::UnknownFile,
             Err(e) => e,
         };
@@ -425,10 +429,10 @@ impl Server {
 
     /// A put's manifest copy with the file's key envelope (protocol 8): the manifest is
     /// stored as by a `Store`; once it is held, the envelope is kept as by a `PutEnvelope`
-    /// if it is the envelope of that very file. One request where a put sent two; what
-    /// each part may cost and what it proves are the same as for its own request. The
-    /// file is returned when the envelope is kept as the file's first, as for a
-    /// `PutEnvelope`.
+    /// if it is the envelope of that very file; both writes are synced once, before the
+    /// answer. One request where a put sent two; what each part may cost and what it
+    /// proves are the same as for its own request. The file is returned when the envelope
+    /// is kept as the file's first, as for a `PutEnvelope`.
     fn store_manifest(
         &self,
         peer: PeerId,
@@ -436,25 +440,36 @@ impl Server {
         envelope: &[u8],
         bytes: &[u8],
     ) -> (Response, Option<FileId>) {
-        self.store_manifest_then(peer, id, envelope, bytes, Durability::Synced)
+        let (answer, provide) = self.store_manifest_deferred(peer, id, envelope, bytes);
+        if !matches!(answer, Response::ManifestStored { .. }) {
+            return (answer, provide);
+        }
+        if let Err(e) = self.store.sync() {
+            warn!(%peer, manifest = %id.short(), "syncing a manifest and its envelope failed: {e}");
+            return (
+                Response::Refused(Refusal::Failed(FailureReason::Storage)),
+                None,
+            );
+        }
+        (answer, provide)
     }
 
-    /// [`Self::store_manifest`], the manifest's write synced now or by the caller (the
-    /// envelope's own write, when it is kept, is synced and syncs it too).
-    fn store_manifest_then(
+    /// [`Self::store_manifest`], its writes made durable by the caller's
+    /// [`ShardStore::sync`].
+    fn store_manifest_deferred(
         &self,
         peer: PeerId,
         id: ShardId,
         envelope: &[u8],
         bytes: &[u8],
-        durability: Durability,
     ) -> (Response, Option<FileId>) {
-        match self.store_blob_then(peer, None, id, bytes, durability) {
+        match self.store_blob_then(peer, None, id, bytes, Durability::Deferred) {
             Response::Stored | Response::AlreadyHeld => {}
             refused => return (refused, None),
         }
         let file = FileId::from_bytes(*id.as_bytes());
-        let (answer, provide) = self.put_envelope_of(peer, envelope, Some(file));
+        let (answer, provide) =
+            self.put_envelope_of(peer, envelope, Some(file), Durability::Deferred);
         let envelope_refused = match answer {
             Response::Done => None,
             Response::Refused(refusal) => Some(refusal),
@@ -465,9 +480,9 @@ impl Server {
 
     /// A put's shard and its manifest copy with the file's key envelope (protocol 10):
     /// the shard stored as by a `Store`, then the manifest and the envelope as by a
-    /// `StoreManifest` (a refused shard does not stop them), the writes of the shard and
-    /// the manifest synced once before the answer (the envelope's synced write, when it
-    /// is kept, has synced them already). One request where a put sent two; each part
+    /// `StoreManifest` (a refused shard does not stop them), the writes of the shard, the
+    /// manifest and the envelope synced once before the answer. One request where a put
+    /// sent two; each part
     /// costs and proves what its own request would. The file is returned as for a
     /// `StoreManifest`.
     fn store_with_manifest(
@@ -485,8 +500,7 @@ impl Server {
             &shard.bytes,
             Durability::Deferred,
         ));
-        let (answer, mut provide) =
-            self.store_manifest_then(peer, id, envelope, manifest, Durability::Deferred);
+        let (answer, mut provide) = self.store_manifest_deferred(peer, id, envelope, manifest);
         let mut manifest_outcome = match answer {
             Response::ManifestStored { envelope_refused } => {
                 ManifestOutcome::Stored { envelope_refused }
@@ -572,6 +586,7 @@ impl Server {
         envelope: &KeyEnvelope,
         bytes: &[u8],
         authority: &AuthorityPublic,
+        durability: Durability,
     ) -> Result<Kept, EnvelopeRefusal> {
         envelope
             .verify(authority)
@@ -601,7 +616,10 @@ impl Server {
         }
         let mut batch = WriteBatch::default();
         batch.put_cf(files, &key, bytes);
-        match self.store.write_counted(batch, old_len, bytes.len() as u64) {
+        match self
+            .store
+            .write_counted(batch, old_len, bytes.len() as u64, durability)
+        {
             Ok(()) if old.is_some() => Ok(Kept::Replaced),
             Ok(()) => Ok(Kept::New),
             Err(StoreError::QuotaExceeded { used, max, .. }) => {
@@ -626,7 +644,12 @@ impl Server {
         if envelope.file_id() != manifest.file_id() {
             return Err(EnvelopeRefusal::UnknownFile);
         }
-        self.keep_envelope(&envelope, bytes, &manifest.authority().key)?;
+        self.keep_envelope(
+            &envelope,
+            bytes,
+            &manifest.authority().key,
+            Durability::Synced,
+        )?;
         // The putter may hold a copy of its own manifest (it is one of the peers nearest
         // to the file id): no peer sends it the envelope, so cache the key here, or its
         // network repair would never look at the file while the other holders defer to it.

@@ -401,10 +401,7 @@ impl ShardStore {
         batch.put_cf(owners, owner_key, binding);
         batch.merge_cf(meta, USED_BYTES_KEY, needed.to_be_bytes());
         batch.merge_cf(meta, SHARD_COUNT_KEY, 1u64.to_be_bytes());
-        let written = match durability {
-            Durability::Synced => self.write_synced(batch),
-            Durability::Deferred => self.db.write(batch).map_err(StoreError::from),
-        };
+        let written = self.write(batch, durability);
         {
             let mut guard = self.lock();
             if let Some(ledger) = guard.as_mut() {
@@ -420,8 +417,8 @@ impl ShardStore {
 
     /// Writes `batch`, which replaces a value of `old_len` bytes that is not a shard (a key
     /// envelope) with one of `new_len` bytes, counting the difference against the quota
-    /// like shard bytes, in the same synced write. The caller serialises replacements of
-    /// one value.
+    /// like shard bytes, in the same write, made durable as `durability` says. The caller
+    /// serialises replacements of one value.
     ///
     /// # Errors
     /// [`StoreError::QuotaExceeded`] if the growth does not fit; [`StoreError::Db`].
@@ -430,6 +427,7 @@ impl ShardStore {
         mut batch: WriteBatch,
         old_len: u64,
         new_len: u64,
+        durability: Durability,
     ) -> Result<(), StoreError> {
         let meta = self.cf(CF_META)?;
         let grows = new_len.saturating_sub(old_len);
@@ -450,7 +448,7 @@ impl ShardStore {
             USED_BYTES_KEY,
             new_len.wrapping_sub(old_len).to_be_bytes(),
         );
-        let written = self.write_synced(batch);
+        let written = self.write(batch, durability);
         let mut guard = self.lock();
         if let Some(ledger) = guard.as_mut() {
             match (&written, grows > 0) {
@@ -754,6 +752,13 @@ impl ShardStore {
         batch.merge_cf(meta, USED_BYTES_KEY, len.wrapping_neg().to_be_bytes());
         batch.merge_cf(meta, SHARD_COUNT_KEY, 1u64.wrapping_neg().to_be_bytes());
         Ok(())
+    }
+
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StoreError> {
+        match durability {
+            Durability::Synced => self.write_synced(batch),
+            Durability::Deferred => self.db.write(batch).map_err(StoreError::from),
+        }
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {

@@ -47,7 +47,7 @@ use super::rate::PeerRate;
 use super::{AUTHORITY_PREFIX, ENVELOPE_PREFIX, Server, row_key};
 use crate::db::{CF_FILES, DbError, cf};
 use crate::protocol::{FailureReason, InvalidReason, Refusal, Response};
-use crate::store::{DeleteOutcome, StoreError};
+use crate::store::{DeleteOutcome, Durability, StoreError};
 
 /// Units of a peer's order budget, at once and per [`ORDER_WINDOW`] on average.
 pub const ORDER_UNITS: u32 = 256;
@@ -286,7 +286,8 @@ impl Server {
         };
         let mut batch = WriteBatch::default();
         batch.delete_cf(files, &key);
-        self.store.write_counted(batch, old.len() as u64, 0)?;
+        self.store
+            .write_counted(batch, old.len() as u64, 0, Durability::Synced)?;
         Ok(true)
     }
 }

@@ -6,9 +6,7 @@
 //! `up`.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -162,23 +160,12 @@ fn the_leftovers_of_a_killed_run_are_removed_by_the_next_up() -> anyhow::Result<
 fn the_cli_refuses_hosts_without_root_in_one_line() -> anyhow::Result<()> {
     require_root()?; // to become another user
     let dir = tempfile::tempdir()?;
-    // `datamesh` hands `testnet` to `datamesh-full` beside it, which nobody must reach
-    // after that exec too: both programs in a folder of this test's, not the build's
-    // (which may be below /root).
-    let programs = dir.path().join("bin");
-    fs::create_dir(&programs)?;
-    for folder in [dir.path(), &programs] {
-        fs::set_permissions(folder, fs::Permissions::from_mode(0o755))?;
-    }
-    let client = programs.join("datamesh");
-    fs::copy(bin()?, &client)?;
-    fs::copy(
-        bin()?.with_file_name("datamesh-full"),
-        programs.join("datamesh-full"),
-    )?;
+    // `setpriv` keeps root's capabilities up to its exec only: a `datamesh` run so could
+    // not reach `datamesh-full` in a folder only root may enter (the build's, or the
+    // test's temporary one), so the program that refuses runs directly.
     let mut cmd = Command::new("setpriv");
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&client)
+        .arg(bin()?.with_file_name("datamesh-full"))
         .args(["testnet", "up", "--hosts", "2", "--dir"])
         .arg(dir.path().join("net"));
     let line = run(cmd, dir.path())?.fails_with(1, "testnet up --hosts as nobody")?;

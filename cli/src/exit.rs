@@ -11,7 +11,6 @@
 
 use std::io::{self, Write};
 use std::process::ExitCode;
-
 use std::sync::OnceLock;
 
 use datamesh_api::{ClientError, ErrorKind};

@@ -113,13 +113,12 @@ pub fn client_main() -> ExitCode {
     if !api {
         return exit::report(&exec::full());
     }
-    let (cli, out, hardened) = match parse::<ClientCli>() {
+    let (cli, hardened) = match parse::<ClientCli>() {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
     run(
-        cli.global.home,
-        out,
+        cli.global,
         hardened,
         |_| Ok(()),
         |ctx| run_api(ctx, cli.command),
@@ -153,44 +152,31 @@ fn command_word(args: &[OsString]) -> Option<&OsStr> {
 }
 
 /// The command line, parsed as `C` after the process is hardened (a clap error is
-/// answered here), with its output settings.
+/// answered here), and whether the hardening worked.
 ///
 /// # Errors
 /// The exit code of a clap error (usage, `--help`, `--version`), once it is printed.
-pub fn parse<C: Parser + HasGlobal>() -> Result<(C, Output, std::io::Result<()>), ExitCode> {
+pub fn parse<C: Parser>() -> Result<(C, std::io::Result<()>), ExitCode> {
     // First thing: no core dumps of a process that holds keys (or the API token).
     let hardened = datamesh_keys::harden_process();
     let cli = C::try_parse().map_err(|e| exit::clap_error(&e))?;
-    let global = cli.global();
-    let out = Output::new(global.json, global.quiet, global.verbose);
-    Ok((cli, out, hardened))
-}
-
-/// A command line with the global flags.
-pub trait HasGlobal {
-    /// Its global flags.
-    fn global(&self) -> &GlobalArgs;
-}
-
-impl HasGlobal for ClientCli {
-    fn global(&self) -> &GlobalArgs {
-        &self.global
-    }
+    Ok((cli, hardened))
 }
 
 /// Runs `command` with the context every command gets (the home, after `setup` ran on
-/// it); its error is printed as one line and becomes the exit code.
+/// it, and the output the global flags ask for); its error is printed as one line and
+/// becomes the exit code.
 pub fn run(
-    home: Option<PathBuf>,
-    out: Output,
+    global: GlobalArgs,
     hardened: std::io::Result<()>,
     setup: impl FnOnce(&Path) -> anyhow::Result<()>,
     command: impl FnOnce(&Context) -> anyhow::Result<()>,
 ) -> ExitCode {
+    let out = Output::new(global.json, global.quiet, global.verbose);
     if let Err(e) = hardened {
         out.warn(format_args!("cannot disable core dumps: {e}"));
     }
-    let home = match home::resolve(home) {
+    let home = match home::resolve(global.home) {
         Ok(home) => home,
         Err(e) => return exit::report(&e),
     };

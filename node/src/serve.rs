@@ -482,9 +482,8 @@ impl Server {
     /// the shard stored as by a `Store`, then the manifest and the envelope as by a
     /// `StoreManifest` (a refused shard does not stop them), the writes of the shard, the
     /// manifest and the envelope synced once before the answer. One request where a put
-    /// sent two; each part
-    /// costs and proves what its own request would. The file is returned as for a
-    /// `StoreManifest`.
+    /// sent two; each part costs and proves what its own request would. The file is
+    /// returned as for a `StoreManifest`.
     fn store_with_manifest(
         &self,
         peer: PeerId,

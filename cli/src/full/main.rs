@@ -16,7 +16,7 @@ mod view;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use datamesh_cli::{ApiCommand, Context, GlobalArgs, HasGlobal, output};
+use datamesh_cli::{ApiCommand, Context, GlobalArgs, output};
 
 /// An encrypted, erasure-coded peer-to-peer store.
 #[derive(Debug, Parser)]
@@ -32,12 +32,6 @@ struct Cli {
     global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
-}
-
-impl HasGlobal for Cli {
-    fn global(&self) -> &GlobalArgs {
-        &self.global
-    }
 }
 
 /// Every command: the API commands (which `datamesh` runs itself) and the others.
@@ -74,13 +68,13 @@ enum Command {
 
 fn main() -> ExitCode {
     exit::classify_keystore_errors();
-    let (cli, out, hardened) = match datamesh_cli::parse::<Cli>() {
+    let (cli, hardened) = match datamesh_cli::parse::<Cli>() {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
     // The algorithm policy ([security] and its environment overrides), once per process.
     let setup = |home: &std::path::Path| security::init(home).map(drop);
-    datamesh_cli::run(cli.global.home, out, hardened, setup, |ctx| {
+    datamesh_cli::run(cli.global, hardened, setup, |ctx| {
         match cli.command {
             Command::Init(args) => cmd::init::run(ctx, args),
             Command::Keys(args) => cmd::keys::run(ctx, args),

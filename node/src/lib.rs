@@ -27,7 +27,7 @@ pub use faults::TestFaults;
 pub use files::{
     FileKeys, Files, FilesConfig, GetError, KeyAccess, KeyProvider, KeyProviderError,
     KeyUsageError, PutError, ReencryptError, ReencryptReport, RemoveError, RemoveReport,
-    RewrapError, RewrapReport,
+    RewrapError, RewrapReport, Unlocked,
 };
 pub use network::{Network, NetworkConfig, NetworkError};
 pub use node::{Node, NodeConfig, NodeError};

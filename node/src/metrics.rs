@@ -65,6 +65,9 @@ pub struct Metrics {
     /// One-stripe files of this node opened for a read from the holders its catalog
     /// recorded, fetched at once with no round of asking them (`Files::open_to_read`).
     pub gets_from_recorded: Counter,
+    /// Data keys of this node's files taken from those its keys opened before (the
+    /// envelope's bytes unchanged), with no signature check or unwrap.
+    pub unlocks_remembered: Counter,
     /// Shards rebuilt and placed on a new peer by a repair.
     pub repaired_shards: Counter,
     /// Files of the catalog below full health (fewer than six healthy shards on six
@@ -187,6 +190,7 @@ impl Metrics {
             bad_shards_fetched: Counter::default(),
             shards_fetched: Counter::default(),
             gets_from_recorded: Counter::default(),
+            unlocks_remembered: Counter::default(),
             shard_bytes_fetched: Counter::default(),
             repaired_shards: Counter::default(),
             files_below_full_health: Gauge::default(),
@@ -320,6 +324,11 @@ impl Metrics {
             "gets_from_recorded",
             "One-stripe files opened from their recorded holders, fetched with no round of asking",
             m.gets_from_recorded.clone(),
+        );
+        reg.register(
+            "unlocks_remembered",
+            "Data keys taken from those the node's keys opened before, with no check or unwrap",
+            m.unlocks_remembered.clone(),
         );
         reg.register(
             "shards_fetched",

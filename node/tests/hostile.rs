@@ -22,7 +22,7 @@ use datamesh_core::{AuthorityRoot, FileId, ShardId};
 use datamesh_node::protocol::{InvalidReason, MAX_IDS, Refusal, Request, Response};
 use datamesh_node::{
     ApiToken, FileKeys, FilesConfig, KeyProvider, KeyProviderError, NetworkConfig, Node,
-    NodeConfig, StoreConfig,
+    NodeConfig, StoreConfig, Unlocked,
 };
 use libp2p::identity::Keypair;
 
@@ -58,6 +58,7 @@ impl KeyProvider for StaticKeys {
             p256: Vec::new(),
             // Each node's own file-authority root, made from its key for the test.
             authority: vec![AuthorityRoot::from_bytes(&bytes.map(|b| b ^ 0x5c))],
+            unlocked: Unlocked::default(),
         }))
     }
 }

@@ -14,7 +14,7 @@ use datamesh_node::catalog::Placement;
 use datamesh_node::protocol::{Refusal, Request, Response};
 use datamesh_node::{
     ApiToken, FileKeys, FilesConfig, GetError, Health, KeyAccess, KeyProvider, KeyProviderError,
-    NetworkConfig, Node, NodeConfig, PutError, StoreConfig, TestFaults,
+    NetworkConfig, Node, NodeConfig, PutError, StoreConfig, TestFaults, Unlocked,
 };
 use libp2p::identity::Keypair;
 
@@ -45,6 +45,7 @@ impl KeyProvider for StaticKeys {
             hybrid: Vec::new(),
             p256: Vec::new(),
             authority: vec![root],
+            unlocked: Unlocked::default(),
         }))
     }
 }
@@ -1284,14 +1285,33 @@ async fn a_put_dropped_part_way_leaves_nothing_behind() -> TestResult {
 }
 
 /// Keys that change while the node runs: an active key, and revoked keys that open files
-/// only through [`KeyProvider::file_keys_with_revoked`] (the explicit override).
+/// only through [`KeyProvider::file_keys_with_revoked`] (the explicit override). The live
+/// keys are handed out again until they change, as the keystore's adapter does.
 struct ChangingKeys {
     active: std::sync::Mutex<[u8; 32]>,
     revoked: std::sync::Mutex<Vec<[u8; 32]>>,
     overrides: std::sync::atomic::AtomicUsize,
+    live: std::sync::Mutex<Option<Arc<FileKeys>>>,
 }
 
 impl ChangingKeys {
+    fn new(active: &SecretKey) -> Self {
+        Self {
+            active: std::sync::Mutex::new(*active.to_bytes()),
+            revoked: std::sync::Mutex::default(),
+            overrides: std::sync::atomic::AtomicUsize::new(0),
+            live: std::sync::Mutex::default(),
+        }
+    }
+
+    /// A new active key, the old ones revoked: the live keys are built again.
+    fn change(&self, active: &SecretKey, revoked: &[&SecretKey]) {
+        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = *active.to_bytes();
+        *self.revoked.lock().unwrap_or_else(|p| p.into_inner()) =
+            revoked.iter().map(|k| *k.to_bytes()).collect();
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     fn keys(&self, with_revoked: bool) -> Result<Arc<FileKeys>, KeyProviderError> {
         let active = *self.active.lock().unwrap_or_else(|p| p.into_inner());
         let mut decrypt = vec![SecretKey::from_bytes(&active).map_err(KeyProviderError::new)?];
@@ -1312,13 +1332,20 @@ impl ChangingKeys {
             p256: Vec::new(),
             // The file-authority root stays when the file keys change.
             authority: vec![AuthorityRoot::from_bytes(&[0x5c; 32])],
+            unlocked: Unlocked::default(),
         }))
     }
 }
 
 impl KeyProvider for ChangingKeys {
     fn file_keys(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
-        self.keys(false)
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(keys) = &*live {
+            return Ok(Arc::clone(keys));
+        }
+        let keys = self.keys(false)?;
+        *live = Some(Arc::clone(&keys));
+        Ok(keys)
     }
 
     fn file_keys_with_revoked(&self) -> Result<Arc<FileKeys>, KeyProviderError> {
@@ -1364,18 +1391,20 @@ async fn a_file_only_a_revoked_key_opens_needs_the_explicit_override() -> TestRe
     use datamesh_node::KeyAccess;
     let net = start_net(6, |_| 1 << 30).await?;
     let (old, new) = (SecretKey::generate(), SecretKey::generate());
-    let keys = Arc::new(ChangingKeys {
-        active: std::sync::Mutex::new(*old.to_bytes()),
-        revoked: std::sync::Mutex::default(),
-        overrides: std::sync::atomic::AtomicUsize::new(0),
-    });
+    let keys = Arc::new(ChangingKeys::new(&old));
     let dir = tempfile::tempdir()?;
     let owner = node_with_keys(&net, keys.clone(), dir.path()).await?;
     let plain = data(300_001);
     let id = put(&owner, plain.clone(), "old.bin").await?.id;
-    // The old key is revoked: a new active key, the old one only on override.
-    *keys.active.lock().unwrap_or_else(|p| p.into_inner()) = *new.to_bytes();
-    *keys.revoked.lock().unwrap_or_else(|p| p.into_inner()) = vec![*old.to_bytes()];
+    // Read twice with the keys unchanged: the second takes the data key the first opened.
+    let remembered = "datamesh_unlocks_remembered_total";
+    assert!(get(&owner, id).await? == plain);
+    assert_eq!(metric(&owner, remembered).await?, 0.0);
+    assert!(get(&owner, id).await? == plain);
+    assert_eq!(metric(&owner, remembered).await?, 1.0);
+    // The old key is revoked: a new active key, the old one only on override. What the
+    // old keys opened goes with them.
+    keys.change(&new, &[&old]);
     assert!(matches!(get(&owner, id).await, Err(GetError::NoKey(_))));
     assert!(matches!(
         owner.files().rewrap(id, vec![]).await,
@@ -1392,8 +1421,10 @@ async fn a_file_only_a_revoked_key_opens_needs_the_explicit_override() -> TestRe
         .rewrap_with(id, vec![], KeyAccess::WithRevoked)
         .await?;
     assert_eq!(keys.overrides.load(std::sync::atomic::Ordering::SeqCst), 2);
-    // Now the live keys open it, and the revoked key opens none of its envelopes.
+    // Now the live keys open it (a new envelope: opened, not remembered), and the revoked
+    // key opens none of its envelopes.
     assert!(get(&owner, id).await? == plain);
+    assert_eq!(metric(&owner, remembered).await?, 1.0);
     let usage = owner.files().key_usage(KeyAccess::WithRevoked)?;
     let old_id = datamesh_core::KeyId::of(&old.public_key());
     assert_eq!(usage.len(), 1);

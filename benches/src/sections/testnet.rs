@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context as _, ensure};
+use datamesh_api::Client;
 use datamesh_testnet::input::{random_bytes, write_random_file};
 
 use super::ctx::{Ctx, STORAGE_NODES};
@@ -348,6 +349,19 @@ fn quic_runs(ctx: &Ctx, report: &mut Report, size: usize, runs: usize) -> anyhow
 /// HTTP API, one new connection per request, with where the puts' time went (the
 /// gateway's stage histograms); then gets and puts over one kept-alive connection, and
 /// one `datamesh put` process per file.
+/// Gets of `ids` (the files `files` at the same positions) one after another; each one's
+/// time in milliseconds.
+fn timed_gets(api: &Client, ids: &[String], files: &[Vec<u8>]) -> anyhow::Result<Vec<f64>> {
+    let mut ms = Vec::with_capacity(ids.len());
+    for (id, body) in ids.iter().zip(files) {
+        let t = Instant::now();
+        let got = get_bytes(api, id)?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        ensure!(got == *body, "small file {id} came back different");
+    }
+    Ok(ms)
+}
+
 pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
     let count = if ctx.quick { 100 } else { 1000 };
     let size = 4096;
@@ -372,15 +386,9 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
     let put_total = started.elapsed().as_secs_f64();
     let put_cpu = net.cpu_seconds()? - cpu_before;
     put_stage_figures(&stages_before, &histograms(&api)?, count, report);
-    let mut get_ms = Vec::with_capacity(count);
     let cpu_before = net.cpu_seconds()?;
     let started = Instant::now();
-    for (id, body) in ids.iter().zip(&files) {
-        let t = Instant::now();
-        let got = get_bytes(&api, id)?;
-        get_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        ensure!(got == *body, "small file {id} came back different");
-    }
+    let get_ms = timed_gets(&api, &ids, &files)?;
     let get_total = started.elapsed().as_secs_f64();
     let get_cpu = net.cpu_seconds()? - cpu_before;
     for (op, cpu) in [("put", put_cpu), ("get", get_cpu)] {
@@ -414,22 +422,22 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
         ));
     }
 
-    // The same gets over one kept-alive connection (what an HTTP client library does).
+    // Over one kept-alive connection (what an HTTP client library does): puts of new
+    // files, then gets of those files (each read for the first time), then gets of files
+    // read once before (the gateway remembers the data key its keys opened).
     let kept = net.api(0)?;
     let sample = ids.len().min(100);
-    let mut kept_ms = Vec::with_capacity(sample);
-    for id in &ids[..sample] {
-        let t = Instant::now();
-        get_bytes(&kept, id)?;
-        kept_ms.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    // Puts over one kept-alive connection, and one `datamesh put` process per file.
     let mut kept_put_ms = Vec::with_capacity(sample);
+    let mut kept_ids = Vec::with_capacity(sample);
     for (i, body) in files[..sample].iter().enumerate() {
         let t = Instant::now();
-        kept.put_bytes(body, &format!("small-kept-{i}"), &[])?;
+        kept_ids.push(kept.put_bytes(body, &format!("small-kept-{i}"), &[])?.id);
         kept_put_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let kept_ms = timed_gets(&kept, &kept_ids, &files)?;
+    let cpu_before = net.cpu_seconds()?;
+    let repeat_ms = timed_gets(&kept, &ids[..sample], &files)?;
+    let repeat_cpu = net.cpu_seconds()? - cpu_before;
     report.add(
         Figure::new(
             "testnet.small.put.p50.keep-alive",
@@ -472,7 +480,28 @@ pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Re
             report.get("testnet.small.get.p50").map_or(0.0, |f| f.value),
         )
         .runs(kept_ms)
-        .note(format!("{sample} gets over one kept-alive connection")),
+        .note(format!(
+            "{sample} gets over one kept-alive connection, each file's first"
+        )),
+    );
+    report.add(
+        Figure::new(
+            "testnet.small.get.p50.keep-alive.read-again",
+            percentile(&repeat_ms, 50.0).unwrap_or(0.0),
+            "ms",
+        )
+        .runs(repeat_ms)
+        .note(format!(
+            "{sample} gets over one kept-alive connection of files read once before (their data keys remembered)"
+        )),
+    );
+    report.add(
+        Figure::new(
+            "testnet.small.get.node-cpu.read-again",
+            repeat_cpu * 1e3 / sample as f64,
+            "CPU-ms/op",
+        )
+        .note("user + system CPU of every node process over those gets, per file"),
     );
     ctx.small_files += count + sample + processes;
     Ok(())

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datamesh_keys::{AuditEvent, AuditOp, ChangeError, KeyRing, Keystore, OpenError};
-use datamesh_node::{FileKeys, KeyProvider, KeyProviderError};
+use datamesh_node::{FileKeys, KeyProvider, KeyProviderError, Unlocked};
 use tracing::{info, warn};
 
 /// A [`KeyProvider`] over an unlocked keystore.
@@ -158,6 +158,7 @@ impl KeystoreKeys {
             hybrid,
             p256,
             authority,
+            unlocked: Unlocked::default(),
         });
         if !allow_revoked {
             *live = Some((generation, Arc::clone(&keys)));

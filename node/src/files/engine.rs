@@ -14,6 +14,7 @@ use datamesh_core::{
 use libp2p::PeerId;
 
 use super::session::{PutSession, Sessions};
+use super::unlocked::Unlocked;
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::network::Network;
@@ -26,7 +27,8 @@ pub trait KeyProvider: Send + Sync + 'static {
     /// The active file-encryption key (receives the owner's wrap), every key that may
     /// decrypt, and the file-authority roots (derive the keys that sign envelopes). A
     /// provider may hand out the same keys again while its keystore has not changed
-    /// (building them expands every hybrid key's ML-KEM half), never after a change.
+    /// (building them expands every hybrid key's ML-KEM half), never after a change: the
+    /// data keys they opened are remembered with them ([`FileKeys::unlocked`]).
     ///
     /// # Errors
     /// [`KeyProviderError`] if the keystore cannot be read.
@@ -73,6 +75,9 @@ pub struct FileKeys {
     /// The file-authority roots: the active one first (it derives the authority key of
     /// new files), then the older live versions (for files put under them).
     pub authority: Vec<AuthorityRoot>,
+    /// The data keys these keys opened from this node's own envelopes (a repeated get
+    /// skips the check and the unwrap); empty when built, gone with these keys.
+    pub unlocked: Unlocked,
 }
 
 impl FileKeys {

@@ -12,6 +12,7 @@ use libp2p::PeerId;
 use tracing::debug;
 
 use super::engine::{FileKeys, Files};
+use super::unlocked::Opened;
 use crate::catalog::{CatalogError, Placement};
 use crate::protocol::{MAX_IDS, Request, Response};
 
@@ -182,12 +183,27 @@ impl Files {
             let metadata = manifest.open_metadata(&key)?;
             Some((key, metadata))
         };
-        // This node's own copy: the owner keeps the newest it made.
-        let local = self.server().envelope(&id).and_then(|b| verified(&b));
-        if let Some(envelope) = &local
+        // This node's own copy: the owner keeps the newest it made. The same bytes opened
+        // with the same keys before open to the same key (`unlocked`).
+        let local_bytes = self.server().envelope(&id);
+        if let Some(bytes) = &local_bytes
+            && let Some(opened) = keys.unlocked.get(id, bytes)
+        {
+            self.metrics().unlocks_remembered.inc();
+            return Some((opened.key, opened.metadata, opened.sequence));
+        }
+        let local = local_bytes.as_deref().and_then(verified);
+        if let (Some(bytes), Some(envelope)) = (&local_bytes, &local)
             && let Some((key, metadata)) = try_open(envelope)
         {
-            return Some((key, metadata, envelope.sequence()));
+            let sequence = envelope.sequence();
+            let opened = Opened {
+                key: key.clone(),
+                metadata: metadata.clone(),
+                sequence,
+            };
+            keys.unlocked.insert(id, bytes, opened);
+            return Some((key, metadata, sequence));
         }
         let deadline = self.config().lookup_deadline;
         let mut found: Vec<KeyEnvelope> = local.into_iter().collect();

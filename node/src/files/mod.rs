@@ -15,6 +15,8 @@
 //!   blobs acknowledged), kept by the node that encrypts it.
 //! * `reencrypt`: a file read and stored again under a fresh data key (a new file id),
 //!   the old one released (incident response); built on `get` and `put`.
+//! * `unlocked`: the data keys a set of file keys opened from this node's own envelopes,
+//!   kept with those keys (a repeated get skips the envelope's check and unwrap).
 //! * `remove`: the owner's signed orders (removal, lease renewal); the removal of a
 //!   file, sent to every possible holder.
 //!
@@ -32,6 +34,7 @@ mod reencrypt;
 mod remove;
 mod session;
 mod share;
+mod unlocked;
 
 pub use engine::{FileKeys, Files, FilesConfig, KeyAccess, KeyProvider, KeyProviderError};
 pub use get::{GetError, GetReport, OpenFile};
@@ -42,3 +45,4 @@ pub use reencrypt::{ReencryptError, ReencryptReport};
 pub use remove::{RemoveError, RemoveReport};
 pub use session::{MAX_PUT_SESSIONS, PUT_SESSION_TTL, PutSession, SessionError};
 pub use share::{KeyUsageError, RewrapError, RewrapReport};
+pub use unlocked::{REMEMBERED, Unlocked};

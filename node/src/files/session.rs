@@ -514,6 +514,7 @@ mod tests {
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
     fn keys() -> FileKeys {
+        use crate::files::Unlocked;
         let active = SecretKey::generate();
         let copy =
             SecretKey::from_bytes(&active.to_bytes()).unwrap_or_else(|_| SecretKey::generate());
@@ -523,6 +524,7 @@ mod tests {
             hybrid: Vec::new(),
             p256: Vec::new(),
             authority: Vec::new(),
+            unlocked: Unlocked::default(),
         }
     }
 

@@ -23,7 +23,7 @@ use datamesh_node::libp2p::Multiaddr;
 use datamesh_node::libp2p::identity::Keypair;
 use datamesh_node::{
     ApiToken, FileKeys, FilesConfig, KeyProvider, KeyProviderError, NetworkConfig, Node,
-    NodeConfig, StoreConfig,
+    NodeConfig, StoreConfig, Unlocked,
 };
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
@@ -152,6 +152,7 @@ impl KeyProvider for RecoveryKeys {
             hybrid: Vec::new(),
             p256: Vec::new(),
             authority: Vec::new(),
+            unlocked: Unlocked::default(),
         }))
     }
 }

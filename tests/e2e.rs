@@ -178,6 +178,40 @@ fn get_after_restarts_is_byte_identical() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `node run` starts itself again with one glibc arena (`GLIBC_TUNABLES`): the process the
+/// testnet started (same pid) runs with it, serves a put and a get; a node given its own
+/// arena count keeps that.
+#[test]
+fn nodes_run_with_one_allocator_arena_unless_told_otherwise() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let config = Config::new(bin()?, dir.path().join("net"), NODES)
+        .with_kdf(Kdf::FAST)
+        .with_node_env(5, "GLIBC_TUNABLES", "glibc.malloc.arena_max=2");
+    let net = Testnet::up_with(config).context("cannot start the testnet")?;
+    let tunables = |i: usize| -> anyhow::Result<Vec<String>> {
+        let pid = net
+            .pid(i)
+            .with_context(|| format!("node {i} is not running"))?;
+        let environ = fs::read(format!("/proc/{pid}/environ"))?;
+        Ok(environ
+            .split(|&b| b == 0)
+            .filter_map(|v| v.strip_prefix(b"GLIBC_TUNABLES="))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect())
+    };
+    for i in 0..5 {
+        assert_eq!(tunables(i)?, ["glibc.malloc.arena_max=1"], "node {i}");
+    }
+    assert_eq!(tunables(5)?, ["glibc.malloc.arena_max=2"], "node 5");
+    let input = make_file(dir.path(), 2 * MIB + 7, 13)?;
+    let id = put(&net, 0, &input, dir.path())?;
+    let out = dir.path().join("copy");
+    get(&net, 0, &id, &out, dir.path())?;
+    assert_same_file(&input, &out)?;
+    Ok(())
+}
+
 /// With two of the six nodes SIGKILLed, each stripe still has 4 of its 6 shards: the
 /// file comes back whole, without waiting forever on the dead peers.
 #[test]

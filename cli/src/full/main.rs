@@ -3,6 +3,7 @@
 //! open the keystore, run a node or a testnet from the modules beside this file. A user
 //! types `datamesh`, which hands these commands here (`exec.rs`).
 
+mod allocator;
 mod cmd;
 mod config;
 mod exit;

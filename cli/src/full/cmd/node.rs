@@ -74,6 +74,12 @@ pub(crate) fn run(ctx: &Context, args: NodeArgs) -> anyhow::Result<()> {
 }
 
 fn run_node(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
+    // Before anything else: this process may be replaced by itself with one arena.
+    if let Some(e) = crate::allocator::restart_with_one_arena() {
+        ctx.out.warn(format_args!(
+            "could not start again with one allocator arena ({e}); running with glibc's default"
+        ));
+    }
     home::require_keystore(&ctx.home)?;
     let config = home::read_config(&ctx.home)?;
     let api_address = args.api.unwrap_or(config.api_address);

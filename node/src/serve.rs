@@ -630,7 +630,9 @@ impl Server {
 
     /// Keeps an envelope of one of this node's own files (put, share, rewrap), checked
     /// against the manifest the caller holds (from its catalog): this node need not hold
-    /// the manifest blob itself.
+    /// the manifest blob itself. [`Durability::Deferred`] only for a caller whose synced
+    /// write of the same database follows (a put's catalog entry: one log, so that sync
+    /// makes this write durable too).
     ///
     /// # Errors
     /// [`EnvelopeRefusal`] saying why it was not kept.
@@ -638,17 +640,13 @@ impl Server {
         &self,
         manifest: &Manifest,
         bytes: &[u8],
+        durability: Durability,
     ) -> Result<(), EnvelopeRefusal> {
         let envelope = KeyEnvelope::from_bytes(bytes).map_err(|_| EnvelopeRefusal::BadSignature)?;
         if envelope.file_id() != manifest.file_id() {
             return Err(EnvelopeRefusal::UnknownFile);
         }
-        self.keep_envelope(
-            &envelope,
-            bytes,
-            &manifest.authority().key,
-            Durability::Synced,
-        )?;
+        self.keep_envelope(&envelope, bytes, &manifest.authority().key, durability)?;
         // The putter may hold a copy of its own manifest (it is one of the peers nearest
         // to the file id): no peer sends it the envelope, so cache the key here, or its
         // network repair would never look at the file while the other holders defer to it.

@@ -29,6 +29,7 @@ use crate::catalog::{CatalogEntry, CatalogError, Placement};
 use crate::metrics::Metrics;
 use crate::network::NetworkError;
 use crate::protocol::{BatchShard, ManifestOutcome, Request, Response, StoreOutcome};
+use crate::store::Durability;
 
 /// How long each stage of a put took (`datamesh_put_stage_seconds`), recorded once the
 /// put completed: `keys` (the file keys and authority), `encode` (until the input is
@@ -650,9 +651,11 @@ impl Files {
             stripes_placed?;
             Ok(manifest_holders?)
         };
+        // The owner's copy of the envelope is made durable by the catalog's synced write
+        // that ends a put (one database, one log): no sync of its own.
         let (manifest_holders, ()) = tokio::join!(
             placed,
-            self.keep_own_envelope(&encoded.manifest, envelope_bytes)
+            self.keep_own_envelope(&encoded.manifest, envelope_bytes, Durability::Deferred)
         );
         let manifest_holders = manifest_holders?;
         if manifest_holders.len() < MIN_MANIFEST_COPIES {

@@ -14,6 +14,7 @@ use tracing::warn;
 use super::engine::Files;
 use crate::network::{InboundHandler, NetworkError};
 use crate::protocol::{InvalidReason, Refusal, Request, Response};
+use crate::store::Durability;
 
 /// Where a key envelope landed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -105,22 +106,31 @@ impl Files {
         // The local copy is written while the remote ones are sent (each is a synced
         // write: one round, not two).
         let (_, published) = tokio::join!(
-            self.keep_own_envelope(manifest, bytes.clone()),
+            self.keep_own_envelope(manifest, bytes.clone(), Durability::Synced),
             self.publish_envelope_bytes(bytes, &remote)
         );
         published
     }
 
     /// Keeps an envelope of this node's own file here, for its own reads (put, share,
-    /// rewrap). A failure is logged: the remote copies are what those operations count.
-    pub(crate) async fn keep_own_envelope(&self, manifest: &Manifest, bytes: Vec<u8>) {
+    /// rewrap), written as `durability` says
+    /// ([`crate::serve::Server::keep_own_envelope`]). A failure is logged: the remote
+    /// copies are what those operations count.
+    pub(crate) async fn keep_own_envelope(
+        &self,
+        manifest: &Manifest,
+        bytes: Vec<u8>,
+        durability: Durability,
+    ) {
         let server = Arc::clone(self.server());
         let manifest = manifest.clone();
         let file = manifest.file_id();
-        let kept = tokio::task::spawn_blocking(move || server.keep_own_envelope(&manifest, &bytes))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|kept| kept.map_err(|e| e.to_string()));
+        let kept = tokio::task::spawn_blocking(move || {
+            server.keep_own_envelope(&manifest, &bytes, durability)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|kept| kept.map_err(|e| e.to_string()));
         if let Err(e) = kept {
             warn!(%file, "keeping the new envelope locally failed: {e}");
         }

@@ -345,10 +345,6 @@ fn quic_runs(ctx: &Ctx, report: &mut Report, size: usize, runs: usize) -> anyhow
     Ok(())
 }
 
-/// The `small` section: many 4 KiB files put then got one by one through the gateway's
-/// HTTP API, one new connection per request, with where the puts' time went (the
-/// gateway's stage histograms); then gets and puts over one kept-alive connection, and
-/// one `datamesh put` process per file.
 /// Gets of `ids` (the files `files` at the same positions) one after another; each one's
 /// time in milliseconds.
 fn timed_gets(api: &Client, ids: &[String], files: &[Vec<u8>]) -> anyhow::Result<Vec<f64>> {
@@ -362,6 +358,11 @@ fn timed_gets(api: &Client, ids: &[String], files: &[Vec<u8>]) -> anyhow::Result
     Ok(ms)
 }
 
+/// The `small` section: many 4 KiB files put then got one by one through the gateway's
+/// HTTP API, one new connection per request, with where the puts' time went (the
+/// gateway's stage histograms); then over one kept-alive connection puts, gets of those
+/// files (each one's first) and gets of files read before (their data keys remembered);
+/// and one `datamesh put` process per file.
 pub(super) fn small_files_runs(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
     let count = if ctx.quick { 100 } else { 1000 };
     let size = 4096;

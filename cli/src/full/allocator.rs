@@ -16,7 +16,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt as _;
 
 /// The variable glibc reads its tunables from.
-pub(crate) const TUNABLES: &str = "GLIBC_TUNABLES";
+const TUNABLES: &str = "GLIBC_TUNABLES";
 
 /// The tunable a node adds.
 const ONE_ARENA: &str = "glibc.malloc.arena_max=1";

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod check;
 pub mod db;
 pub mod faults;
+mod fifo;
 pub mod files;
 pub mod lease;
 pub mod metrics;

@@ -15,10 +15,11 @@
 //!   envelope of the node's files anyway; entries are bounded ([`REMEMBERED`]) and each
 //!   data key is zeroized when dropped.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use datamesh_core::{DataKey, FileId, Metadata};
+
+use crate::fifo::FifoMap;
 
 /// Most data keys remembered; the oldest goes first.
 pub const REMEMBERED: usize = 1024;
@@ -36,43 +37,32 @@ pub(crate) struct Opened {
 type Entry = (FileId, [u8; 32]);
 
 /// The data keys opened with one set of file keys (see the module's documentation).
-#[derive(Default)]
 pub struct Unlocked {
-    inner: Mutex<Inner>,
+    opened: Mutex<FifoMap<Entry, Opened>>,
 }
 
-#[derive(Default)]
-struct Inner {
-    opened: HashMap<Entry, Opened>,
-    /// Entries in the order they came, for eviction.
-    order: VecDeque<Entry>,
+impl Default for Unlocked {
+    fn default() -> Self {
+        Self {
+            opened: Mutex::new(FifoMap::new(REMEMBERED)),
+        }
+    }
 }
 
 impl Unlocked {
     /// The key opened before from exactly these envelope bytes of file `id`.
     pub(crate) fn get(&self, id: FileId, envelope: &[u8]) -> Option<Opened> {
-        let entry = (id, *blake3::hash(envelope).as_bytes());
-        self.lock().opened.get(&entry).cloned()
+        self.lock().get(&entry(id, envelope)).cloned()
     }
 
     /// Remembers what these envelope bytes of file `id` opened to.
     pub(crate) fn insert(&self, id: FileId, envelope: &[u8], opened: Opened) {
-        let entry = (id, *blake3::hash(envelope).as_bytes());
-        let mut inner = self.lock();
-        if inner.opened.insert(entry, opened).is_some() {
-            return;
-        }
-        inner.order.push_back(entry);
-        while inner.order.len() > REMEMBERED {
-            if let Some(old) = inner.order.pop_front() {
-                inner.opened.remove(&old);
-            }
-        }
+        self.lock().insert(entry(id, envelope), opened);
     }
 
     /// How many keys are remembered.
     pub fn len(&self) -> usize {
-        self.lock().opened.len()
+        self.lock().len()
     }
 
     /// Whether no key is remembered.
@@ -80,10 +70,15 @@ impl Unlocked {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FifoMap<Entry, Opened>> {
         // A panic while holding the lock leaves a map that is still whole.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.opened.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The entry of these envelope bytes of file `id`.
+fn entry(id: FileId, envelope: &[u8]) -> Entry {
+    (id, *blake3::hash(envelope).as_bytes())
 }
 
 impl std::fmt::Debug for Unlocked {

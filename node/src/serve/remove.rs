@@ -31,7 +31,7 @@
 //! restart or pushed out by a flood of removals) the repairer takes back once it sees the
 //! removal itself (`crate::check::network`), else the lease collects it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,6 +46,7 @@ use tracing::{debug, info, warn};
 use super::rate::PeerRate;
 use super::{AUTHORITY_PREFIX, ENVELOPE_PREFIX, Server, row_key};
 use crate::db::{CF_FILES, DbError, cf};
+use crate::fifo::FifoMap;
 use crate::protocol::{FailureReason, InvalidReason, Refusal, Response};
 use crate::store::{DeleteOutcome, Durability, StoreError};
 
@@ -81,61 +82,38 @@ pub const REMOVED_MARKS: usize = 16_384;
 /// The files whose removal this node honoured within [`REMOVED_MARK_LIFETIME`] (see the
 /// module docs). Bounded: at most [`REMOVED_MARKS`], the oldest forgotten first; marking
 /// a file already marked changes nothing, so replays of one order cannot grow it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct RemovedFiles {
-    marks: Mutex<Marks>,
+    /// Per file, until when its mark holds.
+    marks: Mutex<FifoMap<FileId, Instant>>,
 }
 
-#[derive(Debug, Default)]
-struct Marks {
-    until: HashMap<FileId, Instant>,
-    /// The same files, oldest first.
-    order: VecDeque<FileId>,
+impl Default for RemovedFiles {
+    fn default() -> Self {
+        Self {
+            marks: Mutex::new(FifoMap::new(REMOVED_MARKS)),
+        }
+    }
 }
 
 impl RemovedFiles {
     /// Remembers `file` as removed at `now`.
     pub(super) fn mark(&self, file: FileId, now: Instant) {
         let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        marks.forget_expired(now);
-        if marks.until.contains_key(&file) {
-            return;
-        }
-        if marks.order.len() >= REMOVED_MARKS
-            && let Some(oldest) = marks.order.pop_front()
-        {
-            marks.until.remove(&oldest);
-        }
-        marks.until.insert(file, now + REMOVED_MARK_LIFETIME);
-        marks.order.push_back(file);
+        marks.forget_oldest_while(|until| now >= *until);
+        marks.insert(file, now + REMOVED_MARK_LIFETIME);
     }
 
     /// Whether `file` was marked removed and the mark still holds at `now`.
     pub(super) fn contains(&self, file: &FileId, now: Instant) -> bool {
         let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        marks.until.get(file).is_some_and(|until| now < *until)
+        marks.get(file).is_some_and(|until| now < *until)
     }
 
     /// How many files are remembered.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.marks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .order
-            .len()
-    }
-}
-
-impl Marks {
-    fn forget_expired(&mut self, now: Instant) {
-        while let Some(oldest) = self.order.front() {
-            if self.until.get(oldest).is_some_and(|until| now < *until) {
-                break;
-            }
-            self.until.remove(oldest);
-            self.order.pop_front();
-        }
+        self.marks.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 

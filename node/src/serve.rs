@@ -351,16 +351,18 @@ impl Server {
         self.put_envelope_of(peer, bytes, None, Durability::Synced)
     }
 
-    /// [`Self::put_envelope`], refusing an envelope of any other file than `expected`
-    /// (the manifest beside it in a `StoreManifest`), its write made durable as
+    /// [`Self::put_envelope`], refusing an envelope of any other file than the one of
+    /// `beside` (the manifest beside it in a `StoreManifest`, just stored: its bytes give
+    /// the authority key without reading them back), its write made durable as
     /// `durability` says.
     fn put_envelope_of(
         &self,
         peer: PeerId,
         bytes: &[u8],
-        expected: Option<FileId>,
+        beside: Option<(FileId, &[u8])>,
         durability: Durability,
     ) -> (Response, Option<FileId>) {
+        let expected = beside.map(|(file, _)| file);
         if self.refuse_envelopes {
             warn!(%peer, "TEST FAULT: refusing a key envelope");
             return (
@@ -395,7 +397,11 @@ impl Server {
                 None,
             );
         }
-        let refused = match self.held_authority(&file) {
+        let authority = match beside {
+            Some((_, manifest)) => self.authority_beside(&file, manifest),
+            None => self.held_authority(&file),
+        };
+        let refused = match authority {
             Ok(Some(authority)) => {
                 match self.keep_envelope(&envelope, bytes, &authority, durability) {
                     Ok(Kept::New) => return (Response::Done, Some(file)),
@@ -469,7 +475,7 @@ impl Server {
         }
         let file = FileId::from_bytes(*id.as_bytes());
         let (answer, provide) =
-            self.put_envelope_of(peer, envelope, Some(file), Durability::Deferred);
+            self.put_envelope_of(peer, envelope, Some((file, bytes)), Durability::Deferred);
         let envelope_refused = match answer {
             Response::Done => None,
             Response::Refused(refusal) => Some(refusal),
@@ -558,6 +564,25 @@ impl Server {
             Ok(None) | Err(StoreError::Corrupt { .. }) => return Ok(None),
             Err(e) => return Err(EnvelopeRefusal::Store(e)),
         };
+        self.metrics.manifests_parsed_for_envelopes.inc();
+        self.cache_authority(file, authority.as_ref())?;
+        Ok(authority)
+    }
+
+    /// [`Self::held_authority`] of a file whose manifest blob was stored just now from
+    /// `bytes` (checked against its id then): the key comes from those bytes rather than
+    /// a read of the store, and is cached as there.
+    fn authority_beside(
+        &self,
+        file: &FileId,
+        bytes: &[u8],
+    ) -> Result<Option<AuthorityPublic>, EnvelopeRefusal> {
+        let files = cf(&self.db, CF_FILES)?;
+        let key = row_key(AUTHORITY_PREFIX, file.as_bytes());
+        if let Some(row) = self.db.get_pinned_cf(files, &key).map_err(DbError::from)? {
+            return Ok(AuthorityPublic::from_bytes(&row).ok());
+        }
+        let authority = Manifest::from_bytes(bytes).ok().map(|m| m.authority().key);
         self.metrics.manifests_parsed_for_envelopes.inc();
         self.cache_authority(file, authority.as_ref())?;
         Ok(authority)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datamesh_core::ecies::SecretKey;
-use datamesh_core::{AuthorityRoot, ShardId};
+use datamesh_core::{AuthorityRoot, FileId, SegmentSize, ShardId};
 use datamesh_node::catalog::Placement;
 use datamesh_node::protocol::{Refusal, Request, Response};
 use datamesh_node::{
@@ -1616,6 +1616,72 @@ async fn a_whole_file_checksum_failure_cuts_the_download_even_at_a_chunk_multipl
     })
     .await?;
     outcome?;
+    net.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_file_is_encoded_and_decoded_on_the_calling_task_and_a_larger_one_is_not()
+-> TestResult {
+    use datamesh_node::files::{PutInput, SMALL_GET_BYTES, SMALL_PUT_BYTES};
+    let net = start_net(8, |_| 1 << 30).await?;
+    let files = net.node(0).files();
+    let small = SMALL_PUT_BYTES;
+    assert_eq!(small as u64, SMALL_GET_BYTES);
+    for len in [0, 1, 4096, small, small + 1, 3 * small] {
+        let plain = data(len);
+        let report = files
+            .put_resumable(
+                PutInput::<std::io::Empty>::Bytes(plain.clone()),
+                format!("f{len}"),
+                None,
+                vec![],
+                None,
+                SegmentSize::MIN,
+            )
+            .await?;
+        assert_eq!(report.size, len as u64);
+        let mut opened = files.open_to_read(report.id, KeyAccess::Live).await?;
+        match files.try_read_small(&mut opened) {
+            Some(read) => {
+                assert!(len <= small, "{len} bytes read on the task");
+                assert!(read? == plain, "{len} bytes differ");
+            }
+            None => {
+                assert!(len > small, "{len} bytes not read on the task");
+                let out = SharedBuf::default();
+                files.read(opened, out.clone()).await?;
+                assert!(out.take() == plain, "{len} bytes differ");
+            }
+        }
+        // Opened without its stripe (as every other reader opens it): read as usual.
+        let mut opened = files.open(report.id).await?;
+        if files.try_read_small(&mut opened).is_some() {
+            return Err(format!("{len} bytes read on the task with no stripe fetched").into());
+        }
+        let out = SharedBuf::default();
+        files.read(opened, out.clone()).await?;
+        assert!(out.take() == plain, "{len} bytes differ");
+    }
+
+    // Through the API: a body in one piece and a streamed one, each side of the bound.
+    let addr = net.node(0).api_addr();
+    tokio::task::spawn_blocking(move || -> TestResult {
+        let client = datamesh_api::Client::new(addr, "test-token");
+        for len in [small, small + 1] {
+            let plain = data(len);
+            let sized = client.put_bytes(&plain, "sized", &[])?;
+            let streamed = client.put(std::io::Cursor::new(plain.clone()), "streamed", &[])?;
+            for id in [sized.id, streamed.id] {
+                let download = client.get(&id.parse::<FileId>()?)?;
+                assert_eq!(download.size, len as u64);
+                let mut out = Vec::new();
+                download.copy_to(&mut out)?;
+                assert!(out == plain, "{len} bytes differ");
+            }
+        }
+        Ok(())
+    })
+    .await??;
     net.shutdown().await
 }
 

@@ -17,7 +17,8 @@
 use std::io::{self, Read};
 
 use axum::body::Body;
-use futures::StreamExt;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
 /// Bytes collected before a group is handed to the reader (the encoder's segment).
@@ -32,11 +33,48 @@ struct Group {
     last: bool,
 }
 
-/// Starts reading `body` on the runtime; the returned reader must be read from a
+/// A put's body: whole, if it ended within the bytes asked for; else all of it to read.
+pub(crate) enum Upload {
+    Small(Vec<u8>),
+    Stream(UploadReader),
+}
+
+/// Reads `body` on this task until it ends or passes `small` bytes: a body that ended is
+/// returned whole (a small file is encoded on the put's task); a longer one, or one that
+/// failed, becomes an [`UploadReader`] of all of it, the bytes read so far first (and the
+/// error where it came). The reader must be read from a blocking thread
+/// (`spawn_blocking`), never from a task.
+pub(crate) async fn read(body: Body, small: usize) -> Upload {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let failed = loop {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > small {
+                    break None;
+                }
+            }
+            Some(Err(e)) => break Some(e),
+            None => return Upload::Small(bytes),
+        }
+    };
+    let read = futures::stream::iter([Ok(Bytes::from(bytes))]);
+    Upload::Stream(match failed {
+        None => reader_of(read.chain(stream)),
+        Some(e) => reader_of(read.chain(futures::stream::iter([Err(e)]))),
+    })
+}
+
+/// Starts reading `stream` on the runtime; the returned reader must be read from a
 /// blocking thread (`spawn_blocking`), never from a task.
-pub(crate) fn reader(body: Body) -> UploadReader {
+fn reader_of<S, E>(stream: S) -> UploadReader
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(GROUPS_WAITING);
-    tokio::spawn(collect(body, tx));
+    tokio::spawn(collect(stream, tx));
     UploadReader {
         rx,
         group: Vec::new(),
@@ -45,8 +83,11 @@ pub(crate) fn reader(body: Body) -> UploadReader {
     }
 }
 
-async fn collect(body: Body, tx: mpsc::Sender<io::Result<Group>>) {
-    let mut stream = body.into_data_stream();
+async fn collect<S, E>(mut stream: S, tx: mpsc::Sender<io::Result<Group>>)
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
     let mut bytes = Vec::new();
     loop {
         let next = tokio::select! {
@@ -129,6 +170,14 @@ mod tests {
         Body::from_stream(futures::stream::iter(chunks))
     }
 
+    /// The reader of a body longer than `small` bytes (or failed).
+    async fn reader(body: Body, small: usize) -> Result<UploadReader, &'static str> {
+        match read(body, small).await {
+            Upload::Stream(reader) => Ok(reader),
+            Upload::Small(_) => Err("a body read whole"),
+        }
+    }
+
     /// Reads `reader` to its end on a blocking thread, `step` bytes at a time at most.
     async fn read_all(mut reader: UploadReader, step: usize) -> io::Result<Vec<u8>> {
         tokio::task::spawn_blocking(move || {
@@ -157,30 +206,55 @@ mod tests {
             .map(|c| Ok(c.to_vec()))
             .chain([Ok(Vec::new())])
             .collect();
-        let got = read_all(reader(body_of(chunks)), 4_099).await?;
+        // Read whole up to 100,000 bytes first: two chunks, then the rest as it comes.
+        let got = read_all(reader(body_of(chunks), 100_000).await?, 4_099).await?;
         assert_eq!(got.len(), data.len());
         assert!(got == data, "bytes differ");
         Ok(())
     }
 
     #[tokio::test]
+    async fn a_body_within_the_small_size_is_read_whole() -> TestResult {
+        let data: Vec<u8> = (0..5_000).map(|i| (i % 251) as u8).collect();
+        let chunks = data.chunks(1_000).map(|c| Ok(c.to_vec())).collect();
+        match read(body_of(chunks), data.len()).await {
+            Upload::Small(got) => assert!(got == data, "bytes differ"),
+            Upload::Stream(_) => return Err("a body of exactly the small size streamed".into()),
+        }
+        // One byte more: all of it through the reader, the bytes read first included.
+        let chunks = data.chunks(1_000).map(|c| Ok(c.to_vec())).collect();
+        let got = read_all(reader(body_of(chunks), data.len() - 1).await?, 777).await?;
+        assert!(got == data, "bytes differ");
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn an_empty_body_is_an_empty_file() -> TestResult {
-        assert_eq!(read_all(reader(Body::empty()), 16).await?, Vec::<u8>::new());
+        match read(Body::empty(), 16).await {
+            Upload::Small(got) => assert!(got.is_empty()),
+            Upload::Stream(_) => return Err("an empty body streamed".into()),
+        }
         Ok(())
     }
 
     #[tokio::test]
     async fn a_body_that_fails_is_an_error_not_a_shorter_file() {
-        let chunks = vec![
-            Ok(vec![1u8; 10]),
-            Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "client went away",
-            )),
-        ];
-        match read_all(reader(body_of(chunks)), 1 << 16).await {
-            Err(e) => assert!(e.to_string().contains("client went away"), "{e}"),
-            Ok(got) => panic!("a failed body read as {} bytes", got.len()),
+        // Failing while read whole, and failing after.
+        for small in [1 << 16, 5] {
+            let chunks = vec![
+                Ok(vec![1u8; 10]),
+                Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "client went away",
+                )),
+            ];
+            let Ok(reader) = reader(body_of(chunks), small).await else {
+                panic!("a failed body read whole");
+            };
+            match read_all(reader, 1 << 16).await {
+                Err(e) => assert!(e.to_string().contains("client went away"), "{e}"),
+                Ok(got) => panic!("a failed body read as {} bytes", got.len()),
+            }
         }
     }
 
@@ -212,7 +286,7 @@ mod tests {
         let (body_tx, mut body_rx) = mpsc::channel::<io::Result<Vec<u8>>>(1);
         let body = Body::from_stream(futures::stream::poll_fn(move |cx| body_rx.poll_recv(cx)));
         let (tx, rx) = mpsc::channel(GROUPS_WAITING);
-        let task = tokio::spawn(collect(body, tx));
+        let task = tokio::spawn(collect(body.into_data_stream(), tx));
         drop(rx);
         tokio::time::timeout(std::time::Duration::from_secs(10), task).await??;
         drop(body_tx);

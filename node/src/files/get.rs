@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use datamesh_core::{
     ByteRange, DATA_SHARDS, DataKey, DecodeError, Decoder, FileId, Manifest, Metadata,
-    RangeDecoder, TOTAL_SHARDS, VerifiedShard, VerifiedStripe,
+    RangeDecoder, SegmentSize, TOTAL_SHARDS, VerifiedShard, VerifiedStripe,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
@@ -72,6 +72,10 @@ impl From<FindError> for GetError {
         e.into_error(Self::NotFound)
     }
 }
+
+/// Largest file [`Files::try_read_small`] reads on the calling task: one segment of the
+/// smallest size.
+pub const SMALL_GET_BYTES: u64 = SegmentSize::MIN.bytes() as u64;
 
 /// A file found and unlocked, ready to be read.
 #[derive(Debug)]
@@ -290,6 +294,39 @@ impl Files {
         result
     }
 
+    /// Reads a small file whole on the calling task: one whose only stripe was fetched
+    /// while it was opened ([`Files::open_to_read`]) and whose size is at most
+    /// [`SMALL_GET_BYTES`]. Decoding it is tens of microseconds of work, where
+    /// [`Files::read`] would hand the stripe to a decoder thread and the bytes back. The
+    /// same checks as [`Files::read`]: each segment's tag, the file's BLAKE3. `None` for
+    /// any other file (left as it was, to be read with [`Files::read`]).
+    pub fn try_read_small(&self, file: &mut OpenFile) -> Option<Result<Vec<u8>, GetError>> {
+        let small = file.metadata.size <= SMALL_GET_BYTES && file.manifest.stripe_count() == 1;
+        if !small {
+            return None;
+        }
+        let Prefetched { shards, .. } = file.prefetched.take()?;
+        let started = Instant::now();
+        let decoded = Decoder::new(file.manifest.clone(), &file.key).and_then(|mut decoder| {
+            let mut out = Vec::with_capacity(file.metadata.size as usize);
+            decoder.push_verified(0, shards, &mut out)?;
+            decoder.finish(&mut out)?;
+            Ok(out)
+        });
+        let metrics = self.metrics();
+        match &decoded {
+            Ok(bytes) => {
+                metrics.gets.inc();
+                metrics.get_bytes.inc_by(bytes.len() as u64);
+                metrics.get_seconds.observe(started.elapsed().as_secs_f64());
+            }
+            Err(_) => {
+                metrics.failures.inc();
+            }
+        }
+        Some(decoded.map_err(GetError::from))
+    }
+
     async fn read_inner<W: Write + Send + 'static>(
         &self,
         file: OpenFile,
@@ -444,7 +481,10 @@ impl Files {
     ) -> Result<VerifiedStripe, GetError> {
         let ids = manifest.stripes()[stripe as usize];
         let row = &holders[stripe as usize];
-        // Every (shard, holder) option, data shards first, slow holders last.
+        // Every (shard, holder) option: this node's own shard first (it crosses no
+        // network; any four shards give the stripe back), then data shards before parity
+        // (none to rebuild), slow holders last.
+        let me = self.peer_id();
         let mut options: Vec<(usize, PeerId)> = Vec::new();
         {
             let slow = slow.lock().unwrap_or_else(|p| p.into_inner());
@@ -457,8 +497,11 @@ impl Files {
                     }
                 }
             }
-            // Stable: within each pass, data before parity, first holder first.
-            options.sort_by_key(|(index, peer)| (slow.contains(peer), *index >= DATA_SHARDS));
+            // Stable: within each pass, own before remote, data before parity, first
+            // holder first.
+            options.sort_by_key(|(index, peer)| {
+                (slow.contains(peer), *peer != me, *index >= DATA_SHARDS)
+            });
         }
         let mut shards: VerifiedStripe = Default::default();
         let mut have = 0usize;

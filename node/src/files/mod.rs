@@ -37,10 +37,12 @@ mod share;
 mod unlocked;
 
 pub use engine::{FileKeys, Files, FilesConfig, KeyAccess, KeyProvider, KeyProviderError};
-pub use get::{GetError, GetReport, OpenFile};
+pub use get::{GetError, GetReport, OpenFile, SMALL_GET_BYTES};
 pub(crate) use locate::{FindError, Found};
 pub use placement::MANIFEST_COPIES;
-pub use put::{MIN_ENVELOPE_COPIES, MIN_MANIFEST_COPIES, PutError, PutReport};
+pub use put::{
+    MIN_ENVELOPE_COPIES, MIN_MANIFEST_COPIES, PutError, PutInput, PutReport, SMALL_PUT_BYTES,
+};
 pub use reencrypt::{ReencryptError, ReencryptReport};
 pub use remove::{RemoveError, RemoveReport};
 pub use session::{MAX_PUT_SESSIONS, PUT_SESSION_TTL, PutSession, SessionError};

@@ -7,15 +7,17 @@
 //! session not resumed within a day is deleted with what it placed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Read;
+use std::io::{Cursor, Read};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use datamesh_core::{
-    AuthorityError, EncodeError, EncodeOptions, Encoder, EnvelopeError, FileId, KeyEnvelope,
-    PolicyError, Recipient, SegmentSize, ShardId, Stripe, TOTAL_SHARDS,
+    AuthorityError, DataKey, EncodeError, EncodeOptions, EncodedFile, Encoder, EnvelopeError,
+    FileAuthority, FileId, KeyEnvelope, PolicyError, Recipient, SegmentSize, ShardId, Stripe,
+    TOTAL_SHARDS,
 };
+use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, watch};
@@ -63,6 +65,46 @@ impl StageClock {
     }
 }
 
+/// What a put encodes.
+pub enum PutInput<R> {
+    /// Read on an encoder thread as the bytes come.
+    Reader(R),
+    /// A file whole in memory: encoded on the put's own task if it is at most
+    /// [`SMALL_PUT_BYTES`] (no thread to hand it to and the stripe back from), else as a
+    /// reader of it.
+    Bytes(Vec<u8>),
+}
+
+impl<R> std::fmt::Debug for PutInput<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Reader(_) => f.write_str("PutInput::Reader(..)"),
+            Self::Bytes(bytes) => write!(f, "PutInput::Bytes({} bytes)", bytes.len()),
+        }
+    }
+}
+
+/// Encodes `reader` under `key` (a new one if `None`), handing each stripe to `send`
+/// until it returns false (the placing side gave up: its error is the one reported).
+fn encode<R: Read>(
+    reader: R,
+    options: EncodeOptions,
+    key: Option<DataKey>,
+    commitment: FileAuthority,
+    mut send: impl FnMut(Stripe) -> bool,
+) -> Result<EncodedFile, EncodeError> {
+    let mut encoder = match key {
+        Some(key) => Encoder::resume_with_key(reader, options, key),
+        None => Encoder::new(reader, options),
+    };
+    for stripe in encoder.by_ref() {
+        if !send(stripe?) {
+            return Err(EncodeError::AlreadyFailed);
+        }
+    }
+    encoder.finish(commitment)
+}
+
 /// Fewest manifest copies for a put to succeed: any two holders may be lost.
 pub const MIN_MANIFEST_COPIES: usize = 3;
 /// Fewest remote copies of a key envelope for a put, share or rewrap to succeed: the
@@ -80,6 +122,9 @@ const CLEANUP_DELETES: usize = 32;
 /// of stripes in flight): the encoder's batch is the rest of its lead, so more would
 /// only hold memory (each stripe is 1.5 times its segment).
 const STRIPES_WAITING: usize = 2;
+/// Largest file a put encodes on its own task ([`PutInput::Bytes`]): one segment of the
+/// smallest size, so always one stripe, sealed in tens of microseconds.
+pub const SMALL_PUT_BYTES: usize = SegmentSize::MIN.bytes();
 /// Longest wait for an earlier attempt of the same put session to end.
 const SESSION_BUSY_WAIT: Duration = Duration::from_secs(60);
 
@@ -316,7 +361,8 @@ impl Files {
         mtime: Option<u64>,
         recipients: Vec<Recipient>,
     ) -> Result<PutReport, PutError> {
-        self.put_resumable(reader, name, mtime, recipients, None, SegmentSize::DEFAULT)
+        let input = PutInput::Reader(reader);
+        self.put_resumable(input, name, mtime, recipients, None, SegmentSize::DEFAULT)
             .await
     }
 
@@ -326,13 +372,13 @@ impl Files {
     /// interrupted put leaves its shards and state for the next attempt (deleted after
     /// [`super::PUT_SESSION_TTL`] if none comes). The file is cut into segments of
     /// `segment` bytes (recorded in its manifest; a session is resumed only with the size
-    /// it started with).
+    /// it started with). `input` is read as [`PutInput`] says.
     ///
     /// # Errors
     /// See [`PutError`].
     pub async fn put_resumable<R: Read + Send + 'static>(
         &self,
-        reader: R,
+        input: PutInput<R>,
         name: String,
         mtime: Option<u64>,
         recipients: Vec<Recipient>,
@@ -372,7 +418,7 @@ impl Files {
         }
         let mtime = mtime.unwrap_or_else(now_secs);
         let result = self
-            .put_inner(reader, name, mtime, recipients, &ledger, (session, segment))
+            .put_inner(input, name, mtime, recipients, &ledger, (session, segment))
             .await;
         guard.armed = false;
         match (&result, session) {
@@ -458,7 +504,7 @@ impl Files {
 
     async fn put_inner<R: Read + Send + 'static>(
         &self,
-        reader: R,
+        input: PutInput<R>,
         name: String,
         mtime: u64,
         recipients: Vec<Recipient>,
@@ -506,19 +552,30 @@ impl Files {
         let options = EncodeOptions::new(name.clone())
             .with_mtime(mtime)
             .with_segment_size(segment);
-        let encoder = tokio::task::spawn_blocking(move || {
-            let mut encoder = match key {
-                Some(key) => Encoder::resume_with_key(reader, options, key),
-                None => Encoder::new(reader, options),
-            };
-            for stripe in encoder.by_ref() {
-                if tx.blocking_send(stripe?).is_err() {
-                    // The placing side gave up; its error is the one reported.
-                    return Err(EncodeError::AlreadyFailed);
-                }
+        let encoder = match input {
+            // At most one segment: tens of microseconds of work, done on this task, where
+            // an encoder thread would cost a hand-over each way (and its one stripe fits
+            // the channel).
+            PutInput::Bytes(bytes) if bytes.len() <= SMALL_PUT_BYTES => {
+                let encoded = encode(Cursor::new(bytes), options, key, commitment, |stripe| {
+                    tx.try_send(stripe).is_ok()
+                });
+                drop(tx);
+                futures::future::ready(Ok(encoded)).left_future()
             }
-            encoder.finish(commitment)
-        });
+            input => {
+                let reader: Box<dyn Read + Send> = match input {
+                    PutInput::Bytes(bytes) => Box::new(Cursor::new(bytes)),
+                    PutInput::Reader(reader) => Box::new(reader),
+                };
+                tokio::task::spawn_blocking(move || {
+                    encode(reader, options, key, commitment, |stripe| {
+                        tx.blocking_send(stripe).is_ok()
+                    })
+                })
+                .right_future()
+            }
+        };
 
         let unreachable = Arc::new(Mutex::new(HashSet::new()));
         let mut placing = FuturesUnordered::new();

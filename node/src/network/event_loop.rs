@@ -23,7 +23,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, relay};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::accounting::{Accounting, Offence, PeerPolicy, Verdict};
@@ -647,7 +647,7 @@ impl EventLoop {
         frame: RequestFrame,
         channel: ResponseChannel<ResponseFrame>,
     ) {
-        let (request, mut permit) = match frame {
+        let (request, permit) = match frame {
             RequestFrame::Request(request, permit) => (request, permit),
             RequestFrame::Busy(over) => {
                 if over == OverBudget::Peer {
@@ -661,31 +661,30 @@ impl EventLoop {
         // An `Announce` (or a first key envelope) is checked by the handler (on a
         // blocking thread: it reads the store) like any request; the provider record
         // starts when its answer comes back.
-        let handler = Arc::clone(&self.handler);
-        let responses = self.responses_tx.clone();
-        let slots = Arc::clone(&self.inbound_slots);
-        tokio::spawn(async move {
-            let Ok(_permit) = slots.acquire_owned().await else {
-                return;
-            };
-            let handled =
-                tokio::task::spawn_blocking(move || handler.handle_and_provide(peer, request))
-                    .await;
-            match handled {
-                Ok((response, provide)) => {
-                    let provide = provide.map(|file| RecordKey::new(file.as_bytes()));
-                    // The request is gone; the answer holds its bytes until it is written.
-                    let response = match permit.resize(response_bytes(&response)) {
-                        Ok(()) => response,
-                        Err(_) => Response::Refused(Refusal::Busy),
-                    };
-                    let _ = responses
-                        .send((peer, channel, answer(response, permit), provide))
-                        .await;
-                }
-                Err(e) => warn!(%peer, "inbound handler failed: {e}"),
+        let inbound = Inbound {
+            handler: Arc::clone(&self.handler),
+            responses: self.responses_tx.clone(),
+            peer,
+            request,
+            permit,
+            channel,
+        };
+        // With a slot free (the usual case) the handler's thread starts at once and sends
+        // the answer itself; with none, a task waits for one. A slot is held until the
+        // answer is queued (the queue has room for one per slot).
+        match Arc::clone(&self.inbound_slots).try_acquire_owned() {
+            Ok(slot) => {
+                tokio::task::spawn_blocking(move || inbound.handle(slot));
             }
-        });
+            Err(_) => {
+                let slots = Arc::clone(&self.inbound_slots);
+                tokio::spawn(async move {
+                    if let Ok(slot) = slots.acquire_owned().await {
+                        let _ = tokio::task::spawn_blocking(move || inbound.handle(slot)).await;
+                    }
+                });
+            }
+        }
     }
 
     /// Sends an answer to an inbound request, counting each refusal in it (a batch's are
@@ -915,6 +914,45 @@ impl EventLoop {
                 .get_or_create(&[("peer", peer.to_string())])
                 .set(i64::from(strikes));
         }
+    }
+}
+
+/// An inbound request on its way to the handler, and where its answer goes.
+struct Inbound {
+    handler: Arc<dyn InboundHandler>,
+    responses: mpsc::Sender<Answer>,
+    peer: PeerId,
+    request: Request,
+    permit: Permit,
+    channel: ResponseChannel<ResponseFrame>,
+}
+
+impl Inbound {
+    /// Runs the handler (on a blocking thread: it reads and writes the store) and queues
+    /// its answer for the swarm task, which starts a provider record it names.
+    fn handle(self, _slot: OwnedSemaphorePermit) {
+        let Self {
+            handler,
+            responses,
+            peer,
+            request,
+            mut permit,
+            channel,
+        } = self;
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.handle_and_provide(peer, request)
+        }));
+        let Ok((response, provide)) = handled else {
+            warn!(%peer, "inbound handler failed: it panicked");
+            return;
+        };
+        let provide = provide.map(|file| RecordKey::new(file.as_bytes()));
+        // The request is gone; the answer holds its bytes until it is written.
+        let response = match permit.resize(response_bytes(&response)) {
+            Ok(()) => response,
+            Err(_) => Response::Refused(Refusal::Busy),
+        };
+        let _ = responses.blocking_send((peer, channel, answer(response, permit), provide));
     }
 }
 

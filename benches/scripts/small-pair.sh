@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# small-pair.sh BIN_A BIN_B [N]: two fresh 7-node testnets up at once, one of each build;
+# a client alternates between them request by request (N kept-alive 4 KiB puts each, then
+# a get of each file, then two more), so both builds see the same load of this shared
+# machine at the same moments; prints each build's p50s. Needs jq and python3.
+set -euo pipefail
+A_BIN=$1 B_BIN=$2 N=${3:-300}
+SCRATCH="${TMPDIR:-/tmp}"
+A=$(mktemp -d "$SCRATCH/datamesh-pair-a.XXXXXX")
+B=$(mktemp -d "$SCRATCH/datamesh-pair-b.XXXXXX")
+down() {
+  "$A_BIN" testnet destroy --dir "$A" >/dev/null 2>&1 || true
+  "$B_BIN" testnet destroy --dir "$B" >/dev/null 2>&1 || true
+  rm -rf "$A" "$B"
+}
+trap down EXIT
+"$A_BIN" testnet up --nodes 7 --dir "$A" >/dev/null 2>&1
+"$B_BIN" testnet up --nodes 7 --dir "$B" >/dev/null 2>&1
+python3 - "$A/node-0" "$B/node-0" "$N" "$A_BIN" "$B_BIN" <<'PY'
+import http.client, json, os, statistics, sys, time
+
+def connect(home):
+    run = json.load(open(os.path.join(home, "node.json")))
+    token = open(os.path.join(home, "api-token")).read().strip()
+    host, port = run["api"].rsplit(":", 1)
+    return http.client.HTTPConnection(host, int(port)), {"authorization": "Bearer " + token}
+
+def timed(side, method, path, body=None):
+    conn, headers = side
+    started = time.perf_counter()
+    conn.request(method, path, body=body, headers=headers)
+    answer = conn.getresponse()
+    data = answer.read()
+    took = (time.perf_counter() - started) * 1e3
+    if answer.status != 200:
+        sys.exit(f"{method} {path}: {answer.status} {data[:200]!r}")
+    return took, data
+
+sides = [connect(sys.argv[1]), connect(sys.argv[2])]
+n = int(sys.argv[3])
+ids = [[], []]
+for i in range(20):  # warm-up
+    for side in sides:
+        timed(side, "POST", f"/v1/files?name=w{i}", os.urandom(4096))
+times = {kind: [[], []] for kind in ("put", "get", "again")}
+def turn(i):  # which side goes first alternates
+    return (0, 1) if i % 2 == 0 else (1, 0)
+for i in range(n):
+    for k in turn(i):
+        took, data = timed(sides[k], "POST", f"/v1/files?name=f{i}", os.urandom(4096))
+        times["put"][k].append(took)
+        ids[k].append(json.loads(data)["id"])
+for kind, rounds in (("get", 1), ("again", 2)):
+    for _ in range(rounds):
+        for i in range(n):
+            for k in turn(i):
+                took, data = timed(sides[k], "GET", f"/v1/files/{ids[k][i]}")
+                assert len(data) == 4096
+                times[kind][k].append(took)
+for k, name in enumerate(sys.argv[4:6]):
+    p50 = {kind: statistics.median(t[k]) for kind, t in times.items()}
+    print(f"{name}: put p50 {p50['put']:.2f} ms, get p50 {p50['get']:.2f} ms, "
+          f"read again {p50['again']:.2f} ms")
+PY

@@ -645,8 +645,12 @@ fn hybrid_recipients_and_the_pq_required_policy() -> anyhow::Result<()> {
     net.stop(0)?;
     net.start(0)?;
     net.wait_ready()?;
+    // A small file too: it is sent with no recipient check first (the node reads it
+    // whole, then refuses it in its answer).
+    let small = make_file(scratch, 1_000, 10)?;
     for args in [
         vec!["put".to_string(), input.display().to_string()],
+        vec!["put".to_string(), small.display().to_string()],
         vec!["share".to_string(), id.clone()],
     ] {
         let mut cmd = net.cli(0);

@@ -110,6 +110,12 @@ pub struct KeyUsage {
     pub keys: Vec<String>,
 }
 
+/// A put's body of at most this many bytes is read whole by the node before it answers,
+/// so a refusal of such a put (the recipient policy) reaches the client as the answer,
+/// never as a connection reset under its upload: a client need not ask
+/// `POST /v1/recipients/check` before sending it.
+pub const PUT_READ_WHOLE: usize = 64 << 10;
+
 /// The response header of `GET /v1/files/{id}` that carries the stored name,
 /// percent-encoded ([`encode_name`]).
 pub const NAME_HEADER: &str = "x-datamesh-name";

@@ -65,9 +65,9 @@ pub use client::{Client, Download};
 pub use debug::{BlockPeers, BlockedPeers, CorruptedShard};
 pub use error::{ClientError, ErrorBody, ErrorKind};
 pub use files::{
-    BLAKE3_HEADER, FILE_SIZE_HEADER, KeyUsage, ListedFile, MTIME_HEADER, NAME_HEADER, PutResult,
-    ReencryptReport, RemoveReport, RewrapAll, RewrapFailure, RewrapReport, SEGMENT_SIZE_HEADER,
-    decode_name, encode_name, parse_range,
+    BLAKE3_HEADER, FILE_SIZE_HEADER, KeyUsage, ListedFile, MTIME_HEADER, NAME_HEADER,
+    PUT_READ_WHOLE, PutResult, ReencryptReport, RemoveReport, RewrapAll, RewrapFailure,
+    RewrapReport, SEGMENT_SIZE_HEADER, decode_name, encode_name, parse_range,
 };
 pub use private::{PrivateFileError, check_private_file};
 pub use run_file::{RunFile, RunFileError};

@@ -32,7 +32,7 @@ use crate::check::{CheckError, Checker, RepairError};
 use crate::faults::TestFaults;
 use crate::files::{
     Files, GetError, KeyAccess, KeyUsageError, PutError, PutInput, PutSession, ReencryptError,
-    RemoveError, RewrapError, RewrapReport, SMALL_PUT_BYTES,
+    RemoveError, RewrapError, RewrapReport,
 };
 use crate::metrics::Metrics;
 use crate::network::Network;
@@ -246,7 +246,7 @@ async fn put_file(
             _ => {}
         }
     }
-    let input = match upload::read(body, SMALL_PUT_BYTES).await {
+    let input = match upload::read(body, wire::PUT_READ_WHOLE).await {
         Upload::Small(bytes) => PutInput::Bytes(bytes),
         Upload::Stream(reader) => PutInput::Reader(reader),
     };

@@ -280,7 +280,11 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
     let segment_size = args.segment_size.filter(|&bytes| bytes != default);
     let client = client(ctx)?.with_segment_size(segment_size);
     // Asked before a body is streamed: a refused put would only show as a broken pipe.
-    client.check_recipients(&recipients)?;
+    // One small file needs no question first: the node reads its body whole before it
+    // answers, so a refusal comes as the answer (one round trip fewer per `put`).
+    if !read_whole_by_the_node(&args) {
+        client.check_recipients(&recipients)?;
+    }
     if args.recursive {
         return put_trees(ctx, &client, &args, &recipients);
     }
@@ -288,6 +292,17 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
         return put_one(ctx, &client, path, args.name.as_deref(), &recipients);
     }
     put_many(ctx, &client, &args, &recipients)
+}
+
+/// Whether the put is one regular file the node reads whole before it answers
+/// ([`datamesh_api::PUT_READ_WHOLE`]). A file that grows meanwhile is still put; a refusal
+/// of it may then show as a broken connection rather than the node's reason.
+fn read_whole_by_the_node(args: &PutArgs) -> bool {
+    match &args.paths[..] {
+        [path] if !args.recursive && path != Path::new("-") => fs::metadata(path)
+            .is_ok_and(|m| m.is_file() && m.len() <= datamesh_api::PUT_READ_WHOLE as u64),
+        _ => false,
+    }
 }
 
 /// `put PATH`: the output of one file, as before several were possible.

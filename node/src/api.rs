@@ -31,16 +31,14 @@ use tokio::sync::mpsc;
 use crate::check::{CheckError, Checker, RepairError};
 use crate::faults::TestFaults;
 use crate::files::{
-    Files, GetError, KeyAccess, KeyUsageError, PutError, PutInput, PutSession, ReencryptError,
-    RemoveError, RewrapError, RewrapReport,
+    Files, GetError, KeyAccess, KeyUsageError, PutError, PutSession, ReencryptError, RemoveError,
+    RewrapError, RewrapReport,
 };
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::store::ShardStore;
 
 mod upload;
-
-use upload::Upload;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -246,10 +244,7 @@ async fn put_file(
             _ => {}
         }
     }
-    let input = match upload::read(body, wire::PUT_READ_WHOLE).await {
-        Upload::Small(bytes) => PutInput::Bytes(bytes),
-        Upload::Stream(reader) => PutInput::Reader(reader),
-    };
+    let input = upload::read(body, wire::PUT_READ_WHOLE).await;
     let put = state
         .files
         .put_resumable(input, name, mtime, recipients, session, segment)

@@ -324,7 +324,7 @@ impl Server {
                 }
             });
         if matches!(outcome, Ok(BindOutcome::Bound))
-            && let Err(e) = self.held_authority(&file)
+            && let Err(e) = self.held_authority(&file, None)
         {
             warn!(%peer, %file, "caching the authority key of an announced manifest failed: {e}");
         }
@@ -397,11 +397,7 @@ impl Server {
                 None,
             );
         }
-        let authority = match beside {
-            Some((_, manifest)) => self.authority_beside(&file, manifest),
-            None => self.held_authority(&file),
-        };
-        let refused = match authority {
+        let refused = match self.held_authority(&file, beside.map(|(_, bytes)| bytes)) {
             Ok(Some(authority)) => {
                 match self.keep_envelope(&envelope, bytes, &authority, durability) {
                     Ok(Kept::New) => return (Response::Done, Some(file)),
@@ -539,50 +535,42 @@ impl Server {
     /// no manifest under that id. The key is cached in a small row the first time the
     /// manifest is parsed (an empty row if the blob under that id is not a manifest), so
     /// each blob held is read and parsed at most once, however many envelopes name it.
-    fn held_authority(&self, file: &FileId) -> Result<Option<AuthorityPublic>, EnvelopeRefusal> {
+    ///
+    /// `stored`: the blob's bytes, stored under that id by the request at hand (checked
+    /// against it then): held, and parsed from there rather than read back.
+    fn held_authority(
+        &self,
+        file: &FileId,
+        stored: Option<&[u8]>,
+    ) -> Result<Option<AuthorityPublic>, EnvelopeRefusal> {
         let blob = ShardId::from_bytes(*file.as_bytes());
         let files = cf(&self.db, CF_FILES)?;
         let key = row_key(AUTHORITY_PREFIX, file.as_bytes());
         let cached = self.db.get_pinned_cf(files, &key).map_err(DbError::from)?;
         // A blob's id fixes its bytes: one that was not a manifest never will be.
         if cached.as_ref().is_some_and(|row| row.is_empty())
-            || !self.store.has(&blob).map_err(EnvelopeRefusal::Store)?
+            || (stored.is_none() && !self.store.has(&blob).map_err(EnvelopeRefusal::Store)?)
         {
             return Ok(None);
         }
         if let Some(row) = cached {
             return Ok(AuthorityPublic::from_bytes(&row).ok());
         }
-        let authority = match self.store.get(&blob) {
-            Ok(Some(bytes)) => {
-                self.metrics
-                    .manifest_bytes_read_for_envelopes
-                    .inc_by(bytes.len() as u64);
-                Manifest::from_bytes(&bytes).ok().map(|m| m.authority().key)
-            }
-            // Gone meanwhile, or corrupt: nothing to cache.
-            Ok(None) | Err(StoreError::Corrupt { .. }) => return Ok(None),
-            Err(e) => return Err(EnvelopeRefusal::Store(e)),
+        let parse = |bytes: &[u8]| Manifest::from_bytes(bytes).ok().map(|m| m.authority().key);
+        let authority = match stored {
+            Some(bytes) => parse(bytes),
+            None => match self.store.get(&blob) {
+                Ok(Some(bytes)) => {
+                    self.metrics
+                        .manifest_bytes_read_for_envelopes
+                        .inc_by(bytes.len() as u64);
+                    parse(&bytes)
+                }
+                // Gone meanwhile, or corrupt: nothing to cache.
+                Ok(None) | Err(StoreError::Corrupt { .. }) => return Ok(None),
+                Err(e) => return Err(EnvelopeRefusal::Store(e)),
+            },
         };
-        self.metrics.manifests_parsed_for_envelopes.inc();
-        self.cache_authority(file, authority.as_ref())?;
-        Ok(authority)
-    }
-
-    /// [`Self::held_authority`] of a file whose manifest blob was stored just now from
-    /// `bytes` (checked against its id then): the key comes from those bytes rather than
-    /// a read of the store, and is cached as there.
-    fn authority_beside(
-        &self,
-        file: &FileId,
-        bytes: &[u8],
-    ) -> Result<Option<AuthorityPublic>, EnvelopeRefusal> {
-        let files = cf(&self.db, CF_FILES)?;
-        let key = row_key(AUTHORITY_PREFIX, file.as_bytes());
-        if let Some(row) = self.db.get_pinned_cf(files, &key).map_err(DbError::from)? {
-            return Ok(AuthorityPublic::from_bytes(&row).ok());
-        }
-        let authority = Manifest::from_bytes(bytes).ok().map(|m| m.authority().key);
         self.metrics.manifests_parsed_for_envelopes.inc();
         self.cache_authority(file, authority.as_ref())?;
         Ok(authority)
@@ -1095,6 +1083,41 @@ mod tests {
         let a_manifest = a.manifest.to_bytes();
         assert_eq!(offer(&a, good.clone(), a_manifest), (kept, Some(a.file_id)));
         assert_eq!(server.envelope(&a.file_id), Some(good));
+
+        // Bytes stored under their own hash that are no manifest, with an envelope naming
+        // them (signed by a key the peer chose): the blob is held, the envelope refused
+        // for a file this node does not know, from the bytes in hand and then from the
+        // cached row (one parse).
+        let junk = vec![5u8; 3000];
+        let junk_id = ShardId::of(&junk);
+        let junk_file = FileId::from_bytes(*junk_id.as_bytes());
+        let squatter = AuthorityKey::derive(&root, &AuthoritySalt::random())?;
+        let envelope = KeyEnvelope::seal(
+            junk_file,
+            1,
+            &a.data_key,
+            &[SecretKey::generate().public_key()],
+            &squatter,
+        )?
+        .to_bytes();
+        let parsed = server.metrics.manifests_parsed_for_envelopes.get();
+        for _ in 0..3 {
+            let answer = server.handle_and_provide(
+                peer,
+                Request::StoreManifest {
+                    id: junk_id,
+                    envelope: envelope.clone(),
+                    bytes: junk.clone().into(),
+                },
+            );
+            assert_eq!(answer, (envelope_refused(InvalidReason::UnknownFile), None));
+        }
+        assert!(server.store().has(&junk_id)?);
+        assert_eq!(server.envelope(&junk_file), None);
+        assert_eq!(
+            server.metrics.manifests_parsed_for_envelopes.get(),
+            parsed + 1
+        );
         Ok(())
     }
 

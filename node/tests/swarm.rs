@@ -1622,11 +1622,10 @@ async fn a_whole_file_checksum_failure_cuts_the_download_even_at_a_chunk_multipl
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_file_is_encoded_and_decoded_on_the_calling_task_and_a_larger_one_is_not()
 -> TestResult {
-    use datamesh_node::files::{PutInput, SMALL_GET_BYTES, SMALL_PUT_BYTES};
+    use datamesh_node::files::{PutInput, SMALL_FILE_BYTES};
     let net = start_net(8, |_| 1 << 30).await?;
     let files = net.node(0).files();
-    let small = SMALL_PUT_BYTES;
-    assert_eq!(small as u64, SMALL_GET_BYTES);
+    let small = SMALL_FILE_BYTES;
     for len in [0, 1, 4096, small, small + 1, 3 * small] {
         let plain = data(len);
         let report = files

@@ -21,6 +21,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::files::PutInput;
+
 /// Bytes collected before a group is handed to the reader (the encoder's segment).
 const GROUP_BYTES: usize = 1 << 20;
 /// Groups waiting for the reader at most; with the group being collected and the one
@@ -33,18 +35,12 @@ struct Group {
     last: bool,
 }
 
-/// A put's body: whole, if it ended within the bytes asked for; else all of it to read.
-pub(crate) enum Upload {
-    Small(Vec<u8>),
-    Stream(UploadReader),
-}
-
 /// Reads `body` on this task until it ends or passes `small` bytes: a body that ended is
 /// returned whole (a small file is encoded on the put's task); a longer one, or one that
 /// failed, becomes an [`UploadReader`] of all of it, the bytes read so far first (and the
 /// error where it came). The reader must be read from a blocking thread
 /// (`spawn_blocking`), never from a task.
-pub(crate) async fn read(body: Body, small: usize) -> Upload {
+pub(crate) async fn read(body: Body, small: usize) -> PutInput<UploadReader> {
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
     let failed = loop {
@@ -56,11 +52,11 @@ pub(crate) async fn read(body: Body, small: usize) -> Upload {
                 }
             }
             Some(Err(e)) => break Some(e),
-            None => return Upload::Small(bytes),
+            None => return PutInput::Bytes(bytes),
         }
     };
     let read = futures::stream::iter([Ok(Bytes::from(bytes))]);
-    Upload::Stream(match failed {
+    PutInput::Reader(match failed {
         None => reader_of(read.chain(stream)),
         Some(e) => reader_of(read.chain(futures::stream::iter([Err(e)]))),
     })
@@ -173,8 +169,8 @@ mod tests {
     /// The reader of a body longer than `small` bytes (or failed).
     async fn reader(body: Body, small: usize) -> Result<UploadReader, &'static str> {
         match read(body, small).await {
-            Upload::Stream(reader) => Ok(reader),
-            Upload::Small(_) => Err("a body read whole"),
+            PutInput::Reader(reader) => Ok(reader),
+            PutInput::Bytes(_) => Err("a body read whole"),
         }
     }
 
@@ -218,8 +214,8 @@ mod tests {
         let data: Vec<u8> = (0..5_000).map(|i| (i % 251) as u8).collect();
         let chunks = data.chunks(1_000).map(|c| Ok(c.to_vec())).collect();
         match read(body_of(chunks), data.len()).await {
-            Upload::Small(got) => assert!(got == data, "bytes differ"),
-            Upload::Stream(_) => return Err("a body of exactly the small size streamed".into()),
+            PutInput::Bytes(got) => assert!(got == data, "bytes differ"),
+            PutInput::Reader(_) => return Err("a body of exactly the small size streamed".into()),
         }
         // One byte more: all of it through the reader, the bytes read first included.
         let chunks = data.chunks(1_000).map(|c| Ok(c.to_vec())).collect();
@@ -231,8 +227,8 @@ mod tests {
     #[tokio::test]
     async fn an_empty_body_is_an_empty_file() -> TestResult {
         match read(Body::empty(), 16).await {
-            Upload::Small(got) => assert!(got.is_empty()),
-            Upload::Stream(_) => return Err("an empty body streamed".into()),
+            PutInput::Bytes(got) => assert!(got.is_empty()),
+            PutInput::Reader(_) => return Err("an empty body streamed".into()),
         }
         Ok(())
     }

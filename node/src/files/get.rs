@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use datamesh_core::{
     ByteRange, DATA_SHARDS, DataKey, DecodeError, Decoder, FileId, Manifest, Metadata,
-    RangeDecoder, SegmentSize, TOTAL_SHARDS, VerifiedShard, VerifiedStripe,
+    RangeDecoder, TOTAL_SHARDS, VerifiedShard, VerifiedStripe,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinError;
 use tracing::{debug, warn};
 
+use super::SMALL_FILE_BYTES;
 use super::engine::{FileKeys, Files, KeyAccess, KeyProviderError};
 use super::locate::{FindError, Found, Holders};
 use crate::catalog::CatalogError;
@@ -72,10 +73,6 @@ impl From<FindError> for GetError {
         e.into_error(Self::NotFound)
     }
 }
-
-/// Largest file [`Files::try_read_small`] reads on the calling task: one segment of the
-/// smallest size.
-pub const SMALL_GET_BYTES: u64 = SegmentSize::MIN.bytes() as u64;
 
 /// A file found and unlocked, ready to be read.
 #[derive(Debug)]
@@ -296,12 +293,13 @@ impl Files {
 
     /// Reads a small file whole on the calling task: one whose only stripe was fetched
     /// while it was opened ([`Files::open_to_read`]) and whose size is at most
-    /// [`SMALL_GET_BYTES`]. Decoding it is tens of microseconds of work, where
+    /// [`SMALL_FILE_BYTES`]. Decoding it is tens of microseconds of work, where
     /// [`Files::read`] would hand the stripe to a decoder thread and the bytes back. The
     /// same checks as [`Files::read`]: each segment's tag, the file's BLAKE3. `None` for
     /// any other file (left as it was, to be read with [`Files::read`]).
     pub fn try_read_small(&self, file: &mut OpenFile) -> Option<Result<Vec<u8>, GetError>> {
-        let small = file.metadata.size <= SMALL_GET_BYTES && file.manifest.stripe_count() == 1;
+        let small =
+            file.metadata.size <= SMALL_FILE_BYTES as u64 && file.manifest.stripe_count() == 1;
         if !small {
             return None;
         }

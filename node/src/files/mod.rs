@@ -37,14 +37,17 @@ mod share;
 mod unlocked;
 
 pub use engine::{FileKeys, Files, FilesConfig, KeyAccess, KeyProvider, KeyProviderError};
-pub use get::{GetError, GetReport, OpenFile, SMALL_GET_BYTES};
+pub use get::{GetError, GetReport, OpenFile};
 pub(crate) use locate::{FindError, Found};
 pub use placement::MANIFEST_COPIES;
-pub use put::{
-    MIN_ENVELOPE_COPIES, MIN_MANIFEST_COPIES, PutError, PutInput, PutReport, SMALL_PUT_BYTES,
-};
+pub use put::{MIN_ENVELOPE_COPIES, MIN_MANIFEST_COPIES, PutError, PutInput, PutReport};
 pub use reencrypt::{ReencryptError, ReencryptReport};
 pub use remove::{RemoveError, RemoveReport};
 pub use session::{MAX_PUT_SESSIONS, PUT_SESSION_TTL, PutSession, SessionError};
+
+/// Largest file a put encodes and a get decodes on its own task ([`PutInput::Bytes`],
+/// [`Files::try_read_small`]): one segment of the smallest size, so one stripe, tens of
+/// microseconds of work, where a thread would cost a hand-over each way.
+pub const SMALL_FILE_BYTES: usize = datamesh_core::SegmentSize::MIN.bytes();
 pub use share::{KeyUsageError, RewrapError, RewrapReport};
 pub use unlocked::{REMEMBERED, Unlocked};

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinError;
 use tracing::{debug, info, warn};
 
+use super::SMALL_FILE_BYTES;
 use super::engine::{Files, KeyProviderError};
 use super::reach::Published;
 use super::session::{KnownStripe, PutSession, SessionError, SessionLog};
@@ -70,7 +71,7 @@ pub enum PutInput<R> {
     /// Read on an encoder thread as the bytes come.
     Reader(R),
     /// A file whole in memory: encoded on the put's own task if it is at most
-    /// [`SMALL_PUT_BYTES`] (no thread to hand it to and the stripe back from), else as a
+    /// [`SMALL_FILE_BYTES`] (no thread to hand it to and the stripe back from), else as a
     /// reader of it.
     Bytes(Vec<u8>),
 }
@@ -122,9 +123,6 @@ const CLEANUP_DELETES: usize = 32;
 /// of stripes in flight): the encoder's batch is the rest of its lead, so more would
 /// only hold memory (each stripe is 1.5 times its segment).
 const STRIPES_WAITING: usize = 2;
-/// Largest file a put encodes on its own task ([`PutInput::Bytes`]): one segment of the
-/// smallest size, so always one stripe, sealed in tens of microseconds.
-pub const SMALL_PUT_BYTES: usize = SegmentSize::MIN.bytes();
 /// Longest wait for an earlier attempt of the same put session to end.
 const SESSION_BUSY_WAIT: Duration = Duration::from_secs(60);
 
@@ -556,7 +554,7 @@ impl Files {
             // At most one segment: tens of microseconds of work, done on this task, where
             // an encoder thread would cost a hand-over each way (and its one stripe fits
             // the channel).
-            PutInput::Bytes(bytes) if bytes.len() <= SMALL_PUT_BYTES => {
+            PutInput::Bytes(bytes) if bytes.len() <= SMALL_FILE_BYTES => {
                 let encoded = encode(Cursor::new(bytes), options, key, commitment, |stripe| {
                     tx.try_send(stripe).is_ok()
                 });

@@ -19,7 +19,7 @@
 //! still written as version 3. Version 2 envelopes (classical only) are still read.
 
 use k256::ecdsa::Signature;
-use k256::ecdsa::signature::{Signer, Verifier};
+use k256::ecdsa::signature::Signer;
 use serde::{Deserialize, Serialize};
 
 use crate::aead::{DataKey, KEY_LEN};
@@ -250,15 +250,11 @@ impl KeyEnvelope {
     /// # Errors
     /// [`EnvelopeError::BadSignature`].
     pub fn verify(&self, authority: &AuthorityPublic) -> Result<(), EnvelopeError> {
-        let sig =
-            Signature::from_slice(&self.signature).map_err(|_| EnvelopeError::BadSignature)?;
-        if sig.normalize_s().is_some() {
-            return Err(EnvelopeError::BadSignature);
+        if authority.verifies(&signed_message(self.version, &self.body), &self.signature) {
+            Ok(())
+        } else {
+            Err(EnvelopeError::BadSignature)
         }
-        authority
-            .verifying_key()
-            .verify(&signed_message(self.version, &self.body), &sig)
-            .map_err(|_| EnvelopeError::BadSignature)
     }
 
     /// The file this envelope is for.

@@ -30,7 +30,7 @@
 use std::marker::PhantomData;
 
 use k256::ecdsa::Signature;
-use k256::ecdsa::signature::{Signer, Verifier};
+use k256::ecdsa::signature::Signer;
 
 use crate::authority::{AuthorityKey, AuthorityPublic};
 use crate::ids::FileId;
@@ -122,19 +122,10 @@ impl<K: OrderKind> OwnerOrder<K> {
     /// Whether the signature is the file's authority's over this kind, file and time. A high-S
     /// signature (a malleated copy) does not verify.
     pub fn verify(&self, authority: &AuthorityPublic) -> bool {
-        let Ok(sig) = Signature::from_slice(&self.signature) else {
-            return false;
-        };
-        if sig.normalize_s().is_some() {
-            return false;
-        }
-        authority
-            .verifying_key()
-            .verify(
-                &signed_message(K::CONTEXT, &self.file, self.issued_at),
-                &sig,
-            )
-            .is_ok()
+        authority.verifies(
+            &signed_message(K::CONTEXT, &self.file, self.issued_at),
+            &self.signature,
+        )
     }
 
     /// Whether `issued_at` is within [`REMOVAL_WINDOW_SECS`] of `now` (Unix seconds).

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub shards_stored: Counter,
     /// Shards sent to other peers.
     pub shards_served: Counter,
+    /// Of those, shards read from memory and answered by the swarm task itself.
+    pub shards_served_at_once: Counter,
     /// Store requests refused (full, mismatch, failure).
     pub shards_refused: Counter,
     /// Shards received that did not match their id.
@@ -170,6 +172,7 @@ impl Metrics {
         let m = Self {
             shards_stored: Counter::default(),
             shards_served: Counter::default(),
+            shards_served_at_once: Counter::default(),
             shards_refused: Counter::default(),
             bad_shards_received: Counter::default(),
             corrupt_shards: Counter::default(),
@@ -241,6 +244,11 @@ impl Metrics {
             "shards_served",
             "Shards served to peers",
             m.shards_served.clone(),
+        );
+        reg.register(
+            "shards_served_at_once",
+            "Shards served to peers from memory by the swarm task, no thread woken",
+            m.shards_served_at_once.clone(),
         );
         reg.register(
             "shards_refused",

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use datamesh_core::{FileId, ShardId};
-use rocksdb::{DB, WriteBatch, WriteOptions};
+use rocksdb::{DB, ReadOptions, ReadTier, WriteBatch, WriteOptions};
 
 use crate::db::{CF_META, CF_OWNERS, CF_SHARD_INFO, CF_SHARDS, DbError, cf};
 
@@ -460,6 +460,27 @@ impl ShardStore {
             }
         }
         written
+    }
+
+    /// A shard of at most `max_len` bytes read from memory only (the memtables and
+    /// RocksDB's caches) and verified against its id, as [`Self::get`] does. `None` when
+    /// the read would go to the disk (a shard flushed to a blob file), for a larger shard,
+    /// and for anything but an intact copy: the caller then reads it with [`Self::get`],
+    /// which also marks a corrupt copy. Cheap enough for a task that must not block.
+    pub fn get_from_memory(&self, id: &ShardId, max_len: usize) -> Option<Vec<u8>> {
+        let mut options = ReadOptions::default();
+        options.set_read_tier(ReadTier::BlockCache);
+        let cf = self.cf(CF_SHARDS).ok()?;
+        let value = self
+            .db
+            .get_pinned_cf_opt(cf, id.as_bytes(), &options)
+            .ok()??;
+        if value.len() > max_len || ShardId::of(&value) != *id {
+            return None;
+        }
+        self.value_bytes_read
+            .fetch_add(value.len() as u64, Ordering::Relaxed);
+        Some(value.to_vec())
     }
 
     /// Reads a shard and verifies it against its id. A copy found corrupt is marked so,
@@ -934,6 +955,49 @@ mod tests {
         assert_eq!(store.put(&id, &bytes, b"c")?, PutOutcome::Stored);
         assert_eq!(store.delete(&id, b"a")?, DeleteOutcome::NotOwner);
         assert_eq!(store.get(&other)?, Some(other_bytes));
+        Ok(())
+    }
+
+    #[test]
+    fn a_small_shard_is_read_from_memory_until_it_is_flushed_and_nothing_else_is() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::new(crate::db::open(dir.path())?, StoreConfig::new(1 << 30));
+        let limit = 64 * 1024;
+        let (small, small_bytes) = shard(10_000, 3);
+        let (big, big_bytes) = shard(100_000, 4);
+        let (spoilt, spoilt_bytes) = shard(1000, 5);
+        for (id, bytes) in [
+            (&small, &small_bytes),
+            (&big, &big_bytes),
+            (&spoilt, &spoilt_bytes),
+        ] {
+            store.put(id, bytes, b"a")?;
+        }
+        assert_eq!(
+            store.get_from_memory(&small, limit),
+            Some(small_bytes.clone())
+        );
+        // Past the size asked for, not held, or not matching its id: left to `get`, which
+        // marks the corrupt copy.
+        assert_eq!(store.get_from_memory(&big, limit), None);
+        assert_eq!(
+            store.get_from_memory(&big, big_bytes.len()),
+            Some(big_bytes)
+        );
+        assert_eq!(
+            store.get_from_memory(&ShardId::of(b"not held"), limit),
+            None
+        );
+        assert!(store.corrupt_for_test(&spoilt)?);
+        assert_eq!(store.get_from_memory(&spoilt, limit), None);
+        assert!(matches!(
+            store.get(&spoilt),
+            Err(StoreError::Corrupt { .. })
+        ));
+        // Flushed into a blob file, the shard is on the disk only: not read here.
+        store.flush()?;
+        assert_eq!(store.get_from_memory(&small, limit), None);
+        assert_eq!(store.get(&small)?, Some(small_bytes));
         Ok(())
     }
 

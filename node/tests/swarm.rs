@@ -1684,6 +1684,39 @@ async fn a_small_file_is_encoded_and_decoded_on_the_calling_task_and_a_larger_on
     net.shutdown().await
 }
 
+/// A peer's `Fetch` of a small shard still in memory is answered by the swarm task that
+/// received it (no blocking thread), with the same checked bytes; a shard larger than
+/// that bound is read on a blocking thread as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_shard_in_memory_is_served_by_the_swarm_task_and_a_large_one_is_not() -> TestResult
+{
+    let net = start_net(8, |_| 1 << 30).await?;
+    let served = "datamesh_shards_served_total";
+    let at_once = "datamesh_shards_served_at_once_total";
+    // 4 KiB: four data shards of about 1 KiB, three or four of them on other nodes.
+    let small = data(4096);
+    let report = put(net.node(0), small.clone(), "small").await?;
+    let before = metric_sum(&net, at_once).await?;
+    assert!(get(net.node(0), report.id).await? == small);
+    let answered = metric_sum(&net, at_once).await? - before;
+    assert!(
+        answered >= 3.0,
+        "{answered} shards of the small file served at once"
+    );
+    // 2 MiB in 1 MiB segments: shards of 256 KiB, past the bound.
+    let large = data(2 * 1024 * 1024);
+    let report = put(net.node(0), large.clone(), "large").await?;
+    let (served_before, before) = (
+        metric_sum(&net, served).await?,
+        metric_sum(&net, at_once).await?,
+    );
+    assert!(get(net.node(0), report.id).await? == large);
+    assert_eq!(metric_sum(&net, at_once).await?, before);
+    let shards = metric_sum(&net, served).await? - served_before;
+    assert!(shards >= 6.0, "{shards} shards of the large file served");
+    net.shutdown().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_files_read_fetches_its_recorded_holders_at_once_and_asks_when_they_are_gone()
 -> TestResult {

@@ -17,6 +17,14 @@ pub trait InboundHandler: Send + Sync + 'static {
     /// the announcement is honoured, and the swarm task then starts providing the file.
     fn handle(&self, peer: PeerId, request: Request) -> Response;
 
+    /// The answer to a request that needs neither the disk nor a lock held for long (a
+    /// `Fetch` of a small shard still in memory), given on the swarm task that received
+    /// it, with no thread woken; `None` for any other, which [`Self::handle_and_provide`]
+    /// then answers on a blocking thread. Must take microseconds, never block.
+    fn answer_at_once(&self, _request: &Request) -> Option<Response> {
+        None
+    }
+
     /// As [`Self::handle`], also naming the file the swarm task is to start providing
     /// before the answer is sent: an honoured `Announce`'s; the node's server also names
     /// the file of a key envelope it kept as the file's first (a `PutEnvelope`'s,

@@ -658,6 +658,15 @@ impl EventLoop {
                 return;
             }
         };
+        // A small shard in memory is answered here: a blocking thread and two wake-ups
+        // would cost more than the read. A panic in it is the handler's, as on its thread.
+        let at_once = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.handler.answer_at_once(&request)
+        }));
+        if let Ok(Some(response)) = at_once {
+            self.respond(peer, channel, sized(response, permit));
+            return;
+        }
         // An `Announce` (or a first key envelope) is checked by the handler (on a
         // blocking thread: it reads the store) like any request; the provider record
         // starts when its answer comes back.
@@ -936,7 +945,7 @@ impl Inbound {
             responses,
             peer,
             request,
-            mut permit,
+            permit,
             channel,
         } = self;
         let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -947,13 +956,18 @@ impl Inbound {
             return;
         };
         let provide = provide.map(|file| RecordKey::new(file.as_bytes()));
-        // The request is gone; the answer holds its bytes until it is written.
-        let response = match permit.resize(response_bytes(&response)) {
-            Ok(()) => response,
-            Err(_) => Response::Refused(Refusal::Busy),
-        };
-        let _ = responses.blocking_send((peer, channel, answer(response, permit), provide));
+        let _ = responses.blocking_send((peer, channel, sized(response, permit), provide));
     }
+}
+
+/// The answer to a request whose permit is resized to the answer: the request is gone,
+/// and the answer holds its bytes until it is written (`Busy` if they do not fit).
+fn sized(response: Response, mut permit: Permit) -> ResponseFrame {
+    let response = match permit.resize(response_bytes(&response)) {
+        Ok(()) => response,
+        Err(_) => Response::Refused(Refusal::Busy),
+    };
+    answer(response, permit)
 }
 
 fn answer(response: Response, permit: Permit) -> ResponseFrame {

@@ -451,11 +451,24 @@ async fn the_api_needs_the_token_and_serves_status_files_and_metrics() -> TestRe
             client.get(&unknown),
             Err(ClientError::Api { status: 404, .. })
         ));
-        let metrics = ureq::get(format!("http://{addr}/metrics"))
-            .header("authorization", "Bearer test-token")
-            .call()?
-            .into_body()
-            .read_to_string()?;
+        let scrape = || -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(ureq::get(format!("http://{addr}/metrics"))
+                .header("authorization", "Bearer test-token")
+                .call()?
+                .into_body()
+                .read_to_string()?)
+        };
+        // The get is counted when the node's reading task ends, which can be just after
+        // the client has read the last of the `Content-Length` bytes: scrape until it
+        // shows (bounded), never assume the two are ordered.
+        let mut metrics = scrape()?;
+        for _ in 0..100 {
+            if metrics.contains("datamesh_gets_total 1") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            metrics = scrape()?;
+        }
         assert!(metrics.contains("datamesh_puts_total 1"), "{metrics}");
         assert!(metrics.contains("datamesh_gets_total 1"), "{metrics}");
         // Each stage of the put is timed once; a lookup for its stripe and its manifest.

@@ -52,6 +52,23 @@ const MIN_BLOB_SIZE: u64 = 4096;
 /// memtable only means more, smaller flushes (each its own blob file).
 const SHARDS_WRITE_BUFFER: usize = 8 << 20;
 
+/// The write-ahead logs' total size past which RocksDB flushes the column families that
+/// still need the oldest log, so that it can go. All column families write to the same
+/// log, and a log is kept until each of them has flushed what it wrote there; the small
+/// ones (claims, leases, records, with RocksDB's 64 MiB memtables) take hours to fill, so
+/// with RocksDB's default (four times all memtables, about 4 GiB here) every shard byte
+/// stayed in the logs too: 150 MiB of logs beside 132 MiB of blob files on a storage
+/// node after a 256 MiB put, all replayed into memtables when the node restarted after a
+/// crash (its peak RSS 86 MiB). Twice the shard memtables' size (the active one and one
+/// being flushed), so a shard flush is not made to wait for the small ones.
+const MAX_TOTAL_WAL: u64 = 4 * SHARDS_WRITE_BUFFER as u64;
+
+/// Log files RocksDB keeps, once no column family needs them, to write the next logs
+/// into instead of creating new files: their blocks are allocated and their pages in the
+/// page cache, so a write is a copy into cached pages and a sync need not journal a new
+/// file size.
+const WAL_FILES_RECYCLED: usize = 2;
+
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -89,6 +106,13 @@ pub fn open(dir: &Path) -> Result<Arc<DB>, DbError> {
     let direct = direct_io_works(dir);
     db_opts.set_use_direct_io_for_flush_and_compaction(direct);
     db_opts.set_use_direct_reads(direct);
+    // The logs stay bounded, and the space of those no longer needed is written again
+    // (`MAX_TOTAL_WAL`, `WAL_FILES_RECYCLED`). Every acknowledged write is in a synced log
+    // as before. RocksDB allows recycling with its default recovery mode (point in
+    // time), and refuses it only for writes with the WAL disabled, which no write here
+    // is.
+    db_opts.set_max_total_wal_size(MAX_TOTAL_WAL);
+    db_opts.set_recycle_log_file_num(WAL_FILES_RECYCLED);
     let mut shard_opts = Options::default();
     shard_opts.set_enable_blob_files(true);
     shard_opts.set_min_blob_size(MIN_BLOB_SIZE);
@@ -194,26 +218,40 @@ mod tests {
         Ok(line.to_owned())
     }
 
+    /// Stores shard number `i`, `len` bytes (different for each `i`); its id.
+    fn store_shard(
+        store: &ShardStore,
+        i: u64,
+        len: usize,
+    ) -> Result<ShardId, Box<dyn std::error::Error>> {
+        let mut bytes = vec![(i % 251) as u8; len];
+        bytes[..8].copy_from_slice(&i.to_be_bytes());
+        let id = ShardId::of(&bytes);
+        store.put(&id, &bytes, b"o")?;
+        Ok(id)
+    }
+
+    /// Opens the database in `dir` again: it holds exactly the shards `ids`, each whole.
+    fn reopened_holds(dir: &Path, ids: &[ShardId]) -> Result<(), Box<dyn std::error::Error>> {
+        let store = ShardStore::new(open(dir)?, StoreConfig::new(1 << 40));
+        for id in ids {
+            assert!(store.get(id)?.is_some_and(|b| ShardId::of(&b) == *id));
+        }
+        assert_eq!(store.shard_count()?, ids.len() as u64);
+        Ok(())
+    }
+
     /// Writes shards, flushes them into blob files, reopens and reads them back.
     fn shards_survive_a_flush_and_reopen(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
         let db = open(dir)?;
         let store = ShardStore::new(Arc::clone(&db), StoreConfig::new(1 << 30));
-        let mut ids = Vec::new();
-        for i in 0..8u64 {
-            let mut bytes = vec![(i % 251) as u8; 100_000];
-            bytes[..8].copy_from_slice(&i.to_be_bytes());
-            let id = ShardId::of(&bytes);
-            store.put(&id, &bytes, b"o")?;
-            ids.push(id);
-        }
+        let ids = (0..8u64)
+            .map(|i| store_shard(&store, i, 100_000))
+            .collect::<Result<Vec<_>, _>>()?;
         flush_all(&db)?;
         drop(store);
         drop(db);
-        let store = ShardStore::new(open(dir)?, StoreConfig::new(1 << 30));
-        for id in &ids {
-            assert!(store.get(id)?.is_some_and(|b| ShardId::of(&b) == *id));
-        }
-        Ok(())
+        reopened_holds(dir, &ids)
     }
 
     #[test]
@@ -256,11 +294,7 @@ mod tests {
         // 40 MiB of 256 KiB shards: with RocksDB's default 64 MiB memtable it would all
         // sit in memory.
         for i in 0..160u64 {
-            let mut bytes = vec![(i % 251) as u8; 256 * 1024];
-            bytes[..8].copy_from_slice(&i.to_be_bytes());
-            let id = ShardId::of(&bytes);
-            store.put(&id, &bytes, b"o")?;
-            ids.push(id);
+            ids.push(store_shard(&store, i, 256 * 1024)?);
             let size = db
                 .property_int_value_cf(shards, "rocksdb.cur-size-all-mem-tables")?
                 .unwrap_or(0);
@@ -277,11 +311,52 @@ mod tests {
         );
         drop(store);
         drop(db);
-        let store = ShardStore::new(open(dir.path())?, StoreConfig::new(1 << 40));
-        for id in &ids {
-            assert!(store.get(id)?.is_some_and(|b| ShardId::of(&b) == *id));
+        reopened_holds(dir.path(), &ids)
+    }
+
+    /// The bytes of the write-ahead log files in `dir` (the live ones and those kept to
+    /// be written again).
+    fn log_bytes(dir: &Path) -> Result<u64, Box<dyn std::error::Error>> {
+        let mut total = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().ends_with(".log") {
+                total += entry.metadata()?.len();
+            }
         }
-        assert_eq!(store.shard_count()?, 160);
-        Ok(())
+        Ok(total)
+    }
+
+    #[test]
+    fn the_logs_stay_bounded_during_a_large_write_and_every_shard_survives_a_crash()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let db = open(dir.path())?;
+        let store = ShardStore::new(Arc::clone(&db), StoreConfig::new(1 << 40));
+        let lease_like = cf(&db, CF_LEASES)?;
+        let mut ids = Vec::new();
+        let mut peak = 0;
+        // 96 MiB of 256 KiB shards, each with a small row in another column family (as a
+        // put's lease is): that row alone kept every log alive before.
+        for i in 0..384u64 {
+            let id = store_shard(&store, i, 256 * 1024)?;
+            db.put_cf(lease_like, id.as_bytes(), i.to_be_bytes())?;
+            ids.push(id);
+            peak = peak.max(log_bytes(dir.path())?);
+        }
+        // The live logs up to the limit, the one being written, the recycled ones: each
+        // log holds about one shard memtable (8 MiB), plus slack for the shard that
+        // switched it.
+        let per_log = SHARDS_WRITE_BUFFER as u64 + (1 << 20);
+        let bound = MAX_TOTAL_WAL + (WAL_FILES_RECYCLED as u64 + 2) * per_log;
+        assert!(
+            peak <= bound,
+            "the logs reached {peak} bytes (bound {bound}, 96 MiB written)"
+        );
+        // Closed without a flush, as a crash leaves it: what the logs and files hold
+        // is every shard.
+        drop(store);
+        drop(db);
+        reopened_holds(dir.path(), &ids)
     }
 }

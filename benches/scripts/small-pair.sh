@@ -2,8 +2,8 @@
 # small-pair.sh BIN_A BIN_B [N]: two fresh 7-node testnets up at once, one of each build;
 # a client alternates between them request by request (N kept-alive 4 KiB puts each, then
 # a get of each file, then two more), so both builds see the same load of this shared
-# machine at the same moments; prints each build's p50s and the CPU its seven nodes spent
-# per put and per get (utime + stime over each phase). Needs jq and python3.
+# machine at the same moments; prints each build's p50s and p90s and the CPU its seven
+# nodes spent per put and per get (utime + stime over each phase). Needs jq and python3.
 set -euo pipefail
 A_BIN=$1 B_BIN=$2 N=${3:-300}
 SCRATCH="${TMPDIR:-/tmp}"
@@ -88,7 +88,9 @@ for kind, rounds in (("get", 1), ("again", 2)):
 cpu["get"] = [(after - at) / 3 for after, at in zip(mark(), before)]
 for k, name in enumerate(sys.argv[4:6]):
     p50 = {kind: statistics.median(t[k]) for kind, t in times.items()}
+    p90 = {kind: statistics.quantiles(t[k], n=10)[-1] for kind, t in times.items()}
     print(f"{name}: put p50 {p50['put']:.2f} ms, get p50 {p50['get']:.2f} ms, "
           f"read again {p50['again']:.2f} ms; node CPU per put {cpu['put'][k] / n:.2f} ms, "
-          f"per get {cpu['get'][k] / n:.2f} ms")
+          f"per get {cpu['get'][k] / n:.2f} ms; p90 put {p90['put']:.2f}, "
+          f"get {p90['get']:.2f}, again {p90['again']:.2f} ms")
 PY

@@ -64,6 +64,9 @@ pub struct Metrics {
     pub shards_fetched: Counter,
     /// Bytes of those shards.
     pub shard_bytes_fetched: Counter,
+    /// Stripes of this node's gets read back with a data shard missing, so rebuilt from
+    /// parity (Reed-Solomon's decode; data shards are fetched first).
+    pub stripes_rebuilt: Counter,
     /// One-stripe files of this node opened for a read from the holders its catalog
     /// recorded, fetched at once with no round of asking them (`Files::open_to_read`).
     pub gets_from_recorded: Counter,
@@ -195,6 +198,7 @@ impl Metrics {
             gets_from_recorded: Counter::default(),
             unlocks_remembered: Counter::default(),
             shard_bytes_fetched: Counter::default(),
+            stripes_rebuilt: Counter::default(),
             repaired_shards: Counter::default(),
             files_below_full_health: Gauge::default(),
             self_checks: Counter::default(),
@@ -347,6 +351,11 @@ impl Metrics {
             "shard_bytes_fetched",
             "Bytes of verified shards fetched for this node's own gets",
             m.shard_bytes_fetched.clone(),
+        );
+        reg.register(
+            "stripes_rebuilt",
+            "Stripes of this node's gets read with a data shard missing, rebuilt from parity",
+            m.stripes_rebuilt.clone(),
         );
         reg.register(
             "repaired_shards",

@@ -58,9 +58,9 @@ const SHARDS_WRITE_BUFFER: usize = 8 << 20;
 /// ones (claims, leases, records, with RocksDB's 64 MiB memtables) take hours to fill, so
 /// with RocksDB's default (four times all memtables, about 4 GiB here) every shard byte
 /// stayed in the logs too: 150 MiB of logs beside 132 MiB of blob files on a storage
-/// node after a 256 MiB put, all replayed into memtables when the node restarted after a
-/// crash (its peak RSS 86 MiB). Twice the shard memtables' size (the active one and one
-/// being flushed), so a shard flush is not made to wait for the small ones.
+/// node after a 256 MiB put, outside its quota, and all replayed when the node restarted
+/// after a crash. Twice the shard memtables' size (the active one and one being
+/// flushed), so a shard flush is not made to wait for the small ones.
 const MAX_TOTAL_WAL: u64 = 4 * SHARDS_WRITE_BUFFER as u64;
 
 /// Log files RocksDB keeps, once no column family needs them, to write the next logs

@@ -7,19 +7,9 @@
 # Needs jq.
 set -euo pipefail
 A_BIN=$1 B_BIN=$2 ROUNDS=${3:-4}
-SCRATCH="${TMPDIR:-/tmp}"
+source "$(dirname "$0")/pair.sh"
 F256="$SCRATCH/datamesh-bench-256M"
 [[ -f $F256 ]] || head -c 268435456 /dev/urandom >"$F256"
-A=$(mktemp -d "$SCRATCH/datamesh-large-a.XXXXXX")
-B=$(mktemp -d "$SCRATCH/datamesh-large-b.XXXXXX")
-down() {
-  "$A_BIN" testnet destroy --dir "$A" >/dev/null 2>&1 || true
-  "$B_BIN" testnet destroy --dir "$B" >/dev/null 2>&1 || true
-  rm -rf "$A" "$B"
-}
-trap down EXIT
-"$A_BIN" testnet up --nodes 7 --dir "$A" >/dev/null 2>&1
-"$B_BIN" testnet up --nodes 7 --dir "$B" >/dev/null 2>&1
 # utime + stime of node I of testnet D, in clock ticks (cs).
 cs() {
   local f

@@ -6,17 +6,7 @@
 # nodes spent per put and per get (utime + stime over each phase). Needs jq and python3.
 set -euo pipefail
 A_BIN=$1 B_BIN=$2 N=${3:-300}
-SCRATCH="${TMPDIR:-/tmp}"
-A=$(mktemp -d "$SCRATCH/datamesh-pair-a.XXXXXX")
-B=$(mktemp -d "$SCRATCH/datamesh-pair-b.XXXXXX")
-down() {
-  "$A_BIN" testnet destroy --dir "$A" >/dev/null 2>&1 || true
-  "$B_BIN" testnet destroy --dir "$B" >/dev/null 2>&1 || true
-  rm -rf "$A" "$B"
-}
-trap down EXIT
-"$A_BIN" testnet up --nodes 7 --dir "$A" >/dev/null 2>&1
-"$B_BIN" testnet up --nodes 7 --dir "$B" >/dev/null 2>&1
+source "$(dirname "$0")/pair.sh"
 python3 - "$A/node-0" "$B/node-0" "$N" "$A_BIN" "$B_BIN" <<'PY'
 import http.client, json, os, statistics, sys, time
 

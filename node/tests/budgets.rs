@@ -16,18 +16,21 @@ use datamesh_node::protocol::{
     BatchShard, InvalidReason, MAX_IDS, PROTOCOL, Refusal, Request, Response, ShardCodec,
     StoreOutcome,
 };
-use datamesh_node::records::{PersistentStore, PersistentStoreConfig};
 use datamesh_node::{
     ApiToken, FileKeys, KeyProvider, KeyProviderError, Network, NetworkConfig, Node, NodeConfig,
 };
 use futures::StreamExt;
 use libp2p::identity::Keypair;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{Swarm, SwarmEvent};
 use libp2p::{Multiaddr, PeerId};
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+#[path = "common/peers.rs"]
+mod common;
+use common::{bare_network, shard_peer};
+
+type Error = common::PeerError;
 type TestResult = Result<(), Error>;
 
 /// Longest wait for anything in these tests.
@@ -63,25 +66,15 @@ impl Outcome {
 
 impl Attacker {
     fn new(target: PeerId, addr: Multiaddr) -> Result<Self, Error> {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )?
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    // Writes frames past the node's limits, when told to.
-                    ShardCodec::with_limits(64 << 20, 64 << 20),
-                    [(PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(DEADLINE)
-                        .with_max_concurrent_streams(1024),
-                )
-            })?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(DEADLINE))
-            .build();
+        let mut swarm = shard_peer(
+            // Writes frames past the node's limits, when told to.
+            ShardCodec::with_limits(64 << 20, 64 << 20),
+            PROTOCOL,
+            request_response::Config::default()
+                .with_request_timeout(DEADLINE)
+                .with_max_concurrent_streams(1024),
+            DEADLINE,
+        )?;
         swarm.add_peer_address(target, addr);
         Ok(Self {
             swarm,
@@ -201,24 +194,7 @@ async fn victim(
     config: impl FnOnce(NetworkConfig) -> NetworkConfig,
     handler: Arc<dyn InboundHandler>,
 ) -> Result<(Network, Multiaddr), Error> {
-    let keypair = Keypair::generate_ed25519();
-    let store = PersistentStore::new(
-        keypair.public().to_peer_id(),
-        datamesh_node::db::open(dir)?,
-        PersistentStoreConfig::default(),
-    )?;
-    let network = config(NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?]));
-    let (net, _task) = Network::start(keypair, store, network, handler)?;
-    let start = Instant::now();
-    loop {
-        if let Some(addr) = net.info().await?.listen_addresses.into_iter().next() {
-            return Ok((net, addr));
-        }
-        if start.elapsed() > DEADLINE {
-            return Err("the victim never listened".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    bare_network(dir, config, handler, DEADLINE).await
 }
 
 /// The value of the metric line `name` (with its labels) in `text`, 0 if absent.

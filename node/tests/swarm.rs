@@ -22,6 +22,9 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 #[path = "swarm/authority.rs"]
 mod authority;
+#[path = "common/peers.rs"]
+#[allow(dead_code, reason = "these tests use only the peer")]
+mod common;
 #[path = "swarm/durable.rs"]
 mod durable;
 #[path = "swarm/ui.rs"]
@@ -491,7 +494,7 @@ async fn the_api_needs_the_token_and_serves_status_files_and_metrics() -> TestRe
 async fn an_oversized_message_is_refused_and_the_node_keeps_serving() -> TestResult {
     use datamesh_node::protocol::{MAX_REQUEST_LEN, PROTOCOL, ShardCodec};
     use futures::StreamExt;
-    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::request_response;
     use libp2p::swarm::SwarmEvent;
 
     let net = start_net(2, |_| 1 << 30).await?;
@@ -504,21 +507,12 @@ async fn an_oversized_message_is_refused_and_the_node_keeps_serving() -> TestRes
         .next()
         .ok_or("node 1 has no address")?;
     // A misbehaving peer whose codec writes frames past the limit.
-    let mut evil = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )?
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                ShardCodec::with_limits(64 << 20, 64 << 20),
-                [(PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default(),
-            )
-        })?
-        .build();
+    let mut evil = common::shard_peer(
+        ShardCodec::with_limits(64 << 20, 64 << 20),
+        PROTOCOL,
+        request_response::Config::default(),
+        Duration::ZERO,
+    )?;
     evil.add_peer_address(target, addr);
     // Control: a request within the limit gets an answer over the same path.
     evil.behaviour_mut()

@@ -153,6 +153,10 @@ pub(super) fn build(
         })
         .map_err(|e| match e {})?
         .with_swarm_config(|c| {
+            // Not `with_substream_upgrade_protocol_override(V1Lazy)`, though it takes a
+            // round trip off every request: it applies to every protocol, and with it
+            // nodes behind NAT never became reachable through relays over QUIC
+            // (`tests/hosts.rs`; benches/PROFILE.md, sessions 16 and 26).
             c.with_idle_connection_timeout(Duration::from_secs(120))
                 .with_max_negotiating_inbound_streams(MAX_NEGOTIATING_STREAMS)
         })

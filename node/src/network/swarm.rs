@@ -90,6 +90,11 @@ pub(super) fn build(
     bad_frames: mpsc::Sender<PeerId>,
 ) -> Result<Swarm<Behaviour>, NetworkError> {
     let peer_id = keypair.public().to_peer_id();
+    // A shard request goes out with the protocol proposal (multistream-select `V1Lazy`),
+    // not a round trip after the listener's confirmation: the protocol is one, and a peer
+    // that refuses it fails the request as before (`patches/libp2p-swarm`; every other
+    // protocol keeps `V1`, see the swarm config below).
+    libp2p::swarm::lazy_protocols::add(PROTOCOL);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -153,10 +158,10 @@ pub(super) fn build(
         })
         .map_err(|e| match e {})?
         .with_swarm_config(|c| {
-            // Not `with_substream_upgrade_protocol_override(V1Lazy)`, though it takes a
-            // round trip off every request: it applies to every protocol, and with it
-            // nodes behind NAT never became reachable through relays over QUIC
-            // (`tests/hosts.rs`; benches/PROFILE.md, sessions 16 and 26).
+            // Not `with_substream_upgrade_protocol_override(V1Lazy)`: it applies to every
+            // protocol, and with it nodes behind NAT never became reachable through
+            // relays over QUIC (`tests/hosts.rs`; benches/PROFILE.md, sessions 16 and
+            // 26). Only the shard protocol's streams are lazy (`build` above).
             c.with_idle_connection_timeout(Duration::from_secs(120))
                 .with_max_negotiating_inbound_streams(MAX_NEGOTIATING_STREAMS)
         })

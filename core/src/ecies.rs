@@ -156,9 +156,15 @@ impl FromStr for PublicKey {
 }
 
 /// A secp256k1 secret key. Zeroized on drop; `Debug` prints `SecretKey(..)`.
-pub struct SecretKey(k256::SecretKey);
+pub struct SecretKey {
+    secret: k256::SecretKey,
+    /// Its public key, computed once: an envelope's wrapped keys are found by the key's
+    /// id, and a scalar multiplication per envelope opened was 7% of a gateway's CPU over
+    /// small gets (benches/PROFILE.md, session 26).
+    public: PublicKey,
+}
 
-// `k256::SecretKey` zeroizes its scalar on drop.
+// `k256::SecretKey` zeroizes its scalar on drop; the public key is not secret.
 impl ZeroizeOnDrop for SecretKey {}
 
 impl SecretKey {
@@ -169,7 +175,12 @@ impl SecretKey {
     /// Only if the operating system's random number generator fails.
     #[must_use]
     pub fn generate() -> Self {
-        Self(k256::SecretKey::random(&mut OsRng))
+        Self::from_secret(k256::SecretKey::random(&mut OsRng))
+    }
+
+    fn from_secret(secret: k256::SecretKey) -> Self {
+        let public = PublicKey(secret.public_key());
+        Self { secret, public }
     }
 
     /// A key from its 32-byte big-endian scalar.
@@ -180,14 +191,14 @@ impl SecretKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, EciesError> {
         let field_bytes: &FieldBytes = bytes.into();
         k256::SecretKey::from_bytes(field_bytes)
-            .map(Self)
+            .map(Self::from_secret)
             .map_err(|_| EciesError::InvalidSecretKey)
     }
 
     /// The 32-byte big-endian scalar, zeroized when dropped.
     #[must_use]
     pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
-        let mut field_bytes = self.0.to_bytes();
+        let mut field_bytes = self.secret.to_bytes();
         let mut out = Zeroizing::new([0u8; 32]);
         out.copy_from_slice(&field_bytes);
         field_bytes.zeroize();
@@ -197,7 +208,7 @@ impl SecretKey {
     /// The matching public key.
     #[must_use]
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(self.0.public_key())
+        self.public
     }
 }
 
@@ -290,7 +301,7 @@ pub fn decrypt(secret: &SecretKey, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8
     // Only the uncompressed form (default config of `ecies`) is valid here.
     let ephemeral =
         k256::PublicKey::from_sec1_bytes(ephemeral_pk).map_err(|_| EciesError::DecryptionFailed)?;
-    let scalar = Zeroizing::new(secret.0.to_nonzero_scalar());
+    let scalar = Zeroizing::new(secret.secret.to_nonzero_scalar());
     let key = derive_key(ephemeral_pk, &ephemeral, &scalar).ok_or(EciesError::DecryptionFailed)?;
 
     let mut plaintext = Zeroizing::new(body.to_vec());
@@ -321,7 +332,7 @@ pub(crate) fn agree_decapsulate(
     ephemeral_pk: &[u8; EPHEMERAL_KEY_LEN],
 ) -> Option<Zeroizing<[u8; 32]>> {
     let ephemeral = k256::PublicKey::from_sec1_bytes(ephemeral_pk).ok()?;
-    let scalar = Zeroizing::new(secret.0.to_nonzero_scalar());
+    let scalar = Zeroizing::new(secret.secret.to_nonzero_scalar());
     derive_key(ephemeral_pk, &ephemeral, &scalar)
 }
 
@@ -449,7 +460,7 @@ mod tests {
             let again = encrypt_with_ephemeral(
                 &recipient,
                 &hex::decode(&case.plaintext)?,
-                &ephemeral.0,
+                &ephemeral.secret,
                 &nonce,
             )
             .ok_or("encrypt failed")?;
@@ -471,7 +482,7 @@ mod tests {
         let key = derive_key(
             &sk2.public_key().to_uncompressed(),
             &pk3.0,
-            &sk2.0.to_nonzero_scalar(),
+            &sk2.secret.to_nonzero_scalar(),
         )
         .ok_or("derive failed")?;
         assert_eq!(

@@ -251,12 +251,16 @@ impl Running {
                     waited: self.limit,
                 });
             }
-            match (&exit, Timespec::try_from(left)) {
+            // Readable at the exit. Interrupted, or failing (then never a busy loop), the
+            // wait falls back to one poll interval and the loop asks again.
+            let woken = match (&exit, Timespec::try_from(left)) {
                 (Some(exit), Ok(left)) => {
-                    // Readable at the exit; interrupted or failed, the loop asks again.
-                    let _ = poll(&mut [PollFd::new(exit, PollFlags::IN)], Some(&left));
+                    poll(&mut [PollFd::new(exit, PollFlags::IN)], Some(&left)).is_ok()
                 }
-                _ => std::thread::sleep(POLL.min(left)),
+                _ => false,
+            };
+            if !woken {
+                std::thread::sleep(POLL.min(left));
             }
         };
         let elapsed = self.started.elapsed();

@@ -621,7 +621,7 @@ impl<W: Write> Write for CountingWriter<'_, W> {
 }
 
 /// Runs `network` (requests to peers) and `cpu` (the unlock of a data key: an envelope's
-/// signature check and key exchanges, 0.25 ms of CPU for a key not opened before) on this
+/// signature check and key exchanges, about 0.2 ms of CPU for a key not opened before) on this
 /// task at once, `network` polled first, and `cpu` only after this task has yielded once.
 /// The yield matters: the requests wake the swarm task into this worker's LIFO slot,
 /// where no other worker can take it, so without it they would leave only after the

@@ -1,7 +1,7 @@
 //! A node's shard requests go out with the protocol proposal (multistream-select
 //! `V1Lazy`, `patches/libp2p-swarm`), every other protocol's streams wait for the
-//! listener's confirmation (`V1`; lazy, nodes behind NAT never became reachable through
-//! relays over QUIC). A request to a peer of another shard-protocol version then fails
+//! listener's confirmation (`V1`: with every protocol lazy, nodes behind NAT never became
+//! reachable through relays over QUIC). A request to a peer of another shard-protocol version then fails
 //! on its answer, at once (not at the request timeout), and leaves the connection up,
 //! while a peer of the protocol is answered beside it. A bare `Network` and two peers
 //! built on libp2p request-response with the node's `ShardCodec`, on 127.0.0.1.

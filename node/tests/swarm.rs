@@ -483,6 +483,14 @@ async fn the_api_needs_the_token_and_serves_status_files_and_metrics() -> TestRe
             metrics.contains("datamesh_placement_lookup_seconds_count 2"),
             "{metrics}"
         );
+        // A client with small buffers (a one-shot `datamesh put` of a small file) still
+        // carries a body many times their size, both ways.
+        let small = Client::new(addr, "test-token").for_small_transfers();
+        let put = small.put(std::io::Cursor::new(plain.clone()), "small.bin", &[])?;
+        let mut download = small.get(&put.id.parse()?)?;
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut download.body, &mut got)?;
+        assert!(got == plain);
         Ok(())
     })
     .await?;

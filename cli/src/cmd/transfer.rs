@@ -278,11 +278,14 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
     // continues with it, and the other way round.
     let default = datamesh_core::SegmentSize::DEFAULT.bytes() as u64;
     let segment_size = args.segment_size.filter(|&bytes| bytes != default);
-    let client = client(ctx)?.with_segment_size(segment_size);
+    let mut client = client(ctx)?.with_segment_size(segment_size);
     // Asked before a body is streamed: a refused put would only show as a broken pipe.
     // One small file needs no question first: the node reads its body whole before it
-    // answers, so a refusal comes as the answer (one round trip fewer per `put`).
-    if !read_whole_by_the_node(&args) {
+    // answers, so a refusal comes as the answer (one round trip fewer per `put`). Nor
+    // does it need the client's large buffers.
+    if read_whole_by_the_node(&args) {
+        client = client.for_small_transfers();
+    } else {
         client.check_recipients(&recipients)?;
     }
     if args.recursive {

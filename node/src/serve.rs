@@ -113,25 +113,72 @@ impl Server {
         &self.store
     }
 
-    /// A `Store` (`file` `None`) or `StoreFor`: keeps the blob under a claim of `peer`,
-    /// bound to `file` if given, and leases it. Refused for a file removed lately, and
-    /// for the manifest of one (whose blob id is the file id): checked before the write
-    /// and again after it, when a removal that came meanwhile (and did not see the new
-    /// claim) makes it take the claim back.
-    fn store_blob(
-        &self,
-        peer: PeerId,
-        file: Option<FileId>,
-        id: ShardId,
-        bytes: &[u8],
-    ) -> Response {
-        self.store_blob_then(peer, file, id, bytes, Durability::Synced)
+    /// A put's request to this node itself (its own shard, batch or manifest copy), as
+    /// [`InboundHandler::handle`] answers it but with its writes left unsynced: the put's
+    /// catalog entry, written synced to the same database after them, makes them durable
+    /// before the put is acknowledged (one log: a write that is durable makes every write
+    /// before it durable). Only for a put, which acknowledges nothing before that write;
+    /// any other request is handled as `handle` does.
+    pub(crate) fn handle_for_own_put(&self, peer: PeerId, request: Request) -> Response {
+        self.handle_with(peer, request, Durability::Deferred)
+    }
+
+    /// A request, its writes (if it stores) synced before the answer or left to the
+    /// caller (`durability`).
+    fn handle_with(&self, peer: PeerId, request: Request, durability: Durability) -> Response {
+        match request {
+            Request::Store { id, bytes } => {
+                self.store_blob_then(peer, None, id, &bytes, durability)
+            }
+            Request::StoreFor { file, id, bytes } => {
+                self.store_blob_then(peer, Some(file), id, &bytes, durability)
+            }
+            Request::StoreBatch { shards } => self.store_batch(peer, &shards, durability),
+            Request::Fetch { id } => self.fetch(peer, id),
+            Request::Has { ids } => self.has(peer, &ids),
+            Request::Delete { id } => self.delete(peer, id),
+            Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes).0,
+            Request::StoreManifest {
+                id,
+                envelope,
+                bytes,
+            } => match durability {
+                Durability::Synced => self.store_manifest(peer, id, &envelope, &bytes).0,
+                Durability::Deferred => self.store_manifest_deferred(peer, id, &envelope, &bytes).0,
+            },
+            Request::StoreWithManifest {
+                id,
+                envelope,
+                manifest,
+                shard,
+            } => {
+                self.store_with_manifest(peer, id, &envelope, &manifest, &shard, durability)
+                    .0
+            }
+            Request::GetEnvelope { file } => {
+                Response::Envelopes(self.envelope(&file).into_iter().collect())
+            }
+            Request::Announce { file, held } => self.announce(peer, file, held),
+            Request::RemoveFile {
+                manifest,
+                issued_at,
+                signature,
+            } => self.remove_file(peer, &manifest, issued_at, &signature),
+            Request::Lease { ids, renew } => self.lease(peer, &ids, renew),
+            Request::RenewLease {
+                manifest,
+                issued_at,
+                signature,
+                ids,
+            } => self.renew_lease(peer, &manifest, issued_at, &signature, &ids),
+            Request::Audit { id, nonce } => self.audit(peer, id, nonce),
+        }
     }
 
     /// The shards of a `StoreBatch`, each stored (or refused) as its own `Store` would be,
     /// none acknowledged before one synced write makes them all durable; if that fails,
     /// none is acknowledged.
-    fn store_batch(&self, peer: PeerId, shards: &[BatchShard]) -> Response {
+    fn store_batch(&self, peer: PeerId, shards: &[BatchShard], durability: Durability) -> Response {
         let mut outcomes: Vec<StoreOutcome> = shards
             .iter()
             .map(|shard| {
@@ -147,7 +194,10 @@ impl Server {
         let wrote = outcomes
             .iter()
             .any(|o| !matches!(o, StoreOutcome::Refused(_)));
-        if wrote && let Err(e) = self.store.sync() {
+        if wrote
+            && durability == Durability::Synced
+            && let Err(e) = self.store.sync()
+        {
             warn!(%peer, shards = shards.len(), "syncing a batch of shards failed: {e}");
             for outcome in &mut outcomes {
                 if !matches!(outcome, StoreOutcome::Refused(_)) {
@@ -158,7 +208,12 @@ impl Server {
         Response::BatchStored(outcomes)
     }
 
-    /// [`Self::store_blob`], its write synced now or, for a batch, by the caller.
+    /// A `Store` (`file` `None`) or `StoreFor`: keeps the blob under a claim of `peer`,
+    /// bound to `file` if given, and leases it, the write synced now or by the caller
+    /// (`durability`). Refused for a file removed lately, and for the manifest of one
+    /// (whose blob id is the file id): checked before the write and again after it, when
+    /// a removal that came meanwhile (and did not see the new claim) makes it take the
+    /// claim back.
     fn store_blob_then(
         &self,
         peer: PeerId,
@@ -496,6 +551,7 @@ impl Server {
         envelope: &[u8],
         manifest: &[u8],
         shard: &BatchShard,
+        durability: Durability,
     ) -> (Response, Option<FileId>) {
         let mut shard_outcome = store_outcome(self.store_blob_then(
             peer,
@@ -515,6 +571,7 @@ impl Server {
         let shard_written = !matches!(shard_outcome, StoreOutcome::Refused(_));
         let manifest_written = matches!(manifest_outcome, ManifestOutcome::Stored { .. });
         if (shard_written || manifest_written)
+            && durability == Durability::Synced
             && let Err(e) = self.store.sync()
         {
             warn!(%peer, shard = %shard.id.short(), "syncing a shard and manifest failed: {e}");
@@ -764,46 +821,7 @@ const AT_ONCE_MAX_BYTES: usize = 64 * 1024;
 
 impl InboundHandler for Server {
     fn handle(&self, peer: PeerId, request: Request) -> Response {
-        match request {
-            Request::Store { id, bytes } => self.store_blob(peer, None, id, &bytes),
-            Request::StoreFor { file, id, bytes } => self.store_blob(peer, Some(file), id, &bytes),
-            Request::StoreBatch { shards } => self.store_batch(peer, &shards),
-            Request::Fetch { id } => self.fetch(peer, id),
-            Request::Has { ids } => self.has(peer, &ids),
-            Request::Delete { id } => self.delete(peer, id),
-            Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes).0,
-            Request::StoreManifest {
-                id,
-                envelope,
-                bytes,
-            } => self.store_manifest(peer, id, &envelope, &bytes).0,
-            Request::StoreWithManifest {
-                id,
-                envelope,
-                manifest,
-                shard,
-            } => {
-                self.store_with_manifest(peer, id, &envelope, &manifest, &shard)
-                    .0
-            }
-            Request::GetEnvelope { file } => {
-                Response::Envelopes(self.envelope(&file).into_iter().collect())
-            }
-            Request::Announce { file, held } => self.announce(peer, file, held),
-            Request::RemoveFile {
-                manifest,
-                issued_at,
-                signature,
-            } => self.remove_file(peer, &manifest, issued_at, &signature),
-            Request::Lease { ids, renew } => self.lease(peer, &ids, renew),
-            Request::RenewLease {
-                manifest,
-                issued_at,
-                signature,
-                ids,
-            } => self.renew_lease(peer, &manifest, issued_at, &signature, &ids),
-            Request::Audit { id, nonce } => self.audit(peer, id, nonce),
-        }
+        self.handle_with(peer, request, Durability::Synced)
     }
 
     fn answer_at_once(&self, request: &Request) -> Option<Response> {
@@ -828,7 +846,9 @@ impl InboundHandler for Server {
                 envelope,
                 manifest,
                 shard,
-            } => self.store_with_manifest(peer, id, &envelope, &manifest, &shard),
+            } => {
+                self.store_with_manifest(peer, id, &envelope, &manifest, &shard, Durability::Synced)
+            }
             Request::Announce { file, held } => {
                 let response = self.announce(peer, file, held);
                 let provide = (response == Response::Done).then_some(file);
@@ -878,6 +898,15 @@ mod tests {
             crate::store::PutOutcome::Stored
         );
         Ok((file, authority))
+    }
+
+    /// The file's first key envelope (sequence 1), to a key nobody else holds.
+    fn first_envelope(
+        file: &EncodedFile,
+        authority: &AuthorityKey,
+    ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let recipients = [SecretKey::generate().public_key()];
+        Ok(KeyEnvelope::seal(file.file_id, 1, &file.data_key, &recipients, authority)?.to_bytes())
     }
 
     fn put(server: &Server, bytes: Vec<u8>) -> Response {
@@ -1147,14 +1176,7 @@ mod tests {
         let peer = PeerId::random();
         let (file, authority) = file_of(&root)?;
         let manifest = file.manifest.to_bytes();
-        let envelope = KeyEnvelope::seal(
-            file.file_id,
-            1,
-            &file.data_key,
-            &[SecretKey::generate().public_key()],
-            &authority,
-        )?
-        .to_bytes();
+        let envelope = first_envelope(&file, &authority)?;
         let offer = |shard: &[u8], shard_id: ShardId, manifest: &[u8]| {
             server.handle_and_provide(
                 peer,
@@ -1412,6 +1434,75 @@ mod tests {
             server.handle(peer, Request::StoreBatch { shards: vec![] }),
             Response::BatchStored(vec![])
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_puts_own_stores_are_left_unsynced_and_a_peers_are_synced_before_the_answer() -> TestResult
+    {
+        let dir = tempfile::tempdir()?;
+        let server = server(dir.path(), 1 << 20)?;
+        let root = AuthorityRoot::from_bytes(&[11; 32]);
+        let (file, authority) = file_of(&root)?;
+        let envelope = first_envelope(&file, &authority)?;
+        let manifest_blob = ShardId::from_bytes(*file.file_id.as_bytes());
+        let shard = |fill: u8| {
+            let bytes = vec![fill; 1500];
+            BatchShard {
+                id: ShardId::of(&bytes),
+                bytes: bytes.into(),
+            }
+        };
+        let requests = |first: u8| {
+            [
+                Request::StoreWithManifest {
+                    id: manifest_blob,
+                    envelope: envelope.clone(),
+                    manifest: file.manifest.to_bytes().into(),
+                    shard: shard(first),
+                },
+                Request::Store {
+                    id: shard(first + 1).id,
+                    bytes: shard(first + 1).bytes,
+                },
+                Request::StoreBatch {
+                    shards: vec![shard(first + 2), shard(first + 3)],
+                },
+            ]
+        };
+        let me = PeerId::random();
+        // This node's own part of a put: every blob kept, no sync (the put's catalog
+        // write makes them durable).
+        let syncs = server.store().syncs();
+        let answers: Vec<Response> = requests(1)
+            .into_iter()
+            .map(|request| server.handle_for_own_put(me, request))
+            .collect();
+        assert!(matches!(
+            answers[0],
+            Response::ShardAndManifest {
+                shard: StoreOutcome::Stored,
+                manifest: ManifestOutcome::Stored {
+                    envelope_refused: None
+                },
+            }
+        ));
+        assert_eq!(answers[1], Response::Stored);
+        assert_eq!(
+            answers[2],
+            Response::BatchStored(vec![StoreOutcome::Stored, StoreOutcome::Stored])
+        );
+        for fill in 1..=4 {
+            assert!(server.store().has(&shard(fill).id)?);
+        }
+        assert!(server.store().has(&manifest_blob)?);
+        assert!(server.envelope(&file.file_id).is_some());
+        assert_eq!(server.store().syncs(), syncs);
+        // The same requests from a peer: each synced before its answer.
+        for request in requests(5) {
+            server.handle(PeerId::random(), request);
+        }
+        assert_eq!(server.store().syncs(), syncs + 3);
         Ok(())
     }
 }

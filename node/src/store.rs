@@ -140,6 +140,8 @@ pub struct ShardStore {
     written: Condvar,
     /// Bytes of shard values read from the database since the store was opened.
     value_bytes_read: AtomicU64,
+    /// Synced writes and syncs since the store was opened.
+    syncs: AtomicU64,
 }
 
 /// A shard's `shard_info` row: its length (what the quota counted) and whether a read
@@ -194,7 +196,14 @@ impl ShardStore {
             ledger: Mutex::new(None),
             written: Condvar::new(),
             value_bytes_read: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
         }
+    }
+
+    /// Synced writes and syncs this store made since it was opened, each a flush of the
+    /// disk's cache: what a request costs the disk beside its bytes.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// Bytes of shard values read from the database since the store was opened: what
@@ -335,6 +344,7 @@ impl ShardStore {
     /// # Errors
     /// [`StoreError::Db`].
     pub fn sync(&self) -> Result<(), StoreError> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         self.db.flush_wal(true)?;
         Ok(())
     }
@@ -783,6 +793,7 @@ impl ShardStore {
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
         self.db.write_opt(batch, &sync)?;

@@ -307,6 +307,11 @@ impl PutLedger {
     fn commit(&self) {
         self.lock().committed = true;
     }
+
+    /// Whether the put keeps a session log (it can be resumed).
+    fn resumable(&self) -> bool {
+        self.session.get().is_some()
+    }
 }
 
 /// Cleans up after a put dropped before it finished (the API client went away): on drop,
@@ -950,8 +955,16 @@ impl Files {
             self.metrics().put_stores_sent.inc();
         }
         let files = self.clone();
+        // This node's own stores are left to the catalog's synced write, as a holder's
+        // are synced before its answer; not in a resumable put, whose session log
+        // records them as held (a record that must not outlive the blob, whatever the
+        // order in which a power loss drops unsynced writes).
+        let own = match ledger.resumable() {
+            true => Durability::Synced,
+            false => Durability::Deferred,
+        };
         tokio::spawn(async move {
-            let result = files.send(peer, request).await;
+            let result = files.send_with(peer, request, own).await;
             let (blob, manifest) = match &result {
                 Ok(Response::Stored | Response::AlreadyHeld | Response::ManifestStored { .. }) => {
                     (stored_id, None)

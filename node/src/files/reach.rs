@@ -51,6 +51,19 @@ impl Files {
         peer: PeerId,
         request: Request,
     ) -> Result<Response, NetworkError> {
+        self.send_with(peer, request, Durability::Synced).await
+    }
+
+    /// As [`Self::send`]; a request this node serves itself is handled with its writes
+    /// `own`: [`Durability::Deferred`] only for a put's stores, whose synced catalog
+    /// write makes them durable before the put is acknowledged
+    /// ([`crate::serve::Server::handle_for_own_put`]).
+    pub(crate) async fn send_with(
+        &self,
+        peer: PeerId,
+        request: Request,
+        own: Durability,
+    ) -> Result<Response, NetworkError> {
         let net = self.net();
         if peer != net.peer_id() {
             return net.request(peer, request).await;
@@ -62,12 +75,15 @@ impl Files {
             };
         }
         let server = Arc::clone(self.server());
-        tokio::task::spawn_blocking(move || server.handle(peer, request))
-            .await
-            .map_err(|e| NetworkError::Request {
-                peer,
-                reason: e.into(),
-            })
+        tokio::task::spawn_blocking(move || match own {
+            Durability::Synced => server.handle(peer, request),
+            Durability::Deferred => server.handle_for_own_put(peer, request),
+        })
+        .await
+        .map_err(|e| NetworkError::Request {
+            peer,
+            reason: e.into(),
+        })
     }
 
     /// Sends `request` to every peer at once, each answer bounded by `deadline`; yields

@@ -206,7 +206,7 @@ impl Server {
     /// `peer`'s claims and the claims bound to `file` on the shards it lists held here,
     /// the blobs left without a claim, and the file's envelope. The mark comes first: a
     /// `StoreFor` whose claim this misses (written after the claims were read) sees the
-    /// mark after its write and takes its claim back (`Server::store_blob`).
+    /// mark after its write and takes its claim back (`Server::store_blob_then`).
     ///
     /// # Errors
     /// [`StoreError`] of the first write that failed (what was released before stays

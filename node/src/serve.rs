@@ -113,20 +113,47 @@ impl Server {
         &self.store
     }
 
-    /// A put's request to this node itself (its own shard, batch or manifest copy), as
-    /// [`InboundHandler::handle`] answers it but with its writes left unsynced: the put's
-    /// catalog entry, written synced to the same database after them, makes them durable
-    /// before the put is acknowledged (one log: a write that is durable makes every write
-    /// before it durable). Only for a put, which acknowledges nothing before that write;
-    /// any other request is handled as `handle` does.
-    pub(crate) fn handle_for_own_put(&self, peer: PeerId, request: Request) -> Response {
-        self.handle_with(peer, request, Durability::Deferred)
-    }
-
-    /// A request, its writes (if it stores) synced before the answer or left to the
-    /// caller (`durability`).
-    fn handle_with(&self, peer: PeerId, request: Request, durability: Durability) -> Response {
-        match request {
+    /// A request, answered with the file it makes this node provide (a manifest holder
+    /// that kept the envelope, an `Announce` done). A store's writes are synced before
+    /// the answer ([`Durability::Synced`], every peer's request), or left unsynced
+    /// ([`Durability::Deferred`]) for a put's request to this node itself (its own shard,
+    /// batch or manifest copy): the put's catalog entry, written synced to the same
+    /// database after them, makes them durable before the put is acknowledged (one log:
+    /// a write that is durable makes every write before it durable).
+    pub(crate) fn handle_with(
+        &self,
+        peer: PeerId,
+        request: Request,
+        durability: Durability,
+    ) -> (Response, Option<FileId>) {
+        let response = match request {
+            Request::PutEnvelope { bytes } => return self.put_envelope(peer, &bytes),
+            Request::StoreManifest {
+                id,
+                envelope,
+                bytes,
+            } => {
+                return match durability {
+                    Durability::Synced => self.store_manifest(peer, id, &envelope, &bytes),
+                    Durability::Deferred => {
+                        self.store_manifest_deferred(peer, id, &envelope, &bytes)
+                    }
+                };
+            }
+            Request::StoreWithManifest {
+                id,
+                envelope,
+                manifest,
+                shard,
+            } => {
+                return self
+                    .store_with_manifest(peer, id, &envelope, &manifest, &shard, durability);
+            }
+            Request::Announce { file, held } => {
+                let response = self.announce(peer, file, held);
+                let provide = (response == Response::Done).then_some(file);
+                return (response, provide);
+            }
             Request::Store { id, bytes } => {
                 self.store_blob_then(peer, None, id, &bytes, durability)
             }
@@ -137,28 +164,9 @@ impl Server {
             Request::Fetch { id } => self.fetch(peer, id),
             Request::Has { ids } => self.has(peer, &ids),
             Request::Delete { id } => self.delete(peer, id),
-            Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes).0,
-            Request::StoreManifest {
-                id,
-                envelope,
-                bytes,
-            } => match durability {
-                Durability::Synced => self.store_manifest(peer, id, &envelope, &bytes).0,
-                Durability::Deferred => self.store_manifest_deferred(peer, id, &envelope, &bytes).0,
-            },
-            Request::StoreWithManifest {
-                id,
-                envelope,
-                manifest,
-                shard,
-            } => {
-                self.store_with_manifest(peer, id, &envelope, &manifest, &shard, durability)
-                    .0
-            }
             Request::GetEnvelope { file } => {
                 Response::Envelopes(self.envelope(&file).into_iter().collect())
             }
-            Request::Announce { file, held } => self.announce(peer, file, held),
             Request::RemoveFile {
                 manifest,
                 issued_at,
@@ -172,7 +180,8 @@ impl Server {
                 ids,
             } => self.renew_lease(peer, &manifest, issued_at, &signature, &ids),
             Request::Audit { id, nonce } => self.audit(peer, id, nonce),
-        }
+        };
+        (response, None)
     }
 
     /// The shards of a `StoreBatch`, each stored (or refused) as its own `Store` would be,
@@ -821,7 +830,7 @@ const AT_ONCE_MAX_BYTES: usize = 64 * 1024;
 
 impl InboundHandler for Server {
     fn handle(&self, peer: PeerId, request: Request) -> Response {
-        self.handle_with(peer, request, Durability::Synced)
+        self.handle_with(peer, request, Durability::Synced).0
     }
 
     fn answer_at_once(&self, request: &Request) -> Option<Response> {
@@ -834,28 +843,7 @@ impl InboundHandler for Server {
     }
 
     fn handle_and_provide(&self, peer: PeerId, request: Request) -> (Response, Option<FileId>) {
-        match request {
-            Request::PutEnvelope { bytes } => self.put_envelope(peer, &bytes),
-            Request::StoreManifest {
-                id,
-                envelope,
-                bytes,
-            } => self.store_manifest(peer, id, &envelope, &bytes),
-            Request::StoreWithManifest {
-                id,
-                envelope,
-                manifest,
-                shard,
-            } => {
-                self.store_with_manifest(peer, id, &envelope, &manifest, &shard, Durability::Synced)
-            }
-            Request::Announce { file, held } => {
-                let response = self.announce(peer, file, held);
-                let provide = (response == Response::Done).then_some(file);
-                (response, provide)
-            }
-            request => (self.handle(peer, request), None),
-        }
+        self.handle_with(peer, request, Durability::Synced)
     }
 }
 
@@ -1476,7 +1464,7 @@ mod tests {
         let syncs = server.store().syncs();
         let answers: Vec<Response> = requests(1)
             .into_iter()
-            .map(|request| server.handle_for_own_put(me, request))
+            .map(|request| server.handle_with(me, request, Durability::Deferred).0)
             .collect();
         assert!(matches!(
             answers[0],

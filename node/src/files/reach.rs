@@ -12,7 +12,7 @@ use libp2p::PeerId;
 use tracing::warn;
 
 use super::engine::Files;
-use crate::network::{InboundHandler, NetworkError};
+use crate::network::NetworkError;
 use crate::protocol::{InvalidReason, Refusal, Request, Response};
 use crate::store::Durability;
 
@@ -57,7 +57,7 @@ impl Files {
     /// As [`Self::send`]; a request this node serves itself is handled with its writes
     /// `own`: [`Durability::Deferred`] only for a put's stores, whose synced catalog
     /// write makes them durable before the put is acknowledged
-    /// ([`crate::serve::Server::handle_for_own_put`]).
+    /// ([`crate::serve::Server::handle_with`]).
     pub(crate) async fn send_with(
         &self,
         peer: PeerId,
@@ -75,15 +75,12 @@ impl Files {
             };
         }
         let server = Arc::clone(self.server());
-        tokio::task::spawn_blocking(move || match own {
-            Durability::Synced => server.handle(peer, request),
-            Durability::Deferred => server.handle_for_own_put(peer, request),
-        })
-        .await
-        .map_err(|e| NetworkError::Request {
-            peer,
-            reason: e.into(),
-        })
+        tokio::task::spawn_blocking(move || server.handle_with(peer, request, own).0)
+            .await
+            .map_err(|e| NetworkError::Request {
+                peer,
+                reason: e.into(),
+            })
     }
 
     /// Sends `request` to every peer at once, each answer bounded by `deadline`; yields

@@ -191,6 +191,7 @@ impl Node {
                 .with_max_value_bytes(16 * 1024),
         )?;
         let all_interfaces = config.network.listens_on_all_interfaces();
+        let transports = config.network.transports();
         let net_config = config.network.with_metrics(Arc::clone(&metrics));
         let (network, net_task) = Network::start(identity, records, net_config, server.clone())?;
         let mut files_config = config.files;
@@ -252,11 +253,10 @@ impl Node {
         });
         // Report once the swarm listens, so callers can print real addresses.
         for _ in 0..100 {
-            if network
-                .info()
-                .await
-                .is_ok_and(|i| listening(&i.listen_addresses, all_interfaces))
-            {
+            if network.info().await.is_ok_and(|i| {
+                listening(&i.listen_addresses, all_interfaces)
+                    && transports.each_reported(&i.listen_addresses)
+            }) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -349,7 +349,10 @@ impl Node {
 /// records): any address, and, for a listener on every interface, one that is not
 /// loopback (libp2p reports one interface at a time, loopback often first; a node whose
 /// `node.json` named only 127.0.0.1 could not be reached from another host). The caller
-/// waits a bounded time: a machine with no other interface still starts.
+/// waits a bounded time: a machine with no other interface still starts. It waits as
+/// well for an address of each transport (`Transports::each_reported`): a node on TCP and
+/// QUIC whose `node.json` named only its TCP address once failed
+/// `tests/transports.rs` on a loaded machine.
 fn listening(addresses: &[Multiaddr], all_interfaces: bool) -> bool {
     !addresses.is_empty()
         && (!all_interfaces || addresses.iter().any(|a| !crate::network::is_loopback(a)))

@@ -119,6 +119,11 @@ impl NetworkConfig {
         }
     }
 
+    /// The transports listened and dialled on.
+    pub fn transports(&self) -> Transports {
+        self.transports
+    }
+
     /// Whether a listen address is on every interface (0.0.0.0, ::): libp2p then reports
     /// one address per interface, one after another.
     pub fn listens_on_all_interfaces(&self) -> bool {

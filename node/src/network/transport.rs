@@ -99,6 +99,13 @@ impl Transports {
         self.quic
     }
 
+    /// Whether `addresses` (as the swarm reports them) hold one of every chosen
+    /// transport: the TCP and QUIC listeners report theirs one after the other.
+    pub fn each_reported(self, addresses: &[Multiaddr]) -> bool {
+        let has = |wanted: Kind| addresses.iter().any(|a| kind(a) == wanted);
+        (!self.tcp || has(Kind::Tcp)) && (!self.quic || has(Kind::Quic))
+    }
+
     /// The addresses to listen on for `base`: its host and port on every chosen
     /// transport. An address of neither kind is kept as it is.
     pub fn listen_addresses(self, base: &Multiaddr) -> Vec<Multiaddr> {
@@ -167,6 +174,18 @@ mod tests {
         );
         let odd = addr("/memory/7");
         assert_eq!(Transports::BOTH.listen_addresses(&odd), vec![odd]);
+    }
+
+    #[test]
+    fn a_node_on_both_transports_waits_for_an_address_of_each() {
+        let tcp = addr("/ip4/127.0.0.1/tcp/4001");
+        let quic = addr("/ip4/127.0.0.1/udp/4001/quic-v1");
+        assert!(!Transports::BOTH.each_reported(std::slice::from_ref(&tcp)));
+        assert!(!Transports::BOTH.each_reported(std::slice::from_ref(&quic)));
+        assert!(Transports::BOTH.each_reported(&[tcp.clone(), quic.clone()]));
+        assert!(Transports::TCP.each_reported(std::slice::from_ref(&tcp)));
+        assert!(Transports::QUIC.each_reported(&[quic]));
+        assert!(!Transports::QUIC.each_reported(&[tcp]));
     }
 
     #[test]

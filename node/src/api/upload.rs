@@ -1,7 +1,7 @@
 //! A put's request body as a blocking `Read` for the encoder's thread.
 //!
-//! A task on the runtime collects the body's chunks into groups of at least
-//! [`GROUP_BYTES`] and hands each group over whole, so the encoder's thread wakes once per
+//! A task on the runtime collects the body's chunks into groups of [`GROUP_BYTES`] (the
+//! last one shorter) and hands each group over whole, so the encoder's thread wakes once per
 //! group rather than once per chunk (hyper hands a body over in chunks of 8-400 KiB;
 //! waking a thread per chunk cost a 256 MiB put about 24,000 context switches).
 //!
@@ -26,7 +26,7 @@ use crate::files::PutInput;
 /// Bytes collected before a group is handed to the reader (the encoder's segment).
 const GROUP_BYTES: usize = 1 << 20;
 /// Groups waiting for the reader at most; with the group being collected and the one
-/// being read, at most about 4 MiB of a body is held here.
+/// being read, at most 4 MiB of a body is held here.
 const GROUPS_WAITING: usize = 2;
 
 /// One hand-over: some bytes of the body, and whether the body ended after them.
@@ -91,29 +91,40 @@ where
             // The put stopped reading (it failed): stop reading its body.
             () = tx.closed() => return,
         };
-        let message = match next {
-            Some(Ok(chunk)) => {
-                if bytes.capacity() == 0 {
-                    bytes.reserve_exact(GROUP_BYTES.max(chunk.len()));
+        match next {
+            // A chunk that crosses a group's end is split there, its rest starting the
+            // next group: a group is filled in the one allocation made for it, never grown
+            // (and copied) past it.
+            Some(Ok(mut chunk)) => {
+                while !chunk.is_empty() {
+                    if bytes.capacity() == 0 {
+                        bytes.reserve_exact(GROUP_BYTES);
+                    }
+                    let room = GROUP_BYTES - bytes.len();
+                    bytes.extend_from_slice(&chunk.split_to(room.min(chunk.len())));
+                    if bytes.len() == GROUP_BYTES {
+                        let full = Group {
+                            bytes: std::mem::take(&mut bytes),
+                            last: false,
+                        };
+                        if tx.send(Ok(full)).await.is_err() {
+                            return;
+                        }
+                    }
                 }
-                bytes.extend_from_slice(&chunk);
-                if bytes.len() < GROUP_BYTES {
-                    continue;
-                }
-                Ok(Group {
-                    bytes: std::mem::take(&mut bytes),
-                    last: false,
-                })
             }
-            Some(Err(e)) => Err(io::Error::other(e)),
-            None => Ok(Group {
-                bytes: std::mem::take(&mut bytes),
-                last: true,
-            }),
-        };
-        let stop = !matches!(message, Ok(Group { last: false, .. }));
-        if tx.send(message).await.is_err() || stop {
-            return;
+            Some(Err(e)) => {
+                let _ = tx.send(Err(io::Error::other(e))).await;
+                return;
+            }
+            None => {
+                let end = Group {
+                    bytes: std::mem::take(&mut bytes),
+                    last: true,
+                };
+                let _ = tx.send(Ok(end)).await;
+                return;
+            }
         }
     }
 }
@@ -205,6 +216,47 @@ mod tests {
         // Read whole up to 100,000 bytes first: two chunks, then the rest as it comes.
         let got = read_all(reader(body_of(chunks), 100_000).await?, 4_099).await?;
         assert_eq!(got.len(), data.len());
+        assert!(got == data, "bytes differ");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn every_group_but_the_last_is_one_allocation_filled_exactly() -> TestResult {
+        // Chunks that cross group ends, one longer than two groups, and an empty one.
+        let data: Vec<u8> = (0..4 * GROUP_BYTES + 777)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let sizes = [300_001, 2 * GROUP_BYTES + 5, 0, 65_536];
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        for size in sizes.iter().cycle() {
+            if at == data.len() {
+                break;
+            }
+            let end = (at + size).min(data.len());
+            chunks.push(Ok::<_, io::Error>(Bytes::copy_from_slice(&data[at..end])));
+            at = end;
+        }
+        let (tx, mut rx) = mpsc::channel(GROUPS_WAITING);
+        let task = tokio::spawn(collect(futures::stream::iter(chunks), tx));
+        let mut got = Vec::new();
+        let mut groups = 0;
+        while let Some(group) = rx.recv().await {
+            let group = group?;
+            if !group.last {
+                // Filled in the allocation made for it: a group grown past it would have
+                // been copied into one twice as large.
+                assert_eq!(group.bytes.len(), GROUP_BYTES);
+                assert_eq!(group.bytes.capacity(), GROUP_BYTES);
+            }
+            groups += 1;
+            got.extend_from_slice(&group.bytes);
+            if group.last {
+                break;
+            }
+        }
+        task.await?;
+        assert_eq!(groups, 5);
         assert!(got == data, "bytes differ");
         Ok(())
     }

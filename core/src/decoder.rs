@@ -8,7 +8,6 @@ use bytes::Bytes;
 use rayon::prelude::*;
 
 use crate::aead::{DataKey, Nonce, SegmentCipher};
-use crate::encoder::default_in_flight;
 use crate::erasure::{DATA_SHARDS, TOTAL_SHARDS, reconstruct_data};
 use crate::error::DecodeError;
 use crate::hash::{SegmentDigest, TreeHasher};
@@ -168,7 +167,7 @@ impl Decoder {
             cipher: key.cipher(),
             next_stripe: 0,
             pending: Vec::new(),
-            stripes_in_flight: default_in_flight(),
+            stripes_in_flight: 2 * rayon::current_num_threads(),
             tree: TreeHasher::default(),
             bad_shards: Vec::new(),
         })

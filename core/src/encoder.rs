@@ -57,15 +57,17 @@ impl EncodeOptions {
 
     /// Stripes processed at once (memory is about `2.5 x segment size` per stripe: the
     /// batch being sealed and the next one being read).
-    /// Default: twice the number of worker threads. 1 means single-threaded.
+    /// Default: the number of worker threads, at least 2 (one segment per thread: a
+    /// batch of twice that held 4 MiB more of a gateway's memory during a put, at the
+    /// same speed; benches/PROFILE.md). 1 means single-threaded.
     pub fn with_stripes_in_flight(mut self, n: usize) -> Self {
         self.stripes_in_flight = n.max(1);
         self
     }
 }
 
-pub(crate) fn default_in_flight() -> usize {
-    2 * rayon::current_num_threads()
+fn default_in_flight() -> usize {
+    rayon::current_num_threads().max(2)
 }
 
 /// One stripe: 4 data shards and 2 parity shards of equal length, with their ids.

@@ -73,8 +73,8 @@ const WAL_FILES_RECYCLED: usize = 2;
 /// and reads past the page cache need a buffer of their own) held 10.5 MiB of a
 /// gateway's heap at the peak of a 256 MiB put: a compaction of the `shards` column
 /// family reading five table files at once (heaptrack, benches/PROFILE.md). Those tables
-/// hold keys and blob references, a few hundred KiB each; the shard bytes are in blob
-/// files, which a compaction does not read.
+/// hold keys, blob references and the shards under [`MIN_BLOB_SIZE`]; the larger shards'
+/// bytes are in blob files, which a compaction does not read.
 const COMPACTION_READAHEAD: usize = 256 << 10;
 
 /// A database failure.

@@ -337,15 +337,29 @@ mod tests {
 
     /// The bytes of the write-ahead log files in `dir` (the live ones and those kept to
     /// be written again).
+    /// The bytes of the write-ahead logs in `dir`. RocksDB deletes and renames (recycles)
+    /// logs on its own threads meanwhile: a log listed and gone before its size was read
+    /// means the listing is taken again (a CI run failed on one such log).
     fn log_bytes(dir: &Path) -> Result<u64, Box<dyn std::error::Error>> {
-        let mut total = 0;
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy().ends_with(".log") {
-                total += entry.metadata()?.len();
+        let mut tries = 0;
+        'listing: loop {
+            tries += 1;
+            let mut total = 0;
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                if !entry.file_name().to_string_lossy().ends_with(".log") {
+                    continue;
+                }
+                match entry.metadata() {
+                    Ok(meta) => total += meta.len(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 100 => {
+                        continue 'listing;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
+            return Ok(total);
         }
-        Ok(total)
     }
 
     #[test]

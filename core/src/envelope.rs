@@ -18,8 +18,6 @@
 //! byte rather than by a body it cannot decode; an envelope without a P-256 recipient is
 //! still written as version 3. Version 2 envelopes (classical only) are still read.
 
-use k256::ecdsa::Signature;
-use k256::ecdsa::signature::Signer;
 use serde::{Deserialize, Serialize};
 
 use crate::aead::{DataKey, KEY_LEN};
@@ -143,7 +141,9 @@ impl KeyEnvelope {
         };
         let version = version_for(&body);
         let message = signed_message(version, &body);
-        let signature: Signature = authority.signing_key().sign(&message);
+        let signature = authority
+            .sign(&message)
+            .map_err(|_| EnvelopeError::Signing)?;
         let envelope = Self {
             version,
             body,

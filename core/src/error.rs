@@ -155,6 +155,9 @@ pub enum EnvelopeError {
     /// A P-256 wrapped key addressed to us failed to open.
     #[error("the data key wrapped for this P-256 key is damaged: {0}")]
     BadP256WrappedKey(#[source] crate::p256_ecies::P256Error),
+    /// Signing with the file's authority key failed (probability about 2^-256).
+    #[error("signing the key envelope failed")]
+    Signing,
 }
 
 /// A file authority key could not be derived or parsed.
@@ -167,4 +170,7 @@ pub enum AuthorityError {
     /// The bytes are not a compressed secp256k1 point.
     #[error("malformed file authority key")]
     BadPublicKey,
+    /// Signing gave r or s zero (probability about 2^-256).
+    #[error("signing with the file authority key failed")]
+    Signing,
 }

@@ -8,7 +8,7 @@
 //!
 //! let key = AuthorityKey::derive(&AuthorityRoot::from_bytes(&[7; 32]), &AuthoritySalt::random())?;
 //! let file = FileId::of_manifest(b"manifest");
-//! let removal = Removal::sign(file, 1_700_000_000, &key);
+//! let removal = Removal::sign(file, 1_700_000_000, &key)?;
 //! assert!(removal.verify(&key.public()));
 //! // Another file, or another time, does not verify with the same signature.
 //! assert!(!Removal::from_parts(file, 1_700_000_001, removal.signature()).verify(&key.public()));
@@ -29,10 +29,8 @@
 
 use std::marker::PhantomData;
 
-use k256::ecdsa::Signature;
-use k256::ecdsa::signature::Signer;
-
 use crate::authority::{AuthorityKey, AuthorityPublic};
+use crate::error::AuthorityError;
 use crate::ids::FileId;
 
 /// Bytes of an order's signature (ECDSA secp256k1, r || s, low-S).
@@ -76,18 +74,19 @@ pub struct OwnerOrder<K> {
 
 impl<K: OrderKind> OwnerOrder<K> {
     /// Signs the order about `file` at `issued_at` (Unix seconds) with its authority key.
-    pub fn sign(file: FileId, issued_at: u64, key: &AuthorityKey) -> Self {
-        let signature: Signature =
-            key.signing_key()
-                .sign(&signed_message(K::CONTEXT, &file, issued_at));
+    ///
+    /// # Errors
+    /// [`AuthorityError::Signing`] (probability about 2^-256).
+    pub fn sign(file: FileId, issued_at: u64, key: &AuthorityKey) -> Result<Self, AuthorityError> {
+        let signature = key.sign(&signed_message(K::CONTEXT, &file, issued_at))?;
         // RFC 6979 signatures from k256 are low-S already; normalise anyway.
         let signature = signature.normalize_s().unwrap_or(signature);
-        Self {
+        Ok(Self {
             file,
             issued_at,
             signature: signature.to_bytes().into(),
             kind: PhantomData,
-        }
+        })
     }
 
     /// An order as received (unchecked: see [`OwnerOrder::verify`]).
@@ -153,10 +152,10 @@ mod tests {
         let owner = AuthorityKey::derive(&AuthorityRoot::from_bytes(&[1; 32]), &salt)?;
         let other = AuthorityKey::derive(&AuthorityRoot::from_bytes(&[2; 32]), &salt)?;
         let file = FileId::of_manifest(b"m");
-        let removal = Removal::sign(file, 1_000_000, &owner);
+        let removal = Removal::sign(file, 1_000_000, &owner)?;
         assert!(removal.verify(&owner.public()));
         assert!(!removal.verify(&other.public()));
-        assert!(!Removal::sign(file, 1_000_000, &other).verify(&owner.public()));
+        assert!(!Removal::sign(file, 1_000_000, &other)?.verify(&owner.public()));
         let moved = Removal::from_parts(FileId::of_manifest(b"n"), 1_000_000, removal.signature());
         assert!(!moved.verify(&owner.public()));
         let mut flipped = removal.signature();
@@ -173,10 +172,10 @@ mod tests {
             &AuthoritySalt::random(),
         )?;
         let file = FileId::of_manifest(b"m");
-        let renewal = Renewal::sign(file, 5_000, &owner);
+        let renewal = Renewal::sign(file, 5_000, &owner)?;
         assert!(renewal.verify(&owner.public()));
         assert!(!Removal::from_parts(file, 5_000, renewal.signature()).verify(&owner.public()));
-        let removal = Removal::sign(file, 5_000, &owner);
+        let removal = Removal::sign(file, 5_000, &owner)?;
         assert!(!Renewal::from_parts(file, 5_000, removal.signature()).verify(&owner.public()));
         Ok(())
     }

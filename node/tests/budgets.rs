@@ -668,8 +668,8 @@ async fn a_peer_replaying_a_valid_owner_order_is_answered_busy_past_its_budget()
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let renewal = Renewal::sign(file, now, &key);
-    let removal = Removal::sign(file, now, &key);
+    let renewal = Renewal::sign(file, now, &key)?;
+    let removal = Removal::sign(file, now, &key)?;
     let orders = [
         Request::RenewLease {
             manifest: manifest.clone(),

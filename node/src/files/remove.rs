@@ -145,7 +145,8 @@ impl Files {
     /// owner's file).
     ///
     /// # Errors
-    /// [`KeyProviderError`]: the keys could not be read.
+    /// [`KeyProviderError`]: the keys could not be read, or signing failed (probability
+    /// about 2^-256).
     pub(crate) fn signed_order<K: OrderKind>(
         &self,
         manifest: &Manifest,
@@ -158,7 +159,9 @@ impl Files {
         let issued_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        Ok(Some(OwnerOrder::sign(manifest.file_id(), issued_at, &key)))
+        OwnerOrder::sign(manifest.file_id(), issued_at, &key)
+            .map(Some)
+            .map_err(KeyProviderError::new)
     }
 
     /// Sends an owner's order (`RemoveFile`, `RenewLease`) to `peer`, again after a wait

@@ -219,16 +219,16 @@ mod tests {
         let held = server.store().shard_count()?;
         assert_eq!(held, 26, "two files of 13 blobs each");
         let renew = |file: &datamesh_core::EncodedFile, key: &datamesh_core::AuthorityKey| {
-            let order = Renewal::sign(file.file_id, now(), key);
-            Request::RenewLease {
+            let order = Renewal::sign(file.file_id, now(), key)?;
+            Ok::<_, datamesh_core::AuthorityError>(Request::RenewLease {
                 manifest: file.manifest.to_bytes().into(),
                 issued_at: order.issued_at(),
                 signature: order.signature().to_vec(),
                 ids: blobs(file),
-            }
+            })
         };
         let at = now();
-        match server.handle(owner, renew(&kept, &kept_key)) {
+        match server.handle(owner, renew(&kept, &kept_key)?) {
             Response::Leases(list) => {
                 assert_eq!(list.len(), 13);
                 assert!(list.iter().all(|&t| t >= at + 3000), "{list:?}");
@@ -245,7 +245,7 @@ mod tests {
         }
         // The renewed file's stale expiry rows are gone too: nothing more to collect.
         assert_eq!(server.collect_expired(now())?.expired, 0);
-        match server.handle(owner, renew(&dropped, &dropped_key)) {
+        match server.handle(owner, renew(&dropped, &dropped_key)?) {
             Response::Leases(list) => assert!(list.iter().all(|&t| t == 0), "{list:?}"),
             other => return Err(format!("unexpected answer {other:?}").into()),
         }

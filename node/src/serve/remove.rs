@@ -373,13 +373,17 @@ pub(super) mod tests {
         Ok((file, authority))
     }
 
-    fn removal(file: &EncodedFile, key: &AuthorityKey, issued_at: u64) -> Request {
-        let signed = Removal::sign(file.file_id, issued_at, key);
-        Request::RemoveFile {
+    fn removal(
+        file: &EncodedFile,
+        key: &AuthorityKey,
+        issued_at: u64,
+    ) -> Result<Request, datamesh_core::AuthorityError> {
+        let signed = Removal::sign(file.file_id, issued_at, key)?;
+        Ok(Request::RemoveFile {
             manifest: file.manifest.to_bytes().into(),
             issued_at,
             signature: signed.signature().to_vec(),
-        }
+        })
     }
 
     pub(in crate::serve) fn now() -> u64 {
@@ -404,17 +408,17 @@ pub(super) mod tests {
             &AuthorityRoot::from_bytes(&[2; 32]),
             &file.manifest.authority().salt,
         )?;
-        let mut forged = vec![removal(&file, &squatter, now())];
+        let mut forged = vec![removal(&file, &squatter, now())?];
         // The owner's signature, replayed two hours later or earlier.
-        forged.push(removal(&file, &key, now() - 2 * REMOVAL_WINDOW_SECS));
-        forged.push(removal(&file, &key, now() + 2 * REMOVAL_WINDOW_SECS));
+        forged.push(removal(&file, &key, now() - 2 * REMOVAL_WINDOW_SECS)?);
+        forged.push(removal(&file, &key, now() + 2 * REMOVAL_WINDOW_SECS)?);
         // The owner's signature with another manifest (the attacker's own, listing the
         // victim's shards is impossible to sign; this one just does not match).
         if let Request::RemoveFile {
             issued_at,
             signature,
             ..
-        } = removal(&file, &key, now())
+        } = removal(&file, &key, now())?
         {
             forged.push(Request::RemoveFile {
                 manifest: vec![2, 0, 0].into(),
@@ -453,7 +457,7 @@ pub(super) mod tests {
         // unbound claims on the shards stay (they are not the sender's).
         let relay = PeerId::random();
         assert_eq!(
-            server.handle(relay, removal(&file, &key, now())),
+            server.handle(relay, removal(&file, &key, now())?),
             Response::Done
         );
         assert_eq!(server.store().shard_count()?, shards - 1);
@@ -463,7 +467,7 @@ pub(super) mod tests {
 
         // From the owner's node: everything goes, the quota is back to zero.
         assert_eq!(
-            server.handle(owner, removal(&file, &key, now())),
+            server.handle(owner, removal(&file, &key, now())?),
             Response::Done
         );
         assert_eq!(server.store().used_bytes()?, 0);
@@ -471,7 +475,7 @@ pub(super) mod tests {
         assert_eq!(server.store().ids()?, Vec::<ShardId>::new());
         // Again: nothing held, nothing to do, still done.
         assert_eq!(
-            server.handle(owner, removal(&file, &key, now())),
+            server.handle(owner, removal(&file, &key, now())?),
             Response::Done
         );
         assert_eq!(server.metrics.removals_honoured.get(), 3);
@@ -510,7 +514,7 @@ pub(super) mod tests {
             crate::store::BindOutcome::Bound
         );
         assert_eq!(
-            server.handle(owner, removal(&file, &key, now())),
+            server.handle(owner, removal(&file, &key, now())?),
             Response::Done
         );
         assert_eq!(server.store().ids()?, vec![shard]);
@@ -559,7 +563,7 @@ pub(super) mod tests {
 
         assert!(!server.removed_lately(&id));
         assert_eq!(
-            server.handle(owner, removal(&file, &key, now())),
+            server.handle(owner, removal(&file, &key, now())?),
             Response::Done
         );
         assert!(server.removed_lately(&id));

@@ -32,7 +32,7 @@ async fn rm_frees_the_space_on_every_holder_and_only_the_owner_can_do_it() -> Te
     let manifest = owner.files().manifest_of(file).await?;
     let forged_key = AuthorityKey::derive(&test_root(&[9; 32]), &manifest.authority().salt)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let forged = Removal::sign(file, now, &forged_key);
+    let forged = Removal::sign(file, now, &forged_key)?;
     for i in 1..8 {
         let answer = net
             .node(3)
@@ -94,7 +94,7 @@ async fn only_the_owners_signed_renewal_keeps_a_file_and_rm_still_frees_it() -> 
     let stranger = 6;
     let forged_key = AuthorityKey::derive(&test_root(&[9; 32]), &manifest.authority().salt)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let forged = datamesh_core::Renewal::sign(file, now, &forged_key);
+    let forged = datamesh_core::Renewal::sign(file, now, &forged_key)?;
     for i in 0..6 {
         leases_on(&net, stranger, i, &ids, true).await?;
         let answer = net
@@ -120,7 +120,7 @@ async fn only_the_owners_signed_renewal_keeps_a_file_and_rm_still_frees_it() -> 
         &test_root(&net.keys[0].to_bytes()),
         &manifest.authority().salt,
     )?;
-    let order = datamesh_core::Renewal::sign(file, now, &owner_key);
+    let order = datamesh_core::Renewal::sign(file, now, &owner_key)?;
     let renew = |ids: Vec<ShardId>| Request::RenewLease {
         manifest: manifest.to_bytes().into(),
         issued_at: now,

@@ -231,9 +231,7 @@ impl fmt::Debug for SecretKey {
 #[must_use]
 pub fn encrypt(recipient: &PublicKey, plaintext: &[u8]) -> Vec<u8> {
     let ephemeral = k256::SecretKey::random(&mut OsRng);
-    let mut nonce = [0u8; NONCE_LEN];
-    OsRng.fill_bytes(&mut nonce);
-    match encrypt_with_ephemeral(recipient, plaintext, &ephemeral, &nonce) {
+    match encrypt_with_ephemeral(recipient, plaintext, &ephemeral, &random_nonce()) {
         Some(ciphertext) => ciphertext,
         None => panic!(
             "ecies: plaintext of {} bytes exceeds the AES-GCM limit",
@@ -252,18 +250,28 @@ pub(crate) fn encrypt_with_ephemeral(
     ephemeral: &k256::SecretKey,
     nonce: &[u8; NONCE_LEN],
 ) -> Option<Vec<u8>> {
-    let scalar = Zeroizing::new(ephemeral.to_nonzero_scalar());
-    let ephemeral_pk = ephemeral_public(&scalar)?;
-    let key = derive_key(&ephemeral_pk, &recipient.0, &scalar)?;
+    let (ephemeral_pk, key) = agree_encapsulate(recipient, ephemeral)?;
+    seal_agreed(&ephemeral_pk, &key, nonce, plaintext)
+}
 
+/// The ciphertext of [`encrypt`], `E || nonce || tag || body`, under the key agreed with
+/// `E` by [`agree_encapsulate`]. That key seals this one plaintext only.
+///
+/// Returns `None` only if `plaintext` exceeds AES-GCM's limit (2^36 bytes).
+pub(crate) fn seal_agreed(
+    ephemeral_pk: &[u8; EPHEMERAL_KEY_LEN],
+    key: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    plaintext: &[u8],
+) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(OVERHEAD.checked_add(plaintext.len())?);
-    out.extend_from_slice(&ephemeral_pk);
+    out.extend_from_slice(ephemeral_pk);
     out.extend_from_slice(nonce);
     out.extend_from_slice(&[0u8; TAG_LEN]);
     out.extend_from_slice(plaintext);
 
     let (header, body) = out.split_at_mut(OVERHEAD);
-    let cipher = Cipher::new(aes_key(&key));
+    let cipher = Cipher::new(aes_key(key));
     match cipher.encrypt_in_place_detached(nonce.into(), &[], body) {
         Ok(tag) => {
             header
@@ -277,6 +285,13 @@ pub(crate) fn encrypt_with_ephemeral(
             None
         }
     }
+}
+
+/// A fresh random AES-GCM nonce of [`encrypt`]'s length.
+pub(crate) fn random_nonce() -> [u8; NONCE_LEN] {
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    nonce
 }
 
 /// Decrypts a ciphertext made by [`encrypt`] or by `ecies` 0.2.14's `encrypt`.

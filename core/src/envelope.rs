@@ -27,7 +27,7 @@ use crate::error::EnvelopeError;
 use crate::hybrid::HYBRID_OVERHEAD;
 use crate::ids::{FileId, KeyId};
 use crate::p256_ecies::P256_OVERHEAD;
-use crate::recipient::{Recipient, RecipientKind, UnwrapKey};
+use crate::recipient::{Encapsulation, Recipient, RecipientKind, UnwrapKey};
 use crate::wire::MAX_ENVELOPE_LEN;
 
 /// The envelope format this build writes when no recipient is P-256 (version 3: classical
@@ -119,16 +119,38 @@ impl KeyEnvelope {
         recipients: &[Recipient],
         authority: &AuthorityKey,
     ) -> Result<Self, EnvelopeError> {
+        Self::seal_to_with(file_id, sequence, key, recipients, authority, Vec::new())
+    }
+
+    /// [`Self::seal_to`], wrapping to a recipient with one of `ready` made for it
+    /// ([`Recipient::encapsulate`], each used at most once) where there is one, and with a
+    /// fresh key agreement where not. The envelope is the same either way.
+    ///
+    /// # Errors
+    /// As [`Self::seal_to`].
+    pub fn seal_to_with(
+        file_id: FileId,
+        sequence: u64,
+        key: &DataKey,
+        recipients: &[Recipient],
+        authority: &AuthorityKey,
+        mut ready: Vec<Encapsulation>,
+    ) -> Result<Self, EnvelopeError> {
         let mut wrapped: Vec<WrappedKey> = Vec::with_capacity(recipients.len());
         for recipient in recipients {
             let id = recipient.key_id();
             if wrapped.iter().any(|w| w.recipient == id) {
                 continue;
             }
+            let ciphertext = match ready.iter().position(|e| e.recipient() == id) {
+                Some(at) => ready.swap_remove(at).wrap(key.to_bytes().as_slice()),
+                None => Some(recipient.wrap(key.to_bytes().as_slice())),
+            };
             wrapped.push(WrappedKey {
                 recipient: id,
                 kind: recipient.kind(),
-                ciphertext: recipient.wrap(key.to_bytes().as_slice()),
+                ciphertext: ciphertext
+                    .ok_or(EnvelopeError::Malformed("a data key too long to wrap"))?,
             });
         }
         if wrapped.is_empty() || wrapped.len() > MAX_RECIPIENTS {

@@ -277,10 +277,7 @@ impl fmt::Debug for HybridSecretKey {
 /// Only if the operating system's random number generator fails.
 #[must_use]
 pub fn wrap(recipient: &HybridPublicKey, plaintext: &[u8]) -> Vec<u8> {
-    let ephemeral = k256::SecretKey::random(&mut OsRng);
-    let mut m = Zeroizing::new([0u8; 32]);
-    OsRng.fill_bytes(m.as_mut_slice());
-    match wrap_with(recipient, plaintext, &ephemeral, &m) {
+    match encapsulate(recipient).and_then(|agreed| seal_agreed(&agreed, plaintext)) {
         Some(out) => out,
         None => panic!(
             "hybrid wrap: plaintext of {} bytes exceeds the AES-GCM limit",
@@ -291,12 +288,39 @@ pub fn wrap(recipient: &HybridPublicKey, plaintext: &[u8]) -> Vec<u8> {
 
 /// [`wrap`] with given randomness (the ECIES ephemeral key and ML-KEM's `m`), so tests
 /// can reproduce frozen vectors. Never reuse either outside tests.
+#[cfg(test)]
 pub(crate) fn wrap_with(
     recipient: &HybridPublicKey,
     plaintext: &[u8],
     ephemeral: &k256::SecretKey,
     m: &[u8; 32],
 ) -> Option<Vec<u8>> {
+    let agreed = encapsulate_with(recipient, ephemeral, m)?;
+    seal_agreed(&agreed, plaintext)
+}
+
+/// Both halves' encapsulation to one recipient, made before the plaintext is known: the
+/// ephemeral ECIES key `E`, the ML-KEM ciphertext, and the combined key, zeroized on
+/// drop. It seals one plaintext ([`seal_agreed`], a fixed nonce): never use it twice.
+pub(crate) struct HybridAgreed {
+    ephemeral_pk: [u8; EPHEMERAL_KEY_LEN],
+    ct_pq: Box<[u8; MLKEM_CIPHERTEXT_LEN]>,
+    key: Zeroizing<[u8; 32]>,
+}
+
+/// [`HybridAgreed`] with fresh randomness for both halves.
+pub(crate) fn encapsulate(recipient: &HybridPublicKey) -> Option<HybridAgreed> {
+    let ephemeral = k256::SecretKey::random(&mut OsRng);
+    let mut m = Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(m.as_mut_slice());
+    encapsulate_with(recipient, &ephemeral, &m)
+}
+
+fn encapsulate_with(
+    recipient: &HybridPublicKey,
+    ephemeral: &k256::SecretKey,
+    m: &[u8; 32],
+) -> Option<HybridAgreed> {
     let (ephemeral_pk, ss_ec) = ecies::agree_encapsulate(&recipient.ec, ephemeral)?;
     let mut m_array = B32::from(*m);
     let (ct_pq, mut ss_pq) = recipient.pq.encapsulate_deterministic(&m_array);
@@ -304,14 +328,23 @@ pub(crate) fn wrap_with(
     let ct_pq: [u8; MLKEM_CIPHERTEXT_LEN] = ct_pq.into();
     let key = combine(&ss_pq, &ss_ec, &ct_pq, &ephemeral_pk, recipient);
     ss_pq.as_mut_slice().zeroize();
+    Some(HybridAgreed {
+        ephemeral_pk,
+        ct_pq: Box::new(ct_pq),
+        key,
+    })
+}
 
+/// The wrapped bytes of [`wrap`], `E || ML-KEM ciphertext || body || tag`, under the key
+/// of `agreed`. `None` only above AES-GCM's limit.
+pub(crate) fn seal_agreed(agreed: &HybridAgreed, plaintext: &[u8]) -> Option<Vec<u8>> {
     let mut body = Zeroizing::new(plaintext.to_vec());
-    let tag = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.as_slice()))
+    let tag = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(agreed.key.as_slice()))
         .encrypt_in_place_detached(Nonce::from_slice(&[0u8; 12]), &[], body.as_mut_slice())
         .ok()?;
     let mut out = Vec::with_capacity(HYBRID_OVERHEAD.checked_add(plaintext.len())?);
-    out.extend_from_slice(&ephemeral_pk);
-    out.extend_from_slice(&ct_pq);
+    out.extend_from_slice(&agreed.ephemeral_pk);
+    out.extend_from_slice(agreed.ct_pq.as_slice());
     out.extend_from_slice(&body);
     out.extend_from_slice(&tag);
     Some(out)

@@ -77,7 +77,8 @@ pub use manifest::{
 };
 pub use p256_ecies::{P256Error, P256PublicKey, P256SecretKey};
 pub use recipient::{
-    FileSecret, PolicyError, Recipient, RecipientError, RecipientKind, RecipientPolicy, UnwrapKey,
+    Encapsulation, FileSecret, PolicyError, Recipient, RecipientError, RecipientKind,
+    RecipientPolicy, UnwrapKey,
 };
 pub use removal::{
     OrderKind, OwnerOrder, REMOVAL_SIGNATURE_LEN, REMOVAL_WINDOW_SECS, Removal, Remove, Renew,

@@ -192,8 +192,7 @@ impl fmt::Debug for P256SecretKey {
 /// Only for a plaintext above AES-GCM's limit (64 GiB), never for a data key.
 #[must_use]
 pub fn wrap(recipient: &P256PublicKey, plaintext: &[u8]) -> Vec<u8> {
-    let ephemeral = p256::SecretKey::random(&mut OsRng);
-    match wrap_with(recipient, plaintext, &ephemeral) {
+    match encapsulate(recipient).and_then(|agreed| seal_agreed(&agreed, plaintext)) {
         Some(out) => out,
         None => panic!(
             "P-256 wrap: plaintext of {} bytes exceeds the AES-GCM limit",
@@ -204,21 +203,46 @@ pub fn wrap(recipient: &P256PublicKey, plaintext: &[u8]) -> Vec<u8> {
 
 /// [`wrap`] with a given ephemeral key, so tests can reproduce frozen vectors. Never reuse
 /// one outside tests.
+#[cfg(test)]
 pub(crate) fn wrap_with(
     recipient: &P256PublicKey,
     plaintext: &[u8],
     ephemeral: &p256::SecretKey,
 ) -> Option<Vec<u8>> {
+    let agreed = encapsulate_with(recipient, ephemeral)?;
+    seal_agreed(&agreed, plaintext)
+}
+
+/// The key agreement of a wrap to one recipient, made before the plaintext is known: the
+/// ephemeral key `E` and the derived key, zeroized on drop. It seals one plaintext
+/// ([`seal_agreed`], a fixed nonce): never use it twice.
+pub(crate) struct P256Agreed {
+    e: [u8; EPHEMERAL_LEN],
+    key: Zeroizing<[u8; 32]>,
+}
+
+/// [`P256Agreed`] with a fresh ephemeral key.
+pub(crate) fn encapsulate(recipient: &P256PublicKey) -> Option<P256Agreed> {
+    encapsulate_with(recipient, &p256::SecretKey::random(&mut OsRng))
+}
+
+fn encapsulate_with(recipient: &P256PublicKey, ephemeral: &p256::SecretKey) -> Option<P256Agreed> {
     let e = ephemeral.public_key().to_encoded_point(false);
-    let e: &[u8; EPHEMERAL_LEN] = e.as_bytes().try_into().ok()?;
+    let e: [u8; EPHEMERAL_LEN] = e.as_bytes().try_into().ok()?;
     let shared = p256::ecdh::diffie_hellman(ephemeral.to_nonzero_scalar(), recipient.0.as_affine());
-    let key = derive_key(shared.raw_secret_bytes(), e, recipient)?;
+    let key = derive_key(shared.raw_secret_bytes(), &e, recipient)?;
+    Some(P256Agreed { e, key })
+}
+
+/// The wrapped bytes of [`wrap`], `E || body || tag`, under the key of `agreed`. `None`
+/// only above AES-GCM's limit.
+pub(crate) fn seal_agreed(agreed: &P256Agreed, plaintext: &[u8]) -> Option<Vec<u8>> {
     let mut body = Zeroizing::new(plaintext.to_vec());
-    let tag = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.as_slice()))
+    let tag = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(agreed.key.as_slice()))
         .encrypt_in_place_detached(Nonce::from_slice(&[0u8; 12]), &[], body.as_mut_slice())
         .ok()?;
     let mut out = Vec::with_capacity(P256_OVERHEAD.checked_add(plaintext.len())?);
-    out.extend_from_slice(e);
+    out.extend_from_slice(&agreed.e);
     out.extend_from_slice(&body);
     out.extend_from_slice(&tag);
     Some(out)

@@ -159,6 +159,72 @@ impl Recipient {
             Self::P256(pk) => p256_ecies::wrap(pk, plaintext),
         }
     }
+
+    /// The key agreement of a wrap to this recipient (fresh randomness), made before the
+    /// plaintext is known: [`Encapsulation::wrap`] then gives the bytes [`Self::wrap`]
+    /// would. This is the costly part of a wrap (the elliptic-curve multiplications and
+    /// ML-KEM's encapsulation), which a node makes ahead of its puts. `None` never
+    /// happens for a key that parsed.
+    #[must_use]
+    pub fn encapsulate(&self) -> Option<Encapsulation> {
+        let agreed = match self {
+            Self::Classical(pk) => {
+                let ephemeral = k256::SecretKey::random(&mut rand_core::OsRng);
+                let (ephemeral_pk, key) = ecies::agree_encapsulate(pk, &ephemeral)?;
+                Agreed::Classical { ephemeral_pk, key }
+            }
+            Self::Hybrid(pk) => Agreed::Hybrid(hybrid::encapsulate(pk)?),
+            Self::P256(pk) => Agreed::P256(p256_ecies::encapsulate(pk)?),
+        };
+        Some(Encapsulation {
+            recipient: self.key_id(),
+            agreed,
+        })
+    }
+}
+
+/// A wrap's key agreement with one recipient, made by [`Recipient::encapsulate`] before
+/// the data key it will wrap. Its key is zeroized on drop and seals one plaintext:
+/// [`Self::wrap`] takes it by value. `Debug` names the recipient only.
+pub struct Encapsulation {
+    recipient: KeyId,
+    agreed: Agreed,
+}
+
+enum Agreed {
+    Classical {
+        ephemeral_pk: [u8; ecies::EPHEMERAL_KEY_LEN],
+        key: Zeroizing<[u8; 32]>,
+    },
+    Hybrid(hybrid::HybridAgreed),
+    P256(p256_ecies::P256Agreed),
+}
+
+impl Encapsulation {
+    /// The id of the recipient it was made for.
+    #[must_use]
+    pub fn recipient(&self) -> KeyId {
+        self.recipient
+    }
+
+    /// `plaintext` wrapped to the recipient: the bytes (and format) of [`Recipient::wrap`].
+    /// `None` only above AES-GCM's limit (64 GiB).
+    #[must_use]
+    pub fn wrap(self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        match &self.agreed {
+            Agreed::Classical { ephemeral_pk, key } => {
+                ecies::seal_agreed(ephemeral_pk, key, &ecies::random_nonce(), plaintext)
+            }
+            Agreed::Hybrid(agreed) => hybrid::seal_agreed(agreed, plaintext),
+            Agreed::P256(agreed) => p256_ecies::seal_agreed(agreed, plaintext),
+        }
+    }
+}
+
+impl fmt::Debug for Encapsulation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Encapsulation({})", self.recipient.short())
+    }
 }
 
 impl From<PublicKey> for Recipient {

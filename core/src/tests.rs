@@ -858,3 +858,55 @@ fn shared_shards_are_the_owned_shards_and_hash_to_their_ids() -> TestResult {
     }
     Ok(())
 }
+
+/// An encapsulation made ahead wraps as a fresh wrap does, for every kind of recipient:
+/// the recipient opens it, nobody else does, and it is used only for the recipient it was
+/// made for (one made for another key is left aside and a fresh agreement made).
+#[test]
+fn encapsulations_made_ahead_wrap_for_their_recipient_only() -> TestResult {
+    let authority = authority()?;
+    let dek = DataKey::generate();
+    let file = FileId::from_bytes([5; 32]);
+    let secrets = [
+        FileSecret::Classical(SecretKey::generate()),
+        FileSecret::Hybrid(HybridSecretKey::generate()),
+        FileSecret::P256(P256SecretKey::generate()),
+    ];
+    for (i, secret) in secrets.iter().enumerate() {
+        let recipient = secret.recipient();
+        let other = &secrets[(i + 1) % secrets.len()];
+        let ready = recipient.encapsulate().ok_or("no encapsulation")?;
+        assert_eq!(ready.recipient(), recipient.key_id());
+        // Its key never shows: `Debug` names the recipient only.
+        assert_eq!(
+            format!("{ready:?}"),
+            format!("Encapsulation({})", recipient.key_id().short())
+        );
+        // Alone, it wraps in `Recipient::wrap`'s format (the same length).
+        let wrapped = ready.wrap(dek.to_bytes().as_slice()).ok_or("wrap failed")?;
+        assert_eq!(
+            wrapped.len(),
+            recipient.wrap(dek.to_bytes().as_slice()).len()
+        );
+        // In an envelope: one made for another recipient is not used for this one.
+        let ahead = vec![
+            other.recipient().encapsulate().ok_or("no encapsulation")?,
+            recipient.encapsulate().ok_or("no encapsulation")?,
+        ];
+        let envelope = KeyEnvelope::seal_to_with(file, 1, &dek, &[recipient], &authority, ahead)?;
+        assert_eq!(envelope.wrapped().len(), 1);
+        assert_eq!(envelope.open([secret])?.to_bytes(), dek.to_bytes());
+        assert!(envelope.open([other]).is_err());
+        let no_one = KeyEnvelope::seal_to_with(
+            file,
+            1,
+            &dek,
+            &[secret.recipient()],
+            &authority,
+            vec![other.recipient().encapsulate().ok_or("no encapsulation")?],
+        )?;
+        assert_eq!(no_one.open([secret])?.to_bytes(), dek.to_bytes());
+        assert!(no_one.open([other]).is_err());
+    }
+    Ok(())
+}

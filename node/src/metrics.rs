@@ -135,6 +135,8 @@ pub struct Metrics {
     pub manifests_parsed_for_envelopes: Counter,
     /// Bytes of held blobs read for those parses.
     pub manifest_bytes_read_for_envelopes: Counter,
+    /// Puts whose wrap to the owner used a key agreement made ahead (`files/ahead.rs`).
+    pub put_key_agreements_ready: Counter,
     /// Refusals sent to peers, by kind (`kind` = busy, mismatch, full, denied, invalid,
     /// failed, corrupt).
     pub refusals_sent: Family<Label, Counter>,
@@ -227,6 +229,7 @@ impl Metrics {
             network_repair_files: Counter::default(),
             manifests_parsed_for_envelopes: Counter::default(),
             manifest_bytes_read_for_envelopes: Counter::default(),
+            put_key_agreements_ready: Counter::default(),
             refusals_sent: Family::default(),
             requests_sent: Family::default(),
             peer_strikes: Family::default(),
@@ -491,6 +494,11 @@ impl Metrics {
             "manifests_parsed_for_envelopes",
             "Held blobs parsed once to learn a file's authority key",
             m.manifests_parsed_for_envelopes.clone(),
+        );
+        reg.register(
+            "put_key_agreements_ready",
+            "Puts whose wrap to the owner used a key agreement made ahead",
+            m.put_key_agreements_ready.clone(),
         );
         reg.register(
             "manifest_bytes_read_for_envelopes",

@@ -607,6 +607,34 @@ async fn metric(node: &Node, name: &str) -> Result<f64, Box<dyn std::error::Erro
         .unwrap_or(0.0))
 }
 
+/// A put wraps its data key to the owner with a key agreement made ahead on a thread of
+/// its own (`files/ahead.rs`) once one is ready: the first put starts that thread, later
+/// ones take what it made. Every file opens again, whichever way it was wrapped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn puts_wrap_with_key_agreements_made_ahead_and_their_files_open() -> TestResult {
+    let net = start_net(7, |_| 1 << 30).await?;
+    let ready = "datamesh_put_key_agreements_ready_total";
+    let mut files = Vec::new();
+    for i in 0..20 {
+        let plain = data(4096 + i);
+        let report = put(net.node(0), plain.clone(), format!("ahead-{i}.bin")).await?;
+        files.push((report.id, plain));
+        if metric(net.node(0), ready).await? >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metric(net.node(0), ready).await? >= 2.0,
+        "no put took an agreement made ahead in {} puts",
+        files.len()
+    );
+    for (id, plain) in &files {
+        assert_eq!(get(net.node(0), *id).await?, *plain);
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_without_the_key_repairs_and_the_owner_survives_two_more_losses() -> TestResult {
     let mut net = start_net(8, |_| 1 << 30).await?;

@@ -216,6 +216,8 @@ struct Inner {
     /// session at a time).
     sessions: Option<Sessions>,
     running_sessions: Mutex<HashSet<PutSession>>,
+    /// Key agreements with the owner's recipient made ahead of puts.
+    ahead: super::ahead::Ahead,
 }
 
 impl std::fmt::Debug for Files {
@@ -245,8 +247,14 @@ impl Files {
                 config,
                 reencrypting: tokio::sync::Mutex::new(()),
                 running_sessions: Mutex::new(HashSet::new()),
+                ahead: super::ahead::Ahead::default(),
             }),
         }
+    }
+
+    /// Key agreements with the owner's recipient made ahead of puts.
+    pub(super) fn ahead(&self) -> &super::ahead::Ahead {
+        &self.inner.ahead
     }
 
     /// The state folder of resumable puts, if the node keeps one.

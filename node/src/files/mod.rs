@@ -11,6 +11,8 @@
 //!   shard on one host.
 //! * `locate`: a file's manifest, an envelope this node can open, the shards' holders.
 //! * `put`, `get`, `share`: the operations, each with its error and report.
+//! * `ahead`: key agreements with the owner's recipient made ahead of puts, on a thread
+//!   of the lowest priority.
 //! * `session`: the state of a resumable put (sealed data key, stripes written ahead,
 //!   blobs acknowledged), kept by the node that encrypts it.
 //! * `reencrypt`: a file read and stored again under a fresh data key (a new file id),
@@ -22,6 +24,7 @@
 //!
 //! The checker (`crate::check`) is built on these parts; nothing here knows it.
 
+mod ahead;
 mod domains;
 mod engine;
 mod get;

@@ -523,6 +523,11 @@ impl Files {
         policy.check(&wrap_to)?;
         let authority = keys.new_authority().ok_or(PutError::NoAuthority)??;
         let commitment = authority.file_authority();
+        // The owner's wrap, its key agreement made ahead (`ahead.rs`) if one is ready.
+        let ready: Vec<_> = self.ahead().take(&wrap_to[0]).into_iter().collect();
+        if !ready.is_empty() {
+            self.metrics().put_key_agreements_ready.inc();
+        }
         clock.lap("keys");
         let window = self.config().window_for(segment);
         // A resumable put: its data key and what its earlier attempts placed.
@@ -664,8 +669,9 @@ impl Files {
         clock.lap("encode");
         let id = encoded.file_id;
         let manifest_bytes = encoded.manifest.to_bytes();
-        let envelope = KeyEnvelope::seal_to(id, 1, &encoded.data_key, &wrap_to, &authority)
-            .map_err(|source| PutError::Seal { file: id, source })?;
+        let envelope =
+            KeyEnvelope::seal_to_with(id, 1, &encoded.data_key, &wrap_to, &authority, ready)
+                .map_err(|source| PutError::Seal { file: id, source })?;
         let envelope_bytes = envelope.to_bytes();
 
         // The manifest (content-addressed like a shard: its id is the file id) goes to

@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, Options};
 
 pub(crate) const CF_SHARDS: &str = "shards";
 pub(crate) const CF_META: &str = "meta";
@@ -122,21 +122,41 @@ pub fn open(dir: &Path) -> Result<Arc<DB>, DbError> {
     // is.
     db_opts.set_max_total_wal_size(MAX_TOTAL_WAL);
     db_opts.set_recycle_log_file_num(WAL_FILES_RECYCLED);
-    let mut shard_opts = Options::default();
+    let mut shard_opts = family_options();
     shard_opts.set_enable_blob_files(true);
     shard_opts.set_min_blob_size(MIN_BLOB_SIZE);
     shard_opts.set_write_buffer_size(SHARDS_WRITE_BUFFER);
-    let mut meta_opts = Options::default();
+    let mut meta_opts = family_options();
     meta_opts.set_merge_operator_associative("datamesh_add_u64", add_u64);
     let mut cfs = vec![
         ColumnFamilyDescriptor::new(CF_SHARDS, shard_opts),
         ColumnFamilyDescriptor::new(CF_META, meta_opts),
     ];
     for name in &ALL_CFS[2..] {
-        cfs.push(ColumnFamilyDescriptor::new(*name, Options::default()));
+        cfs.push(ColumnFamilyDescriptor::new(*name, family_options()));
     }
     Ok(Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?))
 }
+
+/// Options every column family starts from: RocksDB's defaults, and a bloom filter of
+/// [`BLOOM_BITS_PER_KEY`] in each table file.
+fn family_options() -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+    let mut opts = Options::default();
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
+/// Bits per key of the table files' bloom filters (about 1% false positives).
+///
+/// A store looks up keys that are not there: a new shard's info row, a claim's lease, a
+/// file's envelope and authority rows. Without a filter, each such lookup read a block
+/// of every table file whose key range covers it (random ids: nearly all), past the page
+/// cache (direct reads). With 3 million rows in `shard_info`, an absent key cost 51-56 us
+/// and 2.6 KB read from the disk (benches/PROFILE.md, session 29). The filters cost about
+/// 1.25 bytes per key, held with the open table files.
+const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
 /// Whether files in `dir` can be opened with `O_DIRECT`. ext4, XFS, btrfs and (since
 /// Linux 6.6) tmpfs can; where a file system refuses it, RocksDB would fail every flush
@@ -206,8 +226,18 @@ mod tests {
     const READ_DIRECT: &str = "use_direct_reads";
 
     /// The value RocksDB recorded for `option` in the newest options file of the
-    /// database in `dir`.
+    /// database in `dir` (its first mention).
     fn recorded(dir: &Path, option: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let text = options_file(dir)?;
+        let line = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(option)?.strip_prefix('='))
+            .ok_or("option not recorded")?;
+        Ok(line.to_owned())
+    }
+
+    /// The newest options file RocksDB wrote for the database in `dir`.
+    fn options_file(dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
         let mut newest = None;
         for entry in std::fs::read_dir(dir)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
@@ -219,12 +249,29 @@ mod tests {
             }
         }
         let (_, name) = newest.ok_or("no options file")?;
-        let text = std::fs::read_to_string(dir.join(name))?;
-        let line = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(option)?.strip_prefix('='))
-            .ok_or("option not recorded")?;
-        Ok(line.to_owned())
+        Ok(std::fs::read_to_string(dir.join(name))?)
+    }
+
+    #[test]
+    fn every_column_familys_tables_have_a_bloom_filter() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        drop(open(dir.path())?);
+        // RocksDB records the policy's name, not its bits per key.
+        let text = options_file(dir.path())?;
+        for name in ALL_CFS {
+            let section = format!("[TableOptions/BlockBasedTable \"{name}\"]");
+            let policy = text
+                .split(&section)
+                .nth(1)
+                .and_then(|rest| rest.split("\n[").next())
+                .and_then(|body| {
+                    body.lines()
+                        .find_map(|l| l.trim().strip_prefix("filter_policy="))
+                })
+                .ok_or(format!("no filter policy recorded for {name}"))?;
+            assert_eq!(policy, "bloomfilter", "{name}");
+        }
+        Ok(())
     }
 
     /// Stores shard number `i`, `len` bytes (different for each `i`); its id.
@@ -393,5 +440,63 @@ mod tests {
         drop(store);
         drop(db);
         reopened_holds(dir.path(), &ids)
+    }
+
+    /// A measurement, not a check (benches/PROFILE.md, session 29): the time and the disk
+    /// bytes of a lookup of an absent key in `shard_info` after `PROBE_ROWS` rows (default
+    /// 400,000), in a database under `PROBE_DIR` (a real disk: direct reads). Run by hand:
+    /// `PROBE_ROWS=3000000 PROBE_DIR=/var/tmp cargo test --release -p datamesh-node --lib
+    /// -- --ignored absent_key_lookups_probe --nocapture`.
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    #[expect(clippy::print_stderr, reason = "prints its figures")]
+    fn absent_key_lookups_probe() -> Result<(), Box<dyn std::error::Error>> {
+        use rand_core::{OsRng, RngCore};
+        use rocksdb::WriteBatch;
+        let base = std::env::var("PROBE_DIR")?;
+        let dir = tempfile::tempdir_in(base)?;
+        let db = open(dir.path())?;
+        let info = cf(&db, CF_SHARD_INFO)?;
+        let rows: usize = std::env::var("PROBE_ROWS").map_or(Ok(400_000), |v| v.parse())?;
+        let mut key = [0u8; 32];
+        for chunk in 0..rows / 1000 {
+            let mut batch = WriteBatch::default();
+            for _ in 0..1000 {
+                OsRng.fill_bytes(&mut key);
+                batch.put_cf(info, key, [7u8; 12]);
+            }
+            db.write(batch)?;
+            if chunk % 40 == 39 {
+                db.flush_cf(info)?;
+            }
+        }
+        db.flush_cf(info)?;
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let files = db.property_value_cf(info, "rocksdb.num-files-at-level0")?;
+        let l1 = db.property_value_cf(info, "rocksdb.num-files-at-level1")?;
+        let io = |f: &str| -> Result<u64, Box<dyn std::error::Error>> {
+            let text = std::fs::read_to_string("/proc/self/io")?;
+            Ok(text
+                .lines()
+                .find_map(|l| l.strip_prefix(f))
+                .ok_or("no io")?
+                .trim()
+                .parse()?)
+        };
+        for round in 0..3 {
+            let (read0, t) = (io("read_bytes:")?, std::time::Instant::now());
+            let n = 50_000;
+            for _ in 0..n {
+                OsRng.fill_bytes(&mut key);
+                assert!(db.get_pinned_cf(info, key)?.is_none());
+            }
+            let took = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+            let read = io("read_bytes:")? - read0;
+            eprintln!(
+                "round {round}: {rows} rows, L0 {files:?} L1 {l1:?}: {took:.2} us per absent lookup, {:.0} bytes read from disk per lookup",
+                read as f64 / n as f64
+            );
+        }
+        Ok(())
     }
 }

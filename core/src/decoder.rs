@@ -130,7 +130,8 @@ pub struct DecodeReport {
 /// Every segment is authenticated before a byte of it is written; a stripe with fewer
 /// than four intact shards is refused with [`DecodeError::InsufficientShards`] before
 /// anything of it is written. Stripes are buffered in batches and opened in parallel, so
-/// memory is about `stripes_in_flight x 1.5 x segment size`.
+/// memory is about `stripes_in_flight x 1.5 x segment size`; the first stripe is opened
+/// and written alone, as soon as it is given.
 #[derive(Debug)]
 pub struct Decoder {
     manifest: Manifest,
@@ -240,7 +241,9 @@ impl Decoder {
         }
         self.next_stripe += 1;
         self.pending.push((index, shards));
-        if self.pending.len() >= self.stripes_in_flight {
+        // The first stripe is opened alone, as soon as it is given: a reader gets the
+        // file's first bytes after one segment's work, not a whole batch's.
+        if self.pending.len() >= self.stripes_in_flight || index == 0 {
             self.flush(out)?;
         }
         Ok(())

@@ -910,3 +910,26 @@ fn encapsulations_made_ahead_wrap_for_their_recipient_only() -> TestResult {
     }
     Ok(())
 }
+
+/// The first stripe is opened and written as soon as it is given, the next ones a batch
+/// at a time: a reader has the file's first bytes after one segment's work.
+#[test]
+fn the_first_stripe_is_written_at_once_the_rest_by_batches() -> TestResult {
+    let plain = data(5 * SEG + 9, 31);
+    let (stripes, file) = encode(&plain, options())?;
+    let mut out = Vec::new();
+    let mut dec = Decoder::new(file.manifest.clone(), &file.data_key)?.with_stripes_in_flight(3);
+    dec.push(0, all_shards(&stripes[0]), &mut out)?;
+    assert_eq!(out, plain[..SEG], "the first segment waits for nothing");
+    dec.push(1, all_shards(&stripes[1]), &mut out)?;
+    dec.push(2, all_shards(&stripes[2]), &mut out)?;
+    assert_eq!(out.len(), SEG, "stripes 1 and 2 wait for a batch of three");
+    dec.push(3, all_shards(&stripes[3]), &mut out)?;
+    assert_eq!(out, plain[..4 * SEG]);
+    for (i, stripe) in stripes.iter().enumerate().skip(4) {
+        dec.push(i as u64, all_shards(stripe), &mut out)?;
+    }
+    dec.finish(&mut out)?;
+    assert!(out == plain);
+    Ok(())
+}

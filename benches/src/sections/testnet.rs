@@ -39,6 +39,11 @@ pub(super) fn testnet_section(ctx: &mut Ctx, report: &mut Report) -> anyhow::Res
     progress("loopback and disk bandwidth");
     let loopback = sys::loopback_mbs(bytes)?;
     report.add(Figure::new("sys.loopback", loopback, "MB/s").note("one TCP stream on 127.0.0.1"));
+    let rtt = sys::loopback_rtt_ms(if quick { 500 } else { 5_000 })?;
+    report.add(
+        Figure::new("sys.loopback-rtt", rtt, "ms")
+            .note("64 bytes there and back on one TCP connection on 127.0.0.1; median"),
+    );
     let (disk, runs) = sys::disk_write_best(&ctx.dir, bytes, MIB, false, DISK_PROBE_RUNS)?;
     report.add(
         Figure::new("sys.disk-write", disk.mbs, "MB/s")
@@ -229,6 +234,7 @@ fn put_get_on(
     let (mut put_cpu, mut get_cpu) = (Vec::new(), Vec::new());
     let mut peaks = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
     let mut ids = Vec::new();
+    let mut first_bytes = Vec::new();
     let cpu_ms_per_mb = |cpu: f64| cpu * 1e3 / (size as f64 / 1e6);
     for run_index in 0..runs {
         progress(format!(
@@ -242,6 +248,11 @@ fn put_get_on(
         put_speeds.push(mbs(size, secs));
         for (w, &node) in watched.iter().enumerate() {
             peaks[0][w].push(mib(net.peak_kib(node)?));
+        }
+        if setup == Setup::Tcp {
+            let (first, copy) = first_byte_get(&net.api(0)?, &id)?;
+            ensure!(copy == expected, "API get of {label}: the copy differs");
+            first_bytes.push(first);
         }
         net.reset_peaks(&watched)?;
         let out = dir.join(format!("out-{label}"));
@@ -290,6 +301,21 @@ fn put_get_on(
         .runs(get_speeds)
         .note("`datamesh get ID -o FILE` on the gateway, copy verified; median"),
     );
+    if !first_bytes.is_empty() {
+        let mut figure = Figure::new(
+            format!("{prefix}.get.{label}.first-byte"),
+            median(&first_bytes).unwrap_or(0.0),
+            "ms",
+        );
+        if let Some(rtt) = report.get("sys.loopback-rtt").map(|f| f.value) {
+            figure = figure.limit("3 x sys.loopback-rtt", 3.0 * rtt);
+        }
+        report.add(
+            figure
+                .runs(first_bytes)
+                .note("API get of the file just put: request sent to first body byte; median"),
+        );
+    }
     for (op, cpu) in [("put", put_cpu), ("get", get_cpu)] {
         let unavoidable = report
             .get(&format!("limit.{op}.cpu-ms"))
@@ -583,6 +609,37 @@ pub fn make_file(path: &Path, len: usize, seed: u64) -> anyhow::Result<[u8; 32]>
 ///
 /// # Errors
 /// File errors.
+/// A get of `id` through the API: the ms from the request to the first byte of the body,
+/// and the BLAKE3 of the whole body (exactly the size the node announced).
+fn first_byte_get(client: &Client, id: &str) -> anyhow::Result<(f64, [u8; 32])> {
+    let id: datamesh_core::FileId = id.parse()?;
+    let started = Instant::now();
+    let download = client.get(&id)?;
+    let expected = download.size;
+    let mut body = download.body;
+    let mut buf = vec![0u8; MIB];
+    let n = body.read(&mut buf)?;
+    let first = started.elapsed().as_secs_f64() * 1e3;
+    ensure!(n > 0, "the get's body was empty");
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&buf[..n]);
+    let mut total = n as u64;
+    loop {
+        match body.read(&mut buf)? {
+            0 => break,
+            n => {
+                hasher.update(&buf[..n]);
+                total += n as u64;
+            }
+        }
+    }
+    ensure!(
+        total == expected,
+        "the get's body was {total} of {expected} bytes"
+    );
+    Ok((first, *hasher.finalize().as_bytes()))
+}
+
 pub fn hash_file(path: &Path) -> anyhow::Result<[u8; 32]> {
     let mut reader = BufReader::with_capacity(
         MIB,

@@ -424,25 +424,33 @@ impl Files {
         let bad_peers = Arc::new(Mutex::new(bad));
         let manifest = Arc::new(manifest);
         let holders = Arc::new(holders);
-        let mut fetches = futures::stream::iter(stripes)
-            .map(|stripe| {
-                let files = self.clone();
-                let (manifest, holders) = (Arc::clone(&manifest), Arc::clone(&holders));
-                let (slow, bad_peers) = (Arc::clone(&slow), Arc::clone(&bad_peers));
-                let ready = if stripe == 0 { prefetched.take() } else { None };
-                async move {
-                    let shards = match ready {
-                        Some(shards) => shards,
-                        None => {
-                            files
-                                .fetch_stripe(&manifest, &holders, stripe, &slow, &bad_peers)
-                                .await?
-                        }
-                    };
-                    Ok::<_, GetError>((stripe, shards))
-                }
-            })
+        let mut fetch = |stripe: u64| {
+            let files = self.clone();
+            let (manifest, holders) = (Arc::clone(&manifest), Arc::clone(&holders));
+            let (slow, bad_peers) = (Arc::clone(&slow), Arc::clone(&bad_peers));
+            let ready = if stripe == 0 { prefetched.take() } else { None };
+            async move {
+                let shards = match ready {
+                    Some(shards) => shards,
+                    None => {
+                        files
+                            .fetch_stripe(&manifest, &holders, stripe, &slow, &bad_peers)
+                            .await?
+                    }
+                };
+                Ok::<_, GetError>((stripe, shards))
+            }
+        };
+        // The first stripe is fetched alone, the window opening once it is in: its shards
+        // then have the holders' links to themselves, not a window's share of them, and
+        // the decoder opens it at once (`Decoder`), so the reader's first bytes come after
+        // one stripe's transfer and one segment's work.
+        let head = (!stripes.is_empty()).then(|| fetch(stripes.start));
+        let first = futures::stream::iter(head).buffered(1);
+        let rest = futures::stream::iter(stripes.start.saturating_add(1)..stripes.end)
+            .map(fetch)
             .buffered(window);
+        let mut fetches = first.chain(rest);
         let mut failure = None;
         while let Some(result) = fetches.next().await {
             match result {

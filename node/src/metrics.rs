@@ -137,6 +137,8 @@ pub struct Metrics {
     pub manifest_bytes_read_for_envelopes: Counter,
     /// Puts whose wrap to the owner used a key agreement made ahead (`files/ahead.rs`).
     pub put_key_agreements_ready: Counter,
+    /// Shard ids looked up to answer peers' `Has` requests.
+    pub has_ids_answered: Counter,
     /// Refusals sent to peers, by kind (`kind` = busy, mismatch, full, denied, invalid,
     /// failed, corrupt).
     pub refusals_sent: Family<Label, Counter>,
@@ -230,6 +232,7 @@ impl Metrics {
             manifests_parsed_for_envelopes: Counter::default(),
             manifest_bytes_read_for_envelopes: Counter::default(),
             put_key_agreements_ready: Counter::default(),
+            has_ids_answered: Counter::default(),
             refusals_sent: Family::default(),
             requests_sent: Family::default(),
             peer_strikes: Family::default(),
@@ -494,6 +497,11 @@ impl Metrics {
             "manifests_parsed_for_envelopes",
             "Held blobs parsed once to learn a file's authority key",
             m.manifests_parsed_for_envelopes.clone(),
+        );
+        reg.register(
+            "has_ids_answered",
+            "Shard ids looked up to answer peers' Has requests",
+            m.has_ids_answered.clone(),
         );
         reg.register(
             "put_key_agreements_ready",

@@ -316,6 +316,7 @@ impl Server {
             debug!(%peer, "refused a has request with duplicate ids");
             return Response::Refused(Refusal::Invalid(InvalidReason::DuplicateIds));
         }
+        self.metrics.has_ids_answered.inc_by(ids.len() as u64);
         let mut flags = Vec::with_capacity(ids.len());
         for id in ids {
             match self.store.has(id) {

@@ -607,6 +607,36 @@ async fn metric(node: &Node, name: &str) -> Result<f64, Box<dyn std::error::Erro
         .unwrap_or(0.0))
 }
 
+/// The owner's get of a file of several stripes asks each holder only about the shards
+/// its placement put there: every shard id is looked up once on the network, not once per
+/// peer. A holder that lost its shards since sends the get to every peer, and it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_get_asks_each_holder_only_about_its_own_shards() -> TestResult {
+    let mut net = start_net(8, |_| 1 << 30).await?;
+    let plain = data(2 * 1024 * 1024 + 5);
+    let report = put(net.node(0), plain.clone(), "asked.bin").await?;
+    let shards = 6 * report.stripes;
+    let answered = "datamesh_has_ids_answered_total";
+    let mut before = 0.0;
+    for i in 0..8 {
+        before += metric(net.node(i), answered).await?;
+    }
+    assert_eq!(get_to_read(net.node(0), report.id).await?, plain);
+    let mut after = 0.0;
+    for i in 0..8 {
+        after += metric(net.node(i), answered).await?;
+    }
+    assert_eq!(after - before, shards as f64, "ids looked up for one get");
+    // Two holders of stripe 0 gone: stripe 0 keeps four where placed, so the first round
+    // still suffices; the copy is whole.
+    let placement = placement_of(net.node(0), &report.id)?;
+    let gone = stripe0_holders(&net, &placement, &[0]);
+    net.stop(gone[0]).await?;
+    net.stop(gone[1]).await?;
+    assert_eq!(get_to_read(net.node(0), report.id).await?, plain);
+    Ok(())
+}
+
 /// A put wraps its data key to the owner with a key agreement made ahead on a thread of
 /// its own (`files/ahead.rs`) once one is ready: the first put starts that thread, later
 /// ones take what it made. Every file opens again, whichever way it was wrapped.

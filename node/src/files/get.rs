@@ -234,7 +234,7 @@ impl Files {
         } = found;
         // Which peers hold which shards is asked while the data key is opened.
         let ((holders, _), unlocked) = network_first(
-            self.locate(&manifest, &peers, placement.as_ref()),
+            self.locate_to_read(&manifest, &peers, placement.as_ref()),
             self.unlock(id, &manifest, &peers, keys),
         )
         .await;

@@ -1,8 +1,7 @@
 //! Locating a file: its manifest (catalog, providers, then the peers closest to its id),
 //! a key envelope one of this node's keys opens, and which peers hold which shards.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 
 use datamesh_core::{
     DATA_SHARDS, DataKey, FileId, KeyEnvelope, Manifest, Metadata, ShardId, TOTAL_SHARDS,
@@ -294,6 +293,49 @@ impl Files {
         (holders, answered)
     }
 
+    /// Which peers hold which shards, to read a file: with a placement (this node's own
+    /// files), each peer it names is asked only about the shards it names there, so every
+    /// shard id is looked up once, where [`Self::locate`] asks every peer about every id
+    /// (a 1 GiB file spread over 100 peers: 6,144 lookups, not 614,400; a 256 MiB file on
+    /// the 7-node testnet: 1,536, not 10,752). Only if a stripe comes out short of four
+    /// holders is the file located as [`Self::locate`] does it. Not for removing or
+    /// re-placing copies, which must know every holder.
+    pub(crate) async fn locate_to_read(
+        &self,
+        manifest: &Manifest,
+        peers: &[PeerId],
+        placement: Option<&Placement>,
+    ) -> (Holders, HashSet<PeerId>) {
+        let Some(named) = placement else {
+            return self.locate(manifest, peers, None).await;
+        };
+        let stripes = manifest.stripes();
+        let ids: Vec<ShardId> = stripes.iter().flatten().copied().collect();
+        let mut asks: HashMap<PeerId, Vec<usize>> = HashMap::new();
+        for i in 0..ids.len() {
+            if let Some(peer) = named.holder((i / TOTAL_SHARDS) as u64, i % TOTAL_SHARDS) {
+                asks.entry(peer).or_default().push(i);
+            }
+        }
+        let mut holders: Holders = (0..stripes.len()).map(|_| Default::default()).collect();
+        let mut answered = HashSet::new();
+        self.ask_has_each(
+            asks.into_iter().collect(),
+            &ids,
+            &mut holders,
+            &mut answered,
+        )
+        .await;
+        let short = holders
+            .iter()
+            .any(|row| row.iter().filter(|h| !h.is_empty()).count() < DATA_SHARDS);
+        if short {
+            debug!("a stripe is short of holders where the placement put them: asking every peer");
+            return self.locate(manifest, peers, placement).await;
+        }
+        (holders, answered)
+    }
+
     /// Asks `peers` which of `ids` (every shard of a file, stripe by stripe) they hold;
     /// adds each holder to `holders` and each peer that answered to `answered`.
     async fn ask_has(
@@ -303,49 +345,60 @@ impl Files {
         holders: &mut [[Vec<PeerId>; TOTAL_SHARDS]],
         answered: &mut HashSet<PeerId>,
     ) {
+        let every: Vec<usize> = (0..ids.len()).collect();
+        let asks = peers.iter().map(|&peer| (peer, every.clone())).collect();
+        self.ask_has_each(asks, ids, holders, answered).await;
+    }
+
+    /// Asks each peer of `asks` whether it holds the shards at its positions of `ids`
+    /// (every shard of a file, stripe by stripe); adds each holder to `holders` and each
+    /// peer that answered to `answered`.
+    async fn ask_has_each(
+        &self,
+        asks: Vec<(PeerId, Vec<usize>)>,
+        ids: &[ShardId],
+        holders: &mut [[Vec<PeerId>; TOTAL_SHARDS]],
+        answered: &mut HashSet<PeerId>,
+    ) {
         let deadline = self.config().lookup_deadline;
-        // Peers refuse a `Has` that repeats an id: ask about each id once and map the
-        // answers back (a file's shard ids repeat only if two shards are equal).
-        let mut unique = ids.to_vec();
-        unique.sort_unstable();
-        unique.dedup();
-        let position: Vec<usize> = ids
-            .iter()
-            .map(|id| unique.binary_search(id).unwrap_or_default())
-            .collect();
-        let ids: Arc<[ShardId]> = unique.into();
-        let mut asks: FuturesUnordered<_> = peers
-            .iter()
-            .map(|&peer| {
+        let mut asks: FuturesUnordered<_> = asks
+            .into_iter()
+            .map(|(peer, positions)| {
                 let files = self.clone();
-                let ids = Arc::clone(&ids);
+                // Peers refuse a `Has` that repeats an id: ask about each id once and map
+                // the answers back (a file's shard ids repeat only if two shards are equal).
+                let mut unique: Vec<ShardId> = positions.iter().map(|&i| ids[i]).collect();
+                unique.sort_unstable();
+                unique.dedup();
                 async move {
-                    let mut flags = Vec::with_capacity(ids.len());
-                    for batch in ids.chunks(MAX_IDS) {
+                    let mut flags = Vec::with_capacity(unique.len());
+                    for batch in unique.chunks(MAX_IDS) {
                         let request = Request::Has {
                             ids: batch.to_vec(),
                         };
                         match tokio::time::timeout(deadline, files.send(peer, request)).await {
                             Ok(Ok(Response::Has(f))) if f.len() == batch.len() => flags.extend(f),
-                            _ => return (peer, None),
+                            _ => return (peer, positions, unique, None),
                         }
                     }
-                    (peer, Some(flags))
+                    (peer, positions, unique, Some(flags))
                 }
             })
             .collect();
-        while let Some((peer, flags)) = asks.next().await {
+        while let Some((peer, positions, unique, flags)) = asks.next().await {
             let Some(flags) = flags else {
                 debug!(%peer, "peer did not answer which shards it holds");
                 continue;
             };
             answered.insert(peer);
-            let flags = position
-                .iter()
-                .map(|&p| flags.get(p).copied().unwrap_or(false));
-            for (i, _) in flags.enumerate().filter(|(_, has)| *has) {
+            for i in positions {
+                let held = unique
+                    .binary_search(&ids[i])
+                    .ok()
+                    .and_then(|at| flags.get(at).copied())
+                    .unwrap_or(false);
                 let list = &mut holders[i / TOTAL_SHARDS][i % TOTAL_SHARDS];
-                if !list.contains(&peer) {
+                if held && !list.contains(&peer) {
                     list.push(peer);
                 }
             }

@@ -224,6 +224,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `patches/reed-solomon-simd` makes each entry of the SIMD engines' multiplication
+    /// table when a multiplication needs it, in place of building the 8 MiB table: every
+    /// entry it makes equals the release's.
+    #[test]
+    fn the_multiplication_lookups_made_on_demand_equal_the_release_table() {
+        use reed_solomon_simd::engine::tables::{get_exp_log, get_mul128, mul128_lut};
+        let (table, exp_log) = (get_mul128(), get_exp_log());
+        assert_eq!(table.len(), 1 << 16);
+        for (log_m, row) in (0..=u16::MAX).zip(table.iter()) {
+            let made = mul128_lut(log_m, exp_log);
+            assert_eq!((made.lo, made.hi), (row.lo, row.hi), "log_m {log_m}");
+        }
+    }
+
     #[test]
     fn shard_len_is_even_and_covers_the_input() {
         for len in [1usize, 2, 3, 4, 15, 16, 17, 64, 1 << 20, (1 << 20) + 16] {

@@ -537,7 +537,13 @@ async fn get_file(
         Ok(parsed) => parsed,
         Err(e) => return e.into_response(),
     };
-    let mut file = match state.files.open_to_read(id, access).await {
+    // A read of the whole file needs stripe 0 first: it is fetched while the file opens.
+    let opened = if request_headers.contains_key(header::RANGE) {
+        state.files.open_to_read(id, access).await
+    } else {
+        state.files.open_to_read_whole(id, access).await
+    };
+    let mut file = match opened {
         Ok(file) => file,
         Err(e) => return get_error(&e),
     };

@@ -70,6 +70,9 @@ pub struct Metrics {
     /// One-stripe files of this node opened for a read from the holders its catalog
     /// recorded, fetched at once with no round of asking them (`Files::open_to_read`).
     pub gets_from_recorded: Counter,
+    /// Files of this node of several stripes opened for a whole read with their first
+    /// stripe fetched from the recorded holders meanwhile (`Files::open_to_read_whole`).
+    pub first_stripes_fetched_while_opening: Counter,
     /// Data keys of this node's files taken from those its keys opened before (the
     /// envelope's bytes unchanged), with no signature check or unwrap.
     pub unlocks_remembered: Counter,
@@ -200,6 +203,7 @@ impl Metrics {
             bad_shards_fetched: Counter::default(),
             shards_fetched: Counter::default(),
             gets_from_recorded: Counter::default(),
+            first_stripes_fetched_while_opening: Counter::default(),
             unlocks_remembered: Counter::default(),
             shard_bytes_fetched: Counter::default(),
             stripes_rebuilt: Counter::default(),
@@ -342,6 +346,11 @@ impl Metrics {
             "gets_from_recorded",
             "One-stripe files opened from their recorded holders, fetched with no round of asking",
             m.gets_from_recorded.clone(),
+        );
+        reg.register(
+            "first_stripes_fetched_while_opening",
+            "Files of several stripes whose first stripe came while they were opened for a whole read",
+            m.first_stripes_fetched_while_opening.clone(),
         );
         reg.register(
             "unlocks_remembered",

@@ -637,6 +637,48 @@ async fn a_get_asks_each_holder_only_about_its_own_shards() -> TestResult {
     Ok(())
 }
 
+/// A read of the whole of this node's own file of several stripes fetches stripe 0 from
+/// the holders its catalog recorded while it opens the file (its holders asked, its key
+/// opened), and reads it from there; a range read does not. Two of those holders gone,
+/// the other four still give stripe 0 while the file opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_whole_read_fetches_the_first_stripe_while_the_file_opens() -> TestResult {
+    let mut net = start_net(8, |_| 1 << 30).await?;
+    let plain = data(2 * 1024 * 1024 + 5);
+    let report = put(net.node(0), plain.clone(), "first.bin").await?;
+    assert_eq!(report.stripes, 3);
+    let first = "datamesh_first_stripes_fetched_while_opening_total";
+    let files = net.node(0).files();
+    let whole = files.open_to_read_whole(report.id, KeyAccess::Live).await?;
+    let out = SharedBuf::default();
+    files.read(whole, out.clone()).await?;
+    assert!(out.take() == plain, "the whole read differs");
+    assert_eq!(metric(net.node(0), first).await?, 1.0);
+    // A range read opens the file without stripe 0, which it may not need.
+    let part = files.open_to_read(report.id, KeyAccess::Live).await?;
+    let range = datamesh_core::ByteRange::new(1 << 20, (1 << 20) + 999, plain.len() as u64)?;
+    files.read_range(part, range, out.clone()).await?;
+    assert!(out.take() == plain[1 << 20..(1 << 20) + 1000]);
+    assert_eq!(metric(net.node(0), first).await?, 1.0);
+    let placement = placement_of(net.node(0), &report.id)?;
+    let gone = stripe0_holders(&net, &placement, &[0]);
+    net.stop(gone[0]).await?;
+    net.stop(gone[1]).await?;
+    let whole = net
+        .node(0)
+        .files()
+        .open_to_read_whole(report.id, KeyAccess::Live)
+        .await?;
+    let out = SharedBuf::default();
+    net.node(0).files().read(whole, out.clone()).await?;
+    assert!(
+        out.take() == plain,
+        "the whole read differs with two holders gone"
+    );
+    assert_eq!(metric(net.node(0), first).await?, 2.0);
+    Ok(())
+}
+
 /// A put wraps its data key to the owner with a key agreement made ahead on a thread of
 /// its own (`files/ahead.rs`) once one is ready: the first put starts that thread, later
 /// ones take what it made. Every file opens again, whichever way it was wrapped.

@@ -86,11 +86,22 @@ pub struct OpenFile {
     key: DataKey,
     /// Per stripe, per shard index: the peers that hold it.
     pub(super) holders: Holders,
-    /// Stripe 0, fetched and verified while opening ([`Files::open_to_read`]).
+    /// Stripe 0, fetched and verified while opening ([`Files::open_to_read`],
+    /// [`Files::open_to_read_whole`]).
     prefetched: Option<Prefetched>,
 }
 
-/// The only stripe of a one-stripe file, fetched while opening it.
+/// Whether stripe 0 of this node's own file is fetched from its recorded holders while
+/// the file is opened: for a read of the whole file, which needs it first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FirstStripe {
+    /// While the holders are asked and the data key opened.
+    Now,
+    /// With the other stripes, once the file is open.
+    Later,
+}
+
+/// Stripe 0 of a file, fetched while opening it.
 struct Prefetched {
     shards: VerifiedStripe,
     /// Peers that served a shard not matching its id meanwhile.
@@ -134,13 +145,27 @@ impl Files {
     /// # Errors
     /// See [`GetError`].
     pub async fn open_with(&self, id: FileId, access: KeyAccess) -> Result<OpenFile, GetError> {
+        self.open_first(id, access, self.find_placed(id)?, FirstStripe::Later)
+            .await
+    }
+
+    /// As [`Files::open_with`], given what the catalog holds of the file (`placed`,
+    /// [`Self::find_placed`]), `first` saying whether stripe 0 of this node's own file is
+    /// fetched while it is opened.
+    async fn open_first(
+        &self,
+        id: FileId,
+        access: KeyAccess,
+        placed: Option<Found>,
+        first: FirstStripe,
+    ) -> Result<OpenFile, GetError> {
         // This node's own file: the holders its catalog names are asked first, with no
         // DHT walk (a get's first byte comes a walk sooner); the search of the network
         // follows only if they cannot give the key or a stripe.
-        let (found, keys) = match self.find_placed(id)? {
+        let (found, keys) = match placed {
             Some(found) => {
                 let keys = self.file_keys_for(access, "get").map_err(GetError::Keys)?;
-                match self.open_found(id, found, &keys).await {
+                match self.open_found(id, found, &keys, first).await {
                     Ok(open) => return Ok(open),
                     Err(e) => {
                         debug!(file = %id, "the recorded holders fell short ({e}); searching the network");
@@ -154,7 +179,32 @@ impl Files {
                 (found, keys)
             }
         };
-        self.open_found(id, found, &keys).await
+        self.open_found(id, found, &keys, FirstStripe::Later).await
+    }
+
+    /// As [`Files::open_to_read`], to read the whole file (no range): this node's own file
+    /// of several stripes has its stripe 0 fetched from the holders its catalog recorded
+    /// while they are asked which shards they hold and the data key is opened, so the
+    /// reader's first bytes wait for no transfer after the opening. What the opening checks
+    /// is unchanged: every stripe must have four holders before a byte is sent. If the
+    /// recorded holders cannot give stripe 0 within the lookup deadline, the read fetches
+    /// it as any other stripe.
+    ///
+    /// # Errors
+    /// See [`GetError`].
+    pub async fn open_to_read_whole(
+        &self,
+        id: FileId,
+        access: KeyAccess,
+    ) -> Result<OpenFile, GetError> {
+        let placed = self.find_placed(id)?;
+        if placed
+            .as_ref()
+            .is_some_and(|found| found.manifest.stripe_count() > 1)
+        {
+            return self.open_first(id, access, placed, FirstStripe::Now).await;
+        }
+        self.open_to_read(id, access).await
     }
 
     /// As [`Files::open_with`], to read the file. A one-stripe file of this node (a small
@@ -226,15 +276,39 @@ impl Files {
         id: FileId,
         found: Found,
         keys: &FileKeys,
+        first: FirstStripe,
     ) -> Result<OpenFile, GetError> {
         let Found {
             placement,
             peers,
             manifest,
         } = found;
+        // Stripe 0 from the holders recorded for it, if asked for and known.
+        let row = match (first, &placement) {
+            (FirstStripe::Now, Some(placement)) => Some(std::array::from_fn(|index| {
+                placement
+                    .holder(0, index)
+                    .into_iter()
+                    .collect::<Vec<PeerId>>()
+            })),
+            _ => None,
+        };
+        let (slow, bad_peers) = (Mutex::default(), Mutex::default());
+        let first_stripe = async {
+            let row = row.as_ref()?;
+            let fetch =
+                self.fetch_stripe(&manifest, std::slice::from_ref(row), 0, &slow, &bad_peers);
+            tokio::time::timeout(self.config().lookup_deadline, fetch)
+                .await
+                .ok()?
+                .ok()
+        };
         // Which peers hold which shards is asked while the data key is opened.
-        let ((holders, _), unlocked) = network_first(
-            self.locate_to_read(&manifest, &peers, placement.as_ref()),
+        let (((holders, _), first_stripe), unlocked) = network_first(
+            futures::future::join(
+                self.locate_to_read(&manifest, &peers, placement.as_ref()),
+                first_stripe,
+            ),
             self.unlock(id, &manifest, &peers, keys),
         )
         .await;
@@ -249,13 +323,20 @@ impl Files {
                 });
             }
         }
+        let prefetched = first_stripe.map(|shards| {
+            self.metrics().first_stripes_fetched_while_opening.inc();
+            Prefetched {
+                shards,
+                bad_peers: bad_peers.into_inner().unwrap_or_else(|p| p.into_inner()),
+            }
+        });
         Ok(OpenFile {
             id,
             manifest,
             metadata,
             key,
             holders,
-            prefetched: None,
+            prefetched,
         })
     }
 

@@ -34,8 +34,7 @@ use core::str::FromStr;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use hkdf::Hkdf;
-use ml_kem::ml_kem_768::{Ciphertext, DecapsulationKey, EncapsulationKey};
-use ml_kem::{B32, Decapsulate, KeyExport, Seed};
+use libcrux_ml_kem::mlkem768::{self, MlKem768Ciphertext, MlKem768PrivateKey, MlKem768PublicKey};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
@@ -105,7 +104,7 @@ pub enum HybridError {
 #[derive(Clone)]
 pub struct HybridPublicKey {
     ec: ecies::PublicKey,
-    pq: Box<EncapsulationKey>,
+    /// The ML-KEM-768 encapsulation key, checked as FIPS 203 asks when parsed.
     pq_bytes: Box<[u8; MLKEM_PUBLIC_LEN]>,
 }
 
@@ -129,11 +128,12 @@ impl HybridPublicKey {
         }
         let pq_bytes: [u8; MLKEM_PUBLIC_LEN] =
             pq.try_into().map_err(|_| HybridError::InvalidPublicKey)?;
-        let key = ml_kem::array::Array::from(pq_bytes);
-        let pq = EncapsulationKey::new(&key).map_err(|_| HybridError::InvalidPublicKey)?;
+        // FIPS 203, section 7.2: every coefficient of the key below the modulus.
+        if !mlkem768::validate_public_key(&MlKem768PublicKey::from(&pq_bytes)) {
+            return Err(HybridError::InvalidPublicKey);
+        }
         Ok(Self {
             ec,
-            pq: Box::new(pq),
             pq_bytes: Box::new(pq_bytes),
         })
     }
@@ -197,13 +197,46 @@ impl FromStr for HybridPublicKey {
 
 /// A hybrid recipient's secret: a 32-byte seed and the two keys derived from it.
 ///
-/// Zeroized on drop (the seed here, the halves by `k256` and `ml-kem`); `Debug` prints
-/// `HybridSecretKey(..)`.
+/// Zeroized on drop (the seed and the ML-KEM half here, the secp256k1 half by `k256`);
+/// `Debug` prints `HybridSecretKey(..)`.
 pub struct HybridSecretKey {
     seed: Zeroizing<[u8; HYBRID_SEED_LEN]>,
     ec: ecies::SecretKey,
-    pq: Box<DecapsulationKey>,
+    pq: MlKemSecret,
     public: HybridPublicKey,
+}
+
+/// The ML-KEM-768 half of a hybrid secret: FIPS 203's expanded decapsulation key (2400
+/// bytes), zeroized on drop. `libcrux-ml-kem` does the arithmetic (formally verified;
+/// AVX2 where the CPU has it, chosen at run time): 20 us per encapsulation or
+/// decapsulation here, where RustCrypto's `ml-kem` 0.3 took 80 and 106, with the same
+/// bytes (ARCHITECTURE.md, benches/PROFILE.md session 30).
+struct MlKemSecret(Box<MlKem768PrivateKey>);
+
+impl MlKemSecret {
+    /// FIPS 203's `ML-KEM.KeyGen_internal(d, z)`, `seed` = d || z: the secret and the
+    /// encapsulation key.
+    fn from_seed(seed: &[u8; 64]) -> (Self, [u8; MLKEM_PUBLIC_LEN]) {
+        let (mut private, public) = mlkem768::generate_key_pair(*seed).into_parts();
+        let secret = Self(Box::new(private.clone()));
+        private[0..].zeroize();
+        (secret, *public.as_slice())
+    }
+
+    /// FIPS 203's `ML-KEM.Decaps`: the shared secret, or for a ciphertext not made for
+    /// this key, the implicit rejection's pseudo-random one.
+    fn decapsulate(&self, ciphertext: &[u8; MLKEM_CIPHERTEXT_LEN]) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(mlkem768::decapsulate(
+            &self.0,
+            &MlKem768Ciphertext::from(ciphertext),
+        ))
+    }
+}
+
+impl Drop for MlKemSecret {
+    fn drop(&mut self) {
+        self.0[0..].zeroize();
+    }
 }
 
 impl HybridSecretKey {
@@ -233,19 +266,15 @@ impl HybridSecretKey {
         let mut pq_seed = Zeroizing::new([0u8; 64]);
         hkdf.expand(MLKEM_INFO, pq_seed.as_mut_slice())
             .map_err(|_| HybridError::InvalidSeed)?;
-        let mut array = Seed::from(*pq_seed);
-        let pq = DecapsulationKey::from_seed(array);
-        array.as_mut_slice().zeroize();
-        let pq_bytes: [u8; MLKEM_PUBLIC_LEN] = pq.encapsulation_key().to_bytes().into();
+        let (pq, pq_bytes) = MlKemSecret::from_seed(&pq_seed);
         let public = HybridPublicKey {
             ec: ec.public_key(),
-            pq: Box::new(pq.encapsulation_key().clone()),
             pq_bytes: Box::new(pq_bytes),
         };
         Ok(Self {
             seed: Zeroizing::new(*seed),
             ec,
-            pq: Box::new(pq),
+            pq,
             public,
         })
     }
@@ -322,12 +351,12 @@ fn encapsulate_with(
     m: &[u8; 32],
 ) -> Option<HybridAgreed> {
     let (ephemeral_pk, ss_ec) = ecies::agree_encapsulate(&recipient.ec, ephemeral)?;
-    let mut m_array = B32::from(*m);
-    let (ct_pq, mut ss_pq) = recipient.pq.encapsulate_deterministic(&m_array);
-    m_array.as_mut_slice().zeroize();
-    let ct_pq: [u8; MLKEM_CIPHERTEXT_LEN] = ct_pq.into();
-    let key = combine(&ss_pq, &ss_ec, &ct_pq, &ephemeral_pk, recipient);
-    ss_pq.as_mut_slice().zeroize();
+    // FIPS 203's `ML-KEM.Encaps_internal(ek, m)`.
+    let public = MlKem768PublicKey::from(recipient.pq_bytes.as_ref());
+    let (ct_pq, ss_pq) = mlkem768::encapsulate(&public, *m);
+    let ss_pq = Zeroizing::new(ss_pq);
+    let ct_pq: [u8; MLKEM_CIPHERTEXT_LEN] = *ct_pq.as_slice();
+    let key = combine(ss_pq.as_slice(), &ss_ec, &ct_pq, &ephemeral_pk, recipient);
     Some(HybridAgreed {
         ephemeral_pk,
         ct_pq: Box::new(ct_pq),
@@ -380,10 +409,14 @@ pub fn unwrap(secret: &HybridSecretKey, wrapped: &[u8]) -> Result<Zeroizing<Vec<
 
     let ss_ec =
         ecies::agree_decapsulate(&secret.ec, ephemeral_pk).ok_or(HybridError::DecryptionFailed)?;
-    let ciphertext = Ciphertext::from(*ct_pq);
-    let mut ss_pq = secret.pq.decapsulate(&ciphertext);
-    let key = combine(&ss_pq, &ss_ec, ct_pq, ephemeral_pk, &secret.public);
-    ss_pq.as_mut_slice().zeroize();
+    let ss_pq = secret.pq.decapsulate(ct_pq);
+    let key = combine(
+        ss_pq.as_slice(),
+        &ss_ec,
+        ct_pq,
+        ephemeral_pk,
+        &secret.public,
+    );
 
     let mut plaintext = Zeroizing::new(body.to_vec());
     Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.as_slice()))

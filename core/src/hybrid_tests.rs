@@ -25,11 +25,10 @@ fn with_wrong_half(
         (&other.ec, &right.pq)
     };
     let ec = SecretKey::from_bytes(&ec.to_bytes()).unwrap_or_else(|_| SecretKey::generate());
-    let pq_seed = pq.to_seed().unwrap_or_default();
     HybridSecretKey {
         seed: right.seed.clone(),
         ec,
-        pq: Box::new(DecapsulationKey::from_seed(pq_seed)),
+        pq: MlKemSecret(Box::new((*pq.0).clone())),
         public: right.public.clone(),
     }
 }

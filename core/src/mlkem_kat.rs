@@ -1,6 +1,6 @@
 //! FIPS 203 known-answer tests for the ML-KEM-768 half of hybrid recipients, through the
-//! same `ml-kem` calls `hybrid.rs` makes (seed -> keys, deterministic encapsulation,
-//! decapsulation).
+//! same `libcrux-ml-kem` calls `hybrid.rs` makes (seed -> keys, the encapsulation key's
+//! check, encapsulation with given randomness, decapsulation).
 //!
 //! Vectors: `core/tests/data/mlkem768_acvp.json`, a subset of NIST's ACVP
 //! "internal projection" files for ML-KEM-keyGen-FIPS203 and ML-KEM-encapDecap-FIPS203
@@ -9,11 +9,8 @@
 //! rejection answers with a pseudo-random key, pinned by the vector). Each test checks it
 //! ran as many cases as the file holds.
 
-#![allow(deprecated)] // The expanded decapsulation key form is what ACVP publishes.
-
 use super::*;
 
-use ml_kem::{ExpandedKeyEncoding, FromSeed, MlKem768};
 use serde::Deserialize;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -72,11 +69,11 @@ fn key_generation_matches_fips_203_vectors() -> TestResult {
         let mut seed = hex::decode(&case.d)?;
         seed.extend(hex::decode(&case.z)?);
         let seed: [u8; 64] = seed.as_slice().try_into()?;
-        let (dk, ek) = MlKem768::from_seed(&Seed::from(seed));
-        assert_eq!(hex::encode(ek.to_bytes()), case.ek);
-        assert_eq!(hex::encode(dk.to_expanded_bytes()), case.dk);
-        // The public half parses through the hybrid key's own check.
-        assert_eq!(ek.to_bytes().len(), MLKEM_PUBLIC_LEN);
+        let (dk, ek) = MlKemSecret::from_seed(&seed);
+        assert_eq!(hex::encode(ek), case.ek);
+        // ACVP publishes the expanded decapsulation key, the form the secret holds.
+        assert_eq!(hex::encode(dk.0.as_slice()), case.dk);
+        assert!(mlkem768::validate_public_key(&MlKem768PublicKey::from(&ek)));
     }
     Ok(())
 }
@@ -87,13 +84,13 @@ fn encapsulation_matches_fips_203_vectors() -> TestResult {
     assert_eq!(file.encapsulation.len(), 3);
     for case in &file.encapsulation {
         let ek_bytes: [u8; MLKEM_PUBLIC_LEN] = hex::decode(&case.ek)?.as_slice().try_into()?;
-        let ek = EncapsulationKey::new(&ml_kem::array::Array::from(ek_bytes))
-            .map_err(|_| "vector ek rejected")?;
+        let ek = MlKem768PublicKey::from(&ek_bytes);
+        assert!(mlkem768::validate_public_key(&ek), "vector ek rejected");
         let m: [u8; 32] = hex::decode(&case.m)?.as_slice().try_into()?;
-        let (c, k) = ek.encapsulate_deterministic(&B32::from(m));
+        let (c, k) = mlkem768::encapsulate(&ek, m);
         assert_eq!(hex::encode(c.as_slice()), case.c);
-        assert_eq!(hex::encode(k.as_slice()), case.k);
-        assert_eq!(c.len(), MLKEM_CIPHERTEXT_LEN);
+        assert_eq!(hex::encode(k), case.k);
+        assert_eq!(c.as_slice().len(), MLKEM_CIPHERTEXT_LEN);
     }
     Ok(())
 }
@@ -106,12 +103,18 @@ fn decapsulation_matches_fips_203_vectors_including_implicit_rejection() -> Test
     assert!(cases.iter().any(|c| c.reason == "modify ciphertext"));
     assert!(cases.iter().any(|c| c.reason == "no modification"));
     let dk_bytes = hex::decode(&file.decapsulation.dk)?;
-    let expanded = ml_kem::ExpandedDecapsulationKey::<MlKem768>::try_from(dk_bytes.as_slice())
-        .map_err(|_| "vector dk has the wrong length")?;
-    let dk = DecapsulationKey::from_expanded(&expanded).map_err(|_| "vector dk rejected")?;
+    let dk = MlKemSecret(Box::new(
+        MlKem768PrivateKey::try_from(dk_bytes.as_slice())
+            .map_err(|_| "vector dk has the wrong length")?,
+    ));
     for case in cases {
         let c: [u8; MLKEM_CIPHERTEXT_LEN] = hex::decode(&case.c)?.as_slice().try_into()?;
-        let k = dk.decapsulate(&Ciphertext::from(c));
+        // FIPS 203's check of a decapsulation key from outside (section 7.3).
+        assert!(mlkem768::validate_private_key(
+            &dk.0,
+            &MlKem768Ciphertext::from(&c)
+        ));
+        let k = dk.decapsulate(&c);
         assert_eq!(hex::encode(k.as_slice()), case.k, "{}", case.reason);
     }
     Ok(())

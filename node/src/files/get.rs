@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 use super::SMALL_FILE_BYTES;
 use super::engine::{FileKeys, Files, KeyAccess, KeyProviderError};
 use super::locate::{FindError, Found, Holders};
-use crate::catalog::CatalogError;
+use crate::catalog::{CatalogError, Placement};
 use crate::network::NetworkError;
 use crate::protocol::{Request, Response};
 
@@ -204,7 +204,7 @@ impl Files {
         {
             return self.open_first(id, access, placed, FirstStripe::Now).await;
         }
-        self.open_to_read(id, access).await
+        self.open_placed_to_read(id, access, placed).await
     }
 
     /// As [`Files::open_with`], to read the file. A one-stripe file of this node (a small
@@ -218,52 +218,60 @@ impl Files {
     /// # Errors
     /// See [`GetError`].
     pub async fn open_to_read(&self, id: FileId, access: KeyAccess) -> Result<OpenFile, GetError> {
-        if let Some(found) = self.find_placed(id)?
-            && found.manifest.stripe_count() == 1
-            && let Some(placement) = &found.placement
-        {
-            let keys = self.file_keys_for(access, "get").map_err(GetError::Keys)?;
-            let row: [Vec<PeerId>; TOTAL_SHARDS] =
-                std::array::from_fn(|index| placement.holder(0, index).into_iter().collect());
-            let (slow, bad_peers) = (Mutex::default(), Mutex::default());
-            let fetch = tokio::time::timeout(
-                self.config().lookup_deadline,
-                self.fetch_stripe(
-                    &found.manifest,
-                    std::slice::from_ref(&row),
-                    0,
-                    &slow,
-                    &bad_peers,
-                ),
-            );
-            // The stripe is fetched while the data key is opened. A key that does not
-            // open drops what came.
-            let unlock = self.unlock(id, &found.manifest, &found.peers, &keys);
-            let (fetched, unlocked) = network_first(fetch, unlock).await;
-            if let Some((key, metadata, _)) = unlocked {
-                match fetched {
-                    Ok(Ok(shards)) => {
-                        self.metrics().gets_from_recorded.inc();
-                        return Ok(OpenFile {
-                            id,
-                            manifest: found.manifest,
-                            metadata,
-                            key,
-                            holders: vec![row],
-                            prefetched: Some(Prefetched {
-                                shards,
-                                bad_peers: bad_peers
-                                    .into_inner()
-                                    .unwrap_or_else(|p| p.into_inner()),
-                            }),
-                        });
-                    }
-                    Ok(Err(e)) => {
-                        debug!(file = %id, "the recorded holders fell short ({e}); asking the peers");
-                    }
-                    Err(_) => {
-                        debug!(file = %id, "the recorded holders were too slow; asking the peers")
-                    }
+        self.open_placed_to_read(id, access, self.find_placed(id)?)
+            .await
+    }
+
+    /// [`Files::open_to_read`], given what the catalog holds of the file (`placed`,
+    /// [`Self::find_placed`]).
+    async fn open_placed_to_read(
+        &self,
+        id: FileId,
+        access: KeyAccess,
+        placed: Option<Found>,
+    ) -> Result<OpenFile, GetError> {
+        // A one-stripe file with a recorded placement; anything else opens as any read.
+        let recorded = placed
+            .as_ref()
+            .filter(|found| found.manifest.stripe_count() == 1)
+            .and_then(|found| found.placement.clone());
+        let (found, placement) = match (placed, recorded) {
+            (Some(found), Some(placement)) => (found, placement),
+            (placed, _) => {
+                return self
+                    .open_first(id, access, placed, FirstStripe::Later)
+                    .await;
+            }
+        };
+        let keys = self.file_keys_for(access, "get").map_err(GetError::Keys)?;
+        let row = recorded_row(&placement);
+        let (slow, bad_peers) = (Mutex::default(), Mutex::default());
+        let fetch = self.fetch_recorded(&found.manifest, &row, &slow, &bad_peers);
+        // The stripe is fetched while the data key is opened. A key that does not
+        // open drops what came.
+        let unlock = self.unlock(id, &found.manifest, &found.peers, &keys);
+        let (fetched, unlocked) = network_first(fetch, unlock).await;
+        if let Some((key, metadata, _)) = unlocked {
+            match fetched {
+                Ok(Ok(shards)) => {
+                    self.metrics().gets_from_recorded.inc();
+                    return Ok(OpenFile {
+                        id,
+                        manifest: found.manifest,
+                        metadata,
+                        key,
+                        holders: vec![row],
+                        prefetched: Some(Prefetched {
+                            shards,
+                            bad_peers: bad_peers.into_inner().unwrap_or_else(|p| p.into_inner()),
+                        }),
+                    });
+                }
+                Ok(Err(e)) => {
+                    debug!(file = %id, "the recorded holders fell short ({e}); asking the peers");
+                }
+                Err(_) => {
+                    debug!(file = %id, "the recorded holders were too slow; asking the peers")
                 }
             }
         }
@@ -285,23 +293,14 @@ impl Files {
         } = found;
         // Stripe 0 from the holders recorded for it, if asked for and known.
         let row = match (first, &placement) {
-            (FirstStripe::Now, Some(placement)) => Some(std::array::from_fn(|index| {
-                placement
-                    .holder(0, index)
-                    .into_iter()
-                    .collect::<Vec<PeerId>>()
-            })),
+            (FirstStripe::Now, Some(placement)) => Some(recorded_row(placement)),
             _ => None,
         };
         let (slow, bad_peers) = (Mutex::default(), Mutex::default());
         let first_stripe = async {
             let row = row.as_ref()?;
-            let fetch =
-                self.fetch_stripe(&manifest, std::slice::from_ref(row), 0, &slow, &bad_peers);
-            tokio::time::timeout(self.config().lookup_deadline, fetch)
-                .await
-                .ok()?
-                .ok()
+            let fetched = self.fetch_recorded(&manifest, row, &slow, &bad_peers);
+            fetched.await.ok()?.ok()
         };
         // Which peers hold which shards is asked while the data key is opened.
         let (((holders, _), first_stripe), unlocked) = network_first(
@@ -559,6 +558,19 @@ impl Files {
         Ok(GetReport { bytes, bad_peers })
     }
 
+    /// Stripe 0 fetched from the holders `row` the catalog recorded for it, within the
+    /// lookup deadline.
+    async fn fetch_recorded(
+        &self,
+        manifest: &Manifest,
+        row: &[Vec<PeerId>; TOTAL_SHARDS],
+        slow: &Mutex<HashSet<PeerId>>,
+        bad_peers: &Mutex<Vec<PeerId>>,
+    ) -> Result<Result<VerifiedStripe, GetError>, tokio::time::error::Elapsed> {
+        let fetch = self.fetch_stripe(manifest, std::slice::from_ref(row), 0, slow, bad_peers);
+        tokio::time::timeout(self.config().lookup_deadline, fetch).await
+    }
+
     /// Fetches four verified shards of one stripe: data shards first, from the holders
     /// not known to be slow; a failure, a wrong shard or a delay starts another fetch.
     async fn fetch_stripe(
@@ -689,6 +701,11 @@ impl Files {
         }
         Ok(shards)
     }
+}
+
+/// Stripe 0's holders as `placement` recorded them, one per shard index.
+fn recorded_row(placement: &Placement) -> [Vec<PeerId>; TOTAL_SHARDS] {
+    std::array::from_fn(|index| placement.holder(0, index).into_iter().collect())
 }
 
 /// The timer of a stripe's hedged requests: its first tick a full `period` after it is

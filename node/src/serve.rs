@@ -317,17 +317,13 @@ impl Server {
             return Response::Refused(Refusal::Invalid(InvalidReason::DuplicateIds));
         }
         self.metrics.has_ids_answered.inc_by(ids.len() as u64);
-        let mut flags = Vec::with_capacity(ids.len());
-        for id in ids {
-            match self.store.has(id) {
-                Ok(held) => flags.push(held),
-                Err(e) => {
-                    warn!(%peer, shard = %id.short(), "looking up a shard failed: {e}");
-                    return Response::Refused(Refusal::Failed(FailureReason::Storage));
-                }
+        match self.store.has_each(ids) {
+            Ok(flags) => Response::Has(flags),
+            Err(e) => {
+                warn!(%peer, ids = ids.len(), "looking up shards failed: {e}");
+                Response::Refused(Refusal::Failed(FailureReason::Storage))
             }
         }
-        Response::Has(flags)
     }
 
     /// A delete: the stored copy if a read found it corrupt (whoever asks: a corrupt copy

@@ -451,6 +451,28 @@ fn manifest_parser_rejects_garbage_with_typed_errors() {
 }
 
 #[test]
+fn a_manifest_with_an_overlong_varint_is_refused() -> TestResult {
+    let (_, file) = encode(&data(3 * SEG + 5, 8), options())?;
+    let bytes = file.manifest.to_bytes();
+    // The body opens with the file length, a varint: the same value written one byte
+    // longer (the last byte given a continuation bit and a zero byte after it) decodes
+    // to the same manifest, under another id. One manifest has one encoding.
+    let end = 1 + bytes[1..]
+        .iter()
+        .position(|b| b & 0x80 == 0)
+        .ok_or("no varint end")?;
+    let mut overlong = bytes[..end].to_vec();
+    overlong.extend([bytes[end] | 0x80, 0]);
+    overlong.extend(&bytes[end + 1..]);
+    assert_eq!(
+        Manifest::from_bytes(&overlong),
+        Err(ManifestError::Malformed("non-canonical encoding"))
+    );
+    assert_eq!(Manifest::from_bytes(&bytes)?, file.manifest);
+    Ok(())
+}
+
+#[test]
 fn truncating_a_manifest_at_every_length_is_an_error() -> TestResult {
     let (_, file) = encode(&data(3 * SEG, 7), options())?;
     let bytes = file.manifest.to_bytes();
@@ -839,7 +861,10 @@ proptest! {
         let _ = Manifest::from_bytes(&bytes);
         let mut versioned = bytes.clone();
         versioned.insert(0, MANIFEST_VERSION);
-        let _ = Manifest::from_bytes(&versioned);
+        // What parses is what it encodes to: one manifest, one id.
+        if let Ok(manifest) = Manifest::from_bytes(&versioned) {
+            prop_assert_eq!(manifest.to_bytes(), versioned.clone());
+        }
         let _ = KeyEnvelope::from_bytes(&versioned);
     }
 }

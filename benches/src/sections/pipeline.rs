@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use datamesh_core::Manifest;
+
 use super::measure::{mbs, progress, size_label};
 use crate::pipeline::{self, MIB, PRIMITIVES, Primitives};
 use crate::report::{Figure, Report};
@@ -123,8 +125,27 @@ pub(super) fn pipeline_section(quick: bool, report: &mut Report) -> anyhow::Resu
                 .note(note),
             );
         }
+        if !parallel {
+            manifest_figure(&file.manifest, &label, report)?;
+        }
     }
     wire_figures(&data, reps, report)
+}
+
+/// The time to parse and check `manifest`'s bytes (`Manifest::from_bytes`, what every get
+/// and every holder of a manifest copy does), median of 200.
+fn manifest_figure(manifest: &Manifest, label: &str, report: &mut Report) -> anyhow::Result<()> {
+    let bytes = manifest.to_bytes();
+    let secs = time_runs(200, || Ok(()), |()| Ok(Manifest::from_bytes(&bytes)?))?;
+    let us: Vec<f64> = secs.iter().map(|s| s * 1e6).collect();
+    report.add(
+        Figure::new("pipeline.manifest.parse", median(&us).unwrap_or(0.0), "us").note(format!(
+            "Manifest::from_bytes of a {label} file's manifest ({} stripes, {} bytes); median of 200",
+            manifest.stripe_count(),
+            bytes.len()
+        )),
+    );
+    Ok(())
 }
 
 /// Postcard encode + decode of 256 KiB shard messages (a 1 MiB segment's shard), with the

@@ -15,7 +15,7 @@ use datamesh_core::{
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinError;
 use tracing::{debug, warn};
 
@@ -429,7 +429,7 @@ impl Files {
                 inner: &mut out,
                 bytes: 0,
             };
-            while let Some((index, shards)) = rx.blocking_recv() {
+            while let Some((index, shards)) = rx.next() {
                 decoder.push_verified(index, shards, &mut counting)?;
             }
             decoder.finish(&mut counting)?;
@@ -463,7 +463,7 @@ impl Files {
         let result = self
             .fetch_into(manifest, (holders, prefetched), stripes, move |rx| {
                 let mut bytes = 0;
-                while let Some((index, shards)) = rx.blocking_recv() {
+                while let Some((index, shards)) = rx.next() {
                     bytes += decoder.push_verified(index, shards, &mut out)?;
                 }
                 decoder.finish()?;
@@ -478,8 +478,8 @@ impl Files {
     }
 
     /// Fetches `stripes` of a file (stripe 0 only if not `prefetched`), a window at a
-    /// time, and hands them in order to `sink` on a blocking thread; the bytes `sink`
-    /// wrote.
+    /// time, and hands them in order to `sink` on a blocking thread ([`Incoming`]); the
+    /// bytes `sink` wrote.
     async fn fetch_into<F>(
         &self,
         manifest: Manifest,
@@ -488,13 +488,17 @@ impl Files {
         sink: F,
     ) -> Result<GetReport, GetError>
     where
-        F: FnOnce(&mut mpsc::Receiver<(u64, VerifiedStripe)>) -> Result<u64, DecodeError>
-            + Send
-            + 'static,
+        F: FnOnce(&mut Incoming) -> Result<u64, DecodeError> + Send + 'static,
     {
         let window = self.config().window_for(manifest.segment_size());
-        let (tx, mut rx) = mpsc::channel::<(u64, VerifiedStripe)>(window);
-        let writer = tokio::task::spawn_blocking(move || sink(&mut rx));
+        let (tx, rx) = mpsc::channel::<(u64, VerifiedStripe)>(window);
+        let (done_with_first, first_done) = oneshot::channel();
+        let mut incoming = Incoming {
+            rx,
+            given: false,
+            done_with_first: Some(done_with_first),
+        };
+        let writer = tokio::task::spawn_blocking(move || sink(&mut incoming));
 
         let slow = Arc::new(Mutex::new(HashSet::new()));
         let (mut prefetched, bad) = match prefetched {
@@ -521,16 +525,27 @@ impl Files {
                 Ok::<_, GetError>((stripe, shards))
             }
         };
-        // The first stripe is fetched alone, the window opening once it is in: its shards
-        // then have the holders' links to themselves, not a window's share of them, and
-        // the decoder opens it at once (`Decoder`), so the reader's first bytes come after
-        // one stripe's transfer and one segment's work.
-        let head = (!stripes.is_empty()).then(|| fetch(stripes.start));
+        // The first stripe is fetched alone, and the window opens once the decoder is
+        // done with it: its shards have the holders' links to themselves, not a window's
+        // share of them, and the decoder opens it at once (`Decoder`) with the cores to
+        // itself rather than beside the window's transfers and hashing, so the reader's
+        // first bytes come after one stripe's transfer and one segment's work.
+        let wait = !stripes.is_empty();
+        let head = wait.then(|| fetch(stripes.start));
         let first = futures::stream::iter(head).buffered(1);
         let rest = futures::stream::iter(stripes.start.saturating_add(1)..stripes.end)
             .map(fetch)
             .buffered(window);
-        let mut fetches = first.chain(rest);
+        // Polled, and so started, once the decoder asks for the stripe after the first
+        // or has stopped (its sender dropped).
+        let rest = futures::stream::once(async move {
+            if wait {
+                let _ = first_done.await;
+            }
+            rest
+        })
+        .flatten();
+        let mut fetches = std::pin::pin!(first.chain(rest));
         let mut failure = None;
         while let Some(result) = fetches.next().await {
             match result {
@@ -734,6 +749,30 @@ impl<W: Write> Write for CountingWriter<'_, W> {
     }
 }
 
+/// The stripes [`Files::fetch_into`] hands its sink, in order, on a blocking thread.
+/// Asking for the next one says the sink is done with the one before: the fetching
+/// window opens once it is done with the first.
+struct Incoming {
+    rx: mpsc::Receiver<(u64, VerifiedStripe)>,
+    given: bool,
+    done_with_first: Option<oneshot::Sender<()>>,
+}
+
+impl Incoming {
+    /// The next stripe, waiting for it; `None` once every stripe was given or the
+    /// fetch stopped.
+    fn next(&mut self) -> Option<(u64, VerifiedStripe)> {
+        if self.given
+            && let Some(done) = self.done_with_first.take()
+        {
+            let _ = done.send(());
+        }
+        let next = self.rx.blocking_recv();
+        self.given |= next.is_some();
+        next
+    }
+}
+
 /// Runs `network` (requests to peers) and `cpu` (the unlock of a data key: an envelope's
 /// signature check and key exchanges, about 0.2 ms of CPU for a key not opened before) on this
 /// task at once, `network` polled first, and `cpu` only after this task has yielded once.
@@ -753,7 +792,71 @@ async fn network_first<N: Future, C: Future>(network: N, cpu: C) -> (N::Output, 
 mod tests {
     use std::time::Duration;
 
-    use super::hedge_timer;
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::{Incoming, hedge_timer};
+
+    fn stripes_given(
+        window: usize,
+    ) -> (
+        mpsc::Sender<(u64, super::VerifiedStripe)>,
+        Incoming,
+        oneshot::Receiver<()>,
+    ) {
+        let (tx, rx) = mpsc::channel(window);
+        let (done, first_done) = oneshot::channel();
+        let incoming = Incoming {
+            rx,
+            given: false,
+            done_with_first: Some(done),
+        };
+        (tx, incoming, first_done)
+    }
+
+    #[test]
+    fn the_window_opens_when_the_sink_asks_for_the_stripe_after_the_first()
+    -> Result<(), &'static str> {
+        let (tx, mut incoming, mut first_done) = stripes_given(4);
+        for index in 0..2 {
+            tx.try_send((index, Default::default()))
+                .map_err(|_| "no room in the channel")?;
+        }
+        assert_eq!(incoming.next().map(|(index, _)| index), Some(0));
+        // Given the first stripe, and working on it: not done yet.
+        assert!(matches!(
+            first_done.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ));
+        assert_eq!(incoming.next().map(|(index, _)| index), Some(1));
+        assert_eq!(first_done.try_recv(), Ok(()));
+        drop(tx);
+        assert!(incoming.next().is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn the_window_opens_when_the_sink_stops() -> Result<(), &'static str> {
+        // A sink that fails on the first stripe drops what it was given.
+        let (tx, mut incoming, mut first_done) = stripes_given(4);
+        tx.try_send((0, Default::default()))
+            .map_err(|_| "no room in the channel")?;
+        assert!(incoming.next().is_some());
+        drop(incoming);
+        assert_eq!(
+            first_done.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        );
+        // Nothing given before the fetch stopped: asking again says nothing.
+        let (tx, mut incoming, mut first_done) = stripes_given(1);
+        drop(tx);
+        assert!(incoming.next().is_none());
+        assert!(incoming.next().is_none());
+        assert!(matches!(
+            first_done.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ));
+        Ok(())
+    }
 
     #[tokio::test]
     async fn the_hedge_timer_first_ticks_a_full_period_after_it_is_made() {

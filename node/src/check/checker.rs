@@ -18,7 +18,7 @@ use super::network::nearest_first;
 use super::repair::{after_repair, repair_stripe};
 use super::report::{CheckReport, Health, SelfCheck, StripeHealth, StripeReport};
 use crate::catalog::Placement;
-use crate::files::{Files, FindError, Found};
+use crate::files::{Files, FindError, Found, HolderList};
 
 /// Checks and repairs files through a node's [`Files`] engine; needs no key.
 #[derive(Clone, Debug)]
@@ -279,7 +279,7 @@ impl Checker {
 async fn check_stripe(
     files: &Files,
     manifest: &Manifest,
-    claimed: &[Vec<PeerId>; TOTAL_SHARDS],
+    claimed: &[HolderList; TOTAL_SHARDS],
     stripe: u64,
     verify: bool,
     repair: bool,

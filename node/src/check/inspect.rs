@@ -10,7 +10,7 @@ use libp2p::PeerId;
 use tracing::debug;
 
 use super::report::{BadCopy, BadReason, StripeHealth, StripeReport};
-use crate::files::Files;
+use crate::files::{Files, HolderList};
 use crate::protocol::{Refusal, Request, Response};
 
 /// One fetch's outcome.
@@ -122,7 +122,7 @@ pub(super) async fn envelope_copies(
 pub(super) async fn inspect_stripe(
     files: &Files,
     manifest: &Manifest,
-    claimed: &[Vec<PeerId>; TOTAL_SHARDS],
+    claimed: &[HolderList; TOTAL_SHARDS],
     stripe: u64,
     verify: bool,
 ) -> (StripeReport, [Option<Vec<u8>>; TOTAL_SHARDS]) {
@@ -164,7 +164,7 @@ pub(super) async fn inspect_stripe(
             list.sort_by_key(|p| order.iter().position(|q| q == p));
         }
     } else {
-        holders = claimed.clone();
+        holders = std::array::from_fn(|index| claimed[index].to_vec());
     }
     let before = StripeHealth::of(&holders);
     let report = StripeReport {

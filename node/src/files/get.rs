@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use super::SMALL_FILE_BYTES;
 use super::engine::{FileKeys, Files, KeyAccess, KeyProviderError};
-use super::locate::{FindError, Found, Holders};
+use super::locate::{FindError, Found, HolderList, Holders};
 use crate::catalog::{CatalogError, Placement};
 use crate::network::NetworkError;
 use crate::protocol::{Request, Response};
@@ -578,7 +578,7 @@ impl Files {
     async fn fetch_recorded(
         &self,
         manifest: &Manifest,
-        row: &[Vec<PeerId>; TOTAL_SHARDS],
+        row: &[HolderList; TOTAL_SHARDS],
         slow: &Mutex<HashSet<PeerId>>,
         bad_peers: &Mutex<Vec<PeerId>>,
     ) -> Result<Result<VerifiedStripe, GetError>, tokio::time::error::Elapsed> {
@@ -591,7 +591,7 @@ impl Files {
     async fn fetch_stripe(
         &self,
         manifest: &Manifest,
-        holders: &[[Vec<PeerId>; TOTAL_SHARDS]],
+        holders: &[[HolderList; TOTAL_SHARDS]],
         stripe: u64,
         slow: &Mutex<HashSet<PeerId>>,
         bad_peers: &Mutex<Vec<PeerId>>,
@@ -719,7 +719,7 @@ impl Files {
 }
 
 /// Stripe 0's holders as `placement` recorded them, one per shard index.
-fn recorded_row(placement: &Placement) -> [Vec<PeerId>; TOTAL_SHARDS] {
+fn recorded_row(placement: &Placement) -> [HolderList; TOTAL_SHARDS] {
     std::array::from_fn(|index| placement.holder(0, index).into_iter().collect())
 }
 

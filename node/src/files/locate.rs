@@ -1,13 +1,14 @@
 //! Locating a file: its manifest (catalog, providers, then the peers closest to its id),
 //! a key envelope one of this node's keys opens, and which peers hold which shards.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use datamesh_core::{
     DATA_SHARDS, DataKey, FileId, KeyEnvelope, Manifest, Metadata, ShardId, TOTAL_SHARDS,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
+use smallvec::SmallVec;
 use tracing::debug;
 
 use super::engine::{FileKeys, Files};
@@ -54,8 +55,13 @@ pub(crate) struct Found {
     pub(crate) manifest: Manifest,
 }
 
+/// The peers that say they hold one shard: nearly always one, kept in place. As a
+/// `Vec` each shard's list was an allocation of its own, 6,144 for a 1 GiB file, made
+/// and freed at every opening (benches/PROFILE.md, session 32).
+pub(crate) type HolderList = SmallVec<[PeerId; 1]>;
+
 /// Per stripe, per shard index: the peers that say they hold it.
-pub(crate) type Holders = Vec<[Vec<PeerId>; TOTAL_SHARDS]>;
+pub(crate) type Holders = Vec<[HolderList; TOTAL_SHARDS]>;
 
 impl Files {
     /// The placement recorded at put time (for this node's files), the peers that may
@@ -311,21 +317,11 @@ impl Files {
         };
         let stripes = manifest.stripes();
         let ids: Vec<ShardId> = stripes.iter().flatten().copied().collect();
-        let mut asks: HashMap<PeerId, Vec<usize>> = HashMap::new();
-        for i in 0..ids.len() {
-            if let Some(peer) = named.holder((i / TOTAL_SHARDS) as u64, i % TOTAL_SHARDS) {
-                asks.entry(peer).or_default().push(i);
-            }
-        }
+        let asks = named.positions_by_peer(stripes.len());
         let mut holders: Holders = (0..stripes.len()).map(|_| Default::default()).collect();
         let mut answered = HashSet::new();
-        self.ask_has_each(
-            asks.into_iter().collect(),
-            &ids,
-            &mut holders,
-            &mut answered,
-        )
-        .await;
+        self.ask_has_each(asks, &ids, &mut holders, &mut answered)
+            .await;
         let short = holders
             .iter()
             .any(|row| row.iter().filter(|h| !h.is_empty()).count() < DATA_SHARDS);
@@ -342,7 +338,7 @@ impl Files {
         &self,
         peers: &[PeerId],
         ids: &[ShardId],
-        holders: &mut [[Vec<PeerId>; TOTAL_SHARDS]],
+        holders: &mut [[HolderList; TOTAL_SHARDS]],
         answered: &mut HashSet<PeerId>,
     ) {
         let every: Vec<usize> = (0..ids.len()).collect();
@@ -357,7 +353,7 @@ impl Files {
         &self,
         asks: Vec<(PeerId, Vec<usize>)>,
         ids: &[ShardId],
-        holders: &mut [[Vec<PeerId>; TOTAL_SHARDS]],
+        holders: &mut [[HolderList; TOTAL_SHARDS]],
         answered: &mut HashSet<PeerId>,
     ) {
         let deadline = self.config().lookup_deadline;
@@ -365,11 +361,7 @@ impl Files {
             .into_iter()
             .map(|(peer, positions)| {
                 let files = self.clone();
-                // Peers refuse a `Has` that repeats an id: ask about each id once and map
-                // the answers back (a file's shard ids repeat only if two shards are equal).
-                let mut unique: Vec<ShardId> = positions.iter().map(|&i| ids[i]).collect();
-                unique.sort_unstable();
-                unique.dedup();
+                let (positions, unique) = ask_order(positions, ids);
                 async move {
                     let mut flags = Vec::with_capacity(unique.len());
                     for batch in unique.chunks(MAX_IDS) {
@@ -391,17 +383,71 @@ impl Files {
                 continue;
             };
             answered.insert(peer);
-            for i in positions {
-                let held = unique
-                    .binary_search(&ids[i])
-                    .ok()
-                    .and_then(|at| flags.get(at).copied())
-                    .unwrap_or(false);
+            for (i, held) in answers(&positions, ids, &unique, &flags) {
                 let list = &mut holders[i / TOTAL_SHARDS][i % TOTAL_SHARDS];
                 if held && !list.contains(&peer) {
                     list.push(peer);
                 }
             }
         }
+    }
+}
+
+/// What one peer is asked about: `positions` (of `ids`) sorted by their ids, and those
+/// ids once each. Peers refuse a `Has` that repeats an id (a file's shard ids repeat only
+/// if two shards are equal); in order, the peer's lookups are fastest. Sorted positions
+/// map the answers back in one pass ([`answers`]), not a search per position.
+fn ask_order(mut positions: Vec<usize>, ids: &[ShardId]) -> (Vec<usize>, Vec<ShardId>) {
+    positions.sort_unstable_by(|&a, &b| ids[a].cmp(&ids[b]));
+    let mut unique: Vec<ShardId> = positions.iter().map(|&i| ids[i]).collect();
+    unique.dedup();
+    (positions, unique)
+}
+
+/// Each of `positions` with whether the peer holds its shard, from `flags`, the peer's
+/// answer about `unique` (both as [`ask_order`] made them). A position past the answer
+/// is not held.
+fn answers<'a>(
+    positions: &'a [usize],
+    ids: &'a [ShardId],
+    unique: &'a [ShardId],
+    flags: &'a [bool],
+) -> impl Iterator<Item = (usize, bool)> + 'a {
+    let mut at = 0;
+    positions.iter().map(move |&i| {
+        while unique.get(at).is_some_and(|u| *u != ids[i]) {
+            at += 1;
+        }
+        (i, flags.get(at).copied().unwrap_or(false))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every position gets the answer about its own id, repeated ids included, whatever
+    /// order the positions came in; a short answer leaves the rest not held.
+    #[test]
+    fn each_position_gets_its_ids_answer() {
+        let id = |b: u8| ShardId::from_bytes([b; 32]);
+        // Positions 1 and 4 share an id, as do 2 and 5.
+        let ids = [id(9), id(3), id(7), id(1), id(3), id(7), id(5)];
+        let held = |s: &ShardId| [3, 5, 9].contains(&s.as_bytes()[0]);
+        let (positions, unique) = ask_order(vec![6, 4, 2, 0, 5, 1, 3], &ids);
+        assert_eq!(unique, [id(1), id(3), id(5), id(7), id(9)]);
+        let flags: Vec<bool> = unique.iter().map(held).collect();
+        let mut got: Vec<(usize, bool)> = answers(&positions, &ids, &unique, &flags).collect();
+        got.sort_unstable();
+        let expected: Vec<(usize, bool)> = (0..ids.len()).map(|i| (i, held(&ids[i]))).collect();
+        assert_eq!(got, expected);
+
+        let short = &flags[..2];
+        let mut got: Vec<(usize, bool)> = answers(&positions, &ids, &unique, short).collect();
+        got.sort_unstable();
+        let expected: Vec<(usize, bool)> = (0..ids.len())
+            .map(|i| (i, held(&ids[i]) && ids[i] <= id(3)))
+            .collect();
+        assert_eq!(got, expected);
     }
 }

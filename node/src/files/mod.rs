@@ -41,7 +41,7 @@ mod unlocked;
 
 pub use engine::{FileKeys, Files, FilesConfig, KeyAccess, KeyProvider, KeyProviderError};
 pub use get::{GetError, GetReport, OpenFile};
-pub(crate) use locate::{FindError, Found};
+pub(crate) use locate::{FindError, Found, HolderList};
 pub use placement::MANIFEST_COPIES;
 pub use put::{MIN_ENVELOPE_COPIES, MIN_MANIFEST_COPIES, PutError, PutInput, PutReport};
 pub use reencrypt::{ReencryptError, ReencryptReport};

@@ -2,7 +2,7 @@
 //! (the manifest and where each stripe's shards went). Kept in the `catalog` and `files`
 //! column families. [`snapshot`] is the catalog as backup bundles carry it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datamesh_core::{FileId, Manifest, TOTAL_SHARDS};
 use libp2p::PeerId;
@@ -10,6 +10,7 @@ use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{CF_CATALOG, CF_FILES, DbError, cf};
+use crate::fifo::FifoMap;
 
 pub mod snapshot;
 
@@ -165,6 +166,82 @@ impl From<tokio::task::JoinError> for CatalogError {
 #[derive(Clone, Debug)]
 pub struct Catalog {
     db: Arc<DB>,
+    parsed: Arc<Mutex<Parsed>>,
+}
+
+/// Most stripes of the manifests [`Parsed`] keeps (about 1.5 MB of shard ids: eight
+/// 1 GiB files, or 1,024 small ones at most).
+const PARSED_STRIPES: usize = 8192;
+
+/// Most manifests [`Parsed`] keeps, whatever their size.
+const PARSED_MANIFESTS: usize = 1024;
+
+/// The manifests [`Catalog::manifest`] read lately, parsed. A manifest never changes (a
+/// file id is the hash of its manifest), and parsing it is most of what reading it costs:
+/// each stripe's six ids go through serde a byte at a time, and the canonical check
+/// writes them again (0.5 ms of a gateway's CPU for a 1 GiB file, 7% of opening it;
+/// benches/PROFILE.md, session 32). A reader that opens a file again, as a player's range
+/// requests do, skips that. Bounded by [`PARSED_STRIPES`] and [`PARSED_MANIFESTS`], the
+/// oldest forgotten first; a removed file's is forgotten with it.
+#[derive(Debug)]
+struct Parsed {
+    manifests: FifoMap<FileId, Arc<Manifest>>,
+    /// The stripes of the manifests kept, at most `most_stripes`.
+    stripes: usize,
+    most_stripes: usize,
+    most_manifests: usize,
+}
+
+impl Default for Parsed {
+    fn default() -> Self {
+        Self::new(PARSED_MANIFESTS, PARSED_STRIPES)
+    }
+}
+
+impl Parsed {
+    fn new(most_manifests: usize, most_stripes: usize) -> Self {
+        Self {
+            manifests: FifoMap::new(most_manifests),
+            stripes: 0,
+            most_stripes,
+            most_manifests,
+        }
+    }
+
+    fn get(&self, id: &FileId) -> Option<Manifest> {
+        self.manifests.get(id).map(|m| Manifest::clone(m))
+    }
+
+    fn insert(&mut self, id: FileId, manifest: Manifest) {
+        let stripes = manifest.stripes().len();
+        if stripes > self.most_stripes || self.manifests.get(&id).is_some() {
+            return;
+        }
+        if self.manifests.len() == self.most_manifests {
+            self.pop_oldest();
+        }
+        while self.stripes + stripes > self.most_stripes {
+            if !self.pop_oldest() {
+                break;
+            }
+        }
+        self.stripes += stripes;
+        self.manifests.insert(id, Arc::new(manifest));
+    }
+
+    fn pop_oldest(&mut self) -> bool {
+        let Some((_, oldest)) = self.manifests.pop_oldest() else {
+            return false;
+        };
+        self.stripes -= oldest.stripes().len();
+        true
+    }
+
+    fn remove(&mut self, id: &FileId) {
+        if let Some(gone) = self.manifests.remove(id) {
+            self.stripes -= gone.stripes().len();
+        }
+    }
 }
 
 fn key(prefix: u8, id: &FileId) -> Vec<u8> {
@@ -176,7 +253,16 @@ fn key(prefix: u8, id: &FileId) -> Vec<u8> {
 impl Catalog {
     /// The catalog of a database opened with [`crate::db::open`].
     pub fn new(db: Arc<DB>) -> Self {
-        Self { db }
+        Self {
+            db,
+            parsed: Arc::default(),
+        }
+    }
+
+    fn parsed(&self) -> std::sync::MutexGuard<'_, Parsed> {
+        // A panic while holding the lock leaves a whole map; the stripe count is only
+        // ever changed beside the map's own change.
+        self.parsed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a file (entry, manifest and placement) in one synced write.
@@ -256,6 +342,7 @@ impl Catalog {
         let mut sync = rocksdb::WriteOptions::default();
         sync.set_sync(true);
         self.db.write_opt(batch, &sync)?;
+        self.parsed().remove(id);
         Ok(())
     }
 
@@ -294,6 +381,9 @@ impl Catalog {
     /// # Errors
     /// [`CatalogError::Db`] or [`CatalogError::Damaged`].
     pub fn manifest(&self, id: &FileId) -> Result<Option<Manifest>, CatalogError> {
+        if let Some(manifest) = self.parsed().get(id) {
+            return Ok(Some(manifest));
+        }
         let Some(bytes) = self
             .db
             .get_pinned_cf(cf(&self.db, CF_FILES)?, key(MANIFEST_PREFIX, id))?
@@ -303,9 +393,10 @@ impl Catalog {
         if datamesh_core::FileId::of_manifest(&bytes) != *id {
             return Err(damaged(*id, CatalogRow::Manifest));
         }
-        Manifest::from_bytes(&bytes)
-            .map(Some)
-            .map_err(|_| damaged(*id, CatalogRow::Manifest))
+        let manifest =
+            Manifest::from_bytes(&bytes).map_err(|_| damaged(*id, CatalogRow::Manifest))?;
+        self.parsed().insert(*id, manifest.clone());
+        Ok(Some(manifest))
     }
 
     /// The placement recorded at put time (or at the last repair).
@@ -333,7 +424,97 @@ fn encode<T: Serialize>(row: &T) -> Vec<u8> {
 mod tests {
     use std::collections::BTreeMap;
 
+    use datamesh_core::{
+        AuthorityKey, AuthorityRoot, AuthoritySalt, EncodeOptions, EncodedFile, Encoder,
+        SegmentSize,
+    };
+
     use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A file of `stripes` stripes of 64 KiB segments, encoded.
+    fn file_of(stripes: usize, fill: u8) -> Result<EncodedFile, Box<dyn std::error::Error>> {
+        let bytes = vec![fill; stripes * SegmentSize::MIN.bytes()];
+        let options = EncodeOptions::new("f").with_segment_size(SegmentSize::MIN);
+        let mut encoder = Encoder::new(&bytes[..], options);
+        for stripe in encoder.by_ref() {
+            stripe?;
+        }
+        let root = AuthorityRoot::from_bytes(&[1; 32]);
+        let authority = AuthorityKey::derive(&root, &AuthoritySalt::random())?;
+        Ok(encoder.finish(authority.file_authority())?)
+    }
+
+    fn entry_of(file: &EncodedFile) -> CatalogEntry {
+        CatalogEntry {
+            id: file.file_id,
+            name: "f".into(),
+            size: 1,
+            stripes: file.manifest.stripe_count(),
+            created: 1,
+            shared_with: Vec::new(),
+            envelope_sequence: 1,
+        }
+    }
+
+    /// A manifest read once is parsed once: read again it is the same even with its row
+    /// gone from under the catalog (a manifest never changes), and removing the file
+    /// forgets it.
+    #[test]
+    fn a_manifest_is_parsed_once_and_forgotten_with_its_file() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let db = crate::db::open(dir.path())?;
+        let catalog = Catalog::new(Arc::clone(&db));
+        let file = file_of(2, 7)?;
+        catalog.add(&entry_of(&file), &file.manifest, &Placement::default())?;
+        assert_eq!(
+            catalog.manifest(&file.file_id)?,
+            Some(file.manifest.clone())
+        );
+        db.delete_cf(cf(&db, CF_FILES)?, key(MANIFEST_PREFIX, &file.file_id))?;
+        assert_eq!(
+            catalog.manifest(&file.file_id)?,
+            Some(file.manifest.clone())
+        );
+        catalog.remove(&file.file_id)?;
+        assert_eq!(catalog.manifest(&file.file_id)?, None);
+        assert_eq!(catalog.parsed().stripes, 0);
+        Ok(())
+    }
+
+    /// The manifests kept never hold more stripes, or are more, than the bounds; the
+    /// oldest go first, and one larger than the whole bound is not kept.
+    #[test]
+    fn parsed_manifests_stay_within_their_bounds() -> TestResult {
+        let files: Vec<EncodedFile> = (0..4).map(|n| file_of(2, n)).collect::<Result<_, _>>()?;
+        let mut parsed = Parsed::new(3, 5);
+        for file in &files[..2] {
+            parsed.insert(file.file_id, file.manifest.clone());
+        }
+        assert_eq!((parsed.stripes, parsed.manifests.len()), (4, 2));
+        parsed.insert(files[2].file_id, files[2].manifest.clone());
+        assert_eq!((parsed.stripes, parsed.manifests.len()), (4, 2));
+        assert!(
+            parsed.get(&files[0].file_id).is_none(),
+            "the oldest went first"
+        );
+        assert!(parsed.get(&files[2].file_id).is_some());
+        parsed.insert(files[2].file_id, files[2].manifest.clone());
+        assert_eq!(parsed.stripes, 4, "a repeat changes nothing");
+        let large = file_of(6, 9)?;
+        parsed.insert(large.file_id, large.manifest.clone());
+        assert!(parsed.get(&large.file_id).is_none());
+        assert_eq!(parsed.stripes, 4);
+
+        let mut few = Parsed::new(2, 100);
+        for file in &files {
+            few.insert(file.file_id, file.manifest.clone());
+        }
+        assert_eq!((few.stripes, few.manifests.len()), (4, 2));
+        assert!(few.get(&files[3].file_id).is_some());
+        Ok(())
+    }
 
     /// Each peer gets exactly the positions [`Placement::holder`] names it at, within the
     /// stripes asked about (none past the placement's own); a stored id that does not

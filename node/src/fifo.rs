@@ -57,6 +57,20 @@ impl<K: Eq + Hash + Clone, V> FifoMap<K, V> {
         }
     }
 
+    /// Forgets the oldest entry, and hands it back.
+    pub(crate) fn pop_oldest(&mut self) -> Option<(K, V)> {
+        let oldest = self.order.pop_front()?;
+        let value = self.entries.remove(&oldest)?;
+        Some((oldest, value))
+    }
+
+    /// Forgets `key`'s entry, if there is one, and hands its value back.
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let value = self.entries.remove(key)?;
+        self.order.retain(|k| k != key);
+        Some(value)
+    }
+
     /// How many entries are remembered.
     pub(crate) fn len(&self) -> usize {
         self.order.len()
@@ -79,5 +93,21 @@ mod tests {
         assert_eq!((map.len(), map.get(&0), map.get(&3)), (3, None, Some(&30)));
         map.forget_oldest_while(|v| *v < 25);
         assert_eq!((map.len(), map.get(&2), map.get(&3)), (1, None, Some(&30)));
+    }
+
+    #[test]
+    fn entries_leave_oldest_first_or_by_key() {
+        let mut map = FifoMap::new(5);
+        for n in 0..4 {
+            map.insert(n, n * 10);
+        }
+        assert_eq!(map.remove(&1), Some(10));
+        assert_eq!(map.remove(&1), None);
+        assert_eq!(map.pop_oldest(), Some((0, 0)));
+        assert_eq!(map.pop_oldest(), Some((2, 20)));
+        assert!(map.insert(1, 11), "a removed key can come back");
+        assert_eq!(map.pop_oldest(), Some((3, 30)));
+        assert_eq!(map.pop_oldest(), Some((1, 11)));
+        assert_eq!((map.pop_oldest(), map.len()), (None, 0));
     }
 }

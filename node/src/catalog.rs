@@ -182,7 +182,9 @@ const PARSED_MANIFESTS: usize = 1024;
 /// writes them again (0.5 ms of a gateway's CPU for a 1 GiB file, 7% of opening it;
 /// benches/PROFILE.md, session 32). A reader that opens a file again, as a player's range
 /// requests do, skips that. Bounded by [`PARSED_STRIPES`] and [`PARSED_MANIFESTS`], the
-/// oldest forgotten first; a removed file's is forgotten with it.
+/// oldest forgotten first; a removed file's is forgotten with it, and a manifest read
+/// while some file was being removed is not kept (`removals`), so a read racing the
+/// removal of its own file cannot bring it back.
 #[derive(Debug)]
 struct Parsed {
     manifests: FifoMap<FileId, Arc<Manifest>>,
@@ -190,6 +192,8 @@ struct Parsed {
     stripes: usize,
     most_stripes: usize,
     most_manifests: usize,
+    /// Files removed so far.
+    removals: u64,
 }
 
 impl Default for Parsed {
@@ -205,6 +209,7 @@ impl Parsed {
             stripes: 0,
             most_stripes,
             most_manifests,
+            removals: 0,
         }
     }
 
@@ -212,9 +217,14 @@ impl Parsed {
         self.manifests.get(id).map(|m| Manifest::clone(m))
     }
 
-    fn insert(&mut self, id: FileId, manifest: Manifest) {
+    /// Keeps `manifest`, read from the database when [`Self::removals`] was `removals`:
+    /// not if a file was removed since (it may have been this one).
+    fn insert(&mut self, id: FileId, manifest: Manifest, removals: u64) {
         let stripes = manifest.stripes().len();
-        if stripes > self.most_stripes || self.manifests.get(&id).is_some() {
+        if removals != self.removals
+            || stripes > self.most_stripes
+            || self.manifests.get(&id).is_some()
+        {
             return;
         }
         if self.manifests.len() == self.most_manifests {
@@ -238,6 +248,7 @@ impl Parsed {
     }
 
     fn remove(&mut self, id: &FileId) {
+        self.removals += 1;
         if let Some(gone) = self.manifests.remove(id) {
             self.stripes -= gone.stripes().len();
         }
@@ -381,9 +392,13 @@ impl Catalog {
     /// # Errors
     /// [`CatalogError::Db`] or [`CatalogError::Damaged`].
     pub fn manifest(&self, id: &FileId) -> Result<Option<Manifest>, CatalogError> {
-        if let Some(manifest) = self.parsed().get(id) {
-            return Ok(Some(manifest));
-        }
+        let removals = {
+            let parsed = self.parsed();
+            if let Some(manifest) = parsed.get(id) {
+                return Ok(Some(manifest));
+            }
+            parsed.removals
+        };
         let Some(bytes) = self
             .db
             .get_pinned_cf(cf(&self.db, CF_FILES)?, key(MANIFEST_PREFIX, id))?
@@ -395,7 +410,7 @@ impl Catalog {
         }
         let manifest =
             Manifest::from_bytes(&bytes).map_err(|_| damaged(*id, CatalogRow::Manifest))?;
-        self.parsed().insert(*id, manifest.clone());
+        self.parsed().insert(*id, manifest.clone(), removals);
         Ok(Some(manifest))
     }
 
@@ -490,29 +505,44 @@ mod tests {
         let files: Vec<EncodedFile> = (0..4).map(|n| file_of(2, n)).collect::<Result<_, _>>()?;
         let mut parsed = Parsed::new(3, 5);
         for file in &files[..2] {
-            parsed.insert(file.file_id, file.manifest.clone());
+            parsed.insert(file.file_id, file.manifest.clone(), 0);
         }
         assert_eq!((parsed.stripes, parsed.manifests.len()), (4, 2));
-        parsed.insert(files[2].file_id, files[2].manifest.clone());
+        parsed.insert(files[2].file_id, files[2].manifest.clone(), 0);
         assert_eq!((parsed.stripes, parsed.manifests.len()), (4, 2));
         assert!(
             parsed.get(&files[0].file_id).is_none(),
             "the oldest went first"
         );
         assert!(parsed.get(&files[2].file_id).is_some());
-        parsed.insert(files[2].file_id, files[2].manifest.clone());
+        parsed.insert(files[2].file_id, files[2].manifest.clone(), 0);
         assert_eq!(parsed.stripes, 4, "a repeat changes nothing");
         let large = file_of(6, 9)?;
-        parsed.insert(large.file_id, large.manifest.clone());
+        parsed.insert(large.file_id, large.manifest.clone(), 0);
         assert!(parsed.get(&large.file_id).is_none());
         assert_eq!(parsed.stripes, 4);
 
         let mut few = Parsed::new(2, 100);
         for file in &files {
-            few.insert(file.file_id, file.manifest.clone());
+            few.insert(file.file_id, file.manifest.clone(), 0);
         }
         assert_eq!((few.stripes, few.manifests.len()), (4, 2));
         assert!(few.get(&files[3].file_id).is_some());
+        Ok(())
+    }
+
+    /// A manifest read before a removal and offered after it is not kept: the removal
+    /// may have been of its own file, which the read would otherwise bring back.
+    #[test]
+    fn a_manifest_read_across_a_removal_is_not_kept() -> TestResult {
+        let (file, other) = (file_of(1, 1)?, file_of(1, 2)?);
+        let mut parsed = Parsed::default();
+        let removals = parsed.removals;
+        parsed.remove(&other.file_id);
+        parsed.insert(file.file_id, file.manifest.clone(), removals);
+        assert!(parsed.get(&file.file_id).is_none());
+        parsed.insert(file.file_id, file.manifest.clone(), parsed.removals);
+        assert!(parsed.get(&file.file_id).is_some());
         Ok(())
     }
 

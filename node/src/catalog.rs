@@ -187,11 +187,11 @@ const PARSED_MANIFESTS: usize = 1024;
 /// removal of its own file cannot bring it back.
 #[derive(Debug)]
 struct Parsed {
-    manifests: FifoMap<FileId, Arc<Manifest>>,
+    /// At most as many as the map was made for.
+    manifests: FifoMap<FileId, Manifest>,
     /// The stripes of the manifests kept, at most `most_stripes`.
     stripes: usize,
     most_stripes: usize,
-    most_manifests: usize,
     /// Files removed so far.
     removals: u64,
 }
@@ -208,13 +208,12 @@ impl Parsed {
             manifests: FifoMap::new(most_manifests),
             stripes: 0,
             most_stripes,
-            most_manifests,
             removals: 0,
         }
     }
 
     fn get(&self, id: &FileId) -> Option<Manifest> {
-        self.manifests.get(id).map(|m| Manifest::clone(m))
+        self.manifests.get(id).cloned()
     }
 
     /// Keeps `manifest`, read from the database when [`Self::removals`] was `removals`:
@@ -227,16 +226,14 @@ impl Parsed {
         {
             return;
         }
-        if self.manifests.len() == self.most_manifests {
-            self.pop_oldest();
-        }
-        while self.stripes + stripes > self.most_stripes {
+        // Room made here, so that the stripe count follows every manifest that leaves.
+        while self.manifests.is_full() || self.stripes + stripes > self.most_stripes {
             if !self.pop_oldest() {
                 break;
             }
         }
         self.stripes += stripes;
-        self.manifests.insert(id, Arc::new(manifest));
+        self.manifests.insert(id, manifest);
     }
 
     fn pop_oldest(&mut self) -> bool {

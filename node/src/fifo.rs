@@ -71,6 +71,11 @@ impl<K: Eq + Hash + Clone, V> FifoMap<K, V> {
         Some(value)
     }
 
+    /// Whether the map holds as many entries as it may.
+    pub(crate) fn is_full(&self) -> bool {
+        self.order.len() >= self.most
+    }
+
     /// How many entries are remembered.
     pub(crate) fn len(&self) -> usize {
         self.order.len()
@@ -109,5 +114,10 @@ mod tests {
         assert_eq!(map.pop_oldest(), Some((3, 30)));
         assert_eq!(map.pop_oldest(), Some((1, 11)));
         assert_eq!((map.pop_oldest(), map.len()), (None, 0));
+        for n in 0..5 {
+            assert!(!map.is_full());
+            map.insert(n, n);
+        }
+        assert!(map.is_full());
     }
 }

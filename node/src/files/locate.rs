@@ -341,7 +341,9 @@ impl Files {
         holders: &mut [[HolderList; TOTAL_SHARDS]],
         answered: &mut HashSet<PeerId>,
     ) {
-        let every: Vec<usize> = (0..ids.len()).collect();
+        // Put in the order each ask sorts its positions into, once: each sort then finds
+        // them sorted already (a linear pass), not one full sort per peer.
+        let (every, _) = ask_order((0..ids.len()).collect(), ids);
         let asks = peers.iter().map(|&peer| (peer, every.clone())).collect();
         self.ask_has_each(asks, ids, holders, answered).await;
     }
